@@ -1,0 +1,140 @@
+// The Relais object store: DICOM objects kept durably in LMDB as
+// zstd-compressed chunks plus one metadata row each. The on-disk format is
+// specified in store/FORMAT.md.
+//
+// Threads. A Store owns one writer thread (the only LMDB writer; it batches
+// many operations into one commit: group commit) and a small pool of
+// compression threads. Public methods may be called from any thread unless a
+// comment says otherwise. Completion callbacks run on the store's writer
+// thread: they must be quick and must not call back into the Store's
+// blocking methods (post to your own loop instead).
+//
+// Readers (List, Find, ReadObject) use LMDB read transactions and work from
+// another process while `relais serve` runs (open with read_only = true).
+#ifndef RELAIS_STORE_STORE_H_
+#define RELAIS_STORE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace relais::store {
+
+struct Options {
+  // Directory that holds the LMDB environment; created if missing.
+  std::string path;
+  // Upper bound of the store size in bytes (the LMDB map size). When a commit
+  // does not fit, the object is refused with ResourceExhausted.
+  // Default: 64 GiB.
+  uint64_t max_size = 64ull << 30;
+  // Open without the writer thread, for the CLI and other processes.
+  // Default: false.
+  bool read_only = false;
+  // zstd level for chunks; 0 stores chunks uncompressed. Negative levels are
+  // zstd's fast modes. Default: 1.
+  int compression_level = 1;
+  // Number of compression threads. Default: 2.
+  int compression_threads = 2;
+  // Raw bytes per chunk. Default: 1 MiB.
+  size_t chunk_size = 1 << 20;
+  // Most operations batched into one commit. Default: 256.
+  size_t max_batch = 256;
+};
+
+// One stored object. Strings are as received, padding removed.
+struct ObjectMeta {
+  uint64_t id = 0;  // assigned by the store, increasing
+  std::string sop_class_uid;
+  std::string sop_instance_uid;
+  std::string study_instance_uid;
+  std::string series_instance_uid;
+  std::string patient_id;
+  std::string modality;
+  std::string transfer_syntax_uid;  // of the stored data set bytes
+  uint64_t raw_size = 0;            // data set bytes as received
+  uint64_t stored_size = 0;         // bytes of all chunks on disk
+  uint32_t chunk_count = 0;
+  int64_t received_unix_ms = 0;
+  std::string calling_ae;
+  std::string called_ae;
+  std::string peer_address;  // "ip:port"
+  uint64_t checksum = 0;     // XXH3-64 of the raw data set bytes
+};
+
+// Called when an operation is durable (or failed). Runs on the writer thread.
+using DoneCallback = std::function<void(Status status, const ObjectMeta& meta)>;
+
+class Store;
+
+// Receives one object's data set bytes in order, then commits or aborts it.
+// Created by Store::NewObject(); used from one thread at a time. Chunks are
+// compressed and written (as a pending object) while the object streams in,
+// so memory stays bounded whatever the object size.
+class ObjectWriter {
+ public:
+  virtual ~ObjectWriter() = default;
+  // Appends data set bytes. Full chunks are handed to the store at once.
+  virtual void Append(std::span<const uint8_t> data) = 0;
+  // Bytes handed to the store and not yet committed. A producer should stop
+  // reading its input while this is above its budget (back-pressure); see
+  // Store::SetProgressCallback.
+  virtual uint64_t UncommittedBytes() const = 0;
+  // Flushes the last chunk and commits the object: its metadata, all its
+  // chunks and the SOP Instance UID index become durable in one commit
+  // (fsync'd) before `done` is called with OK. `meta.id`, sizes, chunk_count
+  // and checksum are filled in by the store. A previous object with the same
+  // SOP Instance UID is replaced in the same commit (see FORMAT.md).
+  // After Finish the writer must not be used again (it may be destroyed).
+  virtual void Finish(ObjectMeta meta, DoneCallback done) = 0;
+  // Drops the object and whatever of it was written. Safe to call instead
+  // of Finish at any time; the writer must not be used afterwards.
+  virtual void Abort() = 0;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the store at options.path. Checks the format
+  // version; removes partial objects left by a crash (read-write only).
+  static Result<std::unique_ptr<Store>> Open(const Options& options);
+
+  virtual ~Store() = default;  // drains pending operations, stops threads
+
+  // REQUIRES: opened read-write.
+  virtual std::unique_ptr<ObjectWriter> NewObject() = 0;
+
+  // Called (on the writer thread) after every commit; lets a producer that
+  // stopped for back-pressure resume. Set once, before use.
+  virtual void SetProgressCallback(std::function<void()> cb) = 0;
+
+  // Lists objects in id order; stop early by returning false.
+  virtual Status List(const std::function<bool(const ObjectMeta&)>& fn) const = 0;
+  // The object with this SOP Instance UID, or NotFound.
+  virtual Result<ObjectMeta> Find(const std::string& sop_instance_uid) const = 0;
+  // Streams the raw data set bytes of object `id` to `sink`, chunk by chunk,
+  // verifying the checksum at the end (Corruption if it differs).
+  virtual Status ReadObject(uint64_t id,
+                            const std::function<Status(std::span<const uint8_t>)>& sink) const = 0;
+  // Writes the object as a DICOM Part 10 file: preamble, "DICM", File Meta
+  // Information (transfer syntax, SOP class/instance, implementation UID),
+  // then the data set bytes exactly as received.
+  virtual Status ExportPart10(const std::string& sop_instance_uid, const std::string& out_path) const = 0;
+
+  struct Stats {
+    uint64_t objects = 0;
+    uint64_t raw_bytes = 0;
+    uint64_t stored_bytes = 0;
+    uint64_t commits = 0;  // since open
+    uint64_t map_used_bytes = 0;
+    uint64_t map_size = 0;
+  };
+  virtual Stats GetStats() const = 0;
+};
+
+}  // namespace relais::store
+
+#endif  // RELAIS_STORE_STORE_H_
