@@ -47,6 +47,9 @@ struct AppConfig {
   ListenerConfig listener;
   StoreConfig store;
   LogConfig log;
+  // [rules] path: the rule file(s) to load. Optional; a relative path is
+  // resolved against the config file's directory like store.path.
+  std::string rules_path;
 };
 
 // Reads and validates the appliance configuration. On failure the Status is

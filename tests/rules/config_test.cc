@@ -1,0 +1,415 @@
+// Tests for the appliance configuration loader (rules/rules.h).
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "rules/rules.h"
+
+namespace relais::rules {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Returns the error message of a failed parse (fails the test on success).
+std::string ErrorOf(const std::string& text) {
+  Result<AppConfig> r = ParseAppConfig(text, "relais.toml");
+  EXPECT_FALSE(r.ok()) << "parsed although it should not:\n" << text;
+  if (r.ok()) return "";
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+  return r.status().message();
+}
+
+constexpr char kMinimal[] =
+    "[listener]\n"
+    "ae_title = \"RELAIS\"\n"
+    "[store]\n"
+    "path = \"/var/lib/relais\"\n";
+
+TEST(ConfigTest, FullFileParses) {
+  const std::string text =
+      "# Relais appliance\n"
+      "[listener]\n"
+      "ae_title = \"RELAIS_SCP\"\n"
+      "host = \"::1\"\n"
+      "port = 104\n"
+      "max_associations = 32\n"
+      "max_pdu = 65536\n"
+      "artim_timeout_s = 10\n"
+      "idle_timeout_s = 600\n"
+      "accept_unknown_sop_classes = false\n"
+      "\n"
+      "[store]\n"
+      "path = \"/srv/relais\"\n"
+      "max_size = \"10 MiB\"\n"
+      "compression_level = -3\n"
+      "compression_threads = 4\n"
+      "\n"
+      "[log]\n"
+      "level = \"debug\"\n"
+      "\n"
+      "[rules]\n"
+      "path = \"/etc/relais/rules.toml\"\n";
+  Result<AppConfig> r = ParseAppConfig(text, "/etc/relais/relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const AppConfig& c = *r;
+  EXPECT_EQ(c.source_path, "/etc/relais/relais.toml");
+  EXPECT_EQ(c.listener.ae_title, "RELAIS_SCP");
+  EXPECT_EQ(c.listener.host, "::1");
+  EXPECT_EQ(c.listener.port, 104);
+  EXPECT_EQ(c.listener.max_associations, 32u);
+  EXPECT_EQ(c.listener.max_pdu, 65536u);
+  EXPECT_EQ(c.listener.artim_timeout_s, 10u);
+  EXPECT_EQ(c.listener.idle_timeout_s, 600u);
+  EXPECT_FALSE(c.listener.accept_unknown_sop_classes);
+  EXPECT_EQ(c.store.path, "/srv/relais");
+  EXPECT_EQ(c.store.max_size, 10u << 20);
+  EXPECT_EQ(c.store.compression_level, -3);
+  EXPECT_EQ(c.store.compression_threads, 4);
+  EXPECT_EQ(c.log.level, "debug");
+  EXPECT_EQ(c.rules_path, "/etc/relais/rules.toml");
+}
+
+TEST(ConfigTest, MinimalFileGetsDefaults) {
+  Result<AppConfig> r = ParseAppConfig(kMinimal, "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const AppConfig& c = *r;
+  ListenerConfig defaults;
+  EXPECT_EQ(c.listener.ae_title, "RELAIS");
+  EXPECT_EQ(c.listener.host, defaults.host);
+  EXPECT_EQ(c.listener.port, defaults.port);
+  EXPECT_EQ(c.listener.max_pdu, defaults.max_pdu);
+  EXPECT_EQ(c.store.max_size, 64ull << 30);
+  EXPECT_EQ(c.store.compression_level, 1);
+  EXPECT_EQ(c.log.level, "info");
+  EXPECT_EQ(c.rules_path, "");
+}
+
+TEST(ConfigTest, SizesAcceptUnits) {
+  struct Case {
+    const char* value;
+    uint64_t bytes;
+  } cases[] = {
+      {"1048576", 1048576},
+      {"\"64GiB\"", 64ull << 30},
+      {"\"500MB\"", 500'000'000},
+      {"\"10 MiB\"", 10ull << 20},
+      {"\"2tib\"", 2ull << 40},
+      {"\"1.5 GiB\"", (3ull << 30) / 2},
+      {"\"2000000 B\"", 2000000},
+  };
+  for (const Case& c : cases) {
+    std::string text = std::string(kMinimal) + "max_size = " + c.value + "\n";
+    Result<AppConfig> r = ParseAppConfig(text, "relais.toml");
+    ASSERT_TRUE(r.ok()) << c.value << ": " << r.status().ToString();
+    EXPECT_EQ(r->store.max_size, c.bytes) << c.value;
+  }
+}
+
+TEST(ConfigTest, BadSizesAreRejected) {
+  // Line 5 is the max_size line; the value starts at column 12.
+  for (const char* v : {"\"64 GiBs\"", "\"GiB\"", "\"-5MB\"", "\"1.5 B\"", "\"99999999999999999999\"",
+                        "\"20000000 TiB\""}) {
+    std::string err = ErrorOf(std::string(kMinimal) + "max_size = " + v + "\n");
+    EXPECT_THAT(err, HasSubstr("relais.toml:5:12: store.max_size must be a size")) << v;
+  }
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "max_size = 1000\n"),
+            "relais.toml:5:12: store.max_size must be at least 1048576 bytes (1MiB), got 1000");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "max_size = -1\n"),
+            "relais.toml:5:12: store.max_size must be at least 1048576 bytes (1MiB), got -1");
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "max_size = 1.5\n"),
+              HasSubstr("relais.toml:5:12: store.max_size must be an integer (bytes) or a size string"));
+}
+
+TEST(ConfigTest, UnknownKeySuggestsClosest) {
+  const std::string text =
+      "[listener]\n"
+      "ae_title = \"RELAIS\"\n"
+      "  max_pud = 65536\n"
+      "[store]\n"
+      "path = \"/x\"\n";
+  EXPECT_EQ(ErrorOf(text), "relais.toml:3:3: unknown key 'max_pud' in [listener], did you mean 'max_pdu'?");
+}
+
+TEST(ConfigTest, UnknownKeyFarFromAnyListsKnownKeys) {
+  std::string err = ErrorOf(std::string(kMinimal) + "zzzzzzzzzzzz = 1\n");
+  EXPECT_THAT(err, HasSubstr("relais.toml:5:1: unknown key 'zzzzzzzzzzzz' in [store] (known: path, max_size, "));
+}
+
+TEST(ConfigTest, UnknownTableSuggestsClosest) {
+  std::string err = ErrorOf(std::string(kMinimal) + "[lgo]\nlevel = \"info\"\n");
+  EXPECT_EQ(err, "relais.toml:5:2: unknown table [lgo], did you mean 'log'?");
+}
+
+TEST(ConfigTest, WrongTypeNamesKeyAndTypes) {
+  const std::string text =
+      "[listener]\n"
+      "ae_title = \"RELAIS\"\n"
+      "port = \"104\"\n"
+      "[store]\n"
+      "path = \"/x\"\n";
+  EXPECT_EQ(ErrorOf(text), "relais.toml:3:8: listener.port must be an integer, got string");
+}
+
+TEST(ConfigTest, EveryWrongTypeIsReported) {
+  const std::string text =
+      "[listener]\n"
+      "ae_title = 5\n"                        // 2:12
+      "host = 127\n"                          // 3:8
+      "accept_unknown_sop_classes = \"yes\"\n"  // 4:30
+      "[store]\n"
+      "path = [\"/x\"]\n"                     // 6:8
+      "compression_level = 1.0\n"             // 7:21
+      "[log]\n"
+      "level = true\n";                       // 9:9
+  EXPECT_EQ(ErrorOf(text),
+            "relais.toml:2:12: listener.ae_title must be a string, got integer\n"
+            "relais.toml:3:8: listener.host must be a string, got integer\n"
+            "relais.toml:4:30: listener.accept_unknown_sop_classes must be a boolean, got string\n"
+            "relais.toml:6:8: store.path must be a string, got array\n"
+            "relais.toml:7:21: store.compression_level must be an integer, got float\n"
+            "relais.toml:9:9: log.level must be a string, got boolean");
+}
+
+TEST(ConfigTest, OutOfRangeNamesKeyAndRange) {
+  struct Case {
+    const char* line;
+    const char* message;
+  } cases[] = {
+      {"port = 0", "relais.toml:3:8: listener.port must be between 1 and 65535, got 0"},
+      {"port = 70000", "relais.toml:3:8: listener.port must be between 1 and 65535, got 70000"},
+      {"max_associations = 10001",
+       "relais.toml:3:20: listener.max_associations must be between 1 and 10000, got 10001"},
+      {"max_pdu = 4095", "relais.toml:3:11: listener.max_pdu must be between 4096 and 16777216, got 4095"},
+      {"max_pdu = 16777217",
+       "relais.toml:3:11: listener.max_pdu must be between 4096 and 16777216, got 16777217"},
+      {"artim_timeout_s = 0", "relais.toml:3:19: listener.artim_timeout_s must be between 1 and 3600, got 0"},
+      {"idle_timeout_s = 86401",
+       "relais.toml:3:18: listener.idle_timeout_s must be between 1 and 86400, got 86401"},
+      {"port = -9223372036854775808",
+       "relais.toml:3:8: listener.port must be between 1 and 65535, got -9223372036854775808"},
+  };
+  for (const Case& c : cases) {
+    std::string text = std::string("[listener]\nae_title = \"A\"\n") + c.line + "\n[store]\npath = \"/x\"\n";
+    EXPECT_EQ(ErrorOf(text), c.message) << c.line;
+  }
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "compression_level = 20\n"),
+            "relais.toml:5:21: store.compression_level must be between -7 and 19, got 20");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "compression_level = -8\n"),
+            "relais.toml:5:21: store.compression_level must be between -7 and 19, got -8");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "compression_threads = 65\n"),
+            "relais.toml:5:23: store.compression_threads must be between 1 and 64, got 65");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[log]\nlevel = \"warning\"\n"),
+            "relais.toml:6:9: log.level must be one of debug, info, warn, error, got 'warning', "
+            "did you mean 'warn'?");
+}
+
+TEST(ConfigTest, AeTitleRules) {
+  struct Case {
+    const char* value;
+    const char* why;  // nullptr: valid
+  } cases[] = {
+      {"\"A\"", nullptr},
+      {"\"SIXTEEN_CHARS_AE\"", nullptr},
+      {"\" AE WITH SPACE\"", nullptr},
+      {"\"\"", "must be 1-16 characters, got 0"},
+      {"\"SEVENTEEN_CHARS_A\"", "must be 1-16 characters, got 17"},
+      {"\"A\\\\B\"", "must not contain a backslash"},
+      {"\"A\\tB\"", "must contain only printable ASCII characters"},
+      {"\"A\\u00e9\"", "must contain only printable ASCII characters"},
+      {"\"    \"", "must not be all spaces"},
+  };
+  for (const Case& c : cases) {
+    std::string text = std::string("[listener]\nae_title = ") + c.value + "\n[store]\npath = \"/x\"\n";
+    Result<AppConfig> r = ParseAppConfig(text, "relais.toml");
+    if (c.why == nullptr) {
+      EXPECT_TRUE(r.ok()) << c.value << ": " << r.status().ToString();
+    } else {
+      ASSERT_FALSE(r.ok()) << c.value;
+      EXPECT_EQ(r.status().message(), std::string("relais.toml:2:12: listener.ae_title ") + c.why + " (PS3.5 AE)")
+          << c.value;
+    }
+  }
+}
+
+TEST(ConfigTest, HostMustBeIpLiteral) {
+  for (const char* ok : {"0.0.0.0", "127.0.0.1", "::", "fe80::1", "::ffff:10.0.0.1"}) {
+    std::string text = std::string(kMinimal) + "[log]\n";
+    text = std::string("[listener]\nae_title = \"A\"\nhost = \"") + ok + "\"\n[store]\npath = \"/x\"\n";
+    EXPECT_TRUE(ParseAppConfig(text, "relais.toml").ok()) << ok;
+  }
+  for (const char* bad : {"localhost", "256.1.1.1", "1.2.3", "", "10.0.0.1:104", "[::1]"}) {
+    std::string text = std::string("[listener]\nae_title = \"A\"\nhost = \"") + bad + "\"\n[store]\npath = \"/x\"\n";
+    EXPECT_THAT(ErrorOf(text), HasSubstr("relais.toml:3:8: listener.host must be an IPv4 or IPv6 literal"))
+        << bad;
+  }
+}
+
+TEST(ConfigTest, MissingRequiredKeyPointsAtItsTable) {
+  const std::string text =
+      "[log]\n"
+      "level = \"info\"\n"
+      "\n"
+      "[listener]\n"
+      "port = 104\n"
+      "[store]\n"
+      "path = \"/x\"\n";
+  EXPECT_EQ(ErrorOf(text), "relais.toml:4:1: missing required key 'ae_title' in [listener]");
+}
+
+TEST(ConfigTest, MissingRequiredTableIsReported) {
+  EXPECT_EQ(ErrorOf("[listener]\nae_title = \"A\"\n"), "relais.toml:1:1: missing required table [store]");
+}
+
+TEST(ConfigTest, NonTableSectionIsReported) {
+  EXPECT_EQ(ErrorOf("log = \"debug\"\n" + std::string(kMinimal)),
+            "relais.toml:1:7: log must be a table, got string");
+}
+
+TEST(ConfigTest, SeveralErrorsAreAllReportedInFileOrder) {
+  const std::string text =
+      "[listener]\n"
+      "ae_title = \"THIS_AE_TITLE_IS_TOO_LONG\"\n"
+      "port = 0\n"
+      "max_pud = 1\n"
+      "[store]\n"
+      "compression_level = \"fast\"\n"
+      "[lgo]\n";
+  EXPECT_EQ(ErrorOf(text),
+            "relais.toml:2:12: listener.ae_title must be 1-16 characters, got 25 (PS3.5 AE)\n"
+            "relais.toml:3:8: listener.port must be between 1 and 65535, got 0\n"
+            "relais.toml:4:1: unknown key 'max_pud' in [listener], did you mean 'max_pdu'?\n"
+            "relais.toml:5:1: missing required key 'path' in [store]\n"
+            "relais.toml:6:21: store.compression_level must be an integer, got string\n"
+            "relais.toml:7:2: unknown table [lgo], did you mean 'log'?");
+}
+
+TEST(ConfigTest, RelativePathsResolveAgainstConfigDirectory) {
+  const std::string text =
+      "[listener]\nae_title = \"A\"\n[store]\npath = \"data/store\"\n[rules]\npath = \"../rules.toml\"\n";
+  Result<AppConfig> r = ParseAppConfig(text, "/etc/relais/relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->store.path, "/etc/relais/data/store");
+  EXPECT_EQ(r->rules_path, "/etc/rules.toml");
+  // No directory in the name: relative to the working directory, unchanged.
+  r = ParseAppConfig(text, "relais.toml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->store.path, "data/store");
+}
+
+TEST(ConfigTest, RulesTableRejectsUnknownKeys) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[rules]\npaht = \"r.toml\"\n"),
+            "relais.toml:5:1: missing required key 'path' in [rules]\n"
+            "relais.toml:6:1: unknown key 'paht' in [rules], did you mean 'path'?");
+}
+
+// Malformed TOML: a clean error at the parser's position, never a crash.
+TEST(ConfigTest, UnterminatedStringIsAParseError) {
+  std::string err = ErrorOf("[listener]\nae_title = \"RELAIS\n[store]\n");
+  EXPECT_THAT(err, testing::StartsWith("relais.toml:2:"));
+}
+
+TEST(ConfigTest, TruncatedFilesAreCleanErrors) {
+  const std::string full = std::string(kMinimal) + "[log]\nlevel = \"info\"\n";
+  for (size_t n = 0; n < full.size(); ++n) {
+    Result<AppConfig> r = ParseAppConfig(full.substr(0, n), "relais.toml");
+    if (!r.ok()) {
+      EXPECT_THAT(r.status().message(), testing::StartsWith("relais.toml:")) << n;
+    }
+  }
+}
+
+TEST(ConfigTest, BinaryGarbageIsACleanError) {
+  std::string garbage;
+  uint32_t x = 12345;
+  for (int i = 0; i < 4096; ++i) {
+    x = x * 1103515245 + 12345;
+    garbage += static_cast<char>(x >> 24);
+  }
+  garbage[100] = '\0';
+  EXPECT_THAT(ErrorOf(garbage), testing::MatchesRegex("relais\\.toml:[0-9]+:[0-9]+: .+"));
+}
+
+TEST(ConfigTest, FiveMegabyteFileIsRefused) {
+  std::string big(5 << 20, '#');
+  EXPECT_THAT(ErrorOf(big), HasSubstr("relais.toml:1:1: file is too large (5242880 bytes"));
+}
+
+TEST(ConfigTest, LargeCommentBlockBelowLimitStillParses) {
+  std::string text = std::string(kMinimal);
+  for (int i = 0; i < 20000; ++i) text += "# filler comment line\n";
+  EXPECT_TRUE(ParseAppConfig(text, "relais.toml").ok());
+}
+
+TEST(ConfigTest, DeeplyNestedArraysAreACleanError) {
+  std::string text = "x = " + std::string(10000, '[') + std::string(10000, ']') + "\n";
+  EXPECT_THAT(ErrorOf(text), testing::MatchesRegex("relais\\.toml:1:[0-9]+: .+"));
+}
+
+TEST(ConfigTest, DeeplyNestedInlineTablesAreACleanError) {
+  std::string text = "x = ";
+  for (int i = 0; i < 10000; ++i) text += "{a=";
+  text += "1";
+  for (int i = 0; i < 10000; ++i) text += "}";
+  EXPECT_THAT(ErrorOf(text + "\n"), testing::MatchesRegex("relais\\.toml:1:[0-9]+: .+"));
+}
+
+TEST(ConfigTest, TenThousandNestedTableHeadersAreACleanError) {
+  std::string header = "[a";
+  for (int i = 0; i < 10000; ++i) header += ".a";
+  std::string err = ErrorOf(std::string(kMinimal) + header + "]\nx = 1\n");
+  EXPECT_THAT(err, HasSubstr("relais.toml:5:2: unknown table [a]"));
+}
+
+class ConfigFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("relais_config_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ConfigFileTest, LoadsFileAndResolvesStorePath) {
+  std::string path = (dir_ / "relais.toml").string();
+  std::ofstream(path) << "[listener]\nae_title = \"A\"\n[store]\npath = \"store\"\n";
+  Result<AppConfig> r = LoadAppConfig(path);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->source_path, path);
+  EXPECT_EQ(r->store.path, (dir_ / "store").string());
+}
+
+TEST_F(ConfigFileTest, ErrorsNameTheFile) {
+  std::string path = (dir_ / "relais.toml").string();
+  std::ofstream(path) << "[listener]\nae_title = \"A\"\nport = 0\n[store]\npath = \"store\"\n";
+  Result<AppConfig> r = LoadAppConfig(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), path + ":3:8: listener.port must be between 1 and 65535, got 0");
+}
+
+TEST_F(ConfigFileTest, MissingFileIsAClearError) {
+  std::string path = (dir_ / "nope.toml").string();
+  Result<AppConfig> r = LoadAppConfig(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsNotFound());
+  EXPECT_EQ(r.status().message(),
+            "cannot open configuration file '" + path + "': No such file or directory");
+}
+
+TEST_F(ConfigFileTest, FiveMegabyteFileOnDiskIsRefused) {
+  std::string path = (dir_ / "big.toml").string();
+  std::ofstream(path) << std::string(5 << 20, 'x');
+  Result<AppConfig> r = LoadAppConfig(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr(path + ":1:1: file is too large"));
+}
+
+}  // namespace
+}  // namespace relais::rules
