@@ -1,0 +1,193 @@
+// A thin wrapper over the LMDB C API. LMDB return codes become Status here,
+// once; the rest of store/ never sees an int error code.
+//
+// Internal to store/ (and its tests); not part of the public API.
+#ifndef RELAIS_STORE_LMDB_ENV_H_
+#define RELAIS_STORE_LMDB_ENV_H_
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+
+namespace relais::store {
+
+// MDB_SUCCESS -> OK; MDB_NOTFOUND -> NotFound; MDB_MAP_FULL -> ResourceExhausted;
+// MDB_CORRUPTED / MDB_PAGE_NOTFOUND / MDB_INVALID -> Corruption; the rest -> IOError.
+// `what` names the operation ("mdb_put chunks").
+Status LmdbStatus(int rc, std::string_view what);
+
+// Views over LMDB values. The bytes are valid until the transaction ends
+// (or, in a write transaction, until the next write).
+inline MDB_val ToVal(std::span<const uint8_t> b) {
+  return MDB_val{b.size(), const_cast<uint8_t*>(b.data())};
+}
+inline MDB_val ToVal(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+inline std::span<const uint8_t> FromVal(const MDB_val& v) {
+  return {static_cast<const uint8_t*>(v.mv_data), v.mv_size};
+}
+
+// On-disk format version, stored in `meta` under kMetaFormatVersion as a
+// u32 little-endian. Bump on any incompatible change (FORMAT.md).
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr char kMetaFormatVersion[] = "format_version";
+inline constexpr char kMetaNextId[] = "next_id";
+inline constexpr char kMetaRawBytes[] = "raw_bytes";
+inline constexpr char kMetaStoredBytes[] = "stored_bytes";
+
+// The named databases of format version 1 (see FORMAT.md).
+struct Dbis {
+  MDB_dbi meta = 0;
+  MDB_dbi objects = 0;
+  MDB_dbi chunks = 0;
+  MDB_dbi uid = 0;
+  MDB_dbi pending = 0;
+};
+
+// Owns an MDB_env. Opened with MDB_NOTLS so that read transactions may move
+// between threads; never with MDB_NOSYNC / MDB_NOMETASYNC: every commit is
+// fsync'd.
+class Txn;
+
+class LmdbEnv {
+ public:
+  LmdbEnv() = default;
+  ~LmdbEnv();
+  LmdbEnv(const LmdbEnv&) = delete;
+  LmdbEnv& operator=(const LmdbEnv&) = delete;
+
+  // Opens the environment in directory `path` (created, with parents, when
+  // !read_only). `map_size` is ignored when read_only (the size recorded in
+  // the file is used). Read-write opens create the named databases when
+  // missing; a read-only open of a store never created is NotFound.
+  Status Open(const std::string& path, uint64_t map_size, bool read_only);
+
+  MDB_env* env() const { return env_; }
+  const Dbis& dbis() const { return dbis_; }
+  bool read_only() const { return read_only_; }
+
+  // Begins a transaction; retries once after adopting a map size grown by
+  // another process (MDB_MAP_RESIZED).
+  Status Begin(bool write, MDB_txn** txn) const;
+
+ private:
+  // Reads the format version (writing it on a fresh read-write store);
+  // InvalidArgument naming both versions when it differs.
+  Status CheckFormatVersion(Txn& txn, const std::string& path);
+
+  MDB_env* env_ = nullptr;
+  Dbis dbis_;
+  bool read_only_ = false;
+};
+
+// RAII transaction: aborted on destruction unless committed.
+class Txn {
+ public:
+  Txn() = default;
+  ~Txn() { Abort(); }
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+  Status Begin(const LmdbEnv& env, bool write) {
+    Abort();
+    return env.Begin(write, &txn_);
+  }
+  Status Commit() {
+    int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr;  // freed by LMDB whatever the outcome
+    return LmdbStatus(rc, "mdb_txn_commit");
+  }
+  void Abort() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+    txn_ = nullptr;
+  }
+  MDB_txn* get() const { return txn_; }
+
+  // Get: NotFound when absent. The returned bytes live until the txn ends.
+  Status Get(MDB_dbi dbi, MDB_val key, std::span<const uint8_t>* value) const;
+  Status Put(MDB_dbi dbi, MDB_val key, MDB_val value, unsigned flags = 0);
+  // Delete: OK when the key was absent too.
+  Status Del(MDB_dbi dbi, MDB_val key);
+
+ private:
+  MDB_txn* txn_ = nullptr;
+};
+
+// RAII cursor.
+class Cursor {
+ public:
+  Cursor() = default;
+  ~Cursor() {
+    if (cursor_ != nullptr) mdb_cursor_close(cursor_);
+  }
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+  Status Open(const Txn& txn, MDB_dbi dbi) {
+    return LmdbStatus(mdb_cursor_open(txn.get(), dbi, &cursor_), "mdb_cursor_open");
+  }
+  // Positions with `op`; NotFound at the end.
+  Status Get(MDB_val* key, MDB_val* value, MDB_cursor_op op) {
+    return LmdbStatus(mdb_cursor_get(cursor_, key, value, op), "mdb_cursor_get");
+  }
+  Status DelCurrent() { return LmdbStatus(mdb_cursor_del(cursor_, 0), "mdb_cursor_del"); }
+
+ private:
+  MDB_cursor* cursor_ = nullptr;
+};
+
+// Big-endian keys sort numerically under LMDB's default memcmp order.
+inline void PutBe64(uint8_t* p, uint64_t v) {
+  for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<uint8_t>(v);
+}
+inline void PutBe32(uint8_t* p, uint32_t v) {
+  for (int i = 3; i >= 0; --i, v >>= 8) p[i] = static_cast<uint8_t>(v);
+}
+inline uint64_t GetBe64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+}
+inline uint32_t GetBe32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | p[i];
+  return v;
+}
+inline void PutLe32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i, v >>= 8) p[i] = static_cast<uint8_t>(v);
+}
+inline uint32_t GetLe32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+inline void PutLe64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i, v >>= 8) p[i] = static_cast<uint8_t>(v);
+}
+inline uint64_t GetLe64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// Keys of format version 1 (FORMAT.md).
+struct IdKey {
+  explicit IdKey(uint64_t id) { PutBe64(bytes, id); }
+  MDB_val val() { return MDB_val{sizeof(bytes), bytes}; }
+  uint8_t bytes[8];
+};
+struct ChunkKey {
+  ChunkKey(uint64_t id, uint32_t index) {
+    PutBe64(bytes, id);
+    PutBe32(bytes + 8, index);
+  }
+  MDB_val val() { return MDB_val{sizeof(bytes), bytes}; }
+  uint8_t bytes[12];
+};
+
+}  // namespace relais::store
+
+#endif  // RELAIS_STORE_LMDB_ENV_H_

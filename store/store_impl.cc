@@ -1,0 +1,332 @@
+// Store::Open and the read-write / read-only Store implementation.
+#include <xxhash.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "store/chunk_codec.h"
+#include "store/compression_pool.h"
+#include "store/lmdb_env.h"
+#include "store/meta_codec.h"
+#include "store/part10.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+namespace relais::store {
+namespace {
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// An object whose chunks are in the compression pool. Shared by its
+// ObjectWriter and the pool jobs; the terminal operation (commit or drop) is
+// queued to the writer after the last chunk, so the writer applies them in
+// that order.
+struct ObjectState {
+  explicit ObjectState(uint64_t id_in) : id(id_in), uncommitted(std::make_shared<std::atomic<uint64_t>>(0)) {}
+  const uint64_t id;
+  const std::shared_ptr<std::atomic<uint64_t>> uncommitted;
+
+  std::mutex mu;
+  uint32_t outstanding = 0;    // chunks in the pool; guarded by mu
+  uint64_t stored_size = 0;    // guarded by mu
+  bool aborted = false;        // guarded by mu
+  bool has_terminal = false;   // guarded by mu
+  WriteOp terminal;            // guarded by mu
+};
+
+class StoreImpl;
+
+class ObjectWriterImpl final : public ObjectWriter {
+ public:
+  ObjectWriterImpl(Writer* writer, CompressionPool* pool, size_t chunk_size)
+      : writer_(writer),
+        pool_(pool),
+        chunk_size_(chunk_size == 0 ? 1 : chunk_size),
+        state_(std::make_shared<ObjectState>(writer->NewId())),
+        hash_(XXH3_createState()) {
+    XXH3_64bits_reset(hash_);
+  }
+  ~ObjectWriterImpl() override {
+    if (!finished_) Abort();
+    XXH3_freeState(hash_);
+  }
+
+  void Append(std::span<const uint8_t> data) override {
+    if (finished_) return;
+    XXH3_64bits_update(hash_, data.data(), data.size());
+    raw_size_ += data.size();
+    while (!data.empty()) {
+      if (buffer_.capacity() < chunk_size_) buffer_.reserve(chunk_size_);
+      size_t n = std::min(data.size(), chunk_size_ - buffer_.size());
+      buffer_.insert(buffer_.end(), data.begin(), data.begin() + n);
+      data = data.subspan(n);
+      if (buffer_.size() == chunk_size_) SubmitChunk();
+    }
+  }
+
+  uint64_t UncommittedBytes() const override { return state_->uncommitted->load(); }
+
+  void Finish(ObjectMeta meta, DoneCallback done) override {
+    if (finished_) return;
+    finished_ = true;
+    if (!buffer_.empty()) SubmitChunk();
+    meta.id = state_->id;
+    meta.raw_size = raw_size_;
+    meta.chunk_count = next_index_;
+    meta.checksum = XXH3_64bits_digest(hash_);
+    if (meta.received_unix_ms == 0) meta.received_unix_ms = NowUnixMs();
+    WriteOp op;
+    op.type = WriteOp::Type::kCommit;
+    op.id = state_->id;
+    op.meta = std::move(meta);
+    op.done = std::move(done);
+    SetTerminal(std::move(op), /*abort=*/false);
+  }
+
+  void Abort() override {
+    if (finished_) return;
+    finished_ = true;
+    buffer_.clear();
+    WriteOp op;
+    op.type = WriteOp::Type::kDrop;
+    op.id = state_->id;
+    SetTerminal(std::move(op), /*abort=*/true);
+  }
+
+ private:
+  void SubmitChunk() {
+    uint32_t index = next_index_++;
+    state_->uncommitted->fetch_add(buffer_.size());
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      ++state_->outstanding;
+    }
+    Writer* writer = writer_;
+    pool_->Submit([writer, state = state_, index, raw = std::move(buffer_)](ChunkCompressor& c) {
+      bool skip;
+      {
+        std::lock_guard<std::mutex> lock(state->mu);
+        skip = state->aborted;
+      }
+      WriteOp op;
+      op.type = WriteOp::Type::kChunk;
+      op.id = state->id;
+      op.index = index;
+      op.raw_bytes = raw.size();
+      op.uncommitted = state->uncommitted;
+      if (!skip) op.value = c.Encode(raw);
+      std::lock_guard<std::mutex> lock(state->mu);
+      --state->outstanding;
+      if (state->aborted) {
+        state->uncommitted->fetch_sub(op.raw_bytes);
+      } else {
+        state->stored_size += op.value.size();
+        writer->Enqueue(std::move(op));
+      }
+      if (state->outstanding == 0 && state->has_terminal) {
+        state->has_terminal = false;
+        state->terminal.meta.stored_size = state->stored_size;
+        writer->Enqueue(std::move(state->terminal));
+      }
+    });
+    buffer_ = std::vector<uint8_t>();
+  }
+
+  void SetTerminal(WriteOp op, bool abort) {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (abort) state_->aborted = true;
+    if (state_->outstanding == 0) {
+      op.meta.stored_size = state_->stored_size;
+      writer_->Enqueue(std::move(op));
+    } else {
+      state_->terminal = std::move(op);
+      state_->has_terminal = true;
+    }
+  }
+
+  Writer* const writer_;
+  CompressionPool* const pool_;
+  const size_t chunk_size_;
+  const std::shared_ptr<ObjectState> state_;
+  XXH3_state_t* const hash_;
+  std::vector<uint8_t> buffer_;
+  uint32_t next_index_ = 0;
+  uint64_t raw_size_ = 0;
+  bool finished_ = false;
+};
+
+class StoreImpl final : public Store {
+ public:
+  explicit StoreImpl(const Options& options) : options_(options) {}
+
+  ~StoreImpl() override {
+    // Order matters: the pool feeds the writer, the writer uses the env.
+    if (pool_) pool_->Stop();
+    if (writer_) writer_->Stop();
+  }
+
+  Status Init() {
+    RELAIS_RETURN_IF_ERROR(env_.Open(options_.path, options_.max_size, options_.read_only));
+    if (options_.read_only) return Status::OK();
+    writer_ = std::make_unique<Writer>(&env_, options_.max_batch);
+    RELAIS_RETURN_IF_ERROR(writer_->Init());
+    pool_ = std::make_unique<CompressionPool>(options_.compression_threads, options_.compression_level);
+    writer_->Start();
+    return Status::OK();
+  }
+
+  std::unique_ptr<ObjectWriter> NewObject() override {
+    assert(!options_.read_only && "NewObject on a read-only store");
+    return std::make_unique<ObjectWriterImpl>(writer_.get(), pool_.get(), options_.chunk_size);
+  }
+
+  void SetProgressCallback(std::function<void()> cb) override {
+    if (writer_) writer_->SetProgressCallback(std::move(cb));
+  }
+
+  Status List(const std::function<bool(const ObjectMeta&)>& fn) const override {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    Cursor c;
+    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().objects));
+    MDB_val k, v;
+    for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+      RELAIS_RETURN_IF_ERROR(s);
+      ObjectMeta m;
+      RELAIS_RETURN_IF_ERROR(DecodeMeta(FromVal(v), &m));
+      if (!fn(m)) break;
+    }
+    return Status::OK();
+  }
+
+  Result<ObjectMeta> Find(const std::string& sop_instance_uid) const override {
+    if (sop_instance_uid.empty()) return Status::NotFound("empty SOP Instance UID");
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    std::span<const uint8_t> id;
+    Status s = txn.Get(env_.dbis().uid, ToVal(std::string_view(sop_instance_uid)), &id);
+    if (s.IsNotFound()) return Status::NotFound("no object with SOP Instance UID " + sop_instance_uid);
+    RELAIS_RETURN_IF_ERROR(s);
+    if (id.size() != 8) return Status::Corruption("uid row of " + sop_instance_uid + " is not 8 bytes");
+    return GetMeta(txn, GetBe64(id.data()));
+  }
+
+  Status ReadObject(uint64_t id, const std::function<Status(std::span<const uint8_t>)>& sink) const override {
+    ObjectMeta meta;
+    {
+      Txn txn;
+      RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+      Result<ObjectMeta> m = GetMeta(txn, id);
+      if (!m.ok()) return m.status();
+      meta = std::move(m.value());
+    }
+    XXH3_state_t* hash = XXH3_createState();
+    std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hash_owner(hash, XXH3_freeState);
+    XXH3_64bits_reset(hash);
+    uint64_t total = 0;
+    std::vector<uint8_t> chunk;
+    for (uint32_t i = 0; i < meta.chunk_count; ++i) {
+      // One short read transaction per chunk: a slow sink (a WAN peer) must
+      // not pin old pages and make the file grow while it reads.
+      Txn txn;
+      RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+      ChunkKey key(id, i);
+      std::span<const uint8_t> value;
+      Status s = txn.Get(env_.dbis().chunks, key.val(), &value);
+      if (s.IsNotFound()) {
+        IdKey ik(id);
+        std::span<const uint8_t> unused;
+        if (txn.Get(env_.dbis().objects, ik.val(), &unused).IsNotFound()) {
+          return Status::NotFound("object " + std::to_string(id) + " was replaced while being read");
+        }
+        return Status::Corruption("object " + std::to_string(id) + ": chunk " + std::to_string(i) + " missing");
+      }
+      RELAIS_RETURN_IF_ERROR(s);
+      s = DecodeChunk(value, meta.raw_size - total, &chunk);
+      if (!s.ok()) {
+        return Status::Corruption("object " + std::to_string(id) + " chunk " + std::to_string(i) + ": " +
+                                  s.message());
+      }
+      txn.Abort();
+      total += chunk.size();
+      XXH3_64bits_update(hash, chunk.data(), chunk.size());
+      RELAIS_RETURN_IF_ERROR(sink(std::span<const uint8_t>(chunk)));
+    }
+    if (total != meta.raw_size) {
+      return Status::Corruption("object " + std::to_string(id) + ": chunks hold " + std::to_string(total) +
+                                " bytes, record says " + std::to_string(meta.raw_size));
+    }
+    if (XXH3_64bits_digest(hash) != meta.checksum) {
+      return Status::Corruption("object " + std::to_string(id) + " (" + meta.sop_instance_uid +
+                                "): checksum mismatch");
+    }
+    return Status::OK();
+  }
+
+  Status ExportPart10(const std::string& sop_instance_uid, const std::string& out_path) const override {
+    Result<ObjectMeta> meta = Find(sop_instance_uid);
+    if (!meta.ok()) return meta.status();
+    uint64_t id = meta->id;
+    return WritePart10(
+        *meta, [this, id](const std::function<Status(std::span<const uint8_t>)>& sink) { return ReadObject(id, sink); },
+        out_path);
+  }
+
+  Stats GetStats() const override {
+    Stats st;
+    if (writer_) st.commits = writer_->commits();
+    MDB_envinfo info;
+    MDB_stat env_stat;
+    if (mdb_env_info(env_.env(), &info) == MDB_SUCCESS && mdb_env_stat(env_.env(), &env_stat) == MDB_SUCCESS) {
+      st.map_size = info.me_mapsize;
+      st.map_used_bytes = (static_cast<uint64_t>(info.me_last_pgno) + 1) * env_stat.ms_psize;
+    }
+    Txn txn;
+    if (!txn.Begin(env_, false).ok()) return st;
+    MDB_stat db_stat;
+    if (mdb_stat(txn.get(), env_.dbis().objects, &db_stat) == MDB_SUCCESS) st.objects = db_stat.ms_entries;
+    std::span<const uint8_t> v;
+    if (txn.Get(env_.dbis().meta, ToVal(std::string_view(kMetaRawBytes)), &v).ok() && v.size() == 8) {
+      st.raw_bytes = GetLe64(v.data());
+    }
+    if (txn.Get(env_.dbis().meta, ToVal(std::string_view(kMetaStoredBytes)), &v).ok() && v.size() == 8) {
+      st.stored_bytes = GetLe64(v.data());
+    }
+    return st;
+  }
+
+ private:
+  Result<ObjectMeta> GetMeta(const Txn& txn, uint64_t id) const {
+    IdKey key(id);
+    std::span<const uint8_t> record;
+    Status s = txn.Get(env_.dbis().objects, key.val(), &record);
+    if (s.IsNotFound()) return Status::NotFound("no object with id " + std::to_string(id));
+    RELAIS_RETURN_IF_ERROR(s);
+    ObjectMeta m;
+    RELAIS_RETURN_IF_ERROR(DecodeMeta(record, &m));
+    return m;
+  }
+
+  const Options options_;
+  LmdbEnv env_;
+  std::unique_ptr<Writer> writer_;
+  std::unique_ptr<CompressionPool> pool_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
+  if (options.path.empty()) return Status::InvalidArgument("store path is empty");
+  auto store = std::make_unique<StoreImpl>(options);
+  RELAIS_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace relais::store

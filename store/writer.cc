@@ -1,0 +1,308 @@
+#include "store/writer.h"
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "base/log.h"
+#include "store/meta_codec.h"
+
+namespace relais::store {
+namespace {
+
+// PS3.5 9.1: a UID is at most 64 characters.
+constexpr size_t kMaxUidLength = 64;
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// ResourceExhausted stays (the store is full); anything else is an I/O error
+// as far as the producer is concerned.
+Status ForClient(const Status& s) {
+  if (s.ok() || s.IsResourceExhausted()) return s;
+  return Status::IOError(s.message());
+}
+
+Status GetU64(Txn& txn, MDB_dbi dbi, const char* key, uint64_t* v) {
+  std::span<const uint8_t> b;
+  Status s = txn.Get(dbi, ToVal(std::string_view(key)), &b);
+  if (s.IsNotFound()) {
+    *v = 0;
+    return Status::OK();
+  }
+  RELAIS_RETURN_IF_ERROR(s);
+  if (b.size() != 8) return Status::Corruption(std::string("meta '") + key + "' is not 8 bytes");
+  *v = GetLe64(b.data());
+  return Status::OK();
+}
+
+Status PutU64(Txn& txn, MDB_dbi dbi, const char* key, uint64_t v) {
+  uint8_t b[8];
+  PutLe64(b, v);
+  return txn.Put(dbi, ToVal(std::string_view(key)), ToVal(std::span<const uint8_t>(b)));
+}
+
+}  // namespace
+
+Writer::Writer(const LmdbEnv* env, size_t max_batch) : env_(env), max_batch_(max_batch == 0 ? 1 : max_batch) {}
+
+Writer::~Writer() { Stop(); }
+
+Status Writer::Init() {
+  RELAIS_RETURN_IF_ERROR(Recover());
+  Txn txn;
+  RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/false));
+  const Dbis& d = env_->dbis();
+  uint64_t next = 0;
+  RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaNextId, &next));
+  RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaRawBytes, &totals_.raw_bytes));
+  RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaStoredBytes, &totals_.stored_bytes));
+  // Never reuse an id that is on disk, whatever `next_id` says.
+  for (MDB_dbi dbi : {d.objects, d.chunks}) {
+    Cursor c;
+    RELAIS_RETURN_IF_ERROR(c.Open(txn, dbi));
+    MDB_val k, v;
+    Status s = c.Get(&k, &v, MDB_LAST);
+    if (s.ok() && k.mv_size >= 8) next = std::max(next, GetBe64(static_cast<const uint8_t*>(k.mv_data)) + 1);
+    if (!s.ok() && !s.IsNotFound()) return s;
+  }
+  next_id_ = std::max<uint64_t>(next, 1);
+  return Status::OK();
+}
+
+Status Writer::Recover() {
+  Txn txn;
+  RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/true));
+  std::vector<uint64_t> ids;
+  {
+    Cursor c;
+    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_->dbis().pending));
+    MDB_val k, v;
+    for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+      RELAIS_RETURN_IF_ERROR(s);
+      if (k.mv_size != 8) return Status::Corruption("pending key is not 8 bytes");
+      ids.push_back(GetBe64(static_cast<const uint8_t*>(k.mv_data)));
+    }
+  }
+  if (ids.empty()) return Status::OK();
+  for (uint64_t id : ids) RELAIS_RETURN_IF_ERROR(DropObject(txn, id));
+  RELAIS_RETURN_IF_ERROR(txn.Commit());
+  RLOG_INFO("store: removed %zu partial object(s) left by an interrupted run", ids.size());
+  return Status::OK();
+}
+
+void Writer::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void Writer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  stopped_ = true;
+}
+
+void Writer::Enqueue(WriteOp op) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopped_) {
+      queue_.push_back(std::move(op));
+      cv_.notify_one();
+      return;
+    }
+  }
+  Release(op);
+  if (op.type == WriteOp::Type::kCommit && op.done) op.done(Status::Unavailable("store is closed"), op.meta);
+}
+
+void Writer::Run() {
+  std::vector<WriteOp> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) break;  // stopping and drained
+      batch.clear();
+      for (auto& op : deferred_) batch.push_back(std::move(op));
+      deferred_.clear();
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    ApplyBatch(batch);
+    if (progress_) progress_();
+  }
+}
+
+void Writer::ApplyBatch(std::vector<WriteOp>& ops) {
+  Status s = TryCommit(ops);
+  if (s.ok()) return;
+  if (ops.size() == 1) {
+    FailOne(ops[0], s);
+    return;
+  }
+  // One op made the whole transaction fail (typically MDB_MAP_FULL): nothing
+  // of it was written. Retry the operations one by one so that only the ones
+  // that do not fit are refused.
+  RLOG_WARN("store: batch of %zu operations failed (%s); retrying them one by one", ops.size(),
+            s.ToString().c_str());
+  for (auto& op : ops) {
+    std::vector<WriteOp> one;
+    one.push_back(std::move(op));
+    Status s1 = TryCommit(one);
+    if (!s1.ok()) FailOne(one[0], s1);
+  }
+}
+
+void Writer::FailOne(WriteOp& op, const Status& s) {
+  Status client = ForClient(s);
+  switch (op.type) {
+    case WriteOp::Type::kChunk:
+      // Its other chunks may be on disk: the object's Finish/Abort drops them.
+      failed_.emplace(op.id, client);
+      Release(op);
+      break;
+    case WriteOp::Type::kCommit: {
+      RLOG_WARN("store: object %s not stored: %s", op.meta.sop_instance_uid.c_str(), client.ToString().c_str());
+      WriteOp drop;
+      drop.type = WriteOp::Type::kDrop;
+      drop.id = op.id;
+      deferred_.push_back(std::move(drop));
+      if (op.done) op.done(client, op.meta);
+      break;
+    }
+    case WriteOp::Type::kDrop:
+      // Keep trying with later batches; a restart's recovery also removes it.
+      deferred_.push_back(std::move(op));
+      break;
+  }
+}
+
+void Writer::Release(WriteOp& op) {
+  if (op.uncommitted && op.raw_bytes != 0) op.uncommitted->fetch_sub(op.raw_bytes);
+  op.raw_bytes = 0;
+}
+
+Status Writer::TryCommit(std::vector<WriteOp>& ops) {
+  Effects fx;
+  fx.totals = totals_;
+  Txn txn;
+  RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/true));
+  for (auto& op : ops) RELAIS_RETURN_IF_ERROR(ApplyOp(txn, op, &fx));
+  const Dbis& d = env_->dbis();
+  RELAIS_RETURN_IF_ERROR(PutU64(txn, d.meta, kMetaNextId, next_id_.load()));
+  RELAIS_RETURN_IF_ERROR(PutU64(txn, d.meta, kMetaRawBytes, fx.totals.raw_bytes));
+  RELAIS_RETURN_IF_ERROR(PutU64(txn, d.meta, kMetaStoredBytes, fx.totals.stored_bytes));
+  RELAIS_RETURN_IF_ERROR(txn.Commit());  // fsync: from here on it is durable
+  commits_.fetch_add(1);
+  totals_ = fx.totals;
+  for (uint64_t id : fx.resolved_failures) failed_.erase(id);
+  for (auto& op : ops) Release(op);
+  for (auto& c : fx.completions) {
+    if (c.op->done) c.op->done(c.status, c.op->meta);
+  }
+  return Status::OK();
+}
+
+Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
+  const Dbis& d = env_->dbis();
+  IdKey id_key(op.id);
+  switch (op.type) {
+    case WriteOp::Type::kChunk: {
+      if (failed_.count(op.id) != 0) return Status::OK();  // the object is lost anyway
+      std::span<const uint8_t> unused;
+      Status s = txn.Get(d.pending, id_key.val(), &unused);
+      if (s.IsNotFound()) {
+        uint8_t start[8];
+        PutLe64(start, static_cast<uint64_t>(NowUnixMs()));
+        RELAIS_RETURN_IF_ERROR(txn.Put(d.pending, id_key.val(), ToVal(std::span<const uint8_t>(start))));
+      } else {
+        RELAIS_RETURN_IF_ERROR(s);
+      }
+      ChunkKey key(op.id, op.index);
+      return txn.Put(d.chunks, key.val(), ToVal(op.value));
+    }
+    case WriteOp::Type::kDrop: {
+      if (failed_.count(op.id) != 0) fx->resolved_failures.push_back(op.id);
+      return DropObject(txn, op.id);
+    }
+    case WriteOp::Type::kCommit:
+      break;
+  }
+
+  ObjectMeta& m = op.meta;
+  auto failed = failed_.find(op.id);
+  Status refusal;
+  if (failed != failed_.end()) {
+    refusal = failed->second;
+    fx->resolved_failures.push_back(op.id);
+  } else if (m.sop_instance_uid.empty() || m.sop_instance_uid.size() > kMaxUidLength) {
+    refusal = Status::InvalidArgument("SOP Instance UID must have 1 to 64 characters, got " +
+                                      std::to_string(m.sop_instance_uid.size()));
+  }
+  if (!refusal.ok()) {
+    RELAIS_RETURN_IF_ERROR(DropObject(txn, op.id));
+    fx->completions.push_back({&op, refusal});
+    return Status::OK();
+  }
+
+  // Last received wins (FORMAT.md): an older object with this UID goes.
+  MDB_val uid_key = ToVal(std::string_view(m.sop_instance_uid));
+  std::span<const uint8_t> old_id_bytes;
+  Status s = txn.Get(d.uid, uid_key, &old_id_bytes);
+  if (s.ok()) {
+    if (old_id_bytes.size() != 8) return Status::Corruption("uid row is not 8 bytes");
+    uint64_t old_id = GetBe64(old_id_bytes.data());
+    if (old_id == op.id) return Status::Internal("object committed twice");
+    IdKey old_key(old_id);
+    std::span<const uint8_t> old_record;
+    Status so = txn.Get(d.objects, old_key.val(), &old_record);
+    if (so.ok()) {
+      ObjectMeta old;
+      if (DecodeMeta(old_record, &old).ok()) {
+        fx->totals.raw_bytes -= std::min(fx->totals.raw_bytes, old.raw_size);
+        fx->totals.stored_bytes -= std::min(fx->totals.stored_bytes, old.stored_size);
+      }
+      RELAIS_RETURN_IF_ERROR(txn.Del(d.objects, old_key.val()));
+    } else if (!so.IsNotFound()) {
+      return so;
+    }
+    RELAIS_RETURN_IF_ERROR(DropObject(txn, old_id));
+  } else if (!s.IsNotFound()) {
+    return s;
+  }
+
+  std::vector<uint8_t> record = EncodeMeta(m);
+  RELAIS_RETURN_IF_ERROR(txn.Put(d.objects, id_key.val(), ToVal(record)));
+  RELAIS_RETURN_IF_ERROR(txn.Put(d.uid, uid_key, id_key.val()));
+  RELAIS_RETURN_IF_ERROR(txn.Del(d.pending, id_key.val()));
+  fx->totals.raw_bytes += m.raw_size;
+  fx->totals.stored_bytes += m.stored_size;
+  fx->completions.push_back({&op, Status::OK()});
+  return Status::OK();
+}
+
+Status Writer::DropObject(Txn& txn, uint64_t id) {
+  const Dbis& d = env_->dbis();
+  Cursor c;
+  RELAIS_RETURN_IF_ERROR(c.Open(txn, d.chunks));
+  ChunkKey first(id, 0);
+  MDB_val k = first.val(), v;
+  for (Status s = c.Get(&k, &v, MDB_SET_RANGE); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+    RELAIS_RETURN_IF_ERROR(s);
+    if (k.mv_size != 12 || GetBe64(static_cast<const uint8_t*>(k.mv_data)) != id) break;
+    // After a delete the cursor sits on the next item; MDB_NEXT returns it.
+    RELAIS_RETURN_IF_ERROR(c.DelCurrent());
+  }
+  IdKey key(id);
+  return txn.Del(d.pending, key.val());
+}
+
+}  // namespace relais::store
