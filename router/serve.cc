@@ -1,0 +1,95 @@
+// relais::router::Serve: wiring of config, store, loop, listener and signals.
+#include <signal.h>
+#include <uv.h>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include "base/log.h"
+#include "router/router.h"
+#include "router/server.h"
+#include "store/store.h"
+
+namespace relais::router {
+namespace {
+
+struct SignalCtx {
+  Server* server;
+  uv_signal_t sigint;
+  uv_signal_t sigterm;
+  bool stopping = false;
+};
+
+void CloseSignals(SignalCtx* ctx) {
+  uv_close(reinterpret_cast<uv_handle_t*>(&ctx->sigint), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ctx->sigterm), nullptr);
+}
+
+void OnStopSignal(uv_signal_t* h, int signum) noexcept {
+  auto* ctx = static_cast<SignalCtx*>(h->data);
+  if (ctx->stopping) return;
+  ctx->stopping = true;
+  RLOG_INFO("event=stopping signal=%s: no new associations; open ones are aborted, nothing unacknowledged is kept",
+            signum == SIGINT ? "SIGINT" : "SIGTERM");
+  ctx->server->Shutdown();
+  CloseSignals(ctx);
+}
+
+}  // namespace
+
+Status Serve(const rules::AppConfig& config) {
+  signal(SIGPIPE, SIG_IGN);
+  // DCMTK logs to stderr on its own (e.g. "skipping rest of dataset" at
+  // every Pixel Data); we log what matters ourselves, one line per event.
+  OFLog::configure(OFLogger::ERROR_LOG_LEVEL);
+  store::Options so;
+  so.path = config.store.path;
+  so.max_size = config.store.max_size;
+  so.compression_level = config.store.compression_level;
+  so.compression_threads = config.store.compression_threads;
+  Result<std::unique_ptr<store::Store>> opened = store::Store::Open(so);
+  if (!opened.ok()) {
+    return opened.status();
+  }
+  std::unique_ptr<store::Store> store = std::move(*opened);
+
+  ScpSettings settings;
+  settings.ae_title = config.listener.ae_title;
+  settings.max_pdu = config.listener.max_pdu;
+  settings.max_associations = config.listener.max_associations;
+  settings.artim_timeout_ms = uint64_t{config.listener.artim_timeout_s} * 1000;
+  settings.idle_timeout_ms = uint64_t{config.listener.idle_timeout_s} * 1000;
+  settings.accept.accept_unknown_sop_classes = config.listener.accept_unknown_sop_classes;
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  Status result;
+  {
+    Server server(&loop, store.get(), settings);
+    store->SetProgressCallback([&server] { server.Post([&server] { server.ResumePaused(); }); });
+    SignalCtx sig{&server, {}, {}};
+    uv_signal_init(&loop, &sig.sigint);
+    uv_signal_init(&loop, &sig.sigterm);
+    sig.sigint.data = &sig;
+    sig.sigterm.data = &sig;
+    result = server.Listen(config.listener.host, config.listener.port);
+    if (result.ok()) {
+      uv_signal_start(&sig.sigint, &OnStopSignal, SIGINT);
+      uv_signal_start(&sig.sigterm, &OnStopSignal, SIGTERM);
+      RLOG_INFO("event=listening ae=%s address=%s:%u store=%s max_pdu=%u max_associations=%u",
+                settings.ae_title.c_str(), config.listener.host.c_str(), config.listener.port,
+                config.store.path.c_str(), settings.max_pdu, settings.max_associations);
+    } else {
+      server.Shutdown();
+      CloseSignals(&sig);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    store.reset();  // drains pending commits; their completions go nowhere
+  }
+  int rc = uv_loop_close(&loop);
+  if (rc != 0) RLOG_WARN("event=loop-close-failed reason=\"%s\"", uv_strerror(rc));
+  if (result.ok()) RLOG_INFO("event=stopped");
+  return result;
+}
+
+}  // namespace relais::router

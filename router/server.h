@@ -1,0 +1,95 @@
+// Server: the libuv loop that owns the DICOM listener, every accepted
+// association, the signal handlers, and the bridge from store threads back
+// to the loop. Internal to router/.
+//
+// Thread: everything runs on the loop thread except Post(), which any
+// thread may call.
+#ifndef RELAIS_ROUTER_SERVER_H_
+#define RELAIS_ROUTER_SERVER_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/status.h"
+#include "router/presentation.h"
+#include "rules/rules.h"
+#include "store/store.h"
+
+namespace relais::router {
+
+class ScpAssociation;
+
+// Settings an association needs, copied from the config at start.
+struct ScpSettings {
+  std::string ae_title;
+  uint32_t max_pdu = 262144;
+  uint32_t max_associations = 64;
+  uint64_t artim_timeout_ms = 30000;
+  uint64_t idle_timeout_ms = 300000;
+  ul::AcceptPolicy accept;
+  // An association stops reading its socket while more than this many bytes
+  // of its objects wait to be committed (back-pressure).
+  uint64_t max_uncommitted_bytes = 16u << 20;
+};
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, store::Store* store, ScpSettings settings);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens on host:port. Loop thread.
+  Status Listen(const std::string& host, uint16_t port);
+  // Stops accepting, aborts every association, closes every handle; the
+  // loop then runs out of work. Loop thread.
+  void Shutdown();
+
+  // Runs `fn` on the loop thread soon. Any thread.
+  void Post(std::function<void()> fn);
+
+  store::Store* store() { return store_; }
+  const ScpSettings& settings() const { return settings_; }
+  uv_loop_t* loop() { return loop_; }
+  size_t association_count() const { return associations_.size(); }
+  // Associations accepted and not yet closed (for max_associations).
+  uint32_t established_count() const { return established_; }
+  void OnEstablished(int delta) { established_ += delta; }
+
+  // Association bookkeeping (loop thread).
+  ScpAssociation* FindAssociation(uint64_t id);
+  // Store progress: let associations paused for back-pressure read again.
+  void ResumePaused();
+  void OnAssociationClosed(uint64_t id);
+
+ private:
+  static void OnConnection(uv_stream_t* server, int status) noexcept;
+  static void OnAsync(uv_async_t* handle) noexcept;
+  void Accept();
+  void RunPosted();
+
+  uv_loop_t* loop_;
+  store::Store* store_;
+  ScpSettings settings_;
+  uv_tcp_t listener_;
+  bool listening_ = false;
+  uv_async_t async_;
+  bool shutting_down_ = false;
+  bool async_closed_ = false;  // guarded by posted_mu_
+  uint32_t established_ = 0;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<ScpAssociation>> associations_;
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;
+};
+
+}  // namespace relais::router
+
+#endif  // RELAIS_ROUTER_SERVER_H_
