@@ -52,8 +52,8 @@ Writer::Writer(const LmdbEnv* env, size_t max_batch) : env_(env), max_batch_(max
 Writer::~Writer() { Stop(); }
 
 Status Writer::Init() {
-  RELAIS_RETURN_IF_ERROR(Recover());
-  Txn txn;
+  {
+    Txn txn;
   RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/false));
   const Dbis& d = env_->dbis();
   uint64_t next = 0;
@@ -61,7 +61,7 @@ Status Writer::Init() {
   RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaRawBytes, &totals_.raw_bytes));
   RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaStoredBytes, &totals_.stored_bytes));
   // Never reuse an id that is on disk, whatever `next_id` says.
-  for (MDB_dbi dbi : {d.objects, d.chunks}) {
+  for (MDB_dbi dbi : {d.objects, d.chunks, d.pending}) {
     Cursor c;
     RELAIS_RETURN_IF_ERROR(c.Open(txn, dbi));
     MDB_val k, v;
@@ -70,7 +70,8 @@ Status Writer::Init() {
     if (!s.ok() && !s.IsNotFound()) return s;
   }
   next_id_ = std::max<uint64_t>(next, 1);
-  return Status::OK();
+  }
+  return Recover();
 }
 
 Status Writer::Recover() {
@@ -261,6 +262,14 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
     if (old_id_bytes.size() != 8) return Status::Corruption("uid row is not 8 bytes");
     uint64_t old_id = GetBe64(old_id_bytes.data());
     if (old_id == op.id) return Status::Internal("object committed twice");
+    if (old_id > op.id) {
+      // The stored object started arriving after this one (two associations
+      // sent the same UID at once): it is the later one and it stays. This
+      // one is acknowledged, being superseded, and not kept.
+      RELAIS_RETURN_IF_ERROR(DropObject(txn, op.id));
+      fx->completions.push_back({&op, Status::OK()});
+      return Status::OK();
+    }
     IdKey old_key(old_id);
     std::span<const uint8_t> old_record;
     Status so = txn.Get(d.objects, old_key.val(), &old_record);
