@@ -1,0 +1,345 @@
+// HeaderParser: see dataset_header.h.
+#include "router/dataset_header.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <vector>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcdict.h>
+#include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcvr.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+
+namespace relais::dicom {
+namespace {
+
+constexpr uint32_t kUndefinedLength = 0xFFFFFFFF;
+constexpr uint64_t kNoEnd = ~uint64_t{0};
+
+// LengthGuard follows the element structure of the bytes just before DCMTK
+// reads them (PS3.5 7.1 data elements, 7.5 nesting, A.4 encapsulation) and
+// only looks at tags, VRs and lengths. It exists because DCMTK 3.6.7, reading
+// from a DcmInputBufferStream that is not at its end, allocates an element's
+// declared value length as soon as it has read the length field (a 0xFFFFFFF0
+// length costs a 4 GiB allocation; the "larger than remaining bytes" check
+// only fires at end of stream). The guard refuses any declared length that
+// cannot fit in what is left of the header budget, before DCMTK sees it.
+// Values are skipped, never copied; it is not a second parser of values.
+class LengthGuard {
+ public:
+  LengthGuard(bool implicit_vr, bool big_endian, uint64_t budget)
+      : implicit_(implicit_vr), big_endian_(big_endian), budget_(budget) {}
+
+  // Scans the next bytes. Returns an empty string, or why the data set is
+  // refused. Once Pixel Data (or any later top-level tag) is reached, the
+  // rest is ignored, as DCMTK stops there too.
+  std::string Scan(const uint8_t* p, size_t n) {
+    size_t i = 0;
+    while (i < n && !stopped_) {
+      if (skip_ > 0) {
+        size_t k = static_cast<size_t>(std::min<uint64_t>(skip_, n - i));
+        skip_ -= k, i += k, pos_ += k;
+        continue;
+      }
+      while (hdr_len_ == 0 && !stack_.empty() && stack_.back().end == pos_) stack_.pop_back();
+      if (hdr_len_ == 0 && !stack_.empty() && stack_.back().end < pos_) {
+        return "data set cannot be parsed: an element runs past the end of its item or sequence at byte " +
+               std::to_string(pos_);
+      }
+      size_t need = HeaderSize();
+      size_t k = std::min(need - hdr_len_, n - i);
+      std::copy(p + i, p + i + k, hdr_ + hdr_len_);
+      hdr_len_ += k, i += k, pos_ += k;
+      if (hdr_len_ < need) continue;
+      if (need != HeaderSize()) continue;  // learnt the VR: needs 12 bytes
+      std::string err = OnHeader();
+      hdr_len_ = 0;
+      if (!err.empty()) return err;
+    }
+    return {};
+  }
+
+ private:
+  enum class Kind { kSequence, kItem, kEncapsulated };
+  struct Container {
+    Kind kind;
+    uint64_t end;  // kNoEnd: undefined length, ends with a delimiter
+    bool implicit;
+  };
+
+  bool Implicit() const { return stack_.empty() ? implicit_ : stack_.back().implicit; }
+  uint16_t U16(size_t at) const {
+    return big_endian_ ? static_cast<uint16_t>(hdr_[at] << 8 | hdr_[at + 1])
+                       : static_cast<uint16_t>(hdr_[at + 1] << 8 | hdr_[at]);
+  }
+  uint32_t U32(size_t at) const {
+    return big_endian_ ? (uint32_t{U16(at)} << 16 | U16(at + 2)) : (uint32_t{U16(at + 2)} << 16 | U16(at));
+  }
+  bool IsItemTag() const { return hdr_len_ >= 2 && U16(0) == 0xFFFE; }
+  // PS3.5 7.1.2: explicit VR elements with these VRs have a 2-byte reserved
+  // field and a 4-byte length (DCMTK's own table decides).
+  bool LongVr() const {
+    char vr[3] = {static_cast<char>(hdr_[4]), static_cast<char>(hdr_[5]), 0};
+    return DcmVR(vr).usesExtendedLengthEncoding();
+  }
+  size_t HeaderSize() const {
+    if (hdr_len_ < 6 || IsItemTag() || Implicit()) return 8;  // PS3.5 7.5: items are always tag + 4-byte length
+    return LongVr() ? 12 : 8;
+  }
+  std::string TooLong(uint32_t g, uint32_t e, uint64_t len) const {
+    char tag[16];
+    snprintf(tag, sizeof(tag), "(%04X,%04X)", g, e);
+    return "data set cannot be parsed: element " + std::string(tag) + " at byte " +
+           std::to_string(pos_ - hdr_len_) + " declares " + std::to_string(len) +
+           " bytes, more than the header may hold (" + std::to_string(budget_) + " bytes)";
+  }
+  bool Fits(uint32_t len) const { return len <= budget_ && pos_ <= budget_ - len; }
+
+  std::string OnHeader() {
+    const uint16_t g = U16(0), e = U16(2);
+    const uint64_t start = pos_ - hdr_len_;
+    if (g == 0xFFFE) {
+      const uint32_t len = U32(4);
+      if (e == 0xE000) {  // Item
+        if (stack_.empty() || stack_.back().kind == Kind::kItem) {
+          return "data set cannot be parsed: item tag outside a sequence at byte " + std::to_string(start);
+        }
+        if (stack_.back().kind == Kind::kEncapsulated) {  // PS3.5 A.4: opaque fragment
+          if (len == kUndefinedLength || !Fits(len)) return TooLong(g, e, len);
+          skip_ = len;
+          return {};
+        }
+        if (len == kUndefinedLength) {
+          stack_.push_back({Kind::kItem, kNoEnd, Implicit()});
+        } else {
+          if (!Fits(len)) return TooLong(g, e, len);
+          stack_.push_back({Kind::kItem, pos_ + len, Implicit()});
+        }
+        return {};
+      }
+      if (e == 0xE00D || e == 0xE0DD) {  // Item / Sequence Delimitation Item
+        Kind want = e == 0xE00D ? Kind::kItem : Kind::kSequence;
+        if (!stack_.empty() && stack_.back().end == kNoEnd &&
+            (stack_.back().kind == want || (want == Kind::kSequence && stack_.back().kind == Kind::kEncapsulated))) {
+          stack_.pop_back();
+        }
+        // Otherwise DCMTK tolerates or rejects a stray delimiter; nothing to allocate.
+        return {};
+      }
+      return "data set cannot be parsed: unexpected tag (FFFE," + std::to_string(e) + ") at byte " +
+             std::to_string(start);
+    }
+    if (!stack_.empty() && stack_.back().kind != Kind::kItem) {
+      return "data set cannot be parsed: element inside a sequence but outside an item at byte " +
+             std::to_string(start);
+    }
+    if (stack_.empty() && (uint32_t{g} << 16 | e) >= 0x7FE00010u) {
+      stopped_ = true;  // readUntilTag stops at Pixel Data (7FE0,0010) or any higher tag
+      return {};
+    }
+    bool implicit = Implicit();
+    bool sq = false, un = false;
+    uint32_t len;
+    if (implicit) {
+      len = U32(4);
+    } else {
+      sq = hdr_[4] == 'S' && hdr_[5] == 'Q';
+      un = hdr_[4] == 'U' && hdr_[5] == 'N';
+      len = hdr_len_ == 12 ? U32(8) : U16(6);
+    }
+    if (len == kUndefinedLength) {
+      bool pixel_data = g == 0x7FE0 && e == 0x0010;
+      if (sq || (implicit && !pixel_data) || (un && !pixel_data)) {
+        // An undefined-length UN is read as an implicit VR sequence (CP-246).
+        stack_.push_back({Kind::kSequence, kNoEnd, implicit || un});
+      } else {
+        stack_.push_back({Kind::kEncapsulated, kNoEnd, implicit});
+      }
+      return {};
+    }
+    if (!Fits(len)) return TooLong(g, e, len);
+    if (sq) {
+      stack_.push_back({Kind::kSequence, pos_ + len, implicit});
+    } else {
+      skip_ = len;  // a defined-length value; its contents need no guard
+    }
+    return {};
+  }
+
+  bool implicit_;
+  bool big_endian_;
+  uint64_t budget_;
+  uint64_t pos_ = 0;   // bytes scanned
+  uint64_t skip_ = 0;  // value bytes still to skip
+  uint8_t hdr_[12];
+  size_t hdr_len_ = 0;
+  bool stopped_ = false;
+  std::vector<Container> stack_;
+};
+
+}  // namespace
+
+struct HeaderParser::Impl {
+  Impl(const std::string& ts_uid, size_t max_bytes) : max_header_bytes(max_bytes) {
+    DcmXfer x(ts_uid.c_str());
+    xfer = x.getXfer();
+    // PS3.5 A.5: a deflated data set is raw deflate (RFC 1951) of an explicit
+    // VR little endian one. We inflate it here, so the guard sees the same
+    // bytes as DCMTK, and DCMTK reads plain explicit VR little endian.
+    if (xfer != EXS_Unknown && x.getStreamCompression() == ESC_zlib) {
+      deflated = true;
+      xfer = EXS_LittleEndianExplicit;
+    }
+  }
+  ~Impl() {
+    if (zinit) inflateEnd(&z);
+  }
+
+  void Fail(std::string why) {
+    done = true;
+    error = std::move(why);
+  }
+  void Process(const uint8_t* p, size_t n, bool last);
+  void Inflate(const uint8_t* p, size_t n, bool last);
+
+  E_TransferSyntax xfer = EXS_Unknown;
+  size_t max_header_bytes;
+  bool deflated = false;
+  std::unique_ptr<LengthGuard> guard;
+  DcmDataset dataset;
+  DcmInputBufferStream stream;
+  uint64_t fed = 0;       // bytes given to Feed
+  uint64_t processed = 0;  // (inflated) bytes given to DCMTK
+  bool started = false;
+  bool done = false;
+  std::string error;  // empty: no error
+  z_stream z{};
+  bool zinit = false;
+  std::vector<uint8_t> zout;
+};
+
+HeaderParser::HeaderParser(const std::string& transfer_syntax_uid, size_t max_header_bytes)
+    : impl_(std::make_unique<Impl>(transfer_syntax_uid, max_header_bytes)) {
+  Impl& s = *impl_;
+  if (s.xfer == EXS_Unknown) {
+    s.Fail("unknown transfer syntax '" + transfer_syntax_uid + "'");
+    return;
+  }
+  if (!dcmDataDict.isDictionaryLoaded()) {
+    s.Fail("DCMTK data dictionary is not loaded (check DCMDICTPATH)");
+    return;
+  }
+  DcmXfer x(s.xfer);
+  s.guard = std::make_unique<LengthGuard>(!x.isExplicitVR(), x.isBigEndian(), max_header_bytes);
+  if (s.deflated) {
+    if (inflateInit2(&s.z, -MAX_WBITS) != Z_OK) {
+      s.Fail("cannot initialise zlib");
+      return;
+    }
+    s.zinit = true;
+    s.zout.resize(64 * 1024);
+  }
+}
+
+HeaderParser::~HeaderParser() = default;
+
+void HeaderParser::Feed(std::span<const uint8_t> data, bool last) {
+  Impl& s = *impl_;
+  if (s.done) return;
+  s.fed += data.size();
+  if (s.deflated) {
+    s.Inflate(data.data(), data.size(), last);
+  } else {
+    s.Process(data.data(), data.size(), last);
+  }
+}
+
+void HeaderParser::Impl::Inflate(const uint8_t* p, size_t n, bool last) {
+  z.next_in = const_cast<Bytef*>(p);
+  z.avail_in = static_cast<uInt>(n);
+  for (;;) {
+    z.next_out = zout.data();
+    z.avail_out = static_cast<uInt>(zout.size());
+    int rc = inflate(&z, Z_NO_FLUSH);
+    size_t produced = zout.size() - z.avail_out;
+    bool end = rc == Z_STREAM_END;
+    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+      Fail(std::string("data set cannot be parsed: deflate stream is corrupt: ") + (z.msg ? z.msg : "zlib error"));
+      return;
+    }
+    bool input_left = z.avail_in > 0 && !end;
+    bool more = input_left || z.avail_out == 0;
+    Process(zout.data(), produced, last && (end || !more));
+    if (done) return;
+    if (end || !more) break;
+    if (produced == 0 && rc == Z_BUF_ERROR) break;  // needs more input
+  }
+  if (last && !done) Fail("data set cannot be parsed: deflate stream is truncated");
+}
+
+void HeaderParser::Impl::Process(const uint8_t* p, size_t n, bool last) {
+  if (done || (n == 0 && !last)) return;
+  processed += n;
+  if (std::string err = guard->Scan(p, n); !err.empty()) {
+    Fail(std::move(err));
+    return;
+  }
+  if (!started) {
+    dataset.transferInit();
+    started = true;
+  }
+  if (n > 0) stream.setBuffer(p, static_cast<offile_off_t>(n));
+  if (last) stream.setEos();
+  OFCondition cond = dataset.readUntilTag(stream, xfer, EGL_noChange, DCM_MaxReadLength, DCM_PixelData);
+  if (n > 0) stream.releaseBuffer();
+  if (cond.good()) {
+    done = true;
+    dataset.transferEnd();
+  } else if (cond == EC_StreamNotifyClient) {
+    if (last) {
+      Fail("data set cannot be parsed: it ends inside an element (truncated)");
+    } else if (processed > max_header_bytes) {
+      Fail("data set header larger than " + std::to_string(max_header_bytes) + " bytes");
+    } else if (!stream.good()) {
+      Fail(std::string("data set cannot be parsed: ") + stream.status().text());
+    }
+  } else {
+    Fail(std::string("data set cannot be parsed: ") + cond.text());
+  }
+}
+
+bool HeaderParser::done() const { return impl_->done; }
+
+uint64_t HeaderParser::bytes_fed() const { return impl_->fed; }
+
+DcmDataset* HeaderParser::dataset() { return &impl_->dataset; }
+
+Result<HeaderInfo> HeaderParser::result() const {
+  const Impl& s = *impl_;
+  if (!s.done) return Status::Internal("HeaderParser::result() before done()");
+  if (!s.error.empty()) return Status::InvalidArgument(s.error);
+  DcmDataset& ds = const_cast<DcmDataset&>(s.dataset);
+  auto get = [&](const DcmTagKey& tag) {
+    OFString v;
+    if (ds.findAndGetOFString(tag, v).bad()) return std::string();
+    return std::string(v.c_str(), v.length());
+  };
+  HeaderInfo info;
+  info.sop_class_uid = get(DCM_SOPClassUID);
+  info.sop_instance_uid = get(DCM_SOPInstanceUID);
+  info.study_instance_uid = get(DCM_StudyInstanceUID);
+  info.series_instance_uid = get(DCM_SeriesInstanceUID);
+  info.patient_id = get(DCM_PatientID);
+  info.modality = get(DCM_Modality);
+  if (info.sop_class_uid.empty()) return Status::InvalidArgument("data set has no SOP Class UID (0008,0016)");
+  if (info.sop_instance_uid.empty()) {
+    return Status::InvalidArgument("data set has no SOP Instance UID (0008,0018)");
+  }
+  return info;
+}
+
+}  // namespace relais::dicom
