@@ -1,0 +1,286 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace relais::itest {
+namespace {
+
+void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+pid_t Spawn(const std::vector<std::string>& argv, int out_fd, const std::map<std::string, std::string>& env) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  // Child.
+  setpgid(0, 0);
+  dup2(out_fd, STDOUT_FILENO);
+  dup2(out_fd, STDERR_FILENO);
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+  for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execvp(args[0], args.data());
+  _exit(127);
+}
+
+int WaitPid(pid_t pid, int timeout_ms, int* status) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    pid_t r = waitpid(pid, status, WNOHANG);
+    if (r == pid) return 0;
+    if (r < 0) return -2;
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    SleepMs(5);
+  }
+}
+
+}  // namespace
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base ? base : "/tmp") + "/relais-test-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  char* p = mkdtemp(buf.data());
+  path_ = p ? p : "/tmp";
+}
+
+TempDir::~TempDir() {
+  if (std::getenv("RELAIS_KEEP_TEST_DIRS") != nullptr) return;
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  uint16_t port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+bool WaitForPort(uint16_t port, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    int rc = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    close(fd);
+    if (rc == 0) return true;
+    SleepMs(20);
+  }
+  return false;
+}
+
+RunResult RunCommand(const std::vector<std::string>& argv, int timeout_s, const std::map<std::string, std::string>& env) {
+  RunResult r;
+  char path[] = "/tmp/relais-run-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return r;
+  pid_t pid = Spawn(argv, fd, env);
+  int status = 0;
+  int w = WaitPid(pid, timeout_s * 1000, &status);
+  if (w == -1) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  close(fd);
+  r.output = ReadFile(path);
+  unlink(path);
+  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  if (w == -1) r.output += "\n[harness: killed after " + std::to_string(timeout_s) + " s timeout]\n";
+  return r;
+}
+
+Child::~Child() {
+  if (pid_ > 0) Stop(SIGKILL, 10);
+}
+
+Child::Child(Child&& o) noexcept : pid_(o.pid_), log_path_(std::move(o.log_path_)) { o.pid_ = -1; }
+
+Child& Child::operator=(Child&& o) noexcept {
+  if (this != &o) {
+    if (pid_ > 0) Stop(SIGKILL, 10);
+    pid_ = o.pid_;
+    log_path_ = std::move(o.log_path_);
+    o.pid_ = -1;
+  }
+  return *this;
+}
+
+bool Child::Start(const std::vector<std::string>& argv, const std::string& log_path,
+                  const std::map<std::string, std::string>& env) {
+  log_path_ = log_path;
+  int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd < 0) return false;
+  pid_ = Spawn(argv, fd, env);
+  close(fd);
+  return pid_ > 0;
+}
+
+bool Child::running() {
+  if (pid_ <= 0) return false;
+  int status;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+int Child::Stop(int sig, int timeout_s) {
+  if (pid_ <= 0) return 0;
+  kill(pid_, sig);
+  int status = 0;
+  int w = WaitPid(pid_, timeout_s * 1000, &status);
+  if (w == -1) return -1;
+  pid_ = -1;
+  return status;
+}
+
+int Child::Wait(int timeout_s) {
+  if (pid_ <= 0) return 0;
+  int status = 0;
+  int w = WaitPid(pid_, timeout_s * 1000, &status);
+  if (w == -1) return -1;
+  pid_ = -1;
+  return status;
+}
+
+std::string Child::ReadLog() const { return ReadFile(log_path_); }
+
+RelaisProcess::RelaisProcess(const std::string& dir, RelaisOptions options)
+    : dir_(dir), options_(std::move(options)) {
+  port_ = FreePort();
+  config_path_ = dir_ + "/relais.toml";
+  store_path_ = dir_ + "/store";
+  std::ostringstream c;
+  c << "[listener]\n"
+    << "ae_title = \"" << options_.ae_title << "\"\n"
+    << "host = \"127.0.0.1\"\n"
+    << "port = " << port_ << "\n"
+    << "max_associations = " << options_.max_associations << "\n"
+    << "max_pdu = " << options_.max_pdu << "\n"
+    << "artim_timeout_s = " << options_.artim_timeout_s << "\n"
+    << "idle_timeout_s = " << options_.idle_timeout_s << "\n"
+    << "\n[store]\n"
+    << "path = \"" << store_path_ << "\"\n";
+  if (!options_.max_size.empty()) c << "max_size = \"" << options_.max_size << "\"\n";
+  c << options_.extra << "\n";
+  WriteFile(config_path_, c.str());
+}
+
+bool RelaisProcess::Start() {
+  ++starts_;
+  std::string log = dir_ + "/relais.log";
+  if (!child_.Start({RelaisBinary(), "serve", "--config", config_path_}, log)) return false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!child_.running()) return false;
+    if (WaitForPort(port_, 100)) return true;
+  }
+  return false;
+}
+
+void RelaisProcess::Kill9() { child_.Stop(SIGKILL, 10); }
+
+int RelaisProcess::Terminate() {
+  int status = child_.Stop(SIGTERM, 60);
+  if (status == -1) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+uint64_t RelaisProcess::RssKiB() const {
+  std::string s = ReadFile("/proc/" + std::to_string(child_.pid()) + "/status");
+  size_t p = s.find("VmRSS:");
+  if (p == std::string::npos) return 0;
+  return std::strtoull(s.c_str() + p + 6, nullptr, 10);
+}
+
+std::map<std::string, std::string> RelaisProcess::StoreList() const {
+  std::map<std::string, std::string> out;
+  RunResult r = RunCommand({RelaisBinary(), "store", "ls", "--config", config_path_, "--json"}, 120);
+  std::istringstream in(r.output);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    std::string uid = JsonField(line, "sop_instance_uid");
+    if (!uid.empty()) out[uid] = line;
+  }
+  return out;
+}
+
+bool RelaisProcess::Export(const std::string& uid, const std::string& out_path) const {
+  RunResult r = RunCommand({RelaisBinary(), "store", "export", "--config", config_path_, uid, "-o", out_path}, 120);
+  return r.exit_code == 0;
+}
+
+std::vector<std::string> ListFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.is_regular_file()) out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << data;
+}
+
+std::string JsonField(const std::string& json, const std::string& key) {
+  std::string needle = "\"" + key + "\":\"";
+  size_t p = json.find(needle);
+  if (p == std::string::npos) return "";
+  p += needle.size();
+  std::string out;
+  while (p < json.size() && json[p] != '"') {
+    if (json[p] == '\\' && p + 1 < json.size()) ++p;
+    out += json[p++];
+  }
+  return out;
+}
+
+std::string CorpusDir() { return RELAIS_CORPUS_DIR; }
+std::string RelaisBinary() { return RELAIS_BINARY; }
+
+}  // namespace relais::itest

@@ -1,0 +1,132 @@
+// Test harness for integration tests: runs the real `relais` binary and
+// DCMTK's tools as child processes on 127.0.0.1, in a temp directory that is
+// removed afterwards.
+#ifndef RELAIS_TESTS_INTEGRATION_HARNESS_H_
+#define RELAIS_TESTS_INTEGRATION_HARNESS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace relais::itest {
+
+// A fresh temp directory, removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+uint16_t FreePort();
+
+// Result of a finished child process.
+struct RunResult {
+  int exit_code = -1;   // -1 when killed by a signal
+  int signal = 0;
+  std::string output;   // stdout and stderr, interleaved
+};
+
+// Runs argv[0] (searched in PATH) with `env` added to the environment, waits
+// at most `timeout_s`, and returns its output. Killed (SIGKILL) on timeout.
+RunResult RunCommand(const std::vector<std::string>& argv, int timeout_s = 300,
+              const std::map<std::string, std::string>& env = {});
+
+// A child process running in the background; output goes to `log_path`.
+class Child {
+ public:
+  Child() = default;
+  ~Child();  // SIGKILLs and reaps the process if still running
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  Child(Child&& other) noexcept;
+  Child& operator=(Child&& other) noexcept;
+
+  bool Start(const std::vector<std::string>& argv, const std::string& log_path,
+             const std::map<std::string, std::string>& env = {});
+  pid_t pid() const { return pid_; }
+  bool running();
+  // Sends `sig`; waits at most timeout_s for exit; returns the exit status
+  // as waitpid gives it, or -1 if it did not exit in time.
+  int Stop(int sig, int timeout_s = 30);
+  // Waits for the process to exit by itself; -1 on timeout.
+  int Wait(int timeout_s);
+  const std::string& log_path() const { return log_path_; }
+  std::string ReadLog() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+};
+
+// Settings for the relais config a test writes.
+struct RelaisOptions {
+  std::string ae_title = "RELAIS";
+  uint32_t max_associations = 64;
+  uint32_t max_pdu = 262144;
+  uint32_t artim_timeout_s = 30;
+  uint32_t idle_timeout_s = 300;
+  std::string max_size;  // e.g. "4MiB"; empty: default
+  std::string extra;     // appended verbatim to the config
+};
+
+// One `relais serve` with its own config and store in a temp dir.
+class RelaisProcess {
+ public:
+  explicit RelaisProcess(const std::string& dir, RelaisOptions options = {});
+  // Starts and waits until the port accepts connections (false on failure;
+  // the log says why).
+  bool Start();
+  void Kill9();
+  // SIGTERM, wait for a clean exit; returns the exit code.
+  int Terminate();
+  uint16_t port() const { return port_; }
+  const std::string& config_path() const { return config_path_; }
+  const std::string& store_path() const { return store_path_; }
+  std::string Log() const { return child_.ReadLog(); }
+  pid_t pid() const { return child_.pid(); }
+  bool running() { return child_.running(); }
+  // Resident memory of the process (VmRSS) in KiB, 0 if unknown.
+  uint64_t RssKiB() const;
+
+  // `relais store ls --json` parsed into SOP Instance UID -> JSON line.
+  std::map<std::string, std::string> StoreList() const;
+  // `relais store export UID -o OUT`; true on success.
+  bool Export(const std::string& uid, const std::string& out_path) const;
+
+ private:
+  std::string dir_;
+  RelaisOptions options_;
+  uint16_t port_ = 0;
+  std::string config_path_;
+  std::string store_path_;
+  Child child_;
+  int starts_ = 0;
+};
+
+// True once a TCP connect to 127.0.0.1:port succeeds, within timeout_ms.
+bool WaitForPort(uint16_t port, int timeout_ms);
+
+// Files in `dir` (non-recursive), sorted.
+std::vector<std::string> ListFiles(const std::string& dir);
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& data);
+
+// The value of "key":"..." in a one-line JSON object (no nesting), or "".
+std::string JsonField(const std::string& json, const std::string& key);
+
+// Corpus directory and path of the relais binary (compile definitions).
+std::string CorpusDir();
+std::string RelaisBinary();
+
+}  // namespace relais::itest
+
+#endif  // RELAIS_TESTS_INTEGRATION_HARNESS_H_
