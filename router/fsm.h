@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "router/pdu.h"
 
@@ -58,6 +59,11 @@ enum class Action {
   kDT1, kDT2,
   kAR1, kAR2, kAR3, kAR4, kAR5, kAR6, kAR7, kAR8, kAR9, kAR10,
   kAA1, kAA2, kAA3, kAA4, kAA5, kAA6, kAA7, kAA8,
+  // Added: a blank cell of Table 9-10 (the event is not valid in that state,
+  // e.g. Evt9 in Sta7, Evt18 in Sta6, Evt15 in Sta13). Nothing runs and the
+  // state does not change; the owner should log it (for a local primitive it
+  // is a bug in the caller).
+  kNone,
 };
 
 // One cell of Table 9-10: the action to run and the state it leads to.
@@ -68,6 +74,9 @@ struct Transition {
 
 // Table 9-10 lookup. Every (state, event) pair has a cell in PS3.8; the
 // table is complete, so this never fails for valid enum values.
+// (Precisely: 124 of the 247 cells of PS3.8 are blank; Lookup returns {kNone, state} for
+// them. For AE-6 and AR-8, whose next state depends on a condition, `next` is
+// the first alternative PS3.8 names (Sta3, Sta9); Handle picks the other.)
 Transition Lookup(State state, Event event);
 
 const char* StateName(State s);   // "Sta6"
@@ -113,6 +122,8 @@ class StateMachine {
   // (A-ASSOCIATE-RQ for Evt1, -AC for Evt7, -RJ for Evt8, P-DATA for Evt9).
   // For received PDUs: pass the decoded PDU in `pdu`.
   // Returns the action that ran (for logs and tests).
+  // (Added:) the state moves before the action's effects run, so an Effects
+  // callback may call Handle again; it must not destroy the machine.
   Action Handle(Event event, const Pdu* pdu = nullptr, std::vector<uint8_t> bytes = {});
 
   // Maps a decoded PDU to its receive event (Evt3, 4, 6, 10, 12, 13, 16).
@@ -121,6 +132,11 @@ class StateMachine {
  private:
   Effects* effects_;  // not owned; outlives the machine
   State state_;
+  // Added: the A-ASSOCIATE-RQ given with Evt1, kept until Evt2 (AE-2) sends it.
+  std::vector<uint8_t> pending_rq_;
+  // Added: true after AE-1 (we requested the association), false after AE-5;
+  // decides AR-8's next state (Sta9 requestor, Sta10 acceptor).
+  bool requestor_ = false;
 };
 
 }  // namespace relais::ul
