@@ -233,18 +233,13 @@ EOF
   pids+=("$rpid")
   wait_listen "$rpid" "$port" 15
 }
-# Counted with the CLI after the server stopped (LMDB read-only open). The
-# listing format is not fixed yet, so any output line that names one of our
-# SOP Instance UIDs counts; if no listing command works, prints nothing.
+# Counted with `relais store ls` (read-only LMDB open) after the server
+# stopped: lines that name one of our SOP Instance UIDs. Prints nothing if the
+# listing fails.
 count_relais() {
-  local dir=$1 uids=$2 out
-  for cmd in "store ls --config $dir/relais.toml" "store ls --path $dir/store" "ls --config $dir/relais.toml"; do
-    # shellcheck disable=SC2086
-    if out=$("$relais" $cmd 2>/dev/null); then
-      count_uids "$uids" <<<"$out"
-      return
-    fi
-  done
+  local out
+  out=$("$relais" store ls --config "$1/relais.toml" 2>/dev/null) || return 0
+  count_uids "$2" <<<"$out"
 }
 
 stored_kb() {
