@@ -11,13 +11,16 @@
 //    in AR-5, AA-4 and AA-5 the peer (or a failed connect) has already closed
 //    the connection, and CloseTransport tells the owner to release its end.
 //  - StartArtim means "start, or restart if already running" (AA-1's words).
-//  - A-ABORT PDUs we build: local Evt15 -> source service-user (0), reason 0,
-//    unless the owner passed the encoded PDU in `bytes`. Protocol errors
-//    (AA-1 in Sta2, AA-7, AA-8) -> source service-provider (2), reason
+//  - A-ABORT PDUs sent by AA-1, AA-7, AA-8: when the owner passed `bytes`
+//    with the event, they are the A-ABORT to send, as is (e.g. Evt19 with the
+//    decoder's abort_reason). Otherwise the machine builds one: for a local
+//    Evt15, source service-user (0), reason 0; for a protocol error (AA-1 in
+//    Sta2, AA-7, AA-8), source service-provider (2) with reason
 //    unexpected-PDU (2) for a valid PDU in the wrong state, and for Evt19 the
-//    reason carried by an Abort in `pdu` (the decoder's abort_reason), or
-//    unrecognized-PDU (1) without one. (PS3.8 writes "service-user source"
-//    for AA-1; in Sta2 the error is found by the provider, so we say so.)
+//    reason of an Abort passed in `pdu`, or unrecognized-PDU (1) without one.
+//    (PS3.8 writes "service-user source" for AA-1; in Sta2 the error is found
+//    by the provider, so we say so.) AA-8's A-P-ABORT indication carries the
+//    source and reason of the A-ABORT actually sent.
 //  - A received-PDU event whose `pdu` is missing or of another PDU type is
 //    handled as Evt19 (invalid PDU): the machine never trusts a mismatch.
 #include "router/fsm.h"
@@ -146,6 +149,13 @@ AbortReason ProviderReason(const Ctx& c) {
     return AbortReason::kUnrecognizedPdu;
   }
   return AbortReason::kUnexpectedPdu;
+}
+
+// The A-ABORT PDU that AA-1, AA-7 or AA-8 sends (see the top of this file).
+std::vector<uint8_t> AbortToSend(Ctx& c) {
+  if (!c.bytes.empty()) return std::move(c.bytes);
+  if (c.event == Event::kEvt15) return AbortBytes(AbortSource::kServiceUser, AbortReason::kNotSpecified);
+  return AbortBytes(AbortSource::kServiceProvider, ProviderReason(c));
 }
 
 // ---- Association establishment, PS3.8 Table 9-6 ----
@@ -302,14 +312,7 @@ void AR10(Ctx& c) {
 // bytes, or a service-user abort; for a bad PDU in Sta2, a provider abort
 // (see the top of this file).
 void AA1(Ctx& c) {
-  std::vector<uint8_t> out;
-  if (c.event == Event::kEvt15) {
-    out = c.bytes.empty() ? AbortBytes(AbortSource::kServiceUser, AbortReason::kNotSpecified)
-                          : std::move(c.bytes);
-  } else {
-    out = AbortBytes(AbortSource::kServiceProvider, ProviderReason(c));
-  }
-  c.fx->SendPdu(std::move(out));
+  c.fx->SendPdu(AbortToSend(c));
   c.fx->StartArtim();
 }
 
@@ -349,14 +352,19 @@ void AA6(Ctx&) {}
 
 // AA-7: "Send A-ABORT PDU. Next state is Sta13." (ARTIM keeps running.)
 void AA7(Ctx& c) {
-  c.fx->SendPdu(AbortBytes(AbortSource::kServiceProvider, ProviderReason(c)));
+  c.fx->SendPdu(AbortToSend(c));
 }
 
 // AA-8: "Send A-ABORT PDU (service-provider source), issue an A-P-ABORT
 // indication, and start ARTIM timer. Next state is Sta13."
 void AA8(Ctx& c) {
+  std::vector<uint8_t> out = AbortToSend(c);
   Abort abort{AbortSource::kServiceProvider, ProviderReason(c)};
-  c.fx->SendPdu(AbortBytes(abort.source, abort.reason));
+  const DecodeResult sent = DecodePdu(out, DecodeLimits{});
+  if (sent.kind == DecodeResult::Kind::kPdu) {
+    if (const auto* a = std::get_if<Abort>(&sent.pdu)) abort = *a;
+  }
+  c.fx->SendPdu(std::move(out));
   c.fx->OnAbort(abort);
   c.fx->StartArtim();
 }

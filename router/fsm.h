@@ -122,6 +122,8 @@ class StateMachine {
   // (A-ASSOCIATE-RQ for Evt1, -AC for Evt7, -RJ for Evt8, P-DATA for Evt9).
   // For received PDUs: pass the decoded PDU in `pdu`.
   // Returns the action that ran (for logs and tests).
+  // (Added:) for Evt15 and Evt19, `bytes` may hold the A-ABORT PDU to send;
+  // without it the machine builds one (see fsm.cc).
   // (Added:) the state moves before the action's effects run, so an Effects
   // callback may call Handle again; it must not destroy the machine.
   Action Handle(Event event, const Pdu* pdu = nullptr, std::vector<uint8_t> bytes = {});

@@ -446,6 +446,20 @@ TEST_F(FsmTest, InvalidPduInSta6UsesTheDecoderReason) {
   EXPECT_EQ(fx_.Take(), (Log{"SendPdu 07000000000400000206", "OnAbort 2/6", "StartArtim"}));
 }
 
+TEST_F(FsmTest, InvalidPduSendsTheOwnersAbortBytes) {
+  ScpToSta6();
+  // The owner encoded A-ABORT source 2, reason 4 (unrecognized-PDU parameter).
+  const std::vector<uint8_t> mine = {0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x02, 0x04};
+  EXPECT_EQ(m_.Handle(Event::kEvt19, nullptr, mine), Action::kAA8);
+  EXPECT_EQ(fx_.Take(), (Log{"SendPdu 07000000000400000204", "OnAbort 2/4", "StartArtim"}));
+  // In Sta13 (AA-7) and Sta2 (AA-1) the owner's bytes are sent too.
+  EXPECT_EQ(m_.Handle(Event::kEvt19, nullptr, mine), Action::kAA7);
+  EXPECT_EQ(fx_.Take(), (Log{"SendPdu 07000000000400000204"}));
+  StateMachine sta2(&fx_, State::kSta2);
+  EXPECT_EQ(sta2.Handle(Event::kEvt19, nullptr, mine), Action::kAA1);
+  EXPECT_EQ(fx_.Take(), (Log{"SendPdu 07000000000400000204", "StartArtim"}));
+}
+
 TEST_F(FsmTest, InvalidPduWithoutReasonIsUnrecognized) {
   ScpToSta6();
   EXPECT_EQ(m_.Handle(Event::kEvt19), Action::kAA8);
