@@ -53,7 +53,7 @@ TEST(FormatVersionTest, NewerVersionIsRefusedNamingBoth) {
     o.read_only = read_only;
     auto s = Store::Open(o);
     ASSERT_FALSE(s.ok());
-    const std::string& msg = s.status().message();
+    std::string msg = s.status().message();
     EXPECT_NE(msg.find("format version 7"), std::string::npos) << msg;
     EXPECT_NE(msg.find("format version 1"), std::string::npos) << msg;
     EXPECT_NE(msg.find("newer"), std::string::npos) << msg;
