@@ -8,15 +8,29 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "router/dataset_header.h"
 
 namespace {
 
+// Benchmarks get no RELAIS_CORPUS_DIR definition: take $RELAIS_CORPUS_DIR,
+// else the corpus next to the source tree (../shared/corpus).
+std::string CorpusDir() {
+  if (const char* env = std::getenv("RELAIS_CORPUS_DIR")) return env;
+#ifdef RELAIS_CORPUS_DIR
+  return RELAIS_CORPUS_DIR;
+#else
+  std::string here = __FILE__;  // .../main/bench/router_header_bench.cc
+  return here.substr(0, here.rfind('/')) + "/../../shared/corpus";
+#endif
+}
+
 std::vector<uint8_t> LoadCtDataSet() {
   DcmFileFormat ff;
-  std::string path = std::string(RELAIS_CORPUS_DIR) + "/pynetdicom__CTImageStorage.dcm";
+  std::string path = CorpusDir() + "/pynetdicom__CTImageStorage.dcm";
   if (ff.loadFile(path.c_str()).bad()) return {};
   DcmDataset* ds = ff.getDataset();
   std::vector<uint8_t> out;

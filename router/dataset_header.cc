@@ -1,8 +1,6 @@
 // HeaderParser: see dataset_header.h.
 #include "router/dataset_header.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <vector>
 
@@ -188,15 +186,13 @@ struct HeaderParser::Impl {
     DcmXfer x(ts_uid.c_str());
     xfer = x.getXfer();
     // PS3.5 A.5: a deflated data set is raw deflate (RFC 1951) of an explicit
-    // VR little endian one. We inflate it here, so the guard sees the same
-    // bytes as DCMTK, and DCMTK reads plain explicit VR little endian.
+    // VR little endian one. It is inflated first (by DCMTK's zlib filter on a
+    // second buffer stream), so the guard sees the same bytes as DCMTK, which
+    // then reads plain explicit VR little endian.
     if (xfer != EXS_Unknown && x.getStreamCompression() == ESC_zlib) {
       deflated = true;
       xfer = EXS_LittleEndianExplicit;
     }
-  }
-  ~Impl() {
-    if (zinit) inflateEnd(&z);
   }
 
   void Fail(std::string why) {
@@ -217,8 +213,7 @@ struct HeaderParser::Impl {
   bool started = false;
   bool done = false;
   std::string error;  // empty: no error
-  z_stream z{};
-  bool zinit = false;
+  DcmInputBufferStream inflater;  // deflated input, read back inflated
   std::vector<uint8_t> zout;
 };
 
@@ -236,11 +231,10 @@ HeaderParser::HeaderParser(const std::string& transfer_syntax_uid, size_t max_he
   DcmXfer x(s.xfer);
   s.guard = std::make_unique<LengthGuard>(!x.isExplicitVR(), x.isBigEndian(), max_header_bytes);
   if (s.deflated) {
-    if (inflateInit2(&s.z, -MAX_WBITS) != Z_OK) {
-      s.Fail("cannot initialise zlib");
+    if (OFCondition c = s.inflater.installCompressionFilter(ESC_zlib); c.bad()) {
+      s.Fail(std::string("cannot inflate a deflated data set: ") + c.text());
       return;
     }
-    s.zinit = true;
     s.zout.resize(64 * 1024);
   }
 }
@@ -259,26 +253,30 @@ void HeaderParser::Feed(std::span<const uint8_t> data, bool last) {
 }
 
 void HeaderParser::Impl::Inflate(const uint8_t* p, size_t n, bool last) {
-  z.next_in = const_cast<Bytef*>(p);
-  z.avail_in = static_cast<uInt>(n);
-  for (;;) {
-    z.next_out = zout.data();
-    z.avail_out = static_cast<uInt>(zout.size());
-    int rc = inflate(&z, Z_NO_FLUSH);
-    size_t produced = zout.size() - z.avail_out;
-    bool end = rc == Z_STREAM_END;
-    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
-      Fail(std::string("data set cannot be parsed: deflate stream is corrupt: ") + (z.msg ? z.msg : "zlib error"));
+  // Never setEos() on the inflater: DCMTK 3.6.7's zlib filter, told that a
+  // truncated deflate stream has ended, hands back bytes it never wrote
+  // (seen as uninitialised memory in element values). Instead, after the
+  // last fragment, the stream must have reached its own end (Z_STREAM_END),
+  // which the filter reports as eos().
+  if (n > 0) inflater.setBuffer(p, static_cast<offile_off_t>(n));
+  // Drain everything the filter can inflate from this input. A deflate bomb
+  // is bounded by Process, which refuses more than max_header_bytes.
+  while (!done) {
+    offile_off_t got = inflater.read(zout.data(), static_cast<offile_off_t>(zout.size()));
+    if (got <= 0) break;
+    Process(zout.data(), static_cast<size_t>(got), false);
+  }
+  if (n > 0 && !done) inflater.releaseBuffer();
+  if (done) return;
+  if (!inflater.good()) {
+    Fail(std::string("data set cannot be parsed: deflate stream is corrupt: ") + inflater.status().text());
+  } else if (last) {
+    if (!inflater.eos()) {
+      Fail("data set cannot be parsed: deflate stream is truncated");
       return;
     }
-    bool input_left = z.avail_in > 0 && !end;
-    bool more = input_left || z.avail_out == 0;
-    Process(zout.data(), produced, last && (end || !more));
-    if (done) return;
-    if (end || !more) break;
-    if (produced == 0 && rc == Z_BUF_ERROR) break;  // needs more input
+    Process(nullptr, 0, true);  // end of the data set: DCMTK decides whether it is complete
   }
-  if (last && !done) Fail("data set cannot be parsed: deflate stream is truncated");
 }
 
 void HeaderParser::Impl::Process(const uint8_t* p, size_t n, bool last) {
