@@ -500,6 +500,9 @@ TEST(PduCorruptionTest, PdvLengthBelowTwo) {
   // First PDV item length (offset 6) set to 1 and to 0.
   ExpectInvalid(Patched(testdata::kPDataHex, 6, {0, 0, 0, 1}), AbortReason::kInvalidPduParameterValue);
   ExpectInvalid(Patched(testdata::kPDataHex, 6, {0, 0, 0, 0}), AbortReason::kInvalidPduParameterValue);
+  // A lone PDV item of length 1 that fits the PDU exactly: only the "< 2"
+  // rule rejects it (it has a context ID but no message control header).
+  ExpectInvalid(FromHex("04 00 00000005 00000001 01"), AbortReason::kInvalidPduParameterValue);
 }
 
 TEST(PduCorruptionTest, PdvLengthPastPdu) {
