@@ -283,12 +283,15 @@ run_one() {
     return
   fi
 
+  # storescu runs in the background so that a signal reaches the trap at once
+  # (bash runs traps only after a foreground command ends; `wait` returns).
   t0=$(date +%s.%N)
-  set +e
   "${envs[@]}" storescu -v -aet BENCHSCU -aec "$aet" 127.0.0.1 "$port" +sd "${set_dir[$set]}" \
-    >"$dir/storescu.log" 2>&1
-  rc=$?
-  set -e
+    >"$dir/storescu.log" 2>&1 &
+  local scu=$!
+  pids+=("$scu")
+  rc=0
+  wait "$scu" || rc=$?
   t1=$(date +%s.%N)
   rss=$(peak_rss_kb "$rpid")
   ok_rsp=$(grep -c 'Received Store Response (Success)' "$dir/storescu.log" || true)
