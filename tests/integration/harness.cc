@@ -284,3 +284,189 @@ std::string CorpusDir() { return RELAIS_CORPUS_DIR; }
 std::string RelaisBinary() { return RELAIS_BINARY; }
 
 }  // namespace relais::itest
+
+// ---- Additions for corpus / parallel / store_full / large_object tests ------
+
+namespace relais::itest {
+
+uint64_t PeakRssKiB(pid_t pid) {
+  std::string s = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  size_t p = s.find("VmHWM:");
+  if (p == std::string::npos) return 0;
+  return std::strtoull(s.c_str() + p + 6, nullptr, 10);
+}
+
+std::map<std::string, StorescuOutcome> ParseStorescuOutcomes(const std::string& output) {
+  std::map<std::string, StorescuOutcome> out;
+  std::istringstream in(output);
+  std::string line;
+  std::string pending;  // E:/W: lines not yet attributed to a file
+  std::string current;  // file whose C-STORE is in progress
+  static const std::string kSending = "Sending file: ";
+  static const std::string kIgnoring = ", ignoring file";
+  static const std::string kInFile = "in file: ";
+  static const std::string kResponse = "Received Store Response";
+  static const std::string kStatus = "DIMSE Status";
+  auto is_diag = [](const std::string& l) {
+    return l.rfind("E: ", 0) == 0 || l.rfind("W: ", 0) == 0 || l.find("XMIT: W:") != std::string::npos;
+  };
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (size_t p = line.find(kSending); p != std::string::npos) {
+      current = line.substr(p + kSending.size());
+      StorescuOutcome& o = out[current];
+      o = StorescuOutcome{};
+      o.sent = true;
+      pending.clear();
+      continue;
+    }
+    // Check phase: "W: <why> in file: PATH[: UID], ignoring file".
+    if (size_t e = line.rfind(kIgnoring); e != std::string::npos && current.empty()) {
+      size_t f = line.find(kInFile);
+      if (f != std::string::npos && f < e) {
+        std::string path = line.substr(f + kInFile.size(), e - f - kInFile.size());
+        // Strip a trailing ": <SOP class UID>" if the path itself has none.
+        if (size_t c = path.find(": "); c != std::string::npos) path.resize(c);
+        StorescuOutcome& o = out[path];
+        o.sent = false;
+        o.reason = pending + line;
+        pending.clear();
+        continue;
+      }
+    }
+    if (current.empty()) {
+      if (is_diag(line)) pending += line + "\n";
+      continue;
+    }
+    StorescuOutcome& o = out[current];
+    if (size_t p = line.find(kResponse); p != std::string::npos) {
+      size_t open = line.find('(', p);
+      size_t close = line.rfind(')');
+      if (open != std::string::npos && close != std::string::npos && close > open) {
+        o.response = line.substr(open + 1, close - open - 1);
+        o.acknowledged = o.response == "Success";
+      }
+    } else if (size_t p = line.find(kStatus); p != std::string::npos) {
+      size_t hex = line.find("0x", p);
+      if (hex != std::string::npos) {
+        o.status = static_cast<int>(std::strtol(line.c_str() + hex + 2, nullptr, 16));
+        o.response = line.substr(hex);
+        o.acknowledged = o.status == 0;
+      }
+    } else if (is_diag(line)) {
+      o.reason += line + "\n";
+    } else if (line.find("Releasing Association") != std::string::npos ||
+               line.find("Aborting Association") != std::string::npos) {
+      current.clear();
+    }
+  }
+  return out;
+}
+
+}  // namespace relais::itest
+
+// DCMTK-based helpers (integration_test links relais_dcmtk).
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcuid.h>
+
+#include <cstdio>
+
+namespace relais::itest {
+
+std::vector<std::string> MakeCopiesWithNewUids(const std::string& source, const std::string& dir, int count,
+                                               std::vector<std::string>* uids) {
+  std::vector<std::string> paths;
+  DcmFileFormat ff;
+  if (ff.loadFile(source.c_str()).bad()) return {};
+  // Read every value now: the source file is not touched again.
+  ff.loadAllDataIntoMemory();
+  DcmDataset* ds = ff.getDataset();
+  for (int i = 0; i < count; ++i) {
+    char uid[100];
+    dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
+    if (ds->putAndInsertString(DCM_SOPInstanceUID, uid).bad()) return {};
+    // Let saveFile rebuild the meta header for the new UID.
+    ff.getMetaInfo()->clear();
+    char name[32];
+    std::snprintf(name, sizeof(name), "/obj%05d.dcm", i);
+    std::string path = dir + name;
+    // The DIMSE encoding: dcmnet/dimse.cc g_dimse_send_* defaults.
+    if (ff.saveFile(path.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL, EPD_withoutPadding)
+            .bad()) {
+      return {};
+    }
+    paths.push_back(path);
+    uids->push_back(uid);
+  }
+  return paths;
+}
+
+namespace {
+
+// Offset of the data set in a Part 10 file: 128-byte preamble, "DICM", then
+// the File Meta group, whose first element (0002,0000) UL gives the length
+// of the rest of the group (PS3.10 7.1). 0 if `f` does not look like that.
+uint64_t DataSetOffset(std::ifstream& f) {
+  char head[144];
+  if (!f.read(head, sizeof(head))) return 0;
+  if (std::memcmp(head + 128, "DICM", 4) != 0) return 0;
+  const auto* u = reinterpret_cast<const uint8_t*>(head + 132);
+  // (0002,0000) "UL" length 4: 02 00 00 00 55 4C 04 00 <value>.
+  if (u[0] != 0x02 || u[1] != 0 || u[2] != 0 || u[3] != 0 || u[4] != 'U' || u[5] != 'L') return 0;
+  uint32_t len = u[8] | (u[9] << 8) | (u[10] << 16) | (static_cast<uint32_t>(u[11]) << 24);
+  return 144 + static_cast<uint64_t>(len);
+}
+
+}  // namespace
+
+bool ReadDataSetAfterGroupLength(const std::string& path, std::string* data_set) {
+  std::ifstream f(path, std::ios::binary);
+  uint64_t offset = DataSetOffset(f);
+  if (offset == 0) return false;
+  std::string all = ReadFile(path);
+  if (offset > all.size()) return false;
+  *data_set = all.substr(offset);
+  return true;
+}
+
+bool SameDataSet(const std::string& a, const std::string& b, std::string* why) {
+  std::ifstream fa(a, std::ios::binary);
+  std::ifstream fb(b, std::ios::binary);
+  uint64_t oa = DataSetOffset(fa);
+  uint64_t ob = DataSetOffset(fb);
+  if (oa == 0 || ob == 0) {
+    *why = "not a Part 10 file with (0002,0000) first: " + (oa == 0 ? a : b);
+    return false;
+  }
+  fa.clear();
+  fb.clear();
+  fa.seekg(static_cast<std::streamoff>(oa));
+  fb.seekg(static_cast<std::streamoff>(ob));
+  std::vector<char> ba(1 << 20);
+  std::vector<char> bb(1 << 20);
+  uint64_t pos = 0;
+  while (true) {
+    fa.read(ba.data(), static_cast<std::streamsize>(ba.size()));
+    fb.read(bb.data(), static_cast<std::streamsize>(bb.size()));
+    std::streamsize na = fa.gcount();
+    std::streamsize nb = fb.gcount();
+    std::streamsize n = std::min(na, nb);
+    for (std::streamsize i = 0; i < n; ++i) {
+      if (ba[i] != bb[i]) {
+        *why = "data sets differ at data set offset " + std::to_string(pos + i);
+        return false;
+      }
+    }
+    if (na != nb) {
+      *why = "data sets differ in length (one ends at data set offset " + std::to_string(pos + n) + ")";
+      return false;
+    }
+    if (na == 0) return true;
+    pos += static_cast<uint64_t>(na);
+  }
+}
+
+}  // namespace relais::itest

@@ -130,3 +130,57 @@ std::string RelaisBinary();
 }  // namespace relais::itest
 
 #endif  // RELAIS_TESTS_INTEGRATION_HARNESS_H_
+
+// ---- Additions for corpus / parallel / store_full / large_object tests ------
+// (Own guard: appended after the main include guard.)
+#ifndef RELAIS_TESTS_INTEGRATION_HARNESS_STORESCU_H_
+#define RELAIS_TESTS_INTEGRATION_HARNESS_STORESCU_H_
+
+#include <map>
+#include <string>
+
+namespace relais::itest {
+
+// Peak resident memory (VmHWM in /proc/PID/status) of process `pid`, in KiB;
+// 0 if unknown (e.g. the process is gone).
+uint64_t PeakRssKiB(pid_t pid);
+
+// What one storescu run said about one input file.
+struct StorescuOutcome {
+  bool sent = false;          // "Sending file: X" appeared
+  bool acknowledged = false;  // ... and its C-STORE-RSP status was Success
+  std::string response;       // "(TEXT)" of "Received Store Response (TEXT)"
+                              // with -v; the DIMSE Status line text with -d
+  int status = -1;            // DIMSE status from the `-d` dump; -1 if unknown
+  std::string reason;         // storescu's E:/W: lines about this file
+};
+
+// Parses the output of `storescu -v` or `storescu -d`, keyed by file path as
+// given on the command line. Files storescu dropped while checking its input
+// ("..., ignoring file") get sent = false and the warnings that led there
+// (DCMTK's parse errors come just before) as `reason`. A file sent twice
+// (e.g. --repeat) keeps its last outcome.
+std::map<std::string, StorescuOutcome> ParseStorescuOutcomes(const std::string& output);
+
+// Writes `count` copies of the DICOM file `source` into `dir` (which must
+// exist), each with a fresh SOP Instance UID from dcmGenerateUniqueIdentifier,
+// in Explicit VR Little Endian and encoded as DIMSE sends a data set
+// (explicit-length sequences and items, recalculated group lengths), so that
+// storescu puts each file's data set bytes on the wire unchanged. Returns the
+// paths in order and appends the UIDs to `uids`; an empty vector on error.
+std::vector<std::string> MakeCopiesWithNewUids(const std::string& source, const std::string& dir, int count,
+                                               std::vector<std::string>* uids);
+
+// True if the data set of Part 10 file `a` (after its File Meta group) has
+// the same bytes as that of `b`; compares in 1 MiB blocks, so it works for
+// files of any size. On mismatch `why` says where.
+bool SameDataSet(const std::string& a, const std::string& b, std::string* why);
+
+// The data set bytes of Part 10 file `path` (everything after the File Meta
+// group, located through (0002,0000) File Meta Information Group Length,
+// PS3.10 7.1). False if the file does not start that way.
+bool ReadDataSetAfterGroupLength(const std::string& path, std::string* data_set);
+
+}  // namespace relais::itest
+
+#endif  // RELAIS_TESTS_INTEGRATION_HARNESS_STORESCU_H_
