@@ -40,8 +40,9 @@ struct Options {
   int compression_level = 1;
   // Number of compression threads. Default: 2.
   int compression_threads = 2;
-  // Raw bytes per chunk. Default: 1 MiB.
-  size_t chunk_size = 1 << 20;
+  // Raw bytes per chunk. Smaller chunks compress in parallel, and while the
+  // rest of the object arrives. Default: 256 KiB.
+  size_t chunk_size = 256 << 10;
   // Most operations batched into one commit. Default: 256.
   size_t max_batch = 256;
 };

@@ -122,6 +122,15 @@ void Writer::Enqueue(WriteOp op) {
   if (op.type == WriteOp::Type::kCommit && op.done) op.done(Status::Unavailable("store is closed"), op.meta);
 }
 
+bool Writer::OnlyChunksHeld() const {
+  uint64_t bytes = 0;
+  for (const WriteOp& op : queue_) {
+    if (op.type != WriteOp::Type::kChunk) return false;
+    bytes += op.raw_bytes;
+  }
+  return bytes < kChunkHoldBytes && queue_.size() < max_batch_;
+}
+
 void Writer::Run() {
   std::vector<WriteOp> batch;
   for (;;) {
@@ -129,6 +138,15 @@ void Writer::Run() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) break;  // stopping and drained
+      // Chunks alone need not be durable yet: nobody waits for them. Hold
+      // them briefly so that they share the commit (and its fsyncs) of
+      // their object's final operation, instead of costing a commit each.
+      // Bounded in bytes and time so that a big or slow object still
+      // streams to disk and its producer's back-pressure is released.
+      auto deadline = std::chrono::steady_clock::now() + kChunkHoldTime;
+      while (!stopping_ && OnlyChunksHeld() && std::chrono::steady_clock::now() < deadline) {
+        cv_.wait_until(lock, deadline);
+      }
       batch.clear();
       for (auto& op : deferred_) batch.push_back(std::move(op));
       deferred_.clear();

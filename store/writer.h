@@ -8,6 +8,7 @@
 #define RELAIS_STORE_WRITER_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -80,6 +81,13 @@ class Writer {
     std::vector<uint64_t> resolved_failures;  // ids to erase from failed_
   };
 
+  // Chunk-only batches wait up to this long, or until this many raw bytes
+  // are queued, for a commit to share (see Run). The byte bound stays below
+  // any producer's back-pressure budget, so holding can never stall one.
+  static constexpr std::chrono::milliseconds kChunkHoldTime{100};
+  static constexpr uint64_t kChunkHoldBytes = 4ull << 20;
+  // REQUIRES: mu_ held.
+  bool OnlyChunksHeld() const;
   void Run();
   // Applies `ops` in one transaction; on failure, retries each op alone (a
   // single failing op is failed, the rest go through).
