@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/identity.h"
 #include "base/log.h"
 #include "router/presentation.h"
 #include "router/server.h"
@@ -16,9 +17,6 @@ namespace {
 
 using ul::Event;
 
-// Our implementation identity (PS3.7 D.3.3.2). A UUID-derived UID (2.25).
-constexpr char kImplementationClassUid[] = "2.25.229551848925932216906573553217372066821";
-constexpr char kImplementationVersionName[] = "RELAIS_010";
 
 // Largest command set we reassemble; a real one is a few hundred bytes.
 constexpr size_t kMaxCommandBytes = 64 * 1024;

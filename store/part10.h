@@ -9,16 +9,15 @@
 #include <span>
 #include <string>
 
+#include "base/identity.h"
 #include "base/status.h"
 #include "store/store.h"
 
 namespace relais::store {
 
-// Implementation Class UID (0002,0012) of Relais: a UUID-derived UID
-// (PS3.5 B.2, root 2.25), so it needs no registered organisation root.
-inline constexpr char kImplementationClassUid[] = "2.25.255881287763435694301297669848587044480";
-// Implementation Version Name (0002,0013): SH, at most 16 characters.
-inline constexpr char kImplementationVersionName[] = "RELAIS_0.1";
+// Implementation Class UID (0002,0012) and Version Name (0002,0013).
+using ::relais::kImplementationClassUid;
+using ::relais::kImplementationVersionName;
 
 // Streams the data set bytes of one object to a sink (Store::ReadObject).
 using DataSetReader = std::function<Status(const std::function<Status(std::span<const uint8_t>)>& sink)>;
