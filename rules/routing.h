@@ -1,0 +1,137 @@
+// Routing rules and destinations: the TOML rule files admins write, parsed,
+// validated (every error as FILE:LINE:COLUMN: message), compiled once into
+// an immutable RuleSet, and evaluated against each received object's header
+// and its association. The syntax is specified in rules/README.md.
+//
+// Threads: a RuleSet is immutable after Load and may be evaluated from any
+// number of threads at once. Share it as std::shared_ptr<const RuleSet>; a
+// reload builds a new one (an association keeps the one it started with).
+#ifndef RELAIS_RULES_ROUTING_H_
+#define RELAIS_RULES_ROUTING_H_
+
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+class DcmItem;  // DCMTK; kept out of this header
+
+namespace relais::rules {
+
+// A place objects are delivered to ([[destination]]). Delivery settings are
+// parsed and validated now and used by the delivery milestone.
+struct Destination {
+  std::string name;       // unique, [A-Za-z0-9_.-]+
+  std::string ae_title;   // called AE title of the peer, 1-16 chars
+  std::string host;       // host name or IP literal
+  uint16_t port = 104;
+  uint32_t max_associations = 2;  // parallel outgoing associations, 1-64
+  struct Retry {
+    uint32_t max_attempts = 0;           // 0 = no limit (age limit only)
+    uint64_t max_age_s = 7 * 86400;      // give up (dead letter) after this
+    uint64_t initial_backoff_s = 10;
+    uint64_t max_backoff_s = 1800;
+  } retry;
+  std::vector<std::string> transfer_syntaxes;  // preferred, in order (UIDs; names accepted in TOML)
+  uint64_t bandwidth_limit_bps = 0;            // bytes/s, 0 = unlimited
+  bool tls = false;
+  std::string tls_ca_file, tls_cert_file, tls_key_file;
+  uint64_t hold_study_s = 0;  // hold a study until it is quiet this long (0 = send at once)
+  std::string where;          // "FILE:LINE:COLUMN" of its table, for messages
+};
+
+// A tag edit applied when sending to one destination (never to the stored copy).
+struct TagEdit {
+  enum class Op { kSet, kRemove, kCopy, kPrefix };
+  Op op = Op::kSet;
+  std::string target;  // as written: keyword or "(gggg,eeee)"
+  uint32_t tag = 0;    // resolved (group << 16 | element)
+  std::string value;   // kSet, kPrefix
+  uint32_t from_tag = 0;  // kCopy source
+};
+
+// Facts about the association an object arrived on.
+struct AssociationFacts {
+  std::string calling_ae;
+  std::string called_ae;
+  std::string peer_ip;   // "10.1.2.3" or "::1" (no port)
+  std::string listener;  // listener name ("default" for [listener])
+};
+
+// What evaluation decided for one object. Reuse one Decision across calls:
+// Evaluate clears it but keeps its capacity (no allocation once warm).
+struct Decision {
+  struct Target {
+    const Destination* destination = nullptr;  // owned by the RuleSet
+    int priority = 0;                          // higher is sent first
+    const std::string* rule = nullptr;         // name of the rule that asked for it
+    const std::vector<TagEdit>* edits = nullptr;  // may be empty, never null when set
+  };
+  std::vector<const std::string*> matched_rules;  // in evaluation order
+  std::vector<Target> targets;                    // one per destination (first rule wins)
+  bool dropped = false;    // a matching rule said drop: no destination
+  bool unmatched = false;  // no rule matched; see RuleSet::unmatched_policy()
+
+  void Clear() {
+    matched_rules.clear();
+    targets.clear();
+    dropped = false;
+    unmatched = false;
+  }
+};
+
+// Why each rule did or did not match (relais rules test --explain).
+struct Explanation {
+  struct RuleTrace {
+    std::string rule;
+    bool matched = false;
+    std::vector<std::string> reasons;  // "Modality = 'CT' matched any of [CT, MR]", ...
+  };
+  std::vector<RuleTrace> rules;
+};
+
+class RuleSet {
+ public:
+  // What happens to an object no rule matches.
+  enum class Unmatched {
+    kKeep,     // default: stored and listed as unrouted; nothing is lost
+    kReject,   // C-STORE refused (the sender keeps it)
+    kForward,  // sent to unmatched_destinations()
+  };
+
+  // Loads a rule file, or every *.toml in a directory (name order). On
+  // failure: InvalidArgument whose message holds every error, one per line,
+  // "FILE:LINE:COLUMN: message".
+  static Result<std::shared_ptr<const RuleSet>> Load(const std::string& path);
+  // Same from text; `source_name` is used in messages.
+  static Result<std::shared_ptr<const RuleSet>> Parse(const std::string& text, const std::string& source_name);
+
+  virtual ~RuleSet() = default;
+
+  // Evaluates every rule in order against `header` (the data set header
+  // parsed by DCMTK) and `facts`, at local time `now`. Thread-safe; does not
+  // allocate once `out` has capacity (when `explain` is null).
+  virtual void Evaluate(DcmItem* header, const AssociationFacts& facts, std::time_t now, Decision* out,
+                        Explanation* explain = nullptr) const = 0;
+
+  virtual const std::vector<Destination>& destinations() const = 0;
+  virtual const Destination* FindDestination(const std::string& name) const = 0;
+  virtual Unmatched unmatched_policy() const = 0;
+  virtual const std::vector<const Destination*>& unmatched_destinations() const = 0;
+  virtual size_t rule_count() const = 0;
+  // The files it was loaded from, for reload-on-change.
+  virtual const std::vector<std::string>& source_files() const = 0;
+};
+
+// Encodes tag edits as one line of text for the store's queue rows, and back.
+std::string EncodeEdits(const std::vector<TagEdit>& edits);
+Result<std::vector<TagEdit>> DecodeEdits(const std::string& text);
+// Applies edits to a data set (used at send time, and by `rules test`).
+Status ApplyEdits(const std::vector<TagEdit>& edits, DcmItem* dataset);
+
+}  // namespace relais::rules
+
+#endif  // RELAIS_RULES_ROUTING_H_
