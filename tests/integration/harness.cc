@@ -285,6 +285,105 @@ std::string RelaisBinary() { return RELAIS_BINARY; }
 
 }  // namespace relais::itest
 
+// ---- Additions for crash_test / hostile_test ---------------------------------
+
+namespace relais::itest {
+namespace {
+
+uint16_t Le16(const std::string& s, size_t p) {
+  return static_cast<uint16_t>(static_cast<uint8_t>(s[p]) | (static_cast<uint8_t>(s[p + 1]) << 8));
+}
+
+uint32_t Le32(const std::string& s, size_t p) {
+  return static_cast<uint32_t>(Le16(s, p)) | (static_cast<uint32_t>(Le16(s, p + 2)) << 16);
+}
+
+// PS3.5 7.1.2: VRs whose explicit-VR header has 2 reserved bytes and a
+// 32-bit length.
+bool HasLongLength(const std::string& vr) {
+  static const char* const kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+  for (const char* v : kLong) {
+    if (vr == v) return true;
+  }
+  return false;
+}
+
+// Walks the File Meta group; calls fn(element, value_offset, value_length)
+// for each element. Returns the offset just past the group, or npos.
+template <typename Fn>
+size_t WalkMeta(const std::string& f, Fn fn) {
+  // PS3.10 7.1: 128-byte preamble, then "DICM".
+  if (f.size() < 132 || f.compare(128, 4, "DICM") != 0) return std::string::npos;
+  size_t p = 132;
+  while (p + 8 <= f.size()) {
+    uint16_t group = Le16(f, p);
+    if (group != 0x0002) return p;
+    uint16_t element = Le16(f, p + 2);
+    std::string vr = f.substr(p + 4, 2);
+    size_t len;
+    size_t value;
+    if (HasLongLength(vr)) {
+      if (p + 12 > f.size()) return std::string::npos;
+      len = Le32(f, p + 8);
+      value = p + 12;
+    } else {
+      len = Le16(f, p + 6);
+      value = p + 8;
+    }
+    if (len == 0xFFFFFFFFu || value + len > f.size()) return std::string::npos;
+    fn(element, value, len);
+    p = value + len;
+  }
+  return p == f.size() ? p : std::string::npos;
+}
+
+}  // namespace
+
+bool DatasetAfterMeta(const std::string& part10, std::string* dataset) {
+  size_t end = WalkMeta(part10, [](uint16_t, size_t, size_t) {});
+  if (end == std::string::npos) return false;
+  *dataset = part10.substr(end);
+  return true;
+}
+
+std::string Part10TransferSyntax(const std::string& part10) {
+  std::string ts;
+  WalkMeta(part10, [&](uint16_t element, size_t value, size_t len) {
+    if (element == 0x0010) ts = part10.substr(value, len);
+  });
+  while (!ts.empty() && (ts.back() == '\0' || ts.back() == ' ')) ts.pop_back();
+  return ts;
+}
+
+StorescuReport ParseStorescuVerbose(const std::string& output) {
+  StorescuReport r;
+  std::istringstream in(output);
+  std::string line;
+  std::string current;
+  static const std::string kSending = "Sending file: ";
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    size_t p = line.find(kSending);
+    if (p != std::string::npos) {
+      current = line.substr(p + kSending.size());
+      r.sent.push_back(current);
+      continue;
+    }
+    if (line.find("Received Store Response (Success)") != std::string::npos && !current.empty()) {
+      r.acknowledged.push_back(current);
+      current.clear();  // one response per file
+    }
+  }
+  return r;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace relais::itest
+
 // ---- Additions for corpus / parallel / store_full / large_object tests ------
 
 namespace relais::itest {

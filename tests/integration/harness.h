@@ -131,6 +131,39 @@ std::string RelaisBinary();
 
 #endif  // RELAIS_TESTS_INTEGRATION_HARNESS_H_
 
+// ---- Additions for crash_test / hostile_test ---------------------------------
+// (Own guard: appended after the main include guard.)
+#ifndef RELAIS_TESTS_INTEGRATION_HARNESS_CRASH_HOSTILE_H_
+#define RELAIS_TESTS_INTEGRATION_HARNESS_CRASH_HOSTILE_H_
+
+namespace relais::itest {
+
+// The data set bytes of a DICOM Part 10 file: everything after the 128-byte
+// preamble, "DICM" and the File Meta Information group (0002,xxxx), which
+// PS3.10 7.1 says is always Explicit VR Little Endian. Walks the meta
+// elements one by one (it does not trust (0002,0000) alone). Returns false
+// if `part10` is not a well-formed Part 10 file.
+bool DatasetAfterMeta(const std::string& part10, std::string* dataset);
+
+// The value of (0002,0010) Transfer Syntax UID of a Part 10 file, without
+// padding, or "" if absent.
+std::string Part10TransferSyntax(const std::string& part10);
+
+// What one `storescu -v` run said, in order. A file counts as acknowledged
+// only if "Received Store Response (Success)" followed its "Sending file:".
+struct StorescuReport {
+  std::vector<std::string> sent;          // every "Sending file: X"
+  std::vector<std::string> acknowledged;  // files answered with Success
+};
+StorescuReport ParseStorescuVerbose(const std::string& output);
+
+// Milliseconds since an arbitrary fixed point (steady clock).
+int64_t NowMs();
+
+}  // namespace relais::itest
+
+#endif  // RELAIS_TESTS_INTEGRATION_HARNESS_CRASH_HOSTILE_H_
+
 // ---- Additions for corpus / parallel / store_full / large_object tests ------
 // (Own guard: appended after the main include guard.)
 #ifndef RELAIS_TESTS_INTEGRATION_HARNESS_STORESCU_H_
