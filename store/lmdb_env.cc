@@ -63,7 +63,8 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
                    {"objects", &dbis_.objects},
                    {"chunks", &dbis_.chunks},
                    {"uid", &dbis_.uid},
-                   {"pending", &dbis_.pending}};
+                   {"pending", &dbis_.pending},
+                   {"queue", &dbis_.queue}};
   for (const auto& d : dbs) {
     Status s = LmdbStatus(mdb_dbi_open(txn.get(), d.name, dflags, d.dbi), std::string("mdb_dbi_open ") + d.name);
     if (s.IsNotFound()) return Status::NotFound("store at " + path + " has no '" + d.name + "' database");

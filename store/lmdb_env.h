@@ -46,6 +46,7 @@ struct Dbis {
   MDB_dbi chunks = 0;
   MDB_dbi uid = 0;
   MDB_dbi pending = 0;
+  MDB_dbi queue = 0;
 };
 
 // Owns an MDB_env. Opened with MDB_NOTLS so that read transactions may move

@@ -28,6 +28,31 @@ void AppendLe32(std::vector<uint8_t>* out, uint32_t v) {
   out->insert(out->end(), b, b + 4);
 }
 
+void AppendString(std::vector<uint8_t>* out, const std::string& s) {
+  AppendLe32(out, static_cast<uint32_t>(s.size()));
+  out->insert(out->end(), s.begin(), s.end());
+}
+
+// Reads a length-prefixed string at *pos; never allocates past the record.
+Status ReadString(std::span<const uint8_t> b, size_t* pos, std::string* out) {
+  if (b.size() - *pos < 4) return Status::Corruption("object record truncated at a string length");
+  uint32_t len = GetLe32(b.data() + *pos);
+  *pos += 4;
+  if (len > b.size() - *pos) return Status::Corruption("object record string runs past the end");
+  out->assign(reinterpret_cast<const char*>(b.data() + *pos), len);
+  *pos += len;
+  return Status::OK();
+}
+
+Status ReadCount(std::span<const uint8_t> b, size_t* pos, uint32_t* n) {
+  if (b.size() - *pos < 4) return Status::Corruption("object record truncated at a count");
+  *n = GetLe32(b.data() + *pos);
+  *pos += 4;
+  // Each element takes at least 4 bytes: a count larger than that is corrupt.
+  if (*n > (b.size() - *pos) / 4) return Status::Corruption("object record count runs past the end");
+  return Status::OK();
+}
+
 }  // namespace
 
 std::vector<uint8_t> EncodeMeta(const ObjectMeta& m) {
@@ -46,6 +71,20 @@ std::vector<uint8_t> EncodeMeta(const ObjectMeta& m) {
     const std::string& s = m.*field;
     AppendLe32(&out, static_cast<uint32_t>(s.size()));
     out.insert(out.end(), s.begin(), s.end());
+  }
+  // Optional routing section (FORMAT.md), present when routing was decided.
+  if (!m.routing.empty() || !m.matched_rules.empty() || !m.routes.empty()) {
+    out.push_back(kRoutingSectionMarker);
+    AppendString(&out, m.routing);
+    AppendLe32(&out, static_cast<uint32_t>(m.matched_rules.size()));
+    for (const std::string& r : m.matched_rules) AppendString(&out, r);
+    AppendLe32(&out, static_cast<uint32_t>(m.routes.size()));
+    for (const Route& r : m.routes) {
+      AppendString(&out, r.destination);
+      AppendLe32(&out, static_cast<uint32_t>(r.priority));
+      AppendString(&out, r.rule);
+      AppendString(&out, r.edits);
+    }
   }
   return out;
 }
@@ -73,6 +112,24 @@ Status DecodeMeta(std::span<const uint8_t> b, ObjectMeta* m) {
     if (len > b.size() - pos) return Status::Corruption("object record string runs past the end");
     (out.*field).assign(reinterpret_cast<const char*>(b.data() + pos), len);
     pos += len;
+  }
+  if (pos < b.size() && b[pos] == kRoutingSectionMarker) {
+    ++pos;
+    RELAIS_RETURN_IF_ERROR(ReadString(b, &pos, &out.routing));
+    uint32_t n = 0;
+    RELAIS_RETURN_IF_ERROR(ReadCount(b, &pos, &n));
+    out.matched_rules.resize(n);
+    for (std::string& r : out.matched_rules) RELAIS_RETURN_IF_ERROR(ReadString(b, &pos, &r));
+    RELAIS_RETURN_IF_ERROR(ReadCount(b, &pos, &n));
+    out.routes.resize(n);
+    for (Route& r : out.routes) {
+      RELAIS_RETURN_IF_ERROR(ReadString(b, &pos, &r.destination));
+      if (b.size() - pos < 4) return Status::Corruption("object record truncated at a route priority");
+      r.priority = static_cast<int32_t>(GetLe32(b.data() + pos));
+      pos += 4;
+      RELAIS_RETURN_IF_ERROR(ReadString(b, &pos, &r.rule));
+      RELAIS_RETURN_IF_ERROR(ReadString(b, &pos, &r.edits));
+    }
   }
   *m = std::move(out);
   return Status::OK();

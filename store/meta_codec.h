@@ -13,6 +13,8 @@
 namespace relais::store {
 
 inline constexpr uint8_t kMetaRecordVersion = 1;
+// Starts the optional routing section after the strings (FORMAT.md).
+inline constexpr uint8_t kRoutingSectionMarker = 'R';
 
 std::vector<uint8_t> EncodeMeta(const ObjectMeta& meta);
 

@@ -47,6 +47,15 @@ struct Options {
   size_t max_batch = 256;
 };
 
+// One destination an object must reach, decided by the rules when it was
+// received. Becomes a queue row (see FORMAT.md) in the object's commit.
+struct Route {
+  std::string destination;  // destination name
+  int32_t priority = 0;     // higher is delivered first
+  std::string rule;         // the rule that asked for it
+  std::string edits;        // tag edits to apply when sending (rules::EncodeEdits text)
+};
+
 // One stored object. Strings are as received, padding removed.
 struct ObjectMeta {
   uint64_t id = 0;  // assigned by the store, increasing
@@ -65,6 +74,23 @@ struct ObjectMeta {
   std::string called_ae;
   std::string peer_address;  // "ip:port"
   uint64_t checksum = 0;     // XXH3-64 of the raw data set bytes
+  // Routing decision, made before the commit: "routed", "unrouted" (no rule
+  // matched; kept) or "dropped" (a drop rule matched; kept, not queued).
+  // Empty for objects stored without rules.
+  std::string routing;
+  std::vector<std::string> matched_rules;
+  std::vector<Route> routes;  // one queue row each
+};
+
+// A row of a destination's delivery queue.
+struct QueueRow {
+  std::string destination;
+  int32_t priority = 0;
+  uint64_t object_id = 0;
+  uint32_t attempts = 0;
+  int64_t next_attempt_unix_ms = 0;
+  std::string rule;
+  std::string edits;
 };
 
 // Called when an operation is durable (or failed). Runs on the writer thread.
@@ -114,6 +140,9 @@ class Store {
 
   // Lists objects in id order; stop early by returning false.
   virtual Status List(const std::function<bool(const ObjectMeta&)>& fn) const = 0;
+  // Lists queue rows: by destination name, then priority (highest first),
+  // then arrival. Stop early by returning false.
+  virtual Status ListQueue(const std::function<bool(const QueueRow&)>& fn) const = 0;
   // The object with this SOP Instance UID, or NotFound.
   virtual Result<ObjectMeta> Find(const std::string& sop_instance_uid) const = 0;
   // Streams the raw data set bytes of object `id` to `sink`, chunk by chunk,

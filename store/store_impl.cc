@@ -9,6 +9,7 @@
 
 #include "store/chunk_codec.h"
 #include "store/compression_pool.h"
+#include "store/queue_codec.h"
 #include "store/lmdb_env.h"
 #include "store/meta_codec.h"
 #include "store/part10.h"
@@ -202,6 +203,22 @@ class StoreImpl final : public Store {
       ObjectMeta m;
       RELAIS_RETURN_IF_ERROR(DecodeMeta(FromVal(v), &m));
       if (!fn(m)) break;
+    }
+    return Status::OK();
+  }
+
+  Status ListQueue(const std::function<bool(const QueueRow&)>& fn) const override {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    Cursor c;
+    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().queue));
+    MDB_val k, v;
+    for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+      RELAIS_RETURN_IF_ERROR(s);
+      QueueRow row;
+      RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
+      RELAIS_RETURN_IF_ERROR(DecodeQueueValue(FromVal(v), &row));
+      if (!fn(row)) break;
     }
     return Status::OK();
   }

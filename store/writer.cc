@@ -1,5 +1,7 @@
 #include "store/writer.h"
 
+#include "store/queue_codec.h"
+
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -296,6 +298,11 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       if (DecodeMeta(old_record, &old).ok()) {
         fx->totals.raw_bytes -= std::min(fx->totals.raw_bytes, old.raw_size);
         fx->totals.stored_bytes -= std::min(fx->totals.stored_bytes, old.stored_size);
+        // Its deliveries are superseded by the new object's own routes.
+        for (const Route& r : old.routes) {
+          std::vector<uint8_t> qk = EncodeQueueKey(r.destination, r.priority, old_id);
+          RELAIS_RETURN_IF_ERROR(txn.Del(d.queue, ToVal(std::span<const uint8_t>(qk))));
+        }
       }
       RELAIS_RETURN_IF_ERROR(txn.Del(d.objects, old_key.val()));
     } else if (!so.IsNotFound()) {
@@ -310,6 +317,15 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
   RELAIS_RETURN_IF_ERROR(txn.Put(d.objects, id_key.val(), ToVal(record)));
   RELAIS_RETURN_IF_ERROR(txn.Put(d.uid, uid_key, id_key.val()));
   RELAIS_RETURN_IF_ERROR(txn.Del(d.pending, id_key.val()));
+  // The object's queue rows become durable in the same commit as the object.
+  for (const Route& r : m.routes) {
+    QueueRow row;
+    row.rule = r.rule;
+    row.edits = r.edits;
+    std::vector<uint8_t> qk = EncodeQueueKey(r.destination, r.priority, op.id);
+    std::vector<uint8_t> qv = EncodeQueueValue(row);
+    RELAIS_RETURN_IF_ERROR(txn.Put(d.queue, ToVal(std::span<const uint8_t>(qk)), ToVal(std::span<const uint8_t>(qv))));
+  }
   fx->totals.raw_bytes += m.raw_size;
   fx->totals.stored_bytes += m.stored_size;
   fx->completions.push_back({&op, Status::OK()});
