@@ -595,6 +595,63 @@ TEST_F(HostileTest, PdvOnRefusedOrUnknownContextIsAborted) {
   ExpectStillServing("PDV on a context that was not accepted");
 }
 
+// Malformed PDV items inside a well-framed P-DATA-TF (PS3.8 9.3.5.1: the
+// item length counts the context id and control byte, so it is >= 2, and
+// items must exactly fill the PDU), and a command set that never ends.
+TEST_F(HostileTest, MalformedPdvItemsAreAborted) {
+  std::vector<std::pair<std::string, std::string>> cases;
+  {
+    std::string b;
+    Put32Be(&b, 1);  // item length 1: no room for the control byte
+    b += "\x01";
+    cases.emplace_back("PDV item length 1", Pdu(kPData, b));
+  }
+  {
+    std::string b;
+    Put32Be(&b, 0);
+    cases.emplace_back("PDV item length 0", Pdu(kPData, b));
+  }
+  {
+    std::string b;
+    Put32Be(&b, 500);  // item runs past the end of the PDU
+    b += std::string("\x01\x03", 2) + std::string(20, '\0');
+    cases.emplace_back("PDV item past the PDU end", Pdu(kPData, b));
+  }
+  cases.emplace_back("empty P-DATA-TF", Pdu(kPData, ""));
+  {
+    // 5 x 16000 bytes of command fragments, never the last: over any sane
+    // command set size; Relais must stop buffering.
+    std::string s;
+    for (int i = 0; i < 5; ++i) s += PData({{1, 0x01, std::string(16000, '\0')}});
+    cases.emplace_back("80 kB command set", s);
+  }
+  for (const auto& [what, bytes] : cases) {
+    RawClient c;
+    Associate(&c);
+    c.Send(bytes);
+    ExpectClosedWith(&c, kAbort, what);
+  }
+  ExpectStillServing("malformed PDV items");
+}
+
+// Valid PDUs in the wrong state: a second A-ASSOCIATE-RQ in Sta6 (Evt6 ->
+// AA-8) and an A-RELEASE-RQ in Sta2 (Evt12 -> AA-1) both get an A-ABORT.
+TEST_F(HostileTest, PdusInTheWrongStateAreAborted) {
+  {
+    RawClient c;
+    Associate(&c);
+    c.Send(AssociateRq("RELAIS", kEchoAndCt));
+    ExpectClosedWith(&c, kAbort, "second A-ASSOCIATE-RQ in Sta6");
+  }
+  {
+    RawClient c;
+    ASSERT_TRUE(c.Connect(relais_->port()));
+    c.Send(Pdu(kReleaseRq, std::string(4, '\0')));
+    ExpectClosedWith(&c, kAbort, "A-RELEASE-RQ in Sta2");
+  }
+  ExpectStillServing("PDUs in the wrong state");
+}
+
 // Slow loris: one byte of a valid A-ASSOCIATE-RQ every 200 ms. ARTIM (2 s,
 // started at the connection, PS3.8 9.1.5) must cut it; bytes do not reset it.
 TEST_F(HostileTest, SlowLorisIsCutByArtim) {
