@@ -1,0 +1,470 @@
+// Evaluation of a compiled RuleSet (rule_compiled.h) against one header.
+//
+// Hot path, no allocation once warm: the top-level tags the rules use are
+// found in ONE merge pass over the header's elements (both sorted by tag)
+// into a per-thread scratch array; string values are read through DCMTK's
+// getString (a pointer into the element, no copy) the first time a
+// condition asks and are cached for the other rules. Numbers in binary VRs
+// (US, SS, UL, SL, FL, FD, UV, SV) are read with the typed getters. Values
+// in sequences are walked item by item (nextInContainer, never DcmStack).
+//
+// String semantics (README "Matching"): leading/trailing spaces are not
+// significant; a multi-valued element (backslash, PS3.5 6.4) matches when
+// any value does, except LT/ST/UT/UR where the backslash is text. Regexes
+// use RE2::PartialMatch: they match anywhere unless anchored with ^...$.
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcelem.h>
+#include <dcmtk/dcmdata/dcitem.h>
+#include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/dcmdata/dcvr.h>
+
+#include "rules/rule_compiled.h"
+
+namespace relais::rules::internal {
+
+std::string_view TrimDicom(std::string_view v) {
+  size_t b = 0, e = v.size();
+  while (b < e && (v[b] == ' ' || v[b] == '\0')) ++b;
+  while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\0')) --e;
+  return v.substr(b, e - b);
+}
+
+bool WildcardMatch(std::string_view p, std::string_view v) {
+  size_t pi = 0, vi = 0;
+  size_t star = std::string_view::npos, mark = 0;
+  while (vi < v.size()) {
+    if (pi < p.size() && (p[pi] == '?' || p[pi] == v[vi])) {
+      ++pi, ++vi;
+    } else if (pi < p.size() && p[pi] == '*') {
+      star = pi++;
+      mark = vi;
+    } else if (star != std::string_view::npos) {
+      pi = star + 1;
+      vi = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
+bool ParseIp(const char* text, uint8_t out[16]) {
+  in_addr v4;
+  if (inet_pton(AF_INET, text, &v4) == 1) {
+    std::memset(out, 0, 10);
+    out[10] = out[11] = 0xFF;
+    std::memcpy(out + 12, &v4, 4);
+    return true;
+  }
+  in6_addr v6;
+  if (inet_pton(AF_INET6, text, &v6) == 1) {
+    std::memcpy(out, &v6, 16);
+    return true;
+  }
+  return false;
+}
+
+bool ParseCidr(std::string_view text, Cidr* out) {
+  if (text.empty() || text.size() > 64) return false;
+  char buf[65];
+  size_t slash = text.find('/');
+  std::string_view addr = text.substr(0, slash);
+  std::memcpy(buf, addr.data(), addr.size());
+  buf[addr.size()] = '\0';
+  if (!ParseIp(buf, out->addr)) return false;
+  bool v4 = addr.find(':') == std::string_view::npos;
+  int max_bits = v4 ? 32 : 128;
+  int bits = max_bits;
+  if (slash != std::string_view::npos) {
+    std::string_view p = text.substr(slash + 1);
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), bits);
+    if (ec != std::errc() || end != p.data() + p.size() || p.empty() || bits < 0 || bits > max_bits) return false;
+  }
+  out->prefix = v4 ? 96 + bits : bits;
+  // Host bits must be zero: "10.1.2.3/8" is almost always a typo.
+  for (int i = out->prefix; i < 128; ++i) {
+    if (out->addr[i / 8] & (0x80 >> (i % 8))) return false;
+  }
+  return true;
+}
+
+bool CidrContains(const Cidr& net, const uint8_t addr[16]) {
+  int full = net.prefix / 8;
+  if (std::memcmp(net.addr, addr, static_cast<size_t>(full)) != 0) return false;
+  int rest = net.prefix % 8;
+  if (rest == 0) return true;
+  uint8_t mask = static_cast<uint8_t>(0xFF << (8 - rest));
+  return (net.addr[full] & mask) == (addr[full] & mask);
+}
+
+namespace {
+
+// Per-thread scratch space, reused by every evaluation on the thread.
+struct Slot {
+  DcmElement* element;
+  const char* str;  // cached getString result (nullptr = not fetched or not a string)
+  uint32_t len;
+  uint8_t fetched;  // 0 = not yet, 1 = string, 2 = not a string VR
+};
+thread_local std::vector<Slot> t_slots;
+
+struct Context {
+  DcmItem* header;
+  const AssociationFacts* facts;
+  Slot* slots;
+  struct tm local;
+  bool has_local;
+  int peer_state;  // 0 = not parsed, 1 = ok, 2 = unparsable
+  uint8_t peer[16];
+};
+
+DcmElement* FindIn(DcmItem* item, uint32_t tag) {
+  uint16_t g = static_cast<uint16_t>(tag >> 16), e = static_cast<uint16_t>(tag & 0xFFFF);
+  for (DcmObject* o = item->nextInContainer(nullptr); o != nullptr; o = item->nextInContainer(o)) {
+    uint16_t og = o->getGTag();
+    if (og < g) continue;
+    if (og > g) return nullptr;
+    uint16_t oe = o->getETag();
+    if (oe == e) return static_cast<DcmElement*>(o);
+    if (oe > e) return nullptr;
+  }
+  return nullptr;
+}
+
+bool IsTextVr(DcmEVR vr) { return vr == EVR_LT || vr == EVR_ST || vr == EVR_UT || vr == EVR_UR; }
+
+// The string of a string-VR element without copying; false for binary VRs.
+bool GetStringValue(DcmElement* e, const char** s, uint32_t* len) {
+  if (!DcmVR(e->ident()).isaString()) return false;
+  char* p = nullptr;
+  Uint32 n = 0;
+  if (e->getString(p, n).bad() || p == nullptr) {
+    *s = "";
+    *len = 0;
+    return true;
+  }
+  *s = p;
+  *len = n;
+  return true;
+}
+
+bool GetNumber(DcmElement* e, unsigned long i, double* d) {
+  switch (e->ident()) {
+    case EVR_US: { Uint16 v; if (e->getUint16(v, i).bad()) return false; *d = v; return true; }
+    case EVR_SS: { Sint16 v; if (e->getSint16(v, i).bad()) return false; *d = v; return true; }
+    case EVR_UL: { Uint32 v; if (e->getUint32(v, i).bad()) return false; *d = v; return true; }
+    case EVR_SL: { Sint32 v; if (e->getSint32(v, i).bad()) return false; *d = v; return true; }
+    case EVR_FL: { Float32 v; if (e->getFloat32(v, i).bad()) return false; *d = v; return true; }
+    case EVR_FD: { Float64 v; if (e->getFloat64(v, i).bad()) return false; *d = v; return true; }
+    case EVR_UV: { Uint64 v; if (e->getUint64(v, i).bad()) return false; *d = static_cast<double>(v); return true; }
+    case EVR_SV: { Sint64 v; if (e->getSint64(v, i).bad()) return false; *d = static_cast<double>(v); return true; }
+    default: return false;
+  }
+}
+
+bool ParseNumber(std::string_view v, double* d) {
+  if (!v.empty() && v[0] == '+') v.remove_prefix(1);
+  if (v.empty()) return false;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *d);
+  return ec == std::errc() && end == v.data() + v.size();
+}
+
+bool InRange(const Condition& c, double d) {
+  return (!c.has_min || d >= c.min) && (!c.has_max || d <= c.max);
+}
+
+bool MatchOneString(const Condition& c, std::string_view v) {
+  switch (c.op) {
+    case Condition::Op::kEquals: {
+      for (const std::string& want : c.values) {
+        if (want == v) return true;
+      }
+      double d;
+      if (!c.numbers.empty() && ParseNumber(v, &d)) {
+        for (double n : c.numbers) {
+          if (n == d) return true;
+        }
+      }
+      return false;
+    }
+    case Condition::Op::kRegex:
+      return RE2::PartialMatch(re2::StringPiece(v.data(), v.size()), *c.regex);
+    case Condition::Op::kWildcard:
+      return WildcardMatch(c.pattern, v);
+    case Condition::Op::kRange: {
+      double d;
+      return ParseNumber(v, &d) && InRange(c, d);
+    }
+    case Condition::Op::kDateRange: {
+      // DA is YYYYMMDD; DT starts with it (PS3.5 6.2).
+      if (v.size() < 8) return false;
+      std::string_view day = v.substr(0, 8);
+      for (char ch : day) {
+        if (ch < '0' || ch > '9') return false;
+      }
+      return (c.from.empty() || day >= std::string_view(c.from)) && (c.to.empty() || day <= std::string_view(c.to));
+    }
+    case Condition::Op::kCidr:
+    case Condition::Op::kPresent:
+      return false;
+  }
+  return false;
+}
+
+// True when any value of the backslash-separated `all` matches.
+bool MatchStringValues(const Condition& c, std::string_view all, bool multi) {
+  if (!multi) return MatchOneString(c, TrimDicom(all));
+  size_t start = 0;
+  while (true) {
+    size_t bs = all.find('\\', start);
+    std::string_view v = all.substr(start, bs == std::string_view::npos ? std::string_view::npos : bs - start);
+    if (MatchOneString(c, TrimDicom(v))) return true;
+    if (bs == std::string_view::npos) return false;
+    start = bs + 1;
+  }
+}
+
+bool MatchNumbers(const Condition& c, DcmElement* e) {
+  unsigned long vm = e->getVM();
+  for (unsigned long i = 0; i < vm; ++i) {
+    double d;
+    if (!GetNumber(e, i, &d)) return false;
+    if (c.op == Condition::Op::kEquals) {
+      for (double n : c.numbers) {
+        if (n == d) return true;
+      }
+    } else if (c.op == Condition::Op::kRange && InRange(c, d)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool MatchElement(const Condition& c, DcmElement* e, const char* s, uint32_t len, bool is_string) {
+  if (is_string) return MatchStringValues(c, std::string_view(s, len), !IsTextVr(e->ident()));
+  return MatchNumbers(c, e);
+}
+
+// Walks path[depth..] below `item`; true when the leaf exists (present) or
+// matches, in any item of the sequences on the way.
+bool MatchPath(const Condition& c, DcmItem* item, size_t depth, bool presence) {
+  DcmElement* e = FindIn(item, c.path[depth]);
+  if (e == nullptr) return false;
+  if (depth + 1 == c.path.size()) {
+    if (presence) return true;
+    const char* s = nullptr;
+    uint32_t len = 0;
+    bool is_string = GetStringValue(e, &s, &len);
+    return MatchElement(c, e, s, len, is_string);
+  }
+  if (e->ident() != EVR_SQ) return false;
+  auto* seq = static_cast<DcmSequenceOfItems*>(static_cast<DcmObject*>(e));
+  unsigned long n = seq->card();
+  for (unsigned long i = 0; i < n; ++i) {
+    DcmItem* child = seq->getItem(i);
+    if (child != nullptr && MatchPath(c, child, depth + 1, presence)) return true;
+  }
+  return false;
+}
+
+bool MatchTopLevel(const Condition& c, Context* ctx) {
+  Slot& slot = ctx->slots[c.slot];
+  if (slot.element == nullptr) return false;
+  if (slot.fetched == 0) {
+    slot.fetched = GetStringValue(slot.element, &slot.str, &slot.len) ? 1 : 2;
+  }
+  return MatchElement(c, slot.element, slot.str, slot.len, slot.fetched == 1);
+}
+
+bool MatchTag(const Condition& c, Context* ctx) {
+  bool presence = c.op == Condition::Op::kPresent;
+  bool found;
+  if (ctx->header == nullptr) {
+    found = false;
+  } else if (c.path.size() == 1) {
+    found = presence ? ctx->slots[c.slot].element != nullptr : MatchTopLevel(c, ctx);
+  } else {
+    found = MatchPath(c, ctx->header, 0, presence);
+  }
+  return presence ? found == c.present : found;
+}
+
+bool MatchAssoc(const Condition& c, Context* ctx) {
+  if (c.field == Condition::Field::kPeer) {
+    if (ctx->peer_state == 0) {
+      ctx->peer_state = ParseIp(ctx->facts->peer_ip.c_str(), ctx->peer) ? 1 : 2;
+    }
+    if (ctx->peer_state != 1) return false;
+    for (const Cidr& net : c.cidrs) {
+      if (CidrContains(net, ctx->peer)) return true;
+    }
+    return false;
+  }
+  const std::string* v = &ctx->facts->calling_ae;
+  if (c.field == Condition::Field::kCalledAe) v = &ctx->facts->called_ae;
+  if (c.field == Condition::Field::kListener) v = &ctx->facts->listener;
+  return MatchOneString(c, TrimDicom(*v));
+}
+
+bool MatchTime(const Condition& c, const Context& ctx) {
+  if (!ctx.has_local) return false;
+  if (!(c.days & (1u << ctx.local.tm_wday))) return false;
+  if (!c.has_hours) return true;
+  int m = ctx.local.tm_hour * 60 + ctx.local.tm_min;
+  if (c.start_minute < c.end_minute) return m >= c.start_minute && m < c.end_minute;
+  return m >= c.start_minute || m < c.end_minute;  // across midnight
+}
+
+bool Match(const Condition& c, Context* ctx) {
+  switch (c.kind) {
+    case Condition::Kind::kAll:
+      for (const Condition& child : c.children) {
+        if (!Match(child, ctx)) return false;
+      }
+      return true;
+    case Condition::Kind::kAny:
+      for (const Condition& child : c.children) {
+        if (Match(child, ctx)) return true;
+      }
+      return false;
+    case Condition::Kind::kNot:
+      for (const Condition& child : c.children) {
+        if (!Match(child, ctx)) return true;
+      }
+      return false;
+    case Condition::Kind::kTag: return MatchTag(c, ctx);
+    case Condition::Kind::kAssoc: return MatchAssoc(c, ctx);
+    case Condition::Kind::kTime: return MatchTime(c, *ctx);
+  }
+  return false;
+}
+
+// What the condition saw, for explanations (allocates; explain only).
+std::string Observed(const Condition& c, Context* ctx) {
+  auto quote = [](std::string_view v) {
+    if (v.size() > 64) return "'" + std::string(v.substr(0, 61)) + "...'";
+    return "'" + std::string(v) + "'";
+  };
+  switch (c.kind) {
+    case Condition::Kind::kTag:
+      if (c.path.size() != 1) return "";
+      if (ctx->slots[c.slot].element == nullptr) return " (absent)";
+      if (c.op == Condition::Op::kPresent) return " (present)";
+      if (ctx->slots[c.slot].fetched == 1) {
+        return " (value " + quote(std::string_view(ctx->slots[c.slot].str, ctx->slots[c.slot].len)) + ")";
+      }
+      return "";
+    case Condition::Kind::kAssoc: {
+      const AssociationFacts& f = *ctx->facts;
+      switch (c.field) {
+        case Condition::Field::kCallingAe: return " (calling AE " + quote(f.calling_ae) + ")";
+        case Condition::Field::kCalledAe: return " (called AE " + quote(f.called_ae) + ")";
+        case Condition::Field::kPeer: return " (peer " + quote(f.peer_ip) + ")";
+        case Condition::Field::kListener: return " (listener " + quote(f.listener) + ")";
+      }
+      return "";
+    }
+    case Condition::Kind::kTime: {
+      if (!ctx->has_local) return " (no local time)";
+      static const char* kDays[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), " (now %s %02d:%02d)", kDays[ctx->local.tm_wday % 7], ctx->local.tm_hour,
+                    ctx->local.tm_min);
+      return buf;
+    }
+    default:
+      return "";
+  }
+}
+
+}  // namespace
+
+const Destination* RuleSetImpl::FindDestination(const std::string& name) const {
+  for (const Destination& d : destinations_) {
+    if (d.name == name) return &d;
+  }
+  return nullptr;
+}
+
+void RuleSetImpl::Evaluate(DcmItem* header, const AssociationFacts& facts, std::time_t now, Decision* out,
+                           Explanation* explain) const {
+  out->Clear();
+  if (explain != nullptr) explain->rules.clear();
+
+  // One merge pass: header elements and slot_tags_ are both sorted by tag.
+  std::vector<Slot>& slots = t_slots;
+  slots.resize(slot_tags_.size());  // no allocation once the thread has seen this size
+  for (Slot& s : slots) s = Slot{nullptr, nullptr, 0, 0};
+  if (header != nullptr && !slot_tags_.empty()) {
+    size_t k = 0;
+    for (DcmObject* o = header->nextInContainer(nullptr); o != nullptr && k < slot_tags_.size();
+         o = header->nextInContainer(o)) {
+      uint32_t tag = (static_cast<uint32_t>(o->getGTag()) << 16) | o->getETag();
+      while (k < slot_tags_.size() && slot_tags_[k] < tag) ++k;
+      if (k < slot_tags_.size() && slot_tags_[k] == tag) slots[k++].element = static_cast<DcmElement*>(o);
+    }
+  }
+
+  Context ctx{};
+  ctx.header = header;
+  ctx.facts = &facts;
+  ctx.slots = slots.data();
+  if (uses_time_) ctx.has_local = localtime_r(&now, &ctx.local) != nullptr;
+
+  static const std::vector<TagEdit> kNoEdits;
+  const CompiledRule* stopped_by = nullptr;
+  bool any = false;
+  for (const CompiledRule& rule : rules_) {
+    if (stopped_by != nullptr) {
+      if (explain == nullptr) break;
+      explain->rules.push_back({rule.name, false, {"not evaluated: rule '" + stopped_by->name + "' matched and stops"}});
+      continue;
+    }
+    bool matched;
+    if (explain == nullptr) {
+      matched = Match(rule.match, &ctx);
+    } else {
+      Explanation::RuleTrace trace;
+      trace.rule = rule.name;
+      matched = true;
+      if (rule.match.children.empty()) trace.reasons.push_back("no conditions: matches everything");
+      for (const Condition& c : rule.match.children) {
+        bool m = Match(c, &ctx);
+        matched = matched && m;
+        trace.reasons.push_back(c.text + ": " + (m ? "yes" : "no") + Observed(c, &ctx));
+      }
+      trace.matched = matched;
+      explain->rules.push_back(std::move(trace));
+    }
+    if (!matched) continue;
+    any = true;
+    out->matched_rules.push_back(&rule.name);
+    if (rule.drop) {
+      out->targets.clear();
+      out->dropped = true;
+      stopped_by = &rule;
+      continue;
+    }
+    for (const ForwardTarget& f : rule.forward) {
+      auto it = std::find_if(out->targets.begin(), out->targets.end(),
+                             [&](const Decision::Target& t) { return t.destination == f.destination; });
+      if (it != out->targets.end()) {
+        it->priority = std::max(it->priority, rule.priority);  // a later STAT rule still hurries it
+        continue;
+      }
+      out->targets.push_back({f.destination, rule.priority, &rule.name, f.edits.empty() ? &kNoEdits : &f.edits});
+    }
+    if (rule.stop) stopped_by = &rule;
+  }
+  out->unmatched = !any;
+}
+
+}  // namespace relais::rules::internal
