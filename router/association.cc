@@ -4,7 +4,11 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdatset.h>
+
 #include <chrono>
+#include <ctime>
 #include <cstring>
 
 #include "base/identity.h"
@@ -360,6 +364,14 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   // PS3.7 D.3.3.3: we perform one operation at a time.
   if (rq.user_info.async_ops) ac.user_info.async_ops = ul::AsyncOpsWindow{1, 1};
   peer_max_pdu_ = rq.user_info.max_length;
+  rules_ = server_->rules();
+  facts_.calling_ae = calling_ae_;
+  facts_.called_ae = called_ae_;
+  facts_.peer_ip = peer_.substr(0, peer_.rfind(':'));
+  if (facts_.peer_ip.size() > 2 && facts_.peer_ip.front() == '[') {
+    facts_.peer_ip = facts_.peer_ip.substr(1, facts_.peer_ip.size() - 2);
+  }
+  facts_.listener = "default";
   established_ = true;
   server_->OnEstablished(+1);
   RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
@@ -515,6 +527,7 @@ void ScpAssociation::FinishIncoming() {
     }
     return;
   }
+  store::ObjectMeta meta;
   if (!in.failed) {
     Result<dicom::HeaderInfo> info = in.header->result();
     if (!info.ok()) {
@@ -522,7 +535,6 @@ void ScpAssociation::FinishIncoming() {
       in.fail_status = dimse::kStatusCannotUnderstand;
       in.fail_reason = info.status().message();
     } else {
-      store::ObjectMeta meta;
       meta.sop_class_uid = info->sop_class_uid.empty() ? rq.affected_sop_class_uid : info->sop_class_uid;
       meta.sop_instance_uid =
           info->sop_instance_uid.empty() ? rq.affected_sop_instance_uid : info->sop_instance_uid;
@@ -540,6 +552,11 @@ void ScpAssociation::FinishIncoming() {
       meta.calling_ae = calling_ae_;
       meta.called_ae = called_ae_;
       meta.peer_address = peer_;
+      if (!Route(*in.header, &meta, &in.fail_status, &in.fail_reason)) {
+        in.failed = true;
+      }
+    }
+    if (!in.failed) {
       pending_.push_back(Pending{msg, in.context_id, rq, false, 0, {}});
       Server* server = server_;
       uint64_t id = id_;
@@ -567,6 +584,40 @@ void ScpAssociation::FinishIncoming() {
   FlushResponses();
 }
 
+bool ScpAssociation::Route(dicom::HeaderParser& header, store::ObjectMeta* meta, uint16_t* status,
+                           std::string* reason) {
+  if (!rules_) return true;  // no rules configured: keep, unrouted
+  rules_->Evaluate(header.dataset(), facts_, std::time(nullptr), &decision_);
+  for (const std::string* r : decision_.matched_rules) meta->matched_rules.push_back(*r);
+  if (decision_.dropped) {
+    meta->routing = "dropped";
+    return true;
+  }
+  if (decision_.unmatched) {
+    switch (rules_->unmatched_policy()) {
+      case rules::RuleSet::Unmatched::kReject:
+        *status = dimse::kStatusNotAuthorized;
+        *reason = "no routing rule matched and the rules say unmatched = \"reject\"";
+        return false;
+      case rules::RuleSet::Unmatched::kForward:
+        meta->routing = "routed";
+        for (const rules::Destination* d : rules_->unmatched_destinations()) {
+          meta->routes.push_back(store::Route{d->name, 0, "(unmatched)", ""});
+        }
+        return true;
+      case rules::RuleSet::Unmatched::kKeep:
+        meta->routing = "unrouted";
+        return true;
+    }
+  }
+  meta->routing = "routed";
+  for (const rules::Decision::Target& t : decision_.targets) {
+    meta->routes.push_back(store::Route{t.destination->name, t.priority, t.rule ? *t.rule : std::string(),
+                                        t.edits ? rules::EncodeEdits(*t.edits) : std::string()});
+  }
+  return true;
+}
+
 void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const store::ObjectMeta& meta) {
   for (Pending& p : pending_) {
     if (!p.done && p.message_id == message_id) {
@@ -578,9 +629,12 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
   }
   if (status.ok()) {
     ++objects_ok_;
-    RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu", Prefix().c_str(),
-              message_id, meta.sop_instance_uid.c_str(), meta.modality.c_str(),
-              static_cast<unsigned long long>(meta.raw_size), static_cast<unsigned long long>(meta.stored_size));
+    std::string routes;
+    for (const store::Route& r : meta.routes) routes += (routes.empty() ? "" : ",") + r.destination;
+    RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s",
+              Prefix().c_str(), message_id, meta.sop_instance_uid.c_str(), meta.modality.c_str(),
+              static_cast<unsigned long long>(meta.raw_size), static_cast<unsigned long long>(meta.stored_size),
+              meta.routing.empty() ? "none" : meta.routing.c_str(), routes.empty() ? "-" : routes.c_str());
   } else {
     ++objects_failed_;
     RLOG_WARN("%s msg=%u sop=%s event=store-failed status=0x%04X reason=\"%s\"", Prefix().c_str(),

@@ -23,6 +23,7 @@
 #include "router/dimse.h"
 #include "router/fsm.h"
 #include "router/pdu.h"
+#include "rules/routing.h"
 #include "store/store.h"
 
 namespace relais::router {
@@ -100,6 +101,9 @@ class ScpAssociation : public ul::Effects {
   void HandleCommand(uint8_t context_id);
   void HandleData(const ul::Pdv& pdv);
   void FinishIncoming();
+  // Fills meta's routing fields from the rules. Returns false (with status
+  // and reason) when the object must be refused (unmatched = reject).
+  bool Route(dicom::HeaderParser& header, store::ObjectMeta* meta, uint16_t* status, std::string* reason);
   void SendCommand(uint8_t context_id, const dimse::Command& cmd);
   void SendReleaseResponseIfIdle();
   void PauseReading();
@@ -123,6 +127,11 @@ class ScpAssociation : public ul::Effects {
   std::string called_ae_;
   uint32_t peer_max_pdu_ = 0;
   std::unordered_map<uint8_t, Context> contexts_;
+  // The rules in force when the association was accepted (a reload does
+  // not change them mid-association); null when no rules are configured.
+  std::shared_ptr<const rules::RuleSet> rules_;
+  rules::AssociationFacts facts_;
+  rules::Decision decision_;  // reused: no allocation per object once warm
 
   // Input buffer: bytes [in_begin_, in_end_) are received and not decoded.
   std::vector<uint8_t> in_;

@@ -56,6 +56,7 @@ inline constexpr uint16_t kStatusUnrecognizedOperation = 0x0211;
 inline constexpr uint16_t kStatusProcessingFailure = 0x0110;
 inline constexpr uint16_t kStatusDuplicateInvocation = 0x0210;
 inline constexpr uint16_t kStatusMistypedArgument = 0x0212;
+inline constexpr uint16_t kStatusNotAuthorized = 0x0124;  // PS3.7 C.5.x: Refused: Not Authorized
 
 // A decoded or to-be-encoded command set. Only the elements present in a
 // command are set; optional ones are std::optional. Unknown group 0000

@@ -17,12 +17,19 @@ struct SignalCtx {
   Server* server;
   uv_signal_t sigint;
   uv_signal_t sigterm;
+  uv_signal_t sighup;
   bool stopping = false;
 };
 
 void CloseSignals(SignalCtx* ctx) {
   uv_close(reinterpret_cast<uv_handle_t*>(&ctx->sigint), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&ctx->sigterm), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ctx->sighup), nullptr);
+}
+
+void OnHangup(uv_signal_t* h, int) noexcept {
+  auto* ctx = static_cast<SignalCtx*>(h->data);
+  if (!ctx->stopping) ctx->server->ReloadRules("SIGHUP");
 }
 
 void OnStopSignal(uv_signal_t* h, int signum) noexcept {
@@ -60,6 +67,7 @@ Status Serve(const rules::AppConfig& config) {
   settings.artim_timeout_ms = uint64_t{config.listener.artim_timeout_s} * 1000;
   settings.idle_timeout_ms = uint64_t{config.listener.idle_timeout_s} * 1000;
   settings.accept.accept_unknown_sop_classes = config.listener.accept_unknown_sop_classes;
+  settings.rules_path = config.rules_path;
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -67,15 +75,19 @@ Status Serve(const rules::AppConfig& config) {
   {
     Server server(&loop, store.get(), settings);
     store->SetProgressCallback([&server] { server.Post([&server] { server.ResumePaused(); }); });
-    SignalCtx sig{&server, {}, {}};
+    SignalCtx sig{&server, {}, {}, {}};
     uv_signal_init(&loop, &sig.sigint);
     uv_signal_init(&loop, &sig.sigterm);
+    uv_signal_init(&loop, &sig.sighup);
     sig.sigint.data = &sig;
     sig.sigterm.data = &sig;
-    result = server.Listen(config.listener.host, config.listener.port);
+    sig.sighup.data = &sig;
+    result = server.InitRules();
+    if (result.ok()) result = server.Listen(config.listener.host, config.listener.port);
     if (result.ok()) {
       uv_signal_start(&sig.sigint, &OnStopSignal, SIGINT);
       uv_signal_start(&sig.sigterm, &OnStopSignal, SIGTERM);
+      uv_signal_start(&sig.sighup, &OnHangup, SIGHUP);
       RLOG_INFO("event=listening ae=%s address=%s:%u store=%s max_pdu=%u max_associations=%u",
                 settings.ae_title.c_str(), config.listener.host.c_str(), config.listener.port,
                 config.store.path.c_str(), settings.max_pdu, settings.max_associations);

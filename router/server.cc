@@ -1,6 +1,8 @@
 #include "router/server.h"
 
 #include <cstring>
+#include <filesystem>
+#include <sstream>
 
 #include "base/log.h"
 #include "router/association.h"
@@ -62,6 +64,78 @@ void Server::Accept() {
   }
 }
 
+Status Server::InitRules() {
+  if (settings_.rules_path.empty()) {
+    RLOG_WARN("event=no-rules: no [rules] path in the configuration; objects are stored and not routed");
+    return Status::OK();
+  }
+  Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path);
+  if (!loaded.ok()) return loaded.status();
+  rules_ = *loaded;
+  RLOG_INFO("event=rules-loaded path=%s rules=%zu destinations=%zu", settings_.rules_path.c_str(),
+            rules_->rule_count(), rules_->destinations().size());
+  // Watch the directory (a file replaced by rename keeps being noticed).
+  std::error_code ec;
+  std::string dir = settings_.rules_path;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    std::filesystem::path p(dir);
+    rules_watch_name_ = p.filename().string();
+    dir = p.has_parent_path() ? p.parent_path().string() : ".";
+  }
+  uv_timer_init(loop_, &rules_debounce_);
+  rules_debounce_.data = this;
+  rules_debounce_open_ = true;
+  uv_fs_event_init(loop_, &rules_watch_);
+  rules_watch_.data = this;
+  int rc = uv_fs_event_start(&rules_watch_, &Server::OnRulesChanged, dir.c_str(), 0);
+  if (rc != 0) {
+    RLOG_WARN("event=rules-watch-failed dir=%s reason=\"%s\": reload with SIGHUP", dir.c_str(), uv_strerror(rc));
+    uv_close(reinterpret_cast<uv_handle_t*>(&rules_watch_), nullptr);
+  } else {
+    rules_watching_ = true;
+  }
+  return Status::OK();
+}
+
+void Server::OnRulesChanged(uv_fs_event_t* h, const char* filename, int, int status) noexcept {
+  auto* self = static_cast<Server*>(h->data);
+  if (status != 0 || self->shutting_down_) return;
+  std::string name = filename ? filename : "";
+  if (!self->rules_watch_name_.empty()) {
+    if (name != self->rules_watch_name_) return;
+  } else if (name.size() < 5 || name.compare(name.size() - 5, 5, ".toml") != 0) {
+    return;
+  }
+  // Editors write a file in several steps: reload once it has settled.
+  uv_timer_start(&self->rules_debounce_, &Server::OnRulesDebounce, 300, 0);
+}
+
+void Server::OnRulesDebounce(uv_timer_t* h) noexcept { static_cast<Server*>(h->data)->ReloadRules("file changed"); }
+
+void Server::ReloadRules(const char* why) {
+  if (settings_.rules_path.empty()) {
+    RLOG_WARN("event=rules-reload-skipped reason=\"no [rules] path configured\"");
+    return;
+  }
+  Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path);
+  if (!loaded.ok()) {
+    ++rule_reload_failures_;
+    std::istringstream lines(loaded.status().message());
+    std::string line;
+    while (std::getline(lines, line)) {
+      RLOG_ERROR("event=rules-reload-failed trigger=\"%s\" error=\"%s\"", why, line.c_str());
+    }
+    RLOG_ERROR("event=rules-reload-failed trigger=\"%s\" failures=%llu: the previous rules stay in force; "
+               "fix the file (relais rules check %s)",
+               why, static_cast<unsigned long long>(rule_reload_failures_), settings_.rules_path.c_str());
+    return;
+  }
+  rules_ = *loaded;
+  ++rule_reloads_;
+  RLOG_INFO("event=rules-reloaded trigger=\"%s\" rules=%zu destinations=%zu reloads=%llu", why,
+            rules_->rule_count(), rules_->destinations().size(), static_cast<unsigned long long>(rule_reloads_));
+}
+
 ScpAssociation* Server::FindAssociation(uint64_t id) {
   auto it = associations_.find(id);
   return it == associations_.end() ? nullptr : it->second.get();
@@ -97,6 +171,14 @@ void Server::Shutdown() {
   if (listening_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
     listening_ = false;
+  }
+  if (rules_watching_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&rules_watch_), nullptr);
+    rules_watching_ = false;
+  }
+  if (rules_debounce_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&rules_debounce_), nullptr);
+    rules_debounce_open_ = false;
   }
   RunPosted();  // deliver the responses of commits already done
   std::vector<ScpAssociation*> all;

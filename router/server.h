@@ -19,6 +19,7 @@
 
 #include "base/status.h"
 #include "router/presentation.h"
+#include "rules/routing.h"
 #include "rules/rules.h"
 #include "store/store.h"
 
@@ -37,6 +38,8 @@ struct ScpSettings {
   // An association stops reading its socket while more than this many bytes
   // of its objects wait to be committed (back-pressure).
   uint64_t max_uncommitted_bytes = 16u << 20;
+  // Rule file or directory; empty: no rules (objects are kept, unrouted).
+  std::string rules_path;
 };
 
 class Server {
@@ -63,6 +66,18 @@ class Server {
   uint32_t established_count() const { return established_; }
   void OnEstablished(int delta) { established_ += delta; }
 
+  // Loads the rules from settings().rules_path and starts watching them
+  // for changes (reloaded on change and on SIGHUP). Loop thread.
+  Status InitRules();
+  // Reloads the rules; on failure keeps the old ones, logs every error with
+  // file:line:column and counts the failure. Loop thread.
+  void ReloadRules(const char* why);
+  // The current rules (null when no rules are configured). An association
+  // keeps the snapshot it took when it was accepted.
+  std::shared_ptr<const rules::RuleSet> rules() const { return rules_; }
+  uint64_t rule_reloads() const { return rule_reloads_; }
+  uint64_t rule_reload_failures() const { return rule_reload_failures_; }
+
   // Association bookkeeping (loop thread).
   ScpAssociation* FindAssociation(uint64_t id);
   // Store progress: let associations paused for back-pressure read again.
@@ -72,6 +87,8 @@ class Server {
  private:
   static void OnConnection(uv_stream_t* server, int status) noexcept;
   static void OnAsync(uv_async_t* handle) noexcept;
+  static void OnRulesChanged(uv_fs_event_t* handle, const char* filename, int events, int status) noexcept;
+  static void OnRulesDebounce(uv_timer_t* handle) noexcept;
   void Accept();
   void RunPosted();
 
@@ -86,6 +103,14 @@ class Server {
   uint32_t established_ = 0;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<ScpAssociation>> associations_;
+  std::shared_ptr<const rules::RuleSet> rules_;
+  uint64_t rule_reloads_ = 0;
+  uint64_t rule_reload_failures_ = 0;
+  uv_fs_event_t rules_watch_;
+  bool rules_watching_ = false;
+  std::string rules_watch_name_;  // file name to react to; empty: any *.toml
+  uv_timer_t rules_debounce_;
+  bool rules_debounce_open_ = false;
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
 };
