@@ -65,7 +65,7 @@ std::shared_ptr<const RuleSet> MustParse(const std::string& text) {
 }
 
 // The error message of a parse that must fail.
-std::string ErrorOf(const std::string& text) {
+[[maybe_unused]] std::string ErrorOf(const std::string& text) {
   Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(text, "rules.toml");
   EXPECT_FALSE(r.ok()) << "parsed although it should not:\n" << text;
   if (r.ok()) return "";

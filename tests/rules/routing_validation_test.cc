@@ -1,0 +1,203 @@
+// Validation errors of rule files, each at its exact FILE:LINE:COLUMN, and
+// the limits against hostile files (size, nesting, rule count, regex size).
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "rules/routing.h"
+
+namespace relais::rules {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Lines 1-4: one destination "archive"; a rule starts on line 5, its
+// forward is line 7 and its first condition line 9 (after [rule.match]).
+constexpr char kDest[] =
+    "[[destination]]\n"
+    "name = \"archive\"\n"
+    "ae_title = \"ARCHIVE\"\n"
+    "host = \"10.1.0.20\"\n";
+
+std::string Rule(const std::string& match_body) {
+  return std::string(kDest) + "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\n[rule.match]\n" + match_body;
+}
+
+std::string ErrorOf(const std::string& text) {
+  Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(text, "rules.toml");
+  EXPECT_FALSE(r.ok()) << "parsed although it should not:\n" << text;
+  if (r.ok()) return "";
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+  return r.status().message();
+}
+
+TEST(RoutingValidationTest, UnknownKeywordWithSuggestion) {
+  EXPECT_EQ(ErrorOf(Rule("Modalty = \"CT\"\n")),
+            "rules.toml:9:1: unknown DICOM keyword 'Modalty', did you mean 'Modality'?");
+  EXPECT_EQ(ErrorOf(Rule("caling_ae = \"X\"\n")),
+            "rules.toml:9:1: unknown condition 'caling_ae', did you mean 'calling_ae'?");
+  EXPECT_EQ(ErrorOf(Rule("\"(00zz,0010)\" = \"X\"\n")),
+            "rules.toml:9:1: '(00zz,0010)' is neither a DICOM keyword nor a tag (gggg,eeee)");
+  EXPECT_EQ(ErrorOf(Rule("\"Modality.PatientID\" = \"X\"\n")),
+            "rules.toml:9:1: 'Modality' is not a sequence, so 'Modality.PatientID' cannot look inside it");
+  EXPECT_EQ(ErrorOf(Rule("\"ReferencedStudySequence.ReferencedSOPClasUID\" = \"1\"\n")),
+            "rules.toml:9:1: unknown DICOM keyword 'ReferencedSOPClasUID', did you mean 'ReferencedSOPClassUID'?");
+}
+
+TEST(RoutingValidationTest, UnknownDestination) {
+  EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"r\"\nforward = [\"archiv\"]\n"),
+            "rules.toml:7:12: unknown destination 'archiv', did you mean 'archive'?");
+  EXPECT_EQ(ErrorOf(std::string(kDest) + "[settings]\nunmatched = { forward = [\"nas\"] }\n"),
+            "rules.toml:6:26: unknown destination 'nas' (known: archive)");
+}
+
+TEST(RoutingValidationTest, BadRegexCarriesRe2Text) {
+  EXPECT_EQ(ErrorOf(Rule("StudyDescription = { regex = \"(unclosed\" }\n")),
+            "rules.toml:9:30: bad regex '(unclosed': missing ): (unclosed");
+}
+
+TEST(RoutingValidationTest, WrongValueTypes) {
+  EXPECT_EQ(ErrorOf(Rule("Modality = true\n")),
+            "rules.toml:9:12: Modality must be a string, a number, a list of them, or an operator table such as "
+            "{ regex = \"...\" }, got boolean");
+  EXPECT_EQ(ErrorOf(Rule("Modality = [\"CT\", 1.5, false]\n")),
+            "rules.toml:9:24: Modality values must be strings or numbers, got boolean");
+  EXPECT_EQ(ErrorOf(Rule("SliceThickness = { min = \"a\" }\n")),
+            "rules.toml:9:26: SliceThickness min must be a number, got string");
+  EXPECT_EQ(ErrorOf(Rule("StudyDate = { from = \"2024-13-01\" }\n")),
+            "rules.toml:9:22: StudyDate from must be a date \"YYYYMMDD\" (DICOM DA) or 2024-01-31");
+  EXPECT_EQ(ErrorOf(Rule("Modality = { regexp = \"CT\" }\n")),
+            "rules.toml:9:14: unknown operator 'regexp' for Modality, did you mean 'regex'?");
+  EXPECT_EQ(ErrorOf(Rule("Modality = { regex = \"CT\", wildcard = \"C*\" }\n")),
+            "rules.toml:9:12: Modality has more than one operator; combine them with all = [...]");
+  EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\nstop = \"yes\"\n"),
+            "rules.toml:8:8: rule 'r'.stop must be a boolean, got string");
+  EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\nstpo = true\n"),
+            "rules.toml:8:1: unknown key 'stpo' in [rule 'r'], did you mean 'stop'?");
+  EXPECT_EQ(ErrorOf("[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\nport = 70000\n"),
+            "rules.toml:5:8: destination 'a'.port must be between 1 and 65535, got 70000");
+  EXPECT_EQ(ErrorOf("[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\nretry = { max_age = \"7 days\" }\n"),
+            "rules.toml:5:21: destination 'a'.retry.max_age must be a duration such as \"10s\", \"30m\", \"12h\" or "
+            "\"7d\", got '7 days'");
+  EXPECT_EQ(ErrorOf("[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\ntransfer_syntaxes = [\"JPEGLSLosless\"]\n"),
+            "rules.toml:5:22: unknown transfer syntax 'JPEGLSLosless', did you mean 'JPEGLSLossless'?");
+  EXPECT_EQ(ErrorOf("[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\nbandwidth_limit = \"fast\"\n"),
+            "rules.toml:5:19: bandwidth_limit must be a rate such as \"2MB/s\" or \"500KiB/s\", got 'fast'");
+  EXPECT_EQ(ErrorOf("[[destnation]]\nname = \"a\"\n"),
+            "rules.toml:1:3: unknown top-level key 'destnation', did you mean 'destination'?");
+}
+
+TEST(RoutingValidationTest, DuplicateNames) {
+  EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\n"
+                                         "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\n"),
+            "rules.toml:9:8: duplicate rule 'r' (first defined at rules.toml:5:1)");
+  EXPECT_EQ(ErrorOf(std::string(kDest) + kDest),
+            "rules.toml:6:8: duplicate destination 'archive' (first defined at rules.toml:1:1)");
+}
+
+TEST(RoutingValidationTest, UnreachableRuleAfterCatchAll) {
+  EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"all\"\nforward = [\"archive\"]\nstop = true\n"
+                                         "[[rule]]\nname = \"never\"\nforward = [\"archive\"]\n"),
+            "rules.toml:9:1: unreachable rule after catch-all 'all' at rules.toml:5:1");
+  // drop implies stop.
+  EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"nothing\"\ndrop = true\n[rule.match]\n"
+                                         "[[rule]]\nname = \"never\"\nforward = [\"archive\"]\n"),
+            "rules.toml:9:1: unreachable rule after catch-all 'nothing' at rules.toml:5:1");
+  // A catch-all without stop is fine, and so is a conditional stop.
+  Result<std::shared_ptr<const RuleSet>> ok =
+      RuleSet::Parse(std::string(kDest) + "[[rule]]\nname = \"a\"\nforward = [\"archive\"]\n"
+                                          "[[rule]]\nname = \"b\"\nforward = [\"archive\"]\nstop = true\n"
+                                          "[rule.match]\nModality = \"CT\"\n"
+                                          "[[rule]]\nname = \"c\"\nforward = [\"archive\"]\n",
+                     "rules.toml");
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+}
+
+TEST(RoutingValidationTest, BadCidrAndBadTimeRange) {
+  EXPECT_EQ(ErrorOf(Rule("peer = \"10.0.0.1/33\"\n")),
+            "rules.toml:9:8: bad CIDR '10.0.0.1/33': expected an IPv4/IPv6 address or network such as "
+            "\"10.1.0.0/16\" (host bits zero)");
+  EXPECT_THAT(ErrorOf(Rule("peer = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n")), HasSubstr("rules.toml:9:23: bad CIDR '10.1.2.3/8'"));
+  EXPECT_THAT(ErrorOf(Rule("peer = \"ct-scanner\"\n")), HasSubstr("rules.toml:9:8: bad CIDR 'ct-scanner'"));
+  EXPECT_EQ(ErrorOf(Rule("time = { hours = \"18:00-25:00\" }\n")),
+            "rules.toml:9:18: bad time range: time.hours must be \"HH:MM-HH:MM\" such as \"18:00-07:00\" (24-hour clock)");
+  EXPECT_THAT(ErrorOf(Rule("time = { hours = \"07:00-07:00\" }\n")),
+              HasSubstr("rules.toml:9:18: bad time range '07:00-07:00': start equals end"));
+  EXPECT_EQ(ErrorOf(Rule("time = { days = [\"sat\", \"sunday\"] }\n")),
+            "rules.toml:9:25: unknown day 'sunday', did you mean 'sun'?");
+}
+
+TEST(RoutingValidationTest, MissingRequiredKeys) {
+  EXPECT_EQ(ErrorOf("[[destination]]\nname = \"x\"\n"),
+            "rules.toml:1:1: missing required key 'ae_title' in [destination 'x']\n"
+            "rules.toml:1:1: missing required key 'host' in [destination 'x']");
+  EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"r\"\n"),
+            "rules.toml:5:1: missing required key 'forward' in rule 'r' (or drop = true)");
+  EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nforward = [\"archive\"]\n"),
+            "rules.toml:5:1: missing required key 'name' in [rule]");
+}
+
+TEST(RoutingValidationTest, EveryErrorIsReportedInFileOrder) {
+  EXPECT_EQ(ErrorOf(Rule("Modalty = \"CT\"\npeer = \"x\"\n") + "[[rule]]\nname = \"r\"\nforward = [\"nas\"]\n"),
+            "rules.toml:9:1: unknown DICOM keyword 'Modalty', did you mean 'Modality'?\n"
+            "rules.toml:10:8: bad CIDR 'x': expected an IPv4/IPv6 address or network such as \"10.1.0.0/16\" (host bits zero)\n"
+            "rules.toml:12:8: duplicate rule 'r' (first defined at rules.toml:5:1)\n"
+            "rules.toml:13:12: unknown destination 'nas' (known: archive)");
+}
+
+TEST(RoutingValidationTest, BadEdits) {
+  EXPECT_EQ(ErrorOf(std::string(kDest) +
+                    "[[rule]]\nname = \"r\"\nforward = [{ to = \"archive\", edits = [{ set = \"PixelData\", value = "
+                    "\"1\" }, { remove = \"Foo\" }, { set = \"PatientName\" }] }]\n"),
+            "rules.toml:7:47: cannot edit (7FE0,0010) (group 0000/0002, group lengths, items and Pixel Data are "
+            "not editable)\n"
+            "rules.toml:7:86: unknown DICOM keyword 'Foo', did you mean 'FoV'?\n"
+            "rules.toml:7:95: missing required key 'value' in [rule 'r' forward edit]");
+}
+
+TEST(RoutingValidationTest, MalformedToml) {
+  EXPECT_EQ(ErrorOf("[[rule]\nname = 1\n"), "rules.toml:1:8: Error while parsing table header: expected ']', saw '\\n'");
+  EXPECT_THAT(ErrorOf("[[rule]]\nname = \"a\nforward = []\n"), HasSubstr("rules.toml:2:"));
+  EXPECT_THAT(ErrorOf("x = \"\xff\xfe\"\n"), HasSubstr("rules.toml:1:"));
+  // Truncating a valid file anywhere gives a clean error or a valid set.
+  const std::string full = Rule("Modality = [\"CT\", \"MR\"]\nany = [{ calling_ae = \"A\" }, { not = { peer = \"10.0.0.0/8\" } }]\n");
+  for (size_t n = 0; n < full.size(); ++n) {
+    Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(full.substr(0, n), "rules.toml");
+    if (!r.ok()) {
+      EXPECT_THAT(r.status().message(), HasSubstr("rules.toml:")) << n;
+    }
+  }
+}
+
+TEST(RoutingValidationTest, HugeFileIsRefusedUpFront) {
+  std::string text = "# " + std::string(4 << 20, 'x') + "\n";
+  EXPECT_THAT(ErrorOf(text), HasSubstr("rules.toml:1:1: file is too large"));
+}
+
+TEST(RoutingValidationTest, DeepNestingIsRefused) {
+  std::string cond = "Modality = \"CT\"";
+  for (int i = 0; i < 40; ++i) cond = "not = { " + cond + " }";
+  EXPECT_THAT(ErrorOf(Rule(cond + "\n")), HasSubstr("conditions nested deeper than 32 levels of all/any/not"));
+  std::string ok = "Modality = \"CT\"";
+  for (int i = 0; i < 30; ++i) ok = "not = { " + ok + " }";
+  EXPECT_TRUE(RuleSet::Parse(Rule(ok + "\n"), "rules.toml").ok());
+}
+
+TEST(RoutingValidationTest, TooManyRules) {
+  std::string text = kDest;
+  for (int i = 0; i <= 10000; ++i) {
+    text += "[[rule]]\nname = \"r" + std::to_string(i) + "\"\nforward = [\"archive\"]\n";
+  }
+  std::string err = ErrorOf(text);
+  EXPECT_THAT(err, HasSubstr("rules.toml:30005:1: too many rules (at most 10000)"));
+}
+
+TEST(RoutingValidationTest, RegexProgramSizeIsLimited) {
+  std::string err = ErrorOf(Rule("StudyDescription = { regex = \"\\\\pL{1000}\" }\n"));
+  EXPECT_THAT(err, HasSubstr("rules.toml:9:30: bad regex"));
+  EXPECT_THAT(err, HasSubstr("pattern too large"));
+}
+
+}  // namespace
+}  // namespace relais::rules
