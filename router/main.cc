@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "router/router.h"
+#include "router/rules_cli.h"
 #include "rules/rules.h"
 #include "store/store.h"
 
@@ -65,19 +66,39 @@ std::string IsoTime(int64_t unix_ms) {
   return buf;
 }
 
+std::string JsonList(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "\"" : ",\"") + JsonEscape(s) + "\"";
+  return out;
+}
+
+std::vector<std::string> Destinations(const relais::store::ObjectMeta& m) {
+  std::vector<std::string> out;
+  for (const auto& r : m.routes) out.push_back(r.destination);
+  return out;
+}
+
+std::string Joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : ",") + s;
+  return out.empty() ? "-" : out;
+}
+
 void PrintJson(const relais::store::ObjectMeta& m) {
   std::printf(
       "{\"id\":%llu,\"sop_instance_uid\":\"%s\",\"sop_class_uid\":\"%s\",\"study_instance_uid\":\"%s\","
       "\"series_instance_uid\":\"%s\",\"patient_id\":\"%s\",\"modality\":\"%s\",\"transfer_syntax_uid\":\"%s\","
       "\"raw_size\":%llu,\"stored_size\":%llu,\"chunks\":%u,\"received\":\"%s\",\"calling_ae\":\"%s\","
-      "\"called_ae\":\"%s\",\"peer\":\"%s\",\"checksum\":\"%016llx\"}\n",
+      "\"called_ae\":\"%s\",\"peer\":\"%s\",\"checksum\":\"%016llx\",\"routing\":\"%s\",\"matched_rules\":[%s],"
+      "\"destinations\":[%s]}\n",
       static_cast<unsigned long long>(m.id), JsonEscape(m.sop_instance_uid).c_str(),
       JsonEscape(m.sop_class_uid).c_str(), JsonEscape(m.study_instance_uid).c_str(),
       JsonEscape(m.series_instance_uid).c_str(), JsonEscape(m.patient_id).c_str(), JsonEscape(m.modality).c_str(),
       JsonEscape(m.transfer_syntax_uid).c_str(), static_cast<unsigned long long>(m.raw_size),
       static_cast<unsigned long long>(m.stored_size), m.chunk_count, IsoTime(m.received_unix_ms).c_str(),
       JsonEscape(m.calling_ae).c_str(), JsonEscape(m.called_ae).c_str(), JsonEscape(m.peer_address).c_str(),
-      static_cast<unsigned long long>(m.checksum));
+      static_cast<unsigned long long>(m.checksum), JsonEscape(m.routing).c_str(), JsonList(m.matched_rules).c_str(),
+      JsonList(Destinations(m)).c_str());
 }
 
 int CmdServe(const std::string& config_path, const std::string& log_level) {
@@ -100,8 +121,8 @@ int CmdStoreLs(const std::string& config_path, bool json) {
   auto store = OpenStoreReadOnly(*cfg);
   if (!store.ok()) return Fail(store.status());
   if (!json) {
-    std::printf("%-64s %-4s %-22s %10s %10s %-24s %-16s %s\n", "SOP_INSTANCE_UID", "MOD", "TS", "BYTES", "STORED",
-                "RECEIVED", "CALLING_AE", "SOP_CLASS");
+    std::printf("%-64s %-4s %-22s %10s %10s %-24s %-16s %-8s %-24s %s\n", "SOP_INSTANCE_UID", "MOD", "TS", "BYTES",
+                "STORED", "RECEIVED", "CALLING_AE", "ROUTING", "RULES", "DESTINATIONS");
   }
   uint64_t n = 0;
   Status s = (*store)->List([&](const relais::store::ObjectMeta& m) {
@@ -110,10 +131,12 @@ int CmdStoreLs(const std::string& config_path, bool json) {
       PrintJson(m);
     } else {
       const std::string& ts = m.transfer_syntax_uid;
-      std::printf("%-64s %-4s %-22s %10llu %10llu %-24s %-16s %s\n", m.sop_instance_uid.c_str(),
+      std::printf("%-64s %-4s %-22s %10llu %10llu %-24s %-16s %-8s %-24s %s\n", m.sop_instance_uid.c_str(),
                   m.modality.empty() ? "-" : m.modality.c_str(), ts.c_str(),
                   static_cast<unsigned long long>(m.raw_size), static_cast<unsigned long long>(m.stored_size),
-                  IsoTime(m.received_unix_ms).c_str(), m.calling_ae.c_str(), m.sop_class_uid.c_str());
+                  IsoTime(m.received_unix_ms).c_str(), m.calling_ae.c_str(),
+                  m.routing.empty() ? "-" : m.routing.c_str(), Joined(m.matched_rules).c_str(),
+                  Joined(Destinations(m)).c_str());
     }
     return true;
   });
@@ -176,7 +199,27 @@ int main(int argc, char** argv) {
   exp->add_option("SOP_INSTANCE_UID", uid, "SOP Instance UID of the object")->required();
   exp->add_option("-o,--output", out, "Output file")->required();
 
+  CLI::App* rules = app.add_subcommand("rules", "Rule file tools");
+  rules->require_subcommand(1);
+  std::string rules_check_path;
+  CLI::App* rcheck = rules->add_subcommand("check", "Validate a rule file or directory");
+  rcheck->add_option("PATH", rules_check_path, "Rule file or directory of *.toml")->required();
+  relais::router::RulesTestOptions rt;
+  CLI::App* rtest = rules->add_subcommand("test", "Dry run: where would these files go?");
+  rtest->add_option("--rules", rt.rules_path, "Rule file or directory")->required();
+  rtest->add_option("--calling-ae", rt.calling_ae, "Calling AE title of the pretend sender");
+  rtest->add_option("--called-ae", rt.called_ae, "Called AE title");
+  rtest->add_option("--peer", rt.peer_ip, "IP address of the pretend sender");
+  rtest->add_option("--listener", rt.listener, "Listener name");
+  rtest->add_option("--at", rt.at, "Pretend local time, \"YYYY-MM-DD HH:MM\" (default: now)");
+  rtest->add_flag("--explain", rt.explain, "Say why each rule did or did not match");
+  rtest->add_flag("--json", rt.json, "One JSON object per file");
+  rtest->add_option("FILE", rt.files, "DICOM files")->required();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (rcheck->parsed()) return relais::router::RulesCheck(rules_check_path);
+  if (rtest->parsed()) return relais::router::RulesTest(rt);
 
   if (serve->parsed()) return CmdServe(config_path, log_level);
   if (check->parsed()) return CmdConfigCheck(check_path);
