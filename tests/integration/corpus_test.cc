@@ -239,9 +239,10 @@ void RunCorpus(Mode mode) {
     std::string why = o.reason.empty() ? "(storescu said nothing; " + f.load_error + ")" : o.reason;
     while (!why.empty() && why.back() == '\n') why.pop_back();
     for (size_t p; (p = why.find('\n')) != std::string::npos;) why.replace(p, 1, " | ");
-    table << "  " << f.name << "\t" << (o.sent ? "sent, response: " + (o.response.empty() ? "none" : o.response)
-                                              : "not sent")
-          << "\t" << why << "\n";
+    std::string what = !o.sent              ? "dropped by storescu"
+                       : o.response.empty() ? "storescu failed locally"
+                                            : "Relais answered " + o.response;
+    table << "  " << f.name << "\t" << what << "\t" << why << "\n";
     // Relais refused an object DCMTK can load and storescu did send: the
     // refusal must not be Relais's. (storescu's own failures are local: no
     // "Received Store Response" at all.)

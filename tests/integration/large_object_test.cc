@@ -99,7 +99,13 @@ TEST(LargeObjectTest, Object300MBKeepsMemoryBoundedAndExportsIdentical) {
               static_cast<unsigned long long>(before), static_cast<unsigned long long>(peak),
               static_cast<unsigned long long>(kPixelBytes));
   ASSERT_GT(peak, 0u);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (256 MB by default) and
+  // adds shadow memory, so RSS says nothing about Relais's own bound here.
+  std::printf("AddressSanitizer build: peak RSS bound not checked\n");
+#else
   EXPECT_LT(peak, kPeakRssLimitKiB) << "Relais held too much of the object in memory";
+#endif
 
   std::map<std::string, std::string> listed = relais.StoreList();
   ASSERT_EQ(listed.count(uid), 1u);
