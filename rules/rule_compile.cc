@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <unordered_map>
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdict.h>
@@ -36,21 +37,33 @@ bool ParseHex4(std::string_view s, uint16_t* out) {
   return true;
 }
 
-// Every keyword of the dictionary, for suggestions (built once).
-const std::vector<std::string>& AllKeywords() {
-  static const std::vector<std::string> kAll = [] {
-    std::vector<std::string> names;
+struct KeywordEntry {
+  uint32_t tag;
+  bool is_sequence;
+};
+
+// Every keyword of the dictionary, built once: findEntry(name) is a linear
+// scan of the whole dictionary, far too slow for 1,000 rules.
+struct Keywords {
+  std::unordered_map<std::string, KeywordEntry> by_name;
+  std::vector<std::string_view> names;  // for suggestions
+};
+
+const Keywords& AllKeywords() {
+  static const Keywords kAll = [] {
+    Keywords k;
     DcmDataDictionary& dict = dcmDataDict.wrlock();
-    for (auto it = dict.normalBegin(); it != dict.normalEnd(); ++it) {
-      if ((*it)->getTagName() != nullptr) names.emplace_back((*it)->getTagName());
-    }
-    for (auto it = dict.repeatingBegin(); it != dict.repeatingEnd(); ++it) {
-      if ((*it)->getTagName() != nullptr) names.emplace_back((*it)->getTagName());
-    }
+    auto add = [&](const DcmDictEntry* e) {
+      if (e->getTagName() == nullptr || e->getPrivateCreator() != nullptr) return;
+      k.by_name.emplace(e->getTagName(), KeywordEntry{static_cast<uint32_t>(e->getGroup()) << 16 | e->getElement(),
+                                                      e->getEVR() == EVR_SQ});
+    };
+    for (auto it = dict.normalBegin(); it != dict.normalEnd(); ++it) add(*it);
+    for (auto it = dict.repeatingBegin(); it != dict.repeatingEnd(); ++it) add(*it);
     dcmDataDict.wrunlock();
-    std::sort(names.begin(), names.end());
-    names.erase(std::unique(names.begin(), names.end()), names.end());
-    return names;
+    for (const auto& [name, entry] : k.by_name) k.names.push_back(name);
+    std::sort(k.names.begin(), k.names.end());
+    return k;
   }();
   return kAll;
 }
@@ -101,19 +114,15 @@ std::optional<std::string> ResolveTag(std::string_view text, ResolvedTag* out) {
   } else if (!s.empty() && std::isalpha(static_cast<unsigned char>(s[0]))) {
     if (!DictionaryLoaded()) return std::string("the DICOM data dictionary is not loaded (check DCMDICTPATH)");
     std::string name(s);
-    const DcmDataDictionary& dict = dcmDataDict.rdlock();
-    const DcmDictEntry* entry = dict.findEntry(name.c_str());
-    if (entry != nullptr) {
-      out->tag = static_cast<uint32_t>(entry->getGroup()) << 16 | entry->getElement();
-      out->is_sequence = entry->getEVR() == EVR_SQ;
-      out->known_vr = true;
-    }
-    dcmDataDict.rdunlock();
-    if (entry == nullptr) {
-      std::vector<std::string_view> known(AllKeywords().begin(), AllKeywords().end());
-      std::string_view best = Closest(s, known);
+    const Keywords& keywords = AllKeywords();
+    auto it = keywords.by_name.find(name);
+    if (it == keywords.by_name.end()) {
+      std::string_view best = Closest(s, keywords.names);
       return "unknown DICOM keyword '" + name + "'" + (best.empty() ? "" : ", did you mean '" + std::string(best) + "'?");
     }
+    out->tag = it->second.tag;
+    out->is_sequence = it->second.is_sequence;
+    out->known_vr = true;
     return std::nullopt;
   } else {
     return "'" + std::string(text) + "' is neither a DICOM keyword nor a tag (gggg,eeee)";

@@ -51,6 +51,9 @@ struct Condition {
   Kind kind = Kind::kAll;
   std::string text;  // how it reads, for explanations: "Modality = any of [CT, MR]"
   uint32_t line = 0, column = 0;  // position of its key, to order explanations
+  // Leaves (kTag, kAssoc, kTime): identical leaves share one id, so an
+  // evaluation computes each distinct leaf at most once.
+  size_t memo = 0;
 
   std::vector<Condition> children;  // kAll, kAny, kNot (kNot: all of children, negated)
 
@@ -113,6 +116,7 @@ class RuleSetImpl final : public RuleSet {
   // Distinct first tags of every tag condition's path, sorted: Evaluate
   // finds them all in one pass over the header.
   std::vector<uint32_t> slot_tags_;
+  size_t memo_count_ = 0;  // distinct leaves
 };
 
 }  // namespace relais::rules::internal

@@ -115,13 +115,16 @@ struct Slot {
   uint8_t fetched;  // 0 = not yet, 1 = string, 2 = not a string VR
 };
 thread_local std::vector<Slot> t_slots;
+thread_local std::vector<int8_t> t_memo;  // per leaf: -1 not computed, 0 false, 1 true
 
 struct Context {
   DcmItem* header;
   const AssociationFacts* facts;
   Slot* slots;
+  int8_t* memo;
+  std::time_t now;
+  int time_state;  // 0 = not converted, 1 = local is valid, 2 = failed
   struct tm local;
-  bool has_local;
   int peer_state;  // 0 = not parsed, 1 = ok, 2 = unparsable
   uint8_t peer[16];
 };
@@ -314,8 +317,14 @@ bool MatchAssoc(const Condition& c, Context* ctx) {
   return MatchOneString(c, TrimDicom(*v));
 }
 
-bool MatchTime(const Condition& c, const Context& ctx) {
-  if (!ctx.has_local) return false;
+bool LocalTime(Context* ctx) {
+  if (ctx->time_state == 0) ctx->time_state = localtime_r(&ctx->now, &ctx->local) != nullptr ? 1 : 2;
+  return ctx->time_state == 1;
+}
+
+bool MatchTime(const Condition& c, Context* pctx) {
+  if (!LocalTime(pctx)) return false;
+  const Context& ctx = *pctx;
   if (!(c.days & (1u << ctx.local.tm_wday))) return false;
   if (!c.has_hours) return true;
   int m = ctx.local.tm_hour * 60 + ctx.local.tm_min;
@@ -340,11 +349,18 @@ bool Match(const Condition& c, Context* ctx) {
         if (!Match(child, ctx)) return true;
       }
       return false;
-    case Condition::Kind::kTag: return MatchTag(c, ctx);
-    case Condition::Kind::kAssoc: return MatchAssoc(c, ctx);
-    case Condition::Kind::kTime: return MatchTime(c, *ctx);
+    case Condition::Kind::kTag:
+    case Condition::Kind::kAssoc:
+    case Condition::Kind::kTime:
+      break;
   }
-  return false;
+  int8_t& memo = ctx->memo[c.memo];
+  if (memo >= 0) return memo == 1;
+  bool m = c.kind == Condition::Kind::kTag     ? MatchTag(c, ctx)
+           : c.kind == Condition::Kind::kAssoc ? MatchAssoc(c, ctx)
+                                               : MatchTime(c, ctx);
+  memo = m ? 1 : 0;
+  return m;
 }
 
 // What the condition saw, for explanations (allocates; explain only).
@@ -373,7 +389,7 @@ std::string Observed(const Condition& c, Context* ctx) {
       return "";
     }
     case Condition::Kind::kTime: {
-      if (!ctx->has_local) return " (no local time)";
+      if (!LocalTime(ctx)) return " (no local time)";
       static const char* kDays[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
       char buf[32];
       std::snprintf(buf, sizeof(buf), " (now %s %02d:%02d)", kDays[ctx->local.tm_wday % 7], ctx->local.tm_hour,
@@ -413,11 +429,15 @@ void RuleSetImpl::Evaluate(DcmItem* header, const AssociationFacts& facts, std::
     }
   }
 
+  std::vector<int8_t>& memo = t_memo;
+  memo.assign(memo_count_, -1);
+
   Context ctx{};
   ctx.header = header;
   ctx.facts = &facts;
   ctx.slots = slots.data();
-  if (uses_time_) ctx.has_local = localtime_r(&now, &ctx.local) != nullptr;
+  ctx.memo = memo.data();
+  ctx.now = now;  // converted to local time only when a time condition asks
 
   static const std::vector<TagEdit> kNoEdits;
   const CompiledRule* stopped_by = nullptr;

@@ -795,11 +795,18 @@ void CollectSlots(const Condition& c, std::vector<uint32_t>* tags, bool* uses_ti
   for (const Condition& child : c.children) CollectSlots(child, tags, uses_time);
 }
 
-void AssignSlots(Condition* c, const std::vector<uint32_t>& tags) {
+// Gives each leaf its slot (first tag of its path) and its memo id (equal
+// leaves, by kind, text and values, share one).
+void AssignSlots(Condition* c, const std::vector<uint32_t>& tags, std::map<std::string, size_t>* memo_ids) {
   if (c->kind == Condition::Kind::kTag) {
     c->slot = static_cast<size_t>(std::lower_bound(tags.begin(), tags.end(), c->path[0]) - tags.begin());
   }
-  for (Condition& child : c->children) AssignSlots(&child, tags);
+  if (c->kind == Condition::Kind::kTag || c->kind == Condition::Kind::kAssoc || c->kind == Condition::Kind::kTime) {
+    std::string key = std::to_string(static_cast<int>(c->kind)) + '\x1f' + c->text;
+    for (const std::string& v : c->values) key += '\x1e' + v;
+    c->memo = memo_ids->emplace(key, memo_ids->size()).first->second;
+  }
+  for (Condition& child : c->children) AssignSlots(&child, tags, memo_ids);
 }
 
 Result<std::shared_ptr<const RuleSet>> Parser::Run() {
@@ -846,7 +853,9 @@ Result<std::shared_ptr<const RuleSet>> Parser::Run() {
   for (const CompiledRule& rule : set_->rules_) CollectSlots(rule.match, &tags, &set_->uses_time_);
   std::sort(tags.begin(), tags.end());
   tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
-  for (CompiledRule& rule : set_->rules_) AssignSlots(&rule.match, tags);
+  std::map<std::string, size_t> memo_ids;
+  for (CompiledRule& rule : set_->rules_) AssignSlots(&rule.match, tags, &memo_ids);
+  set_->memo_count_ = memo_ids.size();
   set_->slot_tags_ = std::move(tags);
   return std::shared_ptr<const RuleSet>(std::move(set_));
 }
