@@ -152,7 +152,7 @@ TEST(RoutingValidationTest, BadEdits) {
                     "\"1\" }, { remove = \"Foo\" }, { set = \"PatientName\" }] }]\n"),
             "rules.toml:7:47: cannot edit (7FE0,0010) (group 0000/0002, group lengths, items and Pixel Data are "
             "not editable)\n"
-            "rules.toml:7:86: unknown DICOM keyword 'Foo', did you mean 'FoV'?\n"
+            "rules.toml:7:86: unknown DICOM keyword 'Foo'\n"
             "rules.toml:7:95: missing required key 'value' in [rule 'r' forward edit]");
 }
 
