@@ -78,6 +78,13 @@ TEST(StoreFullTest, RefusesWithOutOfResourcesAndKeepsWhatItAcknowledged) {
   EXPECT_EQ(ParseStorescuOutcomes(again.output)[files[first_refused]].status, 0xA700) << again.output;
   EXPECT_TRUE(relais.running()) << relais.Log();
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+
+  // A full store opens again after a restart, with the same objects.
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  EXPECT_EQ(relais.StoreList().size(), acknowledged.size());
+  RunResult echo2 = RunCommand({"echoscu", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())});
+  EXPECT_EQ(echo2.exit_code, 0) << echo2.output << relais.Log();
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
 }
 
 }  // namespace
