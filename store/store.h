@@ -123,6 +123,20 @@ class ObjectWriter {
   virtual void Abort() = 0;
 };
 
+// Reads one stored object chunk by chunk (for senders that stream at the
+// pace of their peer). Each Next uses its own short read transaction, so a
+// slow reader does not pin old pages. Used from one thread at a time; must
+// not outlive its Store.
+class ObjectReader {
+ public:
+  virtual ~ObjectReader() = default;
+  virtual const ObjectMeta& meta() const = 0;
+  // Replaces *out with the next chunk's raw bytes. After the last chunk
+  // (*done set) the total size and checksum have been verified: Corruption
+  // if they differ; NotFound if the object was replaced meanwhile.
+  virtual Status Next(std::vector<uint8_t>* out, bool* done) = 0;
+};
+
 class Store {
  public:
   // Opens (creating if needed) the store at options.path. Checks the format
@@ -149,6 +163,8 @@ class Store {
   // verifying the checksum at the end (Corruption if it differs).
   virtual Status ReadObject(uint64_t id,
                             const std::function<Status(std::span<const uint8_t>)>& sink) const = 0;
+  // Opens object `id` for chunk-by-chunk reading, or NotFound.
+  virtual Result<std::unique_ptr<ObjectReader>> OpenObject(uint64_t id) const = 0;
   // Writes the object as a DICOM Part 10 file: preamble, "DICM", File Meta
   // Information (transfer syntax, SOP class/instance, implementation UID),
   // then the data set bytes exactly as received.

@@ -163,6 +163,67 @@ class ObjectWriterImpl final : public ObjectWriter {
   bool finished_ = false;
 };
 
+// Chunk-by-chunk reader of one object (Store::OpenObject).
+class ObjectReaderImpl final : public ObjectReader {
+ public:
+  ObjectReaderImpl(const LmdbEnv* env, ObjectMeta meta) : env_(env), meta_(std::move(meta)), hash_(XXH3_createState()) {
+    XXH3_64bits_reset(hash_);
+  }
+  ~ObjectReaderImpl() override { XXH3_freeState(hash_); }
+  const ObjectMeta& meta() const override { return meta_; }
+
+  Status Next(std::vector<uint8_t>* out, bool* done) override {
+    out->clear();
+    *done = false;
+    const uint64_t id = meta_.id;
+    if (next_ < meta_.chunk_count) {
+      // One short read transaction per chunk: a slow sink (a WAN peer) must
+      // not pin old pages and make the file grow while it reads.
+      Txn txn;
+      RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, false));
+      ChunkKey key(id, next_);
+      std::span<const uint8_t> value;
+      Status s = txn.Get(env_->dbis().chunks, key.val(), &value);
+      if (s.IsNotFound()) {
+        IdKey ik(id);
+        std::span<const uint8_t> unused;
+        if (txn.Get(env_->dbis().objects, ik.val(), &unused).IsNotFound()) {
+          return Status::NotFound("object " + std::to_string(id) + " was replaced while being read");
+        }
+        return Status::Corruption("object " + std::to_string(id) + ": chunk " + std::to_string(next_) + " missing");
+      }
+      RELAIS_RETURN_IF_ERROR(s);
+      s = DecodeChunk(value, meta_.raw_size - total_, out);
+      if (!s.ok()) {
+        return Status::Corruption("object " + std::to_string(id) + " chunk " + std::to_string(next_) + ": " +
+                                  s.message());
+      }
+      txn.Abort();
+      ++next_;
+      total_ += out->size();
+      XXH3_64bits_update(hash_, out->data(), out->size());
+    }
+    if (next_ < meta_.chunk_count) return Status::OK();
+    *done = true;
+    if (total_ != meta_.raw_size) {
+      return Status::Corruption("object " + std::to_string(id) + ": chunks hold " + std::to_string(total_) +
+                                " bytes, record says " + std::to_string(meta_.raw_size));
+    }
+    if (XXH3_64bits_digest(hash_) != meta_.checksum) {
+      return Status::Corruption("object " + std::to_string(id) + " (" + meta_.sop_instance_uid +
+                                "): checksum mismatch");
+    }
+    return Status::OK();
+  }
+
+ private:
+  const LmdbEnv* env_;
+  const ObjectMeta meta_;
+  XXH3_state_t* const hash_;
+  uint32_t next_ = 0;
+  uint64_t total_ = 0;
+};
+
 class StoreImpl final : public Store {
  public:
   explicit StoreImpl(const Options& options) : options_(options) {}
@@ -236,55 +297,23 @@ class StoreImpl final : public Store {
   }
 
   Status ReadObject(uint64_t id, const std::function<Status(std::span<const uint8_t>)>& sink) const override {
-    ObjectMeta meta;
-    {
-      Txn txn;
-      RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
-      Result<ObjectMeta> m = GetMeta(txn, id);
-      if (!m.ok()) return m.status();
-      meta = std::move(m.value());
-    }
-    XXH3_state_t* hash = XXH3_createState();
-    std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> hash_owner(hash, XXH3_freeState);
-    XXH3_64bits_reset(hash);
-    uint64_t total = 0;
+    Result<std::unique_ptr<ObjectReader>> reader = OpenObject(id);
+    if (!reader.ok()) return reader.status();
     std::vector<uint8_t> chunk;
-    for (uint32_t i = 0; i < meta.chunk_count; ++i) {
-      // One short read transaction per chunk: a slow sink (a WAN peer) must
-      // not pin old pages and make the file grow while it reads.
-      Txn txn;
-      RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
-      ChunkKey key(id, i);
-      std::span<const uint8_t> value;
-      Status s = txn.Get(env_.dbis().chunks, key.val(), &value);
-      if (s.IsNotFound()) {
-        IdKey ik(id);
-        std::span<const uint8_t> unused;
-        if (txn.Get(env_.dbis().objects, ik.val(), &unused).IsNotFound()) {
-          return Status::NotFound("object " + std::to_string(id) + " was replaced while being read");
-        }
-        return Status::Corruption("object " + std::to_string(id) + ": chunk " + std::to_string(i) + " missing");
-      }
-      RELAIS_RETURN_IF_ERROR(s);
-      s = DecodeChunk(value, meta.raw_size - total, &chunk);
-      if (!s.ok()) {
-        return Status::Corruption("object " + std::to_string(id) + " chunk " + std::to_string(i) + ": " +
-                                  s.message());
-      }
-      txn.Abort();
-      total += chunk.size();
-      XXH3_64bits_update(hash, chunk.data(), chunk.size());
-      RELAIS_RETURN_IF_ERROR(sink(std::span<const uint8_t>(chunk)));
-    }
-    if (total != meta.raw_size) {
-      return Status::Corruption("object " + std::to_string(id) + ": chunks hold " + std::to_string(total) +
-                                " bytes, record says " + std::to_string(meta.raw_size));
-    }
-    if (XXH3_64bits_digest(hash) != meta.checksum) {
-      return Status::Corruption("object " + std::to_string(id) + " (" + meta.sop_instance_uid +
-                                "): checksum mismatch");
+    bool done = false;
+    while (!done) {
+      RELAIS_RETURN_IF_ERROR((*reader)->Next(&chunk, &done));
+      if (!chunk.empty()) RELAIS_RETURN_IF_ERROR(sink(std::span<const uint8_t>(chunk)));
     }
     return Status::OK();
+  }
+
+  Result<std::unique_ptr<ObjectReader>> OpenObject(uint64_t id) const override {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    Result<ObjectMeta> m = GetMeta(txn, id);
+    if (!m.ok()) return m.status();
+    return std::unique_ptr<ObjectReader>(new ObjectReaderImpl(&env_, std::move(m.value())));
   }
 
   Status ExportPart10(const std::string& sop_instance_uid, const std::string& out_path) const override {

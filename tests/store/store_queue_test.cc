@@ -155,3 +155,32 @@ TEST(QueueTest, QueueCodecRoundTripsAndRefusesGarbage) {
 
 }  // namespace
 }  // namespace relais::store
+
+namespace relais::store {
+namespace {
+
+TEST(ObjectReaderTest, ReadsChunkByChunkAndVerifiesAtTheEnd) {
+  testing::TempDir dir;
+  auto store = Store::Open(testing::TestOptions(dir.path()));  // 64 KiB chunks
+  ASSERT_TRUE(store.ok());
+  std::vector<uint8_t> data = testing::RandomBytes(300 * 1024 + 17, 7);
+  auto put = testing::PutObject(**store, testing::MakeMeta("1.2.3.77"), data);
+  ASSERT_TRUE(put.status.ok());
+  auto reader = (*store)->OpenObject(put.meta.id);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ((*reader)->meta().sop_instance_uid, "1.2.3.77");
+  std::vector<uint8_t> chunk, all;
+  bool done = false;
+  int calls = 0;
+  while (!done) {
+    ASSERT_TRUE((*reader)->Next(&chunk, &done).ok());
+    all.insert(all.end(), chunk.begin(), chunk.end());
+    ++calls;
+  }
+  EXPECT_EQ(all, data);
+  EXPECT_EQ(calls, 5);  // 4 full chunks and a short one
+  EXPECT_TRUE((*store)->OpenObject(987654).status().IsNotFound());
+}
+
+}  // namespace
+}  // namespace relais::store
