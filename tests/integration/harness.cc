@@ -569,3 +569,104 @@ bool SameDataSet(const std::string& a, const std::string& b, std::string* why) {
 }
 
 }  // namespace relais::itest
+
+// ---- Additions for rules_test ------------------------------------------------
+
+namespace relais::itest {
+namespace {
+
+// Index just past the JSON string that starts at json[p] == '"', or npos.
+// Appends the unescaped contents to *out when out is not null (\uXXXX is
+// kept as written: the tests compare ASCII names).
+size_t SkipJsonString(const std::string& json, size_t p, std::string* out) {
+  ++p;  // opening quote
+  while (p < json.size()) {
+    char c = json[p];
+    if (c == '"') return p + 1;
+    if (c == '\\') {
+      if (p + 1 >= json.size()) return std::string::npos;
+      char e = json[p + 1];
+      if (out != nullptr) {
+        switch (e) {
+          case 'n': *out += '\n'; break;
+          case 't': *out += '\t'; break;
+          case 'r': *out += '\r'; break;
+          case 'u': *out += "\\u"; break;
+          default: *out += e; break;
+        }
+      }
+      p += 2;
+      continue;
+    }
+    if (out != nullptr) *out += c;
+    ++p;
+  }
+  return std::string::npos;
+}
+
+// Index just past the JSON value that starts at json[p], or npos.
+size_t SkipJsonValue(const std::string& json, size_t p) {
+  if (p >= json.size()) return std::string::npos;
+  if (json[p] == '"') return SkipJsonString(json, p, nullptr);
+  if (json[p] == '{' || json[p] == '[') {
+    int depth = 0;
+    while (p < json.size()) {
+      char c = json[p];
+      if (c == '"') {
+        p = SkipJsonString(json, p, nullptr);
+        if (p == std::string::npos) return p;
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') {
+        if (--depth == 0) return p + 1;
+      }
+      ++p;
+    }
+    return std::string::npos;
+  }
+  while (p < json.size() && json[p] != ',' && json[p] != ']' && json[p] != '}') ++p;
+  return p;
+}
+
+size_t SkipSpace(const std::string& json, size_t p) {
+  while (p < json.size() && (json[p] == ' ' || json[p] == '\t' || json[p] == '\n' || json[p] == '\r')) ++p;
+  return p;
+}
+
+}  // namespace
+
+std::vector<std::string> JsonArrayField(const std::string& json, const std::string& key) {
+  std::string needle = "\"" + key + "\":";
+  size_t p = json.find(needle);
+  if (p == std::string::npos) return {};
+  p = SkipSpace(json, p + needle.size());
+  if (p >= json.size() || json[p] != '[') return {};
+  std::vector<std::string> out;
+  p = SkipSpace(json, p + 1);
+  if (p < json.size() && json[p] == ']') return out;
+  while (p < json.size()) {
+    if (json[p] == '"') {
+      std::string s;
+      size_t end = SkipJsonString(json, p, &s);
+      if (end == std::string::npos) return {};
+      out.push_back(s);
+      p = end;
+    } else {
+      size_t end = SkipJsonValue(json, p);
+      if (end == std::string::npos) return {};
+      std::string raw = json.substr(p, end - p);
+      while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\t')) raw.pop_back();
+      out.push_back(raw);
+      p = end;
+    }
+    p = SkipSpace(json, p);
+    if (p >= json.size()) return {};
+    if (json[p] == ']') return out;
+    if (json[p] != ',') return {};
+    p = SkipSpace(json, p + 1);
+  }
+  return {};
+}
+
+}  // namespace relais::itest

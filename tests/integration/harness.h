@@ -217,3 +217,24 @@ bool ReadDataSetAfterGroupLength(const std::string& path, std::string* data_set)
 }  // namespace relais::itest
 
 #endif  // RELAIS_TESTS_INTEGRATION_HARNESS_STORESCU_H_
+
+// ---- Additions for rules_test ------------------------------------------------
+// (Own guard: appended after the main include guard.)
+#ifndef RELAIS_TESTS_INTEGRATION_HARNESS_RULES_H_
+#define RELAIS_TESTS_INTEGRATION_HARNESS_RULES_H_
+
+#include <string>
+#include <vector>
+
+namespace relais::itest {
+
+// The elements of the array "key":[...] in a one-line JSON object (the first
+// occurrence of the key at any depth). String elements are returned
+// unquoted and unescaped; any other element (object, array, number, literal)
+// is returned as its raw JSON text. Empty if the key is absent, is not an
+// array, or the text is malformed.
+std::vector<std::string> JsonArrayField(const std::string& json, const std::string& key);
+
+}  // namespace relais::itest
+
+#endif  // RELAIS_TESTS_INTEGRATION_HARNESS_RULES_H_
