@@ -1,7 +1,9 @@
 #include "router/server.h"
 
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "base/log.h"
@@ -64,6 +66,31 @@ void Server::Accept() {
   }
 }
 
+// The contents of the rule file, or of every *.toml in the rule directory
+// (symlinks followed), as one string to compare. Rule files are small
+// (the loader refuses big ones).
+std::string Server::RulesFingerprint(const std::string& path) {
+  std::error_code ec;
+  std::vector<std::string> files;
+  if (std::filesystem::is_directory(path, ec)) {
+    for (const auto& e : std::filesystem::directory_iterator(path, ec)) {
+      std::string name = e.path().filename().string();
+      if (name.size() > 5 && name.compare(name.size() - 5, 5, ".toml") == 0) files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+  } else {
+    files.push_back(path);
+  }
+  std::string out;
+  for (const std::string& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::ostringstream content;
+    content << in.rdbuf();
+    out += f + '\0' + std::to_string(content.str().size()) + '\0' + content.str() + '\0';
+  }
+  return out;
+}
+
 Status Server::InitRules() {
   if (settings_.rules_path.empty()) {
     RLOG_WARN("event=no-rules: no [rules] path in the configuration; objects are stored and not routed");
@@ -72,6 +99,7 @@ Status Server::InitRules() {
   Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path);
   if (!loaded.ok()) return loaded.status();
   rules_ = *loaded;
+  rules_fingerprint_ = RulesFingerprint(settings_.rules_path);
   RLOG_INFO("event=rules-loaded path=%s rules=%zu destinations=%zu", settings_.rules_path.c_str(),
             rules_->rule_count(), rules_->destinations().size());
   // Watch the directory (a file replaced by rename keeps being noticed).
@@ -79,7 +107,6 @@ Status Server::InitRules() {
   std::string dir = settings_.rules_path;
   if (!std::filesystem::is_directory(dir, ec)) {
     std::filesystem::path p(dir);
-    rules_watch_name_ = p.filename().string();
     dir = p.has_parent_path() ? p.parent_path().string() : ".";
   }
   uv_timer_init(loop_, &rules_debounce_);
@@ -97,28 +124,37 @@ Status Server::InitRules() {
   return Status::OK();
 }
 
-void Server::OnRulesChanged(uv_fs_event_t* h, const char* filename, int, int status) noexcept {
+void Server::OnRulesChanged(uv_fs_event_t* h, const char*, int, int status) noexcept {
   auto* self = static_cast<Server*>(h->data);
   if (status != 0 || self->shutting_down_) return;
-  std::string name = filename ? filename : "";
-  if (!self->rules_watch_name_.empty()) {
-    if (name != self->rules_watch_name_) return;
-  } else if (name.size() < 5 || name.compare(name.size() - 5, 5, ".toml") != 0) {
-    return;
+  // Any change in the directory may change the rules: a file written in
+  // place, renamed over, or a symlink swapped (Kubernetes ConfigMaps swap a
+  // "..data" link, and the event names only that). Reload once things have
+  // settled, and only if the rule files' contents changed.
+  // Started once, not restarted: a busy neighbour (a log file in the same
+  // directory) must not postpone the reload forever.
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&self->rules_debounce_))) {
+    uv_timer_start(&self->rules_debounce_, &Server::OnRulesDebounce, 300, 0);
   }
-  // Editors write a file in several steps: reload once it has settled.
-  uv_timer_start(&self->rules_debounce_, &Server::OnRulesDebounce, 300, 0);
 }
 
-void Server::OnRulesDebounce(uv_timer_t* h) noexcept { static_cast<Server*>(h->data)->ReloadRules("file changed"); }
+void Server::OnRulesDebounce(uv_timer_t* h) noexcept {
+  auto* self = static_cast<Server*>(h->data);
+  if (RulesFingerprint(self->settings_.rules_path) == self->rules_fingerprint_) return;  // unrelated change
+  self->ReloadRules("file changed");
+}
 
 void Server::ReloadRules(const char* why) {
   if (settings_.rules_path.empty()) {
     RLOG_WARN("event=rules-reload-skipped reason=\"no [rules] path configured\"");
     return;
   }
+  std::string fingerprint = RulesFingerprint(settings_.rules_path);
   Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path);
   if (!loaded.ok()) {
+    // Remember the broken contents: they are reported once, not at every
+    // unrelated change in the directory.
+    rules_fingerprint_ = fingerprint;
     ++rule_reload_failures_;
     std::istringstream lines(loaded.status().message());
     std::string line;
@@ -132,6 +168,7 @@ void Server::ReloadRules(const char* why) {
   }
   rules_ = *loaded;
   ++rule_reloads_;
+  rules_fingerprint_ = fingerprint;
   RLOG_INFO("event=rules-reloaded trigger=\"%s\" rules=%zu destinations=%zu reloads=%llu", why,
             rules_->rule_count(), rules_->destinations().size(), static_cast<unsigned long long>(rule_reloads_));
 }

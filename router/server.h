@@ -90,6 +90,7 @@ class Server {
   static void OnRulesChanged(uv_fs_event_t* handle, const char* filename, int events, int status) noexcept;
   static void OnRulesDebounce(uv_timer_t* handle) noexcept;
   void Accept();
+  static std::string RulesFingerprint(const std::string& path);
   void RunPosted();
 
   uv_loop_t* loop_;
@@ -108,7 +109,7 @@ class Server {
   uint64_t rule_reload_failures_ = 0;
   uv_fs_event_t rules_watch_;
   bool rules_watching_ = false;
-  std::string rules_watch_name_;  // file name to react to; empty: any *.toml
+  std::string rules_fingerprint_;  // contents of the rule files last loaded (or last failed)
   uv_timer_t rules_debounce_;
   bool rules_debounce_open_ = false;
   std::mutex posted_mu_;
