@@ -94,6 +94,27 @@ struct CompiledRule {
   bool catch_all = false;  // no conditions
 };
 
+// The flat form Evaluate runs when no explanation is asked for (BuildCode).
+// Each rule's condition tree is laid out in preorder, 8 bytes a node, so the
+// 100 rules of a typical set fit in a few cache lines instead of walking
+// ~300-byte Condition structs. The children of all/any/not are ordered
+// cheapest first: leaves are pure and memoized, so the order changes what is
+// computed, never the result.
+struct CodeNode {
+  enum class Op : uint8_t { kAll, kAny, kNot, kLeaf };
+  Op op = Op::kLeaf;
+  uint32_t arg = 0;  // kLeaf: leaf id (Condition::memo); others: index one past its subtree
+};
+
+// Where a rule's code is. Most rules are a plain conjunction of leaves
+// (`conjunction`): code_[begin, end) are then all kLeaf, every one must hold
+// (empty: a catch-all). Otherwise code_[begin] is the root of its tree.
+struct RuleHead {
+  uint32_t begin = 0;
+  uint32_t end = 0;
+  bool conjunction = true;
+};
+
 class RuleSetImpl final : public RuleSet {
  public:
   void Evaluate(DcmItem* header, const AssociationFacts& facts, std::time_t now, Decision* out,
@@ -117,6 +138,14 @@ class RuleSetImpl final : public RuleSet {
   // finds them all in one pass over the header.
   std::vector<uint32_t> slot_tags_;
   size_t memo_count_ = 0;  // distinct leaves
+
+  // Fills code_, heads_ and leaves_ from rules_ (after slots and memo
+  // ids are assigned). REQUIRES: rules_ is not changed afterwards (leaves_
+  // points into it).
+  void BuildCode();
+  std::vector<CodeNode> code_;
+  std::vector<RuleHead> heads_;           // per rule
+  std::vector<const Condition*> leaves_;  // per leaf id: one of the equal leaves
 };
 
 }  // namespace relais::rules::internal

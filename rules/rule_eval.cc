@@ -113,6 +113,8 @@ struct Slot {
   const char* str;  // cached getString result (nullptr = not fetched or not a string)
   uint32_t len;
   uint8_t fetched;  // 0 = not yet, 1 = string, 2 = not a string VR
+  bool multi;       // fetched == 1: holds a value separator (PS3.5 6.4), not a text VR
+  std::string_view single;  // fetched == 1 and !multi: the one value, trimmed
 };
 thread_local std::vector<Slot> t_slots;
 thread_local std::vector<int8_t> t_memo;  // per leaf: -1 not computed, 0 false, 1 true
@@ -122,6 +124,7 @@ struct Context {
   const AssociationFacts* facts;
   Slot* slots;
   int8_t* memo;
+  const Condition* const* leaves;  // RuleSetImpl::leaves_
   std::time_t now;
   int time_state;  // 0 = not converted, 1 = local is valid, 2 = failed
   struct tm local;
@@ -283,7 +286,13 @@ bool MatchTopLevel(const Condition& c, Context* ctx) {
   if (slot.element == nullptr) return false;
   if (slot.fetched == 0) {
     slot.fetched = GetStringValue(slot.element, &slot.str, &slot.len) ? 1 : 2;
+    if (slot.fetched == 1) {
+      // Split and trim once for every condition on this element: most values are single.
+      slot.multi = !IsTextVr(slot.element->ident()) && std::memchr(slot.str, '\\', slot.len) != nullptr;
+      if (!slot.multi) slot.single = TrimDicom(std::string_view(slot.str, slot.len));
+    }
   }
+  if (slot.fetched == 1 && !slot.multi) return MatchOneString(c, slot.single);
   return MatchElement(c, slot.element, slot.str, slot.len, slot.fetched == 1);
 }
 
@@ -332,6 +341,16 @@ bool MatchTime(const Condition& c, Context* pctx) {
   return m >= c.start_minute || m < c.end_minute;  // across midnight
 }
 
+// Computes a leaf (kTag, kAssoc, kTime) and records it in the memo.
+[[gnu::noinline]] bool ComputeLeaf(const Condition& c, Context* ctx) {
+  bool m = c.kind == Condition::Kind::kTag     ? MatchTag(c, ctx)
+           : c.kind == Condition::Kind::kAssoc ? MatchAssoc(c, ctx)
+                                               : MatchTime(c, ctx);
+  ctx->memo[c.memo] = m ? 1 : 0;
+  return m;
+}
+
+// The tree walk, used for explanations (each top-level condition's result).
 bool Match(const Condition& c, Context* ctx) {
   switch (c.kind) {
     case Condition::Kind::kAll:
@@ -354,20 +373,119 @@ bool Match(const Condition& c, Context* ctx) {
     case Condition::Kind::kTime:
       break;
   }
-  int8_t& memo = ctx->memo[c.memo];
+  int8_t memo = ctx->memo[c.memo];
   if (memo >= 0) return memo == 1;
-  bool m = c.kind == Condition::Kind::kTag     ? MatchTag(c, ctx)
-           : c.kind == Condition::Kind::kAssoc ? MatchAssoc(c, ctx)
-                                               : MatchTime(c, ctx);
-  memo = m ? 1 : 0;
-  return m;
+  return ComputeLeaf(c, ctx);
+}
+
+inline bool LeafValue(uint32_t id, Context* ctx) {
+  int8_t memo = ctx->memo[id];
+  if (memo >= 0) return memo == 1;
+  return ComputeLeaf(*ctx->leaves[id], ctx);
+}
+
+// Runs the subtree of code[i] (CodeNode); same result as Match on the
+// Condition it was built from.
+bool Run(const CodeNode* code, uint32_t i, Context* ctx) {
+  const CodeNode n = code[i];
+  if (n.op == CodeNode::Op::kLeaf) return LeafValue(n.arg, ctx);
+  // kAll and kNot stop at the first false child, kAny at the first true one.
+  const bool stop_on = n.op == CodeNode::Op::kAny;
+  for (uint32_t j = i + 1; j < n.arg;) {
+    const CodeNode child = code[j];
+    bool m;
+    if (child.op == CodeNode::Op::kLeaf) {
+      m = LeafValue(child.arg, ctx);
+      ++j;
+    } else {
+      m = Run(code, j, ctx);
+      j = child.arg;
+    }
+    if (m == stop_on) return n.op != CodeNode::Op::kAll;  // all: false; any: true; not: true
+  }
+  return n.op == CodeNode::Op::kAll;  // all: true; any: false; not (nothing false): false
+}
+
+bool IsLeaf(const Condition& c) {
+  return c.kind == Condition::Kind::kTag || c.kind == Condition::Kind::kAssoc || c.kind == Condition::Kind::kTime;
+}
+
+// A rough static cost, to test cheap leaves before regexes and sequence walks.
+uint32_t Cost(const Condition& c) {
+  auto op_cost = [](Condition::Op op) -> uint32_t {
+    switch (op) {
+      case Condition::Op::kPresent: return 1;
+      case Condition::Op::kEquals: return 2;
+      case Condition::Op::kRange:
+      case Condition::Op::kDateRange: return 3;
+      case Condition::Op::kCidr:
+      case Condition::Op::kWildcard: return 4;
+      case Condition::Op::kRegex: return 20;
+    }
+    return 20;
+  };
+  switch (c.kind) {
+    case Condition::Kind::kTag: return op_cost(c.op) + (c.path.size() > 1 ? 10 : 0);
+    case Condition::Kind::kAssoc: return op_cost(c.op);
+    case Condition::Kind::kTime: return 6;  // localtime_r, once per evaluation
+    case Condition::Kind::kAll:
+    case Condition::Kind::kAny:
+    case Condition::Kind::kNot: {
+      uint32_t sum = 0;
+      for (const Condition& child : c.children) sum += Cost(child);
+      return sum;
+    }
+  }
+  return 0;
+}
+
+// The operands of `c`, with nested all-in-all and any-in-any lifted into it
+// (all of (a, all of (b, c)) is all of (a, b, c)).
+void Operands(const Condition& c, Condition::Kind kind, std::vector<const Condition*>* out) {
+  for (const Condition& child : c.children) {
+    if (child.kind == kind && kind != Condition::Kind::kNot) {
+      Operands(child, kind, out);
+    } else {
+      out->push_back(&child);
+    }
+  }
+}
+
+void Emit(const Condition& c, std::vector<CodeNode>* code, std::vector<const Condition*>* leaves) {
+  if (IsLeaf(c)) {
+    if ((*leaves)[c.memo] == nullptr) (*leaves)[c.memo] = &c;
+    code->push_back({CodeNode::Op::kLeaf, static_cast<uint32_t>(c.memo)});
+    return;
+  }
+  std::vector<const Condition*> operands;
+  Operands(c, c.kind, &operands);
+  if (operands.size() == 1 && c.kind != Condition::Kind::kNot) {  // all of (x) and any of (x) are x
+    Emit(*operands[0], code, leaves);
+    return;
+  }
+  std::stable_sort(operands.begin(), operands.end(),
+                   [](const Condition* a, const Condition* b) { return Cost(*a) < Cost(*b); });
+  size_t at = code->size();
+  CodeNode::Op op = c.kind == Condition::Kind::kAll   ? CodeNode::Op::kAll
+                    : c.kind == Condition::Kind::kAny ? CodeNode::Op::kAny
+                                                      : CodeNode::Op::kNot;
+  code->push_back({op, 0});
+  for (const Condition* operand : operands) Emit(*operand, code, leaves);
+  (*code)[at].arg = static_cast<uint32_t>(code->size());
 }
 
 // What the condition saw, for explanations (allocates; explain only).
 std::string Observed(const Condition& c, Context* ctx) {
   auto quote = [](std::string_view v) {
-    if (v.size() > 64) return "'" + std::string(v.substr(0, 61)) + "...'";
-    return "'" + std::string(v) + "'";
+    std::string q(1, '\'');
+    if (v.size() > 64) {
+      q.append(v.substr(0, 61));
+      q.append("...");
+    } else {
+      q.append(v);
+    }
+    q.push_back('\'');
+    return q;
   };
   switch (c.kind) {
     case Condition::Kind::kTag:
@@ -403,6 +521,54 @@ std::string Observed(const Condition& c, Context* ctx) {
 
 }  // namespace
 
+void RuleSetImpl::BuildCode() {
+  code_.clear();
+  heads_.clear();
+  leaves_.assign(memo_count_, nullptr);
+  for (const CompiledRule& rule : rules_) {
+    RuleHead head;
+    head.begin = static_cast<uint32_t>(code_.size());
+    Emit(rule.match, &code_, &leaves_);
+    head.end = static_cast<uint32_t>(code_.size());
+    const CodeNode& root = code_[head.begin];
+    if (root.op == CodeNode::Op::kAll) {
+      ++head.begin;  // its children, if they are all leaves
+      for (uint32_t j = head.begin; j < head.end; ++j) {
+        if (code_[j].op != CodeNode::Op::kLeaf) head.conjunction = false;
+      }
+      if (!head.conjunction) --head.begin;
+    } else {
+      head.conjunction = root.op == CodeNode::Op::kLeaf;
+    }
+    heads_.push_back(head);
+  }
+}
+
+namespace {
+
+// Records a matching rule in `out`; true when evaluation stops there (drop, stop).
+bool Apply(const CompiledRule& rule, Decision* out) {
+  static const std::vector<TagEdit> kNoEdits;
+  out->matched_rules.push_back(&rule.name);
+  if (rule.drop) {
+    out->targets.clear();
+    out->dropped = true;
+    return true;
+  }
+  for (const ForwardTarget& f : rule.forward) {
+    auto it = std::find_if(out->targets.begin(), out->targets.end(),
+                           [&](const Decision::Target& t) { return t.destination == f.destination; });
+    if (it != out->targets.end()) {
+      it->priority = std::max(it->priority, rule.priority);  // a later STAT rule still hurries it
+      continue;
+    }
+    out->targets.push_back({f.destination, rule.priority, &rule.name, f.edits.empty() ? &kNoEdits : &f.edits});
+  }
+  return rule.stop;
+}
+
+}  // namespace
+
 const Destination* RuleSetImpl::FindDestination(const std::string& name) const {
   for (const Destination& d : destinations_) {
     if (d.name == name) return &d;
@@ -418,7 +584,7 @@ void RuleSetImpl::Evaluate(DcmItem* header, const AssociationFacts& facts, std::
   // One merge pass: header elements and slot_tags_ are both sorted by tag.
   std::vector<Slot>& slots = t_slots;
   slots.resize(slot_tags_.size());  // no allocation once the thread has seen this size
-  for (Slot& s : slots) s = Slot{nullptr, nullptr, 0, 0};
+  for (Slot& s : slots) s = Slot{nullptr, nullptr, 0, 0, false, {}};
   if (header != nullptr && !slot_tags_.empty()) {
     size_t k = 0;
     for (DcmObject* o = header->nextInContainer(nullptr); o != nullptr && k < slot_tags_.size();
@@ -437,52 +603,53 @@ void RuleSetImpl::Evaluate(DcmItem* header, const AssociationFacts& facts, std::
   ctx.facts = &facts;
   ctx.slots = slots.data();
   ctx.memo = memo.data();
+  ctx.leaves = leaves_.data();
   ctx.now = now;  // converted to local time only when a time condition asks
 
-  static const std::vector<TagEdit> kNoEdits;
-  const CompiledRule* stopped_by = nullptr;
   bool any = false;
+  if (explain == nullptr) {
+    // The hot loop: touches only heads_, code_ and the memo until a rule matches.
+    const RuleHead* heads = heads_.data();
+    const CodeNode* code = code_.data();
+    const size_t rule_count = heads_.size();
+    for (size_t i = 0; i < rule_count; ++i) {
+      const RuleHead& head = heads[i];
+      if (head.conjunction) {
+        uint32_t j = head.begin;
+        while (j < head.end && LeafValue(code[j].arg, &ctx)) ++j;
+        if (j < head.end) continue;
+      } else if (!Run(code, head.begin, &ctx)) {
+        continue;
+      }
+      any = true;
+      if (Apply(rules_[i], out)) break;
+    }
+    out->unmatched = !any;
+    return;
+  }
+
+  // With an explanation: the condition tree in file order, every top-level
+  // condition of every rule evaluated (allocates).
+  const CompiledRule* stopped_by = nullptr;
   for (const CompiledRule& rule : rules_) {
     if (stopped_by != nullptr) {
-      if (explain == nullptr) break;
       explain->rules.push_back({rule.name, false, {"not evaluated: rule '" + stopped_by->name + "' matched and stops"}});
       continue;
     }
-    bool matched;
-    if (explain == nullptr) {
-      matched = Match(rule.match, &ctx);
-    } else {
-      Explanation::RuleTrace trace;
-      trace.rule = rule.name;
-      matched = true;
-      if (rule.match.children.empty()) trace.reasons.push_back("no conditions: matches everything");
-      for (const Condition& c : rule.match.children) {
-        bool m = Match(c, &ctx);
-        matched = matched && m;
-        trace.reasons.push_back(c.text + ": " + (m ? "yes" : "no") + Observed(c, &ctx));
-      }
-      trace.matched = matched;
-      explain->rules.push_back(std::move(trace));
+    Explanation::RuleTrace trace;
+    trace.rule = rule.name;
+    bool matched = true;
+    if (rule.match.children.empty()) trace.reasons.push_back("no conditions: matches everything");
+    for (const Condition& c : rule.match.children) {
+      bool m = Match(c, &ctx);
+      matched = matched && m;
+      trace.reasons.push_back(c.text + ": " + (m ? "yes" : "no") + Observed(c, &ctx));
     }
+    trace.matched = matched;
+    explain->rules.push_back(std::move(trace));
     if (!matched) continue;
     any = true;
-    out->matched_rules.push_back(&rule.name);
-    if (rule.drop) {
-      out->targets.clear();
-      out->dropped = true;
-      stopped_by = &rule;
-      continue;
-    }
-    for (const ForwardTarget& f : rule.forward) {
-      auto it = std::find_if(out->targets.begin(), out->targets.end(),
-                             [&](const Decision::Target& t) { return t.destination == f.destination; });
-      if (it != out->targets.end()) {
-        it->priority = std::max(it->priority, rule.priority);  // a later STAT rule still hurries it
-        continue;
-      }
-      out->targets.push_back({f.destination, rule.priority, &rule.name, f.edits.empty() ? &kNoEdits : &f.edits});
-    }
-    if (rule.stop) stopped_by = &rule;
+    if (Apply(rule, out)) stopped_by = &rule;
   }
   out->unmatched = !any;
 }

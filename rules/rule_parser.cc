@@ -857,6 +857,7 @@ Result<std::shared_ptr<const RuleSet>> Parser::Run() {
   for (CompiledRule& rule : set_->rules_) AssignSlots(&rule.match, tags, &memo_ids);
   set_->memo_count_ = memo_ids.size();
   set_->slot_tags_ = std::move(tags);
+  set_->BuildCode();
   return std::shared_ptr<const RuleSet>(std::move(set_));
 }
 
