@@ -4,7 +4,11 @@
 // found in ONE merge pass over the header's elements (both sorted by tag)
 // into a per-thread scratch array; string values are read through DCMTK's
 // getString (a pointer into the element, no copy) the first time a
-// condition asks and are cached for the other rules. Numbers in binary VRs
+// condition asks, split/trimmed once, and cached for the other rules. Rules
+// run as the flat program of BuildCode (rule_compiled.h CodeNode): each
+// distinct leaf is computed at most once per evaluation (memo), cheap leaves
+// before regexes, and a rule stops at its first false leaf. Explanations
+// walk the Condition tree instead (same results: leaves are pure). Numbers in binary VRs
 // (US, SS, UL, SL, FL, FD, UV, SV) are read with the typed getters. Values
 // in sequences are walked item by item (nextInContainer, never DcmStack).
 //
@@ -202,7 +206,8 @@ bool MatchOneString(const Condition& c, std::string_view v) {
       return false;
     }
     case Condition::Op::kRegex:
-      return RE2::PartialMatch(re2::StringPiece(v.data(), v.size()), *c.regex);
+      // PartialMatch without its argument plumbing: an unanchored match, no submatches.
+      return c.regex->Match(re2::StringPiece(v.data(), v.size()), 0, v.size(), RE2::UNANCHORED, nullptr, 0);
     case Condition::Op::kWildcard:
       return WildcardMatch(c.pattern, v);
     case Condition::Op::kRange: {
@@ -546,9 +551,10 @@ void RuleSetImpl::BuildCode() {
 
 namespace {
 
+const std::vector<TagEdit> kNoEdits;
+
 // Records a matching rule in `out`; true when evaluation stops there (drop, stop).
 bool Apply(const CompiledRule& rule, Decision* out) {
-  static const std::vector<TagEdit> kNoEdits;
   out->matched_rules.push_back(&rule.name);
   if (rule.drop) {
     out->targets.clear();
@@ -556,10 +562,11 @@ bool Apply(const CompiledRule& rule, Decision* out) {
     return true;
   }
   for (const ForwardTarget& f : rule.forward) {
-    auto it = std::find_if(out->targets.begin(), out->targets.end(),
-                           [&](const Decision::Target& t) { return t.destination == f.destination; });
-    if (it != out->targets.end()) {
-      it->priority = std::max(it->priority, rule.priority);  // a later STAT rule still hurries it
+    Decision::Target* t = out->targets.data();
+    Decision::Target* end = t + out->targets.size();
+    while (t != end && t->destination != f.destination) ++t;  // a handful of destinations: linear
+    if (t != end) {
+      t->priority = std::max(t->priority, rule.priority);  // a later STAT rule still hurries it
       continue;
     }
     out->targets.push_back({f.destination, rule.priority, &rule.name, f.edits.empty() ? &kNoEdits : &f.edits});
@@ -609,14 +616,23 @@ void RuleSetImpl::Evaluate(DcmItem* header, const AssociationFacts& facts, std::
   bool any = false;
   if (explain == nullptr) {
     // The hot loop: touches only heads_, code_ and the memo until a rule matches.
+    // Locals, not ctx members: ComputeLeaf takes &ctx, which would make the
+    // compiler reload them for every leaf.
     const RuleHead* heads = heads_.data();
     const CodeNode* code = code_.data();
+    const Condition* const* leaves = leaves_.data();
+    const int8_t* known = memo.data();
     const size_t rule_count = heads_.size();
     for (size_t i = 0; i < rule_count; ++i) {
-      const RuleHead& head = heads[i];
+      const RuleHead head = heads[i];
       if (head.conjunction) {
         uint32_t j = head.begin;
-        while (j < head.end && LeafValue(code[j].arg, &ctx)) ++j;
+        for (; j < head.end; ++j) {
+          uint32_t id = code[j].arg;
+          int8_t m = known[id];
+          if (m < 0) m = ComputeLeaf(*leaves[id], &ctx) ? 1 : 0;
+          if (m == 0) break;
+        }
         if (j < head.end) continue;
       } else if (!Run(code, head.begin, &ctx)) {
         continue;
