@@ -74,7 +74,9 @@ TEST(QueueTest, HigherPriorityComesFirstWithinADestination) {
   ASSERT_EQ(rows.size(), 6u);
   for (size_t i = 1; i < rows.size(); ++i) {
     EXPECT_GE(rows[i - 1].priority, rows[i].priority);
-    if (rows[i - 1].priority == rows[i].priority) EXPECT_LT(rows[i - 1].object_id, rows[i].object_id);
+    if (rows[i - 1].priority == rows[i].priority) {
+      EXPECT_LT(rows[i - 1].object_id, rows[i].object_id);
+    }
   }
   EXPECT_EQ(rows.front().priority, 100);
   EXPECT_EQ(rows.back().priority, -5);
