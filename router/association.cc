@@ -211,17 +211,9 @@ void ScpAssociation::AbortNow(const char* why) {
 
 void ScpAssociation::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
   auto* self = static_cast<ScpAssociation*>(h->data);
-  std::vector<uint8_t>& in = self->in_;
-  if (in.size() - self->in_end_ < kReadChunk) {
-    if (self->in_begin_ > 0) {  // compact
-      std::memmove(in.data(), in.data() + self->in_begin_, self->in_end_ - self->in_begin_);
-      self->in_end_ -= self->in_begin_;
-      self->in_begin_ = 0;
-    }
-    if (in.size() - self->in_end_ < kReadChunk) in.resize(self->in_end_ + kReadChunk);
-  }
-  buf->base = reinterpret_cast<char*>(in.data() + self->in_end_);
-  buf->len = in.size() - self->in_end_;
+  std::span<uint8_t> tail = self->in_.WritableTail(kReadChunk);
+  buf->base = reinterpret_cast<char*>(tail.data());
+  buf->len = tail.size();
 }
 
 void ScpAssociation::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept {
@@ -242,7 +234,7 @@ void ScpAssociation::HandleRead(ssize_t nread) {
     return;
   }
   if (nread == 0) return;
-  in_end_ += static_cast<size_t>(nread);
+  in_.Commit(static_cast<size_t>(nread));
   bytes_received_ += static_cast<uint64_t>(nread);
   // Defeat a Nagle-on sender's stall: acknowledge at once. Linux clears
   // TCP_QUICKACK again by itself, so re-arm it after every read.
@@ -256,15 +248,15 @@ void ScpAssociation::HandleRead(ssize_t nread) {
 }
 
 void ScpAssociation::ProcessInput() {
-  while (!closing_ && !input_dead_ && in_begin_ < in_end_) {
-    std::span<const uint8_t> avail(in_.data() + in_begin_, in_end_ - in_begin_);
+  while (!closing_ && !input_dead_ && !in_.empty()) {
+    std::span<const uint8_t> avail = in_.Unread();
     ul::DecodeResult r = ul::DecodePdu(avail, limits_);
     if (r.kind == ul::DecodeResult::Kind::kNeedMore) break;
     if (r.kind == ul::DecodeResult::Kind::kInvalid) {
       ProtocolError(r.abort_reason, r.error);
       break;
     }
-    in_begin_ += r.consumed;
+    in_.Consume(r.consumed);
     Fsm(ul::StateMachine::EventFor(r.pdu), &r.pdu, {});
     if (pending_protocol_error_) {
       auto [reason, why] = *pending_protocol_error_;
@@ -273,7 +265,6 @@ void ScpAssociation::ProcessInput() {
       break;
     }
   }
-  if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
 }
 
 void ScpAssociation::ProtocolError(ul::AbortReason reason, const std::string& why) {

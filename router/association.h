@@ -23,6 +23,7 @@
 #include "router/dimse.h"
 #include "router/fsm.h"
 #include "router/pdu.h"
+#include "router/pdu_input.h"
 #include "rules/routing.h"
 #include "store/store.h"
 
@@ -133,10 +134,7 @@ class ScpAssociation : public ul::Effects {
   rules::AssociationFacts facts_;
   rules::Decision decision_;  // reused: no allocation per object once warm
 
-  // Input buffer: bytes [in_begin_, in_end_) are received and not decoded.
-  std::vector<uint8_t> in_;
-  size_t in_begin_ = 0;
-  size_t in_end_ = 0;
+  PduInputBuffer in_;  // received bytes not yet decoded
 
   // Command being reassembled from command PDVs.
   std::vector<uint8_t> command_bytes_;

@@ -648,17 +648,9 @@ void ScuAssociation::CompleteOp(Outcome outcome) {
 
 void ScuAssociation::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
   auto* self = static_cast<ScuAssociation*>(h->data);
-  std::vector<uint8_t>& in = self->in_;
-  if (in.size() - self->in_end_ < kReadChunk) {
-    if (self->in_begin_ > 0) {
-      std::memmove(in.data(), in.data() + self->in_begin_, self->in_end_ - self->in_begin_);
-      self->in_end_ -= self->in_begin_;
-      self->in_begin_ = 0;
-    }
-    if (in.size() - self->in_end_ < kReadChunk) in.resize(self->in_end_ + kReadChunk);
-  }
-  buf->base = reinterpret_cast<char*>(in.data() + self->in_end_);
-  buf->len = in.size() - self->in_end_;
+  std::span<uint8_t> tail = self->in_.WritableTail(kReadChunk);
+  buf->base = reinterpret_cast<char*>(tail.data());
+  buf->len = tail.size();
 }
 
 void ScuAssociation::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept {
@@ -675,13 +667,13 @@ void ScuAssociation::HandleRead(ssize_t nread) {
     return;
   }
   if (nread == 0) return;
-  in_end_ += static_cast<size_t>(nread);
+  in_.Commit(static_cast<size_t>(nread));
   ProcessInput();
 }
 
 void ScuAssociation::ProcessInput() {
-  while (!closing_ && !input_dead_ && in_begin_ < in_end_) {
-    std::span<const uint8_t> avail(in_.data() + in_begin_, in_end_ - in_begin_);
+  while (!closing_ && !input_dead_ && !in_.empty()) {
+    std::span<const uint8_t> avail = in_.Unread();
     ul::DecodeResult r = ul::DecodePdu(avail, limits_);
     if (r.kind == ul::DecodeResult::Kind::kNeedMore) break;
     if (r.kind == ul::DecodeResult::Kind::kInvalid) {
@@ -689,10 +681,9 @@ void ScuAssociation::ProcessInput() {
       AbortWith(ul::AbortSource::kServiceProvider, r.abort_reason, r.error);
       break;
     }
-    in_begin_ += r.consumed;
+    in_.Consume(r.consumed);
     Fsm(ul::StateMachine::EventFor(r.pdu), &r.pdu);
   }
-  if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
 }
 
 void ScuAssociation::OnPData(const ul::PData& pdata) {

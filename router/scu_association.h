@@ -36,6 +36,7 @@
 #include "router/dimse.h"
 #include "router/fsm.h"
 #include "router/pdu.h"
+#include "router/pdu_input.h"
 #include "store/store.h"
 
 namespace relais::router {
@@ -241,10 +242,7 @@ class ScuAssociation : public ul::Effects {
   uint16_t next_message_id_ = 1;
   std::optional<Op> op_;
 
-  // Input buffer: bytes [in_begin_, in_end_) received and not decoded.
-  std::vector<uint8_t> in_;
-  size_t in_begin_ = 0;
-  size_t in_end_ = 0;
+  PduInputBuffer in_;  // received bytes not yet decoded
   bool input_dead_ = false;
   std::vector<uint8_t> command_bytes_;
 
