@@ -107,6 +107,12 @@ Outcome::Kind ClassifyStatus(uint16_t status);
 
 class ScuAssociation : public ul::Effects {
  public:
+  // A presentation context the peer accepted (PS3.8 9.3.3.2).
+  struct AcceptedContext {
+    uint8_t id = 0;
+    std::string abstract_syntax;
+    std::string transfer_syntax;
+  };
   ScuAssociation(uv_loop_t* loop, ScuConfig config, std::vector<ContextProposal> proposals,
                  std::function<void(Outcome)> on_established, std::function<void()> on_closed);
   ~ScuAssociation() override;
@@ -139,6 +145,8 @@ class ScuAssociation : public ul::Effects {
   bool established() const;
   // Peer's maximum P-DATA-TF PDU length from the A-ASSOCIATE-AC (0: none).
   uint32_t peer_max_pdu() const { return peer_max_pdu_; }
+  // The accepted presentation contexts (empty before the A-ASSOCIATE-AC).
+  const std::vector<AcceptedContext>& accepted_contexts() const { return accepted_; }
 
   // ul::Effects (called by the state machine only).
   void ConnectTransport() override;
@@ -156,11 +164,6 @@ class ScuAssociation : public ul::Effects {
   void OnAbort(const std::optional<ul::Abort>& abort) override;
 
  private:
-  struct AcceptedContext {
-    uint8_t id = 0;
-    std::string abstract_syntax;
-    std::string transfer_syntax;
-  };
   // The operation in flight.
   struct Op {
     bool store = false;

@@ -45,6 +45,19 @@ struct Options {
   size_t chunk_size = 256 << 10;
   // Most operations batched into one commit. Default: 256.
   size_t max_batch = 256;
+  // Open read-write WITHOUT the writer thread and without crash recovery,
+  // for admin commands (`relais queue retry/purge`) that change queue rows
+  // while `relais serve` may be running on the same store: LMDB serializes
+  // the two processes' write transactions. NewObject is not available;
+  // UpdateQueue applies its updates in one synchronous write transaction
+  // (and calls `done` before returning). Ignored when read_only is set.
+  // Default: false.
+  bool admin = false;
+  // How long an object whose queue rows are all finished (delivered, or
+  // purged) is kept for re-sends before it is removed; 0 removes it in the
+  // transaction that finishes its last row. Objects with dead-letter rows are
+  // always kept. Removal of retained objects happens in Sweep(). Default: 0.
+  int64_t retention_ms = 0;
 };
 
 // One destination an object must reach, decided by the rules when it was
@@ -82,7 +95,7 @@ struct ObjectMeta {
   std::vector<Route> routes;  // one queue row each
 };
 
-// A row of a destination's delivery queue.
+// A row of a destination's delivery queue, or of its dead-letter list.
 struct QueueRow {
   std::string destination;
   int32_t priority = 0;
@@ -91,6 +104,59 @@ struct QueueRow {
   int64_t next_attempt_unix_ms = 0;
   std::string rule;
   std::string edits;
+  // Result of the last failed attempt (0 / empty before any failure).
+  uint16_t last_status = 0;
+  std::string last_error;
+  // Dead-letter rows only: when delivery gave up (0 for live rows).
+  int64_t dead_unix_ms = 0;
+};
+
+// One delivery attempt of one object to one destination (the attempt log).
+struct Attempt {
+  uint64_t object_id = 0;
+  int64_t unix_ms = 0;       // when the attempt ended
+  std::string destination;
+  std::string association;   // the association's log name, e.g. "S12 ARCHIVE@10.0.0.5:104"
+  // "success", "warning", "retry" (transient failure, will try again),
+  // "dead" (permanent failure or retry limit: moved to dead letter),
+  // "requeued" (admin retry of a dead letter), "purged".
+  std::string result;
+  uint16_t status = 0;       // DIMSE status when there was a response, else 0
+  std::string error;         // human-readable reason ("" on success)
+};
+
+// A change to one queue row, applied by Store::UpdateQueue. The row is
+// identified by (destination, priority, object_id).
+struct QueueUpdate {
+  enum class Kind {
+    // Delivered: delete the live row. If no live or dead row of the object
+    // remains, the object is removed (or retained, see Options::retention_ms).
+    kDelivered,
+    // Transient failure: set attempts, next_attempt_unix_ms, last_status and
+    // last_error of the live row.
+    kRetryLater,
+    // Give up: move the live row to the dead-letter list with attempts,
+    // last_status, last_error and dead_unix_ms = now.
+    kDeadLetter,
+    // Admin retry: move a dead row back to the live queue (attempts kept,
+    // next_attempt 0), or make a live row due now (next_attempt 0).
+    kRequeue,
+    // Admin purge: delete the row, live or dead; the object is removed like
+    // after kDelivered when nothing refers to it any more.
+    kPurge,
+  };
+  Kind kind = Kind::kDelivered;
+  std::string destination;
+  int32_t priority = 0;
+  uint64_t object_id = 0;
+  uint32_t attempts = 0;           // kRetryLater, kDeadLetter
+  int64_t next_attempt_unix_ms = 0;  // kRetryLater
+  uint16_t status = 0;             // kRetryLater, kDeadLetter: last_status
+  std::string error;               // kRetryLater, kDeadLetter: last_error
+  // Appended to the attempt log in the same transaction when set
+  // (object_id and destination are taken from the update).
+  bool log_attempt = false;
+  Attempt attempt;
 };
 
 // Called when an operation is durable (or failed). Runs on the writer thread.
@@ -157,6 +223,32 @@ class Store {
   // Lists queue rows: by destination name, then priority (highest first),
   // then arrival. Stop early by returning false.
   virtual Status ListQueue(const std::function<bool(const QueueRow&)>& fn) const = 0;
+  // Lists one destination's live rows, priority (highest first) then
+  // arrival, in one read transaction. Stop early by returning false.
+  virtual Status ListQueue(const std::string& destination,
+                           const std::function<bool(const QueueRow&)>& fn) const = 0;
+  // Lists dead-letter rows, ordered like ListQueue.
+  virtual Status ListDead(const std::function<bool(const QueueRow&)>& fn) const = 0;
+  // Lists the attempt log of one object, oldest first.
+  virtual Status ListAttempts(uint64_t object_id, const std::function<bool(const Attempt&)>& fn) const = 0;
+  // The object with this id, or NotFound.
+  virtual Result<ObjectMeta> Get(uint64_t id) const = 0;
+
+  // Applies queue updates in one transaction (group-committed with whatever
+  // else the writer has queued; durable before `done` runs, on the writer
+  // thread; synchronously in admin mode). An update whose row does not exist
+  // (already delivered, purged, or its object replaced) is skipped, not an
+  // error: delivery is at-least-once and rows may vanish under a sender.
+  // REQUIRES: opened read-write or admin.
+  virtual void UpdateQueue(std::vector<QueueUpdate> updates, std::function<void(Status)> done) = 0;
+  // Removes retained objects (see Options::retention_ms) whose last row
+  // finished before now_unix_ms - retention_ms, and their attempt logs.
+  // Asynchronous like UpdateQueue. REQUIRES: opened read-write.
+  virtual void Sweep(int64_t now_unix_ms, std::function<void(Status)> done) = 0;
+  // Called on the writer thread after each commit that added queue rows
+  // (new objects routed to destinations), with the destinations concerned.
+  // Lets the delivery scheduler wake up. Set once, before use.
+  virtual void SetQueueCallback(std::function<void(const std::vector<std::string>&)> cb) = 0;
   // The object with this SOP Instance UID, or NotFound.
   virtual Result<ObjectMeta> Find(const std::string& sop_instance_uid) const = 0;
   // Streams the raw data set bytes of object `id` to `sink`, chunk by chunk,
@@ -177,6 +269,8 @@ class Store {
     uint64_t commits = 0;  // since open
     uint64_t map_used_bytes = 0;
     uint64_t map_size = 0;
+    uint64_t queue_rows = 0;  // live rows, all destinations
+    uint64_t dead_rows = 0;
   };
   virtual Stats GetStats() const = 0;
 };

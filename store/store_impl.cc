@@ -325,6 +325,23 @@ class StoreImpl final : public Store {
         out_path);
   }
 
+  // TEMPORARY (being implemented now): delivery APIs.
+  Status ListQueue(const std::string&, const std::function<bool(const QueueRow&)>&) const override {
+    return Status::Internal("not implemented yet");
+  }
+  Status ListDead(const std::function<bool(const QueueRow&)>&) const override {
+    return Status::Internal("not implemented yet");
+  }
+  Status ListAttempts(uint64_t, const std::function<bool(const Attempt&)>&) const override {
+    return Status::Internal("not implemented yet");
+  }
+  Result<ObjectMeta> Get(uint64_t) const override { return Status::Internal("not implemented yet"); }
+  void UpdateQueue(std::vector<QueueUpdate>, std::function<void(Status)> done) override {
+    done(Status::Internal("not implemented yet"));
+  }
+  void Sweep(int64_t, std::function<void(Status)> done) override { done(Status::Internal("not implemented yet")); }
+  void SetQueueCallback(std::function<void(const std::vector<std::string>&)>) override {}
+
   Stats GetStats() const override {
     Stats st;
     if (writer_) st.commits = writer_->commits();
