@@ -6,7 +6,9 @@
 #include <string>
 
 #include "base/log.h"
+#include "base/text.h"
 #include "router/router.h"
+#include "router/queue_cli.h"
 #include "router/rules_cli.h"
 #include "rules/rules.h"
 #include "store/store.h"
@@ -15,6 +17,9 @@ namespace {
 
 using relais::Result;
 using relais::Status;
+using relais::IsoTime;
+using relais::JsonEscape;
+using relais::JsonList;
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "relais: %s\n", s.message().c_str());
@@ -25,51 +30,24 @@ Result<relais::rules::AppConfig> LoadConfig(const std::string& path) {
   return relais::rules::LoadAppConfig(path);
 }
 
-Result<std::unique_ptr<relais::store::Store>> OpenStoreReadOnly(const relais::rules::AppConfig& cfg) {
+relais::store::Options StoreOptions(const relais::rules::AppConfig& cfg) {
   relais::store::Options so;
   so.path = cfg.store.path;
   so.max_size = cfg.store.max_size;
   so.read_only = true;
-  return relais::store::Store::Open(so);
+  return so;
 }
 
-std::string JsonEscape(const std::string& s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
+Result<std::unique_ptr<relais::store::Store>> OpenStoreReadOnly(const relais::rules::AppConfig& cfg) {
+  return relais::store::Store::Open(StoreOptions(cfg));
 }
 
-std::string IsoTime(int64_t unix_ms) {
-  time_t t = static_cast<time_t>(unix_ms / 1000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[80];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(unix_ms % 1000));
-  return buf;
-}
-
-std::string JsonList(const std::vector<std::string>& v) {
-  std::string out;
-  for (const std::string& s : v) out += (out.empty() ? "\"" : ",\"") + JsonEscape(s) + "\"";
-  return out;
+// Runs `fn` with the store options of the configuration at `config_path`.
+template <typename Fn>
+int WithStore(const std::string& config_path, Fn fn) {
+  Result<relais::rules::AppConfig> cfg = LoadConfig(config_path);
+  if (!cfg.ok()) return Fail(cfg.status());
+  return fn(StoreOptions(*cfg));
 }
 
 std::vector<std::string> Destinations(const relais::store::ObjectMeta& m) {
@@ -199,6 +177,41 @@ int main(int argc, char** argv) {
   exp->add_option("SOP_INSTANCE_UID", uid, "SOP Instance UID of the object")->required();
   exp->add_option("-o,--output", out, "Output file")->required();
 
+  CLI::App* queue = app.add_subcommand("queue", "Delivery queues and dead letters (works while serving)");
+  queue->require_subcommand(1);
+  relais::router::QueueSelection qsel;
+  bool qjson = false;
+  CLI::App* qls = queue->add_subcommand("ls", "List queued and dead-letter rows");
+  qls->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
+  qls->add_option("--dest", qsel.destination, "Only this destination");
+  qls->add_flag("--dead", qsel.dead, "Only dead-letter rows");
+  qls->add_flag("--json", qjson, "One JSON object per line");
+  qls->add_option("UID", qsel.uids, "Only these SOP Instance UIDs");
+  CLI::App* qretry = queue->add_subcommand(
+      "retry", "Send again: dead-letter rows back to the queue, queued rows due now (after fixing the cause)");
+  qretry->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
+  qretry->add_option("--dest", qsel.destination, "Only this destination");
+  auto* qretry_dead = qretry->add_flag("--dead", qsel.dead, "Every dead-letter row");
+  auto* qretry_uids = qretry->add_option("UID", qsel.uids, "SOP Instance UIDs to send again");
+  qretry_dead->excludes(qretry_uids);
+  CLI::App* qpurge = queue->add_subcommand("purge", "Delete rows: they will not be sent (objects nobody needs are removed)");
+  qpurge->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
+  auto* qpurge_dest = qpurge->add_option("--dest", qsel.destination, "Only (or every row of) this destination");
+  auto* qpurge_dead = qpurge->add_flag("--dead", qsel.dead, "Dead-letter rows only");
+  auto* qpurge_uids = qpurge->add_option("UID", qsel.uids, "SOP Instance UIDs");
+  (void)qpurge_dest;
+  (void)qpurge_dead;
+  (void)qpurge_uids;
+
+  CLI::App* object = app.add_subcommand("object", "One stored object");
+  object->require_subcommand(1);
+  std::string show_uid;
+  bool show_json = false;
+  CLI::App* oshow = object->add_subcommand("show", "Where it came from, which rule, where it goes, every attempt");
+  oshow->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
+  oshow->add_option("SOP_INSTANCE_UID", show_uid, "SOP Instance UID")->required();
+  oshow->add_flag("--json", show_json, "One JSON object");
+
   CLI::App* rules = app.add_subcommand("rules", "Rule file tools");
   rules->require_subcommand(1);
   std::string rules_check_path;
@@ -225,5 +238,25 @@ int main(int argc, char** argv) {
   if (check->parsed()) return CmdConfigCheck(check_path);
   if (ls->parsed()) return CmdStoreLs(config_path, json);
   if (exp->parsed()) return CmdStoreExport(config_path, uid, out);
+  if (qls->parsed()) {
+    return WithStore(config_path, [&](const auto& so) { return relais::router::QueueLs(so, qsel, qjson); });
+  }
+  if (qretry->parsed()) {
+    if (!qsel.dead && qsel.uids.empty()) {
+      std::fprintf(stderr, "relais queue retry: say what to retry: --dead, or SOP Instance UIDs\n");
+      return 2;
+    }
+    return WithStore(config_path, [&](const auto& so) { return relais::router::QueueRetry(so, qsel); });
+  }
+  if (qpurge->parsed()) {
+    if (!qsel.dead && qsel.uids.empty() && qsel.destination.empty()) {
+      std::fprintf(stderr, "relais queue purge: say what to purge: --dead, --dest NAME, or SOP Instance UIDs\n");
+      return 2;
+    }
+    return WithStore(config_path, [&](const auto& so) { return relais::router::QueuePurge(so, qsel); });
+  }
+  if (oshow->parsed()) {
+    return WithStore(config_path, [&](const auto& so) { return relais::router::ObjectShow(so, show_uid, show_json); });
+  }
   return 1;
 }

@@ -6,6 +6,7 @@
 #include <dcmtk/oflog/oflog.h>
 
 #include "base/log.h"
+#include "router/delivery.h"
 #include "router/router.h"
 #include "router/server.h"
 #include "store/store.h"
@@ -15,6 +16,7 @@ namespace {
 
 struct SignalCtx {
   Server* server;
+  DeliveryScheduler* delivery;
   uv_signal_t sigint;
   uv_signal_t sigterm;
   uv_signal_t sighup;
@@ -39,6 +41,7 @@ void OnStopSignal(uv_signal_t* h, int signum) noexcept {
   RLOG_INFO("event=stopping signal=%s: no new associations; open ones are aborted, nothing unacknowledged is kept",
             signum == SIGINT ? "SIGINT" : "SIGTERM");
   ctx->server->Shutdown();
+  ctx->delivery->Shutdown([] {});
   CloseSignals(ctx);
 }
 
@@ -75,7 +78,12 @@ Status Serve(const rules::AppConfig& config) {
   {
     Server server(&loop, store.get(), settings);
     store->SetProgressCallback([&server] { server.Post([&server] { server.ResumePaused(); }); });
-    SignalCtx sig{&server, {}, {}, {}};
+    DeliverySettings ds;
+    ds.calling_ae = config.listener.ae_title;
+    DeliveryScheduler delivery(&loop, store.get(), ds, [&server](std::function<void()> fn) { server.Post(std::move(fn)); });
+    store->SetQueueCallback([&delivery](const std::vector<std::string>& dests) { delivery.Wake(dests); });
+    server.SetRulesListener([&delivery](std::shared_ptr<const rules::RuleSet> r) { delivery.SetRules(std::move(r)); });
+    SignalCtx sig{&server, &delivery, {}, {}, {}};
     uv_signal_init(&loop, &sig.sigint);
     uv_signal_init(&loop, &sig.sigterm);
     uv_signal_init(&loop, &sig.sighup);
@@ -93,6 +101,7 @@ Status Serve(const rules::AppConfig& config) {
                 config.store.path.c_str(), settings.max_pdu, settings.max_associations);
     } else {
       server.Shutdown();
+      delivery.Shutdown([] {});
       CloseSignals(&sig);
     }
     uv_run(&loop, UV_RUN_DEFAULT);

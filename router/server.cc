@@ -99,6 +99,7 @@ Status Server::InitRules() {
   Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path);
   if (!loaded.ok()) return loaded.status();
   rules_ = *loaded;
+  if (rules_listener_) rules_listener_(rules_);
   rules_fingerprint_ = RulesFingerprint(settings_.rules_path);
   RLOG_INFO("event=rules-loaded path=%s rules=%zu destinations=%zu", settings_.rules_path.c_str(),
             rules_->rule_count(), rules_->destinations().size());
@@ -167,6 +168,7 @@ void Server::ReloadRules(const char* why) {
     return;
   }
   rules_ = *loaded;
+  if (rules_listener_) rules_listener_(rules_);
   ++rule_reloads_;
   rules_fingerprint_ = fingerprint;
   RLOG_INFO("event=rules-reloaded trigger=\"%s\" rules=%zu destinations=%zu reloads=%llu", why,

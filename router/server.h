@@ -76,6 +76,11 @@ class Server {
   // keeps the snapshot it took when it was accepted.
   std::shared_ptr<const rules::RuleSet> rules() const { return rules_; }
   uint64_t rule_reloads() const { return rule_reloads_; }
+  // Called with the new rules after each successful load (InitRules and
+  // every reload). Set before InitRules.
+  void SetRulesListener(std::function<void(std::shared_ptr<const rules::RuleSet>)> fn) {
+    rules_listener_ = std::move(fn);
+  }
   uint64_t rule_reload_failures() const { return rule_reload_failures_; }
 
   // Association bookkeeping (loop thread).
@@ -105,6 +110,7 @@ class Server {
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<ScpAssociation>> associations_;
   std::shared_ptr<const rules::RuleSet> rules_;
+  std::function<void(std::shared_ptr<const rules::RuleSet>)> rules_listener_;
   uint64_t rule_reloads_ = 0;
   uint64_t rule_reload_failures_ = 0;
   uv_fs_event_t rules_watch_;
