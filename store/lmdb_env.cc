@@ -44,7 +44,7 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
   }
   RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_create(&env_), "mdb_env_create"));
   RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxdbs(env_, 16), "mdb_env_set_maxdbs"));
-  if (!read_only) {
+  if (!read_only && map_size != 0) {
     RELAIS_RETURN_IF_ERROR(
         LmdbStatus(mdb_env_set_mapsize(env_, static_cast<size_t>(map_size)), "mdb_env_set_mapsize"));
   }
@@ -72,6 +72,21 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
     // The version is checked before anything else is interpreted, so that a
     // newer layout gets a clear message rather than a missing-database one.
     if (d.dbi == &dbis_.meta) RELAIS_RETURN_IF_ERROR(CheckFormatVersion(txn, path));
+  }
+  // The delivery databases came later within format version 1: created on a
+  // read-write open, optional on a read-only one.
+  dbis_.has_delivery = true;
+  struct {
+    const char* name;
+    MDB_dbi* dbi;
+  } const delivery_dbs[] = {{"dead", &dbis_.dead}, {"attempts", &dbis_.attempts}, {"done", &dbis_.done}};
+  for (const auto& d : delivery_dbs) {
+    Status s = LmdbStatus(mdb_dbi_open(txn.get(), d.name, dflags, d.dbi), std::string("mdb_dbi_open ") + d.name);
+    if (s.IsNotFound() && read_only) {
+      dbis_.has_delivery = false;
+      continue;
+    }
+    RELAIS_RETURN_IF_ERROR(s);
   }
   return txn.Commit();
 }

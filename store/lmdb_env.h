@@ -47,6 +47,13 @@ struct Dbis {
   MDB_dbi uid = 0;
   MDB_dbi pending = 0;
   MDB_dbi queue = 0;
+  // Delivery databases (FORMAT.md), added to format version 1 later: a
+  // read-write open creates them; a read-only open of an older store that
+  // lacks them leaves has_delivery false (the lists are then empty).
+  MDB_dbi dead = 0;
+  MDB_dbi attempts = 0;
+  MDB_dbi done = 0;
+  bool has_delivery = false;
 };
 
 // Owns an MDB_env. Opened with MDB_NOTLS so that read transactions may move
@@ -62,9 +69,11 @@ class LmdbEnv {
   LmdbEnv& operator=(const LmdbEnv&) = delete;
 
   // Opens the environment in directory `path` (created, with parents, when
-  // !read_only). `map_size` is ignored when read_only (the size recorded in
-  // the file is used). Read-write opens create the named databases when
-  // missing; a read-only open of a store never created is NotFound.
+  // !read_only). `map_size` is ignored when read_only, and 0 means "the size
+  // recorded in the file" (admin processes, so as not to change the size a
+  // running `relais serve` chose). Read-write opens create the named
+  // databases when missing; a read-only open of a store never created is
+  // NotFound.
   Status Open(const std::string& path, uint64_t map_size, bool read_only);
 
   MDB_env* env() const { return env_; }

@@ -2,17 +2,22 @@
 #include <xxhash.h>
 
 #include <atomic>
+#include <cassert>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "store/chunk_codec.h"
 #include "store/compression_pool.h"
-#include "store/queue_codec.h"
+#include "store/delivery.h"
 #include "store/lmdb_env.h"
 #include "store/meta_codec.h"
 #include "store/part10.h"
+#include "store/queue_codec.h"
 #include "store/store.h"
 #include "store/writer.h"
 
@@ -43,6 +48,22 @@ struct ObjectState {
 };
 
 class StoreImpl;
+
+// The ObjectWriter of a store that cannot write objects (read-only or admin
+// mode): drops the bytes and fails Finish with `why`.
+class RefusingObjectWriter final : public ObjectWriter {
+ public:
+  explicit RefusingObjectWriter(Status why) : why_(std::move(why)) {}
+  void Append(std::span<const uint8_t>) override {}
+  uint64_t UncommittedBytes() const override { return 0; }
+  void Finish(ObjectMeta meta, DoneCallback done) override {
+    if (done) done(why_, meta);
+  }
+  void Abort() override {}
+
+ private:
+  const Status why_;
+};
 
 class ObjectWriterImpl final : public ObjectWriter {
  public:
@@ -235,9 +256,16 @@ class StoreImpl final : public Store {
   }
 
   Status Init() {
-    RELAIS_RETURN_IF_ERROR(env_.Open(options_.path, options_.max_size, options_.read_only));
-    if (options_.read_only) return Status::OK();
-    writer_ = std::make_unique<Writer>(&env_, options_.max_batch);
+    // Admin mode adopts the map size recorded in the store, so as not to
+    // change the one `relais serve` chose.
+    const bool admin = options_.admin && !options_.read_only;
+    const bool exists = std::filesystem::exists(options_.path + "/data.mdb");
+    RELAIS_RETURN_IF_ERROR(
+        env_.Open(options_.path, admin && exists ? 0 : options_.max_size, options_.read_only));
+    // No writer thread and, above all, no recovery in admin mode: a running
+    // `relais serve` may have objects pending, which recovery would delete.
+    if (options_.read_only || admin) return Status::OK();
+    writer_ = std::make_unique<Writer>(&env_, options_.max_batch, options_.retention_ms);
     RELAIS_RETURN_IF_ERROR(writer_->Init());
     pool_ = std::make_unique<CompressionPool>(options_.compression_threads, options_.compression_level);
     writer_->Start();
@@ -245,12 +273,24 @@ class StoreImpl final : public Store {
   }
 
   std::unique_ptr<ObjectWriter> NewObject() override {
-    assert(!options_.read_only && "NewObject on a read-only store");
+    if (!writer_) {
+      return std::make_unique<RefusingObjectWriter>(Status::InvalidArgument(
+          std::string("store at ") + options_.path + " is open " + (options_.read_only ? "read-only" : "in admin mode") +
+          ": it cannot receive objects"));
+    }
     return std::make_unique<ObjectWriterImpl>(writer_.get(), pool_.get(), options_.chunk_size);
   }
 
   void SetProgressCallback(std::function<void()> cb) override {
     if (writer_) writer_->SetProgressCallback(std::move(cb));
+  }
+
+  void SetQueueCallback(std::function<void(const std::vector<std::string>&)> cb) override {
+    if (writer_) {
+      writer_->SetQueueCallback(std::move(cb));
+    } else {
+      queue_cb_ = std::move(cb);
+    }
   }
 
   Status List(const std::function<bool(const ObjectMeta&)>& fn) const override {
@@ -325,22 +365,107 @@ class StoreImpl final : public Store {
         out_path);
   }
 
-  // TEMPORARY (being implemented now): delivery APIs.
-  Status ListQueue(const std::string&, const std::function<bool(const QueueRow&)>&) const override {
-    return Status::Internal("not implemented yet");
+  Status ListQueue(const std::string& destination, const std::function<bool(const QueueRow&)>& fn) const override {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    Cursor c;
+    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().queue));
+    // The destination's rows are the keys that start with its name + 0x00.
+    std::string prefix = destination;
+    prefix.push_back('\0');
+    MDB_val k = ToVal(std::string_view(prefix)), v;
+    for (Status s = c.Get(&k, &v, MDB_SET_RANGE); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+      RELAIS_RETURN_IF_ERROR(s);
+      if (k.mv_size != prefix.size() + 12 || std::memcmp(k.mv_data, prefix.data(), prefix.size()) != 0) break;
+      QueueRow row;
+      RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
+      RELAIS_RETURN_IF_ERROR(DecodeQueueValue(FromVal(v), &row));
+      if (!fn(row)) break;
+    }
+    return Status::OK();
   }
-  Status ListDead(const std::function<bool(const QueueRow&)>&) const override {
-    return Status::Internal("not implemented yet");
+
+  Status ListDead(const std::function<bool(const QueueRow&)>& fn) const override {
+    if (!env_.dbis().has_delivery) return Status::OK();  // an older store: none yet
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    Cursor c;
+    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().dead));
+    MDB_val k, v;
+    for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+      RELAIS_RETURN_IF_ERROR(s);
+      QueueRow row;
+      RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
+      RELAIS_RETURN_IF_ERROR(DecodeDeadValue(FromVal(v), &row));
+      if (!fn(row)) break;
+    }
+    return Status::OK();
   }
-  Status ListAttempts(uint64_t, const std::function<bool(const Attempt&)>&) const override {
-    return Status::Internal("not implemented yet");
+
+  Status ListAttempts(uint64_t object_id, const std::function<bool(const Attempt&)>& fn) const override {
+    if (!env_.dbis().has_delivery) return Status::OK();
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    Cursor c;
+    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().attempts));
+    AttemptKey first(object_id, 0);
+    MDB_val k{sizeof(first.bytes), first.bytes}, v;
+    for (Status s = c.Get(&k, &v, MDB_SET_RANGE); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+      RELAIS_RETURN_IF_ERROR(s);
+      uint64_t id;
+      uint32_t seq;
+      RELAIS_RETURN_IF_ERROR(DecodeAttemptKey(FromVal(k), &id, &seq));
+      if (id != object_id) break;
+      Attempt a;
+      a.object_id = id;
+      RELAIS_RETURN_IF_ERROR(DecodeAttempt(FromVal(v), &a));
+      if (!fn(a)) break;
+    }
+    return Status::OK();
   }
-  Result<ObjectMeta> Get(uint64_t) const override { return Status::Internal("not implemented yet"); }
-  void UpdateQueue(std::vector<QueueUpdate>, std::function<void(Status)> done) override {
-    done(Status::Internal("not implemented yet"));
+
+  Result<ObjectMeta> Get(uint64_t id) const override {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    return GetMeta(txn, id);
   }
-  void Sweep(int64_t, std::function<void(Status)> done) override { done(Status::Internal("not implemented yet")); }
-  void SetQueueCallback(std::function<void(const std::vector<std::string>&)>) override {}
+
+  void UpdateQueue(std::vector<QueueUpdate> updates, std::function<void(Status)> done) override {
+    if (writer_) {
+      WriteOp op;
+      op.type = WriteOp::Type::kQueueUpdate;
+      op.updates = std::move(updates);
+      op.status_done = std::move(done);
+      writer_->Enqueue(std::move(op));
+      return;
+    }
+    if (options_.read_only) {
+      if (done) done(Status::InvalidArgument("store at " + options_.path + " is open read-only"));
+      return;
+    }
+    // Admin mode: one synchronous write transaction. LMDB serializes it
+    // with the serving writer's transactions, across processes.
+    std::set<std::string> woken;
+    Status s = AdminUpdate(updates, &woken);
+    if (s.ok() && !woken.empty() && queue_cb_) queue_cb_(std::vector<std::string>(woken.begin(), woken.end()));
+    if (done) done(s);
+  }
+
+  void Sweep(int64_t now_unix_ms, std::function<void(Status)> done) override {
+    if (!writer_) {
+      if (done) {
+        done(Status::InvalidArgument("store at " + options_.path + " is open " +
+                                     (options_.read_only ? "read-only" : "in admin mode") +
+                                     ": Sweep runs in the serving process"));
+      }
+      return;
+    }
+    WriteOp op;
+    op.type = WriteOp::Type::kSweep;
+    op.now_unix_ms = now_unix_ms;
+    op.status_done = std::move(done);
+    writer_->Enqueue(std::move(op));
+  }
 
   Stats GetStats() const override {
     Stats st;
@@ -362,6 +487,10 @@ class StoreImpl final : public Store {
     if (txn.Get(env_.dbis().meta, ToVal(std::string_view(kMetaStoredBytes)), &v).ok() && v.size() == 8) {
       st.stored_bytes = GetLe64(v.data());
     }
+    if (mdb_stat(txn.get(), env_.dbis().queue, &db_stat) == MDB_SUCCESS) st.queue_rows = db_stat.ms_entries;
+    if (env_.dbis().has_delivery && mdb_stat(txn.get(), env_.dbis().dead, &db_stat) == MDB_SUCCESS) {
+      st.dead_rows = db_stat.ms_entries;
+    }
     return st;
   }
 
@@ -377,7 +506,22 @@ class StoreImpl final : public Store {
     return m;
   }
 
+  Status AdminUpdate(const std::vector<QueueUpdate>& updates, std::set<std::string>* woken) {
+    std::lock_guard<std::mutex> lock(admin_mu_);
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, /*write=*/true));
+    const Dbis& d = env_.dbis();
+    Totals totals;
+    RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &totals));
+    DeliveryTxn dt(&txn, d, options_.retention_ms, &totals);
+    RELAIS_RETURN_IF_ERROR(dt.Apply(updates, NowUnixMs(), woken));
+    RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, totals));
+    return txn.Commit();
+  }
+
   const Options options_;
+  std::mutex admin_mu_;  // one admin write transaction at a time
+  std::function<void(const std::vector<std::string>&)> queue_cb_;  // admin mode
   LmdbEnv env_;
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<CompressionPool> pool_;

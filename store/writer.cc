@@ -49,7 +49,8 @@ Status PutU64(Txn& txn, MDB_dbi dbi, const char* key, uint64_t v) {
 
 }  // namespace
 
-Writer::Writer(const LmdbEnv* env, size_t max_batch) : env_(env), max_batch_(max_batch == 0 ? 1 : max_batch) {}
+Writer::Writer(const LmdbEnv* env, size_t max_batch, int64_t retention_ms)
+    : env_(env), max_batch_(max_batch == 0 ? 1 : max_batch), retention_ms_(retention_ms) {}
 
 Writer::~Writer() { Stop(); }
 
@@ -60,8 +61,6 @@ Status Writer::Init() {
   const Dbis& d = env_->dbis();
   uint64_t next = 0;
   RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaNextId, &next));
-  RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaRawBytes, &totals_.raw_bytes));
-  RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaStoredBytes, &totals_.stored_bytes));
   // Never reuse an id that is on disk, whatever `next_id` says.
   for (MDB_dbi dbi : {d.objects, d.chunks, d.pending}) {
     Cursor c;
@@ -122,6 +121,7 @@ void Writer::Enqueue(WriteOp op) {
   }
   Release(op);
   if (op.type == WriteOp::Type::kCommit && op.done) op.done(Status::Unavailable("store is closed"), op.meta);
+  if (op.status_done) op.status_done(Status::Unavailable("store is closed"));
 }
 
 bool Writer::OnlyChunksHeld() const {
@@ -203,6 +203,12 @@ void Writer::FailOne(WriteOp& op, const Status& s) {
       // Keep trying with later batches; a restart's recovery also removes it.
       deferred_.push_back(std::move(op));
       break;
+    case WriteOp::Type::kQueueUpdate:
+    case WriteOp::Type::kSweep:
+      RLOG_WARN("store: %s failed: %s", op.type == WriteOp::Type::kSweep ? "sweep" : "queue update",
+                client.ToString().c_str());
+      if (op.status_done) op.status_done(client);
+      break;
   }
 }
 
@@ -213,22 +219,35 @@ void Writer::Release(WriteOp& op) {
 
 Status Writer::TryCommit(std::vector<WriteOp>& ops) {
   Effects fx;
-  fx.totals = totals_;
   Txn txn;
   RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/true));
-  for (auto& op : ops) RELAIS_RETURN_IF_ERROR(ApplyOp(txn, op, &fx));
   const Dbis& d = env_->dbis();
+  // Never trust a cached value: an admin process may have removed objects
+  // since our last commit (LMDB serializes the two processes' writes).
+  RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &fx.totals));
+  for (auto& op : ops) RELAIS_RETURN_IF_ERROR(ApplyOp(txn, op, &fx));
   RELAIS_RETURN_IF_ERROR(PutU64(txn, d.meta, kMetaNextId, next_id_.load()));
-  RELAIS_RETURN_IF_ERROR(PutU64(txn, d.meta, kMetaRawBytes, fx.totals.raw_bytes));
-  RELAIS_RETURN_IF_ERROR(PutU64(txn, d.meta, kMetaStoredBytes, fx.totals.stored_bytes));
+  RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, fx.totals));
   RELAIS_RETURN_IF_ERROR(txn.Commit());  // fsync: from here on it is durable
   commits_.fetch_add(1);
-  totals_ = fx.totals;
   for (uint64_t id : fx.resolved_failures) failed_.erase(id);
   for (auto& op : ops) Release(op);
   for (auto& c : fx.completions) {
-    if (c.op->done) c.op->done(c.status, c.op->meta);
+    WriteOp& op = *c.op;
+    if (op.type == WriteOp::Type::kCommit) {
+      if (op.done) op.done(c.status, op.meta);
+    } else if (c.sweep_more) {
+      // More retained objects are due: another transaction, same callback.
+      WriteOp again;
+      again.type = WriteOp::Type::kSweep;
+      again.now_unix_ms = op.now_unix_ms;
+      again.status_done = std::move(op.status_done);
+      Enqueue(std::move(again));
+    } else if (op.status_done) {
+      op.status_done(c.status);
+    }
   }
+  if (!fx.woken.empty() && queue_cb_) queue_cb_(std::vector<std::string>(fx.woken.begin(), fx.woken.end()));
   return Status::OK();
 }
 
@@ -253,6 +272,19 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
     case WriteOp::Type::kDrop: {
       if (failed_.count(op.id) != 0) fx->resolved_failures.push_back(op.id);
       return DropObject(txn, op.id);
+    }
+    case WriteOp::Type::kQueueUpdate: {
+      DeliveryTxn dt(&txn, d, retention_ms_, &fx->totals);
+      RELAIS_RETURN_IF_ERROR(dt.Apply(op.updates, NowUnixMs(), &fx->woken));
+      fx->completions.push_back({&op, Status::OK()});
+      return Status::OK();
+    }
+    case WriteOp::Type::kSweep: {
+      DeliveryTxn dt(&txn, d, retention_ms_, &fx->totals);
+      bool more = false;
+      RELAIS_RETURN_IF_ERROR(dt.Sweep(op.now_unix_ms, kSweepBatch, &more));
+      fx->completions.push_back({&op, Status::OK(), more});
+      return Status::OK();
     }
     case WriteOp::Type::kCommit:
       break;
@@ -290,25 +322,10 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       fx->completions.push_back({&op, Status::OK()});
       return Status::OK();
     }
-    IdKey old_key(old_id);
-    std::span<const uint8_t> old_record;
-    Status so = txn.Get(d.objects, old_key.val(), &old_record);
-    if (so.ok()) {
-      ObjectMeta old;
-      if (DecodeMeta(old_record, &old).ok()) {
-        fx->totals.raw_bytes -= std::min(fx->totals.raw_bytes, old.raw_size);
-        fx->totals.stored_bytes -= std::min(fx->totals.stored_bytes, old.stored_size);
-        // Its deliveries are superseded by the new object's own routes.
-        for (const Route& r : old.routes) {
-          std::vector<uint8_t> qk = EncodeQueueKey(r.destination, r.priority, old_id);
-          RELAIS_RETURN_IF_ERROR(txn.Del(d.queue, ToVal(std::span<const uint8_t>(qk))));
-        }
-      }
-      RELAIS_RETURN_IF_ERROR(txn.Del(d.objects, old_key.val()));
-    } else if (!so.IsNotFound()) {
-      return so;
-    }
-    RELAIS_RETURN_IF_ERROR(DropObject(txn, old_id));
+    // Its record, chunks, live and dead rows, attempt log and done row go:
+    // its deliveries are superseded by the new object's own routes.
+    DeliveryTxn dt(&txn, d, retention_ms_, &fx->totals);
+    RELAIS_RETURN_IF_ERROR(dt.RemoveObject(old_id));
   } else if (!s.IsNotFound()) {
     return s;
   }
@@ -326,26 +343,13 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
     std::vector<uint8_t> qv = EncodeQueueValue(row);
     RELAIS_RETURN_IF_ERROR(txn.Put(d.queue, ToVal(std::span<const uint8_t>(qk)), ToVal(std::span<const uint8_t>(qv))));
   }
+  for (const Route& r : m.routes) fx->woken.insert(r.destination);
   fx->totals.raw_bytes += m.raw_size;
   fx->totals.stored_bytes += m.stored_size;
   fx->completions.push_back({&op, Status::OK()});
   return Status::OK();
 }
 
-Status Writer::DropObject(Txn& txn, uint64_t id) {
-  const Dbis& d = env_->dbis();
-  Cursor c;
-  RELAIS_RETURN_IF_ERROR(c.Open(txn, d.chunks));
-  ChunkKey first(id, 0);
-  MDB_val k = first.val(), v;
-  for (Status s = c.Get(&k, &v, MDB_SET_RANGE); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-    RELAIS_RETURN_IF_ERROR(s);
-    if (k.mv_size != 12 || GetBe64(static_cast<const uint8_t*>(k.mv_data)) != id) break;
-    // After a delete the cursor sits on the next item; MDB_NEXT returns it.
-    RELAIS_RETURN_IF_ERROR(c.DelCurrent());
-  }
-  IdKey key(id);
-  return txn.Del(d.pending, key.val());
-}
+Status Writer::DropObject(Txn& txn, uint64_t id) { return DropChunks(txn, env_->dbis(), id); }
 
 }  // namespace relais::store

@@ -16,10 +16,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "base/status.h"
+#include "store/delivery.h"
 #include "store/lmdb_env.h"
 #include "store/store.h"
 
@@ -30,6 +33,8 @@ struct WriteOp {
     kChunk,   // put chunk (id, index) and the `pending` row of id
     kCommit,  // put the meta record + uid row, replace an older object with the same UID, delete pending
     kDrop,    // delete every chunk of id and its pending row (Abort, failed objects)
+    kQueueUpdate,  // apply `updates` (Store::UpdateQueue)
+    kSweep,        // remove retained objects finished at or before now_unix_ms - retention
   };
   Type type = Type::kChunk;
   uint64_t id = 0;
@@ -41,45 +46,55 @@ struct WriteOp {
   // kCommit: a complete meta (id, sizes, chunk count, checksum filled in).
   ObjectMeta meta;
   DoneCallback done;
+  // kQueueUpdate.
+  std::vector<QueueUpdate> updates;
+  // kSweep.
+  int64_t now_unix_ms = 0;
+  // kQueueUpdate, kSweep: called once, after the commit (or the failure).
+  std::function<void(Status)> status_done;
 };
 
 class Writer {
  public:
-  // `env` must outlive the Writer.
-  Writer(const LmdbEnv* env, size_t max_batch);
+  // `env` must outlive the Writer. `retention_ms`: Options::retention_ms.
+  Writer(const LmdbEnv* env, size_t max_batch, int64_t retention_ms);
   ~Writer();  // Stop()
 
-  // Loads the id counter and totals, then removes the objects left pending by
+  // Loads the id counter, then removes the objects left pending by
   // a crash (logged). Call once, before Start().
   Status Init();
   void Start();
   // Applies everything queued, then joins the thread. Idempotent.
   void Stop();
 
-  // Thread-safe. After Stop(), a kCommit's callback is called at once with
-  // Unavailable and other operations are dropped (recovery cleans up).
+  // Thread-safe. After Stop(), the callback of a kCommit, kQueueUpdate or
+  // kSweep is called at once with Unavailable and other operations are
+  // dropped (recovery cleans up).
   void Enqueue(WriteOp op);
 
   // Ids are unique and increasing; ids of objects never committed are lost.
   uint64_t NewId() { return next_id_.fetch_add(1); }
   void SetProgressCallback(std::function<void()> cb) { progress_ = std::move(cb); }
+  void SetQueueCallback(std::function<void(const std::vector<std::string>&)> cb) { queue_cb_ = std::move(cb); }
   uint64_t commits() const { return commits_.load(); }
 
  private:
-  struct Totals {
-    uint64_t raw_bytes = 0;
-    uint64_t stored_bytes = 0;
-  };
   struct Completion {
-    WriteOp* op;  // a kCommit of the batch being applied
+    WriteOp* op;  // a kCommit, kQueueUpdate or kSweep of the batch being applied
     Status status;
+    bool sweep_more = false;  // kSweep: objects are left; run again
   };
-  // What a transaction will do to in-memory state once it commits.
+  // What a transaction will do to in-memory state once it commits. The
+  // totals are read from `meta` in the transaction itself (FORMAT.md:
+  // admin processes remove objects too).
   struct Effects {
     Totals totals;
     std::vector<Completion> completions;
     std::vector<uint64_t> resolved_failures;  // ids to erase from failed_
+    std::set<std::string> woken;              // destinations that got due rows
   };
+  // Objects one kSweep transaction removes at most; the rest go in another.
+  static constexpr size_t kSweepBatch = 1000;
 
   // Chunk-only batches wait up to this long, or until this many raw bytes
   // are queued, for a commit to share (see Run). The byte bound stays below
@@ -102,9 +117,11 @@ class Writer {
 
   const LmdbEnv* env_;
   const size_t max_batch_;
+  const int64_t retention_ms_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> commits_{0};
   std::function<void()> progress_;
+  std::function<void(const std::vector<std::string>&)> queue_cb_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -114,7 +131,6 @@ class Writer {
   std::thread thread_;
 
   // Writer thread only.
-  Totals totals_;
   std::map<uint64_t, Status> failed_;  // objects a chunk of which could not be written
   std::vector<WriteOp> deferred_;      // drops to retry with the next batch
 };
