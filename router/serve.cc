@@ -57,6 +57,7 @@ Status Serve(const rules::AppConfig& config) {
   so.max_size = config.store.max_size;
   so.compression_level = config.store.compression_level;
   so.compression_threads = config.store.compression_threads;
+  so.retention_ms = static_cast<int64_t>(config.delivery.retention_s) * 1000;
   Result<std::unique_ptr<store::Store>> opened = store::Store::Open(so);
   if (!opened.ok()) {
     return opened.status();
@@ -79,7 +80,12 @@ Status Serve(const rules::AppConfig& config) {
     Server server(&loop, store.get(), settings);
     store->SetProgressCallback([&server] { server.Post([&server] { server.ResumePaused(); }); });
     DeliverySettings ds;
-    ds.calling_ae = config.listener.ae_title;
+    ds.calling_ae = config.delivery.calling_ae_title;
+    ds.connect_timeout_ms = uint64_t{config.delivery.connect_timeout_s} * 1000;
+    ds.response_timeout_ms = uint64_t{config.delivery.response_timeout_s} * 1000;
+    ds.idle_release_ms = uint64_t{config.delivery.idle_release_s} * 1000;
+    ds.down_after_failures = config.delivery.down_after_failures;
+    ds.max_pdu = config.listener.max_pdu;
     DeliveryScheduler delivery(&loop, store.get(), ds, [&server](std::function<void()> fn) { server.Post(std::move(fn)); });
     store->SetQueueCallback([&delivery](const std::vector<std::string>& dests) { delivery.Wake(dests); });
     server.SetRulesListener([&delivery](std::shared_ptr<const rules::RuleSet> r) { delivery.SetRules(std::move(r)); });

@@ -75,6 +75,23 @@ void ReadStore(const toml::table& t, Errors* errors, StoreConfig* out) {
   r.RejectUnknownKeys();
 }
 
+void ReadDelivery(const toml::table& t, Errors* errors, DeliveryConfig* out) {
+  TableReader r(t, "delivery", errors);
+  r.ReadString("calling_ae_title", &out->calling_ae_title);
+  if (const toml::node* n = r.Node("calling_ae_title"); n != nullptr && n->is_string()) {
+    const std::string& ae = out->calling_ae_title;
+    bool ok = !ae.empty() && ae.size() <= 16 &&
+              std::all_of(ae.begin(), ae.end(), [](char c) { return c >= 0x20 && c < 0x7F && c != '\\'; });
+    if (!ok) errors->Add(n->source(), "delivery.calling_ae_title must be 1-16 printable characters without backslash");
+  }
+  r.ReadInt("connect_timeout_s", 1, 600, &out->connect_timeout_s);
+  r.ReadInt("response_timeout_s", 1, 3600, &out->response_timeout_s);
+  r.ReadInt("idle_release_s", 1, 3600, &out->idle_release_s);
+  r.ReadInt("down_after_failures", 1, 100, &out->down_after_failures);
+  r.ReadDuration("retention", &out->retention_s);
+  r.RejectUnknownKeys();
+}
+
 void ReadLog(const toml::table& t, Errors* errors, LogConfig* out) {
   TableReader r(t, "log", errors);
   r.ReadEnum("level", {"debug", "info", "warn", "error"}, &out->level);
@@ -95,7 +112,7 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
   AppConfig config;
   config.source_path = source_name;
 
-  static const std::vector<std::string_view> kTables = {"listener", "store", "log", "rules"};
+  static const std::vector<std::string_view> kTables = {"listener", "store", "delivery", "log", "rules"};
   for (auto&& [key, node] : root) {
     std::string_view k = key.str();
     if (std::find(kTables.begin(), kTables.end(), k) == kTables.end()) {
@@ -118,11 +135,13 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
   };
   if (const toml::table* t = section("listener", true)) ReadListener(*t, &errors, &config.listener);
   if (const toml::table* t = section("store", true)) ReadStore(*t, &errors, &config.store);
+  if (const toml::table* t = section("delivery", false)) ReadDelivery(*t, &errors, &config.delivery);
   if (const toml::table* t = section("log", false)) ReadLog(*t, &errors, &config.log);
   if (const toml::table* t = section("rules", false)) ReadRules(*t, &errors, &config.rules_path);
 
   if (!errors.empty()) return Status::InvalidArgument(errors.ToString());
   config.store.path = ResolvePath(config.store.path, source_name);
+  if (config.delivery.calling_ae_title.empty()) config.delivery.calling_ae_title = config.listener.ae_title;
   if (!config.rules_path.empty()) config.rules_path = ResolvePath(config.rules_path, source_name);
   return config;
 }

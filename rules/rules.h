@@ -37,6 +37,17 @@ struct StoreConfig {
   int compression_threads = 2;            // 1-64
 };
 
+// [delivery]: how Relais sends to destinations (destinations themselves are
+// in the rule files).
+struct DeliveryConfig {
+  std::string calling_ae_title;      // our AE title towards destinations; default: listener.ae_title
+  uint32_t connect_timeout_s = 10;   // 1-600: name resolution + TCP connect
+  uint32_t response_timeout_s = 120; // 1-3600: no progress while sending, or no response after
+  uint32_t idle_release_s = 5;       // 1-3600: an idle outgoing association is released after this
+  uint32_t down_after_failures = 3;  // 1-100: consecutive link failures before C-ECHO probing
+  uint64_t retention_s = 0;          // keep delivered objects this long for re-sends ("7d"); 0 = remove at once
+};
+
 // [log]
 struct LogConfig {
   std::string level = "info";  // debug, info, warn, error
@@ -46,6 +57,7 @@ struct AppConfig {
   std::string source_path;  // the file it was read from
   ListenerConfig listener;
   StoreConfig store;
+  DeliveryConfig delivery;
   LogConfig log;
   // [rules] path: the rule file(s) to load. Optional; a relative path is
   // resolved against the config file's directory like store.path.

@@ -413,3 +413,51 @@ TEST_F(ConfigFileTest, FiveMegabyteFileOnDiskIsRefused) {
 
 }  // namespace
 }  // namespace relais::rules
+
+namespace relais::rules {
+namespace {
+
+TEST(ConfigDeliveryTest, DefaultsFollowTheListener) {
+  Result<AppConfig> r = ParseAppConfig(kMinimal, "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->delivery.calling_ae_title, "RELAIS");
+  EXPECT_EQ(r->delivery.idle_release_s, 5u);
+  EXPECT_EQ(r->delivery.down_after_failures, 3u);
+  EXPECT_EQ(r->delivery.retention_s, 0u);
+}
+
+TEST(ConfigDeliveryTest, EverySettingParses) {
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) +
+                                           "[delivery]\n"
+                                           "calling_ae_title = \"RELAIS_OUT\"\n"
+                                           "connect_timeout_s = 5\n"
+                                           "response_timeout_s = 600\n"
+                                           "idle_release_s = 30\n"
+                                           "down_after_failures = 5\n"
+                                           "retention = \"7d\"\n",
+                                       "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->delivery.calling_ae_title, "RELAIS_OUT");
+  EXPECT_EQ(r->delivery.connect_timeout_s, 5u);
+  EXPECT_EQ(r->delivery.response_timeout_s, 600u);
+  EXPECT_EQ(r->delivery.idle_release_s, 30u);
+  EXPECT_EQ(r->delivery.down_after_failures, 5u);
+  EXPECT_EQ(r->delivery.retention_s, 7u * 86400);
+}
+
+TEST(ConfigDeliveryTest, BadValuesNamePositionAndRule) {
+  std::string e = ErrorOf(std::string(kMinimal) +
+                          "[delivery]\n"
+                          "calling_ae_title = \"THIS_TITLE_IS_TOO_LONG\"\n"
+                          "down_after_failures = 0\n"
+                          "retention = \"forever\"\n"
+                          "idle_relase_s = 3\n");
+  EXPECT_THAT(e, HasSubstr("relais.toml:6:20: delivery.calling_ae_title must be 1-16"));
+  EXPECT_THAT(e, HasSubstr("relais.toml:7:23:"));
+  EXPECT_THAT(e, HasSubstr("down_after_failures"));
+  EXPECT_THAT(e, HasSubstr("relais.toml:8:13:"));
+  EXPECT_THAT(e, HasSubstr("idle_release_s"));  // did you mean
+}
+
+}  // namespace
+}  // namespace relais::rules
