@@ -1,6 +1,9 @@
 // The delivery side of the store: queue updates of every kind, dead letters,
 // the attempt log, removal of finished objects, retention and Sweep, admin
 // mode next to a serving store, and the codecs of the new records.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <future>
@@ -136,6 +139,8 @@ TEST(DeliveryTest, LastDeliveredRowRemovesTheObjectAndEverythingOfIt) {
   EXPECT_EQ(f.store->GetStats().queue_rows, 2u);
   EXPECT_EQ(f.store->GetStats().objects, 1u);
   ExpectTotalsConsistent(*f.store);
+  EXPECT_TRUE(f.store->Get(keep).ok());
+  f.store.reset();  // LMDB: one environment handle per process at a time
   // The chunks are gone too (not only the record).
   LmdbEnv env;
   ASSERT_TRUE(env.Open(f.dir.path(), 0, true).ok());
@@ -144,7 +149,6 @@ TEST(DeliveryTest, LastDeliveredRowRemovesTheObjectAndEverythingOfIt) {
   ChunkKey first(id, 0);
   std::span<const uint8_t> v;
   EXPECT_TRUE(txn.Get(env.dbis().chunks, first.val(), &v).IsNotFound());
-  EXPECT_TRUE(f.store->Get(keep).ok());
 }
 
 TEST(DeliveryTest, RetryLaterRewritesTheRowAndListQueueStaysInItsDestination) {
@@ -386,6 +390,7 @@ TEST(DeliveryTest, ReplacedObjectTakesItsDeadRowsAttemptsAndDoneRowWithIt) {
   ASSERT_EQ(rows.size(), 4u);
   for (const QueueRow& r : rows) EXPECT_TRUE(r.object_id == new_id || r.object_id == new_done);
   ExpectTotalsConsistent(*f.store);
+  f.store.reset();
   // The replaced object's done row is gone: nothing to sweep.
   LmdbEnv env;
   ASSERT_TRUE(env.Open(f.dir.path(), 0, true).ok());
@@ -413,58 +418,111 @@ TEST(DeliveryTest, QueueCallbackNamesTheDestinationsOfCommittedRows) {
   EXPECT_EQ(woken[0], (std::vector<std::string>{"archive", "telerad"}));
 }
 
+// Admin side of AdminPurgeWhileServingKeepsTotalsRight, in its own process
+// (LMDB forbids opening one environment twice in a process): reads two
+// object ids from `in`, purges their rows in admin mode, exits 0 on success.
+[[noreturn]] void AdminChild(const std::string& path, int in) {
+  uint64_t ids[2];
+  if (read(in, ids, sizeof ids) != static_cast<ssize_t>(sizeof ids)) _exit(2);
+  Options ao = TestOptions(path);
+  ao.admin = true;
+  ao.max_size = 1 << 20;  // ignored: an existing store keeps its map size
+  auto opened = Store::Open(ao);
+  if (!opened.ok()) _exit(3);
+  Store& a = **opened;
+  bool called = false;
+  Status result;
+  std::vector<QueueUpdate> purge;
+  for (const char* dest : {"archive", "telerad"}) purge.push_back(Update(Kind::kPurge, dest, ids[0]));
+  QueueUpdate retry = Update(Kind::kRetryLater, "archive", ids[1]);  // the other object stays
+  retry.attempts = 7;
+  purge.push_back(retry);
+  a.UpdateQueue(purge, [&](Status st) {
+    called = true;
+    result = st;
+  });
+  if (!called) _exit(4);  // admin mode calls done before returning
+  if (!result.ok()) _exit(5);
+  if (a.GetStats().map_size != (256ull << 20)) _exit(6);
+  _exit(a.Get(ids[0]).status().IsNotFound() ? 0 : 7);
+}
+
 TEST(AdminTest, AdminPurgeWhileServingKeepsTotalsRight) {
   TempDir dir;
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();  // before this process opens anything or starts threads
+  if (pid == 0) {
+    close(fds[1]);
+    AdminChild(dir.path(), fds[0]);
+  }
+  ASSERT_GT(pid, 0);
+  close(fds[0]);
   auto serve = Store::Open(TestOptions(dir.path()));
   ASSERT_TRUE(serve.ok());
   Store& s = **serve;
   auto p1 = PutObject(s, Routed("1.2.8.1"), RandomBytes(200000, 1));
   auto p2 = PutObject(s, Routed("1.2.8.2"), RandomBytes(90000, 2));
   ASSERT_TRUE(p1.status.ok() && p2.status.ok());
+  uint64_t ids[2] = {p1.meta.id, p2.meta.id};
+  ASSERT_EQ(write(fds[1], ids, sizeof ids), static_cast<ssize_t>(sizeof ids));
+  close(fds[1]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "admin child failed at step " << WEXITSTATUS(status);
 
-  Options ao = TestOptions(dir.path());
-  ao.admin = true;
-  ao.max_size = 1 << 20;  // ignored: an existing store keeps its map size
-  auto admin_opened = Store::Open(ao);
-  ASSERT_TRUE(admin_opened.ok()) << admin_opened.status().ToString();
-  Store& a = **admin_opened;
-  EXPECT_EQ(a.GetStats().map_size, s.GetStats().map_size);
-  bool called = false;
-  a.UpdateQueue({Update(Kind::kPurge, "archive", p1.meta.id), Update(Kind::kPurge, "telerad", p1.meta.id)},
-                [&](Status st) {
-                  EXPECT_TRUE(st.ok()) << st.ToString();
-                  called = true;
-                });
-  EXPECT_TRUE(called) << "admin mode calls done before returning";
   EXPECT_TRUE(s.Get(p1.meta.id).status().IsNotFound());
   ExpectTotalsConsistent(s);
-
-  // The serving writer's next commit starts from the counters on disk.
+  EXPECT_EQ(s.GetStats().raw_bytes, 90000u);
+  // The serving writer's next commits start from the counters on disk, not
+  // from what it remembered.
   auto p3 = PutObject(s, Routed("1.2.8.3"), RandomBytes(50000, 3));
   ASSERT_TRUE(p3.status.ok());
-  ASSERT_TRUE(Apply(s, Update(Kind::kRetryLater, "archive", p2.meta.id)).ok());
+  ASSERT_TRUE(Apply(s, Update(Kind::kRetryLater, "telerad", p2.meta.id)).ok());
   ExpectTotalsConsistent(s);
-  ExpectTotalsConsistent(a);
   EXPECT_EQ(s.GetStats().raw_bytes, 90000u + 50000u);
+  EXPECT_EQ(s.GetStats().objects, 2u);
+  std::vector<QueueRow> archive = Live(s, "archive");
+  ASSERT_EQ(archive.size(), 2u);
+  EXPECT_EQ(archive[0].object_id, p2.meta.id);
+  EXPECT_EQ(archive[0].attempts, 7u);  // the admin's kRetryLater
+  EXPECT_EQ(s.GetStats().queue_rows, 4u);
+}
 
-  // Admin mode writes no objects and does not sweep.
-  auto w = a.NewObject();
-  w->Append(RandomBytes(100, 4));
-  Status fin;
-  w->Finish(MakeMeta("1.2.8.4"), [&](Status st, const ObjectMeta&) { fin = st; });
-  EXPECT_FALSE(fin.ok());
-  Status swept = Status::OK();
-  a.Sweep(0, [&](Status st) { swept = st; });
-  EXPECT_FALSE(swept.ok());
-  // Read-only stores refuse updates.
-  Options ro = TestOptions(dir.path());
-  ro.read_only = true;
-  auto r = Store::Open(ro);
+TEST(AdminTest, AdminAndReadOnlyStoresRefuseWhatTheyCannotDo) {
+  TempDir dir;
+  uint64_t id;
+  {
+    auto serve = Store::Open(TestOptions(dir.path()));
+    ASSERT_TRUE(serve.ok());
+    id = PutObject(**serve, Routed("1.2.8.5"), RandomBytes(100, 5)).meta.id;
+  }
+  for (bool read_only : {false, true}) {
+    Options o = TestOptions(dir.path());
+    o.admin = true;
+    o.read_only = read_only;
+    auto opened = Store::Open(o);
+    ASSERT_TRUE(opened.ok());
+    Store& a = **opened;
+    auto w = a.NewObject();
+    w->Append(RandomBytes(100, 4));
+    Status fin;
+    w->Finish(MakeMeta("1.2.8.4"), [&](Status st, const ObjectMeta&) { fin = st; });
+    EXPECT_EQ(fin.code(), Status::Code::kInvalidArgument) << fin.ToString();
+    Status swept = Status::OK();
+    a.Sweep(0, [&](Status st) { swept = st; });
+    EXPECT_EQ(swept.code(), Status::Code::kInvalidArgument) << swept.ToString();
+    Status upd = Status::Internal("not called");
+    a.UpdateQueue({Update(Kind::kDeadLetter, "archive", id)}, [&](Status st) { upd = st; });
+    EXPECT_EQ(upd.ok(), !read_only) << upd.ToString();
+  }
+  Options o = TestOptions(dir.path());
+  o.read_only = true;
+  auto r = Store::Open(o);
   ASSERT_TRUE(r.ok());
-  Status upd = Status::OK();
-  (*r)->UpdateQueue({Update(Kind::kPurge, "archive", p2.meta.id)}, [&](Status st) { upd = st; });
-  EXPECT_FALSE(upd.ok());
-  EXPECT_EQ((*r)->GetStats().queue_rows, 4u);
+  EXPECT_EQ((*r)->GetStats().dead_rows, 1u);
+  EXPECT_EQ((*r)->GetStats().queue_rows, 1u);
 }
 
 TEST(AdminTest, AdminOpenDoesNotRecoverPendingObjects) {
