@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "router/presentation.h"
 #include "router/server.h"
+#include "router/tcp_tuning.h"
 
 namespace relais::router {
 namespace {
@@ -236,13 +237,7 @@ void ScpAssociation::HandleRead(ssize_t nread) {
   if (nread == 0) return;
   in_.Commit(static_cast<size_t>(nread));
   bytes_received_ += static_cast<uint64_t>(nread);
-  // Defeat a Nagle-on sender's stall: acknowledge at once. Linux clears
-  // TCP_QUICKACK again by itself, so re-arm it after every read.
-  uv_os_fd_t fd;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) == 0) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-  }
+  RearmQuickAck(&tcp_);  // defeat a Nagle-on sender's stall
   ResetIdleTimer();
   ProcessInput();
 }

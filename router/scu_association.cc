@@ -27,6 +27,7 @@
 #include "base/identity.h"
 #include "base/log.h"
 #include "router/presentation.h"
+#include "router/tcp_tuning.h"
 
 namespace relais::router {
 namespace {
@@ -668,6 +669,7 @@ void ScuAssociation::HandleRead(ssize_t nread) {
   }
   if (nread == 0) return;
   in_.Commit(static_cast<size_t>(nread));
+  RearmQuickAck(&tcp_);  // a Nagle-on peer would wait ~40 ms for our ACK
   ProcessInput();
 }
 
