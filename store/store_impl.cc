@@ -209,7 +209,7 @@ class ObjectReaderImpl final : public ObjectReader {
         IdKey ik(id);
         std::span<const uint8_t> unused;
         if (txn.Get(env_->dbis().objects, ik.val(), &unused).IsNotFound()) {
-          return Status::NotFound("object " + std::to_string(id) + " was replaced while being read");
+          return Status::NotFound("object " + std::to_string(id) + " was replaced or removed while being read");
         }
         return Status::Corruption("object " + std::to_string(id) + ": chunk " + std::to_string(next_) + " missing");
       }
