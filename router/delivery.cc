@@ -79,7 +79,8 @@ struct DeliveryScheduler::Dest {
   int64_t next_try = 0;  // no association is opened before this
   std::string last_link_error;
   // Rescan state.
-  bool scan_wanted = true;
+  bool scan_wanted = true;  // new or requeued rows: scan now
+  bool more_rows = false;   // the last scan stopped at its batch size
   int64_t last_scan = 0;
   int64_t next_due = 0;  // earliest next_attempt of a row not yet due (0: none)
   // Statistics.
@@ -211,11 +212,13 @@ void DeliveryScheduler::Run(Dest* d) {
     }
     return;
   }
+  // New rows (a wake-up) are looked at at once, whatever is ready, so that
+  // a STAT object overtakes a backlog; the backlog itself is read in
+  // batches as the ready rows run low.
   bool periodic = now - d->last_scan >= static_cast<int64_t>(settings_.rescan_ms);
   bool due_passed = d->next_due != 0 && now >= d->next_due;
-  if ((d->scan_wanted || periodic || due_passed) && d->ready.size() < settings_.batch_rows / 2 + 1) {
-    Refill(d, now);
-  }
+  bool low = d->ready.size() < settings_.batch_rows / 2 + 1;
+  if (d->scan_wanted || ((d->more_rows || periodic || due_passed) && low)) Refill(d, now);
   if (d->down) {
     // Probe with C-ECHO on the backoff schedule; no objects meanwhile.
     bool probing = false;
@@ -250,7 +253,8 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
   std::vector<Row> found;
   std::vector<Row> expired;
   // Held destinations need every row to know when each study went quiet.
-  const size_t want = hold ? SIZE_MAX : settings_.batch_rows - std::min(settings_.batch_rows, d->ready.size());
+  const size_t want =
+      hold ? SIZE_MAX : std::max<size_t>(settings_.batch_rows - std::min(settings_.batch_rows, d->ready.size()), 16);
   std::map<std::string, int64_t> study_latest;
   Status s = store_->ListQueue(d->cfg.name, [&](const store::QueueRow& q) {
     Key k{q.priority, q.object_id};
@@ -286,7 +290,7 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
     RLOG_ERROR("dest=%s event=queue-scan-failed reason=\"%s\"", d->cfg.name.c_str(), s.ToString().c_str());
     return;
   }
-  if (!hold && found.size() >= want) d->scan_wanted = true;  // more rows wait behind these
+  d->more_rows = !hold && found.size() >= want;  // more rows wait behind these
   for (Row& row : found) {
     if (hold) {
       int64_t quiet_at = study_latest[row.meta.study_instance_uid] + hold_ms;
@@ -326,7 +330,9 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
     }
   }
   // Open more associations while rows wait that no association will take.
-  while (!d->ready.empty() && !d->down && d->senders.size() < d->cfg.max_associations) {
+  // After a failure, one association tries the link before the others follow.
+  const size_t limit = d->failures > 0 ? 1 : d->cfg.max_associations;
+  while (!d->ready.empty() && !d->down && d->senders.size() < limit) {
     size_t connecting = 0;
     for (auto& s : d->senders) connecting += !s->established && !s->closing;
     if (d->ready.size() <= connecting) break;

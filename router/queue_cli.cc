@@ -108,7 +108,7 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
   s = Collect(**st, sel, ids, /*want_live=*/true, &rows);
   if (!s.ok()) return Fail(s);
   const int64_t now = NowMs();
-  if (!json) {
+  if (!json && !rows.empty()) {
     std::printf("%-16s %-6s %5s %-64s %-4s %8s %-22s %s\n", "DESTINATION", "STATE", "PRIO", "SOP_INSTANCE_UID", "MOD",
                 "ATTEMPTS", "NEXT", "LAST_ERROR");
   }
