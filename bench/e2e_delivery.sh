@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# End-to-end delivery benchmark: storescu -> Relais -> storescp against
+# storescu -> storescp directly, same data, same run.
+#
+#   bench/e2e_delivery.sh [BUILD_DIR] [--ct N] [--small M] [--quick] [--senders K]
+#                         [--max-assoc A] [--nagle] [--tmp DIR] [--keep]
+#
+# BUILD_DIR (default build/) must hold bench/relais_gen_data and router/relais.
+# For each data set (CT, small objects) it runs, each with a fresh storescp
+# on 127.0.0.1:
+#   direct  K storescu processes (one association each) send every file to
+#           storescp; time until the last storescu ends.
+#   relais  the same K storescu send to Relais, whose one rule forwards
+#           everything to storescp (max_associations A); time until the
+#           last object is on storescp's disk. Also: when the last C-STORE
+#           was acknowledged by Relais (ingest time).
+#   drain   every object is first queued in Relais while storescp is down;
+#           then storescp starts; time until the queue is delivered (the
+#           delivery side alone).
+# and prints objects/s, MB/s and relais/direct. DCMTK's tools run with
+# TCP_NODELAY=1 (their fastest setting; --nagle leaves it unset).
+#
+# Requires: storescu, storescp (dcmtk), ss, du.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build="$repo/build"
+ct=1000
+small=1000
+senders=1
+max_assoc=4
+tmp_parent=${TMPDIR:-/tmp}
+keep=0
+nodelay=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --ct) ct=$2; shift 2 ;;
+    --small) small=$2; shift 2 ;;
+    --quick) ct=100; small=100; shift ;;
+    --senders) senders=$2; shift 2 ;;
+    --max-assoc) max_assoc=$2; shift 2 ;;
+    --tmp) tmp_parent=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    --nagle) nodelay=0; shift ;;
+    -h|--help) sed -n '/^# End-to-end/,/^# Requires/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) build=$(cd "$1" && pwd); shift ;;
+  esac
+done
+
+if [[ $nodelay -eq 1 ]]; then export TCP_NODELAY=1; else unset TCP_NODELAY; fi
+bench_name=e2e_delivery
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+gen="$build/bench/relais_gen_data"
+relais="$build/router/relais"
+for f in "$gen" "$relais"; do
+  [[ -x $f ]] || { echo "e2e_delivery: $f missing: build targets relais and relais_gen_data" >&2; exit 2; }
+done
+work=$(mktemp -d "$tmp_parent/relais-e2e-delivery.XXXXXX")
+pids=()
+trap cleanup_pids_and_work EXIT
+trap 'exit 130' INT TERM
+
+data="$work/data"
+log "generating $ct CT + $small small objects"
+"$gen" --out "$data" --ct "$ct" --small "$small" --seed 1 >/dev/null 2>"$work/gen.log" ||
+  { cat "$work/gen.log" >&2; exit 1; }
+declare -A set_count=([ct]=$ct [small]=$small) set_bytes
+for s in ct small; do
+  set_bytes[$s]=$(find "$data/$s" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+  # K lists of files, round robin, one per storescu.
+  find "$data/$s" -type f | sort >"$work/$s.files"
+  split -n "r/$senders" -d "$work/$s.files" "$work/$s.part."
+done
+
+start_storescp() {  # DIR PORT: sets spid
+  mkdir -p "$1/out"
+  storescp -aet ARCHIVE +xa -od "$1/out" "$2" >"$1/storescp.log" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  wait_listen "$spid" "$2" 15
+}
+files_in() { find "$1" -type f | wc -l; }
+
+# send SET AET PORT LOG_PREFIX: K storescu in parallel; waits for all.
+send() {
+  local set=$1 aet=$2 port=$3 prefix=$4 part i=0 rc=0
+  local -a scus=()
+  for part in "$work/$set.part."*; do
+    # shellcheck disable=SC2046
+    storescu -aet BENCHSCU -aec "$aet" 127.0.0.1 "$port" $(cat "$part") >"$prefix.$i.log" 2>&1 &
+    scus+=($!)
+    pids+=($!)
+    i=$((i + 1))
+  done
+  for i in "${scus[@]}"; do wait "$i" || rc=1; done
+  return $rc
+}
+
+# wait_files DIR N TIMEOUT_S: true once DIR holds N files.
+wait_files() {
+  local deadline=$((SECONDS + $3))
+  while ((SECONDS < deadline)); do
+    [[ $(files_in "$1") -ge $2 ]] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+write_relais_config() {  # DIR LISTEN_PORT DEST_PORT
+  mkdir -p "$1/store"
+  cat >"$1/relais.toml" <<EOF
+[listener]
+ae_title = "RELAIS"
+host = "127.0.0.1"
+port = $2
+[store]
+path = "$1/store"
+[delivery]
+idle_release_s = 30
+[rules]
+path = "$1/rules.toml"
+EOF
+  cat >"$1/rules.toml" <<EOF
+[[destination]]
+name = "archive"
+ae_title = "ARCHIVE"
+host = "127.0.0.1"
+port = $3
+max_associations = $max_assoc
+retry = { initial_backoff = "1s", max_backoff = "2s" }
+
+[[rule]]
+name = "everything"
+forward = ["archive"]
+EOF
+}
+
+rows=()
+problems=()
+add_row() {  # SCENARIO SET N SECONDS [NOTE]
+  rows+=("$1|$2|$3|$4|$(rate "$3" "$4")|$(mbps "${set_bytes[$2]}" "$4")|${5:-}")
+}
+
+for set in ct small; do
+  n=${set_count[$set]}
+  [[ $n -gt 0 ]] || continue
+
+  # direct
+  dir="$work/direct-$set"; mkdir -p "$dir"; sport=$(free_port)
+  start_storescp "$dir" "$sport" || { problems+=("direct $set: storescp did not start"); continue; }
+  log "direct $set: $senders storescu -> storescp"
+  t0=$(now_s); send "$set" ARCHIVE "$sport" "$dir/scu" || problems+=("direct $set: a storescu failed")
+  wait_files "$dir/out" "$n" 60 || problems+=("direct $set: storescp has $(files_in "$dir/out")/$n")
+  t1=$(now_s); stop_pid "$spid"
+  direct_secs=$(elapsed "$t0" "$t1")
+  add_row direct "$set" "$n" "$direct_secs"
+  rm -rf "$dir/out"
+
+  # relais, storescp up
+  dir="$work/relais-$set"; mkdir -p "$dir"; sport=$(free_port); rport=$(free_port)
+  start_storescp "$dir" "$sport" || { problems+=("relais $set: storescp did not start"); continue; }
+  write_relais_config "$dir" "$rport" "$sport"
+  "$relais" serve -c "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
+  rpid=$!; pids+=("$rpid")
+  wait_listen "$rpid" "$rport" 15 || { problems+=("relais $set: relais did not start"); continue; }
+  log "relais $set: $senders storescu -> relais -> storescp (max_associations $max_assoc)"
+  t0=$(now_s); send "$set" RELAIS "$rport" "$dir/scu" || problems+=("relais $set: a storescu failed")
+  ti=$(now_s)
+  wait_files "$dir/out" "$n" 600 || problems+=("relais $set: storescp has $(files_in "$dir/out")/$n (logs $dir)")
+  t1=$(now_s)
+  rss=$(peak_rss_kb "$rpid")
+  stop_pid "$rpid"; stop_pid "$spid"
+  secs=$(elapsed "$t0" "$t1")
+  add_row relais "$set" "$n" "$secs" "$(awk -v a="$direct_secs" -v b="$secs" 'BEGIN {printf "%.0f%% of direct", 100 * a / b}'); ingest $(elapsed "$t0" "$ti") s; RSS $((rss / 1024)) MB"
+  rm -rf "$dir/out" "$dir/store"
+
+  # drain: queue everything first, then open the destination
+  dir="$work/drain-$set"; mkdir -p "$dir"; sport=$(free_port); rport=$(free_port)
+  write_relais_config "$dir" "$rport" "$sport"
+  "$relais" serve -c "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
+  rpid=$!; pids+=("$rpid")
+  wait_listen "$rpid" "$rport" 15 || { problems+=("drain $set: relais did not start"); continue; }
+  send "$set" RELAIS "$rport" "$dir/scu" || problems+=("drain $set: a storescu failed")
+  sleep 3  # let the first connection attempts fail and back off (1-2 s)
+  start_storescp "$dir" "$sport" || { problems+=("drain $set: storescp did not start"); continue; }
+  log "drain $set: $n queued objects -> storescp"
+  # Timed from the first object's arrival: the wait for the next probe is not delivery.
+  wait_files "$dir/out" 1 30 || true
+  t0=$(now_s)
+  wait_files "$dir/out" "$n" 600 || problems+=("drain $set: storescp has $(files_in "$dir/out")/$n (logs $dir)")
+  t1=$(now_s)
+  stop_pid "$rpid"; stop_pid "$spid"
+  # The destination was probed every 1-2 s: up to that much of the time is waiting for the next probe.
+  add_row drain "$set" "$n" "$(elapsed "$t0" "$t1")" "delivery alone, from the first arrival"
+  rm -rf "$dir/out" "$dir/store"
+done
+
+echo
+echo "TCP_NODELAY for DCMTK: $([[ $nodelay -eq 1 ]] && echo 1 || echo unset)"
+echo "data: $ct CT ($(awk -v b="${set_bytes[ct]:-0}" 'BEGIN {printf "%.1f", b / 1e6}') MB), $small small; $senders storescu sender(s); Relais max_associations $max_assoc; $(nproc) cores"
+printf '%-8s %-6s %8s %8s %10s %8s  %s\n' scenario set objects seconds objects/s MB/s note
+for r in "${rows[@]}"; do
+  IFS='|' read -r a b c d e f g <<<"$r"
+  printf '%-8s %-6s %8s %8s %10s %8s  %s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g"
+done
+if [[ ${#problems[@]} -gt 0 ]]; then
+  echo; echo "problems:"; printf '  %s\n' "${problems[@]}"; keep=1; exit 1
+fi

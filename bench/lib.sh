@@ -1,0 +1,73 @@
+# Shell functions shared by the end-to-end benchmarks (sourced, not run).
+# The caller sets `pids=()` (processes to stop on exit) and `work`.
+
+log() { echo "[${bench_name:-bench}] $*" >&2; }
+
+# A TCP port of 127.0.0.1 that nothing listens on.
+free_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    if [[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]]; then
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "${bench_name:-bench}: no free port" >&2
+  return 1
+}
+
+# wait_listen PID PORT SECONDS: true once PORT listens, false if PID died or time ran out.
+wait_listen() {
+  local pid=$1 port=$2 deadline=$((SECONDS + $3))
+  while ((SECONDS < deadline)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ -n $(ss -Htln "( sport = :$port )" 2>/dev/null) ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# stop PID: SIGTERM, then SIGKILL after 20 s.
+stop_pid() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 200); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# Stops every pid in `pids`; removes `work` unless keep=1.
+cleanup_pids_and_work() {
+  local pid
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      sleep 0.5
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  if [[ ${keep:-0} -eq 1 ]]; then
+    echo "kept $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+
+peak_rss_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+du_kb() { du -sk "$@" | awk '{s += $1} END {print s}'; }
+
+# How many of the SOP Instance UIDs in UIDS_FILE occur in the text on stdin.
+count_uids() { grep -oF -f "$1" | sort -u | wc -l; }
+
+# now_s: seconds since the epoch with nanoseconds.
+now_s() { date +%s.%N; }
+# elapsed T0 T1: "12.34"
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
+# rate N SECONDS: "123.4"
+rate() { awk -v n="$1" -v s="$2" 'BEGIN {printf "%.1f", (s > 0 ? n / s : 0)}'; }
+# mbps BYTES SECONDS: "12.3"
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.1f", (s > 0 ? b / 1e6 / s : 0)}'; }
