@@ -1,0 +1,262 @@
+// The user-space WAN link (tests/tools/wanlink.cc driven by
+// tests/tools/wan_env.sh) between two network namespaces: it delays, drops
+// while down, loses at random, and DICOM still gets through intact when
+// storescu retries what was not acknowledged. Needs root, `ip netns` and
+// /dev/net/tun; skips with the reason otherwise. Timing is checked only from
+// below (a round trip cannot be shorter than twice the one-way delay), never
+// against the speed of the machine.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include "harness.h"
+
+namespace relais::itest {
+namespace {
+
+constexpr char kAddrB[] = "10.77.0.2";
+constexpr int kDelayMs = 50;
+
+std::string WanEnvScript() { return std::string(RELAIS_SOURCE_DIR) + "/tests/tools/wan_env.sh"; }
+
+// Runs `fn` on a fresh thread that has entered network namespace `ns`
+// (setns(2) changes only the calling thread's namespace, so the test's own
+// thread stays where it was). False if the namespace cannot be entered.
+bool InNetns(const std::string& ns, const std::function<void()>& fn) {
+  bool entered = false;
+  std::thread t([&] {
+    int fd = open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    entered = setns(fd, CLONE_NEWNET) == 0;
+    close(fd);
+    if (entered) fn();
+  });
+  t.join();
+  return entered;
+}
+
+// A listening TCP socket on kAddrB:0 inside `ns`; the kernel completes
+// handshakes without accept(2), so a connect measures one round trip.
+int ListenIn(const std::string& ns, uint16_t* port) {
+  int fd = -1;
+  InNetns(ns, [&] {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, kAddrB, &a.sin_addr);
+    socklen_t len = sizeof a;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 64) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      close(fd);
+      fd = -1;
+      return;
+    }
+    *port = ntohs(a.sin_port);
+  });
+  return fd;
+}
+
+// Milliseconds a TCP connect from `ns` to kAddrB:port took, or -1 if it did
+// not complete within timeout_ms.
+int64_t ConnectMs(const std::string& ns, uint16_t port, int timeout_ms) {
+  int64_t ms = -1;
+  InNetns(ns, [&] {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, kAddrB, &a.sin_addr);
+    int64_t t0 = NowMs();
+    int rc = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (poll(&p, 1, timeout_ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+        rc = 0;
+    }
+    if (rc == 0) ms = NowMs() - t0;
+    close(fd);
+  });
+  return ms;
+}
+
+// The number after `key` in the "a->b: ..." part of a `stats` reply.
+uint64_t StatAB(const std::string& stats, const std::string& key) {
+  size_t ab = stats.find("a->b:");
+  if (ab == std::string::npos) return 0;
+  std::string part = stats.substr(ab, stats.find("b->a:") - ab);
+  size_t k = part.find(" " + key + " ");
+  return k == std::string::npos ? 0 : std::strtoull(part.c_str() + k + key.size() + 2, nullptr, 10);
+}
+
+class WanLinkTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, TUN devices)";
+    int tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (tun < 0) GTEST_SKIP() << "/dev/net/tun unavailable: " << std::strerror(errno);
+    close(tun);
+    if (access(RELAIS_WANLINK_BINARY, X_OK) != 0) GTEST_SKIP() << RELAIS_WANLINK_BINARY << " not built";
+    prefix_ = "rwt" + std::to_string(getpid());
+    std::string probe = prefix_ + "p";
+    RunResult add = RunCommand({"ip", "netns", "add", probe}, 30);
+    RunCommand({"ip", "netns", "del", probe}, 30);
+    if (add.exit_code != 0) GTEST_SKIP() << "`ip netns add` does not work here: " << add.output;
+    ns_a_ = prefix_ + "a";
+    ns_b_ = prefix_ + "b";
+  }
+
+  void TearDown() override {
+    if (!prefix_.empty()) {
+      RunResult r = Env({"down", prefix_});
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+    }
+  }
+
+  RunResult Env(std::vector<std::string> args) {
+    args.insert(args.begin(), {"bash", WanEnvScript()});
+    return RunCommand(args, 60, {{"WANLINK", RELAIS_WANLINK_BINARY}});
+  }
+  bool Up(double loss) {
+    RunResult r = Env({"up", prefix_, std::to_string(kDelayMs), std::to_string(loss), "0"});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.exit_code == 0;
+  }
+  std::string Ctl(const std::string& cmd) {
+    RunResult r = Env({"ctl", prefix_, cmd});
+    EXPECT_EQ(r.exit_code, 0) << cmd << ": " << r.output;
+    return r.output;
+  }
+
+  std::string prefix_, ns_a_, ns_b_;
+};
+
+TEST_F(WanLinkTest, RoundTripIsTwiceTheDelayAndDownOrLossDropsPackets) {
+  ASSERT_TRUE(Up(0));
+  uint16_t port = 0;
+  int listener = ListenIn(ns_b_, &port);
+  ASSERT_GE(listener, 0);
+  // A connect completes after SYN and SYN-ACK crossed the link: one RTT.
+  int64_t best = -1;
+  for (int i = 0; i < 3; ++i) {
+    int64_t ms = ConnectMs(ns_a_, port, 10000);
+    ASSERT_GE(ms, 0) << "connect through the link failed";
+    best = best < 0 ? ms : std::min(best, ms);
+  }
+  EXPECT_GE(best, 2 * kDelayMs - 10) << "RTT shorter than twice the one-way delay";
+
+  Ctl("down");
+  EXPECT_EQ(ConnectMs(ns_a_, port, 1500), -1) << "connected through a link that is down";
+  std::string stats = Ctl("stats");
+  EXPECT_GT(StatAB(stats, "down"), 0u) << stats;
+  Ctl("up");
+  EXPECT_GE(ConnectMs(ns_a_, port, 10000), 0) << "link did not come back up";
+
+  Ctl("loss 1");
+  EXPECT_EQ(ConnectMs(ns_a_, port, 1500), -1) << "connected through a link that loses everything";
+  stats = Ctl("stats");
+  EXPECT_GT(StatAB(stats, "loss"), 0u) << stats;
+  close(listener);
+}
+
+TEST_F(WanLinkTest, StorescuDeliversIntactThroughLossAndOutageWithRetries) {
+  for (const char* tool : {"storescu", "storescp"}) {
+    if (RunCommand({"sh", "-c", std::string("command -v ") + tool}, 10).exit_code != 0)
+      GTEST_SKIP() << tool << " not installed (package dcmtk)";
+  }
+  TempDir tmp;
+  std::string src = tmp / "src", out = tmp / "out";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(out.c_str(), 0755), 0);
+  // ~530 KB CT slices: long enough a transfer at 2% loss that the outage
+  // falls in the middle of it.
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", src, 4, &uids);
+  ASSERT_EQ(files.size(), 4u);
+  ASSERT_TRUE(Up(0.02));
+
+  // storescp in namespace b; +B writes each data set exactly as received.
+  Child scp;
+  ASSERT_TRUE(scp.Start({"ip", "netns", "exec", ns_b_, "storescp", "-aet", "STORESCP", "+B", "-od", out, "11112"},
+                        tmp / "storescp.log"));
+  bool listening = false;
+  for (int i = 0; i < 100 && !listening; ++i) {
+    RunResult ss = RunCommand({"ip", "netns", "exec", ns_b_, "ss", "-Htln", "sport = :11112"}, 10);
+    listening = ss.exit_code == 0 && ss.output.find("11112") != std::string::npos;
+    if (!listening) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(listening) << scp.ReadLog();
+
+  auto storescu = [&](const std::vector<std::string>& send) {
+    std::vector<std::string> argv = {"ip", "netns", "exec", ns_a_, "storescu", "-v", "-aet", "WANSCU",
+                                     "-aec", "STORESCP", "-td", "120", kAddrB, "11112"};
+    argv.insert(argv.end(), send.begin(), send.end());
+    return argv;
+  };
+
+  // First attempt: take the link down for 3 s once the first file is on its way.
+  Child scu;
+  ASSERT_TRUE(scu.Start(storescu(files), tmp / "storescu-1.log"));
+  int64_t deadline = NowMs() + 60000;
+  while (NowMs() < deadline && scu.ReadLog().find("Sending file:") == std::string::npos && scu.running())
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  Ctl("down");
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  Ctl("up");
+  if (scu.Wait(300) == -1) scu.Stop(SIGKILL);
+  std::set<std::string> acked;
+  for (const auto& [file, outcome] : ParseStorescuOutcomes(scu.ReadLog()))
+    if (outcome.acknowledged) acked.insert(file);
+
+  std::printf("first storescu run: %zu of %zu acknowledged\n", acked.size(), files.size());
+  // Retries: send again whatever was not acknowledged.
+  int attempt = 2;
+  for (; attempt <= 6 && acked.size() < files.size(); ++attempt) {
+    std::vector<std::string> rest;
+    for (const std::string& f : files)
+      if (!acked.count(f)) rest.push_back(f);
+    RunResult r = RunCommand(storescu(rest), 300);
+    for (const auto& [file, outcome] : ParseStorescuOutcomes(r.output))
+      if (outcome.acknowledged) acked.insert(file);
+  }
+  ASSERT_EQ(acked.size(), files.size()) << "storescu never got every file acknowledged";
+
+  std::string stats = Ctl("stats");
+  std::printf("%d storescu run(s); wanlink %s", attempt - 1, stats.c_str());
+  EXPECT_GT(StatAB(stats, "loss"), 0u) << stats;
+  EXPECT_GT(StatAB(stats, "down"), 0u) << stats;
+
+  // Every object arrived once, byte for byte. storescp names files MODALITY.UID.
+  std::vector<std::string> received = ListFiles(out);
+  for (size_t i = 0; i < files.size(); ++i) {
+    auto it = std::find_if(received.begin(), received.end(), [&](const std::string& path) {
+      return path.size() > uids[i].size() && path.compare(path.size() - uids[i].size(), uids[i].size(), uids[i]) == 0;
+    });
+    ASSERT_NE(it, received.end()) << "storescp did not keep " << uids[i] << "\n" << scp.ReadLog();
+    std::string why;
+    EXPECT_TRUE(SameDataSet(files[i], *it, &why)) << files[i] << ": " << why;
+  }
+  scp.Stop(SIGTERM, 10);
+}
+
+}  // namespace
+}  // namespace relais::itest
