@@ -247,7 +247,9 @@ void RegisterCodecs() {
     DJDecoderRegistration::registerCodecs(EDC_photometricInterpretation, EUC_never);
     DJEncoderRegistration::registerCodecs(ECC_lossyYCbCr, EUC_never);
     DJLSDecoderRegistration::registerCodecs(EJLSUC_never);
-    DJLSEncoderRegistration::registerCodecs(0, 0, 0, 0, OFTrue, 0, OFTrue, EJLSUC_never);
+    // Raw mode (preferCookedEncoding false, as dcmcjpls): cooked mode needs
+    // dcmimage's colour support and refuses RGB images without it.
+    DJLSEncoderRegistration::registerCodecs(0, 0, 0, 0, /*preferCookedEncoding=*/OFFalse, 0, OFTrue, EJLSUC_never);
     DcmRLEDecoderRegistration::registerCodecs(OFFalse);
     DcmRLEEncoderRegistration::registerCodecs(OFFalse);
   });
@@ -364,7 +366,12 @@ Result<std::vector<uint8_t>> PrepareDataset(std::span<const uint8_t> dataset, co
   const DcmRepresentationParameter* param = nullptr;
   if (target_ts == kJpegLsLossless) param = &jpeg_ls_lossless;
   if (target_ts == kJpegLosslessSv1) param = &jpeg_sv1;
-  if (OFCondition c = ds.chooseRepresentation(rep_xfer, param); c.bad()) {
+  // Same syntax: the pixel data is carried as it is, never decoded and
+  // re-encoded (a representation parameter would not match the stored one).
+  OFCondition c = rep_xfer == (deflated_in ? EXS_LittleEndianExplicit : stored_xfer)
+                      ? EC_Normal
+                      : ds.chooseRepresentation(rep_xfer, param);
+  if (c.bad()) {
     return Status::InvalidArgument("cannot convert the data set from " + stored_ts + " to " + target_ts + ": " +
                                    c.text());
   }

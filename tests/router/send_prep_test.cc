@@ -12,6 +12,8 @@
 #include <dcmtk/dcmdata/dccodec.h>
 #include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/oflog/oflog.h>
 
 #include <algorithm>
@@ -141,6 +143,27 @@ std::vector<uint8_t> Pixels(DcmDataset* ds) {
   EXPECT_TRUE(e->getUint8Array(p).good());
   if (p == nullptr) return {};
   return std::vector<uint8_t>(p, p + e->getLength());
+}
+
+// Pixels as colour-by-pixel (Planar Configuration 0, PS3.3 C.7.6.3.1.3): the
+// lossless encoders store colour-by-plane images interleaved and say so.
+std::vector<uint8_t> InterleavedPixels(DcmDataset* ds) {
+  std::vector<uint8_t> px = Pixels(ds);
+  Uint16 spp = 1, planar = 0, rows = 0, cols = 0, bits = 8;
+  ds->findAndGetUint16(DCM_SamplesPerPixel, spp);
+  ds->findAndGetUint16(DCM_PlanarConfiguration, planar);
+  ds->findAndGetUint16(DCM_Rows, rows);
+  ds->findAndGetUint16(DCM_Columns, cols);
+  ds->findAndGetUint16(DCM_BitsAllocated, bits);
+  if (spp != 3 || planar != 1 || bits != 8) return px;
+  const size_t plane = size_t{rows} * cols, frame = 3 * plane;
+  std::vector<uint8_t> out(px.size());
+  for (size_t f = 0; f + frame <= px.size(); f += frame) {
+    for (size_t i = 0; i < plane; ++i) {
+      for (size_t c = 0; c < 3; ++c) out[f + 3 * i + c] = px[f + c * plane + i];
+    }
+  }
+  return out;
 }
 
 std::vector<uint8_t> Prepare(const Stored& s, const std::string& target,
@@ -373,6 +396,58 @@ TEST(SendPrepDatasetTest, JpegLosslessSv1AndRleRoundTrips) {
               px);
   std::vector<uint8_t> rle = Prepare(mr, kRle);
   EXPECT_TRUE(Pixels(Parse(Prepare({rle, kRle}, kImplicitVrLittleEndian), kImplicitVrLittleEndian).get()) == px);
+}
+
+TEST(SendPrepDatasetTest, ColourImagesRoundTripLosslessly) {
+  for (const char* name : {"pydicomdata__SC_rgb.dcm", "dcm4che__US-RGB-8-esopecho.dcm", "pydicomdata__color-pl.dcm",
+                           "pydicomdata__SC_rgb_expb.dcm"}) {
+    SCOPED_TRACE(name);
+    Stored s = LoadStored(name);
+    std::vector<uint8_t> px =
+        InterleavedPixels(Parse(Prepare(s, kExplicitVrLittleEndian), kExplicitVrLittleEndian).get());
+    ASSERT_FALSE(px.empty());
+    for (const char* codec : {kJpegLs, kJpegSv1, kRle}) {
+      SCOPED_TRACE(codec);
+      std::vector<uint8_t> enc = Prepare(s, codec);
+      auto ds = Parse(Prepare({enc, codec}, kExplicitVrLittleEndian), kExplicitVrLittleEndian);
+      EXPECT_EQ(Get(ds.get(), DCM_PhotometricInterpretation), "RGB");
+      EXPECT_TRUE(InterleavedPixels(ds.get()) == px);
+    }
+  }
+}
+
+TEST(SendPrepDatasetTest, SameSyntaxCarriesPixelDataUndecoded) {
+  // DCMTK 3.6.7 cannot decode this JPEG-LS object (7 of 8 bits stored), but
+  // sending it in its own syntax with edits must not try to.
+  Stored s = LoadStored("pydicomdata__JLSL_08_07_0_1F.dcm");
+  ASSERT_EQ(s.ts, kJpegLs);
+  EXPECT_FALSE(PrepareDataset(s.bytes, s.ts, kExplicitVrLittleEndian, {}).ok());
+  std::vector<rules::TagEdit> edits(1);
+  edits[0].tag = 0x00100010;
+  edits[0].value = "ANON";
+  std::vector<uint8_t> out = Prepare(s, kJpegLs, edits);
+  auto ds = Parse(out, kJpegLs);
+  EXPECT_EQ(Get(ds.get(), DCM_PatientName), "ANON");
+  auto original = Parse(s.bytes, s.ts);
+  DcmElement *ea = nullptr, *eb = nullptr;
+  ASSERT_TRUE(original->findAndGetElement(DCM_PixelData, ea).good());
+  ASSERT_TRUE(ds->findAndGetElement(DCM_PixelData, eb).good());
+  auto* a = static_cast<DcmPixelData*>(ea);
+  auto* b = static_cast<DcmPixelData*>(eb);
+  DcmPixelSequence *sa = nullptr, *sb = nullptr;
+  ASSERT_TRUE(a->getEncapsulatedRepresentation(EXS_JPEGLSLossless, nullptr, sa).good());
+  ASSERT_TRUE(b->getEncapsulatedRepresentation(EXS_JPEGLSLossless, nullptr, sb).good());
+  ASSERT_EQ(sa->card(), sb->card());
+  for (unsigned long i = 0; i < sa->card(); ++i) {
+    DcmPixelItem *ia = nullptr, *ib = nullptr;
+    ASSERT_TRUE(sa->getItem(ia, i).good());
+    ASSERT_TRUE(sb->getItem(ib, i).good());
+    Uint8 *pa = nullptr, *pb = nullptr;
+    ia->getUint8Array(pa);
+    ib->getUint8Array(pb);
+    ASSERT_EQ(ia->getLength(), ib->getLength()) << "fragment " << i;
+    EXPECT_EQ(0, memcmp(pa, pb, ia->getLength())) << "fragment " << i;
+  }
 }
 
 TEST(SendPrepDatasetTest, CompressedCorpusObjectsDecode) {
