@@ -121,6 +121,7 @@ class Wire {
       if (n == 0) return;
       if (p.down) { ++c_.down; continue; }
       if (p.loss > 0 && rnd() < p.loss) { ++c_.loss; continue; }
+      if (full) { ++c_.overflow; continue; }
       int64_t depart = now;
       if (p.rate_bps > 0) {
         int64_t start = link_free_ > now ? link_free_ : now;
@@ -131,7 +132,6 @@ class Wire {
         depart = start + static_cast<int64_t>(n * 1e9 / p.rate_bps);
         link_free_ = depart;
       }
-      if (full) { ++c_.overflow; continue; }
       int64_t at = depart + p.delay_ns;
       if (at < last_at_) at = last_at_;  // never reorder
       last_at_ = at;
