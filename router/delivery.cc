@@ -459,6 +459,11 @@ struct PrepareWork {
   store::Store* store = nullptr;
   uint64_t object_id = 0;
   std::string stored_ts, target_ts;
+  // Tried when target_ts cannot be produced for this object (DCMTK's
+  // encoders refuse e.g. float or 1-bit pixels): a syntax the association
+  // also accepted that the object needs no compression for. Empty: none.
+  std::string fallback_ts;
+  std::string fallback_reason;  // why the target was not used, for the log
   std::vector<rules::TagEdit> edits;
   Status status;
   std::vector<uint8_t> bytes;
@@ -527,6 +532,11 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
   w->object_id = row.q.object_id;
   w->stored_ts = row.meta.transfer_syntax_uid;
   w->target_ts = ts;
+  if (!IsUncompressedSyntax(ts) && ts != row.meta.transfer_syntax_uid) {
+    ObjectKind kind{row.meta.sop_class_uid, row.meta.transfer_syntax_uid};
+    std::optional<SendChoice> plain = ChooseContext(s->assoc->accepted_contexts(), kind, {});
+    if (plain && plain->transfer_syntax != ts) w->fallback_ts = plain->transfer_syntax;
+  }
   w->edits = std::move(edits);
   uint64_t sender_id = s->id;
   w->after = [this, d, sender_id, row, on_done](PrepareWork* w) mutable {
@@ -556,6 +566,10 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
       on_done(o, 0);
       return;
     }
+    if (!w->fallback_reason.empty()) {
+      RLOG_INFO("dest=%s dassoc=%s sop=%s event=convert-fallback to=%s reason=\"%s\"", d->cfg.name.c_str(),
+                s->name.c_str(), row.meta.sop_instance_uid.c_str(), w->target_ts.c_str(), w->fallback_reason.c_str());
+    }
     uint64_t size = w->bytes.size();
     std::unique_ptr<store::ObjectReader> reader = MakeMemoryReader(row.meta, std::move(w->bytes), w->target_ts);
     s->assoc->Store(std::move(reader), [on_done, size](Outcome o) mutable { on_done(o, size); });
@@ -571,6 +585,11 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
         });
         if (!w->status.ok()) return;
         Result<std::vector<uint8_t>> out = PrepareDataset(raw, w->stored_ts, w->target_ts, w->edits);
+        if (!out.ok() && out.status().code() == Status::Code::kInvalidArgument && !w->fallback_ts.empty()) {
+          w->fallback_reason = out.status().ToString();
+          w->target_ts = w->fallback_ts;
+          out = PrepareDataset(raw, w->stored_ts, w->target_ts, w->edits);
+        }
         if (!out.ok()) {
           w->status = out.status();
           return;

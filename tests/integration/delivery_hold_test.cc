@@ -1,0 +1,78 @@
+// hold_study: a destination that wants whole studies gets none of a study's
+// objects while the study is still arriving, then all of them once it has
+// been quiet for the hold time. Another destination of the same objects is
+// not held.
+//
+// Timing: the only time check is a lower bound ("nothing arrived before the
+// study went quiet"), which a slow machine cannot break: Relais receives each
+// object before storescu returns, so the study is quiet no earlier than
+// (last storescu return) + hold > the moment we look.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <thread>
+
+#include "harness.h"
+#include "peers.h"
+
+namespace relais::itest {
+namespace {
+
+constexpr int kHoldSeconds = 4;
+
+TEST(DeliveryHoldTest, HeldDestinationGetsTheWholeStudyOnlyOnceQuiet) {
+  TempDir tmp;
+  for (const char* d : {"held-peer", "archive-peer", "relais", "copies"}) {
+    ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
+  }
+  StorescpOptions held_opts;
+  held_opts.ae_title = "RADIOLOGIST";
+  StorescpPeer held(tmp.path() + "/held-peer", held_opts);
+  StorescpOptions archive_opts;
+  archive_opts.ae_title = "ARCHIVE";
+  StorescpPeer archive(tmp.path() + "/archive-peer", archive_opts);
+  ASSERT_TRUE(held.Start()) << held.Log();
+  ASSERT_TRUE(archive.Start()) << archive.Log();
+
+  const std::string rules = tmp.path() + "/rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"radiologist\"\nae_title = \"RADIOLOGIST\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(held.port()) + "\nhold_study = \"" + std::to_string(kHoldSeconds) +
+                       "s\"\n\n"
+                       "[[destination]]\nname = \"archive\"\nae_title = \"ARCHIVE\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(archive.port()) +
+                       "\n\n[[rule]]\nname = \"both\"\nforward = [\"radiologist\", \"archive\"]\n");
+  RelaisOptions options;
+  options.extra = "\n[rules]\npath = \"" + rules + "\"\n";
+  RelaisProcess relais(tmp.path() + "/relais", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+
+  // Three objects of one study (copies of one MR with new SOP Instance UIDs).
+  std::vector<std::string> uids;
+  std::vector<std::string> files = MakeCopiesWithNewUids(CorpusDir() + "/dcm4che__MR01.dcm", tmp / "copies", 3, &uids);
+  ASSERT_EQ(files.size(), 3u);
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    RunResult r = RunCommand({"storescu", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), files[i]}, 60);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  // The study is still within its hold time: nothing may have reached the
+  // held destination (see the timing note at the top).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_EQ(held.CountFiles(), 0u) << "the held destination got part of a study that was still arriving";
+
+  // Then the whole study arrives, and the archive got everything too.
+  int64_t deadline = NowMs() + 60000;
+  while (NowMs() < deadline && (held.CountFiles() < 3 || archive.CountFiles() < 3)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto held_got = held.Received();
+  auto archive_got = archive.Received();
+  for (const std::string& uid : uids) {
+    EXPECT_EQ(held_got.count(uid), 1u) << uid << " did not reach the held destination\n" << relais.Log();
+    EXPECT_EQ(archive_got.count(uid), 1u) << uid << " did not reach the archive\n" << relais.Log();
+  }
+}
+
+}  // namespace
+}  // namespace relais::itest
