@@ -649,7 +649,11 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
               s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts, u.error.c_str());
   } else {
     u.kind = store::QueueUpdate::Kind::kRetryLater;
-    u.next_attempt_unix_ms = link || transient ? std::max(d->next_try, now) : now + Backoff(d, attempts);
+    // Link trouble: the destination's backoff decides. A refusal of this
+    // object (a transient status such as 0xA700, or a first permanent one):
+    // its own backoff grows with its attempts, so one object an archive
+    // keeps refusing is not retried at the pace of the healthy ones.
+    u.next_attempt_unix_ms = link ? std::max(d->next_try, now) : std::max(d->next_try, now + Backoff(d, attempts));
     u.attempt.result = "retry";
     RLOG_WARN("dest=%s dassoc=%s sop=%s event=send-failed attempts=%u retry_in_ms=%" PRId64 " reason=\"%s\"",
               d->cfg.name.c_str(), s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts,

@@ -289,23 +289,29 @@ std::vector<ContextProposal> PlanContexts(const std::vector<ObjectKind>& kinds,
       it->second.push_back(k.transfer_syntax_uid);
     }
   }
-  auto add_unique = [](std::vector<std::string>* list, const std::string& ts) {
-    if (std::find(list->begin(), list->end(), ts) == list->end()) list->push_back(ts);
-  };
+  // An SCP picks ONE syntax per context, by its own preference (most prefer
+  // Explicit VR Little Endian), so every syntax we want honoured gets a
+  // context of its own; a context listing several would come back as the
+  // SCP's favourite and strand objects stored in the others.
   const std::vector<std::string> fallback = {kExplicitVrLittleEndian, kImplicitVrLittleEndian};
+  auto in_fallback = [&](const std::string& ts) {
+    return std::find(fallback.begin(), fallback.end(), ts) != fallback.end();
+  };
   for (const auto& [sop_class, stored] : classes) {
-    ContextProposal first{sop_class, {}};
+    std::vector<std::string> singles;
+    auto add_single = [&](const std::string& ts) {
+      if (!in_fallback(ts) && std::find(singles.begin(), singles.end(), ts) == singles.end()) singles.push_back(ts);
+    };
     for (const std::string& p : preferred) {
-      bool all = std::all_of(stored.begin(), stored.end(), [&](const std::string& s) { return CanConvert(s, p); });
-      if (all) add_unique(&first.transfer_syntaxes, p);
+      bool any = std::any_of(stored.begin(), stored.end(), [&](const std::string& s) { return CanConvert(s, p); });
+      if (any) add_single(p);
     }
-    for (const std::string& s : stored) add_unique(&first.transfer_syntaxes, s);
-    const bool need_fallback = first.transfer_syntaxes != fallback;
+    for (const std::string& s : stored) add_single(s);
     // A SOP class is proposed whole or not at all; the caller sends the rest
     // on a later association.
-    if (out.size() + (need_fallback ? 2 : 1) > kMaxContexts) break;
-    out.push_back(std::move(first));
-    if (need_fallback) out.push_back({sop_class, fallback});
+    if (out.size() + singles.size() + 1 > kMaxContexts) break;
+    for (const std::string& ts : singles) out.push_back({sop_class, {ts}});
+    out.push_back({sop_class, fallback});
   }
   return out;
 }

@@ -66,13 +66,14 @@ struct ObjectKind {
 
 // Presentation contexts to propose to a destination for these objects, at
 // most 128 (PS3.8 9.3.2.2; kinds beyond the limit are left out: the caller
-// sends those on a later association). For each SOP class: one context
-// listing the destination's preferred syntaxes that every object of that
-// class can be converted to, followed by the stored syntaxes; and one
-// fallback context with Explicit then Implicit VR Little Endian (unless that
-// is already exactly what the first one proposes). Also Verification
-// (1.2.840.10008.1.1) with Implicit VR LE, first, so that the association
-// can C-ECHO. Deterministic: same input, same output.
+// sends those on a later association). An SCP accepts one transfer syntax
+// per context, chosen by ITS preference, so for each SOP class: one context
+// per syntax we want honoured, alone — each preferred syntax that some
+// object of the class can be converted to, then each stored syntax — and a
+// fallback context with Explicit then Implicit VR Little Endian (the plain
+// syntaxes are only in the fallback). Verification (1.2.840.10008.1.1) with
+// Implicit VR LE comes first, so that the association can C-ECHO.
+// Deterministic: same input, same output.
 std::vector<ContextProposal> PlanContexts(const std::vector<ObjectKind>& kinds,
                                           const std::vector<std::string>& preferred);
 

@@ -245,27 +245,42 @@ TEST(SendPrepSyntaxTest, CanConvertAgreesWithDcmtkCodecList) {
 
 // ---- PlanContexts ---------------------------------------------------------
 
-TEST(SendPrepPlanTest, VerificationFirstThenPreferredConvertibleThenStoredThenFallback) {
+TEST(SendPrepPlanTest, VerificationFirstThenOneContextPerWantedSyntaxThenFallback) {
   std::vector<ObjectKind> kinds = {{kCtImage, kExplicitVrLittleEndian}, {kMrImage, kJpegBaseline},
                                    {kCtImage, kJpegSv1}};
   std::vector<std::string> preferred = {kJpegLs, kJpegBaseline, kExplicitVrLittleEndian};
   std::vector<ContextProposal> p = PlanContexts(kinds, preferred);
-  ASSERT_EQ(p.size(), 5u);
+  ASSERT_EQ(p.size(), 6u);
   EXPECT_EQ(p[0].abstract_syntax, "1.2.840.10008.1.1");
   EXPECT_THAT(p[0].transfer_syntaxes, ElementsAre(kImplicitVrLittleEndian));
-  // CT: .80 cannot be made from .70 and .50 is lossy; EVR can be made from both.
+  // CT: .80 can be made from the EVR object (so it gets its own context);
+  // .50 is lossy and neither object is stored in it; .70 is stored.
   EXPECT_EQ(p[1].abstract_syntax, kCtImage);
-  EXPECT_THAT(p[1].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kJpegSv1));
+  EXPECT_THAT(p[1].transfer_syntaxes, ElementsAre(kJpegLs));
   EXPECT_EQ(p[2].abstract_syntax, kCtImage);
-  EXPECT_THAT(p[2].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
-  // MR stored as .50: .50 itself (identity) and EVR (decompression) qualify.
-  EXPECT_EQ(p[3].abstract_syntax, kMrImage);
-  EXPECT_THAT(p[3].transfer_syntaxes, ElementsAre(kJpegBaseline, kExplicitVrLittleEndian));
-  EXPECT_THAT(p[4].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
+  EXPECT_THAT(p[2].transfer_syntaxes, ElementsAre(kJpegSv1));
+  EXPECT_EQ(p[3].abstract_syntax, kCtImage);
+  EXPECT_THAT(p[3].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
+  // MR stored as .50: .50 itself (identity), alone, then the fallback.
+  EXPECT_EQ(p[4].abstract_syntax, kMrImage);
+  EXPECT_THAT(p[4].transfer_syntaxes, ElementsAre(kJpegBaseline));
+  EXPECT_EQ(p[5].abstract_syntax, kMrImage);
+  EXPECT_THAT(p[5].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
   EXPECT_EQ(PlanContexts(kinds, preferred).size(), p.size());
 }
 
-TEST(SendPrepPlanTest, NoFallbackWhenFirstContextIsAlreadyExplicitThenImplicit) {
+TEST(SendPrepPlanTest, EachStoredCompressedSyntaxOfOneClassGetsItsOwnContext) {
+  // Orthanc and storescp answer a context [J2K, JPEG-LS, EVR] with EVR: the
+  // J2K object would then need decoding. Alone, each is accepted as is.
+  std::vector<ContextProposal> p = PlanContexts(
+      {{kCtImage, kJ2kLossless}, {kCtImage, kJpegLs}, {kCtImage, kExplicitVrLittleEndian}}, {});
+  ASSERT_EQ(p.size(), 4u);
+  EXPECT_THAT(p[1].transfer_syntaxes, ElementsAre(kJ2kLossless));
+  EXPECT_THAT(p[2].transfer_syntaxes, ElementsAre(kJpegLs));
+  EXPECT_THAT(p[3].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
+}
+
+TEST(SendPrepPlanTest, PlainSyntaxesOnlyInTheFallback) {
   std::vector<ContextProposal> p =
       PlanContexts({{kCtImage, kExplicitVrLittleEndian}, {kCtImage, kImplicitVrLittleEndian}}, {});
   ASSERT_EQ(p.size(), 2u);
