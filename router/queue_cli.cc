@@ -164,8 +164,27 @@ int Apply(const store::Options& options, const QueueSelection& sel, store::Queue
   if (!s.ok()) return Fail(s);
   if (!sel.uids.empty() && ids.empty()) return 2;
   std::vector<SelectedRow> rows;
-  s = Collect(**st, sel, ids, /*want_live=*/true, &rows);
-  if (!s.ok()) return Fail(s);
+  if (kind == store::QueueUpdate::Kind::kRequeue && !sel.uids.empty() && !sel.dead) {
+    // Named objects: every route (of --dest), whether its row is queued,
+    // dead, or already delivered (then the object is sent again if it is
+    // still kept, see [delivery] retention).
+    kind = store::QueueUpdate::Kind::kResend;
+    for (uint64_t id : ids) {
+      Result<store::ObjectMeta> m = (*st)->Get(id);
+      if (!m.ok()) continue;
+      for (const store::Route& r : m->routes) {
+        if (!sel.destination.empty() && r.destination != sel.destination) continue;
+        store::QueueRow row;
+        row.destination = r.destination;
+        row.priority = r.priority;
+        row.object_id = id;
+        rows.push_back({row, false});
+      }
+    }
+  } else {
+    s = Collect(**st, sel, ids, /*want_live=*/true, &rows);
+    if (!s.ok()) return Fail(s);
+  }
   const int64_t now = NowMs();
   std::vector<store::QueueUpdate> updates;
   uint64_t dead = 0;
@@ -199,9 +218,11 @@ int Apply(const store::Options& options, const QueueSelection& sel, store::Queue
     done_rows = std::min(updates.size(), i + kSlice);
     if (updates.size() > kSlice) std::fprintf(stderr, "%s: %zu/%zu rows\n", verb, done_rows, updates.size());
   }
-  std::printf("%s %zu rows (%" PRIu64 " from dead letter)%s\n",
-              kind == store::QueueUpdate::Kind::kPurge ? "purged" : "requeued", updates.size(), dead,
-              kind == store::QueueUpdate::Kind::kRequeue && !updates.empty()
+  std::string from_dead =
+      kind == store::QueueUpdate::Kind::kResend ? "" : " (" + std::to_string(dead) + " from dead letter)";
+  std::printf("%s %zu rows%s%s\n", kind == store::QueueUpdate::Kind::kPurge ? "purged" : "requeued", updates.size(),
+              from_dead.c_str(),
+              kind != store::QueueUpdate::Kind::kPurge && !updates.empty()
                   ? "; a running `relais serve` picks them up within seconds"
                   : "");
   return unknown ? 2 : 0;

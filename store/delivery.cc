@@ -105,12 +105,28 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
         RELAIS_RETURN_IF_ERROR(txn_->Put(d_.dead, k, Val(value)));
         break;
       }
+      case QueueUpdate::Kind::kResend:
       case QueueUpdate::Kind::kRequeue: {
         if (ds.ok()) {
           RELAIS_RETURN_IF_ERROR(DecodeDeadValue(dead, &row));
           RELAIS_RETURN_IF_ERROR(txn_->Del(d_.dead, k));
         } else if (ls.ok()) {
           RELAIS_RETURN_IF_ERROR(DecodeQueueValue(live, &row));
+        } else if (u.kind == QueueUpdate::Kind::kResend) {
+          // Delivered and retained: rebuild the row from the object's route.
+          IdKey id_key(u.object_id);
+          std::span<const uint8_t> record;
+          Status os = txn_->Get(d_.objects, id_key.val(), &record);
+          if (os.IsNotFound()) continue;
+          RELAIS_RETURN_IF_ERROR(os);
+          ObjectMeta m;
+          RELAIS_RETURN_IF_ERROR(DecodeMeta(record, &m));
+          auto route = std::find_if(m.routes.begin(), m.routes.end(), [&](const Route& r) {
+            return r.destination == u.destination && r.priority == u.priority;
+          });
+          if (route == m.routes.end()) continue;
+          row.rule = route->rule;
+          row.edits = route->edits;
         } else {
           continue;
         }

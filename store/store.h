@@ -144,6 +144,11 @@ struct QueueUpdate {
     // Admin purge: delete the row, live or dead; the object is removed like
     // after kDelivered when nothing refers to it any more.
     kPurge,
+    // Admin re-send: like kRequeue, and when the row no longer exists (the
+    // object was delivered and is kept for retention) a live row is created
+    // again from the object's route to that destination (its rule and
+    // edits). Skipped when the object or that route does not exist.
+    kResend,
   };
   Kind kind = Kind::kDelivered;
   std::string destination;

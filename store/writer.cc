@@ -232,6 +232,9 @@ Status Writer::TryCommit(std::vector<WriteOp>& ops) {
   commits_.fetch_add(1);
   for (uint64_t id : fx.resolved_failures) failed_.erase(id);
   for (auto& op : ops) Release(op);
+  // Wake the scheduler before anyone learns of the commit, so that a caller
+  // that waits for `done` finds the wake-up already delivered.
+  if (!fx.woken.empty() && queue_cb_) queue_cb_(std::vector<std::string>(fx.woken.begin(), fx.woken.end()));
   for (auto& c : fx.completions) {
     WriteOp& op = *c.op;
     if (op.type == WriteOp::Type::kCommit) {
@@ -247,7 +250,6 @@ Status Writer::TryCommit(std::vector<WriteOp>& ops) {
       op.status_done(c.status);
     }
   }
-  if (!fx.woken.empty() && queue_cb_) queue_cb_(std::vector<std::string>(fx.woken.begin(), fx.woken.end()));
   return Status::OK();
 }
 

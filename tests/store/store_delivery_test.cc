@@ -346,6 +346,34 @@ TEST(DeliveryTest, RetainedObjectsGoAtSweepAfterTheRetention) {
   ExpectTotalsConsistent(*f.store);
 }
 
+TEST(DeliveryTest, ResendRebuildsTheRowOfARetainedObjectFromItsRoute) {
+  Fixture f(/*retention_ms=*/60'000);
+  uint64_t id = f.Put("1.2.9.30");
+  ASSERT_TRUE(Apply(*f.store, {Update(Kind::kDelivered, "archive", id), Update(Kind::kDelivered, "telerad", id)}).ok());
+  ASSERT_TRUE(Live(*f.store).empty());
+  // kRequeue does not create rows; kResend does, with the route's rule and edits.
+  ASSERT_TRUE(Apply(*f.store, Update(Kind::kRequeue, "telerad", id)).ok());
+  EXPECT_TRUE(Live(*f.store).empty());
+  ASSERT_TRUE(Apply(*f.store, Update(Kind::kResend, "telerad", id)).ok());
+  std::vector<QueueRow> rows = Live(*f.store);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].destination, "telerad");
+  EXPECT_EQ(rows[0].priority, 10);
+  EXPECT_EQ(rows[0].rule, "r2");
+  EXPECT_EQ(rows[0].edits, "remove (0010,0010)");
+  EXPECT_EQ(rows[0].next_attempt_unix_ms, 0);
+  // Queued again: Sweep keeps it however old its done row was.
+  ASSERT_TRUE(SweepAt(*f.store, INT64_MAX / 2).ok());
+  EXPECT_TRUE(f.store->Get(id).ok());
+  // A destination the object was never routed to gets nothing.
+  QueueUpdate other = Update(Kind::kResend, "elsewhere", id);
+  ASSERT_TRUE(Apply(*f.store, other).ok());
+  EXPECT_EQ(Live(*f.store).size(), 1u);
+  // An object that is gone is skipped.
+  ASSERT_TRUE(Apply(*f.store, Update(Kind::kResend, "archive", id + 1000)).ok());
+  ExpectTotalsConsistent(*f.store);
+}
+
 TEST(DeliveryTest, SweepKeepsObjectsWithRowsAndRequeueClearsTheDoneRow) {
   Fixture f(/*retention_ms=*/1);
   uint64_t live = f.Put("1.2.9.10");
