@@ -93,6 +93,7 @@ have_iperf=0
 command -v iperf3 >/dev/null && have_iperf=1
 
 prefix="rwb$$"
+"$wan_env" sweep rwb  # links of benchmark runs that were killed
 ns_a="${prefix}a"
 ns_b="${prefix}b"
 addr_b=10.77.0.2

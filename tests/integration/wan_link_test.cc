@@ -115,6 +115,8 @@ class WanLinkTest : public testing::Test {
     if (tun < 0) GTEST_SKIP() << "/dev/net/tun unavailable: " << std::strerror(errno);
     close(tun);
     if (access(RELAIS_WANLINK_BINARY, X_OK) != 0) GTEST_SKIP() << RELAIS_WANLINK_BINARY << " not built";
+    // Links are named after the test process; remove those of crashed runs.
+    Env({"sweep", "rwt"});
     prefix_ = "rwt" + std::to_string(getpid());
     std::string probe = prefix_ + "p";
     RunResult add = RunCommand({"ip", "netns", "add", probe}, 30);

@@ -7,6 +7,8 @@
 #   wan_env.sh ctl  PREFIX COMMAND...     (down | up | toggle | loss P | delay MS |
 #                                          rate B | queue-ms MS | stats)
 #   wan_env.sh status PREFIX
+#   wan_env.sh sweep BASE                 (tears down every link named BASE<pid>
+#                                          whose <pid> is no longer running)
 #
 # `up` creates namespaces PREFIXa and PREFIXb (loopback up), and starts
 # wanlink, which puts a TUN device wan0 in each: 10.77.0.1/24 in PREFIXa,
@@ -55,17 +57,17 @@ is_wanlink() {
 }
 
 cmd_down() {
-  local prefix=$1 dir="$state_root/$1" pid="" i
+  local prefix=$1 dir="$state_root/$1" pid=""
   [[ -f $dir/pid ]] && pid=$(cat "$dir/pid" 2>/dev/null || true)
   if is_wanlink "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
       is_wanlink "$pid" || break
       sleep 0.1
     done
-    is_wanlink "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    if is_wanlink "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
     # Its last lines are the statistics it printed on exit.
-    [[ -f $dir/wanlink.log ]] && grep -E '^(link|a->b|b->a)' "$dir/wanlink.log" >&2 || true
+    if [[ -f $dir/wanlink.log ]]; then grep -E '^(link|a->b|b->a)' "$dir/wanlink.log" >&2 || true; fi
   fi
   # Processes still running inside the namespaces (e.g. a server a crashed
   # test left behind) would keep them alive: kill them.
@@ -81,7 +83,7 @@ cmd_down() {
 
 cmd_up() {
   local prefix=$1 delay=${2:-0} loss=${3:-0} rate=${4:-0} queue=${5:-100}
-  local dir="$state_root/$prefix" bin ns i
+  local dir="$state_root/$prefix" bin ns
   bin=$(find_wanlink)
   [[ $(id -u) -eq 0 ]] || die "must run as root"
   [[ -c /dev/net/tun ]] || die "/dev/net/tun missing"
@@ -99,7 +101,7 @@ cmd_up() {
     --delay-ms "$delay" --loss "$loss" --seed "${WAN_SEED:-1}" --rate "$rate" --queue-ms "$queue" \
     --control "$dir/ctl.sock" --ready-file "$ready" </dev/null >"$dir/wanlink.log" 2>&1 &
   echo $! >"$dir/pid"
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     [[ -f $ready ]] && break
     kill -0 "$(cat "$dir/pid")" 2>/dev/null || break
     sleep 0.05
@@ -111,6 +113,24 @@ cmd_up() {
   fi
   cp "$ready" "$dir/pid"  # wanlink's own pid (setsid may have forked)
   echo "wan_env: ${prefix}a (10.77.0.1) <-> ${prefix}b (10.77.0.2): delay ${delay} ms one way, loss $loss, rate $rate B/s" >&2
+}
+
+# Links of callers that died without `down` (crashed test or benchmark): they
+# name their links BASE<their pid>.
+cmd_sweep() {
+  local base=$1 ns stale="" p
+  for ns in /var/run/netns/"$base"* "$state_root/$base"*; do
+    [[ -e $ns ]] || continue
+    ns=${ns##*/}
+    [[ $ns =~ ^${base}([0-9]+)[ab]?$ ]] || continue
+    p=${BASH_REMATCH[1]}
+    kill -0 "$p" 2>/dev/null && continue
+    [[ " $stale " == *" $base$p "* ]] || stale+=" $base$p"
+  done
+  for p in $stale; do
+    echo "wan_env: removing stale link $p" >&2
+    cmd_down "$p"
+  done
 }
 
 cmd_ctl() {
@@ -131,5 +151,6 @@ case "$action" in
   down) cmd_down "$prefix" ;;
   ctl) [[ $# -ge 1 ]] || die "ctl needs a command"; cmd_ctl "$prefix" "$@" ;;
   status) cmd_ctl "$prefix" stats ;;
+  sweep) cmd_sweep "$prefix" ;;
   *) die "unknown action $action" ;;
 esac
