@@ -6,7 +6,7 @@
 #
 #   bench/wan_link.sh [BUILD_DIR] [--ct N] [--ct-loss M] [--delay-ms D] [--losses LIST]
 #                     [--rate BYTES_PER_S] [--iperf-seconds S] [--legs LIST] [--pdu BYTES]
-#                     [--tmp DIR] [--tsv FILE] [--keep]
+#                     [--cc ALGO] [--tmp DIR] [--tsv FILE] [--keep]
 #
 # BUILD_DIR (default build/) must hold tests/tools/wanlink (target wanlink)
 # and bench/relais_gen_data (target relais_gen_data). This script builds
@@ -36,6 +36,11 @@ Options:
   --iperf-seconds S  duration of each iperf3 run. Default: 10
   --legs LIST        comma-separated DICOM legs. Default: direct
   --pdu BYTES        max PDU of storescp and storescu. Default: 131072
+  --cc ALGO          TCP congestion control in both namespaces (e.g. reno, bbr; a
+                     namespace may only pick one listed in the host's
+                     net.ipv4.tcp_allowed_congestion_control). Default: the
+                     kernel's. It matters with loss: BBR barely reacts to random
+                     loss, loss-based Reno/CUBIC cut their window on every loss
   --tmp DIR          parent of the temporary directory. Default: $TMPDIR or /tmp
   --tsv FILE         also write the rows as tab-separated values to FILE
   --keep             keep the temporary directory (prints its path)
@@ -53,6 +58,7 @@ link_rate=0
 iperf_s=10
 legs="direct"
 pdu=131072
+cc=""
 tmp_parent=${TMPDIR:-/tmp}
 tsv=""
 keep=0
@@ -66,6 +72,7 @@ while [[ $# -gt 0 ]]; do
     --iperf-seconds) iperf_s=$2; shift 2 ;;
     --legs) legs=$2; shift 2 ;;
     --pdu) pdu=$2; shift 2 ;;
+    --cc) cc=$2; shift 2 ;;
     --tmp) tmp_parent=$2; shift 2 ;;
     --tsv) tsv=$2; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -253,6 +260,13 @@ rtt=$((2 * delay_ms))
 for loss in "${loss_list[@]}"; do
   "$wan_env" up "$prefix" "$delay_ms" "$loss" "$link_rate" 2>"$work/wan_env.log" ||
     { cat "$work/wan_env.log" >&2; exit 1; }
+  if [[ -n $cc ]]; then
+    for ns in "$ns_a" "$ns_b"; do
+      ip netns exec "$ns" sysctl -qw net.ipv4.tcp_congestion_control="$cc" ||
+        { echo "wan_link: cannot set congestion control $cc" >&2; exit 2; }
+    done
+  fi
+  ns_cc=$(in_a cat /proc/sys/net/ipv4/tcp_congestion_control)
   ns_rmem=$(in_a cat /proc/sys/net/ipv4/tcp_rmem | tr '\t' ' ')
   ns_wmem=$(in_a cat /proc/sys/net/ipv4/tcp_wmem | tr '\t' ' ')
   if [[ $have_iperf -eq 1 ]]; then
@@ -289,7 +303,7 @@ done
 echo
 echo "link: one-way delay $delay_ms ms (RTT $rtt ms), rate ${link_rate} B/s (0 = unlimited), MTU 1500;" \
   "CT ~$(( $(stat -c %s "${ct_files[0]}") / 1000 )) KB; max PDU $pdu; TCP_NODELAY=$TCP_NODELAY;" \
-  "namespace tcp_rmem $ns_rmem, tcp_wmem $ns_wmem; $(nproc) cores"
+  "namespace TCP congestion control $ns_cc, tcp_rmem $ns_rmem, tcp_wmem $ns_wmem; $(nproc) cores"
 row() { printf '%-7s %-6s %-9s %-14s %8s %10s %8s\n' "$@"; }
 row RTT_ms loss test streams/assocs seconds objects/s MB/s
 row ------- ------ --------- -------------- -------- ---------- --------
