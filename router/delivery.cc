@@ -357,6 +357,13 @@ void DeliveryScheduler::OpenSender(Dest* d, bool probe) {
       if (s->proposed.size() >= 60) break;
     }
     proposals = PlanContexts(s->proposed, d->cfg.transfer_syntaxes);
+    // Kinds left out by the 128-context limit are not "proposed": they wait
+    // for another association instead of being judged refused.
+    std::erase_if(s->proposed, [&](const ObjectKind& k) {
+      return std::none_of(proposals.begin(), proposals.end(), [&](const ContextProposal& p) {
+        return p.abstract_syntax == k.sop_class_uid;
+      });
+    });
   }
   ScuConfig cfg;
   cfg.calling_ae = settings_.calling_ae;
@@ -414,10 +421,11 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
   for (auto it = d->ready.begin(); it != d->ready.end(); ++it) {
     const Row& row = it->second;
     ObjectKind kind{row.meta.sop_class_uid, row.meta.transfer_syntax_uid};
+    // Only objects this association was planned for: another one may carry
+    // the object as stored where this one would need a conversion.
+    if (std::find(s->proposed.begin(), s->proposed.end(), kind) == s->proposed.end()) continue;
     std::optional<SendChoice> choice = ChooseContext(accepted, kind, d->cfg.transfer_syntaxes);
     if (!choice) {
-      bool was_proposed = std::find(s->proposed.begin(), s->proposed.end(), kind) != s->proposed.end();
-      if (!was_proposed) continue;  // a later association will propose it
       // Proposed and refused in every syntax we can produce: no conversion helps.
       Row dead = std::move(it->second);
       d->ready.erase(it);

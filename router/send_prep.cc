@@ -306,7 +306,11 @@ std::vector<ContextProposal> PlanContexts(const std::vector<ObjectKind>& kinds,
       bool any = std::any_of(stored.begin(), stored.end(), [&](const std::string& s) { return CanConvert(s, p); });
       if (any) add_single(p);
     }
-    for (const std::string& s : stored) add_single(s);
+    // Stored syntaxes always alone, plain ones too: an object the peer takes
+    // as stored is sent byte for byte, without DCMTK touching it.
+    for (const std::string& s : stored) {
+      if (std::find(singles.begin(), singles.end(), s) == singles.end()) singles.push_back(s);
+    }
     // A SOP class is proposed whole or not at all; the caller sends the rest
     // on a later association.
     if (out.size() + singles.size() + 1 > kMaxContexts) break;

@@ -70,8 +70,9 @@ struct ObjectKind {
 // per context, chosen by ITS preference, so for each SOP class: one context
 // per syntax we want honoured, alone — each preferred syntax that some
 // object of the class can be converted to, then each stored syntax — and a
-// fallback context with Explicit then Implicit VR Little Endian (the plain
-// syntaxes are only in the fallback). Verification (1.2.840.10008.1.1) with
+// fallback context with Explicit then Implicit VR Little Endian (a plain
+// preferred syntax is only in the fallback; a plain stored one gets its own
+// context too, so that it is sent as stored). Verification (1.2.840.10008.1.1) with
 // Implicit VR LE comes first, so that the association can C-ECHO.
 // Deterministic: same input, same output.
 std::vector<ContextProposal> PlanContexts(const std::vector<ObjectKind>& kinds,

@@ -187,7 +187,17 @@ std::vector<CorpusFile> WellFormedCorpus() {
     if (ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, v).good()) f.ts = v.c_str();
     ds->findAndGetUint16(DCM_BitsAllocated, f.bits_allocated);
     ds->findAndGetUint16(DCM_SamplesPerPixel, f.samples);
-    f.has_pixels = ds->tagExists(DCM_PixelData);
+    // Pixel data a JPEG-LS encoder can take: present and as long as the
+    // image it describes (fodicom GH1146 has an empty one: Relais then falls
+    // back to Explicit VR Little Endian, which the "jls" peer also accepts).
+    {
+      DcmElement* px = nullptr;
+      Uint16 rows = 0, cols = 0;
+      ds->findAndGetUint16(DCM_Rows, rows);
+      ds->findAndGetUint16(DCM_Columns, cols);
+      f.has_pixels = ds->findAndGetElement(DCM_PixelData, px).good() && px != nullptr &&
+                     px->getLength() >= uint64_t{rows} * cols * (f.bits_allocated / 8) && rows > 0;
+    }
     f.indexable = true;
     for (const DcmTagKey& key : {DCM_PatientID, DCM_StudyInstanceUID, DCM_SeriesInstanceUID}) {
       OFString value;

@@ -250,22 +250,22 @@ TEST(SendPrepPlanTest, VerificationFirstThenOneContextPerWantedSyntaxThenFallbac
                                    {kCtImage, kJpegSv1}};
   std::vector<std::string> preferred = {kJpegLs, kJpegBaseline, kExplicitVrLittleEndian};
   std::vector<ContextProposal> p = PlanContexts(kinds, preferred);
-  ASSERT_EQ(p.size(), 6u);
+  ASSERT_EQ(p.size(), 7u);
   EXPECT_EQ(p[0].abstract_syntax, "1.2.840.10008.1.1");
   EXPECT_THAT(p[0].transfer_syntaxes, ElementsAre(kImplicitVrLittleEndian));
   // CT: .80 can be made from the EVR object (so it gets its own context);
-  // .50 is lossy and neither object is stored in it; .70 is stored.
-  EXPECT_EQ(p[1].abstract_syntax, kCtImage);
+  // .50 is lossy and neither object is stored in it; each stored syntax
+  // (EVR, .70) alone; then the fallback.
+  for (int i = 1; i <= 4; ++i) EXPECT_EQ(p[i].abstract_syntax, kCtImage);
   EXPECT_THAT(p[1].transfer_syntaxes, ElementsAre(kJpegLs));
-  EXPECT_EQ(p[2].abstract_syntax, kCtImage);
-  EXPECT_THAT(p[2].transfer_syntaxes, ElementsAre(kJpegSv1));
-  EXPECT_EQ(p[3].abstract_syntax, kCtImage);
-  EXPECT_THAT(p[3].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
+  EXPECT_THAT(p[2].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian));
+  EXPECT_THAT(p[3].transfer_syntaxes, ElementsAre(kJpegSv1));
+  EXPECT_THAT(p[4].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
   // MR stored as .50: .50 itself (identity), alone, then the fallback.
-  EXPECT_EQ(p[4].abstract_syntax, kMrImage);
-  EXPECT_THAT(p[4].transfer_syntaxes, ElementsAre(kJpegBaseline));
   EXPECT_EQ(p[5].abstract_syntax, kMrImage);
-  EXPECT_THAT(p[5].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
+  EXPECT_THAT(p[5].transfer_syntaxes, ElementsAre(kJpegBaseline));
+  EXPECT_EQ(p[6].abstract_syntax, kMrImage);
+  EXPECT_THAT(p[6].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
   EXPECT_EQ(PlanContexts(kinds, preferred).size(), p.size());
 }
 
@@ -274,17 +274,24 @@ TEST(SendPrepPlanTest, EachStoredCompressedSyntaxOfOneClassGetsItsOwnContext) {
   // J2K object would then need decoding. Alone, each is accepted as is.
   std::vector<ContextProposal> p = PlanContexts(
       {{kCtImage, kJ2kLossless}, {kCtImage, kJpegLs}, {kCtImage, kExplicitVrLittleEndian}}, {});
-  ASSERT_EQ(p.size(), 4u);
+  ASSERT_EQ(p.size(), 5u);
   EXPECT_THAT(p[1].transfer_syntaxes, ElementsAre(kJ2kLossless));
   EXPECT_THAT(p[2].transfer_syntaxes, ElementsAre(kJpegLs));
-  EXPECT_THAT(p[3].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
+  EXPECT_THAT(p[3].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian));
+  EXPECT_THAT(p[4].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
 }
 
-TEST(SendPrepPlanTest, PlainSyntaxesOnlyInTheFallback) {
+TEST(SendPrepPlanTest, PlainStoredSyntaxesGetTheirOwnContextsToo) {
+  // So that an Implicit VR object is sent as stored, not re-encoded as
+  // Explicit VR because the SCP prefers that in the fallback context.
   std::vector<ContextProposal> p =
       PlanContexts({{kCtImage, kExplicitVrLittleEndian}, {kCtImage, kImplicitVrLittleEndian}}, {});
-  ASSERT_EQ(p.size(), 2u);
-  EXPECT_THAT(p[1].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
+  ASSERT_EQ(p.size(), 4u);
+  EXPECT_THAT(p[1].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian));
+  EXPECT_THAT(p[2].transfer_syntaxes, ElementsAre(kImplicitVrLittleEndian));
+  EXPECT_THAT(p[3].transfer_syntaxes, ElementsAre(kExplicitVrLittleEndian, kImplicitVrLittleEndian));
+  // A preferred plain syntax adds nothing beyond the fallback.
+  EXPECT_EQ(PlanContexts({{kCtImage, kJpegLs}}, {kExplicitVrLittleEndian}).size(), 3u);
 }
 
 TEST(SendPrepPlanTest, ManySopClassesAreCappedAt128Deterministically) {
@@ -302,13 +309,13 @@ TEST(SendPrepPlanTest, ManySopClassesAreCappedAt128Deterministically) {
     EXPECT_EQ(again[i].abstract_syntax, p[i].abstract_syntax);
     EXPECT_EQ(again[i].transfer_syntaxes, p[i].transfer_syntaxes);
   }
-  // One context per class: exactly 128.
+  // Three contexts per class ({EVR}, {IVR}, fallback): 42 classes fit.
   kinds.clear();
   for (int i = 0; i < 300; ++i) {
     kinds.push_back({"1.2.3." + std::to_string(i), kExplicitVrLittleEndian});
     kinds.push_back({"1.2.3." + std::to_string(i), kImplicitVrLittleEndian});
   }
-  EXPECT_EQ(PlanContexts(kinds, {}).size(), 128u);
+  EXPECT_EQ(PlanContexts(kinds, {}).size(), 127u);
 }
 
 // ---- ChooseContext --------------------------------------------------------
