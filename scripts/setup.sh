@@ -9,7 +9,7 @@ PACKAGES=(
   libuv1-dev liblmdb-dev lmdb-utils libzstd-dev libxxhash-dev
   libtomlplusplus-dev libre2-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  orthanc curl procps iproute2 python3
+  orthanc curl procps iproute2 python3 iperf3
 )
 
 missing=()
