@@ -34,7 +34,10 @@ Options:
   --losses LIST      comma-separated loss probabilities. Default: 0,0.02
   --rate B           link rate limit, bytes/s (0 = none). Default: 0
   --iperf-seconds S  duration of each iperf3 run. Default: 10
-  --legs LIST        comma-separated DICOM legs. Default: direct
+  --legs LIST        comma-separated DICOM legs: direct (storescu -> storescp), relais
+                     (storescu -> relais -> storescp), relais_jls (same, destination
+                     prefers JPEG-LS lossless). Default: direct
+  --relais-assoc A   max_associations of Relais's destination. Default: 16
   --pdu BYTES        max PDU of storescp and storescu. Default: 131072
   --cc ALGO          TCP congestion control in both namespaces (e.g. reno, bbr; a
                      namespace may only pick one listed in the host's
@@ -57,6 +60,7 @@ losses="0,0.02"
 link_rate=0
 iperf_s=10
 legs="direct"
+relais_assoc=16
 pdu=131072
 cc=""
 tmp_parent=${TMPDIR:-/tmp}
@@ -71,6 +75,7 @@ while [[ $# -gt 0 ]]; do
     --rate) link_rate=$2; shift 2 ;;
     --iperf-seconds) iperf_s=$2; shift 2 ;;
     --legs) legs=$2; shift 2 ;;
+    --relais-assoc) relais_assoc=$2; shift 2 ;;
     --pdu) pdu=$2; shift 2 ;;
     --cc) cc=$2; shift 2 ;;
     --tmp) tmp_parent=$2; shift 2 ;;
@@ -87,6 +92,7 @@ bench_name=wan
 source "$repo/bench/lib.sh"
 
 gen="$build/bench/relais_gen_data"
+relais="$build/router/relais"
 export WANLINK="$build/tests/tools/wanlink"
 wan_env="$repo/tests/tools/wan_env.sh"
 export TCP_NODELAY=${TCP_NODELAY:-1}
@@ -216,22 +222,47 @@ leg_direct() {
   stop_all_in "$ns_b"  # storescp's forked children
 }
 
-# Sketch of the relais leg: storescu (ns a) -> relais (ns a, 127.0.0.1) ->
-# over the WAN -> storescp (ns b). Timing must end when storescp has them all.
-#   leg_relais() {
-#     local k=$1 dir=$2 scp_pid="" rpid
-#     leg_note=""
-#     start_storescp_b "$dir" 11112 || { leg_note="storescp did not start"; leg_objects=0; return; }
-#     # write $dir/relais.toml: listener 127.0.0.1:11113, store $dir/store,
-#     # one destination STORESCP at 10.77.0.2:11112, a rule sending everything there
-#     in_a "$build/router/relais" serve --config "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
-#     rpid=$!; pids+=("$rpid")
-#     wait_listen_in "$ns_a" 11113 15 || { leg_note="relais did not start"; leg_objects=0; return; }
-#     send_from_a 127.0.0.1 11113 RELAIS "$dir/set" "$k" "$dir" || leg_note="storescu failed"
-#     wait_count "$dir" "$(find "$dir/set" -type f | wc -l)" 1800 || leg_note+=" delivery incomplete"
-#     leg_objects=$(count_out "$dir")
-#     stop_pid "$rpid"; stop_pid "$scp_pid"; stop_all_in "$ns_b"
-#   }
+# storescu (ns a) -> relais (ns a, 127.0.0.1) -> over the WAN -> storescp
+# (ns b), Relais opening up to $relais_assoc associations to storescp. ASSOCS
+# is the number of storescu feeding Relais (locally, not over the WAN).
+# Timing ends when storescp has them all. $3: extra destination keys (e.g.
+# a transfer syntax preference).
+relais_leg() {
+  local k=$1 dir=$2 extra=$3 scp_pid="" rpid n
+  leg_note=""
+  [[ -x $relais ]] || { leg_note="$relais not built"; leg_objects=0; return; }
+  start_storescp_b "$dir" 11112 || { leg_note="storescp did not start"; leg_objects=0; return; }
+  mkdir -p "$dir/store"
+  printf '%s\n' "[[destination]]" 'name = "farsite"' 'ae_title = "STORESCP"' "host = \"$addr_b\"" "port = 11112" \
+    "max_associations = $relais_assoc" 'retry = { initial_backoff = "1s", max_backoff = "4s" }' "$extra" "" \
+    "[[rule]]" 'name = "all"' 'forward = ["farsite"]' >"$dir/rules.toml"
+  printf '%s\n' "[listener]" 'ae_title = "RELAIS"' 'host = "127.0.0.1"' "port = 11113" "max_pdu = $pdu" \
+    "[store]" "path = \"$dir/store\"" "[delivery]" "idle_release_s = 30" "[rules]" "path = \"$dir/rules.toml\"" \
+    >"$dir/relais.toml"
+  ip netns exec "$ns_a" "$relais" serve --config "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
+  rpid=$!
+  pids+=("$rpid")
+  wait_listen_in "$ns_a" 11113 15 || { leg_note="relais did not start"; leg_objects=0; return; }
+  send_from_a 127.0.0.1 11113 RELAIS "$dir/set" "$k" "$dir" || leg_note="storescu failed (logs: $dir)"
+  n=$(find "$dir/set" -type f | wc -l)
+  wait_count "$dir" "$n" 1800 || leg_note+=" delivery incomplete (logs: $dir)"
+  leg_objects=$(count_out "$dir")
+  stop_pid "$rpid"
+  stop_pid "$scp_pid"
+  stop_all_in "$ns_b"
+}
+# As stored (Explicit VR Little Endian).
+leg_relais() { relais_leg "$1" "$2" ""; }
+# The destination prefers JPEG-LS lossless: Relais compresses before sending.
+leg_relais_jls() { relais_leg "$1" "$2" 'transfer_syntaxes = ["JPEGLSLossless", "ExplicitVRLittleEndian"]'; }
+
+# Bytes the link forwarded a -> b so far (wanlink stats).
+wire_bytes_ab() {
+  local v
+  v=$("$wan_env" ctl "$prefix" stats 2>/dev/null | tr '|' '\n' |
+    awk '/^a->b/ { for (i = 1; i <= NF; i++) if ($i == "bytes;") { print $(i - 1); exit } }')
+  echo "${v:-0}"
+}
 
 # ---------------------------------------------------------------- iperf3
 # iperf_run STREAMS: prints the receiver's MB/s (1e6 bytes).
@@ -272,7 +303,7 @@ for loss in "${loss_list[@]}"; do
   if [[ $have_iperf -eq 1 ]]; then
     for p in 1 4; do
       log "iperf3 -P $p, RTT $rtt ms, loss $loss"
-      rows+=("$rtt|$loss|iperf3|$p|$iperf_s|-|$(iperf_run "$p")")
+      rows+=("$rtt|$loss|iperf3|$p|$iperf_s|-|$(iperf_run "$p")|-")
     done
   fi
   n=$ct
@@ -285,13 +316,15 @@ for loss in "${loss_list[@]}"; do
       log "$leg: $n CT, $k association(s), RTT $rtt ms, loss $loss"
       leg_objects=0
       leg_note=""
+      wire0=$(wire_bytes_ab)
       t0=$(now_s)
       "leg_$leg" "$k" "$dir"
       t1=$(now_s)
+      wire=$(($(wire_bytes_ab) - wire0))
       secs=$(elapsed "$t0" "$t1")
       [[ $leg_objects -ne $n ]] && leg_note+=" kept $leg_objects/$n"
       [[ -n $leg_note ]] && { failures+=("$leg loss $loss x$k:$leg_note"); keep=1; }
-      rows+=("$rtt|$loss|$leg|$k|$secs|$(rate "$leg_objects" "$secs")|$(mbps "$bytes" "$secs")")
+      rows+=("$rtt|$loss|$leg|$k|$secs|$(rate "$leg_objects" "$secs")|$(mbps "$bytes" "$secs")|$(awk -v w="$wire" 'BEGIN {printf "%.1f", w / 1e6}')")
       [[ $keep -eq 1 ]] || rm -rf "$dir"
     done
   done
@@ -304,14 +337,16 @@ echo
 echo "link: one-way delay $delay_ms ms (RTT $rtt ms), rate ${link_rate} B/s (0 = unlimited), MTU 1500;" \
   "CT ~$(( $(stat -c %s "${ct_files[0]}") / 1000 )) KB; max PDU $pdu; TCP_NODELAY=$TCP_NODELAY;" \
   "namespace TCP congestion control $ns_cc, tcp_rmem $ns_rmem, tcp_wmem $ns_wmem; $(nproc) cores"
-row() { printf '%-7s %-6s %-9s %-14s %8s %10s %8s\n' "$@"; }
-row RTT_ms loss test streams/assocs seconds objects/s MB/s
-row ------- ------ --------- -------------- -------- ---------- --------
-[[ -n $tsv ]] && printf 'rtt_ms\tloss\ttest\tparallel\tseconds\tobjects_per_s\tmb_per_s\n' >"$tsv"
+row() { printf '%-7s %-6s %-10s %-14s %8s %10s %8s %8s\n' "$@"; }
+echo "MB/s: the images' bytes (iperf3: TCP payload) per second; wire MB: IP bytes the link carried a -> b."
+echo "relais legs: ASSOCS storescu feed Relais locally; Relais sends with up to $relais_assoc associations."
+row RTT_ms loss test streams/assocs seconds objects/s MB/s "wire MB"
+row ------- ------ ---------- -------------- -------- ---------- -------- --------
+[[ -n $tsv ]] && printf 'rtt_ms\tloss\ttest\tparallel\tseconds\tobjects_per_s\tmb_per_s\twire_mb\n' >"$tsv"
 for r in "${rows[@]}"; do
-  IFS='|' read -r a b c d e f g <<<"$r"
-  row "$a" "$b" "$c" "$d" "$e" "$f" "$g"
-  [[ -n $tsv ]] && printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" >>"$tsv"
+  IFS='|' read -r a b c d e f g h <<<"$r"
+  row "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h"
+  [[ -n $tsv ]] && printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" >>"$tsv"
 done
 if [[ ${#failures[@]} -gt 0 ]]; then
   echo
