@@ -36,8 +36,9 @@ Options:
   --iperf-seconds S  duration of each iperf3 run. Default: 10
   --legs LIST        comma-separated DICOM legs: direct (storescu -> storescp), relais
                      (storescu -> relais -> storescp), relais_jls (same, destination
-                     prefers JPEG-LS lossless). Default: direct
-  --relais-assoc A   max_associations of Relais's destination. Default: 16
+                     prefers JPEG-LS lossless), relais_drain (delivery alone: queued
+                     while the link is down, timed from the first arrival). Default: direct
+  --relais-assoc A   max_associations of Relais's destination. Default: 32
   --pdu BYTES        max PDU of storescp and storescu. Default: 131072
   --cc ALGO          TCP congestion control in both namespaces (e.g. reno, bbr; a
                      namespace may only pick one listed in the host's
@@ -60,7 +61,7 @@ losses="0,0.02"
 link_rate=0
 iperf_s=10
 legs="direct"
-relais_assoc=16
+relais_assoc=32
 pdu=131072
 cc=""
 tmp_parent=${TMPDIR:-/tmp}
@@ -209,7 +210,7 @@ wait_count() {
 # leg_NAME ASSOCS RUN_DIR: sends the images in RUN_DIR/set/0..ASSOCS-1 from
 # namespace a and ends when they are all in a storescp of namespace b. It sets
 # `leg_objects` (kept by the final receiver) and `leg_note` (problems, or "");
-# the caller times it.
+# the caller times it, unless the leg sets `leg_secs` itself.
 
 # storescu (ns a) -> storescp (ns b), straight over the WAN.
 leg_direct() {
@@ -228,7 +229,7 @@ leg_direct() {
 # Timing ends when storescp has them all. $3: extra destination keys (e.g.
 # a transfer syntax preference).
 relais_leg() {
-  local k=$1 dir=$2 extra=$3 scp_pid="" rpid n
+  local k=$1 dir=$2 extra=$3 drain=${4:-0} scp_pid="" rpid n t_first
   leg_note=""
   [[ -x $relais ]] || { leg_note="$relais not built"; leg_objects=0; return; }
   start_storescp_b "$dir" 11112 || { leg_note="storescp did not start"; leg_objects=0; return; }
@@ -237,15 +238,24 @@ relais_leg() {
     "max_associations = $relais_assoc" 'retry = { initial_backoff = "1s", max_backoff = "4s" }' "$extra" "" \
     "[[rule]]" 'name = "all"' 'forward = ["farsite"]' >"$dir/rules.toml"
   printf '%s\n' "[listener]" 'ae_title = "RELAIS"' 'host = "127.0.0.1"' "port = 11113" "max_pdu = $pdu" \
-    "[store]" "path = \"$dir/store\"" "[delivery]" "idle_release_s = 30" "[rules]" "path = \"$dir/rules.toml\"" \
-    >"$dir/relais.toml"
+    "[store]" "path = \"$dir/store\"" "[delivery]" "idle_release_s = 30" "connect_timeout_s = 2" \
+    "[rules]" "path = \"$dir/rules.toml\"" >"$dir/relais.toml"
+  # Drain: the link is down while Relais takes everything in; timing starts
+  # at the first arrival after it comes back (delivery alone).
+  [[ $drain -eq 1 ]] && "$wan_env" ctl "$prefix" down >/dev/null
   ip netns exec "$ns_a" "$relais" serve --config "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
   rpid=$!
   pids+=("$rpid")
   wait_listen_in "$ns_a" 11113 15 || { leg_note="relais did not start"; leg_objects=0; return; }
   send_from_a 127.0.0.1 11113 RELAIS "$dir/set" "$k" "$dir" || leg_note="storescu failed (logs: $dir)"
   n=$(find "$dir/set" -type f | wc -l)
+  if [[ $drain -eq 1 ]]; then
+    "$wan_env" ctl "$prefix" up >/dev/null
+    wait_count "$dir" 1 60 || true
+    t_first=$(now_s)
+  fi
   wait_count "$dir" "$n" 1800 || leg_note+=" delivery incomplete (logs: $dir)"
+  [[ $drain -eq 1 ]] && leg_secs=$(elapsed "$t_first" "$(now_s)")
   leg_objects=$(count_out "$dir")
   stop_pid "$rpid"
   stop_pid "$scp_pid"
@@ -255,6 +265,9 @@ relais_leg() {
 leg_relais() { relais_leg "$1" "$2" ""; }
 # The destination prefers JPEG-LS lossless: Relais compresses before sending.
 leg_relais_jls() { relais_leg "$1" "$2" 'transfer_syntaxes = ["JPEGLSLossless", "ExplicitVRLittleEndian"]'; }
+# Delivery alone: everything is queued while the link is down, then timed
+# from the first arrival after it comes back up.
+leg_relais_drain() { relais_leg "$1" "$2" "" 1; }
 
 # Bytes the link forwarded a -> b so far (wanlink stats).
 wire_bytes_ab() {
@@ -316,12 +329,13 @@ for loss in "${loss_list[@]}"; do
       log "$leg: $n CT, $k association(s), RTT $rtt ms, loss $loss"
       leg_objects=0
       leg_note=""
+      leg_secs=""
       wire0=$(wire_bytes_ab)
       t0=$(now_s)
       "leg_$leg" "$k" "$dir"
       t1=$(now_s)
       wire=$(($(wire_bytes_ab) - wire0))
-      secs=$(elapsed "$t0" "$t1")
+      secs=${leg_secs:-$(elapsed "$t0" "$t1")}
       [[ $leg_objects -ne $n ]] && leg_note+=" kept $leg_objects/$n"
       [[ -n $leg_note ]] && { failures+=("$leg loss $loss x$k:$leg_note"); keep=1; }
       rows+=("$rtt|$loss|$leg|$k|$secs|$(rate "$leg_objects" "$secs")|$(mbps "$bytes" "$secs")|$(awk -v w="$wire" 'BEGIN {printf "%.1f", w / 1e6}')")

@@ -35,6 +35,14 @@ struct KeyLess {
   }
 };
 
+// "7d", "12h", "30m", "45s": how rule files write durations.
+std::string HumanDuration(uint64_t s) {
+  if (s != 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
+  if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+  if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
+  return std::to_string(s) + "s";
+}
+
 std::string Hex16(uint16_t v) {
   char buf[8];
   std::snprintf(buf, sizeof(buf), "0x%04X", v);
@@ -310,8 +318,8 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
     u.kind = store::QueueUpdate::Kind::kDeadLetter;
     u.attempts = row.q.attempts;
     u.status = row.q.last_status;
-    u.error = "gave up: the object is older than retry.max_age_s=" + std::to_string(d->cfg.retry.max_age_s) +
-              " after " + std::to_string(row.q.attempts) + " attempts" +
+    u.error = "gave up: the object is older than retry.max_age (" + HumanDuration(d->cfg.retry.max_age_s) +
+              ") after " + std::to_string(row.q.attempts) + " attempts" +
               (row.q.last_error.empty() ? "" : "; last error: " + row.q.last_error);
     Finish(d, row, std::move(u));
   }
