@@ -74,6 +74,7 @@ struct DeliveryScheduler::Dest {
   DeliveryScheduler* self = nullptr;
   rules::Destination cfg;
   uint64_t generation = 1;  // bumped when the configuration changes
+  std::shared_ptr<RateLimiter> limiter;  // bandwidth_limit; null: unlimited
   bool removed = false;
   uv_timer_t timer;
   bool timer_open = false;
@@ -159,6 +160,11 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
         }
       }
       d->scan_wanted = true;
+      if (cfg.bandwidth_limit_bps == 0) {
+        d->limiter.reset();
+      } else if (!d->limiter || d->limiter->bytes_per_s() != cfg.bandwidth_limit_bps) {
+        d->limiter = std::make_shared<RateLimiter>(cfg.bandwidth_limit_bps);
+      }
     }
   }
   for (auto& [name, d] : dests_) {
@@ -382,6 +388,7 @@ void DeliveryScheduler::OpenSender(Dest* d, bool probe) {
   cfg.connect_timeout_ms = settings_.connect_timeout_ms;
   cfg.artim_timeout_ms = settings_.artim_timeout_ms;
   cfg.response_timeout_ms = settings_.response_timeout_ms;
+  cfg.rate_limiter = d->limiter;
   s->assoc = std::make_unique<ScuAssociation>(
       loop_, cfg, std::move(proposals), [this, d, sp](Outcome o) { OnEstablished(d, sp, o); },
       [this, d, sp] { OnSenderClosed(d, sp); });

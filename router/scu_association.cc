@@ -1,9 +1,10 @@
 // The requesting side of the DICOM Upper Layer on libuv: see the header.
 //
-// Handles: tcp_, artim_, op_timer_ and dispatch_ are initialised in Start()
-// and freed only through their close callbacks; the getaddrinfo request, if
-// any, is cancelled and its callback awaited. The object is finished (and
-// `on_closed` called) when all four are closed and no request is pending.
+// Handles: tcp_, artim_, op_timer_, dispatch_ and pace_ are initialised in
+// Start() and freed only through their close callbacks; the getaddrinfo
+// request, if any, is cancelled and its callback awaited. The object is
+// finished (and `on_closed` called) when all five are closed and no request
+// is pending.
 //
 // Timers: op_timer_ bounds whatever we wait for outside the state machine's
 // ARTIM cells: the connect (resolve + TCP), the A-ASSOCIATE-AC (PS3.8 leaves
@@ -171,6 +172,7 @@ ScuAssociation::ScuAssociation(uv_loop_t* loop, ScuConfig config, std::vector<Co
   artim_.data = this;
   op_timer_.data = this;
   dispatch_.data = this;
+  pace_.data = this;
   resolve_req_.data = this;
   connect_req_.data = this;
 }
@@ -193,7 +195,8 @@ void ScuAssociation::Start() {
   uv_timer_init(loop_, &artim_);
   uv_timer_init(loop_, &op_timer_);
   uv_timer_init(loop_, &dispatch_);
-  handles_open_ = 4;
+  uv_timer_init(loop_, &pace_);
+  handles_open_ = 5;
   if (proposals_.empty() || proposals_.size() > 128) {
     Fail(MakeOutcome(Outcome::Kind::kLocalError, "between 1 and 128 presentation contexts must be proposed"));
     StartClose();
@@ -608,6 +611,15 @@ void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<co
 void ScuAssociation::PumpData() {
   std::vector<uint8_t> chunk;
   while (op_ && op_->reader && !closing_ && !close_after_writes_ && write_bytes_pending_ < kMaxBufferedBytes) {
+    if (config_.rate_limiter) {
+      uint64_t wait = config_.rate_limiter->DelayMs(uv_now(loop_));
+      if (wait > 0) {
+        // The pause is not the peer's fault: it must not count against it.
+        ArmOpTimer(config_.response_timeout_ms + wait);
+        uv_timer_start(&pace_, &ScuAssociation::OnPace, wait, 0);
+        return;
+      }
+    }
     bool done = false;
     Status s = op_->reader->Next(&chunk, &done);
     if (!s.ok()) {
@@ -617,12 +629,18 @@ void ScuAssociation::PumpData() {
       AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
       return;
     }
+    if (config_.rate_limiter) config_.rate_limiter->Consume(chunk.size(), uv_now(loop_));
     SendPData(op_->context_id, false, chunk, done);
     if (done && op_) {
       op_->reader.reset();
       op_->all_sent = true;
     }
   }
+}
+
+void ScuAssociation::OnPace(uv_timer_t* t) noexcept {
+  auto* self = static_cast<ScuAssociation*>(t->data);
+  if (!self->closing_) self->PumpData();
 }
 
 void ScuAssociation::CompleteOp(Outcome outcome) {
@@ -839,6 +857,7 @@ void ScuAssociation::StartClose() {
   uv_close(reinterpret_cast<uv_handle_t*>(&artim_), &ScuAssociation::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&op_timer_), &ScuAssociation::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&dispatch_), &ScuAssociation::OnClose);
+  uv_close(reinterpret_cast<uv_handle_t*>(&pace_), &ScuAssociation::OnClose);
   RLOG_DEBUG("%s closing", Prefix().c_str());
 }
 

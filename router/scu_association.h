@@ -37,6 +37,7 @@
 #include "router/fsm.h"
 #include "router/pdu.h"
 #include "router/pdu_input.h"
+#include "router/rate_limiter.h"
 #include "store/store.h"
 
 namespace relais::router {
@@ -60,6 +61,9 @@ struct ScuConfig {
   // completed write restarts it; after the last byte, it bounds the wait for
   // the response. Default: 60 s.
   uint64_t response_timeout_ms = 60000;
+  // Paces the data set bytes sent (shared by a destination's associations);
+  // null: as fast as the peer takes them.
+  std::shared_ptr<RateLimiter> rate_limiter;
 };
 
 // One presentation context to propose (PS3.8 9.3.2.2). Ids are assigned in
@@ -187,6 +191,7 @@ class ScuAssociation : public ul::Effects {
   static void OnArtimTimer(uv_timer_t* t) noexcept;
   static void OnOpTimer(uv_timer_t* t) noexcept;
   static void OnDispatch(uv_timer_t* t) noexcept;
+  static void OnPace(uv_timer_t* t) noexcept;
   static void OnClose(uv_handle_t* h) noexcept;
 
   void Fsm(ul::Event event, const ul::Pdu* pdu = nullptr, std::vector<uint8_t> bytes = {});
@@ -221,6 +226,7 @@ class ScuAssociation : public ul::Effects {
   uv_timer_t artim_;
   uv_timer_t op_timer_;
   uv_timer_t dispatch_;
+  uv_timer_t pace_;  // resumes PumpData after a rate-limit pause
   uv_getaddrinfo_t resolve_req_;
   uv_connect_t connect_req_;
   sockaddr_storage addr_{};

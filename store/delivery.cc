@@ -12,25 +12,6 @@
 namespace relais::store {
 namespace {
 
-Status GetU64(const Txn& txn, MDB_dbi dbi, const char* key, uint64_t* v) {
-  std::span<const uint8_t> b;
-  Status s = txn.Get(dbi, ToVal(std::string_view(key)), &b);
-  if (s.IsNotFound()) {
-    *v = 0;
-    return Status::OK();
-  }
-  RELAIS_RETURN_IF_ERROR(s);
-  if (b.size() != 8) return Status::Corruption(std::string("meta '") + key + "' is not 8 bytes");
-  *v = GetLe64(b.data());
-  return Status::OK();
-}
-
-Status PutU64(Txn& txn, MDB_dbi dbi, const char* key, uint64_t v) {
-  uint8_t b[8];
-  PutLe64(b, v);
-  return txn.Put(dbi, ToVal(std::string_view(key)), ToVal(std::span<const uint8_t>(b)));
-}
-
 MDB_val Val(const std::vector<uint8_t>& b) { return ToVal(std::span<const uint8_t>(b)); }
 
 bool Exists(const Txn& txn, MDB_dbi dbi, const std::vector<uint8_t>& key, Status* error) {
@@ -42,13 +23,13 @@ bool Exists(const Txn& txn, MDB_dbi dbi, const std::vector<uint8_t>& key, Status
 }  // namespace
 
 Status ReadTotals(const Txn& txn, const Dbis& d, Totals* totals) {
-  RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaRawBytes, &totals->raw_bytes));
-  return GetU64(txn, d.meta, kMetaStoredBytes, &totals->stored_bytes);
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaRawBytes, &totals->raw_bytes));
+  return GetMetaU64(txn, d.meta, kMetaStoredBytes, &totals->stored_bytes);
 }
 
 Status WriteTotals(Txn& txn, const Dbis& d, const Totals& totals) {
-  RELAIS_RETURN_IF_ERROR(PutU64(txn, d.meta, kMetaRawBytes, totals.raw_bytes));
-  return PutU64(txn, d.meta, kMetaStoredBytes, totals.stored_bytes);
+  RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, kMetaRawBytes, totals.raw_bytes));
+  return PutMetaU64(txn, d.meta, kMetaStoredBytes, totals.stored_bytes);
 }
 
 Status DropChunks(Txn& txn, const Dbis& d, uint64_t id) {

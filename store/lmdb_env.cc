@@ -144,4 +144,23 @@ Status Txn::Del(MDB_dbi dbi, MDB_val key) {
   return LmdbStatus(rc, "mdb_del");
 }
 
+Status GetMetaU64(const Txn& txn, MDB_dbi meta, const char* key, uint64_t* v) {
+  std::span<const uint8_t> b;
+  Status s = txn.Get(meta, ToVal(std::string_view(key)), &b);
+  if (s.IsNotFound()) {
+    *v = 0;
+    return Status::OK();
+  }
+  RELAIS_RETURN_IF_ERROR(s);
+  if (b.size() != 8) return Status::Corruption(std::string("meta '") + key + "' is not 8 bytes");
+  *v = GetLe64(b.data());
+  return Status::OK();
+}
+
+Status PutMetaU64(Txn& txn, MDB_dbi meta, const char* key, uint64_t v) {
+  uint8_t b[8];
+  PutLe64(b, v);
+  return txn.Put(meta, ToVal(std::string_view(key)), ToVal(std::span<const uint8_t>(b)));
+}
+
 }  // namespace relais::store

@@ -183,6 +183,10 @@ inline uint64_t GetLe64(const uint8_t* p) {
   return v;
 }
 
+// A u64 LE value of the `meta` database (FORMAT.md); a missing key reads 0.
+Status GetMetaU64(const Txn& txn, MDB_dbi meta, const char* key, uint64_t* v);
+Status PutMetaU64(Txn& txn, MDB_dbi meta, const char* key, uint64_t v);
+
 // Keys of format version 1 (FORMAT.md).
 struct IdKey {
   explicit IdKey(uint64_t id) { PutBe64(bytes, id); }

@@ -28,25 +28,6 @@ Status ForClient(const Status& s) {
   return Status::IOError(s.message());
 }
 
-Status GetU64(Txn& txn, MDB_dbi dbi, const char* key, uint64_t* v) {
-  std::span<const uint8_t> b;
-  Status s = txn.Get(dbi, ToVal(std::string_view(key)), &b);
-  if (s.IsNotFound()) {
-    *v = 0;
-    return Status::OK();
-  }
-  RELAIS_RETURN_IF_ERROR(s);
-  if (b.size() != 8) return Status::Corruption(std::string("meta '") + key + "' is not 8 bytes");
-  *v = GetLe64(b.data());
-  return Status::OK();
-}
-
-Status PutU64(Txn& txn, MDB_dbi dbi, const char* key, uint64_t v) {
-  uint8_t b[8];
-  PutLe64(b, v);
-  return txn.Put(dbi, ToVal(std::string_view(key)), ToVal(std::span<const uint8_t>(b)));
-}
-
 }  // namespace
 
 Writer::Writer(const LmdbEnv* env, size_t max_batch, int64_t retention_ms)
@@ -60,7 +41,7 @@ Status Writer::Init() {
   RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/false));
   const Dbis& d = env_->dbis();
   uint64_t next = 0;
-  RELAIS_RETURN_IF_ERROR(GetU64(txn, d.meta, kMetaNextId, &next));
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaNextId, &next));
   // Never reuse an id that is on disk, whatever `next_id` says.
   for (MDB_dbi dbi : {d.objects, d.chunks, d.pending}) {
     Cursor c;
@@ -226,7 +207,7 @@ Status Writer::TryCommit(std::vector<WriteOp>& ops) {
   // since our last commit (LMDB serializes the two processes' writes).
   RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &fx.totals));
   for (auto& op : ops) RELAIS_RETURN_IF_ERROR(ApplyOp(txn, op, &fx));
-  RELAIS_RETURN_IF_ERROR(PutU64(txn, d.meta, kMetaNextId, next_id_.load()));
+  RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, kMetaNextId, next_id_.load()));
   RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, fx.totals));
   RELAIS_RETURN_IF_ERROR(txn.Commit());  // fsync: from here on it is durable
   commits_.fetch_add(1);

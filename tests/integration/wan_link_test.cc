@@ -107,6 +107,24 @@ uint64_t StatAB(const std::string& stats, const std::string& key) {
   return k == std::string::npos ? 0 : std::strtoull(part.c_str() + k + key.size() + 2, nullptr, 10);
 }
 
+// "" when storescu and storescp are installed, else what is missing.
+std::string MissingDcmtkTool() {
+  for (const char* tool : {"storescu", "storescp"}) {
+    if (RunCommand({"sh", "-c", std::string("command -v ") + tool}, 10).exit_code != 0)
+      return std::string(tool) + " not installed (package dcmtk)";
+  }
+  return "";
+}
+
+// The file of `files` that storescp wrote for `uid` (it names them
+// MODALITY.UID), or "".
+std::string ReceivedFile(const std::vector<std::string>& files, const std::string& uid) {
+  for (const std::string& path : files) {
+    if (path.size() > uid.size() && path.compare(path.size() - uid.size(), uid.size(), uid) == 0) return path;
+  }
+  return "";
+}
+
 class WanLinkTest : public testing::Test {
  protected:
   void SetUp() override {
@@ -180,10 +198,7 @@ TEST_F(WanLinkTest, RoundTripIsTwiceTheDelayAndDownOrLossDropsPackets) {
 }
 
 TEST_F(WanLinkTest, StorescuDeliversIntactThroughLossAndOutageWithRetries) {
-  for (const char* tool : {"storescu", "storescp"}) {
-    if (RunCommand({"sh", "-c", std::string("command -v ") + tool}, 10).exit_code != 0)
-      GTEST_SKIP() << tool << " not installed (package dcmtk)";
-  }
+  if (std::string missing = MissingDcmtkTool(); !missing.empty()) GTEST_SKIP() << missing;
   TempDir tmp;
   std::string src = tmp / "src", out = tmp / "out";
   ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
@@ -250,12 +265,10 @@ TEST_F(WanLinkTest, StorescuDeliversIntactThroughLossAndOutageWithRetries) {
   // Every object arrived once, byte for byte. storescp names files MODALITY.UID.
   std::vector<std::string> received = ListFiles(out);
   for (size_t i = 0; i < files.size(); ++i) {
-    auto it = std::find_if(received.begin(), received.end(), [&](const std::string& path) {
-      return path.size() > uids[i].size() && path.compare(path.size() - uids[i].size(), uids[i].size(), uids[i]) == 0;
-    });
-    ASSERT_NE(it, received.end()) << "storescp did not keep " << uids[i] << "\n" << scp.ReadLog();
+    std::string got = ReceivedFile(received, uids[i]);
+    ASSERT_FALSE(got.empty()) << "storescp did not keep " << uids[i] << "\n" << scp.ReadLog();
     std::string why;
-    EXPECT_TRUE(SameDataSet(files[i], *it, &why)) << files[i] << ": " << why;
+    EXPECT_TRUE(SameDataSet(files[i], got, &why)) << files[i] << ": " << why;
   }
   scp.Stop(SIGTERM, 10);
 }
@@ -267,10 +280,7 @@ TEST_F(WanLinkTest, StorescuDeliversIntactThroughLossAndOutageWithRetries) {
 // the attempt log shows the retries. Nothing here depends on speed: the
 // flaps happen at fixed moments, and the final wait only bounds a hang.
 TEST_F(WanLinkTest, RelaisDeliversEverythingThroughLossAndFlaps) {
-  for (const char* tool : {"storescu", "storescp"}) {
-    if (RunCommand({"sh", "-c", std::string("command -v ") + tool}, 10).exit_code != 0)
-      GTEST_SKIP() << tool << " not installed (package dcmtk)";
-  }
+  if (std::string missing = MissingDcmtkTool(); !missing.empty()) GTEST_SKIP() << missing;
   TempDir tmp;
   std::string src = tmp / "src", out = tmp / "out";
   ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
@@ -339,11 +349,7 @@ TEST_F(WanLinkTest, RelaisDeliversEverythingThroughLossAndFlaps) {
   auto arrived = [&] {
     std::vector<std::string> got = ListFiles(out);
     size_t n = 0;
-    for (const std::string& uid : uids) {
-      n += std::any_of(got.begin(), got.end(), [&](const std::string& p) {
-        return p.size() > uid.size() && p.compare(p.size() - uid.size(), uid.size(), uid) == 0;
-      });
-    }
+    for (const std::string& uid : uids) n += !ReceivedFile(got, uid).empty();
     return n;
   };
   int64_t deadline = NowMs() + 300000;
@@ -360,12 +366,10 @@ TEST_F(WanLinkTest, RelaisDeliversEverythingThroughLossAndFlaps) {
   // and forwarded as received, Explicit VR Little Endian).
   std::vector<std::string> received = ListFiles(out);
   for (size_t i = 0; i < files.size(); ++i) {
-    auto it = std::find_if(received.begin(), received.end(), [&](const std::string& path) {
-      return path.size() > uids[i].size() && path.compare(path.size() - uids[i].size(), uids[i].size(), uids[i]) == 0;
-    });
-    ASSERT_NE(it, received.end());
+    std::string got = ReceivedFile(received, uids[i]);
+    ASSERT_FALSE(got.empty());
     std::string why;
-    EXPECT_TRUE(SameDataSet(files[i], *it, &why)) << files[i] << ": " << why;
+    EXPECT_TRUE(SameDataSet(files[i], got, &why)) << files[i] << ": " << why;
   }
   std::string log = relais.ReadLog();
   size_t failures = 0;

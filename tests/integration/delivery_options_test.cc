@@ -1,7 +1,9 @@
-// hold_study: a destination that wants whole studies gets none of a study's
-// objects while the study is still arriving, then all of them once it has
-// been quiet for the hold time. Another destination of the same objects is
-// not held.
+// Destination options that shape delivery in time:
+// - hold_study: a destination that wants whole studies gets none of a
+//   study's objects while the study is still arriving, then all of them once
+//   it has been quiet for the hold time. Another destination of the same
+//   objects is not held.
+// - bandwidth_limit: the bytes sent to a destination are paced.
 //
 // Timing: the only time check is a lower bound ("nothing arrived before the
 // study went quiet"), which a slow machine cannot break: Relais receives each
@@ -72,6 +74,57 @@ TEST(DeliveryHoldTest, HeldDestinationGetsTheWholeStudyOnlyOnceQuiet) {
     EXPECT_EQ(held_got.count(uid), 1u) << uid << " did not reach the held destination\n" << relais.Log();
     EXPECT_EQ(archive_got.count(uid), 1u) << uid << " did not reach the archive\n" << relais.Log();
   }
+}
+
+
+// 6 CT slices (~3.2 MB) to a destination limited to 1 MB/s: from the first
+// arrival to the last takes at least the time the limit allows for the
+// objects in between, less the limiter's quarter-second burst. A lower
+// bound only: a slow machine makes it longer, never shorter.
+TEST(DeliveryPacingTest, BandwidthLimitPacesTheBytesSent) {
+  TempDir tmp;
+  for (const char* d : {"peer", "relais", "copies"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
+  StorescpOptions opts;
+  opts.ae_title = "SLOWLINK";
+  StorescpPeer peer(tmp / "peer", opts);
+  ASSERT_TRUE(peer.Start()) << peer.Log();
+  const std::string rules = tmp / "rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"slow\"\nae_title = \"SLOWLINK\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(peer.port()) +
+                       "\nmax_associations = 2\nbandwidth_limit = \"1MB/s\"\n\n"
+                       "[[rule]]\nname = \"all\"\nforward = [\"slow\"]\n");
+  RelaisOptions options;
+  options.extra = "\n[rules]\npath = \"" + rules + "\"\n";
+  RelaisProcess relais(tmp / "relais", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+
+  std::vector<std::string> uids;
+  std::vector<std::string> files = MakeCopiesWithNewUids(
+      CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", tmp / "copies", 6, &uids);
+  ASSERT_EQ(files.size(), 6u);
+  uint64_t bytes = 0;
+  for (const std::string& f : files) bytes += ReadFile(f).size();
+  std::vector<std::string> argv = {"storescu", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult r = RunCommand(argv, 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  int64_t deadline = NowMs() + 120000, first = 0, last = 0;
+  while (NowMs() < deadline && peer.CountFiles() < files.size()) {
+    if (first == 0 && peer.CountFiles() > 0) first = NowMs();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  last = NowMs();
+  ASSERT_EQ(peer.CountFiles(), files.size()) << relais.Log();
+  if (first == 0) first = last;
+  // storescp creates a file when an object starts to arrive: between the
+  // first file and the last one, at least the 4 objects in between were
+  // sent. Less the burst (250 kB), at 1 MB/s; 10 % slack for polling.
+  double floor_ms = (static_cast<double>(bytes) * 4 / 6 - 250000.0) / 1e6 * 1000.0 * 0.9;
+  EXPECT_GE(static_cast<double>(last - first), floor_ms)
+      << "6 objects (" << bytes << " bytes) arrived faster than 1 MB/s allows";
+  std::printf("first to last arrival: %lld ms for %llu bytes (floor %.0f ms)\n",
+              static_cast<long long>(last - first), static_cast<unsigned long long>(bytes), floor_ms);
 }
 
 }  // namespace
