@@ -160,6 +160,12 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
         }
       }
       d->scan_wanted = true;
+      if (cfg.tls) {
+        RLOG_ERROR("dest=%s event=tls-not-supported where=%s: the destination asks for DICOM TLS, which this build "
+                   "of Relais does not implement yet; nothing is sent to it in clear text and its rows wait "
+                   "(`relais queue ls --dest %s`). Remove tls to send without encryption (e.g. over a VPN).",
+                   cfg.name.c_str(), cfg.where.c_str(), cfg.name.c_str());
+      }
       if (cfg.bandwidth_limit_bps == 0) {
         d->limiter.reset();
       } else if (!d->limiter || d->limiter->bytes_per_s() != cfg.bandwidth_limit_bps) {
@@ -217,7 +223,7 @@ int64_t DeliveryScheduler::Backoff(const Dest* d, uint32_t failures) {
 void DeliveryScheduler::Run(Dest* d) {
   if (shutting_down_) return;
   int64_t now = NowMs();
-  if (d->removed) {
+  if (d->removed || d->cfg.tls) {  // tls: never in clear text (see SetRules)
     for (auto& s : d->senders) {
       if (s->established && !s->busy && !s->closing) {
         s->closing = true;

@@ -21,8 +21,10 @@ class DcmItem;  // DCMTK; kept out of this header
 
 namespace relais::rules {
 
-// A place objects are delivered to ([[destination]]). Delivery settings are
-// parsed and validated now and used by the delivery milestone.
+// A place objects are delivered to ([[destination]]); router/delivery.h
+// uses these settings. `tls` is parsed and validated, but this build cannot
+// speak DICOM TLS yet: a tls destination is never sent anything (its rows
+// wait) rather than sent in clear text.
 struct Destination {
   std::string name;       // unique, [A-Za-z0-9_.-]+
   std::string ae_title;   // called AE title of the peer, 1-16 chars
