@@ -3,7 +3,7 @@
 # storescu -> storescp directly, same data, same run.
 #
 #   bench/e2e_delivery.sh [BUILD_DIR] [--ct N] [--small M] [--quick] [--senders K]
-#                         [--max-assoc A] [--nagle] [--tmp DIR] [--keep]
+#                         [--max-assoc A] [--level L] [--nagle] [--tmp DIR] [--keep]
 #
 # BUILD_DIR (default build/) must hold bench/relais_gen_data and router/relais.
 # For each data set (CT, small objects) it runs, each with a fresh storescp
@@ -32,6 +32,7 @@ max_assoc=4
 tmp_parent=${TMPDIR:-/tmp}
 keep=0
 nodelay=1
+level=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --ct) ct=$2; shift 2 ;;
@@ -42,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --tmp) tmp_parent=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --nagle) nodelay=0; shift ;;
+    --level) level=$2; shift 2 ;;
     -h|--help) sed -n '/^# End-to-end/,/^# Requires/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) build=$(cd "$1" && pwd); shift ;;
@@ -117,6 +119,7 @@ host = "127.0.0.1"
 port = $2
 [store]
 path = "$1/store"
+compression_level = $level
 [delivery]
 idle_release_s = 30
 [rules]
@@ -199,6 +202,7 @@ done
 
 echo
 echo "TCP_NODELAY for DCMTK: $([[ $nodelay -eq 1 ]] && echo 1 || echo unset)"
+echo "Relais store compression_level $level (--level)"
 echo "data: $ct CT ($(awk -v b="${set_bytes[ct]:-0}" 'BEGIN {printf "%.1f", b / 1e6}') MB), $small small; $senders storescu sender(s); Relais max_associations $max_assoc; $(nproc) cores"
 printf '%-8s %-6s %8s %8s %10s %8s  %s\n' scenario set objects seconds objects/s MB/s note
 for r in "${rows[@]}"; do
