@@ -9,16 +9,25 @@
 
 #include <chrono>
 #include <ctime>
+#include <cstdio>
 #include <cstring>
 
 #include "base/identity.h"
 #include "base/log.h"
+#include "router/audit.h"
 #include "router/presentation.h"
 #include "router/server.h"
 #include "router/tcp_tuning.h"
 
 namespace relais::router {
 namespace {
+
+// "0xA700": a DIMSE status as the audit trail writes it.
+std::string Hex4(uint16_t v) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "0x%04X", v);
+  return buf;
+}
 
 using ul::Event;
 
@@ -304,6 +313,8 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   auto reject = [&](ul::RejectResult result, ul::RejectSource source, uint8_t reason, const char* why) {
     RLOG_WARN("%s called=%s event=association-rejected reason=\"%s\"", Prefix().c_str(),
               called_ae_.c_str(), why);
+    if (AuditLog* a = server_->audit()) a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_},
+                                                                 {"peer", peer_}, {"result", "rejected"}, {"reason", why}});
     ul::EncodeAssociateRj(ul::AssociateRj{result, source, reason}, &bytes);
     Fsm(Event::kEvt8, nullptr, std::move(bytes));
   };
@@ -360,6 +371,8 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   facts_.listener = "default";
   established_ = true;
   server_->OnEstablished(+1);
+  if (AuditLog* a = server_->audit()) a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_},
+                                                               {"peer", peer_}, {"result", "accepted"}});
   RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
             Prefix().c_str(), called_ae_.c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
             rq.user_info.implementation_class_uid.c_str());
@@ -565,6 +578,9 @@ void ScpAssociation::FinishIncoming() {
   ++objects_failed_;
   RLOG_WARN("%s msg=%u sop=%s event=c-store-refused status=0x%04X reason=\"%s\"", Prefix().c_str(), msg,
             rq.affected_sop_instance_uid.c_str(), in.fail_status, in.fail_reason.c_str());
+  if (AuditLog* a = server_->audit()) a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_},
+      {"sop_instance_uid", rq.affected_sop_instance_uid}, {"result", "refused"}, {"status", Hex4(in.fail_status)},
+      {"reason", in.fail_reason}});
   // Keep responses in request order behind commits still pending.
   pending_.push_back(Pending{msg, in.context_id, rq, true, in.fail_status, in.fail_reason});
   FlushResponses();
@@ -617,12 +633,22 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
     ++objects_ok_;
     std::string routes;
     for (const store::Route& r : meta.routes) routes += (routes.empty() ? "" : ",") + r.destination;
+  if (AuditLog* a = server_->audit()) {
+    a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_}, {"patient_id", meta.patient_id},
+                         {"study_instance_uid", meta.study_instance_uid}, {"sop_instance_uid", meta.sop_instance_uid},
+                         {"result", "stored"}, {"status", "0x0000"}, {"routing", meta.routing}, {"to", routes}});
+  }
     RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s",
               Prefix().c_str(), message_id, meta.sop_instance_uid.c_str(), meta.modality.c_str(),
               static_cast<unsigned long long>(meta.raw_size), static_cast<unsigned long long>(meta.stored_size),
               meta.routing.empty() ? "none" : meta.routing.c_str(), routes.empty() ? "-" : routes.c_str());
   } else {
     ++objects_failed_;
+    if (AuditLog* a = server_->audit()) {
+      a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_}, {"patient_id", meta.patient_id},
+                           {"study_instance_uid", meta.study_instance_uid}, {"sop_instance_uid", meta.sop_instance_uid},
+                           {"result", "failed"}, {"status", Hex4(StatusFor(status))}, {"reason", status.message()}});
+    }
     RLOG_WARN("%s msg=%u sop=%s event=store-failed status=0x%04X reason=\"%s\"", Prefix().c_str(),
               message_id, meta.sop_instance_uid.c_str(), StatusFor(status), status.message().c_str());
   }

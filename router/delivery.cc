@@ -6,6 +6,7 @@
 #include <climits>
 
 #include "base/log.h"
+#include "router/audit.h"
 #include "router/scu_association.h"
 #include "router/send_prep.h"
 
@@ -701,6 +702,12 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
     u.attempt.object_id = row.q.object_id;
     u.attempt.destination = row.q.destination;
     u.attempt.unix_ms = NowMs();
+    if (audit_) {
+      audit_->Record("delivery", {{"destination", row.q.destination}, {"association", u.attempt.association},
+                                  {"patient_id", row.meta.patient_id}, {"study_instance_uid", row.meta.study_instance_uid},
+                                  {"sop_instance_uid", row.meta.sop_instance_uid}, {"result", u.attempt.result},
+                                  {"status", Hex16(u.attempt.status)}, {"error", u.attempt.error}});
+    }
   }
   bool retry = u.kind == store::QueueUpdate::Kind::kRetryLater;
   store_->UpdateQueue({std::move(u)}, [this, d, k, retry, release_in_flight](Status s) {

@@ -57,6 +57,7 @@
 
 namespace relais::router {
 
+class AuditLog;
 class ScuAssociation;
 struct Outcome;
 
@@ -119,6 +120,10 @@ class DeliveryScheduler {
   };
   std::vector<DestinationStats> Stats() const;
 
+  // Each delivery attempt's outcome is recorded there (null: nowhere). Not
+  // owned; must outlive the scheduler. Loop thread, before work starts.
+  void SetAudit(AuditLog* audit) { audit_ = audit; }
+
  private:
   struct Dest;
   struct Sender;
@@ -147,6 +152,7 @@ class DeliveryScheduler {
 
   uv_loop_t* loop_;
   store::Store* store_;
+  AuditLog* audit_ = nullptr;
   DeliverySettings settings_;
   std::function<void(std::function<void()>)> post_;
   std::shared_ptr<const rules::RuleSet> rules_;

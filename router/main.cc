@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "router/router.h"
+#include "router/audit.h"
 #include "router/queue_cli.h"
 #include "router/rules_cli.h"
 #include "rules/rules.h"
@@ -229,7 +230,15 @@ int main(int argc, char** argv) {
   rtest->add_flag("--json", rt.json, "One JSON object per file");
   rtest->add_option("FILE", rt.files, "DICOM files")->required();
 
+  CLI::App* audit = app.add_subcommand("audit", "Audit trail tools");
+  audit->require_subcommand(1);
+  std::string audit_path;
+  CLI::App* averify = audit->add_subcommand("verify", "Check the hash chain of an audit file; report the first broken line");
+  averify->add_option("FILE", audit_path, "Audit file (JSON lines)")->required();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (averify->parsed()) return relais::router::AuditVerifyCommand(audit_path);
 
   if (rcheck->parsed()) return relais::router::RulesCheck(rules_check_path);
   if (rtest->parsed()) return relais::router::RulesTest(rt);

@@ -6,6 +6,7 @@
 #include <dcmtk/oflog/oflog.h>
 
 #include "base/log.h"
+#include "router/audit.h"
 #include "router/delivery.h"
 #include "router/router.h"
 #include "router/server.h"
@@ -63,6 +64,13 @@ Status Serve(const rules::AppConfig& config) {
     return opened.status();
   }
   std::unique_ptr<store::Store> store = std::move(*opened);
+  // Before the server and the scheduler, which record into it: it outlives them.
+  std::unique_ptr<AuditLog> audit;
+  if (!config.audit_path.empty()) {
+    Result<std::unique_ptr<AuditLog>> a = AuditLog::Open(config.audit_path);
+    if (!a.ok()) return a.status();
+    audit = std::move(*a);
+  }
 
   ScpSettings settings;
   settings.ae_title = config.listener.ae_title;
@@ -87,6 +95,8 @@ Status Serve(const rules::AppConfig& config) {
     ds.down_after_failures = config.delivery.down_after_failures;
     ds.max_pdu = config.listener.max_pdu;
     DeliveryScheduler delivery(&loop, store.get(), ds, [&server](std::function<void()> fn) { server.Post(std::move(fn)); });
+    server.SetAudit(audit.get());
+    delivery.SetAudit(audit.get());
     store->SetQueueCallback([&delivery](const std::vector<std::string>& dests) { delivery.Wake(dests); });
     server.SetRulesListener([&delivery](std::shared_ptr<const rules::RuleSet> r) { delivery.SetRules(std::move(r)); });
     SignalCtx sig{&server, &delivery, {}, {}, {}};

@@ -8,6 +8,7 @@
 
 #include "base/log.h"
 #include "router/association.h"
+#include "router/audit.h"
 
 namespace relais::router {
 namespace {
@@ -97,10 +98,16 @@ Status Server::InitRules() {
     return Status::OK();
   }
   Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path);
-  if (!loaded.ok()) return loaded.status();
+  if (!loaded.ok()) {
+    if (audit_) audit_->Record("rules", {{"action", "load"}, {"path", settings_.rules_path}, {"result", "failed"},
+                                         {"error", loaded.status().message()}});
+    return loaded.status();
+  }
   rules_ = *loaded;
   if (rules_listener_) rules_listener_(rules_);
   rules_fingerprint_ = RulesFingerprint(settings_.rules_path);
+  if (audit_) audit_->Record("rules", {{"action", "load"}, {"path", settings_.rules_path}, {"result", "ok"},
+                                       {"rules", std::to_string(rules_->rule_count())}});
   RLOG_INFO("event=rules-loaded path=%s rules=%zu destinations=%zu", settings_.rules_path.c_str(),
             rules_->rule_count(), rules_->destinations().size());
   // Watch the directory (a file replaced by rename keeps being noticed).
@@ -162,6 +169,8 @@ void Server::ReloadRules(const char* why) {
     while (std::getline(lines, line)) {
       RLOG_ERROR("event=rules-reload-failed trigger=\"%s\" error=\"%s\"", why, line.c_str());
     }
+    if (audit_) audit_->Record("rules", {{"action", "reload"}, {"trigger", why}, {"path", settings_.rules_path},
+                                         {"result", "failed"}, {"error", loaded.status().message()}});
     RLOG_ERROR("event=rules-reload-failed trigger=\"%s\" failures=%llu: the previous rules stay in force; "
                "fix the file (relais rules check %s)",
                why, static_cast<unsigned long long>(rule_reload_failures_), settings_.rules_path.c_str());
@@ -171,6 +180,8 @@ void Server::ReloadRules(const char* why) {
   if (rules_listener_) rules_listener_(rules_);
   ++rule_reloads_;
   rules_fingerprint_ = fingerprint;
+  if (audit_) audit_->Record("rules", {{"action", "reload"}, {"trigger", why}, {"path", settings_.rules_path},
+                                       {"result", "ok"}, {"rules", std::to_string(rules_->rule_count())}});
   RLOG_INFO("event=rules-reloaded trigger=\"%s\" rules=%zu destinations=%zu reloads=%llu", why,
             rules_->rule_count(), rules_->destinations().size(), static_cast<unsigned long long>(rule_reloads_));
 }

@@ -25,6 +25,7 @@
 
 namespace relais::router {
 
+class AuditLog;
 class ScpAssociation;
 
 // Settings an association needs, copied from the config at start.
@@ -82,6 +83,9 @@ class Server {
     rules_listener_ = std::move(fn);
   }
   uint64_t rule_reload_failures() const { return rule_reload_failures_; }
+  // The audit trail (null: none). Not owned; must outlive the Server.
+  void SetAudit(AuditLog* audit) { audit_ = audit; }
+  AuditLog* audit() const { return audit_; }
 
   // Association bookkeeping (loop thread).
   ScpAssociation* FindAssociation(uint64_t id);
@@ -112,6 +116,7 @@ class Server {
   std::shared_ptr<const rules::RuleSet> rules_;
   std::function<void(std::shared_ptr<const rules::RuleSet>)> rules_listener_;
   uint64_t rule_reloads_ = 0;
+  AuditLog* audit_ = nullptr;
   uint64_t rule_reload_failures_ = 0;
   uv_fs_event_t rules_watch_;
   bool rules_watching_ = false;

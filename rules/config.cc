@@ -107,12 +107,21 @@ void ReadRules(const toml::table& t, Errors* errors, std::string* out) {
   r.RejectUnknownKeys();
 }
 
+void ReadAudit(const toml::table& t, Errors* errors, std::string* out) {
+  TableReader r(t, "audit", errors);
+  r.ReadString("path", out, /*required=*/true);
+  if (const toml::node* n = r.Node("path"); n != nullptr && n->is_string() && out->empty()) {
+    errors->Add(n->source(), "audit.path must not be empty");
+  }
+  r.RejectUnknownKeys();
+}
+
 Result<AppConfig> Validate(const toml::table& root, const std::string& source_name) {
   Errors errors(source_name);
   AppConfig config;
   config.source_path = source_name;
 
-  static const std::vector<std::string_view> kTables = {"listener", "store", "delivery", "log", "rules"};
+  static const std::vector<std::string_view> kTables = {"listener", "store", "delivery", "log", "rules", "audit"};
   for (auto&& [key, node] : root) {
     std::string_view k = key.str();
     if (std::find(kTables.begin(), kTables.end(), k) == kTables.end()) {
@@ -138,11 +147,13 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
   if (const toml::table* t = section("delivery", false)) ReadDelivery(*t, &errors, &config.delivery);
   if (const toml::table* t = section("log", false)) ReadLog(*t, &errors, &config.log);
   if (const toml::table* t = section("rules", false)) ReadRules(*t, &errors, &config.rules_path);
+  if (const toml::table* t = section("audit", false)) ReadAudit(*t, &errors, &config.audit_path);
 
   if (!errors.empty()) return Status::InvalidArgument(errors.ToString());
   config.store.path = ResolvePath(config.store.path, source_name);
   if (config.delivery.calling_ae_title.empty()) config.delivery.calling_ae_title = config.listener.ae_title;
   if (!config.rules_path.empty()) config.rules_path = ResolvePath(config.rules_path, source_name);
+  if (!config.audit_path.empty()) config.audit_path = ResolvePath(config.audit_path, source_name);
   return config;
 }
 

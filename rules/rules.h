@@ -62,6 +62,10 @@ struct AppConfig {
   // [rules] path: the rule file(s) to load. Optional; a relative path is
   // resolved against the config file's directory like store.path.
   std::string rules_path;
+  // [audit] path: the audit trail file (JSON lines, hash-chained; see
+  // router/audit.h). Optional: empty = no audit trail. A relative path is
+  // resolved against the config file's directory like store.path.
+  std::string audit_path;
 };
 
 // Reads and validates the appliance configuration. On failure the Status is

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libdcmtk-dev dcmtk
   libuv1-dev liblmdb-dev lmdb-utils libzstd-dev libxxhash-dev
-  libtomlplusplus-dev libre2-dev libcli11-dev
+  libtomlplusplus-dev libre2-dev libcli11-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   orthanc curl procps iproute2 python3 iperf3
 )

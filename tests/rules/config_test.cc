@@ -307,6 +307,26 @@ TEST(ConfigTest, RulesTableRejectsUnknownKeys) {
             "relais.toml:6:1: unknown key 'paht' in [rules], did you mean 'path'?");
 }
 
+TEST(ConfigTest, AuditTableIsOptionalAndResolvesItsPath) {
+  Result<AppConfig> r = ParseAppConfig(kMinimal, "/etc/relais/relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->audit_path, "");  // no [audit]: no audit trail
+  r = ParseAppConfig(std::string(kMinimal) + "[audit]\npath = \"audit.jsonl\"\n", "/etc/relais/relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->audit_path, "/etc/relais/audit.jsonl");
+  r = ParseAppConfig(std::string(kMinimal) + "[audit]\npath = \"/var/log/relais/audit.jsonl\"\n", "relais.toml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->audit_path, "/var/log/relais/audit.jsonl");
+}
+
+TEST(ConfigTest, AuditTableRejectsEmptyPathAndUnknownKeys) {
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[audit]\npath = \"\"\n"),
+            "relais.toml:6:8: audit.path must not be empty");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[audit]\npaht = \"a.jsonl\"\n"),
+            "relais.toml:5:1: missing required key 'path' in [audit]\n"
+            "relais.toml:6:1: unknown key 'paht' in [audit], did you mean 'path'?");
+}
+
 // Malformed TOML: a clean error at the parser's position, never a crash.
 TEST(ConfigTest, UnterminatedStringIsAParseError) {
   std::string err = ErrorOf("[listener]\nae_title = \"RELAIS\n[store]\n");

@@ -1,0 +1,310 @@
+// Tests for the hash-chained audit trail (router/audit.h).
+#include "router/audit.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace relais::router {
+namespace {
+
+using ::testing::HasSubstr;
+
+class AuditTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("relais_audit_test_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "audit.jsonl").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string ReadAll() {
+    std::ifstream in(path_, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  void WriteAll(const std::string& bytes) {
+    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  std::vector<std::string> Lines() {
+    std::vector<std::string> out;
+    std::istringstream in(ReadAll());
+    std::string l;
+    while (std::getline(in, l)) out.push_back(l);
+    return out;
+  }
+  void WriteLines(const std::vector<std::string>& lines) {
+    std::string all;
+    for (const std::string& l : lines) all += l + "\n";
+    WriteAll(all);
+  }
+  // Opens, writes `n` object records, closes: n + 1 lines (with the segment).
+  void WriteRecords(int n) {
+    Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    for (int i = 0; i < n; ++i) {
+      (*log)->Record("object", {{"calling_ae", "CTSCAN1"}, {"patient_id", "P" + std::to_string(i)},
+                                {"sop_instance_uid", "1.2.3." + std::to_string(i)}, {"result", "stored"}});
+    }
+  }
+  AuditLog::VerifyReport VerifyOk() {
+    Result<AuditLog::VerifyReport> r = AuditLog::Verify(path_);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : AuditLog::VerifyReport{};
+  }
+  // The value of "key" in a line as written (string values only).
+  static std::string FieldOf(const std::string& line, const std::string& key) {
+    std::string k = "\"" + key + "\":\"";
+    size_t at = line.find(k);
+    if (at == std::string::npos) return "";
+    at += k.size();
+    return line.substr(at, line.find('"', at) - at);
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+};
+
+// FIPS 180-2 appendix B.1: SHA-256("abc").
+TEST_F(AuditTest, Sha256MatchesTheStandardsExample) {
+  EXPECT_EQ(AuditLog::Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(AuditLog::Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST_F(AuditTest, RecordsFormAChainThatVerifies) {
+  WriteRecords(3);
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_THAT(lines[0], HasSubstr("\"seq\":1,"));
+  EXPECT_THAT(lines[0], HasSubstr("\"kind\":\"segment\",\"reason\":\"new_file\""));
+  EXPECT_EQ(FieldOf(lines[0], "prev"), std::string(64, '0'));
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& l = lines[i];
+    size_t at = l.rfind(",\"hash\":\"");
+    ASSERT_NE(at, std::string::npos);
+    // The hash covers the bytes before ,"hash":" (prev included).
+    EXPECT_EQ(FieldOf(l, "hash"), AuditLog::Sha256Hex(l.substr(0, at))) << "line " << i + 1;
+    if (i > 0) {
+      EXPECT_EQ(FieldOf(l, "prev"), FieldOf(lines[i - 1], "hash")) << "line " << i + 1;
+    }
+  }
+  EXPECT_THAT(lines[3], HasSubstr("\"seq\":4,"));
+  EXPECT_THAT(lines[3], HasSubstr("\"kind\":\"object\",\"calling_ae\":\"CTSCAN1\",\"patient_id\":\"P2\""));
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 0u) << r.error;
+  EXPECT_EQ(r.records, 4u);
+}
+
+TEST_F(AuditTest, EditedLineFailsAtThatLine) {
+  WriteRecords(4);
+  std::vector<std::string> lines = Lines();
+  size_t at = lines[2].find("\"P1\"");
+  ASSERT_NE(at, std::string::npos);
+  lines[2].replace(at, 4, "\"P9\"");
+  WriteLines(lines);
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 3u);
+  EXPECT_THAT(r.error, HasSubstr("hash does not match"));
+  EXPECT_EQ(r.records, 0u);
+}
+
+TEST_F(AuditTest, EditedLineWithItsHashRecomputedFailsAtTheNextLine) {
+  WriteRecords(4);
+  std::vector<std::string> lines = Lines();
+  std::string& l = lines[2];
+  l.replace(l.find("\"P1\""), 4, "\"P9\"");
+  size_t at = l.rfind(",\"hash\":\"");
+  l = l.substr(0, at) + ",\"hash\":\"" + AuditLog::Sha256Hex(l.substr(0, at)) + "\"}";
+  WriteLines(lines);
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 4u);
+  EXPECT_THAT(r.error, HasSubstr("\"prev\" does not match"));
+}
+
+TEST_F(AuditTest, DeletedLineFailsWhereTheChainBreaks) {
+  WriteRecords(4);
+  std::vector<std::string> lines = Lines();
+  std::vector<std::string> cut = lines;
+  cut.erase(cut.begin() + 2);  // the third record
+  WriteLines(cut);
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 3u);  // the old fourth line, now third, links to a missing record
+  EXPECT_THAT(r.error, HasSubstr("removed"));
+
+  cut = lines;
+  cut.erase(cut.begin());  // the first record
+  WriteLines(cut);
+  r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 1u);
+  EXPECT_THAT(r.error, HasSubstr("first record"));
+
+  cut = lines;
+  std::swap(cut[1], cut[2]);  // reordered
+  WriteLines(cut);
+  EXPECT_EQ(VerifyOk().bad_line, 2u);
+}
+
+TEST_F(AuditTest, ReopenContinuesTheChain) {
+  WriteRecords(2);
+  WriteRecords(2);
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_THAT(lines[3], HasSubstr("\"seq\":4,\"time\""));
+  EXPECT_THAT(lines[3], HasSubstr("\"kind\":\"segment\",\"reason\":\"open\""));
+  EXPECT_EQ(FieldOf(lines[3], "prev"), FieldOf(lines[2], "hash"));
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 0u) << r.error;
+  EXPECT_EQ(r.records, 6u);
+}
+
+TEST_F(AuditTest, TornLastLineIsReportedThenReopenEndsItAndContinues) {
+  WriteRecords(3);
+  std::string all = ReadAll();
+  const size_t torn = 17;  // a crash in the middle of the last record's write
+  WriteAll(all.substr(0, all.size() - torn));
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 4u);
+  EXPECT_THAT(r.error, HasSubstr("torn last line"));
+
+  WriteRecords(1);
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 6u);
+  const size_t torn_len = lines[3].size();
+  EXPECT_THAT(lines[4], HasSubstr("\"seq\":4,"));  // the torn record's seq is reused
+  EXPECT_THAT(lines[4], HasSubstr("\"reason\":\"torn_tail\",\"torn_bytes\":\"" + std::to_string(torn_len) + "\""));
+  EXPECT_EQ(FieldOf(lines[4], "prev"), FieldOf(lines[2], "hash"));  // chains from the last complete line
+  EXPECT_THAT(lines[5], HasSubstr("\"seq\":5,"));
+  r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 0u) << r.error;
+  EXPECT_EQ(r.records, 5u);  // the torn line is not a record
+}
+
+TEST_F(AuditTest, MalformedLineInTheMiddleIsReported) {
+  WriteRecords(3);
+  std::vector<std::string> lines = Lines();
+  lines.insert(lines.begin() + 2, "{\"seq\":2, oops");
+  WriteLines(lines);
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 3u);
+  EXPECT_THAT(r.error, HasSubstr("malformed JSON"));
+}
+
+// A torn_tail segment record excuses only a line of exactly the length it names.
+TEST_F(AuditTest, TornTailSegmentDoesNotExcuseAnEditedLine) {
+  WriteRecords(3);
+  std::string all = ReadAll();
+  WriteAll(all.substr(0, all.size() - 10));
+  WriteRecords(1);
+  std::vector<std::string> lines = Lines();
+  lines[3] += "x";
+  WriteLines(lines);
+  EXPECT_EQ(VerifyOk().bad_line, 4u);
+}
+
+TEST_F(AuditTest, MalformedLinesAreCleanErrors) {
+  const std::vector<std::string> bad = {
+      "",
+      "{",
+      "}",
+      "not json",
+      "[1,2,3]",
+      "{\"seq\":1}",
+      "{\"seq\":1,\"kind\":\"x\",\"prev\":\"00\",\"hash\":\"00\"}",
+      "{\"a\":{\"b\":1}}",
+      "{\"a\":\"\\u12\"}",
+      "{\"a\":\"\\q\"}",
+      "{\"a\":\"unterminated",
+      "{\"a\":1e}",
+      "{\"a\":-}",
+      "{\"a\":1} trailing",
+      std::string("{\"a\":\"\x01\"}"),
+      std::string("\xff\xfe\x00\x01", 4),
+      std::string(3 << 20, 'x'),  // longer than any record may be
+  };
+  for (const std::string& b : bad) {
+    WriteAll(b + "\n");
+    AuditLog::VerifyReport r = VerifyOk();
+    EXPECT_EQ(r.bad_line, 1u) << b.substr(0, 60);
+    EXPECT_FALSE(r.error.empty());
+  }
+}
+
+TEST_F(AuditTest, EveryTruncationOfARecordIsACleanError) {
+  WriteRecords(1);
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 2u);
+  for (size_t k = 0; k < lines[1].size(); ++k) {
+    WriteAll(lines[0] + "\n" + lines[1].substr(0, k) + "\n");
+    AuditLog::VerifyReport r = VerifyOk();
+    EXPECT_EQ(r.bad_line, 2u) << "cut at " << k;
+  }
+}
+
+TEST_F(AuditTest, UnreadableLastLineRestartsTheChainAndIsStillReported) {
+  WriteRecords(2);
+  std::vector<std::string> lines = Lines();
+  lines[2] = "garbage";
+  WriteLines(lines);
+  WriteRecords(1);
+  lines = Lines();
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_THAT(lines[3], HasSubstr("\"reason\":\"chain_restart\""));
+  EXPECT_EQ(VerifyOk().bad_line, 3u);
+}
+
+TEST_F(AuditTest, ValuesAreEscapedAndStillVerify) {
+  {
+    Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
+    ASSERT_TRUE(log.ok());
+    (*log)->Record("association", {{"calling_ae", "A\"B\\C"}, {"reason", "line1\nline2\t\x01"}});
+  }
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_THAT(lines[1], HasSubstr("\"calling_ae\":\"A\\\"B\\\\C\",\"reason\":\"line1\\nline2\\t\\u0001\""));
+  EXPECT_EQ(VerifyOk().bad_line, 0u);
+}
+
+TEST_F(AuditTest, RecordsFromManyThreadsKeepOneChain) {
+  {
+    Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
+    ASSERT_TRUE(log.ok());
+    AuditLog* l = log->get();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([l, t] {
+        for (int i = 0; i < 100; ++i) l->Record("delivery", {{"thread", std::to_string(t)}, {"i", std::to_string(i)}});
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(l->records_written(), 401u);
+    EXPECT_EQ(l->write_failures(), 0u);
+  }
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 0u) << r.error;
+  EXPECT_EQ(r.records, 401u);
+}
+
+TEST_F(AuditTest, MissingFileAndUnwritableDirectoryAreErrors) {
+  Result<AuditLog::VerifyReport> r = AuditLog::Verify((dir_ / "nope.jsonl").string());
+  EXPECT_TRUE(r.status().IsNotFound());
+  Result<std::unique_ptr<AuditLog>> log = AuditLog::Open((dir_ / "no" / "such" / "dir.jsonl").string());
+  EXPECT_FALSE(log.ok());
+  EXPECT_EQ(log.status().code(), Status::Code::kIOError);
+}
+
+}  // namespace
+}  // namespace relais::router
