@@ -208,6 +208,20 @@ class ObjectReader {
   virtual Status Next(std::vector<uint8_t>* out, bool* done) = 0;
 };
 
+// What a backup directory holds, from its manifest DIR/relais-backup.json
+// (written by Store::Backup; see FORMAT.md "Backups").
+struct BackupInfo {
+  uint32_t manifest_version = 0;  // version of the manifest itself (1)
+  uint32_t format_version = 0;    // store format version of data.mdb
+  uint64_t objects = 0;           // objects in the copy
+  uint64_t raw_bytes = 0;         // sum of their raw sizes
+  uint64_t stored_bytes = 0;      // sum of their stored sizes
+  uint64_t file_bytes = 0;        // size of DIR/data.mdb
+  uint64_t file_xxh3 = 0;         // XXH3-64 (seed 0) of DIR/data.mdb
+  int64_t created_unix_ms = 0;    // when the copy was taken
+  std::string source_path;        // the store it was taken from
+};
+
 class Store {
  public:
   // Opens (creating if needed) the store at options.path. Checks the format
@@ -278,6 +292,40 @@ class Store {
     uint64_t dead_rows = 0;
   };
   virtual Stats GetStats() const = 0;
+
+  // Backups (FORMAT.md "Backups").
+  //
+  // Writes a consistent copy of the whole store into directory `dir`
+  // (created if missing) while the store stays in use, here or in another
+  // process (`relais serve`): LMDB copies from one read transaction, so the
+  // copy holds exactly the objects committed when it started, compacted
+  // (free pages left out). Works on a read-only open. Writes
+  // dir/data.mdb.partial, fsyncs it, checks it opens, renames it to
+  // dir/data.mdb, then writes the manifest dir/relais-backup.json the same
+  // way (a directory with a manifest holds a complete backup), fsyncing the
+  // directory after each rename. `progress`, when set, is called about once
+  // a second from a helper thread with the bytes written so far, and once at
+  // the end from the calling thread. AlreadyExists when `dir` already holds
+  // a backup or a store; IOError / ResourceExhausted on write failures (the
+  // partial file is removed).
+  virtual Status Backup(const std::string& dir, const std::function<void(uint64_t bytes_done)>& progress) const = 0;
+
+  // Reads and checks the manifest of backup directory `dir`: NotFound when
+  // there is none, Corruption when it does not parse or lacks a field.
+  static Result<BackupInfo> ReadBackupManifest(const std::string& dir);
+
+  // Puts the backup in `backup_dir` back as the store at `store_path`
+  // (created if missing). Checks the manifest, the size, the format version
+  // and the object count of the copy before anything is written, then
+  // copies data.mdb to store_path/data.mdb.partial verifying the manifest's
+  // XXH3-64, fsyncs it and renames it to store_path/data.mdb (and fsyncs the
+  // directory). Never overwrites a store: AlreadyExists when
+  // store_path/data.mdb exists (the admin stops `relais serve` and moves the
+  // old store away first). Corruption when the backup is damaged
+  // (truncated, altered, unreadable); nothing is left at store_path then.
+  // `progress` as for Backup (bytes copied).
+  static Status RestoreBackup(const std::string& backup_dir, const std::string& store_path,
+                              const std::function<void(uint64_t bytes_done)>& progress = nullptr);
 };
 
 }  // namespace relais::store

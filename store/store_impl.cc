@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 
+#include "store/backup.h"
 #include "store/chunk_codec.h"
 #include "store/compression_pool.h"
 #include "store/delivery.h"
@@ -465,6 +466,10 @@ class StoreImpl final : public Store {
     op.now_unix_ms = now_unix_ms;
     op.status_done = std::move(done);
     writer_->Enqueue(std::move(op));
+  }
+
+  Status Backup(const std::string& dir, const std::function<void(uint64_t)>& progress) const override {
+    return BackupEnv(env_, options_.path, dir, progress);
   }
 
   Stats GetStats() const override {
