@@ -9,6 +9,7 @@
 #include "base/text.h"
 #include "router/router.h"
 #include "router/audit.h"
+#include "router/backup_cli.h"
 #include "router/queue_cli.h"
 #include "router/rules_cli.h"
 #include "rules/rules.h"
@@ -213,6 +214,14 @@ int main(int argc, char** argv) {
   oshow->add_option("SOP_INSTANCE_UID", show_uid, "SOP Instance UID")->required();
   oshow->add_flag("--json", show_json, "One JSON object");
 
+  std::string backup_dir;
+  CLI::App* backup = app.add_subcommand("backup", "Consistent hot copy of the store into DIR (works while serving)");
+  backup->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
+  backup->add_option("DIR", backup_dir, "New or empty directory for the backup")->required();
+  CLI::App* restore = app.add_subcommand("restore", "Put a backup back as the store (its path must hold no store)");
+  restore->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
+  restore->add_option("DIR", backup_dir, "Directory written by relais backup")->required();
+
   CLI::App* rules = app.add_subcommand("rules", "Rule file tools");
   rules->require_subcommand(1);
   std::string rules_check_path;
@@ -263,6 +272,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     return WithStore(config_path, [&](const auto& so) { return relais::router::QueuePurge(so, qsel); });
+  }
+  if (backup->parsed()) {
+    return WithStore(config_path, [&](const auto& so) { return relais::router::BackupCommand(so, backup_dir); });
+  }
+  if (restore->parsed()) {
+    return WithStore(config_path, [&](const auto& so) { return relais::router::RestoreCommand(so, backup_dir); });
   }
   if (oshow->parsed()) {
     return WithStore(config_path, [&](const auto& so) { return relais::router::ObjectShow(so, show_uid, show_json); });

@@ -13,6 +13,6 @@ echo "== tests"
 
 echo "== build (ASan + UBSan)"
 scripts/build.sh build-asan -DRELAIS_SANITIZE=ON -DRELAIS_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
-echo "== tests under ASan + UBSan (unit tests, and hostile peers against the sanitized relais)"
+echo "== tests under ASan + UBSan (unit tests; hostile peers and delivery against the sanitized relais)"
 (cd build-asan && ctest --output-on-failure -j2 --timeout 900 -L unit)
-(cd build-asan && ctest --output-on-failure -j2 --timeout 900 -R "^HostileTest\\.")
+(cd build-asan && ctest --output-on-failure -j2 --timeout 900 -R "^(HostileTest|Delivery[A-Za-z]*Test)\\.")
