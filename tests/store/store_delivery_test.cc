@@ -25,13 +25,7 @@ using testing::TempDir;
 using testing::TestOptions;
 using Kind = QueueUpdate::Kind;
 
-ObjectMeta Routed(const std::string& uid) {
-  ObjectMeta m = MakeMeta(uid);
-  m.routing = "routed";
-  m.matched_rules = {"r1", "r2"};
-  m.routes = {Route{"archive", 0, "r1", ""}, Route{"telerad", 10, "r2", "remove (0010,0010)"}};
-  return m;
-}
+ObjectMeta Routed(const std::string& uid) { return testing::RoutedMeta2(uid); }
 
 QueueUpdate Update(Kind kind, const std::string& dest, uint64_t id) {
   QueueUpdate u;
@@ -42,12 +36,7 @@ QueueUpdate Update(Kind kind, const std::string& dest, uint64_t id) {
   return u;
 }
 
-Status Apply(Store& store, std::vector<QueueUpdate> updates) {
-  std::promise<Status> p;
-  auto f = p.get_future();
-  store.UpdateQueue(std::move(updates), [&p](Status s) { p.set_value(s); });
-  return f.get();
-}
+Status Apply(Store& store, std::vector<QueueUpdate> updates) { return testing::ApplyUpdates(store, std::move(updates)); }
 
 Status Apply(Store& store, QueueUpdate u) { return Apply(store, std::vector<QueueUpdate>{std::move(u)}); }
 

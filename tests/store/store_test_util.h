@@ -106,6 +106,24 @@ inline Options TestOptions(const std::string& path) {
   return o;
 }
 
+// An object routed by two rules to "archive" (priority 0, no edits) and
+// "telerad" (priority 10, one edit): two queue rows.
+inline ObjectMeta RoutedMeta2(const std::string& uid) {
+  ObjectMeta m = MakeMeta(uid);
+  m.routing = "routed";
+  m.matched_rules = {"r1", "r2"};
+  m.routes = {Route{"archive", 0, "r1", ""}, Route{"telerad", 10, "r2", "remove (0010,0010)"}};
+  return m;
+}
+
+// Store::UpdateQueue, waited for.
+inline Status ApplyUpdates(Store& store, std::vector<QueueUpdate> updates) {
+  std::promise<Status> p;
+  auto f = p.get_future();
+  store.UpdateQueue(std::move(updates), [&p](Status s) { p.set_value(s); });
+  return f.get();
+}
+
 }  // namespace relais::store::testing
 
 #endif  // RELAIS_TESTS_STORE_STORE_TEST_UTIL_H_
