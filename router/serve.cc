@@ -66,8 +66,8 @@ Status Serve(const rules::AppConfig& config) {
   std::unique_ptr<store::Store> store = std::move(*opened);
   // Before the server and the scheduler, which record into it: it outlives them.
   std::unique_ptr<AuditLog> audit;
-  if (!config.audit_path.empty()) {
-    Result<std::unique_ptr<AuditLog>> a = AuditLog::Open(config.audit_path);
+  if (!config.audit.path.empty()) {
+    Result<std::unique_ptr<AuditLog>> a = AuditLog::Open(config.audit.path);
     if (!a.ok()) return a.status();
     audit = std::move(*a);
   }

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -63,6 +65,38 @@ void ReadListener(const toml::table& t, Errors* errors, ListenerConfig* out) {
   r.RejectUnknownKeys();
 }
 
+std::string Percent(double f) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g%%", f * 100);
+  return buf;
+}
+
+// A fraction in (0, 1], written "90%" or 0.9.
+void ReadFraction(TableReader* r, std::string_view key, double* out) {
+  const toml::node* n = r->Take(key);
+  if (n == nullptr) return;
+  std::optional<double> v;
+  if (const auto* s = n->as_string()) {
+    const std::string& text = s->get();
+    if (text.size() >= 2 && text.back() == '%') {
+      char* end = nullptr;
+      std::string num = text.substr(0, text.size() - 1);
+      double p = std::strtod(num.c_str(), &end);
+      if (end != nullptr && *end == '\0' && !num.empty()) v = p / 100;
+    }
+  } else if (const auto* d = n->as_floating_point()) {
+    v = d->get();
+  } else if (const auto* i = n->as_integer()) {
+    if (i->get() == 1) v = 1.0;
+  }
+  if (!v || !(*v > 0) || *v > 1) {
+    r->errors()->Add(n->source(), r->Full(key) + " must be a percentage such as \"90%\" (or a fraction such as 0.9), "
+                                  "above 0 and at most 100%");
+    return;
+  }
+  *out = *v;
+}
+
 void ReadStore(const toml::table& t, Errors* errors, StoreConfig* out) {
   TableReader r(t, "store", errors);
   r.ReadString("path", &out->path, /*required=*/true);
@@ -72,6 +106,15 @@ void ReadStore(const toml::table& t, Errors* errors, StoreConfig* out) {
   r.ReadSize("max_size", kMinStoreSize, &out->max_size);
   r.ReadInt("compression_level", -7, 19, &out->compression_level);
   r.ReadInt("compression_threads", 1, 64, &out->compression_threads);
+  ReadFraction(&r, "high_water", &out->high_water);
+  ReadFraction(&r, "low_water", &out->low_water);
+  if (out->low_water >= out->high_water) {
+    const toml::node* n = r.Node("low_water") ? r.Node("low_water") : r.Node("high_water");
+    if (n != nullptr) {
+      errors->Add(n->source(), "store.low_water (" + Percent(out->low_water) + ") must be below store.high_water (" +
+                                   Percent(out->high_water) + ")");
+    }
+  }
   r.RejectUnknownKeys();
 }
 
@@ -92,6 +135,34 @@ void ReadDelivery(const toml::table& t, Errors* errors, DeliveryConfig* out) {
   r.RejectUnknownKeys();
 }
 
+// Checks "SCHEME://HOST:PORT[/PATH]" with SCHEME one of `schemes`; HOST an
+// IP literal (IPv6 in brackets) or a DNS name. nullopt when fine.
+std::optional<std::string> EndpointProblem(const std::string& url, const std::vector<std::string_view>& schemes,
+                                           bool path_allowed) {
+  std::string want;
+  for (std::string_view s : schemes) want += (want.empty() ? "" : " or ") + std::string(s) + "://HOST:PORT";
+  if (path_allowed) want += "[/PATH]";
+  size_t sep = url.find("://");
+  if (sep == std::string::npos ||
+      std::find(schemes.begin(), schemes.end(), std::string_view(url).substr(0, sep)) == schemes.end()) {
+    return "must look like " + want + ", got '" + url + "'";
+  }
+  std::string rest = url.substr(sep + 3);
+  size_t slash = rest.find('/');
+  if (slash != std::string::npos && !path_allowed) return "must not have a path (" + want + "), got '" + url + "'";
+  std::string hostport = rest.substr(0, slash);
+  size_t colon = hostport.rfind(':');
+  if (hostport.empty() || colon == std::string::npos || colon == 0 || (hostport.front() == '[' && hostport[colon - 1] != ']')) {
+    return "must name a host and a port (" + want + "), got '" + url + "'";
+  }
+  std::string port = hostport.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoul(port) == 0 || std::stoul(port) > 65535) {
+    return "has an invalid port '" + port + "' (1-65535), in '" + url + "'";
+  }
+  return std::nullopt;
+}
+
 void ReadLog(const toml::table& t, Errors* errors, LogConfig* out) {
   TableReader r(t, "log", errors);
   r.ReadEnum("level", {"debug", "info", "warn", "error"}, &out->level);
@@ -107,12 +178,85 @@ void ReadRules(const toml::table& t, Errors* errors, std::string* out) {
   r.RejectUnknownKeys();
 }
 
-void ReadAudit(const toml::table& t, Errors* errors, std::string* out) {
+void ReadAudit(const toml::table& t, Errors* errors, AuditConfig* out) {
   TableReader r(t, "audit", errors);
-  r.ReadString("path", out, /*required=*/true);
-  if (const toml::node* n = r.Node("path"); n != nullptr && n->is_string() && out->empty()) {
+  r.ReadString("path", &out->path, /*required=*/true);
+  if (const toml::node* n = r.Node("path"); n != nullptr && n->is_string() && out->path.empty()) {
     errors->Add(n->source(), "audit.path must not be empty");
   }
+  r.ReadSize("rotate_size", 4096, &out->rotate_size);
+  r.ReadString("syslog", &out->syslog);
+  if (const toml::node* n = r.Node("syslog"); n != nullptr && n->is_string() && !out->syslog.empty()) {
+    if (auto why = EndpointProblem(out->syslog, {"udp", "tcp"}, /*path_allowed=*/false)) {
+      errors->Add(n->source(), "audit.syslog " + *why);
+    }
+  }
+  r.RejectUnknownKeys();
+}
+
+void ReadAdmin(const toml::table& t, Errors* errors, AdminConfig* out) {
+  TableReader r(t, "admin", errors);
+  out->enabled = true;
+  r.ReadString("host", &out->host);
+  if (const toml::node* n = r.Node("host"); n != nullptr && n->is_string() && !IsIpLiteral(out->host)) {
+    errors->Add(n->source(), "admin.host must be an IPv4 or IPv6 literal (e.g. \"127.0.0.1\"), got '" + out->host + "'");
+  }
+  r.ReadInt("port", 1, 65535, &out->port);
+  if (const toml::node* n = r.Take("token")) {
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr) {
+      r.TypeError("token", *n, "an array of tables ([[admin.token]])");
+    } else {
+      for (const toml::node& item : *arr) {
+        const toml::table* tt = item.as_table();
+        if (tt == nullptr) {
+          errors->Add(item.source(), "admin.token entries must be tables ([[admin.token]])");
+          continue;
+        }
+        TableReader tr(*tt, "admin.token", errors);
+        AdminToken tok;
+        tr.ReadString("name", &tok.name, /*required=*/true);
+        tr.ReadEnum("role", {"viewer", "operator", "admin"}, &tok.role);
+        if (tr.Node("role") == nullptr) errors->Add(tt->source(), "admin.token: missing required key 'role' (viewer, operator or admin)");
+        tr.ReadString("sha256", &tok.sha256, /*required=*/true);
+        if (const toml::node* h = tr.Node("sha256"); h != nullptr && h->is_string()) {
+          bool hex = tok.sha256.size() == 64 && std::all_of(tok.sha256.begin(), tok.sha256.end(), [](char c) {
+            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+          });
+          if (!hex) {
+            errors->Add(h->source(), "admin.token.sha256 must be the token's SHA-256 as 64 lowercase hex digits "
+                                     "(make one with `relais admin token NAME`)");
+          }
+        }
+        if (const toml::node* nm = tr.Node("name"); nm != nullptr && nm->is_string()) {
+          for (const AdminToken& other : out->tokens) {
+            if (other.name == tok.name) errors->Add(nm->source(), "admin.token name '" + tok.name + "' is used twice");
+          }
+        }
+        tr.RejectUnknownKeys();
+        out->tokens.push_back(std::move(tok));
+      }
+    }
+  }
+  r.RejectUnknownKeys();
+}
+
+void ReadAlerts(const toml::table& t, Errors* errors, AlertsConfig* out) {
+  TableReader r(t, "alerts", errors);
+  r.ReadString("webhook", &out->webhook);
+  if (const toml::node* n = r.Node("webhook"); n != nullptr && n->is_string() && !out->webhook.empty()) {
+    if (auto why = EndpointProblem(out->webhook, {"http"}, /*path_allowed=*/true)) {
+      errors->Add(n->source(), "alerts.webhook " + *why);
+    }
+  }
+  r.ReadString("command", &out->command);
+  if (const toml::node* n = r.Node("command"); n != nullptr && n->is_string() && !out->command.empty() &&
+                                                out->command.front() != '/') {
+    errors->Add(n->source(), "alerts.command must be an absolute path, got '" + out->command + "'");
+  }
+  r.ReadDuration("destination_down", &out->destination_down_s);
+  r.ReadDuration("oldest_queued", &out->oldest_queued_s);
+  r.ReadDuration("repeat", &out->repeat_s);
   r.RejectUnknownKeys();
 }
 
@@ -121,7 +265,8 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
   AppConfig config;
   config.source_path = source_name;
 
-  static const std::vector<std::string_view> kTables = {"listener", "store", "delivery", "log", "rules", "audit"};
+  static const std::vector<std::string_view> kTables = {"listener", "store", "delivery", "log", "rules",
+                                                               "audit", "admin", "alerts"};
   for (auto&& [key, node] : root) {
     std::string_view k = key.str();
     if (std::find(kTables.begin(), kTables.end(), k) == kTables.end()) {
@@ -147,13 +292,15 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
   if (const toml::table* t = section("delivery", false)) ReadDelivery(*t, &errors, &config.delivery);
   if (const toml::table* t = section("log", false)) ReadLog(*t, &errors, &config.log);
   if (const toml::table* t = section("rules", false)) ReadRules(*t, &errors, &config.rules_path);
-  if (const toml::table* t = section("audit", false)) ReadAudit(*t, &errors, &config.audit_path);
+  if (const toml::table* t = section("audit", false)) ReadAudit(*t, &errors, &config.audit);
+  if (const toml::table* t = section("admin", false)) ReadAdmin(*t, &errors, &config.admin);
+  if (const toml::table* t = section("alerts", false)) ReadAlerts(*t, &errors, &config.alerts);
 
   if (!errors.empty()) return Status::InvalidArgument(errors.ToString());
   config.store.path = ResolvePath(config.store.path, source_name);
   if (config.delivery.calling_ae_title.empty()) config.delivery.calling_ae_title = config.listener.ae_title;
   if (!config.rules_path.empty()) config.rules_path = ResolvePath(config.rules_path, source_name);
-  if (!config.audit_path.empty()) config.audit_path = ResolvePath(config.audit_path, source_name);
+  if (!config.audit.path.empty()) config.audit.path = ResolvePath(config.audit.path, source_name);
   return config;
 }
 

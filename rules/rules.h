@@ -35,6 +35,13 @@ struct StoreConfig {
   uint64_t max_size = 64ull << 30;        // bytes; also accepts "64GiB", "500MB"
   int compression_level = 1;              // -7..19; 0 = no compression
   int compression_threads = 2;            // 1-64
+  // Water marks of the store's usage (router/storage_watch.h): used bytes
+  // over capacity, capacity = min(max_size, data file size + free space on
+  // its filesystem). Above high_water new C-STOREs are answered 0xA700 while
+  // delivery keeps draining; below low_water intake resumes. Written as
+  // "90%" or 0.9. REQUIRES 0 < low_water < high_water <= 1.
+  double high_water = 0.90;
+  double low_water = 0.80;
 };
 
 // [delivery]: how Relais sends to destinations (destinations themselves are
@@ -46,6 +53,39 @@ struct DeliveryConfig {
   uint32_t idle_release_s = 5;       // 1-3600: an idle outgoing association is released after this
   uint32_t down_after_failures = 3;  // 1-100: consecutive link failures before C-ECHO probing
   uint64_t retention_s = 0;          // keep delivered objects this long for re-sends ("7d"); 0 = remove at once
+};
+
+// [admin]: the admin HTTP API and dashboard (router/admin_http.h).
+struct AdminToken {
+  std::string name;    // who: shown in logs and the audit trail; unique
+  std::string role;    // "viewer", "operator" or "admin"
+  std::string sha256;  // SHA-256 of the token, 64 lowercase hex digits
+};
+struct AdminConfig {
+  bool enabled = false;            // true when the [admin] table is present
+  std::string host = "127.0.0.1";  // IPv4 or IPv6 literal; loopback by default
+  uint16_t port = 8480;            // 1-65535
+  std::vector<AdminToken> tokens;  // [[admin.token]]
+};
+
+// [audit]: the audit trail (router/audit.h).
+struct AuditConfig {
+  std::string path;          // empty = no audit trail
+  uint64_t rotate_size = 0;  // start a new file past this many bytes ("100MiB"); 0 = never
+  // Also send each record as an IHE ATNA / DICOM audit message (PS3.15 A.5)
+  // over syslog (RFC 5424): "udp://HOST:PORT" (RFC 5426) or "tcp://HOST:PORT"
+  // (RFC 6587 octet counting). Empty = no export.
+  std::string syslog;
+};
+
+// [alerts]: what a site with no one on call at night is told
+// (router/alerts.h). Alerts are off when neither webhook nor command is set.
+struct AlertsConfig {
+  std::string webhook;                // "http://HOST[:PORT]/PATH": a JSON POST per alert
+  std::string command;                // absolute path of a program run with the alert's JSON on stdin
+  uint64_t destination_down_s = 900;  // a destination down this long raises an alert ("15m")
+  uint64_t oldest_queued_s = 7200;    // an object queued this long raises an alert ("2h")
+  uint64_t repeat_s = 3600;           // re-sent while still raised, this often; 0 = once
 };
 
 // [log]
@@ -62,10 +102,12 @@ struct AppConfig {
   // [rules] path: the rule file(s) to load. Optional; a relative path is
   // resolved against the config file's directory like store.path.
   std::string rules_path;
-  // [audit] path: the audit trail file (JSON lines, hash-chained; see
-  // router/audit.h). Optional: empty = no audit trail. A relative path is
-  // resolved against the config file's directory like store.path.
-  std::string audit_path;
+  // [audit]: the audit trail. audit.path is optional (empty = no audit
+  // trail); a relative path is resolved against the config file's directory
+  // like store.path.
+  AuditConfig audit;
+  AdminConfig admin;
+  AlertsConfig alerts;
 };
 
 // Reads and validates the appliance configuration. On failure the Status is

@@ -310,13 +310,13 @@ TEST(ConfigTest, RulesTableRejectsUnknownKeys) {
 TEST(ConfigTest, AuditTableIsOptionalAndResolvesItsPath) {
   Result<AppConfig> r = ParseAppConfig(kMinimal, "/etc/relais/relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(r->audit_path, "");  // no [audit]: no audit trail
+  EXPECT_EQ(r->audit.path, "");  // no [audit]: no audit trail
   r = ParseAppConfig(std::string(kMinimal) + "[audit]\npath = \"audit.jsonl\"\n", "/etc/relais/relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(r->audit_path, "/etc/relais/audit.jsonl");
+  EXPECT_EQ(r->audit.path, "/etc/relais/audit.jsonl");
   r = ParseAppConfig(std::string(kMinimal) + "[audit]\npath = \"/var/log/relais/audit.jsonl\"\n", "relais.toml");
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->audit_path, "/var/log/relais/audit.jsonl");
+  EXPECT_EQ(r->audit.path, "/var/log/relais/audit.jsonl");
 }
 
 TEST(ConfigTest, AuditTableRejectsEmptyPathAndUnknownKeys) {
@@ -325,6 +325,92 @@ TEST(ConfigTest, AuditTableRejectsEmptyPathAndUnknownKeys) {
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[audit]\npaht = \"a.jsonl\"\n"),
             "relais.toml:5:1: missing required key 'path' in [audit]\n"
             "relais.toml:6:1: unknown key 'paht' in [audit], did you mean 'path'?");
+}
+
+TEST(ConfigTest, AdminTableWithTokens) {
+  const std::string h(64, 'a');
+  Result<AppConfig> r = ParseAppConfig(kMinimal, "relais.toml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->admin.enabled);  // no [admin]: no admin API
+  r = ParseAppConfig(std::string(kMinimal) +
+                         "[admin]\nport = 9000\n"
+                         "[[admin.token]]\nname = \"nagios\"\nrole = \"viewer\"\nsha256 = \"" + h + "\"\n"
+                         "[[admin.token]]\nname = \"pacs-admin\"\nrole = \"admin\"\nsha256 = \"" + h + "\"\n",
+                     "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->admin.enabled);
+  EXPECT_EQ(r->admin.host, "127.0.0.1");  // loopback unless told otherwise
+  EXPECT_EQ(r->admin.port, 9000);
+  ASSERT_EQ(r->admin.tokens.size(), 2u);
+  EXPECT_EQ(r->admin.tokens[0].name, "nagios");
+  EXPECT_EQ(r->admin.tokens[0].role, "viewer");
+  EXPECT_EQ(r->admin.tokens[1].role, "admin");
+  EXPECT_EQ(r->admin.tokens[1].sha256, h);
+}
+
+TEST(ConfigTest, AdminTableRejectsBadTokens) {
+  std::string err = ErrorOf(std::string(kMinimal) +
+                            "[admin]\nhost = \"localhost\"\n"
+                            "[[admin.token]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"abc\"\n"
+                            "[[admin.token]]\nname = \"a\"\nsha256 = \"" + std::string(64, 'F') + "\"\n");
+  EXPECT_THAT(err, HasSubstr("relais.toml:6:8: admin.host must be an IPv4 or IPv6 literal"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:9:8: admin.token.role must be one of"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:10:10: admin.token.sha256 must be the token's SHA-256"));
+  EXPECT_THAT(err, HasSubstr("missing required key 'role'"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:12:8: admin.token name 'a' is used twice"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:13:10: admin.token.sha256 must be"));  // upper case is refused
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[admin]\ntoken = \"secret\"\n"),
+              HasSubstr("admin.token must be an array of tables"));
+}
+
+TEST(ConfigTest, StoreWaterMarks) {
+  Result<AppConfig> r = ParseAppConfig(kMinimal, "relais.toml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_DOUBLE_EQ(r->store.high_water, 0.90);
+  EXPECT_DOUBLE_EQ(r->store.low_water, 0.80);
+  r = ParseAppConfig(std::string(kMinimal) + "high_water = \"95%\"\nlow_water = 0.5\n", "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_DOUBLE_EQ(r->store.high_water, 0.95);
+  EXPECT_DOUBLE_EQ(r->store.low_water, 0.5);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "high_water = \"70%\"\nlow_water = \"80%\"\n"),
+            "relais.toml:6:13: store.low_water (80%) must be below store.high_water (70%)");
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "high_water = \"120%\"\n"),
+              HasSubstr("relais.toml:5:14: store.high_water must be a percentage such as \"90%\""));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "high_water = \"ninety\"\n"), HasSubstr("store.high_water must be"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "low_water = -0.1\n"), HasSubstr("store.low_water must be"));
+}
+
+TEST(ConfigTest, AuditRotationAndSyslog) {
+  Result<AppConfig> r = ParseAppConfig(
+      std::string(kMinimal) + "[audit]\npath = \"a.jsonl\"\nrotate_size = \"100MiB\"\nsyslog = \"udp://10.0.0.9:514\"\n",
+      "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->audit.rotate_size, 100ull << 20);
+  EXPECT_EQ(r->audit.syslog, "udp://10.0.0.9:514");
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[audit]\npath = \"a\"\nsyslog = \"10.0.0.9:514\"\n"),
+              HasSubstr("relais.toml:7:10: audit.syslog must look like udp://HOST:PORT or tcp://HOST:PORT"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[audit]\npath = \"a\"\nsyslog = \"tcp://h:0\"\n"),
+              HasSubstr("audit.syslog has an invalid port '0'"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[audit]\npath = \"a\"\nsyslog = \"tcp://h:514/x\"\n"),
+              HasSubstr("audit.syslog must not have a path"));
+}
+
+TEST(ConfigTest, AlertsTable) {
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) +
+                                           "[alerts]\nwebhook = \"http://127.0.0.1:9099/hook\"\n"
+                                           "command = \"/usr/local/bin/page-me\"\ndestination_down = \"5m\"\n"
+                                           "oldest_queued = \"1h\"\nrepeat = 0\n",
+                                       "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->alerts.webhook, "http://127.0.0.1:9099/hook");
+  EXPECT_EQ(r->alerts.command, "/usr/local/bin/page-me");
+  EXPECT_EQ(r->alerts.destination_down_s, 300u);
+  EXPECT_EQ(r->alerts.oldest_queued_s, 3600u);
+  EXPECT_EQ(r->alerts.repeat_s, 0u);
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[alerts]\nwebhook = \"https://x:1/\"\ncommand = \"page-me\"\n"),
+              HasSubstr("alerts.webhook must look like http://HOST:PORT[/PATH]"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[alerts]\ncommand = \"page-me\"\n"),
+              HasSubstr("relais.toml:6:11: alerts.command must be an absolute path"));
 }
 
 // Malformed TOML: a clean error at the parser's position, never a crash.
