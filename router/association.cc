@@ -447,6 +447,10 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
         in.failed = true;
         in.fail_status = dimse::kStatusSopClassNotSupported;
         in.fail_reason = "C-STORE on the Verification presentation context";
+      } else if (!server_->intake_closed().empty()) {
+        in.failed = true;
+        in.fail_status = dimse::kStatusOutOfResources;
+        in.fail_reason = server_->intake_closed();
       } else {
         in.writer = server_->store()->NewObject();
         in.header = std::make_unique<dicom::HeaderParser>(ctx.transfer_syntax);

@@ -52,12 +52,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/status.h"
 #include "rules/routing.h"
 #include "store/store.h"
 
 namespace relais::router {
 
 class AuditLog;
+class Metrics;
 class ScuAssociation;
 struct Outcome;
 
@@ -117,8 +119,49 @@ class DeliveryScheduler {
     uint64_t failed = 0;
     uint64_t dead = 0;
     uint64_t bytes_sent = 0;
+    // --- for the admin API, metrics and alerts ---
+    std::string ae_title, host;  // from the destination's configuration
+    uint16_t port = 0;
+    bool paused = false;
+    // One of "idle" (nothing ready), "sending", "backing-off" (failures,
+    // waiting for next_try), "down" (probing with C-ECHO), "paused".
+    std::string state;
+    std::string last_error;           // last failure of any kind ("" before any)
+    int64_t last_error_unix_ms = 0;
+    // Start of the current streak of link failures; 0 while the link works.
+    int64_t failing_since_unix_ms = 0;
+    uint64_t retries = 0;  // rows rescheduled after a failure (RetryLater)
+    // Failed attempts by class: "link" (connect/association/abort/timeout),
+    // "transient-status" (0xA7xx and other retryable DIMSE statuses),
+    // "refused" (0xA9xx, 0xCxxx...), "unsupported" (SOP class / syntax not
+    // accepted, no lossless conversion), "unreadable" (stored object cannot
+    // be read or prepared), "limit" (max_attempts / max_age reached).
+    std::map<std::string, uint64_t> failures_by_class;
   };
   std::vector<DestinationStats> Stats() const;
+
+  // Pause: no new object is sent to `destination` (objects in flight
+  // finish); its rows keep queueing. Resume sends again at once. In memory
+  // only: a restart resumes every destination. NotFound for a destination
+  // the current rules do not have. Loop thread.
+  Status Pause(const std::string& destination);
+  Status Resume(const std::string& destination);
+
+  // The most recent failed attempts (at most 100), newest first.
+  struct FailureEvent {
+    int64_t unix_ms = 0;
+    std::string destination;
+    std::string sop_instance_uid;  // "" for link failures not tied to an object
+    std::string association;
+    std::string result;  // "retry" or "dead"
+    uint16_t status = 0;  // DIMSE status, 0 when none
+    std::string error;
+  };
+  std::vector<FailureEvent> RecentFailures() const;
+
+  // Counts every object sent into the metrics' throughput history (null:
+  // nowhere). Not owned; must outlive the scheduler.
+  void SetMetrics(Metrics* metrics) { metrics_ = metrics; }
 
   // Each delivery attempt's outcome is recorded there (null: nowhere). Not
   // owned; must outlive the scheduler. Loop thread, before work starts.
@@ -153,6 +196,7 @@ class DeliveryScheduler {
   uv_loop_t* loop_;
   store::Store* store_;
   AuditLog* audit_ = nullptr;
+  Metrics* metrics_ = nullptr;
   DeliverySettings settings_;
   std::function<void(std::function<void()>)> post_;
   std::shared_ptr<const rules::RuleSet> rules_;

@@ -32,7 +32,7 @@ void CloseSignals(SignalCtx* ctx) {
 
 void OnHangup(uv_signal_t* h, int) noexcept {
   auto* ctx = static_cast<SignalCtx*>(h->data);
-  if (!ctx->stopping) ctx->server->ReloadRules("SIGHUP");
+  if (!ctx->stopping) (void)ctx->server->ReloadRules("SIGHUP");
 }
 
 void OnStopSignal(uv_signal_t* h, int signum) noexcept {

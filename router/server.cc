@@ -149,13 +149,13 @@ void Server::OnRulesChanged(uv_fs_event_t* h, const char*, int, int status) noex
 void Server::OnRulesDebounce(uv_timer_t* h) noexcept {
   auto* self = static_cast<Server*>(h->data);
   if (RulesFingerprint(self->settings_.rules_path) == self->rules_fingerprint_) return;  // unrelated change
-  self->ReloadRules("file changed");
+  (void)self->ReloadRules("file changed");
 }
 
-void Server::ReloadRules(const char* why) {
+Status Server::ReloadRules(const char* why) {
   if (settings_.rules_path.empty()) {
     RLOG_WARN("event=rules-reload-skipped reason=\"no [rules] path configured\"");
-    return;
+    return Status::Unavailable("no rules are configured ([rules] path in the config file)");
   }
   std::string fingerprint = RulesFingerprint(settings_.rules_path);
   Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path);
@@ -174,7 +174,7 @@ void Server::ReloadRules(const char* why) {
     RLOG_ERROR("event=rules-reload-failed trigger=\"%s\" failures=%llu: the previous rules stay in force; "
                "fix the file (relais rules check %s)",
                why, static_cast<unsigned long long>(rule_reload_failures_), settings_.rules_path.c_str());
-    return;
+    return loaded.status();
   }
   rules_ = *loaded;
   if (rules_listener_) rules_listener_(rules_);
@@ -184,6 +184,7 @@ void Server::ReloadRules(const char* why) {
                                        {"result", "ok"}, {"rules", std::to_string(rules_->rule_count())}});
   RLOG_INFO("event=rules-reloaded trigger=\"%s\" rules=%zu destinations=%zu reloads=%llu", why,
             rules_->rule_count(), rules_->destinations().size(), static_cast<unsigned long long>(rule_reloads_));
+  return Status::OK();
 }
 
 ScpAssociation* Server::FindAssociation(uint64_t id) {

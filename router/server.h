@@ -26,6 +26,7 @@
 namespace relais::router {
 
 class AuditLog;
+class Metrics;
 class ScpAssociation;
 
 // Settings an association needs, copied from the config at start.
@@ -71,8 +72,10 @@ class Server {
   // for changes (reloaded on change and on SIGHUP). Loop thread.
   Status InitRules();
   // Reloads the rules; on failure keeps the old ones, logs every error with
-  // file:line:column and counts the failure. Loop thread.
-  void ReloadRules(const char* why);
+  // file:line:column, counts the failure and returns the errors
+  // (InvalidArgument, one "FILE:LINE:COLUMN: message" per line);
+  // Unavailable when no rules are configured. Loop thread.
+  Status ReloadRules(const char* why);
   // The current rules (null when no rules are configured). An association
   // keeps the snapshot it took when it was accepted.
   std::shared_ptr<const rules::RuleSet> rules() const { return rules_; }
@@ -86,6 +89,15 @@ class Server {
   // The audit trail (null: none). Not owned; must outlive the Server.
   void SetAudit(AuditLog* audit) { audit_ = audit; }
   AuditLog* audit() const { return audit_; }
+  // Counters of the listener (null: none). Not owned; must outlive the Server.
+  void SetMetrics(Metrics* metrics) { metrics_ = metrics; }
+  Metrics* metrics() const { return metrics_; }
+  // Intake gate (storage water marks): while `reason` is not empty, every
+  // new C-STORE is answered 0xA700 (Refused: Out of Resources) with
+  // `reason` as its Error Comment; its data set is read and discarded.
+  // Associations, C-ECHO and delivery go on. Loop thread.
+  void SetIntakeClosed(std::string reason) { intake_closed_ = std::move(reason); }
+  const std::string& intake_closed() const { return intake_closed_; }
 
   // Association bookkeeping (loop thread).
   ScpAssociation* FindAssociation(uint64_t id);
@@ -117,6 +129,8 @@ class Server {
   std::function<void(std::shared_ptr<const rules::RuleSet>)> rules_listener_;
   uint64_t rule_reloads_ = 0;
   AuditLog* audit_ = nullptr;
+  Metrics* metrics_ = nullptr;
+  std::string intake_closed_;
   uint64_t rule_reload_failures_ = 0;
   uv_fs_event_t rules_watch_;
   bool rules_watching_ = false;

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <span>
 #include <string>
@@ -290,8 +291,31 @@ class Store {
     uint64_t map_size = 0;
     uint64_t queue_rows = 0;  // live rows, all destinations
     uint64_t dead_rows = 0;
+    // Bytes of LMDB pages holding data: map_used_bytes minus the pages on
+    // LMDB's free list (reused before the file grows). Falls as delivered
+    // objects are removed, unlike map_used_bytes (the file's high-water).
+    uint64_t used_bytes = 0;
+    uint64_t file_bytes = 0;  // size of data.mdb on disk
+    // LMDB syncs the data pages, then the meta page: 2 fsyncs per commit.
+    uint64_t fsyncs = 0;  // since open
+    // Group commit: operations per commit, counted in buckets of at most
+    // kBatchBuckets[i] operations (the last bucket takes the rest).
+    static constexpr uint32_t kBatchBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    uint64_t batch_count[std::size(kBatchBuckets) + 1] = {};
+    uint64_t batch_ops = 0;  // sum of operations over all commits
   };
   virtual Stats GetStats() const = 0;
+
+  // Per destination: live rows, dead rows and the oldest live row's
+  // received time, in destination order, from one read transaction.
+  // Reads every queue key (about 100 ns each): callers cache it.
+  struct QueueSummary {
+    std::string destination;
+    uint64_t rows = 0;
+    uint64_t dead_rows = 0;
+    int64_t oldest_received_unix_ms = 0;  // of the live rows; 0: none
+  };
+  virtual Result<std::vector<QueueSummary>> SummarizeQueues() const = 0;
 
   // Backups (FORMAT.md "Backups").
   //

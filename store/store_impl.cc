@@ -1,6 +1,7 @@
 // Store::Open and the read-write / read-only Store implementation.
 #include <xxhash.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cassert>
 #include <chrono>
@@ -496,7 +497,81 @@ class StoreImpl final : public Store {
     if (env_.dbis().has_delivery && mdb_stat(txn.get(), env_.dbis().dead, &db_stat) == MDB_SUCCESS) {
       st.dead_rows = db_stat.ms_entries;
     }
+    // Free pages: LMDB's free list is database 0, one record per freeing
+    // transaction, each value a count followed by that many page numbers.
+    uint64_t free_pages = 0;
+    MDB_cursor* fc = nullptr;
+    if (mdb_cursor_open(txn.get(), 0, &fc) == MDB_SUCCESS) {
+      MDB_val k, v;
+      for (int rc = mdb_cursor_get(fc, &k, &v, MDB_FIRST); rc == MDB_SUCCESS; rc = mdb_cursor_get(fc, &k, &v, MDB_NEXT)) {
+        if (v.mv_size >= sizeof(size_t)) {
+          size_t n = 0;
+          std::memcpy(&n, v.mv_data, sizeof(n));
+          free_pages += n;
+        }
+      }
+      mdb_cursor_close(fc);
+    }
+    const uint64_t free_bytes = free_pages * env_stat.ms_psize;
+    st.used_bytes = st.map_used_bytes > free_bytes ? st.map_used_bytes - free_bytes : 0;
+    std::error_code ec;
+    uint64_t fsize = std::filesystem::file_size(options_.path + "/data.mdb", ec);
+    if (!ec) st.file_bytes = fsize;
+    if (writer_) {
+      st.fsyncs = 2 * st.commits;
+      writer_->BatchStats(st.batch_count, std::size(st.batch_count), &st.batch_ops);
+    }
     return st;
+  }
+
+  Result<std::vector<QueueSummary>> SummarizeQueues() const override {
+    std::vector<QueueSummary> out;
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    std::vector<uint64_t> oldest_id;  // per entry of `out`
+    auto entry = [&](const std::string& dest) -> size_t {
+      if (out.empty() || out.back().destination != dest) {
+        // Queue and dead keys are both sorted by destination first; merge.
+        for (size_t i = 0; i < out.size(); ++i) {
+          if (out[i].destination == dest) return i;
+        }
+        out.push_back(QueueSummary{dest, 0, 0, 0});
+        oldest_id.push_back(0);
+      }
+      return out.size() - 1;
+    };
+    {
+      Cursor c;
+      RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().queue));
+      MDB_val k, v;
+      for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+        RELAIS_RETURN_IF_ERROR(s);
+        QueueRow row;
+        RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
+        size_t i = entry(row.destination);
+        ++out[i].rows;
+        if (oldest_id[i] == 0 || row.object_id < oldest_id[i]) oldest_id[i] = row.object_id;
+      }
+    }
+    if (env_.dbis().has_delivery) {
+      Cursor c;
+      RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().dead));
+      MDB_val k, v;
+      for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+        RELAIS_RETURN_IF_ERROR(s);
+        QueueRow row;
+        RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
+        ++out[entry(row.destination)].dead_rows;
+      }
+    }
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (oldest_id[i] == 0) continue;
+      Result<ObjectMeta> m = GetMeta(txn, oldest_id[i]);
+      if (m.ok()) out[i].oldest_received_unix_ms = m->received_unix_ms;
+    }
+    std::sort(out.begin(), out.end(),
+              [](const QueueSummary& a, const QueueSummary& b) { return a.destination < b.destination; });
+    return out;
   }
 
  private:

@@ -211,6 +211,12 @@ Status Writer::TryCommit(std::vector<WriteOp>& ops) {
   RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, fx.totals));
   RELAIS_RETURN_IF_ERROR(txn.Commit());  // fsync: from here on it is durable
   commits_.fetch_add(1);
+  batch_ops_.fetch_add(ops.size());
+  {
+    size_t b = 0;
+    while (b < std::size(Store::Stats::kBatchBuckets) && ops.size() > Store::Stats::kBatchBuckets[b]) ++b;
+    batch_count_[b].fetch_add(1);
+  }
   for (uint64_t id : fx.resolved_failures) failed_.erase(id);
   for (auto& op : ops) Release(op);
   // Wake the scheduler before anyone learns of the commit, so that a caller
@@ -334,5 +340,10 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
 }
 
 Status Writer::DropObject(Txn& txn, uint64_t id) { return DropChunks(txn, env_->dbis(), id); }
+
+void Writer::BatchStats(uint64_t* buckets, size_t n, uint64_t* ops) const {
+  for (size_t i = 0; i < n && i < std::size(batch_count_); ++i) buckets[i] = batch_count_[i].load();
+  *ops = batch_ops_.load();
+}
 
 }  // namespace relais::store

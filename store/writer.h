@@ -77,6 +77,9 @@ class Writer {
   void SetProgressCallback(std::function<void()> cb) { progress_ = std::move(cb); }
   void SetQueueCallback(std::function<void(const std::vector<std::string>&)> cb) { queue_cb_ = std::move(cb); }
   uint64_t commits() const { return commits_.load(); }
+  // Commits per batch size bucket (Store::Stats::kBatchBuckets) and the
+  // operations of all commits.
+  void BatchStats(uint64_t* buckets, size_t n, uint64_t* ops) const;
 
  private:
   struct Completion {
@@ -120,6 +123,8 @@ class Writer {
   const int64_t retention_ms_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> batch_ops_{0};
+  std::atomic<uint64_t> batch_count_[10] = {};
   std::function<void()> progress_;
   std::function<void(const std::vector<std::string>&)> queue_cb_;
 

@@ -140,6 +140,63 @@ TEST(DeliveryTest, LastDeliveredRowRemovesTheObjectAndEverythingOfIt) {
   EXPECT_TRUE(txn.Get(env.dbis().chunks, first.val(), &v).IsNotFound());
 }
 
+TEST(DeliveryTest, SummarizeQueuesCountsRowsPerDestinationAndTheOldest) {
+  Fixture f;
+  uint64_t a = f.Put("1.2.7.1");
+  uint64_t b = f.Put("1.2.7.2");
+  uint64_t c = f.Put("1.2.7.3");
+  // archive: a, b, c live. telerad: a dead, b delivered, c live.
+  ASSERT_TRUE(Apply(*f.store, Update(Kind::kDeadLetter, "telerad", a)).ok());
+  ASSERT_TRUE(Apply(*f.store, Update(Kind::kDelivered, "telerad", b)).ok());
+  Result<std::vector<Store::QueueSummary>> s = f.store->SummarizeQueues();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->size(), 2u);
+  EXPECT_EQ((*s)[0].destination, "archive");
+  EXPECT_EQ((*s)[0].rows, 3u);
+  EXPECT_EQ((*s)[0].dead_rows, 0u);
+  EXPECT_EQ((*s)[0].oldest_received_unix_ms, f.store->Get(a)->received_unix_ms);
+  EXPECT_EQ((*s)[1].destination, "telerad");
+  EXPECT_EQ((*s)[1].rows, 1u);
+  EXPECT_EQ((*s)[1].dead_rows, 1u);
+  EXPECT_EQ((*s)[1].oldest_received_unix_ms, f.store->Get(c)->received_unix_ms);
+  // Everything delivered or purged: nothing left to summarize.
+  std::vector<QueueUpdate> all;
+  for (uint64_t id : {a, b, c}) all.push_back(Update(Kind::kPurge, "archive", id));
+  all.push_back(Update(Kind::kPurge, "telerad", a));
+  all.push_back(Update(Kind::kPurge, "telerad", c));
+  ASSERT_TRUE(Apply(*f.store, all).ok());
+  s = f.store->SummarizeQueues();
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->empty());
+}
+
+TEST(DeliveryTest, UsedBytesFallWhenObjectsAreRemovedAndBatchesAreCounted) {
+  Fixture f;
+  Store::Stats before = f.store->GetStats();
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(f.Put("1.2.6." + std::to_string(i), 400000));
+  Store::Stats full = f.store->GetStats();
+  EXPECT_GT(full.used_bytes, before.used_bytes + 20 * 300000);  // random bytes do not compress
+  EXPECT_LE(full.used_bytes, full.map_used_bytes);
+  EXPECT_GE(full.file_bytes, full.map_used_bytes);
+  EXPECT_EQ(full.fsyncs, 2 * full.commits);
+  uint64_t counted = 0;
+  for (uint64_t n : full.batch_count) counted += n;
+  EXPECT_EQ(counted, full.commits);
+  EXPECT_GE(full.batch_ops, full.commits);
+  std::vector<QueueUpdate> all;
+  for (uint64_t id : ids) {
+    all.push_back(Update(Kind::kDelivered, "archive", id));
+    all.push_back(Update(Kind::kDelivered, "telerad", id));
+  }
+  ASSERT_TRUE(Apply(*f.store, all).ok());
+  // Another commit lets LMDB put the freed pages on its free list for good.
+  f.Put("1.2.6.99", 1000);
+  Store::Stats after = f.store->GetStats();
+  EXPECT_LT(after.used_bytes, full.used_bytes - 20 * 300000);
+  EXPECT_GE(after.map_used_bytes, full.map_used_bytes);  // the file's high-water does not fall
+}
+
 TEST(DeliveryTest, RetryLaterRewritesTheRowAndListQueueStaysInItsDestination) {
   Fixture f;
   uint64_t id1 = f.Put("1.2.9.1");
