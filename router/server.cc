@@ -192,7 +192,50 @@ ScpAssociation* Server::FindAssociation(uint64_t id) {
   return it == associations_.end() ? nullptr : it->second.get();
 }
 
-void Server::OnAssociationClosed(uint64_t id) { associations_.erase(id); }
+void Server::OnAssociationClosed(uint64_t id) {
+  associations_.erase(id);
+  if (draining_ && !shutting_down_ && associations_.empty()) FinishDrain("every association ended");
+}
+
+void Server::Drain(uint64_t deadline_ms, std::function<void()> done) {
+  if (draining_ || shutting_down_) return;
+  draining_ = true;
+  drain_done_ = std::move(done);
+  if (listening_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    listening_ = false;
+  }
+  if (associations_.empty()) return FinishDrain("no association was open");
+  RLOG_INFO("event=draining associations=%zu deadline_s=%.1f: no new associations; open ones may finish",
+            associations_.size(), static_cast<double>(deadline_ms) / 1000);
+  uv_timer_init(loop_, &drain_timer_);
+  drain_timer_.data = this;
+  drain_timer_open_ = true;
+  uv_timer_start(
+      &drain_timer_,
+      [](uv_timer_t* t) noexcept {
+        auto* self = static_cast<Server*>(t->data);
+        RLOG_WARN("event=drain-deadline associations=%zu: aborting them; their unacknowledged objects are not kept "
+                  "(the senders will send them again)",
+                  self->associations_.size());
+        self->FinishDrain("deadline");
+      },
+      deadline_ms, 0);
+}
+
+void Server::FinishDrain(const char* why) {
+  if (drain_timer_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+    drain_timer_open_ = false;
+  }
+  RLOG_INFO("event=drained reason=\"%s\"", why);
+  Shutdown();
+  if (drain_done_) {
+    std::function<void()> done = std::move(drain_done_);
+    drain_done_ = nullptr;
+    done();
+  }
+}
 
 void Server::Post(std::function<void()> fn) {
   std::lock_guard<std::mutex> lock(posted_mu_);
@@ -219,6 +262,10 @@ void Server::ResumePaused() {
 void Server::Shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
+  if (drain_timer_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+    drain_timer_open_ = false;
+  }
   if (listening_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
     listening_ = false;

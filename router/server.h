@@ -57,6 +57,14 @@ class Server {
   // loop then runs out of work. Loop thread.
   void Shutdown();
 
+  // Graceful stop (SIGTERM): stops accepting at once, lets the open
+  // associations finish (their peers release them) for at most
+  // `deadline_ms`, then Shutdown()s, aborting whatever is still open; commits
+  // already under way complete and are answered. `done` runs on the loop
+  // after the Shutdown. Loop thread.
+  void Drain(uint64_t deadline_ms, std::function<void()> done);
+  bool draining() const { return draining_; }
+
   // Runs `fn` on the loop thread soon. Any thread.
   void Post(std::function<void()> fn);
 
@@ -137,6 +145,11 @@ class Server {
   std::string rules_fingerprint_;  // contents of the rule files last loaded (or last failed)
   uv_timer_t rules_debounce_;
   bool rules_debounce_open_ = false;
+  bool draining_ = false;
+  std::function<void()> drain_done_;
+  uv_timer_t drain_timer_;
+  bool drain_timer_open_ = false;
+  void FinishDrain(const char* why);
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
 };

@@ -61,6 +61,7 @@ void ReadListener(const toml::table& t, Errors* errors, ListenerConfig* out) {
   r.ReadInt("max_pdu", 4096, 16777216, &out->max_pdu);
   r.ReadInt("artim_timeout_s", 1, 3600, &out->artim_timeout_s);
   r.ReadInt("idle_timeout_s", 1, 86400, &out->idle_timeout_s);
+  r.ReadInt("drain_timeout_s", 0, 3600, &out->drain_timeout_s);
   r.ReadBool("accept_unknown_sop_classes", &out->accept_unknown_sop_classes);
   r.RejectUnknownKeys();
 }

@@ -25,6 +25,9 @@ struct ListenerConfig {
   uint32_t max_pdu = 262144;          // 4096-16777216: our receive limit (PS3.8 D.1)
   uint32_t artim_timeout_s = 30;      // 1-3600: ARTIM (PS3.8 9.1.5)
   uint32_t idle_timeout_s = 300;      // 1-86400: no PDU for this long aborts the association
+  // 0-3600: on SIGTERM, open associations may finish for this long before
+  // they are aborted (no new ones are accepted meanwhile).
+  uint32_t drain_timeout_s = 20;
   // Accept abstract syntaxes DCMTK does not know (private SOP classes) as storage.
   bool accept_unknown_sop_classes = true;
 };

@@ -41,6 +41,7 @@ TEST(ConfigTest, FullFileParses) {
       "max_pdu = 65536\n"
       "artim_timeout_s = 10\n"
       "idle_timeout_s = 600\n"
+      "drain_timeout_s = 45\n"
       "accept_unknown_sop_classes = false\n"
       "\n"
       "[store]\n"
@@ -65,6 +66,7 @@ TEST(ConfigTest, FullFileParses) {
   EXPECT_EQ(c.listener.max_pdu, 65536u);
   EXPECT_EQ(c.listener.artim_timeout_s, 10u);
   EXPECT_EQ(c.listener.idle_timeout_s, 600u);
+  EXPECT_EQ(c.listener.drain_timeout_s, 45u);
   EXPECT_FALSE(c.listener.accept_unknown_sop_classes);
   EXPECT_EQ(c.store.path, "/srv/relais");
   EXPECT_EQ(c.store.max_size, 10u << 20);
