@@ -107,7 +107,11 @@ Status LmdbEnv::CheckFormatVersion(Txn& txn, const std::string& path) {
     return Status::InvalidArgument("store at " + path + " has format version " + std::to_string(version) +
                                    "; this build of Relais reads format version " +
                                    std::to_string(kFormatVersion) + " only" +
-                                   (version > kFormatVersion ? " (written by a newer Relais)" : ""));
+                                   (version > kFormatVersion
+                                        ? " (written by a newer Relais): install that version again, or move this "
+                                          "store away and restore a backup taken with this version"
+                                        : ": no migration from that version exists in this build; run the Relais "
+                                          "that wrote it until its queues are empty, then move the store away"));
   }
   return Status::OK();
 }

@@ -2,6 +2,9 @@
 // and corrupted chunks detected on read.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "store/chunk_codec.h"
 #include "store/lmdb_env.h"
 #include "store/meta_codec.h"
@@ -31,6 +34,11 @@ void SetFormatVersion(const std::string& path, uint32_t version) {
   ASSERT_TRUE(txn.Commit().ok());
 }
 
+std::string FileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 TEST(FormatVersionTest, FreshStoreRecordsVersion1) {
   TempDir dir;
   ASSERT_TRUE(Store::Open(TestOptions(dir.path())).ok());
@@ -58,6 +66,25 @@ TEST(FormatVersionTest, NewerVersionIsRefusedNamingBoth) {
     EXPECT_NE(msg.find("format version 1"), std::string::npos) << msg;
     EXPECT_NE(msg.find("newer"), std::string::npos) << msg;
   }
+}
+
+// An upgrade that finds a store of an unknown older format refuses it, says
+// so and what to do, and leaves it untouched.
+TEST(FormatVersionTest, OlderVersionIsRefusedWithWhatToDo) {
+  TempDir dir;
+  ASSERT_TRUE(Store::Open(TestOptions(dir.path())).ok());
+  SetFormatVersion(dir.path(), 0);
+  std::string before = FileBytes(dir.path() + "/data.mdb");
+  std::string msg;
+  {
+    auto s = Store::Open(TestOptions(dir.path()));
+    ASSERT_FALSE(s.ok());
+    msg = s.status().message();
+  }
+  EXPECT_NE(msg.find("format version 0"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no migration"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("move the store away"), std::string::npos) << msg;
+  EXPECT_TRUE(FileBytes(dir.path() + "/data.mdb") == before) << "a refused store must be left as it was";
 }
 
 TEST(FormatVersionTest, ReadOnlyOpenOfMissingStoreIsNotFound) {
