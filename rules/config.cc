@@ -25,6 +25,7 @@
 
 #include "rules/rules.h"
 #include "rules/toml_util.h"
+#include "base/cidr.h"
 
 namespace relais::rules {
 namespace {
@@ -42,6 +43,35 @@ using internal::TypeName;
 constexpr size_t kMaxConfigBytes = 1 << 20;
 
 constexpr uint64_t kMinStoreSize = 1 << 20;  // 1 MiB
+
+bool IsSha256Hex(const std::string& h) {
+  return h.size() == 64 &&
+         std::all_of(h.begin(), h.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// Calls fn(reader, table) for each table of the array of tables `key` of `r`
+// ([[listener.allow]] ...), reporting anything else; each entry's unknown
+// keys are reported too.
+template <typename Fn>
+void ForEachTable(TableReader* r, std::string_view key, const char* shown, Fn fn) {
+  const toml::node* n = r->Take(key);
+  if (n == nullptr) return;
+  const toml::array* arr = n->as_array();
+  if (arr == nullptr) {
+    r->TypeError(key, *n, (std::string("an array of tables (") + shown + ")").c_str());
+    return;
+  }
+  for (const toml::node& item : *arr) {
+    const toml::table* tt = item.as_table();
+    if (tt == nullptr) {
+      r->errors()->Add(item.source(), r->Full(key) + " entries must be tables (" + shown + ")");
+      continue;
+    }
+    TableReader tr(*tt, r->Full(key), r->errors());
+    fn(tr, *tt);
+    tr.RejectUnknownKeys();
+  }
+}
 
 void ReadListener(const toml::table& t, Errors* errors, ListenerConfig* out) {
   TableReader r(t, "listener", errors);
@@ -63,6 +93,37 @@ void ReadListener(const toml::table& t, Errors* errors, ListenerConfig* out) {
   r.ReadInt("idle_timeout_s", 1, 86400, &out->idle_timeout_s);
   r.ReadInt("drain_timeout_s", 0, 3600, &out->drain_timeout_s);
   r.ReadBool("accept_unknown_sop_classes", &out->accept_unknown_sop_classes);
+  ForEachTable(&r, "allow", "[[listener.allow]]", [&](TableReader& tr, const toml::table& tt) {
+    ListenerConfig::Allow a;
+    tr.ReadString("calling_ae", &a.calling_ae, /*required=*/true);
+    if (const toml::node* n = tr.Node("calling_ae"); n != nullptr && n->is_string() && a.calling_ae != "*") {
+      if (auto why = AeTitleProblem(a.calling_ae)) errors->Add(n->source(), "listener.allow.calling_ae " + *why + " (or \"*\" for any)");
+    }
+    tr.ReadString("from", &a.from);
+    if (const toml::node* n = tr.Node("from"); n != nullptr && n->is_string() && !a.from.empty() &&
+                                               !Cidr::Parse(a.from)) {
+      errors->Add(n->source(), "listener.allow.from must be an IP address or a CIDR block such as \"10.1.2.0/24\" "
+                               "(no host bits set after the prefix), got '" + a.from + "'");
+    }
+    (void)tt;
+    out->allow.push_back(std::move(a));
+  });
+  ForEachTable(&r, "user", "[[listener.user]]", [&](TableReader& tr, const toml::table&) {
+    ListenerConfig::User u;
+    tr.ReadString("username", &u.username, /*required=*/true);
+    if (const toml::node* n = tr.Node("username"); n != nullptr && n->is_string()) {
+      if (u.username.empty() || u.username.size() > 65535) errors->Add(n->source(), "listener.user.username must not be empty");
+      for (const ListenerConfig::User& other : out->users) {
+        if (other.username == u.username) errors->Add(n->source(), "listener.user '" + u.username + "' is listed twice");
+      }
+    }
+    tr.ReadString("passcode_sha256", &u.passcode_sha256);
+    if (const toml::node* n = tr.Node("passcode_sha256"); n != nullptr && n->is_string() && !IsSha256Hex(u.passcode_sha256)) {
+      errors->Add(n->source(), "listener.user.passcode_sha256 must be the passcode's SHA-256 as 64 lowercase hex digits "
+                               "(e.g. printf %s PASSCODE | sha256sum)");
+    }
+    out->users.push_back(std::move(u));
+  });
   r.RejectUnknownKeys();
 }
 

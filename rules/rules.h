@@ -30,6 +30,24 @@ struct ListenerConfig {
   uint32_t drain_timeout_s = 20;
   // Accept abstract syntaxes DCMTK does not know (private SOP classes) as storage.
   bool accept_unknown_sop_classes = true;
+  // [[listener.allow]]: who may associate. Empty: any calling AE from
+  // anywhere. Otherwise an association is accepted only when some entry
+  // matches both its calling AE title and its peer address; the others get
+  // A-ASSOCIATE-RJ (permanent, calling AE title not recognized).
+  struct Allow {
+    std::string calling_ae;  // exact AE title, or "*" for any
+    std::string from;        // IP or CIDR ("10.1.2.0/24", "fd00::/8"); empty: any address
+  };
+  std::vector<Allow> allow;
+  // [[listener.user]]: DICOM user identity negotiation (PS3.7 D.3.3.7).
+  // Empty: not checked. Otherwise every association must present one of
+  // these users (type 2, username and passcode; or type 1, username only,
+  // for a user without passcode), else A-ASSOCIATE-RJ (permanent).
+  struct User {
+    std::string username;
+    std::string passcode_sha256;  // SHA-256 of the passcode, 64 lowercase hex; empty: no passcode
+  };
+  std::vector<User> users;
 };
 
 // [store]

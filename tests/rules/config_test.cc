@@ -415,6 +415,46 @@ TEST(ConfigTest, AlertsTable) {
               HasSubstr("relais.toml:6:11: alerts.command must be an absolute path"));
 }
 
+TEST(ConfigTest, ListenerAllowListAndUsers) {
+  const std::string h(64, 'b');
+  Result<AppConfig> r = ParseAppConfig(
+      std::string(kMinimal) +
+          "[[listener.allow]]\ncalling_ae = \"CT1\"\nfrom = \"10.1.2.0/24\"\n"
+          "[[listener.allow]]\ncalling_ae = \"*\"\nfrom = \"fd00::/8\"\n"
+          "[[listener.allow]]\ncalling_ae = \"MR1\"\n"
+          "[[listener.user]]\nusername = \"modality\"\npasscode_sha256 = \"" + h + "\"\n"
+          "[[listener.user]]\nusername = \"legacy\"\n",
+      "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->listener.allow.size(), 3u);
+  EXPECT_EQ(r->listener.allow[0].calling_ae, "CT1");
+  EXPECT_EQ(r->listener.allow[0].from, "10.1.2.0/24");
+  EXPECT_EQ(r->listener.allow[1].calling_ae, "*");
+  EXPECT_EQ(r->listener.allow[2].from, "");
+  ASSERT_EQ(r->listener.users.size(), 2u);
+  EXPECT_EQ(r->listener.users[0].passcode_sha256, h);
+  EXPECT_EQ(r->listener.users[1].passcode_sha256, "");
+}
+
+TEST(ConfigTest, ListenerAllowListRejectsBadEntries) {
+  std::string err = ErrorOf(std::string(kMinimal) +
+                            "[[listener.allow]]\ncalling_ae = \"CT1\"\nfrom = \"10.1.2.3/24\"\n"
+                            "[[listener.allow]]\nfrom = \"300.1.1.1\"\n"
+                            "[[listener.allow]]\ncalling_ae = \"A\\\\B\"\nfrom = \"10.0.0.0/33\"\nport = 4\n"
+                            "[[listener.user]]\nusername = \"u\"\npasscode_sha256 = \"secret\"\n"
+                            "[[listener.user]]\nusername = \"u\"\n");
+  EXPECT_THAT(err, HasSubstr("relais.toml:7:8: listener.allow.from must be an IP address or a CIDR block"));
+  EXPECT_THAT(err, HasSubstr("missing required key 'calling_ae'"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:9:8: listener.allow.from must be"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:11:14: listener.allow.calling_ae"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:12:8: listener.allow.from must be"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:13:1: unknown key 'port' in [listener.allow]"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:16:19: listener.user.passcode_sha256 must be the passcode's SHA-256"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:18:12: listener.user 'u' is listed twice"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[listener.allow]\ncalling_ae = \"X\"\n"),
+              HasSubstr("listener.allow must be an array of tables ([[listener.allow]])"));
+}
+
 // Malformed TOML: a clean error at the parser's position, never a crash.
 TEST(ConfigTest, UnterminatedStringIsAParseError) {
   std::string err = ErrorOf("[listener]\nae_title = \"RELAIS\n[store]\n");
