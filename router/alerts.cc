@@ -544,7 +544,7 @@ struct Alerts::Impl {
       RLOG_WARN("event=alert-command-failed alert=%s subject=%s state=%s command=%s exit=%lld signal=%d%s",
                 c->notice.kind.c_str(), c->notice.subject.c_str(), c->notice.state.c_str(),
                 self->config.command.c_str(), static_cast<long long>(exit_status), term_signal,
-                c->killed ? " (killed: too slow)" : "");
+                !c->killed ? "" : self->shut ? " (killed: relais is stopping)" : " (killed: too slow)");
     }
     if (!self->shut || !c->killed) self->Count(c->notice, ok);
     self->CloseCommand(c);
