@@ -11,10 +11,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <vector>
 
 #include "base/log.h"
 #include "base/text.h"
+#include "router/atna.h"
 
 namespace relais::router {
 namespace {
@@ -190,6 +192,7 @@ struct Parsed {
   std::string kind;
   std::string reason;      // segment records
   std::string torn_bytes;  // segment records
+  std::string prev_file;   // "rotated" segment records
 };
 
 Parsed ParseRecord(std::string_view line) {
@@ -228,6 +231,7 @@ Parsed ParseRecord(std::string_view line) {
   p.kind = *kind;
   if (const std::string* r = json.Get("reason")) p.reason = *r;
   if (const std::string* t = json.Get("torn_bytes")) p.torn_bytes = *t;
+  if (const std::string* f = json.Get("prev_file")) p.prev_file = *f;
   if (AuditLog::Sha256Hex(line.substr(0, at)) != p.hash) {
     p.error = "hash does not match the record (the line was changed)";
     return p;
@@ -253,7 +257,44 @@ std::string AuditLog::Sha256Hex(std::string_view bytes) {
   return out;
 }
 
-AuditLog::AuditLog(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+namespace {
+
+std::string BaseName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// "<path>.20261128T140312Z", or with "-01".."-99" when taken; "" if all are.
+std::string RotatedName(const std::string& path) {
+  time_t t = static_cast<time_t>(std::time(nullptr));
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char stamp[80];
+  std::snprintf(stamp, sizeof(stamp), "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec);
+  const std::string base = path + "." + stamp;
+  struct stat st;
+  if (::lstat(base.c_str(), &st) != 0) return base;
+  for (int i = 1; i <= 99; ++i) {
+    char suffix[16];
+    std::snprintf(suffix, sizeof(suffix), "-%02d", i);
+    if (::lstat((base + suffix).c_str(), &st) != 0) return base + suffix;
+  }
+  return "";
+}
+
+}  // namespace
+
+AuditLog::AuditLog(int fd, std::string path, Options options)
+    : fd_(fd), path_(std::move(path)), options_(std::move(options)) {
+  rotate_at_ = options_.rotate_size;
+}
 
 Status AuditLog::LoadTailLocked(std::string* reason) {
   struct stat st;
@@ -267,6 +308,7 @@ Status AuditLog::LoadTailLocked(std::string* reason) {
     return Status::IOError("cannot read audit file '" + path_ + "': " + std::strerror(errno));
   }
   *reason = size == 0 ? "new_file" : "open";
+  size_ = size;
   prev_hash_ = kZeroHash;
   seq_ = 0;
   torn_bytes_ = 0;
@@ -291,23 +333,41 @@ Status AuditLog::LoadTailLocked(std::string* reason) {
   return Status::OK();
 }
 
-Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path) {
+Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path) { return Open(path, Options{}); }
+
+Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, const Options& options) {
+  AtnaExporter::Options atna;
+  if (!options.syslog.empty()) {
+    Result<SyslogTarget> target = ParseSyslogTarget(options.syslog);
+    if (!target.ok()) return target.status();
+    atna.target = *target;
+    atna.source.ae_title = options.ae_title;
+    atna.source.calling_ae_title = options.calling_ae_title;
+    char host[256] = {0};
+    if (gethostname(host, sizeof(host) - 1) == 0) atna.source.hostname = host;
+  }
   int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) return Status::IOError("cannot open audit file '" + path + "': " + std::strerror(errno));
-  std::unique_ptr<AuditLog> log(new AuditLog(fd, path));  // closes fd from here on
+  std::unique_ptr<AuditLog> log(new AuditLog(fd, path, options));  // closes fd from here on
+  if (!options.syslog.empty()) log->atna_ = std::make_unique<AtnaExporter>(std::move(atna));
   std::string reason;
   {
     std::lock_guard<std::mutex> lock(log->mu_);
     Status s = log->LoadTailLocked(&reason);
     if (!s.ok()) return s;
-    bool ok = log->torn_bytes_ > 0 ? log->WriteLocked("segment", {{"reason", reason}, {"torn_bytes",
-                                                       std::to_string(log->torn_bytes_)}}, /*lead_newline=*/true)
-                                   : log->WriteLocked("segment", {{"reason", reason}}, false);
+    const std::string torn = std::to_string(log->torn_bytes_);
+    const uint64_t seq = log->seq_ + 1;
+    const int64_t ms = NowMs();
+    bool ok = log->torn_bytes_ > 0 ? log->WriteLocked("segment", {{"reason", reason}, {"torn_bytes", torn}},
+                                                      /*lead_newline=*/true, ms)
+                                   : log->WriteLocked("segment", {{"reason", reason}}, false, ms);
     if (!ok) return Status::IOError("cannot write audit file '" + path + "': " + std::strerror(errno));
+    log->ExportLocked("segment", {{"reason", reason}}, seq, ms);
   }
   log->syncer_ = std::thread([l = log.get()] { l->SyncLoop(); });
-  RLOG_INFO("event=audit-open path=%s seq=%llu reason=%s", path.c_str(), static_cast<unsigned long long>(log->seq_),
-            reason.c_str());
+  RLOG_INFO("event=audit-open path=%s seq=%llu reason=%s rotate_size=%llu syslog=%s", path.c_str(),
+            static_cast<unsigned long long>(log->seq_), reason.c_str(),
+            static_cast<unsigned long long>(options.rotate_size), options.syslog.empty() ? "-" : options.syslog.c_str());
   return log;
 }
 
@@ -318,6 +378,11 @@ AuditLog::~AuditLog() {
   }
   cv_.notify_all();
   if (syncer_.joinable()) syncer_.join();
+  atna_.reset();  // sends what waits, for at most its drain time
+  for (int fd : retired_fds_) {
+    fdatasync(fd);
+    ::close(fd);
+  }
   fdatasync(fd_);
   ::close(fd_);
 }
@@ -326,12 +391,79 @@ void AuditLog::SyncLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
-    if (!dirty_) continue;
+    if (!dirty_ && retired_fds_.empty() && !dir_dirty_) continue;
     dirty_ = false;
+    // Only this thread closes retired descriptors, and fd_ is retired (not
+    // closed) by a rotation, so `fd` stays valid while unlocked.
+    const int fd = fd_;
+    std::vector<int> retired = std::move(retired_fds_);
+    retired_fds_.clear();
+    const bool dir = dir_dirty_;
+    dir_dirty_ = false;
     lock.unlock();
-    fdatasync(fd_);  // never on a caller's thread
+    for (int r : retired) {  // never on a caller's thread
+      fdatasync(r);
+      ::close(r);
+    }
+    fdatasync(fd);
+    if (dir) {  // make the rename and the new file's entry durable
+      int dfd = ::open(DirName(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) {
+        fsync(dfd);
+        ::close(dfd);
+      }
+    }
     lock.lock();
   }
+}
+
+void AuditLog::ExportLocked(std::string_view kind, std::initializer_list<Field> fields, uint64_t seq,
+                            int64_t unix_ms) {
+  if (!atna_) return;
+  AtnaEvent e;
+  e.kind = std::string(kind);
+  e.seq = seq;
+  e.unix_ms = unix_ms;
+  e.fields.reserve(fields.size());
+  for (const Field& f : fields) e.fields.emplace_back(std::string(f.first), std::string(f.second));
+  atna_->Submit(std::move(e));
+}
+
+void AuditLog::RotateLocked() {
+  rotating_ = true;
+  const std::string name = RotatedName(path_);
+  int nfd = -1;
+  if (!name.empty() && ::rename(path_.c_str(), name.c_str()) == 0) {
+    nfd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (nfd < 0) {
+      int err = errno;
+      if (::rename(name.c_str(), path_.c_str()) != 0) {
+        RLOG_ERROR("event=audit-rotate-failed path=%s rotated=%s reason=\"cannot rename back: %s\"", path_.c_str(),
+                   name.c_str(), std::strerror(errno));
+      }
+      errno = err;
+    }
+  }
+  if (nfd < 0) {
+    RLOG_ERROR("event=audit-rotate-failed path=%s size=%llu reason=\"%s\": the log stays in this file",
+               path_.c_str(), static_cast<unsigned long long>(size_),
+               name.empty() ? "every rotated name for this second is taken" : std::strerror(errno));
+    rotate_at_ = size_ + options_.rotate_size;  // try again later, not at every record
+    rotating_ = false;
+    return;
+  }
+  retired_fds_.push_back(fd_);
+  fd_ = nfd;
+  size_ = 0;
+  rotate_at_ = options_.rotate_size;
+  dir_dirty_ = true;
+  ++rotations_;
+  const std::string prev_file = BaseName(name);
+  if (WriteLocked("segment", {{"reason", "rotated"}, {"prev_file", prev_file}}, false, 0)) {
+    RLOG_INFO("event=audit-rotated path=%s rotated=%s seq=%llu", path_.c_str(), name.c_str(),
+              static_cast<unsigned long long>(seq_));
+  }
+  rotating_ = false;
 }
 
 void AuditLog::Record(std::string_view kind, std::initializer_list<Field> fields) {
@@ -346,17 +478,23 @@ void AuditLog::Record(std::string_view kind, std::initializer_list<Field> fields
     }
     resync_ = false;
     if (torn_bytes_ > 0 &&
-        !WriteLocked("segment", {{"reason", "torn_tail"}, {"torn_bytes", std::to_string(torn_bytes_)}}, true)) {
+        !WriteLocked("segment", {{"reason", "torn_tail"}, {"torn_bytes", std::to_string(torn_bytes_)}}, true, 0)) {
+      ExportLocked(kind, fields, seq_ + 1, NowMs());  // the disk failed; the collector may still hear of it
       return;
     }
   }
-  WriteLocked(kind, fields, false);
+  // Taken before the write: a rotation after it moves seq_ on.
+  const uint64_t seq = seq_ + 1;
+  const int64_t ms = NowMs();
+  WriteLocked(kind, fields, false, ms);
+  ExportLocked(kind, fields, seq, ms);
 }
 
-bool AuditLog::WriteLocked(std::string_view kind, std::initializer_list<Field> fields, bool lead_newline) {
+bool AuditLog::WriteLocked(std::string_view kind, std::initializer_list<Field> fields, bool lead_newline,
+                           int64_t unix_ms) {
   std::string line = lead_newline ? "\n" : "";
   const size_t start = line.size();
-  line += "{\"seq\":" + std::to_string(seq_ + 1) + ",\"time\":\"" + IsoTime(NowMs()) + "\",\"kind\":\"" +
+  line += "{\"seq\":" + std::to_string(seq_ + 1) + ",\"time\":\"" + IsoTime(unix_ms == 0 ? NowMs() : unix_ms) + "\",\"kind\":\"" +
           JsonEscape(std::string(kind)) + "\"";
   for (const Field& f : fields) {
     line += ",\"" + JsonEscape(std::string(f.first)) + "\":\"" + JsonEscape(std::string(f.second)) + "\"";
@@ -372,12 +510,14 @@ bool AuditLog::WriteLocked(std::string_view kind, std::initializer_list<Field> f
     if (n <= 0) break;
     done += static_cast<size_t>(n);
   }
+  size_ += done;
   if (done == line.size()) {
     seq_ += 1;
     prev_hash_ = std::move(hash);
     ++written_;
     dirty_ = true;
     failing_ = false;
+    if (rotate_at_ > 0 && size_ >= rotate_at_ && !rotating_) RotateLocked();
     return true;
   }
   int err = errno;
@@ -402,25 +542,48 @@ uint64_t AuditLog::write_failures() const {
   return failures_;
 }
 
-Result<AuditLog::VerifyReport> AuditLog::Verify(const std::string& path) {
+uint64_t AuditLog::rotations() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return rotations_;
+}
+
+uint64_t AuditLog::atna_sent() const { return atna_ ? atna_->sent() : 0; }
+uint64_t AuditLog::atna_dropped() const { return atna_ ? atna_->dropped() : 0; }
+
+namespace {
+
+// Where the chain stands between lines and between files.
+struct ChainState {
+  std::string prev = kZeroHash;
+  uint64_t seq = 0;
+  bool any = false;           // a record was accepted (in any file)
+  std::string last_file;      // the previous file given (its path)
+};
+
+// Checks one file, continuing `chain`. Returns false with *report final
+// (bad_line, bad_file, error) at the first broken link.
+Result<bool> VerifyFile(const std::string& path, bool first_file, ChainState* chain,
+                        AuditLog::VerifyReport* report) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) {
     std::string msg = "cannot open audit file '" + path + "': " + std::strerror(errno);
     return errno == ENOENT ? Status::NotFound(msg) : Status::IOError(msg);
   }
-  VerifyReport report;
-  std::string prev = kZeroHash;
-  uint64_t seq = 0;
   uint64_t line_no = 0;
   // A malformed line waiting to be excused by a torn_tail segment record.
   uint64_t bad_line = 0;
   std::string bad_error;
   uint64_t bad_len = 0;
   bool bad_unterminated = false;
+  auto fail = [&](uint64_t line, std::string why) {
+    report->bad_line = line;
+    report->bad_file = path;
+    report->error = std::move(why);
+    return false;
+  };
 
   std::string line;
   bool too_long = false;
-  bool eof = false;
   auto check = [&](bool terminated) -> bool {  // false: stop, report is final
     ++line_no;
     Parsed p;
@@ -431,11 +594,7 @@ Result<AuditLog::VerifyReport> AuditLog::Verify(const std::string& path) {
     }
     if (bad_line != 0) {
       bool excused = p.ok && p.kind == "segment" && p.reason == "torn_tail" && p.torn_bytes == std::to_string(bad_len);
-      if (!excused) {
-        report.bad_line = bad_line;
-        report.error = bad_error;
-        return false;
-      }
+      if (!excused) return fail(bad_line, bad_error);
       bad_line = 0;
     }
     if (!p.ok) {
@@ -445,32 +604,50 @@ Result<AuditLog::VerifyReport> AuditLog::Verify(const std::string& path) {
       bad_unterminated = !terminated;
       return true;
     }
-    if (p.prev != prev) {
-      report.bad_line = line_no;
-      report.error = line_no == 1 ? "\"prev\" of the first record is not zero (lines before it were removed)"
-                                  : "\"prev\" does not match the previous record (a record was removed, "
-                                    "inserted or reordered before this line)";
-      return false;
+    const bool rotated = p.kind == "segment" && p.reason == "rotated";
+    if (line_no == 1 && !first_file) {
+      // The link between files: this file must continue the one before.
+      const std::string before = chain->last_file;
+      if (!rotated) {
+        return fail(1, "does not continue " + before + ": its first record is not a \"rotated\" segment (" +
+                           (p.reason.empty() ? "kind " + p.kind : "reason " + p.reason) +
+                           "), so it starts a new chain or lost its first lines");
+      }
+      if (p.prev != chain->prev) {
+        if (!p.prev_file.empty() && p.prev_file != BaseName(before)) {
+          return fail(1, "continues '" + p.prev_file + "', not " + before +
+                             " (a file is missing between them, or the files are out of order)");
+        }
+        return fail(1, "\"prev\" does not match the last record of " + before + " (" + before +
+                           " was cut short, extended or replaced)");
+      }
+      if (p.seq != chain->seq + 1) {
+        return fail(1, "\"seq\" is " + std::to_string(p.seq) + ", expected " + std::to_string(chain->seq + 1) +
+                           " after the last record of " + before);
+      }
+    } else if (line_no == 1 && rotated && p.prev != kZeroHash) {
+      // The first file given continues one that was not: accept the link
+      // unchecked (the record's own hash still is) and say so.
+      report->note = path + " continues '" + p.prev_file + "', which was not given: that link was not checked";
+    } else if (p.prev != chain->prev) {
+      return fail(line_no, line_no == 1 ? "\"prev\" of the first record is not zero (lines before it were removed)"
+                                        : "\"prev\" does not match the previous record (a record was removed, "
+                                          "inserted or reordered before this line)");
+    } else if (p.seq != chain->seq + 1) {
+      return fail(line_no, "\"seq\" is " + std::to_string(p.seq) + ", expected " + std::to_string(chain->seq + 1));
     }
-    if (p.seq != seq + 1) {
-      report.bad_line = line_no;
-      report.error = "\"seq\" is " + std::to_string(p.seq) + ", expected " + std::to_string(seq + 1);
-      return false;
-    }
-    prev = p.hash;
-    seq = p.seq;
-    ++report.records;
+    chain->prev = p.hash;
+    chain->seq = p.seq;
+    chain->any = true;
+    ++report->records;
     return true;
   };
 
   char buf[64 * 1024];
   bool go = true;
-  while (go && !eof) {
+  while (go) {
     size_t n = std::fread(buf, 1, sizeof(buf), f);
-    if (n == 0) {
-      eof = true;
-      break;
-    }
+    if (n == 0) break;
     for (size_t i = 0; i < n && go; ++i) {
       if (buf[i] == '\n') {
         go = check(/*terminated=*/true);
@@ -488,24 +665,51 @@ Result<AuditLog::VerifyReport> AuditLog::Verify(const std::string& path) {
   if (read_error) return Status::IOError("cannot read audit file '" + path + "'");
   if (go && (!line.empty() || too_long)) go = check(/*terminated=*/false);
   if (go && bad_line != 0) {
-    report.bad_line = bad_line;
-    report.error = bad_unterminated ? bad_error + " (torn last line: the writer stopped mid-record)" : bad_error;
+    go = fail(bad_line, bad_unterminated ? bad_error + " (torn last line: the writer stopped mid-record)" : bad_error);
+  }
+  chain->last_file = path;
+  return go;
+}
+
+}  // namespace
+
+Result<AuditLog::VerifyReport> AuditLog::Verify(const std::string& path) {
+  return Verify(std::vector<std::string>{path});
+}
+
+Result<AuditLog::VerifyReport> AuditLog::Verify(const std::vector<std::string>& paths) {
+  if (paths.empty()) return Status::InvalidArgument("no audit file to verify");
+  VerifyReport report;
+  ChainState chain;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    Result<bool> ok = VerifyFile(paths[i], i == 0, &chain, &report);
+    if (!ok.ok()) return ok.status();
+    ++report.files;
+    if (!*ok) break;
   }
   if (report.bad_line != 0) report.records = 0;
   return report;
 }
 
-int AuditVerifyCommand(const std::string& path) {
-  Result<AuditLog::VerifyReport> r = AuditLog::Verify(path);
+int AuditVerifyCommand(const std::string& path) { return AuditVerifyCommand(std::vector<std::string>{path}); }
+
+int AuditVerifyCommand(const std::vector<std::string>& paths) {
+  Result<AuditLog::VerifyReport> r = AuditLog::Verify(paths);
   if (!r.ok()) {
     std::fprintf(stderr, "relais audit verify: %s\n", r.status().message().c_str());
     return 2;
   }
   if (r->bad_line != 0) {
-    std::printf("%s:%llu: %s\n", path.c_str(), static_cast<unsigned long long>(r->bad_line), r->error.c_str());
+    std::printf("%s:%llu: %s\n", r->bad_file.c_str(), static_cast<unsigned long long>(r->bad_line),
+                r->error.c_str());
     return 1;
   }
-  std::printf("OK: %llu records\n", static_cast<unsigned long long>(r->records));
+  if (paths.size() == 1) {
+    std::printf("OK: %llu records\n", static_cast<unsigned long long>(r->records));
+  } else {
+    std::printf("OK: %llu records in %zu files\n", static_cast<unsigned long long>(r->records), paths.size());
+  }
+  if (!r->note.empty()) std::printf("note: %s\n", r->note.c_str());
   return 0;
 }
 

@@ -9,9 +9,12 @@
 //
 // with the fields in that order and every field value a JSON string.
 //   seq   1, 2, 3... in file order (a reopened file continues the count).
-//   kind  "segment" (the writer opened the file), "association", "object",
+//   kind  "segment" (the writer opened the file, or a rotation started it:
+//         "reason":"rotated"), "association", "object",
 //         "delivery", "rules" (config change), "admin".
-//   prev  the "hash" of the previous record; 64 zeros for the first record.
+//   prev  the "hash" of the previous record; 64 zeros for the first record
+//         of a chain (a rotated file's first record links to the previous
+//         file's last record instead: see Rotation).
 //   hash  lowercase hex SHA-256 (FIPS 180-4) of the line's bytes from the
 //         opening '{' up to, not including, the ',"hash":"' that ends it.
 // Because "prev" is inside the hashed bytes, the records form a chain:
@@ -32,9 +35,24 @@
 // Durability: records are written at once (the page cache has them: a
 // process crash loses nothing) and a background thread calls fdatasync(2)
 // at most once a second when something was written, and when the log is
-// closed: a power failure loses at most the last second of records. There
-// is no rotation yet (rotate by moving the file away and restarting; the
-// new file starts a new chain).
+// closed: a power failure loses at most the last second of records.
+//
+// Rotation (Options::rotate_size): once the file holds rotate_size bytes or
+// more after a record, it is renamed to "<path>.<UTC time>", e.g.
+// "audit.jsonl.20261128T140312Z" ("-01", "-02"... appended if that name is
+// taken), and a new file starts at <path> whose first record is
+//   {"seq":N+1,...,"kind":"segment","reason":"rotated",
+//    "prev_file":"audit.jsonl.20261128T140312Z","prev":"<hash of record N>",...}
+// so the chain, and the seq count, run on across files. Old files are never
+// deleted (that is the administrator's call). The names sort in time order,
+// so `relais audit verify audit.jsonl.* audit.jsonl` checks everything.
+// If the rename fails the log stays in the current file (logged) and tries
+// again after another rotate_size bytes.
+//
+// ATNA (Options::syslog): every record is also sent as an IHE ATNA / DICOM
+// audit message over syslog (router/atna.h), from a sender thread with a
+// bounded queue: a collector that is down or slow never delays or fails a
+// Record(); messages are dropped and counted instead.
 //
 // Failure policy: a failed write is logged (once per failure streak) and
 // counted; routing goes on (the audit trail never stops the clinic).
@@ -50,10 +68,13 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "base/status.h"
 
 namespace relais::router {
+
+class AtnaExporter;
 
 class AuditLog {
  public:
@@ -63,6 +84,23 @@ class AuditLog {
   // its chain from the last complete record. Errors: IOError if the file
   // cannot be opened, read or written.
   static Result<std::unique_ptr<AuditLog>> Open(const std::string& path);
+
+  struct Options {
+    // Start a new file once the current one reaches this many bytes (see
+    // Rotation above); 0 = never. Default: 0.
+    uint64_t rotate_size = 0;
+    // "udp://HOST:PORT" (RFC 5426) or "tcp://HOST:PORT" (RFC 6587): send
+    // every record as an ATNA message there. Empty = none. Default: empty.
+    std::string syslog;
+    // Our AE title (listener), named in ATNA messages. Default: "RELAIS".
+    std::string ae_title = "RELAIS";
+    // Our AE title towards destinations; empty = ae_title. Default: empty.
+    std::string calling_ae_title;
+  };
+  // As Open(path), with rotation and ATNA export. Errors: also
+  // InvalidArgument for a syslog value that is not udp:// or tcp://HOST:PORT
+  // (an unreachable collector is not an error).
+  static Result<std::unique_ptr<AuditLog>> Open(const std::string& path, const Options& options);
   // Flushes (fdatasync) and closes.
   ~AuditLog();
   AuditLog(const AuditLog&) = delete;
@@ -75,34 +113,63 @@ class AuditLog {
 
   uint64_t records_written() const;
   uint64_t write_failures() const;
+  uint64_t rotations() const;     // files started by rotation since Open
+  uint64_t atna_sent() const;     // ATNA messages sent; 0 without syslog
+  uint64_t atna_dropped() const;  // ATNA messages dropped; 0 without syslog
 
   struct VerifyReport {
     uint64_t records = 0;   // records checked and found intact
     uint64_t bad_line = 0;  // 1-based line of the first broken link; 0 = intact
     std::string error;      // why that line is broken
+    std::string bad_file;   // the file holding bad_line (Verify of several files)
+    uint64_t files = 0;     // files checked
+    // Set when the first file continues a file that was not given (its
+    // first record is a "rotated" segment): that link was not checked.
+    std::string note;
   };
   // Checks every record of the file at `path`: well-formed, its hash, its
   // link to the previous record, its seq. Stops at the first broken link.
   // Errors: IOError/NotFound if the file cannot be read (a broken chain is
   // not an error: see VerifyReport).
   static Result<VerifyReport> Verify(const std::string& path);
+  // Checks `paths` in order as one chain: each file as above, and each
+  // file after the first must start with the "rotated" segment record that
+  // links to the last record of the file before it (same hash, next seq).
+  // A missing, reordered, replaced or cut file breaks that link, reported
+  // at line 1 of the file after the gap (or where the cut file breaks).
+  // Errors: IOError/NotFound if a file cannot be read; InvalidArgument
+  // for an empty list.
+  static Result<VerifyReport> Verify(const std::vector<std::string>& paths);
 
   // Lowercase hex SHA-256 of `bytes` (exposed for tests).
   static std::string Sha256Hex(std::string_view bytes);
 
  private:
-  AuditLog(int fd, std::string path);
+  AuditLog(int fd, std::string path, Options options);
   // Reads the end of the file: sets prev_hash_, seq_ and torn_bytes_ (the
   // bytes after the last '\n'); `reason` says what was found.
   Status LoadTailLocked(std::string* reason);
   // Writes one record (after a '\n' that ends a torn line if
   // `lead_newline`). False if it did not make it whole.
-  bool WriteLocked(std::string_view kind, std::initializer_list<Field> fields, bool lead_newline);
+  // `unix_ms` is the record's time; 0 = now.
+  bool WriteLocked(std::string_view kind, std::initializer_list<Field> fields, bool lead_newline, int64_t unix_ms);
   void SyncLoop();
+  // Renames the full file away and starts the next one (see Rotation).
+  void RotateLocked();
+  // Hands the record just written (or attempted) to the ATNA exporter.
+  void ExportLocked(std::string_view kind, std::initializer_list<Field> fields, uint64_t seq, int64_t unix_ms);
 
-  const int fd_;
+  int fd_;                  // guarded by mu_ (changes on rotation)
   const std::string path_;
+  const Options options_;
+  std::unique_ptr<AtnaExporter> atna_;  // null without syslog
   mutable std::mutex mu_;
+  uint64_t size_ = 0;       // guarded by mu_: bytes in the current file
+  uint64_t rotate_at_ = 0;  // guarded by mu_: rotate when size_ reaches this; 0 = never
+  bool rotating_ = false;   // guarded by mu_
+  uint64_t rotations_ = 0;  // guarded by mu_
+  std::vector<int> retired_fds_;  // guarded by mu_: rotated-away files, synced and closed by the syncer
+  bool dir_dirty_ = false;  // guarded by mu_: a rename to fsync the directory for
   std::string prev_hash_;   // guarded by mu_
   uint64_t seq_ = 0;        // guarded by mu_
   uint64_t torn_bytes_ = 0; // guarded by mu_
@@ -119,6 +186,10 @@ class AuditLog {
 // `relais audit verify FILE`: prints "OK: N records" (returns 0) or
 // "FILE:LINE: why" for the first broken link (returns 1).
 int AuditVerifyCommand(const std::string& path);
+// `relais audit verify FILE...`: the files in order as one chain (see
+// Verify(paths)); prints "OK: N records in K files" or "FILE:LINE: why".
+// Returns 0 intact, 1 broken, 2 unreadable.
+int AuditVerifyCommand(const std::vector<std::string>& paths);
 
 }  // namespace relais::router
 
