@@ -11,10 +11,12 @@
 #include <ctime>
 #include <cstdio>
 #include <cstring>
+#include <unordered_map>
 
 #include "base/identity.h"
 #include "base/log.h"
 #include "router/audit.h"
+#include "router/metrics.h"
 #include "router/presentation.h"
 #include "router/server.h"
 #include "router/tcp_tuning.h"
@@ -67,6 +69,33 @@ uint16_t StatusFor(const Status& s) {
   if (s.ok()) return dimse::kStatusSuccess;
   if (s.IsResourceExhausted()) return dimse::kStatusOutOfResources;
   return dimse::kStatusProcessingFailure;
+}
+
+// Steady-clock seconds, for latencies.
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// When the command of each association's C-STORE in progress arrived
+// (association -> steady seconds), then of each C-STORE waiting for its
+// commit ((association, message id) -> steady seconds), for the
+// relais_cstore_latency_seconds histogram. Per thread (an association runs
+// on its loop's thread only). Kept here rather than in ScpAssociation so
+// that metrics stay out of its header; entries go when the object is
+// answered or the association closes.
+std::unordered_map<const void*, double>& CommandArrivals() {
+  thread_local std::unordered_map<const void*, double> m;
+  return m;
+}
+using PendingKey = std::pair<const void*, uint16_t>;
+struct PendingKeyHash {
+  size_t operator()(const PendingKey& k) const {
+    return std::hash<const void*>()(k.first) ^ (static_cast<size_t>(k.second) * 0x9E3779B97F4A7C15ull);
+  }
+};
+std::unordered_map<PendingKey, double, PendingKeyHash>& PendingArrivals() {
+  thread_local std::unordered_map<PendingKey, double, PendingKeyHash> m;
+  return m;
 }
 
 struct WriteReq {
@@ -310,7 +339,9 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   called_ae_ = rq.called_ae;
   const ScpSettings& cfg = server_->settings();
   std::vector<uint8_t> bytes;
-  auto reject = [&](ul::RejectResult result, ul::RejectSource source, uint8_t reason, const char* why) {
+  auto reject = [&](ul::RejectResult result, ul::RejectSource source, uint8_t reason, const char* label,
+                    const char* why) {
+    if (Metrics* m = server_->metrics()) m->AssociationRejected(label);
     RLOG_WARN("%s called=%s event=association-rejected reason=\"%s\"", Prefix().c_str(),
               called_ae_.c_str(), why);
     if (AuditLog* a = server_->audit()) a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_},
@@ -321,21 +352,22 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   // PS3.8 9.3.2: only bit 0 of the protocol version is tested.
   if ((rq.protocol_version & 1) == 0) {
     return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceProviderAcse,
-                  ul::kRjProtocolVersionNotSupported, "protocol version not supported");
+                  ul::kRjProtocolVersionNotSupported, "protocol-version", "protocol version not supported");
   }
   if (rq.application_context != ul::kApplicationContextName) {
     return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
-                  ul::kRjApplicationContextNotSupported, "application context not supported");
+                  ul::kRjApplicationContextNotSupported, "application-context",
+                  "application context not supported");
   }
   if (rq.called_ae != cfg.ae_title) {
     std::string why = "called AE title '" + rq.called_ae + "' is not ours ('" + cfg.ae_title +
                       "'): configure the sender to call " + cfg.ae_title;
     return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
-                  ul::kRjCalledAeNotRecognized, why.c_str());
+                  ul::kRjCalledAeNotRecognized, "called-ae", why.c_str());
   }
   if (server_->established_count() >= cfg.max_associations) {
     return reject(ul::RejectResult::kTransient, ul::RejectSource::kServiceProviderPresentation,
-                  ul::kRjLocalLimitExceeded, "too many associations (listener.max_associations)");
+                  ul::kRjLocalLimitExceeded, "limit", "too many associations (listener.max_associations)");
   }
 
   ul::AssociateAc ac;
@@ -371,6 +403,7 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   facts_.listener = "default";
   established_ = true;
   server_->OnEstablished(+1);
+  if (Metrics* m = server_->metrics()) m->AssociationAccepted();
   if (AuditLog* a = server_->audit()) a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_},
                                                                {"peer", peer_}, {"result", "accepted"}});
   RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
@@ -435,10 +468,12 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
       if (!cmd.has_data_set()) {
         RLOG_WARN("%s event=c-store-refused msg=%u reason=\"C-STORE-RQ without a data set\"",
                   Prefix().c_str(), cmd.message_id.value_or(0));
+        if (Metrics* m = server_->metrics()) m->ObjectRefused(dimse::kStatusCannotUnderstand);
         SendCommand(context_id, dimse::MakeStoreResponse(cmd, dimse::kStatusCannotUnderstand,
                                                          "C-STORE-RQ without a data set"));
         return;
       }
+      if (server_->metrics() != nullptr) CommandArrivals()[this] = NowSeconds();
       Incoming in;
       in.command = std::move(cmd);
       in.context_id = context_id;
@@ -560,6 +595,10 @@ void ScpAssociation::FinishIncoming() {
       }
     }
     if (!in.failed) {
+      if (auto it = CommandArrivals().find(this); it != CommandArrivals().end()) {
+        PendingArrivals()[PendingKey{this, msg}] = it->second;
+        CommandArrivals().erase(it);
+      }
       pending_.push_back(Pending{msg, in.context_id, rq, false, 0, {}});
       Server* server = server_;
       uint64_t id = id_;
@@ -579,6 +618,8 @@ void ScpAssociation::FinishIncoming() {
     }
   }
   if (in.writer) in.writer->Abort();
+  CommandArrivals().erase(this);
+  if (Metrics* m = server_->metrics()) m->ObjectRefused(in.fail_status);
   ++objects_failed_;
   RLOG_WARN("%s msg=%u sop=%s event=c-store-refused status=0x%04X reason=\"%s\"", Prefix().c_str(), msg,
             rq.affected_sop_instance_uid.c_str(), in.fail_status, in.fail_reason.c_str());
@@ -631,6 +672,18 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
       p.status = StatusFor(status);
       if (!status.ok()) p.comment = status.message();
       break;
+    }
+  }
+  double arrived = -1;
+  if (auto it = PendingArrivals().find(PendingKey{this, message_id}); it != PendingArrivals().end()) {
+    arrived = it->second;
+    PendingArrivals().erase(it);
+  }
+  if (Metrics* m = server_->metrics()) {
+    if (status.ok()) {
+      m->ObjectReceived(meta.raw_size, arrived < 0 ? 0.0 : NowSeconds() - arrived, NowUnixMs());
+    } else {
+      m->ObjectRefused(StatusFor(status));
     }
   }
   if (status.ok()) {
@@ -732,6 +785,8 @@ void ScpAssociation::StartClose() {
   if (closing_) return;
   closing_ = true;
   DropIncoming();
+  CommandArrivals().erase(this);
+  std::erase_if(PendingArrivals(), [this](const auto& e) { return e.first.first == this; });
   if (established_) server_->OnEstablished(-1);
   established_ = false;
   uv_timer_stop(&artim_);

@@ -4,9 +4,11 @@
 #include <chrono>
 #include <cinttypes>
 #include <climits>
+#include <deque>
 
 #include "base/log.h"
 #include "router/audit.h"
+#include "router/metrics.h"
 #include "router/scu_association.h"
 #include "router/send_prep.h"
 
@@ -23,6 +25,9 @@ constexpr char kVerification[] = "1.2.840.10008.1.1";
 // A refusal of the object is retried once, then dead-lettered when it
 // recurs: archives sometimes refuse during maintenance with 0xCxxx.
 constexpr uint32_t kPermanentFailureAttempts = 2;
+
+// Failures kept per destination for RecentFailures.
+constexpr size_t kRecentFailures = 100;
 
 // Queue order: priority (highest first), then arrival (id).
 struct Key {
@@ -95,6 +100,45 @@ struct DeliveryScheduler::Dest {
   int64_t next_due = 0;  // earliest next_attempt of a row not yet due (0: none)
   // Statistics.
   uint64_t sent = 0, failed = 0, dead = 0, bytes_sent = 0;
+  // Operations (Stats, Pause/Resume, RecentFailures).
+  bool paused = false;
+  std::string last_error;
+  int64_t last_error_ms = 0;
+  int64_t failing_since = 0;  // first link failure of the current streak; 0: none
+  uint64_t retries = 0;
+  std::map<std::string, uint64_t> failures_by_class;
+  std::deque<FailureEvent> recent;  // newest first, at most kRecentFailures
+  // Bytes delivered in each second of the last minute (ring by second % 60).
+  int64_t rate_second[60] = {};
+  uint64_t rate_bytes[60] = {};
+
+  // Counts one failure of class `cls` (the classes of
+  // DestinationStats::failures_by_class) and keeps it for RecentFailures.
+  void NoteFailure(const char* cls, int64_t now, const std::string& sop, const std::string& association,
+                   const char* result, uint16_t status, const std::string& error) {
+    ++failures_by_class[cls];
+    last_error = error;
+    last_error_ms = now;
+    recent.push_front(FailureEvent{now, cfg.name, sop, association, result, status, error});
+    if (recent.size() > kRecentFailures) recent.pop_back();
+  }
+  void NoteSent(uint64_t bytes, int64_t now) {
+    int64_t second = now / 1000;
+    size_t slot = static_cast<size_t>(second % 60);
+    if (rate_second[slot] != second) {
+      rate_second[slot] = second;
+      rate_bytes[slot] = 0;
+    }
+    rate_bytes[slot] += bytes;
+  }
+  double BytesPerSecond(int64_t now) const {
+    int64_t second = now / 1000;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < 60; ++i) {
+      if (rate_second[i] > second - 60 && rate_second[i] <= second) sum += rate_bytes[i];
+    }
+    return static_cast<double>(sum) / 60.0;
+  }
 };
 
 DeliveryScheduler::DeliveryScheduler(uv_loop_t* loop, store::Store* store, DeliverySettings settings,
@@ -156,6 +200,7 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
           d->failures = 0;
           d->down = false;
           d->next_try = 0;
+          d->failing_since = 0;
           RLOG_INFO("dest=%s event=destination-changed ae=%s address=%s:%u", cfg.name.c_str(), cfg.ae_title.c_str(),
                     cfg.host.c_str(), cfg.port);
         }
@@ -240,7 +285,9 @@ void DeliveryScheduler::Run(Dest* d) {
   bool due_passed = d->next_due != 0 && now >= d->next_due;
   bool low = d->ready.size() < settings_.batch_rows / 2 + 1;
   if (d->scan_wanted || ((d->more_rows || periodic || due_passed) && low)) Refill(d, now);
-  if (d->down) {
+  if (d->paused) {
+    // Paused by the admin: nothing new is sent; idle associations are released below.
+  } else if (d->down) {
     // Probe with C-ECHO on the backoff schedule; no objects meanwhile.
     bool probing = false;
     for (auto& s : d->senders) probing |= s->probe && !s->closing;
@@ -334,6 +381,7 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
     u.error = "gave up: the object is older than retry.max_age (" + HumanDuration(d->cfg.retry.max_age_s) +
               ") after " + std::to_string(row.q.attempts) + " attempts" +
               (row.q.last_error.empty() ? "" : "; last error: " + row.q.last_error);
+    d->NoteFailure("limit", now, row.meta.sop_instance_uid, "", "dead", u.status, u.error);
     Finish(d, row, std::move(u));
   }
 }
@@ -438,7 +486,7 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
 
 void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
   if (s->busy || s->closing || !s->established) return;
-  if (d->down || NowMs() < d->next_try) return;  // backing off: the idle timer releases it
+  if (d->paused || d->down || NowMs() < d->next_try) return;  // the idle timer releases it
   const auto& accepted = s->assoc->accepted_contexts();
   for (auto it = d->ready.begin(); it != d->ready.end(); ++it) {
     const Row& row = it->second;
@@ -472,6 +520,7 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
                 dead.meta.sop_instance_uid.c_str(), u.error.c_str());
       ++d->dead;
+      d->NoteFailure("unsupported", NowMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
       Finish(d, dead, std::move(u));
       return SendNext(d, s);
     }
@@ -520,6 +569,7 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
     u.attempt.error = why;
     RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
               row.meta.sop_instance_uid.c_str(), why.c_str());
+    d->NoteFailure("unreadable", NowMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
     Finish(d, row, std::move(u));
   };
   std::vector<rules::TagEdit> edits;
@@ -645,6 +695,8 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     LinkSuccess(d);
     ++d->sent;
     d->bytes_sent += bytes;
+    d->NoteSent(bytes, now);
+    if (metrics_ != nullptr) metrics_->ObjectSent(bytes, now);
     u.kind = store::QueueUpdate::Kind::kDelivered;
     u.attempt.result = o.kind == Outcome::Kind::kWarning ? "warning" : "success";
     RLOG_INFO("dest=%s dassoc=%s sop=%s event=delivered status=%s bytes=%" PRIu64 " attempts=%u", d->cfg.name.c_str(),
@@ -665,7 +717,16 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
   bool transient = o.IsTransient();
   bool give_up = !transient && (o.kind == Outcome::Kind::kNoContext || o.kind == Outcome::Kind::kLocalError ||
                                 attempts >= kPermanentFailureAttempts);
-  if (d->cfg.retry.max_attempts != 0 && attempts >= d->cfg.retry.max_attempts) give_up = true;
+  // The classes of DestinationStats::failures_by_class (delivery.h).
+  const char* cls = link                                  ? "link"
+                    : transient                           ? "transient-status"
+                    : o.kind == Outcome::Kind::kNoContext ? "unsupported"
+                    : o.kind == Outcome::Kind::kLocalError ? "unreadable"
+                                                           : "refused";
+  if (!give_up && d->cfg.retry.max_attempts != 0 && attempts >= d->cfg.retry.max_attempts) {
+    give_up = true;
+    cls = "limit";
+  }
   if (transient) LinkFailure(d, o, s->name, /*log_head=*/false);
   u.attempts = attempts;
   u.status = link ? 0 : o.status;
@@ -688,7 +749,9 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     RLOG_WARN("dest=%s dassoc=%s sop=%s event=send-failed attempts=%u retry_in_ms=%" PRId64 " reason=\"%s\"",
               d->cfg.name.c_str(), s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts,
               u.next_attempt_unix_ms - now, u.error.c_str());
+    ++d->retries;
   }
+  d->NoteFailure(cls, now, row.meta.sop_instance_uid, s->name, give_up ? "dead" : "retry", o.status, u.error);
   Finish(d, row, std::move(u));
   if (!link) SendNext(d, s);
 }
@@ -725,6 +788,7 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
 
 void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string& association, bool log_head) {
   const int64_t now = NowMs();
+  if (d->failures == 0) d->failing_since = now;
   ++d->failures;
   d->last_link_error = o.ToString();
   d->next_try = now + Backoff(d, d->failures);
@@ -735,6 +799,9 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
             d->next_try - now, d->last_link_error.c_str());
   // The first waiting object carries the attempt in its log, so an admin
   // sees the backoff on `relais object show`.
+  if (log_head && d->ready.empty()) {
+    d->NoteFailure("link", now, "", association, "retry", o.status, d->last_link_error);
+  }
   if (log_head && !d->ready.empty()) {
     auto it = d->ready.begin();
     Row& head = it->second;
@@ -750,15 +817,20 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
     u.attempt.status = o.status;
     u.attempt.error = (d->down ? "destination down: " : "") + d->last_link_error;
     bool give_up = false;
+    const char* cls = "link";
     if (o.kind == Outcome::Kind::kRejected && !o.IsTransient() && head.q.attempts >= kPermanentFailureAttempts) {
       give_up = true;
+      cls = "refused";
       u.error = "association rejected permanently by " + d->cfg.ae_title + ": " + o.ToString();
     }
     if (d->cfg.retry.max_attempts != 0 && head.q.attempts >= d->cfg.retry.max_attempts) {
       give_up = true;
+      cls = "limit";
       u.error = "gave up after " + std::to_string(head.q.attempts) + " attempts (retry.max_attempts): " +
                 d->last_link_error;
     }
+    d->NoteFailure(cls, now, head.meta.sop_instance_uid, association, give_up ? "dead" : "retry", o.status,
+                   give_up ? u.error : u.attempt.error);
     if (give_up) {
       ++d->dead;
       Row dead = std::move(head);
@@ -768,6 +840,7 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
       u.attempt.result = "dead";
       Finish(d, dead, std::move(u));
     } else {
+      ++d->retries;
       // The row stays ready (it is not in flight).
       Finish(d, head, std::move(u), /*release_in_flight=*/false);
     }
@@ -781,6 +854,7 @@ void DeliveryScheduler::LinkSuccess(Dest* d) {
   d->failures = 0;
   d->down = false;
   d->next_try = 0;
+  d->failing_since = 0;
 }
 
 void DeliveryScheduler::OnSenderClosed(Dest* d, Sender* s) {
@@ -829,6 +903,7 @@ void DeliveryScheduler::MaybeShutdownDone() {
 }
 
 std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() const {
+  const int64_t now = NowMs();
   std::vector<DestinationStats> out;
   for (const auto& [name, d] : dests_) {
     DestinationStats st;
@@ -843,8 +918,61 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     st.failed = d->failed;
     st.dead = d->dead;
     st.bytes_sent = d->bytes_sent;
-    out.push_back(st);
+    st.ae_title = d->cfg.ae_title;
+    st.host = d->cfg.host;
+    st.port = d->cfg.port;
+    st.paused = d->paused;
+    if (d->paused) {
+      st.state = "paused";
+    } else if (d->down) {
+      st.state = "down";
+    } else if (d->failures > 0 && d->next_try > now) {
+      st.state = "backing-off";
+    } else if (!d->ready.empty() || !d->in_flight.empty()) {
+      st.state = "sending";
+    } else {
+      st.state = "idle";
+    }
+    st.last_error = d->last_error;
+    st.last_error_unix_ms = d->last_error_ms;
+    st.failing_since_unix_ms = d->failing_since;
+    st.retries = d->retries;
+    st.failures_by_class = d->failures_by_class;
+    st.sent_bytes_per_s = d->BytesPerSecond(now);
+    out.push_back(std::move(st));
   }
+  return out;
+}
+
+Status DeliveryScheduler::Pause(const std::string& destination) {
+  Dest* d = FindDest(destination);
+  if (d == nullptr || d->removed) return Status::NotFound("no destination '" + destination + "' in the rules");
+  if (!d->paused) {
+    d->paused = true;
+    RLOG_INFO("dest=%s event=paused in_flight=%zu", destination.c_str(), d->in_flight.size());
+  }
+  Run(d);
+  return Status::OK();
+}
+
+Status DeliveryScheduler::Resume(const std::string& destination) {
+  Dest* d = FindDest(destination);
+  if (d == nullptr || d->removed) return Status::NotFound("no destination '" + destination + "' in the rules");
+  if (d->paused) {
+    d->paused = false;
+    RLOG_INFO("dest=%s event=resumed", destination.c_str());
+  }
+  d->scan_wanted = true;
+  Run(d);
+  return Status::OK();
+}
+
+std::vector<DeliveryScheduler::FailureEvent> DeliveryScheduler::RecentFailures() const {
+  std::vector<FailureEvent> out;
+  for (const auto& [name, d] : dests_) out.insert(out.end(), d->recent.begin(), d->recent.end());
+  std::stable_sort(out.begin(), out.end(),
+                   [](const FailureEvent& a, const FailureEvent& b) { return a.unix_ms > b.unix_ms; });
+  if (out.size() > kRecentFailures) out.resize(kRecentFailures);
   return out;
 }
 

@@ -137,6 +137,8 @@ class DeliveryScheduler {
     // accepted, no lossless conversion), "unreadable" (stored object cannot
     // be read or prepared), "limit" (max_attempts / max_age reached).
     std::map<std::string, uint64_t> failures_by_class;
+    // Data set bytes delivered over the last minute, divided by 60.
+    double sent_bytes_per_s = 0;
   };
   std::vector<DestinationStats> Stats() const;
 

@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "router/delivery.h"
 #include "store/store.h"
 
 namespace relais::router {
@@ -82,6 +83,8 @@ class Metrics {
   const std::vector<uint64_t>& latency_buckets() const { return latency_counts_; }
   double latency_sum() const { return latency_sum_; }
   const std::map<std::string, uint64_t>& admin_requests() const { return admin_requests_; }
+  // Alerts by "kind\n1" (sent) and "kind\n0" (failed).
+  const std::map<std::string, uint64_t>& alerts() const { return alerts_; }
 
  private:
   Minute* Bucket(int64_t now_unix_ms);
@@ -102,12 +105,18 @@ struct MetricsSources {
   const Metrics* metrics = nullptr;
   const Server* server = nullptr;  // associations open, rules reloads/failures, intake gate
   const DeliveryScheduler* delivery = nullptr;
+  // When set, used instead of delivery->Stats() (a caller that already has
+  // them; tests).
+  const std::vector<DeliveryScheduler::DestinationStats>* destinations = nullptr;
   const store::Store* store = nullptr;
   const StorageWatch* storage = nullptr;
   // Per destination queue depth, dead rows and oldest row (the caller
   // caches Store::SummarizeQueues for about a second).
   const std::vector<store::Store::QueueSummary>* queues = nullptr;
   int64_t now_unix_ms = 0;
+  // relais_build_info labels (main.cc has RELAIS_VERSION and
+  // RELAIS_GIT_REVISION); empty renders as "unknown".
+  std::string version, revision;
 };
 
 // The whole /metrics page (HELP and TYPE lines, one sample per line).
