@@ -3,16 +3,24 @@
 // figures checked against what was fed in.
 #include "router/metrics.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "router/server.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {
@@ -464,6 +472,105 @@ TEST(MetricsTest, LastHourRollsOverAndZeroesOldMinutes) {
   // Totals are not affected by the ring.
   EXPECT_EQ(m.objects_received(), 3u);
   EXPECT_EQ(m.bytes_received(), 157u);
+}
+
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// The listener's figures as associations really come and go: a Server on
+// a loop in this process, DCMTK's storescu as the sender.
+TEST(ListenerMetricsTest, AssociationsObjectsRefusalsAndLatencyAreCounted) {
+  store::testing::TempDir dir;
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  store::Options o;
+  o.path = dir.Sub("store");
+  o.compression_level = 0;
+  auto opened = store::Store::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<store::Store> st = std::move(*opened);
+  ScpSettings settings;
+  settings.ae_title = "RELAIS";
+  auto server = std::make_unique<Server>(&loop, st.get(), settings);
+  st->SetProgressCallback([s = server.get()] { s->Post([s] { s->ResumePaused(); }); });
+  Metrics metrics;
+  server->SetMetrics(&metrics);
+  const uint16_t port = FreePort();
+  ASSERT_TRUE(server->Listen("127.0.0.1", port).ok());
+
+  // Runs storescu on another thread while the loop serves it.
+  auto storescu = [&](const std::string& called, const std::vector<std::string>& files) {
+    std::string cmd = "storescu -aet SENDER -aec " + called + " 127.0.0.1 " + std::to_string(port);
+    for (const std::string& f : files) cmd += " " + std::string(RELAIS_CORPUS_DIR) + "/" + f;
+    cmd += " >" + dir.Sub("storescu.log") + " 2>&1";
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+      (void)std::system(cmd.c_str());
+      done = true;
+    });
+    uv_timer_t tick;
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&tick, [](uv_timer_t*) noexcept {}, 10, 10);
+    while (!done) uv_run(&loop, UV_RUN_ONCE);
+    t.join();
+    // Let the association's close run.
+    for (int i = 0; i < 20; ++i) uv_run(&loop, UV_RUN_ONCE);
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
+    uv_run(&loop, UV_RUN_NOWAIT);
+  };
+
+  storescu("NOTRELAIS", {"dcm4che__MR01.dcm"});
+  EXPECT_EQ(metrics.associations_accepted(), 0u);
+  EXPECT_EQ(metrics.associations_rejected().count("called-ae"), 1u);
+  EXPECT_EQ(metrics.associations_rejected().at("called-ae"), 1u);
+
+  storescu("RELAIS", {"dcm4che__MR01.dcm", "dcm4che__MR02.dcm"});
+  EXPECT_EQ(metrics.associations_accepted(), 1u);
+  EXPECT_EQ(metrics.objects_received(), 2u);
+  uint64_t raw = 0;
+  ASSERT_TRUE(st->List([&](const store::ObjectMeta& m) {
+                  raw += m.raw_size;
+                  return true;
+                }).ok());
+  EXPECT_GT(raw, 0u);
+  EXPECT_EQ(metrics.bytes_received(), raw);
+  EXPECT_EQ(metrics.latency_buckets().back(), 2u);
+  EXPECT_GT(metrics.latency_sum(), 0.0);
+  EXPECT_LT(metrics.latency_sum(), 60.0);
+  EXPECT_TRUE(metrics.objects_refused().empty());
+
+  server->SetIntakeClosed("store above its high-water mark");
+  storescu("RELAIS", {"dcm4che__MR03.dcm"});
+  EXPECT_EQ(metrics.associations_accepted(), 2u);
+  EXPECT_EQ(metrics.objects_received(), 2u);
+  ASSERT_EQ(metrics.objects_refused().count(0xA700), 1u);
+  EXPECT_EQ(metrics.objects_refused().at(0xA700), 1u);
+
+  MetricsSources src;
+  src.metrics = &metrics;
+  src.server = server.get();
+  src.store = st.get();
+  Parsed p = RenderAndCheck(src);
+  EXPECT_EQ(Value(p, "relais_associations_open", kDefault), 0);
+  EXPECT_EQ(Value(p, "relais_store_intake_closed"), 1);
+  EXPECT_EQ(Value(p, "relais_objects_received_total", kDefault), 2);
+  EXPECT_EQ(Value(p, "relais_cstore_latency_seconds_count", kDefault), 2);
+  EXPECT_EQ(Value(p, "relais_rules_reloads_total"), 0);
+  EXPECT_EQ(Value(p, "relais_store_objects"), 2);
+
+  server->Shutdown();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  server.reset();
+  EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 
 }  // namespace
