@@ -303,6 +303,23 @@ void ReadAdmin(const toml::table& t, Errors* errors, AdminConfig* out) {
   r.RejectUnknownKeys();
 }
 
+void ReadTls(const toml::table& t, Errors* errors, TlsListenerConfig* out) {
+  TableReader r(t, "tls", errors);
+  out->enabled = true;
+  r.ReadInt("port", 1, 65535, &out->port);
+  r.ReadString("certificate", &out->certificate, /*required=*/true);
+  r.ReadString("private_key", &out->private_key, /*required=*/true);
+  r.ReadString("ca", &out->ca);
+  r.ReadBool("require_client_certificate", &out->require_client_certificate);
+  r.ReadEnum("min_version", {"1.2", "1.3"}, &out->min_version);
+  if (out->require_client_certificate && out->ca.empty()) {
+    const toml::node* n = r.Node("require_client_certificate");
+    errors->Add(n != nullptr ? n->source() : t.source(),
+                "tls.require_client_certificate needs tls.ca: the CA certificates that signed the clients' certificates");
+  }
+  r.RejectUnknownKeys();
+}
+
 void ReadAlerts(const toml::table& t, Errors* errors, AlertsConfig* out) {
   TableReader r(t, "alerts", errors);
   r.ReadString("webhook", &out->webhook);
@@ -328,7 +345,7 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
   config.source_path = source_name;
 
   static const std::vector<std::string_view> kTables = {"listener", "store", "delivery", "log", "rules",
-                                                               "audit", "admin", "alerts"};
+                                                               "audit", "admin", "alerts", "tls"};
   for (auto&& [key, node] : root) {
     std::string_view k = key.str();
     if (std::find(kTables.begin(), kTables.end(), k) == kTables.end()) {
@@ -357,12 +374,21 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
   if (const toml::table* t = section("audit", false)) ReadAudit(*t, &errors, &config.audit);
   if (const toml::table* t = section("admin", false)) ReadAdmin(*t, &errors, &config.admin);
   if (const toml::table* t = section("alerts", false)) ReadAlerts(*t, &errors, &config.alerts);
+  if (const toml::table* t = section("tls", false)) ReadTls(*t, &errors, &config.tls);
+  if (config.tls.enabled && config.tls.port == config.listener.port) {
+    if (const toml::node* n = root.get("tls")) {
+      errors.Add(n->source(), "tls.port (" + std::to_string(config.tls.port) + ") must differ from listener.port");
+    }
+  }
 
   if (!errors.empty()) return Status::InvalidArgument(errors.ToString());
   config.store.path = ResolvePath(config.store.path, source_name);
   if (config.delivery.calling_ae_title.empty()) config.delivery.calling_ae_title = config.listener.ae_title;
   if (!config.rules_path.empty()) config.rules_path = ResolvePath(config.rules_path, source_name);
   if (!config.audit.path.empty()) config.audit.path = ResolvePath(config.audit.path, source_name);
+  for (std::string* p : {&config.tls.certificate, &config.tls.private_key, &config.tls.ca}) {
+    if (!p->empty()) *p = ResolvePath(*p, source_name);
+  }
   return config;
 }
 

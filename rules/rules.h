@@ -76,6 +76,19 @@ struct DeliveryConfig {
   uint64_t retention_s = 0;          // keep delivered objects this long for re-sends ("7d"); 0 = remove at once
 };
 
+// [tls]: DICOM TLS (router/tls.h, PS3.15 B.9 BCP 195 profile) for a second
+// listener on `port`, with the same AE title and settings as [listener].
+// Destinations use their own `tls = { ca_file, ... }` (rules/README.md).
+struct TlsListenerConfig {
+  bool enabled = false;      // true when the [tls] table is present
+  uint16_t port = 2762;      // 1-65535; the DICOM TLS port (PS3.15 B.9 suggests 2762)
+  std::string certificate;   // required: PEM certificate (chain) of this box
+  std::string private_key;   // required: its PEM private key
+  std::string ca;            // PEM CA certificates; required with require_client_certificate
+  bool require_client_certificate = false;  // mutual TLS
+  std::string min_version = "1.2";          // "1.2" or "1.3"
+};
+
 // [admin]: the admin HTTP API and dashboard (router/admin_http.h).
 struct AdminToken {
   std::string name;    // who: shown in logs and the audit trail; unique
@@ -129,6 +142,7 @@ struct AppConfig {
   AuditConfig audit;
   AdminConfig admin;
   AlertsConfig alerts;
+  TlsListenerConfig tls;
 };
 
 // Reads and validates the appliance configuration. On failure the Status is

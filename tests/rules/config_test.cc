@@ -455,6 +455,27 @@ TEST(ConfigTest, ListenerAllowListRejectsBadEntries) {
               HasSubstr("listener.allow must be an array of tables ([[listener.allow]])"));
 }
 
+TEST(ConfigTest, TlsTable) {
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) +
+                                           "[tls]\ncertificate = \"tls/relais.crt\"\nprivate_key = \"tls/relais.key\"\n"
+                                           "ca = \"/etc/ssl/hospital-ca.pem\"\nrequire_client_certificate = true\n",
+                                       "/etc/relais/relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->tls.enabled);
+  EXPECT_EQ(r->tls.port, 2762);
+  EXPECT_EQ(r->tls.certificate, "/etc/relais/tls/relais.crt");
+  EXPECT_EQ(r->tls.private_key, "/etc/relais/tls/relais.key");
+  EXPECT_EQ(r->tls.ca, "/etc/ssl/hospital-ca.pem");
+  EXPECT_TRUE(r->tls.require_client_certificate);
+  EXPECT_EQ(r->tls.min_version, "1.2");
+  std::string err = ErrorOf(std::string(kMinimal) + "[tls]\nport = 11112\nrequire_client_certificate = true\nmin_version = \"1.1\"\n");
+  EXPECT_THAT(err, HasSubstr("missing required key 'certificate' in [tls]"));
+  EXPECT_THAT(err, HasSubstr("missing required key 'private_key' in [tls]"));
+  EXPECT_THAT(err, HasSubstr("relais.toml:7:30: tls.require_client_certificate needs tls.ca"));
+  EXPECT_THAT(err, HasSubstr("tls.min_version must be one of"));
+  EXPECT_THAT(err, HasSubstr("tls.port (11112) must differ from listener.port"));
+}
+
 // Malformed TOML: a clean error at the parser's position, never a crash.
 TEST(ConfigTest, UnterminatedStringIsAParseError) {
   std::string err = ErrorOf("[listener]\nae_title = \"RELAIS\n[store]\n");
