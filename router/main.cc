@@ -1,5 +1,6 @@
 // relais: the command line. Thin wiring; the work is in the libraries.
 #include <CLI/CLI.hpp>
+#include <openssl/rand.h>
 
 #include <cstdio>
 #include <ctime>
@@ -8,6 +9,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "router/router.h"
+#include "router/admin_api.h"
 #include "router/audit.h"
 #include "router/backup_cli.h"
 #include "router/queue_cli.h"
@@ -90,6 +92,7 @@ int CmdServe(const std::string& config_path, const std::string& log_level) {
   if (level == "error") relais::SetLogLevel(relais::LogLevel::kError);
   RLOG_INFO("event=start version=%s revision=%s config=%s", RELAIS_VERSION, RELAIS_GIT_REVISION,
             config_path.c_str());
+  relais::router::SetAdminBuildInfo(RELAIS_VERSION, RELAIS_GIT_REVISION);
   Status s = relais::router::Serve(*cfg);
   if (!s.ok()) return Fail(s);
   return 0;
@@ -146,6 +149,39 @@ int CmdConfigCheck(const std::string& config_path) {
   return 0;
 }
 
+// `relais admin token NAME`: a new random token (32 bytes from OpenSSL's
+// CSPRNG, base64url without padding) and the [[admin.token]] lines holding
+// only its SHA-256; the token itself is shown once and stored nowhere.
+int CmdAdminToken(const std::string& name, const std::string& role) {
+  if (name.empty() || name.size() > 64) {
+    std::fprintf(stderr, "relais admin token: NAME must be 1-64 characters\n");
+    return 2;
+  }
+  unsigned char raw[32];
+  if (RAND_bytes(raw, sizeof(raw)) != 1) {
+    std::fprintf(stderr, "relais admin token: the random generator failed (OpenSSL RAND_bytes)\n");
+    return 1;
+  }
+  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string token;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char b : raw) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      token += kAlphabet[(acc >> bits) & 63];
+    }
+  }
+  if (bits > 0) token += kAlphabet[(acc << (6 - bits)) & 63];
+  std::printf("token: %s\n", token.c_str());
+  std::printf("(shown once: give it to its user; Relais keeps only its SHA-256)\n\n");
+  std::printf("[[admin.token]]\nname = \"%s\"\nrole = \"%s\"\nsha256 = \"%s\"\n", JsonEscape(name).c_str(),
+              role.c_str(), relais::router::Sha256Hex(token).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -159,6 +195,15 @@ int main(int argc, char** argv) {
   serve->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
   serve->add_option("--log-level", log_level, "debug, info, warn or error (overrides [log] level)")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+
+  CLI::App* admin = app.add_subcommand("admin", "Admin API tools");
+  admin->require_subcommand(1);
+  std::string token_name;
+  std::string token_role = "viewer";
+  CLI::App* atoken = admin->add_subcommand("token", "Make a new admin API token and print its [[admin.token]] lines");
+  atoken->add_option("NAME", token_name, "Who uses it (shown in logs and the audit trail)")->required();
+  atoken->add_option("--role", token_role, "viewer, operator or admin (default: viewer)")
+      ->check(CLI::IsMember({"viewer", "operator", "admin"}));
 
   CLI::App* config = app.add_subcommand("config", "Configuration tools");
   config->require_subcommand(1);
@@ -252,6 +297,7 @@ int main(int argc, char** argv) {
   if (rcheck->parsed()) return relais::router::RulesCheck(rules_check_path);
   if (rtest->parsed()) return relais::router::RulesTest(rt);
 
+  if (atoken->parsed()) return CmdAdminToken(token_name, token_role);
   if (serve->parsed()) return CmdServe(config_path, log_level);
   if (check->parsed()) return CmdConfigCheck(check_path);
   if (ls->parsed()) return CmdStoreLs(config_path, json);

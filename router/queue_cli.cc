@@ -44,43 +44,15 @@ Result<std::unique_ptr<store::Store>> OpenAs(store::Options o, bool admin) {
   return store::Store::Open(o);
 }
 
-// The object ids the selection names (empty set and ok: every object).
-Status ResolveUids(const store::Store& st, const QueueSelection& sel, std::set<uint64_t>* ids, bool* unknown) {
-  for (const std::string& uid : sel.uids) {
-    Result<store::ObjectMeta> m = st.Find(uid);
-    if (m.status().IsNotFound()) {
-      std::fprintf(stderr, "relais: no stored object has SOP Instance UID %s\n", uid.c_str());
-      *unknown = true;
-      continue;
-    }
-    if (!m.ok()) return m.status();
-    ids->insert(m->id);
+// Resolves sel.uids, saying which are unknown on stderr.
+Status ResolveAndReport(const store::Store& st, const QueueSelection& sel, std::set<uint64_t>* ids, bool* unknown) {
+  std::vector<std::string> missing;
+  RELAIS_RETURN_IF_ERROR(ResolveUids(st, sel.uids, ids, &missing));
+  for (const std::string& uid : missing) {
+    std::fprintf(stderr, "relais: no stored object has SOP Instance UID %s\n", uid.c_str());
   }
+  *unknown = !missing.empty();
   return Status::OK();
-}
-
-struct SelectedRow {
-  store::QueueRow row;
-  bool dead = false;
-};
-
-Status Collect(const store::Store& st, const QueueSelection& sel, const std::set<uint64_t>& ids, bool want_live,
-               std::vector<SelectedRow>* out) {
-  auto keep = [&](const store::QueueRow& r) {
-    if (!sel.destination.empty() && r.destination != sel.destination) return false;
-    if (!sel.uids.empty() && ids.count(r.object_id) == 0) return false;
-    return true;
-  };
-  if (want_live && !sel.dead) {
-    RELAIS_RETURN_IF_ERROR(st.ListQueue([&](const store::QueueRow& r) {
-      if (keep(r)) out->push_back({r, false});
-      return true;
-    }));
-  }
-  return st.ListDead([&](const store::QueueRow& r) {
-    if (keep(r)) out->push_back({r, true});
-    return true;
-  });
 }
 
 void PrintRowJson(const SelectedRow& s, const store::ObjectMeta* m) {
@@ -102,10 +74,10 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
   if (!st.ok()) return Fail(st.status());
   std::set<uint64_t> ids;
   bool unknown = false;
-  Status s = ResolveUids(**st, sel, &ids, &unknown);
+  Status s = ResolveAndReport(**st, sel, &ids, &unknown);
   if (!s.ok()) return Fail(s);
   std::vector<SelectedRow> rows;
-  s = Collect(**st, sel, ids, /*want_live=*/true, &rows);
+  s = SelectRows(**st, sel, ids, /*want_live=*/true, &rows);
   if (!s.ok()) return Fail(s);
   const int64_t now = NowMs();
   if (!json && !rows.empty()) {
@@ -154,53 +126,20 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
 
 namespace {
 
-int Apply(const store::Options& options, const QueueSelection& sel, store::QueueUpdate::Kind kind,
-          const char* verb) {
+int Apply(const store::Options& options, const QueueSelection& sel, QueueAction action, const char* verb) {
   auto st = OpenAs(options, /*admin=*/true);
   if (!st.ok()) return Fail(st.status());
-  std::set<uint64_t> ids;
-  bool unknown = false;
-  Status s = ResolveUids(**st, sel, &ids, &unknown);
-  if (!s.ok()) return Fail(s);
-  if (!sel.uids.empty() && ids.empty()) return 2;
-  std::vector<SelectedRow> rows;
-  if (kind == store::QueueUpdate::Kind::kRequeue && !sel.uids.empty() && !sel.dead) {
-    // Named objects: every route (of --dest), whether its row is queued,
-    // dead, or already delivered (then the object is sent again if it is
-    // still kept, see [delivery] retention).
-    kind = store::QueueUpdate::Kind::kResend;
-    for (uint64_t id : ids) {
-      Result<store::ObjectMeta> m = (*st)->Get(id);
-      if (!m.ok()) continue;
-      for (const store::Route& r : m->routes) {
-        if (!sel.destination.empty() && r.destination != sel.destination) continue;
-        store::QueueRow row;
-        row.destination = r.destination;
-        row.priority = r.priority;
-        row.object_id = id;
-        rows.push_back({row, false});
-      }
-    }
-  } else {
-    s = Collect(**st, sel, ids, /*want_live=*/true, &rows);
-    if (!s.ok()) return Fail(s);
+  Result<QueuePlan> planned = PlanQueueAction(**st, sel, action, "relais queue " + std::string(verb), NowMs());
+  if (!planned.ok()) return Fail(planned.status());
+  QueuePlan& plan = *planned;
+  for (const std::string& uid : plan.unknown_uids) {
+    std::fprintf(stderr, "relais: no stored object has SOP Instance UID %s\n", uid.c_str());
   }
-  const int64_t now = NowMs();
-  std::vector<store::QueueUpdate> updates;
-  uint64_t dead = 0;
-  for (const SelectedRow& sr : rows) {
-    store::QueueUpdate u;
-    u.kind = kind;
-    u.destination = sr.row.destination;
-    u.priority = sr.row.priority;
-    u.object_id = sr.row.object_id;
-    u.log_attempt = true;
-    u.attempt.association = "relais queue " + std::string(verb);
-    u.attempt.result = kind == store::QueueUpdate::Kind::kPurge ? "purged" : "requeued";
-    u.attempt.unix_ms = now;
-    updates.push_back(std::move(u));
-    dead += sr.dead;
-  }
+  const bool unknown = !plan.unknown_uids.empty();
+  if (!sel.uids.empty() && plan.unknown_uids.size() == sel.uids.size()) return 2;
+  std::vector<store::QueueUpdate>& updates = plan.updates;
+  const uint64_t dead = plan.from_dead;
+  const bool purge = action == QueueAction::kPurge;
   // Big selections go in slices so that one transaction stays reasonable
   // and progress is visible.
   constexpr size_t kSlice = 1000;
@@ -219,10 +158,10 @@ int Apply(const store::Options& options, const QueueSelection& sel, store::Queue
     if (updates.size() > kSlice) std::fprintf(stderr, "%s: %zu/%zu rows\n", verb, done_rows, updates.size());
   }
   std::string from_dead =
-      kind == store::QueueUpdate::Kind::kResend ? "" : " (" + std::to_string(dead) + " from dead letter)";
-  std::printf("%s %zu rows%s%s\n", kind == store::QueueUpdate::Kind::kPurge ? "purged" : "requeued", updates.size(),
+      plan.resend ? "" : " (" + std::to_string(dead) + " from dead letter)";
+  std::printf("%s %zu rows%s%s\n", purge ? "purged" : "requeued", updates.size(),
               from_dead.c_str(),
-              kind != store::QueueUpdate::Kind::kPurge && !updates.empty()
+              !purge && !updates.empty()
                   ? "; a running `relais serve` picks them up within seconds"
                   : "");
   return unknown ? 2 : 0;
@@ -231,11 +170,11 @@ int Apply(const store::Options& options, const QueueSelection& sel, store::Queue
 }  // namespace
 
 int QueueRetry(const store::Options& options, const QueueSelection& sel) {
-  return Apply(options, sel, store::QueueUpdate::Kind::kRequeue, "retry");
+  return Apply(options, sel, QueueAction::kRetry, "retry");
 }
 
 int QueuePurge(const store::Options& options, const QueueSelection& sel) {
-  return Apply(options, sel, store::QueueUpdate::Kind::kPurge, "purge");
+  return Apply(options, sel, QueueAction::kPurge, "purge");
 }
 
 int ObjectShow(const store::Options& options, const std::string& uid, bool json) {
@@ -252,7 +191,7 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
   sel.uids = {uid};
   std::set<uint64_t> ids{m->id};
   std::vector<SelectedRow> rows;
-  Status s = Collect(**st, sel, ids, /*want_live=*/true, &rows);
+  Status s = SelectRows(**st, sel, ids, /*want_live=*/true, &rows);
   if (!s.ok()) return Fail(s);
   std::vector<store::Attempt> attempts;
   s = (*st)->ListAttempts(m->id, [&](const store::Attempt& a) {

@@ -8,15 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "router/queue_ops.h"  // QueueSelection
 #include "store/store.h"
 
 namespace relais::router {
-
-struct QueueSelection {
-  std::string destination;        // empty: every destination
-  bool dead = false;              // dead-letter rows only
-  std::vector<std::string> uids;  // SOP Instance UIDs; empty: every object
-};
 
 // Lists live and dead rows (one line each, or one JSON object per line),
 // then a per-destination summary on stderr. Returns 0, or 1 on a store error.

@@ -5,9 +5,17 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/oflog/oflog.h>
 
+#include <chrono>
+#include <memory>
+
 #include "base/log.h"
+#include "router/admin_api.h"
+#include "router/admin_http.h"
+#include "router/alerts.h"
 #include "router/audit.h"
 #include "router/delivery.h"
+#include "router/metrics.h"
+#include "router/storage_watch.h"
 #include "router/router.h"
 #include "router/server.h"
 #include "store/store.h"
@@ -18,6 +26,9 @@ namespace {
 struct SignalCtx {
   Server* server;
   DeliveryScheduler* delivery;
+  AdminServer* admin = nullptr;
+  Alerts* alerts = nullptr;
+  StorageWatch* storage = nullptr;
   uv_signal_t sigint;
   uv_signal_t sigterm;
   uv_signal_t sighup;
@@ -41,6 +52,11 @@ void OnStopSignal(uv_signal_t* h, int signum) noexcept {
   ctx->stopping = true;
   RLOG_INFO("event=stopping signal=%s: no new associations; open ones are aborted, nothing unacknowledged is kept",
             signum == SIGINT ? "SIGINT" : "SIGTERM");
+  // The admin API first (nothing new asked of the rest), then what watches,
+  // then the listener and delivery.
+  if (ctx->admin != nullptr) ctx->admin->Shutdown();
+  if (ctx->alerts != nullptr) ctx->alerts->Shutdown();
+  if (ctx->storage != nullptr) ctx->storage->Shutdown();
   ctx->server->Shutdown();
   ctx->delivery->Shutdown([] {});
   CloseSignals(ctx);
@@ -97,9 +113,38 @@ Status Serve(const rules::AppConfig& config) {
     DeliveryScheduler delivery(&loop, store.get(), ds, [&server](std::function<void()> fn) { server.Post(std::move(fn)); });
     server.SetAudit(audit.get());
     delivery.SetAudit(audit.get());
+    Metrics metrics;
+    server.SetMetrics(&metrics);
+    delivery.SetMetrics(&metrics);
+    StorageWatch storage(&loop, store.get(), &server, audit.get(), config.store.path, config.store.high_water,
+                         config.store.low_water);
+    Alerts alerts(&loop, config.alerts, config.listener.ae_title, audit.get(), &metrics);
+    storage.SetOnChange([&alerts](const StorageWatch::Usage& u) { alerts.OnStorageChange(u); });
+    std::unique_ptr<AdminApi> admin_api;
+    std::unique_ptr<AdminServer> admin;
+    if (config.admin.enabled) {
+      AdminApi::Sources src;
+      src.server = &server;
+      src.delivery = &delivery;
+      src.store = store.get();
+      src.metrics = &metrics;
+      src.storage = &storage;
+      src.alerts = &alerts;
+      src.audit = audit.get();
+      src.post = [&server](std::function<void()> fn) { server.Post(std::move(fn)); };
+      src.store_path = config.store.path;
+      src.rules_path = config.rules_path;
+      src.ae_title = config.listener.ae_title;
+      src.listener = config.listener.host + ":" + std::to_string(config.listener.port);
+      src.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+      admin_api = std::make_unique<AdminApi>(config.admin.tokens, std::move(src));
+      admin = std::make_unique<AdminServer>(&loop, admin_api.get());
+    }
     store->SetQueueCallback([&delivery](const std::vector<std::string>& dests) { delivery.Wake(dests); });
     server.SetRulesListener([&delivery](std::shared_ptr<const rules::RuleSet> r) { delivery.SetRules(std::move(r)); });
-    SignalCtx sig{&server, &delivery, {}, {}, {}};
+    SignalCtx sig{&server, &delivery, admin.get(), &alerts, &storage, {}, {}, {}};
     uv_signal_init(&loop, &sig.sigint);
     uv_signal_init(&loop, &sig.sigterm);
     uv_signal_init(&loop, &sig.sighup);
@@ -108,7 +153,10 @@ Status Serve(const rules::AppConfig& config) {
     sig.sighup.data = &sig;
     result = server.InitRules();
     if (result.ok()) result = server.Listen(config.listener.host, config.listener.port);
+    if (result.ok() && admin) result = admin->Listen(config.admin.host, config.admin.port);
     if (result.ok()) {
+      storage.Start();
+      alerts.Start(Alerts::Sources{&delivery, store.get(), &storage});
       uv_signal_start(&sig.sigint, &OnStopSignal, SIGINT);
       uv_signal_start(&sig.sigterm, &OnStopSignal, SIGTERM);
       uv_signal_start(&sig.sighup, &OnHangup, SIGHUP);
@@ -116,6 +164,9 @@ Status Serve(const rules::AppConfig& config) {
                 settings.ae_title.c_str(), config.listener.host.c_str(), config.listener.port,
                 config.store.path.c_str(), settings.max_pdu, settings.max_associations);
     } else {
+      if (admin) admin->Shutdown();
+      alerts.Shutdown();
+      storage.Shutdown();
       server.Shutdown();
       delivery.Shutdown([] {});
       CloseSignals(&sig);
