@@ -76,6 +76,12 @@ TEST(WatermarkTest, FullStoreRefusesThenReopensAfterDrainingAndLosesNothing) {
                        "\nmax_associations = 2\nretry = { initial_backoff = \"1s\", max_backoff = \"2s\" }\n"
                        "[[rule]]\nname = \"all\"\nforward = [\"archive\"]\n");
   const std::string audit = dir / "audit.jsonl";
+  // The storage-high alert runs this command when intake closes and opens.
+  const std::string ran = dir / "alerts.txt";
+  const std::string script = dir / "alert.sh";
+  WriteFile(script, "#!/bin/sh\ncat > /dev/null\necho \"$RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\" >> '" +
+                        ran + "'\n");
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
   RelaisOptions options;
   options.max_size = "4MiB";
   // Continues [store]: intake closes at half of 4 MiB (about 2 MiB, a few
@@ -83,7 +89,8 @@ TEST(WatermarkTest, FullStoreRefusesThenReopensAfterDrainingAndLosesNothing) {
   options.extra = "high_water = 0.5\nlow_water = 0.25\n"
                   "\n[delivery]\ndown_after_failures = 2\nconnect_timeout_s = 2\nidle_release_s = 1\n"
                   "\n[rules]\npath = \"" + rules + "\"\n"
-                  "\n[audit]\npath = \"" + audit + "\"\n";
+                  "\n[audit]\npath = \"" + audit + "\"\n"
+                  "\n[alerts]\ncommand = \"" + script + "\"\n";
   RelaisProcess relais(dir.path(), options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
 
@@ -183,6 +190,9 @@ TEST(WatermarkTest, FullStoreRefusesThenReopensAfterDrainingAndLosesNothing) {
   EXPECT_GE(CountOf(trail, "0xA700"), static_cast<int>(refused.size()) + 1) << "each refusal is audited";
   RunResult verify = RunCommand({RelaisBinary(), "audit", "verify", audit}, 60);
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  // The alert was raised at the closing and resolved at the reopening (the
+  // command runs at once: StorageWatch tells Alerts on each crossing).
+  EXPECT_EQ(ReadFile(ran), "storage-high|store|raised\nstorage-high|store|resolved\n");
 }
 
 }  // namespace
