@@ -2,12 +2,22 @@
 // [audit] path = "audit.jsonl" records an accepted and a rejected
 // association, the object received and its delivery to a storescp; the file
 // verifies with `relais audit verify`, and editing one line makes it fail
-// at that line.
+// at that line. With rotate_size and syslog: the trail spans several files
+// that verify as one chain, and every record also reaches a syslog receiver
+// as an IHE ATNA message (PS3.15 A.5, RFC 5424 over UDP).
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -119,6 +129,186 @@ TEST(AuditTrailTest, AssociationsObjectAndDeliveryAreRecordedAndAnEditIsFound) {
   verify = RunCommand({RelaisBinary(), "audit", "verify", audit}, 60);
   EXPECT_EQ(verify.exit_code, 1) << verify.output;
   EXPECT_THAT(verify.output, HasSubstr(audit + ":" + std::to_string(object + 1) + ": hash does not match"));
+}
+
+// A UDP syslog receiver on 127.0.0.1: keeps every datagram.
+class UdpReceiver {
+ public:
+  UdpReceiver() {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    socklen_t len = sizeof(a);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      std::string buf(70000, '\0');
+      while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 100) != 1) continue;
+        ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+        if (n <= 0) continue;
+        std::lock_guard<std::mutex> lock(mu_);
+        got_.push_back(buf.substr(0, static_cast<size_t>(n)));
+      }
+    });
+  }
+  ~UdpReceiver() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  std::vector<std::string> Messages() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return got_;
+  }
+  // The messages holding every one of `parts`.
+  std::vector<std::string> With(const std::vector<std::string>& parts) {
+    std::vector<std::string> out;
+    for (const std::string& m : Messages()) {
+      bool all = true;
+      for (const std::string& p : parts) all = all && m.find(p) != std::string::npos;
+      if (all) out.push_back(m);
+    }
+    return out;
+  }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<std::string> got_;
+  std::thread thread_;
+};
+
+TEST(AuditTrailTest, RotatedFilesVerifyAsOneChainAndRecordsReachSyslog) {
+  TempDir tmp;
+  for (const char* d : {"peer", "relais", "copies"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
+  UdpReceiver syslog;
+  StorescpOptions opts;
+  opts.ae_title = "ARCHIVE";
+  StorescpPeer peer(tmp / "peer", opts);
+  ASSERT_TRUE(peer.Start()) << peer.Log();
+  const std::string rules = tmp / "rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"archive\"\nae_title = \"ARCHIVE\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(peer.port()) + "\n\n[[rule]]\nname = \"all\"\nforward = [\"archive\"]\n");
+  RelaisOptions options;
+  // 4 KiB (the smallest the config takes) is about ten records: several files.
+  options.extra = "\n[rules]\npath = \"" + rules + "\"\n\n[audit]\npath = \"" + std::string(tmp / "trail") +
+                  "/audit.jsonl\"\nrotate_size = \"4KiB\"\nsyslog = \"udp://127.0.0.1:" +
+                  std::to_string(syslog.port()) + "\"\n";
+  ASSERT_EQ(mkdir((tmp / "trail").c_str(), 0755), 0);
+  RelaisProcess relais(tmp / "relais", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  const std::string audit = (tmp / "trail") + "/audit.jsonl";
+
+  const int kObjects = 12;
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/dcm4che__MR01.dcm", tmp / "copies", kObjects, &uids);
+  ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
+  std::vector<std::string> argv = {"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1",
+                                   std::to_string(relais.port())};
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult ok = RunCommand(argv, 120);
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  RunResult wrong = RunCommand({"storescu", "-aet", "MODALITY2", "-aec", "WRONG", "127.0.0.1",
+                                std::to_string(relais.port()), files[0]}, 60);
+  EXPECT_NE(wrong.exit_code, 0) << wrong.output;
+
+  // Every object delivered, and its delivery recorded (in whichever file).
+  auto trail = [&] {
+    std::vector<std::string> paths = ListFiles(tmp / "trail");
+    // ListFiles sorts: "audit.jsonl" first, then the rotated files by time; the current file is the newest.
+    EXPECT_FALSE(paths.empty());
+    if (!paths.empty() && paths.front() == audit) std::rotate(paths.begin(), paths.begin() + 1, paths.end());
+    return paths;
+  };
+  auto deliveries = [&] {
+    size_t n = 0;
+    for (const std::string& f : trail()) {
+      for (const std::string& l : SplitLines(ReadFile(f))) n += JsonField(l, "kind") == "delivery" ? 1 : 0;
+    }
+    return n;
+  };
+  int64_t deadline = NowMs() + 90000;
+  while (NowMs() < deadline && deliveries() < static_cast<size_t>(kObjects)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(peer.Received().size(), static_cast<size_t>(kObjects)) << relais.Log();
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+
+  const std::vector<std::string> paths = trail();
+  ASSERT_GE(paths.size(), 3u) << "expected rotations at 4 KiB";
+  EXPECT_EQ(paths.back(), audit);
+  std::vector<std::string> all;  // every record, in chain order
+  for (size_t i = 0; i < paths.size(); ++i) {
+    std::vector<std::string> lines = SplitLines(ReadFile(paths[i]));
+    ASSERT_FALSE(lines.empty()) << paths[i];
+    if (i > 0) {
+      EXPECT_EQ(JsonField(lines[0], "reason"), "rotated") << paths[i];
+      EXPECT_EQ(JsonField(lines[0], "prev_file"), paths[i - 1].substr(paths[i - 1].rfind('/') + 1));
+    }
+    all.insert(all.end(), lines.begin(), lines.end());
+  }
+  int accepted = FindRecord(all, "association", {{"calling_ae", "MODALITY1"}, {"result", "accepted"}});
+  int rejected = FindRecord(all, "association", {{"calling_ae", "MODALITY2"}, {"result", "rejected"}});
+  int object = FindRecord(all, "object", {{"sop_instance_uid", uids[0]}, {"result", "stored"}});
+  int delivery = FindRecord(all, "delivery", {{"sop_instance_uid", uids[0]}, {"result", "success"}});
+  ASSERT_GE(accepted, 0);
+  ASSERT_GE(rejected, 0);
+  ASSERT_GE(object, 0);
+  ASSERT_GE(delivery, 0);
+
+  // The whole trail verifies as one chain.
+  std::vector<std::string> verify_argv = {RelaisBinary(), "audit", "verify"};
+  verify_argv.insert(verify_argv.end(), paths.begin(), paths.end());
+  RunResult verify = RunCommand(verify_argv, 60);
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_THAT(verify.output, HasSubstr("OK: " + std::to_string(all.size()) + " records in " +
+                                       std::to_string(paths.size()) + " files"));
+
+  // The same records as ATNA messages: RFC 5424, MSGID IHE+RFC-3881, DICOM codes.
+  for (const std::string& m : syslog.Messages()) {
+    EXPECT_TRUE(m.rfind("<85>1 ", 0) == 0 || m.rfind("<84>1 ", 0) == 0) << m.substr(0, 80);
+    EXPECT_THAT(m, HasSubstr(" relais "));
+    EXPECT_THAT(m, HasSubstr(" IHE+RFC-3881 - \xEF\xBB\xBF<AuditMessage>"));
+    EXPECT_THAT(m, testing::EndsWith("</AuditMessage>"));
+  }
+  EXPECT_EQ(syslog.With({"csd-code=\"110114\"", "UserID=\"MODALITY1\"", "EventOutcomeIndicator=\"0\""}).size(), 1u);
+  EXPECT_EQ(syslog.With({"csd-code=\"110113\"", "UserID=\"MODALITY2\"", "EventOutcomeIndicator=\"4\""}).size(), 1u);
+  const std::string uid_attr = "UID=\"" + uids[0] + "\"";
+  EXPECT_EQ(syslog.With({"csd-code=\"110104\"", "EventActionCode=\"C\"", uid_attr, "UserID=\"MODALITY1\""}).size(),
+            1u);
+  EXPECT_EQ(syslog.With({"csd-code=\"110104\"", "EventActionCode=\"R\"", uid_attr, "UserID=\"ARCHIVE\""}).size(),
+            1u);
+  EXPECT_GE(syslog.With({"ParticipantObjectID=\"" + JsonField(all[object], "patient_id") + "\""}).size(),
+            2u * kObjects);  // every object received and delivered names the patient
+
+  // An edit in the second file: verify names that file and line.
+  std::vector<std::string> second = SplitLines(ReadFile(paths[1]));
+  ASSERT_GE(second.size(), 2u);
+  std::string& line = second[1];
+  size_t at = line.find("\"time\":\"");
+  ASSERT_NE(at, std::string::npos);
+  line[at + 8] = line[at + 8] == '2' ? '1' : '2';  // the year's first digit
+  std::string edited;
+  for (const std::string& l : second) edited += l + "\n";
+  WriteFile(paths[1], edited);
+  verify = RunCommand(verify_argv, 60);
+  EXPECT_EQ(verify.exit_code, 1) << verify.output;
+  EXPECT_THAT(verify.output, HasSubstr(paths[1] + ":2: hash does not match"));
+
+  // A missing middle file is found where the gap is.
+  std::vector<std::string> gap_argv = {RelaisBinary(), "audit", "verify", paths[0]};
+  gap_argv.insert(gap_argv.end(), paths.begin() + 2, paths.end());
+  verify = RunCommand(gap_argv, 60);
+  EXPECT_EQ(verify.exit_code, 1) << verify.output;
+  EXPECT_THAT(verify.output, HasSubstr(paths[2] + ":1: continues '" + paths[1].substr(paths[1].rfind('/') + 1)));
 }
 
 }  // namespace
