@@ -824,8 +824,8 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
       u.error = "association rejected permanently by " + d->cfg.ae_title + ": " + o.ToString();
     }
     if (d->cfg.retry.max_attempts != 0 && head.q.attempts >= d->cfg.retry.max_attempts) {
+      if (!give_up) cls = "limit";
       give_up = true;
-      cls = "limit";
       u.error = "gave up after " + std::to_string(head.q.attempts) + " attempts (retry.max_attempts): " +
                 d->last_link_error;
     }

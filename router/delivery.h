@@ -136,6 +136,8 @@ class DeliveryScheduler {
     // "refused" (0xA9xx, 0xCxxx...), "unsupported" (SOP class / syntax not
     // accepted, no lossless conversion), "unreadable" (stored object cannot
     // be read or prepared), "limit" (max_attempts / max_age reached).
+    // Each failure counts once, in one class; a row given up by the retry
+    // policy counts as "limit" whatever its last error was.
     std::map<std::string, uint64_t> failures_by_class;
     // Data set bytes delivered over the last minute, divided by 60.
     double sent_bytes_per_s = 0;

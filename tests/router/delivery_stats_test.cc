@@ -68,11 +68,13 @@ bool PortOpen(uint16_t port) {
 // storescp writing what it receives into `out`; killed on destruction.
 class Storescp {
  public:
-  bool Start(const std::string& dir, uint16_t port) {
+  bool Start(const std::string& dir, uint16_t port, std::vector<std::string> extra = {}) {
     out_ = dir + "/received";
     log_ = dir + "/storescp.log";
     fs::create_directories(out_);
-    std::vector<std::string> argv = {"storescp", "-aet", "STORESCP", "-od", out_, "+B", std::to_string(port)};
+    std::vector<std::string> argv = {"storescp", "-aet", "STORESCP", "-od", out_, "+B"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(std::to_string(port));
     pid_ = fork();
     if (pid_ < 0) return false;
     if (pid_ == 0) {
@@ -394,6 +396,39 @@ TEST_F(DeliveryStatsTest, PausedDestinationIsNotProbedAndResumeProbesAgain) {
   EXPECT_FALSE(st.down);
   EXPECT_EQ(st.failing_since_unix_ms, 0) << "the streak ended";
   EXPECT_FALSE(st.last_error.empty()) << "the last error is kept after recovery";
+}
+
+TEST_F(DeliveryStatsTest, SopClassThePeerRefusesIsUnsupportedAndDeadAtOnce) {
+  // A DCMTK association profile (dcmnet/docs/asconfig.txt) accepting only
+  // Verification and CT Image Storage: the MR context is rejected.
+  const std::string profile = dir_.Sub("ct-only.cfg");
+  {
+    std::ofstream c(profile);
+    c << "[[TransferSyntaxes]]\n[All]\nTransferSyntax1 = 1.2.840.10008.1.2\n"
+         "TransferSyntax2 = 1.2.840.10008.1.2.1\n"
+         "[[PresentationContexts]]\n[Accepted]\n"
+         "PresentationContext1 = 1.2.840.10008.1.1\\All\n"
+         "PresentationContext2 = 1.2.840.10008.5.1.4.1.1.2\\All\n"
+         "[[Profiles]]\n[Restricted]\nPresentationContexts = Accepted\n";
+  }
+  const uint16_t port = FreePort();
+  Storescp scp;
+  ASSERT_TRUE(scp.Start(dir_.path(), port, {"-xf", profile, "Restricted"}));
+  SetRules(Dest("ctonly", port) + "[[rule]]\nname = \"all\"\nforward = [\"ctonly\"]\n");
+  Put("dcm4che__MR01.dcm", {"ctonly"});
+  ASSERT_TRUE(RunUntil([&] { return StatsOf("ctonly").dead == 1; }, 20000)) << scp.Log();
+  DeliveryScheduler::DestinationStats st = StatsOf("ctonly");
+  EXPECT_EQ(st.failures_by_class["unsupported"], 1u);
+  EXPECT_EQ(st.failures_by_class.size(), 1u);
+  EXPECT_EQ(st.retries, 0u) << "no conversion helps: dead at once";
+  EXPECT_EQ(st.sent, 0u);
+  EXPECT_NE(st.last_error.find("not supported"), std::string::npos) << st.last_error;
+  std::vector<DeliveryScheduler::FailureEvent> recent = sched_->RecentFailures();
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_EQ(recent[0].result, "dead");
+  EXPECT_EQ(recent[0].destination, "ctonly");
+  EXPECT_FALSE(recent[0].sop_instance_uid.empty());
+  EXPECT_EQ(scp.Files(), 0u);
 }
 
 }  // namespace
