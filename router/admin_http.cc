@@ -20,7 +20,9 @@ struct Handler {
   AdminServer::Impl* impl;
 };
 
-// One connection: its uv handle (h2o owns it once the socket is created).
+// One connection: its uv handle (h2o owns it once the socket is created,
+// and takes over its `data`; the close callback finds the Conn from the
+// handle's address, `tcp` being the first member).
 struct Conn {
   uv_tcp_t tcp;
   AdminServer::Impl* impl;
@@ -130,7 +132,7 @@ void AdminServer::Impl::OnConnection(uv_stream_t* server, int status) noexcept {
 }
 
 void AdminServer::Impl::OnConnClosed(uv_handle_t* h) noexcept {
-  auto* conn = static_cast<Conn*>(h->data);
+  auto* conn = reinterpret_cast<Conn*>(h);
   Impl* impl = conn->impl;
   impl->conns.erase(conn);
   delete conn;
