@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "router/server.h"
+#include "router/storage_watch.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {
@@ -421,6 +422,29 @@ TEST(MetricsTest, StoreFiguresAndCommitBatchHistogram) {
             static_cast<double>(s.batch_count[0]));
   EXPECT_EQ(Value(p, "relais_store_commit_batch_operations_bucket", {{"le", "+Inf"}}), static_cast<double>(batches));
   EXPECT_FALSE(HasFamily(p, "relais_store_intake_closed")) << "neither server nor storage watch given";
+
+  // With the storage watch: its capacity, ratio and water marks.
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  {
+    StorageWatch watch(&loop, st.get(), nullptr, nullptr, dir.Sub("store"), 0.9, 0.8);
+    watch.SampleNow();
+    const StorageWatch::Usage& u = watch.usage();
+    src.storage = &watch;
+    p = RenderAndCheck(src);
+    EXPECT_EQ(Value(p, "relais_store_capacity_bytes"), static_cast<double>(u.capacity_bytes));
+    EXPECT_EQ(Value(p, "relais_store_free_bytes"), static_cast<double>(u.capacity_bytes - s.used_bytes));
+    EXPECT_EQ(Value(p, "relais_store_filesystem_available_bytes"), static_cast<double>(u.fs_available_bytes));
+    EXPECT_GT(u.fs_available_bytes, 0u);
+    EXPECT_DOUBLE_EQ(Value(p, "relais_store_used_ratio"), u.fraction);
+    EXPECT_DOUBLE_EQ(Value(p, "relais_store_high_water_ratio"), 0.9);
+    EXPECT_DOUBLE_EQ(Value(p, "relais_store_low_water_ratio"), 0.8);
+    EXPECT_EQ(Value(p, "relais_store_intake_closed"), 0);
+    EXPECT_EQ(Value(p, "relais_store_intake_closings_total"), 0);
+    watch.Shutdown();
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 
 TEST(MetricsTest, LastHourRollsOverAndZeroesOldMinutes) {
