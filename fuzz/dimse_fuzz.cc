@@ -8,7 +8,7 @@
 
 #include "router/dimse.h"
 
-namespace dimse = relais::router::dimse;
+namespace dimse = relais::dimse;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   relais::Result<dimse::Command> cmd = dimse::DecodeCommand(std::span<const uint8_t>(data, size));

@@ -14,7 +14,7 @@
 #include "router/fsm.h"
 #include "router/pdu.h"
 
-namespace ul = relais::router;
+namespace ul = relais::ul;
 using ul::Event;
 using ul::State;
 

@@ -14,7 +14,7 @@
 #include "router/pdu_input.h"
 
 using relais::router::PduInputBuffer;
-namespace ul = relais::router;
+namespace ul = relais::ul;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
