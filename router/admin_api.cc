@@ -534,6 +534,15 @@ void AdminApi::Destinations(Ctx& c, const std::string& name) {
       j["failed"] = s.failed;
       j["retries"] = s.retries;
       j["bytes_sent"] = s.bytes_sent;
+      Rate& rate = rates_[s.name];
+      if (rate.at_ms == 0 || s.bytes_sent < rate.bytes) {
+        rate = Rate{s.bytes_sent, now, 0};
+      } else if (now - rate.at_ms >= 1000) {
+        rate.per_s = static_cast<double>(s.bytes_sent - rate.bytes) * 1000.0 / static_cast<double>(now - rate.at_ms);
+        rate.bytes = s.bytes_sent;
+        rate.at_ms = now;
+      }
+      j["bytes_per_s"] = static_cast<uint64_t>(rate.per_s);
       j["failures_by_class"] = s.failures_by_class;
       j["last_error"] = s.last_error;
       j["last_error_at"] = IsoOrNull(s.last_error_unix_ms);
@@ -543,7 +552,6 @@ void AdminApi::Destinations(Ctx& c, const std::string& name) {
       j["consecutive_failures"] = s.consecutive_failures;
     }
   }
-  // bytes_per_s: from the previous sample of bytes_sent (per API instance).
   if (const std::vector<store::Store::QueueSummary>* qs = Queues()) {
     for (const store::Store::QueueSummary& q : *qs) {
       json& j = out[q.destination];

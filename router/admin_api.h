@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -139,6 +140,14 @@ class AdminApi {
   std::vector<store::Store::QueueSummary> queues_;
   int64_t queues_at_ms_ = 0;
   bool queues_ok_ = false;
+  // bytes_per_s of each destination: bytes_sent between two samples at
+  // least a second apart (the dashboard polls every few seconds).
+  struct Rate {
+    uint64_t bytes = 0;
+    int64_t at_ms = 0;
+    double per_s = 0;
+  };
+  std::map<std::string, Rate> rates_;
 };
 
 }  // namespace relais::router
