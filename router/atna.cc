@@ -55,6 +55,7 @@ constexpr Code kRoleSource{"110153", "DCM", "Source Role ID"};
 // PS3.16 CID 404 Audit Participant Object ID Type Code; RFC 3881 5.5.4.
 constexpr Code kIdStudyInstanceUid{"110180", "DCM", "Study Instance UID"};
 constexpr Code kIdPatientNumber{"2", "RFC-3881", "Patient Number"};
+constexpr Code kIdUri{"12", "RFC-3881", "URI"};
 
 void AppendCode(std::string* out, const char* element, const Code& c) {
   *out += "<";
@@ -168,7 +169,7 @@ void AppendObjects(std::string* out, const AtnaEvent& e) {
 // The free text of a failure: reason, error, status.
 std::string Description(const AtnaEvent& e) {
   std::string d;
-  for (const char* k : {"reason", "error", "status", "result"}) {
+  for (const char* k : {"reason", "error", "detail", "status", "result"}) {
     std::string v = e.Get(k);
     if (v.empty()) continue;
     d += (d.empty() ? "" : "; ") + std::string(k) + "=" + v;
@@ -254,6 +255,7 @@ std::string AtnaAuditMessage(const AtnaEvent& e, const AtnaSource& source, bool*
   int outcome = 0;
   std::vector<Participant> participants;
   bool objects = false;
+  std::string request;  // admin: "POST /api/v1/..."
 
   if (e.kind == "segment") {
     if (e.Get("reason") == "rotated") return "";  // the file changed, nothing happened
@@ -299,13 +301,14 @@ std::string AtnaAuditMessage(const AtnaEvent& e, const AtnaSource& source, bool*
     outcome = result == "ok" ? 0 : 4;
     participants.push_back(Self(our_ae, source, true, &kRoleApplication));
   } else if (e.kind == "admin") {
-    // Admin API (docs/admin-api.md): refused requests and every action.
-    const std::string http = e.Get("http_status");
-    const bool refused = result == "refused";
-    const bool unauthenticated = refused && (http == "401" || e.Get("token").empty());
+    // Admin API (docs/admin-api.md, router/admin_api.cc): refused requests
+    // and every action; "status" is the HTTP status.
+    const std::string http = e.Get("status");
+    const bool unauthenticated = http == "401";
+    const bool forbidden = http == "403";
     event_id = unauthenticated ? &kUserAuthentication : &kSecurityAlert;
-    event_type = unauthenticated ? &kLogin : refused ? &kUseOfRestrictedFunction : &kSoftwareConfiguration;
-    outcome = result == "ok" || result == "success" || result == "accepted" ? 0 : 4;
+    event_type = unauthenticated ? &kLogin : forbidden ? &kUseOfRestrictedFunction : &kSoftwareConfiguration;
+    outcome = result == "ok" ? 0 : result == "failed" ? 8 : 4;
     Participant user;
     user.user_id = e.Get("token").empty() ? std::string("unknown") : e.Get("token");
     user.requestor = true;
@@ -314,6 +317,7 @@ std::string AtnaAuditMessage(const AtnaEvent& e, const AtnaSource& source, bool*
     user.nap_type = user.nap_id.empty() ? 0 : (LooksLikeIp(user.nap_id) ? 2 : 1);
     participants.push_back(user);
     participants.push_back(Self(our_ae, source, false, &kRoleApplication));
+    request = e.Get("method") + " " + e.Get("path");
   } else {
     return "";
   }
@@ -338,6 +342,14 @@ std::string AtnaAuditMessage(const AtnaEvent& e, const AtnaSource& source, bool*
   AppendAttr(&x, "AuditSourceID", source.hostname.empty() ? std::string("relais") : source.hostname);
   x += "><AuditSourceTypeCode csd-code=\"4\"/></AuditSourceIdentification>";  // 4: application server process
   if (objects) AppendObjects(&x, e);
+  if (request.size() > 1) {
+    // The request acted on: a system object named by its URI (RFC 3881 ID type 12).
+    x += "<ParticipantObjectIdentification";
+    AppendAttr(&x, "ParticipantObjectID", request);
+    x += " ParticipantObjectTypeCode=\"2\" ParticipantObjectTypeCodeRole=\"13\">";
+    AppendCode(&x, "ParticipantObjectIDTypeCode", kIdUri);
+    x += "</ParticipantObjectIdentification>";
+  }
   x += "</AuditMessage>";
   return x;
 }

@@ -12,9 +12,9 @@
 //   object stored / refused / failed 110104 DICOM Instances Transferred  -                   C    0 / 4 / 8
 //   delivery success / other        110104 DICOM Instances Transferred  -                   R    0 / 4 or 8
 //   rules load / reload             110113 Security Alert          110131 Software Configuration E 0 / 4
-//   admin refused, 401 (bad token)  110114 User Authentication     110122 Login              E    4
-//   admin refused, 403 (role)       110113 Security Alert          110132 Use of Restricted Function E 4
-//   admin action                    110113 Security Alert          110131 Software Configuration E 0 / 4
+//   admin, HTTP 401 (no/bad token)  110114 User Authentication     110122 Login              E    4
+//   admin, HTTP 403 (role too low)  110113 Security Alert          110132 Use of Restricted Function E 4
+//   admin, other (an action)        110113 Security Alert          110131 Software Configuration E 0 / 4 / 8
 //
 // A segment record written by a rotation is not an event and is not sent.
 // Participants (PS3.15 A.5.2.1-2): a DICOM node is UserID = its AE title,
@@ -24,7 +24,9 @@
 // (UserIsRequestor="true") is whoever opened the association. Objects:
 // the study (type 2, role 3 Report, ID type 110180 Study Instance UID, with
 // the SOP Instance UID as <SOPClass><Instance UID=.../>) and the patient
-// (type 1, role 1, ID type 2 "Patient Number" RFC-3881). Every value is
+// (type 1, role 1, ID type 2 "Patient Number" RFC-3881); for admin
+// records the token name is the requesting user and "METHOD /path" the
+// object (type 2, role 13, ID type 12 URI). Every value is
 // XML-escaped; bytes that are not UTF-8, and characters XML 1.0 forbids,
 // become U+FFFD.
 //

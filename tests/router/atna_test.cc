@@ -257,9 +257,16 @@ TEST(AtnaMessageTest, EventsMapToTheirDicomCodes) {
       {"delivery", {{"destination", "archive"}, {"result", "retry"}}, "110104", "", "R", "4"},
       {"delivery", {{"destination", "archive"}, {"result", "dead"}}, "110104", "", "R", "8"},
       {"rules", {{"action", "reload"}, {"result", "failed"}}, "110113", "110131", "E", "4"},
-      {"admin", {{"result", "refused"}, {"http_status", "401"}}, "110114", "110122", "E", "4"},
-      {"admin", {{"result", "refused"}, {"http_status", "403"}, {"token", "night-op"}}, "110113", "110132", "E", "4"},
-      {"admin", {{"action", "pause"}, {"token", "ops"}, {"result", "ok"}}, "110113", "110131", "E", "0"},
+      {"admin", {{"token", ""}, {"client", "10.0.0.9:5000"}, {"method", "GET"}, {"path", "/api/v1/status"},
+                 {"result", "refused"}, {"status", "401"}}, "110114", "110122", "E", "4"},
+      {"admin", {{"token", "night-op"}, {"role", "viewer"}, {"method", "POST"}, {"path", "/api/v1/purge"},
+                 {"result", "refused"}, {"status", "403"}}, "110113", "110132", "E", "4"},
+      {"admin", {{"token", "ops"}, {"method", "POST"}, {"path", "/api/v1/destinations/archive/pause"},
+                 {"result", "ok"}, {"status", "200"}, {"detail", "paused archive"}}, "110113", "110131", "E", "0"},
+      {"admin", {{"token", "ops"}, {"method", "POST"}, {"path", "/api/v1/retry"}, {"result", "refused"},
+                 {"status", "404"}}, "110113", "110131", "E", "4"},
+      {"admin", {{"token", "ops"}, {"method", "POST"}, {"path", "/api/v1/rules/reload"}, {"result", "failed"},
+                 {"status", "500"}}, "110113", "110131", "E", "8"},
   };
   for (const Case& c : cases) {
     AtnaEvent e;
@@ -303,6 +310,24 @@ TEST(AtnaMessageTest, DeliveryNamesTheDestinationNodeAndUsAsRequestor) {
                            "UserName=\"archive\" UserIsRequestor=\"false\" NetworkAccessPointID=\"10.0.0.5\" "
                            "NetworkAccessPointTypeCode=\"2\"><RoleIDCode csd-code=\"110152\""));
   EXPECT_THAT(x, HasSubstr("ParticipantObjectID=\"P1\""));
+}
+
+TEST(AtnaMessageTest, AdminRequestNamesTheTokenClientAndRequest) {
+  AtnaEvent e;
+  e.kind = "admin";
+  e.unix_ms = 1000;
+  e.fields = {{"token", "ops<1>"}, {"role", "operator"}, {"client", "192.0.2.7:51000"}, {"method", "POST"},
+              {"path", "/api/v1/destinations/a&b/pause"}, {"result", "ok"}, {"status", "200"},
+              {"detail", "paused a&b"}};
+  std::string x = AtnaAuditMessage(e, Source(), nullptr);
+  EXPECT_EQ(XmlProblem(x), "") << x;
+  XmllintAgrees(x);
+  EXPECT_THAT(x, HasSubstr("<ActiveParticipant UserID=\"ops&lt;1&gt;\" UserIsRequestor=\"true\" "
+                           "NetworkAccessPointID=\"192.0.2.7\" NetworkAccessPointTypeCode=\"2\"/>"));
+  EXPECT_THAT(x, HasSubstr("<ParticipantObjectIdentification ParticipantObjectID=\"POST "
+                           "/api/v1/destinations/a&amp;b/pause\" ParticipantObjectTypeCode=\"2\" "
+                           "ParticipantObjectTypeCodeRole=\"13\"><ParticipantObjectIDTypeCode csd-code=\"12\" "
+                           "codeSystemName=\"RFC-3881\" originalText=\"URI\"/></ParticipantObjectIdentification>"));
 }
 
 TEST(AtnaMessageTest, RotationAndUnknownKindsAreNotEvents) {
