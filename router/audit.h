@@ -48,6 +48,10 @@
 // so `relais audit verify audit.jsonl.* audit.jsonl` checks everything.
 // If the rename fails the log stays in the current file (logged) and tries
 // again after another rotate_size bytes.
+// A crash between the rename and the new file's first record, like a
+// removed current file, leaves a file that starts a new chain: Verify()
+// reports it at its line 1 (on purpose: continuing the chain from the
+// rotated file there would also hide a deleted current file).
 //
 // ATNA (Options::syslog): every record is also sent as an IHE ATNA / DICOM
 // audit message over syslog (router/atna.h), from a sender thread with a

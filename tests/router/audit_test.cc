@@ -404,6 +404,21 @@ TEST_F(AuditRotationTest, ReopenAfterRotationContinuesTheChain) {
   EXPECT_EQ(r.bad_line, 0u) << r.bad_file << ":" << r.bad_line << ": " << r.error;
 }
 
+// Removing the current file (or a crash between the rename and the new
+// file's first record) cannot pass unnoticed: the next file starts a new chain.
+TEST_F(AuditRotationTest, ARemovedCurrentFileIsFoundAtTheNextFile) {
+  WriteRotating(1000, 8);
+  std::vector<std::string> files = Files();
+  ASSERT_GE(files.size(), 2u);
+  std::filesystem::remove(path_);
+  WriteRotating(1000, 1);
+  AuditLog::VerifyReport r = VerifyAll(files);
+  EXPECT_EQ(r.bad_file, path_);
+  EXPECT_EQ(r.bad_line, 1u);
+  EXPECT_THAT(r.error, HasSubstr("does not continue " + files[files.size() - 2]));
+  EXPECT_THAT(r.error, HasSubstr("reason new_file"));
+}
+
 TEST_F(AuditRotationTest, RotateSizeBelowOneRecordStillTerminates) {
   WriteRotating(1, 10);
   std::vector<std::string> files = Files();
