@@ -19,6 +19,7 @@
 #include "router/metrics.h"
 #include "router/presentation.h"
 #include "router/server.h"
+#include "router/tls.h"
 #include "router/tcp_tuning.h"
 
 namespace relais::router {
@@ -121,7 +122,8 @@ std::string ScpAssociation::Prefix() const {
   return p;
 }
 
-bool ScpAssociation::Start(uv_stream_t* listener) {
+bool ScpAssociation::Start(uv_stream_t* listener, std::shared_ptr<TlsContext> tls) {
+  if (tls) tls_ = std::make_unique<TlsChannel>(std::move(tls));
   uv_loop_t* loop = server_->loop();
   uv_tcp_init(loop, &tcp_);
   uv_timer_init(loop, &artim_);
@@ -135,7 +137,7 @@ bool ScpAssociation::Start(uv_stream_t* listener) {
   // Nagle off: every PDU leaves at once (a C-STORE-RSP must not wait).
   uv_tcp_nodelay(&tcp_, 1);
   peer_ = PeerName(&tcp_);
-  RLOG_INFO("%s event=connect", Prefix().c_str());
+  RLOG_INFO("%s event=connect%s", Prefix().c_str(), tls_ ? " tls=1" : "");
   Fsm(Event::kEvt5, nullptr, {});
   reading_ = true;
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &ScpAssociation::OnAlloc, &ScpAssociation::OnRead);
@@ -173,6 +175,53 @@ void ScpAssociation::OnReleaseConfirm() {}
 
 void ScpAssociation::SendPdu(std::vector<uint8_t> bytes) {
   if (closing_ || bytes.empty()) return;
+  if (tls_) {
+    Status s = tls_->Send(bytes);
+    if (!s.ok()) {
+      RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), s.message().c_str());
+      StartClose();
+      return;
+    }
+    FlushTls();
+    return;
+  }
+  WriteRaw(std::move(bytes));
+}
+
+void ScpAssociation::FlushTls() {
+  std::vector<uint8_t> out;
+  tls_->TakeOutput(&out);
+  if (!out.empty()) WriteRaw(std::move(out));
+}
+
+bool ScpAssociation::HandleTlsRead(size_t n) {
+  tls_plain_.clear();
+  Status s = tls_->Receive(std::span<const uint8_t>(tls_buf_.data(), n), &tls_plain_);
+  FlushTls();  // handshake messages, alerts
+  if (!s.ok() && s.code() != Status::Code::kUnavailable) {
+    RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), s.message().c_str());
+    if (Metrics* m = server_->metrics()) m->AssociationRejected("tls");
+    if (AuditLog* a = server_->audit()) {
+      a->Record("association", {{"peer", peer_}, {"result", "rejected"}, {"reason", s.message()}, {"tls", "1"}});
+    }
+    StartClose();
+    return false;
+  }
+  if (!tls_logged_ && tls_->handshake_done()) {
+    tls_logged_ = true;
+    std::string subject = tls_->PeerSubject();
+    RLOG_INFO("%s event=tls-established protocol=\"%s\" peer_certificate=\"%s\"", Prefix().c_str(),
+              tls_->Description().c_str(), subject.empty() ? "none" : subject.c_str());
+  }
+  if (!tls_plain_.empty()) {
+    std::span<uint8_t> tail = in_.WritableTail(tls_plain_.size());
+    std::memcpy(tail.data(), tls_plain_.data(), tls_plain_.size());
+    in_.Commit(tls_plain_.size());
+  }
+  return true;
+}
+
+void ScpAssociation::WriteRaw(std::vector<uint8_t> bytes) {
   auto* w = new WriteReq;
   w->bytes = std::move(bytes);
   w->req.data = this;
@@ -250,6 +299,12 @@ void ScpAssociation::AbortNow(const char* why) {
 
 void ScpAssociation::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
   auto* self = static_cast<ScpAssociation*>(h->data);
+  if (self->tls_) {
+    self->tls_buf_.resize(kReadChunk);
+    buf->base = reinterpret_cast<char*>(self->tls_buf_.data());
+    buf->len = self->tls_buf_.size();
+    return;
+  }
   std::span<uint8_t> tail = self->in_.WritableTail(kReadChunk);
   buf->base = reinterpret_cast<char*>(tail.data());
   buf->len = tail.size();
@@ -273,7 +328,11 @@ void ScpAssociation::HandleRead(ssize_t nread) {
     return;
   }
   if (nread == 0) return;
-  in_.Commit(static_cast<size_t>(nread));
+  if (tls_) {
+    if (!HandleTlsRead(static_cast<size_t>(nread))) return;
+  } else {
+    in_.Commit(static_cast<size_t>(nread));
+  }
   bytes_received_ += static_cast<uint64_t>(nread);
   RearmQuickAck(&tcp_);  // defeat a Nagle-on sender's stall
   ResetIdleTimer();
@@ -365,6 +424,13 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
     return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
                   ul::kRjCalledAeNotRecognized, "called-ae", why.c_str());
   }
+  std::string peer_ip = peer_.substr(0, peer_.rfind(':'));
+  if (peer_ip.size() > 2 && peer_ip.front() == '[') peer_ip = peer_ip.substr(1, peer_ip.size() - 2);
+  AccessPolicy::Decision access = cfg.access.Check(rq.calling_ae, peer_ip, rq.user_info.user_identity_rq);
+  if (!access.allowed) {
+    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, access.rj_reason,
+                  access.label.c_str(), access.why.c_str());
+  }
   if (server_->established_count() >= cfg.max_associations) {
     return reject(ul::RejectResult::kTransient, ul::RejectSource::kServiceProviderPresentation,
                   ul::kRjLocalLimitExceeded, "limit", "too many associations (listener.max_associations)");
@@ -384,6 +450,7 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
     }
   }
   ac.user_info.max_length = cfg.max_pdu;
+  if (access.identity_ac) ac.user_info.user_identity_ac = *access.identity_ac;
   ac.user_info.implementation_class_uid = kImplementationClassUid;
   ac.user_info.implementation_version_name = kImplementationVersionName;
   // PS3.7 D.3.3.4: answer each role selection; we only act as SCP for storage.
@@ -404,8 +471,11 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   established_ = true;
   server_->OnEstablished(+1);
   if (Metrics* m = server_->metrics()) m->AssociationAccepted();
-  if (AuditLog* a = server_->audit()) a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_},
-                                                               {"peer", peer_}, {"result", "accepted"}});
+  if (AuditLog* a = server_->audit()) {
+    a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_}, {"peer", peer_},
+                              {"result", "accepted"}, {"user", access.user},
+                              {"tls", tls_ ? tls_->Description() : std::string()}});
+  }
   RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
             Prefix().c_str(), called_ae_.c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
             rq.user_info.implementation_class_uid.c_str());

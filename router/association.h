@@ -30,15 +30,18 @@
 namespace relais::router {
 
 class Server;
+class TlsChannel;
+class TlsContext;
 
 class ScpAssociation : public ul::Effects {
  public:
   ScpAssociation(Server* server, uint64_t id);
   ~ScpAssociation() override;
 
-  // Accepts the pending connection from `listener` and starts reading.
-  // Returns false (and closes) if the accept fails.
-  bool Start(uv_stream_t* listener);
+  // Accepts the pending connection from `listener` and starts reading;
+  // with `tls`, the connection speaks DICOM TLS (router/tls.h). Returns
+  // false (and closes) if the accept fails.
+  bool Start(uv_stream_t* listener, std::shared_ptr<TlsContext> tls = nullptr);
   // Sends an A-ABORT (service user) and closes. Used at shutdown.
   void AbortNow(const char* why);
 
@@ -135,6 +138,15 @@ class ScpAssociation : public ul::Effects {
   rules::Decision decision_;  // reused: no allocation per object once warm
 
   PduInputBuffer in_;  // received bytes not yet decoded
+  // DICOM TLS: ciphertext is read into tls_buf_, decrypted into in_.
+  std::unique_ptr<TlsChannel> tls_;
+  std::vector<uint8_t> tls_buf_;
+  std::vector<uint8_t> tls_plain_;
+  bool tls_logged_ = false;
+  void WriteRaw(std::vector<uint8_t> bytes);
+  void FlushTls();
+  // Decrypts what was read; false when the association is closing.
+  bool HandleTlsRead(size_t n);
 
   // Command being reassembled from command PDVs.
   std::vector<uint8_t> command_bytes_;

@@ -26,23 +26,35 @@ Server::Server(uv_loop_t* loop, store::Store* store, ScpSettings settings)
 
 Server::~Server() = default;
 
-Status Server::Listen(const std::string& host, uint16_t port) {
+Status Server::Bind(uv_tcp_t* handle, const std::string& host, uint16_t port, const char* what) {
   sockaddr_storage addr;
   std::memset(&addr, 0, sizeof(addr));
   if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
       uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
     return Status::InvalidArgument("listener.host '" + host + "' is not an IP address");
   }
-  uv_tcp_init(loop_, &listener_);
-  listening_ = true;
-  int rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 128, &Server::OnConnection);
+  uv_tcp_init(loop_, handle);
+  handle->data = this;
+  int rc = uv_tcp_bind(handle, reinterpret_cast<sockaddr*>(&addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(handle), 128, &Server::OnConnection);
   if (rc != 0) {
     return Status::IOError("cannot listen on " + host + ":" + std::to_string(port) + ": " + uv_strerror(rc) +
-                           (rc == UV_EADDRINUSE ? " (another process uses this port: stop it or change listener.port)"
-                                                : ""));
+                           (rc == UV_EADDRINUSE ? std::string(" (another process uses this port: stop it or change ") +
+                                                      what + ")"
+                                                : std::string()));
   }
   return Status::OK();
+}
+
+Status Server::Listen(const std::string& host, uint16_t port) {
+  listening_ = true;  // the handle is initialized by Bind: closed by Shutdown either way
+  return Bind(&listener_, host, port, "listener.port");
+}
+
+Status Server::ListenTls(const std::string& host, uint16_t port, std::shared_ptr<TlsContext> tls) {
+  tls_ = std::move(tls);
+  tls_listening_ = true;
+  return Bind(&tls_listener_, host, port, "tls.port");
 }
 
 void Server::OnConnection(uv_stream_t* s, int status) noexcept {
@@ -51,15 +63,16 @@ void Server::OnConnection(uv_stream_t* s, int status) noexcept {
     RLOG_WARN("listener: accept error: %s", uv_strerror(status));
     return;
   }
-  self->Accept();
+  uv_tcp_t* listener = reinterpret_cast<uv_tcp_t*>(s);
+  self->Accept(listener, listener == &self->tls_listener_ ? self->tls_ : nullptr);
 }
 
-void Server::Accept() {
+void Server::Accept(uv_tcp_t* listener, std::shared_ptr<TlsContext> tls) {
   uint64_t id = next_id_++;
   auto assoc = std::make_unique<ScpAssociation>(this, id);
   ScpAssociation* a = assoc.get();
   associations_.emplace(id, std::move(assoc));
-  if (!a->Start(reinterpret_cast<uv_stream_t*>(&listener_))) return;
+  if (!a->Start(reinterpret_cast<uv_stream_t*>(listener), std::move(tls))) return;
   if (shutting_down_ || associations_.size() > MaxConnections(settings_)) {
     RLOG_WARN("assoc=%llu event=connection-refused reason=\"%s\"", static_cast<unsigned long long>(id),
               shutting_down_ ? "shutting down" : "too many open connections");
@@ -205,6 +218,10 @@ void Server::Drain(uint64_t deadline_ms, std::function<void()> done) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
     listening_ = false;
   }
+  if (tls_listening_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tls_listener_), nullptr);
+    tls_listening_ = false;
+  }
   if (associations_.empty()) return FinishDrain("no association was open");
   RLOG_INFO("event=draining associations=%zu deadline_s=%.1f: no new associations; open ones may finish",
             associations_.size(), static_cast<double>(deadline_ms) / 1000);
@@ -269,6 +286,10 @@ void Server::Shutdown() {
   if (listening_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
     listening_ = false;
+  }
+  if (tls_listening_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tls_listener_), nullptr);
+    tls_listening_ = false;
   }
   if (rules_watching_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&rules_watch_), nullptr);

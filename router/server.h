@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "router/access.h"
 #include "router/presentation.h"
 #include "rules/routing.h"
 #include "rules/rules.h"
@@ -27,6 +28,7 @@ namespace relais::router {
 
 class AuditLog;
 class Metrics;
+class TlsContext;
 class ScpAssociation;
 
 // Settings an association needs, copied from the config at start.
@@ -42,6 +44,8 @@ struct ScpSettings {
   uint64_t max_uncommitted_bytes = 16u << 20;
   // Rule file or directory; empty: no rules (objects are kept, unrouted).
   std::string rules_path;
+  // Who may associate ([[listener.allow]], [[listener.user]]).
+  AccessPolicy access;
 };
 
 class Server {
@@ -53,6 +57,9 @@ class Server {
 
   // Binds and listens on host:port. Loop thread.
   Status Listen(const std::string& host, uint16_t port);
+  // A second listener on host:port whose connections speak DICOM TLS with
+  // `tls` (router/tls.h); same AE title and settings. Loop thread.
+  Status ListenTls(const std::string& host, uint16_t port, std::shared_ptr<TlsContext> tls);
   // Stops accepting, aborts every association, closes every handle; the
   // loop then runs out of work. Loop thread.
   void Shutdown();
@@ -118,7 +125,8 @@ class Server {
   static void OnAsync(uv_async_t* handle) noexcept;
   static void OnRulesChanged(uv_fs_event_t* handle, const char* filename, int events, int status) noexcept;
   static void OnRulesDebounce(uv_timer_t* handle) noexcept;
-  void Accept();
+  void Accept(uv_tcp_t* listener, std::shared_ptr<TlsContext> tls);
+  Status Bind(uv_tcp_t* handle, const std::string& host, uint16_t port, const char* what);
   static std::string RulesFingerprint(const std::string& path);
   void RunPosted();
 
@@ -127,6 +135,9 @@ class Server {
   ScpSettings settings_;
   uv_tcp_t listener_;
   bool listening_ = false;
+  uv_tcp_t tls_listener_;
+  bool tls_listening_ = false;
+  std::shared_ptr<TlsContext> tls_;
   uv_async_t async_;
   bool shutting_down_ = false;
   bool async_closed_ = false;  // guarded by posted_mu_
