@@ -11,6 +11,7 @@
 #include "router/metrics.h"
 #include "router/scu_association.h"
 #include "router/send_prep.h"
+#include "router/tls.h"
 
 namespace relais::router {
 namespace {
@@ -98,6 +99,10 @@ struct DeliveryScheduler::Dest {
   bool more_rows = false;   // the last scan stopped at its batch size
   int64_t last_scan = 0;
   int64_t next_due = 0;  // earliest next_attempt of a row not yet due (0: none)
+  // DICOM TLS client context (cfg.tls); null when not asked for, or when
+  // it could not be built (tls_error says why; nothing is sent then).
+  std::shared_ptr<TlsContext> tls;
+  std::string tls_error;
   // Statistics.
   uint64_t sent = 0, failed = 0, dead = 0, bytes_sent = 0;
   // Operations (Stats, Pause/Resume, RecentFailures).
@@ -206,11 +211,24 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
         }
       }
       d->scan_wanted = true;
+      d->tls.reset();
+      d->tls_error.clear();
       if (cfg.tls) {
-        RLOG_ERROR("dest=%s event=tls-not-supported where=%s: the destination asks for DICOM TLS, which this build "
-                   "of Relais does not implement yet; nothing is sent to it in clear text and its rows wait "
-                   "(`relais queue ls --dest %s`). Remove tls to send without encryption (e.g. over a VPN).",
-                   cfg.name.c_str(), cfg.where.c_str(), cfg.name.c_str());
+        TlsSettings ts;
+        ts.ca = cfg.tls_ca_file;
+        ts.certificate = cfg.tls_cert_file;
+        ts.private_key = cfg.tls_key_file;
+        Result<std::shared_ptr<TlsContext>> ctx = TlsContext::MakeClient(ts);
+        if (ctx.ok()) {
+          d->tls = std::move(*ctx);
+        } else {
+          // Never fall back to clear text: the rows wait with the reason.
+          d->tls_error = ctx.status().message();
+          d->last_link_error = "TLS configuration: " + d->tls_error;
+          RLOG_ERROR("dest=%s event=tls-config-failed where=%s reason=\"%s\": nothing is sent to it until the "
+                     "destination's tls settings are fixed (the rule file reloads by itself)",
+                     cfg.name.c_str(), cfg.where.c_str(), d->tls_error.c_str());
+        }
       }
       if (cfg.bandwidth_limit_bps == 0) {
         d->limiter.reset();
@@ -269,7 +287,7 @@ int64_t DeliveryScheduler::Backoff(const Dest* d, uint32_t failures) {
 void DeliveryScheduler::Run(Dest* d) {
   if (shutting_down_) return;
   int64_t now = NowMs();
-  if (d->removed || d->cfg.tls) {  // tls: never in clear text (see SetRules)
+  if (d->removed || (d->cfg.tls && !d->tls)) {  // tls: never in clear text (see SetRules)
     for (auto& s : d->senders) {
       if (s->established && !s->busy && !s->closing) {
         s->closing = true;
@@ -444,6 +462,7 @@ void DeliveryScheduler::OpenSender(Dest* d, bool probe) {
   cfg.artim_timeout_ms = settings_.artim_timeout_ms;
   cfg.response_timeout_ms = settings_.response_timeout_ms;
   cfg.rate_limiter = d->limiter;
+  cfg.tls = d->tls;
   s->assoc = std::make_unique<ScuAssociation>(
       loop_, cfg, std::move(proposals), [this, d, sp](Outcome o) { OnEstablished(d, sp, o); },
       [this, d, sp] { OnSenderClosed(d, sp); });

@@ -29,6 +29,7 @@
 #include "base/log.h"
 #include "router/presentation.h"
 #include "router/tcp_tuning.h"
+#include "router/tls.h"
 
 namespace relais::router {
 namespace {
@@ -308,6 +309,17 @@ void ScuAssociation::OnConnect(uv_connect_t* req, int status) noexcept {
   // Nagle off: a C-STORE-RQ's last PDU must not wait for an ACK.
   uv_tcp_nodelay(&self->tcp_, 1);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&self->tcp_), &ScuAssociation::OnAlloc, &ScuAssociation::OnRead);
+  if (self->config_.tls) {
+    // The A-ASSOCIATE-RQ waits inside the channel until the handshake is done.
+    self->tls_ = std::make_unique<TlsChannel>(self->config_.tls, self->config_.host);
+    Status s = self->tls_->Start();
+    if (!s.ok()) {
+      self->transport_error_ = s.message();
+      self->Fsm(Event::kEvt17);
+      return;
+    }
+    self->FlushTls();
+  }
   self->Fsm(Event::kEvt2);  // AE-2: send the A-ASSOCIATE-RQ
 }
 
@@ -317,6 +329,28 @@ void ScuAssociation::OnTransportConnected() {
 }
 
 void ScuAssociation::SendPdu(std::vector<uint8_t> bytes) {
+  if (closing_ || bytes.empty()) return;
+  if (tls_) {
+    Status s = tls_->Send(bytes);
+    if (!s.ok()) {
+      transport_error_ = s.message();
+      Fsm(Event::kEvt17);
+      StartClose();
+      return;
+    }
+    FlushTls();
+    return;
+  }
+  WriteRaw(std::move(bytes));
+}
+
+void ScuAssociation::FlushTls() {
+  std::vector<uint8_t> out;
+  tls_->TakeOutput(&out);
+  if (!out.empty()) WriteRaw(std::move(out));
+}
+
+void ScuAssociation::WriteRaw(std::vector<uint8_t> bytes) {
   if (closing_ || bytes.empty()) return;
   auto* w = new WriteReq;
   w->bytes = std::move(bytes);
@@ -667,6 +701,12 @@ void ScuAssociation::CompleteOp(Outcome outcome) {
 
 void ScuAssociation::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
   auto* self = static_cast<ScuAssociation*>(h->data);
+  if (self->tls_) {
+    self->tls_buf_.resize(kReadChunk);
+    buf->base = reinterpret_cast<char*>(self->tls_buf_.data());
+    buf->len = self->tls_buf_.size();
+    return;
+  }
   std::span<uint8_t> tail = self->in_.WritableTail(kReadChunk);
   buf->base = reinterpret_cast<char*>(tail.data());
   buf->len = tail.size();
@@ -686,7 +726,24 @@ void ScuAssociation::HandleRead(ssize_t nread) {
     return;
   }
   if (nread == 0) return;
-  in_.Commit(static_cast<size_t>(nread));
+  if (tls_) {
+    tls_plain_.clear();
+    Status s = tls_->Receive(std::span<const uint8_t>(tls_buf_.data(), static_cast<size_t>(nread)), &tls_plain_);
+    FlushTls();  // handshake messages, and what waited for the handshake
+    if (!s.ok() && s.code() != Status::Code::kUnavailable) {
+      transport_error_ = s.message();
+      Fsm(Event::kEvt17);
+      StartClose();
+      return;
+    }
+    if (!tls_plain_.empty()) {
+      std::span<uint8_t> tail = in_.WritableTail(tls_plain_.size());
+      std::memcpy(tail.data(), tls_plain_.data(), tls_plain_.size());
+      in_.Commit(tls_plain_.size());
+    }
+  } else {
+    in_.Commit(static_cast<size_t>(nread));
+  }
   RearmQuickAck(&tcp_);  // a Nagle-on peer would wait ~40 ms for our ACK
   ProcessInput();
 }

@@ -42,6 +42,9 @@
 
 namespace relais::router {
 
+class TlsChannel;
+class TlsContext;
+
 struct ScuConfig {
   std::string calling_ae;  // our AE title (at most 16 characters)
   std::string called_ae;   // the peer's AE title
@@ -64,6 +67,9 @@ struct ScuConfig {
   // Paces the data set bytes sent (shared by a destination's associations);
   // null: as fast as the peer takes them.
   std::shared_ptr<RateLimiter> rate_limiter;
+  // DICOM TLS (router/tls.h): a client context; the server's certificate
+  // must name `host`. Null: plain TCP.
+  std::shared_ptr<TlsContext> tls;
 };
 
 // One presentation context to propose (PS3.8 9.3.2.2). Ids are assigned in
@@ -252,6 +258,14 @@ class ScuAssociation : public ul::Effects {
   std::optional<Op> op_;
 
   PduInputBuffer in_;  // received bytes not yet decoded
+
+  std::unique_ptr<TlsChannel> tls_;  // DICOM TLS: ciphertext read into tls_buf_
+
+  std::vector<uint8_t> tls_buf_, tls_plain_;
+
+  void WriteRaw(std::vector<uint8_t> bytes);
+
+  void FlushTls();
   bool input_dead_ = false;
   std::vector<uint8_t> command_bytes_;
 
