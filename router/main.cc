@@ -286,13 +286,14 @@ int main(int argc, char** argv) {
 
   CLI::App* audit = app.add_subcommand("audit", "Audit trail tools");
   audit->require_subcommand(1);
-  std::string audit_path;
-  CLI::App* averify = audit->add_subcommand("verify", "Check the hash chain of an audit file; report the first broken line");
-  averify->add_option("FILE", audit_path, "Audit file (JSON lines)")->required();
+  std::vector<std::string> audit_paths;
+  CLI::App* averify = audit->add_subcommand(
+      "verify", "Check the hash chain of audit files given oldest first (audit.jsonl.* audit.jsonl); report the first broken line");
+  averify->add_option("FILE", audit_paths, "Audit files (JSON lines), oldest first")->required();
 
   CLI11_PARSE(app, argc, argv);
 
-  if (averify->parsed()) return relais::router::AuditVerifyCommand(audit_path);
+  if (averify->parsed()) return relais::router::AuditVerifyCommand(audit_paths);
 
   if (rcheck->parsed()) return relais::router::RulesCheck(rules_check_path);
   if (rtest->parsed()) return relais::router::RulesTest(rt);

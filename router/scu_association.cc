@@ -721,6 +721,10 @@ void ScuAssociation::HandleRead(ssize_t nread) {
   if (nread < 0) {
     transport_error_ = nread == UV_EOF ? "connection closed by the peer"
                                        : std::string("read failed: ") + uv_strerror(static_cast<int>(nread));
+    if (tls_ && !tls_->handshake_done()) {
+      transport_error_ = "TLS handshake failed: " + transport_error_ +
+                         " (does the peer speak DICOM TLS on this port? check its certificate settings)";
+    }
     Fsm(Event::kEvt17);  // AA-4 (Sta5-12) or AR-5 (Sta13)
     StartClose();
     return;

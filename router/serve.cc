@@ -18,17 +18,20 @@
 #include "router/storage_watch.h"
 #include "router/router.h"
 #include "router/server.h"
+#include "router/tls.h"
 #include "store/store.h"
 
 namespace relais::router {
 namespace {
 
 struct SignalCtx {
-  Server* server;
-  DeliveryScheduler* delivery;
+  Server* server = nullptr;
+  DeliveryScheduler* delivery = nullptr;
   AdminServer* admin = nullptr;
   Alerts* alerts = nullptr;
   StorageWatch* storage = nullptr;
+  uint64_t drain_ms = 20000;
+  bool rest_stopped = false;
   uv_signal_t sigint;
   uv_signal_t sigterm;
   uv_signal_t sighup;
@@ -46,20 +49,41 @@ void OnHangup(uv_signal_t* h, int) noexcept {
   if (!ctx->stopping) (void)ctx->server->ReloadRules("SIGHUP");
 }
 
-void OnStopSignal(uv_signal_t* h, int signum) noexcept {
-  auto* ctx = static_cast<SignalCtx*>(h->data);
-  if (ctx->stopping) return;
-  ctx->stopping = true;
-  RLOG_INFO("event=stopping signal=%s: no new associations; open ones are aborted, nothing unacknowledged is kept",
-            signum == SIGINT ? "SIGINT" : "SIGTERM");
-  // The admin API first (nothing new asked of the rest), then what watches,
-  // then the listener and delivery.
+// Everything but the listener: the admin API (nothing new asked of the
+// rest), what watches, delivery, the signals. Once; the loop then runs out.
+void StopRest(SignalCtx* ctx) {
+  if (ctx->rest_stopped) return;
+  ctx->rest_stopped = true;
   if (ctx->admin != nullptr) ctx->admin->Shutdown();
   if (ctx->alerts != nullptr) ctx->alerts->Shutdown();
   if (ctx->storage != nullptr) ctx->storage->Shutdown();
-  ctx->server->Shutdown();
   ctx->delivery->Shutdown([] {});
   CloseSignals(ctx);
+  // Closing the handles restores the default action; a late SIGTERM (e.g.
+  // a second `systemctl stop`) must not kill the final commits.
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+}
+
+// SIGTERM/SIGINT: stop accepting at once, let the associations in flight
+// finish for up to [listener] drain_timeout_s (their objects are committed
+// and answered), then stop the rest. A second signal aborts at once.
+void OnStopSignal(uv_signal_t* h, int signum) noexcept {
+  auto* ctx = static_cast<SignalCtx*>(h->data);
+  const char* name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  if (ctx->stopping) {
+    RLOG_WARN("event=stopping-now signal=%s: aborting the associations still open; what they did not get "
+              "acknowledged is not kept (their senders send it again)",
+              name);
+    ctx->server->Shutdown();
+    StopRest(ctx);
+    return;
+  }
+  ctx->stopping = true;
+  RLOG_INFO("event=stopping signal=%s drain_timeout_s=%llu: no new associations; open ones may finish, "
+            "nothing acknowledged is lost",
+            name, static_cast<unsigned long long>(ctx->drain_ms / 1000));
+  ctx->server->Drain(ctx->drain_ms, [ctx] { StopRest(ctx); });
 }
 
 }  // namespace
@@ -83,7 +107,12 @@ Status Serve(const rules::AppConfig& config) {
   // Before the server and the scheduler, which record into it: it outlives them.
   std::unique_ptr<AuditLog> audit;
   if (!config.audit.path.empty()) {
-    Result<std::unique_ptr<AuditLog>> a = AuditLog::Open(config.audit.path);
+    AuditLog::Options audit_options;
+    audit_options.rotate_size = config.audit.rotate_size;
+    audit_options.syslog = config.audit.syslog;
+    audit_options.ae_title = config.listener.ae_title;
+    audit_options.calling_ae_title = config.delivery.calling_ae_title;
+    Result<std::unique_ptr<AuditLog>> a = AuditLog::Open(config.audit.path, audit_options);
     if (!a.ok()) return a.status();
     audit = std::move(*a);
   }
@@ -96,6 +125,21 @@ Status Serve(const rules::AppConfig& config) {
   settings.idle_timeout_ms = uint64_t{config.listener.idle_timeout_s} * 1000;
   settings.accept.accept_unknown_sop_classes = config.listener.accept_unknown_sop_classes;
   settings.rules_path = config.rules_path;
+  Result<AccessPolicy> access = AccessPolicy::Make(config.listener);
+  if (!access.ok()) return access.status();
+  settings.access = std::move(*access);
+  std::shared_ptr<TlsContext> tls;
+  if (config.tls.enabled) {
+    TlsSettings ts;
+    ts.certificate = config.tls.certificate;
+    ts.private_key = config.tls.private_key;
+    ts.ca = config.tls.ca;
+    ts.require_client_certificate = config.tls.require_client_certificate;
+    ts.min_version = config.tls.min_version;
+    Result<std::shared_ptr<TlsContext>> made = TlsContext::MakeServer(ts);
+    if (!made.ok()) return Status::InvalidArgument(config.source_path + ": [tls]: " + made.status().message());
+    tls = std::move(*made);
+  }
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -144,7 +188,13 @@ Status Serve(const rules::AppConfig& config) {
     }
     store->SetQueueCallback([&delivery](const std::vector<std::string>& dests) { delivery.Wake(dests); });
     server.SetRulesListener([&delivery](std::shared_ptr<const rules::RuleSet> r) { delivery.SetRules(std::move(r)); });
-    SignalCtx sig{&server, &delivery, admin.get(), &alerts, &storage, {}, {}, {}};
+    SignalCtx sig;
+    sig.server = &server;
+    sig.delivery = &delivery;
+    sig.admin = admin.get();
+    sig.alerts = &alerts;
+    sig.storage = &storage;
+    sig.drain_ms = uint64_t{config.listener.drain_timeout_s} * 1000;
     uv_signal_init(&loop, &sig.sigint);
     uv_signal_init(&loop, &sig.sigterm);
     uv_signal_init(&loop, &sig.sighup);
@@ -153,6 +203,7 @@ Status Serve(const rules::AppConfig& config) {
     sig.sighup.data = &sig;
     result = server.InitRules();
     if (result.ok()) result = server.Listen(config.listener.host, config.listener.port);
+    if (result.ok() && tls) result = server.ListenTls(config.listener.host, config.tls.port, tls);
     if (result.ok() && admin) result = admin->Listen(config.admin.host, config.admin.port);
     if (result.ok()) {
       storage.Start();
@@ -163,6 +214,16 @@ Status Serve(const rules::AppConfig& config) {
       RLOG_INFO("event=listening ae=%s address=%s:%u store=%s max_pdu=%u max_associations=%u",
                 settings.ae_title.c_str(), config.listener.host.c_str(), config.listener.port,
                 config.store.path.c_str(), settings.max_pdu, settings.max_associations);
+      if (tls) {
+        RLOG_INFO("event=listening-tls ae=%s address=%s:%u client_certificates=%s min_version=%s",
+                  settings.ae_title.c_str(), config.listener.host.c_str(), config.tls.port,
+                  config.tls.require_client_certificate ? "required" : "not required",
+                  config.tls.min_version.c_str());
+      }
+      if (settings.access.restricts_callers() || settings.access.requires_identity()) {
+        RLOG_INFO("event=access-control allow_entries=%zu users=%zu", config.listener.allow.size(),
+                  config.listener.users.size());
+      }
     } else {
       if (admin) admin->Shutdown();
       alerts.Shutdown();

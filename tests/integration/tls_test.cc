@@ -110,7 +110,7 @@ TEST(TlsTest, MutualTlsInAndOutDeliversIntactAndRefusesStrangers) {
   // its rows wait with the reason.
   std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   EXPECT_EQ(plain.CountFiles(), 0u);
-  EXPECT_EQ(plain.Log().find("Association Received"), std::string::npos) << plain.Log();
+  EXPECT_EQ(plain.Log().find("Association Acknowledged"), std::string::npos) << plain.Log();
   RunResult q = RunCommand({RelaisBinary(), "queue", "ls", "--config", relais.config_path(), "--dest", "fake"}, 60);
   EXPECT_NE(q.output.find("TLS"), std::string::npos) << q.output;
 
