@@ -13,9 +13,14 @@ shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then TARGETS=(pdu dimse fsm header config association); fi
 
-cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DRELAIS_FUZZ=ON \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo ${RELAIS_FUZZ_CMAKE_ARGS:-} >/dev/null
-cmake --build build-fuzz -j"$(nproc)" $(printf -- "--target %s_fuzz " "${TARGETS[@]}")
+# RELAIS_FUZZ_BUILD: a build folder configured with -DRELAIS_FUZZ=ON and clang
+# (scripts/test.sh reuses its sanitizer build); configured here if new.
+BUILD=${RELAIS_FUZZ_BUILD:-build-fuzz}
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DRELAIS_FUZZ=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
+cmake --build "$BUILD" -j"$(nproc)" $(printf -- "--target %s_fuzz " "${TARGETS[@]}")
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
@@ -23,7 +28,7 @@ run_one() {
   local t=$1 work=out/fuzz/$1
   rm -rf "$work" && mkdir -p "$work/corpus"
   cp fuzz/corpus/"$t"/* "$work/corpus/" 2>/dev/null || true
-  if build-fuzz/fuzz/"${t}"_fuzz -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
+  if "$BUILD"/fuzz/"${t}"_fuzz -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
        -max_len=65536 -artifact_prefix="$work/" -print_final_stats=1 "$work/corpus" > "$work/log" 2>&1; then
     local runs
     runs=$(grep -E "^stat::number_of_executed_units" "$work/log" | awk '{print $2}')

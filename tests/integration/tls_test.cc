@@ -46,7 +46,7 @@ size_t WaitForFiles(StorescpPeer& peer, size_t n, int timeout_ms) {
   return peer.CountFiles();
 }
 
-TEST(TlsTest, MutualTlsInAndOutDeliversIntactAndRefusesStrangers) {
+TEST(TlsEndToEndTest, MutualTlsInAndOutDeliversIntactAndRefusesStrangers) {
   TempDir tmp;
   for (const char* d : {"certs", "scp", "plain-scp", "relais"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
   const std::string c = tmp / "certs";
