@@ -508,5 +508,30 @@ TEST_F(AdminTest, MetricsCountWhatStorescuSent) {
   EXPECT_EQ(received, static_cast<uint64_t>(kN));
 }
 
+TEST(AdminTokenCommandTest, PrintsARandomTokenAndItsSha256Lines) {
+  TempDir tmp;
+  RunResult a = RunCommand({RelaisBinary(), "admin", "token", "night-nurse", "--role", "operator"}, 30);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  RunResult b = RunCommand({RelaisBinary(), "admin", "token", "night-nurse"}, 30);
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  auto token_of = [](const std::string& out) {
+    size_t p = out.find("token: ");
+    return p == std::string::npos ? std::string() : out.substr(p + 7, out.find('\n', p) - p - 7);
+  };
+  const std::string ta = token_of(a.output), tb = token_of(b.output);
+  // 32 random bytes in base64url without padding: 43 characters.
+  ASSERT_EQ(ta.size(), 43u) << a.output;
+  EXPECT_EQ(ta.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+            std::string::npos);
+  EXPECT_NE(ta, tb);
+  EXPECT_NE(a.output.find("[[admin.token]]\nname = \"night-nurse\"\nrole = \"operator\"\nsha256 = \"" +
+                          Sha256(ta, tmp.path()) + "\"\n"),
+            std::string::npos)
+      << a.output;
+  EXPECT_NE(b.output.find("role = \"viewer\""), std::string::npos) << b.output;
+  EXPECT_NE(RunCommand({RelaisBinary(), "admin", "token", "x", "--role", "root"}, 30).exit_code, 0);
+  EXPECT_NE(RunCommand({RelaisBinary(), "admin", "token"}, 30).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace relais::itest
