@@ -210,10 +210,7 @@ void Server::OnAssociationClosed(uint64_t id) {
   if (draining_ && !shutting_down_ && associations_.empty()) FinishDrain("every association ended");
 }
 
-void Server::Drain(uint64_t deadline_ms, std::function<void()> done) {
-  if (draining_ || shutting_down_) return;
-  draining_ = true;
-  drain_done_ = std::move(done);
+void Server::CloseListeners() {
   if (listening_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
     listening_ = false;
@@ -222,6 +219,13 @@ void Server::Drain(uint64_t deadline_ms, std::function<void()> done) {
     uv_close(reinterpret_cast<uv_handle_t*>(&tls_listener_), nullptr);
     tls_listening_ = false;
   }
+}
+
+void Server::Drain(uint64_t deadline_ms, std::function<void()> done) {
+  if (draining_ || shutting_down_) return;
+  draining_ = true;
+  drain_done_ = std::move(done);
+  CloseListeners();
   if (associations_.empty()) return FinishDrain("no association was open");
   RLOG_INFO("event=draining associations=%zu deadline_s=%.1f: no new associations; open ones may finish",
             associations_.size(), static_cast<double>(deadline_ms) / 1000);
@@ -283,14 +287,7 @@ void Server::Shutdown() {
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
     drain_timer_open_ = false;
   }
-  if (listening_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    listening_ = false;
-  }
-  if (tls_listening_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&tls_listener_), nullptr);
-    tls_listening_ = false;
-  }
+  CloseListeners();
   if (rules_watching_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&rules_watch_), nullptr);
     rules_watching_ = false;

@@ -161,6 +161,7 @@ class Server {
   uv_timer_t drain_timer_;
   bool drain_timer_open_ = false;
   void FinishDrain(const char* why);
+  void CloseListeners();
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
 };

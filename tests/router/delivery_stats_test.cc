@@ -5,6 +5,7 @@
 // Every test closes every handle (uv_loop_close == 0).
 //
 // (In router_test rather than integration_test: it links relais_router.)
+#include "tests/router/loopback.h"
 #include "router/delivery.h"
 
 #include <arpa/inet.h>
@@ -42,28 +43,9 @@ int64_t NowMs() {
       .count();
 }
 
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using relais::testing::FreePort;
 
-bool PortOpen(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  close(fd);
-  return ok;
-}
+using relais::testing::PortOpen;
 
 // storescp writing what it receives into `out`; killed on destruction.
 class Storescp {

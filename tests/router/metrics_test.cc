@@ -1,6 +1,7 @@
 // Metrics and RenderPrometheus (router/metrics.h): the page is parsed back
 // as a Prometheus scraper would (text exposition format 0.0.4) and its
 // figures checked against what was fed in.
+#include "tests/router/loopback.h"
 #include "router/metrics.h"
 
 #include <arpa/inet.h>
@@ -498,17 +499,7 @@ TEST(MetricsTest, LastHourRollsOverAndZeroesOldMinutes) {
   EXPECT_EQ(m.bytes_received(), 157u);
 }
 
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using relais::testing::FreePort;
 
 // The listener's figures as associations really come and go: a Server on
 // a loop in this process, DCMTK's storescu as the sender.

@@ -2,6 +2,7 @@
 // here with fork/exec), `relais serve`, a listening socket that never
 // answers, and a port with no listener. Every test runs the loop to
 // completion and checks that every handle was closed (uv_loop_close == 0).
+#include "tests/router/loopback.h"
 #include "router/scu_association.h"
 
 #include <arpa/inet.h>
@@ -52,28 +53,9 @@ class TempDir {
   std::string path_;
 };
 
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using relais::testing::FreePort;
 
-bool PortOpen(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  close(fd);
-  return ok;
-}
+using relais::testing::PortOpen;
 
 // A child process (argv[0] searched in PATH), output to `log`; killed and
 // reaped on destruction.
