@@ -85,6 +85,16 @@ def ivr_dataset(uid):
             elem(0x7FE0, 0x0010, b"\x01\x02" * 32))
 
 
+def evr_uids(uid):
+    """SOP Class and Instance UIDs in Explicit VR Little Endian."""
+    out = b""
+    for tag, value in ((0x0016, CT), (0x0018, uid)):
+        if len(value) % 2:
+            value += b"\0"
+        out += struct.pack("<HH2sH", 0x0008, tag, b"UI", len(value)) + value
+    return out
+
+
 def release_rq():
     return pdu(0x05, b"\0\0\0\0")
 
@@ -133,6 +143,11 @@ def main():
                                          (0x0900, struct.pack("<H", 0xA700)), (0x0902, b"out of resources"),
                                          (0x1000, uid)]))
     write("header", "ivr_ct", b"\x00\x10" + ivr_dataset(uid))
+    # Regression: 100000 nested sequences crashed DCMTK's recursive reader
+    # (stack exhaustion) before the nesting bound; 80 levels here, over it.
+    nested = b"".join(struct.pack("<HH2sHIHHI", 0x0040, 0xA730, b"SQ", 0, 0xFFFFFFFF, 0xFFFE, 0xE000, 0xFFFFFFFF)
+                      for _ in range(80))
+    write("header", "deep_nesting", b"\x01\x10" + evr_uids(uid) + nested)
     # Small real files' data sets (after the File Meta Information).
     if os.path.isdir(SHARED):
         for name in ["pydicom__SC_rgb_small_odd.dcm", "pydicom__priv_SQ.dcm", "pydicom__UN_sequence.dcm",

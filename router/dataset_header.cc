@@ -17,6 +17,8 @@ namespace {
 
 constexpr uint32_t kUndefinedLength = 0xFFFFFFFF;
 constexpr uint64_t kNoEnd = ~uint64_t{0};
+// Deepest nesting of sequences accepted (DICOM SR trees stay far below).
+constexpr uint32_t kMaxNesting = 64;
 
 // LengthGuard follows the element structure of the bytes just before DCMTK
 // reads them (PS3.5 7.1 data elements, 7.5 nesting, A.4 encapsulation) and
@@ -27,10 +29,17 @@ constexpr uint64_t kNoEnd = ~uint64_t{0};
 // only fires at end of stream). The guard refuses any declared length that
 // cannot fit in what is left of the header budget, before DCMTK sees it.
 // Values are skipped, never copied; it is not a second parser of values.
+//
+// It also bounds nesting: DCMTK reads sequences recursively, and a data set
+// of 100000 nested sequences (2 MB) exhausts the stack (a remote crash seen
+// in other DICOM stacks' CVE history). More than kMaxNesting nested
+// sequences are refused before DCMTK recurses into them.
 class LengthGuard {
  public:
-  LengthGuard(bool implicit_vr, bool big_endian, uint64_t budget)
-      : implicit_(implicit_vr), big_endian_(big_endian), budget_(budget) {}
+  // `stop_at_pixel_data`: stop where readUntilTag(Pixel Data) stops; false
+  // scans the whole data set (CheckDataSetStructure).
+  LengthGuard(bool implicit_vr, bool big_endian, uint64_t budget, bool stop_at_pixel_data = true)
+      : implicit_(implicit_vr), big_endian_(big_endian), budget_(budget), stop_at_pixel_data_(stop_at_pixel_data) {}
 
   // Scans the next bytes. Returns an empty string, or why the data set is
   // refused. Once Pixel Data (or any later top-level tag) is reached, the
@@ -43,7 +52,7 @@ class LengthGuard {
         skip_ -= k, i += k, pos_ += k;
         continue;
       }
-      while (hdr_len_ == 0 && !stack_.empty() && stack_.back().end == pos_) stack_.pop_back();
+      while (hdr_len_ == 0 && !stack_.empty() && stack_.back().end == pos_) Pop();
       if (hdr_len_ == 0 && !stack_.empty() && stack_.back().end < pos_) {
         return "data set cannot be parsed: an element runs past the end of its item or sequence at byte " +
                std::to_string(pos_);
@@ -96,6 +105,19 @@ class LengthGuard {
            " bytes, more than the header may hold (" + std::to_string(budget_) + " bytes)";
   }
   bool Fits(uint32_t len) const { return len <= budget_ && pos_ <= budget_ - len; }
+  // Opens a sequence or item; "" or why the nesting is refused.
+  std::string Push(Container c, uint64_t start) {
+    if (c.kind != Kind::kItem && ++sequences_open_ > kMaxNesting) {
+      return "data set cannot be parsed: sequences nested deeper than " + std::to_string(kMaxNesting) +
+             " levels at byte " + std::to_string(start);
+    }
+    stack_.push_back(c);
+    return {};
+  }
+  void Pop() {
+    if (stack_.back().kind != Kind::kItem) --sequences_open_;
+    stack_.pop_back();
+  }
 
   std::string OnHeader() {
     const uint16_t g = U16(0), e = U16(2);
@@ -111,19 +133,15 @@ class LengthGuard {
           skip_ = len;
           return {};
         }
-        if (len == kUndefinedLength) {
-          stack_.push_back({Kind::kItem, kNoEnd, Implicit()});
-        } else {
-          if (!Fits(len)) return TooLong(g, e, len);
-          stack_.push_back({Kind::kItem, pos_ + len, Implicit()});
-        }
-        return {};
+        if (len == kUndefinedLength) return Push({Kind::kItem, kNoEnd, Implicit()}, start);
+        if (!Fits(len)) return TooLong(g, e, len);
+        return Push({Kind::kItem, pos_ + len, Implicit()}, start);
       }
       if (e == 0xE00D || e == 0xE0DD) {  // Item / Sequence Delimitation Item
         Kind want = e == 0xE00D ? Kind::kItem : Kind::kSequence;
         if (!stack_.empty() && stack_.back().end == kNoEnd &&
             (stack_.back().kind == want || (want == Kind::kSequence && stack_.back().kind == Kind::kEncapsulated))) {
-          stack_.pop_back();
+          Pop();
         }
         // Otherwise DCMTK tolerates or rejects a stray delimiter; nothing to allocate.
         return {};
@@ -135,7 +153,7 @@ class LengthGuard {
       return "data set cannot be parsed: element inside a sequence but outside an item at byte " +
              std::to_string(start);
     }
-    if (stack_.empty() && (uint32_t{g} << 16 | e) >= 0x7FE00010u) {
+    if (stop_at_pixel_data_ && stack_.empty() && (uint32_t{g} << 16 | e) >= 0x7FE00010u) {
       stopped_ = true;  // readUntilTag stops at Pixel Data (7FE0,0010) or any higher tag
       return {};
     }
@@ -144,6 +162,9 @@ class LengthGuard {
     uint32_t len;
     if (implicit) {
       len = U32(4);
+      // Implicit VR: DCMTK knows a sequence from its dictionary, and reads a
+      // defined-length one recursively too.
+      sq = DcmTag(DcmTagKey(g, e)).getEVR() == EVR_SQ;
     } else {
       sq = hdr_[4] == 'S' && hdr_[5] == 'Q';
       un = hdr_[4] == 'U' && hdr_[5] == 'N';
@@ -153,15 +174,13 @@ class LengthGuard {
       bool pixel_data = g == 0x7FE0 && e == 0x0010;
       if (sq || (implicit && !pixel_data) || (un && !pixel_data)) {
         // An undefined-length UN is read as an implicit VR sequence (CP-246).
-        stack_.push_back({Kind::kSequence, kNoEnd, implicit || un});
-      } else {
-        stack_.push_back({Kind::kEncapsulated, kNoEnd, implicit});
+        return Push({Kind::kSequence, kNoEnd, implicit || un}, start);
       }
-      return {};
+      return Push({Kind::kEncapsulated, kNoEnd, implicit}, start);
     }
     if (!Fits(len)) return TooLong(g, e, len);
     if (sq) {
-      stack_.push_back({Kind::kSequence, pos_ + len, implicit});
+      return Push({Kind::kSequence, pos_ + len, implicit}, start);
     } else {
       skip_ = len;  // a defined-length value; its contents need no guard
     }
@@ -176,6 +195,8 @@ class LengthGuard {
   uint8_t hdr_[12];
   size_t hdr_len_ = 0;
   bool stopped_ = false;
+  bool stop_at_pixel_data_;
+  uint32_t sequences_open_ = 0;
   std::vector<Container> stack_;
 };
 
@@ -338,6 +359,16 @@ Result<HeaderInfo> HeaderParser::result() const {
     return Status::InvalidArgument("data set has no SOP Instance UID (0008,0018)");
   }
   return info;
+}
+
+Status CheckDataSetStructure(std::span<const uint8_t> dataset, const std::string& transfer_syntax_uid) {
+  DcmXfer x(transfer_syntax_uid.c_str());
+  if (x.getXfer() == EXS_Unknown) return Status::InvalidArgument("unknown transfer syntax '" + transfer_syntax_uid + "'");
+  if (x.getStreamCompression() == ESC_zlib) return Status::OK();  // see the header
+  LengthGuard guard(!x.isExplicitVR(), x.isBigEndian(), dataset.size(), /*stop_at_pixel_data=*/false);
+  std::string err = guard.Scan(dataset.data(), dataset.size());
+  if (!err.empty()) return Status::InvalidArgument(err);
+  return Status::OK();
 }
 
 }  // namespace relais::dicom

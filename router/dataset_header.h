@@ -85,6 +85,13 @@ class HeaderParser {
   std::unique_ptr<Impl> impl_;
 };
 
+// Checks the element structure of a whole data set (not only its header)
+// before DCMTK reads it: every declared length fits in the bytes given, and
+// sequences nest at most 64 deep (DCMTK recurses per level). OK, or
+// InvalidArgument saying what and where. Deflated data sets are not checked
+// (OK): their structure is checked after inflation by the reader's limits.
+Status CheckDataSetStructure(std::span<const uint8_t> dataset, const std::string& transfer_syntax_uid);
+
 }  // namespace relais::dicom
 
 #endif  // RELAIS_ROUTER_DATASET_HEADER_H_

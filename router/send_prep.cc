@@ -1,6 +1,8 @@
 // Send preparation: see send_prep.h.
 #include "router/send_prep.h"
 
+#include "router/dataset_header.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -362,6 +364,9 @@ Result<std::vector<uint8_t>> PrepareDataset(std::span<const uint8_t> dataset, co
     return Status::InvalidArgument("cannot convert " + stored_ts + " to " + target_ts + " without loss");
   }
 
+  // DCMTK reads nested sequences recursively: refuse a hostile structure
+  // (also after Pixel Data, which the receive-time header check stops at).
+  RELAIS_RETURN_IF_ERROR(dicom::CheckDataSetStructure(dataset, stored_ts));
   DcmDataset ds;
   const bool deflated_in = DcmXfer(stored_xfer).getStreamCompression() != ESC_none;
   RELAIS_RETURN_IF_ERROR(
