@@ -85,7 +85,9 @@ TEST(AttackPatternTest, DeeplyNestedSequencesAreAnsweredNotCrashedOn) {
       Result<dicom::HeaderInfo> r = p.result();
       if (depth == 10) {
         // Shallow nesting is normal (SR content trees).
-        if (closed) EXPECT_TRUE(r.ok()) << r.status().message();
+        if (closed) {
+          EXPECT_TRUE(r.ok()) << r.status().message();
+        }
       } else {
         ASSERT_FALSE(r.ok()) << depth;
         EXPECT_NE(r.status().message().find("sequences nested deeper than 64 levels at byte"), std::string::npos)

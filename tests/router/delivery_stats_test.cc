@@ -340,7 +340,9 @@ TEST_F(DeliveryStatsTest, LinkFailuresAreCountedClassifiedAndListedNewestFirst) 
       saw_dead = true;
       EXPECT_FALSE(f.sop_instance_uid.empty()) << "the head row carried the attempt";
     }
-    if (f.destination == "nowhere") EXPECT_TRUE(f.result == "retry") << f.result;
+    if (f.destination == "nowhere") {
+      EXPECT_TRUE(f.result == "retry") << f.result;
+    }
   }
   EXPECT_TRUE(saw_dead);
 
