@@ -20,15 +20,17 @@ for f in ./usr/bin/relais ./usr/lib/systemd/system/relais.service ./etc/relais/r
          ./usr/share/doc/relais/README.md; do
   grep -q " $f\$" <<<"$contents" || fail "$f is not in the package"
 done
-dpkg-deb -I "$deb" | grep -q "Depends:.*adduser" || fail "Depends lacks adduser"
-dpkg-deb -I "$deb" | grep -q "Depends:.*libdcmtk" || fail "Depends lacks the shared libraries (shlibdeps)"
+info=$(dpkg-deb -I "$deb")  # (not piped into grep -q: pipefail would see dpkg-deb's SIGPIPE)
+grep -q "Depends:.*adduser" <<<"$info" || fail "Depends lacks adduser"
+grep -q "Depends:.*libdcmtk" <<<"$info" || fail "Depends lacks the shared libraries (shlibdeps)"
 
 dpkg -i "$deb" >/dev/null || fail "dpkg -i"
 getent passwd relais >/dev/null || fail "no relais user"
 [ "$(getent passwd relais | cut -d: -f7)" != "/bin/bash" ] || fail "relais user has a login shell"
 [ "$(stat -c %U /var/lib/relais)" = relais ] || fail "/var/lib/relais is not owned by relais"
 [ "$(stat -c %a /etc/relais/relais.toml)" = 640 ] || fail "/etc/relais/relais.toml is not 0640"
-/usr/bin/relais --version | grep -Eq "^relais [0-9]+\.[0-9]+\.[0-9]+ \([0-9a-f]{7,}|unknown\)" || fail "relais --version: $(/usr/bin/relais --version)"
+version=$(/usr/bin/relais --version)
+grep -Eq "^relais [0-9]+\.[0-9]+\.[0-9]+ \(([0-9a-f]{7,}|unknown)\)" <<<"$version" || fail "relais --version: $version"
 /usr/bin/relais config check /etc/relais/relais.toml >/dev/null || fail "installed config does not pass relais config check"
 /usr/bin/relais rules check /etc/relais/rules.toml >/dev/null || fail "installed rules do not pass relais rules check"
 unit=/usr/lib/systemd/system/relais.service
@@ -53,6 +55,10 @@ for _ in $(seq 1 100); do
   if echoscu -aec RELAIS 127.0.0.1 104 >/dev/null 2>&1; then ok=1; break; fi
   sleep 0.1
 done
+if [ $ok -eq 1 ]; then
+  storescu -aec RELAIS 127.0.0.1 104 "$(dirname "$0")/../../shared/corpus/pydicom__CT_small.dcm" >/dev/null 2>&1 ||
+    { kill $pid; cat "$log"; fail "the installed service did not take a C-STORE"; }
+fi
 if [ $ok -eq 1 ] && command -v curl >/dev/null; then
   curl -fsS http://127.0.0.1:8480/healthz >/dev/null || { kill $pid; cat "$log"; fail "admin /healthz"; }
 fi
@@ -60,6 +66,17 @@ kill -TERM $pid; wait $pid || true
 [ $ok -eq 1 ] || { cat "$log"; fail "the installed service did not answer C-ECHO on port 104"; }
 [ -f /var/lib/relais/store/data.mdb ] || fail "no store in /var/lib/relais/store"
 rm -f "$log"
+
+# An upgrade (the same package again runs the upgrade path of the
+# maintainer scripts) keeps the store and the configuration.
+objects_before=$(/usr/bin/relais store ls --config /etc/relais/relais.toml --json 2>/dev/null | wc -l)
+echo "# local edit" >> /etc/relais/rules.toml
+dpkg -i --force-confold "$deb" >/dev/null || fail "dpkg -i over an installed package"
+[ -f /var/lib/relais/store/data.mdb ] || fail "the upgrade removed the store"
+grep -q "# local edit" /etc/relais/rules.toml || fail "the upgrade overwrote a changed conffile"
+objects_after=$(/usr/bin/relais store ls --config /etc/relais/relais.toml --json 2>/dev/null | wc -l)
+[ "$objects_before" = "$objects_after" ] || fail "objects in the store changed across the upgrade"
+sed -i '/^# local edit$/d' /etc/relais/rules.toml
 
 dpkg -r relais >/dev/null || fail "dpkg -r"
 [ ! -e /usr/bin/relais ] || fail "/usr/bin/relais left after dpkg -r"
