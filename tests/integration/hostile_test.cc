@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/sanitizer.h"
 #include "harness.h"
 
 namespace relais::itest {
@@ -717,7 +718,7 @@ TEST_F(HostileTest, FiftySilentConnectionsDoNotBlockEcho) {
 // 300 hostile connections in a row: resident memory must not keep growing
 // (a leak per connection or a buffer sized from a hostile length would).
 TEST_F(HostileTest, ThreeHundredHostileConnectionsDoNotGrowMemory) {
-#if defined(__SANITIZE_ADDRESS__)
+#if RELAIS_ASAN
   // Under AddressSanitizer freed memory sits in a quarantine (256 MB by
   // default) and would count as growth: run a Relais with a small one.
   const char* old_env = std::getenv("ASAN_OPTIONS");

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "base/sanitizer.h"
 #include "harness.h"
 
 namespace relais::itest {
@@ -99,7 +100,7 @@ TEST(LargeObjectTest, Object300MBKeepsMemoryBoundedAndExportsIdentical) {
               static_cast<unsigned long long>(before), static_cast<unsigned long long>(peak),
               static_cast<unsigned long long>(kPixelBytes));
   ASSERT_GT(peak, 0u);
-#if defined(__SANITIZE_ADDRESS__)
+#if RELAIS_ASAN
   // AddressSanitizer keeps freed memory in quarantine (256 MB by default) and
   // adds shadow memory, so RSS says nothing about Relais's own bound here.
   std::printf("AddressSanitizer build: peak RSS bound not checked\n");

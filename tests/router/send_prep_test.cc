@@ -1,6 +1,7 @@
 // Tests for send preparation (router/send_prep.h): transfer syntax policy,
 // presentation context planning and choice, and DCMTK transcoding of corpus
 // objects, including hostile and truncated data sets.
+#include "base/sanitizer.h"
 #include "router/send_prep.h"
 
 #include <sys/resource.h>
@@ -47,7 +48,7 @@ constexpr char kHtj2k[] = "1.2.840.10008.1.2.4.203";
 constexpr char kCtImage[] = "1.2.840.10008.5.1.4.1.1.2";
 constexpr char kMrImage[] = "1.2.840.10008.5.1.4.1.1.4";
 
-#if defined(__SANITIZE_ADDRESS__)
+#if RELAIS_ASAN
 constexpr bool kAsan = true;
 #else
 constexpr bool kAsan = false;
