@@ -83,18 +83,7 @@ struct RawResult {
   bool send_failed = false;
 };
 
-int Connect(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
+int Connect(uint16_t port) { return ConnectLoopback(port); }
 
 RawResult Raw(uint16_t port, const std::vector<std::string>& chunks, int gap_ms, int read_ms,
               bool close_after_send = false) {

@@ -52,19 +52,6 @@ std::string AssociateRq(const std::string& called) {
   return pdu + b;
 }
 
-int ConnectLoopback(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Reads one byte (the PDU type) within timeout_ms; -1 on EOF/timeout/error.
 int ReadPduType(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};

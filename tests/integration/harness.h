@@ -112,6 +112,10 @@ class RelaisProcess {
   int starts_ = 0;
 };
 
+// A blocking TCP socket connected to 127.0.0.1:port, or -1. The caller
+// closes it.
+int ConnectLoopback(uint16_t port);
+
 // True once a TCP connect to 127.0.0.1:port succeeds, within timeout_ms.
 bool WaitForPort(uint16_t port, int timeout_ms);
 

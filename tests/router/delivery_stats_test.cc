@@ -5,6 +5,7 @@
 // Every test closes every handle (uv_loop_close == 0).
 //
 // (In router_test rather than integration_test: it links relais_router.)
+#include "tests/router/part10.h"
 #include "tests/router/loopback.h"
 #include "router/delivery.h"
 
@@ -102,39 +103,8 @@ class Storescp {
 // The data set bytes of a Part 10 file and its UIDs. PS3.10 7.1: 128-byte
 // preamble, "DICM", then the File Meta group (0002,xxxx) in Explicit VR
 // Little Endian, (0002,0000) first giving the group's remaining length.
-struct Part10 {
-  std::string sop_class, sop_instance, transfer_syntax, data_set;
-};
-bool ReadPart10(const std::string& path, Part10* out) {
-  std::ifstream f(path, std::ios::binary);
-  std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (b.size() < 144 || b.compare(128, 4, "DICM") != 0) return false;
-  auto u16 = [&](size_t at) { return static_cast<uint16_t>(uint8_t(b[at]) | uint8_t(b[at + 1]) << 8); };
-  auto u32 = [&](size_t at) { return static_cast<uint32_t>(u16(at) | uint32_t(u16(at + 2)) << 16); };
-  size_t p = 132;
-  while (p + 8 <= b.size() && u16(p) == 0x0002) {
-    uint16_t element = u16(p + 2);
-    std::string vr = b.substr(p + 4, 2);
-    size_t len, value;
-    if (vr == "OB" || vr == "OW" || vr == "SQ" || vr == "UN" || vr == "UT") {
-      if (p + 12 > b.size()) return false;
-      len = u32(p + 8);
-      value = p + 12;
-    } else {
-      len = u16(p + 6);
-      value = p + 8;
-    }
-    if (value + len > b.size()) return false;
-    std::string v = b.substr(value, len);
-    while (!v.empty() && (v.back() == '\0' || v.back() == ' ')) v.pop_back();
-    if (element == 0x0002) out->sop_class = v;
-    if (element == 0x0003) out->sop_instance = v;
-    if (element == 0x0010) out->transfer_syntax = v;
-    p = value + len;
-  }
-  out->data_set = b.substr(p);
-  return !out->sop_instance.empty() && !out->data_set.empty();
-}
+using relais::testing::Part10;
+using relais::testing::ReadPart10;
 
 std::string Corpus(const std::string& name) { return std::string(RELAIS_CORPUS_DIR) + "/" + name; }
 

@@ -2,6 +2,7 @@
 // here with fork/exec), `relais serve`, a listening socket that never
 // answers, and a port with no listener. Every test runs the loop to
 // completion and checks that every handle was closed (uv_loop_close == 0).
+#include "tests/router/part10.h"
 #include "tests/router/loopback.h"
 #include "router/scu_association.h"
 
@@ -116,39 +117,8 @@ std::string ReadFile(const std::string& path) {
 // A Part 10 file split into what the sender needs. PS3.10 7.1: 128-byte
 // preamble, "DICM", then the File Meta group (0002,xxxx) in Explicit VR
 // Little Endian; the data set follows it.
-struct Part10 {
-  std::string sop_class, sop_instance, transfer_syntax;
-  std::string data_set;
-};
-
-bool ParsePart10(const std::string& bytes, Part10* out) {
-  if (bytes.size() < 132 || bytes.compare(128, 4, "DICM") != 0) return false;
-  size_t p = 132;
-  auto u16 = [&](size_t at) { return static_cast<uint16_t>(uint8_t(bytes[at]) | uint8_t(bytes[at + 1]) << 8); };
-  auto u32 = [&](size_t at) { return static_cast<uint32_t>(u16(at) | uint32_t(u16(at + 2)) << 16); };
-  while (p + 8 <= bytes.size() && u16(p) == 0x0002) {
-    uint16_t element = u16(p + 2);
-    std::string vr = bytes.substr(p + 4, 2);
-    size_t len, value;
-    if (vr == "OB" || vr == "OW" || vr == "SQ" || vr == "UN" || vr == "UT") {
-      if (p + 12 > bytes.size()) return false;
-      len = u32(p + 8);
-      value = p + 12;
-    } else {
-      len = u16(p + 6);
-      value = p + 8;
-    }
-    if (value + len > bytes.size()) return false;
-    std::string v = bytes.substr(value, len);
-    while (!v.empty() && (v.back() == '\0' || v.back() == ' ')) v.pop_back();
-    if (element == 0x0002) out->sop_class = v;
-    if (element == 0x0003) out->sop_instance = v;
-    if (element == 0x0010) out->transfer_syntax = v;
-    p = value + len;
-  }
-  out->data_set = bytes.substr(p);
-  return !out->sop_instance.empty() && !out->transfer_syntax.empty();
-}
+using relais::testing::ParsePart10;
+using relais::testing::Part10;
 
 // Puts `data_set` into `store` as one object; returns its id (0 on error).
 uint64_t PutObject(store::Store& store, const Part10& obj) {
