@@ -407,7 +407,7 @@ Result<AppConfig> ParseAppConfig(const std::string& text, const std::string& sou
     const toml::source_position& at = e.source().begin;
     return Status::InvalidArgument(source_name + ":" + std::to_string(at.line == 0 ? 1 : at.line) + ":" +
                                    std::to_string(at.column == 0 ? 1 : at.column) + ": " +
-                                   std::string(e.description()));
+                                   internal::OneLine(e.description()));
   } catch (const std::exception& e) {
     // toml++ may also throw std::bad_alloc and friends; never let it escape.
     return Status::InvalidArgument(source_name + ":1:1: cannot parse: " + e.what());

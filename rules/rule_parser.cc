@@ -872,7 +872,7 @@ void ParseDoc(SourceDoc* doc) {
     doc->root = toml::parse(doc->text, doc->name);
     doc->parsed = true;
   } catch (const toml::parse_error& e) {
-    doc->errors->Add(e.source(), std::string(e.description()));
+    doc->errors->Add(e.source(), internal::OneLine(e.description()));
   } catch (const std::exception& e) {
     doc->errors->Add(1, 1, std::string("cannot parse: ") + e.what());
   }

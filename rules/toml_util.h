@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <cstdio>
 #include <string_view>
 #include <vector>
 
@@ -68,6 +69,28 @@ std::optional<std::string> AeTitleProblem(const std::string& ae);
 std::string ResolvePath(const std::string& path, const std::string& source_name);
 
 // Walks one table, checking each key against the ones asked for.
+// `text` on one line: control characters (toml++ quotes the offending
+// input, newlines included) shown as \n, \t or \xHH, so that each error
+// stays one "FILE:LINE:COLUMN: message" line.
+inline std::string OneLine(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7F) {
+      char buf[8];
+      snprintf(buf, sizeof(buf), "\\x%02X", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 class TableReader {
  public:
   TableReader(const toml::table& table, std::string name, Errors* errors)

@@ -476,6 +476,14 @@ TEST(ConfigTest, TlsTable) {
   EXPECT_THAT(err, HasSubstr("tls.port (11112) must differ from listener.port"));
 }
 
+// Found by config_fuzz: toml++ quotes the offending input, newline included;
+// each error must still be one FILE:LINE:COLUMN line.
+TEST(ConfigTest, ParseErrorQuotingANewlineStaysOneLine) {
+  std::string err = ErrorOf("[listener]\nae_title = \"A\"\naccept_unknown_sop_classes = t\n");
+  EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+  EXPECT_EQ(err.rfind("relais.toml:3:", 0), 0u) << err;
+}
+
 // Malformed TOML: a clean error at the parser's position, never a crash.
 TEST(ConfigTest, UnterminatedStringIsAParseError) {
   std::string err = ErrorOf("[listener]\nae_title = \"RELAIS\n[store]\n");
