@@ -43,7 +43,7 @@ class LengthGuard {
 
   // Scans the next bytes. Returns an empty string, or why the data set is
   // refused. Once Pixel Data (or any later top-level tag) is reached, the
-  // rest is ignored, as DCMTK stops there too.
+  // rest is ignored, as DCMTK stops there too: see stopped().
   std::string Scan(const uint8_t* p, size_t n) {
     size_t i = 0;
     while (i < n && !stopped_) {
@@ -66,6 +66,27 @@ class LengthGuard {
       std::string err = OnHeader();
       hdr_len_ = 0;
       if (!err.empty()) return err;
+    }
+    return {};
+  }
+
+  // True once the header of Pixel Data (or of a later top-level element)
+  // was scanned; stop_offset() is then the byte just after that header.
+  bool stopped() const { return stopped_; }
+  uint64_t stop_offset() const { return pos_; }
+
+  // At the end of the data set: "" or why it is truncated (the end falls
+  // inside an element's header or value).
+  std::string AtEnd() const {
+    if (stopped_) return {};
+    if (skip_ > 0) {
+      return "data set cannot be parsed: it ends inside element " + TagText(value_tag_) + " at byte " +
+             std::to_string(value_start_) + ", whose value declares " + std::to_string(value_len_) +
+             " bytes but only " + std::to_string(value_len_ - skip_) + " arrived (truncated)";
+    }
+    if (hdr_len_ > 0) {
+      return "data set cannot be parsed: it ends inside an element header at byte " +
+             std::to_string(pos_ - hdr_len_) + " (truncated)";
     }
     return {};
   }
@@ -97,12 +118,21 @@ class LengthGuard {
     if (hdr_len_ < 6 || IsItemTag() || Implicit()) return 8;  // PS3.5 7.5: items are always tag + 4-byte length
     return LongVr() ? 12 : 8;
   }
+  static std::string TagText(uint32_t tag) {
+    char text[16];
+    snprintf(text, sizeof(text), "(%04X,%04X)", tag >> 16, tag & 0xFFFF);
+    return text;
+  }
   std::string TooLong(uint32_t g, uint32_t e, uint64_t len) const {
-    char tag[16];
-    snprintf(tag, sizeof(tag), "(%04X,%04X)", g, e);
-    return "data set cannot be parsed: element " + std::string(tag) + " at byte " +
+    return "data set cannot be parsed: element " + TagText(g << 16 | e) + " at byte " +
            std::to_string(pos_ - hdr_len_) + " declares " + std::to_string(len) +
            " bytes, more than the header may hold (" + std::to_string(budget_) + " bytes)";
+  }
+  void SkipValue(uint32_t g, uint32_t e, uint64_t start, uint32_t len) {
+    skip_ = len;
+    value_tag_ = g << 16 | e;
+    value_start_ = start;
+    value_len_ = len;
   }
   bool Fits(uint32_t len) const { return len <= budget_ && pos_ <= budget_ - len; }
   // Opens a sequence or item; "" or why the nesting is refused.
@@ -130,7 +160,7 @@ class LengthGuard {
         }
         if (stack_.back().kind == Kind::kEncapsulated) {  // PS3.5 A.4: opaque fragment
           if (len == kUndefinedLength || !Fits(len)) return TooLong(g, e, len);
-          skip_ = len;
+          SkipValue(g, e, start, len);
           return {};
         }
         if (len == kUndefinedLength) return Push({Kind::kItem, kNoEnd, Implicit()}, start);
@@ -182,7 +212,7 @@ class LengthGuard {
     if (sq) {
       return Push({Kind::kSequence, pos_ + len, implicit}, start);
     } else {
-      skip_ = len;  // a defined-length value; its contents need no guard
+      SkipValue(g, e, start, len);  // a defined-length value; its contents need no guard
     }
     return {};
   }
@@ -192,6 +222,9 @@ class LengthGuard {
   uint64_t budget_;
   uint64_t pos_ = 0;   // bytes scanned
   uint64_t skip_ = 0;  // value bytes still to skip
+  uint32_t value_tag_ = 0;     // the element being skipped,
+  uint64_t value_start_ = 0;   // where it starts,
+  uint32_t value_len_ = 0;     // and its declared length
   uint8_t hdr_[12];
   size_t hdr_len_ = 0;
   bool stopped_ = false;
@@ -228,10 +261,9 @@ struct HeaderParser::Impl {
   bool deflated = false;
   std::unique_ptr<LengthGuard> guard;
   DcmDataset dataset;
-  DcmInputBufferStream stream;
+  std::vector<uint8_t> header;  // the header bytes so far, read by DCMTK at once
   uint64_t fed = 0;       // bytes given to Feed
-  uint64_t processed = 0;  // (inflated) bytes given to DCMTK
-  bool started = false;
+  uint64_t processed = 0;  // (inflated) bytes scanned by the guard
   bool done = false;
   std::string error;  // empty: no error
   DcmInputBufferStream inflater;  // deflated input, read back inflated
@@ -300,32 +332,51 @@ void HeaderParser::Impl::Inflate(const uint8_t* p, size_t n, bool last) {
   }
 }
 
+// DCMTK reads the header once, from one buffer holding all of it: bytes are
+// collected (only the header, never pixel data) until the guard has seen the
+// Pixel Data element's tag and length or the data set ended. DCMTK 3.6.7
+// resuming a read suspended in the middle of an element can lose its place:
+// an element that appears twice is dropped with its value half read, and an
+// element out of tag order moves the item's cursor to another element; in
+// both cases the next call reads value bytes as element headers (header_fuzz
+// found a 4 GiB allocation this way: fuzz/corpus/header/regression-*).
 void HeaderParser::Impl::Process(const uint8_t* p, size_t n, bool last) {
   if (done || (n == 0 && !last)) return;
+  const uint64_t before = processed;
   processed += n;
   if (std::string err = guard->Scan(p, n); !err.empty()) {
     Fail(std::move(err));
     return;
   }
-  if (!started) {
-    dataset.transferInit();
-    started = true;
+  const bool stopped = guard->stopped();
+  // Up to the end of the Pixel Data element's header; nothing after it.
+  const size_t take = stopped ? static_cast<size_t>(guard->stop_offset() - before) : n;
+  if (take > 0) header.insert(header.end(), p, p + take);
+  if (!stopped && !last) {
+    if (header.size() > max_header_bytes) {
+      Fail("data set header larger than " + std::to_string(max_header_bytes) + " bytes");
+    }
+    return;
   }
-  if (n > 0) stream.setBuffer(p, static_cast<offile_off_t>(n));
-  if (last) stream.setEos();
+  if (std::string err = guard->AtEnd(); !err.empty()) {
+    Fail(std::move(err));
+    return;
+  }
+  DcmInputBufferStream stream;
+  if (!header.empty()) stream.setBuffer(header.data(), static_cast<offile_off_t>(header.size()));
+  // At the end of the data set DCMTK checks that every element is complete;
+  // after the Pixel Data header it stops without reading the value.
+  if (!stopped) stream.setEos();
+  dataset.transferInit();
   OFCondition cond = dataset.readUntilTag(stream, xfer, EGL_noChange, DCM_MaxReadLength, DCM_PixelData);
-  if (n > 0) stream.releaseBuffer();
+  dataset.transferEnd();
+  if (!header.empty()) stream.releaseBuffer();
+  std::vector<uint8_t>().swap(header);
   if (cond.good()) {
     done = true;
-    dataset.transferEnd();
   } else if (cond == EC_StreamNotifyClient) {
-    if (last) {
-      Fail("data set cannot be parsed: it ends inside an element (truncated)");
-    } else if (processed > max_header_bytes) {
-      Fail("data set header larger than " + std::to_string(max_header_bytes) + " bytes");
-    } else if (!stream.good()) {
-      Fail(std::string("data set cannot be parsed: ") + stream.status().text());
-    }
+    Fail(stopped ? "data set cannot be parsed: DCMTK did not stop at Pixel Data"
+                 : "data set cannot be parsed: it ends inside an element (truncated)");
   } else {
     Fail(std::string("data set cannot be parsed: ") + cond.text());
   }

@@ -2,11 +2,13 @@
 //
 // A C-STORE-RQ data set arrives as P-DATA-TF fragments (PDVs, PS3.8 9.3.5)
 // in the transfer syntax of its presentation context, with no File Meta
-// Information (PS3.7 9.3.1.1). HeaderParser feeds those bytes, in order, to
-// DCMTK's DcmDataset::readUntilTag through a DcmInputBufferStream (the
-// pattern of DCMTK's own dimse.cc) and stops at Pixel Data (7FE0,0010): the
-// header - everything before Pixel Data - is kept as a DcmDataset for the
-// rules, pixel bytes are never copied or held.
+// Information (PS3.7 9.3.1.1). HeaderParser follows those bytes, in order,
+// with a structure guard, collects them up to Pixel Data (7FE0,0010), and
+// then has DCMTK's DcmDataset::readUntilTag read that header at once from a
+// DcmInputBufferStream: the header - everything before Pixel Data - is kept
+// as a DcmDataset for the rules, pixel bytes are never copied or held. (DCMTK
+// fed fragment by fragment, as dimse.cc does, loses its place on some
+// malformed data sets; see dataset_header.cc.)
 //
 // Hostile input: the parser never crashes or hangs, refuses a header larger
 // than max_header_bytes, and refuses an element whose declared value length

@@ -357,6 +357,86 @@ TEST(HeaderParserTest, ManySmallElementsBeyondLimitAreRefused) {
   EXPECT_FALSE(p.result().ok());
 }
 
+// Implicit VR LE element: tag, 4-byte length, value.
+void AddImplicit(std::vector<uint8_t>* out, uint16_t g, uint16_t e, const std::string& value) {
+  const uint32_t n = static_cast<uint32_t>(value.size());
+  const uint8_t h[8] = {static_cast<uint8_t>(g), static_cast<uint8_t>(g >> 8), static_cast<uint8_t>(e),
+                        static_cast<uint8_t>(e >> 8), static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),
+                        static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24)};
+  out->insert(out->end(), h, h + 8);
+  out->insert(out->end(), value.begin(), value.end());
+}
+
+// Implicit VR LE item of defined length, holding `content`.
+void AddItem(std::vector<uint8_t>* out, const std::vector<uint8_t>& content) {
+  std::vector<uint8_t> item;
+  AddImplicit(&item, 0xFFFE, 0xE000, std::string(content.begin(), content.end()));
+  out->insert(out->end(), item.begin(), item.end());
+}
+
+TEST(HeaderParserTest, DuplicateElementIsReadAsDcmtkReadsAFileInEveryFragmentSize) {
+  // (0008,0016), (0008,0018), (0010,0020), then (0008,0018) again with a
+  // 600-byte value and (0010,0030). DCMTK fed fragment by fragment dropped
+  // the second copy half read and then read its value as element headers;
+  // read at once, it keeps the first copy and goes on.
+  std::vector<uint8_t> bytes;
+  AddImplicit(&bytes, 0x0008, 0x0016, std::string("1.2\0", 4));
+  AddImplicit(&bytes, 0x0008, 0x0018, "1.2.3.4.");
+  AddImplicit(&bytes, 0x0010, 0x0020, "P1");
+  AddImplicit(&bytes, 0x0008, 0x0018, std::string(600, '\xFF'));
+  AddImplicit(&bytes, 0x0010, 0x0030, "19700101");
+  for (size_t fragment : {1, 7, 100, 4096}) {
+    SCOPED_TRACE(fragment);
+    HeaderParser p(kImplicitLE);
+    Result<HeaderInfo> r = ParseInFragments(bytes, kImplicitLE, fragment, 11, &p);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->sop_instance_uid, "1.2.3.4.");
+    EXPECT_EQ(Get(p.dataset(), DCM_PatientBirthDate), "19700101");
+  }
+}
+
+TEST(HeaderParserTest, SequenceItemsWithTheSameTagsAndADuplicateInsideAnItemAreRead) {
+  std::vector<uint8_t> item1, item2;
+  AddImplicit(&item1, 0x0008, 0x1150, "1.2.840.10008.5.1.4.1.1.2");
+  AddImplicit(&item1, 0x0008, 0x1155, "1.2.3.1.");
+  AddImplicit(&item2, 0x0008, 0x1150, "1.2.840.10008.5.1.4.1.1.2");
+  AddImplicit(&item2, 0x0008, 0x1155, "1.2.3.2.");
+  AddImplicit(&item2, 0x0008, 0x1155, std::string(300, '9'));  // the same tag twice in one item
+  std::vector<uint8_t> seq, bytes;
+  AddItem(&seq, item1);
+  AddItem(&seq, item2);
+  AddImplicit(&bytes, 0x0008, 0x0016, std::string("1.2\0", 4));
+  AddImplicit(&bytes, 0x0008, 0x0018, "1.2.3.4.");
+  AddImplicit(&bytes, 0x0008, 0x1140, std::string(seq.begin(), seq.end()));  // Referenced Image Sequence
+  AddImplicit(&bytes, 0x0010, 0x0020, "P1");
+  for (size_t fragment : {1, 5, 4096}) {
+    SCOPED_TRACE(fragment);
+    HeaderParser p(kImplicitLE);
+    Result<HeaderInfo> r = ParseInFragments(bytes, kImplicitLE, fragment, 1, &p);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->patient_id, "P1");
+    DcmItem* second = nullptr;
+    ASSERT_TRUE(p.dataset()->findAndGetSequenceItem(DCM_ReferencedImageSequence, second, 1).good());
+    EXPECT_EQ(Get(second, DCM_ReferencedSOPInstanceUID), "1.2.3.2.");
+  }
+}
+
+TEST(HeaderParserTest, ElementsOutOfOrderAreStillAccepted) {
+  // PS3.5 7.1 wants ascending tags; DCMTK sorts them. Fed fragment by
+  // fragment, it lost its place in the item after an out-of-order element.
+  std::vector<uint8_t> bytes;
+  AddImplicit(&bytes, 0x0010, 0x0020, "P1");
+  AddImplicit(&bytes, 0x0008, 0x0018, "1.2.3.4.");
+  AddImplicit(&bytes, 0x0008, 0x0016, std::string("1.2\0", 4));
+  for (size_t fragment : {1, 3, 4096}) {
+    SCOPED_TRACE(fragment);
+    Result<HeaderInfo> r = ParseInFragments(bytes, kImplicitLE, fragment, 2);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->sop_instance_uid, "1.2.3.4.");
+    EXPECT_EQ(r->patient_id, "P1");
+  }
+}
+
 TEST(HeaderParserTest, MissingSopInstanceUidIsAnError) {
   // Explicit VR LE: (0008,0016) UI "1.2\0" (SOP Class UID) and (0008,0060) CS "CT" (Modality), nothing else.
   const std::vector<uint8_t> bytes = {0x08, 0x00, 0x16, 0x00, 'U', 'I', 0x04, 0x00, '1', '.', '2', 0x00,
