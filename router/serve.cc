@@ -18,6 +18,7 @@
 #include "router/storage_watch.h"
 #include "router/router.h"
 #include "router/server.h"
+#include "router/service_notify.h"
 #include "router/tls.h"
 #include "store/store.h"
 
@@ -30,6 +31,7 @@ struct SignalCtx {
   AdminServer* admin = nullptr;
   Alerts* alerts = nullptr;
   StorageWatch* storage = nullptr;
+  ServiceNotifier* notifier = nullptr;
   uint64_t drain_ms = 20000;
   bool rest_stopped = false;
   uv_signal_t sigint;
@@ -57,6 +59,7 @@ void StopRest(SignalCtx* ctx) {
   if (ctx->admin != nullptr) ctx->admin->Shutdown();
   if (ctx->alerts != nullptr) ctx->alerts->Shutdown();
   if (ctx->storage != nullptr) ctx->storage->Shutdown();
+  ctx->notifier->Shutdown();
   ctx->delivery->Shutdown([] {});
   CloseSignals(ctx);
   // Closing the handles restores the default action; a late SIGTERM (e.g.
@@ -80,6 +83,7 @@ void OnStopSignal(uv_signal_t* h, int signum) noexcept {
     return;
   }
   ctx->stopping = true;
+  ctx->notifier->Stopping(std::string("stopping (") + name + "): letting open associations finish", ctx->drain_ms);
   RLOG_INFO("event=stopping signal=%s drain_timeout_s=%llu: no new associations; open ones may finish, "
             "nothing acknowledged is lost",
             name, static_cast<unsigned long long>(ctx->drain_ms / 1000));
@@ -188,7 +192,9 @@ Status Serve(const rules::AppConfig& config) {
     }
     store->SetQueueCallback([&delivery](const std::vector<std::string>& dests) { delivery.Wake(dests); });
     server.SetRulesListener([&delivery](std::shared_ptr<const rules::RuleSet> r) { delivery.SetRules(std::move(r)); });
+    ServiceNotifier notifier(&loop);
     SignalCtx sig;
+    sig.notifier = &notifier;
     sig.server = &server;
     sig.delivery = &delivery;
     sig.admin = admin.get();
@@ -224,6 +230,9 @@ Status Serve(const rules::AppConfig& config) {
         RLOG_INFO("event=access-control allow_entries=%zu users=%zu", config.listener.allow.size(),
                   config.listener.users.size());
       }
+      notifier.Ready("AE " + settings.ae_title + " listening on " + config.listener.host + ":" +
+                     std::to_string(config.listener.port) + (tls ? " (TLS " + std::to_string(config.tls.port) + ")" : "") +
+                     ", store " + config.store.path);
     } else {
       if (admin) admin->Shutdown();
       alerts.Shutdown();
@@ -231,6 +240,7 @@ Status Serve(const rules::AppConfig& config) {
       server.Shutdown();
       delivery.Shutdown([] {});
       CloseSignals(&sig);
+      notifier.Status("failed to start: " + result.message());
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     store.reset();  // drains pending commits; their completions go nowhere

@@ -39,7 +39,7 @@ if command -v systemd-analyze >/dev/null; then
   [ -z "$out" ] || fail "systemd-analyze verify complains: $out"
 fi
 for want in "User=relais" "NoNewPrivileges=yes" "ProtectSystem=strict" "PrivateTmp=yes" \
-             "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" "Restart=on-failure"; do
+             "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" "Restart=on-failure" "Type=notify" "WatchdogSec=30"; do
   grep -qx "$want" "$unit" || fail "unit lacks $want"
 done
 

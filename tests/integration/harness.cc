@@ -216,7 +216,7 @@ RelaisProcess::RelaisProcess(const std::string& dir, RelaisOptions options)
 bool RelaisProcess::Start() {
   ++starts_;
   std::string log = dir_ + "/relais.log";
-  if (!child_.Start({RelaisBinary(), "serve", "--config", config_path_}, log)) return false;
+  if (!child_.Start({RelaisBinary(), "serve", "--config", config_path_}, log, options_.env)) return false;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
     if (!child_.running()) return false;

@@ -76,6 +76,7 @@ struct RelaisOptions {
   uint32_t idle_timeout_s = 300;
   std::string max_size;  // e.g. "4MiB"; empty: default
   std::string extra;     // appended verbatim to the config
+  std::map<std::string, std::string> env;  // added to `relais serve`'s environment
 };
 
 // One `relais serve` with its own config and store in a temp dir.
