@@ -117,10 +117,12 @@ struct DeliveryScheduler::Dest {
   int64_t rate_second[60] = {};
   uint64_t rate_bytes[60] = {};
 
-  // Counts one failure of class `cls` (the classes of
-  // DestinationStats::failures_by_class) and keeps it for RecentFailures.
+  // Counts one failed attempt of class `cls` (the classes of
+  // DestinationStats::failures_by_class; `failed` is their sum) and keeps
+  // it for RecentFailures.
   void NoteFailure(const char* cls, int64_t now, const std::string& sop, const std::string& association,
                    const char* result, uint16_t status, const std::string& error) {
+    ++failed;
     ++failures_by_class[cls];
     last_error = error;
     last_error_ms = now;
@@ -724,7 +726,6 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     SendNext(d, s);
     return;
   }
-  ++d->failed;
   if (o.kind == Outcome::Kind::kLocalError && o.error.find("NotFound") != std::string::npos) {
     // The object was replaced or purged while we sent it: nothing to record.
     d->in_flight.erase(row.key());

@@ -290,10 +290,15 @@ TEST_F(DeliveryStatsTest, LinkFailuresAreCountedClassifiedAndListedNewestFirst) 
   EXPECT_FALSE(st.last_error.empty());
   EXPECT_GE(st.retries, 1u);
   EXPECT_EQ(st.failures_by_class.size(), 1u) << "only link failures";
+  // Failed attempts are the sum of the classes (the dashboard showed
+  // "0 failed attempts, 8 retries" for a destination that refused connections).
+  EXPECT_EQ(st.failed, st.failures_by_class["link"]);
+  EXPECT_GE(st.failed, st.retries);
 
   // The object given up after one attempt counts as "limit", dead.
   DeliveryScheduler::DestinationStats gone = StatsOf("gone");
   EXPECT_EQ(gone.failures_by_class["limit"], 1u);
+  EXPECT_EQ(gone.failed, 1u);
   EXPECT_EQ(gone.dead, 1u);
 
   std::vector<DeliveryScheduler::FailureEvent> recent = sched_->RecentFailures();
