@@ -48,8 +48,13 @@ const char* TypeName(toml::node_type t) {
   return "unknown";
 }
 
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
+namespace {
+
+// Levenshtein distance with a caller's row buffer (Closest compares one word
+// with every DICOM keyword: no allocation per keyword).
+size_t EditDistanceIn(std::string_view a, std::string_view b, std::vector<size_t>* buffer) {
+  std::vector<size_t>& row = *buffer;
+  row.resize(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     size_t diag = row[0];
@@ -64,11 +69,22 @@ size_t EditDistance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
+}  // namespace
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row;
+  return EditDistanceIn(a, b, &row);
+}
+
 std::string_view Closest(std::string_view got, const std::vector<std::string_view>& known) {
   std::string_view best;
   size_t best_d = std::numeric_limits<size_t>::max();
+  std::vector<size_t> row;
   for (std::string_view k : known) {
-    size_t d = EditDistance(got, k);
+    // The length difference is a lower bound of the distance.
+    size_t length_gap = got.size() > k.size() ? got.size() - k.size() : k.size() - got.size();
+    if (length_gap >= best_d) continue;
+    size_t d = EditDistanceIn(got, k, &row);
     if (d < best_d) best_d = d, best = k;
   }
   if (best.empty() || best_d > std::max<size_t>(2, best.size() / 3)) {
