@@ -421,6 +421,24 @@ TEST(HeaderParserTest, SequenceItemsWithTheSameTagsAndADuplicateInsideAnItemAreR
   }
 }
 
+TEST(HeaderParserTest, StopsAtATagAbovePixelDataToo) {
+  // No Pixel Data, but Data Set Trailing Padding (FFFC,FFFC) of 100000
+  // bytes: readUntilTag stops at any tag >= (7FE0,0010), so the header ends
+  // there and the padding is neither held nor needed.
+  std::vector<uint8_t> bytes;
+  AddImplicit(&bytes, 0x0008, 0x0016, std::string("1.2\0", 4));
+  AddImplicit(&bytes, 0x0008, 0x0018, "1.2.3.4.");
+  AddImplicit(&bytes, 0xFFFC, 0xFFFC, std::string(100000, '\0'));
+  const size_t header = 12 + 16 + 8;  // up to the end of the padding element's header
+  HeaderParser p(kImplicitLE);
+  p.Feed(std::span(bytes.data(), header), false);
+  ASSERT_TRUE(p.done());
+  Result<HeaderInfo> r = p.result();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->sop_instance_uid, "1.2.3.4.");
+  EXPECT_EQ(HeaderElementCount(p.dataset()), 2u);
+}
+
 TEST(HeaderParserTest, ElementsOutOfOrderAreStillAccepted) {
   // PS3.5 7.1 wants ascending tags; DCMTK sorts them. Fed fragment by
   // fragment, it lost its place in the item after an out-of-order element.
