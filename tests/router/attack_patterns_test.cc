@@ -38,6 +38,16 @@ void Short(std::vector<uint8_t>* out, uint16_t g, uint16_t e, const char* vr, st
   Put16(out, static_cast<uint16_t>(value.size()));
   out->insert(out->end(), value.begin(), value.end());
 }
+// Header of an explicit VR LE element with a 4-byte length (OB, OW, SQ...):
+// tag, VR, 2 reserved bytes, length; the value follows.
+void Long(std::vector<uint8_t>* out, uint16_t g, uint16_t e, const char* vr, uint32_t length) {
+  Put16(out, g);
+  Put16(out, e);
+  out->push_back(static_cast<uint8_t>(vr[0]));
+  out->push_back(static_cast<uint8_t>(vr[1]));
+  Put16(out, 0);
+  Put32(out, length);
+}
 
 // SOP Class and Instance UIDs, then `depth` nested sequences of undefined
 // length, each with one item of undefined length, properly closed (or not).
@@ -46,12 +56,7 @@ std::vector<uint8_t> Nested(int depth, bool closed) {
   Short(&b, 0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.7");
   Short(&b, 0x0008, 0x0018, "UI", "1.2.3.4.5.6.7.8.9");
   for (int i = 0; i < depth; ++i) {
-    Put16(&b, 0x0040);
-    Put16(&b, 0xA730);  // Content Sequence
-    b.push_back('S');
-    b.push_back('Q');
-    Put16(&b, 0);
-    Put32(&b, 0xFFFFFFFF);
+    Long(&b, 0x0040, 0xA730, "SQ", 0xFFFFFFFF);  // Content Sequence
     Put16(&b, 0xFFFE);
     Put16(&b, 0xE000);  // Item
     Put32(&b, 0xFFFFFFFF);
@@ -139,22 +144,12 @@ TEST(AttackPatternTest, NestingAfterPixelDataIsCheckedBeforeAWholeRead) {
   std::vector<uint8_t> bytes;
   Short(&bytes, 0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.7");
   Short(&bytes, 0x0008, 0x0018, "UI", "1.2.3.4.5.6.7.8.9");
-  Put16(&bytes, 0x7FE0);
-  Put16(&bytes, 0x0010);
-  bytes.push_back('O');
-  bytes.push_back('W');
-  Put16(&bytes, 0);
-  Put32(&bytes, 4);
+  Long(&bytes, 0x7FE0, 0x0010, "OW", 4);
   Put32(&bytes, 0);
   std::vector<uint8_t> tail = Nested(10000, true);
   // Reuse the nesting without its UIDs, under (FFFA,FFFA) Digital Signatures Sequence.
   std::vector<uint8_t> deep(tail.begin() + 60, tail.end());  // the two UI elements are 34 + 26 bytes
-  Put16(&bytes, 0xFFFA);
-  Put16(&bytes, 0xFFFA);
-  bytes.push_back('S');
-  bytes.push_back('Q');
-  Put16(&bytes, 0);
-  Put32(&bytes, 0xFFFFFFFF);
+  Long(&bytes, 0xFFFA, 0xFFFA, "SQ", 0xFFFFFFFF);
   Put16(&bytes, 0xFFFE);
   Put16(&bytes, 0xE000);
   Put32(&bytes, 0xFFFFFFFF);
