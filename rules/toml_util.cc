@@ -52,7 +52,7 @@ namespace {
 
 // Levenshtein distance with a caller's row buffer (Closest compares one word
 // with every DICOM keyword: no allocation per keyword).
-size_t EditDistanceIn(std::string_view a, std::string_view b, std::vector<size_t>* buffer) {
+size_t EditDistance(std::string_view a, std::string_view b, std::vector<size_t>* buffer) {
   std::vector<size_t>& row = *buffer;
   row.resize(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -71,11 +71,6 @@ size_t EditDistanceIn(std::string_view a, std::string_view b, std::vector<size_t
 
 }  // namespace
 
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row;
-  return EditDistanceIn(a, b, &row);
-}
-
 std::string_view Closest(std::string_view got, const std::vector<std::string_view>& known) {
   std::string_view best;
   size_t best_d = std::numeric_limits<size_t>::max();
@@ -84,7 +79,7 @@ std::string_view Closest(std::string_view got, const std::vector<std::string_vie
     // The length difference is a lower bound of the distance.
     size_t length_gap = got.size() > k.size() ? got.size() - k.size() : k.size() - got.size();
     if (length_gap >= best_d) continue;
-    size_t d = EditDistanceIn(got, k, &row);
+    size_t d = EditDistance(got, k, &row);
     if (d < best_d) best_d = d, best = k;
   }
   if (best.empty() || best_d > std::max<size_t>(2, best.size() / 3)) {

@@ -49,7 +49,6 @@ class Errors {
 std::string Where(const std::string& source, const toml::source_region& region);
 
 const char* TypeName(toml::node_type t);
-size_t EditDistance(std::string_view a, std::string_view b);
 // ", did you mean 'x'?" for the closest known name, or " (known: a, b)" when
 // nothing is close.
 std::string Suggest(std::string_view got, const std::vector<std::string_view>& known);
