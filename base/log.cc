@@ -6,6 +6,9 @@
 #include <atomic>
 #include <cstdio>
 #include <ctime>
+#include <string>
+
+#include "base/text.h"
 
 namespace relais {
 namespace {
@@ -40,8 +43,25 @@ void Log(LogLevel level, const char* fmt, ...) {
   int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
   va_end(ap);
   size_t len = n + (m < 0 ? 0 : (m > static_cast<int>(sizeof(line)) - n - 2 ? sizeof(line) - n - 2 : m));
-  line[len++] = '\n';
-  ssize_t w = write(STDERR_FILENO, line, len);
+  // One line per event, valid UTF-8, whatever a peer put in the values:
+  // control characters and bytes that are not UTF-8 are escaped visibly.
+  std::string_view message(line + n, len - n);
+  bool clean = true, ascii = true;
+  for (char ch : message) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7F) clean = false;
+    if (c >= 0x80) ascii = false;
+  }
+  if (clean && ascii) {
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+    return;
+  }
+  std::string out(line, n);
+  out += LogEscape(message);
+  out.push_back('\n');
+  ssize_t w = write(STDERR_FILENO, out.data(), out.size());
   (void)w;
 }
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "base/json_safe.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "router/alerts.h"
@@ -120,7 +121,7 @@ size_t JsonDepth(std::string_view text, size_t limit) {
   return max_depth;
 }
 
-std::string ErrorBody(const std::string& what) { return json{{"error", what}}.dump(); }
+std::string ErrorBody(const std::string& what) { return JsonDump(json{{"error", what}}); }
 
 const char* OutcomeOf(int status) {
   if (status < 400) return "ok";
@@ -422,7 +423,7 @@ void AdminApi::Readyz(Ctx& c) {
       checks["storage"] = "ok";
     }
   }
-  c.respond({ready ? 200 : 503, "application/json", json{{"ready", ready}, {"checks", checks}}.dump(), {}, ""});
+  c.respond({ready ? 200 : 503, "application/json", JsonDump(json{{"ready", ready}, {"checks", checks}}), {}, ""});
 }
 
 void AdminApi::Dashboard(Ctx& c) {
@@ -498,7 +499,7 @@ void AdminApi::StatusPage(Ctx& c) {
     }
   }
   j["alerts"] = alerts;
-  c.respond({200, "application/json", j.dump(), {}, ""});
+  c.respond({200, "application/json", JsonDump(j), {}, ""});
 }
 
 // --- destinations ---
@@ -585,12 +586,12 @@ void AdminApi::Destinations(Ctx& c, const std::string& name) {
       c.respond({404, "application/json", ErrorBody("no destination named " + name), {}, ""});
       return;
     }
-    c.respond({200, "application/json", it->second.dump(), {}, ""});
+    c.respond({200, "application/json", JsonDump(it->second), {}, ""});
     return;
   }
   json arr = json::array();
   for (auto& [n, j] : out) arr.push_back(std::move(j));
-  c.respond({200, "application/json", json{{"destinations", std::move(arr)}}.dump(), {}, ""});
+  c.respond({200, "application/json", JsonDump(json{{"destinations", std::move(arr)}}), {}, ""});
 }
 
 // --- queue and dead-letter listing ---
@@ -681,7 +682,7 @@ void AdminApi::QueueList(Ctx& c, bool dead) {
   if (!sop.empty()) {
     Result<store::ObjectMeta> m = src_.store->Find(sop);
     if (!m.ok()) {
-      c.respond({200, "application/json", json{{"rows", json::array()}}.dump(), {}, ""});
+      c.respond({200, "application/json", JsonDump(json{{"rows", json::array()}}), {}, ""});
       return;
     }
     sop_id = m->id;
@@ -731,7 +732,7 @@ void AdminApi::QueueList(Ctx& c, bool dead) {
     raw += std::to_string(last->object_id);
     j["next_cursor"] = HexEncode(raw);
   }
-  c.respond({200, "application/json", j.dump(), {}, ""});
+  c.respond({200, "application/json", JsonDump(j), {}, ""});
 }
 
 void AdminApi::Object(Ctx& c, const std::string& encoded_uid) {
@@ -790,7 +791,7 @@ void AdminApi::Object(Ctx& c, const std::string& encoded_uid) {
   json queued = json::array(), deadrows = json::array();
   for (const SelectedRow& sr : rows) (sr.dead ? deadrows : queued).push_back(RowJson(sr.row, &*m, sr.dead));
   c.respond({200, "application/json",
-             json{{"object", obj}, {"queued", queued}, {"dead", deadrows}, {"attempts", attempts}}.dump(), {}, ""});
+             JsonDump(json{{"object", obj}, {"queued", queued}, {"dead", deadrows}, {"attempts", attempts}}), {}, ""});
 }
 
 void AdminApi::Failures(Ctx& c) {
@@ -803,7 +804,7 @@ void AdminApi::Failures(Ctx& c) {
       if (arr.size() == 100) break;
     }
   }
-  c.respond({200, "application/json", json{{"failures", arr}}.dump(), {}, ""});
+  c.respond({200, "application/json", JsonDump(json{{"failures", arr}}), {}, ""});
 }
 
 void AdminApi::Throughput(Ctx& c) {
@@ -815,7 +816,7 @@ void AdminApi::Throughput(Ctx& c) {
                      {"sent_bytes", m.sent_bytes}});
     }
   }
-  c.respond({200, "application/json", json{{"minutes", arr}}.dump(), {}, ""});
+  c.respond({200, "application/json", JsonDump(json{{"minutes", arr}}), {}, ""});
 }
 
 // --- actions ---
@@ -906,8 +907,8 @@ void AdminApi::QueueAction(Ctx& c, bool purge) {
     for (const std::string& u : planned->unknown_uids) list += (list.empty() ? "" : ", ") + u;
     Audit(c, "refused", 404, "unknown uids: " + list);
     c.respond({404, "application/json",
-               json{{"error", "no stored object has these SOP Instance UIDs (nothing was done): " + list},
-                    {"unknown_uids", planned->unknown_uids}}.dump(),
+               JsonDump(json{{"error", "no stored object has these SOP Instance UIDs (nothing was done): " + list},
+                             {"unknown_uids", planned->unknown_uids}}),
                {}, ""});
     return;
   }
@@ -915,7 +916,7 @@ void AdminApi::QueueAction(Ctx& c, bool purge) {
   const char* key = purge ? "purged" : "requeued";
   if (n == 0) {
     Audit(c, "ok", 200, std::string(key) + " 0");
-    c.respond({200, "application/json", json{{key, 0}}.dump(), {}, ""});
+    c.respond({200, "application/json", JsonDump(json{{key, 0}}), {}, ""});
     return;
   }
   std::shared_ptr<Ctx> keep = c.shared_from_this();
@@ -936,7 +937,7 @@ void AdminApi::QueueAction(Ctx& c, bool purge) {
       RLOG_INFO("event=admin-%s rows=%zu token=\"%s\" client=%s", key, n,
                 keep->token ? keep->token->name.c_str() : "", keep->req.client.c_str());
       Audit(*keep, "ok", 200, std::string(key) + " " + std::to_string(n));
-      keep->respond({200, "application/json", json{{key, n}}.dump(), {}, ""});
+      keep->respond({200, "application/json", JsonDump(json{{key, n}}), {}, ""});
     });
   });
 }
@@ -956,7 +957,7 @@ void AdminApi::PauseResume(Ctx& c, const std::string& name, bool pause) {
   RLOG_INFO("event=admin-%s destination=%s token=\"%s\"", pause ? "pause" : "resume", name.c_str(),
             c.token ? c.token->name.c_str() : "");
   Audit(c, "ok", 200, std::string(pause ? "paused " : "resumed ") + name);
-  c.respond({200, "application/json", json{{"destination", name}, {"paused", pause}}.dump(), {}, ""});
+  c.respond({200, "application/json", JsonDump(json{{"destination", name}, {"paused", pause}}), {}, ""});
 }
 
 void AdminApi::RulesReload(Ctx& c) {
@@ -966,7 +967,7 @@ void AdminApi::RulesReload(Ctx& c) {
     Audit(c, status >= 500 ? "failed" : "refused", status, why);
     json j = {{"error", why}};
     if (!extra.is_null()) j["errors"] = extra;
-    c.respond({status, "application/json", j.dump(), {}, ""});
+    c.respond({status, "application/json", JsonDump(j), {}, ""});
   };
   if (!ParseBody(c.req.body, {}, &body, &error)) return fail(400, error, nullptr);
   if (src_.server == nullptr || src_.rules_path.empty())
@@ -989,8 +990,8 @@ void AdminApi::RulesReload(Ctx& c) {
   std::shared_ptr<const rules::RuleSet> rs = src_.server->rules();
   Audit(c, "ok", 200, "reloaded");
   c.respond({200, "application/json",
-             json{{"reloaded", true}, {"rules", rs ? rs->rule_count() : 0},
-                  {"destinations", rs ? rs->destinations().size() : 0}}.dump(),
+             JsonDump(json{{"reloaded", true}, {"rules", rs ? rs->rule_count() : 0},
+                           {"destinations", rs ? rs->destinations().size() : 0}}),
              {}, ""});
 }
 

@@ -30,6 +30,7 @@
 #include <set>
 #include <utility>
 
+#include "base/json_safe.h"
 #include "base/log.h"
 #include "router/audit.h"
 #include "router/delivery.h"
@@ -309,14 +310,14 @@ struct Alerts::Impl {
     nlohmann::json j = {{"alert", a.kind},        {"subject", a.subject}, {"state", state},
                         {"since", IsoTime(a.since_unix_ms)}, {"message", a.message}, {"host", host},
                         {"ae_title", ae_title}};
-    Notice n{a.kind, a.subject, state, j.dump()};
+    Notice n{a.kind, a.subject, state, JsonDump(j)};
     if (webhook && command) {  // a new notice (not a retry): log and audit it once
       if (state == "raised") {
         RLOG_WARN("event=alert alert=%s subject=%s state=raised since=%s message=\"%s\"", a.kind.c_str(),
-                  a.subject.c_str(), IsoTime(a.since_unix_ms).c_str(), a.message.c_str());
+                  LogToken(a.subject).c_str(), IsoTime(a.since_unix_ms).c_str(), LogEscape(a.message, true).c_str());
       } else {
-        RLOG_INFO("event=alert alert=%s subject=%s state=resolved message=\"%s\"", a.kind.c_str(), a.subject.c_str(),
-                  a.message.c_str());
+        RLOG_INFO("event=alert alert=%s subject=%s state=resolved message=\"%s\"", a.kind.c_str(),
+                  LogToken(a.subject).c_str(), LogEscape(a.message, true).c_str());
       }
       if (audit) {
         audit->Record("alert", {{"alert", a.kind},
@@ -617,7 +618,17 @@ void Alerts::Start(Sources sources, uint64_t interval_ms) {
   d->Evaluate();
   if (interval_ms == 0) interval_ms = 10000;
   uv_timer_start(
-      &d->timer, [](uv_timer_t* t) noexcept { static_cast<Impl*>(t->data)->Evaluate(); }, interval_ms, interval_ms);
+      &d->timer,
+      [](uv_timer_t* t) noexcept {
+        // Nothing may unwind into libuv: a failure here costs one evaluation,
+        // not the process (the next tick tries again).
+        try {
+          static_cast<Impl*>(t->data)->Evaluate();
+        } catch (const std::exception& e) {
+          RLOG_ERROR("event=alert-evaluation-failed error=\"%s\"", LogEscape(e.what(), true).c_str());
+        }
+      },
+      interval_ms, interval_ms);
 }
 
 void Alerts::Evaluate() { impl_->Evaluate(); }

@@ -15,6 +15,7 @@
 
 #include "base/identity.h"
 #include "base/log.h"
+#include "base/text.h"
 #include "router/audit.h"
 #include "router/metrics.h"
 #include "router/presentation.h"
@@ -118,7 +119,7 @@ ScpAssociation::~ScpAssociation() = default;
 
 std::string ScpAssociation::Prefix() const {
   std::string p = "assoc=" + std::to_string(id_) + " peer=" + peer_;
-  if (!calling_ae_.empty()) p += " calling=" + calling_ae_;
+  if (!calling_ae_.empty()) p += " calling=" + LogToken(calling_ae_);
   return p;
 }
 
@@ -402,7 +403,7 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
                     const char* why) {
     if (Metrics* m = server_->metrics()) m->AssociationRejected(label);
     RLOG_WARN("%s called=%s event=association-rejected reason=\"%s\"", Prefix().c_str(),
-              called_ae_.c_str(), why);
+              LogToken(called_ae_).c_str(), LogEscape(why, true).c_str());
     if (AuditLog* a = server_->audit()) a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_},
                                                                  {"peer", peer_}, {"result", "rejected"}, {"reason", why}});
     ul::EncodeAssociateRj(ul::AssociateRj{result, source, reason}, &bytes);
@@ -477,8 +478,8 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
                               {"tls", tls_ ? tls_->Description() : std::string()}});
   }
   RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
-            Prefix().c_str(), called_ae_.c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
-            rq.user_info.implementation_class_uid.c_str());
+            Prefix().c_str(), LogToken(called_ae_).c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
+            LogToken(rq.user_info.implementation_class_uid).c_str());
   ul::EncodeAssociateAc(ac, &bytes);
   Fsm(Event::kEvt7, nullptr, std::move(bytes));
 }
@@ -648,8 +649,8 @@ void ScpAssociation::FinishIncoming() {
           info->sop_instance_uid.empty() ? rq.affected_sop_instance_uid : info->sop_instance_uid;
       if (!info->sop_instance_uid.empty() && info->sop_instance_uid != rq.affected_sop_instance_uid) {
         RLOG_WARN("%s msg=%u sop=%s event=uid-mismatch command_sop=%s: keeping the data set's UID",
-                  Prefix().c_str(), msg, info->sop_instance_uid.c_str(),
-                  rq.affected_sop_instance_uid.c_str());
+                  Prefix().c_str(), msg, LogToken(info->sop_instance_uid).c_str(),
+                  LogToken(rq.affected_sop_instance_uid).c_str());
       }
       meta.study_instance_uid = info->study_instance_uid;
       meta.series_instance_uid = info->series_instance_uid;
@@ -679,7 +680,7 @@ void ScpAssociation::FinishIncoming() {
             a->OnStoreCommitted(msg, s, m);
           } else {
             RLOG_INFO("assoc=%llu msg=%u sop=%s event=%s after the association closed (not acknowledged)",
-                      static_cast<unsigned long long>(id), msg, m.sop_instance_uid.c_str(),
+                      static_cast<unsigned long long>(id), msg, LogToken(m.sop_instance_uid).c_str(),
                       s.ok() ? "stored" : "store-failed");
           }
         });
@@ -692,7 +693,7 @@ void ScpAssociation::FinishIncoming() {
   if (Metrics* m = server_->metrics()) m->ObjectRefused(in.fail_status);
   ++objects_failed_;
   RLOG_WARN("%s msg=%u sop=%s event=c-store-refused status=0x%04X reason=\"%s\"", Prefix().c_str(), msg,
-            rq.affected_sop_instance_uid.c_str(), in.fail_status, in.fail_reason.c_str());
+            LogToken(rq.affected_sop_instance_uid).c_str(), in.fail_status, LogEscape(in.fail_reason, true).c_str());
   if (AuditLog* a = server_->audit()) a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_},
       {"sop_instance_uid", rq.affected_sop_instance_uid}, {"result", "refused"}, {"status", Hex4(in.fail_status)},
       {"reason", in.fail_reason}});
@@ -766,7 +767,7 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
                          {"result", "stored"}, {"status", "0x0000"}, {"routing", meta.routing}, {"to", routes}});
   }
     RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s",
-              Prefix().c_str(), message_id, meta.sop_instance_uid.c_str(), meta.modality.c_str(),
+              Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str(), LogToken(meta.modality).c_str(),
               static_cast<unsigned long long>(meta.raw_size), static_cast<unsigned long long>(meta.stored_size),
               meta.routing.empty() ? "none" : meta.routing.c_str(), routes.empty() ? "-" : routes.c_str());
   } else {
@@ -777,7 +778,8 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
                            {"result", "failed"}, {"status", Hex4(StatusFor(status))}, {"reason", status.message()}});
     }
     RLOG_WARN("%s msg=%u sop=%s event=store-failed status=0x%04X reason=\"%s\"", Prefix().c_str(),
-              message_id, meta.sop_instance_uid.c_str(), StatusFor(status), status.message().c_str());
+              message_id, LogToken(meta.sop_instance_uid).c_str(), StatusFor(status),
+              LogEscape(status.message(), true).c_str());
   }
   FlushResponses();
   MaybeResumeReading();

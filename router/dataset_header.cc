@@ -12,6 +12,8 @@
 #include <dcmtk/dcmdata/dcvr.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 
+#include "rules/dicom_text.h"
+
 namespace relais::dicom {
 namespace {
 
@@ -403,7 +405,12 @@ Result<HeaderInfo> HeaderParser::result() const {
   info.sop_instance_uid = get(DCM_SOPInstanceUID);
   info.study_instance_uid = get(DCM_StudyInstanceUID);
   info.series_instance_uid = get(DCM_SeriesInstanceUID);
-  info.patient_id = get(DCM_PatientID);
+  // Patient ID is LO: kept decoded to UTF-8 by the data set's Specific
+  // Character Set (all its values), as operators search and read it.
+  OFString charset;
+  if (ds.findAndGetOFStringArray(DCM_SpecificCharacterSet, charset).bad()) charset.clear();
+  info.patient_id = rules::DecodeDicomText(get(DCM_PatientID), std::string_view(charset.c_str(), charset.length()),
+                                           rules::TextKind::kValue);
   info.modality = get(DCM_Modality);
   if (info.sop_class_uid.empty()) return Status::InvalidArgument("data set has no SOP Class UID (0008,0016)");
   if (info.sop_instance_uid.empty()) {

@@ -7,6 +7,7 @@
 #include <deque>
 
 #include "base/log.h"
+#include "base/text.h"
 #include "router/audit.h"
 #include "router/metrics.h"
 #include "router/scu_association.h"
@@ -539,7 +540,7 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       u.attempt.result = "dead";
       u.attempt.error = u.error;
       RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
-                dead.meta.sop_instance_uid.c_str(), u.error.c_str());
+                dead.meta.sop_instance_uid.c_str(), LogEscape(u.error, true).c_str());
       ++d->dead;
       d->NoteFailure("unsupported", NowMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
       Finish(d, dead, std::move(u));
@@ -589,7 +590,7 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
     u.attempt.result = "dead";
     u.attempt.error = why;
     RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
-              row.meta.sop_instance_uid.c_str(), why.c_str());
+              row.meta.sop_instance_uid.c_str(), LogEscape(why, true).c_str());
     d->NoteFailure("unreadable", NowMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
     Finish(d, row, std::move(u));
   };
@@ -669,7 +670,8 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
     }
     if (!w->fallback_reason.empty()) {
       RLOG_INFO("dest=%s dassoc=%s sop=%s event=convert-fallback to=%s reason=\"%s\"", d->cfg.name.c_str(),
-                s->name.c_str(), row.meta.sop_instance_uid.c_str(), w->target_ts.c_str(), w->fallback_reason.c_str());
+                s->name.c_str(), row.meta.sop_instance_uid.c_str(), w->target_ts.c_str(),
+                LogEscape(w->fallback_reason, true).c_str());
     }
     uint64_t size = w->bytes.size();
     std::unique_ptr<store::ObjectReader> reader = MakeMemoryReader(row.meta, std::move(w->bytes), w->target_ts);
@@ -757,7 +759,7 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     u.attempt.result = "dead";
     if (transient) u.error = "gave up after " + std::to_string(attempts) + " attempts (retry.max_attempts): " + u.error;
     RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter attempts=%u reason=\"%s\"", d->cfg.name.c_str(),
-              s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts, u.error.c_str());
+              s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts, LogEscape(u.error, true).c_str());
   } else {
     u.kind = store::QueueUpdate::Kind::kRetryLater;
     // Link trouble: the destination's backoff decides. A refusal of this
@@ -768,7 +770,7 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     u.attempt.result = "retry";
     RLOG_WARN("dest=%s dassoc=%s sop=%s event=send-failed attempts=%u retry_in_ms=%" PRId64 " reason=\"%s\"",
               d->cfg.name.c_str(), s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts,
-              u.next_attempt_unix_ms - now, u.error.c_str());
+              u.next_attempt_unix_ms - now, LogEscape(u.error, true).c_str());
     ++d->retries;
   }
   d->NoteFailure(cls, now, row.meta.sop_instance_uid, s->name, give_up ? "dead" : "retry", o.status, u.error);
@@ -816,7 +818,7 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
   if (d->failures >= settings_.down_after_failures) d->down = true;
   RLOG_WARN("dest=%s dassoc=%s event=%s failures=%u retry_in_ms=%" PRId64 " reason=\"%s\"", d->cfg.name.c_str(),
             association.c_str(), d->down && !was_down ? "destination-down" : "link-failure", d->failures,
-            d->next_try - now, d->last_link_error.c_str());
+            d->next_try - now, LogEscape(d->last_link_error, true).c_str());
   // The first waiting object carries the attempt in its log, so an admin
   // sees the backoff on `relais object show`.
   if (log_head && d->ready.empty()) {

@@ -23,6 +23,7 @@ using relais::Result;
 using relais::Status;
 using relais::IsoTime;
 using relais::JsonEscape;
+using relais::LogEscape;
 using relais::JsonList;
 
 int Fail(const Status& s) {
@@ -114,10 +115,11 @@ int CmdStoreLs(const std::string& config_path, bool json) {
       PrintJson(m);
     } else {
       const std::string& ts = m.transfer_syntax_uid;
-      std::printf("%-64s %-4s %-22s %10llu %10llu %-24s %-16s %-8s %-24s %s\n", m.sop_instance_uid.c_str(),
-                  m.modality.empty() ? "-" : m.modality.c_str(), ts.c_str(),
+      // Peer text is shown escaped (control characters, bytes that are not UTF-8).
+      std::printf("%-64s %-4s %-22s %10llu %10llu %-24s %-16s %-8s %-24s %s\n", LogEscape(m.sop_instance_uid).c_str(),
+                  m.modality.empty() ? "-" : LogEscape(m.modality).c_str(), LogEscape(ts).c_str(),
                   static_cast<unsigned long long>(m.raw_size), static_cast<unsigned long long>(m.stored_size),
-                  IsoTime(m.received_unix_ms).c_str(), m.calling_ae.c_str(),
+                  IsoTime(m.received_unix_ms).c_str(), LogEscape(m.calling_ae).c_str(),
                   m.routing.empty() ? "-" : m.routing.c_str(), Joined(m.matched_rules).c_str(),
                   Joined(Destinations(m)).c_str());
     }

@@ -111,8 +111,9 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
       err = buf + err;
     }
     std::printf("%-16s %-6s %5d %-64s %-4s %8u %-22s %s\n", r.destination.c_str(), sr.dead ? "dead" : "queued",
-                r.priority, mp ? mp->sop_instance_uid.c_str() : "(object gone)",
-                mp && !mp->modality.empty() ? mp->modality.c_str() : "-", r.attempts, next.c_str(), err.c_str());
+                r.priority, mp ? LogEscape(mp->sop_instance_uid).c_str() : "(object gone)",
+                mp && !mp->modality.empty() ? LogEscape(mp->modality).c_str() : "-", r.attempts, next.c_str(),
+                LogEscape(err).c_str());
   }
   if (!json) {
     for (const auto& [dest, sum] : summary) {
@@ -232,13 +233,16 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
     std::printf("]}\n");
     return 0;
   }
-  std::printf("object %s (id %" PRIu64 ")\n", m->sop_instance_uid.c_str(), m->id);
-  std::printf("  SOP class     %s\n  modality      %s\n  patient       %s\n  study         %s\n", m->sop_class_uid.c_str(),
-              m->modality.c_str(), m->patient_id.c_str(), m->study_instance_uid.c_str());
-  std::printf("  stored as     %s, %" PRIu64 " bytes (%" PRIu64 " on disk)\n", m->transfer_syntax_uid.c_str(),
+  // Peer text is shown escaped (control characters, bytes that are not UTF-8).
+  auto shown = [](const std::string& v) { return LogEscape(v); };
+  std::printf("object %s (id %" PRIu64 ")\n", shown(m->sop_instance_uid).c_str(), m->id);
+  std::printf("  SOP class     %s\n  modality      %s\n  patient       %s\n  study         %s\n",
+              shown(m->sop_class_uid).c_str(), shown(m->modality).c_str(), shown(m->patient_id).c_str(),
+              shown(m->study_instance_uid).c_str());
+  std::printf("  stored as     %s, %" PRIu64 " bytes (%" PRIu64 " on disk)\n", shown(m->transfer_syntax_uid).c_str(),
               m->raw_size, m->stored_size);
   std::printf("  received      %s from %s (%s) called %s\n", IsoTime(m->received_unix_ms).c_str(),
-              m->calling_ae.c_str(), m->peer_address.c_str(), m->called_ae.c_str());
+              shown(m->calling_ae).c_str(), m->peer_address.c_str(), shown(m->called_ae).c_str());
   std::string matched;
   for (const std::string& r : m->matched_rules) matched += (matched.empty() ? "" : ", ") + r;
   std::printf("  routing       %s%s%s\n", m->routing.empty() ? "-" : m->routing.c_str(),
@@ -254,14 +258,14 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
                             Relative(sr.row.next_attempt_unix_ms, NowMs());
     }
     std::printf("  %-16s priority %d, rule %s%s%s: %s\n", r.destination.c_str(), r.priority, r.rule.c_str(),
-                r.edits.empty() ? "" : ", edits ", r.edits.c_str(), state.c_str());
+                r.edits.empty() ? "" : ", edits ", r.edits.c_str(), shown(state).c_str());
   }
   std::printf("attempts\n");
   if (attempts.empty()) std::printf("  (none yet)\n");
   for (const store::Attempt& a : attempts) {
     std::printf("  %s %-16s %-8s", IsoTime(a.unix_ms).c_str(), a.destination.c_str(), a.result.c_str());
     if (a.status != 0) std::printf(" status=0x%04X", a.status);
-    std::printf(" %s%s%s\n", a.association.c_str(), a.error.empty() ? "" : ": ", a.error.c_str());
+    std::printf(" %s%s%s\n", shown(a.association).c_str(), a.error.empty() ? "" : ": ", shown(a.error).c_str());
   }
   return 0;
 }

@@ -9,27 +9,14 @@
 #include <cstdio>
 #include <ctime>
 
+#include "base/text.h"
 #include "rules/routing.h"
 
 namespace relais::router {
 namespace {
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
+// A JSON string, quotes included: valid UTF-8 whatever the file holds.
+std::string JsonString(const std::string& s) { return "\"" + JsonEscape(s) + "\""; }
 
 bool ParseAt(const std::string& at, std::time_t* out) {
   struct tm tm = {};
@@ -155,7 +142,8 @@ int RulesTest(const RulesTestOptions& o) {
       std::printf("%s\n", j.c_str());
       continue;
     }
-    std::printf("%s\n  SOP Instance UID: %s\n  result: %s", file.c_str(), uid.c_str(), verdict.c_str());
+    std::printf("%s\n  SOP Instance UID: %s\n  result: %s", file.c_str(), LogEscape(uid.c_str()).c_str(),
+                verdict.c_str());
     if (d.unmatched) std::printf(" (no rule matched; settings.unmatched = %s)", policy);
     std::printf("\n  matched rules:");
     if (d.matched_rules.empty()) std::printf(" none");
@@ -171,7 +159,8 @@ int RulesTest(const RulesTestOptions& o) {
     if (o.explain) {
       for (const auto& r : ex.rules) {
         std::printf("  rule %s: %s\n", r.rule.c_str(), r.matched ? "MATCHED" : "no match");
-        for (const std::string& reason : r.reasons) std::printf("      %s\n", reason.c_str());
+        // Explanations quote header values: shown as text, never as raw control bytes.
+        for (const std::string& reason : r.reasons) std::printf("      %s\n", LogEscape(reason).c_str());
       }
     }
   }

@@ -27,6 +27,7 @@
 
 #include "base/identity.h"
 #include "base/log.h"
+#include "base/text.h"
 #include "router/presentation.h"
 #include "router/tcp_tuning.h"
 #include "router/tls.h"
@@ -815,7 +816,7 @@ void ScuAssociation::HandleResponse() {
   Outcome o = MakeOutcome(ClassifyStatus(status), rsp.error_comment, status);
   if (op_->store && !rsp.affected_sop_instance_uid.empty() && rsp.affected_sop_instance_uid != op_->sop_instance_uid) {
     RLOG_WARN("%s msg=%u C-STORE-RSP names SOP instance %s, we sent %s", Prefix().c_str(), op_->message_id,
-              rsp.affected_sop_instance_uid.c_str(), op_->sop_instance_uid.c_str());
+              LogToken(rsp.affected_sop_instance_uid).c_str(), op_->sop_instance_uid.c_str());
   }
   if (o.kind == Outcome::Kind::kFailure && o.error.empty()) o.error = "peer answered " + Hex16(status);
   CompleteOp(std::move(o));

@@ -16,6 +16,10 @@
 // significant; a multi-valued element (backslash, PS3.5 6.4) matches when
 // any value does, except LT/ST/UT/UR where the backslash is text. Regexes
 // use RE2::PartialMatch: they match anywhere unless anchored with ^...$.
+// Text in the VRs that Specific Character Set governs is matched decoded to
+// UTF-8 (rules/dicom_text.h), as rules are written: a value holding no byte
+// >= 0x80 nor ESC is used as it is (no conversion, no allocation), others are
+// decoded once per evaluation into a per-thread buffer.
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -29,6 +33,7 @@
 #include <dcmtk/dcmdata/dcsequen.h>
 #include <dcmtk/dcmdata/dcvr.h>
 
+#include "rules/dicom_text.h"
 #include "rules/rule_compiled.h"
 
 namespace relais::rules::internal {
@@ -121,6 +126,7 @@ struct Slot {
   std::string_view single;  // fetched == 1 and !multi: the one value, trimmed
 };
 thread_local std::vector<Slot> t_slots;
+thread_local std::vector<std::string> t_decoded;  // per slot: the decoded value, when it needed decoding
 thread_local std::vector<int8_t> t_memo;  // per leaf: -1 not computed, 0 false, 1 true
 
 struct Context {
@@ -134,6 +140,9 @@ struct Context {
   struct tm local;
   int peer_state;  // 0 = not parsed, 1 = ok, 2 = unparsable
   uint8_t peer[16];
+  std::string* decoded;  // t_decoded, one per slot
+  int charset_state;     // 0 = not looked up, 1 = looked up
+  std::string_view charset;  // the header's Specific Character Set (0008,0005), as stored
 };
 
 DcmElement* FindIn(DcmItem* item, uint32_t tag) {
@@ -151,6 +160,18 @@ DcmElement* FindIn(DcmItem* item, uint32_t tag) {
 
 bool IsTextVr(DcmEVR vr) { return vr == EVR_LT || vr == EVR_ST || vr == EVR_UT || vr == EVR_UR; }
 
+// The VRs whose values Specific Character Set governs (PS3.5 6.1.2.3).
+bool IsCharsetVr(DcmEVR vr) {
+  return vr == EVR_SH || vr == EVR_LO || vr == EVR_ST || vr == EVR_LT || vr == EVR_PN || vr == EVR_UC ||
+         vr == EVR_UT;
+}
+
+TextKind KindOf(DcmEVR vr) {
+  if (vr == EVR_PN) return TextKind::kPersonName;
+  if (vr == EVR_ST || vr == EVR_LT || vr == EVR_UT) return TextKind::kText;
+  return TextKind::kValue;
+}
+
 // The string of a string-VR element without copying; false for binary VRs.
 bool GetStringValue(DcmElement* e, const char** s, uint32_t* len) {
   if (!DcmVR(e->ident()).isaString()) return false;
@@ -164,6 +185,29 @@ bool GetStringValue(DcmElement* e, const char** s, uint32_t* len) {
   *s = p;
   *len = n;
   return true;
+}
+
+// The header's Specific Character Set (0008,0005), looked up once.
+std::string_view Charset(Context* ctx) {
+  if (ctx->charset_state == 0) {
+    ctx->charset_state = 1;
+    DcmElement* e = ctx->header != nullptr ? FindIn(ctx->header, 0x00080005) : nullptr;
+    const char* s = nullptr;
+    uint32_t len = 0;
+    if (e != nullptr && GetStringValue(e, &s, &len)) ctx->charset = std::string_view(s, len);
+  }
+  return ctx->charset;
+}
+
+// Points *s/*len at the UTF-8 decoding of the string value of `e` (in
+// `buffer`) when it needs one; otherwise leaves them as they are.
+void DecodeIfNeeded(DcmElement* e, Context* ctx, std::string* buffer, const char** s, uint32_t* len) {
+  if (*len == 0 || !IsCharsetVr(e->ident())) return;
+  std::string_view raw(*s, *len);
+  if (!NeedsDecoding(raw)) return;
+  DecodeDicomTextInto(raw, Charset(ctx), KindOf(e->ident()), buffer);
+  *s = buffer->data();
+  *len = static_cast<uint32_t>(buffer->size());
 }
 
 bool GetNumber(DcmElement* e, unsigned long i, double* d) {
@@ -265,8 +309,9 @@ bool MatchElement(const Condition& c, DcmElement* e, const char* s, uint32_t len
 }
 
 // Walks path[depth..] below `item`; true when the leaf exists (present) or
-// matches, in any item of the sequences on the way.
-bool MatchPath(const Condition& c, DcmItem* item, size_t depth, bool presence) {
+// matches, in any item of the sequences on the way. (Values in items are
+// decoded by the header's Specific Character Set.)
+bool MatchPath(const Condition& c, DcmItem* item, size_t depth, bool presence, Context* ctx) {
   DcmElement* e = FindIn(item, c.path[depth]);
   if (e == nullptr) return false;
   if (depth + 1 == c.path.size()) {
@@ -274,6 +319,8 @@ bool MatchPath(const Condition& c, DcmItem* item, size_t depth, bool presence) {
     const char* s = nullptr;
     uint32_t len = 0;
     bool is_string = GetStringValue(e, &s, &len);
+    std::string decoded;
+    if (is_string) DecodeIfNeeded(e, ctx, &decoded, &s, &len);
     return MatchElement(c, e, s, len, is_string);
   }
   if (e->ident() != EVR_SQ) return false;
@@ -281,7 +328,7 @@ bool MatchPath(const Condition& c, DcmItem* item, size_t depth, bool presence) {
   unsigned long n = seq->card();
   for (unsigned long i = 0; i < n; ++i) {
     DcmItem* child = seq->getItem(i);
-    if (child != nullptr && MatchPath(c, child, depth + 1, presence)) return true;
+    if (child != nullptr && MatchPath(c, child, depth + 1, presence, ctx)) return true;
   }
   return false;
 }
@@ -292,6 +339,7 @@ bool MatchTopLevel(const Condition& c, Context* ctx) {
   if (slot.fetched == 0) {
     slot.fetched = GetStringValue(slot.element, &slot.str, &slot.len) ? 1 : 2;
     if (slot.fetched == 1) {
+      DecodeIfNeeded(slot.element, ctx, &ctx->decoded[c.slot], &slot.str, &slot.len);
       // Split and trim once for every condition on this element: most values are single.
       slot.multi = !IsTextVr(slot.element->ident()) && std::memchr(slot.str, '\\', slot.len) != nullptr;
       if (!slot.multi) slot.single = TrimDicom(std::string_view(slot.str, slot.len));
@@ -309,7 +357,7 @@ bool MatchTag(const Condition& c, Context* ctx) {
   } else if (c.path.size() == 1) {
     found = presence ? ctx->slots[c.slot].element != nullptr : MatchTopLevel(c, ctx);
   } else {
-    found = MatchPath(c, ctx->header, 0, presence);
+    found = MatchPath(c, ctx->header, 0, presence, ctx);
   }
   return presence ? found == c.present : found;
 }
@@ -484,7 +532,9 @@ std::string Observed(const Condition& c, Context* ctx) {
   auto quote = [](std::string_view v) {
     std::string q(1, '\'');
     if (v.size() > 64) {
-      q.append(v.substr(0, 61));
+      size_t cut = 61;  // on a character boundary: never half a UTF-8 sequence
+      while (cut > 0 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) --cut;
+      q.append(v.substr(0, cut));
       q.append("...");
     } else {
       q.append(v);
@@ -592,6 +642,7 @@ void RuleSetImpl::Evaluate(DcmItem* header, const AssociationFacts& facts, std::
   std::vector<Slot>& slots = t_slots;
   slots.resize(slot_tags_.size());  // no allocation once the thread has seen this size
   for (Slot& s : slots) s = Slot{nullptr, nullptr, 0, 0, false, {}};
+  if (t_decoded.size() < slots.size()) t_decoded.resize(slots.size());
   if (header != nullptr && !slot_tags_.empty()) {
     size_t k = 0;
     for (DcmObject* o = header->nextInContainer(nullptr); o != nullptr && k < slot_tags_.size();
@@ -611,6 +662,7 @@ void RuleSetImpl::Evaluate(DcmItem* header, const AssociationFacts& facts, std::
   ctx.slots = slots.data();
   ctx.memo = memo.data();
   ctx.leaves = leaves_.data();
+  ctx.decoded = t_decoded.data();
   ctx.now = now;  // converted to local time only when a time condition asks
 
   bool any = false;

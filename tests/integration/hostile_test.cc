@@ -24,11 +24,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/sanitizer.h"
+#include "base/text.h"
 #include "harness.h"
 
 namespace relais::itest {
@@ -501,6 +503,25 @@ TEST_F(HostileTest, WrongCalledAeIsRejectedWithReason7) {
   EXPECT_EQ(static_cast<uint8_t>(seen[0].body[2]), 1);  // source: service user
   EXPECT_EQ(static_cast<uint8_t>(seen[0].body[3]), 7);  // reason: called AE not recognized
   ExpectStillServing("wrong called AE");
+}
+
+// An AE title is peer text: a newline, ESC or quote in it cannot write a
+// line of its own into the log (one line per event), and the log stays UTF-8.
+TEST_F(HostileTest, AeTitleCannotForgeLogLines) {
+  RawClient c;
+  ASSERT_TRUE(c.Connect(relais_->port()));
+  c.Send(AssociateRq("A\nERROR ev=F\x1b\xff", kEchoAndCt));  // 14 bytes
+  ExpectClosedWith(&c, kAssociateRj, "forged called AE");
+  ExpectStillServing("forged called AE");
+  const std::string log = relais_->Log();
+  EXPECT_NE(log.find("A\\nERROR"), std::string::npos) << log;  // shown escaped...
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    EXPECT_NE(line.rfind("ERROR ev=F", 0), 0u) << "forged line: " << line;  // ...never as a line
+    EXPECT_EQ(line.find('\x1b'), std::string::npos) << line;
+    EXPECT_TRUE(IsUtf8(line)) << line;
+  }
 }
 
 // Sta6, Evt19 (unrecognized PDU type) -> AA-8: A-ABORT, source 2 (service

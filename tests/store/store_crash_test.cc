@@ -38,9 +38,11 @@ std::vector<uint8_t> ContentFor(int cycle, int n) {
   return RandomBytes(size, cycle * 100000 + n);
 }
 
-// Child body: writes `count` objects (forever when count < 0), at most 8 in
-// flight, and writes each UID + '\n' to `fd` once its done(OK) came.
-[[noreturn]] void WriterChild(const std::string& path, int fd, int cycle, int count) {
+// Child body: writes `count` objects, at most 8 in flight, and writes each
+// UID + '\n' to `fd` once its done(OK) came. Then it exits, or, when `park`,
+// waits for its SIGKILL with every object acknowledged: what it writes is
+// bounded whatever the speed of the disk, so the test's map never fills.
+[[noreturn]] void WriterChild(const std::string& path, int fd, int cycle, int count, bool park) {
   auto opened = Store::Open(TestOptions(path));
   if (!opened.ok()) _exit(2);
   std::unique_ptr<Store> store = std::move(opened.value());
@@ -48,7 +50,7 @@ std::vector<uint8_t> ContentFor(int cycle, int n) {
   std::condition_variable cv;
   int in_flight = 0;
   bool failed = false;
-  for (int n = 0; count < 0 || n < count; ++n) {
+  for (int n = 0; n < count; ++n) {
     {
       std::unique_lock<std::mutex> lock(mu);
       cv.wait(lock, [&] { return in_flight < 8; });
@@ -68,6 +70,13 @@ std::vector<uint8_t> ContentFor(int cycle, int n) {
       --in_flight;
       cv.notify_all();
     });
+  }
+  if (park) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return in_flight == 0; });
+    if (failed) _exit(3);
+    lock.unlock();
+    for (;;) pause();
   }
   store.reset();  // drains
   _exit(failed ? 3 : 0);
@@ -98,13 +107,13 @@ class LineReader {
   std::string partial_;
 };
 
-pid_t SpawnWriter(const std::string& path, int cycle, int count, int* read_fd) {
+pid_t SpawnWriter(const std::string& path, int cycle, int count, bool park, int* read_fd) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    WriterChild(path, fds[1], cycle, count);
+    WriterChild(path, fds[1], cycle, count, park);
   }
   close(fds[1]);
   *read_fd = fds[0];
@@ -131,9 +140,12 @@ TEST(CrashTest, KillNineLosesNothingAcknowledged) {
   std::mt19937 rng(std::random_device{}());
   std::set<std::string> acked;
   constexpr int kCycles = 10;
+  // At most 150 objects a cycle (about 88 KB each on average, incompressible):
+  // 10 cycles stay near 130 MB in the 256 MB map however fast the disk is.
+  constexpr int kPerCycle = 150;
   for (int cycle = 0; cycle < kCycles; ++cycle) {
     int fd;
-    pid_t pid = SpawnWriter(path, cycle, -1, &fd);
+    pid_t pid = SpawnWriter(path, cycle, kPerCycle, /*park=*/true, &fd);
     ASSERT_GT(pid, 0);
     LineReader reader(fd);
     std::vector<std::string> lines;
@@ -401,7 +413,7 @@ TEST(ReadOnlyTest, SecondProcessReadsWhileWriterCommits) {
   std::string path = dir.Sub("db");
   constexpr int kCount = 40;
   int fd;
-  pid_t pid = SpawnWriter(path, 0, kCount, &fd);
+  pid_t pid = SpawnWriter(path, 0, kCount, /*park=*/false, &fd);
   ASSERT_GT(pid, 0);
   LineReader reader(fd);
   std::vector<std::string> lines;
