@@ -23,8 +23,6 @@ namespace {
 
 constexpr char kZeroHash[] = "0000000000000000000000000000000000000000000000000000000000000000";
 constexpr std::string_view kHashKey = ",\"hash\":\"";
-// Anything past this is not ours (the writer's bound, see audit.h).
-constexpr size_t kMaxLineBytes = kAuditMaxRecordBytes;
 // The most a record's frame takes besides its kind and fields:
 // {"seq":<20 digits>,"time":"<at most 32>","kind":"" ,"prev":"<64>","hash":"<64>"}
 constexpr size_t kFrameBytes = 7 + 20 + 9 + 32 + 10 + 1 + 9 + 64 + 1 + 9 + 64 + 2;
@@ -400,7 +398,7 @@ Status AuditLog::LoadTailLocked(std::string* reason) {
   // The last complete line and whatever follows it (a torn record, no
   // longer than a whole one) are in the last 2 records' worth of bytes.
   const uint64_t size = static_cast<uint64_t>(st.st_size);
-  const uint64_t tail_len = std::min<uint64_t>(size, 2 * (kMaxLineBytes + 1) + 1);
+  const uint64_t tail_len = std::min<uint64_t>(size, 2 * (kAuditMaxRecordBytes + 1) + 1);
   std::string tail(tail_len, '\0');
   if (tail_len > 0 &&
       pread(fd_, tail.data(), tail_len, static_cast<off_t>(size - tail_len)) != static_cast<ssize_t>(tail_len)) {
@@ -767,7 +765,7 @@ Result<bool> VerifyFile(const std::string& path, bool first_file, ChainState* ch
     ++line_no;
     Parsed p;
     if (too_long) {
-      p.error = "line longer than " + std::to_string(kMaxLineBytes) + " bytes";
+      p.error = "line longer than " + std::to_string(kAuditMaxRecordBytes) + " bytes";
     } else {
       p = ParseRecord(line);
     }
@@ -832,7 +830,7 @@ Result<bool> VerifyFile(const std::string& path, bool first_file, ChainState* ch
         go = check(/*terminated=*/true);
         line.clear();
         too_long = false;
-      } else if (line.size() < kMaxLineBytes) {
+      } else if (line.size() < kAuditMaxRecordBytes) {
         line.push_back(buf[i]);
       } else {
         too_long = true;
