@@ -626,8 +626,8 @@ TEST(AtnaAuditLogTest, HugeValuesReachTheCollectorBoundedAndRepeatsAsOneSummary)
   uint16_t port = 0;
   int rx = BoundSocket(SOCK_DGRAM, &port);
   ASSERT_GE(rx, 0);
-  // Markup takes 6 bytes escaped in XML: the worst case for the message size.
-  const std::string huge(1536 * 1024, '"');
+  // '<' takes 1 byte in JSON and 4 in XML: the most a bounded value can grow.
+  const std::string huge(1536 * 1024, '<');
   {
     AuditLog::Options o;
     o.syslog = "udp://127.0.0.1:" + std::to_string(port);
