@@ -241,14 +241,23 @@ const AdminApi::Token* AdminApi::Authenticate(const std::string& authorization) 
 void AdminApi::Audit(const Ctx& c, std::string_view result, int status, std::string_view detail) {
   if (src_.audit == nullptr) return;
   std::string st = std::to_string(status);
-  src_.audit->Record("admin", {{"token", c.token ? std::string_view(c.token->name) : std::string_view()},
-                               {"role", c.token ? RoleName(c.token->role) : ""},
-                               {"client", c.req.client},
-                               {"method", c.req.method},
-                               {"path", c.req.path},
-                               {"result", result},
-                               {"status", st},
-                               {"detail", detail}});
+  const std::initializer_list<AuditLog::Field> fields = {
+      {"token", c.token ? std::string_view(c.token->name) : std::string_view()},
+      {"role", c.token ? RoleName(c.token->role) : ""},
+      {"client", c.req.client},
+      {"method", c.req.method},
+      {"path", c.req.path},
+      {"result", result},
+      {"status", st},
+      {"detail", detail}};
+  if (result == "refused" && (status == 401 || status == 403)) {
+    // Anyone can send these as fast as they like: the first of a window is
+    // recorded, the rest counted into one summary record (router/audit.h).
+    src_.audit->RecordRefusal("admin", AuditAddressOf(c.req.client), fields,
+                              {"token", "role", "result", "status", "detail"});
+  } else {
+    src_.audit->Record("admin", fields);
+  }
 }
 
 const std::vector<store::Store::QueueSummary>* AdminApi::Queues() {

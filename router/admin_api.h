@@ -7,8 +7,9 @@
 // Authentication: "Authorization: Bearer TOKEN"; SHA-256 of TOKEN compared in
 // constant time with every configured [[admin.token]] sha256. Roles are
 // ordered viewer < operator < admin. Refused requests are logged and audited
-// ("kind":"admin","result":"refused"); every action (POST) is audited with
-// the token name whatever its result.
+// ("kind":"admin","result":"refused"; repeats from one address within a
+// window are counted into one summary record: AuditLog::RecordRefusal);
+// every action (POST) is audited with the token name whatever its result.
 //
 // Every source is optional (null: the figures it gives are left out, or the
 // action answers 409). Nothing here throws: JSON parsing and building run

@@ -169,7 +169,7 @@ void AppendObjects(std::string* out, const AtnaEvent& e) {
 // The free text of a failure: reason, error, status.
 std::string Description(const AtnaEvent& e) {
   std::string d;
-  for (const char* k : {"reason", "error", "detail", "status", "result"}) {
+  for (const char* k : {"reason", "error", "detail", "status", "result", "repeated", "since", "until"}) {
     std::string v = e.Get(k);
     if (v.empty()) continue;
     d += (d.empty() ? "" : "; ") + std::string(k) + "=" + v;
@@ -313,7 +313,8 @@ std::string AtnaAuditMessage(const AtnaEvent& e, const AtnaSource& source, bool*
     user.user_id = e.Get("token").empty() ? std::string("unknown") : e.Get("token");
     user.requestor = true;
     std::string client = e.Get("client").empty() ? e.Get("peer") : e.Get("client");
-    user.nap_id = HostOfPeer(client);
+    // A summary of repeated refusals names the "address" (no port).
+    user.nap_id = client.empty() ? e.Get("address") : HostOfPeer(client);
     user.nap_type = user.nap_id.empty() ? 0 : (LooksLikeIp(user.nap_id) ? 2 : 1);
     participants.push_back(user);
     participants.push_back(Self(our_ae, source, false, &kRoleApplication));

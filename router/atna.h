@@ -16,6 +16,9 @@
 //   admin, HTTP 403 (role too low)  110113 Security Alert          110132 Use of Restricted Function E 4
 //   admin, other (an action)        110113 Security Alert          110131 Software Configuration E 0 / 4 / 8
 //
+// A summary of repeated admin refusals (AuditLog::RecordRefusal) maps like
+// the refusals it counts (by its "status"); its NetworkAccessPointID is its
+// "address" and its EventOutcomeDescription says "repeated=N; since=...".
 // A segment record written by a rotation is not an event and is not sent.
 // Participants (PS3.15 A.5.2.1-2): a DICOM node is UserID = its AE title,
 // AlternativeUserID = "AETITLES=<AE>", NetworkAccessPointID = its IP
@@ -28,7 +31,9 @@
 // records the token name is the requesting user and "METHOD /path" the
 // object (type 2, role 13, ID type 12 URI). Every value is
 // XML-escaped; bytes that are not UTF-8, and characters XML 1.0 forbids,
-// become U+FFFD.
+// become U+FFFD. Values arrive bounded as in the file (router/audit.h:
+// kAuditMaxFieldBytes each, a few of them per message), so a message of a
+// record whatever its input stays well under a UDP datagram's 65507 bytes.
 //
 // Transport: an RFC 5424 syslog message, PRI = facility 10
 // (security/authorization) * 8 + severity 5 (notice) or 4 (warning, for a

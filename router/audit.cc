@@ -23,8 +23,16 @@ namespace {
 
 constexpr char kZeroHash[] = "0000000000000000000000000000000000000000000000000000000000000000";
 constexpr std::string_view kHashKey = ",\"hash\":\"";
-// A record is a few hundred bytes; anything past this is not ours.
-constexpr size_t kMaxLineBytes = 1 << 20;
+// The most a record's frame takes besides its kind and fields:
+// {"seq":<20 digits>,"time":"<at most 32>","kind":"" ,"prev":"<64>","hash":"<64>"}
+constexpr size_t kFrameBytes = 7 + 20 + 9 + 32 + 10 + 1 + 9 + 64 + 1 + 9 + 64 + 2;
+// What follows the fields: ,"prev":"<64>","hash":"<64>"}
+constexpr size_t kTailBytes = 9 + 64 + 1 + 9 + 64 + 2;
+// Room kept for a ,"cut_fields":"<20 digits>" field.
+constexpr size_t kCutFieldsBytes = 16 + 20 + 1;
+static_assert(kFrameBytes + kAuditMaxKeyBytes + kCutFieldsBytes + 6 + kAuditMaxKeyBytes + kAuditMaxFieldBytes <=
+                  kAuditMaxRecordBytes,
+              "a record must hold at least one field of each maximum");
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -240,7 +248,93 @@ Parsed ParseRecord(std::string_view line) {
   return p;
 }
 
+// Length of the character at s[i]: a whole valid UTF-8 sequence (RFC 3629:
+// no overlong forms, no surrogates, at most U+10FFFF), else 1 (one byte
+// that is not valid UTF-8 there).
+size_t Utf8UnitLen(std::string_view s, size_t i) {
+  const unsigned char c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return 1;
+  size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+  if (len == 0 || i + len > s.size()) return 1;
+  const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+  unsigned char lo = 0x80, hi = 0xBF;  // RFC 3629 section 4 for the second byte
+  if (c == 0xE0) lo = 0xA0;
+  if (c == 0xED) hi = 0x9F;
+  if (c == 0xF0) lo = 0x90;
+  if (c == 0xF4) hi = 0x8F;
+  if (c1 < lo || c1 > hi) return 1;
+  for (size_t k = 2; k < len; ++k) {
+    const unsigned char ck = static_cast<unsigned char>(s[i + k]);
+    if (ck < 0x80 || ck > 0xBF) return 1;
+  }
+  return len;
+}
+
+size_t EscapedSize(std::string_view s) { return JsonEscape(std::string(s)).size(); }
+
+// The bounded form of a record (see Bounds in audit.h).
+struct BoundedRecord {
+  std::string kind;
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+
+template <typename Range>
+BoundedRecord Bound(std::string_view kind, const Range& fields) {
+  BoundedRecord b;
+  b.kind = AuditCut(kind, kAuditMaxKeyBytes);
+  size_t used = kFrameBytes + EscapedSize(b.kind) + kCutFieldsBytes;
+  size_t left_out = 0;
+  b.fields.reserve(fields.size());
+  for (const auto& f : fields) {
+    if (left_out > 0) {
+      ++left_out;
+      continue;
+    }
+    std::string k = AuditCut(f.first, kAuditMaxKeyBytes);
+    std::string v = AuditCut(f.second, kAuditMaxFieldBytes);
+    const size_t cost = 6 + EscapedSize(k) + EscapedSize(v);  // ,"k":"v"
+    if (used + cost > kAuditMaxRecordBytes) {
+      left_out = 1;
+      continue;
+    }
+    used += cost;
+    b.fields.emplace_back(std::move(k), std::move(v));
+  }
+  if (left_out > 0) b.fields.emplace_back("cut_fields", std::to_string(left_out));
+  return b;
+}
+
 }  // namespace
+
+std::string AuditCut(std::string_view value, size_t max_bytes) {
+  if (value.size() <= max_bytes && EscapedSize(value) <= max_bytes) return std::string(value);
+  const std::string marker = "...[cut, " + std::to_string(value.size()) + " bytes]";
+  const size_t room = max_bytes > marker.size() ? max_bytes - marker.size() : 0;
+  size_t i = 0, used = 0;
+  while (i < value.size()) {
+    const size_t n = Utf8UnitLen(value, i);
+    const size_t e = EscapedSize(value.substr(i, n));
+    if (used + e > room) break;
+    used += e;
+    i += n;
+  }
+  return std::string(value.substr(0, i)) + marker;
+}
+
+std::string_view AuditAddressOf(std::string_view peer) {
+  if (!peer.empty() && peer.front() == '[') {
+    const size_t close = peer.find(']');
+    if (close != std::string_view::npos && close + 1 < peer.size() && peer[close + 1] == ':') {
+      return peer.substr(1, close - 1);
+    }
+    return peer;
+  }
+  const size_t colon = peer.find(':');
+  if (colon != std::string_view::npos && peer.find(':', colon + 1) == std::string_view::npos) {
+    return peer.substr(0, colon);  // IPv4 or a name with a port; a bare IPv6 address stays whole
+  }
+  return peer;
+}
 
 std::string AuditLog::Sha256Hex(std::string_view bytes) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -296,12 +390,15 @@ AuditLog::AuditLog(int fd, std::string path, Options options)
   rotate_at_ = options_.rotate_size;
 }
 
+int64_t AuditLog::Now() const { return options_.clock ? options_.clock() : NowMs(); }
+
 Status AuditLog::LoadTailLocked(std::string* reason) {
   struct stat st;
   if (fstat(fd_, &st) != 0) return Status::IOError("cannot stat audit file '" + path_ + "': " + std::strerror(errno));
-  // The last complete line and whatever follows it are in the last 2 MiB.
+  // The last complete line and whatever follows it (a torn record, no
+  // longer than a whole one) are in the last 2 records' worth of bytes.
   const uint64_t size = static_cast<uint64_t>(st.st_size);
-  const uint64_t tail_len = std::min<uint64_t>(size, 2 * kMaxLineBytes);
+  const uint64_t tail_len = std::min<uint64_t>(size, 2 * (kAuditMaxRecordBytes + 1) + 1);
   std::string tail(tail_len, '\0');
   if (tail_len > 0 &&
       pread(fd_, tail.data(), tail_len, static_cast<off_t>(size - tail_len)) != static_cast<ssize_t>(tail_len)) {
@@ -357,7 +454,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, const 
     if (!s.ok()) return s;
     const std::string torn = std::to_string(log->torn_bytes_);
     const uint64_t seq = log->seq_ + 1;
-    const int64_t ms = NowMs();
+    const int64_t ms = log->Now();
     bool ok = log->torn_bytes_ > 0 ? log->WriteLocked("segment", {{"reason", reason}, {"torn_bytes", torn}},
                                                       /*lead_newline=*/true, ms)
                                    : log->WriteLocked("segment", {{"reason", reason}}, false, ms);
@@ -378,6 +475,10 @@ AuditLog::~AuditLog() {
   }
   cv_.notify_all();
   if (syncer_.joinable()) syncer_.join();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    FlushRefusalsLocked(Now(), /*all=*/true);  // nothing counted is lost
+  }
   atna_.reset();  // sends what waits, for at most its drain time
   for (int fd : retired_fds_) {
     fdatasync(fd);
@@ -391,6 +492,7 @@ void AuditLog::SyncLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; });
+    if (!refusals_.empty() && !stop_) FlushRefusalsLocked(Now(), /*all=*/false);  // windows that have ended
     if (!dirty_ && retired_fds_.empty() && !dir_dirty_) continue;
     dirty_ = false;
     // Only this thread closes retired descriptors, and fd_ is retired (not
@@ -417,15 +519,13 @@ void AuditLog::SyncLoop() {
   }
 }
 
-void AuditLog::ExportLocked(std::string_view kind, std::initializer_list<Field> fields, uint64_t seq,
-                            int64_t unix_ms) {
+void AuditLog::ExportLocked(std::string_view kind, const Fields& fields, uint64_t seq, int64_t unix_ms) {
   if (!atna_) return;
   AtnaEvent e;
   e.kind = std::string(kind);
   e.seq = seq;
   e.unix_ms = unix_ms;
-  e.fields.reserve(fields.size());
-  for (const Field& f : fields) e.fields.emplace_back(std::string(f.first), std::string(f.second));
+  e.fields = fields;  // bounded as in the file
   atna_->Submit(std::move(e));
 }
 
@@ -467,37 +567,114 @@ void AuditLog::RotateLocked() {
 }
 
 void AuditLog::Record(std::string_view kind, std::initializer_list<Field> fields) {
+  BoundedRecord b = Bound(kind, fields);  // outside the lock: cutting a long value takes a while
   std::lock_guard<std::mutex> lock(mu_);
+  RecordLocked(b.kind, b.fields);
+}
+
+void AuditLog::RecordRefusal(std::string_view kind, std::string_view address, std::initializer_list<Field> fields,
+                             std::initializer_list<std::string_view> key) {
+  BoundedRecord b = Bound(kind, fields);
+  Fields summary;
+  summary.emplace_back("address", AuditCut(address));
+  std::string id = b.kind;
+  id.push_back('\0');
+  id += summary.front().second;
+  for (std::string_view name : key) {
+    for (const auto& [k, v] : b.fields) {
+      if (k != name) continue;
+      summary.emplace_back(k, v);
+      id.push_back('\0');
+      id += v;
+      break;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  FlushRefusalsLocked(now, /*all=*/false);  // this key's window may have ended
+  auto it = refusals_.find(id);
+  if (it != refusals_.end()) {
+    ++it->second.count;
+    it->second.until_ms = now;
+    return;
+  }
+  if (refusals_.size() >= kAuditMaxRefusalWindows) {  // end the oldest window early
+    auto oldest = refusals_.begin();
+    for (auto w = refusals_.begin(); w != refusals_.end(); ++w) {
+      if (w->second.since_ms < oldest->second.since_ms) oldest = w;
+    }
+    if (oldest->second.count > 0) WriteSummaryLocked(oldest->second);
+    refusals_.erase(oldest);
+  }
+  RefusalWindow w;
+  w.kind = b.kind;
+  w.summary = std::move(summary);
+  w.since_ms = now;
+  w.until_ms = now;
+  w.first_seq = RecordLocked(b.kind, b.fields);
+  refusals_.emplace(std::move(id), std::move(w));
+}
+
+void AuditLog::FlushRefusalsLocked(int64_t now_ms, bool all) {
+  for (auto it = refusals_.begin(); it != refusals_.end();) {
+    const RefusalWindow& w = it->second;
+    if (!all && now_ms - w.since_ms < options_.refusal_window_ms && now_ms >= w.since_ms) {
+      ++it;
+      continue;
+    }
+    if (w.count > 0) WriteSummaryLocked(w);
+    it = refusals_.erase(it);
+  }
+}
+
+void AuditLog::WriteSummaryLocked(const RefusalWindow& w) {
+  Fields f = w.summary;
+  f.emplace_back("repeated", std::to_string(w.count));
+  f.emplace_back("since", IsoTime(w.since_ms));
+  f.emplace_back("until", IsoTime(w.until_ms));
+  f.emplace_back("first_seq", std::to_string(w.first_seq));
+  BoundedRecord b = Bound(w.kind, f);
+  RecordLocked(b.kind, b.fields);
+}
+
+uint64_t AuditLog::RecordLocked(std::string_view kind, const Fields& fields) {
   if (resync_) {
     // A write of ours was cut short: learn from the file where the chain
     // stands, end the torn line and say so, then carry on.
     std::string reason;
     if (!LoadTailLocked(&reason).ok()) {
       ++failures_;
-      return;
+      return 0;
     }
     resync_ = false;
     if (torn_bytes_ > 0 &&
         !WriteLocked("segment", {{"reason", "torn_tail"}, {"torn_bytes", std::to_string(torn_bytes_)}}, true, 0)) {
-      ExportLocked(kind, fields, seq_ + 1, NowMs());  // the disk failed; the collector may still hear of it
-      return;
+      ExportLocked(kind, fields, seq_ + 1, Now());  // the disk failed; the collector may still hear of it
+      return 0;
     }
   }
   // Taken before the write: a rotation after it moves seq_ on.
   const uint64_t seq = seq_ + 1;
-  const int64_t ms = NowMs();
+  const int64_t ms = Now();
   WriteLocked(kind, fields, false, ms);
   ExportLocked(kind, fields, seq, ms);
+  return seq;
 }
 
-bool AuditLog::WriteLocked(std::string_view kind, std::initializer_list<Field> fields, bool lead_newline,
-                           int64_t unix_ms) {
+bool AuditLog::WriteLocked(std::string_view kind, const Fields& fields, bool lead_newline, int64_t unix_ms) {
   std::string line = lead_newline ? "\n" : "";
   const size_t start = line.size();
-  line += "{\"seq\":" + std::to_string(seq_ + 1) + ",\"time\":\"" + IsoTime(unix_ms == 0 ? NowMs() : unix_ms) + "\",\"kind\":\"" +
-          JsonEscape(std::string(kind)) + "\"";
-  for (const Field& f : fields) {
-    line += ",\"" + JsonEscape(std::string(f.first)) + "\":\"" + JsonEscape(std::string(f.second)) + "\"";
+  line += "{\"seq\":" + std::to_string(seq_ + 1) + ",\"time\":\"" + IsoTime(unix_ms == 0 ? Now() : unix_ms) +
+          "\",\"kind\":\"" + JsonEscape(std::string(kind)) + "\"";
+  const size_t fields_at = line.size();
+  for (const auto& f : fields) line += ",\"" + JsonEscape(f.first) + "\":\"" + JsonEscape(f.second) + "\"";
+  if (line.size() - start + kTailBytes > kAuditMaxRecordBytes) {
+    // Bound() keeps records under the limit; should escaping ever disagree
+    // with it, the record still fits, without its fields.
+    RLOG_ERROR("event=audit-record-cut path=%s kind=%s bytes=%zu", path_.c_str(), JsonEscape(std::string(kind)).c_str(),
+               line.size() - start);
+    line.resize(fields_at);
+    line += ",\"cut_fields\":\"" + std::to_string(fields.size()) + "\"";
   }
   line += ",\"prev\":\"" + prev_hash_ + "\"";
   std::string hash = Sha256Hex(std::string_view(line).substr(start));
@@ -588,7 +765,7 @@ Result<bool> VerifyFile(const std::string& path, bool first_file, ChainState* ch
     ++line_no;
     Parsed p;
     if (too_long) {
-      p.error = "line longer than " + std::to_string(kMaxLineBytes) + " bytes";
+      p.error = "line longer than " + std::to_string(kAuditMaxRecordBytes) + " bytes";
     } else {
       p = ParseRecord(line);
     }
@@ -653,7 +830,7 @@ Result<bool> VerifyFile(const std::string& path, bool first_file, ChainState* ch
         go = check(/*terminated=*/true);
         line.clear();
         too_long = false;
-      } else if (line.size() < kMaxLineBytes) {
+      } else if (line.size() < kAuditMaxRecordBytes) {
         line.push_back(buf[i]);
       } else {
         too_long = true;

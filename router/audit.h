@@ -58,14 +58,43 @@
 // bounded queue: a collector that is down or slow never delays or fails a
 // Record(); messages are dropped and counted instead.
 //
+// Bounds: every value may come from outside (a path, a destination name,
+// an AE title, a UID, a reason), so no record grows with its input. A value
+// whose JSON-escaped form is longer than kAuditMaxFieldBytes is cut, on a
+// character boundary (a valid UTF-8 sequence is never split), to a prefix
+// followed by the marker "...[cut, N bytes]" (N = the original value's
+// length in bytes) so that prefix and marker, escaped, fit in
+// kAuditMaxFieldBytes; keys and the kind are cut the same way to
+// kAuditMaxKeyBytes. Should a record still not fit in kAuditMaxRecordBytes
+// (many fields), its last fields are left out and "cut_fields":"K" says how
+// many. Writer and Verify() share kAuditMaxRecordBytes: whatever the writer
+// writes, Verify() accepts. The ATNA export gets the same bounded values.
+//
+// Repeated refusals (RecordRefusal): the first refusal of an address for a
+// reason is recorded as any record; further ones within
+// Options::refusal_window_ms of it are only counted, and when the window
+// ends (the syncer thread looks every second; a later refusal of the same
+// key; at the latest when the log is closed) one summary record says how
+// many:
+//   {...,"kind":K,"address":"10.0.0.5",<the key fields of the first>,
+//    "repeated":"19","since":"<time of the first>","until":"<time of the last>",
+//    "first_seq":"<seq of the first>",...}
+// i.e. "19 more refusals from 10.0.0.5 since <time>". The count is exact:
+// every refusal is either a record of its own or counted in one summary.
+// At most kAuditMaxRefusalWindows windows are open; a new key beyond that
+// ends the oldest window early (its summary is written at once).
+//
 // Failure policy: a failed write is logged (once per failure streak) and
 // counted; routing goes on (the audit trail never stops the clinic).
 #ifndef RELAIS_ROUTER_AUDIT_H_
 #define RELAIS_ROUTER_AUDIT_H_
 
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -79,6 +108,28 @@
 namespace relais::router {
 
 class AtnaExporter;
+
+// The longest value a record holds, as written (JSON-escaped, the cut
+// marker included). See Bounds above.
+inline constexpr size_t kAuditMaxFieldBytes = 1024;
+// The longest key or kind, as written.
+inline constexpr size_t kAuditMaxKeyBytes = 64;
+// The longest record line (without its '\n'). The writer never writes a
+// longer one and Verify() rejects a longer one: one constant for both.
+inline constexpr size_t kAuditMaxRecordBytes = 64 * 1024;
+// Refusal windows open at once (RecordRefusal).
+inline constexpr size_t kAuditMaxRefusalWindows = 256;
+
+// `value` unchanged if its JSON-escaped form fits in `max_bytes`; else its
+// longest prefix that ends on a character boundary (bytes that are not
+// valid UTF-8 count one by one) followed by "...[cut, N bytes]", the two
+// together fitting in `max_bytes` escaped (when even the marker does not
+// fit, the marker alone).
+std::string AuditCut(std::string_view value, size_t max_bytes = kAuditMaxFieldBytes);
+
+// The address part of a peer name: "10.0.0.5:4711" -> "10.0.0.5",
+// "[::1]:4711" -> "::1"; anything else unchanged.
+std::string_view AuditAddressOf(std::string_view peer);
 
 class AuditLog {
  public:
@@ -100,6 +151,13 @@ class AuditLog {
     std::string ae_title = "RELAIS";
     // Our AE title towards destinations; empty = ae_title. Default: empty.
     std::string calling_ae_title;
+    // Repeated refusals of one address for one reason within this many ms
+    // of the first are counted into one summary record (RecordRefusal);
+    // 0 = every refusal is a record of its own. Default: 60000.
+    int64_t refusal_window_ms = 60000;
+    // The clock (Unix ms) for record times and refusal windows; empty = the
+    // system clock. Tests set a fake one. Default: empty.
+    std::function<int64_t()> clock;
   };
   // As Open(path), with rotation and ATNA export. Errors: also
   // InvalidArgument for a syslog value that is not udp:// or tcp://HOST:PORT
@@ -114,6 +172,16 @@ class AuditLog {
   // "time", "kind", "prev" or "hash"; values are escaped). Any thread; one
   // write(2), never an fsync on the caller's thread.
   void Record(std::string_view kind, std::initializer_list<Field> fields);
+
+  // A refusal that may come again and again (a missing or wrong admin
+  // token): recorded as Record(kind, fields) when it is the first of
+  // (kind, `address`, the values of the fields named in `key`) within
+  // Options::refusal_window_ms, else only counted into that window's
+  // summary record (see Repeated refusals above). `address` is who was
+  // refused, without a port (AuditAddressOf). Any thread.
+  // REQUIRES: every name in `key` is a key of `fields`.
+  void RecordRefusal(std::string_view kind, std::string_view address, std::initializer_list<Field> fields,
+                     std::initializer_list<std::string_view> key);
 
   uint64_t records_written() const;
   uint64_t write_failures() const;
@@ -149,19 +217,39 @@ class AuditLog {
   static std::string Sha256Hex(std::string_view bytes);
 
  private:
+  // A record's fields, already bounded (see Bounds).
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  // One open window of RecordRefusal.
+  struct RefusalWindow {
+    std::string kind;
+    Fields summary;       // "address" and the key fields of the first refusal
+    int64_t since_ms = 0;  // the first refusal (recorded)
+    int64_t until_ms = 0;  // the last refusal counted
+    uint64_t first_seq = 0;
+    uint64_t count = 0;    // refusals counted, not recorded
+  };
+
   AuditLog(int fd, std::string path, Options options);
+  int64_t Now() const;
   // Reads the end of the file: sets prev_hash_, seq_ and torn_bytes_ (the
   // bytes after the last '\n'); `reason` says what was found.
   Status LoadTailLocked(std::string* reason);
-  // Writes one record (after a '\n' that ends a torn line if
-  // `lead_newline`). False if it did not make it whole.
+  // Writes one record of bounded fields (after a '\n' that ends a torn
+  // line if `lead_newline`). False if it did not make it whole.
   // `unix_ms` is the record's time; 0 = now.
-  bool WriteLocked(std::string_view kind, std::initializer_list<Field> fields, bool lead_newline, int64_t unix_ms);
+  bool WriteLocked(std::string_view kind, const Fields& fields, bool lead_newline, int64_t unix_ms);
+  // Record() under mu_, for bounded fields; returns the record's seq (0 if
+  // the file could not be read back after a torn write).
+  uint64_t RecordLocked(std::string_view kind, const Fields& fields);
+  // Writes the summary of every window that has ended by `now_ms` (all of
+  // them if `all`) and closes them.
+  void FlushRefusalsLocked(int64_t now_ms, bool all);
+  void WriteSummaryLocked(const RefusalWindow& w);
   void SyncLoop();
   // Renames the full file away and starts the next one (see Rotation).
   void RotateLocked();
   // Hands the record just written (or attempted) to the ATNA exporter.
-  void ExportLocked(std::string_view kind, std::initializer_list<Field> fields, uint64_t seq, int64_t unix_ms);
+  void ExportLocked(std::string_view kind, const Fields& fields, uint64_t seq, int64_t unix_ms);
 
   int fd_;                  // guarded by mu_ (changes on rotation)
   const std::string path_;
@@ -183,6 +271,8 @@ class AuditLog {
   uint64_t failures_ = 0;   // guarded by mu_
   bool dirty_ = false;      // guarded by mu_
   bool stop_ = false;       // guarded by mu_
+  // Open refusal windows by key (kind, address, key values); guarded by mu_.
+  std::map<std::string, RefusalWindow> refusals_;
   std::condition_variable cv_;
   std::thread syncer_;
 };

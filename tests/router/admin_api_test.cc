@@ -282,6 +282,38 @@ TEST_F(AdminApiTest, RefusedRequestsAreAudited) {
   EXPECT_EQ(metrics_.admin_requests().at("forbidden"), 1u);
 }
 
+TEST_F(AdminApiTest, HugeNamesAndRepeatedRefusalsKeepTheAuditTrailSmallAndVerifiable) {
+  const std::string name(1536 * 1024, 'n');  // 1.5 MB
+  // No delivery source: 409, recorded with the path and the operator's name.
+  EXPECT_EQ(Call("POST", "/api/destinations/" + name + "/pause", kOperator).status, 409);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(Call("GET", "/api/" + std::string(400 * 1024, 'x')).status, 401);
+  audit_.reset();  // closing writes the summary of the repeats
+  std::vector<std::string> lines = AuditLines();
+  size_t bytes = 0;
+  for (const std::string& l : lines) bytes += l.size() + 1;
+  EXPECT_LT(bytes, 16u * 1024);
+  std::vector<json> admin;
+  for (const std::string& l : lines) {
+    EXPECT_LE(l.size(), kAuditMaxRecordBytes);
+    json j = json::parse(l, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << l.substr(0, 200);
+    if (j.value("kind", "") == "admin") admin.push_back(j);
+  }
+  ASSERT_EQ(admin.size(), 3u);
+  EXPECT_EQ(admin[0].value("token", ""), "tech");
+  EXPECT_EQ(admin[0].value("status", ""), "409");
+  const std::string path = admin[0].value("path", "");
+  EXPECT_LE(path.size(), kAuditMaxFieldBytes);
+  EXPECT_NE(path.find("...[cut, " + std::to_string(name.size() + 24) + " bytes]"), std::string::npos) << path;
+  EXPECT_EQ(admin[1].value("status", ""), "401");
+  EXPECT_EQ(admin[2].value("address", ""), "127.0.0.1");
+  EXPECT_EQ(admin[2].value("repeated", ""), "19");
+  Result<AuditLog::VerifyReport> r = AuditLog::Verify(dir_.Sub("audit.jsonl"));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->bad_line, 0u) << r->error;
+  EXPECT_EQ(r->records, lines.size());
+}
+
 TEST_F(AdminApiTest, StatusShape) {
   PutRouted("1.2.3.100");
   AdminResponse r = Call("GET", "/api/status", kViewer);

@@ -617,5 +617,52 @@ TEST(AtnaAuditLogTest, DownCollectorDoesNotSlowOrFailTheAuditWrite) {
   std::filesystem::remove_all(dir);
 }
 
+
+TEST(AtnaAuditLogTest, HugeValuesReachTheCollectorBoundedAndRepeatsAsOneSummary) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("relais_atna_huge_" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  uint16_t port = 0;
+  int rx = BoundSocket(SOCK_DGRAM, &port);
+  ASSERT_GE(rx, 0);
+  // '<' takes 1 byte in JSON and 4 in XML: the most a bounded value can grow.
+  const std::string huge(1536 * 1024, '<');
+  {
+    AuditLog::Options o;
+    o.syslog = "udp://127.0.0.1:" + std::to_string(port);
+    Result<std::unique_ptr<AuditLog>> log = AuditLog::Open((dir / "audit.jsonl").string(), o);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    EXPECT_THAT(RecvDatagram(rx), HasSubstr("csd-code=\"110100\""));  // the log opened
+    (*log)->Record("admin", {{"token", huge}, {"role", "operator"}, {"client", "192.0.2.7:51000"}, {"method", huge},
+                             {"path", "/api/destinations/" + huge + "/pause"}, {"result", "refused"},
+                             {"status", "404"}, {"detail", "no destination named " + huge}});
+    std::string m = RecvDatagram(rx);
+    ASSERT_FALSE(m.empty()) << "not sent (too large for a datagram?)";
+    EXPECT_LT(m.size(), 32u * 1024);
+    EXPECT_EQ(XmlProblem(XmlOf(m)), "");
+    EXPECT_THAT(m, HasSubstr("...[cut, " + std::to_string(huge.size()) + " bytes]"));
+    for (int i = 0; i < 20; ++i) {
+      (*log)->RecordRefusal("admin", "192.0.2.9",
+                            {{"token", ""}, {"client", "192.0.2.9:" + std::to_string(1000 + i)}, {"method", "GET"},
+                             {"path", "/x"}, {"result", "refused"}, {"status", "401"}, {"detail", "no token"}},
+                            {"token", "result", "status", "detail"});
+    }
+    m = RecvDatagram(rx);
+    EXPECT_THAT(m, HasSubstr("csd-code=\"110114\""));  // the first refusal: a failed login
+    EXPECT_FALSE(Readable(rx, 200)) << "a repeat was sent on its own";
+  }  // closing writes and sends the summary
+  std::string m = RecvDatagram(rx);
+  EXPECT_THAT(m, HasSubstr("csd-code=\"110114\""));
+  EXPECT_THAT(m, HasSubstr("NetworkAccessPointID=\"192.0.2.9\""));
+  EXPECT_THAT(m, HasSubstr("repeated=19"));
+  EXPECT_EQ(XmlProblem(XmlOf(m)), "");
+  ::close(rx);
+  Result<AuditLog::VerifyReport> r = AuditLog::Verify((dir / "audit.jsonl").string());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->bad_line, 0u) << r->error;
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace relais::router

@@ -4,16 +4,21 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <regex>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "base/text.h"
 
 namespace relais::router {
 namespace {
@@ -506,6 +511,288 @@ TEST_F(AuditRotationTest, BadSyslogTargetIsAnError) {
   Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_, o);
   EXPECT_EQ(log.status().code(), Status::Code::kInvalidArgument);
   EXPECT_FALSE(std::filesystem::exists(path_));  // refused before touching the file
+}
+
+
+// ---- bounds: every value from outside is cut, every record fits ----------
+
+// True if `s` is well-formed UTF-8 (RFC 3629).
+bool IsUtf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+TEST_F(AuditTest, AHugeDestinationNameIsCutAndTheRecordStillVerifies) {
+  const std::string huge(1536 * 1024, 'd');  // 1.5 MB
+  {
+    Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
+    ASSERT_TRUE(log.ok());
+    (*log)->Record("admin", {{"token", "tech"}, {"path", "/api/destinations/" + huge + "/pause"},
+                             {"result", "refused"}, {"status", "404"},
+                             {"detail", "no destination named " + huge + " in the current rules"}});
+    (*log)->Record("delivery", {{"destination", huge}, {"result", "success"}});
+  }
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 3u);
+  for (const std::string& l : lines) EXPECT_LE(l.size(), kAuditMaxRecordBytes);
+  EXPECT_LT(lines[1].size(), 4 * kAuditMaxFieldBytes);
+  const std::string path = FieldOf(lines[1], "path");
+  EXPECT_LE(path.size(), kAuditMaxFieldBytes);
+  EXPECT_EQ(path.rfind("/api/destinations/ddd", 0), 0u) << path.substr(0, 40);
+  EXPECT_THAT(path, testing::EndsWith("...[cut, " + std::to_string(huge.size() + 24) + " bytes]"));
+  EXPECT_THAT(FieldOf(lines[2], "destination"), testing::EndsWith("...[cut, 1572864 bytes]"));
+  EXPECT_EQ(FieldOf(lines[2], "result"), "success");  // the fields after a cut one are whole
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 0u) << r.error;
+  EXPECT_EQ(r.records, 3u);
+}
+
+TEST_F(AuditTest, AValueCutInsideMultibyteCharactersStaysValidUtf8) {
+  // 2-, 3- and 4-byte characters, offset so that the limit falls inside one.
+  for (const std::string ch : {"\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80"}) {
+    for (size_t lead = 0; lead < 4; ++lead) {
+      std::string v(lead, 'a');
+      while (v.size() < 3 * kAuditMaxFieldBytes) v += ch;
+      const std::string cut = AuditCut(v);
+      EXPECT_LE(cut.size(), kAuditMaxFieldBytes);
+      EXPECT_GT(cut.size(), kAuditMaxFieldBytes - 40);  // not cut shorter than needed
+      EXPECT_TRUE(IsUtf8(cut)) << "lead " << lead << " char size " << ch.size();
+      const std::string kept = cut.substr(0, cut.find("...[cut, "));
+      EXPECT_EQ(v.rfind(kept, 0), 0u);
+      EXPECT_EQ((kept.size() - lead) % ch.size(), 0u);
+      EXPECT_THAT(cut, testing::EndsWith("...[cut, " + std::to_string(v.size()) + " bytes]"));
+    }
+  }
+  // Written to the file: still valid UTF-8, and verifies.
+  std::string euros;
+  for (int i = 0; i < 1000; ++i) euros += "a\xE2\x82\xAC";
+  {
+    Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
+    ASSERT_TRUE(log.ok());
+    (*log)->Record("association", {{"calling_ae", euros}});
+  }
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_TRUE(IsUtf8(lines[1]));
+  EXPECT_THAT(FieldOf(lines[1], "calling_ae"), testing::EndsWith("...[cut, 4000 bytes]"));
+  EXPECT_EQ(VerifyOk().bad_line, 0u);
+}
+
+TEST_F(AuditTest, CutsCountEscapesAndLeaveShortValuesAlone) {
+  EXPECT_EQ(AuditCut("CTSCAN1"), "CTSCAN1");
+  EXPECT_EQ(AuditCut(std::string(kAuditMaxFieldBytes, 'x')), std::string(kAuditMaxFieldBytes, 'x'));
+  EXPECT_THAT(AuditCut(std::string(kAuditMaxFieldBytes + 1, 'x')), testing::EndsWith("...[cut, 1025 bytes]"));
+  // Control characters take 6 bytes escaped: the limit is on what is written.
+  const std::string controls(kAuditMaxFieldBytes, '\x01');
+  const std::string cut = AuditCut(controls);
+  EXPECT_LE(JsonEscape(cut).size(), kAuditMaxFieldBytes);
+  EXPECT_THAT(cut, testing::EndsWith("...[cut, 1024 bytes]"));
+  // Bytes that are not UTF-8 are counted one by one, never dropped.
+  std::string junk;
+  for (int i = 0; i < 2000; ++i) junk += static_cast<char>(0x80 + i % 64);
+  const std::string j = AuditCut(junk);
+  EXPECT_LE(JsonEscape(j).size(), kAuditMaxFieldBytes);
+  EXPECT_EQ(junk.rfind(j.substr(0, j.find("...[cut, ")), 0), 0u);
+  // A limit below the marker: the marker alone.
+  EXPECT_EQ(AuditCut(std::string(100, 'x'), 10), "...[cut, 100 bytes]");
+}
+
+// Record("object", {p[0], p[1], ...}) with as many fields as `I` has.
+template <size_t... I>
+void RecordFields(AuditLog* log, const AuditLog::Field* p, std::index_sequence<I...>) {
+  log->Record("object", {p[I]...});
+}
+
+TEST_F(AuditTest, TheWritersLongestRecordIsWhatVerifyAccepts) {
+  // A record with many maximal, escape-heavy fields is cut to the limit...
+  std::vector<std::string> keys, values;
+  for (int i = 0; i < 200; ++i) {
+    keys.push_back("field_" + std::to_string(i) + std::string(100, 'k'));
+    values.push_back(std::string(5000, i % 2 ? '"' : '\x02'));
+  }
+  std::vector<AuditLog::Field> f;
+  for (int i = 0; i < 200; ++i) f.emplace_back(keys[i], values[i]);
+  {
+    Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
+    ASSERT_TRUE(log.ok());
+    for (int part = 0; part < 2; ++part) {
+      RecordFields((*log).get(), f.data() + part * 100, std::make_index_sequence<100>{});
+    }
+    RecordFields((*log).get(), f.data(), std::make_index_sequence<1>{});
+    RecordFields((*log).get(), f.data() + 1, std::make_index_sequence<1>{});
+    (*log)->Record("object", {{std::string(5000, 'k'), "v"}});
+  }
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 6u);
+  for (size_t i = 1; i < 3; ++i) {
+    EXPECT_LE(lines[i].size(), kAuditMaxRecordBytes);
+    EXPECT_GT(lines[i].size(), kAuditMaxRecordBytes - 2 * kAuditMaxFieldBytes);  // filled, not emptied
+    EXPECT_NE(FieldOf(lines[i], "cut_fields"), "");
+  }
+  // One field of each kind: cut to the field limit, not further.
+  for (size_t i = 3; i < 5; ++i) {
+    EXPECT_EQ(FieldOf(lines[i], "cut_fields"), "");
+    EXPECT_LE(lines[i].size(), 2 * kAuditMaxFieldBytes);
+    EXPECT_GT(lines[i].size(), kAuditMaxFieldBytes);
+  }
+  EXPECT_THAT(lines[5], HasSubstr("...[cut, 5000 bytes]\":\"v\""));  // a key is bounded too
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 0u) << r.error;
+  EXPECT_EQ(r.records, 6u);
+
+  // ...and Verify() takes a record of exactly that size and not one byte more.
+  auto record = [](size_t size) {
+    std::string head = "{\"seq\":1,\"time\":\"-\",\"kind\":\"x\",\"pad\":\"";
+    std::string tail = "\",\"prev\":\"" + std::string(64, '0') + "\"";
+    std::string line = head + std::string(size - head.size() - tail.size() - 75, 'p') + tail;
+    return line + ",\"hash\":\"" + AuditLog::Sha256Hex(line) + "\"}";
+  };
+  ASSERT_EQ(record(kAuditMaxRecordBytes).size(), kAuditMaxRecordBytes);
+  WriteAll(record(kAuditMaxRecordBytes) + "\n");
+  r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 0u) << r.error;
+  WriteAll(record(kAuditMaxRecordBytes + 1) + "\n");
+  r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 1u);
+  EXPECT_THAT(r.error, HasSubstr("longer than " + std::to_string(kAuditMaxRecordBytes) + " bytes"));
+}
+
+// ---- repeated refusals ----------------------------------------------------
+
+class AuditRefusalTest : public AuditTest {
+ protected:
+  std::unique_ptr<AuditLog> OpenWithClock() {
+    AuditLog::Options o;
+    o.refusal_window_ms = 60000;
+    o.clock = [this] { return now_.load(); };
+    Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_, o);
+    EXPECT_TRUE(log.ok()) << log.status().ToString();
+    return log.ok() ? std::move(*log) : nullptr;
+  }
+  static void Refuse(AuditLog* log, const std::string& client, const std::string& path, const char* status = "401") {
+    log->RecordRefusal("admin", AuditAddressOf(client),
+                       {{"token", ""}, {"client", client}, {"method", "GET"}, {"path", path}, {"result", "refused"},
+                        {"status", status}, {"detail", "this needs a token"}},
+                       {"token", "result", "status", "detail"});
+  }
+  std::vector<std::string> Kind(const std::string& kind) {
+    std::vector<std::string> out;
+    for (const std::string& l : Lines()) {
+      if (FieldOf(l, "kind") == kind) out.push_back(l);
+    }
+    return out;
+  }
+  std::atomic<int64_t> now_{1796000000000};  // 2026-11-30
+};
+
+TEST_F(AuditRefusalTest, RepeatsWithinTheWindowBecomeOneSummaryWithTheExactCount) {
+  {
+    std::unique_ptr<AuditLog> log = OpenWithClock();
+    ASSERT_TRUE(log);
+    for (int i = 0; i < 20; ++i) {
+      Refuse(log.get(), "10.0.0.5:" + std::to_string(40000 + i), "/api/" + std::string(400 * 1024, 'x'));
+      now_ += 100;
+    }
+    Refuse(log.get(), "10.0.0.6:1", "/api/status");            // another address: its own record
+    Refuse(log.get(), "10.0.0.5:2", "/api/status", "403");     // another reason: its own record
+    EXPECT_EQ(Kind("admin").size(), 3u);  // the firsts; the repeats are only counted so far
+  }  // closing writes the summary
+  std::vector<std::string> admin = Kind("admin");
+  ASSERT_EQ(admin.size(), 4u);
+  EXPECT_EQ(FieldOf(admin[0], "client"), "10.0.0.5:40000");
+  EXPECT_LE(FieldOf(admin[0], "path").size(), kAuditMaxFieldBytes);
+  const std::string& summary = admin[3];
+  EXPECT_EQ(FieldOf(summary, "address"), "10.0.0.5");
+  EXPECT_EQ(FieldOf(summary, "status"), "401");
+  EXPECT_EQ(FieldOf(summary, "detail"), "this needs a token");
+  EXPECT_EQ(FieldOf(summary, "repeated"), "19");
+  EXPECT_EQ(FieldOf(summary, "since"), FieldOf(admin[0], "time"));
+  EXPECT_EQ(FieldOf(summary, "first_seq"), "2");  // after the segment record
+  EXPECT_EQ(FieldOf(summary, "path"), "");  // the paths differed; none is claimed
+  EXPECT_LT(ReadAll().size(), 8000u);
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 0u) << r.error;
+}
+
+TEST_F(AuditRefusalTest, AWindowEndsAtTheNextRefusalAfterItAndANewOneStarts) {
+  {
+    std::unique_ptr<AuditLog> log = OpenWithClock();
+    ASSERT_TRUE(log);
+    Refuse(log.get(), "[::1]:5000", "/a");
+    now_ += 1000;
+    Refuse(log.get(), "[::1]:5001", "/b");
+    now_ += 1000;
+    Refuse(log.get(), "[::1]:5002", "/c");
+    now_ += 60000;  // past the window
+    Refuse(log.get(), "[::1]:5003", "/d");
+    std::vector<std::string> admin = Kind("admin");
+    ASSERT_EQ(admin.size(), 3u);
+    EXPECT_EQ(FieldOf(admin[1], "address"), "::1");
+    EXPECT_EQ(FieldOf(admin[1], "repeated"), "2");
+    EXPECT_EQ(FieldOf(admin[2], "path"), "/d");  // the first of the next window, after the summary
+    now_ += 60000;
+    Refuse(log.get(), "[::1]:5004", "/e");  // the window of /d counted nothing: no summary
+    EXPECT_EQ(Kind("admin").size(), 4u);
+  }
+  EXPECT_EQ(Kind("admin").size(), 4u);
+  EXPECT_EQ(VerifyOk().bad_line, 0u);
+}
+
+TEST_F(AuditRefusalTest, TheSyncerWritesTheSummaryWhenTheWindowEnds) {
+  AuditLog::Options o;
+  o.refusal_window_ms = 200;
+  Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_, o);
+  ASSERT_TRUE(log.ok());
+  for (int i = 0; i < 5; ++i) Refuse((*log).get(), "192.0.2.1:1", "/x");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Kind("admin").size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::vector<std::string> admin = Kind("admin");
+  ASSERT_EQ(admin.size(), 2u);
+  EXPECT_EQ(FieldOf(admin[1], "repeated"), "4");
+  (*log).reset();
+  EXPECT_EQ(Kind("admin").size(), 2u);  // nothing more at close
+  EXPECT_EQ(VerifyOk().bad_line, 0u);
+}
+
+TEST_F(AuditRefusalTest, ManyAddressesKeepTheWindowsBoundedAndLoseNoCount) {
+  uint64_t total = 0;
+  {
+    std::unique_ptr<AuditLog> log = OpenWithClock();
+    ASSERT_TRUE(log);
+    for (size_t a = 0; a < kAuditMaxRefusalWindows + 50; ++a) {
+      for (int i = 0; i < 3; ++i) {
+        Refuse(log.get(), "10.1." + std::to_string(a / 256) + "." + std::to_string(a % 256) + ":9", "/p");
+        ++total;
+      }
+      now_ += 1;
+    }
+  }
+  uint64_t counted = 0;
+  for (const std::string& l : Kind("admin")) {
+    const std::string rep = FieldOf(l, "repeated");
+    counted += rep.empty() ? 1 : std::stoull(rep);
+  }
+  EXPECT_EQ(counted, total);
+  EXPECT_EQ(VerifyOk().bad_line, 0u);
+}
+
+TEST(AuditAddressTest, PortsAreDropped) {
+  EXPECT_EQ(AuditAddressOf("10.0.0.5:4711"), "10.0.0.5");
+  EXPECT_EQ(AuditAddressOf("[2001:db8::1]:4711"), "2001:db8::1");
+  EXPECT_EQ(AuditAddressOf("2001:db8::1"), "2001:db8::1");
+  EXPECT_EQ(AuditAddressOf("host"), "host");
+  EXPECT_EQ(AuditAddressOf("?"), "?");
 }
 
 }  // namespace
