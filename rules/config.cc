@@ -400,6 +400,9 @@ Result<AppConfig> ParseAppConfig(const std::string& text, const std::string& sou
                                    " bytes; a configuration file is at most " +
                                    std::to_string(kMaxConfigBytes) + " bytes)");
   }
+  if (Errors nesting(source_name); !internal::CheckTomlNesting(text, &nesting)) {
+    return Status::InvalidArgument(nesting.ToString());
+  }
   try {
     toml::table root = toml::parse(text, source_name);
     return Validate(root, source_name);

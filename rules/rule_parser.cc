@@ -868,6 +868,7 @@ void ParseDoc(SourceDoc* doc) {
                                std::to_string(kMaxRuleFileBytes) + " bytes)");
     return;
   }
+  if (!CheckTomlNesting(doc->text, doc->errors.get())) return;
   try {
     doc->root = toml::parse(doc->text, doc->name);
     doc->parsed = true;

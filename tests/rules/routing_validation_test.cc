@@ -184,6 +184,41 @@ TEST(RoutingValidationTest, DeepNestingIsRefused) {
   EXPECT_TRUE(RuleSet::Parse(Rule(ok + "\n"), "rules.toml").ok());
 }
 
+// Regression: `relais rules check` and a reload in `relais serve` crashed
+// (stack overflow in toml++) on a dotted key of 40,000 parts; the file is
+// now refused at the 65th part, before toml++ sees it.
+TEST(RoutingValidationTest, FortyThousandPartDottedKeyIsRefused) {
+  std::string key = "Modality";
+  for (int i = 0; i < 40000; ++i) key += ".a";
+  EXPECT_EQ(ErrorOf(Rule(key + " = 1\n")),
+            "rules.toml:9:136: nesting deeper than 64 levels (a dotted key of more than 64 parts)");
+  std::string header = "[rule.match";
+  for (int i = 0; i < 40000; ++i) header += ".a";
+  EXPECT_EQ(ErrorOf(std::string(kDest) + header + "]\n"),
+            "rules.toml:5:137: nesting deeper than 64 levels (a [table.header] of more than 64 parts)");
+  std::string nested = "any = ";
+  for (int i = 0; i < 40000; ++i) nested += "[{any = ";
+  EXPECT_EQ(ErrorOf(Rule(nested + "\n")),
+            "rules.toml:9:263: nesting deeper than 64 levels (arrays and inline tables inside each other)");
+}
+
+// The scanner's 64 levels leave room for the documented 32 levels of
+// all/any (two brackets each).
+TEST(RoutingValidationTest, ThirtyTwoLevelsOfAnyStillParse) {
+  std::string cond = "Modality = \"CT\"";
+  for (int i = 0; i < 32; ++i) cond = "any = [{ " + cond + " }]";
+  Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(Rule(cond + "\n"), "rules.toml");
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST(RoutingValidationTest, BracketsInStringsAndCommentsAreNotNesting) {
+  const std::string noise = std::string(70, '[') + std::string(70, '{') + std::string(70, '.');
+  std::string text = Rule("# " + noise + "\nStudyDescription = { wildcard = \"" + noise + "*\" }  # " + noise +
+                          "\nSeriesDescription = '''\n" + noise + "'''\n");
+  Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(text, "rules.toml");
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
 TEST(RoutingValidationTest, TooManyRules) {
   std::string text = kDest;
   for (int i = 0; i <= 10000; ++i) {
