@@ -309,6 +309,23 @@ TEST(ConfigTest, RulesTableRejectsUnknownKeys) {
             "relais.toml:6:1: unknown key 'paht' in [rules], did you mean 'path'?");
 }
 
+TEST(ConfigTest, RulesCompileBudget) {
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) + "[rules]\npath = \"r.toml\"\n", "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rules_max_regex_memory, 128u << 20);
+  EXPECT_EQ(r->rules_max_compile_s, 10u);
+  r = ParseAppConfig(std::string(kMinimal) +
+                         "[rules]\npath = \"r.toml\"\nmax_regex_memory = \"1GiB\"\nmax_compile_time = \"2m\"\n",
+                     "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rules_max_regex_memory, 1u << 30);
+  EXPECT_EQ(r->rules_max_compile_s, 120u);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "[rules]\npath = \"r.toml\"\nmax_regex_memory = \"1KiB\"\nmax_compile_time = \"2h\"\n"),
+            "relais.toml:7:20: rules.max_regex_memory must be at least 1048576 bytes (1MiB), got '1KiB'\n"
+            "relais.toml:8:20: rules.max_compile_time must be 1s-1h");
+}
+
 TEST(ConfigTest, AuditTableIsOptionalAndResolvesItsPath) {
   Result<AppConfig> r = ParseAppConfig(kMinimal, "/etc/relais/relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
