@@ -102,6 +102,26 @@ TEST_F(ServerRulesTest, ReloadOverTheCompileBudgetKeepsTheOldRules) {
       << s.message();
 }
 
+// The first load (synchronous, before anything is served) has the same
+// budget: serve does not start on such a file.
+TEST_F(ServerRulesTest, StartupLoadObeysTheCompileBudget) {
+  std::string heavy = RulesTo("first");
+  for (int i = 0; i < 3; ++i) {
+    heavy += "[[rule]]\nname = \"heavy-" + std::to_string(i) +
+             "\"\nforward = [\"first\"]\nmatch = { StudyDescription = { regex = \"\\\\pL{50}\" } }\n";
+  }
+  Write(path_, heavy);
+  ScpSettings settings;
+  settings.rules_path = path_;
+  settings.rules_budget.max_regex_memory = 1 << 20;
+  server_ = std::make_unique<Server>(&loop_, nullptr, settings);
+  Status s = server_->InitRules();
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("rules.toml:16:1: the regexes of the rules up to this one need about"), std::string::npos)
+      << s.message();
+  EXPECT_EQ(server_->rules(), nullptr);
+}
+
 TEST_F(ServerRulesTest, ShutdownDropsAReloadStillRunning) {
   Start();
   Write(path_, RulesTo("second"));
