@@ -157,6 +157,11 @@ def main():
                 continue
             raw = open(path, "rb").read()
             write("header", name, b"\x01\x10" + dataset_of(raw))
+    # Regression: 40,000-part dotted keys and headers overflowed toml++'s
+    # stack; the nesting scanner refuses the 65th part (80 here).
+    write("config", "deep_dotted_key", b"x" + b".a" * 80 + b" = 1\n")
+    write("config", "deep_table_header", b"[x" + b".a" * 80 + b"]\n")
+    write("config", "deep_inline_dotted", b"[[rule]]\nmatch = { x" + b'."a"' * 80 + b" = 1 }\n")
     for name in sorted(os.listdir(os.path.join(HERE, "..", "appliance"))):
         if name.endswith(".toml"):
             write("config", name, open(os.path.join(HERE, "..", "appliance", name), "rb").read())

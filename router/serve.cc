@@ -48,7 +48,7 @@ void CloseSignals(SignalCtx* ctx) {
 
 void OnHangup(uv_signal_t* h, int) noexcept {
   auto* ctx = static_cast<SignalCtx*>(h->data);
-  if (!ctx->stopping) (void)ctx->server->ReloadRules("SIGHUP");
+  if (!ctx->stopping) ctx->server->RequestRulesReload("SIGHUP");
 }
 
 // Everything but the listener: the admin API (nothing new asked of the
@@ -129,6 +129,8 @@ Status Serve(const rules::AppConfig& config) {
   settings.idle_timeout_ms = uint64_t{config.listener.idle_timeout_s} * 1000;
   settings.accept.accept_unknown_sop_classes = config.listener.accept_unknown_sop_classes;
   settings.rules_path = config.rules_path;
+  settings.rules_budget.max_regex_memory = config.rules_max_regex_memory;
+  settings.rules_budget.max_compile_ms = config.rules_max_compile_s * 1000;
   Result<AccessPolicy> access = AccessPolicy::Make(config.listener);
   if (!access.ok()) return access.status();
   settings.access = std::move(*access);

@@ -110,7 +110,8 @@ Status Server::InitRules() {
     RLOG_WARN("event=no-rules: no [rules] path in the configuration; objects are stored and not routed");
     return Status::OK();
   }
-  Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path);
+  Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path, RulesBudget());
+  rules_applied_seq_ = ++rules_load_seq_;
   if (!loaded.ok()) {
     if (audit_) audit_->Record("rules", {{"action", "load"}, {"path", settings_.rules_path}, {"result", "failed"},
                                          {"error", loaded.status().message()}});
@@ -162,7 +163,94 @@ void Server::OnRulesChanged(uv_fs_event_t* h, const char*, int, int status) noex
 void Server::OnRulesDebounce(uv_timer_t* h) noexcept {
   auto* self = static_cast<Server*>(h->data);
   if (RulesFingerprint(self->settings_.rules_path) == self->rules_fingerprint_) return;  // unrelated change
-  (void)self->ReloadRules("file changed");
+  self->RequestRulesReload("file changed");
+}
+
+rules::CompileBudget Server::RulesBudget() const {
+  rules::CompileBudget budget = settings_.rules_budget;
+  budget.cancel = &rules_cancel_;
+  return budget;
+}
+
+// One reload on the pool. Owned by its uv_work_t from uv_queue_work until
+// OnRulesLoadDone; the work callback touches only this struct (the budget's
+// cancel flag is an atomic of the Server, which outlives the loop's run).
+struct Server::RulesLoad {
+  uv_work_t req;
+  Server* server = nullptr;
+  uint64_t seq = 0;
+  std::string why;
+  std::string path;
+  rules::CompileBudget budget;
+  std::string fingerprint;  // of the files as read, taken just before
+  Result<std::shared_ptr<const rules::RuleSet>> loaded = Status::Internal("the rule load did not run");
+};
+
+void Server::RequestRulesReload(const char* why) {
+  if (shutting_down_) return;
+  if (settings_.rules_path.empty()) {
+    RLOG_WARN("event=rules-reload-skipped trigger=\"%s\" reason=\"no [rules] path configured\"", why);
+    return;
+  }
+  if (rules_load_ != nullptr) {
+    // Coalesced: whatever is asked meanwhile is one more reload after this one.
+    if (!rules_reload_pending_) {
+      RLOG_INFO("event=rules-reload-queued trigger=\"%s\": a reload is running; another follows it", why);
+    }
+    // SIGHUP (or the admin) wins over "file changed": it reloads even unchanged files.
+    if (!rules_reload_pending_ || rules_reload_pending_why_ == "file changed") rules_reload_pending_why_ = why;
+    rules_reload_pending_ = true;
+    return;
+  }
+  StartRulesLoad(why);
+}
+
+void Server::StartRulesLoad(const std::string& why) {
+  auto load = std::make_unique<RulesLoad>();
+  load->req.data = load.get();
+  load->server = this;
+  load->seq = ++rules_load_seq_;
+  load->why = why;
+  load->path = settings_.rules_path;
+  load->budget = RulesBudget();
+  int rc = uv_queue_work(loop_, &load->req, &Server::OnRulesLoadWork, &Server::OnRulesLoadDone);
+  if (rc != 0) {
+    RLOG_ERROR("event=rules-reload-failed trigger=\"%s\" error=\"cannot start the reload: %s\"", why.c_str(),
+               uv_strerror(rc));
+    return;
+  }
+  RLOG_INFO("event=rules-reload-started trigger=\"%s\" path=%s: compiling on a worker thread; the current rules "
+            "stay in force meanwhile",
+            why.c_str(), settings_.rules_path.c_str());
+  rules_load_ = load.release();
+}
+
+// Pool thread.
+void Server::OnRulesLoadWork(uv_work_t* req) noexcept {
+  auto* load = static_cast<RulesLoad*>(req->data);
+  try {
+    load->fingerprint = RulesFingerprint(load->path);
+    load->loaded = rules::RuleSet::Load(load->path, load->budget);
+  } catch (const std::exception& e) {  // std::bad_alloc: nothing else throws here
+    load->loaded = Status::ResourceExhausted(std::string("cannot load the rules: ") + e.what());
+  }
+}
+
+void Server::OnRulesLoadDone(uv_work_t* req, int status) noexcept {
+  std::unique_ptr<RulesLoad> load(static_cast<RulesLoad*>(req->data));
+  Server* self = load->server;
+  self->rules_load_ = nullptr;
+  if (self->shutting_down_ || status == UV_ECANCELED) {
+    RLOG_INFO("event=rules-reload-dropped trigger=\"%s\" reason=\"shutting down\"", load->why.c_str());
+    return;
+  }
+  (void)self->ApplyRules(load->seq, load->why, load->fingerprint, std::move(load->loaded));
+  if (self->rules_reload_pending_) {
+    self->rules_reload_pending_ = false;
+    std::string why = std::move(self->rules_reload_pending_why_);
+    if (why == "file changed" && RulesFingerprint(self->settings_.rules_path) == self->rules_fingerprint_) return;
+    self->StartRulesLoad(why);
+  }
 }
 
 Status Server::ReloadRules(const char* why) {
@@ -170,8 +258,20 @@ Status Server::ReloadRules(const char* why) {
     RLOG_WARN("event=rules-reload-skipped reason=\"no [rules] path configured\"");
     return Status::Unavailable("no rules are configured ([rules] path in the config file)");
   }
+  const uint64_t seq = ++rules_load_seq_;
   std::string fingerprint = RulesFingerprint(settings_.rules_path);
-  Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path);
+  return ApplyRules(seq, why, fingerprint, rules::RuleSet::Load(settings_.rules_path, RulesBudget()));
+}
+
+Status Server::ApplyRules(uint64_t seq, const std::string& why_text, const std::string& fingerprint,
+                          Result<std::shared_ptr<const rules::RuleSet>> loaded) {
+  const char* why = why_text.c_str();
+  if (seq < rules_applied_seq_) {
+    // A synchronous reload (admin API) started after this one and finished first.
+    RLOG_INFO("event=rules-reload-superseded trigger=\"%s\": a later reload is already in force", why);
+    return loaded.ok() ? Status::OK() : loaded.status();
+  }
+  rules_applied_seq_ = seq;
   if (!loaded.ok()) {
     // Remember the broken contents: they are reported once, not at every
     // unrelated change in the directory.
@@ -189,7 +289,7 @@ Status Server::ReloadRules(const char* why) {
                why, static_cast<unsigned long long>(rule_reload_failures_), settings_.rules_path.c_str());
     return loaded.status();
   }
-  rules_ = *loaded;
+  rules_ = std::move(*loaded);
   if (rules_listener_) rules_listener_(rules_);
   ++rule_reloads_;
   rules_fingerprint_ = fingerprint;
@@ -288,6 +388,10 @@ void Server::Shutdown() {
     drain_timer_open_ = false;
   }
   CloseListeners();
+  // A reload still queued is cancelled; one running stops at its next rule.
+  // Either way OnRulesLoadDone drops it (the loop runs until it is done).
+  rules_cancel_ = true;
+  if (rules_load_ != nullptr) (void)uv_cancel(reinterpret_cast<uv_req_t*>(&rules_load_->req));
   if (rules_watching_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&rules_watch_), nullptr);
     rules_watching_ = false;

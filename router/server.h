@@ -3,12 +3,14 @@
 // to the loop. Internal to router/.
 //
 // Thread: everything runs on the loop thread except Post(), which any
-// thread may call.
+// thread may call, and the reading and compiling of a rules reload, which
+// runs on the libuv pool (RequestRulesReload).
 #ifndef RELAIS_ROUTER_SERVER_H_
 #define RELAIS_ROUTER_SERVER_H_
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -44,6 +46,9 @@ struct ScpSettings {
   uint64_t max_uncommitted_bytes = 16u << 20;
   // Rule file or directory; empty: no rules (objects are kept, unrouted).
   std::string rules_path;
+  // Budget of every load of the rules ([rules] max_regex_memory,
+  // max_compile_time). Its clock and cancel flag are the Server's own.
+  rules::CompileBudget rules_budget;
   // Who may associate ([[listener.allow]], [[listener.user]]).
   AccessPolicy access;
 };
@@ -84,12 +89,26 @@ class Server {
   void OnEstablished(int delta) { established_ += delta; }
 
   // Loads the rules from settings().rules_path and starts watching them
-  // for changes (reloaded on change and on SIGHUP). Loop thread.
+  // for changes (reloaded on change and on SIGHUP, with
+  // RequestRulesReload). Synchronous: at startup nothing is served yet; the
+  // budget bounds it. Loop thread.
   Status InitRules();
-  // Reloads the rules; on failure keeps the old ones, logs every error with
-  // file:line:column, counts the failure and returns the errors
-  // (InvalidArgument, one "FILE:LINE:COLUMN: message" per line);
-  // Unavailable when no rules are configured. Loop thread.
+  // Reloads the rules without blocking the loop: they are read and
+  // compiled on a worker thread (the libuv pool) while the old rules go on
+  // serving, and swapped in on the loop thread when done. A request made
+  // while a reload runs is coalesced: one more reload runs after it (for
+  // "file changed", only if the files changed meanwhile). The outcome is
+  // logged ("event=rules-reload-started", then "event=rules-reloaded" or
+  // "event=rules-reload-failed" with every error at file:line:column),
+  // audited and counted; a failure keeps the old rules. Loop thread.
+  void RequestRulesReload(const char* why);
+  // Reloads the rules on the calling (loop) thread and returns the outcome,
+  // for a caller that must answer with it (the admin API): on failure keeps
+  // the old ones, logs every error with file:line:column, counts the
+  // failure and returns the errors (InvalidArgument, one
+  // "FILE:LINE:COLUMN: message" per line); Unavailable when no rules are
+  // configured. Blocks the loop for as long as the compile takes (at most
+  // the budget); prefer RequestRulesReload. Loop thread.
   Status ReloadRules(const char* why);
   // The current rules (null when no rules are configured). An association
   // keeps the snapshot it took when it was accepted.
@@ -125,6 +144,15 @@ class Server {
   static void OnAsync(uv_async_t* handle) noexcept;
   static void OnRulesChanged(uv_fs_event_t* handle, const char* filename, int events, int status) noexcept;
   static void OnRulesDebounce(uv_timer_t* handle) noexcept;
+  struct RulesLoad;
+  static void OnRulesLoadWork(uv_work_t* req) noexcept;
+  static void OnRulesLoadDone(uv_work_t* req, int status) noexcept;
+  void StartRulesLoad(const std::string& why);
+  // Installs a finished load, or logs why it failed; keeps the newest:
+  // a load started before the rules in force were loaded is dropped.
+  Status ApplyRules(uint64_t seq, const std::string& why, const std::string& fingerprint,
+                    Result<std::shared_ptr<const rules::RuleSet>> loaded);
+  rules::CompileBudget RulesBudget() const;
   void Accept(uv_tcp_t* listener, std::shared_ptr<TlsContext> tls);
   Status Bind(uv_tcp_t* handle, const std::string& host, uint16_t port, const char* what);
   static std::string RulesFingerprint(const std::string& path);
@@ -154,6 +182,12 @@ class Server {
   uv_fs_event_t rules_watch_;
   bool rules_watching_ = false;
   std::string rules_fingerprint_;  // contents of the rule files last loaded (or last failed)
+  RulesLoad* rules_load_ = nullptr;   // the reload running on the pool, if any (owned by its request)
+  bool rules_reload_pending_ = false;  // asked for while one ran
+  std::string rules_reload_pending_why_;
+  uint64_t rules_load_seq_ = 0;        // loads started
+  uint64_t rules_applied_seq_ = 0;     // the load whose outcome is in force
+  std::atomic<bool> rules_cancel_{false};  // set at Shutdown: a running load stops between rules
   uv_timer_t rules_debounce_;
   bool rules_debounce_open_ = false;
   bool draining_ = false;

@@ -231,11 +231,17 @@ void ReadLog(const toml::table& t, Errors* errors, LogConfig* out) {
   r.RejectUnknownKeys();
 }
 
-void ReadRules(const toml::table& t, Errors* errors, std::string* out) {
+void ReadRules(const toml::table& t, Errors* errors, AppConfig* out) {
   TableReader r(t, "rules", errors);
-  r.ReadString("path", out, /*required=*/true);
-  if (const toml::node* n = r.Node("path"); n != nullptr && n->is_string() && out->empty()) {
+  r.ReadString("path", &out->rules_path, /*required=*/true);
+  if (const toml::node* n = r.Node("path"); n != nullptr && n->is_string() && out->rules_path.empty()) {
     errors->Add(n->source(), "rules.path must not be empty");
+  }
+  r.ReadSize("max_regex_memory", 1 << 20, &out->rules_max_regex_memory);
+  r.ReadDuration("max_compile_time", &out->rules_max_compile_s);
+  if (const toml::node* n = r.Node("max_compile_time");
+      n != nullptr && (out->rules_max_compile_s < 1 || out->rules_max_compile_s > 3600)) {
+    errors->Add(n->source(), "rules.max_compile_time must be 1s-1h");
   }
   r.RejectUnknownKeys();
 }
@@ -370,7 +376,7 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
   if (const toml::table* t = section("store", true)) ReadStore(*t, &errors, &config.store);
   if (const toml::table* t = section("delivery", false)) ReadDelivery(*t, &errors, &config.delivery);
   if (const toml::table* t = section("log", false)) ReadLog(*t, &errors, &config.log);
-  if (const toml::table* t = section("rules", false)) ReadRules(*t, &errors, &config.rules_path);
+  if (const toml::table* t = section("rules", false)) ReadRules(*t, &errors, &config);
   if (const toml::table* t = section("audit", false)) ReadAudit(*t, &errors, &config.audit);
   if (const toml::table* t = section("admin", false)) ReadAdmin(*t, &errors, &config.admin);
   if (const toml::table* t = section("alerts", false)) ReadAlerts(*t, &errors, &config.alerts);
@@ -399,6 +405,9 @@ Result<AppConfig> ParseAppConfig(const std::string& text, const std::string& sou
     return Status::InvalidArgument(source_name + ":1:1: file is too large (" + std::to_string(text.size()) +
                                    " bytes; a configuration file is at most " +
                                    std::to_string(kMaxConfigBytes) + " bytes)");
+  }
+  if (Errors nesting(source_name); !internal::CheckTomlNesting(text, &nesting)) {
+    return Status::InvalidArgument(nesting.ToString());
   }
   try {
     toml::table root = toml::parse(text, source_name);

@@ -9,8 +9,10 @@
 #ifndef RELAIS_RULES_ROUTING_H_
 #define RELAIS_RULES_ROUTING_H_
 
+#include <atomic>
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -95,6 +97,29 @@ struct Explanation {
   std::vector<RuleTrace> rules;
 };
 
+// Bounds on loading a rule set (RuleSet::Load, Parse), so that a careless
+// or hostile rule file cannot hold the process or its memory for long. Each
+// regex is also limited on its own (1 MiB of RE2 program memory). Past a
+// bound the load fails like any invalid file: InvalidArgument, the error at
+// the FILE:LINE:COLUMN of the rule where it stopped, saying what to change.
+struct CompileBudget {
+  // Estimated memory of every compiled regex of the set together (RE2
+  // keeps about 8 bytes per program instruction; `\pL{50}` is ~60,000).
+  // Default: 128 MiB ([rules] max_regex_memory).
+  uint64_t max_regex_memory = uint64_t{128} << 20;
+  // Time to read and compile the whole set, checked between rules; 0 = no
+  // limit. Default: 10 s ([rules] max_compile_time), well inside the 30 s
+  // systemd watchdog even for the synchronous load at startup.
+  uint64_t max_compile_ms = 10000;
+  // The clock of max_compile_ms, in milliseconds. Default (null): the
+  // steady clock. Tests pass a fake one.
+  std::function<uint64_t()> now_ms;
+  // When set and true (from any thread), loading stops before the next
+  // rule and fails with Unavailable (a shutdown does not wait for it).
+  // Not owned; must outlive the load.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
 class RuleSet {
  public:
   // What happens to an object no rule matches.
@@ -107,9 +132,13 @@ class RuleSet {
   // Loads a rule file, or every *.toml in a directory (name order). On
   // failure: InvalidArgument whose message holds every error, one per line,
   // "FILE:LINE:COLUMN: message".
-  static Result<std::shared_ptr<const RuleSet>> Load(const std::string& path);
+  // Obeys `budget` (see CompileBudget). Runs on the calling thread, which
+  // may be any thread; it can take up to budget.max_compile_ms.
+  static Result<std::shared_ptr<const RuleSet>> Load(const std::string& path,
+                                                     const CompileBudget& budget = CompileBudget());
   // Same from text; `source_name` is used in messages.
-  static Result<std::shared_ptr<const RuleSet>> Parse(const std::string& text, const std::string& source_name);
+  static Result<std::shared_ptr<const RuleSet>> Parse(const std::string& text, const std::string& source_name,
+                                                      const CompileBudget& budget = CompileBudget());
 
   virtual ~RuleSet() = default;
 

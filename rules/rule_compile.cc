@@ -194,4 +194,8 @@ std::optional<std::string> CompileRegex(const std::string& pattern, std::shared_
   return std::nullopt;
 }
 
+uint64_t RegexMemory(const RE2& re) {
+  return 1024 + re.pattern().size() + 8 * static_cast<uint64_t>(std::max(re.ProgramSize(), 0));
+}
+
 }  // namespace relais::rules::internal

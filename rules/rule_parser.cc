@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +38,13 @@ struct SourceDoc {
 };
 
 std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+uint64_t NowMs(const CompileBudget& budget) {
+  if (budget.now_ms) return budget.now_ms();
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
 
 std::string NumberText(double d) {
   char buf[32];
@@ -81,7 +90,8 @@ const std::vector<std::string_view> kOperatorKeys = {"regex", "wildcard", "prese
 
 class Parser {
  public:
-  explicit Parser(std::vector<SourceDoc>* docs) : docs_(docs), set_(std::make_shared<RuleSetImpl>()) {}
+  Parser(std::vector<SourceDoc>* docs, const CompileBudget& budget, uint64_t start_ms)
+      : docs_(docs), set_(std::make_shared<RuleSetImpl>()), budget_(budget), start_ms_(start_ms) {}
 
   Result<std::shared_ptr<const RuleSet>> Run();
 
@@ -104,6 +114,14 @@ class Parser {
   bool CompileTime(const toml::node& n, Errors* errors, Condition* out);
   bool CompilePeer(const toml::node& n, Errors* errors, Condition* out);
   void Finish(Condition* c);
+  // After each rule: false, and an error at the rule, once the budget is
+  // spent. OverBudget says the same without reporting (inside a rule: its
+  // remaining regexes are not compiled).
+  bool WithinBudget(const toml::node& rule, Errors* errors);
+  bool OverBudget() const {
+    return regex_memory_ > budget_.max_regex_memory ||
+           (budget_.max_compile_ms != 0 && NowMs(budget_) - start_ms_ > budget_.max_compile_ms);
+  }
 
   std::vector<SourceDoc>* docs_;
   std::shared_ptr<RuleSetImpl> set_;
@@ -113,7 +131,35 @@ class Parser {
   std::string settings_where_;
   bool too_many_rules_ = false;
   std::vector<const toml::node*> unmatched_forward_;  // resolved after destinations
+  const CompileBudget& budget_;
+  const uint64_t start_ms_;
+  uint64_t regex_memory_ = 0;  // RegexMemory of every regex compiled so far
 };
+
+// "512 KiB", "130 MiB".
+std::string SizeText(uint64_t bytes) {
+  return bytes < (uint64_t{10} << 20) ? std::to_string((bytes + 512) >> 10) + " KiB"
+                                      : std::to_string((bytes + (1 << 19)) >> 20) + " MiB";
+}
+
+bool Parser::WithinBudget(const toml::node& rule, Errors* errors) {
+  if (regex_memory_ > budget_.max_regex_memory) {
+    errors->Add(rule.source(), "the regexes of the rules up to this one need about " + SizeText(regex_memory_) +
+                                   ", more than the budget of " + SizeText(budget_.max_regex_memory) +
+                                   " for all rules: simplify the regexes (a counted repeat of a Unicode class such "
+                                   "as \\pL{50} compiles to some 60,000 instructions; prefer wildcard or a list of "
+                                   "values), use fewer rules, or raise [rules] max_regex_memory");
+    return false;
+  }
+  if (budget_.max_compile_ms != 0 && NowMs(budget_) - start_ms_ > budget_.max_compile_ms) {
+    errors->Add(rule.source(), "compiling the rules took longer than " + std::to_string(budget_.max_compile_ms) +
+                                   " ms, counted up to this rule (rule " + std::to_string(set_->rules_.size()) +
+                                   "): simplify the regexes (counted repeats such as \\pL{50} are slow to "
+                                   "compile), use fewer rules, or raise [rules] max_compile_time");
+    return false;
+  }
+  return true;
+}
 
 void Parser::CheckRoot(SourceDoc& doc) {
   for (auto&& [key, node] : doc.root) {
@@ -345,9 +391,13 @@ bool Parser::CompileOperator(const std::string& subject, const toml::table& t, b
   if (string_of("regex", &s)) {
     ++groups;
     out->op = Condition::Op::kRegex;
-    if (auto err = CompileRegex(s, &out->regex)) {
+    if (OverBudget()) {
+      ok = false;  // reported at the rule (WithinBudget)
+    } else if (auto err = CompileRegex(s, &out->regex)) {
       errors->Add(t.get("regex")->source(), *err);
       ok = false;
+    } else {
+      regex_memory_ += RegexMemory(*out->regex);
     }
     out->text = subject + " ~ regex " + Quote(s);
   }
@@ -824,9 +874,10 @@ Result<std::shared_ptr<const RuleSet>> Parser::Run() {
       }
     }
   }
-  // Pass 2: settings and rules, in file order.
+  // Pass 2: settings and rules, in file order, within the budget.
+  bool over_budget = false;
   for (SourceDoc& doc : *docs_) {
-    if (!doc.parsed) continue;
+    if (!doc.parsed || over_budget) continue;
     if (const toml::node* s = doc.root.get("settings")) ReadSettings(*s, doc.errors.get(), doc.name);
     if (const toml::array* a = doc.root["rule"].as_array()) {
       for (const toml::node& n : *a) {
@@ -837,7 +888,14 @@ Result<std::shared_ptr<const RuleSet>> Parser::Run() {
           }
           break;
         }
+        if (budget_.cancel != nullptr && budget_.cancel->load(std::memory_order_relaxed)) {
+          return Status::Unavailable("loading the rules was cancelled");
+        }
         if (const toml::table* t = n.as_table()) ReadRule(*t, doc.errors.get(), doc.name);
+        if (!WithinBudget(n, doc.errors.get())) {
+          over_budget = true;
+          break;
+        }
       }
     }
   }
@@ -868,6 +926,7 @@ void ParseDoc(SourceDoc* doc) {
                                std::to_string(kMaxRuleFileBytes) + " bytes)");
     return;
   }
+  if (!CheckTomlNesting(doc->text, doc->errors.get())) return;
   try {
     doc->root = toml::parse(doc->text, doc->name);
     doc->parsed = true;
@@ -878,9 +937,10 @@ void ParseDoc(SourceDoc* doc) {
   }
 }
 
-Result<std::shared_ptr<const RuleSet>> Compile(std::vector<SourceDoc> docs) {
+Result<std::shared_ptr<const RuleSet>> Compile(std::vector<SourceDoc> docs, const CompileBudget& budget) {
+  const uint64_t start_ms = NowMs(budget);
   for (SourceDoc& doc : docs) ParseDoc(&doc);
-  Parser parser(&docs);
+  Parser parser(&docs, budget, start_ms);
   return parser.Run();
 }
 
@@ -904,14 +964,15 @@ Status ReadFile(const std::string& path, std::string* text) {
 }  // namespace
 }  // namespace internal
 
-Result<std::shared_ptr<const RuleSet>> RuleSet::Parse(const std::string& text, const std::string& source_name) {
+Result<std::shared_ptr<const RuleSet>> RuleSet::Parse(const std::string& text, const std::string& source_name,
+                                                     const CompileBudget& budget) {
   std::vector<internal::SourceDoc> docs(1);
   docs[0].name = source_name;
   docs[0].text = text;
-  return internal::Compile(std::move(docs));
+  return internal::Compile(std::move(docs), budget);
 }
 
-Result<std::shared_ptr<const RuleSet>> RuleSet::Load(const std::string& path) {
+Result<std::shared_ptr<const RuleSet>> RuleSet::Load(const std::string& path, const CompileBudget& budget) {
   std::error_code ec;
   std::vector<std::string> files;
   if (std::filesystem::is_directory(path, ec)) {
@@ -929,7 +990,7 @@ Result<std::shared_ptr<const RuleSet>> RuleSet::Load(const std::string& path) {
     docs[i].name = files[i];
     RELAIS_RETURN_IF_ERROR(internal::ReadFile(files[i], &docs[i].text));
   }
-  return internal::Compile(std::move(docs));
+  return internal::Compile(std::move(docs), budget);
 }
 
 }  // namespace relais::rules

@@ -136,6 +136,11 @@ struct AppConfig {
   // [rules] path: the rule file(s) to load. Optional; a relative path is
   // resolved against the config file's directory like store.path.
   std::string rules_path;
+  // [rules] max_regex_memory ("128MiB") and max_compile_time ("10s"): the
+  // budget of loading the rule files (rules/routing.h CompileBudget, same
+  // defaults). Loads past it fail and a reload keeps the old rules.
+  uint64_t rules_max_regex_memory = uint64_t{128} << 20;  // bytes, at least 1 MiB
+  uint64_t rules_max_compile_s = 10;                       // 1-3600 seconds
   // [audit]: the audit trail. audit.path is optional (empty = no audit
   // trail); a relative path is resolved against the config file's directory
   // like store.path.

@@ -67,6 +67,20 @@ std::optional<std::string> AeTitleProblem(const std::string& ae);
 // Resolves a relative path against the directory of `source_name`.
 std::string ResolvePath(const std::string& path, const std::string& source_name);
 
+// How deep a TOML document may nest, counted three ways: the parts of one
+// [table.header], the parts of one dotted key (a.b.c = 1, also inside an
+// inline table), and arrays and inline tables open at once in a value.
+// Debian's toml++ 3.3 bounds only the last (at 256) and recurses once per
+// part of a dotted key or header: 40,000 parts overflow the stack.
+constexpr int kMaxTomlNesting = 64;
+
+// Scans `text` lexically (comments, basic and literal strings, multi-line
+// ones, quoted keys) before it is handed to toml++, and adds
+// "nesting deeper than 64 levels ..." to `errors` at the line and column of
+// the first part past the limit. Returns false when it did. Only counts: a
+// document it passes may still be invalid TOML (toml++ reports that).
+bool CheckTomlNesting(std::string_view text, Errors* errors);
+
 // Walks one table, checking each key against the ones asked for.
 // `text` on one line: control characters (toml++ quotes the offending
 // input, newlines included) shown as \n, \t or \xHH, so that each error

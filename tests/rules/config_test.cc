@@ -309,6 +309,23 @@ TEST(ConfigTest, RulesTableRejectsUnknownKeys) {
             "relais.toml:6:1: unknown key 'paht' in [rules], did you mean 'path'?");
 }
 
+TEST(ConfigTest, RulesCompileBudget) {
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) + "[rules]\npath = \"r.toml\"\n", "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rules_max_regex_memory, 128u << 20);
+  EXPECT_EQ(r->rules_max_compile_s, 10u);
+  r = ParseAppConfig(std::string(kMinimal) +
+                         "[rules]\npath = \"r.toml\"\nmax_regex_memory = \"1GiB\"\nmax_compile_time = \"2m\"\n",
+                     "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rules_max_regex_memory, 1u << 30);
+  EXPECT_EQ(r->rules_max_compile_s, 120u);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) +
+                    "[rules]\npath = \"r.toml\"\nmax_regex_memory = \"1KiB\"\nmax_compile_time = \"2h\"\n"),
+            "relais.toml:7:20: rules.max_regex_memory must be at least 1048576 bytes (1MiB), got '1KiB'\n"
+            "relais.toml:8:20: rules.max_compile_time must be 1s-1h");
+}
+
 TEST(ConfigTest, AuditTableIsOptionalAndResolvesItsPath) {
   Result<AppConfig> r = ParseAppConfig(kMinimal, "/etc/relais/relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -535,11 +552,63 @@ TEST(ConfigTest, DeeplyNestedInlineTablesAreACleanError) {
   EXPECT_THAT(ErrorOf(text + "\n"), testing::MatchesRegex("relais\\.toml:1:[0-9]+: .+"));
 }
 
+// The 65th part of the header, at column 2 + 2 * 64: refused before
+// toml++ sees it (40,000 parts overflowed its stack).
 TEST(ConfigTest, TenThousandNestedTableHeadersAreACleanError) {
   std::string header = "[a";
   for (int i = 0; i < 10000; ++i) header += ".a";
-  std::string err = ErrorOf(std::string(kMinimal) + header + "]\nx = 1\n");
-  EXPECT_THAT(err, HasSubstr("relais.toml:5:2: unknown table [a]"));
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + header + "]\nx = 1\n"),
+            "relais.toml:5:130: nesting deeper than 64 levels (a [table.header] of more than 64 parts)");
+}
+
+// Regression: `relais config check` crashed (exit 139, stack overflow in
+// toml++) on an 80 KB file of one dotted key with 40,000 parts.
+TEST(ConfigTest, FortyThousandPartDottedKeyIsACleanError) {
+  std::string key = "x";
+  for (int i = 0; i < 40000; ++i) key += ".a";
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + key + " = 1\n"),
+            "relais.toml:5:129: nesting deeper than 64 levels (a dotted key of more than 64 parts)");
+  std::string inline_key = "x = { y";
+  for (int i = 0; i < 40000; ++i) inline_key += ".a";
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + inline_key + " = 1 }\n"),
+            "relais.toml:5:135: nesting deeper than 64 levels (a dotted key of more than 64 parts)");
+}
+
+TEST(ConfigTest, NestingIsCountedUpToSixtyFourLevels) {
+  // 64 levels of arrays, and a 64-part key: past the scanner (toml++ then
+  // parses them; they are unknown keys here).
+  std::string deep = "x = " + std::string(64, '[') + std::string(64, ']') + "\n";
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + deep), HasSubstr("relais.toml:5:1: unknown"));
+  std::string key = "y";
+  for (int i = 1; i < 64; ++i) key += ".\"a\"";
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + key + " = 1\n"), HasSubstr("relais.toml:5:1: unknown"));
+  // 65: the 65th bracket, at column 5 + 64.
+  std::string deeper = "x = " + std::string(65, '[') + std::string(65, ']') + "\n";
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + deeper),
+            "relais.toml:5:69: nesting deeper than 64 levels (arrays and inline tables inside each other)");
+}
+
+// Brackets, braces and dots inside strings and comments are text, not
+// nesting; nor do they hide the real nesting that follows them.
+TEST(ConfigTest, NestingIgnoresStringsAndComments) {
+  const std::string noise = std::string(100, '[') + std::string(100, '{') + std::string(100, '.');
+  std::string text = "# " + noise + "\n" +
+                     "[listener] # " + noise + "\n" +
+                     "ae_title = \"RELAIS\"\n" +
+                     "[store]\n" +
+                     "path = '/var/lib/" + noise + "'\n" +
+                     "[log]\n" +
+                     "\"level\" = \"debug\" # " + noise + "\n";
+  Result<AppConfig> r = ParseAppConfig(text, "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->store.path, "/var/lib/" + noise);
+  // Multi-line strings (an escaped quote, closing quotes that belong to the
+  // content) end where TOML says, and what follows them is counted again.
+  std::string after = std::string(kMinimal) +
+                      "a = \"\"\"\n" + noise + "\\\"\"\" \"\"\"\"\"\n" +  // lines 5-6
+                      "b = '''\n" + noise + "\n''''\n" +                   // lines 7-9
+                      "c = " + std::string(65, '[') + std::string(65, ']') + "\n";
+  EXPECT_THAT(ErrorOf(after), HasSubstr("relais.toml:10:69: nesting deeper than 64 levels"));
 }
 
 class ConfigFileTest : public ::testing::Test {

@@ -184,6 +184,41 @@ TEST(RoutingValidationTest, DeepNestingIsRefused) {
   EXPECT_TRUE(RuleSet::Parse(Rule(ok + "\n"), "rules.toml").ok());
 }
 
+// Regression: `relais rules check` and a reload in `relais serve` crashed
+// (stack overflow in toml++) on a dotted key of 40,000 parts; the file is
+// now refused at the 65th part, before toml++ sees it.
+TEST(RoutingValidationTest, FortyThousandPartDottedKeyIsRefused) {
+  std::string key = "Modality";
+  for (int i = 0; i < 40000; ++i) key += ".a";
+  EXPECT_EQ(ErrorOf(Rule(key + " = 1\n")),
+            "rules.toml:9:136: nesting deeper than 64 levels (a dotted key of more than 64 parts)");
+  std::string header = "[rule.match";
+  for (int i = 0; i < 40000; ++i) header += ".a";
+  EXPECT_EQ(ErrorOf(std::string(kDest) + header + "]\n"),
+            "rules.toml:5:137: nesting deeper than 64 levels (a [table.header] of more than 64 parts)");
+  std::string nested = "any = ";
+  for (int i = 0; i < 40000; ++i) nested += "[{any = ";
+  EXPECT_EQ(ErrorOf(Rule(nested + "\n")),
+            "rules.toml:9:263: nesting deeper than 64 levels (arrays and inline tables inside each other)");
+}
+
+// The scanner's 64 levels leave room for the documented 32 levels of
+// all/any (two brackets each).
+TEST(RoutingValidationTest, ThirtyTwoLevelsOfAnyStillParse) {
+  std::string cond = "Modality = \"CT\"";
+  for (int i = 0; i < 32; ++i) cond = "any = [{ " + cond + " }]";
+  Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(Rule(cond + "\n"), "rules.toml");
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST(RoutingValidationTest, BracketsInStringsAndCommentsAreNotNesting) {
+  const std::string noise = std::string(70, '[') + std::string(70, '{') + std::string(70, '.');
+  std::string text = Rule("# " + noise + "\nStudyDescription = { wildcard = \"" + noise + "*\" }  # " + noise +
+                          "\nSeriesDescription = '''\n" + noise + "'''\n");
+  Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(text, "rules.toml");
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
 TEST(RoutingValidationTest, TooManyRules) {
   std::string text = kDest;
   for (int i = 0; i <= 10000; ++i) {
@@ -197,6 +232,63 @@ TEST(RoutingValidationTest, RegexProgramSizeIsLimited) {
   std::string err = ErrorOf(Rule("StudyDescription = { regex = \"\\\\pL{1000}\" }\n"));
   EXPECT_THAT(err, HasSubstr("rules.toml:9:30: bad regex"));
   EXPECT_THAT(err, HasSubstr("pattern too large"));
+}
+
+// `count` rules after kDest, rule i on line 5 + 4 * i, each with
+// `condition` (may be empty) as its only match.
+std::string ManyRules(int count, const std::string& condition) {
+  std::string text = kDest;
+  for (int i = 0; i < count; ++i) {
+    text += "[[rule]]\nname = \"r" + std::to_string(i) + "\"\nforward = [\"archive\"]\nmatch = { " + condition + " }\n";
+  }
+  return text;
+}
+
+// Every regex fits the per-regex limit; together they do not fit the
+// set's budget. \pL{20} compiles to ~24,000 instructions (~190 KiB), so the
+// third crosses 512 KiB: the error is at that rule (line 5 + 4 * 2).
+TEST(RoutingValidationTest, RegexesOverTheMemoryBudgetAreRefusedAtTheRule) {
+  CompileBudget budget;
+  budget.max_regex_memory = 512 << 10;
+  const std::string text = ManyRules(6, "StudyDescription = { regex = \"\\\\pL{20}\" }");
+  Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(text, "rules.toml", budget);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_THAT(r.status().message(),
+              testing::ContainsRegex("^rules\\.toml:13:1: the regexes of the rules up to this one need about "
+                                     "5[5-9][0-9] KiB, more than the budget of 512 KiB for all rules"));
+  EXPECT_THAT(r.status().message(), HasSubstr("raise [rules] max_regex_memory"));
+  EXPECT_EQ(r.status().message().find('\n'), std::string::npos) << "one error, then it stops";
+  // The default budget (128 MiB) takes them.
+  EXPECT_TRUE(RuleSet::Parse(text, "rules.toml").ok());
+}
+
+// The time budget, on a fake clock that moves one second at every look:
+// the load starts at 1 s, rule i is checked at 2 + i s, so rule 10 (index)
+// is the first past 10 s.
+TEST(RoutingValidationTest, CompilingPastTheTimeBudgetIsRefusedAtTheRule) {
+  uint64_t now = 0;
+  CompileBudget budget;
+  budget.max_compile_ms = 10000;
+  budget.now_ms = [&now] { return now += 1000; };
+  Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(ManyRules(20, "Modality = \"CT\""), "rules.toml", budget);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "rules.toml:45:1: compiling the rules took longer than 10000 ms, counted up to this rule (rule 11): "
+            "simplify the regexes (counted repeats such as \\pL{50} are slow to compile), use fewer rules, or raise "
+            "[rules] max_compile_time");
+  now = 0;
+  budget.max_compile_ms = 0;  // no limit
+  EXPECT_TRUE(RuleSet::Parse(ManyRules(20, "Modality = \"CT\""), "rules.toml", budget).ok());
+}
+
+TEST(RoutingValidationTest, CancelledLoadStopsBetweenRules) {
+  std::atomic<bool> cancel{true};
+  CompileBudget budget;
+  budget.cancel = &cancel;
+  Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(ManyRules(3, "Modality = \"CT\""), "rules.toml", budget);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kUnavailable);
 }
 
 }  // namespace
