@@ -972,36 +972,43 @@ void AdminApi::PauseResume(Ctx& c, const std::string& name, bool pause) {
 void AdminApi::RulesReload(Ctx& c) {
   json body;
   std::string error;
-  auto fail = [&](int status, const std::string& why, json extra) {
-    Audit(c, status >= 500 ? "failed" : "refused", status, why);
+  auto fail = [this](Ctx& ctx, int status, const std::string& why, json extra) {
+    Audit(ctx, status >= 500 ? "failed" : "refused", status, why);
     json j = {{"error", why}};
     if (!extra.is_null()) j["errors"] = extra;
-    c.respond({status, "application/json", JsonDump(j), {}, ""});
+    ctx.respond({status, "application/json", JsonDump(j), {}, ""});
   };
-  if (!ParseBody(c.req.body, {}, &body, &error)) return fail(400, error, nullptr);
+  if (!ParseBody(c.req.body, {}, &body, &error)) return fail(c, 400, error, nullptr);
   if (src_.server == nullptr || src_.rules_path.empty())
-    return fail(409, "no rules are configured ([rules] path in the config)", nullptr);
+    return fail(c, 409, "no rules are configured ([rules] path in the config)", nullptr);
   std::string why = "admin API (token " + (c.token ? c.token->name : std::string()) + ")";
-  relais::Status st = src_.server->ReloadRules(why.c_str());
-  if (st.code() == relais::Status::Code::kInvalidArgument) {
-    json errors = json::array();
-    std::string_view m = st.message();
-    while (!m.empty()) {
-      size_t nl = m.find('\n');
-      std::string_view line = m.substr(0, nl);
-      if (!line.empty()) errors.push_back(std::string(line));
-      m = nl == std::string_view::npos ? std::string_view() : m.substr(nl + 1);
+  // Compiled on the libuv pool (Server::RequestRulesReload): the loop keeps
+  // serving; the answer waits for the outcome.
+  std::shared_ptr<Ctx> keep = c.shared_from_this();
+  std::shared_ptr<bool> alive = alive_;
+  src_.server->RequestRulesReload(why.c_str(), [this, keep, alive, fail](relais::Status st) {
+    if (!*alive) return;
+    Ctx& c = *keep;
+    if (st.code() == relais::Status::Code::kInvalidArgument) {
+      json errors = json::array();
+      std::string_view m = st.message();
+      while (!m.empty()) {
+        size_t nl = m.find('\n');
+        std::string_view line = m.substr(0, nl);
+        if (!line.empty()) errors.push_back(std::string(line));
+        m = nl == std::string_view::npos ? std::string_view() : m.substr(nl + 1);
+      }
+      return fail(c, 400, "the new rules are invalid; the old ones stay in force", errors);
     }
-    return fail(400, "the new rules are invalid; the old ones stay in force", errors);
-  }
-  if (st.code() == relais::Status::Code::kUnavailable) return fail(409, st.message(), nullptr);
-  if (!st.ok()) return fail(500, st.message(), nullptr);
-  std::shared_ptr<const rules::RuleSet> rs = src_.server->rules();
-  Audit(c, "ok", 200, "reloaded");
-  c.respond({200, "application/json",
-             JsonDump(json{{"reloaded", true}, {"rules", rs ? rs->rule_count() : 0},
-                           {"destinations", rs ? rs->destinations().size() : 0}}),
-             {}, ""});
+    if (st.code() == relais::Status::Code::kUnavailable) return fail(c, 409, st.message(), nullptr);
+    if (!st.ok()) return fail(c, 500, st.message(), nullptr);
+    std::shared_ptr<const rules::RuleSet> rs = src_.server->rules();
+    Audit(c, "ok", 200, "reloaded");
+    c.respond({200, "application/json",
+               JsonDump(json{{"reloaded", true}, {"rules", rs ? rs->rule_count() : 0},
+                             {"destinations", rs ? rs->destinations().size() : 0}}),
+               {}, ""});
+  });
 }
 
 }  // namespace relais::router

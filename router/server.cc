@@ -184,12 +184,17 @@ struct Server::RulesLoad {
   rules::CompileBudget budget;
   std::string fingerprint;  // of the files as read, taken just before
   Result<std::shared_ptr<const rules::RuleSet>> loaded = Status::Internal("the rule load did not run");
+  std::vector<RulesReloadDone> done;  // told the outcome, on the loop thread
 };
 
-void Server::RequestRulesReload(const char* why) {
-  if (shutting_down_) return;
+void Server::RequestRulesReload(const char* why, RulesReloadDone done) {
+  if (shutting_down_) {
+    if (done) done(Status::Unavailable("Relais is shutting down"));
+    return;
+  }
   if (settings_.rules_path.empty()) {
     RLOG_WARN("event=rules-reload-skipped trigger=\"%s\" reason=\"no [rules] path configured\"", why);
+    if (done) done(Status::Unavailable("no rules are configured ([rules] path in the config file)"));
     return;
   }
   if (rules_load_ != nullptr) {
@@ -200,12 +205,15 @@ void Server::RequestRulesReload(const char* why) {
     // SIGHUP (or the admin) wins over "file changed": it reloads even unchanged files.
     if (!rules_reload_pending_ || rules_reload_pending_why_ == "file changed") rules_reload_pending_why_ = why;
     rules_reload_pending_ = true;
+    if (done) rules_reload_pending_done_.push_back(std::move(done));
     return;
   }
-  StartRulesLoad(why);
+  std::vector<RulesReloadDone> dones;
+  if (done) dones.push_back(std::move(done));
+  StartRulesLoad(why, std::move(dones));
 }
 
-void Server::StartRulesLoad(const std::string& why) {
+void Server::StartRulesLoad(const std::string& why, std::vector<RulesReloadDone> done) {
   auto load = std::make_unique<RulesLoad>();
   load->req.data = load.get();
   load->server = this;
@@ -213,10 +221,12 @@ void Server::StartRulesLoad(const std::string& why) {
   load->why = why;
   load->path = settings_.rules_path;
   load->budget = RulesBudget();
+  load->done = std::move(done);
   int rc = uv_queue_work(loop_, &load->req, &Server::OnRulesLoadWork, &Server::OnRulesLoadDone);
   if (rc != 0) {
     RLOG_ERROR("event=rules-reload-failed trigger=\"%s\" error=\"cannot start the reload: %s\"", why.c_str(),
                uv_strerror(rc));
+    for (auto& d : load->done) d(Status::Internal(std::string("cannot start the reload: ") + uv_strerror(rc)));
     return;
   }
   RLOG_INFO("event=rules-reload-started trigger=\"%s\" path=%s: compiling on a worker thread; the current rules "
@@ -242,14 +252,21 @@ void Server::OnRulesLoadDone(uv_work_t* req, int status) noexcept {
   self->rules_load_ = nullptr;
   if (self->shutting_down_ || status == UV_ECANCELED) {
     RLOG_INFO("event=rules-reload-dropped trigger=\"%s\" reason=\"shutting down\"", load->why.c_str());
+    for (auto& d : load->done) d(Status::Unavailable("Relais is shutting down"));
+    for (auto& d : self->rules_reload_pending_done_) d(Status::Unavailable("Relais is shutting down"));
+    self->rules_reload_pending_done_.clear();
     return;
   }
-  (void)self->ApplyRules(load->seq, load->why, load->fingerprint, std::move(load->loaded));
+  Status applied = self->ApplyRules(load->seq, load->why, load->fingerprint, std::move(load->loaded));
+  for (auto& d : load->done) d(applied);
   if (self->rules_reload_pending_) {
     self->rules_reload_pending_ = false;
     std::string why = std::move(self->rules_reload_pending_why_);
+    std::vector<RulesReloadDone> dones = std::move(self->rules_reload_pending_done_);
+    self->rules_reload_pending_done_.clear();
+    // (Only "file changed" requests can be skipped, and they carry no `done`.)
     if (why == "file changed" && RulesFingerprint(self->settings_.rules_path) == self->rules_fingerprint_) return;
-    self->StartRulesLoad(why);
+    self->StartRulesLoad(why, std::move(dones));
   }
 }
 

@@ -101,9 +101,15 @@ class Server {
   // logged ("event=rules-reload-started", then "event=rules-reloaded" or
   // "event=rules-reload-failed" with every error at file:line:column),
   // audited and counted; a failure keeps the old rules. Loop thread.
-  void RequestRulesReload(const char* why);
-  // Reloads the rules on the calling (loop) thread and returns the outcome,
-  // for a caller that must answer with it (the admin API): on failure keeps
+  // `done`, when given, is called on the loop thread with the outcome of
+  // the reload that serves this request (OK; InvalidArgument with one
+  // "FILE:LINE:COLUMN: message" per line, the old rules kept; Unavailable
+  // when no rules are configured or Relais is shutting down), for a caller
+  // that answers with it (the admin API).
+  using RulesReloadDone = std::function<void(Status)>;
+  void RequestRulesReload(const char* why, RulesReloadDone done = nullptr);
+  // Reloads the rules on the calling (loop) thread and returns the outcome
+  // (the admin API uses RequestRulesReload with `done` instead): on failure keeps
   // the old ones, logs every error with file:line:column, counts the
   // failure and returns the errors (InvalidArgument, one
   // "FILE:LINE:COLUMN: message" per line); Unavailable when no rules are
@@ -147,7 +153,7 @@ class Server {
   struct RulesLoad;
   static void OnRulesLoadWork(uv_work_t* req) noexcept;
   static void OnRulesLoadDone(uv_work_t* req, int status) noexcept;
-  void StartRulesLoad(const std::string& why);
+  void StartRulesLoad(const std::string& why, std::vector<RulesReloadDone> done);
   // Installs a finished load, or logs why it failed; keeps the newest:
   // a load started before the rules in force were loaded is dropped.
   Status ApplyRules(uint64_t seq, const std::string& why, const std::string& fingerprint,
@@ -185,6 +191,7 @@ class Server {
   RulesLoad* rules_load_ = nullptr;   // the reload running on the pool, if any (owned by its request)
   bool rules_reload_pending_ = false;  // asked for while one ran
   std::string rules_reload_pending_why_;
+  std::vector<RulesReloadDone> rules_reload_pending_done_;  // told the outcome of the pending reload
   uint64_t rules_load_seq_ = 0;        // loads started
   uint64_t rules_applied_seq_ = 0;     // the load whose outcome is in force
   std::atomic<bool> rules_cancel_{false};  // set at Shutdown: a running load stops between rules
