@@ -202,8 +202,9 @@ bool ScpAssociation::HandleTlsRead(size_t n) {
   if (!s.ok() && s.code() != Status::Code::kUnavailable) {
     RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), s.message().c_str());
     if (Metrics* m = server_->metrics()) m->AssociationRejected("tls");
-    if (AuditLog* a = server_->audit()) {
-      a->Record("association", {{"peer", peer_}, {"result", "rejected"}, {"reason", s.message()}, {"tls", "1"}});
+    if (AuditLog* a = server_->audit()) {  // a peer retrying in a loop is one record and a count
+      a->RecordRefusal("association", AuditAddressOf(peer_),
+                       {{"peer", peer_}, {"result", "rejected"}, {"reason", s.message()}, {"tls", "1"}}, {"reason"});
     }
     StartClose();
     return false;
@@ -404,8 +405,13 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
     if (Metrics* m = server_->metrics()) m->AssociationRejected(label);
     RLOG_WARN("%s called=%s event=association-rejected reason=\"%s\"", Prefix().c_str(),
               LogToken(called_ae_).c_str(), LogEscape(why, true).c_str());
-    if (AuditLog* a = server_->audit()) a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_},
-                                                                 {"peer", peer_}, {"result", "rejected"}, {"reason", why}});
+    // A peer retrying in a loop is one audit record and a count (RecordRefusal).
+    if (AuditLog* a = server_->audit()) {
+      a->RecordRefusal("association", AuditAddressOf(peer_),
+                       {{"calling_ae", calling_ae_}, {"called_ae", called_ae_}, {"peer", peer_}, {"result", "rejected"},
+                        {"reason", why}},
+                       {"reason", "calling_ae", "called_ae"});
+    }
     ul::EncodeAssociateRj(ul::AssociateRj{result, source, reason}, &bytes);
     Fsm(Event::kEvt8, nullptr, std::move(bytes));
   };

@@ -393,5 +393,35 @@ TEST(AuditTrailTest, FloodsOfHugeRefusedRequestsAddLittleAndTheTrailStillVerifie
   EXPECT_THAT(verify.output, HasSubstr("OK: " + std::to_string(lines.size()) + " records"));
 }
 
+// A peer that retries a refused association in a loop: one record, then one
+// summary with the exact count, and the chain verifies.
+TEST(AuditTrailTest, RepeatedRejectedAssociationsAreOneRecordAndACount) {
+  TempDir tmp;
+  ASSERT_EQ(mkdir((tmp / "relais").c_str(), 0755), 0);
+  const std::string audit = tmp / "audit.jsonl";
+  RelaisOptions options;
+  options.extra = "\n[audit]\npath = \"" + audit + "\"\n";
+  RelaisProcess relais(tmp / "relais", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  for (int i = 0; i < 12; ++i) {
+    RunResult r = RunCommand({"echoscu", "-aet", "PROBE", "-aec", "NOTRELAIS", "127.0.0.1",
+                              std::to_string(relais.port())}, 30);
+    EXPECT_NE(r.exit_code, 0) << r.output;  // called AE not recognized
+  }
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();  // closing the trail writes the summary
+  const std::vector<std::string> lines = SplitLines(ReadFile(audit));
+  std::vector<std::string> rejected;
+  for (const std::string& l : lines) {
+    if (JsonField(l, "kind") == "association" && (JsonField(l, "result") == "rejected" || !JsonField(l, "repeated").empty())) {
+      rejected.push_back(l);
+    }
+  }
+  ASSERT_EQ(rejected.size(), 2u) << ReadFile(audit);
+  EXPECT_EQ(JsonField(rejected[0], "calling_ae"), "PROBE");
+  EXPECT_EQ(JsonField(rejected[1], "repeated"), "11");
+  RunResult verify = RunCommand({RelaisBinary(), "audit", "verify", audit}, 60);
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+}
+
 }  // namespace
 }  // namespace relais::itest
