@@ -1,19 +1,25 @@
 // libFuzzer target: peer text on its way out. Random bytes go into every
-// text field of the JSON, log and DICOM text paths (base/text.h,
-// base/json_safe.h, rules/dicom_text.h): the JSON always parses, a log value
-// is always one line of UTF-8 with no control character, and decoded DICOM
-// text is always UTF-8, whatever character set the input names.
+// text field of the JSON, log, audit and DICOM text paths (base/text.h,
+// base/json_safe.h, router/audit.h, rules/dicom_text.h): the JSON always
+// parses, a log value is always one line of UTF-8 with no control
+// character, every audit record parses and the trail verifies, and decoded
+// DICOM text is always UTF-8, whatever character set the input names.
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/json_safe.h"
 #include "base/text.h"
+#include "router/audit.h"
 #include "rules/dicom_text.h"
 
 namespace {
@@ -34,6 +40,28 @@ const char* const kCharsets[] = {"",           "ISO_IR 100", "ISO_IR 101", "ISO_
                                  "ISO_IR 166", "ISO_IR 13",  "ISO_IR 192", "GB18030",    "GBK",
                                  "\\ISO 2022 IR 87", "ISO 2022 IR 6\\ISO 2022 IR 149",
                                  "ISO 2022 IR 13\\ISO 2022 IR 87", "ISO 2022 IR 100\\ISO 2022 IR 126"};
+
+// Writes the fields as one audit record (and a refusal) into a fresh trail;
+// every line must parse and the chain verify.
+void CheckAudit(const std::vector<std::string>& f) {
+  static const std::string path = "/tmp/relais-text-fuzz-" + std::to_string(getpid()) + ".jsonl";
+  unlink(path.c_str());
+  {
+    auto log = relais::router::AuditLog::Open(path);
+    Check(log.ok());
+    auto at = [&](size_t i) { return std::string_view(f[i % f.size()]); };
+    const std::string key = "k_" + std::string(at(2));  // keys are ours, never "seq", "hash"...
+    (*log)->Record("object", {{"calling_ae", at(1)}, {key, at(3)}, {"reason", at(4)}, {"patient_id", at(0)}});
+    (*log)->RecordRefusal("admin", at(5), {{"path", at(6)}, {"reason", "x"}}, {"reason"});
+    (*log)->RecordRefusal("admin", at(5), {{"path", at(7)}, {"reason", "x"}}, {"reason"});
+  }
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) Check(!nlohmann::json::parse(line, nullptr, false).is_discarded());
+  auto report = relais::router::AuditLog::Verify(path);
+  Check(report.ok() && report->bad_line == 0);
+  unlink(path.c_str());
+}
 
 }  // namespace
 
@@ -76,5 +104,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Check(!nlohmann::json::parse(hand, nullptr, false).is_discarded());
   std::string dumped = relais::JsonDump(obj);
   Check(!nlohmann::json::parse(dumped, nullptr, false).is_discarded());
+  CheckAudit(fields);
   return 0;
 }
