@@ -194,4 +194,36 @@ std::optional<std::string> CompileRegex(const std::string& pattern, std::shared_
   return std::nullopt;
 }
 
+// '*' -> any sequence, '?' -> any one character (dot matching newlines
+// too), every other character literal (QuoteMeta); anchored at both ends.
+// In the Latin-1 program a character is a byte.
+std::optional<std::string> CompileWildcard(std::string_view pattern, Wildcard* out) {
+  std::string re = "(?s)";
+  std::string literal;
+  auto flush = [&] {
+    re += RE2::QuoteMeta(literal);
+    literal.clear();
+  };
+  for (char ch : pattern) {
+    if (ch == '*' || ch == '?') {
+      flush();
+      re += ch == '*' ? ".*" : ".";
+    } else {
+      literal += ch;
+    }
+  }
+  flush();
+  for (bool utf8 : {true, false}) {
+    RE2::Options options;
+    options.set_log_errors(false);
+    options.set_max_mem(kMaxWildcardMemory);
+    options.set_never_capture(true);
+    if (!utf8) options.set_encoding(RE2::Options::EncodingLatin1);
+    auto program = std::make_shared<RE2>(re, options);
+    if (!program->ok()) return "bad wildcard '" + std::string(pattern) + "': " + program->error();
+    (utf8 ? out->utf8 : out->latin1) = std::move(program);
+  }
+  return std::nullopt;
+}
+
 }  // namespace relais::rules::internal

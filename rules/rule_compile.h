@@ -1,5 +1,6 @@
 // Compile-time helpers of the rules engine (internal to rules/): DICOM
-// dictionary lookups, transfer syntax names, RE2 compilation. Each returns
+// dictionary lookups, transfer syntax names, RE2 compilation (regexes and
+// wildcards). Each returns
 // nullopt on success or the error message (without position).
 #ifndef RELAIS_RULES_RULE_COMPILE_H_
 #define RELAIS_RULES_RULE_COMPILE_H_
@@ -31,6 +32,9 @@ std::optional<std::string> ResolveTagPath(std::string_view text, std::vector<uin
 std::optional<std::string> ResolveTransferSyntax(std::string_view text, std::string* uid);
 // RE2 with max_mem = kMaxRegexMemory; the error is RE2's own text.
 std::optional<std::string> CompileRegex(const std::string& pattern, std::shared_ptr<const RE2>* out);
+// A DICOM wildcard ('*', '?'; everything else literal) to RE2 full-match
+// programs with max_mem = kMaxWildcardMemory.
+std::optional<std::string> CompileWildcard(std::string_view pattern, Wildcard* out);
 // "(0009,1010)".
 std::string FormatTag(uint32_t tag);
 

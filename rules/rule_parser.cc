@@ -355,6 +355,10 @@ bool Parser::CompileOperator(const std::string& subject, const toml::table& t, b
     ++groups;
     out->op = Condition::Op::kWildcard;
     out->pattern = s;
+    if (auto err = CompileWildcard(s, &out->wildcard)) {
+      errors->Add(t.get("wildcard")->source(), *err);
+      ok = false;
+    }
     out->text = subject + " like " + Quote(s);
   }
   if (const toml::node* n = t.get("present")) {
