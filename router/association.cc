@@ -459,6 +459,14 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   }
   // PS3.7 D.3.3.3: we perform one operation at a time.
   if (rq.user_info.async_ops) ac.user_info.async_ops = ul::AsyncOpsWindow{1, 1};
+  // The answer echoes what the peer sent (role selections): it may not fit
+  // its length fields. Encoded before anything counts the association.
+  if (Status s = ul::EncodeAssociateAc(ac, &bytes); !s.ok()) {
+    RLOG_ERROR("%s event=associate-ac-unencodable error=\"%s\"", Prefix().c_str(), s.message().c_str());
+    contexts_.clear();
+    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, ul::kRjNoReasonGiven,
+                  "unencodable", "our A-ASSOCIATE-AC would not fit its length fields");
+  }
   peer_max_pdu_ = rq.user_info.max_length;
   rules_ = server_->rules();
   facts_.calling_ae = calling_ae_;
@@ -479,7 +487,6 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
             Prefix().c_str(), called_ae_.c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
             rq.user_info.implementation_class_uid.c_str());
-  ul::EncodeAssociateAc(ac, &bytes);
   Fsm(Event::kEvt7, nullptr, std::move(bytes));
 }
 
@@ -805,7 +812,12 @@ void ScpAssociation::SendCommand(uint8_t context_id, const dimse::Command& cmd) 
     bool last = off + n == body.size();
     std::vector<uint8_t> pdu;
     pdu.reserve(12 + n);
-    ul::EncodePDataHeader(context_id, true, last, static_cast<uint32_t>(n), &pdu);
+    if (Status s = ul::EncodePDataHeader(context_id, true, last, static_cast<uint32_t>(n), &pdu); !s.ok()) {
+      // Not reachable with a command set of a few hundred bytes; never wrap.
+      RLOG_ERROR("%s event=pdata-unencodable error=\"%s\"", Prefix().c_str(), s.message().c_str());
+      AbortNow("P-DATA-TF does not fit its length fields");
+      return;
+    }
     pdu.insert(pdu.end(), body.begin() + off, body.begin() + off + n);
     Fsm(Event::kEvt9, nullptr, std::move(pdu));
     off += n;

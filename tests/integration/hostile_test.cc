@@ -503,6 +503,45 @@ TEST_F(HostileTest, WrongCalledAeIsRejectedWithReason7) {
   ExpectStillServing("wrong called AE");
 }
 
+// The A-ASSOCIATE-AC echoes each role selection (PS3.7 D.3.3.4): a peer that
+// sends one with a UID of 65,500 bytes fills its own user information item
+// to the brim, and our answer (the same plus our implementation sub-items)
+// no longer fits a 2-byte item length. Before the fix the length wrapped
+// and the peer got a corrupt A-ASSOCIATE-AC; now the association is
+// rejected (permanent, service user, no reason given) and Relais goes on.
+TEST_F(HostileTest, AssociateAcThatWouldOverflowItsLengthFieldIsRejected) {
+  std::string b;
+  Put16Be(&b, 0x0001);
+  b += std::string(2, '\0');
+  b += Ae("RELAIS") + Ae("HOSTILE");
+  b += std::string(32, '\0');
+  b += Item(0x10, "1.2.840.10008.3.1.1.1");
+  std::string pc(1, '\x01');
+  pc += std::string(3, '\0');
+  pc += Item(0x30, kCtImageStorage) + Item(0x40, kImplicitLittleEndian);
+  b += Item(0x20, pc);
+  std::string ml;
+  Put32Be(&ml, 16384);
+  std::string role;  // PS3.7 D.3.3.4.1: UID length, UID, SCU role, SCP role
+  const std::string huge_uid = "1." + std::string(65498, '1');  // 65,500 bytes
+  Put16Be(&role, static_cast<uint16_t>(huge_uid.size()));
+  role += huge_uid + "\x01\x01";
+  std::string ui = Item(0x51, ml) + Item(0x52, "1.2") + Item(0x54, role);
+  ASSERT_LE(ui.size(), 65535u) << "the request itself must be well-formed";
+  b += Item(0x50, ui);
+  RawClient c;
+  ASSERT_TRUE(c.Connect(relais_->port()));
+  ASSERT_TRUE(c.Send(Pdu(kAssociateRq, b)));
+  std::vector<RxPdu> seen = ExpectClosedWith(&c, kAssociateRj, "A-ASSOCIATE-AC too long for its fields");
+  ASSERT_FALSE(seen.empty());
+  ASSERT_EQ(seen[0].body.size(), 4u);
+  EXPECT_EQ(static_cast<uint8_t>(seen[0].body[1]), 1);  // result: rejected-permanent
+  EXPECT_EQ(static_cast<uint8_t>(seen[0].body[2]), 1);  // source: service user
+  EXPECT_EQ(static_cast<uint8_t>(seen[0].body[3]), 1);  // reason: no reason given
+  EXPECT_NE(relais_->Log().find("associate-ac-unencodable"), std::string::npos) << relais_->Log();
+  ExpectStillServing("an A-ASSOCIATE-AC that would not fit");
+}
+
 // Sta6, Evt19 (unrecognized PDU type) -> AA-8: A-ABORT, source 2 (service
 // provider), reason 1 (unrecognized PDU) (PS3.8 Table 9-26).
 TEST_F(HostileTest, UnknownPduTypeIsAborted) {
