@@ -34,6 +34,44 @@ std::string Hex4(uint16_t v) {
 
 using ul::Event;
 
+// A value from a peer, made safe for one log line: bytes below 0x20, 0x7F,
+// 0x80 and above, '"' and '\\' become \xHH (a log line must not carry the
+// peer's control bytes or break our quoting).
+std::string EscapeForLog(std::string_view v) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(v.size());
+  for (char ch : v) {
+    const auto b = static_cast<unsigned char>(ch);
+    if (b < 0x20 || b >= 0x7F || b == '"' || b == '\\') {
+      out += "\\x";
+      out += kHex[b >> 4];
+      out += kHex[b & 0xF];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+// Checks a SOP Instance UID a peer sent. A character other than digits and
+// dots is refused: PS3.4 B.2.3 offers 0xA900 (the data set does not match
+// the SOP Class) and 0xCxxx (cannot understand); the SOP Class is not in
+// question here, an unreadable attribute is, so Cannot Understand (0xC000)
+// with an Error Comment (PS3.7 C.4.2) it is. Such a UID would also become a
+// store key and a name in logs and folder destinations. Other deviations
+// from PS3.5 9.1 (empty or zero-led components) are only logged: senders
+// in the field produce them and the value is still harmless; more than 64
+// characters is refused by the store. Returns false when refused.
+bool AcceptSopInstanceUid(const std::string& prefix, uint16_t msg, const char* where, const std::string& uid) {
+  const dimse::UidProblem problem = dimse::CheckUid(uid);
+  if (problem == dimse::UidProblem::kNone) return true;
+  const bool refuse = problem == dimse::UidProblem::kBadCharacter;
+  RLOG_WARN("%s msg=%u event=%s %s \"%s\" %s", prefix.c_str(), msg, refuse ? "uid-refused" : "uid-deviation",
+            where, EscapeForLog(uid).c_str(), dimse::UidProblemText(problem));
+  return !refuse;
+}
+
 
 // Largest command set we reassemble; a real one is a few hundred bytes.
 constexpr size_t kMaxCommandBytes = 64 * 1024;
@@ -559,6 +597,13 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
         in.failed = true;
         in.fail_status = dimse::kStatusSopClassNotSupported;
         in.fail_reason = "C-STORE on the Verification presentation context";
+      } else if (!AcceptSopInstanceUid(Prefix(), in.command.message_id.value_or(0),
+                                       "Affected SOP Instance UID (0000,1000)",
+                                       in.command.affected_sop_instance_uid)) {
+        // The data set that follows is read and dropped; then the answer.
+        in.failed = true;
+        in.fail_status = dimse::kStatusCannotUnderstand;
+        in.fail_reason = "Affected SOP Instance UID: not only digits and dots";
       } else if (!server_->intake_closed().empty()) {
         in.failed = true;
         in.fail_status = dimse::kStatusOutOfResources;
@@ -649,14 +694,18 @@ void ScpAssociation::FinishIncoming() {
       in.failed = true;
       in.fail_status = dimse::kStatusCannotUnderstand;
       in.fail_reason = info.status().message();
+    } else if (!AcceptSopInstanceUid(Prefix(), msg, "SOP Instance UID (0008,0018)", info->sop_instance_uid)) {
+      in.failed = true;
+      in.fail_status = dimse::kStatusCannotUnderstand;
+      in.fail_reason = "SOP Instance UID (0008,0018): not only digits and dots";
     } else {
       meta.sop_class_uid = info->sop_class_uid.empty() ? rq.affected_sop_class_uid : info->sop_class_uid;
       meta.sop_instance_uid =
           info->sop_instance_uid.empty() ? rq.affected_sop_instance_uid : info->sop_instance_uid;
       if (!info->sop_instance_uid.empty() && info->sop_instance_uid != rq.affected_sop_instance_uid) {
         RLOG_WARN("%s msg=%u sop=%s event=uid-mismatch command_sop=%s: keeping the data set's UID",
-                  Prefix().c_str(), msg, info->sop_instance_uid.c_str(),
-                  rq.affected_sop_instance_uid.c_str());
+                  Prefix().c_str(), msg, EscapeForLog(info->sop_instance_uid).c_str(),
+                  EscapeForLog(rq.affected_sop_instance_uid).c_str());
       }
       meta.study_instance_uid = info->study_instance_uid;
       meta.series_instance_uid = info->series_instance_uid;
@@ -699,7 +748,7 @@ void ScpAssociation::FinishIncoming() {
   if (Metrics* m = server_->metrics()) m->ObjectRefused(in.fail_status);
   ++objects_failed_;
   RLOG_WARN("%s msg=%u sop=%s event=c-store-refused status=0x%04X reason=\"%s\"", Prefix().c_str(), msg,
-            rq.affected_sop_instance_uid.c_str(), in.fail_status, in.fail_reason.c_str());
+            EscapeForLog(rq.affected_sop_instance_uid).c_str(), in.fail_status, EscapeForLog(in.fail_reason).c_str());
   if (AuditLog* a = server_->audit()) a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_},
       {"sop_instance_uid", rq.affected_sop_instance_uid}, {"result", "refused"}, {"status", Hex4(in.fail_status)},
       {"reason", in.fail_reason}});
