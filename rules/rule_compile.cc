@@ -198,6 +198,11 @@ std::optional<std::string> CompileRegex(const std::string& pattern, std::shared_
 // too), every other character literal (QuoteMeta); anchored at both ends.
 // In the Latin-1 program a character is a byte.
 std::optional<std::string> CompileWildcard(std::string_view pattern, Wildcard* out) {
+  const size_t stars = static_cast<size_t>(std::count(pattern.begin(), pattern.end(), '*'));
+  if (stars > kMaxWildcardStars) {
+    return "wildcard has " + std::to_string(stars) + " '*'; at most " + std::to_string(kMaxWildcardStars) +
+           " are allowed, so that matching stays linear";
+  }
   std::string re = "(?s)";
   std::string literal;
   auto flush = [&] {

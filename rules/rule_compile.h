@@ -33,7 +33,8 @@ std::optional<std::string> ResolveTransferSyntax(std::string_view text, std::str
 // RE2 with max_mem = kMaxRegexMemory; the error is RE2's own text.
 std::optional<std::string> CompileRegex(const std::string& pattern, std::shared_ptr<const RE2>* out);
 // A DICOM wildcard ('*', '?'; everything else literal) to RE2 full-match
-// programs with max_mem = kMaxWildcardMemory.
+// programs with max_mem = kMaxWildcardMemory. More than kMaxWildcardStars
+// '*' is an error: matching would no longer be linear.
 std::optional<std::string> CompileWildcard(std::string_view pattern, Wildcard* out);
 // "(0009,1010)".
 std::string FormatTag(uint32_t tag);

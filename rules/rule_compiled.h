@@ -40,6 +40,9 @@ bool CidrContains(const Cidr& net, const uint8_t addr[16]);
 // loops before it (a 1,000-character pattern needs about 3 MiB; with less,
 // RE2 falls back to its O(value x pattern) NFA).
 constexpr int64_t kMaxWildcardMemory = 8 << 20;
+// Most '*' in one wildcard: 1,000 fit kMaxWildcardMemory (measured); at
+// 2,000 the DFA runs out and matching would be O(value x pattern) again.
+constexpr size_t kMaxWildcardStars = 1000;
 
 // A DICOM wildcard (PS3.4 C.2.2.2.4: '*' any sequence, '?' one character)
 // compiled once by CompileWildcard (rule_compile.h) into RE2 programs that

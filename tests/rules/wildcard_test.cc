@@ -91,6 +91,20 @@ TEST(WildcardTest, LongPatternOnLargeValueIsLinear) {
   EXPECT_FALSE(Like(pattern, value));
 }
 
+TEST(WildcardTest, TooManyStarsAreRefusedAtCompileTime) {
+  std::string pattern;
+  for (size_t i = 0; i < kMaxWildcardStars; ++i) pattern += "*a";
+  Wildcard w;
+  ASSERT_FALSE(CompileWildcard(pattern + "b", &w).has_value());  // the most allowed still compiles
+  std::string value(1 << 20, 'a');
+  EXPECT_FALSE(WildcardMatch(w, value));
+  value.back() = 'b';
+  EXPECT_TRUE(WildcardMatch(w, value));
+  std::optional<std::string> err = CompileWildcard(pattern + "*b", &w);
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(err->find("at most 1000"), std::string::npos) << *err;
+}
+
 TEST(WildcardTest, CompiledOnceAndReused) {
   Wildcard w;
   ASSERT_FALSE(CompileWildcard("CT*", &w).has_value());
