@@ -43,12 +43,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return 0;
       }
       if (r.consumed == 0 || r.consumed > unread.size()) abort();
-      // Re-encode what can be re-encoded; the encoders must accept anything
-      // the decoder produced.
+      // Re-encode what can be re-encoded. The encoder may refuse (it adds
+      // sub-items the peer left out, so a full item can grow past 65535),
+      // but then it must say why and leave the output untouched.
       std::vector<uint8_t> out;
-      if (auto* rq = std::get_if<ul::AssociateRq>(&r.pdu)) ul::EncodeAssociateRq(*rq, &out);
-      if (auto* ac = std::get_if<ul::AssociateAc>(&r.pdu)) ul::EncodeAssociateAc(*ac, &out);
-      if (auto* pd = std::get_if<ul::PData>(&r.pdu)) ul::EncodePData(*pd, &out);
+      relais::Status s;
+      if (auto* rq = std::get_if<ul::AssociateRq>(&r.pdu)) s = ul::EncodeAssociateRq(*rq, &out);
+      if (auto* ac = std::get_if<ul::AssociateAc>(&r.pdu)) s = ul::EncodeAssociateAc(*ac, &out);
+      if (auto* pd = std::get_if<ul::PData>(&r.pdu)) s = ul::EncodePData(*pd, &out);
+      if (!s.ok() && (s.message().empty() || !out.empty())) abort();
       in.Consume(r.consumed);
     }
   }

@@ -5,14 +5,106 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <optional>
 #include <set>
+#include <string_view>
 
 #include "base/log.h"
 #include "router/admin_api.h"
 
+// picohttpparser, which libh2o (2.2.5) contains and exports but installs no
+// header for; declared as in its picohttpparser.h.
+extern "C" {
+struct phr_header {
+  const char* name;
+  size_t name_len;
+  const char* value;
+  size_t value_len;
+};
+int phr_parse_request(const char* buf, size_t len, const char** method, size_t* method_len, const char** path,
+                      size_t* path_len, int* minor_version, struct phr_header* headers, size_t* num_headers,
+                      size_t last_len);
+}
+
 namespace relais::router {
 
 namespace {
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// Adds the elements of one Content-Length field value ("5" or "5, 6") to
+// `values`; false when an element is not a plain decimal number.
+bool SplitContentLength(std::string_view v, std::vector<std::string_view>* values) {
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t comma = v.find(',', start);
+    std::string_view e = v.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    while (!e.empty() && (e.front() == ' ' || e.front() == '\t')) e.remove_prefix(1);
+    while (!e.empty() && (e.back() == ' ' || e.back() == '\t')) e.remove_suffix(1);
+    if (e.empty()) return false;
+    for (char c : e) {
+      if (c < '0' || c > '9') return false;
+    }
+    values->push_back(e);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return true;
+}
+
+// RFC 9112 6.3: a request with both Transfer-Encoding and Content-Length,
+// or with Content-Length values that differ (two fields, or a list such as
+// "5, 6"), has no trustworthy framing: a proxy in front of us may have
+// framed it the other way (request smuggling). It must be refused and the
+// connection closed. Returns why, or nullopt when the framing is sound.
+//
+// h2o 2.2.5 frames such a request anyway (Transfer-Encoding wins, else the
+// first Content-Length) and keeps neither field in req->headers, so the
+// head is parsed again from the connection's input buffer: it stays there,
+// unconsumed, until the response has been sent (lib/core/http1.c).
+std::optional<std::string> AmbiguousFraming(h2o_req_t* req) {
+  if (req->version >= 0x200) return std::nullopt;  // HTTP/2 frames by itself (and is off)
+  h2o_socket_t* sock = req->conn->callbacks->get_socket != nullptr ? req->conn->callbacks->get_socket(req->conn)
+                                                                   : nullptr;
+  if (sock == nullptr || sock->input == nullptr) return "the request head cannot be checked";
+  const char* method = nullptr;
+  const char* path = nullptr;
+  size_t method_len = 0, path_len = 0, num_headers = 100;  // H2O_MAX_HEADERS
+  int minor = 0;
+  phr_header headers[100];
+  int n = phr_parse_request(sock->input->bytes, sock->input->size, &method, &method_len, &path, &path_len, &minor,
+                            headers, &num_headers, 0);
+  if (n <= 0) return "the request head cannot be parsed again";
+  size_t transfer_encodings = 0, content_lengths = 0;
+  std::vector<std::string_view> lengths;
+  for (size_t i = 0; i < num_headers; ++i) {
+    std::string_view name(headers[i].name != nullptr ? headers[i].name : "", headers[i].name_len);
+    std::string_view value(headers[i].value != nullptr ? headers[i].value : "", headers[i].value_len);
+    if (EqualsIgnoreCase(name, "transfer-encoding")) {
+      ++transfer_encodings;
+    } else if (EqualsIgnoreCase(name, "content-length")) {
+      ++content_lengths;
+      if (!SplitContentLength(value, &lengths)) return "invalid Content-Length";
+    }
+  }
+  if (transfer_encodings > 0 && content_lengths > 0) return "both Transfer-Encoding and Content-Length";
+  for (std::string_view l : lengths) {
+    std::string_view a = l, b = lengths.front();
+    while (a.size() > 1 && a.front() == '0') a.remove_prefix(1);
+    while (b.size() > 1 && b.front() == '0') b.remove_prefix(1);
+    if (a != b) return "Content-Length values differ";
+  }
+  return std::nullopt;
+}
 
 // The h2o handler: h2o_handler_t first, so h2o's pointer is ours.
 struct Handler {
@@ -162,6 +254,14 @@ void AdminServer::Impl::MaybeFinish() {
 int AdminServer::Impl::OnRequest(h2o_handler_t* self, h2o_req_t* req) noexcept {
   Impl* impl = reinterpret_cast<Handler*>(self)->impl;
   try {
+    if (std::optional<std::string> why = AmbiguousFraming(req)) {
+      RLOG_WARN("event=admin-request-refused client=%s reason=\"%s\": 400 and close", PeerName(req->conn).c_str(),
+                why->c_str());
+      req->http1_is_persistent = 0;  // h2o answers "Connection: close" and closes after the response
+      Send(req, AdminResponse{400, "application/json",
+                              "{\"error\":\"ambiguous request framing: " + *why + "\"}", {}, ""});
+      return 0;
+    }
     AdminRequest r;
     r.method.assign(req->method.base, req->method.len);
     r.path.assign(req->path_normalized.base, req->path_normalized.len);

@@ -35,6 +35,24 @@ std::string Hex4(uint16_t v) {
 
 using ul::Event;
 
+// Checks a SOP Instance UID a peer sent. A character other than digits and
+// dots is refused: PS3.4 B.2.3 offers 0xA900 (the data set does not match
+// the SOP Class) and 0xCxxx (cannot understand); the SOP Class is not in
+// question here, an unreadable attribute is, so Cannot Understand (0xC000)
+// with an Error Comment (PS3.7 C.4.2) it is. Such a UID would also become a
+// store key and a name in logs and folder destinations. Other deviations
+// from PS3.5 9.1 (empty or zero-led components) are only logged: senders
+// in the field produce them and the value is still harmless; more than 64
+// characters is refused by the store. Returns false when refused.
+bool AcceptSopInstanceUid(const std::string& prefix, uint16_t msg, const char* where, const std::string& uid) {
+  const dimse::UidProblem problem = dimse::CheckUid(uid);
+  if (problem == dimse::UidProblem::kNone) return true;
+  const bool refuse = problem == dimse::UidProblem::kBadCharacter;
+  RLOG_WARN("%s msg=%u event=%s %s \"%s\" %s", prefix.c_str(), msg, refuse ? "uid-refused" : "uid-deviation",
+            where, LogEscape(uid, /*quoted=*/true).c_str(), dimse::UidProblemText(problem));
+  return !refuse;
+}
+
 
 // Largest command set we reassemble; a real one is a few hundred bytes.
 constexpr size_t kMaxCommandBytes = 64 * 1024;
@@ -466,6 +484,14 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   }
   // PS3.7 D.3.3.3: we perform one operation at a time.
   if (rq.user_info.async_ops) ac.user_info.async_ops = ul::AsyncOpsWindow{1, 1};
+  // The answer echoes what the peer sent (role selections): it may not fit
+  // its length fields. Encoded before anything counts the association.
+  if (Status s = ul::EncodeAssociateAc(ac, &bytes); !s.ok()) {
+    RLOG_ERROR("%s event=associate-ac-unencodable error=\"%s\"", Prefix().c_str(), s.message().c_str());
+    contexts_.clear();
+    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, ul::kRjNoReasonGiven,
+                  "unencodable", "our A-ASSOCIATE-AC would not fit its length fields");
+  }
   peer_max_pdu_ = rq.user_info.max_length;
   rules_ = server_->rules();
   facts_.calling_ae = calling_ae_;
@@ -486,7 +512,6 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
             Prefix().c_str(), LogToken(called_ae_).c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
             LogToken(rq.user_info.implementation_class_uid).c_str());
-  ul::EncodeAssociateAc(ac, &bytes);
   Fsm(Event::kEvt7, nullptr, std::move(bytes));
 }
 
@@ -559,6 +584,13 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
         in.failed = true;
         in.fail_status = dimse::kStatusSopClassNotSupported;
         in.fail_reason = "C-STORE on the Verification presentation context";
+      } else if (!AcceptSopInstanceUid(Prefix(), in.command.message_id.value_or(0),
+                                       "Affected SOP Instance UID (0000,1000)",
+                                       in.command.affected_sop_instance_uid)) {
+        // The data set that follows is read and dropped; then the answer.
+        in.failed = true;
+        in.fail_status = dimse::kStatusCannotUnderstand;
+        in.fail_reason = "Affected SOP Instance UID: not only digits and dots";
       } else if (!server_->intake_closed().empty()) {
         in.failed = true;
         in.fail_status = dimse::kStatusOutOfResources;
@@ -649,6 +681,10 @@ void ScpAssociation::FinishIncoming() {
       in.failed = true;
       in.fail_status = dimse::kStatusCannotUnderstand;
       in.fail_reason = info.status().message();
+    } else if (!AcceptSopInstanceUid(Prefix(), msg, "SOP Instance UID (0008,0018)", info->sop_instance_uid)) {
+      in.failed = true;
+      in.fail_status = dimse::kStatusCannotUnderstand;
+      in.fail_reason = "SOP Instance UID (0008,0018): not only digits and dots";
     } else {
       meta.sop_class_uid = info->sop_class_uid.empty() ? rq.affected_sop_class_uid : info->sop_class_uid;
       meta.sop_instance_uid =
@@ -813,7 +849,12 @@ void ScpAssociation::SendCommand(uint8_t context_id, const dimse::Command& cmd) 
     bool last = off + n == body.size();
     std::vector<uint8_t> pdu;
     pdu.reserve(12 + n);
-    ul::EncodePDataHeader(context_id, true, last, static_cast<uint32_t>(n), &pdu);
+    if (Status s = ul::EncodePDataHeader(context_id, true, last, static_cast<uint32_t>(n), &pdu); !s.ok()) {
+      // Not reachable with a command set of a few hundred bytes; never wrap.
+      RLOG_ERROR("%s event=pdata-unencodable error=\"%s\"", Prefix().c_str(), s.message().c_str());
+      AbortNow("P-DATA-TF does not fit its length fields");
+      return;
+    }
     pdu.insert(pdu.end(), body.begin() + off, body.begin() + off + n);
     Fsm(Event::kEvt9, nullptr, std::move(pdu));
     off += n;

@@ -296,4 +296,36 @@ const char* CommandFieldName(CommandField f) {
   return "unknown command";
 }
 
+UidProblem CheckUid(std::string_view uid) {
+  while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.remove_suffix(1);
+  for (char c : uid) {
+    if (c != '.' && (c < '0' || c > '9')) return UidProblem::kBadCharacter;
+  }
+  if (uid.empty()) return UidProblem::kEmpty;
+  UidProblem found = UidProblem::kNone;
+  size_t start = 0;
+  while (true) {
+    size_t dot = uid.find('.', start);
+    std::string_view component = uid.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (component.empty()) return UidProblem::kEmptyComponent;
+    if (component.size() > 1 && component[0] == '0') found = UidProblem::kLeadingZero;
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  if (found != UidProblem::kNone) return found;
+  return uid.size() > 64 ? UidProblem::kTooLong : UidProblem::kNone;
+}
+
+const char* UidProblemText(UidProblem problem) {
+  switch (problem) {
+    case UidProblem::kNone: return "is valid";
+    case UidProblem::kBadCharacter: return "has a character other than 0-9 and '.'";
+    case UidProblem::kEmpty: return "is empty";
+    case UidProblem::kEmptyComponent: return "has an empty component";
+    case UidProblem::kLeadingZero: return "has a component with a leading zero";
+    case UidProblem::kTooLong: return "is longer than 64 characters";
+  }
+  return "?";
+}
+
 }  // namespace relais::dimse

@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -99,6 +100,20 @@ Command MakeStoreResponse(const Command& rq, uint16_t status, std::string error_
 Command MakeUnsupportedResponse(const Command& rq);
 
 const char* CommandFieldName(CommandField f);
+
+// PS3.5 9.1: what is wrong with a UID a peer sent, worst first. Trailing
+// NUL and space (the UI padding) are not part of the value.
+enum class UidProblem {
+  kNone,
+  kBadCharacter,    // a byte other than '0'-'9' and '.': never a UID; refuse
+  kEmpty,           // deviations below: logged, not refused here
+  kEmptyComponent,  // leading, trailing or doubled '.'
+  kLeadingZero,     // a component such as "01" (only "0" may start with 0)
+  kTooLong,         // more than 64 characters (the store refuses it)
+};
+UidProblem CheckUid(std::string_view uid);
+// "has a character other than 0-9 and '.'", for logs.
+const char* UidProblemText(UidProblem problem);
 
 }  // namespace relais::dimse
 

@@ -37,8 +37,11 @@
 // exempts network negotiation from the even-length NUL padding). User
 // information sub-items go out in increasing item type (PS3.8 9.3.2.3 note:
 // older applications may expect it).
-// REQUIRES (encoders): every item body fits its 16-bit length field. Our own
-// values (UIDs <= 64 bytes, short user identity fields) always do.
+// Encoders refuse (InvalidArgument, `out` unchanged) a value that does not
+// fit its length field: 2 bytes for items, sub-items and the length-prefixed
+// fields of PS3.7 D.3.3.4-D.3.3.7, 4 bytes for PDU and PDV lengths. Nothing
+// is split: PS3.8 has no continuation for negotiation items, and a caller
+// that streams data chooses its own PDV sizes (EncodePDataHeader).
 #include "router/pdu.h"
 
 #include <cstring>
@@ -421,144 +424,197 @@ uint32_t MinLength(PduType type) {
 
 // ---------------------------------------------------------------- writing
 
-void PutU8(uint8_t v, std::vector<uint8_t>* out) { out->push_back(v); }
-void PutU16(uint16_t v, std::vector<uint8_t>* out) {
-  out->push_back(static_cast<uint8_t>(v >> 8));
-  out->push_back(static_cast<uint8_t>(v));
-}
-void PutU32(uint32_t v, std::vector<uint8_t>* out) {
-  out->push_back(static_cast<uint8_t>(v >> 24));
-  out->push_back(static_cast<uint8_t>(v >> 16));
-  out->push_back(static_cast<uint8_t>(v >> 8));
-  out->push_back(static_cast<uint8_t>(v));
-}
-void PutBytes(std::string_view s, std::vector<uint8_t>* out) { out->insert(out->end(), s.begin(), s.end()); }
-void PatchU16(size_t at, uint16_t v, std::vector<uint8_t>* out) {
-  (*out)[at] = static_cast<uint8_t>(v >> 8);
-  (*out)[at + 1] = static_cast<uint8_t>(v);
-}
-void PatchU32(size_t at, uint32_t v, std::vector<uint8_t>* out) {
-  (*out)[at] = static_cast<uint8_t>(v >> 24);
-  (*out)[at + 1] = static_cast<uint8_t>(v >> 16);
-  (*out)[at + 2] = static_cast<uint8_t>(v >> 8);
-  (*out)[at + 3] = static_cast<uint8_t>(v);
-}
+constexpr size_t kMaxU16 = 0xFFFF;
+constexpr size_t kMaxU32 = 0xFFFFFFFF;
 
-// A 2-byte length and the bytes (PS3.7 D.3.3.4-D.3.3.7 fields).
-void PutLengthPrefixed(std::string_view s, std::vector<uint8_t>* out) {
-  if (s.size() > 0xFFFF) s = s.substr(0, 0xFFFF);
-  PutU16(static_cast<uint16_t>(s.size()), out);
-  PutBytes(s, out);
-}
+// Appends one PDU to `bytes`. A value that does not fit its length field is
+// refused, never wrapped: the first such field is remembered in `error`, and
+// Finish() then removes everything this Writer appended and returns it.
+class Writer {
+ public:
+  Writer(const char* pdu_name, std::vector<uint8_t>* out) : name_(pdu_name), out_(out), start_(out->size()) {}
 
-// Item header (PS3.8 9.3.2): type, reserved (second byte, 0 unless given),
-// 2-byte length patched by EndItem.
-size_t BeginItem(uint8_t type, std::vector<uint8_t>* out, uint8_t second = 0) {
-  size_t at = out->size();
-  PutU8(type, out);
-  PutU8(second, out);
-  PutU16(0, out);
-  return at;
-}
-void EndItem(size_t at, std::vector<uint8_t>* out) {
-  PatchU16(at + 2, static_cast<uint16_t>(out->size() - at - 4), out);
-}
-void PutStringItem(uint8_t type, std::string_view s, std::vector<uint8_t>* out) {
-  size_t at = BeginItem(type, out);
-  PutBytes(s, out);
-  EndItem(at, out);
-}
+  void U8(uint8_t v) { out_->push_back(v); }
+  void U16(uint16_t v) {
+    out_->push_back(static_cast<uint8_t>(v >> 8));
+    out_->push_back(static_cast<uint8_t>(v));
+  }
+  void U32(uint32_t v) {
+    out_->push_back(static_cast<uint8_t>(v >> 24));
+    out_->push_back(static_cast<uint8_t>(v >> 16));
+    out_->push_back(static_cast<uint8_t>(v >> 8));
+    out_->push_back(static_cast<uint8_t>(v));
+  }
+  void Bytes(std::string_view s) { out_->insert(out_->end(), s.begin(), s.end()); }
+  void Zeros(size_t n) { out_->insert(out_->end(), n, 0); }
+  size_t size() const { return out_->size(); }
 
-size_t BeginPdu(PduType type, std::vector<uint8_t>* out) {
-  size_t at = out->size();
-  PutU8(static_cast<uint8_t>(type), out);
-  PutU8(0, out);
-  PutU32(0, out);
-  return at;
-}
-void EndPdu(size_t at, std::vector<uint8_t>* out) {
-  PatchU32(at + 2, static_cast<uint32_t>(out->size() - at - kPduHeaderSize), out);
-}
+  // A 2-byte length and the bytes (PS3.7 D.3.3.4-D.3.3.7 fields).
+  void LengthPrefixed(std::string_view s, const char* what) {
+    if (!Fits(s.size(), kMaxU16, what)) return;
+    U16(static_cast<uint16_t>(s.size()));
+    Bytes(s);
+  }
+  // A 2-byte length patched by EndU16Length over what follows it.
+  size_t BeginU16Length() {
+    size_t at = size();
+    U16(0);
+    return at;
+  }
+  void EndU16Length(size_t at, const char* what) {
+    const size_t n = size() - at - 2;
+    if (Fits(n, kMaxU16, what)) PatchU16(at, static_cast<uint16_t>(n));
+  }
+
+  // Item header (PS3.8 9.3.2): type, reserved (second byte, 0 unless given),
+  // 2-byte length patched by EndItem.
+  size_t BeginItem(uint8_t type, uint8_t second = 0) {
+    size_t at = size();
+    U8(type);
+    U8(second);
+    U16(0);
+    return at;
+  }
+  void EndItem(size_t at, const char* what) {
+    const size_t n = size() - at - 4;
+    if (Fits(n, kMaxU16, what)) PatchU16(at + 2, static_cast<uint16_t>(n));
+  }
+  void StringItem(uint8_t type, std::string_view s, const char* what) {
+    size_t at = BeginItem(type);
+    Bytes(s);
+    EndItem(at, what);
+  }
+
+  // PDU header (PS3.8 9.3.1): type, reserved, 4-byte length patched by EndPdu.
+  size_t BeginPdu(PduType type) {
+    size_t at = size();
+    U8(static_cast<uint8_t>(type));
+    U8(0);
+    U32(0);
+    return at;
+  }
+  void EndPdu(size_t at) {
+    const size_t n = size() - at - kPduHeaderSize;
+    if (Fits(n, kMaxU32, "PDU")) PatchU32(at + 2, static_cast<uint32_t>(n));
+  }
+
+  // OK, or the first field that did not fit (and `out` as it was before).
+  Status Finish() {
+    if (error_.empty()) return Status::OK();
+    out_->resize(start_);
+    return Status::InvalidArgument(std::string(name_) + ": " + error_);
+  }
+
+ private:
+  bool Fits(size_t n, size_t max, const char* what) {
+    if (n <= max) return true;
+    if (error_.empty()) {
+      error_ = std::string(what) + " is " + std::to_string(n) + " bytes long; its length field holds at most " +
+               std::to_string(max);
+    }
+    return false;
+  }
+  void PatchU16(size_t at, uint16_t v) {
+    (*out_)[at] = static_cast<uint8_t>(v >> 8);
+    (*out_)[at + 1] = static_cast<uint8_t>(v);
+  }
+  void PatchU32(size_t at, uint32_t v) {
+    (*out_)[at] = static_cast<uint8_t>(v >> 24);
+    (*out_)[at + 1] = static_cast<uint8_t>(v >> 16);
+    (*out_)[at + 2] = static_cast<uint8_t>(v >> 8);
+    (*out_)[at + 3] = static_cast<uint8_t>(v);
+  }
+
+  const char* name_;
+  std::vector<uint8_t>* out_;
+  size_t start_;
+  std::string error_;
+};
 
 // PS3.8 9.3.2: 16 bytes, space padded.
-void PutAeTitle(std::string_view ae, std::vector<uint8_t>* out) {
+void PutAeTitle(std::string_view ae, Writer* w) {
   if (ae.size() > kAeTitleSize) ae = ae.substr(0, kAeTitleSize);
-  PutBytes(ae, out);
-  out->insert(out->end(), kAeTitleSize - ae.size(), ' ');
+  w->Bytes(ae);
+  w->Bytes(std::string_view("                ", kAeTitleSize - ae.size()));
 }
 
-void PutUnknownItems(const UserInformation& ui, bool before_known, std::vector<uint8_t>* out) {
+void PutUnknownItems(const UserInformation& ui, bool before_known, Writer* w) {
   for (const UnknownItem& u : ui.unknown) {
-    if ((u.type < 0x51) == before_known) PutStringItem(u.type, u.data, out);
+    if ((u.type < 0x51) == before_known) w->StringItem(u.type, u.data, "unknown user information sub-item");
   }
 }
 
 // PS3.8 9.3.2.3 / PS3.7 D.3.3, sub-items in increasing type order.
-void PutUserInformation(const UserInformation& ui, std::vector<uint8_t>* out) {
-  size_t at = BeginItem(0x50, out);
-  PutUnknownItems(ui, /*before_known=*/true, out);
-  size_t sub = BeginItem(0x51, out);  // PS3.8 D.1
-  PutU32(ui.max_length, out);
-  EndItem(sub, out);
-  if (!ui.implementation_class_uid.empty()) PutStringItem(0x52, ui.implementation_class_uid, out);
+void PutUserInformation(const UserInformation& ui, Writer* w) {
+  size_t at = w->BeginItem(0x50);
+  PutUnknownItems(ui, /*before_known=*/true, w);
+  size_t sub = w->BeginItem(0x51);  // PS3.8 D.1
+  w->U32(ui.max_length);
+  w->EndItem(sub, "maximum length sub-item (0x51)");
+  if (!ui.implementation_class_uid.empty()) {
+    w->StringItem(0x52, ui.implementation_class_uid, "implementation class UID sub-item (0x52)");
+  }
   if (ui.async_ops) {
-    sub = BeginItem(0x53, out);
-    PutU16(ui.async_ops->max_invoked, out);
-    PutU16(ui.async_ops->max_performed, out);
-    EndItem(sub, out);
+    sub = w->BeginItem(0x53);
+    w->U16(ui.async_ops->max_invoked);
+    w->U16(ui.async_ops->max_performed);
+    w->EndItem(sub, "asynchronous operations window sub-item (0x53)");
   }
   for (const RoleSelection& role : ui.roles) {
-    sub = BeginItem(0x54, out);
-    PutLengthPrefixed(role.sop_class_uid, out);
-    PutU8(role.scu_role ? 1 : 0, out);
-    PutU8(role.scp_role ? 1 : 0, out);
-    EndItem(sub, out);
+    sub = w->BeginItem(0x54);
+    w->LengthPrefixed(role.sop_class_uid, "role selection SOP class UID (0x54)");
+    w->U8(role.scu_role ? 1 : 0);
+    w->U8(role.scp_role ? 1 : 0);
+    w->EndItem(sub, "role selection sub-item (0x54)");
   }
-  if (!ui.implementation_version_name.empty()) PutStringItem(0x55, ui.implementation_version_name, out);
+  if (!ui.implementation_version_name.empty()) {
+    w->StringItem(0x55, ui.implementation_version_name, "implementation version name sub-item (0x55)");
+  }
   for (const ExtendedNegotiation& ext : ui.extended) {
-    sub = BeginItem(0x56, out);
-    PutLengthPrefixed(ext.sop_class_uid, out);
-    PutBytes(ext.info, out);
-    EndItem(sub, out);
+    sub = w->BeginItem(0x56);
+    w->LengthPrefixed(ext.sop_class_uid, "extended negotiation SOP class UID (0x56)");
+    w->Bytes(ext.info);
+    w->EndItem(sub, "extended negotiation sub-item (0x56)");
   }
   for (const CommonExtendedNegotiation& ce : ui.common_extended) {
-    sub = BeginItem(0x57, out, /*second=sub-item version*/ 0);
-    PutLengthPrefixed(ce.sop_class_uid, out);
-    PutLengthPrefixed(ce.service_class_uid, out);
-    size_t list_at = out->size();
-    PutU16(0, out);
-    for (const std::string& uid : ce.related_general_sop_classes) PutLengthPrefixed(uid, out);
-    PatchU16(list_at, static_cast<uint16_t>(out->size() - list_at - 2), out);
-    EndItem(sub, out);
+    sub = w->BeginItem(0x57, /*second=sub-item version*/ 0);
+    w->LengthPrefixed(ce.sop_class_uid, "common extended negotiation SOP class UID (0x57)");
+    w->LengthPrefixed(ce.service_class_uid, "common extended negotiation service class UID (0x57)");
+    size_t list_at = w->BeginU16Length();
+    for (const std::string& uid : ce.related_general_sop_classes) {
+      w->LengthPrefixed(uid, "common extended negotiation related general SOP class UID (0x57)");
+    }
+    w->EndU16Length(list_at, "common extended negotiation related general SOP class list (0x57)");
+    w->EndItem(sub, "common extended negotiation sub-item (0x57)");
   }
   if (ui.user_identity_rq) {
     const UserIdentityRq& id = *ui.user_identity_rq;
-    sub = BeginItem(0x58, out);
-    PutU8(id.type, out);
-    PutU8(id.positive_response_requested ? 1 : 0, out);
-    PutLengthPrefixed(id.primary_field, out);
-    PutLengthPrefixed(id.secondary_field, out);
-    EndItem(sub, out);
+    sub = w->BeginItem(0x58);
+    w->U8(id.type);
+    w->U8(id.positive_response_requested ? 1 : 0);
+    w->LengthPrefixed(id.primary_field, "user identity primary field (0x58)");
+    w->LengthPrefixed(id.secondary_field, "user identity secondary field (0x58)");
+    w->EndItem(sub, "user identity sub-item (0x58)");
   }
   if (ui.user_identity_ac) {
-    sub = BeginItem(0x59, out);
-    PutLengthPrefixed(*ui.user_identity_ac, out);
-    EndItem(sub, out);
+    sub = w->BeginItem(0x59);
+    w->LengthPrefixed(*ui.user_identity_ac, "user identity server response (0x59)");
+    w->EndItem(sub, "user identity server response sub-item (0x59)");
   }
-  PutUnknownItems(ui, /*before_known=*/false, out);
-  EndItem(at, out);
+  PutUnknownItems(ui, /*before_known=*/false, w);
+  w->EndItem(at, "user information item (0x50)");
 }
 
 // PS3.8 Tables 9-11 / 9-17: the fixed fields of A-ASSOCIATE-RQ/AC.
 template <typename Assoc>
-size_t PutAssociateFixed(PduType type, const Assoc& a, std::vector<uint8_t>* out) {
-  size_t at = BeginPdu(type, out);
-  PutU16(a.protocol_version, out);
-  PutU16(0, out);
-  PutAeTitle(a.called_ae, out);   // AC: echoes the RQ (PS3.8 9.3.3)
-  PutAeTitle(a.calling_ae, out);  // AC: echoes the RQ
-  out->insert(out->end(), 32, 0);
-  PutStringItem(0x10, a.application_context, out);
+size_t PutAssociateFixed(PduType type, const Assoc& a, Writer* w) {
+  size_t at = w->BeginPdu(type);
+  w->U16(a.protocol_version);
+  w->U16(0);
+  PutAeTitle(a.called_ae, w);   // AC: echoes the RQ (PS3.8 9.3.3)
+  PutAeTitle(a.calling_ae, w);  // AC: echoes the RQ
+  w->Zeros(32);
+  w->StringItem(0x10, a.application_context, "application context item (0x10)");
   return at;
 }
 
@@ -623,66 +679,75 @@ DecodeResult DecodePdu(std::span<const uint8_t> buf, const DecodeLimits& limits)
   return result;
 }
 
-void EncodeAssociateRq(const AssociateRq& rq, std::vector<uint8_t>* out) {
-  size_t at = PutAssociateFixed(PduType::kAssociateRq, rq, out);
+Status EncodeAssociateRq(const AssociateRq& rq, std::vector<uint8_t>* out) {
+  Writer w("A-ASSOCIATE-RQ", out);
+  size_t at = PutAssociateFixed(PduType::kAssociateRq, rq, &w);
   for (const PresentationContextRq& pc : rq.contexts) {  // PS3.8 9.3.2.2
-    size_t item = BeginItem(0x20, out);
-    PutU8(pc.id, out);
-    PutU8(0, out);
-    PutU8(0, out);
-    PutU8(0, out);
-    PutStringItem(0x30, pc.abstract_syntax, out);
-    for (const std::string& ts : pc.transfer_syntaxes) PutStringItem(0x40, ts, out);
-    EndItem(item, out);
+    size_t item = w.BeginItem(0x20);
+    w.U8(pc.id);
+    w.Zeros(3);
+    w.StringItem(0x30, pc.abstract_syntax, "abstract syntax sub-item (0x30)");
+    for (const std::string& ts : pc.transfer_syntaxes) {
+      w.StringItem(0x40, ts, "transfer syntax sub-item (0x40)");
+    }
+    w.EndItem(item, "presentation context item (0x20)");
   }
-  PutUserInformation(rq.user_info, out);
-  EndPdu(at, out);
+  PutUserInformation(rq.user_info, &w);
+  w.EndPdu(at);
+  return w.Finish();
 }
 
-void EncodeAssociateAc(const AssociateAc& ac, std::vector<uint8_t>* out) {
-  size_t at = PutAssociateFixed(PduType::kAssociateAc, ac, out);
+Status EncodeAssociateAc(const AssociateAc& ac, std::vector<uint8_t>* out) {
+  Writer w("A-ASSOCIATE-AC", out);
+  size_t at = PutAssociateFixed(PduType::kAssociateAc, ac, &w);
   for (const PresentationContextAc& pc : ac.contexts) {  // PS3.8 9.3.3.2
-    size_t item = BeginItem(0x21, out);
-    PutU8(pc.id, out);
-    PutU8(0, out);
-    PutU8(static_cast<uint8_t>(pc.result), out);
-    PutU8(0, out);
+    size_t item = w.BeginItem(0x21);
+    w.U8(pc.id);
+    w.U8(0);
+    w.U8(static_cast<uint8_t>(pc.result));
+    w.U8(0);
     // One transfer syntax sub-item always; not significant unless accepted.
-    PutStringItem(0x40, pc.transfer_syntax, out);
-    EndItem(item, out);
+    w.StringItem(0x40, pc.transfer_syntax, "transfer syntax sub-item (0x40)");
+    w.EndItem(item, "presentation context item (0x21)");
   }
-  PutUserInformation(ac.user_info, out);
-  EndPdu(at, out);
+  PutUserInformation(ac.user_info, &w);
+  w.EndPdu(at);
+  return w.Finish();
 }
 
+// The fixed-size PDUs below have no variable field: they cannot fail.
 void EncodeAssociateRj(const AssociateRj& rj, std::vector<uint8_t>* out) {
-  size_t at = BeginPdu(PduType::kAssociateRj, out);  // PS3.8 Table 9-21
-  PutU8(0, out);
-  PutU8(static_cast<uint8_t>(rj.result), out);
-  PutU8(static_cast<uint8_t>(rj.source), out);
-  PutU8(rj.reason, out);
-  EndPdu(at, out);
+  Writer w("A-ASSOCIATE-RJ", out);
+  size_t at = w.BeginPdu(PduType::kAssociateRj);  // PS3.8 Table 9-21
+  w.U8(0);
+  w.U8(static_cast<uint8_t>(rj.result));
+  w.U8(static_cast<uint8_t>(rj.source));
+  w.U8(rj.reason);
+  w.EndPdu(at);
 }
 
 void EncodeReleaseRq(std::vector<uint8_t>* out) {
-  size_t at = BeginPdu(PduType::kReleaseRq, out);  // PS3.8 Table 9-24
-  PutU32(0, out);
-  EndPdu(at, out);
+  Writer w("A-RELEASE-RQ", out);
+  size_t at = w.BeginPdu(PduType::kReleaseRq);  // PS3.8 Table 9-24
+  w.U32(0);
+  w.EndPdu(at);
 }
 
 void EncodeReleaseRp(std::vector<uint8_t>* out) {
-  size_t at = BeginPdu(PduType::kReleaseRp, out);  // PS3.8 Table 9-25
-  PutU32(0, out);
-  EndPdu(at, out);
+  Writer w("A-RELEASE-RP", out);
+  size_t at = w.BeginPdu(PduType::kReleaseRp);  // PS3.8 Table 9-25
+  w.U32(0);
+  w.EndPdu(at);
 }
 
 void EncodeAbort(const Abort& abort, std::vector<uint8_t>* out) {
-  size_t at = BeginPdu(PduType::kAbort, out);  // PS3.8 Table 9-26
-  PutU8(0, out);
-  PutU8(0, out);
-  PutU8(static_cast<uint8_t>(abort.source), out);
-  PutU8(static_cast<uint8_t>(abort.reason), out);
-  EndPdu(at, out);
+  Writer w("A-ABORT", out);
+  size_t at = w.BeginPdu(PduType::kAbort);  // PS3.8 Table 9-26
+  w.U8(0);
+  w.U8(0);
+  w.U8(static_cast<uint8_t>(abort.source));
+  w.U8(static_cast<uint8_t>(abort.reason));
+  w.EndPdu(at);
 }
 
 namespace {
@@ -692,29 +757,48 @@ uint8_t ControlHeader(bool is_command, bool is_last) {
 }
 }  // namespace
 
-void EncodePData(const PData& pdata, std::vector<uint8_t>* out) {
+Status EncodePData(const PData& pdata, std::vector<uint8_t>* out) {
+  // Both length fields are checked before anything is copied.
   size_t total = 0;
-  for (const Pdv& pdv : pdata.pdvs) total += 6 + pdv.data.size();
+  for (const Pdv& pdv : pdata.pdvs) {
+    if (pdv.data.size() > kMaxU32 - 2) {  // PS3.8 9.3.5.1: the item length counts 2 header bytes
+      return Status::InvalidArgument("P-DATA-TF: PDV of " + std::to_string(pdv.data.size()) +
+                                     " bytes does not fit its 4-byte item length");
+    }
+    total += 6 + pdv.data.size();
+    if (total > kMaxU32) {
+      return Status::InvalidArgument("P-DATA-TF: PDV list of more than " + std::to_string(kMaxU32) +
+                                     " bytes does not fit the 4-byte PDU length");
+    }
+  }
   out->reserve(out->size() + kPduHeaderSize + total);
-  size_t at = BeginPdu(PduType::kPData, out);
+  Writer w("P-DATA-TF", out);
+  size_t at = w.BeginPdu(PduType::kPData);
   for (const Pdv& pdv : pdata.pdvs) {  // PS3.8 9.3.5.1
-    PutU32(static_cast<uint32_t>(pdv.data.size() + 2), out);
-    PutU8(pdv.context_id, out);
-    PutU8(ControlHeader(pdv.is_command, pdv.is_last), out);
+    w.U32(static_cast<uint32_t>(pdv.data.size() + 2));
+    w.U8(pdv.context_id);
+    w.U8(ControlHeader(pdv.is_command, pdv.is_last));
     out->insert(out->end(), pdv.data.begin(), pdv.data.end());
   }
-  EndPdu(at, out);
+  w.EndPdu(at);
+  return w.Finish();
 }
 
-void EncodePDataHeader(uint8_t context_id, bool is_command, bool is_last, uint32_t pdv_length,
-                       std::vector<uint8_t>* out) {
+Status EncodePDataHeader(uint8_t context_id, bool is_command, bool is_last, uint32_t pdv_length,
+                         std::vector<uint8_t>* out) {
   // PDU length = PDV item length field (4) + item length (2 + data).
-  PutU8(static_cast<uint8_t>(PduType::kPData), out);
-  PutU8(0, out);
-  PutU32(pdv_length + 6, out);
-  PutU32(pdv_length + 2, out);
-  PutU8(context_id, out);
-  PutU8(ControlHeader(is_command, is_last), out);
+  if (pdv_length > kMaxPdvDataInOnePdu) {
+    return Status::InvalidArgument("P-DATA-TF: PDV of " + std::to_string(pdv_length) +
+                                   " bytes does not fit the 4-byte PDU length");
+  }
+  Writer w("P-DATA-TF", out);
+  w.U8(static_cast<uint8_t>(PduType::kPData));
+  w.U8(0);
+  w.U32(pdv_length + 6);
+  w.U32(pdv_length + 2);
+  w.U8(context_id);
+  w.U8(ControlHeader(is_command, is_last));
+  return w.Finish();
 }
 
 const char* PduTypeName(PduType type) {

@@ -21,6 +21,8 @@
 #include <variant>
 #include <vector>
 
+#include "base/status.h"
+
 namespace relais::ul {
 
 // PS3.8 9.3.1: PDU types.
@@ -213,20 +215,32 @@ struct DecodeLimits {
 // allocates more than the bytes present, never throws.
 DecodeResult DecodePdu(std::span<const uint8_t> buf, const DecodeLimits& limits);
 
-// Encoders append one whole PDU to `out`.
-void EncodeAssociateRq(const AssociateRq& rq, std::vector<uint8_t>* out);
-void EncodeAssociateAc(const AssociateAc& ac, std::vector<uint8_t>* out);
+// Encoders append one whole PDU to `out`. Those with variable-length fields
+// return InvalidArgument, and leave `out` as it was, when a value does not
+// fit its length field (PS3.8 9.3: 2-byte item and sub-item lengths, the
+// 2-byte fields of PS3.7 D.3.3.4-D.3.3.7, 4-byte PDU and PDV lengths); a
+// length is never wrapped. Negotiation values the peer sent can be echoed
+// (role selection), so the A-ASSOCIATE-AC can fail on peer input.
+[[nodiscard]] Status EncodeAssociateRq(const AssociateRq& rq, std::vector<uint8_t>* out);
+[[nodiscard]] Status EncodeAssociateAc(const AssociateAc& ac, std::vector<uint8_t>* out);
+// Fixed size: cannot fail.
 void EncodeAssociateRj(const AssociateRj& rj, std::vector<uint8_t>* out);
 void EncodeReleaseRq(std::vector<uint8_t>* out);
 void EncodeReleaseRp(std::vector<uint8_t>* out);
 void EncodeAbort(const Abort& abort, std::vector<uint8_t>* out);
 // One P-DATA-TF PDU holding the given PDVs (each PDV's data is copied).
-void EncodePData(const PData& pdata, std::vector<uint8_t>* out);
+// Refused before anything is copied when a PDV or the whole list does not
+// fit its 4-byte length.
+[[nodiscard]] Status EncodePData(const PData& pdata, std::vector<uint8_t>* out);
+// Largest `pdv_length` EncodePDataHeader accepts: the PDU length field
+// (4 bytes) counts the PDV item length field and its 2 header bytes too.
+inline constexpr uint32_t kMaxPdvDataInOnePdu = 0xFFFFFFFFu - 6;
 // Encodes the 6-byte P-DATA-TF header plus a 6-byte PDV header for a single
 // PDV of `pdv_length` data bytes; the caller appends the data itself. Lets
-// the sender stream data without copying it.
-void EncodePDataHeader(uint8_t context_id, bool is_command, bool is_last, uint32_t pdv_length,
-                       std::vector<uint8_t>* out);
+// the sender stream data without copying it. Refuses a `pdv_length` above
+// kMaxPdvDataInOnePdu.
+[[nodiscard]] Status EncodePDataHeader(uint8_t context_id, bool is_command, bool is_last, uint32_t pdv_length,
+                                       std::vector<uint8_t>* out);
 
 // Human-readable name of a PDU type for logs ("A-ASSOCIATE-RQ").
 const char* PduTypeName(PduType type);

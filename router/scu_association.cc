@@ -261,7 +261,13 @@ void ScuAssociation::BeginAssociate() {
   rq.user_info.implementation_class_uid = kImplementationClassUid;
   rq.user_info.implementation_version_name = kImplementationVersionName;
   std::vector<uint8_t> bytes;
-  ul::EncodeAssociateRq(rq, &bytes);
+  if (Status s = ul::EncodeAssociateRq(rq, &bytes); !s.ok()) {
+    // Our own proposals (configured UIDs) do not fit: nothing is sent.
+    RLOG_ERROR("%s event=associate-rq-unencodable error=\"%s\"", Prefix().c_str(), s.message().c_str());
+    Fail(MakeOutcome(Outcome::Kind::kLocalError, "A-ASSOCIATE-RQ not sent: " + s.message()));
+    StartClose();
+    return;
+  }
   Fsm(Event::kEvt1, nullptr, std::move(bytes));  // AE-1: ConnectTransport
 }
 
@@ -634,7 +640,13 @@ void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<co
     bool is_last = last && off + n == data.size();
     std::vector<uint8_t> pdu;
     pdu.reserve(12 + n);
-    ul::EncodePDataHeader(context_id, is_command, is_last, static_cast<uint32_t>(n), &pdu);
+    if (Status s = ul::EncodePDataHeader(context_id, is_command, is_last, static_cast<uint32_t>(n), &pdu);
+        !s.ok()) {
+      // MaxPdvData() keeps n in range; refuse rather than wrap if it ever does not.
+      Fail(MakeOutcome(Outcome::Kind::kLocalError, s.message()));
+      AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, s.message());
+      return;
+    }
     pdu.insert(pdu.end(), data.begin() + off, data.begin() + off + n);
     Fsm(Event::kEvt9, nullptr, std::move(pdu));  // DT-1
     off += n;

@@ -198,4 +198,41 @@ uint64_t RegexMemory(const RE2& re) {
   return 1024 + re.pattern().size() + 8 * static_cast<uint64_t>(std::max(re.ProgramSize(), 0));
 }
 
+// '*' -> any sequence, '?' -> any one character (dot matching newlines
+// too), every other character literal (QuoteMeta); anchored at both ends.
+// In the Latin-1 program a character is a byte.
+std::optional<std::string> CompileWildcard(std::string_view pattern, Wildcard* out) {
+  const size_t stars = static_cast<size_t>(std::count(pattern.begin(), pattern.end(), '*'));
+  if (stars > kMaxWildcardStars) {
+    return "wildcard has " + std::to_string(stars) + " '*'; at most " + std::to_string(kMaxWildcardStars) +
+           " are allowed, so that matching stays linear";
+  }
+  std::string re = "(?s)";
+  std::string literal;
+  auto flush = [&] {
+    re += RE2::QuoteMeta(literal);
+    literal.clear();
+  };
+  for (char ch : pattern) {
+    if (ch == '*' || ch == '?') {
+      flush();
+      re += ch == '*' ? ".*" : ".";
+    } else {
+      literal += ch;
+    }
+  }
+  flush();
+  for (bool utf8 : {true, false}) {
+    RE2::Options options;
+    options.set_log_errors(false);
+    options.set_max_mem(kMaxWildcardMemory);
+    options.set_never_capture(true);
+    if (!utf8) options.set_encoding(RE2::Options::EncodingLatin1);
+    auto program = std::make_shared<RE2>(re, options);
+    if (!program->ok()) return "bad wildcard '" + std::string(pattern) + "': " + program->error();
+    (utf8 ? out->utf8 : out->latin1) = std::move(program);
+  }
+  return std::nullopt;
+}
+
 }  // namespace relais::rules::internal

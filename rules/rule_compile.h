@@ -1,5 +1,6 @@
 // Compile-time helpers of the rules engine (internal to rules/): DICOM
-// dictionary lookups, transfer syntax names, RE2 compilation. Each returns
+// dictionary lookups, transfer syntax names, RE2 compilation (regexes and
+// wildcards). Each returns
 // nullopt on success or the error message (without position).
 #ifndef RELAIS_RULES_RULE_COMPILE_H_
 #define RELAIS_RULES_RULE_COMPILE_H_
@@ -35,6 +36,10 @@ std::optional<std::string> CompileRegex(const std::string& pattern, std::shared_
 // per instruction of its program plus about 1 KiB of its own (measured with
 // RE2 of Debian 12: `\pL{50}`, 59,654 instructions, takes 484 KB).
 uint64_t RegexMemory(const RE2& re);
+// A DICOM wildcard ('*', '?'; everything else literal) to RE2 full-match
+// programs with max_mem = kMaxWildcardMemory. More than kMaxWildcardStars
+// '*' is an error: matching would no longer be linear.
+std::optional<std::string> CompileWildcard(std::string_view pattern, Wildcard* out);
 // "(0009,1010)".
 std::string FormatTag(uint32_t tag);
 

@@ -35,9 +35,27 @@ bool ParseCidr(std::string_view text, Cidr* out);
 bool ParseIp(const char* text, uint8_t out[16]);
 bool CidrContains(const Cidr& net, const uint8_t addr[16]);
 
-// DICOM wildcard match (PS3.4 C.2.2.2.4): '*' any sequence, '?' one
-// character. Linear-space, O(n*m) worst case, no allocation.
-bool WildcardMatch(std::string_view pattern, std::string_view value);
+// RE2::Options::max_mem of a compiled wildcard. Its DFA needs more than a
+// regex budget: "*a*a*...*b" has one state per '*', each listing the
+// loops before it (a 1,000-character pattern needs about 3 MiB; with less,
+// RE2 falls back to its O(value x pattern) NFA).
+constexpr int64_t kMaxWildcardMemory = 8 << 20;
+// Most '*' in one wildcard: 1,000 fit kMaxWildcardMemory (measured); at
+// 2,000 the DFA runs out and matching would be O(value x pattern) again.
+constexpr size_t kMaxWildcardStars = 1000;
+
+// A DICOM wildcard (PS3.4 C.2.2.2.4: '*' any sequence, '?' one character)
+// compiled once by CompileWildcard (rule_compile.h) into RE2 programs that
+// must match the whole value: linear in the value, no allocation once RE2's
+// DFA cache is warm. Values are UTF-8, where '?' is one character; a value
+// that is not valid UTF-8 is matched byte by byte instead (Latin-1), so that
+// '*' still matches anything.
+struct Wildcard {
+  std::shared_ptr<const RE2> utf8;
+  std::shared_ptr<const RE2> latin1;
+};
+// REQUIRES: `w` was filled by CompileWildcard.
+bool WildcardMatch(const Wildcard& w, std::string_view value);
 
 // Leading/trailing spaces (and NULs, the UI padding) are not significant
 // (PS3.5 6.2).
@@ -65,7 +83,8 @@ struct Condition {
   std::vector<std::string> values;      // kEquals: any of (trimmed)
   std::vector<double> numbers;          // kEquals: numeric forms (binary VRs)
   std::shared_ptr<const RE2> regex;     // kRegex (PartialMatch)
-  std::string pattern;                  // kWildcard
+  std::string pattern;                  // kWildcard: as written
+  Wildcard wildcard;                    // kWildcard: compiled
   bool present = true;                  // kPresent
   bool has_min = false, has_max = false;
   double min = 0, max = 0;              // kRange, inclusive

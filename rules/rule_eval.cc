@@ -45,24 +45,51 @@ std::string_view TrimDicom(std::string_view v) {
   return v.substr(b, e - b);
 }
 
-bool WildcardMatch(std::string_view p, std::string_view v) {
-  size_t pi = 0, vi = 0;
-  size_t star = std::string_view::npos, mark = 0;
-  while (vi < v.size()) {
-    if (pi < p.size() && (p[pi] == '?' || p[pi] == v[vi])) {
-      ++pi, ++vi;
-    } else if (pi < p.size() && p[pi] == '*') {
-      star = pi++;
-      mark = vi;
-    } else if (star != std::string_view::npos) {
-      pi = star + 1;
-      vi = ++mark;
+namespace {
+
+// Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
+// U+10FFFF): exactly what RE2's '.' matches in UTF-8 mode.
+bool IsValidUtf8(std::string_view v) {
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  const auto* end = p + v.size();
+  while (p < end) {
+    const unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
     } else {
       return false;
     }
+    if (static_cast<size_t>(end - p) <= n) return false;
+    if (p[1] < lo || p[1] > hi) return false;
+    for (size_t i = 2; i <= n; ++i) {
+      if (p[i] < 0x80 || p[i] > 0xBF) return false;
+    }
+    p += n + 1;
   }
-  while (pi < p.size() && p[pi] == '*') ++pi;
-  return pi == p.size();
+  return true;
+}
+
+}  // namespace
+
+// No submatches and both ends anchored: RE2 answers from its DFA alone,
+// which allocates only while its cache warms up.
+bool WildcardMatch(const Wildcard& w, std::string_view v) {
+  const RE2& program = IsValidUtf8(v) ? *w.utf8 : *w.latin1;
+  return program.Match(re2::StringPiece(v.data(), v.size()), 0, v.size(), RE2::ANCHOR_BOTH, nullptr, 0);
 }
 
 bool ParseIp(const char* text, uint8_t out[16]) {
@@ -253,7 +280,7 @@ bool MatchOneString(const Condition& c, std::string_view v) {
       // PartialMatch without its argument plumbing: an unanchored match, no submatches.
       return c.regex->Match(re2::StringPiece(v.data(), v.size()), 0, v.size(), RE2::UNANCHORED, nullptr, 0);
     case Condition::Op::kWildcard:
-      return WildcardMatch(c.pattern, v);
+      return WildcardMatch(c.wildcard, v);
     case Condition::Op::kRange: {
       double d;
       return ParseNumber(v, &d) && InRange(c, d);

@@ -405,6 +405,14 @@ bool Parser::CompileOperator(const std::string& subject, const toml::table& t, b
     ++groups;
     out->op = Condition::Op::kWildcard;
     out->pattern = s;
+    if (OverBudget()) {
+      ok = false;  // reported at the rule (WithinBudget)
+    } else if (auto err = CompileWildcard(s, &out->wildcard)) {
+      errors->Add(t.get("wildcard")->source(), *err);
+      ok = false;
+    } else {  // its two programs count against the rule set's budget too
+      regex_memory_ += RegexMemory(*out->wildcard.utf8) + RegexMemory(*out->wildcard.latin1);
+    }
     out->text = subject + " like " + Quote(s);
   }
   if (const toml::node* n = t.get("present")) {

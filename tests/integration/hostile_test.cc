@@ -524,6 +524,45 @@ TEST_F(HostileTest, AeTitleCannotForgeLogLines) {
   }
 }
 
+// The A-ASSOCIATE-AC echoes each role selection (PS3.7 D.3.3.4): a peer that
+// sends one with a UID of 65,500 bytes fills its own user information item
+// to the brim, and our answer (the same plus our implementation sub-items)
+// no longer fits a 2-byte item length. Before the fix the length wrapped
+// and the peer got a corrupt A-ASSOCIATE-AC; now the association is
+// rejected (permanent, service user, no reason given) and Relais goes on.
+TEST_F(HostileTest, AssociateAcThatWouldOverflowItsLengthFieldIsRejected) {
+  std::string b;
+  Put16Be(&b, 0x0001);
+  b += std::string(2, '\0');
+  b += Ae("RELAIS") + Ae("HOSTILE");
+  b += std::string(32, '\0');
+  b += Item(0x10, "1.2.840.10008.3.1.1.1");
+  std::string pc(1, '\x01');
+  pc += std::string(3, '\0');
+  pc += Item(0x30, kCtImageStorage) + Item(0x40, kImplicitLittleEndian);
+  b += Item(0x20, pc);
+  std::string ml;
+  Put32Be(&ml, 16384);
+  std::string role;  // PS3.7 D.3.3.4.1: UID length, UID, SCU role, SCP role
+  const std::string huge_uid = "1." + std::string(65498, '1');  // 65,500 bytes
+  Put16Be(&role, static_cast<uint16_t>(huge_uid.size()));
+  role += huge_uid + "\x01\x01";
+  std::string ui = Item(0x51, ml) + Item(0x52, "1.2") + Item(0x54, role);
+  ASSERT_LE(ui.size(), 65535u) << "the request itself must be well-formed";
+  b += Item(0x50, ui);
+  RawClient c;
+  ASSERT_TRUE(c.Connect(relais_->port()));
+  ASSERT_TRUE(c.Send(Pdu(kAssociateRq, b)));
+  std::vector<RxPdu> seen = ExpectClosedWith(&c, kAssociateRj, "A-ASSOCIATE-AC too long for its fields");
+  ASSERT_FALSE(seen.empty());
+  ASSERT_EQ(seen[0].body.size(), 4u);
+  EXPECT_EQ(static_cast<uint8_t>(seen[0].body[1]), 1);  // result: rejected-permanent
+  EXPECT_EQ(static_cast<uint8_t>(seen[0].body[2]), 1);  // source: service user
+  EXPECT_EQ(static_cast<uint8_t>(seen[0].body[3]), 1);  // reason: no reason given
+  EXPECT_NE(relais_->Log().find("associate-ac-unencodable"), std::string::npos) << relais_->Log();
+  ExpectStillServing("an A-ASSOCIATE-AC that would not fit");
+}
+
 // Sta6, Evt19 (unrecognized PDU type) -> AA-8: A-ABORT, source 2 (service
 // provider), reason 1 (unrecognized PDU) (PS3.8 Table 9-26).
 TEST_F(HostileTest, UnknownPduTypeIsAborted) {
@@ -586,6 +625,115 @@ TEST_F(HostileTest, GarbageDataSetGetsFailureStatusAndAssociationLives) {
   ExpectClosedWith(&c, kReleaseRp, "release after garbage data sets");
   EXPECT_TRUE(relais_->StoreList().empty()) << "a garbage data set was stored";
   ExpectStillServing("garbage data set");
+}
+
+// Finds a string element in a command set (Error Comment, 0000,0902);
+// nullopt if absent or malformed.
+std::optional<std::string> CommandString(const std::string& cmd, uint16_t element) {
+  size_t p = 0;
+  while (p + 8 <= cmd.size()) {
+    uint16_t g = Get16Le(cmd, p), e = Get16Le(cmd, p + 2);
+    uint32_t len = Get32Le(cmd, p + 4);
+    if (p + 8 + len > cmd.size()) return std::nullopt;
+    if (g == 0 && e == element) return cmd.substr(p + 8, len);
+    p += 8 + len;
+  }
+  return std::nullopt;
+}
+
+// One Explicit VR Little Endian element with a 16-bit length (PS3.5 7.1.2),
+// its value padded to even length (UI with NUL, the others with a space).
+void ExplicitElement(std::string* s, uint16_t group, uint16_t element, const char* vr, std::string value) {
+  if (value.size() % 2) value.push_back(std::string(vr) == "UI" ? '\0' : ' ');
+  Put16Le(s, group);
+  Put16Le(s, element);
+  *s += vr;
+  Put16Le(s, static_cast<uint16_t>(value.size()));
+  *s += value;
+}
+
+// A small CT header, Explicit VR Little Endian, with the given SOP Instance UID.
+std::string CtDataSet(const std::string& sop_instance) {
+  std::string d;
+  ExplicitElement(&d, 0x0008, 0x0016, "UI", kCtImageStorage);
+  ExplicitElement(&d, 0x0008, 0x0018, "UI", sop_instance);
+  ExplicitElement(&d, 0x0008, 0x0060, "CS", "CT");
+  ExplicitElement(&d, 0x0010, 0x0020, "LO", "HOSTILE-UID");
+  ExplicitElement(&d, 0x0020, 0x000D, "UI", "1.2.826.0.1.3680043.2.1143.5");
+  ExplicitElement(&d, 0x0020, 0x000E, "UI", "1.2.826.0.1.3680043.2.1143.5.1");
+  return d;
+}
+
+// A SOP Instance UID that is not digits and dots (a path, a 0xFF byte, a
+// control byte), in the command or in the data set, is refused with 0xC000
+// and an Error Comment, nothing is stored, the log carries the bytes
+// escaped, and the association and Relais go on. Zero-led components are
+// only logged. Before the fix every one of these was stored.
+TEST_F(HostileTest, SopInstanceUidWithForeignCharactersIsRefusedAndNotStored) {
+  RawClient c;
+  ASSERT_TRUE(c.Connect(relais_->port()));
+  // Explicit VR Little Endian only, so that CtDataSet's encoding is the one negotiated.
+  ASSERT_TRUE(c.Send(AssociateRq("RELAIS", {{1, kVerification, {kImplicitLittleEndian}},
+                                            {3, kCtImageStorage, {kExplicitLittleEndian}}})));
+  RxPdu ac;
+  ASSERT_EQ(c.ReadPdu(5000, &ac), RawClient::Rx::kPdu);
+  ASSERT_EQ(ac.type, kAssociateAc) << Hex(ac.body, 64);
+  ASSERT_EQ(AcceptedContexts(ac.body), (std::vector<uint8_t>{1, 3}));
+
+  const std::string good = "1.2.826.0.1.3680043.2.1143.77";
+  struct Case {
+    const char* what;
+    std::string command_uid;
+    std::string dataset_uid;
+    uint16_t want_status;
+  };
+  const std::vector<Case> cases = {
+      {"path in the data set", good + ".1", "1.2.3/../x", 0xC000},
+      {"path in both", "1.2.3/../x", "1.2.3/../x", 0xC000},
+      {"0xFF in the data set", good + ".2", "1.2.3.\xFF", 0xC000},
+      {"0xFF in the command", "1.2.3.\xFF", good + ".3", 0xC000},
+      {"control byte and letters in the command", std::string("1.2\x01\x1B[2J.abc"), good + ".4", 0xC000},
+      {"valid", good + ".5", good + ".5", 0x0000},
+      {"zero-led component (logged only)", "1.2.03.4", "1.2.03.4", 0x0000},
+  };
+  uint16_t msg = 1;
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.what);
+    const std::string dataset = CtDataSet(k.dataset_uid);
+    ASSERT_TRUE(c.Send(PData({{3, 0x03, StoreRq(msg, kCtImageStorage, k.command_uid)}})));
+    ASSERT_TRUE(c.Send(PData({{3, 0x02, dataset}})));
+    RxPdu rsp;
+    ASSERT_EQ(c.ReadPdu(10000, &rsp), RawClient::Rx::kPdu) << relais_->Log();
+    ASSERT_EQ(rsp.type, kPData) << Hex(rsp.body);
+    const std::string cmd = CommandOf(rsp);
+    EXPECT_EQ(CommandUs(cmd, 0x0100), 0x8001) << "not a C-STORE-RSP";
+    EXPECT_EQ(CommandUs(cmd, 0x0120), msg);
+    EXPECT_EQ(CommandUs(cmd, 0x0900), k.want_status) << relais_->Log();
+    if (k.want_status != 0) {
+      std::optional<std::string> comment = CommandString(cmd, 0x0902);
+      ASSERT_TRUE(comment.has_value()) << "no Error Comment";
+      EXPECT_NE(comment->find("digits and dots"), std::string::npos) << *comment;
+      for (char ch : *comment) EXPECT_TRUE(ch >= 0x20 && ch < 0x7F) << "raw byte in the Error Comment";
+    }
+    ++msg;
+  }
+  ASSERT_TRUE(c.Send(Pdu(kReleaseRq, std::string(4, '\0'))));
+  ExpectClosedWith(&c, kReleaseRp, "release after foreign UIDs");
+
+  std::map<std::string, std::string> stored = relais_->StoreList();
+  EXPECT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored.count(good + ".5"), 1u);
+  EXPECT_EQ(stored.count("1.2.03.4"), 1u);
+  for (const auto& [uid, _] : stored) {
+    EXPECT_EQ(uid.find_first_not_of("0123456789."), std::string::npos) << "stored: " << uid;
+  }
+  const std::string log = relais_->Log();
+  EXPECT_NE(log.find("uid-refused"), std::string::npos) << log;
+  EXPECT_NE(log.find("uid-deviation"), std::string::npos) << log;
+  EXPECT_NE(log.find("1.2.3.\\xFF"), std::string::npos) << "the 0xFF byte is logged escaped";
+  EXPECT_EQ(log.find('\xFF'), std::string::npos) << "a raw 0xFF byte reached the log";
+  EXPECT_EQ(log.find('\x1B'), std::string::npos) << "a raw escape byte reached the log";
+  ExpectStillServing("foreign SOP Instance UIDs");
 }
 
 // A command set that cannot be decoded: the association is aborted.

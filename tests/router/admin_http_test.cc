@@ -139,6 +139,69 @@ TEST_F(AdminHttpTest, OversizedBodyGets413AndGarbageIsRefused) {
   });
 }
 
+size_t CountResponses(const std::string& r) {
+  size_t n = 0;
+  for (size_t at = r.find("HTTP/1.1 "); at != std::string::npos; at = r.find("HTTP/1.1 ", at + 1)) ++n;
+  return n;
+}
+
+// RFC 9112 6.3: a request whose framing is ambiguous is refused with 400
+// and the connection is closed, so that nothing after it (here a smuggled
+// second request) is read. h2o 2.2.5 alone framed these (Transfer-Encoding
+// wins, else the first Content-Length), answered, and then answered the
+// smuggled request on the same connection.
+TEST_F(AdminHttpTest, AmbiguousFramingGets400AndTheConnectionIsClosed) {
+  const std::string smuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string cases[] = {
+      // Content-Length and Transfer-Encoding, both orders.
+      "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\n\r\n" + smuggled,
+      "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 44\r\n\r\n"
+      "0\r\n\r\n" + smuggled,
+      // Two Content-Length fields that differ.
+      "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello" + smuggled,
+      "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\ncontent-length: 0005\r\n"
+      "CONTENT-LENGTH: 50\r\n\r\nhello" + smuggled,
+      // A Content-Length list that differs (h2o refuses this one itself).
+      "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\nhello" + smuggled,
+      // A GET carries them too.
+      "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+          smuggled,
+  };
+  Run([&] {
+    for (const std::string& c : cases) {
+      SCOPED_TRACE(c);
+      bool closed = false;
+      std::string r = Exchange(c, 3000, &closed);
+      EXPECT_EQ(r.rfind("HTTP/1.1 400", 0), 0u) << r;
+      EXPECT_TRUE(closed) << "the connection stayed open";
+      EXPECT_EQ(CountResponses(r), 1u) << "the smuggled request was answered: " << r;
+    }
+    // The server goes on: a plain request on a new connection works.
+    std::string r = Exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << r;
+  });
+}
+
+TEST_F(AdminHttpTest, SoundFramingIsStillServedAndKeptAlive) {
+  Run([this] {
+    // One Content-Length (and the same value twice) with a body: routed.
+    std::string r = Exchange(
+        "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 3000);
+    EXPECT_EQ(r.rfind("HTTP/1.1 401", 0), 0u) << r;
+    r = Exchange("POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}");
+    EXPECT_EQ(r.rfind("HTTP/1.1 401", 0), 0u) << r;
+    // Chunked alone: routed.
+    r = Exchange("POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+    EXPECT_EQ(r.rfind("HTTP/1.1 401", 0), 0u) << r;
+    // Two requests on one connection: both answered, the connection kept.
+    bool closed = true;
+    r = Exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 1000, &closed);
+    EXPECT_EQ(CountResponses(r), 2u) << r;
+    EXPECT_FALSE(closed);
+  });
+}
+
 TEST_F(AdminHttpTest, ShutdownClosesEveryHandleWithConnectionsOpen) {
   int idle = -1, half = -1, kept = -1;
   Run([&] {

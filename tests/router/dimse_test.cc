@@ -563,5 +563,28 @@ TEST(DimseDcmtkTest, WeDecodeWhatDcmtkWrites) {
   EXPECT_EQ(EncodeCommand(*r), b);
 }
 
+TEST(DimseUidTest, ForeignCharactersAreTheOneRefusal) {
+  EXPECT_EQ(CheckUid("1.2.840.10008.5.1.4.1.1.2"), UidProblem::kNone);
+  EXPECT_EQ(CheckUid(std::string("1.2.3\0", 6)), UidProblem::kNone);  // UI padding
+  EXPECT_EQ(CheckUid("1.2.3 "), UidProblem::kNone);
+  EXPECT_EQ(CheckUid("0.1.0"), UidProblem::kNone);
+  for (const std::string& bad : {std::string("1.2.3/../x"), std::string("1.2.3.\xFF"), std::string("1.2\x01.3"),
+                                std::string("1.2.3a"), std::string("1.2.-3"), std::string("1.2\0.3", 6),
+                                std::string("1.2.3\x7F"), std::string(" 1.2")}) {
+    EXPECT_EQ(CheckUid(bad), UidProblem::kBadCharacter) << bad;
+  }
+  // Deviations, worst first; logged by the caller, not refused.
+  EXPECT_EQ(CheckUid(""), UidProblem::kEmpty);
+  EXPECT_EQ(CheckUid("\0"), UidProblem::kEmpty);
+  EXPECT_EQ(CheckUid(".1.2"), UidProblem::kEmptyComponent);
+  EXPECT_EQ(CheckUid("1..2"), UidProblem::kEmptyComponent);
+  EXPECT_EQ(CheckUid("1.2."), UidProblem::kEmptyComponent);
+  EXPECT_EQ(CheckUid("1.02.3"), UidProblem::kLeadingZero);
+  EXPECT_EQ(CheckUid("1.2." + std::string(62, '1')), UidProblem::kTooLong);
+  EXPECT_EQ(CheckUid("1." + std::string(62, '1')), UidProblem::kNone);  // 64 exactly
+  EXPECT_EQ(CheckUid("1.02." + std::string(70, '1')), UidProblem::kLeadingZero);
+  EXPECT_STREQ(UidProblemText(UidProblem::kBadCharacter), "has a character other than 0-9 and '.'");
+}
+
 }  // namespace
 }  // namespace relais::dimse
