@@ -86,7 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t i = 0; i < fields.size(); ++i) {
     const std::string& f = fields[i];
     // Hand-written JSON (CLI, audit): JsonEscape.
-    hand += (i ? ",\"" : "\"") + JsonEscape(f) + "\":\"" + JsonEscape(f) + "\"";
+    hand += (i ? ",\"" : "\"") + relais::JsonEscape(f) + "\":\"" + relais::JsonEscape(f) + "\"";
     // Logs: one line, UTF-8, no control characters.
     std::string e = relais::LogEscape(f), q = relais::LogEscape(f, true), t = relais::LogToken(f);
     Check(relais::IsUtf8(e) && NoControl(e) && relais::IsUtf8(q) && NoControl(q) && relais::IsUtf8(t) && NoControl(t));
