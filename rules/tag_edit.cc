@@ -8,12 +8,14 @@
 // percent-encoded: '%', '|', ';' and bytes below 0x20 or 0x7F become %XX,
 // so the line never holds a newline or a separator.
 #include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcelem.h>
 #include <dcmtk/dcmdata/dcitem.h>
 #include <dcmtk/dcmdata/dctag.h>
 
 #include <cstdio>
 
+#include "rules/dicom_text.h"
 #include "rules/rule_compile.h"
 #include "rules/routing.h"
 
@@ -157,8 +159,42 @@ Result<std::vector<TagEdit>> DecodeEdits(const std::string& text) {
   return edits;
 }
 
+namespace {
+
+// Edit values are UTF-8 (rule files are). Before one that is not plain
+// ASCII goes into a data set in another character set, the data set is
+// converted to UTF-8 (its Specific Character Set becomes ISO_IR 192), so that
+// the destination never gets two encodings in one object.
+Status PrepareForUtf8Values(const std::vector<TagEdit>& edits, DcmItem* dataset) {
+  bool non_ascii = false;
+  for (const TagEdit& e : edits) {
+    if ((e.op == TagEdit::Op::kSet || e.op == TagEdit::Op::kPrefix) && NeedsDecoding(e.value)) non_ascii = true;
+  }
+  if (!non_ascii) return Status::OK();
+  OFString charset;
+  if (dataset->findAndGetOFStringArray(DCM_SpecificCharacterSet, charset, OFFalse).bad()) charset.clear();
+  std::string_view cs(charset.c_str(), charset.length());
+  while (!cs.empty() && cs.back() == ' ') cs.remove_suffix(1);
+  while (!cs.empty() && cs.front() == ' ') cs.remove_prefix(1);
+  if (cs == "ISO_IR 192") return Status::OK();
+  OFCondition c = dataset->convertToUTF8();
+  if (c.bad()) {
+    return Status::InvalidArgument("cannot write the UTF-8 text of an edit into this object: its character set '" +
+                                   std::string(cs) + "' cannot be converted to UTF-8 (" + c.text() +
+                                   "); use ASCII in the rule's edit for these objects");
+  }
+  if (cs.empty()) {  // the default repertoire had no (0008,0005) to update
+    c = dataset->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192");
+    if (c.bad()) return Status::Internal(std::string("cannot set Specific Character Set: ") + c.text());
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Status ApplyEdits(const std::vector<TagEdit>& edits, DcmItem* dataset) {
   if (dataset == nullptr) return Status::InvalidArgument("ApplyEdits: no data set");
+  RELAIS_RETURN_IF_ERROR(PrepareForUtf8Values(edits, dataset));
   for (const TagEdit& e : edits) {
     switch (e.op) {
       case TagEdit::Op::kRemove: {

@@ -124,5 +124,35 @@ TEST(TagEditTest, EditsFromRuleFileApply) {
   EXPECT_EQ(v, "7");
 }
 
+// Edit values are UTF-8 (rule files are): written into a Latin-1 object, the
+// object is converted to UTF-8 first, so it never holds two encodings.
+TEST(TagEditTest, Utf8ValuesIntoALatin1ObjectConvertItToUtf8) {
+  DcmDataset ds;
+  ASSERT_TRUE(ds.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 100").good());
+  ASSERT_TRUE(ds.putAndInsertString(DCM_PatientName, "Ngono^\xC9lodie").good());
+  ASSERT_TRUE(ApplyEdits({Edit(TagEdit::Op::kSet, "InstitutionName", 0x00080080, "H\xC3\xB4pital Central")}, &ds).ok());
+  OFString v;
+  ASSERT_TRUE(ds.findAndGetOFStringArray(DCM_SpecificCharacterSet, v).good());
+  EXPECT_EQ(v, "ISO_IR 192");
+  ASSERT_TRUE(ds.findAndGetOFString(DCM_PatientName, v).good());
+  EXPECT_EQ(v, "Ngono^\xC3\x89lodie");  // converted with the rest
+  ASSERT_TRUE(ds.findAndGetOFString(DCM_InstitutionName, v).good());
+  EXPECT_EQ(v, "H\xC3\xB4pital Central");
+
+  // An object in the default repertoire gets ISO_IR 192 declared.
+  DcmDataset plain;
+  ASSERT_TRUE(plain.putAndInsertString(DCM_PatientName, "DOE^JOHN").good());
+  ASSERT_TRUE(ApplyEdits({Edit(TagEdit::Op::kPrefix, "PatientName", 0x00100010, "\xC3\x89-")}, &plain).ok());
+  ASSERT_TRUE(plain.findAndGetOFStringArray(DCM_SpecificCharacterSet, v).good());
+  EXPECT_EQ(v, "ISO_IR 192");
+
+  // ASCII edits leave the character set alone.
+  DcmDataset latin;
+  ASSERT_TRUE(latin.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 100").good());
+  ASSERT_TRUE(ApplyEdits({Edit(TagEdit::Op::kSet, "InstitutionName", 0x00080080, "X")}, &latin).ok());
+  ASSERT_TRUE(latin.findAndGetOFStringArray(DCM_SpecificCharacterSet, v).good());
+  EXPECT_EQ(v, "ISO_IR 100");
+}
+
 }  // namespace
 }  // namespace relais::rules
