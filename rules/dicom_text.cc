@@ -113,6 +113,22 @@ void DecodeDicomTextInto(std::string_view value, std::string_view charset, TextK
       out->assign(value);
       return;
     }
+  } else if (charset == "ISO_IR 100") {
+    // Latin-1, the daily case: bytes are code points (ISO 8859-1, as iconv
+    // maps it for DCMTK; the unit test checks all 256 against DCMTK), so
+    // it is decoded here, with no conversion object and no allocation once
+    // `out` has grown.
+    out->reserve(value.size() * 2);
+    for (char ch : value) {
+      unsigned char c = static_cast<unsigned char>(ch);
+      if (c < 0x80) {
+        out->push_back(ch);
+      } else {
+        out->push_back(static_cast<char>(0xC0 | (c >> 6)));
+        out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+      }
+    }
+    return;
   } else {
     // The Japanese sets first: DCMTK would log an error for each (unsupported).
     if (IsJapaneseIso2022(charset)) {

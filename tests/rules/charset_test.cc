@@ -7,6 +7,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/dcmdata/dcspchrs.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -28,6 +29,23 @@ TEST(DicomTextTest, Latin1NamesDecode) {
   // Latin-1's currency sign; the same byte is a Cyrillic letter in ISO_IR 144.
   EXPECT_EQ(DecodeDicomText("\xA4", "ISO_IR 100", TextKind::kValue), "\xC2\xA4");
   EXPECT_EQ(DecodeDicomText("\xA4", "ISO_IR 144", TextKind::kValue), "\xD0\x84");
+}
+
+// ISO_IR 100 has a direct path (the daily case): byte for byte what DCMTK's
+// own conversion gives.
+TEST(DicomTextTest, Latin1FastPathAgreesWithDcmtkOnEveryByte) {
+  DcmSpecificCharacterSet dcmtk;
+  ASSERT_TRUE(dcmtk.selectCharacterSet("ISO_IR 100", "ISO_IR 192").good());
+  for (int b = 0x80; b < 0x100; ++b) {
+    std::string in = "a" + std::string(1, static_cast<char>(b)) + "z";
+    OFString expected;
+    if (dcmtk.convertString(in.data(), in.size(), expected, "\\").bad()) {
+      ADD_FAILURE() << "DCMTK cannot convert byte " << b;
+      continue;
+    }
+    EXPECT_EQ(DecodeDicomText(in, "ISO_IR 100", TextKind::kValue), std::string(expected.c_str(), expected.length()))
+        << "byte " << b;
+  }
 }
 
 TEST(DicomTextTest, AsciiAndUtf8PassUnchanged) {
