@@ -188,6 +188,17 @@ TEST(TextSafetyTest, LatinOneErrorCommentsAndNamesLeaveRelaisAsUtf8) {
   RunResult table = RunCommand({RelaisBinary(), "queue", "ls", "--config", relais.config_path()}, 60);
   EXPECT_TRUE(IsUtf8Text(table.output)) << table.output;
 
+  // `rules test --explain` shows the decoded value, in text and in JSON.
+  RunResult explain = RunCommand({RelaisBinary(), "rules", "test", "--rules", dir / "rules.toml", "--explain", files[0]}, 60);
+  EXPECT_EQ(explain.exit_code, 0) << explain.output;
+  EXPECT_NE(explain.output.find("'Ngono^\xC3\x89lodie'"), std::string::npos) << explain.output;
+  EXPECT_NE(explain.output.find("rule elodie: MATCHED"), std::string::npos) << explain.output;
+  RunResult explain_json =
+      RunCommand({RelaisBinary(), "rules", "test", "--rules", dir / "rules.toml", "--explain", "--json", files[0]}, 60);
+  json ej = json::parse(explain_json.output, nullptr, false);
+  ASSERT_FALSE(ej.is_discarded()) << explain_json.output;
+  EXPECT_NE(ej.dump().find("Ngono^\xC3\x89lodie"), std::string::npos) << explain_json.output;
+
   // The audit trail: every record parses, and the chain verifies.
   std::vector<std::string> records = TextLines(ReadFile(audit));
   ASSERT_FALSE(records.empty());
