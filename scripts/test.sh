@@ -4,9 +4,10 @@
 #     peers, Orthanc, headless Chromium for the dashboard);
 #  2. the Debian package, installed and checked for real (root only);
 #  3. a clang build with AddressSanitizer + UBSan and the libFuzzer
-#     targets: the unit tests, the hostile-peer, delivery, admin API, TLS and
-#     access tests against the sanitized relais, then each fuzz target for a
-#     bounded time (RELAIS_FUZZ_SECONDS, default 45) from its seeds.
+#     targets: the unit tests, the hostile-peer, delivery, admin API, TLS,
+#     access, peer-text, rule-reload and audit tests against the sanitized
+#     relais, then each fuzz target for a bounded time (RELAIS_FUZZ_SECONDS,
+#     default 45) from its seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
@@ -25,6 +26,6 @@ CC=clang CXX=clang++ scripts/build.sh build-sanitize -DRELAIS_FUZZ=ON -DRELAIS_B
 echo "== tests under ASan + UBSan (unit tests; hostile peers, delivery, admin, TLS, access against the sanitized relais)"
 (cd build-sanitize && ctest --output-on-failure -j2 --timeout 900 -L unit)
 (cd build-sanitize && ctest --output-on-failure -j2 --timeout 900 \
-  -R "^(HostileTest|Delivery[A-Za-z]*Test|AdminTest|TlsEndToEndTest|AccessControlTest|GracefulStopTest|ServiceNotifyTest)\\.")
+  -R "^(HostileTest|Delivery[A-Za-z]*Test|AdminTest|TlsEndToEndTest|AccessControlTest|GracefulStopTest|ServiceNotifyTest|TextSafetyTest|RulesReloadTest|AuditTrailTest)\\.")
 echo "== fuzzing"
 RELAIS_FUZZ_BUILD=build-sanitize scripts/fuzz.sh "${RELAIS_FUZZ_SECONDS:-45}"
