@@ -12,7 +12,7 @@
 #include <span>
 
 #include "base/status.h"
-#include "router/dataset_header.h"
+#include "router/receive/dataset_header.h"
 
 namespace relais::fuzz {
 

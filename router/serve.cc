@@ -9,17 +9,17 @@
 #include <memory>
 
 #include "base/log.h"
-#include "router/admin_api.h"
-#include "router/admin_http.h"
-#include "router/alerts.h"
-#include "router/audit.h"
-#include "router/delivery.h"
-#include "router/metrics.h"
-#include "router/storage_watch.h"
+#include "router/operate/admin_api.h"
+#include "router/operate/admin_http.h"
+#include "router/operate/alerts.h"
+#include "router/record/audit.h"
+#include "router/deliver/delivery.h"
+#include "router/record/metrics.h"
+#include "router/operate/storage_watch.h"
 #include "router/router.h"
-#include "router/server.h"
-#include "router/service_notify.h"
-#include "router/tls.h"
+#include "router/receive/server.h"
+#include "router/operate/service_notify.h"
+#include "router/net/tls.h"
 #include "store/store.h"
 
 namespace relais::router {

@@ -1,6 +1,6 @@
-// AccessPolicy (router/access.h): allow-lists of calling AE titles bound to
+// AccessPolicy (router/receive/access.h): allow-lists of calling AE titles bound to
 // addresses, and user identity negotiation checks.
-#include "router/access.h"
+#include "router/receive/access.h"
 
 #include <gtest/gtest.h>
 

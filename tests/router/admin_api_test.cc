@@ -1,7 +1,7 @@
 // AdminApi without HTTP: the role matrix, every handler's JSON shape, and
 // malformed requests (not JSON, wrong types, unknown fields, huge numbers,
 // deep nesting, bad query parameters), on a real store in a temp dir.
-#include "router/admin_api.h"
+#include "router/operate/admin_api.h"
 
 #include <gtest/gtest.h>
 
@@ -13,8 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "router/audit.h"
-#include "router/metrics.h"
+#include "router/record/audit.h"
+#include "router/record/metrics.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {

@@ -1,7 +1,7 @@
 // AdminServer on a real libuv loop (h2o for libuv): requests over raw
 // sockets, h2o's own limits, and a shutdown that closes every handle
 // (uv_loop_close succeeds) even with connections left open.
-#include "router/admin_http.h"
+#include "router/operate/admin_http.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@
 #include <chrono>
 #include <thread>
 
-#include "router/admin_api.h"
+#include "router/operate/admin_api.h"
 
 namespace relais::router {
 namespace {

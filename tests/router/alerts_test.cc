@@ -1,8 +1,8 @@
-// Tests for router/alerts.h: real notices to a real HTTP receiver (a socket
+// Tests for router/operate/alerts.h: real notices to a real HTTP receiver (a socket
 // server on its own thread, answering with scripted statuses) and a real
 // command (a shell script that appends its stdin and environment to a file),
 // on a uv loop; conditions from a real Store and a StorageWatch.
-#include "router/alerts.h"
+#include "router/operate/alerts.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,7 +26,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "router/audit.h"
+#include "router/record/audit.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {

@@ -1,6 +1,6 @@
-// Tests for the IHE ATNA export (router/atna.h): the DICOM audit message
+// Tests for the IHE ATNA export (router/record/atna.h): the DICOM audit message
 // (PS3.15 A.5), RFC 5424 framing, and delivery over UDP and TCP.
-#include "router/atna.h"
+#include "router/record/atna.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,7 +19,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "router/audit.h"
+#include "router/record/audit.h"
 
 namespace relais::router {
 namespace {

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "router/access.h"
-#include "router/dataset_header.h"
+#include "router/receive/access.h"
+#include "router/receive/dataset_header.h"
 #include "store/store.h"
 #include "tests/store/store_test_util.h"
 

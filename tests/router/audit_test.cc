@@ -1,5 +1,5 @@
-// Tests for the hash-chained audit trail (router/audit.h).
-#include "router/audit.h"
+// Tests for the hash-chained audit trail (router/record/audit.h).
+#include "router/record/audit.h"
 
 #include <unistd.h>
 

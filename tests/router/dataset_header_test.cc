@@ -1,6 +1,6 @@
-// Tests for HeaderParser (router/dataset_header.h): corpus files fed as they
+// Tests for HeaderParser (router/receive/dataset_header.h): corpus files fed as they
 // would arrive in PDVs, and hostile data sets.
-#include "router/dataset_header.h"
+#include "router/receive/dataset_header.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>

@@ -1,4 +1,4 @@
-// DeliveryScheduler's operations surface (router/delivery.h): Stats(),
+// DeliveryScheduler's operations surface (router/deliver/delivery.h): Stats(),
 // Pause/Resume, RecentFailures and the throughput fed to Metrics, with the
 // scheduler on a libuv loop in this process, a real store in a temp dir,
 // and real peers: DCMTK's storescp (fork/exec) and a port nobody listens on.
@@ -7,7 +7,7 @@
 // (In router_test rather than integration_test: it links relais_router.)
 #include "tests/router/part10.h"
 #include "tests/router/loopback.h"
-#include "router/delivery.h"
+#include "router/deliver/delivery.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -29,7 +29,7 @@
 #include <thread>
 #include <vector>
 
-#include "router/metrics.h"
+#include "router/record/metrics.h"
 #include "rules/routing.h"
 #include "tests/store/store_test_util.h"
 

@@ -1,7 +1,7 @@
-// Tests for the DIMSE command set codec (router/dimse.h): golden bytes
+// Tests for the DIMSE command set codec (router/protocol/dimse.h): golden bytes
 // written from PS3.7, round trips, malformed input, and a cross-check with
 // DCMTK's own Implicit VR Little Endian reader and writer.
-#include "router/dimse.h"
+#include "router/protocol/dimse.h"
 
 #include <gtest/gtest.h>
 

@@ -1,10 +1,10 @@
-// Tests for the PS3.8 9.2 association state machine (router/fsm.h).
+// Tests for the PS3.8 9.2 association state machine (router/protocol/fsm.h).
 //
 // The table test compares Lookup() for all 13 x 19 (state, event) pairs with
 // kExpectedGrid, a text copy of PS3.8 Table 9-10 written independently of
 // fsm.cc's table. Scenario tests drive the machine with a recording Effects
 // fake and check every effect, in order, including the PDU bytes sent.
-#include "router/fsm.h"
+#include "router/protocol/fsm.h"
 
 #include <gtest/gtest.h>
 

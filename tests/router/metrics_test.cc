@@ -1,8 +1,8 @@
-// Metrics and RenderPrometheus (router/metrics.h): the page is parsed back
+// Metrics and RenderPrometheus (router/record/metrics.h): the page is parsed back
 // as a Prometheus scraper would (text exposition format 0.0.4) and its
 // figures checked against what was fed in.
 #include "tests/router/loopback.h"
-#include "router/metrics.h"
+#include "router/record/metrics.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -21,8 +21,8 @@
 #include <thread>
 #include <vector>
 
-#include "router/server.h"
-#include "router/storage_watch.h"
+#include "router/receive/server.h"
+#include "router/operate/storage_watch.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {

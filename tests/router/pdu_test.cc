@@ -1,7 +1,7 @@
-// Tests for the DICOM Upper Layer PDU codec (router/pdu.h): golden PDUs from
+// Tests for the DICOM Upper Layer PDU codec (router/protocol/pdu.h): golden PDUs from
 // PS3.8 9.3 (tests/router/pdu_test_data.h), round trips, truncation at every
 // offset, corrupted lengths, limits, and a deterministic mutation loop.
-#include "router/pdu.h"
+#include "router/protocol/pdu.h"
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>

@@ -1,5 +1,5 @@
-// RateLimiter (router/rate_limiter.h): a token bucket on a fake clock.
-#include "router/rate_limiter.h"
+// RateLimiter (router/net/rate_limiter.h): a token bucket on a fake clock.
+#include "router/net/rate_limiter.h"
 
 #include <gtest/gtest.h>
 

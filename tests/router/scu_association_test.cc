@@ -4,7 +4,7 @@
 // completion and checks that every handle was closed (uv_loop_close == 0).
 #include "tests/router/part10.h"
 #include "tests/router/loopback.h"
-#include "router/scu_association.h"
+#include "router/deliver/scu_association.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

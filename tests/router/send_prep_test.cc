@@ -1,8 +1,8 @@
-// Tests for send preparation (router/send_prep.h): transfer syntax policy,
+// Tests for send preparation (router/deliver/send_prep.h): transfer syntax policy,
 // presentation context planning and choice, and DCMTK transcoding of corpus
 // objects, including hostile and truncated data sets.
 #include "base/sanitizer.h"
-#include "router/send_prep.h"
+#include "router/deliver/send_prep.h"
 
 #include <sys/resource.h>
 #include <sys/wait.h>

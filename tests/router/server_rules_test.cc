@@ -1,4 +1,4 @@
-// Reloading the rules off the loop thread (router/server.h): requests made
+// Reloading the rules off the loop thread (router/receive/server.h): requests made
 // while a reload runs are coalesced into one more, a failure (including one
 // over the compile budget) keeps the old rules, and a shutdown drops a
 // reload still running. A Server that does not listen, on its own loop.
@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include "router/server.h"
+#include "router/receive/server.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {

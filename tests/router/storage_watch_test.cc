@@ -1,7 +1,7 @@
-// Tests for the store's water marks (router/storage_watch.h): a real Store in
+// Tests for the store's water marks (router/operate/storage_watch.h): a real Store in
 // a temp dir, a Server (not listening) whose intake gate is driven, an audit
 // trail, and a uv loop for the timer.
-#include "router/storage_watch.h"
+#include "router/operate/storage_watch.h"
 
 #include <uv.h>
 
@@ -15,8 +15,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "router/audit.h"
-#include "router/server.h"
+#include "router/record/audit.h"
+#include "router/receive/server.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {

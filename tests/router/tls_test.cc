@@ -1,8 +1,8 @@
-// TlsChannel (router/tls.h): two channels talking through memory, with
+// TlsChannel (router/net/tls.h): two channels talking through memory, with
 // certificates made by the openssl command for this test: the BCP 195
 // profile's versions and suites, mutual TLS, host/IP checks, refusals with
 // a reason, and hostile bytes.
-#include "router/tls.h"
+#include "router/net/tls.h"
 
 #include <stdlib.h>
 #include <unistd.h>
