@@ -1,9 +1,5 @@
 #include "router/protocol/presentation.h"
 
-#include <dcmtk/config/osconfig.h>
-#include <dcmtk/dcmdata/dcuid.h>
-#include <dcmtk/dcmdata/dcxfer.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -12,14 +8,6 @@ namespace {
 
 constexpr char kImplicitLittle[] = "1.2.840.10008.1.2";
 constexpr char kExplicitLittle[] = "1.2.840.10008.1.2.1";
-constexpr char kEncapsulatedPrefix[] = "1.2.840.10008.1.2.4.";
-
-bool IsKnownStorageClass(const std::string& uid) {
-  for (int i = 0; i < numberOfDcmAllStorageSOPClassUIDs; ++i) {
-    if (uid == dcmAllStorageSOPClassUIDs[i]) return true;
-  }
-  return false;
-}
 
 bool IsValidUid(const std::string& uid) {
   // PS3.5 9.1: digits and dots, at most 64 characters, no empty component.
@@ -36,39 +24,28 @@ bool IsValidUid(const std::string& uid) {
   return prev != '.';
 }
 
-}  // namespace
-
-bool IsSupportedTransferSyntax(const std::string& uid) {
-  if (!IsValidUid(uid)) return false;
-  DcmXfer xfer(uid.c_str());
-  switch (xfer.getXfer()) {
-    case EXS_Unknown:
-      // Encapsulated syntaxes newer than DCMTK 3.6.7 (HTJ2K, JPEG XL, ...)
-      // keep the Explicit VR Little Endian header: still routable.
-      return uid.rfind(kEncapsulatedPrefix, 0) == 0;
-    case EXS_BigEndianImplicit:  // DCMTK-internal, not a DICOM transfer syntax
-      return false;
-    default:
-      return true;
-  }
+bool IsSupportedTransferSyntax(const std::string& uid, const UidDictionary& dict) {
+  return IsValidUid(uid) && dict.is_supported_transfer_syntax(uid);
 }
 
-bool IsAcceptedAbstractSyntax(const std::string& uid, const AcceptPolicy& policy) {
+}  // namespace
+
+bool IsAcceptedAbstractSyntax(const std::string& uid, const AcceptPolicy& policy, const UidDictionary& dict) {
   if (!IsValidUid(uid)) return false;
   if (uid == kVerificationSopClass) return true;
-  if (IsKnownStorageClass(uid)) return true;
-  if (dcmFindNameOfUID(uid.c_str(), nullptr) != nullptr) return false;  // known, not storage
+  if (dict.is_storage_sop_class(uid)) return true;
+  if (dict.is_known_uid(uid)) return false;  // known, not storage
   return policy.accept_unknown_sop_classes;
 }
 
 std::vector<PresentationContextAc> NegotiateContexts(const std::vector<PresentationContextRq>& proposed,
-                                                     const AcceptPolicy& policy) {
+                                                     const AcceptPolicy& policy, const UidDictionary& dict) {
   std::vector<PresentationContextAc> out;
   out.reserve(proposed.size());
   for (const PresentationContextRq& rq : proposed) {
     PresentationContextAc ac;
     ac.id = rq.id;
-    if (!IsAcceptedAbstractSyntax(rq.abstract_syntax, policy)) {
+    if (!IsAcceptedAbstractSyntax(rq.abstract_syntax, policy, dict)) {
       ac.result = ContextResult::kAbstractSyntaxNotSupported;
       // PS3.8 9.3.3.2: the transfer syntax sub-item is still present; its
       // value is not significant when the context is not accepted.
@@ -78,7 +55,7 @@ std::vector<PresentationContextAc> NegotiateContexts(const std::vector<Presentat
     }
     const std::string* chosen = nullptr;
     for (const std::string& ts : rq.transfer_syntaxes) {
-      if (IsSupportedTransferSyntax(ts)) {
+      if (IsSupportedTransferSyntax(ts, dict)) {
         chosen = &ts;
         break;
       }

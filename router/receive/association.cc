@@ -20,6 +20,7 @@
 #include "router/record/metrics.h"
 #include "router/protocol/presentation.h"
 #include "router/receive/server.h"
+#include "router/receive/uid_dictionary.h"
 #include "router/net/tls.h"
 #include "router/net/tcp_tuning.h"
 
@@ -465,7 +466,7 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   ac.called_ae = rq.called_ae;
   ac.calling_ae = rq.calling_ae;
   ac.application_context = ul::kApplicationContextName;
-  ac.contexts = ul::NegotiateContexts(rq.contexts, cfg.accept);
+  ac.contexts = ul::NegotiateContexts(rq.contexts, cfg.accept, DcmtkUidDictionary());
   size_t accepted = 0;
   for (size_t i = 0; i < ac.contexts.size(); ++i) {
     const ul::PresentationContextAc& c = ac.contexts[i];
