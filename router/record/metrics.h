@@ -4,7 +4,7 @@
 //
 // Naming follows Prometheus conventions: prefix relais_, base units (bytes,
 // seconds), counters end in _total. The full list, with labels and meaning,
-// is in docs/metrics.md and is checked by tests/router/metrics_test.cc.
+// is in docs/metrics.md and is checked by tests/router/record/metrics_test.cc.
 //
 // Where each figure comes from:
 // - listener (associations, objects, bytes, C-STORE latency), admin

@@ -1,5 +1,5 @@
 // Tests for the DICOM Upper Layer PDU codec (router/protocol/pdu.h): golden PDUs from
-// PS3.8 9.3 (tests/router/pdu_test_data.h), round trips, truncation at every
+// PS3.8 9.3 (tests/router/protocol/pdu_test_data.h), round trips, truncation at every
 // offset, corrupted lengths, limits, and a deterministic mutation loop.
 #include "router/protocol/pdu.h"
 
@@ -11,7 +11,7 @@
 #include <random>
 #include <string_view>
 
-#include "tests/router/pdu_test_data.h"
+#include "tests/router/protocol/pdu_test_data.h"
 
 namespace relais::ul {
 namespace {
