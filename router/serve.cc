@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "router/operate/admin_api.h"
 #include "router/operate/admin_http.h"
@@ -186,9 +187,7 @@ Status Serve(const rules::AppConfig& config) {
       src.rules_path = config.rules_path;
       src.ae_title = config.listener.ae_title;
       src.listener = config.listener.host + ":" + std::to_string(config.listener.port);
-      src.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
+      src.started_unix_ms = NowUnixMs();
       admin_api = std::make_unique<AdminApi>(config.admin.tokens, std::move(src));
       admin = std::make_unique<AdminServer>(&loop, admin_api.get());
     }

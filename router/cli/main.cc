@@ -7,6 +7,7 @@
 #include <string>
 
 #include "base/log.h"
+#include "base/sha256.h"
 #include "base/text.h"
 #include "router/router.h"
 #include "router/operate/admin_api.h"
@@ -180,7 +181,7 @@ int CmdAdminToken(const std::string& name, const std::string& role) {
   std::printf("token: %s\n", token.c_str());
   std::printf("(shown once: give it to its user; Relais keeps only its SHA-256)\n\n");
   std::printf("[[admin.token]]\nname = \"%s\"\nrole = \"%s\"\nsha256 = \"%s\"\n", JsonEscape(name).c_str(),
-              role.c_str(), relais::router::Sha256Hex(token).c_str());
+              role.c_str(), relais::Sha256Hex(token).c_str());
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "base/clock.h"
 #include "base/text.h"
 
 namespace relais::router {
@@ -14,11 +15,6 @@ namespace {
 int Fail(const Status& s) {
   std::fprintf(stderr, "relais: %s\n", s.message().c_str());
   return 1;
-}
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 // "in 5m", "now", "12s ago".
@@ -79,7 +75,7 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
   std::vector<SelectedRow> rows;
   s = SelectRows(**st, sel, ids, /*want_live=*/true, &rows);
   if (!s.ok()) return Fail(s);
-  const int64_t now = NowMs();
+  const int64_t now = NowUnixMs();
   if (!json && !rows.empty()) {
     std::printf("%-16s %-6s %5s %-64s %-4s %8s %-22s %s\n", "DESTINATION", "STATE", "PRIO", "SOP_INSTANCE_UID", "MOD",
                 "ATTEMPTS", "NEXT", "LAST_ERROR");
@@ -130,7 +126,7 @@ namespace {
 int Apply(const store::Options& options, const QueueSelection& sel, QueueAction action, const char* verb) {
   auto st = OpenAs(options, /*admin=*/true);
   if (!st.ok()) return Fail(st.status());
-  Result<QueuePlan> planned = PlanQueueAction(**st, sel, action, "relais queue " + std::string(verb), NowMs());
+  Result<QueuePlan> planned = PlanQueueAction(**st, sel, action, "relais queue " + std::string(verb), NowUnixMs());
   if (!planned.ok()) return Fail(planned.status());
   QueuePlan& plan = *planned;
   for (const std::string& uid : plan.unknown_uids) {
@@ -255,7 +251,7 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
       if (sr.row.destination != r.destination) continue;
       state = sr.dead ? "DEAD since " + IsoTime(sr.row.dead_unix_ms) + ": " + sr.row.last_error
                       : "queued, " + std::to_string(sr.row.attempts) + " attempts, next " +
-                            Relative(sr.row.next_attempt_unix_ms, NowMs());
+                            Relative(sr.row.next_attempt_unix_ms, NowUnixMs());
     }
     std::printf("  %-16s priority %d, rule %s%s%s: %s\n", r.destination.c_str(), r.priority, r.rule.c_str(),
                 r.edits.empty() ? "" : ", edits ", r.edits.c_str(), shown(state).c_str());

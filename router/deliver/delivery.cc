@@ -6,6 +6,7 @@
 #include <climits>
 #include <deque>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "router/record/audit.h"
@@ -16,11 +17,6 @@
 
 namespace relais::router {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr char kVerification[] = "1.2.840.10008.1.1";
 
@@ -164,7 +160,7 @@ DeliveryScheduler::DeliveryScheduler(uv_loop_t* loop, store::Store* store, Deliv
       &sweep_timer_,
       [](uv_timer_t* t) noexcept {
         auto* self = static_cast<DeliveryScheduler*>(t->data);
-        self->store_->Sweep(NowMs(), [](Status s) {
+        self->store_->Sweep(NowUnixMs(), [](Status s) {
           if (!s.ok()) RLOG_WARN("event=sweep-failed reason=\"%s\"", s.ToString().c_str());
         });
       },
@@ -272,7 +268,7 @@ void DeliveryScheduler::OnTimer(uv_timer_t* t) noexcept {
 void DeliveryScheduler::Arm(Dest* d, int64_t at) {
   if (!d->timer_open || shutting_down_) return;
   if (d->timer_at != 0 && d->timer_at <= at) return;
-  int64_t delay = std::max<int64_t>(at - NowMs(), 0);
+  int64_t delay = std::max<int64_t>(at - NowUnixMs(), 0);
   d->timer_at = at;
   uv_timer_start(&d->timer, &DeliveryScheduler::OnTimer, static_cast<uint64_t>(delay), 0);
 }
@@ -289,7 +285,7 @@ int64_t DeliveryScheduler::Backoff(const Dest* d, uint32_t failures) {
 
 void DeliveryScheduler::Run(Dest* d) {
   if (shutting_down_) return;
-  int64_t now = NowMs();
+  int64_t now = NowUnixMs();
   if (d->removed || (d->cfg.tls && !d->tls)) {  // tls: never in clear text (see SetRules)
     for (auto& s : d->senders) {
       if (s->established && !s->busy && !s->closing) {
@@ -479,7 +475,7 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
   if (shutting_down_) return;
   if (o.kind == Outcome::Kind::kSuccess) {
     s->established = true;
-    s->idle_since = NowMs();
+    s->idle_since = NowUnixMs();
     if (s->probe) {
       s->busy = true;
       s->assoc->Echo([this, d, s](Outcome e) {
@@ -508,7 +504,7 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
 
 void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
   if (s->busy || s->closing || !s->established) return;
-  if (d->paused || d->down || NowMs() < d->next_try) return;  // the idle timer releases it
+  if (d->paused || d->down || NowUnixMs() < d->next_try) return;  // the idle timer releases it
   const auto& accepted = s->assoc->accepted_contexts();
   for (auto it = d->ready.begin(); it != d->ready.end(); ++it) {
     const Row& row = it->second;
@@ -542,7 +538,7 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
                 dead.meta.sop_instance_uid.c_str(), LogEscape(u.error, true).c_str());
       ++d->dead;
-      d->NoteFailure("unsupported", NowMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
+      d->NoteFailure("unsupported", NowUnixMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
       Finish(d, dead, std::move(u));
       return SendNext(d, s);
     }
@@ -591,7 +587,7 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
     u.attempt.error = why;
     RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
               row.meta.sop_instance_uid.c_str(), LogEscape(why, true).c_str());
-    d->NoteFailure("unreadable", NowMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
+    d->NoteFailure("unreadable", NowUnixMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
     Finish(d, row, std::move(u));
   };
   std::vector<rules::TagEdit> edits;
@@ -601,10 +597,10 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
                                           decoded.status().ToString());
     edits = std::move(*decoded);
   }
-  const int64_t started = NowMs();
+  const int64_t started = NowUnixMs();
   auto on_done = [this, d, s, row, started](Outcome o, uint64_t bytes) mutable {
     s->busy = false;
-    s->idle_since = NowMs();
+    s->idle_since = NowUnixMs();
     if (shutting_down_) return;
     (void)started;
     OnSent(d, s, row, o, bytes);
@@ -707,7 +703,7 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
 }
 
 void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes) {
-  const int64_t now = NowMs();
+  const int64_t now = NowUnixMs();
   store::QueueUpdate u;
   u.log_attempt = true;
   u.attempt.association = s->name;
@@ -786,7 +782,7 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
   if (u.log_attempt) {
     u.attempt.object_id = row.q.object_id;
     u.attempt.destination = row.q.destination;
-    u.attempt.unix_ms = NowMs();
+    u.attempt.unix_ms = NowUnixMs();
     if (audit_) {
       audit_->Record("delivery", {{"destination", row.q.destination}, {"association", u.attempt.association},
                                   {"patient_id", row.meta.patient_id}, {"study_instance_uid", row.meta.study_instance_uid},
@@ -809,7 +805,7 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
 }
 
 void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string& association, bool log_head) {
-  const int64_t now = NowMs();
+  const int64_t now = NowUnixMs();
   if (d->failures == 0) d->failing_since = now;
   ++d->failures;
   d->last_link_error = o.ToString();
@@ -925,7 +921,7 @@ void DeliveryScheduler::MaybeShutdownDone() {
 }
 
 std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() const {
-  const int64_t now = NowMs();
+  const int64_t now = NowUnixMs();
   std::vector<DestinationStats> out;
   for (const auto& [name, d] : dests_) {
     DestinationStats st;

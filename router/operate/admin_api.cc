@@ -1,9 +1,9 @@
 #include "router/operate/admin_api.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -11,8 +11,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "base/clock.h"
 #include "base/json_safe.h"
 #include "base/log.h"
+#include "base/sha256.h"
 #include "base/text.h"
 #include "router/operate/alerts.h"
 #include "router/record/audit.h"
@@ -33,11 +35,6 @@ std::string g_version = "unknown";
 std::string g_revision = "unknown";
 
 constexpr size_t kMaxJsonDepth = 16;
-
-int64_t SystemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // ISO time, or null when 0.
 json IsoOrNull(int64_t unix_ms) { return unix_ms == 0 ? json(nullptr) : json(IsoTime(unix_ms)); }
@@ -173,13 +170,6 @@ AdminRole ParseAdminRole(std::string_view role) {
   return AdminRole::kNone;
 }
 
-std::string Sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1 || len != 32) return std::string();
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
-}
-
 void SetAdminBuildInfo(std::string version, std::string revision) {
   g_version = std::move(version);
   g_revision = std::move(revision);
@@ -196,7 +186,7 @@ struct AdminApi::Ctx : std::enable_shared_from_this<AdminApi::Ctx> {
 };
 
 AdminApi::AdminApi(std::vector<rules::AdminToken> tokens, Sources sources)
-    : src_(std::move(sources)), now_(&SystemNowMs), alive_(std::make_shared<bool>(true)) {
+    : src_(std::move(sources)), now_(&NowUnixMs), alive_(std::make_shared<bool>(true)) {
   for (const rules::AdminToken& t : tokens) {
     Token tok;
     tok.name = t.name;
@@ -227,13 +217,12 @@ const AdminApi::Token* AdminApi::Authenticate(const std::string& authorization) 
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
   if (token.empty()) return nullptr;
-  unsigned char md[32];
-  unsigned int len = 0;
-  if (EVP_Digest(token.data(), token.size(), md, &len, EVP_sha256(), nullptr) != 1 || len != 32) return nullptr;
+  std::array<uint8_t, 32> md;
+  if (!Sha256(token, &md)) return nullptr;
   // Compare with every token (no early exit) in constant time.
   const Token* found = nullptr;
   for (const Token& t : tokens_) {
-    if (CRYPTO_memcmp(md, t.hash, 32) == 0) found = &t;
+    if (CRYPTO_memcmp(md.data(), t.hash, 32) == 0) found = &t;
   }
   return found;
 }

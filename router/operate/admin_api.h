@@ -62,8 +62,6 @@ enum class AdminRole { kNone = 0, kViewer = 1, kOperator = 2, kAdmin = 3 };
 
 // "viewer" / "operator" / "admin" -> role; anything else kNone.
 AdminRole ParseAdminRole(std::string_view role);
-// SHA-256 of `data` as 64 lowercase hex digits (OpenSSL EVP).
-std::string Sha256Hex(std::string_view data);
 // `relais --version` figures for GET /api/status (set once by main before
 // Serve; "unknown" until then).
 void SetAdminBuildInfo(std::string version, std::string revision);

@@ -30,6 +30,7 @@
 #include <set>
 #include <utility>
 
+#include "base/clock.h"
 #include "base/json_safe.h"
 #include "base/log.h"
 #include "router/record/audit.h"
@@ -43,11 +44,6 @@ namespace {
 
 constexpr uint64_t kWebhookTimeoutMs = 10000;
 constexpr uint64_t kCommandKillMs = 30000;
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // "2026-11-28T08:30:00.123Z" (RFC 3339, UTC).
 std::string IsoTime(int64_t unix_ms) {

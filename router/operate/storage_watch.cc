@@ -7,17 +7,13 @@
 #include <cstdio>
 #include <string>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "router/record/audit.h"
 #include "router/receive/server.h"
 
 namespace relais::router {
 namespace {
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // "8.0 MiB", "1.5 GiB", "512 B": binary units, one decimal.
 std::string HumanBytes(uint64_t bytes) {

@@ -2,7 +2,10 @@
 #include "router/receive/access.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+
+#include <array>
+
+#include "base/sha256.h"
 
 namespace relais::router {
 namespace {
@@ -24,14 +27,6 @@ std::optional<std::vector<uint8_t>> FromHex(const std::string& hex) {
     if (hi < 0 || lo < 0) return std::nullopt;
     out.push_back(static_cast<uint8_t>(hi << 4 | lo));
   }
-  return out;
-}
-
-std::vector<uint8_t> Sha256(const std::string& data) {
-  std::vector<uint8_t> out(32);
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), out.data(), &n, EVP_sha256(), nullptr);
-  out.resize(n);
   return out;
 }
 
@@ -117,8 +112,8 @@ AccessPolicy::Decision AccessPolicy::Check(const std::string& calling_ae, const 
       }
     } else {
       if (identity->type != 2) return refuse("user '" + Shown(u.username) + "' must send a passcode");
-      std::vector<uint8_t> h = Sha256(identity->secondary_field);
-      if (h.size() != 32 || CRYPTO_memcmp(h.data(), u.passcode_sha256.data(), 32) != 0) {
+      std::array<uint8_t, 32> h;
+      if (!Sha256(identity->secondary_field, &h) || CRYPTO_memcmp(h.data(), u.passcode_sha256.data(), 32) != 0) {
         return refuse("wrong passcode for user '" + Shown(u.username) + "'");
       }
     }

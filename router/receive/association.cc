@@ -13,6 +13,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "base/clock.h"
 #include "base/identity.h"
 #include "base/log.h"
 #include "base/text.h"
@@ -58,12 +59,6 @@ bool AcceptSopInstanceUid(const std::string& prefix, uint16_t msg, const char* w
 // Largest command set we reassemble; a real one is a few hundred bytes.
 constexpr size_t kMaxCommandBytes = 64 * 1024;
 constexpr size_t kReadChunk = 64 * 1024;
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string PeerName(uv_tcp_t* tcp) {
   sockaddr_storage ss;

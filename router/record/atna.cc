@@ -12,16 +12,12 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/text.h"
 
 namespace relais::router {
 namespace {
-
-int64_t MonoMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr int kFacilityAuth = 10;  // RFC 5424 Table 1: security/authorization messages
 constexpr int kSeverityWarning = 4;
@@ -451,7 +447,7 @@ uint64_t AtnaExporter::dropped() const {
 
 void AtnaExporter::NoteDrop(uint64_t n, const std::string& why) {
   dropped_ += n;
-  const int64_t now = MonoMs();
+  const int64_t now = NowMs();
   if (last_drop_log_ms_ == 0 || now - last_drop_log_ms_ >= 60000) {
     RLOG_WARN("event=atna-dropped target=%s:%s:%u dropped=%llu since_last=%llu reason=\"%s\"",
               options_.target.tcp ? "tcp" : "udp", options_.target.host.c_str(), options_.target.port,
@@ -484,7 +480,7 @@ bool AtnaExporter::Connect(int64_t deadline_ms) {
     int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
     if (rc != 0 && errno == EINPROGRESS) {
       pollfd p{fd, POLLOUT, 0};
-      int wait = static_cast<int>(std::max<int64_t>(0, deadline_ms - MonoMs()));
+      int wait = static_cast<int>(std::max<int64_t>(0, deadline_ms - NowMs()));
       int err = ETIMEDOUT;
       if (::poll(&p, 1, wait) == 1) {
         socklen_t len = sizeof(err);
@@ -524,7 +520,7 @@ bool AtnaExporter::SendOne(const std::string& bytes, int64_t deadline_ms) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       pollfd p{fd_, POLLOUT, 0};
-      int wait = static_cast<int>(std::max<int64_t>(0, deadline_ms - MonoMs()));
+      int wait = static_cast<int>(std::max<int64_t>(0, deadline_ms - NowMs()));
       if (wait > 0 && ::poll(&p, 1, wait) == 1) continue;
       errno = ETIMEDOUT;
     }
@@ -543,15 +539,15 @@ void AtnaExporter::Run() {
   int64_t drain_deadline = 0; // monotonic; set once stop_ is seen
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    if (stop_ && drain_deadline == 0) drain_deadline = MonoMs() + options_.drain_ms;
-    if (stop_ && (queue_.empty() || MonoMs() >= drain_deadline)) break;
+    if (stop_ && drain_deadline == 0) drain_deadline = NowMs() + options_.drain_ms;
+    if (stop_ && (queue_.empty() || NowMs() >= drain_deadline)) break;
     if (queue_.empty()) {
       cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
       continue;
     }
-    if (MonoMs() < retry_at_ms) {
+    if (NowMs() < retry_at_ms) {
       if (stop_) break;  // down at shutdown: do not wait for it
-      cv_.wait_for(lock, std::chrono::milliseconds(retry_at_ms - MonoMs()), [this] { return stop_; });
+      cv_.wait_for(lock, std::chrono::milliseconds(retry_at_ms - NowMs()), [this] { return stop_; });
       continue;
     }
     AtnaEvent e = queue_.front();  // stays queued until sent (TCP retries it)
@@ -570,7 +566,7 @@ void AtnaExporter::Run() {
         why = "message of " + std::to_string(msg.size()) + " bytes is too large for UDP";
       } else {
         const bool was_connected = fd_ >= 0;
-        int64_t deadline = MonoMs() + options_.io_timeout_ms;
+        int64_t deadline = NowMs() + options_.io_timeout_ms;
         if (stop_) deadline = std::min(deadline, drain_deadline);
         sent = SendOne(msg, deadline);
         if (!sent) why = std::strerror(errno);
@@ -587,15 +583,15 @@ void AtnaExporter::Run() {
     } else if (options_.target.tcp && why.find("too large") == std::string::npos) {
       // Keep the event; try again after a pause that doubles up to the cap.
       backoff_ms = backoff_ms == 0 ? 500 : std::min(backoff_ms * 2, options_.max_backoff_ms);
-      retry_at_ms = MonoMs() + backoff_ms;
+      retry_at_ms = NowMs() + backoff_ms;
       if (queue_.size() >= options_.max_queue) {
         queue_.pop_front();
         NoteDrop(1, "collector unreachable: " + why);
-      } else if (last_drop_log_ms_ == 0 || MonoMs() - last_drop_log_ms_ >= 60000) {
+      } else if (last_drop_log_ms_ == 0 || NowMs() - last_drop_log_ms_ >= 60000) {
         RLOG_WARN("event=atna-send-failed target=tcp:%s:%u queued=%zu retry_in_ms=%lld reason=\"%s\"",
                   options_.target.host.c_str(), options_.target.port, queue_.size(),
                   static_cast<long long>(backoff_ms), why.c_str());
-        last_drop_log_ms_ = MonoMs();
+        last_drop_log_ms_ = NowMs();
       }
     } else {
       queue_.pop_front();

@@ -5,8 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -14,7 +12,9 @@
 #include <ctime>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/sha256.h"
 #include "base/text.h"
 #include "router/record/atna.h"
 
@@ -33,11 +33,6 @@ constexpr size_t kCutFieldsBytes = 16 + 20 + 1;
 static_assert(kFrameBytes + kAuditMaxKeyBytes + kCutFieldsBytes + 6 + kAuditMaxKeyBytes + kAuditMaxFieldBytes <=
                   kAuditMaxRecordBytes,
               "a record must hold at least one field of each maximum");
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 bool IsHex64(std::string_view s) {
   if (s.size() != 64) return false;
@@ -337,18 +332,9 @@ std::string_view AuditAddressOf(std::string_view peer) {
 }
 
 std::string AuditLog::Sha256Hex(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1 || len != 32) {
-    return std::string(kZeroHash);  // cannot happen with OpenSSL's built-in SHA-256
-  }
-  static const char kHex[] = "0123456789abcdef";
-  std::string out(64, '0');
-  for (unsigned i = 0; i < 32; ++i) {
-    out[2 * i] = kHex[md[i] >> 4];
-    out[2 * i + 1] = kHex[md[i] & 15];
-  }
-  return out;
+  std::string hex = ::relais::Sha256Hex(bytes);
+  if (hex.empty()) return std::string(kZeroHash);  // cannot happen with OpenSSL's built-in SHA-256
+  return hex;
 }
 
 namespace {
@@ -390,7 +376,7 @@ AuditLog::AuditLog(int fd, std::string path, Options options)
   rotate_at_ = options_.rotate_size;
 }
 
-int64_t AuditLog::Now() const { return options_.clock ? options_.clock() : NowMs(); }
+int64_t AuditLog::Now() const { return options_.clock ? options_.clock() : NowUnixMs(); }
 
 Status AuditLog::LoadTailLocked(std::string* reason) {
   struct stat st;

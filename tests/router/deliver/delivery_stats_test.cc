@@ -7,6 +7,7 @@
 // (In router_test rather than integration_test: it links relais_router.)
 #include "tests/router/part10.h"
 #include "tests/router/loopback.h"
+#include "base/clock.h"
 #include "router/deliver/delivery.h"
 
 #include <arpa/inet.h>
@@ -38,11 +39,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using store::testing::TempDir;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 using relais::testing::FreePort;
 
@@ -172,7 +168,7 @@ class DeliveryStatsTest : public ::testing::Test {
     store::ObjectMeta meta = store::testing::MakeMeta(f.sop_instance);
     meta.sop_class_uid = f.sop_class;
     meta.transfer_syntax_uid = f.transfer_syntax;
-    meta.received_unix_ms = NowMs();
+    meta.received_unix_ms = NowUnixMs();
     meta.routing = "routed";
     for (const std::string& d : destinations) meta.routes.push_back(store::Route{d, 0, "all", ""});
     std::vector<uint8_t> bytes(f.data_set.begin(), f.data_set.end());
@@ -186,9 +182,9 @@ class DeliveryStatsTest : public ::testing::Test {
     uv_timer_t tick;
     uv_timer_init(&loop_, &tick);
     uv_timer_start(&tick, [](uv_timer_t*) noexcept {}, 20, 20);
-    int64_t end = NowMs() + timeout_ms;
+    int64_t end = NowUnixMs() + timeout_ms;
     bool ok = false;
-    while (NowMs() < end) {
+    while (NowUnixMs() < end) {
       if (done()) {
         ok = true;
         break;
@@ -245,10 +241,10 @@ TEST_F(DeliveryStatsTest, PauseHoldsObjectsAndResumeSendsThemAtOnce) {
   EXPECT_EQ(st.port, port);
   EXPECT_EQ(scp.Files(), 0u) << scp.Log();
 
-  const int64_t resumed = NowMs();
+  const int64_t resumed = NowUnixMs();
   ASSERT_TRUE(sched_->Resume("scp").ok());
   ASSERT_TRUE(RunUntil([&] { return StatsOf("scp").sent == 3; }, 20000)) << scp.Log();
-  EXPECT_LT(NowMs() - resumed, 10000) << "Resume sends at once";
+  EXPECT_LT(NowUnixMs() - resumed, 10000) << "Resume sends at once";
   ASSERT_TRUE(RunUntil([&] { return StatsOf("scp").state == "idle"; }, 5000)) << StatsOf("scp").state;
   st = StatsOf("scp");
   EXPECT_FALSE(st.paused);
@@ -262,7 +258,7 @@ TEST_F(DeliveryStatsTest, PauseHoldsObjectsAndResumeSendsThemAtOnce) {
   EXPECT_EQ(scp.Files(), 3u);
   // The throughput history saw the same objects (the last two minutes, in
   // case a minute ended meanwhile).
-  std::vector<Metrics::Minute> h = metrics_.LastHour(NowMs());
+  std::vector<Metrics::Minute> h = metrics_.LastHour(NowUnixMs());
   EXPECT_EQ(h[58].sent + h[59].sent, 3u);
   EXPECT_EQ(h[58].sent_bytes + h[59].sent_bytes, bytes);
 }
@@ -272,7 +268,7 @@ TEST_F(DeliveryStatsTest, LinkFailuresAreCountedClassifiedAndListedNewestFirst) 
   SetRules(Dest("nowhere", dead_port, "retry = { initial_backoff = \"1s\", max_backoff = \"1s\" }") +
            Dest("gone", dead_port, "retry = { initial_backoff = \"1s\", max_backoff = \"1s\", max_attempts = 1 }") +
            "[[rule]]\nname = \"all\"\nforward = [\"nowhere\", \"gone\"]\n");
-  const int64_t start = NowMs();
+  const int64_t start = NowUnixMs();
   Put("dcm4che__MR01.dcm", {"nowhere", "gone"});
   ASSERT_TRUE(RunUntil(
       [&] {

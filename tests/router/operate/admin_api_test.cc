@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "base/sha256.h"
 #include "router/record/audit.h"
 #include "router/record/metrics.h"
 #include "tests/store/store_test_util.h"

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <thread>
 
+#include "base/sha256.h"
 #include "router/operate/admin_api.h"
 
 namespace relais::router {

@@ -19,6 +19,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/clock.h"
 #include "router/record/audit.h"
 
 namespace relais::router {
@@ -27,11 +28,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
-
-int64_t MonoMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // A Patient ID that tries to break out of the attribute and the element.
 const char kHostilePid[] = "P<1>&\"x'</AuditMessage><!--";
@@ -414,7 +410,7 @@ std::string RecvDatagram(int fd, int timeout_ms = 5000) {
 
 // Reads one RFC 6587 octet-counted frame from a stream.
 bool ReadFrame(int fd, std::string* pending, std::string* msg, int timeout_ms = 5000) {
-  const int64_t deadline = MonoMs() + timeout_ms;
+  const int64_t deadline = NowMs() + timeout_ms;
   for (;;) {
     size_t sp = pending->find(' ');
     if (sp != std::string::npos) {
@@ -425,7 +421,7 @@ bool ReadFrame(int fd, std::string* pending, std::string* msg, int timeout_ms = 
         return true;
       }
     }
-    int64_t left = deadline - MonoMs();
+    int64_t left = deadline - NowMs();
     if (left <= 0 || !Readable(fd, static_cast<int>(left))) return false;
     char buf[8192];
     ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
@@ -464,8 +460,8 @@ TEST(AtnaExporterTest, UdpSendsOneMessagePerDatagram) {
       EXPECT_EQ(XmlProblem(x), "") << x;  // whole: one message, one datagram
     }
     EXPECT_FALSE(Readable(rx, 100));
-    const int64_t deadline = MonoMs() + 2000;
-    while (exporter.sent() < 3 && MonoMs() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const int64_t deadline = NowMs() + 2000;
+    while (exporter.sent() < 3 && NowMs() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     EXPECT_EQ(exporter.sent(), 3u);
     EXPECT_EQ(exporter.dropped(), 0u);
   }
@@ -516,26 +512,26 @@ TEST(AtnaExporterTest, DownCollectorNeverBlocksAndDropsAreCounted) {
     o.target = *ParseSyslogTarget(std::string(scheme) + "://127.0.0.1:" + std::to_string(port));
     o.source = Source();
     o.max_queue = 10;
-    int64_t t0 = MonoMs();
+    int64_t t0 = NowMs();
     {
       AtnaExporter exporter(o);
       for (int i = 0; i < 200; ++i) exporter.Submit(ObjectEvent("P" + std::to_string(i)));
-      EXPECT_LT(MonoMs() - t0, 500) << "Submit() waited";
+      EXPECT_LT(NowMs() - t0, 500) << "Submit() waited";
       const bool tcp = std::string(scheme) == "tcp";
-      const int64_t deadline = MonoMs() + 3000;
+      const int64_t deadline = NowMs() + 3000;
       // TCP: nothing connects, so nothing is sent; past the queue, events are dropped.
       // UDP cannot know: a datagram leaves, and only the next send hears the ICMP
       // refusal; every event is still sent or dropped, none waits.
       auto settled = [&] { return tcp ? exporter.dropped() >= 190 : exporter.sent() + exporter.dropped() == 200; };
-      while (!settled() && MonoMs() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      while (!settled() && NowMs() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
       EXPECT_TRUE(settled()) << "sent " << exporter.sent() << " dropped " << exporter.dropped();
       EXPECT_GE(exporter.dropped(), tcp ? 190u : 1u);
       if (tcp) {
         EXPECT_EQ(exporter.sent(), 0u);
       }
-      t0 = MonoMs();
+      t0 = NowMs();
     }
-    EXPECT_LT(MonoMs() - t0, 2500) << "shutdown waited for a collector that is down";
+    EXPECT_LT(NowMs() - t0, 2500) << "shutdown waited for a collector that is down";
   }
 }
 
@@ -544,11 +540,11 @@ TEST(AtnaExporterTest, UnresolvableHostDropsWithoutBlocking) {
   o.target = *ParseSyslogTarget("udp://no-such-host.invalid:514");
   o.source = Source();
   AtnaExporter exporter(o);
-  int64_t t0 = MonoMs();
+  int64_t t0 = NowMs();
   exporter.Submit(ObjectEvent());
-  EXPECT_LT(MonoMs() - t0, 100);
-  const int64_t deadline = MonoMs() + 5000;
-  while (exporter.dropped() < 1 && MonoMs() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_LT(NowMs() - t0, 100);
+  const int64_t deadline = NowMs() + 5000;
+  while (exporter.dropped() < 1 && NowMs() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(exporter.dropped(), 1u);
 }
 
@@ -603,9 +599,9 @@ TEST(AtnaAuditLogTest, DownCollectorDoesNotSlowOrFailTheAuditWrite) {
     o.syslog = "tcp://127.0.0.1:" + std::to_string(port);
     Result<std::unique_ptr<AuditLog>> log = AuditLog::Open((dir / "audit.jsonl").string(), o);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
-    const int64_t t0 = MonoMs();
+    const int64_t t0 = NowMs();
     for (int i = 0; i < 500; ++i) (*log)->Record("delivery", {{"destination", "a"}, {"result", "success"}});
-    EXPECT_LT(MonoMs() - t0, 2000);
+    EXPECT_LT(NowMs() - t0, 2000);
     EXPECT_EQ((*log)->records_written(), 501u);
     EXPECT_EQ((*log)->write_failures(), 0u);
     EXPECT_EQ((*log)->atna_sent(), 0u);
