@@ -1,3 +1,8 @@
+// Room router/cli/ (DESIGN.md, "The rooms of router/"): the `relais`
+// commands (main.cc; queue_cli.h, rules_cli.h, backup_cli.h). Top of the
+// house: may include any room, router/router.h, rules/ and the store;
+// nothing includes cli/.
+//
 // relais: the command line. Thin wiring; the work is in the libraries.
 #include <CLI/CLI.hpp>
 #include <openssl/rand.h>

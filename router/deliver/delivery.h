@@ -1,3 +1,10 @@
+// Room router/deliver/ (DESIGN.md, "The rooms of router/"): sending objects
+// on. The scheduler per destination (delivery.h), the SCU association
+// (scu_association.h) and send preparation (send_prep.h).
+// May include: base/, protocol/, net/, record/, rules/, the store, libuv,
+// DCMTK; from receive/, only the header parser (send_prep.cc). Not
+// operate/.
+//
 // DeliveryScheduler: sends every queue row of the store to its destination
 // with Relais's own SCU (ScuAssociation), on the server's libuv loop.
 //

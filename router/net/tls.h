@@ -1,3 +1,10 @@
+// Room router/net/ (DESIGN.md, "The rooms of router/"): what both sides of
+// an association share on the wire. DICOM TLS (tls.h), TCP options
+// (tcp_tuning.h), per-peer rate limits (rate_limiter.h); the shared
+// upper-layer connection is to come here.
+// May include: base/, protocol/, libuv and OpenSSL. Not receive/, deliver/,
+// record/, operate/ or the store.
+//
 // DICOM TLS (PS3.15 B.9, the BCP 195 TLS profiles) with OpenSSL through
 // memory BIOs, so that TLS runs on the libuv loop like everything else: the
 // association reads ciphertext from its socket, hands it to its TlsChannel,

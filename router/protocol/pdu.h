@@ -1,3 +1,11 @@
+// Room router/protocol/ (DESIGN.md, "The rooms of router/"): the DICOM
+// protocol as data. PDUs (pdu.h, pdu_input.h), the PS3.8 state machine
+// (fsm.h), presentation context negotiation (presentation.h) and DIMSE
+// command sets (dimse.h): bytes and events in, bytes and effects out.
+// May include: base/ and the standard library only. No I/O, no libuv, no
+// DCMTK, no store, no other room: it is its own library, relais_protocol,
+// and relais_protocol_link_check makes the linker enforce that.
+//
 // DICOM Upper Layer PDUs (PS3.8 section 9.3) as plain values, with a pure
 // decoder and encoder over byte buffers. No I/O here.
 //

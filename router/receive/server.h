@@ -1,3 +1,11 @@
+// Room router/receive/ (DESIGN.md, "The rooms of router/"): taking objects
+// in. The listener and loop (server.h), the SCP association
+// (association.h), access policy (access.h), data set header parsing
+// (dataset_header.h) and DCMTK's UID dictionary for negotiation
+// (uid_dictionary.h).
+// May include: base/, protocol/, net/, record/ (audit, counters), rules/,
+// the store, libuv, DCMTK. Not deliver/ or operate/.
+//
 // Server: the libuv loop that owns the DICOM listener, every accepted
 // association, the signal handlers, and the bridge from store threads back
 // to the loop. Internal to router/.

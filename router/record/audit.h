@@ -1,3 +1,11 @@
+// Room router/record/ (DESIGN.md, "The rooms of router/"): what happened.
+// The audit trail (audit.h), its IHE ATNA export (atna.h) and the counters
+// (metrics.h).
+// May include: base/, the store. Today metrics.h/.cc still include
+// deliver/, receive/ and operate/ to render the Prometheus page (the
+// delivery -> metrics -> delivery cycle of issue 12); that rendering is to
+// move to operate/, leaving the counters here.
+//
 // AuditLog: the tamper-evident audit trail (issue 5). Who sent which
 // patient's images where, and what became of them.
 //
