@@ -1,5 +1,5 @@
 // IP addresses and CIDR blocks ("10.1.2.0/24", "fd00::/8", "192.0.2.7"),
-// for access control (router/access.h) and its configuration check.
+// for access control (router/receive/access.h) and its configuration check.
 // Header-only; no allocation.
 #ifndef RELAIS_BASE_CIDR_H_
 #define RELAIS_BASE_CIDR_H_

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "router/dataset_header.h"
+#include "router/receive/dataset_header.h"
 
 namespace {
 

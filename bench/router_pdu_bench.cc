@@ -1,11 +1,11 @@
-// Benchmarks for the DICOM Upper Layer PDU codec (router/pdu.h). Inputs are
+// Benchmarks for the DICOM Upper Layer PDU codec (router/protocol/pdu.h). Inputs are
 // built once, outside the timed loops.
 #include <benchmark/benchmark.h>
 
 #include <string>
 #include <vector>
 
-#include "router/pdu.h"
+#include "router/protocol/pdu.h"
 
 namespace relais::ul {
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "router/send_prep.h"
+#include "router/deliver/send_prep.h"
 
 namespace {
 

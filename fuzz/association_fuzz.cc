@@ -1,5 +1,5 @@
 // libFuzzer target: a whole DICOM association as Relais serves it. The
-// input is written as a peer's byte stream to a real Server (router/server.h)
+// input is written as a peer's byte stream to a real Server (router/receive/server.h)
 // on 127.0.0.1, on its libuv loop, with a real Store in a temporary
 // directory: PDU framing, the Upper Layer state machine, association
 // negotiation, P-DATA reassembly, DIMSE commands, data set header parsing,
@@ -22,7 +22,7 @@
 #include <dcmtk/oflog/oflog.h>
 
 #include "base/log.h"
-#include "router/server.h"
+#include "router/receive/server.h"
 #include "store/store.h"
 
 namespace {

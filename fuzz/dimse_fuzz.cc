@@ -1,4 +1,4 @@
-// libFuzzer target: the DIMSE command set decoder (router/dimse.h, PS3.7
+// libFuzzer target: the DIMSE command set decoder (router/protocol/dimse.h, PS3.7
 // 9.3 / E.1, Implicit VR Little Endian). A command that decodes must
 // re-encode, and decode again to the same fields (round trip).
 #include <cstddef>
@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "router/dimse.h"
+#include "router/protocol/dimse.h"
 
 namespace dimse = relais::dimse;
 

@@ -1,6 +1,6 @@
-// libFuzzer target: the Upper Layer state machine (router/fsm.h, PS3.8
+// libFuzzer target: the Upper Layer state machine (router/protocol/fsm.h, PS3.8
 // 9.2 Table 9-10) driven by a sequence of events: received PDUs decoded
-// from the input (router/pdu.h) interleaved with local primitives, timer
+// from the input (router/protocol/pdu.h) interleaved with local primitives, timer
 // expiry and transport events chosen by the input. Checks that every
 // (state, event) pair is handled without a crash, that the machine stays in
 // a valid state, and that nothing is sent on a closed transport.
@@ -11,8 +11,8 @@
 #include <span>
 #include <vector>
 
-#include "router/fsm.h"
-#include "router/pdu.h"
+#include "router/protocol/fsm.h"
+#include "router/protocol/pdu.h"
 
 namespace ul = relais::ul;
 using ul::Event;

@@ -1,4 +1,4 @@
-// libFuzzer target: data set header extraction (router/dataset_header.h),
+// libFuzzer target: data set header extraction (router/receive/dataset_header.h),
 // which parses every received data set up to Pixel Data with DCMTK. The
 // input format is in fuzz/header_input.h.
 #include <cstddef>

@@ -1,5 +1,5 @@
 // How header_fuzz reads its input, shared with the replay test
-// (tests/router/fuzz_replay_test.cc) so that every checked-in input in
+// (tests/router/receive/fuzz_replay_test.cc) so that every checked-in input in
 // fuzz/corpus/header/ is also a plain unit test: the first byte picks the
 // transfer syntax of the presentation context, the second the size of the
 // PDV fragments the data set arrives in (1..4081 bytes), the rest is the
@@ -12,7 +12,7 @@
 #include <span>
 
 #include "base/status.h"
-#include "router/dataset_header.h"
+#include "router/receive/dataset_header.h"
 
 namespace relais::fuzz {
 

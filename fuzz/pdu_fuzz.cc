@@ -1,5 +1,5 @@
-// libFuzzer target: the PDU decoder (router/pdu.h) fed through the receive
-// buffer (router/pdu_input.h) the way an association reads its socket: the
+// libFuzzer target: the PDU decoder (router/protocol/pdu.h) fed through the receive
+// buffer (router/protocol/pdu_input.h) the way an association reads its socket: the
 // input arrives in reads of varying size and every complete PDU is decoded
 // in place. Checks the decoder's contract: it never consumes more than it
 // was given, never reports a PDU of zero bytes, and an invalid PDU ends the
@@ -10,8 +10,8 @@
 #include <cstring>
 #include <span>
 
-#include "router/pdu.h"
-#include "router/pdu_input.h"
+#include "router/protocol/pdu.h"
+#include "router/protocol/pdu_input.h"
 
 using relais::router::PduInputBuffer;
 namespace ul = relais::ul;

@@ -1,6 +1,6 @@
 // libFuzzer target: peer text on its way out. Random bytes go into every
 // text field of the JSON, log, audit and DICOM text paths (base/text.h,
-// base/json_safe.h, router/audit.h, rules/dicom_text.h): the JSON always
+// base/json_safe.h, router/record/audit.h, rules/dicom_text.h): the JSON always
 // parses, a log value is always one line of UTF-8 with no control
 // character, every audit record parses and the trail verifies, and decoded
 // DICOM text is always UTF-8, whatever character set the input names.
@@ -19,7 +19,7 @@
 
 #include "base/json_safe.h"
 #include "base/text.h"
-#include "router/audit.h"
+#include "router/record/audit.h"
 #include "rules/dicom_text.h"
 
 namespace {

@@ -8,18 +8,19 @@
 #include <chrono>
 #include <memory>
 
+#include "base/clock.h"
 #include "base/log.h"
-#include "router/admin_api.h"
-#include "router/admin_http.h"
-#include "router/alerts.h"
-#include "router/audit.h"
-#include "router/delivery.h"
-#include "router/metrics.h"
-#include "router/storage_watch.h"
+#include "router/operate/admin_api.h"
+#include "router/operate/admin_http.h"
+#include "router/operate/alerts.h"
+#include "router/record/audit.h"
+#include "router/deliver/delivery.h"
+#include "router/record/metrics.h"
+#include "router/operate/storage_watch.h"
 #include "router/router.h"
-#include "router/server.h"
-#include "router/service_notify.h"
-#include "router/tls.h"
+#include "router/receive/server.h"
+#include "router/operate/service_notify.h"
+#include "router/net/tls.h"
 #include "store/store.h"
 
 namespace relais::router {
@@ -186,9 +187,7 @@ Status Serve(const rules::AppConfig& config) {
       src.rules_path = config.rules_path;
       src.ae_title = config.listener.ae_title;
       src.listener = config.listener.host + ":" + std::to_string(config.listener.port);
-      src.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
+      src.started_unix_ms = NowUnixMs();
       admin_api = std::make_unique<AdminApi>(config.admin.tokens, std::move(src));
       admin = std::make_unique<AdminServer>(&loop, admin_api.get());
     }

@@ -23,7 +23,7 @@ class DcmItem;  // DCMTK; kept out of this header
 
 namespace relais::rules {
 
-// A place objects are delivered to ([[destination]]); router/delivery.h
+// A place objects are delivered to ([[destination]]); router/deliver/delivery.h
 // uses these settings. `tls` is parsed and validated, but this build cannot
 // speak DICOM TLS yet: a tls destination is never sent anything (its rows
 // wait) rather than sent in clear text.

@@ -21,6 +21,7 @@
 #include <toml++/toml.h>
 
 #include "rules/rule_compile.h"
+#include "base/clock.h"
 #include "rules/rule_compiled.h"
 #include "rules/routing.h"
 #include "rules/toml_util.h"
@@ -41,9 +42,7 @@ std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 uint64_t NowMs(const CompileBudget& budget) {
   if (budget.now_ms) return budget.now_ms();
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
+  return static_cast<uint64_t>(relais::NowMs());
 }
 
 std::string NumberText(double d) {

@@ -56,7 +56,7 @@ struct StoreConfig {
   uint64_t max_size = 64ull << 30;        // bytes; also accepts "64GiB", "500MB"
   int compression_level = 1;              // -7..19; 0 = no compression
   int compression_threads = 2;            // 1-64
-  // Water marks of the store's usage (router/storage_watch.h): used bytes
+  // Water marks of the store's usage (router/operate/storage_watch.h): used bytes
   // over capacity, capacity = min(max_size, data file size + free space on
   // its filesystem). Above high_water new C-STOREs are answered 0xA700 while
   // delivery keeps draining; below low_water intake resumes. Written as
@@ -76,7 +76,7 @@ struct DeliveryConfig {
   uint64_t retention_s = 0;          // keep delivered objects this long for re-sends ("7d"); 0 = remove at once
 };
 
-// [tls]: DICOM TLS (router/tls.h, PS3.15 B.9 BCP 195 profile) for a second
+// [tls]: DICOM TLS (router/net/tls.h, PS3.15 B.9 BCP 195 profile) for a second
 // listener on `port`, with the same AE title and settings as [listener].
 // Destinations use their own `tls = { ca_file, ... }` (rules/README.md).
 struct TlsListenerConfig {
@@ -89,7 +89,7 @@ struct TlsListenerConfig {
   std::string min_version = "1.2";          // "1.2" or "1.3"
 };
 
-// [admin]: the admin HTTP API and dashboard (router/admin_http.h).
+// [admin]: the admin HTTP API and dashboard (router/operate/admin_http.h).
 struct AdminToken {
   std::string name;    // who: shown in logs and the audit trail; unique
   std::string role;    // "viewer", "operator" or "admin"
@@ -102,7 +102,7 @@ struct AdminConfig {
   std::vector<AdminToken> tokens;  // [[admin.token]]
 };
 
-// [audit]: the audit trail (router/audit.h).
+// [audit]: the audit trail (router/record/audit.h).
 struct AuditConfig {
   std::string path;          // empty = no audit trail
   uint64_t rotate_size = 0;  // start a new file past this many bytes ("100MiB"); 0 = never
@@ -113,7 +113,7 @@ struct AuditConfig {
 };
 
 // [alerts]: what a site with no one on call at night is told
-// (router/alerts.h). Alerts are off when neither webhook nor command is set.
+// (router/operate/alerts.h). Alerts are off when neither webhook nor command is set.
 struct AlertsConfig {
   std::string webhook;                // "http://HOST[:PORT]/PATH": a JSON POST per alert
   std::string command;                // absolute path of a program run with the alert's JSON on stdin

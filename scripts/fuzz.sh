@@ -5,7 +5,7 @@
 # sanitizer report; prints the executions of each target.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 # A crash leaves its input in out/fuzz/<target>/crash-*: add it as a
-# regression test (tests/router/fuzz_regression_test.cc) and to the seeds.
+# regression test (tests/router/receive/fuzz_replay_test.cc) and to the seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}

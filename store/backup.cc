@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/text.h"
 #include "store/meta_codec.h"
 
@@ -26,11 +27,6 @@ namespace relais::store {
 namespace {
 
 namespace fs = std::filesystem;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Status Errno(const std::string& what, int err) {
   std::string msg = what + ": " + std::strerror(err);
@@ -440,7 +436,7 @@ Status BackupEnv(const LmdbEnv& env, const std::string& source_path, const std::
     ::unlink(partial.c_str());
     return s;
   };
-  const int64_t started = NowMs();
+  const int64_t started = NowUnixMs();
   int rc;
   {
     SizePoller poller(fd, progress);

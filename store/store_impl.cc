@@ -13,6 +13,7 @@
 #include <string>
 
 #include "store/backup.h"
+#include "base/clock.h"
 #include "store/chunk_codec.h"
 #include "store/compression_pool.h"
 #include "store/delivery.h"
@@ -25,12 +26,6 @@
 
 namespace relais::store {
 namespace {
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // An object whose chunks are in the compression pool. Shared by its
 // ObjectWriter and the pool jobs; the terminal operation (commit or drop) is

@@ -1,5 +1,6 @@
 #include "store/writer.h"
 
+#include "base/clock.h"
 #include "store/queue_codec.h"
 
 #include <chrono>
@@ -14,12 +15,6 @@ namespace {
 
 // PS3.5 9.1: a UID is at most 64 characters.
 constexpr size_t kMaxUidLength = 64;
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // ResourceExhausted stays (the store is full); anything else is an I/O error
 // as far as the producer is concerned.

@@ -1,4 +1,4 @@
-// Alerts end to end ([alerts], router/alerts.h): `relais serve` with a
+// Alerts end to end ([alerts], router/operate/alerts.h): `relais serve` with a
 // destination that is down posts a "destination-down" alert to a real HTTP
 // receiver (a python3 http.server started by the test) and runs a real
 // command (a shell script appending its stdin and environment to a file);

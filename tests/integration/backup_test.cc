@@ -134,7 +134,7 @@ bool BinaryHasBackup() {
 }
 
 TEST(BackupTest, BackupAndRestoreCommandsWhileServing) {
-  if (!BinaryHasBackup()) GTEST_SKIP() << "relais has no backup/restore subcommands yet (router/main.cc)";
+  if (!BinaryHasBackup()) GTEST_SKIP() << "relais has no backup/restore subcommands yet (router/cli/main.cc)";
   TempDir dir;
   std::string src = dir / "objects";
   ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);

@@ -5,7 +5,7 @@
 // rejected), everything waits for the destination that is down. Headless
 // Chromium then loads the page served at GET / with `/#token=...`; the
 // numbers in its DOM (data-test / data-value attributes, see
-// router/dashboard.html) must be those of the JSON API read at the same
+// router/operate/dashboard.html) must be those of the JSON API read at the same
 // moment. A screenshot is kept as an artefact:
 // BUILD/test-artifacts/dashboard.png.
 #include <gmock/gmock.h>
@@ -176,14 +176,14 @@ TEST(DashboardTest, PageShowsWhatTheApiSaysAndRendersAScreenshot) {
   ASSERT_TRUE(relais.Start()) << relais.Log();
   ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
 
-  // The page is the compiled-in router/dashboard.html, served without a token.
+  // The page is the compiled-in router/operate/dashboard.html, served without a token.
   int code = 0;
   std::string page = HttpGet(tmp, admin_port, "/", "", &code);
   ASSERT_EQ(code, 200) << "relais " << (relais.running() ? "is running" : "exited") << "\n" << relais.Log();
   ASSERT_TRUE(relais.running()) << "a closed admin connection must not stop relais\n" << relais.Log();
-  const std::string source = ReadFile(std::string(RELAIS_SOURCE_DIR) + "/router/dashboard.html");
-  EXPECT_TRUE(page == source) << "GET / (" << page.size() << " bytes) is not router/dashboard.html (" << source.size()
-                              << " bytes): is the binary older than the page?";
+  const std::string source = ReadFile(std::string(RELAIS_SOURCE_DIR) + "/router/operate/dashboard.html");
+  EXPECT_TRUE(page == source) << "GET / (" << page.size() << " bytes) is not router/operate/dashboard.html ("
+                              << source.size() << " bytes): is the binary older than the page?";
   // Self-contained: the only URL in it is the SVG namespace; nothing is loaded.
   for (size_t p = page.find("http"); p != std::string::npos; p = page.find("http", p + 1)) {
     if (page.compare(p, 4, "http") == 0 && (page.compare(p, 7, "http://") == 0 || page.compare(p, 8, "https://") == 0)) {

@@ -390,11 +390,6 @@ StorescuReport ParseStorescuVerbose(const std::string& output) {
   return r;
 }
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace relais::itest
 
 // ---- Additions for corpus / parallel / store_full / large_object tests ------

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
+
 namespace relais::itest {
 
 // A fresh temp directory, removed (recursively) on destruction.
@@ -162,8 +164,8 @@ struct StorescuReport {
 };
 StorescuReport ParseStorescuVerbose(const std::string& output);
 
-// Milliseconds since an arbitrary fixed point (steady clock).
-int64_t NowMs();
+// Milliseconds since an arbitrary fixed point (steady clock): base's.
+using ::relais::NowMs;
 
 }  // namespace relais::itest
 

@@ -4,7 +4,7 @@
 // and it must have closed the hostile connection itself, with an A-ABORT or
 // A-ASSOCIATE-RJ where PS3.8 Table 9-10 says so.
 //
-// PDUs are built by hand from PS3.8 section 9.3 (not with router/pdu.h), so
+// PDUs are built by hand from PS3.8 section 9.3 (not with router/protocol/pdu.h), so
 // that an encoder bug in Relais cannot hide a decoder bug.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

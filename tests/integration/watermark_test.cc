@@ -1,4 +1,4 @@
-// The store's water marks, end to end (router/storage_watch.h): a small store
+// The store's water marks, end to end (router/operate/storage_watch.h): a small store
 // whose only destination is down fills up to its high-water mark; Relais then
 // answers new C-STOREs 0xA700 (Refused: Out of Resources, PS3.4 Table B.2-1)
 // with a reason, logs and audits it, and keeps everything it acknowledged.

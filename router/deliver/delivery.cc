@@ -1,0 +1,997 @@
+#include "router/deliver/delivery.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <climits>
+#include <deque>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/text.h"
+#include "router/record/audit.h"
+#include "router/record/metrics.h"
+#include "router/deliver/scu_association.h"
+#include "router/deliver/send_prep.h"
+#include "router/net/tls.h"
+
+namespace relais::router {
+namespace {
+
+constexpr char kVerification[] = "1.2.840.10008.1.1";
+
+// A refusal of the object is retried once, then dead-lettered when it
+// recurs: archives sometimes refuse during maintenance with 0xCxxx.
+constexpr uint32_t kPermanentFailureAttempts = 2;
+
+// Failures kept per destination for RecentFailures.
+constexpr size_t kRecentFailures = 100;
+
+// Queue order: priority (highest first), then arrival (id).
+struct Key {
+  int32_t priority;
+  uint64_t id;
+};
+struct KeyLess {
+  bool operator()(const Key& a, const Key& b) const {
+    if (a.priority != b.priority) return a.priority > b.priority;
+    return a.id < b.id;
+  }
+};
+
+// "7d", "12h", "30m", "45s": how rule files write durations.
+std::string HumanDuration(uint64_t s) {
+  if (s != 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
+  if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+  if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
+  return std::to_string(s) + "s";
+}
+
+std::string Hex16(uint16_t v) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "0x%04X", v);
+  return buf;
+}
+
+}  // namespace
+
+struct DeliveryScheduler::Row {
+  store::QueueRow q;
+  store::ObjectMeta meta;
+  Key key() const { return Key{q.priority, q.object_id}; }
+};
+
+struct DeliveryScheduler::Sender {
+  uint64_t id = 0;
+  std::string name;  // "D12 ARCHIVE@10.0.0.5:104", for logs and the attempt log
+  std::unique_ptr<ScuAssociation> assoc;
+  uint64_t generation = 0;
+  bool probe = false;
+  bool established = false;
+  bool busy = false;     // an object (or the probe) is in flight
+  bool closing = false;  // Release/Abort called, or failed
+  int64_t idle_since = 0;
+  std::vector<ObjectKind> proposed;  // kinds its contexts were planned for
+};
+
+struct DeliveryScheduler::Dest {
+  DeliveryScheduler* self = nullptr;
+  rules::Destination cfg;
+  uint64_t generation = 1;  // bumped when the configuration changes
+  std::shared_ptr<RateLimiter> limiter;  // bandwidth_limit; null: unlimited
+  bool removed = false;
+  uv_timer_t timer;
+  bool timer_open = false;
+  int64_t timer_at = 0;  // 0: not armed
+  std::map<Key, Row, KeyLess> ready;
+  std::set<Key, KeyLess> in_flight;
+  std::vector<std::unique_ptr<Sender>> senders;
+  // Link state.
+  uint32_t failures = 0;
+  bool down = false;
+  int64_t next_try = 0;  // no association is opened before this
+  std::string last_link_error;
+  // Rescan state.
+  bool scan_wanted = true;  // new or requeued rows: scan now
+  bool more_rows = false;   // the last scan stopped at its batch size
+  int64_t last_scan = 0;
+  int64_t next_due = 0;  // earliest next_attempt of a row not yet due (0: none)
+  // DICOM TLS client context (cfg.tls); null when not asked for, or when
+  // it could not be built (tls_error says why; nothing is sent then).
+  std::shared_ptr<TlsContext> tls;
+  std::string tls_error;
+  // Statistics.
+  uint64_t sent = 0, failed = 0, dead = 0, bytes_sent = 0;
+  // Operations (Stats, Pause/Resume, RecentFailures).
+  bool paused = false;
+  std::string last_error;
+  int64_t last_error_ms = 0;
+  int64_t failing_since = 0;  // first link failure of the current streak; 0: none
+  uint64_t retries = 0;
+  std::map<std::string, uint64_t> failures_by_class;
+  std::deque<FailureEvent> recent;  // newest first, at most kRecentFailures
+  // Bytes delivered in each second of the last minute (ring by second % 60).
+  int64_t rate_second[60] = {};
+  uint64_t rate_bytes[60] = {};
+
+  // Counts one failed attempt of class `cls` (the classes of
+  // DestinationStats::failures_by_class; `failed` is their sum) and keeps
+  // it for RecentFailures.
+  void NoteFailure(const char* cls, int64_t now, const std::string& sop, const std::string& association,
+                   const char* result, uint16_t status, const std::string& error) {
+    ++failed;
+    ++failures_by_class[cls];
+    last_error = error;
+    last_error_ms = now;
+    recent.push_front(FailureEvent{now, cfg.name, sop, association, result, status, error});
+    if (recent.size() > kRecentFailures) recent.pop_back();
+  }
+  void NoteSent(uint64_t bytes, int64_t now) {
+    int64_t second = now / 1000;
+    size_t slot = static_cast<size_t>(second % 60);
+    if (rate_second[slot] != second) {
+      rate_second[slot] = second;
+      rate_bytes[slot] = 0;
+    }
+    rate_bytes[slot] += bytes;
+  }
+  double BytesPerSecond(int64_t now) const {
+    int64_t second = now / 1000;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < 60; ++i) {
+      if (rate_second[i] > second - 60 && rate_second[i] <= second) sum += rate_bytes[i];
+    }
+    return static_cast<double>(sum) / 60.0;
+  }
+};
+
+DeliveryScheduler::DeliveryScheduler(uv_loop_t* loop, store::Store* store, DeliverySettings settings,
+                                     std::function<void(std::function<void()>)> post)
+    : loop_(loop),
+      store_(store),
+      settings_(std::move(settings)),
+      post_(std::move(post)),
+      rng_(std::random_device{}()) {
+  RegisterCodecs();
+  uv_timer_init(loop_, &sweep_timer_);
+  sweep_timer_.data = this;
+  sweep_open_ = true;
+  uv_timer_start(
+      &sweep_timer_,
+      [](uv_timer_t* t) noexcept {
+        auto* self = static_cast<DeliveryScheduler*>(t->data);
+        self->store_->Sweep(NowUnixMs(), [](Status s) {
+          if (!s.ok()) RLOG_WARN("event=sweep-failed reason=\"%s\"", s.ToString().c_str());
+        });
+      },
+      settings_.sweep_ms, settings_.sweep_ms);
+}
+
+DeliveryScheduler::~DeliveryScheduler() = default;
+
+DeliveryScheduler::Dest* DeliveryScheduler::FindDest(const std::string& name) {
+  auto it = dests_.find(name);
+  return it == dests_.end() ? nullptr : it->second.get();
+}
+
+void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
+  if (shutting_down_) return;
+  rules_ = std::move(rules);
+  std::set<std::string> present;
+  if (rules_) {
+    for (const rules::Destination& cfg : rules_->destinations()) {
+      present.insert(cfg.name);
+      Dest* d = FindDest(cfg.name);
+      if (d == nullptr) {
+        auto fresh = std::make_unique<Dest>();
+        d = fresh.get();
+        d->self = this;
+        d->cfg = cfg;
+        uv_timer_init(loop_, &d->timer);
+        d->timer.data = d;
+        d->timer_open = true;
+        dests_.emplace(cfg.name, std::move(fresh));
+        RLOG_INFO("dest=%s event=destination-added ae=%s address=%s:%u max_associations=%u", cfg.name.c_str(),
+                  cfg.ae_title.c_str(), cfg.host.c_str(), cfg.port, cfg.max_associations);
+      } else {
+        bool changed = d->cfg.ae_title != cfg.ae_title || d->cfg.host != cfg.host || d->cfg.port != cfg.port ||
+                       d->cfg.transfer_syntaxes != cfg.transfer_syntaxes;
+        d->cfg = cfg;
+        d->removed = false;
+        if (changed) {
+          ++d->generation;
+          // A new address may answer: forget the link failures of the old one.
+          d->failures = 0;
+          d->down = false;
+          d->next_try = 0;
+          d->failing_since = 0;
+          RLOG_INFO("dest=%s event=destination-changed ae=%s address=%s:%u", cfg.name.c_str(), cfg.ae_title.c_str(),
+                    cfg.host.c_str(), cfg.port);
+        }
+      }
+      d->scan_wanted = true;
+      d->tls.reset();
+      d->tls_error.clear();
+      if (cfg.tls) {
+        TlsSettings ts;
+        ts.ca = cfg.tls_ca_file;
+        ts.certificate = cfg.tls_cert_file;
+        ts.private_key = cfg.tls_key_file;
+        Result<std::shared_ptr<TlsContext>> ctx = TlsContext::MakeClient(ts);
+        if (ctx.ok()) {
+          d->tls = std::move(*ctx);
+        } else {
+          // Never fall back to clear text: the rows wait with the reason.
+          d->tls_error = ctx.status().message();
+          d->last_link_error = "TLS configuration: " + d->tls_error;
+          RLOG_ERROR("dest=%s event=tls-config-failed where=%s reason=\"%s\": nothing is sent to it until the "
+                     "destination's tls settings are fixed (the rule file reloads by itself)",
+                     cfg.name.c_str(), cfg.where.c_str(), d->tls_error.c_str());
+        }
+      }
+      if (cfg.bandwidth_limit_bps == 0) {
+        d->limiter.reset();
+      } else if (!d->limiter || d->limiter->bytes_per_s() != cfg.bandwidth_limit_bps) {
+        d->limiter = std::make_shared<RateLimiter>(cfg.bandwidth_limit_bps);
+      }
+    }
+  }
+  for (auto& [name, d] : dests_) {
+    if (present.count(name) != 0 || d->removed) continue;
+    d->removed = true;
+    d->ready.clear();
+    RLOG_WARN("dest=%s event=destination-removed: its queued rows are kept and not sent; add it back to the rules "
+              "or `relais queue purge --dest %s`",
+              name.c_str(), name.c_str());
+  }
+  for (auto& [name, d] : dests_) Run(d.get());
+}
+
+void DeliveryScheduler::Wake(const std::vector<std::string>& destinations) {
+  post_([this, destinations] {
+    if (shutting_down_) return;
+    for (const std::string& name : destinations) {
+      Dest* d = FindDest(name);
+      if (d == nullptr) continue;
+      d->scan_wanted = true;
+      Run(d);
+    }
+  });
+}
+
+void DeliveryScheduler::OnTimer(uv_timer_t* t) noexcept {
+  auto* d = static_cast<Dest*>(t->data);
+  d->timer_at = 0;
+  d->self->Run(d);
+}
+
+void DeliveryScheduler::Arm(Dest* d, int64_t at) {
+  if (!d->timer_open || shutting_down_) return;
+  if (d->timer_at != 0 && d->timer_at <= at) return;
+  int64_t delay = std::max<int64_t>(at - NowUnixMs(), 0);
+  d->timer_at = at;
+  uv_timer_start(&d->timer, &DeliveryScheduler::OnTimer, static_cast<uint64_t>(delay), 0);
+}
+
+int64_t DeliveryScheduler::Backoff(const Dest* d, uint32_t failures) {
+  uint64_t base_ms = d->cfg.retry.initial_backoff_s * 1000;
+  uint64_t max_ms = std::max<uint64_t>(d->cfg.retry.max_backoff_s * 1000, base_ms);
+  uint32_t shift = failures == 0 ? 0 : std::min<uint32_t>(failures - 1, 30);
+  uint64_t ms = base_ms << shift;
+  if (ms > max_ms || (shift > 0 && (ms >> shift) != base_ms)) ms = max_ms;
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  return static_cast<int64_t>(static_cast<double>(ms) * jitter(rng_));
+}
+
+void DeliveryScheduler::Run(Dest* d) {
+  if (shutting_down_) return;
+  int64_t now = NowUnixMs();
+  if (d->removed || (d->cfg.tls && !d->tls)) {  // tls: never in clear text (see SetRules)
+    for (auto& s : d->senders) {
+      if (s->established && !s->busy && !s->closing) {
+        s->closing = true;
+        s->assoc->Release();
+      }
+    }
+    return;
+  }
+  // New rows (a wake-up) are looked at at once, whatever is ready, so that
+  // a STAT object overtakes a backlog; the backlog itself is read in
+  // batches as the ready rows run low.
+  bool periodic = now - d->last_scan >= static_cast<int64_t>(settings_.rescan_ms);
+  bool due_passed = d->next_due != 0 && now >= d->next_due;
+  bool low = d->ready.size() < settings_.batch_rows / 2 + 1;
+  if (d->scan_wanted || ((d->more_rows || periodic || due_passed) && low)) Refill(d, now);
+  if (d->paused) {
+    // Paused by the admin: nothing new is sent; idle associations are released below.
+  } else if (d->down) {
+    // Probe with C-ECHO on the backoff schedule; no objects meanwhile.
+    bool probing = false;
+    for (auto& s : d->senders) probing |= s->probe && !s->closing;
+    if (!probing && now >= d->next_try) OpenSender(d, /*probe=*/true);
+  } else if (now >= d->next_try) {
+    Dispatch(d, now);
+  }
+  // Release associations that have been idle long enough.
+  int64_t next = d->last_scan + static_cast<int64_t>(settings_.rescan_ms);
+  for (auto& s : d->senders) {
+    if (!s->established || s->busy || s->closing) continue;
+    if (s->generation != d->generation || now - s->idle_since >= static_cast<int64_t>(settings_.idle_release_ms)) {
+      s->closing = true;
+      s->assoc->Release();
+    } else {
+      next = std::min(next, s->idle_since + static_cast<int64_t>(settings_.idle_release_ms));
+    }
+  }
+  if (d->next_due != 0) next = std::min(next, d->next_due);
+  if (d->next_try > now) next = std::min(next, d->next_try);
+  Arm(d, std::max(next, now + 1));
+}
+
+void DeliveryScheduler::Refill(Dest* d, int64_t now) {
+  d->scan_wanted = false;
+  d->last_scan = now;
+  d->next_due = 0;
+  const bool hold = d->cfg.hold_study_s > 0;
+  const int64_t hold_ms = static_cast<int64_t>(d->cfg.hold_study_s) * 1000;
+  const int64_t max_age_ms = static_cast<int64_t>(d->cfg.retry.max_age_s) * 1000;
+  std::vector<Row> found;
+  std::vector<Row> expired;
+  // Held destinations need every row to know when each study went quiet.
+  const size_t want =
+      hold ? SIZE_MAX : std::max<size_t>(settings_.batch_rows - std::min(settings_.batch_rows, d->ready.size()), 16);
+  std::map<std::string, int64_t> study_latest;
+  Status s = store_->ListQueue(d->cfg.name, [&](const store::QueueRow& q) {
+    Key k{q.priority, q.object_id};
+    if (d->in_flight.count(k) != 0 || d->ready.count(k) != 0) return true;
+    // A row whose last failure was the link follows the destination's
+    // backoff (next_try), not its own: it is due once the link is back.
+    bool due = q.last_status == 0 || q.next_attempt_unix_ms <= now;
+    if (!due && !hold) {
+      if (d->next_due == 0 || q.next_attempt_unix_ms < d->next_due) d->next_due = q.next_attempt_unix_ms;
+      return true;
+    }
+    Result<store::ObjectMeta> meta = store_->Get(q.object_id);
+    if (!meta.ok()) return true;  // replaced or removed meanwhile: its row goes with it
+    Row row{q, std::move(*meta)};
+    row.meta.routes.clear();
+    row.meta.matched_rules.clear();
+    if (max_age_ms > 0 && now - row.meta.received_unix_ms > max_age_ms) {
+      expired.push_back(std::move(row));
+      return true;
+    }
+    if (hold) {
+      int64_t& latest = study_latest[row.meta.study_instance_uid];
+      latest = std::max(latest, row.meta.received_unix_ms);
+      if (!due) {
+        if (d->next_due == 0 || q.next_attempt_unix_ms < d->next_due) d->next_due = q.next_attempt_unix_ms;
+        return true;
+      }
+    }
+    found.push_back(std::move(row));
+    return found.size() < want;
+  });
+  if (!s.ok()) {
+    RLOG_ERROR("dest=%s event=queue-scan-failed reason=\"%s\"", d->cfg.name.c_str(), s.ToString().c_str());
+    return;
+  }
+  d->more_rows = !hold && found.size() >= want;  // more rows wait behind these
+  for (Row& row : found) {
+    if (hold) {
+      int64_t quiet_at = study_latest[row.meta.study_instance_uid] + hold_ms;
+      if (now < quiet_at) {
+        if (d->next_due == 0 || quiet_at < d->next_due) d->next_due = quiet_at;
+        continue;
+      }
+    }
+    Key k = row.key();
+    d->ready.emplace(k, std::move(row));
+  }
+  for (Row& row : expired) {
+    ++d->dead;
+    Key k = row.key();
+    d->in_flight.insert(k);
+    store::QueueUpdate u;
+    u.kind = store::QueueUpdate::Kind::kDeadLetter;
+    u.attempts = row.q.attempts;
+    u.status = row.q.last_status;
+    u.error = "gave up: the object is older than retry.max_age (" + HumanDuration(d->cfg.retry.max_age_s) +
+              ") after " + std::to_string(row.q.attempts) + " attempts" +
+              (row.q.last_error.empty() ? "" : "; last error: " + row.q.last_error);
+    d->NoteFailure("limit", now, row.meta.sop_instance_uid, "", "dead", u.status, u.error);
+    Finish(d, row, std::move(u));
+  }
+}
+
+void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
+  (void)now;
+  for (size_t i = 0; i < d->senders.size(); ++i) {
+    Sender* s = d->senders[i].get();
+    if (!s->established || s->busy || s->closing || s->probe) continue;
+    if (s->generation == d->generation) SendNext(d, s);
+    if (!s->busy && !d->ready.empty() && d->senders.size() >= d->cfg.max_associations) {
+      // It cannot carry any waiting row: make room for one planned for them.
+      s->closing = true;
+      s->assoc->Release();
+    }
+  }
+  // Open more associations while rows wait that no association will take.
+  // After a failure, one association tries the link before the others follow.
+  const size_t limit = d->failures > 0 ? 1 : d->cfg.max_associations;
+  while (!d->ready.empty() && !d->down && d->senders.size() < limit) {
+    size_t connecting = 0;
+    for (auto& s : d->senders) connecting += !s->established && !s->closing;
+    if (d->ready.size() <= connecting) break;
+    OpenSender(d, /*probe=*/false);
+  }
+}
+
+void DeliveryScheduler::OpenSender(Dest* d, bool probe) {
+  auto s = std::make_unique<Sender>();
+  Sender* sp = s.get();
+  s->id = next_sender_id_++;
+  s->name = "D" + std::to_string(s->id) + " " + d->cfg.ae_title + "@" + d->cfg.host + ":" + std::to_string(d->cfg.port);
+  s->generation = d->generation;
+  s->probe = probe;
+  std::vector<ContextProposal> proposals;
+  if (probe) {
+    proposals.push_back(ContextProposal{kVerification, {kImplicitVrLittleEndian}});
+  } else {
+    for (const auto& [k, row] : d->ready) {
+      ObjectKind kind{row.meta.sop_class_uid, row.meta.transfer_syntax_uid};
+      if (std::find(s->proposed.begin(), s->proposed.end(), kind) == s->proposed.end()) s->proposed.push_back(kind);
+      if (s->proposed.size() >= 60) break;
+    }
+    proposals = PlanContexts(s->proposed, d->cfg.transfer_syntaxes);
+    // Kinds left out by the 128-context limit are not "proposed": they wait
+    // for another association instead of being judged refused.
+    std::erase_if(s->proposed, [&](const ObjectKind& k) {
+      return std::none_of(proposals.begin(), proposals.end(), [&](const ContextProposal& p) {
+        return p.abstract_syntax == k.sop_class_uid;
+      });
+    });
+  }
+  ScuConfig cfg;
+  cfg.calling_ae = settings_.calling_ae;
+  cfg.called_ae = d->cfg.ae_title;
+  cfg.host = d->cfg.host;
+  cfg.port = d->cfg.port;
+  cfg.max_pdu = settings_.max_pdu;
+  cfg.connect_timeout_ms = settings_.connect_timeout_ms;
+  cfg.artim_timeout_ms = settings_.artim_timeout_ms;
+  cfg.response_timeout_ms = settings_.response_timeout_ms;
+  cfg.rate_limiter = d->limiter;
+  cfg.tls = d->tls;
+  s->assoc = std::make_unique<ScuAssociation>(
+      loop_, cfg, std::move(proposals), [this, d, sp](Outcome o) { OnEstablished(d, sp, o); },
+      [this, d, sp] { OnSenderClosed(d, sp); });
+  d->senders.push_back(std::move(s));
+  RLOG_DEBUG("dest=%s dassoc=%s event=connecting probe=%d contexts_for=%zu", d->cfg.name.c_str(), sp->name.c_str(),
+             probe ? 1 : 0, sp->proposed.size());
+  sp->assoc->Start();
+}
+
+void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
+  if (shutting_down_) return;
+  if (o.kind == Outcome::Kind::kSuccess) {
+    s->established = true;
+    s->idle_since = NowUnixMs();
+    if (s->probe) {
+      s->busy = true;
+      s->assoc->Echo([this, d, s](Outcome e) {
+        s->busy = false;
+        if (shutting_down_) return;
+        if (e.ok()) {
+          RLOG_INFO("dest=%s dassoc=%s event=probe-answered", d->cfg.name.c_str(), s->name.c_str());
+          LinkSuccess(d);
+        } else {
+          LinkFailure(d, e, s->name, /*log_head=*/true);
+        }
+        s->closing = true;
+        s->assoc->Release();
+        Run(d);
+      });
+      return;
+    }
+    SendNext(d, s);
+    Run(d);
+    return;
+  }
+  s->closing = true;
+  LinkFailure(d, o, s->name, /*log_head=*/true);
+  Run(d);
+}
+
+void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
+  if (s->busy || s->closing || !s->established) return;
+  if (d->paused || d->down || NowUnixMs() < d->next_try) return;  // the idle timer releases it
+  const auto& accepted = s->assoc->accepted_contexts();
+  for (auto it = d->ready.begin(); it != d->ready.end(); ++it) {
+    const Row& row = it->second;
+    ObjectKind kind{row.meta.sop_class_uid, row.meta.transfer_syntax_uid};
+    // Only objects this association was planned for: another one may carry
+    // the object as stored where this one would need a conversion.
+    if (std::find(s->proposed.begin(), s->proposed.end(), kind) == s->proposed.end()) continue;
+    std::optional<SendChoice> choice = ChooseContext(accepted, kind, d->cfg.transfer_syntaxes);
+    if (!choice) {
+      // Proposed and refused in every syntax we can produce: no conversion helps.
+      Row dead = std::move(it->second);
+      d->ready.erase(it);
+      d->in_flight.insert(dead.key());
+      std::string accepted_ts;
+      for (const auto& c : accepted) {
+        if (c.abstract_syntax == kind.sop_class_uid) accepted_ts += (accepted_ts.empty() ? "" : ", ") + c.transfer_syntax;
+      }
+      store::QueueUpdate u;
+      u.kind = store::QueueUpdate::Kind::kDeadLetter;
+      u.attempts = dead.q.attempts + 1;
+      u.error = accepted_ts.empty()
+                    ? "SOP class " + kind.sop_class_uid + " is not supported by " + d->cfg.ae_title +
+                          " (presentation context rejected)"
+                    : "SOP class " + kind.sop_class_uid + " is accepted by " + d->cfg.ae_title + " only in " +
+                          accepted_ts + ", which the object (stored in " + kind.transfer_syntax_uid +
+                          ") cannot be converted to without loss";
+      u.log_attempt = true;
+      u.attempt.association = s->name;
+      u.attempt.result = "dead";
+      u.attempt.error = u.error;
+      RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
+                dead.meta.sop_instance_uid.c_str(), LogEscape(u.error, true).c_str());
+      ++d->dead;
+      d->NoteFailure("unsupported", NowUnixMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
+      Finish(d, dead, std::move(u));
+      return SendNext(d, s);
+    }
+    Row row_taken = std::move(it->second);
+    d->ready.erase(it);
+    StartSend(d, s, std::move(row_taken), choice->context_id, choice->transfer_syntax, choice->convert);
+    return;
+  }
+}
+
+namespace {
+
+struct PrepareWork {
+  uv_work_t req;
+  store::Store* store = nullptr;
+  uint64_t object_id = 0;
+  std::string stored_ts, target_ts;
+  // Tried when target_ts cannot be produced for this object (DCMTK's
+  // encoders refuse e.g. float or 1-bit pixels): a syntax the association
+  // also accepted that the object needs no compression for. Empty: none.
+  std::string fallback_ts;
+  std::string fallback_reason;  // why the target was not used, for the log
+  std::vector<rules::TagEdit> edits;
+  Status status;
+  std::vector<uint8_t> bytes;
+  std::function<void(PrepareWork*)> after;
+};
+
+}  // namespace
+
+void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_id, const std::string& ts,
+                                  bool convert) {
+  (void)context_id;  // the association picks the context from the reader's syntax
+  s->busy = true;
+  d->in_flight.insert(row.key());
+  auto dead_letter = [&](const std::string& why) {
+    s->busy = false;
+    ++d->dead;
+    store::QueueUpdate u;
+    u.kind = store::QueueUpdate::Kind::kDeadLetter;
+    u.attempts = row.q.attempts + 1;
+    u.error = why;
+    u.log_attempt = true;
+    u.attempt.association = s->name;
+    u.attempt.result = "dead";
+    u.attempt.error = why;
+    RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
+              row.meta.sop_instance_uid.c_str(), LogEscape(why, true).c_str());
+    d->NoteFailure("unreadable", NowUnixMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
+    Finish(d, row, std::move(u));
+  };
+  std::vector<rules::TagEdit> edits;
+  if (!row.q.edits.empty()) {
+    Result<std::vector<rules::TagEdit>> decoded = rules::DecodeEdits(row.q.edits);
+    if (!decoded.ok()) return dead_letter("the tag edits of rule '" + row.q.rule + "' cannot be read: " +
+                                          decoded.status().ToString());
+    edits = std::move(*decoded);
+  }
+  const int64_t started = NowUnixMs();
+  auto on_done = [this, d, s, row, started](Outcome o, uint64_t bytes) mutable {
+    s->busy = false;
+    s->idle_since = NowUnixMs();
+    if (shutting_down_) return;
+    (void)started;
+    OnSent(d, s, row, o, bytes);
+  };
+  if (!convert && edits.empty()) {
+    Result<std::unique_ptr<store::ObjectReader>> reader = store_->OpenObject(row.q.object_id);
+    if (!reader.ok()) {
+      if (reader.status().IsNotFound()) {  // replaced or purged meanwhile: its row is gone too
+        s->busy = false;
+        d->in_flight.erase(row.key());
+        return SendNext(d, s);
+      }
+      return dead_letter("the stored object cannot be read: " + reader.status().ToString());
+    }
+    uint64_t size = row.meta.raw_size;
+    s->assoc->Store(std::move(*reader), [on_done, size](Outcome o) mutable { on_done(o, size); });
+    return;
+  }
+  if (row.meta.raw_size > settings_.max_prepare_bytes) {
+    return dead_letter("the object (" + std::to_string(row.meta.raw_size) +
+                       " bytes) needs tag edits or a transfer syntax conversion and is larger than the " +
+                       std::to_string(settings_.max_prepare_bytes) + " bytes Relais rewrites in memory");
+  }
+  auto* w = new PrepareWork;
+  w->req.data = w;
+  w->store = store_;
+  w->object_id = row.q.object_id;
+  w->stored_ts = row.meta.transfer_syntax_uid;
+  w->target_ts = ts;
+  if (!IsUncompressedSyntax(ts) && ts != row.meta.transfer_syntax_uid) {
+    ObjectKind kind{row.meta.sop_class_uid, row.meta.transfer_syntax_uid};
+    std::optional<SendChoice> plain = ChooseContext(s->assoc->accepted_contexts(), kind, {});
+    if (plain && plain->transfer_syntax != ts) w->fallback_ts = plain->transfer_syntax;
+  }
+  w->edits = std::move(edits);
+  uint64_t sender_id = s->id;
+  w->after = [this, d, sender_id, row, on_done](PrepareWork* w) mutable {
+    Sender* s = nullptr;
+    for (auto& p : d->senders) {
+      if (p->id == sender_id) s = p.get();
+    }
+    if (shutting_down_) return;
+    if (s == nullptr || s->closing || !s->established) {
+      // The association went away while we prepared: the row waits for the next one.
+      if (s != nullptr) s->busy = false;
+      d->in_flight.erase(row.key());
+      d->ready.emplace(row.key(), std::move(row));
+      Run(d);
+      return;
+    }
+    if (!w->status.ok()) {
+      if (w->status.IsNotFound()) {
+        s->busy = false;
+        d->in_flight.erase(row.key());
+        SendNext(d, s);
+        return;
+      }
+      Outcome o;
+      o.kind = Outcome::Kind::kLocalError;
+      o.error = "cannot prepare the object for " + d->cfg.ae_title + ": " + w->status.ToString();
+      on_done(o, 0);
+      return;
+    }
+    if (!w->fallback_reason.empty()) {
+      RLOG_INFO("dest=%s dassoc=%s sop=%s event=convert-fallback to=%s reason=\"%s\"", d->cfg.name.c_str(),
+                s->name.c_str(), row.meta.sop_instance_uid.c_str(), w->target_ts.c_str(),
+                LogEscape(w->fallback_reason, true).c_str());
+    }
+    uint64_t size = w->bytes.size();
+    std::unique_ptr<store::ObjectReader> reader = MakeMemoryReader(row.meta, std::move(w->bytes), w->target_ts);
+    s->assoc->Store(std::move(reader), [on_done, size](Outcome o) mutable { on_done(o, size); });
+  };
+  uv_queue_work(
+      loop_, &w->req,
+      [](uv_work_t* req) {
+        auto* w = static_cast<PrepareWork*>(req->data);
+        std::vector<uint8_t> raw;
+        w->status = w->store->ReadObject(w->object_id, [&raw](std::span<const uint8_t> chunk) {
+          raw.insert(raw.end(), chunk.begin(), chunk.end());
+          return Status::OK();
+        });
+        if (!w->status.ok()) return;
+        Result<std::vector<uint8_t>> out = PrepareDataset(raw, w->stored_ts, w->target_ts, w->edits);
+        if (!out.ok() && out.status().code() == Status::Code::kInvalidArgument && !w->fallback_ts.empty()) {
+          w->fallback_reason = out.status().ToString();
+          w->target_ts = w->fallback_ts;
+          out = PrepareDataset(raw, w->stored_ts, w->target_ts, w->edits);
+        }
+        if (!out.ok()) {
+          w->status = out.status();
+          return;
+        }
+        w->bytes = std::move(*out);
+      },
+      [](uv_work_t* req, int) {
+        auto* w = static_cast<PrepareWork*>(req->data);
+        w->after(w);
+        delete w;
+      });
+}
+
+void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes) {
+  const int64_t now = NowUnixMs();
+  store::QueueUpdate u;
+  u.log_attempt = true;
+  u.attempt.association = s->name;
+  u.attempt.status = o.status;
+  u.attempt.error = o.ok() ? "" : o.ToString();
+  const uint32_t attempts = row.q.attempts + 1;
+  if (o.ok()) {
+    LinkSuccess(d);
+    ++d->sent;
+    d->bytes_sent += bytes;
+    d->NoteSent(bytes, now);
+    if (metrics_ != nullptr) metrics_->ObjectSent(bytes, now);
+    u.kind = store::QueueUpdate::Kind::kDelivered;
+    u.attempt.result = o.kind == Outcome::Kind::kWarning ? "warning" : "success";
+    RLOG_INFO("dest=%s dassoc=%s sop=%s event=delivered status=%s bytes=%" PRIu64 " attempts=%u", d->cfg.name.c_str(),
+              s->name.c_str(), row.meta.sop_instance_uid.c_str(), Hex16(o.status).c_str(), bytes, attempts);
+    Finish(d, row, std::move(u));
+    SendNext(d, s);
+    return;
+  }
+  if (o.kind == Outcome::Kind::kLocalError && o.error.find("NotFound") != std::string::npos) {
+    // The object was replaced or purged while we sent it: nothing to record.
+    d->in_flight.erase(row.key());
+    SendNext(d, s);
+    return;
+  }
+  bool link = o.kind == Outcome::Kind::kTransportError || o.kind == Outcome::Kind::kTimeout ||
+              o.kind == Outcome::Kind::kAborted || (o.kind == Outcome::Kind::kRejected && o.IsTransient());
+  bool transient = o.IsTransient();
+  bool give_up = !transient && (o.kind == Outcome::Kind::kNoContext || o.kind == Outcome::Kind::kLocalError ||
+                                attempts >= kPermanentFailureAttempts);
+  // The classes of DestinationStats::failures_by_class (delivery.h).
+  const char* cls = link                                  ? "link"
+                    : transient                           ? "transient-status"
+                    : o.kind == Outcome::Kind::kNoContext ? "unsupported"
+                    : o.kind == Outcome::Kind::kLocalError ? "unreadable"
+                                                           : "refused";
+  if (!give_up && d->cfg.retry.max_attempts != 0 && attempts >= d->cfg.retry.max_attempts) {
+    give_up = true;
+    cls = "limit";
+  }
+  if (transient) LinkFailure(d, o, s->name, /*log_head=*/false);
+  u.attempts = attempts;
+  u.status = link ? 0 : o.status;
+  u.error = o.ToString();
+  if (give_up) {
+    ++d->dead;
+    u.kind = store::QueueUpdate::Kind::kDeadLetter;
+    u.attempt.result = "dead";
+    if (transient) u.error = "gave up after " + std::to_string(attempts) + " attempts (retry.max_attempts): " + u.error;
+    RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter attempts=%u reason=\"%s\"", d->cfg.name.c_str(),
+              s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts, LogEscape(u.error, true).c_str());
+  } else {
+    u.kind = store::QueueUpdate::Kind::kRetryLater;
+    // Link trouble: the destination's backoff decides. A refusal of this
+    // object (a transient status such as 0xA700, or a first permanent one):
+    // its own backoff grows with its attempts, so one object an archive
+    // keeps refusing is not retried at the pace of the healthy ones.
+    u.next_attempt_unix_ms = link ? std::max(d->next_try, now) : std::max(d->next_try, now + Backoff(d, attempts));
+    u.attempt.result = "retry";
+    RLOG_WARN("dest=%s dassoc=%s sop=%s event=send-failed attempts=%u retry_in_ms=%" PRId64 " reason=\"%s\"",
+              d->cfg.name.c_str(), s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts,
+              u.next_attempt_unix_ms - now, LogEscape(u.error, true).c_str());
+    ++d->retries;
+  }
+  d->NoteFailure(cls, now, row.meta.sop_instance_uid, s->name, give_up ? "dead" : "retry", o.status, u.error);
+  Finish(d, row, std::move(u));
+  if (!link) SendNext(d, s);
+}
+
+void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bool release_in_flight) {
+  Key k = row.key();
+  u.destination = row.q.destination;
+  u.priority = row.q.priority;
+  u.object_id = row.q.object_id;
+  if (u.log_attempt) {
+    u.attempt.object_id = row.q.object_id;
+    u.attempt.destination = row.q.destination;
+    u.attempt.unix_ms = NowUnixMs();
+    if (audit_) {
+      audit_->Record("delivery", {{"destination", row.q.destination}, {"association", u.attempt.association},
+                                  {"patient_id", row.meta.patient_id}, {"study_instance_uid", row.meta.study_instance_uid},
+                                  {"sop_instance_uid", row.meta.sop_instance_uid}, {"result", u.attempt.result},
+                                  {"status", Hex16(u.attempt.status)}, {"error", u.attempt.error}});
+    }
+  }
+  bool retry = u.kind == store::QueueUpdate::Kind::kRetryLater;
+  store_->UpdateQueue({std::move(u)}, [this, d, k, retry, release_in_flight](Status s) {
+    post_([this, d, k, retry, release_in_flight, s] {
+      if (!s.ok()) {
+        RLOG_ERROR("dest=%s event=queue-update-failed object=%" PRIu64 " reason=\"%s\"", d->cfg.name.c_str(), k.id,
+                   s.ToString().c_str());
+      }
+      if (release_in_flight) d->in_flight.erase(k);
+      if (retry) d->scan_wanted = true;
+      if (!shutting_down_) Run(d);
+    });
+  });
+}
+
+void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string& association, bool log_head) {
+  const int64_t now = NowUnixMs();
+  if (d->failures == 0) d->failing_since = now;
+  ++d->failures;
+  d->last_link_error = o.ToString();
+  d->next_try = now + Backoff(d, d->failures);
+  bool was_down = d->down;
+  if (d->failures >= settings_.down_after_failures) d->down = true;
+  RLOG_WARN("dest=%s dassoc=%s event=%s failures=%u retry_in_ms=%" PRId64 " reason=\"%s\"", d->cfg.name.c_str(),
+            association.c_str(), d->down && !was_down ? "destination-down" : "link-failure", d->failures,
+            d->next_try - now, LogEscape(d->last_link_error, true).c_str());
+  // The first waiting object carries the attempt in its log, so an admin
+  // sees the backoff on `relais object show`.
+  if (log_head && d->ready.empty()) {
+    d->NoteFailure("link", now, "", association, "retry", o.status, d->last_link_error);
+  }
+  if (log_head && !d->ready.empty()) {
+    auto it = d->ready.begin();
+    Row& head = it->second;
+    head.q.attempts += 1;
+    store::QueueUpdate u;
+    u.kind = store::QueueUpdate::Kind::kRetryLater;
+    u.attempts = head.q.attempts;
+    u.next_attempt_unix_ms = d->next_try;
+    u.error = d->last_link_error;
+    u.log_attempt = true;
+    u.attempt.association = association;
+    u.attempt.result = "retry";
+    u.attempt.status = o.status;
+    u.attempt.error = (d->down ? "destination down: " : "") + d->last_link_error;
+    bool give_up = false;
+    const char* cls = "link";
+    if (o.kind == Outcome::Kind::kRejected && !o.IsTransient() && head.q.attempts >= kPermanentFailureAttempts) {
+      give_up = true;
+      cls = "refused";
+      u.error = "association rejected permanently by " + d->cfg.ae_title + ": " + o.ToString();
+    }
+    if (d->cfg.retry.max_attempts != 0 && head.q.attempts >= d->cfg.retry.max_attempts) {
+      if (!give_up) cls = "limit";
+      give_up = true;
+      u.error = "gave up after " + std::to_string(head.q.attempts) + " attempts (retry.max_attempts): " +
+                d->last_link_error;
+    }
+    d->NoteFailure(cls, now, head.meta.sop_instance_uid, association, give_up ? "dead" : "retry", o.status,
+                   give_up ? u.error : u.attempt.error);
+    if (give_up) {
+      ++d->dead;
+      Row dead = std::move(head);
+      d->ready.erase(it);
+      d->in_flight.insert(dead.key());
+      u.kind = store::QueueUpdate::Kind::kDeadLetter;
+      u.attempt.result = "dead";
+      Finish(d, dead, std::move(u));
+    } else {
+      ++d->retries;
+      // The row stays ready (it is not in flight).
+      Finish(d, head, std::move(u), /*release_in_flight=*/false);
+    }
+  }
+}
+
+void DeliveryScheduler::LinkSuccess(Dest* d) {
+  if (d->down || d->failures > 0) {
+    RLOG_INFO("dest=%s event=destination-up after_failures=%u", d->cfg.name.c_str(), d->failures);
+  }
+  d->failures = 0;
+  d->down = false;
+  d->next_try = 0;
+  d->failing_since = 0;
+}
+
+void DeliveryScheduler::OnSenderClosed(Dest* d, Sender* s) {
+  auto it = std::find_if(d->senders.begin(), d->senders.end(), [s](const auto& p) { return p.get() == s; });
+  if (it == d->senders.end()) return;
+  // Destroying the association from inside its on_closed is allowed.
+  std::unique_ptr<Sender> gone = std::move(*it);
+  d->senders.erase(it);
+  gone.reset();
+  if (shutting_down_) {
+    MaybeShutdownDone();
+    return;
+  }
+  Run(d);
+}
+
+void DeliveryScheduler::Shutdown(std::function<void()> done) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  shutdown_done_ = std::move(done);
+  if (sweep_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), nullptr);
+    sweep_open_ = false;
+  }
+  for (auto& [name, d] : dests_) {
+    if (d->timer_open) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&d->timer), nullptr);
+      d->timer_open = false;
+    }
+    for (auto& s : d->senders) {
+      s->closing = true;
+      s->assoc->Abort();
+    }
+  }
+  MaybeShutdownDone();
+}
+
+void DeliveryScheduler::MaybeShutdownDone() {
+  if (!shutting_down_ || !shutdown_done_) return;
+  for (auto& [name, d] : dests_) {
+    if (!d->senders.empty()) return;
+  }
+  auto done = std::move(shutdown_done_);
+  shutdown_done_ = nullptr;
+  done();
+}
+
+std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() const {
+  const int64_t now = NowUnixMs();
+  std::vector<DestinationStats> out;
+  for (const auto& [name, d] : dests_) {
+    DestinationStats st;
+    st.name = name;
+    st.down = d->down;
+    st.consecutive_failures = d->failures;
+    st.next_try_unix_ms = d->next_try;
+    st.associations = d->senders.size();
+    st.in_flight = d->in_flight.size();
+    st.ready = d->ready.size();
+    st.sent = d->sent;
+    st.failed = d->failed;
+    st.dead = d->dead;
+    st.bytes_sent = d->bytes_sent;
+    st.ae_title = d->cfg.ae_title;
+    st.host = d->cfg.host;
+    st.port = d->cfg.port;
+    st.paused = d->paused;
+    if (d->paused) {
+      st.state = "paused";
+    } else if (d->down) {
+      st.state = "down";
+    } else if (d->failures > 0 && d->next_try > now) {
+      st.state = "backing-off";
+    } else if (!d->ready.empty() || !d->in_flight.empty()) {
+      st.state = "sending";
+    } else {
+      st.state = "idle";
+    }
+    st.last_error = d->last_error;
+    st.last_error_unix_ms = d->last_error_ms;
+    st.failing_since_unix_ms = d->failing_since;
+    st.retries = d->retries;
+    st.failures_by_class = d->failures_by_class;
+    st.sent_bytes_per_s = d->BytesPerSecond(now);
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+Status DeliveryScheduler::Pause(const std::string& destination) {
+  Dest* d = FindDest(destination);
+  if (d == nullptr || d->removed) return Status::NotFound("no destination '" + destination + "' in the rules");
+  if (!d->paused) {
+    d->paused = true;
+    RLOG_INFO("dest=%s event=paused in_flight=%zu", destination.c_str(), d->in_flight.size());
+  }
+  Run(d);
+  return Status::OK();
+}
+
+Status DeliveryScheduler::Resume(const std::string& destination) {
+  Dest* d = FindDest(destination);
+  if (d == nullptr || d->removed) return Status::NotFound("no destination '" + destination + "' in the rules");
+  if (d->paused) {
+    d->paused = false;
+    RLOG_INFO("dest=%s event=resumed", destination.c_str());
+  }
+  d->scan_wanted = true;
+  Run(d);
+  return Status::OK();
+}
+
+std::vector<DeliveryScheduler::FailureEvent> DeliveryScheduler::RecentFailures() const {
+  std::vector<FailureEvent> out;
+  for (const auto& [name, d] : dests_) out.insert(out.end(), d->recent.begin(), d->recent.end());
+  std::stable_sort(out.begin(), out.end(),
+                   [](const FailureEvent& a, const FailureEvent& b) { return a.unix_ms > b.unix_ms; });
+  if (out.size() > kRecentFailures) out.resize(kRecentFailures);
+  return out;
+}
+
+}  // namespace relais::router

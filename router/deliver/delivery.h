@@ -1,0 +1,226 @@
+// Room router/deliver/ (DESIGN.md, "The rooms of router/"): sending objects
+// on. The scheduler per destination (delivery.h), the SCU association
+// (scu_association.h) and send preparation (send_prep.h).
+// May include: base/, protocol/, net/, record/, rules/, the store, libuv,
+// DCMTK; from receive/, only the header parser (send_prep.cc). Not
+// operate/.
+//
+// DeliveryScheduler: sends every queue row of the store to its destination
+// with Relais's own SCU (ScuAssociation), on the server's libuv loop.
+//
+// Per destination (rules::Destination):
+// - Up to `max_associations` outgoing associations, each reused for many
+//   objects and released after `idle_release_ms` without work. Presentation
+//   contexts are planned from the SOP classes and stored transfer syntaxes
+//   of the rows waiting (PlanContexts); an object the association cannot
+//   carry waits for the next one.
+// - Due rows are taken in queue order: priority (highest first), then
+//   arrival. A row is "due" when its next_attempt time has passed, or — for
+//   a row whose last failure was the link (no DIMSE status) — as soon as the
+//   destination answers again.
+// - Objects stream from the store chunk by chunk; only an object that needs
+//   tag edits or a transfer syntax conversion is read whole, rewritten with
+//   DCMTK on the libuv thread pool (PrepareDataset) and sent from memory.
+// - hold_study_s: a study's rows wait until no object of that study has
+//   arrived for that long.
+//
+// Failures (Outcome::IsTransient and the table in the .cc):
+// - Link trouble (connect refused/reset, timeouts, aborts, transient
+//   association rejection, 0xA7xx): the destination backs off,
+//   exponentially with +-20% jitter, from retry.initial_backoff_s up to
+//   retry.max_backoff_s. After `down_after_failures` consecutive failures the
+//   destination is "down": it is probed with C-ECHO on the backoff schedule
+//   instead of being sent objects; the first answer resumes delivery at once.
+// - A refusal of the object (0xA9xx, 0xCxxx, ...) is retried once after the
+//   backoff and dead-lettered when it recurs; "SOP class not supported and
+//   no conversion helps" and unreadable stored objects are dead-lettered at
+//   once. A permanent association rejection counts like a refusal for the
+//   objects it was opened for.
+// - retry.max_attempts (0 = unlimited) and retry.max_age_s (since the object
+//   was received) send a row to the dead-letter list with its last error.
+// Every attempt is recorded in the store's attempt log in the same commit
+// that updates the row. A row stays "in flight" until that commit is durable,
+// so it is never sent twice concurrently; after a crash, rows whose success
+// was not yet committed are sent again (at-least-once).
+//
+// Thread: the loop thread only, except Wake(), which posts through `post`.
+#ifndef RELAIS_ROUTER_DELIVER_DELIVERY_H_
+#define RELAIS_ROUTER_DELIVER_DELIVERY_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/status.h"
+#include "rules/routing.h"
+#include "store/store.h"
+
+namespace relais::router {
+
+class AuditLog;
+class Metrics;
+class ScuAssociation;
+struct Outcome;
+
+struct DeliverySettings {
+  std::string calling_ae = "RELAIS";  // our AE title towards destinations
+  uint32_t max_pdu = 262144;
+  uint64_t connect_timeout_ms = 10000;
+  uint64_t artim_timeout_ms = 30000;
+  uint64_t response_timeout_ms = 120000;
+  // An idle association is released after this long without work.
+  uint64_t idle_release_ms = 5000;
+  // Consecutive link failures after which a destination is probed with
+  // C-ECHO instead of being sent objects.
+  uint32_t down_after_failures = 3;
+  // Rows taken from the store per destination per refill.
+  size_t batch_rows = 256;
+  // Rows are rescanned at least this often (an admin command in another
+  // process may have requeued rows).
+  uint64_t rescan_ms = 2000;
+  // Objects larger than this are never rewritten in memory: if they need
+  // edits or conversion they are dead-lettered with a clear reason.
+  uint64_t max_prepare_bytes = 1ull << 30;
+  // Removal of retained objects (Store::Sweep) runs this often.
+  uint64_t sweep_ms = 60000;
+};
+
+class DeliveryScheduler {
+ public:
+  // `post` runs a function on the loop thread soon (Server::Post).
+  DeliveryScheduler(uv_loop_t* loop, store::Store* store, DeliverySettings settings,
+                    std::function<void(std::function<void()>)> post);
+  ~DeliveryScheduler();
+  DeliveryScheduler(const DeliveryScheduler&) = delete;
+  DeliveryScheduler& operator=(const DeliveryScheduler&) = delete;
+
+  // Installs the destinations of a rule set (at start and after each
+  // reload). Destinations that disappeared stop being served (their rows
+  // are kept; `relais queue ls` shows them); changed ones use the new
+  // settings for their next association.
+  void SetRules(std::shared_ptr<const rules::RuleSet> rules);
+  // New rows for these destinations (store queue callback). Any thread.
+  void Wake(const std::vector<std::string>& destinations);
+  // Aborts every association and closes every handle; `done` runs on the
+  // loop once all are closed. Rows in flight stay queued (sent again after
+  // restart).
+  void Shutdown(std::function<void()> done);
+
+  struct DestinationStats {
+    std::string name;
+    bool down = false;
+    uint32_t consecutive_failures = 0;
+    int64_t next_try_unix_ms = 0;
+    size_t associations = 0;
+    size_t in_flight = 0;
+    size_t ready = 0;
+    uint64_t sent = 0;
+    uint64_t failed = 0;
+    uint64_t dead = 0;
+    uint64_t bytes_sent = 0;
+    // --- for the admin API, metrics and alerts ---
+    std::string ae_title, host;  // from the destination's configuration
+    uint16_t port = 0;
+    bool paused = false;
+    // One of "idle" (nothing ready), "sending", "backing-off" (failures,
+    // waiting for next_try), "down" (probing with C-ECHO), "paused".
+    std::string state;
+    std::string last_error;           // last failure of any kind ("" before any)
+    int64_t last_error_unix_ms = 0;
+    // Start of the current streak of link failures; 0 while the link works.
+    int64_t failing_since_unix_ms = 0;
+    uint64_t retries = 0;  // rows rescheduled after a failure (RetryLater)
+    // Failed attempts by class: "link" (connect/association/abort/timeout),
+    // "transient-status" (0xA7xx and other retryable DIMSE statuses),
+    // "refused" (0xA9xx, 0xCxxx...), "unsupported" (SOP class / syntax not
+    // accepted, no lossless conversion), "unreadable" (stored object cannot
+    // be read or prepared), "limit" (max_attempts / max_age reached).
+    // Each failure counts once, in one class; a row given up by the retry
+    // policy counts as "limit" whatever its last error was.
+    std::map<std::string, uint64_t> failures_by_class;
+    // Data set bytes delivered over the last minute, divided by 60.
+    double sent_bytes_per_s = 0;
+  };
+  std::vector<DestinationStats> Stats() const;
+
+  // Pause: no new object is sent to `destination` (objects in flight
+  // finish); its rows keep queueing. Resume sends again at once. In memory
+  // only: a restart resumes every destination. NotFound for a destination
+  // the current rules do not have. Loop thread.
+  Status Pause(const std::string& destination);
+  Status Resume(const std::string& destination);
+
+  // The most recent failed attempts (at most 100), newest first.
+  struct FailureEvent {
+    int64_t unix_ms = 0;
+    std::string destination;
+    std::string sop_instance_uid;  // "" for link failures not tied to an object
+    std::string association;
+    std::string result;  // "retry" or "dead"
+    uint16_t status = 0;  // DIMSE status, 0 when none
+    std::string error;
+  };
+  std::vector<FailureEvent> RecentFailures() const;
+
+  // Counts every object sent into the metrics' throughput history (null:
+  // nowhere). Not owned; must outlive the scheduler.
+  void SetMetrics(Metrics* metrics) { metrics_ = metrics; }
+
+  // Each delivery attempt's outcome is recorded there (null: nowhere). Not
+  // owned; must outlive the scheduler. Loop thread, before work starts.
+  void SetAudit(AuditLog* audit) { audit_ = audit; }
+
+ private:
+  struct Dest;
+  struct Sender;
+  struct Row;
+
+  static void OnTimer(uv_timer_t* t) noexcept;
+  void Arm(Dest* d, int64_t at_unix_ms);
+  void Run(Dest* d);
+  void Refill(Dest* d, int64_t now);
+  void Dispatch(Dest* d, int64_t now);
+  void OpenSender(Dest* d, bool probe);
+  void OnEstablished(Dest* d, Sender* s, const Outcome& o);
+  void SendNext(Dest* d, Sender* s);
+  void StartSend(Dest* d, Sender* s, Row row, uint8_t context_id, const std::string& ts, bool convert);
+  void OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes);
+  void OnSenderClosed(Dest* d, Sender* s);
+  // Backs the destination off; when `log_head`, the first waiting row
+  // carries the attempt in its log.
+  void LinkFailure(Dest* d, const Outcome& o, const std::string& association, bool log_head);
+  void LinkSuccess(Dest* d);
+  // Applies `update` to the row; when durable, the row leaves in_flight
+  // (if `release_in_flight`) and the destination runs again.
+  void Finish(Dest* d, const Row& row, store::QueueUpdate update, bool release_in_flight = true);
+  int64_t Backoff(const Dest* d, uint32_t failures);
+  Dest* FindDest(const std::string& name);
+
+  uv_loop_t* loop_;
+  store::Store* store_;
+  AuditLog* audit_ = nullptr;
+  Metrics* metrics_ = nullptr;
+  DeliverySettings settings_;
+  std::function<void(std::function<void()>)> post_;
+  std::shared_ptr<const rules::RuleSet> rules_;
+  std::map<std::string, std::unique_ptr<Dest>> dests_;
+  std::mt19937_64 rng_;
+  uint64_t next_sender_id_ = 1;
+  bool shutting_down_ = false;
+  std::function<void()> shutdown_done_;
+  uv_timer_t sweep_timer_;
+  bool sweep_open_ = false;
+  void MaybeShutdownDone();
+};
+
+}  // namespace relais::router
+
+#endif  // RELAIS_ROUTER_DELIVER_DELIVERY_H_

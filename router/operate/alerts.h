@@ -1,0 +1,91 @@
+// Alerts: tells someone when the box needs a human ([alerts] in the config).
+//
+// Conditions, evaluated every `interval_ms` on the loop:
+// - "destination-down": a destination's link has failed continuously for
+//   destination_down_s (DeliveryScheduler::Stats failing_since_unix_ms);
+// - "oldest-queued": a destination's oldest queued object was received more
+//   than oldest_queued_s ago (Store::SummarizeQueues);
+// - "storage-high": intake closed at the high-water mark (StorageWatch; also
+//   raised at once through OnStorageChange).
+// Each condition has a subject (the destination name, or "store"). When it
+// starts to hold, an alert is raised; while it holds, it is sent again every
+// repeat_s (0: once); when it stops holding, a "resolved" notice is sent.
+//
+// Delivery of a notice, one JSON object
+//   {"alert":"destination-down","subject":"TELERAD","state":"raised"|"resolved",
+//    "since":"<ISO time>","message":"<what is wrong and what to do>",
+//    "host":"<hostname>","ae_title":"<our AE>"}
+// - webhook: HTTP/1.1 POST of that JSON to alerts.webhook (h2o's client on
+//   the loop; timeout 10 s; a failure is logged and counted, and retried at
+//   the next evaluation while the alert holds);
+// - command: alerts.command run (uv_spawn, no shell) with the JSON on stdin
+//   and RELAIS_ALERT, RELAIS_ALERT_SUBJECT, RELAIS_ALERT_STATE in its
+//   environment; killed after 30 s.
+// Every notice is also logged (one line), audited ("kind":"alert") and
+// counted (Metrics::AlertSent).
+//
+// Thread: loop thread only.
+#ifndef RELAIS_ROUTER_OPERATE_ALERTS_H_
+#define RELAIS_ROUTER_OPERATE_ALERTS_H_
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "router/operate/storage_watch.h"
+#include "rules/rules.h"
+
+namespace relais::router {
+
+class AuditLog;
+class DeliveryScheduler;
+class Metrics;
+
+class Alerts {
+ public:
+  // What the evaluation reads. Not owned; null members are skipped.
+  struct Sources {
+    const DeliveryScheduler* delivery = nullptr;
+    const store::Store* store = nullptr;
+    const StorageWatch* storage = nullptr;
+  };
+  struct Active {
+    std::string kind;     // "destination-down", "oldest-queued", "storage-high"
+    std::string subject;  // destination name or "store"
+    std::string message;
+    int64_t since_unix_ms = 0;
+  };
+
+  // `audit`, `metrics` may be null. `ae_title` names this box in notices.
+  Alerts(uv_loop_t* loop, rules::AlertsConfig config, std::string ae_title, AuditLog* audit, Metrics* metrics);
+  ~Alerts();
+  Alerts(const Alerts&) = delete;
+  Alerts& operator=(const Alerts&) = delete;
+
+  // Evaluates now, then every interval_ms. Alerts with neither webhook nor
+  // command still evaluate (the dashboard and /api/status show them).
+  void Start(Sources sources, uint64_t interval_ms = 10000);
+  // Evaluates now.
+  void Evaluate();
+  // For StorageWatch::SetOnChange: evaluates the storage condition at once.
+  void OnStorageChange(const StorageWatch::Usage& usage);
+  // Stops the timer, kills running commands, aborts webhook requests and
+  // closes every handle (the loop then runs out of work).
+  void Shutdown();
+
+  // Conditions holding now, by kind then subject.
+  std::vector<Active> active() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace relais::router
+
+#endif  // RELAIS_ROUTER_OPERATE_ALERTS_H_

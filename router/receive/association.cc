@@ -1,0 +1,921 @@
+#include "router/receive/association.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdatset.h>
+
+#include <chrono>
+#include <ctime>
+#include <cstdio>
+#include <cstring>
+#include <unordered_map>
+
+#include "base/clock.h"
+#include "base/identity.h"
+#include "base/log.h"
+#include "base/text.h"
+#include "router/record/audit.h"
+#include "router/record/metrics.h"
+#include "router/protocol/presentation.h"
+#include "router/receive/server.h"
+#include "router/receive/uid_dictionary.h"
+#include "router/net/tls.h"
+#include "router/net/tcp_tuning.h"
+
+namespace relais::router {
+namespace {
+
+// "0xA700": a DIMSE status as the audit trail writes it.
+std::string Hex4(uint16_t v) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "0x%04X", v);
+  return buf;
+}
+
+using ul::Event;
+
+// Checks a SOP Instance UID a peer sent. A character other than digits and
+// dots is refused: PS3.4 B.2.3 offers 0xA900 (the data set does not match
+// the SOP Class) and 0xCxxx (cannot understand); the SOP Class is not in
+// question here, an unreadable attribute is, so Cannot Understand (0xC000)
+// with an Error Comment (PS3.7 C.4.2) it is. Such a UID would also become a
+// store key and a name in logs and folder destinations. Other deviations
+// from PS3.5 9.1 (empty or zero-led components) are only logged: senders
+// in the field produce them and the value is still harmless; more than 64
+// characters is refused by the store. Returns false when refused.
+bool AcceptSopInstanceUid(const std::string& prefix, uint16_t msg, const char* where, const std::string& uid) {
+  const dimse::UidProblem problem = dimse::CheckUid(uid);
+  if (problem == dimse::UidProblem::kNone) return true;
+  const bool refuse = problem == dimse::UidProblem::kBadCharacter;
+  RLOG_WARN("%s msg=%u event=%s %s \"%s\" %s", prefix.c_str(), msg, refuse ? "uid-refused" : "uid-deviation",
+            where, LogEscape(uid, /*quoted=*/true).c_str(), dimse::UidProblemText(problem));
+  return !refuse;
+}
+
+
+// Largest command set we reassemble; a real one is a few hundred bytes.
+constexpr size_t kMaxCommandBytes = 64 * 1024;
+constexpr size_t kReadChunk = 64 * 1024;
+
+std::string PeerName(uv_tcp_t* tcp) {
+  sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char ip[64] = "?";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    uv_ip4_name(a, ip, sizeof(ip));
+    port = ntohs(a->sin_port);
+    return std::string(ip) + ":" + std::to_string(port);
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    uv_ip6_name(a, ip, sizeof(ip));
+    port = ntohs(a->sin6_port);
+    return "[" + std::string(ip) + "]:" + std::to_string(port);
+  }
+  return "?";
+}
+
+uint16_t StatusFor(const Status& s) {
+  if (s.ok()) return dimse::kStatusSuccess;
+  if (s.IsResourceExhausted()) return dimse::kStatusOutOfResources;
+  return dimse::kStatusProcessingFailure;
+}
+
+// Steady-clock seconds, for latencies.
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// When the command of each association's C-STORE in progress arrived
+// (association -> steady seconds), then of each C-STORE waiting for its
+// commit ((association, message id) -> steady seconds), for the
+// relais_cstore_latency_seconds histogram. Per thread (an association runs
+// on its loop's thread only). Kept here rather than in ScpAssociation so
+// that metrics stay out of its header; entries go when the object is
+// answered or the association closes.
+std::unordered_map<const void*, double>& CommandArrivals() {
+  thread_local std::unordered_map<const void*, double> m;
+  return m;
+}
+using PendingKey = std::pair<const void*, uint16_t>;
+struct PendingKeyHash {
+  size_t operator()(const PendingKey& k) const {
+    return std::hash<const void*>()(k.first) ^ (static_cast<size_t>(k.second) * 0x9E3779B97F4A7C15ull);
+  }
+};
+std::unordered_map<PendingKey, double, PendingKeyHash>& PendingArrivals() {
+  thread_local std::unordered_map<PendingKey, double, PendingKeyHash> m;
+  return m;
+}
+
+struct WriteReq {
+  uv_write_t req;
+  std::vector<uint8_t> bytes;
+};
+
+}  // namespace
+
+ScpAssociation::ScpAssociation(Server* server, uint64_t id)
+    : server_(server), id_(id), fsm_(this, ul::State::kSta1) {
+  limits_.max_pdata_length = server_->settings().max_pdu;
+  tcp_.data = this;
+  artim_.data = this;
+  idle_.data = this;
+}
+
+ScpAssociation::~ScpAssociation() = default;
+
+std::string ScpAssociation::Prefix() const {
+  std::string p = "assoc=" + std::to_string(id_) + " peer=" + peer_;
+  if (!calling_ae_.empty()) p += " calling=" + LogToken(calling_ae_);
+  return p;
+}
+
+bool ScpAssociation::Start(uv_stream_t* listener, std::shared_ptr<TlsContext> tls) {
+  if (tls) tls_ = std::make_unique<TlsChannel>(std::move(tls));
+  uv_loop_t* loop = server_->loop();
+  uv_tcp_init(loop, &tcp_);
+  uv_timer_init(loop, &artim_);
+  uv_timer_init(loop, &idle_);
+  handles_open_ = 3;
+  if (int rc = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_)); rc != 0) {
+    RLOG_WARN("assoc=%llu accept failed: %s", static_cast<unsigned long long>(id_), uv_strerror(rc));
+    StartClose();
+    return false;
+  }
+  // Nagle off: every PDU leaves at once (a C-STORE-RSP must not wait).
+  uv_tcp_nodelay(&tcp_, 1);
+  peer_ = PeerName(&tcp_);
+  RLOG_INFO("%s event=connect%s", Prefix().c_str(), tls_ ? " tls=1" : "");
+  Fsm(Event::kEvt5, nullptr, {});
+  reading_ = true;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &ScpAssociation::OnAlloc, &ScpAssociation::OnRead);
+  ResetIdleTimer();
+  return true;
+}
+
+// ---- state machine plumbing ------------------------------------------------
+
+void ScpAssociation::Fsm(Event event, const ul::Pdu* pdu, std::vector<uint8_t> bytes) {
+  if (in_fsm_) {
+    // A local primitive issued from inside an indication: run it after the
+    // current transition has completed.
+    deferred_.push_back(Deferred{event, std::move(bytes)});
+    return;
+  }
+  in_fsm_ = true;
+  ul::State before = fsm_.state();
+  ul::Action action = fsm_.Handle(event, pdu, std::move(bytes));
+  RLOG_DEBUG("%s fsm %s %s %s -> %s", Prefix().c_str(), ul::StateName(before), ul::EventName(event),
+             ul::ActionName(action), ul::StateName(fsm_.state()));
+  in_fsm_ = false;
+  while (!deferred_.empty()) {
+    Deferred d = std::move(deferred_.front());
+    deferred_.pop_front();
+    Fsm(d.event, nullptr, std::move(d.bytes));
+  }
+}
+
+void ScpAssociation::ConnectTransport() {}  // SCP never requests a connection.
+void ScpAssociation::OnTransportConnected() {}
+void ScpAssociation::OnAssociateAccepted(const ul::AssociateAc&) {}
+void ScpAssociation::OnAssociateRejected(const ul::AssociateRj&) {}
+void ScpAssociation::OnReleaseConfirm() {}
+
+void ScpAssociation::SendPdu(std::vector<uint8_t> bytes) {
+  if (closing_ || bytes.empty()) return;
+  if (tls_) {
+    Status s = tls_->Send(bytes);
+    if (!s.ok()) {
+      RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), s.message().c_str());
+      StartClose();
+      return;
+    }
+    FlushTls();
+    return;
+  }
+  WriteRaw(std::move(bytes));
+}
+
+void ScpAssociation::FlushTls() {
+  std::vector<uint8_t> out;
+  tls_->TakeOutput(&out);
+  if (!out.empty()) WriteRaw(std::move(out));
+}
+
+bool ScpAssociation::HandleTlsRead(size_t n) {
+  tls_plain_.clear();
+  Status s = tls_->Receive(std::span<const uint8_t>(tls_buf_.data(), n), &tls_plain_);
+  FlushTls();  // handshake messages, alerts
+  if (!s.ok() && s.code() != Status::Code::kUnavailable) {
+    RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), s.message().c_str());
+    if (Metrics* m = server_->metrics()) m->AssociationRejected("tls");
+    if (AuditLog* a = server_->audit()) {  // a peer retrying in a loop is one record and a count
+      a->RecordRefusal("association", AuditAddressOf(peer_),
+                       {{"peer", peer_}, {"result", "rejected"}, {"reason", s.message()}, {"tls", "1"}}, {"reason"});
+    }
+    StartClose();
+    return false;
+  }
+  if (!tls_logged_ && tls_->handshake_done()) {
+    tls_logged_ = true;
+    std::string subject = tls_->PeerSubject();
+    RLOG_INFO("%s event=tls-established protocol=\"%s\" peer_certificate=\"%s\"", Prefix().c_str(),
+              tls_->Description().c_str(), subject.empty() ? "none" : subject.c_str());
+  }
+  if (!tls_plain_.empty()) {
+    std::span<uint8_t> tail = in_.WritableTail(tls_plain_.size());
+    std::memcpy(tail.data(), tls_plain_.data(), tls_plain_.size());
+    in_.Commit(tls_plain_.size());
+  }
+  return true;
+}
+
+void ScpAssociation::WriteRaw(std::vector<uint8_t> bytes) {
+  auto* w = new WriteReq;
+  w->bytes = std::move(bytes);
+  w->req.data = this;
+  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(w->bytes.data()), w->bytes.size());
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, &ScpAssociation::OnWrite);
+  if (rc != 0) {
+    delete w;
+    RLOG_WARN("%s write failed: %s", Prefix().c_str(), uv_strerror(rc));
+    StartClose();
+  }
+}
+
+void ScpAssociation::OnWrite(uv_write_t* req, int status) noexcept {
+  auto* w = reinterpret_cast<WriteReq*>(req);
+  auto* self = static_cast<ScpAssociation*>(req->data);
+  delete w;
+  if (status != 0 && status != UV_ECANCELED && !self->closing_) {
+    RLOG_WARN("%s write failed: %s", self->Prefix().c_str(), uv_strerror(status));
+    self->StartClose();
+  }
+}
+
+void ScpAssociation::CloseTransport() { StartClose(); }
+
+void ScpAssociation::StartArtim() {
+  if (closing_) return;
+  uv_timer_start(&artim_, &ScpAssociation::OnArtim, server_->settings().artim_timeout_ms, 0);
+}
+
+void ScpAssociation::StopArtim() {
+  if (closing_) return;
+  uv_timer_stop(&artim_);
+}
+
+void ScpAssociation::OnArtim(uv_timer_t* t) noexcept {
+  auto* self = static_cast<ScpAssociation*>(t->data);
+  RLOG_WARN("%s ARTIM timer expired in %s", self->Prefix().c_str(), ul::StateName(self->fsm_.state()));
+  self->Fsm(Event::kEvt18, nullptr, {});
+  self->StartClose();
+}
+
+void ScpAssociation::ResetIdleTimer() {
+  if (closing_) return;
+  uv_timer_start(&idle_, &ScpAssociation::OnIdle, server_->settings().idle_timeout_ms, 0);
+}
+
+void ScpAssociation::OnIdle(uv_timer_t* t) noexcept {
+  auto* self = static_cast<ScpAssociation*>(t->data);
+  if (!self->pending_.empty()) {  // we are the slow side: wait for the store
+    self->ResetIdleTimer();
+    return;
+  }
+  RLOG_WARN("%s idle for %llu s in %s: aborting", self->Prefix().c_str(),
+            static_cast<unsigned long long>(self->server_->settings().idle_timeout_ms / 1000),
+            ul::StateName(self->fsm_.state()));
+  self->AbortNow("idle timeout");
+}
+
+void ScpAssociation::AbortNow(const char* why) {
+  if (closing_) return;
+  ul::State s = fsm_.state();
+  if (s == ul::State::kSta1 || s == ul::State::kSta13) {
+    StartClose();
+    return;
+  }
+  RLOG_INFO("%s event=abort-sent reason=\"%s\"", Prefix().c_str(), why);
+  std::vector<uint8_t> bytes;
+  ul::EncodeAbort(ul::Abort{ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified}, &bytes);
+  Fsm(Event::kEvt15, nullptr, std::move(bytes));
+  // AA-1 leaves us in Sta13 waiting for the peer to close; do not wait.
+  StartClose();
+}
+
+// ---- reading ------------------------------------------------------------------
+
+void ScpAssociation::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
+  auto* self = static_cast<ScpAssociation*>(h->data);
+  if (self->tls_) {
+    self->tls_buf_.resize(kReadChunk);
+    buf->base = reinterpret_cast<char*>(self->tls_buf_.data());
+    buf->len = self->tls_buf_.size();
+    return;
+  }
+  std::span<uint8_t> tail = self->in_.WritableTail(kReadChunk);
+  buf->base = reinterpret_cast<char*>(tail.data());
+  buf->len = tail.size();
+}
+
+void ScpAssociation::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept {
+  static_cast<ScpAssociation*>(s->data)->HandleRead(nread);
+}
+
+void ScpAssociation::HandleRead(ssize_t nread) {
+  if (closing_) return;
+  if (nread < 0) {
+    if (nread != UV_EOF) RLOG_WARN("%s read error: %s", Prefix().c_str(), uv_strerror(nread));
+    ul::State s = fsm_.state();
+    Fsm(Event::kEvt17, nullptr, {});
+    if (s != ul::State::kSta13 && s != ul::State::kSta1) {
+      RLOG_WARN("%s event=connection-lost state=%s pending=%zu", Prefix().c_str(), ul::StateName(s),
+                pending_.size());
+    }
+    StartClose();
+    return;
+  }
+  if (nread == 0) return;
+  if (tls_) {
+    if (!HandleTlsRead(static_cast<size_t>(nread))) return;
+  } else {
+    in_.Commit(static_cast<size_t>(nread));
+  }
+  bytes_received_ += static_cast<uint64_t>(nread);
+  RearmQuickAck(&tcp_);  // defeat a Nagle-on sender's stall
+  ResetIdleTimer();
+  ProcessInput();
+}
+
+void ScpAssociation::ProcessInput() {
+  while (!closing_ && !input_dead_ && !in_.empty()) {
+    std::span<const uint8_t> avail = in_.Unread();
+    ul::DecodeResult r = ul::DecodePdu(avail, limits_);
+    if (r.kind == ul::DecodeResult::Kind::kNeedMore) break;
+    if (r.kind == ul::DecodeResult::Kind::kInvalid) {
+      ProtocolError(r.abort_reason, r.error);
+      break;
+    }
+    in_.Consume(r.consumed);
+    Fsm(ul::StateMachine::EventFor(r.pdu), &r.pdu, {});
+    if (pending_protocol_error_) {
+      auto [reason, why] = *pending_protocol_error_;
+      pending_protocol_error_.reset();
+      ProtocolError(reason, why);
+      break;
+    }
+  }
+}
+
+void ScpAssociation::ProtocolError(ul::AbortReason reason, const std::string& why) {
+  if (in_fsm_) {  // raised from inside an indication: handle after it
+    if (!pending_protocol_error_) pending_protocol_error_.emplace(reason, why);
+    return;
+  }
+  RLOG_WARN("%s event=protocol-error state=%s reason=\"%s\": sending A-ABORT", Prefix().c_str(),
+            ul::StateName(fsm_.state()), why.c_str());
+  input_dead_ = true;
+  std::vector<uint8_t> bytes;
+  ul::EncodeAbort(ul::Abort{ul::AbortSource::kServiceProvider, reason}, &bytes);
+  Fsm(Event::kEvt19, nullptr, std::move(bytes));
+  DropIncoming();
+  // Do not wait for the peer (it may be hostile): close once the abort is out.
+  StartClose();
+}
+
+void ScpAssociation::PauseReading() {
+  if (paused_ || closing_) return;
+  paused_ = true;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+}
+
+void ScpAssociation::MaybeResumeReading() {
+  if (!paused_ || closing_) return;
+  if (incoming_ && incoming_->writer &&
+      incoming_->writer->UncommittedBytes() > server_->settings().max_uncommitted_bytes) {
+    return;
+  }
+  paused_ = false;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &ScpAssociation::OnAlloc, &ScpAssociation::OnRead);
+}
+
+// ---- association negotiation ---------------------------------------------------
+
+void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
+  calling_ae_ = rq.calling_ae;
+  called_ae_ = rq.called_ae;
+  const ScpSettings& cfg = server_->settings();
+  std::vector<uint8_t> bytes;
+  auto reject = [&](ul::RejectResult result, ul::RejectSource source, uint8_t reason, const char* label,
+                    const char* why) {
+    if (Metrics* m = server_->metrics()) m->AssociationRejected(label);
+    RLOG_WARN("%s called=%s event=association-rejected reason=\"%s\"", Prefix().c_str(),
+              LogToken(called_ae_).c_str(), LogEscape(why, true).c_str());
+    // A peer retrying in a loop is one audit record and a count (RecordRefusal).
+    if (AuditLog* a = server_->audit()) {
+      a->RecordRefusal("association", AuditAddressOf(peer_),
+                       {{"calling_ae", calling_ae_}, {"called_ae", called_ae_}, {"peer", peer_}, {"result", "rejected"},
+                        {"reason", why}},
+                       {"reason", "calling_ae", "called_ae"});
+    }
+    ul::EncodeAssociateRj(ul::AssociateRj{result, source, reason}, &bytes);
+    Fsm(Event::kEvt8, nullptr, std::move(bytes));
+  };
+  // PS3.8 9.3.2: only bit 0 of the protocol version is tested.
+  if ((rq.protocol_version & 1) == 0) {
+    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceProviderAcse,
+                  ul::kRjProtocolVersionNotSupported, "protocol-version", "protocol version not supported");
+  }
+  if (rq.application_context != ul::kApplicationContextName) {
+    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
+                  ul::kRjApplicationContextNotSupported, "application-context",
+                  "application context not supported");
+  }
+  if (rq.called_ae != cfg.ae_title) {
+    std::string why = "called AE title '" + rq.called_ae + "' is not ours ('" + cfg.ae_title +
+                      "'): configure the sender to call " + cfg.ae_title;
+    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
+                  ul::kRjCalledAeNotRecognized, "called-ae", why.c_str());
+  }
+  std::string peer_ip = peer_.substr(0, peer_.rfind(':'));
+  if (peer_ip.size() > 2 && peer_ip.front() == '[') peer_ip = peer_ip.substr(1, peer_ip.size() - 2);
+  AccessPolicy::Decision access = cfg.access.Check(rq.calling_ae, peer_ip, rq.user_info.user_identity_rq);
+  if (!access.allowed) {
+    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, access.rj_reason,
+                  access.label.c_str(), access.why.c_str());
+  }
+  if (server_->established_count() >= cfg.max_associations) {
+    return reject(ul::RejectResult::kTransient, ul::RejectSource::kServiceProviderPresentation,
+                  ul::kRjLocalLimitExceeded, "limit", "too many associations (listener.max_associations)");
+  }
+
+  ul::AssociateAc ac;
+  ac.called_ae = rq.called_ae;
+  ac.calling_ae = rq.calling_ae;
+  ac.application_context = ul::kApplicationContextName;
+  ac.contexts = ul::NegotiateContexts(rq.contexts, cfg.accept, DcmtkUidDictionary());
+  size_t accepted = 0;
+  for (size_t i = 0; i < ac.contexts.size(); ++i) {
+    const ul::PresentationContextAc& c = ac.contexts[i];
+    if (c.result == ul::ContextResult::kAcceptance) {
+      contexts_[c.id] = Context{rq.contexts[i].abstract_syntax, c.transfer_syntax};
+      ++accepted;
+    }
+  }
+  ac.user_info.max_length = cfg.max_pdu;
+  if (access.identity_ac) ac.user_info.user_identity_ac = *access.identity_ac;
+  ac.user_info.implementation_class_uid = kImplementationClassUid;
+  ac.user_info.implementation_version_name = kImplementationVersionName;
+  // PS3.7 D.3.3.4: answer each role selection; we only act as SCP for storage.
+  for (const ul::RoleSelection& r : rq.user_info.roles) {
+    ac.user_info.roles.push_back(ul::RoleSelection{r.sop_class_uid, r.scu_role, false});
+  }
+  // PS3.7 D.3.3.3: we perform one operation at a time.
+  if (rq.user_info.async_ops) ac.user_info.async_ops = ul::AsyncOpsWindow{1, 1};
+  // The answer echoes what the peer sent (role selections): it may not fit
+  // its length fields. Encoded before anything counts the association.
+  if (Status s = ul::EncodeAssociateAc(ac, &bytes); !s.ok()) {
+    RLOG_ERROR("%s event=associate-ac-unencodable error=\"%s\"", Prefix().c_str(), s.message().c_str());
+    contexts_.clear();
+    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, ul::kRjNoReasonGiven,
+                  "unencodable", "our A-ASSOCIATE-AC would not fit its length fields");
+  }
+  peer_max_pdu_ = rq.user_info.max_length;
+  rules_ = server_->rules();
+  facts_.calling_ae = calling_ae_;
+  facts_.called_ae = called_ae_;
+  facts_.peer_ip = peer_.substr(0, peer_.rfind(':'));
+  if (facts_.peer_ip.size() > 2 && facts_.peer_ip.front() == '[') {
+    facts_.peer_ip = facts_.peer_ip.substr(1, facts_.peer_ip.size() - 2);
+  }
+  facts_.listener = "default";
+  established_ = true;
+  server_->OnEstablished(+1);
+  if (Metrics* m = server_->metrics()) m->AssociationAccepted();
+  if (AuditLog* a = server_->audit()) {
+    a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_}, {"peer", peer_},
+                              {"result", "accepted"}, {"user", access.user},
+                              {"tls", tls_ ? tls_->Description() : std::string()}});
+  }
+  RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
+            Prefix().c_str(), LogToken(called_ae_).c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
+            LogToken(rq.user_info.implementation_class_uid).c_str());
+  Fsm(Event::kEvt7, nullptr, std::move(bytes));
+}
+
+// ---- data transfer -------------------------------------------------------------
+
+void ScpAssociation::OnPData(const ul::PData& pdata) {
+  for (const ul::Pdv& pdv : pdata.pdvs) {
+    if (pending_protocol_error_ || closing_) return;
+    if (contexts_.find(pdv.context_id) == contexts_.end()) {
+      ProtocolError(ul::AbortReason::kInvalidPduParameterValue,
+                    "PDV on presentation context " + std::to_string(pdv.context_id) +
+                        ", which was not accepted");
+      return;
+    }
+    if (pdv.is_command) {
+      if (incoming_) {
+        ProtocolError(ul::AbortReason::kUnexpectedPduParameter,
+                      "command PDV while the previous command's data set is incomplete");
+        return;
+      }
+      if (!command_bytes_.empty() && pdv.context_id != command_context_) {
+        ProtocolError(ul::AbortReason::kInvalidPduParameterValue,
+                      "command fragments on different presentation contexts");
+        return;
+      }
+      if (command_bytes_.size() + pdv.data.size() > kMaxCommandBytes) {
+        ProtocolError(ul::AbortReason::kInvalidPduParameterValue, "command set larger than 64 KiB");
+        return;
+      }
+      command_context_ = pdv.context_id;
+      command_bytes_.insert(command_bytes_.end(), pdv.data.begin(), pdv.data.end());
+      if (pdv.is_last) HandleCommand(pdv.context_id);
+    } else {
+      HandleData(pdv);
+    }
+  }
+}
+
+void ScpAssociation::HandleCommand(uint8_t context_id) {
+  Result<dimse::Command> decoded = dimse::DecodeCommand(command_bytes_);
+  command_bytes_.clear();
+  if (!decoded.ok()) {
+    ProtocolError(ul::AbortReason::kInvalidPduParameterValue,
+                  "malformed DIMSE command: " + decoded.status().message());
+    return;
+  }
+  dimse::Command& cmd = *decoded;
+  const Context& ctx = contexts_[context_id];
+  switch (cmd.command_field) {
+    case dimse::CommandField::kCEchoRq:
+      if (cmd.has_data_set()) break;  // answered after the (discarded) data set
+      RLOG_INFO("%s event=c-echo msg=%u", Prefix().c_str(), cmd.message_id.value_or(0));
+      SendCommand(context_id, dimse::MakeEchoResponse(cmd, dimse::kStatusSuccess));
+      return;
+    case dimse::CommandField::kCStoreRq: {
+      if (!cmd.has_data_set()) {
+        RLOG_WARN("%s event=c-store-refused msg=%u reason=\"C-STORE-RQ without a data set\"",
+                  Prefix().c_str(), cmd.message_id.value_or(0));
+        if (Metrics* m = server_->metrics()) m->ObjectRefused(dimse::kStatusCannotUnderstand);
+        SendCommand(context_id, dimse::MakeStoreResponse(cmd, dimse::kStatusCannotUnderstand,
+                                                         "C-STORE-RQ without a data set"));
+        return;
+      }
+      if (server_->metrics() != nullptr) CommandArrivals()[this] = NowSeconds();
+      Incoming in;
+      in.command = std::move(cmd);
+      in.context_id = context_id;
+      in.store = true;
+      if (ctx.abstract_syntax == ul::kVerificationSopClass) {
+        in.failed = true;
+        in.fail_status = dimse::kStatusSopClassNotSupported;
+        in.fail_reason = "C-STORE on the Verification presentation context";
+      } else if (!AcceptSopInstanceUid(Prefix(), in.command.message_id.value_or(0),
+                                       "Affected SOP Instance UID (0000,1000)",
+                                       in.command.affected_sop_instance_uid)) {
+        // The data set that follows is read and dropped; then the answer.
+        in.failed = true;
+        in.fail_status = dimse::kStatusCannotUnderstand;
+        in.fail_reason = "Affected SOP Instance UID: not only digits and dots";
+      } else if (!server_->intake_closed().empty()) {
+        in.failed = true;
+        in.fail_status = dimse::kStatusOutOfResources;
+        in.fail_reason = server_->intake_closed();
+      } else {
+        in.writer = server_->store()->NewObject();
+        in.header = std::make_unique<dicom::HeaderParser>(ctx.transfer_syntax);
+      }
+      incoming_.emplace(std::move(in));
+      return;
+    }
+    case dimse::CommandField::kCCancelRq:
+      return;  // PS3.7 9.3.2.3: nothing to cancel; no response.
+    default:
+      break;
+  }
+  if (static_cast<uint16_t>(cmd.command_field) & 0x8000) {
+    ProtocolError(ul::AbortReason::kUnexpectedPduParameter,
+                  std::string("unexpected response command ") + dimse::CommandFieldName(cmd.command_field));
+    return;
+  }
+  if (cmd.has_data_set()) {
+    Incoming in;
+    in.command = std::move(cmd);
+    in.context_id = context_id;
+    in.store = false;
+    incoming_.emplace(std::move(in));
+    return;
+  }
+  RLOG_WARN("%s event=unsupported-command command=%s msg=%u", Prefix().c_str(),
+            dimse::CommandFieldName(cmd.command_field), cmd.message_id.value_or(0));
+  SendCommand(context_id, dimse::MakeUnsupportedResponse(cmd));
+}
+
+void ScpAssociation::HandleData(const ul::Pdv& pdv) {
+  if (!incoming_) {
+    ProtocolError(ul::AbortReason::kUnexpectedPduParameter, "data set PDV without a command");
+    return;
+  }
+  Incoming& in = *incoming_;
+  if (pdv.context_id != in.context_id) {
+    ProtocolError(ul::AbortReason::kInvalidPduParameterValue,
+                  "data set PDV on a different presentation context than its command");
+    return;
+  }
+  in.bytes += pdv.data.size();
+  if (in.store && !in.failed) {
+    in.writer->Append(pdv.data);
+    if (!in.header->done()) {
+      in.header->Feed(pdv.data, pdv.is_last);
+      if (in.header->done()) {
+        Result<dicom::HeaderInfo> info = in.header->result();
+        if (!info.ok()) {
+          in.failed = true;
+          in.fail_status = dimse::kStatusCannotUnderstand;
+          in.fail_reason = info.status().message();
+          in.writer->Abort();
+          in.writer.reset();
+        }
+      }
+    }
+    if (in.writer && in.writer->UncommittedBytes() > server_->settings().max_uncommitted_bytes) {
+      PauseReading();
+    }
+  }
+  if (pdv.is_last) FinishIncoming();
+}
+
+void ScpAssociation::FinishIncoming() {
+  Incoming in = std::move(*incoming_);
+  incoming_.reset();
+  const dimse::Command& rq = in.command;
+  uint16_t msg = rq.message_id.value_or(0);
+  if (!in.store) {
+    if (rq.command_field == dimse::CommandField::kCEchoRq) {
+      SendCommand(in.context_id, dimse::MakeEchoResponse(rq, dimse::kStatusSuccess));
+    } else {
+      RLOG_WARN("%s event=unsupported-command command=%s msg=%u", Prefix().c_str(),
+                dimse::CommandFieldName(rq.command_field), msg);
+      SendCommand(in.context_id, dimse::MakeUnsupportedResponse(rq));
+    }
+    return;
+  }
+  store::ObjectMeta meta;
+  if (!in.failed) {
+    Result<dicom::HeaderInfo> info = in.header->result();
+    if (!info.ok()) {
+      in.failed = true;
+      in.fail_status = dimse::kStatusCannotUnderstand;
+      in.fail_reason = info.status().message();
+    } else if (!AcceptSopInstanceUid(Prefix(), msg, "SOP Instance UID (0008,0018)", info->sop_instance_uid)) {
+      in.failed = true;
+      in.fail_status = dimse::kStatusCannotUnderstand;
+      in.fail_reason = "SOP Instance UID (0008,0018): not only digits and dots";
+    } else {
+      meta.sop_class_uid = info->sop_class_uid.empty() ? rq.affected_sop_class_uid : info->sop_class_uid;
+      meta.sop_instance_uid =
+          info->sop_instance_uid.empty() ? rq.affected_sop_instance_uid : info->sop_instance_uid;
+      if (!info->sop_instance_uid.empty() && info->sop_instance_uid != rq.affected_sop_instance_uid) {
+        RLOG_WARN("%s msg=%u sop=%s event=uid-mismatch command_sop=%s: keeping the data set's UID",
+                  Prefix().c_str(), msg, LogToken(info->sop_instance_uid).c_str(),
+                  LogToken(rq.affected_sop_instance_uid).c_str());
+      }
+      meta.study_instance_uid = info->study_instance_uid;
+      meta.series_instance_uid = info->series_instance_uid;
+      meta.patient_id = info->patient_id;
+      meta.modality = info->modality;
+      meta.transfer_syntax_uid = contexts_[in.context_id].transfer_syntax;
+      meta.received_unix_ms = NowUnixMs();
+      meta.calling_ae = calling_ae_;
+      meta.called_ae = called_ae_;
+      meta.peer_address = peer_;
+      if (!Route(*in.header, &meta, &in.fail_status, &in.fail_reason)) {
+        in.failed = true;
+      }
+    }
+    if (!in.failed) {
+      if (auto it = CommandArrivals().find(this); it != CommandArrivals().end()) {
+        PendingArrivals()[PendingKey{this, msg}] = it->second;
+        CommandArrivals().erase(it);
+      }
+      pending_.push_back(Pending{msg, in.context_id, rq, false, 0, {}});
+      Server* server = server_;
+      uint64_t id = id_;
+      in.writer->Finish(std::move(meta), [server, id, msg](Status s, const store::ObjectMeta& m) {
+        server->Post([server, id, msg, s, m]() {
+          ScpAssociation* a = server->FindAssociation(id);
+          if (a != nullptr) {
+            a->OnStoreCommitted(msg, s, m);
+          } else {
+            RLOG_INFO("assoc=%llu msg=%u sop=%s event=%s after the association closed (not acknowledged)",
+                      static_cast<unsigned long long>(id), msg, LogToken(m.sop_instance_uid).c_str(),
+                      s.ok() ? "stored" : "store-failed");
+          }
+        });
+      });
+      return;
+    }
+  }
+  if (in.writer) in.writer->Abort();
+  CommandArrivals().erase(this);
+  if (Metrics* m = server_->metrics()) m->ObjectRefused(in.fail_status);
+  ++objects_failed_;
+  RLOG_WARN("%s msg=%u sop=%s event=c-store-refused status=0x%04X reason=\"%s\"", Prefix().c_str(), msg,
+            LogToken(rq.affected_sop_instance_uid).c_str(), in.fail_status, LogEscape(in.fail_reason, true).c_str());
+  if (AuditLog* a = server_->audit()) a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_},
+      {"sop_instance_uid", rq.affected_sop_instance_uid}, {"result", "refused"}, {"status", Hex4(in.fail_status)},
+      {"reason", in.fail_reason}});
+  // Keep responses in request order behind commits still pending.
+  pending_.push_back(Pending{msg, in.context_id, rq, true, in.fail_status, in.fail_reason});
+  FlushResponses();
+}
+
+bool ScpAssociation::Route(dicom::HeaderParser& header, store::ObjectMeta* meta, uint16_t* status,
+                           std::string* reason) {
+  if (!rules_) return true;  // no rules configured: keep, unrouted
+  rules_->Evaluate(header.dataset(), facts_, std::time(nullptr), &decision_);
+  for (const std::string* r : decision_.matched_rules) meta->matched_rules.push_back(*r);
+  if (decision_.dropped) {
+    meta->routing = "dropped";
+    return true;
+  }
+  if (decision_.unmatched) {
+    switch (rules_->unmatched_policy()) {
+      case rules::RuleSet::Unmatched::kReject:
+        *status = dimse::kStatusNotAuthorized;
+        *reason = "no routing rule matched and the rules say unmatched = \"reject\"";
+        return false;
+      case rules::RuleSet::Unmatched::kForward:
+        meta->routing = "routed";
+        for (const rules::Destination* d : rules_->unmatched_destinations()) {
+          meta->routes.push_back(store::Route{d->name, 0, "(unmatched)", ""});
+        }
+        return true;
+      case rules::RuleSet::Unmatched::kKeep:
+        meta->routing = "unrouted";
+        return true;
+    }
+  }
+  meta->routing = "routed";
+  for (const rules::Decision::Target& t : decision_.targets) {
+    meta->routes.push_back(store::Route{t.destination->name, t.priority, t.rule ? *t.rule : std::string(),
+                                        t.edits ? rules::EncodeEdits(*t.edits) : std::string()});
+  }
+  return true;
+}
+
+void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const store::ObjectMeta& meta) {
+  for (Pending& p : pending_) {
+    if (!p.done && p.message_id == message_id) {
+      p.done = true;
+      p.status = StatusFor(status);
+      if (!status.ok()) p.comment = status.message();
+      break;
+    }
+  }
+  double arrived = -1;
+  if (auto it = PendingArrivals().find(PendingKey{this, message_id}); it != PendingArrivals().end()) {
+    arrived = it->second;
+    PendingArrivals().erase(it);
+  }
+  if (Metrics* m = server_->metrics()) {
+    if (status.ok()) {
+      m->ObjectReceived(meta.raw_size, arrived < 0 ? 0.0 : NowSeconds() - arrived, NowUnixMs());
+    } else {
+      m->ObjectRefused(StatusFor(status));
+    }
+  }
+  if (status.ok()) {
+    ++objects_ok_;
+    std::string routes;
+    for (const store::Route& r : meta.routes) routes += (routes.empty() ? "" : ",") + r.destination;
+  if (AuditLog* a = server_->audit()) {
+    a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_}, {"patient_id", meta.patient_id},
+                         {"study_instance_uid", meta.study_instance_uid}, {"sop_instance_uid", meta.sop_instance_uid},
+                         {"result", "stored"}, {"status", "0x0000"}, {"routing", meta.routing}, {"to", routes}});
+  }
+    RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s",
+              Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str(), LogToken(meta.modality).c_str(),
+              static_cast<unsigned long long>(meta.raw_size), static_cast<unsigned long long>(meta.stored_size),
+              meta.routing.empty() ? "none" : meta.routing.c_str(), routes.empty() ? "-" : routes.c_str());
+  } else {
+    ++objects_failed_;
+    if (AuditLog* a = server_->audit()) {
+      a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_}, {"patient_id", meta.patient_id},
+                           {"study_instance_uid", meta.study_instance_uid}, {"sop_instance_uid", meta.sop_instance_uid},
+                           {"result", "failed"}, {"status", Hex4(StatusFor(status))}, {"reason", status.message()}});
+    }
+    RLOG_WARN("%s msg=%u sop=%s event=store-failed status=0x%04X reason=\"%s\"", Prefix().c_str(),
+              message_id, LogToken(meta.sop_instance_uid).c_str(), StatusFor(status),
+              LogEscape(status.message(), true).c_str());
+  }
+  FlushResponses();
+  MaybeResumeReading();
+}
+
+void ScpAssociation::FlushResponses() {
+  while (!pending_.empty() && pending_.front().done) {
+    Pending p = std::move(pending_.front());
+    pending_.pop_front();
+    if (closing_) continue;
+    SendCommand(p.context_id, dimse::MakeStoreResponse(p.rq, p.status, p.comment));
+  }
+  SendReleaseResponseIfIdle();
+}
+
+void ScpAssociation::SendCommand(uint8_t context_id, const dimse::Command& cmd) {
+  if (closing_) return;
+  std::vector<uint8_t> body = dimse::EncodeCommand(cmd);
+  // PS3.8 D.1: the peer's maximum applies to the PDV list of each P-DATA-TF.
+  size_t max_data = body.size();
+  if (peer_max_pdu_ != 0 && peer_max_pdu_ > 6 && peer_max_pdu_ - 6 < max_data) max_data = peer_max_pdu_ - 6;
+  size_t off = 0;
+  do {
+    size_t n = std::min(max_data, body.size() - off);
+    bool last = off + n == body.size();
+    std::vector<uint8_t> pdu;
+    pdu.reserve(12 + n);
+    if (Status s = ul::EncodePDataHeader(context_id, true, last, static_cast<uint32_t>(n), &pdu); !s.ok()) {
+      // Not reachable with a command set of a few hundred bytes; never wrap.
+      RLOG_ERROR("%s event=pdata-unencodable error=\"%s\"", Prefix().c_str(), s.message().c_str());
+      AbortNow("P-DATA-TF does not fit its length fields");
+      return;
+    }
+    pdu.insert(pdu.end(), body.begin() + off, body.begin() + off + n);
+    Fsm(Event::kEvt9, nullptr, std::move(pdu));
+    off += n;
+  } while (off < body.size());
+}
+
+// ---- release and abort ---------------------------------------------------------
+
+void ScpAssociation::OnReleaseRequest() {
+  RLOG_INFO("%s event=release-requested pending=%zu", Prefix().c_str(), pending_.size());
+  release_requested_ = true;
+  if (incoming_) {
+    RLOG_WARN("%s release requested in the middle of a data set: dropping it", Prefix().c_str());
+    DropIncoming();
+  }
+  SendReleaseResponseIfIdle();
+}
+
+void ScpAssociation::SendReleaseResponseIfIdle() {
+  if (!release_requested_ || !pending_.empty() || incoming_ || closing_) return;
+  release_requested_ = false;
+  std::vector<uint8_t> bytes;
+  ul::EncodeReleaseRp(&bytes);
+  RLOG_INFO("%s event=released objects=%llu failed=%llu bytes=%llu", Prefix().c_str(),
+            static_cast<unsigned long long>(objects_ok_), static_cast<unsigned long long>(objects_failed_),
+            static_cast<unsigned long long>(bytes_received_));
+  Fsm(Event::kEvt14, nullptr, std::move(bytes));
+}
+
+void ScpAssociation::OnAbort(const std::optional<ul::Abort>& abort) {
+  if (abort) {
+    RLOG_WARN("%s event=abort-received source=%d reason=%d pending=%zu", Prefix().c_str(),
+              static_cast<int>(abort->source), static_cast<int>(abort->reason), pending_.size());
+  }
+  DropIncoming();
+}
+
+void ScpAssociation::DropIncoming() {
+  if (incoming_ && incoming_->writer) incoming_->writer->Abort();
+  incoming_.reset();
+  command_bytes_.clear();
+}
+
+// ---- closing ---------------------------------------------------------------------
+
+void ScpAssociation::StartClose() {
+  if (closing_) return;
+  closing_ = true;
+  DropIncoming();
+  CommandArrivals().erase(this);
+  std::erase_if(PendingArrivals(), [this](const auto& e) { return e.first.first == this; });
+  if (established_) server_->OnEstablished(-1);
+  established_ = false;
+  uv_timer_stop(&artim_);
+  uv_timer_stop(&idle_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ScpAssociation::OnClose);
+  uv_close(reinterpret_cast<uv_handle_t*>(&artim_), &ScpAssociation::OnClose);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), &ScpAssociation::OnClose);
+  RLOG_INFO("%s event=closed objects=%llu failed=%llu", Prefix().c_str(),
+            static_cast<unsigned long long>(objects_ok_), static_cast<unsigned long long>(objects_failed_));
+}
+
+void ScpAssociation::OnClose(uv_handle_t* h) noexcept {
+  auto* self = static_cast<ScpAssociation*>(h->data);
+  if (--self->handles_open_ == 0) self->server_->OnAssociationClosed(self->id_);  // deletes self
+}
+
+}  // namespace relais::router

@@ -1,0 +1,127 @@
+// Metrics: what Relais counts on its loop, and the rendering of every figure
+// (these, the delivery scheduler's, the store's, the storage watch's) in the
+// Prometheus text exposition format 0.0.4 for GET /metrics.
+//
+// Naming follows Prometheus conventions: prefix relais_, base units (bytes,
+// seconds), counters end in _total. The full list, with labels and meaning,
+// is in docs/metrics.md and is checked by tests/router/record/metrics_test.cc.
+//
+// Where each figure comes from:
+// - listener (associations, objects, bytes, C-STORE latency), admin
+//   requests, alerts, throughput history: this class, fed by the code that
+//   sees the event;
+// - per destination (sent, bytes, failures by class, retries, dead, state,
+//   queue depth, oldest queued age, bytes/s): DeliveryScheduler::Stats()
+//   and Store::SummarizeQueues();
+// - store (bytes used, free, objects, commits, fsyncs, batch sizes):
+//   Store::GetStats(); water marks: StorageWatch;
+// - rules reloads and failures: Server.
+//
+// Thread: loop thread only (everything that counts runs there).
+#ifndef RELAIS_ROUTER_RECORD_METRICS_H_
+#define RELAIS_ROUTER_RECORD_METRICS_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "router/deliver/delivery.h"
+#include "store/store.h"
+
+namespace relais::router {
+
+class DeliveryScheduler;
+class Server;
+class StorageWatch;
+
+class Metrics {
+ public:
+  // Upper bounds (seconds) of the C-STORE latency histogram buckets.
+  static constexpr double kLatencyBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                               0.1,   0.25,   0.5,   1,    2.5,   5,    10};
+
+  // --- listener ---
+  void AssociationAccepted() { ++assoc_accepted_; }
+  // `reason`: a short stable label ("called-ae", "calling-ae", "limit",
+  // "protocol-version", "application-context", "identity", ...).
+  void AssociationRejected(std::string_view reason) { ++assoc_rejected_[std::string(reason)]; }
+  // A C-STORE acknowledged with success: its data set bytes, and seconds
+  // from the arrival of its command to the durable acknowledgement.
+  void ObjectReceived(uint64_t bytes, double latency_s, int64_t now_unix_ms);
+  // A C-STORE answered with a failure status (e.g. 0xA700 above the
+  // high-water mark).
+  void ObjectRefused(uint16_t status) { ++objects_refused_[status]; }
+
+  // --- delivery (the throughput history; per-destination counters are the
+  // scheduler's) ---
+  void ObjectSent(uint64_t bytes, int64_t now_unix_ms);
+
+  // --- admin API and alerts ---
+  // `outcome`: "ok", "bad-request", "unauthorized", "forbidden",
+  // "not-found", "error".
+  void AdminRequest(std::string_view outcome) { ++admin_requests_[std::string(outcome)]; }
+  void AlertSent(std::string_view kind, bool ok) { ++alerts_[std::string(kind) + (ok ? "\n1" : "\n0")]; }
+
+  // Per-minute totals of the last hour (60 entries, oldest first; minutes
+  // without traffic are zero), for the dashboard's chart.
+  struct Minute {
+    int64_t start_unix_ms = 0;
+    uint64_t received = 0, received_bytes = 0;
+    uint64_t sent = 0, sent_bytes = 0;
+  };
+  std::vector<Minute> LastHour(int64_t now_unix_ms) const;
+
+  // Read access for the renderer and the API.
+  uint64_t associations_accepted() const { return assoc_accepted_; }
+  const std::map<std::string, uint64_t>& associations_rejected() const { return assoc_rejected_; }
+  uint64_t objects_received() const { return objects_received_; }
+  uint64_t bytes_received() const { return bytes_received_; }
+  const std::map<uint16_t, uint64_t>& objects_refused() const { return objects_refused_; }
+  // Cumulative counts per bucket of kLatencyBuckets (+Inf last), sum, count.
+  const std::vector<uint64_t>& latency_buckets() const { return latency_counts_; }
+  double latency_sum() const { return latency_sum_; }
+  const std::map<std::string, uint64_t>& admin_requests() const { return admin_requests_; }
+  // Alerts by "kind\n1" (sent) and "kind\n0" (failed).
+  const std::map<std::string, uint64_t>& alerts() const { return alerts_; }
+
+ private:
+  Minute* Bucket(int64_t now_unix_ms);
+
+  uint64_t assoc_accepted_ = 0;
+  std::map<std::string, uint64_t> assoc_rejected_;
+  uint64_t objects_received_ = 0, bytes_received_ = 0;
+  std::map<uint16_t, uint64_t> objects_refused_;
+  std::vector<uint64_t> latency_counts_ = std::vector<uint64_t>(std::size(kLatencyBuckets) + 1, 0);
+  double latency_sum_ = 0;
+  std::map<std::string, uint64_t> admin_requests_;
+  std::map<std::string, uint64_t> alerts_;  // "kind\n1" sent, "kind\n0" failed
+  std::vector<Minute> minutes_ = std::vector<Minute>(60);  // ring, by minute number % 60
+};
+
+// Everything RenderPrometheus reads; null members are left out.
+struct MetricsSources {
+  const Metrics* metrics = nullptr;
+  const Server* server = nullptr;  // associations open, rules reloads/failures, intake gate
+  const DeliveryScheduler* delivery = nullptr;
+  // When set, used instead of delivery->Stats() (a caller that already has
+  // them; tests).
+  const std::vector<DeliveryScheduler::DestinationStats>* destinations = nullptr;
+  const store::Store* store = nullptr;
+  const StorageWatch* storage = nullptr;
+  // Per destination queue depth, dead rows and oldest row (the caller
+  // caches Store::SummarizeQueues for about a second).
+  const std::vector<store::Store::QueueSummary>* queues = nullptr;
+  int64_t now_unix_ms = 0;
+  // relais_build_info labels (main.cc has RELAIS_VERSION and
+  // RELAIS_GIT_REVISION); empty renders as "unknown".
+  std::string version, revision;
+};
+
+// The whole /metrics page (HELP and TYPE lines, one sample per line).
+std::string RenderPrometheus(const MetricsSources& sources);
+
+}  // namespace relais::router
+
+#endif  // RELAIS_ROUTER_RECORD_METRICS_H_
