@@ -11,6 +11,7 @@
 #include "base/text.h"
 #include "router/record/audit.h"
 #include "router/record/metrics.h"
+#include "router/deliver/retry_policy.h"
 #include "router/deliver/scu_association.h"
 #include "router/deliver/send_prep.h"
 #include "router/net/tls.h"
@@ -19,10 +20,6 @@ namespace relais::router {
 namespace {
 
 constexpr char kVerification[] = "1.2.840.10008.1.1";
-
-// A refusal of the object is retried once, then dead-lettered when it
-// recurs: archives sometimes refuse during maintenance with 0xCxxx.
-constexpr uint32_t kPermanentFailureAttempts = 2;
 
 // Failures kept per destination for RecentFailures.
 constexpr size_t kRecentFailures = 100;
@@ -108,19 +105,18 @@ struct DeliveryScheduler::Dest {
   int64_t last_error_ms = 0;
   int64_t failing_since = 0;  // first link failure of the current streak; 0: none
   uint64_t retries = 0;
-  std::map<std::string, uint64_t> failures_by_class;
+  std::array<uint64_t, kFailureClassCount> failures_by_class = {};  // indexed by FailureClass
   std::deque<FailureEvent> recent;  // newest first, at most kRecentFailures
   // Bytes delivered in each second of the last minute (ring by second % 60).
   int64_t rate_second[60] = {};
   uint64_t rate_bytes[60] = {};
 
-  // Counts one failed attempt of class `cls` (the classes of
-  // DestinationStats::failures_by_class; `failed` is their sum) and keeps
-  // it for RecentFailures.
-  void NoteFailure(const char* cls, int64_t now, const std::string& sop, const std::string& association,
+  // Counts one failed attempt of class `cls` (`failed` is the sum of
+  // failures_by_class) and keeps it for RecentFailures.
+  void NoteFailure(FailureClass cls, int64_t now, const std::string& sop, const std::string& association,
                    const char* result, uint16_t status, const std::string& error) {
     ++failed;
-    ++failures_by_class[cls];
+    ++failures_by_class[static_cast<size_t>(cls)];
     last_error = error;
     last_error_ms = now;
     recent.push_front(FailureEvent{now, cfg.name, sop, association, result, status, error});
@@ -398,7 +394,7 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
     u.error = "gave up: the object is older than retry.max_age (" + HumanDuration(d->cfg.retry.max_age_s) +
               ") after " + std::to_string(row.q.attempts) + " attempts" +
               (row.q.last_error.empty() ? "" : "; last error: " + row.q.last_error);
-    d->NoteFailure("limit", now, row.meta.sop_instance_uid, "", "dead", u.status, u.error);
+    d->NoteFailure(FailureClass::kLimit, now, row.meta.sop_instance_uid, "", "dead", u.status, u.error);
     Finish(d, row, std::move(u));
   }
 }
@@ -538,7 +534,7 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
                 dead.meta.sop_instance_uid.c_str(), LogEscape(u.error, true).c_str());
       ++d->dead;
-      d->NoteFailure("unsupported", NowUnixMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
+      d->NoteFailure(FailureClass::kUnsupported, NowUnixMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
       Finish(d, dead, std::move(u));
       return SendNext(d, s);
     }
@@ -587,7 +583,7 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
     u.attempt.error = why;
     RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
               row.meta.sop_instance_uid.c_str(), LogEscape(why, true).c_str());
-    d->NoteFailure("unreadable", NowUnixMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
+    d->NoteFailure(FailureClass::kUnreadable, NowUnixMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
     Finish(d, row, std::move(u));
   };
   std::vector<rules::TagEdit> edits;
@@ -724,27 +720,16 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     SendNext(d, s);
     return;
   }
-  if (o.kind == Outcome::Kind::kLocalError && o.error.find("NotFound") != std::string::npos) {
+  if (o.kind == Outcome::Kind::kLocalError && o.store_code == Status::Code::kNotFound) {
     // The object was replaced or purged while we sent it: nothing to record.
     d->in_flight.erase(row.key());
     SendNext(d, s);
     return;
   }
-  bool link = o.kind == Outcome::Kind::kTransportError || o.kind == Outcome::Kind::kTimeout ||
-              o.kind == Outcome::Kind::kAborted || (o.kind == Outcome::Kind::kRejected && o.IsTransient());
-  bool transient = o.IsTransient();
-  bool give_up = !transient && (o.kind == Outcome::Kind::kNoContext || o.kind == Outcome::Kind::kLocalError ||
-                                attempts >= kPermanentFailureAttempts);
-  // The classes of DestinationStats::failures_by_class (delivery.h).
-  const char* cls = link                                  ? "link"
-                    : transient                           ? "transient-status"
-                    : o.kind == Outcome::Kind::kNoContext ? "unsupported"
-                    : o.kind == Outcome::Kind::kLocalError ? "unreadable"
-                                                           : "refused";
-  if (!give_up && d->cfg.retry.max_attempts != 0 && attempts >= d->cfg.retry.max_attempts) {
-    give_up = true;
-    cls = "limit";
-  }
+  const RetryDecision decision = DecideSendRetry(o, attempts, d->cfg.retry.max_attempts);
+  const bool link = decision.link;
+  const bool give_up = decision.give_up;
+  const bool transient = o.IsTransient();
   if (transient) LinkFailure(d, o, s->name, /*log_head=*/false);
   u.attempts = attempts;
   u.status = link ? 0 : o.status;
@@ -769,7 +754,7 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
               u.next_attempt_unix_ms - now, LogEscape(u.error, true).c_str());
     ++d->retries;
   }
-  d->NoteFailure(cls, now, row.meta.sop_instance_uid, s->name, give_up ? "dead" : "retry", o.status, u.error);
+  d->NoteFailure(decision.cls, now, row.meta.sop_instance_uid, s->name, give_up ? "dead" : "retry", o.status, u.error);
   Finish(d, row, std::move(u));
   if (!link) SendNext(d, s);
 }
@@ -818,7 +803,7 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
   // The first waiting object carries the attempt in its log, so an admin
   // sees the backoff on `relais object show`.
   if (log_head && d->ready.empty()) {
-    d->NoteFailure("link", now, "", association, "retry", o.status, d->last_link_error);
+    d->NoteFailure(FailureClass::kLink, now, "", association, "retry", o.status, d->last_link_error);
   }
   if (log_head && !d->ready.empty()) {
     auto it = d->ready.begin();
@@ -834,20 +819,16 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
     u.attempt.result = "retry";
     u.attempt.status = o.status;
     u.attempt.error = (d->down ? "destination down: " : "") + d->last_link_error;
-    bool give_up = false;
-    const char* cls = "link";
-    if (o.kind == Outcome::Kind::kRejected && !o.IsTransient() && head.q.attempts >= kPermanentFailureAttempts) {
-      give_up = true;
-      cls = "refused";
+    const RetryDecision decision = DecideOpenRetry(o, head.q.attempts, d->cfg.retry.max_attempts);
+    const bool give_up = decision.give_up;
+    if (decision.cls == FailureClass::kRefused) {
       u.error = "association rejected permanently by " + d->cfg.ae_title + ": " + o.ToString();
     }
-    if (d->cfg.retry.max_attempts != 0 && head.q.attempts >= d->cfg.retry.max_attempts) {
-      if (!give_up) cls = "limit";
-      give_up = true;
+    if (decision.at_limit) {
       u.error = "gave up after " + std::to_string(head.q.attempts) + " attempts (retry.max_attempts): " +
                 d->last_link_error;
     }
-    d->NoteFailure(cls, now, head.meta.sop_instance_uid, association, give_up ? "dead" : "retry", o.status,
+    d->NoteFailure(decision.cls, now, head.meta.sop_instance_uid, association, give_up ? "dead" : "retry", o.status,
                    give_up ? u.error : u.attempt.error);
     if (give_up) {
       ++d->dead;
@@ -955,7 +936,10 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     st.last_error_unix_ms = d->last_error_ms;
     st.failing_since_unix_ms = d->failing_since;
     st.retries = d->retries;
-    st.failures_by_class = d->failures_by_class;
+    for (FailureClass c : kFailureClasses) {
+      uint64_t n = d->failures_by_class[static_cast<size_t>(c)];
+      if (n != 0) st.failures_by_class[FailureClassName(c)] = n;
+    }
     st.sent_bytes_per_s = d->BytesPerSecond(now);
     out.push_back(std::move(st));
   }

@@ -138,7 +138,8 @@ class DeliveryScheduler {
     // Start of the current streak of link failures; 0 while the link works.
     int64_t failing_since_unix_ms = 0;
     uint64_t retries = 0;  // rows rescheduled after a failure (RetryLater)
-    // Failed attempts by class: "link" (connect/association/abort/timeout),
+    // Failed attempts by class, keyed by FailureClassName (retry_policy.h),
+    // present only when nonzero: "link" (connect/association/abort/timeout),
     // "transient-status" (0xA7xx and other retryable DIMSE statuses),
     // "refused" (0xA9xx, 0xCxxx...), "unsupported" (SOP class / syntax not
     // accepted, no lossless conversion), "unreadable" (stored object cannot

@@ -671,7 +671,9 @@ void ScuAssociation::PumpData() {
     Status s = op_->reader->Next(&chunk, &done);
     if (!s.ok()) {
       std::string why = "reading object " + op_->sop_instance_uid + " from the store: " + s.ToString();
-      Fail(MakeOutcome(Outcome::Kind::kLocalError, why));
+      Outcome o = MakeOutcome(Outcome::Kind::kLocalError, why);
+      o.store_code = s.code();
+      Fail(std::move(o));
       // Part of the data set is on the wire: only an abort ends it.
       AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
       return;

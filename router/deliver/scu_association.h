@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "router/protocol/dimse.h"
 #include "router/protocol/fsm.h"
 #include "router/protocol/pdu.h"
@@ -95,6 +96,10 @@ struct Outcome {
   Kind kind = Kind::kSuccess;
   uint16_t status = 0;  // DIMSE status (kSuccess/kWarning/kFailure)
   std::string error;    // human-readable, for logs and the dead-letter reason
+  // kLocalError from reading the object from the store: that Status's code
+  // (kNotFound: the object was replaced or purged while being sent).
+  // kOk otherwise.
+  Status::Code store_code = Status::Code::kOk;
   // kRejected only: PS3.8 Table 9-21 fields of the A-ASSOCIATE-RJ.
   ul::RejectResult reject_result = ul::RejectResult::kPermanent;
   ul::RejectSource reject_source = ul::RejectSource::kServiceUser;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "router/deliver/delivery.h"
+#include "router/deliver/retry_policy.h"
 #include "router/receive/server.h"
 #include "router/operate/storage_watch.h"
 
@@ -147,7 +148,6 @@ void RenderListener(const Metrics& m, const Server* server, Page* p) {
 
 void RenderDestinations(const std::vector<DeliveryScheduler::DestinationStats>& stats, Page* p) {
   static const char* const kStates[] = {"idle", "sending", "backing-off", "down", "paused"};
-  static const char* const kClasses[] = {"link", "transient-status", "refused", "unsupported", "unreadable", "limit"};
   auto each = [&](const char* name, const char* type, const char* help, auto value) {
     p->Family(name, type, help);
     for (const auto& st : stats) p->Sample(name, {{"destination", st.name}}, value(st));
@@ -164,7 +164,8 @@ void RenderDestinations(const std::vector<DeliveryScheduler::DestinationStats>& 
             "Failed delivery attempts since start, by class: link, transient-status, refused, unsupported, "
             "unreadable, limit (docs/metrics.md).");
   for (const auto& st : stats) {
-    for (const char* c : kClasses) {
+    for (FailureClass cls : kFailureClasses) {
+      const char* c = FailureClassName(cls);
       auto it = st.failures_by_class.find(c);
       uint64_t n = it == st.failures_by_class.end() ? 0 : it->second;
       p->Sample("relais_destination_failures_total", {{"destination", st.name}, {"class", c}}, n);

@@ -1,0 +1,54 @@
+#include "router/deliver/retry_policy.h"
+
+namespace relais::router {
+
+const char* FailureClassName(FailureClass cls) {
+  switch (cls) {
+    case FailureClass::kLink: return "link";
+    case FailureClass::kTransientStatus: return "transient-status";
+    case FailureClass::kRefused: return "refused";
+    case FailureClass::kUnsupported: return "unsupported";
+    case FailureClass::kUnreadable: return "unreadable";
+    case FailureClass::kLimit: return "limit";
+  }
+  return "?";
+}
+
+RetryDecision DecideSendRetry(const Outcome& o, uint32_t attempts, uint32_t max_attempts) {
+  using Kind = Outcome::Kind;
+  const bool transient = o.IsTransient();
+  RetryDecision r;
+  r.link = o.kind == Kind::kTransportError || o.kind == Kind::kTimeout || o.kind == Kind::kAborted ||
+           (o.kind == Kind::kRejected && transient);
+  r.give_up = !transient && (o.kind == Kind::kNoContext || o.kind == Kind::kLocalError ||
+                             attempts >= kPermanentFailureAttempts);
+  r.cls = r.link                         ? FailureClass::kLink
+          : transient                    ? FailureClass::kTransientStatus
+          : o.kind == Kind::kNoContext   ? FailureClass::kUnsupported
+          : o.kind == Kind::kLocalError  ? FailureClass::kUnreadable
+                                         : FailureClass::kRefused;
+  r.at_limit = max_attempts != 0 && attempts >= max_attempts;
+  if (!r.give_up && r.at_limit) {
+    r.give_up = true;
+    r.cls = FailureClass::kLimit;
+  }
+  return r;
+}
+
+RetryDecision DecideOpenRetry(const Outcome& o, uint32_t attempts, uint32_t max_attempts) {
+  RetryDecision r;
+  r.link = true;
+  r.cls = FailureClass::kLink;
+  if (o.kind == Outcome::Kind::kRejected && !o.IsTransient() && attempts >= kPermanentFailureAttempts) {
+    r.give_up = true;
+    r.cls = FailureClass::kRefused;
+  }
+  r.at_limit = max_attempts != 0 && attempts >= max_attempts;
+  if (r.at_limit) {
+    if (!r.give_up) r.cls = FailureClass::kLimit;
+    r.give_up = true;
+  }
+  return r;
+}
+
+}  // namespace relais::router
