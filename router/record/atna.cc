@@ -557,12 +557,14 @@ void AtnaExporter::Run() {
     std::string msg;
     bool sent = true;
     std::string why;
+    bool too_large = false;  // for UDP: dropped, never retried
     if (!xml.empty()) {
       msg = SyslogMessage(kFacilityAuth, failed ? kSeverityWarning : kSeverityNotice, e.unix_ms,
                           options_.source.hostname, "relais", procid_, "IHE+RFC-3881", xml);
       if (options_.target.tcp) msg = OctetCountingFrame(msg);
       if (!options_.target.tcp && msg.size() > kMaxDatagram) {
         sent = false;
+        too_large = true;
         why = "message of " + std::to_string(msg.size()) + " bytes is too large for UDP";
       } else {
         const bool was_connected = fd_ >= 0;
@@ -580,7 +582,7 @@ void AtnaExporter::Run() {
       if (!xml.empty()) ++sent_;
       queue_.pop_front();
       backoff_ms = 0;
-    } else if (options_.target.tcp && why.find("too large") == std::string::npos) {
+    } else if (options_.target.tcp && !too_large) {
       // Keep the event; try again after a pause that doubles up to the cap.
       backoff_ms = backoff_ms == 0 ? 500 : std::min(backoff_ms * 2, options_.max_backoff_ms);
       retry_at_ms = NowMs() + backoff_ms;
