@@ -26,6 +26,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcelem.h>
@@ -228,11 +229,14 @@ std::string_view Charset(Context* ctx) {
 
 // Points *s/*len at the UTF-8 decoding of the string value of `e` (in
 // `buffer`) when it needs one; otherwise leaves them as they are.
-void DecodeIfNeeded(DcmElement* e, Context* ctx, std::string* buffer, const char** s, uint32_t* len) {
+// `charset`: the item's own Specific Character Set, if it declares one;
+// otherwise the header's.
+void DecodeIfNeeded(DcmElement* e, Context* ctx, std::optional<std::string_view> charset, std::string* buffer,
+                    const char** s, uint32_t* len) {
   if (*len == 0 || !IsCharsetVr(e->ident())) return;
   std::string_view raw(*s, *len);
   if (!NeedsDecoding(raw)) return;
-  DecodeDicomTextInto(raw, Charset(ctx), KindOf(e->ident()), buffer);
+  DecodeDicomTextInto(raw, charset ? *charset : Charset(ctx), KindOf(e->ident()), buffer);
   *s = buffer->data();
   *len = static_cast<uint32_t>(buffer->size());
 }
@@ -335,10 +339,22 @@ bool MatchElement(const Condition& c, DcmElement* e, const char* s, uint32_t len
   return MatchNumbers(c, e);
 }
 
+// The Specific Character Set `item` declares itself, else `inherited`: a
+// sequence item may carry its own (0008,0005), which then applies to it and
+// to the items nested in it.
+std::optional<std::string_view> ItemCharset(DcmItem* item, std::optional<std::string_view> inherited) {
+  DcmElement* e = FindIn(item, 0x00080005);
+  const char* s = nullptr;
+  uint32_t len = 0;
+  if (e != nullptr && GetStringValue(e, &s, &len)) return std::string_view(s, len);
+  return inherited;
+}
+
 // Walks path[depth..] below `item`; true when the leaf exists (present) or
-// matches, in any item of the sequences on the way. (Values in items are
-// decoded by the header's Specific Character Set.)
-bool MatchPath(const Condition& c, DcmItem* item, size_t depth, bool presence, Context* ctx) {
+// matches, in any item of the sequences on the way. `charset`: the
+// character set declared on the way down (nullopt: the header's).
+bool MatchPath(const Condition& c, DcmItem* item, size_t depth, bool presence, Context* ctx,
+               std::optional<std::string_view> charset) {
   DcmElement* e = FindIn(item, c.path[depth]);
   if (e == nullptr) return false;
   if (depth + 1 == c.path.size()) {
@@ -347,7 +363,7 @@ bool MatchPath(const Condition& c, DcmItem* item, size_t depth, bool presence, C
     uint32_t len = 0;
     bool is_string = GetStringValue(e, &s, &len);
     std::string decoded;
-    if (is_string) DecodeIfNeeded(e, ctx, &decoded, &s, &len);
+    if (is_string) DecodeIfNeeded(e, ctx, charset, &decoded, &s, &len);
     return MatchElement(c, e, s, len, is_string);
   }
   if (e->ident() != EVR_SQ) return false;
@@ -355,7 +371,7 @@ bool MatchPath(const Condition& c, DcmItem* item, size_t depth, bool presence, C
   unsigned long n = seq->card();
   for (unsigned long i = 0; i < n; ++i) {
     DcmItem* child = seq->getItem(i);
-    if (child != nullptr && MatchPath(c, child, depth + 1, presence, ctx)) return true;
+    if (child != nullptr && MatchPath(c, child, depth + 1, presence, ctx, ItemCharset(child, charset))) return true;
   }
   return false;
 }
@@ -366,7 +382,7 @@ bool MatchTopLevel(const Condition& c, Context* ctx) {
   if (slot.fetched == 0) {
     slot.fetched = GetStringValue(slot.element, &slot.str, &slot.len) ? 1 : 2;
     if (slot.fetched == 1) {
-      DecodeIfNeeded(slot.element, ctx, &ctx->decoded[c.slot], &slot.str, &slot.len);
+      DecodeIfNeeded(slot.element, ctx, std::nullopt, &ctx->decoded[c.slot], &slot.str, &slot.len);
       // Split and trim once for every condition on this element: most values are single.
       slot.multi = !IsTextVr(slot.element->ident()) && std::memchr(slot.str, '\\', slot.len) != nullptr;
       if (!slot.multi) slot.single = TrimDicom(std::string_view(slot.str, slot.len));
@@ -384,7 +400,7 @@ bool MatchTag(const Condition& c, Context* ctx) {
   } else if (c.path.size() == 1) {
     found = presence ? ctx->slots[c.slot].element != nullptr : MatchTopLevel(c, ctx);
   } else {
-    found = MatchPath(c, ctx->header, 0, presence, ctx);
+    found = MatchPath(c, ctx->header, 0, presence, ctx, std::nullopt);
   }
   return presence ? found == c.present : found;
 }

@@ -172,6 +172,22 @@ TEST(CharsetRoutingTest, ValuesInSequencesAndOtherSetsDecode) {
                       &ds));
 }
 
+// A sequence item may declare its own Specific Character Set: its values
+// (and those of items nested in it) are decoded by that one.
+TEST(CharsetRoutingTest, AnItemsOwnCharacterSetDecodesItsValues) {
+  DcmDataset ds;
+  ASSERT_TRUE(ds.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 100").good());
+  DcmItem* item = nullptr;
+  ASSERT_TRUE(ds.findOrCreateSequenceItem(DCM_RequestAttributesSequence, item, -2).good());
+  ASSERT_TRUE(item->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 144").good());  // Cyrillic
+  ASSERT_TRUE(item->putAndInsertString(DCM_ScheduledProcedureStepDescription, "\xBC\xE0\xE2").good());
+  EXPECT_TRUE(Matches("\"RequestAttributesSequence.ScheduledProcedureStepDescription\" = \"\xD0\x9C\xD1\x80\xD1\x82\"\n",
+                      &ds));
+  // Read as the header's Latin-1 it would be three accented letters.
+  EXPECT_FALSE(Matches("\"RequestAttributesSequence.ScheduledProcedureStepDescription\" = \"\xC2\xBC\xC3\xA0\xC3\xA2\"\n",
+                       &ds));
+}
+
 TEST(CharsetRoutingTest, CorpusFilesRouteByUtf8Rules) {
   for (const CorpusName& c : kCorpusNames) {
     DcmFileFormat ff;
