@@ -10,7 +10,7 @@ PACKAGES=(
   libtomlplusplus-dev libre2-dev libcli11-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
   libh2o-dev nlohmann-json3-dev chromium fonts-dejavu-core openssl libsystemd-dev
-  orthanc curl procps iproute2 python3 iperf3
+  orthanc curl procps iproute2 python3 iperf3 clang-format
 )
 
 missing=()
