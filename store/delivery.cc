@@ -33,16 +33,7 @@ Status WriteTotals(Txn& txn, const Dbis& d, const Totals& totals) {
 }
 
 Status DropChunks(Txn& txn, const Dbis& d, uint64_t id) {
-  Cursor c;
-  RELAIS_RETURN_IF_ERROR(c.Open(txn, d.chunks));
-  ChunkKey first(id, 0);
-  MDB_val k = first.val(), v;
-  for (Status s = c.Get(&k, &v, MDB_SET_RANGE); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-    RELAIS_RETURN_IF_ERROR(s);
-    if (k.mv_size != 12 || GetBe64(static_cast<const uint8_t*>(k.mv_data)) != id) break;
-    // After a delete the cursor sits on the next item; MDB_NEXT returns it.
-    RELAIS_RETURN_IF_ERROR(c.DelCurrent());
-  }
+  RELAIS_RETURN_IF_ERROR(DeleteObjectRows(txn, d.chunks, id));
   IdKey key(id);
   return txn.Del(d.pending, key.val());
 }
@@ -162,18 +153,7 @@ Status DeliveryTxn::LogAttempt(const QueueUpdate& u, int64_t now) {
   return txn_->Put(d_.attempts, MDB_val{sizeof(key.bytes), key.bytes}, Val(EncodeAttempt(a)));
 }
 
-Status DeliveryTxn::DeleteAttempts(uint64_t id) {
-  Cursor c;
-  RELAIS_RETURN_IF_ERROR(c.Open(*txn_, d_.attempts));
-  AttemptKey first(id, 0);
-  MDB_val k{sizeof(first.bytes), first.bytes}, v;
-  for (Status s = c.Get(&k, &v, MDB_SET_RANGE); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-    RELAIS_RETURN_IF_ERROR(s);
-    if (k.mv_size != 12 || GetBe64(static_cast<const uint8_t*>(k.mv_data)) != id) break;
-    RELAIS_RETURN_IF_ERROR(c.DelCurrent());
-  }
-  return Status::OK();
-}
+Status DeliveryTxn::DeleteAttempts(uint64_t id) { return DeleteObjectRows(*txn_, d_.attempts, id); }
 
 Status DeliveryTxn::MaybeFinish(uint64_t id, int64_t now) {
   IdKey id_key(id);
@@ -238,19 +218,17 @@ Status DeliveryTxn::Sweep(int64_t now, size_t max_objects, bool* more) {
   const int64_t cutoff = now - std::max<int64_t>(retention_ms_, 0);
   std::vector<uint64_t> due;
   {
-    Cursor c;
-    RELAIS_RETURN_IF_ERROR(c.Open(*txn_, d_.done));
-    MDB_val k, v;
-    for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-      RELAIS_RETURN_IF_ERROR(s);
+    RELAIS_RETURN_IF_ERROR(ForEachRow(*txn_, d_.done, {}, [&](const MDB_val& k, const MDB_val& v, bool* go_on) {
       if (k.mv_size != 8 || v.mv_size != 8) return Status::Corruption("done row is not 8 + 8 bytes");
-      if (static_cast<int64_t>(GetLe64(static_cast<const uint8_t*>(v.mv_data))) > cutoff) continue;
+      if (static_cast<int64_t>(GetLe64(static_cast<const uint8_t*>(v.mv_data))) > cutoff) return Status::OK();
       if (due.size() == max_objects) {
         *more = true;
-        break;
+        *go_on = false;
+        return Status::OK();
       }
       due.push_back(GetBe64(static_cast<const uint8_t*>(k.mv_data)));
-    }
+      return Status::OK();
+    }));
   }
   for (uint64_t id : due) {
     // A done row is written only when no row of the object remains, and a

@@ -161,6 +161,20 @@ Status GetMetaU64(const Txn& txn, MDB_dbi meta, const char* key, uint64_t* v) {
   return Status::OK();
 }
 
+Status DeleteObjectRows(const Txn& txn, MDB_dbi dbi, uint64_t id) {
+  Cursor c;
+  RELAIS_RETURN_IF_ERROR(c.Open(txn, dbi));
+  ChunkKey first(id, 0);
+  MDB_val k = first.val(), v;
+  for (Status s = c.Get(&k, &v, MDB_SET_RANGE); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
+    RELAIS_RETURN_IF_ERROR(s);
+    if (k.mv_size != 12 || GetBe64(static_cast<const uint8_t*>(k.mv_data)) != id) break;
+    // After a delete the cursor sits on the next item; MDB_NEXT returns it.
+    RELAIS_RETURN_IF_ERROR(c.DelCurrent());
+  }
+  return Status::OK();
+}
+
 Status PutMetaU64(Txn& txn, MDB_dbi meta, const char* key, uint64_t v) {
   uint8_t b[8];
   PutLe64(b, v);

@@ -149,6 +149,29 @@ class Cursor {
   MDB_cursor* cursor_ = nullptr;
 };
 
+// Visits the rows of `dbi` in key order: from the first one, or from the
+// first key not below `from` when it is not empty. `visit(key, value, &more)`
+// returns a Status and sets `more` to false to stop early. The end of the
+// table is the end of the walk, not an error; the first error is returned.
+template <typename Visit>
+Status ForEachRow(const Txn& txn, MDB_dbi dbi, std::span<const uint8_t> from, Visit&& visit) {
+  Cursor c;
+  RELAIS_RETURN_IF_ERROR(c.Open(txn, dbi));
+  MDB_val k{from.size(), const_cast<uint8_t*>(from.data())}, v;
+  for (Status s = c.Get(&k, &v, from.empty() ? MDB_FIRST : MDB_SET_RANGE); !s.IsNotFound();
+       s = c.Get(&k, &v, MDB_NEXT)) {
+    RELAIS_RETURN_IF_ERROR(s);
+    bool more = true;
+    RELAIS_RETURN_IF_ERROR(visit(k, v, &more));
+    if (!more) break;
+  }
+  return Status::OK();
+}
+
+// Deletes the rows of `dbi` whose 12-byte key is the big-endian object id
+// `id` followed by a 4-byte index (an object's chunks, its attempts).
+Status DeleteObjectRows(const Txn& txn, MDB_dbi dbi, uint64_t id);
+
 // Big-endian keys sort numerically under LMDB's default memcmp order.
 inline void PutBe64(uint8_t* p, uint64_t v) {
   for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<uint8_t>(v);

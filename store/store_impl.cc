@@ -293,32 +293,16 @@ class StoreImpl final : public Store {
   Status List(const std::function<bool(const ObjectMeta&)>& fn) const override {
     Txn txn;
     RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
-    Cursor c;
-    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().objects));
-    MDB_val k, v;
-    for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-      RELAIS_RETURN_IF_ERROR(s);
+    return ForEachRow(txn, env_.dbis().objects, {}, [&](const MDB_val&, const MDB_val& v, bool* more) {
       ObjectMeta m;
       RELAIS_RETURN_IF_ERROR(DecodeMeta(FromVal(v), &m));
-      if (!fn(m)) break;
-    }
-    return Status::OK();
+      *more = fn(m);
+      return Status::OK();
+    });
   }
 
   Status ListQueue(const std::function<bool(const QueueRow&)>& fn) const override {
-    Txn txn;
-    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
-    Cursor c;
-    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().queue));
-    MDB_val k, v;
-    for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-      RELAIS_RETURN_IF_ERROR(s);
-      QueueRow row;
-      RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
-      RELAIS_RETURN_IF_ERROR(DecodeQueueValue(FromVal(v), &row));
-      if (!fn(row)) break;
-    }
-    return Status::OK();
+    return ListQueueFrom("", fn);
   }
 
   Result<ObjectMeta> Find(const std::string& sop_instance_uid) const override {
@@ -363,62 +347,44 @@ class StoreImpl final : public Store {
   }
 
   Status ListQueue(const std::string& destination, const std::function<bool(const QueueRow&)>& fn) const override {
-    Txn txn;
-    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
-    Cursor c;
-    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().queue));
     // The destination's rows are the keys that start with its name + 0x00.
     std::string prefix = destination;
     prefix.push_back('\0');
-    MDB_val k = ToVal(std::string_view(prefix)), v;
-    for (Status s = c.Get(&k, &v, MDB_SET_RANGE); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-      RELAIS_RETURN_IF_ERROR(s);
-      if (k.mv_size != prefix.size() + 12 || std::memcmp(k.mv_data, prefix.data(), prefix.size()) != 0) break;
-      QueueRow row;
-      RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
-      RELAIS_RETURN_IF_ERROR(DecodeQueueValue(FromVal(v), &row));
-      if (!fn(row)) break;
-    }
-    return Status::OK();
+    return ListQueueFrom(prefix, fn);
   }
 
   Status ListDead(const std::function<bool(const QueueRow&)>& fn) const override {
     if (!env_.dbis().has_delivery) return Status::OK();  // an older store: none yet
     Txn txn;
     RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
-    Cursor c;
-    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().dead));
-    MDB_val k, v;
-    for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-      RELAIS_RETURN_IF_ERROR(s);
+    return ForEachRow(txn, env_.dbis().dead, {}, [&](const MDB_val& k, const MDB_val& v, bool* more) {
       QueueRow row;
       RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
       RELAIS_RETURN_IF_ERROR(DecodeDeadValue(FromVal(v), &row));
-      if (!fn(row)) break;
-    }
-    return Status::OK();
+      *more = fn(row);
+      return Status::OK();
+    });
   }
 
   Status ListAttempts(uint64_t object_id, const std::function<bool(const Attempt&)>& fn) const override {
     if (!env_.dbis().has_delivery) return Status::OK();
     Txn txn;
     RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
-    Cursor c;
-    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().attempts));
     AttemptKey first(object_id, 0);
-    MDB_val k{sizeof(first.bytes), first.bytes}, v;
-    for (Status s = c.Get(&k, &v, MDB_SET_RANGE); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-      RELAIS_RETURN_IF_ERROR(s);
+    return ForEachRow(txn, env_.dbis().attempts, first.bytes, [&](const MDB_val& k, const MDB_val& v, bool* more) {
       uint64_t id;
       uint32_t seq;
       RELAIS_RETURN_IF_ERROR(DecodeAttemptKey(FromVal(k), &id, &seq));
-      if (id != object_id) break;
+      if (id != object_id) {
+        *more = false;
+        return Status::OK();
+      }
       Attempt a;
       a.object_id = id;
       RELAIS_RETURN_IF_ERROR(DecodeAttempt(FromVal(v), &a));
-      if (!fn(a)) break;
-    }
-    return Status::OK();
+      *more = fn(a);
+      return Status::OK();
+    });
   }
 
   Result<ObjectMeta> Get(uint64_t id) const override {
@@ -535,29 +501,21 @@ class StoreImpl final : public Store {
       }
       return out.size() - 1;
     };
-    {
-      Cursor c;
-      RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().queue));
-      MDB_val k, v;
-      for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-        RELAIS_RETURN_IF_ERROR(s);
-        QueueRow row;
-        RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
-        size_t i = entry(row.destination);
-        ++out[i].rows;
-        if (oldest_id[i] == 0 || row.object_id < oldest_id[i]) oldest_id[i] = row.object_id;
-      }
-    }
+    RELAIS_RETURN_IF_ERROR(ForEachRow(txn, env_.dbis().queue, {}, [&](const MDB_val& k, const MDB_val&, bool*) {
+      QueueRow row;
+      RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
+      size_t i = entry(row.destination);
+      ++out[i].rows;
+      if (oldest_id[i] == 0 || row.object_id < oldest_id[i]) oldest_id[i] = row.object_id;
+      return Status::OK();
+    }));
     if (env_.dbis().has_delivery) {
-      Cursor c;
-      RELAIS_RETURN_IF_ERROR(c.Open(txn, env_.dbis().dead));
-      MDB_val k, v;
-      for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-        RELAIS_RETURN_IF_ERROR(s);
+      RELAIS_RETURN_IF_ERROR(ForEachRow(txn, env_.dbis().dead, {}, [&](const MDB_val& k, const MDB_val&, bool*) {
         QueueRow row;
         RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
         ++out[entry(row.destination)].dead_rows;
-      }
+        return Status::OK();
+      }));
     }
     for (size_t i = 0; i < out.size(); ++i) {
       if (oldest_id[i] == 0) continue;
@@ -570,6 +528,26 @@ class StoreImpl final : public Store {
   }
 
  private:
+  // The queue rows whose key starts with `prefix` (all of them when it is
+  // empty), in key order.
+  Status ListQueueFrom(std::string_view prefix, const std::function<bool(const QueueRow&)>& fn) const {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    std::span<const uint8_t> from(reinterpret_cast<const uint8_t*>(prefix.data()), prefix.size());
+    return ForEachRow(txn, env_.dbis().queue, from, [&](const MDB_val& k, const MDB_val& v, bool* more) {
+      if (!prefix.empty() &&
+          (k.mv_size != prefix.size() + 12 || std::memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)) {
+        *more = false;
+        return Status::OK();
+      }
+      QueueRow row;
+      RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
+      RELAIS_RETURN_IF_ERROR(DecodeQueueValue(FromVal(v), &row));
+      *more = fn(row);
+      return Status::OK();
+    });
+  }
+
   Result<ObjectMeta> GetMeta(const Txn& txn, uint64_t id) const {
     IdKey key(id);
     std::span<const uint8_t> record;

@@ -56,14 +56,11 @@ Status Writer::Recover() {
   RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/true));
   std::vector<uint64_t> ids;
   {
-    Cursor c;
-    RELAIS_RETURN_IF_ERROR(c.Open(txn, env_->dbis().pending));
-    MDB_val k, v;
-    for (Status s = c.Get(&k, &v, MDB_FIRST); !s.IsNotFound(); s = c.Get(&k, &v, MDB_NEXT)) {
-      RELAIS_RETURN_IF_ERROR(s);
+    RELAIS_RETURN_IF_ERROR(ForEachRow(txn, env_->dbis().pending, {}, [&](const MDB_val& k, const MDB_val&, bool*) {
       if (k.mv_size != 8) return Status::Corruption("pending key is not 8 bytes");
       ids.push_back(GetBe64(static_cast<const uint8_t*>(k.mv_data)));
-    }
+      return Status::OK();
+    }));
   }
   if (ids.empty()) return Status::OK();
   for (uint64_t id : ids) RELAIS_RETURN_IF_ERROR(DropObject(txn, id));
