@@ -209,6 +209,40 @@ class ObjectReader {
   virtual Status Next(std::vector<uint8_t>* out, bool* done) = 0;
 };
 
+// What Store::Verify found. A problem names the object (id and SOP Instance
+// UID when known) and what is wrong, in words an admin can act on.
+struct VerifyProblem {
+  uint64_t object_id = 0;        // 0 when the problem is not one object's
+  std::string sop_instance_uid;  // "" when unknown
+  std::string what;
+  // The object's bytes cannot be read back as they were received (a chunk
+  // missing or damaged, a size or checksum mismatch, a record that does not
+  // decode): `--repair` quarantines such objects.
+  bool unreadable = false;
+};
+struct VerifyReport {
+  uint64_t objects = 0;         // object records read
+  uint64_t chunks = 0;          // chunk rows read
+  uint64_t raw_bytes = 0;       // data set bytes read back and checksummed
+  uint64_t uid_rows = 0;
+  uint64_t queue_rows = 0;
+  uint64_t dead_rows = 0;
+  uint64_t done_rows = 0;
+  uint64_t attempt_rows = 0;
+  uint64_t pending_objects = 0;  // partial objects (removed at the next start); not a problem
+  uint64_t problem_count = 0;    // all problems found
+  // The first kMaxListed of them.
+  static constexpr size_t kMaxListed = 1000;
+  std::vector<VerifyProblem> problems;
+  bool ok() const { return problem_count == 0; }
+};
+// How far Verify is: objects checked of the total, and bytes read.
+struct VerifyProgress {
+  uint64_t objects_done = 0;
+  uint64_t objects_total = 0;
+  uint64_t raw_bytes = 0;
+};
+
 // What a backup directory holds, from its manifest DIR/relais-backup.json
 // (written by Store::Backup; see FORMAT.md "Backups").
 struct BackupInfo {
@@ -316,6 +350,17 @@ class Store {
     int64_t oldest_received_unix_ms = 0;  // of the live rows; 0: none
   };
   virtual Result<std::vector<QueueSummary>> SummarizeQueues() const = 0;
+
+  // Checks the whole store (FORMAT.md "Verification"): reads every object
+  // back and checks its chunks, sizes and checksum; checks that every index
+  // and row agrees with the objects (uid, queue, dead, done, attempts,
+  // chunks, the byte totals). Works on a read-only open, while `relais serve`
+  // runs: it reads one consistent snapshot (one read transaction, so the
+  // file may grow while it runs on a busy store). `progress`, when set, is
+  // called from the calling thread about once a second and at the end.
+  // Returns the report (problems are in it, not in the Status); a non-OK
+  // Status only when the walk itself could not run.
+  virtual Result<VerifyReport> Verify(const std::function<void(const VerifyProgress&)>& progress) const = 0;
 
   // Backups (FORMAT.md "Backups").
   //

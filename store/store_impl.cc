@@ -22,6 +22,7 @@
 #include "store/part10.h"
 #include "store/queue_codec.h"
 #include "store/store.h"
+#include "store/verify.h"
 #include "store/writer.h"
 
 namespace relais::store {
@@ -428,6 +429,10 @@ class StoreImpl final : public Store {
     op.now_unix_ms = now_unix_ms;
     op.status_done = std::move(done);
     writer_->Enqueue(std::move(op));
+  }
+
+  Result<VerifyReport> Verify(const std::function<void(const VerifyProgress&)>& progress) const override {
+    return VerifyEnv(env_, progress);
   }
 
   Status Backup(const std::string& dir, const std::function<void(uint64_t)>& progress) const override {

@@ -1,6 +1,7 @@
-// `relais backup --config FILE DIR` and `relais restore --config FILE DIR`:
-// a consistent hot copy of the object store while `relais serve` runs, and
-// putting one back (see store/FORMAT.md "Backups").
+// The store's safety from the command line: `relais backup --config FILE DIR`
+// and `relais restore --config FILE DIR`, a consistent hot copy of the object
+// store while `relais serve` runs and putting one back (see store/FORMAT.md
+// "Backups"); `relais store verify --config FILE`, reading everything back.
 #ifndef RELAIS_ROUTER_CLI_BACKUP_CLI_H_
 #define RELAIS_ROUTER_CLI_BACKUP_CLI_H_
 
@@ -21,6 +22,12 @@ int BackupCommand(const store::Options& options, const std::string& dir);
 // away first). Prints a summary on stdout. Returns 0; 1 on a damaged backup
 // or an I/O error; 2 when a store is already there.
 int RestoreCommand(const store::Options& options, const std::string& backup_dir);
+
+// Opens the store read-only (works while serving) and runs Store::Verify,
+// printing "verify: N of M objects (P%), X MB read" on stderr every second,
+// each problem on stdout ("problem: object ID (UID): what"), then a summary.
+// Returns 0 when the store is clean, 1 on any problem or a store error.
+int VerifyCommand(const store::Options& options);
 
 }  // namespace relais::router
 

@@ -225,6 +225,9 @@ int main(int argc, char** argv) {
   ls->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
   bool json = false;
   ls->add_flag("--json", json, "One JSON object per line");
+  CLI::App* sverify = store->add_subcommand(
+      "verify", "Read every object back and check chunks, checksums, indexes and rows; exit 1 on any problem");
+  sverify->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
   CLI::App* exp = store->add_subcommand("export", "Write one object as a DICOM Part 10 file");
   exp->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
   std::string uid;
@@ -311,6 +314,9 @@ int main(int argc, char** argv) {
   if (check->parsed()) return CmdConfigCheck(check_path);
   if (ls->parsed()) return CmdStoreLs(config_path, json);
   if (exp->parsed()) return CmdStoreExport(config_path, uid, out);
+  if (sverify->parsed()) {
+    return WithStore(config_path, [&](const auto& so) { return relais::router::VerifyCommand(so); });
+  }
   if (qls->parsed()) {
     return WithStore(config_path, [&](const auto& so) { return relais::router::QueueLs(so, qsel, qjson); });
   }

@@ -1,0 +1,340 @@
+#include "store/verify.h"
+
+#include <xxhash.h>
+
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "base/clock.h"
+#include "store/chunk_codec.h"
+#include "store/meta_codec.h"
+#include "store/queue_codec.h"
+
+namespace relais::store {
+namespace {
+
+// One walk over one snapshot. Each Check* reads one table and adds what it
+// finds to the report; the objects come first, so the other tables can be
+// checked against `chunk_counts_` (id -> chunk_count of every readable
+// object record).
+class Verifier {
+ public:
+  static constexpr uint32_t kUnknownChunkCount = 0xFFFFFFFF;
+
+  Verifier(const LmdbEnv& env, const Txn& txn, const std::function<void(const VerifyProgress&)>& progress)
+      : d_(env.dbis()), txn_(txn), progress_(progress) {}
+
+  Status Run() {
+    RELAIS_RETURN_IF_ERROR(CheckObjects());
+    RELAIS_RETURN_IF_ERROR(CheckChunks());
+    RELAIS_RETURN_IF_ERROR(CheckUids());
+    RELAIS_RETURN_IF_ERROR(CheckRows(d_.queue, /*dead=*/false));
+    if (d_.has_delivery) {
+      RELAIS_RETURN_IF_ERROR(CheckRows(d_.dead, /*dead=*/true));
+      RELAIS_RETURN_IF_ERROR(CheckDone());
+      RELAIS_RETURN_IF_ERROR(CheckAttempts());
+    }
+    RELAIS_RETURN_IF_ERROR(CheckPending());
+    RELAIS_RETURN_IF_ERROR(CheckTotals());
+    Progress(/*force=*/true);
+    return Status::OK();
+  }
+
+  VerifyReport& report() { return report_; }
+
+ private:
+  void Problem(uint64_t id, std::string uid, std::string what, bool unreadable = false) {
+    ++report_.problem_count;
+    if (report_.problems.size() < VerifyReport::kMaxListed) {
+      report_.problems.push_back(VerifyProblem{id, std::move(uid), std::move(what), unreadable});
+    }
+  }
+
+  void Progress(bool force) {
+    if (!progress_) return;
+    int64_t now = NowMs();
+    if (!force && now - last_progress_ms_ < 1000) return;
+    last_progress_ms_ = now;
+    progress_(VerifyProgress{report_.objects, objects_total_, report_.raw_bytes});
+  }
+
+  Status CheckObjects() {
+    MDB_stat st;
+    RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_stat(txn_.get(), d_.objects, &st), "mdb_stat objects"));
+    objects_total_ = st.ms_entries;
+    return ForEachRow(txn_, d_.objects, {}, [&](const MDB_val& k, const MDB_val& v, bool*) {
+      ++report_.objects;
+      if (k.mv_size != 8) {
+        Problem(0, "", "an object key is " + std::to_string(k.mv_size) + " bytes, not 8");
+        return Status::OK();
+      }
+      const uint64_t id = GetBe64(static_cast<const uint8_t*>(k.mv_data));
+      ObjectMeta m;
+      Status s = DecodeMeta(FromVal(v), &m);
+      if (!s.ok()) {
+        Problem(id, "", "its record does not decode: " + s.message(), /*unreadable=*/true);
+        chunk_counts_[id] = kUnknownChunkCount;  // it exists: its rows and chunks are not orphans
+        return Status::OK();
+      }
+      if (m.id != id) Problem(id, m.sop_instance_uid, "its record says id " + std::to_string(m.id));
+      chunk_counts_[id] = m.chunk_count;
+      raw_total_ += m.raw_size;
+      stored_total_ += m.stored_size;
+      RELAIS_RETURN_IF_ERROR(ReadBack(m));
+      RELAIS_RETURN_IF_ERROR(CheckIndexOf(m));
+      Progress(/*force=*/false);
+      return Status::OK();
+    });
+  }
+
+  // Reads the object's chunks and checks them against its record.
+  Status ReadBack(const ObjectMeta& m) {
+    XXH3_state_t* hash = XXH3_createState();
+    XXH3_64bits_reset(hash);
+    std::vector<uint8_t> raw;
+    uint64_t total = 0, stored = 0;
+    std::string damage;
+    for (uint32_t i = 0; i < m.chunk_count && damage.empty(); ++i) {
+      ChunkKey key(m.id, i);
+      std::span<const uint8_t> value;
+      Status s = txn_.Get(d_.chunks, key.val(), &value);
+      if (s.IsNotFound()) {
+        damage = "chunk " + std::to_string(i) + " of " + std::to_string(m.chunk_count) + " is missing";
+        break;
+      }
+      if (!s.ok()) {
+        XXH3_freeState(hash);
+        return s;
+      }
+      stored += value.size();
+      s = DecodeChunk(value, m.raw_size - total, &raw);
+      if (!s.ok()) {
+        damage = "chunk " + std::to_string(i) + " does not decode: " + s.message();
+        break;
+      }
+      total += raw.size();
+      report_.raw_bytes += raw.size();
+      XXH3_64bits_update(hash, raw.data(), raw.size());
+    }
+    uint64_t digest = XXH3_64bits_digest(hash);
+    XXH3_freeState(hash);
+    if (damage.empty() && total != m.raw_size) {
+      damage = "its chunks hold " + std::to_string(total) + " bytes, its record says " + std::to_string(m.raw_size);
+    }
+    if (damage.empty() && digest != m.checksum) damage = "checksum mismatch: the bytes read back are not those received";
+    if (!damage.empty()) {
+      Problem(m.id, m.sop_instance_uid, damage, /*unreadable=*/true);
+    } else if (stored != m.stored_size) {
+      Problem(m.id, m.sop_instance_uid,
+              "its chunks take " + std::to_string(stored) + " bytes, its record says " + std::to_string(m.stored_size));
+    }
+    return Status::OK();
+  }
+
+  // The object's uid row, and a queue, dead or done row for its routes.
+  Status CheckIndexOf(const ObjectMeta& m) {
+    std::span<const uint8_t> id_bytes;
+    Status s = txn_.Get(d_.uid, ToVal(std::string_view(m.sop_instance_uid)), &id_bytes);
+    if (s.IsNotFound()) {
+      Problem(m.id, m.sop_instance_uid, "no uid index row: the object cannot be found by its SOP Instance UID");
+    } else {
+      RELAIS_RETURN_IF_ERROR(s);
+      if (id_bytes.size() == 8 && GetBe64(id_bytes.data()) != m.id) {
+        Problem(m.id, m.sop_instance_uid,
+                "the uid index names object " + std::to_string(GetBe64(id_bytes.data())) + " for its UID");
+      }
+    }
+    if (m.routes.empty()) return Status::OK();
+    bool any_row = false;
+    for (const Route& r : m.routes) {
+      bool live = false, dead = false;
+      RELAIS_RETURN_IF_ERROR(HasRow(d_.queue, r, m.id, &live));
+      if (d_.has_delivery) RELAIS_RETURN_IF_ERROR(HasRow(d_.dead, r, m.id, &dead));
+      if (live && dead) Problem(m.id, m.sop_instance_uid, "both a queue and a dead row for " + r.destination);
+      any_row = any_row || live || dead;
+    }
+    if (any_row || !d_.has_delivery) return Status::OK();
+    IdKey key(m.id);
+    std::span<const uint8_t> done;
+    s = txn_.Get(d_.done, key.val(), &done);
+    if (s.IsNotFound()) {
+      Problem(m.id, m.sop_instance_uid, "routed, but it has no queue, dead or done row: nothing will send or remove it");
+      return Status::OK();
+    }
+    return s;
+  }
+
+  Status HasRow(MDB_dbi dbi, const Route& r, uint64_t id, bool* found) {
+    std::vector<uint8_t> key = EncodeQueueKey(r.destination, r.priority, id);
+    std::span<const uint8_t> value;
+    Status s = txn_.Get(dbi, ToVal(std::span<const uint8_t>(key)), &value);
+    *found = s.ok();
+    return s.IsNotFound() ? Status::OK() : s;
+  }
+
+  Status CheckChunks() {
+    return ForEachRow(txn_, d_.chunks, {}, [&](const MDB_val& k, const MDB_val&, bool*) {
+      ++report_.chunks;
+      if (k.mv_size != 12) {
+        Problem(0, "", "a chunk key is " + std::to_string(k.mv_size) + " bytes, not 12");
+        return Status::OK();
+      }
+      const uint64_t id = GetBe64(static_cast<const uint8_t*>(k.mv_data));
+      const uint32_t index = GetBe32(static_cast<const uint8_t*>(k.mv_data) + 8);
+      auto it = chunk_counts_.find(id);
+      if (it != chunk_counts_.end()) {
+        if (index >= it->second) {
+          Problem(id, "", "chunk " + std::to_string(index) + " is past its record's " + std::to_string(it->second));
+        }
+        return Status::OK();
+      }
+      IdKey ik(id);
+      std::span<const uint8_t> unused;
+      Status s = txn_.Get(d_.pending, ik.val(), &unused);
+      if (s.IsNotFound()) {
+        if (orphan_chunk_ids_.insert(id).second) {
+          Problem(id, "", "chunks of an object that has no record and is not being written (orphan chunks)");
+        }
+        return Status::OK();
+      }
+      return s;
+    });
+  }
+
+  Status CheckUids() {
+    return ForEachRow(txn_, d_.uid, {}, [&](const MDB_val& k, const MDB_val& v, bool*) {
+      ++report_.uid_rows;
+      std::string uid(static_cast<const char*>(k.mv_data), k.mv_size);
+      if (v.mv_size != 8) {
+        Problem(0, uid, "its uid index row is " + std::to_string(v.mv_size) + " bytes, not 8");
+        return Status::OK();
+      }
+      const uint64_t id = GetBe64(static_cast<const uint8_t*>(v.mv_data));
+      if (!chunk_counts_.contains(id)) {
+        Problem(id, uid, "the uid index names an object that does not exist");
+        return Status::OK();
+      }
+      // CheckIndexOf saw the other direction; a row for another UID than the
+      // record's is the one case left.
+      IdKey ik(id);
+      std::span<const uint8_t> record;
+      RELAIS_RETURN_IF_ERROR(txn_.Get(d_.objects, ik.val(), &record));
+      ObjectMeta m;
+      if (DecodeMeta(record, &m).ok() && m.sop_instance_uid != uid) {
+        Problem(id, uid, "the uid index maps this UID to an object whose UID is " + m.sop_instance_uid);
+      }
+      return Status::OK();
+    });
+  }
+
+  // Queue or dead rows: each decodes, and its object exists and has that route.
+  Status CheckRows(MDB_dbi dbi, bool dead) {
+    const char* table = dead ? "dead" : "queue";
+    return ForEachRow(txn_, dbi, {}, [&](const MDB_val& k, const MDB_val& v, bool*) {
+      ++(dead ? report_.dead_rows : report_.queue_rows);
+      QueueRow row;
+      Status s = DecodeQueueKey(FromVal(k), &row);
+      if (s.ok()) s = dead ? DecodeDeadValue(FromVal(v), &row) : DecodeQueueValue(FromVal(v), &row);
+      if (!s.ok()) {
+        Problem(row.object_id, "", std::string("a ") + table + " row does not decode: " + s.message());
+        return Status::OK();
+      }
+      if (!chunk_counts_.contains(row.object_id)) {
+        Problem(row.object_id, "",
+                std::string("a ") + table + " row for " + row.destination + " names an object that does not exist");
+        return Status::OK();
+      }
+      ObjectMeta m;
+      if (!ReadRecord(row.object_id, &m)) return Status::OK();  // its record's problem is already listed
+      for (const Route& r : m.routes) {
+        if (r.destination == row.destination && r.priority == row.priority) return Status::OK();
+      }
+      Problem(row.object_id, m.sop_instance_uid,
+              std::string("a ") + table + " row for " + row.destination + " is not among the object's routes");
+      return Status::OK();
+    });
+  }
+
+  Status CheckDone() {
+    return ForEachRow(txn_, d_.done, {}, [&](const MDB_val& k, const MDB_val& v, bool*) {
+      ++report_.done_rows;
+      if (k.mv_size != 8 || v.mv_size != 8) {
+        Problem(0, "", "a done row is not 8 + 8 bytes");
+        return Status::OK();
+      }
+      const uint64_t id = GetBe64(static_cast<const uint8_t*>(k.mv_data));
+      if (!chunk_counts_.contains(id)) Problem(id, "", "a done row names an object that does not exist");
+      return Status::OK();
+    });
+  }
+
+  Status CheckAttempts() {
+    return ForEachRow(txn_, d_.attempts, {}, [&](const MDB_val& k, const MDB_val&, bool*) {
+      ++report_.attempt_rows;
+      uint64_t id = 0;
+      uint32_t seq = 0;
+      if (!DecodeAttemptKey(FromVal(k), &id, &seq).ok()) {
+        Problem(0, "", "an attempt key does not decode");
+        return Status::OK();
+      }
+      if (!chunk_counts_.contains(id) && orphan_attempt_ids_.insert(id).second) {
+        Problem(id, "", "attempt log rows of an object that does not exist");
+      }
+      return Status::OK();
+    });
+  }
+
+  Status CheckPending() {
+    MDB_stat st;
+    RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_stat(txn_.get(), d_.pending, &st), "mdb_stat pending"));
+    report_.pending_objects = st.ms_entries;
+    return Status::OK();
+  }
+
+  Status CheckTotals() {
+    uint64_t raw = 0, stored = 0;
+    RELAIS_RETURN_IF_ERROR(GetMetaU64(txn_, d_.meta, kMetaRawBytes, &raw));
+    RELAIS_RETURN_IF_ERROR(GetMetaU64(txn_, d_.meta, kMetaStoredBytes, &stored));
+    if (raw != raw_total_) {
+      Problem(0, "", "meta raw_bytes is " + std::to_string(raw) + ", the records add up to " + std::to_string(raw_total_));
+    }
+    if (stored != stored_total_) {
+      Problem(0, "",
+              "meta stored_bytes is " + std::to_string(stored) + ", the records add up to " +
+                  std::to_string(stored_total_));
+    }
+    return Status::OK();
+  }
+
+  bool ReadRecord(uint64_t id, ObjectMeta* m) {
+    IdKey ik(id);
+    std::span<const uint8_t> record;
+    return txn_.Get(d_.objects, ik.val(), &record).ok() && DecodeMeta(record, m).ok();
+  }
+
+  const Dbis& d_;
+  const Txn& txn_;
+  const std::function<void(const VerifyProgress&)>& progress_;
+  VerifyReport report_;
+  uint64_t objects_total_ = 0;
+  uint64_t raw_total_ = 0;
+  uint64_t stored_total_ = 0;
+  int64_t last_progress_ms_ = 0;
+  std::unordered_map<uint64_t, uint32_t> chunk_counts_;
+  std::unordered_set<uint64_t> orphan_chunk_ids_;
+  std::unordered_set<uint64_t> orphan_attempt_ids_;
+};
+
+}  // namespace
+
+Result<VerifyReport> VerifyEnv(const LmdbEnv& env, const std::function<void(const VerifyProgress&)>& progress) {
+  Txn txn;
+  RELAIS_RETURN_IF_ERROR(txn.Begin(env, false));
+  Verifier v(env, txn, progress);
+  RELAIS_RETURN_IF_ERROR(v.Run());
+  return std::move(v.report());
+}
+
+}  // namespace relais::store
