@@ -88,6 +88,9 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
     }
     RELAIS_RETURN_IF_ERROR(s);
   }
+  Status q = LmdbStatus(mdb_dbi_open(txn.get(), "quarantine", dflags, &dbis_.quarantine), "mdb_dbi_open quarantine");
+  dbis_.has_quarantine = q.ok();
+  if (!q.ok() && !(q.IsNotFound() && read_only)) return q;
   return txn.Commit();
 }
 

@@ -54,6 +54,9 @@ struct Dbis {
   MDB_dbi attempts = 0;
   MDB_dbi done = 0;
   bool has_delivery = false;
+  // `quarantine` (FORMAT.md), added later still; optional the same way.
+  MDB_dbi quarantine = 0;
+  bool has_quarantine = false;
 };
 
 // Owns an MDB_env. Opened with MDB_NOTLS so that read transactions may move

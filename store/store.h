@@ -236,6 +236,21 @@ struct VerifyReport {
   std::vector<VerifyProblem> problems;
   bool ok() const { return problem_count == 0; }
 };
+// What Store::Repair did.
+struct RepairReport {
+  VerifyReport before;         // what verify found first
+  uint64_t quarantined = 0;    // unreadable objects moved to the quarantine list
+  uint64_t rows_removed = 0;   // orphan chunks, index rows and attempt rows removed
+  bool totals_fixed = false;   // meta raw_bytes / stored_bytes were recomputed
+  VerifyReport after;          // verify again, after the repair
+};
+// An object that could not be read back, taken out of the store by Repair.
+struct QuarantineEntry {
+  uint64_t object_id = 0;
+  int64_t quarantined_unix_ms = 0;
+  std::string reason;  // what verify found
+  ObjectMeta meta;     // its record, when it still decodes (else only id)
+};
 // How far Verify is: objects checked of the total, and bytes read.
 struct VerifyProgress {
   uint64_t objects_done = 0;
@@ -361,6 +376,19 @@ class Store {
   // Returns the report (problems are in it, not in the Status); a non-OK
   // Status only when the walk itself could not run.
   virtual Result<VerifyReport> Verify(const std::function<void(const VerifyProgress&)>& progress) const = 0;
+
+  // Verify, then repair what it found, then verify again. An unreadable
+  // object is moved to the quarantine list (its record and the reason are
+  // kept there; its chunks, index rows, queue rows and attempt log are
+  // removed: nothing will try to send it). Orphan chunks, uid, queue, dead,
+  // done and attempt rows are removed, and the byte totals recomputed. Each
+  // change is its own short write transaction that checks again what it
+  // changes, so it is safe while `relais serve` runs.
+  // REQUIRES: opened in admin mode (Options::admin).
+  virtual Result<RepairReport> Repair(const std::function<void(const VerifyProgress&)>& progress) = 0;
+
+  // Lists the quarantine list, oldest id first.
+  virtual Status ListQuarantine(const std::function<bool(const QuarantineEntry&)>& fn) const = 0;
 
   // Backups (FORMAT.md "Backups").
   //

@@ -435,6 +435,44 @@ class StoreImpl final : public Store {
     return VerifyEnv(env_, progress);
   }
 
+  Result<RepairReport> Repair(const std::function<void(const VerifyProgress&)>& progress) override {
+    if (options_.read_only || writer_) {
+      return Status::InvalidArgument("store at " + options_.path +
+                                     " must be open in admin mode to repair (relais store verify --repair)");
+    }
+    std::lock_guard<std::mutex> lock(admin_mu_);
+    RepairReport report;
+    RepairTargets targets;
+    Result<VerifyReport> before = VerifyEnv(env_, progress, &targets);
+    if (!before.ok()) return before.status();
+    report.before = std::move(*before);
+    RELAIS_RETURN_IF_ERROR(RepairEnv(env_, targets, NowUnixMs(), &report));
+    // A second round for what the first one uncovered: the rows of an
+    // object whose record did not decode are orphans once it is gone.
+    for (int round = 0;; ++round) {
+      RepairTargets more;
+      Result<VerifyReport> after = VerifyEnv(env_, progress, &more);
+      if (!after.ok()) return after.status();
+      report.after = std::move(*after);
+      if (report.after.ok() || more.empty() || round == 1) break;
+      RELAIS_RETURN_IF_ERROR(RepairEnv(env_, more, NowUnixMs(), &report));
+    }
+    return report;
+  }
+
+  Status ListQuarantine(const std::function<bool(const QuarantineEntry&)>& fn) const override {
+    if (!env_.dbis().has_quarantine) return Status::OK();  // an older store, read-only: none yet
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    return ForEachRow(txn, env_.dbis().quarantine, {}, [&](const MDB_val& k, const MDB_val& v, bool* more) {
+      if (k.mv_size != 8) return Status::Corruption("a quarantine key is not 8 bytes");
+      QuarantineEntry e;
+      RELAIS_RETURN_IF_ERROR(DecodeQuarantine(GetBe64(static_cast<const uint8_t*>(k.mv_data)), FromVal(v), &e));
+      *more = fn(e);
+      return Status::OK();
+    });
+  }
+
   Status Backup(const std::string& dir, const std::function<void(uint64_t)>& progress) const override {
     return BackupEnv(env_, options_.path, dir, progress);
   }

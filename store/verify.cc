@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -9,6 +10,7 @@
 
 #include "base/clock.h"
 #include "store/chunk_codec.h"
+#include "store/delivery.h"
 #include "store/meta_codec.h"
 #include "store/queue_codec.h"
 
@@ -23,8 +25,9 @@ class Verifier {
  public:
   static constexpr uint32_t kUnknownChunkCount = 0xFFFFFFFF;
 
-  Verifier(const LmdbEnv& env, const Txn& txn, const std::function<void(const VerifyProgress&)>& progress)
-      : d_(env.dbis()), txn_(txn), progress_(progress) {}
+  Verifier(const LmdbEnv& env, const Txn& txn, const std::function<void(const VerifyProgress&)>& progress,
+           RepairTargets* targets)
+      : d_(env.dbis()), txn_(txn), progress_(progress), targets_(targets != nullptr ? targets : &ignored_) {}
 
   Status Run() {
     RELAIS_RETURN_IF_ERROR(CheckObjects());
@@ -47,6 +50,7 @@ class Verifier {
  private:
   void Problem(uint64_t id, std::string uid, std::string what, bool unreadable = false) {
     ++report_.problem_count;
+    if (unreadable) targets_->unreadable.emplace_back(id, what);
     if (report_.problems.size() < VerifyReport::kMaxListed) {
       report_.problems.push_back(VerifyProblem{id, std::move(uid), std::move(what), unreadable});
     }
@@ -196,6 +200,7 @@ class Verifier {
       if (s.IsNotFound()) {
         if (orphan_chunk_ids_.insert(id).second) {
           Problem(id, "", "chunks of an object that has no record and is not being written (orphan chunks)");
+          targets_->orphan_chunks.push_back(id);
         }
         return Status::OK();
       }
@@ -209,11 +214,13 @@ class Verifier {
       std::string uid(static_cast<const char*>(k.mv_data), k.mv_size);
       if (v.mv_size != 8) {
         Problem(0, uid, "its uid index row is " + std::to_string(v.mv_size) + " bytes, not 8");
+        targets_->orphan_uids.push_back(uid);
         return Status::OK();
       }
       const uint64_t id = GetBe64(static_cast<const uint8_t*>(v.mv_data));
       if (!chunk_counts_.contains(id)) {
         Problem(id, uid, "the uid index names an object that does not exist");
+        targets_->orphan_uids.push_back(uid);
         return Status::OK();
       }
       // CheckIndexOf saw the other direction; a row for another UID than the
@@ -224,6 +231,7 @@ class Verifier {
       ObjectMeta m;
       if (DecodeMeta(record, &m).ok() && m.sop_instance_uid != uid) {
         Problem(id, uid, "the uid index maps this UID to an object whose UID is " + m.sop_instance_uid);
+        targets_->orphan_uids.push_back(uid);
       }
       return Status::OK();
     });
@@ -232,18 +240,22 @@ class Verifier {
   // Queue or dead rows: each decodes, and its object exists and has that route.
   Status CheckRows(MDB_dbi dbi, bool dead) {
     const char* table = dead ? "dead" : "queue";
+    auto& orphans = dead ? targets_->orphan_dead_keys : targets_->orphan_queue_keys;
     return ForEachRow(txn_, dbi, {}, [&](const MDB_val& k, const MDB_val& v, bool*) {
+      auto orphan = [&] { orphans.emplace_back(FromVal(k).begin(), FromVal(k).end()); };
       ++(dead ? report_.dead_rows : report_.queue_rows);
       QueueRow row;
       Status s = DecodeQueueKey(FromVal(k), &row);
       if (s.ok()) s = dead ? DecodeDeadValue(FromVal(v), &row) : DecodeQueueValue(FromVal(v), &row);
       if (!s.ok()) {
         Problem(row.object_id, "", std::string("a ") + table + " row does not decode: " + s.message());
+        orphan();
         return Status::OK();
       }
       if (!chunk_counts_.contains(row.object_id)) {
         Problem(row.object_id, "",
                 std::string("a ") + table + " row for " + row.destination + " names an object that does not exist");
+        orphan();
         return Status::OK();
       }
       ObjectMeta m;
@@ -253,6 +265,7 @@ class Verifier {
       }
       Problem(row.object_id, m.sop_instance_uid,
               std::string("a ") + table + " row for " + row.destination + " is not among the object's routes");
+      orphan();
       return Status::OK();
     });
   }
@@ -265,7 +278,10 @@ class Verifier {
         return Status::OK();
       }
       const uint64_t id = GetBe64(static_cast<const uint8_t*>(k.mv_data));
-      if (!chunk_counts_.contains(id)) Problem(id, "", "a done row names an object that does not exist");
+      if (!chunk_counts_.contains(id)) {
+        Problem(id, "", "a done row names an object that does not exist");
+        targets_->orphan_done.push_back(id);
+      }
       return Status::OK();
     });
   }
@@ -281,6 +297,7 @@ class Verifier {
       }
       if (!chunk_counts_.contains(id) && orphan_attempt_ids_.insert(id).second) {
         Problem(id, "", "attempt log rows of an object that does not exist");
+        targets_->orphan_attempts.push_back(id);
       }
       return Status::OK();
     });
@@ -297,6 +314,7 @@ class Verifier {
     uint64_t raw = 0, stored = 0;
     RELAIS_RETURN_IF_ERROR(GetMetaU64(txn_, d_.meta, kMetaRawBytes, &raw));
     RELAIS_RETURN_IF_ERROR(GetMetaU64(txn_, d_.meta, kMetaStoredBytes, &stored));
+    targets_->totals_wrong = raw != raw_total_ || stored != stored_total_;
     if (raw != raw_total_) {
       Problem(0, "", "meta raw_bytes is " + std::to_string(raw) + ", the records add up to " + std::to_string(raw_total_));
     }
@@ -317,6 +335,8 @@ class Verifier {
   const Dbis& d_;
   const Txn& txn_;
   const std::function<void(const VerifyProgress&)>& progress_;
+  RepairTargets ignored_;
+  RepairTargets* const targets_;
   VerifyReport report_;
   uint64_t objects_total_ = 0;
   uint64_t raw_total_ = 0;
@@ -329,12 +349,176 @@ class Verifier {
 
 }  // namespace
 
-Result<VerifyReport> VerifyEnv(const LmdbEnv& env, const std::function<void(const VerifyProgress&)>& progress) {
+Result<VerifyReport> VerifyEnv(const LmdbEnv& env, const std::function<void(const VerifyProgress&)>& progress,
+                               RepairTargets* targets) {
   Txn txn;
   RELAIS_RETURN_IF_ERROR(txn.Begin(env, false));
-  Verifier v(env, txn, progress);
+  Verifier v(env, txn, progress, targets);
   RELAIS_RETURN_IF_ERROR(v.Run());
   return std::move(v.report());
+}
+
+std::vector<uint8_t> EncodeQuarantine(int64_t unix_ms, const std::string& reason, std::span<const uint8_t> record) {
+  std::vector<uint8_t> out(8 + 4 + reason.size() + 4 + record.size());
+  uint8_t* p = out.data();
+  PutLe64(p, static_cast<uint64_t>(unix_ms));
+  PutLe32(p + 8, static_cast<uint32_t>(reason.size()));
+  std::copy(reason.begin(), reason.end(), p + 12);
+  p += 12 + reason.size();
+  PutLe32(p, static_cast<uint32_t>(record.size()));
+  std::copy(record.begin(), record.end(), p + 4);
+  return out;
+}
+
+Status DecodeQuarantine(uint64_t id, std::span<const uint8_t> v, QuarantineEntry* e) {
+  auto truncated = [id] { return Status::Corruption("quarantine row of object " + std::to_string(id) + " is truncated"); };
+  if (v.size() < 12) return truncated();
+  e->object_id = id;
+  e->quarantined_unix_ms = static_cast<int64_t>(GetLe64(v.data()));
+  uint64_t n = GetLe32(v.data() + 8);
+  if (v.size() - 12 < n + 4) return truncated();
+  e->reason.assign(reinterpret_cast<const char*>(v.data() + 12), n);
+  std::span<const uint8_t> rest = v.subspan(12 + n);
+  uint64_t r = GetLe32(rest.data());
+  if (rest.size() - 4 < r) return truncated();
+  e->meta = ObjectMeta{};
+  if (!DecodeMeta(rest.subspan(4, r), &e->meta).ok()) e->meta = ObjectMeta{};
+  e->meta.id = id;
+  return Status::OK();
+}
+
+namespace {
+
+// Runs `change(txn, item, &changed)` for each item, 256 to a write
+// transaction; counts the changes made.
+template <typename T, typename Change>
+Status InBatches(const LmdbEnv& env, const std::vector<T>& items, uint64_t* count, Change change) {
+  for (size_t start = 0; start < items.size(); start += 256) {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env, /*write=*/true));
+    for (size_t i = start; i < std::min(items.size(), start + 256); ++i) {
+      bool changed = false;
+      RELAIS_RETURN_IF_ERROR(change(txn, items[i], &changed));
+      if (changed) ++*count;
+    }
+    RELAIS_RETURN_IF_ERROR(txn.Commit());
+  }
+  return Status::OK();
+}
+
+bool Has(const Txn& txn, MDB_dbi dbi, uint64_t id, Status* error) {
+  IdKey key(id);
+  std::span<const uint8_t> unused;
+  Status s = txn.Get(dbi, key.val(), &unused);
+  if (!s.ok() && !s.IsNotFound()) *error = s;
+  return s.ok();
+}
+
+// Still an orphan, seen from inside the write transaction?
+bool RowIsOrphan(const Txn& txn, const Dbis& d, std::span<const uint8_t> key, Status* error) {
+  QueueRow row;
+  if (!DecodeQueueKey(key, &row).ok()) return true;
+  IdKey ik(row.object_id);
+  std::span<const uint8_t> record;
+  Status s = txn.Get(d.objects, ik.val(), &record);
+  if (s.IsNotFound()) return true;
+  if (!s.ok()) {
+    *error = s;
+    return false;
+  }
+  ObjectMeta m;
+  if (!DecodeMeta(record, &m).ok()) return false;  // its record is the problem; leave its rows to its quarantine
+  for (const Route& r : m.routes) {
+    if (r.destination == row.destination && r.priority == row.priority) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status RepairEnv(const LmdbEnv& env, const RepairTargets& t, int64_t now, RepairReport* report) {
+  const Dbis& d = env.dbis();
+  if (!d.has_quarantine || !d.has_delivery) return Status::InvalidArgument("the store is not open for writing");
+  RELAIS_RETURN_IF_ERROR(InBatches(env, t.unreadable, &report->quarantined, [&](Txn& txn, const auto& item, bool* changed) {
+    IdKey key(item.first);
+    std::span<const uint8_t> record;
+    Status s = txn.Get(d.objects, key.val(), &record);
+    if (s.IsNotFound()) return Status::OK();  // removed meanwhile
+    RELAIS_RETURN_IF_ERROR(s);
+    std::vector<uint8_t> value = EncodeQuarantine(now, item.second, record);
+    RELAIS_RETURN_IF_ERROR(txn.Put(d.quarantine, key.val(), ToVal(std::span<const uint8_t>(value))));
+    Totals totals;
+    RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &totals));
+    DeliveryTxn dt(&txn, d, 0, &totals);
+    RELAIS_RETURN_IF_ERROR(dt.RemoveObject(item.first));
+    *changed = true;
+    return WriteTotals(txn, d, totals);
+  }));
+  Status error;
+  auto unless = [&](bool keep, Txn& txn, MDB_dbi dbi, uint64_t id, bool* changed) {
+    RELAIS_RETURN_IF_ERROR(error);
+    if (keep) return Status::OK();
+    *changed = true;
+    return DeleteObjectRows(txn, dbi, id);
+  };
+  RELAIS_RETURN_IF_ERROR(InBatches(env, t.orphan_chunks, &report->rows_removed, [&](Txn& txn, uint64_t id, bool* c) {
+    bool keep = Has(txn, d.objects, id, &error) || Has(txn, d.pending, id, &error);
+    return unless(keep, txn, d.chunks, id, c);
+  }));
+  RELAIS_RETURN_IF_ERROR(InBatches(env, t.orphan_attempts, &report->rows_removed, [&](Txn& txn, uint64_t id, bool* c) {
+    return unless(Has(txn, d.objects, id, &error), txn, d.attempts, id, c);
+  }));
+  RELAIS_RETURN_IF_ERROR(InBatches(env, t.orphan_done, &report->rows_removed, [&](Txn& txn, uint64_t id, bool* c) {
+    if (Has(txn, d.objects, id, &error)) return error;
+    RELAIS_RETURN_IF_ERROR(error);
+    IdKey key(id);
+    *c = true;
+    return txn.Del(d.done, key.val());
+  }));
+  RELAIS_RETURN_IF_ERROR(InBatches(env, t.orphan_uids, &report->rows_removed, [&](Txn& txn, const std::string& uid, bool* c) {
+    std::span<const uint8_t> v;
+    Status s = txn.Get(d.uid, ToVal(std::string_view(uid)), &v);
+    if (s.IsNotFound()) return Status::OK();
+    RELAIS_RETURN_IF_ERROR(s);
+    if (v.size() == 8) {
+      IdKey key(GetBe64(v.data()));
+      std::span<const uint8_t> record;
+      s = txn.Get(d.objects, key.val(), &record);
+      ObjectMeta m;
+      if (s.ok() && (!DecodeMeta(record, &m).ok() || m.sop_instance_uid == uid)) return Status::OK();
+      if (!s.ok() && !s.IsNotFound()) return s;
+    }
+    *c = true;
+    return txn.Del(d.uid, ToVal(std::string_view(uid)));
+  }));
+  for (auto [keys, dbi] : {std::pair{&t.orphan_queue_keys, d.queue}, std::pair{&t.orphan_dead_keys, d.dead}}) {
+    RELAIS_RETURN_IF_ERROR(InBatches(env, *keys, &report->rows_removed, [&](Txn& txn, const auto& key, bool* c) {
+      bool orphan = RowIsOrphan(txn, d, key, &error);
+      RELAIS_RETURN_IF_ERROR(error);
+      if (!orphan) return Status::OK();
+      *c = true;
+      return txn.Del(dbi, ToVal(std::span<const uint8_t>(key)));
+    }));
+  }
+  if (!t.totals_wrong && report->quarantined == 0) return Status::OK();
+  // The totals, recomputed from the records in one write transaction.
+  Txn txn;
+  RELAIS_RETURN_IF_ERROR(txn.Begin(env, /*write=*/true));
+  Totals sum;
+  RELAIS_RETURN_IF_ERROR(ForEachRow(txn, d.objects, {}, [&](const MDB_val&, const MDB_val& v, bool*) {
+    ObjectMeta m;
+    if (DecodeMeta(FromVal(v), &m).ok()) {
+      sum.raw_bytes += m.raw_size;
+      sum.stored_bytes += m.stored_size;
+    }
+    return Status::OK();
+  }));
+  Totals old;
+  RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &old));
+  if (old.raw_bytes == sum.raw_bytes && old.stored_bytes == sum.stored_bytes) return Status::OK();
+  RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, sum));
+  report->totals_fixed = true;
+  return txn.Commit();
 }
 
 }  // namespace relais::store

@@ -6,6 +6,10 @@
 #define RELAIS_STORE_VERIFY_H_
 
 #include <functional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "store/lmdb_env.h"
@@ -13,8 +17,35 @@
 
 namespace relais::store {
 
-// Checks `env` as Store::Verify describes, in one read transaction.
-Result<VerifyReport> VerifyEnv(const LmdbEnv& env, const std::function<void(const VerifyProgress&)>& progress);
+// What a repair would change, as a verify found it (every one, not only the
+// first VerifyReport::kMaxListed).
+struct RepairTargets {
+  std::vector<std::pair<uint64_t, std::string>> unreadable;  // object id, reason
+  std::vector<uint64_t> orphan_chunks;                        // object ids
+  std::vector<uint64_t> orphan_attempts;                      // object ids
+  std::vector<uint64_t> orphan_done;                          // object ids
+  std::vector<std::string> orphan_uids;                       // uid keys
+  std::vector<std::vector<uint8_t>> orphan_queue_keys;
+  std::vector<std::vector<uint8_t>> orphan_dead_keys;
+  bool totals_wrong = false;
+  bool empty() const {
+    return unreadable.empty() && orphan_chunks.empty() && orphan_attempts.empty() && orphan_done.empty() &&
+           orphan_uids.empty() && orphan_queue_keys.empty() && orphan_dead_keys.empty() && !totals_wrong;
+  }
+};
+
+// Checks `env` as Store::Verify describes, in one read transaction. Fills
+// `targets` when given.
+Result<VerifyReport> VerifyEnv(const LmdbEnv& env, const std::function<void(const VerifyProgress&)>& progress,
+                               RepairTargets* targets = nullptr);
+
+// Applies `targets` as Store::Repair describes, in short write transactions
+// that check each change again. Counts into `report`.
+Status RepairEnv(const LmdbEnv& env, const RepairTargets& targets, int64_t now_unix_ms, RepairReport* report);
+
+// The value of a `quarantine` row (FORMAT.md), and back.
+std::vector<uint8_t> EncodeQuarantine(int64_t unix_ms, const std::string& reason, std::span<const uint8_t> record);
+Status DecodeQuarantine(uint64_t id, std::span<const uint8_t> value, QuarantineEntry* entry);
 
 }  // namespace relais::store
 

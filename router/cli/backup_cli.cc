@@ -55,42 +55,72 @@ int RestoreCommand(const store::Options& options, const std::string& backup_dir)
   return 0;
 }
 
-int VerifyCommand(const store::Options& options) {
-  const auto start = std::chrono::steady_clock::now();
-  store::Options o = options;
-  o.read_only = true;
-  o.admin = false;
-  Result<std::unique_ptr<store::Store>> st = store::Store::Open(o);
-  if (!st.ok()) return Fail("store verify", st.status());
-  Result<store::VerifyReport> r = (*st)->Verify([](const store::VerifyProgress& p) {
-    double pct = p.objects_total == 0 ? 100.0 : 100.0 * static_cast<double>(p.objects_done) / p.objects_total;
-    std::fprintf(stderr, "verify: %" PRIu64 " of %" PRIu64 " objects (%.0f%%), %.1f MB read\n", p.objects_done,
-                 p.objects_total, pct, Mb(p.raw_bytes));
-  });
-  if (!r.ok()) return Fail("store verify", r.status());
+namespace {
+
+void PrintVerifyProgress(const store::VerifyProgress& p) {
+  double pct = p.objects_total == 0 ? 100.0 : 100.0 * static_cast<double>(p.objects_done) / p.objects_total;
+  std::fprintf(stderr, "verify: %" PRIu64 " of %" PRIu64 " objects (%.0f%%), %.1f MB read\n", p.objects_done,
+               p.objects_total, pct, Mb(p.raw_bytes));
+}
+
+// Prints the problems and the summary of `r`; returns the exit code.
+int PrintVerifyReport(const std::string& path, const store::VerifyReport& r, const char* prefix) {
   uint64_t unreadable = 0;
-  for (const store::VerifyProblem& p : r->problems) {
+  for (const store::VerifyProblem& p : r.problems) {
     if (p.unreadable) ++unreadable;
-    std::printf("problem: object %" PRIu64 " (%s): %s%s\n", p.object_id,
+    std::printf("%sproblem: object %" PRIu64 " (%s): %s%s\n", prefix, p.object_id,
                 p.sop_instance_uid.empty() ? "UID unknown" : LogEscape(p.sop_instance_uid).c_str(), p.what.c_str(),
                 p.unreadable ? " [unreadable]" : "");
   }
-  if (r->problem_count > r->problems.size()) {
-    std::printf("problem: ... and %" PRIu64 " more (only the first %zu are listed)\n",
-                r->problem_count - r->problems.size(), r->problems.size());
+  if (r.problem_count > r.problems.size()) {
+    std::printf("%sproblem: ... and %" PRIu64 " more (only the first %zu are listed)\n", prefix,
+                r.problem_count - r.problems.size(), r.problems.size());
   }
-  std::printf("verify of %s: %" PRIu64 " objects, %" PRIu64 " chunks, %.1f MB read back and checksummed; %" PRIu64
+  std::printf("%sverify of %s: %" PRIu64 " objects, %" PRIu64 " chunks, %.1f MB read back and checksummed; %" PRIu64
               " queue, %" PRIu64 " dead, %" PRIu64 " done, %" PRIu64 " attempt rows; %" PRIu64
-              " partial objects (removed at the next start); in %.1f s\n",
-              options.path.c_str(), r->objects, r->chunks, Mb(r->raw_bytes), r->queue_rows, r->dead_rows,
-              r->done_rows, r->attempt_rows, r->pending_objects, SecondsSince(start));
-  if (r->ok()) {
-    std::printf("verify: OK, no problem found\n");
+              " partial objects (removed at the next start)\n",
+              prefix, path.c_str(), r.objects, r.chunks, Mb(r.raw_bytes), r.queue_rows, r.dead_rows, r.done_rows,
+              r.attempt_rows, r.pending_objects);
+  if (r.ok()) {
+    std::printf("%sverify: OK, no problem found\n", prefix);
     return 0;
   }
-  std::printf("verify: %" PRIu64 " problem(s), %" PRIu64 " of the listed ones unreadable objects\n", r->problem_count,
-              unreadable);
+  std::printf("%sverify: %" PRIu64 " problem(s), %" PRIu64 " of the listed ones unreadable objects%s\n", prefix,
+              r.problem_count, unreadable, *prefix == 0 ? "; relais store verify --repair quarantines them" : "");
   return 1;
+}
+
+}  // namespace
+
+int VerifyCommand(const store::Options& options, bool repair) {
+  const auto start = std::chrono::steady_clock::now();
+  store::Options o = options;
+  o.read_only = !repair;
+  o.admin = repair;
+  Result<std::unique_ptr<store::Store>> st = store::Store::Open(o);
+  if (!st.ok()) return Fail("store verify", st.status());
+  if (!repair) {
+    Result<store::VerifyReport> r = (*st)->Verify(PrintVerifyProgress);
+    if (!r.ok()) return Fail("store verify", r.status());
+    int code = PrintVerifyReport(options.path, *r, "");
+    std::printf("verify: took %.1f s\n", SecondsSince(start));
+    return code;
+  }
+  Result<store::RepairReport> r = (*st)->Repair(PrintVerifyProgress);
+  if (!r.ok()) return Fail("store verify --repair", r.status());
+  PrintVerifyReport(options.path, r->before, "before: ");
+  std::printf("repair: %" PRIu64 " unreadable object(s) quarantined, %" PRIu64
+              " orphan row(s) and chunk set(s) removed%s\n",
+              r->quarantined, r->rows_removed, r->totals_fixed ? ", byte totals recomputed" : "");
+  (*st)->ListQuarantine([](const store::QuarantineEntry& e) {
+    std::printf("quarantined: object %" PRIu64 " (%s) at %s: %s\n", e.object_id,
+                e.meta.sop_instance_uid.empty() ? "UID unknown" : LogEscape(e.meta.sop_instance_uid).c_str(),
+                IsoTime(e.quarantined_unix_ms).c_str(), e.reason.c_str());
+    return true;
+  });
+  int code = PrintVerifyReport(options.path, r->after, "after: ");
+  std::printf("verify: took %.1f s\n", SecondsSince(start));
+  return code;
 }
 
 }  // namespace relais::router

@@ -27,7 +27,10 @@ int RestoreCommand(const store::Options& options, const std::string& backup_dir)
 // printing "verify: N of M objects (P%), X MB read" on stderr every second,
 // each problem on stdout ("problem: object ID (UID): what"), then a summary.
 // Returns 0 when the store is clean, 1 on any problem or a store error.
-int VerifyCommand(const store::Options& options);
+// With `repair` (admin mode, works while serving): Store::Repair, printing
+// what verify found, what was quarantined and removed, and what is left;
+// returns 0 when the store is clean afterwards.
+int VerifyCommand(const store::Options& options, bool repair);
 
 }  // namespace relais::router
 

@@ -228,6 +228,10 @@ int main(int argc, char** argv) {
   CLI::App* sverify = store->add_subcommand(
       "verify", "Read every object back and check chunks, checksums, indexes and rows; exit 1 on any problem");
   sverify->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
+  bool verify_repair = false;
+  sverify->add_flag("--repair", verify_repair,
+                    "Move unreadable objects to the quarantine list (with the reason), remove orphan rows and "
+                    "chunks, recompute the byte totals; works while serving");
   CLI::App* exp = store->add_subcommand("export", "Write one object as a DICOM Part 10 file");
   exp->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
   std::string uid;
@@ -315,7 +319,7 @@ int main(int argc, char** argv) {
   if (ls->parsed()) return CmdStoreLs(config_path, json);
   if (exp->parsed()) return CmdStoreExport(config_path, uid, out);
   if (sverify->parsed()) {
-    return WithStore(config_path, [&](const auto& so) { return relais::router::VerifyCommand(so); });
+    return WithStore(config_path, [&](const auto& so) { return relais::router::VerifyCommand(so, verify_repair); });
   }
   if (qls->parsed()) {
     return WithStore(config_path, [&](const auto& so) { return relais::router::QueueLs(so, qsel, qjson); });

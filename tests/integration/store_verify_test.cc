@@ -1,7 +1,8 @@
 // `relais store verify` on a real store: clean while `relais serve` takes
 // objects from storescu (it reads a snapshot next to the serving writer),
 // then, with a chunk damaged on disk, it names the object, says it cannot be
-// read back, and exits 1.
+// read back, and exits 1; `--repair`, while serving again, quarantines that
+// object with the reason and leaves a store that verifies clean.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -66,6 +67,26 @@ TEST(StoreVerifyCommandTest, CleanWhileServingAndNamesADamagedObject) {
       << bad.output;
   EXPECT_NE(bad.output.find("[unreadable]"), std::string::npos) << bad.output;
   EXPECT_NE(bad.output.find("verify: 1 problem(s)"), std::string::npos) << bad.output;
+
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  RunResult repair =
+      RunCommand({RelaisBinary(), "store", "verify", "--repair", "--config", relais.config_path()}, 120);
+  EXPECT_EQ(repair.exit_code, 0) << repair.output;
+  EXPECT_NE(repair.output.find("repair: 1 unreadable object(s) quarantined"), std::string::npos) << repair.output;
+  EXPECT_NE(repair.output.find("quarantined: object " + std::to_string(id) + " (" + uids[7] + ") at "),
+            std::string::npos)
+      << repair.output;
+  EXPECT_NE(repair.output.find("after: verify: OK"), std::string::npos) << repair.output;
+  RunResult again = RunCommand({RelaisBinary(), "store", "verify", "--config", relais.config_path()}, 120);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find(": 29 objects"), std::string::npos) << again.output;
+  // The serving relais still takes objects after the repair.
+  std::vector<std::string> one = {"storescu", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), files[7]};
+  EXPECT_EQ(RunCommand(one, 120).exit_code, 0);
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+  RunResult last = RunCommand({RelaisBinary(), "store", "verify", "--config", relais.config_path()}, 120);
+  EXPECT_EQ(last.exit_code, 0) << last.output;
+  EXPECT_NE(last.output.find(": 30 objects"), std::string::npos) << last.output;
 }
 
 }  // namespace

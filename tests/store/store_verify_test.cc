@@ -227,3 +227,119 @@ TEST(StoreVerifyTest, ManyProblemsAreCountedButListedUpToTheCap) {
 
 }  // namespace
 }  // namespace relais::store
+
+namespace relais::store {
+namespace {
+
+Result<std::unique_ptr<Store>> OpenAdmin(const std::string& path) {
+  Options o = TestOptions(path);
+  o.admin = true;
+  return Store::Open(o);
+}
+
+TEST(StoreRepairTest, NeedsAdminMode) {
+  Fixture f;
+  Options o = TestOptions(f.dir.path());
+  o.read_only = true;
+  auto store = Store::Open(o);
+  ASSERT_TRUE(store.ok());
+  Result<RepairReport> r = (*store)->Repair(nullptr);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("admin mode"), std::string::npos) << r.status().ToString();
+}
+
+TEST(StoreRepairTest, UnreadableObjectIsQuarantinedWithItsReasonAndOrphansAreRemoved) {
+  Fixture f;
+  f.Damage([&](const LmdbEnv& env, Txn& txn) {
+    ChunkKey key(f.queued, 2);
+    ASSERT_TRUE(txn.Del(env.dbis().chunks, key.val()).ok());
+    ChunkKey orphan(777, 0);
+    std::vector<uint8_t> raw = {0, 9, 9};
+    ASSERT_TRUE(txn.Put(env.dbis().chunks, orphan.val(), ToVal(std::span<const uint8_t>(raw))).ok());
+    std::vector<uint8_t> value(21, 0);
+    value[0] = 1;
+    std::vector<uint8_t> k = EncodeQueueKey("archive", 0, 999);
+    ASSERT_TRUE(txn.Put(env.dbis().queue, ToVal(std::span<const uint8_t>(k)), ToVal(std::span<const uint8_t>(value)))
+                    .ok());
+  });
+  auto store = OpenAdmin(f.dir.path());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  Result<RepairReport> r = (*store)->Repair(nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->before.problem_count, 3u) << Problems(r->before);
+  EXPECT_EQ(r->quarantined, 1u);
+  EXPECT_EQ(r->rows_removed, 2u);
+  EXPECT_TRUE(r->after.ok()) << Problems(r->after);
+  EXPECT_EQ(r->after.objects, 3u);
+
+  // The quarantine list has it, with the reason; nothing will send it.
+  std::vector<QuarantineEntry> q;
+  ASSERT_TRUE((*store)->ListQuarantine([&](const QuarantineEntry& e) {
+                        q.push_back(e);
+                        return true;
+                      })
+                  .ok());
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0].object_id, f.queued);
+  EXPECT_EQ(q[0].meta.sop_instance_uid, "1.2.826.1.1");
+  EXPECT_NE(q[0].reason.find("chunk 2 of 4 is missing"), std::string::npos) << q[0].reason;
+  EXPECT_GT(q[0].quarantined_unix_ms, 0);
+  EXPECT_TRUE((*store)->Find("1.2.826.1.1").status().IsNotFound());
+  size_t rows = 0;
+  ASSERT_TRUE((*store)->ListQueue([&](const QueueRow& row) {
+                        EXPECT_NE(row.object_id, f.queued);
+                        EXPECT_NE(row.object_id, 999u);
+                        ++rows;
+                        return true;
+                      })
+                  .ok());
+  EXPECT_EQ(rows, 1u);  // dead's archive row
+  // The healthy objects still read back.
+  std::vector<uint8_t> bytes;
+  EXPECT_TRUE(testing::ReadAll(**store, f.kept, &bytes).ok());
+  EXPECT_EQ(bytes, CtLikeBytes(200 << 10, 2));
+}
+
+TEST(StoreRepairTest, RecordThatDoesNotDecodeIsQuarantinedAndItsRowsFollowInTheSecondRound) {
+  Fixture f;
+  f.Damage([&](const LmdbEnv& env, Txn& txn) {
+    IdKey key(f.queued);
+    std::vector<uint8_t> junk = {9, 9, 9};
+    ASSERT_TRUE(txn.Put(env.dbis().objects, key.val(), ToVal(std::span<const uint8_t>(junk))).ok());
+  });
+  auto store = OpenAdmin(f.dir.path());
+  ASSERT_TRUE(store.ok());
+  Result<RepairReport> r = (*store)->Repair(nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->quarantined, 1u);
+  EXPECT_TRUE(r->totals_fixed);
+  EXPECT_TRUE(r->after.ok()) << Problems(r->after);
+  // Its two queue rows and its uid row went with it.
+  EXPECT_EQ(r->rows_removed, 3u);
+  EXPECT_TRUE((*store)->Find("1.2.826.1.1").status().IsNotFound());
+  std::vector<QuarantineEntry> q;
+  ASSERT_TRUE((*store)->ListQuarantine([&](const QuarantineEntry& e) {
+                        q.push_back(e);
+                        return true;
+                      })
+                  .ok());
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0].object_id, f.queued);
+  EXPECT_EQ(q[0].meta.sop_instance_uid, "");  // the record did not decode
+}
+
+TEST(StoreRepairTest, CleanStoreIsLeftAsItIs) {
+  Fixture f;
+  auto store = OpenAdmin(f.dir.path());
+  ASSERT_TRUE(store.ok());
+  Result<RepairReport> r = (*store)->Repair(nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->before.ok()) << Problems(r->before);
+  EXPECT_EQ(r->quarantined, 0u);
+  EXPECT_EQ(r->rows_removed, 0u);
+  EXPECT_FALSE(r->totals_fixed);
+  EXPECT_EQ(r->after.objects, 4u);
+}
+
+}  // namespace
+}  // namespace relais::store
