@@ -4,9 +4,8 @@
 // policy (retry_policy.h), per-destination statistics
 // (destination_stats.h), the SCU association (scu_association.h) and send
 // preparation (send_prep.h; on the thread pool, send_work.h).
-// May include: base/, protocol/, net/, record/, rules/, the store, libuv,
-// DCMTK; from receive/, only the header parser (send_prep.cc). Not
-// operate/.
+// May include: base/, protocol/, net/, dicom/, record/, rules/, the store,
+// libuv, DCMTK. Not receive/, not operate/.
 //
 // DeliveryScheduler: sends every queue row of the store to its destination
 // with Relais's own SCU (ScuAssociation), on the server's libuv loop.

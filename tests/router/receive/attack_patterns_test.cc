@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "router/dicom/dataset_structure.h"
 #include "router/receive/access.h"
 #include "router/receive/dataset_header.h"
 #include "store/store.h"
