@@ -104,14 +104,12 @@ class ItemWalker {
   const char* parent_;
 };
 
-// PS3.8 9.3.2.2: presentation context item (RQ), 0x20.
-bool ParseContextRq(std::span<const uint8_t> body, PresentationContextRq* pc, ParseError* err) {
-  Reader r(body);
-  std::span<const uint8_t> fixed;
-  // Context ID (1), reserved (3).
-  if (!r.Bytes(4, &fixed)) return Fail(err, "presentation context item (RQ) shorter than 4 bytes");
-  pc->id = fixed[0];
-  ItemWalker items(r.Rest(), "presentation context item (RQ)");
+// Calls `on_item(type, body)` for each item of `data`, in order. True at the
+// end; false with `err` set on a framing error, or once on_item returns
+// false (having set `err`).
+template <typename OnItem>
+bool ForEachItem(std::span<const uint8_t> data, const char* parent, ParseError* err, OnItem on_item) {
+  ItemWalker items(data, parent);
   uint8_t type = 0;
   std::span<const uint8_t> item;
   for (;;) {
@@ -120,12 +118,25 @@ bool ParseContextRq(std::span<const uint8_t> body, PresentationContextRq* pc, Pa
       case ItemWalker::Step::kError: err->reason = AbortReason::kInvalidPduParameterValue; return false;
       case ItemWalker::Step::kItem: break;
     }
+    if (!on_item(type, item)) return false;
+  }
+}
+
+// PS3.8 9.3.2.2: presentation context item (RQ), 0x20.
+bool ParseContextRq(std::span<const uint8_t> body, PresentationContextRq* pc, ParseError* err) {
+  Reader r(body);
+  std::span<const uint8_t> fixed;
+  // Context ID (1), reserved (3).
+  if (!r.Bytes(4, &fixed)) return Fail(err, "presentation context item (RQ) shorter than 4 bytes");
+  pc->id = fixed[0];
+  return ForEachItem(r.Rest(), "presentation context item (RQ)", err, [pc](uint8_t type, auto item) {
     if (type == 0x30) {  // PS3.8 9.3.2.2.1: abstract syntax sub-item.
       pc->abstract_syntax = StripUid(item);
     } else if (type == 0x40) {  // PS3.8 9.3.2.2.2: transfer syntax sub-item.
       pc->transfer_syntaxes.push_back(StripUid(item));
     }  // PS3.8 9.3.1: other sub-items are ignored and skipped.
-  }
+    return true;
+  });
 }
 
 // PS3.8 9.3.3.2: presentation context item (AC), 0x21.
@@ -136,19 +147,12 @@ bool ParseContextAc(std::span<const uint8_t> body, PresentationContextAc* pc, Pa
   if (!r.Bytes(4, &fixed)) return Fail(err, "presentation context item (AC) shorter than 4 bytes");
   pc->id = fixed[0];
   pc->result = static_cast<ContextResult>(fixed[2]);
-  ItemWalker items(r.Rest(), "presentation context item (AC)");
-  uint8_t type = 0;
-  std::span<const uint8_t> item;
-  for (;;) {
-    switch (items.Next(&type, &item, &err->message)) {
-      case ItemWalker::Step::kEnd: return true;
-      case ItemWalker::Step::kError: err->reason = AbortReason::kInvalidPduParameterValue; return false;
-      case ItemWalker::Step::kItem: break;
-    }
+  return ForEachItem(r.Rest(), "presentation context item (AC)", err, [pc](uint8_t type, auto item) {
     // PS3.8 9.3.3.2.1: one transfer syntax sub-item, not significant when
     // the result is not acceptance (kept anyway).
     if (type == 0x40) pc->transfer_syntax = StripUid(item);
-  }
+    return true;
+  });
 }
 
 // PS3.7 D.3.3.6 (Table D.3-12): SOP class common extended negotiation.
@@ -172,91 +176,89 @@ bool ParseCommonExtended(std::span<const uint8_t> body, CommonExtendedNegotiatio
   return true;
 }
 
+// One sub-item of the user information item (PS3.8 Annex D, PS3.7 D.3.3).
+bool ParseUserInformationSubItem(uint8_t type, std::span<const uint8_t> item, UserInformation* ui, ParseError* err) {
+  Reader r(item);
+  switch (type) {
+    case 0x51:  // PS3.8 D.1: maximum length received, 4 bytes.
+      if (item.size() != 4) return Fail(err, "maximum length sub-item (0x51) length is not 4");
+      ui->max_length = LoadU32(item.data());
+      break;
+    case 0x52:  // PS3.7 D.3.3.2.1: implementation class UID.
+      ui->implementation_class_uid = StripUid(item);
+      break;
+    case 0x53:  // PS3.7 D.3.3.3.1: max invoked (2), max performed (2).
+      if (item.size() != 4) return Fail(err, "asynchronous operations window sub-item (0x53) length is not 4");
+      ui->async_ops = AsyncOpsWindow{LoadU16(item.data()), LoadU16(item.data() + 2)};
+      break;
+    case 0x54: {  // PS3.7 D.3.3.4.1: UID length (2), UID, SCU role (1), SCP role (1).
+      RoleSelection role;
+      std::span<const uint8_t> uid;
+      uint8_t scu = 0, scp = 0;
+      if (!r.LengthPrefixed(&uid) || !r.U8(&scu) || !r.U8(&scp)) {
+        return Fail(err, "role selection sub-item (0x54): fields run past the sub-item");
+      }
+      role.sop_class_uid = StripUid(uid);
+      role.scu_role = scu != 0;
+      role.scp_role = scp != 0;
+      ui->roles.push_back(std::move(role));
+      break;
+    }
+    case 0x55:  // PS3.7 D.3.3.2.3: implementation version name, 1-16 chars.
+      ui->implementation_version_name = ToString(item);
+      break;
+    case 0x56: {  // PS3.7 D.3.3.5.1: UID length (2), UID, application info.
+      ExtendedNegotiation ext;
+      std::span<const uint8_t> uid;
+      if (!r.LengthPrefixed(&uid)) {
+        return Fail(err, "extended negotiation sub-item (0x56): UID runs past the sub-item");
+      }
+      ext.sop_class_uid = StripUid(uid);
+      ext.info = ToString(r.Rest());
+      ui->extended.push_back(std::move(ext));
+      break;
+    }
+    case 0x57: {
+      CommonExtendedNegotiation ce;
+      if (!ParseCommonExtended(item, &ce, err)) return false;
+      ui->common_extended.push_back(std::move(ce));
+      break;
+    }
+    case 0x58: {  // PS3.7 D.3.3.7.1: type (1), response requested (1),
+                  // primary length (2), primary, secondary length (2), secondary.
+      UserIdentityRq id;
+      uint8_t positive = 0;
+      std::span<const uint8_t> primary, secondary;
+      if (!r.U8(&id.type) || !r.U8(&positive) || !r.LengthPrefixed(&primary) ||
+          !r.LengthPrefixed(&secondary)) {
+        return Fail(err, "user identity sub-item (0x58): fields run past the sub-item");
+      }
+      id.positive_response_requested = positive != 0;
+      id.primary_field = ToString(primary);
+      id.secondary_field = ToString(secondary);
+      ui->user_identity_rq = std::move(id);
+      break;
+    }
+    case 0x59: {  // PS3.7 D.3.3.7.2: server response length (2), response.
+      std::span<const uint8_t> response;
+      if (!r.LengthPrefixed(&response)) {
+        return Fail(err, "user identity sub-item (0x59): response runs past the sub-item");
+      }
+      ui->user_identity_ac = ToString(response);
+      break;
+    }
+    default:  // PS3.8 D.2 note 2: unrecognized sub-items are ignored; kept.
+      ui->unknown.push_back(UnknownItem{type, ToString(item)});
+      break;
+  }
+  return true;
+}
+
 // PS3.8 9.3.2.3 / Annex D, PS3.7 D.3.3: user information item, 0x50.
 bool ParseUserInformation(std::span<const uint8_t> body, UserInformation* ui, ParseError* err) {
-  ItemWalker items(body, "user information item");
-  uint8_t type = 0;
-  std::span<const uint8_t> item;
-  for (;;) {
-    switch (items.Next(&type, &item, &err->message)) {
-      case ItemWalker::Step::kEnd: return true;
-      case ItemWalker::Step::kError: err->reason = AbortReason::kInvalidPduParameterValue; return false;
-      case ItemWalker::Step::kItem: break;
-    }
-    Reader r(item);
-    switch (type) {
-      case 0x51:  // PS3.8 D.1: maximum length received, 4 bytes.
-        if (item.size() != 4) return Fail(err, "maximum length sub-item (0x51) length is not 4");
-        ui->max_length = LoadU32(item.data());
-        break;
-      case 0x52:  // PS3.7 D.3.3.2.1: implementation class UID.
-        ui->implementation_class_uid = StripUid(item);
-        break;
-      case 0x53:  // PS3.7 D.3.3.3.1: max invoked (2), max performed (2).
-        if (item.size() != 4) return Fail(err, "asynchronous operations window sub-item (0x53) length is not 4");
-        ui->async_ops = AsyncOpsWindow{LoadU16(item.data()), LoadU16(item.data() + 2)};
-        break;
-      case 0x54: {  // PS3.7 D.3.3.4.1: UID length (2), UID, SCU role (1), SCP role (1).
-        RoleSelection role;
-        std::span<const uint8_t> uid;
-        uint8_t scu = 0, scp = 0;
-        if (!r.LengthPrefixed(&uid) || !r.U8(&scu) || !r.U8(&scp)) {
-          return Fail(err, "role selection sub-item (0x54): fields run past the sub-item");
-        }
-        role.sop_class_uid = StripUid(uid);
-        role.scu_role = scu != 0;
-        role.scp_role = scp != 0;
-        ui->roles.push_back(std::move(role));
-        break;
-      }
-      case 0x55:  // PS3.7 D.3.3.2.3: implementation version name, 1-16 chars.
-        ui->implementation_version_name = ToString(item);
-        break;
-      case 0x56: {  // PS3.7 D.3.3.5.1: UID length (2), UID, application info.
-        ExtendedNegotiation ext;
-        std::span<const uint8_t> uid;
-        if (!r.LengthPrefixed(&uid)) {
-          return Fail(err, "extended negotiation sub-item (0x56): UID runs past the sub-item");
-        }
-        ext.sop_class_uid = StripUid(uid);
-        ext.info = ToString(r.Rest());
-        ui->extended.push_back(std::move(ext));
-        break;
-      }
-      case 0x57: {
-        CommonExtendedNegotiation ce;
-        if (!ParseCommonExtended(item, &ce, err)) return false;
-        ui->common_extended.push_back(std::move(ce));
-        break;
-      }
-      case 0x58: {  // PS3.7 D.3.3.7.1: type (1), response requested (1),
-                    // primary length (2), primary, secondary length (2), secondary.
-        UserIdentityRq id;
-        uint8_t positive = 0;
-        std::span<const uint8_t> primary, secondary;
-        if (!r.U8(&id.type) || !r.U8(&positive) || !r.LengthPrefixed(&primary) ||
-            !r.LengthPrefixed(&secondary)) {
-          return Fail(err, "user identity sub-item (0x58): fields run past the sub-item");
-        }
-        id.positive_response_requested = positive != 0;
-        id.primary_field = ToString(primary);
-        id.secondary_field = ToString(secondary);
-        ui->user_identity_rq = std::move(id);
-        break;
-      }
-      case 0x59: {  // PS3.7 D.3.3.7.2: server response length (2), response.
-        std::span<const uint8_t> response;
-        if (!r.LengthPrefixed(&response)) {
-          return Fail(err, "user identity sub-item (0x59): response runs past the sub-item");
-        }
-        ui->user_identity_ac = ToString(response);
-        break;
-      }
-      default:  // PS3.8 D.2 note 2: unrecognized sub-items are ignored; kept.
-        ui->unknown.push_back(UnknownItem{type, ToString(item)});
-        break;
-    }
-  }
+  return ForEachItem(body, "user information item", err, [ui, err](uint8_t type, auto item) {
+    return ParseUserInformationSubItem(type, item, ui, err);
+  });
 }
 
 // PS3.8 9.3.2 / 9.3.3: the common layout of A-ASSOCIATE-RQ and -AC.
@@ -270,15 +272,7 @@ bool ParseAssociate(std::span<const uint8_t> body, bool is_rq, Assoc* a, ParseEr
   a->calling_ae = StripAeTitle(body.subspan(4 + kAeTitleSize, kAeTitleSize));
   a->application_context.clear();  // absent item -> empty, see top.
   const char* name = is_rq ? "A-ASSOCIATE-RQ" : "A-ASSOCIATE-AC";
-  ItemWalker items(body.subspan(kAssociateFixedSize), name);
-  uint8_t type = 0;
-  std::span<const uint8_t> item;
-  for (;;) {
-    switch (items.Next(&type, &item, &err->message)) {
-      case ItemWalker::Step::kEnd: return true;
-      case ItemWalker::Step::kError: err->reason = AbortReason::kInvalidPduParameterValue; return false;
-      case ItemWalker::Step::kItem: break;
-    }
+  return ForEachItem(body.subspan(kAssociateFixedSize), name, err, [=](uint8_t type, auto item) {
     if (type == 0x10) {  // PS3.8 9.3.2.1: application context item.
       a->application_context = StripUid(item);
     } else if (type == 0x50) {
@@ -297,7 +291,8 @@ bool ParseAssociate(std::span<const uint8_t> body, bool is_rq, Assoc* a, ParseEr
         a->contexts.push_back(std::move(pc));
       }
     }  // PS3.8 9.3.1: items of unrecognized types are ignored and skipped.
-  }
+    return true;
+  });
 }
 
 }  // namespace
