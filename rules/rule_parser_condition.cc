@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -55,12 +56,9 @@ const std::vector<std::string_view> kMatchKeys = {"all", "any", "not", "calling_
                                                    "peer", "listener", "time"};
 const std::vector<std::string_view> kOperatorKeys = {"regex", "wildcard", "present", "min", "max", "from", "to"};
 
-}  // namespace
-
-bool Parser::CompileOperator(const std::string& subject, const toml::table& t, bool tag, Errors* errors,
-                             Condition* out) {
+// False, with an error for each, when `t` has keys that are not operators.
+bool OnlyKnownOperators(const std::string& subject, const toml::table& t, Errors* errors) {
   bool ok = true;
-  int groups = 0;
   for (auto&& [key, node] : t) {
     std::string_view k = key.str();
     if (std::find(kOperatorKeys.begin(), kOperatorKeys.end(), k) == kOperatorKeys.end()) {
@@ -68,7 +66,86 @@ bool Parser::CompileOperator(const std::string& subject, const toml::table& t, b
       ok = false;
     }
   }
-  if (!ok) return false;
+  return ok;
+}
+
+// { present = true/false }: whether a tag is there (tags only).
+bool CompilePresent(const std::string& subject, const toml::node& n, bool tag, Errors* errors, Condition* out) {
+  if (!tag) {
+    errors->Add(n.source(), "present applies to tags only");
+    return false;
+  }
+  if (!n.is_boolean()) {
+    errors->Add(n.source(), subject + " present must be true or false, got " + TypeName(n.type()));
+    return false;
+  }
+  out->present = n.as_boolean()->get();
+  out->text = subject + (out->present ? " present" : " absent");
+  return true;
+}
+
+// { min = ..., max = ... }: a numeric range (either end may be absent).
+bool CompileNumberRange(const std::string& subject, const toml::table& t, Errors* errors, Condition* out) {
+  bool ok = true;
+  for (std::string_view k : {"min", "max"}) {
+    const toml::node* n = t.get(k);
+    if (n == nullptr) continue;
+    std::optional<double> v = n->value<double>();
+    if (!n->is_number() || !v) {
+      errors->Add(n->source(), subject + " " + std::string(k) + " must be a number, got " + TypeName(n->type()));
+      ok = false;
+      continue;
+    }
+    (k == "min" ? out->has_min : out->has_max) = true;
+    (k == "min" ? out->min : out->max) = *v;
+  }
+  if (out->has_min && out->has_max && out->min > out->max) {
+    errors->Add(t.source(), subject + " min must not be greater than max");
+    ok = false;
+  }
+  out->text = subject + " in [" + (out->has_min ? NumberText(out->min) : "") + ", " +
+              (out->has_max ? NumberText(out->max) : "") + "]";
+  return ok;
+}
+
+// { from = ..., to = ... }: a date range, DICOM DA or TOML dates.
+bool CompileDateRange(const std::string& subject, const toml::table& t, Errors* errors, Condition* out) {
+  bool ok = true;
+  for (std::string_view k : {"from", "to"}) {
+    const toml::node* n = t.get(k);
+    if (n == nullptr) continue;
+    std::string v;
+    if (const auto* d = n->as_date()) {
+      char buf[16];
+      std::snprintf(buf, sizeof(buf), "%04u%02u%02u", static_cast<unsigned>(d->get().year),
+                    static_cast<unsigned>(d->get().month), static_cast<unsigned>(d->get().day));
+      v = buf;
+    } else if (const auto* str = n->as_string()) {
+      v = str->get();
+    }
+    if (!ValidDate(v)) {
+      errors->Add(n->source(), subject + " " + std::string(k) +
+                                   " must be a date \"YYYYMMDD\" (DICOM DA) or 2024-01-31");
+      ok = false;
+      continue;
+    }
+    (k == "from" ? out->from : out->to) = v;
+  }
+  if (!out->from.empty() && !out->to.empty() && out->from > out->to) {
+    errors->Add(t.source(), subject + " from must not be after to");
+    ok = false;
+  }
+  out->text = subject + " in " + (out->from.empty() ? "..." : out->from) + ".." + out->to;
+  return ok;
+}
+
+}  // namespace
+
+bool Parser::CompileOperator(const std::string& subject, const toml::table& t, bool tag, Errors* errors,
+                             Condition* out) {
+  if (!OnlyKnownOperators(subject, t, errors)) return false;
+  bool ok = true;
+  int groups = 0;
   auto string_of = [&](std::string_view key, std::string* s) -> bool {
     const toml::node* n = t.get(key);
     if (n == nullptr) return false;
@@ -111,67 +188,17 @@ bool Parser::CompileOperator(const std::string& subject, const toml::table& t, b
   if (const toml::node* n = t.get("present")) {
     ++groups;
     out->op = Condition::Op::kPresent;
-    if (!tag) {
-      errors->Add(n->source(), "present applies to tags only");
-      ok = false;
-    } else if (!n->is_boolean()) {
-      errors->Add(n->source(), subject + " present must be true or false, got " + TypeName(n->type()));
-      ok = false;
-    } else {
-      out->present = n->as_boolean()->get();
-      out->text = subject + (out->present ? " present" : " absent");
-    }
+    if (!CompilePresent(subject, *n, tag, errors, out)) ok = false;
   }
   if (t.get("min") != nullptr || t.get("max") != nullptr) {
     ++groups;
     out->op = Condition::Op::kRange;
-    for (std::string_view k : {"min", "max"}) {
-      const toml::node* n = t.get(k);
-      if (n == nullptr) continue;
-      std::optional<double> v = n->value<double>();
-      if (!n->is_number() || !v) {
-        errors->Add(n->source(), subject + " " + std::string(k) + " must be a number, got " + TypeName(n->type()));
-        ok = false;
-        continue;
-      }
-      (k == "min" ? out->has_min : out->has_max) = true;
-      (k == "min" ? out->min : out->max) = *v;
-    }
-    if (out->has_min && out->has_max && out->min > out->max) {
-      errors->Add(t.source(), subject + " min must not be greater than max");
-      ok = false;
-    }
-    out->text = subject + " in [" + (out->has_min ? NumberText(out->min) : "") + ", " +
-                (out->has_max ? NumberText(out->max) : "") + "]";
+    if (!CompileNumberRange(subject, t, errors, out)) ok = false;
   }
   if (t.get("from") != nullptr || t.get("to") != nullptr) {
     ++groups;
     out->op = Condition::Op::kDateRange;
-    for (std::string_view k : {"from", "to"}) {
-      const toml::node* n = t.get(k);
-      if (n == nullptr) continue;
-      std::string v;
-      if (const auto* d = n->as_date()) {
-        char buf[16];
-        std::snprintf(buf, sizeof(buf), "%04u%02u%02u", static_cast<unsigned>(d->get().year),
-                      static_cast<unsigned>(d->get().month), static_cast<unsigned>(d->get().day));
-        v = buf;
-      } else if (const auto* str = n->as_string()) {
-        v = str->get();
-      }
-      if (!ValidDate(v)) {
-        errors->Add(n->source(), subject + " " + std::string(k) +
-                                     " must be a date \"YYYYMMDD\" (DICOM DA) or 2024-01-31");
-        ok = false;
-        continue;
-      }
-      (k == "from" ? out->from : out->to) = v;
-    }
-    if (!out->from.empty() && !out->to.empty() && out->from > out->to) {
-      errors->Add(t.source(), subject + " from must not be after to");
-      ok = false;
-    }
-    out->text = subject + " in " + (out->from.empty() ? "..." : out->from) + ".." + out->to;
+    if (!CompileDateRange(subject, t, errors, out)) ok = false;
   }
   if (groups == 0) {
     errors->Add(t.source(), subject + " needs an operator: regex, wildcard, present, min/max or from/to");

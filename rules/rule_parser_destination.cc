@@ -2,7 +2,9 @@
 // forwards to, and the tag edits of a forward target.
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <toml++/toml.h>
@@ -22,6 +24,81 @@ bool ValidName(const std::string& s) {
     if (!std::isalnum(c) && c != '_' && c != '.' && c != '-') return false;
   }
   return true;
+}
+
+// [[destination]] transfer_syntaxes: names or UIDs, in the order preferred.
+void ReadTransferSyntaxes(const toml::node* n, TableReader* r, Errors* errors, Destination* d) {
+  if (const toml::array* a = n->as_array()) {
+    for (const toml::node& e : *a) {
+      std::string uid;
+      if (!e.is_string()) {
+        errors->Add(e.source(), "transfer_syntaxes entries must be strings, got " + std::string(TypeName(e.type())));
+      } else if (auto err = ResolveTransferSyntax(e.as_string()->get(), &uid)) {
+        errors->Add(e.source(), *err);
+      } else {
+        d->transfer_syntaxes.push_back(uid);
+      }
+    }
+  } else {
+    r->TypeError("transfer_syntaxes", *n, "a list of transfer syntax names or UIDs");
+  }
+}
+
+// [[destination]] bandwidth_limit: "2MB/s", "500KiB/s" or bytes per second.
+void ReadBandwidthLimit(const toml::node* n, TableReader* r, Errors* errors, Destination* d) {
+  if (const auto* i = n->as_integer(); i != nullptr && i->get() >= 0) {
+    d->bandwidth_limit_bps = static_cast<uint64_t>(i->get());
+  } else if (const auto* s = n->as_string()) {
+    std::string_view v = s->get();
+    if (v.ends_with("/s")) v.remove_suffix(2);
+    std::optional<uint64_t> bytes = ParseSize(v);
+    if (!bytes) {
+      errors->Add(n->source(), "bandwidth_limit must be a rate such as \"2MB/s\" or \"500KiB/s\", got '" + s->get() + "'");
+    } else {
+      d->bandwidth_limit_bps = *bytes;
+    }
+  } else {
+    r->TypeError("bandwidth_limit", *n, "a rate such as \"2MB/s\" or an integer (bytes per second)");
+  }
+}
+
+// [[destination]] retry = { max_attempts, max_age, initial_backoff, max_backoff }.
+void ReadRetry(const toml::node* n, TableReader* r, Errors* errors, Destination* d) {
+  if (const toml::table* rt = n->as_table()) {
+    TableReader rr(*rt, "destination '" + d->name + "'.retry", errors);
+    rr.ReadInt("max_attempts", 0, 1000000, &d->retry.max_attempts);
+    rr.ReadDuration("max_age", &d->retry.max_age_s);
+    rr.ReadDuration("initial_backoff", &d->retry.initial_backoff_s);
+    rr.ReadDuration("max_backoff", &d->retry.max_backoff_s);
+    rr.RejectUnknownKeys();
+    if (d->retry.initial_backoff_s == 0) errors->Add(n->source(), "retry.initial_backoff must be at least 1s");
+    if (d->retry.initial_backoff_s > d->retry.max_backoff_s) {
+      errors->Add(n->source(), "retry.initial_backoff must not be longer than retry.max_backoff");
+    }
+  } else {
+    r->TypeError("retry", *n, "a table such as { max_age = \"7d\" }");
+  }
+}
+
+// [[destination]] tls = { ca_file, cert_file, key_file }, paths relative to
+// the rule file `source`.
+void ReadTls(const toml::node* n, TableReader* r, Errors* errors, const std::string& source, Destination* d) {
+  if (const toml::table* tt = n->as_table()) {
+    TableReader tr(*tt, "destination '" + d->name + "'.tls", errors);
+    d->tls = true;
+    tr.ReadString("ca_file", &d->tls_ca_file, /*required=*/true);
+    tr.ReadString("cert_file", &d->tls_cert_file);
+    tr.ReadString("key_file", &d->tls_key_file);
+    tr.RejectUnknownKeys();
+    if (d->tls_cert_file.empty() != d->tls_key_file.empty()) {
+      errors->Add(n->source(), "tls.cert_file and tls.key_file go together (give both or neither)");
+    }
+    for (std::string* p : {&d->tls_ca_file, &d->tls_cert_file, &d->tls_key_file}) {
+      if (!p->empty()) *p = ResolvePath(*p, source);
+    }
+  } else {
+    r->TypeError("tls", *n, "a table { ca_file = \"...\", cert_file = \"...\", key_file = \"...\" }");
+  }
 }
 
 }  // namespace
@@ -50,72 +127,10 @@ void Parser::ReadDestination(const toml::table& t, Errors* errors, const std::st
   }
   r.ReadInt("port", 1, 65535, &d.port);
   r.ReadInt("max_associations", 1, 64, &d.max_associations);
-  if (const toml::node* n = r.Take("transfer_syntaxes")) {
-    if (const toml::array* a = n->as_array()) {
-      for (const toml::node& e : *a) {
-        std::string uid;
-        if (!e.is_string()) {
-          errors->Add(e.source(), "transfer_syntaxes entries must be strings, got " + std::string(TypeName(e.type())));
-        } else if (auto err = ResolveTransferSyntax(e.as_string()->get(), &uid)) {
-          errors->Add(e.source(), *err);
-        } else {
-          d.transfer_syntaxes.push_back(uid);
-        }
-      }
-    } else {
-      r.TypeError("transfer_syntaxes", *n, "a list of transfer syntax names or UIDs");
-    }
-  }
-  if (const toml::node* n = r.Take("bandwidth_limit")) {
-    if (const auto* i = n->as_integer(); i != nullptr && i->get() >= 0) {
-      d.bandwidth_limit_bps = static_cast<uint64_t>(i->get());
-    } else if (const auto* s = n->as_string()) {
-      std::string_view v = s->get();
-      if (v.ends_with("/s")) v.remove_suffix(2);
-      std::optional<uint64_t> bytes = ParseSize(v);
-      if (!bytes) {
-        errors->Add(n->source(), "bandwidth_limit must be a rate such as \"2MB/s\" or \"500KiB/s\", got '" + s->get() + "'");
-      } else {
-        d.bandwidth_limit_bps = *bytes;
-      }
-    } else {
-      r.TypeError("bandwidth_limit", *n, "a rate such as \"2MB/s\" or an integer (bytes per second)");
-    }
-  }
-  if (const toml::node* n = r.Take("retry")) {
-    if (const toml::table* rt = n->as_table()) {
-      TableReader rr(*rt, "destination '" + d.name + "'.retry", errors);
-      rr.ReadInt("max_attempts", 0, 1000000, &d.retry.max_attempts);
-      rr.ReadDuration("max_age", &d.retry.max_age_s);
-      rr.ReadDuration("initial_backoff", &d.retry.initial_backoff_s);
-      rr.ReadDuration("max_backoff", &d.retry.max_backoff_s);
-      rr.RejectUnknownKeys();
-      if (d.retry.initial_backoff_s == 0) errors->Add(n->source(), "retry.initial_backoff must be at least 1s");
-      if (d.retry.initial_backoff_s > d.retry.max_backoff_s) {
-        errors->Add(n->source(), "retry.initial_backoff must not be longer than retry.max_backoff");
-      }
-    } else {
-      r.TypeError("retry", *n, "a table such as { max_age = \"7d\" }");
-    }
-  }
-  if (const toml::node* n = r.Take("tls")) {
-    if (const toml::table* tt = n->as_table()) {
-      TableReader tr(*tt, "destination '" + d.name + "'.tls", errors);
-      d.tls = true;
-      tr.ReadString("ca_file", &d.tls_ca_file, /*required=*/true);
-      tr.ReadString("cert_file", &d.tls_cert_file);
-      tr.ReadString("key_file", &d.tls_key_file);
-      tr.RejectUnknownKeys();
-      if (d.tls_cert_file.empty() != d.tls_key_file.empty()) {
-        errors->Add(n->source(), "tls.cert_file and tls.key_file go together (give both or neither)");
-      }
-      for (std::string* p : {&d.tls_ca_file, &d.tls_cert_file, &d.tls_key_file}) {
-        if (!p->empty()) *p = ResolvePath(*p, source);
-      }
-    } else {
-      r.TypeError("tls", *n, "a table { ca_file = \"...\", cert_file = \"...\", key_file = \"...\" }");
-    }
-  }
+  if (const toml::node* n = r.Take("transfer_syntaxes")) ReadTransferSyntaxes(n, &r, errors, &d);
+  if (const toml::node* n = r.Take("bandwidth_limit")) ReadBandwidthLimit(n, &r, errors, &d);
+  if (const toml::node* n = r.Take("retry")) ReadRetry(n, &r, errors, &d);
+  if (const toml::node* n = r.Take("tls")) ReadTls(n, &r, errors, source, &d);
   r.ReadDuration("hold_study", &d.hold_study_s);
   r.RejectUnknownKeys();
   set_->destinations_.push_back(std::move(d));
