@@ -91,37 +91,33 @@ void OnStopSignal(uv_signal_t* h, int signum) noexcept {
   ctx->server->Drain(ctx->drain_ms, [ctx] { StopRest(ctx); });
 }
 
-}  // namespace
+// --- Serve's steps, in the order it runs them ---
 
-Status Serve(const rules::AppConfig& config) {
-  signal(SIGPIPE, SIG_IGN);
-  // DCMTK logs to stderr on its own (e.g. "skipping rest of dataset" at
-  // every Pixel Data); we log what matters ourselves, one line per event.
-  OFLog::configure(OFLogger::ERROR_LOG_LEVEL);
+// The store, before the server and the scheduler, which use it.
+Result<std::unique_ptr<store::Store>> OpenStore(const rules::AppConfig& config) {
   store::Options so;
   so.path = config.store.path;
   so.max_size = config.store.max_size;
   so.compression_level = config.store.compression_level;
   so.compression_threads = config.store.compression_threads;
   so.retention_ms = static_cast<int64_t>(config.delivery.retention_s) * 1000;
-  Result<std::unique_ptr<store::Store>> opened = store::Store::Open(so);
-  if (!opened.ok()) {
-    return opened.status();
-  }
-  std::unique_ptr<store::Store> store = std::move(*opened);
-  // Before the server and the scheduler, which record into it: it outlives them.
-  std::unique_ptr<AuditLog> audit;
-  if (!config.audit.path.empty()) {
-    AuditLog::Options audit_options;
-    audit_options.rotate_size = config.audit.rotate_size;
-    audit_options.syslog = config.audit.syslog;
-    audit_options.ae_title = config.listener.ae_title;
-    audit_options.calling_ae_title = config.delivery.calling_ae_title;
-    Result<std::unique_ptr<AuditLog>> a = AuditLog::Open(config.audit.path, audit_options);
-    if (!a.ok()) return a.status();
-    audit = std::move(*a);
-  }
+  return store::Store::Open(so);
+}
 
+// The audit trail ([audit] path); null when none is configured. Before the
+// server and the scheduler, which record into it: it outlives them.
+Result<std::unique_ptr<AuditLog>> OpenAudit(const rules::AppConfig& config) {
+  if (config.audit.path.empty()) return std::unique_ptr<AuditLog>();
+  AuditLog::Options audit_options;
+  audit_options.rotate_size = config.audit.rotate_size;
+  audit_options.syslog = config.audit.syslog;
+  audit_options.ae_title = config.listener.ae_title;
+  audit_options.calling_ae_title = config.delivery.calling_ae_title;
+  return AuditLog::Open(config.audit.path, audit_options);
+}
+
+// The listener's settings ([listener], [rules]), with its access policy.
+Result<ScpSettings> ListenerSettings(const rules::AppConfig& config) {
   ScpSettings settings;
   settings.ae_title = config.listener.ae_title;
   settings.max_pdu = config.listener.max_pdu;
@@ -135,117 +131,174 @@ Status Serve(const rules::AppConfig& config) {
   Result<AccessPolicy> access = AccessPolicy::Make(config.listener);
   if (!access.ok()) return access.status();
   settings.access = std::move(*access);
-  std::shared_ptr<TlsContext> tls;
-  if (config.tls.enabled) {
-    TlsSettings ts;
-    ts.certificate = config.tls.certificate;
-    ts.private_key = config.tls.private_key;
-    ts.ca = config.tls.ca;
-    ts.require_client_certificate = config.tls.require_client_certificate;
-    ts.min_version = config.tls.min_version;
-    Result<std::shared_ptr<TlsContext>> made = TlsContext::MakeServer(ts);
-    if (!made.ok()) return Status::InvalidArgument(config.source_path + ": [tls]: " + made.status().message());
-    tls = std::move(*made);
+  return settings;
+}
+
+// The DICOM TLS listener's context ([tls]); null when it is not enabled.
+Result<std::shared_ptr<TlsContext>> ListenerTls(const rules::AppConfig& config) {
+  if (!config.tls.enabled) return std::shared_ptr<TlsContext>();
+  TlsSettings ts;
+  ts.certificate = config.tls.certificate;
+  ts.private_key = config.tls.private_key;
+  ts.ca = config.tls.ca;
+  ts.require_client_certificate = config.tls.require_client_certificate;
+  ts.min_version = config.tls.min_version;
+  Result<std::shared_ptr<TlsContext>> made = TlsContext::MakeServer(ts);
+  if (!made.ok()) return Status::InvalidArgument(config.source_path + ": [tls]: " + made.status().message());
+  return std::move(*made);
+}
+
+DeliverySettings DeliverySettingsOf(const rules::AppConfig& config) {
+  DeliverySettings ds;
+  ds.calling_ae = config.delivery.calling_ae_title;
+  ds.connect_timeout_ms = uint64_t{config.delivery.connect_timeout_s} * 1000;
+  ds.response_timeout_ms = uint64_t{config.delivery.response_timeout_s} * 1000;
+  ds.idle_release_ms = uint64_t{config.delivery.idle_release_s} * 1000;
+  ds.down_after_failures = config.delivery.down_after_failures;
+  ds.max_pdu = config.listener.max_pdu;
+  return ds;
+}
+
+// The admin API over what runs ([admin]); null when it is not enabled.
+std::unique_ptr<AdminApi> MakeAdminApi(const rules::AppConfig& config, AdminApi::Sources src) {
+  if (!config.admin.enabled) return nullptr;
+  src.store_path = config.store.path;
+  src.rules_path = config.rules_path;
+  src.ae_title = config.listener.ae_title;
+  src.listener = config.listener.host + ":" + std::to_string(config.listener.port);
+  src.started_unix_ms = NowUnixMs();
+  return std::make_unique<AdminApi>(config.admin.tokens, std::move(src));
+}
+
+void InitSignals(uv_loop_t* loop, SignalCtx* sig) {
+  uv_signal_init(loop, &sig->sigint);
+  uv_signal_init(loop, &sig->sigterm);
+  uv_signal_init(loop, &sig->sighup);
+  sig->sigint.data = sig;
+  sig->sigterm.data = sig;
+  sig->sighup.data = sig;
+}
+
+void StartSignals(SignalCtx* sig) {
+  uv_signal_start(&sig->sigint, &OnStopSignal, SIGINT);
+  uv_signal_start(&sig->sigterm, &OnStopSignal, SIGTERM);
+  uv_signal_start(&sig->sighup, &OnHangup, SIGHUP);
+}
+
+// Loads the rules, then opens the DICOM listener(s) and the admin API; the
+// first failure stops there.
+Status StartListening(const rules::AppConfig& config, Server* server, const std::shared_ptr<TlsContext>& tls,
+                      AdminServer* admin) {
+  Status result = server->InitRules();
+  if (result.ok()) result = server->Listen(config.listener.host, config.listener.port);
+  if (result.ok() && tls) result = server->ListenTls(config.listener.host, config.tls.port, tls);
+  if (result.ok() && admin) result = admin->Listen(config.admin.host, config.admin.port);
+  return result;
+}
+
+// The lines an operator looks for once the router listens, and READY.
+void AnnounceListening(const rules::AppConfig& config, const ScpSettings& settings, bool tls,
+                       ServiceNotifier* notifier) {
+  RLOG_INFO("event=listening ae=%s address=%s:%u store=%s max_pdu=%u max_associations=%u",
+            settings.ae_title.c_str(), config.listener.host.c_str(), config.listener.port,
+            config.store.path.c_str(), settings.max_pdu, settings.max_associations);
+  if (tls) {
+    RLOG_INFO("event=listening-tls ae=%s address=%s:%u client_certificates=%s min_version=%s",
+              settings.ae_title.c_str(), config.listener.host.c_str(), config.tls.port,
+              config.tls.require_client_certificate ? "required" : "not required",
+              config.tls.min_version.c_str());
   }
+  if (settings.access.restricts_callers() || settings.access.requires_identity()) {
+    RLOG_INFO("event=access-control allow_entries=%zu users=%zu", config.listener.allow.size(),
+              config.listener.users.size());
+  }
+  notifier->Ready("AE " + settings.ae_title + " listening on " + config.listener.host + ":" +
+                  std::to_string(config.listener.port) + (tls ? " (TLS " + std::to_string(config.tls.port) + ")" : "") +
+                  ", store " + config.store.path);
+}
+
+// Builds everything that runs on `loop` around the store, starts it, runs
+// the loop until everything has stopped, and closes the store while the
+// rest still exists. OK, or why it could not start.
+Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_ptr<store::Store>& store,
+                 AuditLog* audit, const ScpSettings& settings, const std::shared_ptr<TlsContext>& tls) {
+  Server server(loop, store.get(), settings);
+  store->SetProgressCallback([&server] { server.Post([&server] { server.ResumePaused(); }); });
+  DeliveryScheduler delivery(loop, store.get(), DeliverySettingsOf(config),
+                             [&server](std::function<void()> fn) { server.Post(std::move(fn)); });
+  server.SetAudit(audit);
+  delivery.SetAudit(audit);
+  Metrics metrics;
+  server.SetMetrics(&metrics);
+  delivery.SetMetrics(&metrics);
+  StorageWatch storage(loop, store.get(), &server, audit, config.store.path, config.store.high_water,
+                       config.store.low_water);
+  Alerts alerts(loop, config.alerts, config.listener.ae_title, audit, &metrics);
+  storage.SetOnChange([&alerts](const StorageWatch::Usage& u) { alerts.OnStorageChange(u); });
+  AdminApi::Sources src;
+  src.server = &server;
+  src.delivery = &delivery;
+  src.store = store.get();
+  src.metrics = &metrics;
+  src.storage = &storage;
+  src.alerts = &alerts;
+  src.audit = audit;
+  src.post = [&server](std::function<void()> fn) { server.Post(std::move(fn)); };
+  std::unique_ptr<AdminApi> admin_api = MakeAdminApi(config, std::move(src));
+  std::unique_ptr<AdminServer> admin;
+  if (admin_api) admin = std::make_unique<AdminServer>(loop, admin_api.get());
+  store->SetQueueCallback([&delivery](const std::vector<std::string>& dests) { delivery.Wake(dests); });
+  server.SetRulesListener([&delivery](std::shared_ptr<const rules::RuleSet> r) { delivery.SetRules(std::move(r)); });
+  ServiceNotifier notifier(loop);
+  SignalCtx sig;
+  sig.notifier = &notifier;
+  sig.server = &server;
+  sig.delivery = &delivery;
+  sig.admin = admin.get();
+  sig.alerts = &alerts;
+  sig.storage = &storage;
+  sig.drain_ms = uint64_t{config.listener.drain_timeout_s} * 1000;
+  InitSignals(loop, &sig);
+  Status result = StartListening(config, &server, tls, admin.get());
+  if (result.ok()) {
+    storage.Start();
+    alerts.Start(Alerts::Sources{&delivery, store.get(), &storage});
+    StartSignals(&sig);
+    AnnounceListening(config, settings, tls != nullptr, &notifier);
+  } else {
+    if (admin) admin->Shutdown();
+    alerts.Shutdown();
+    storage.Shutdown();
+    server.Shutdown();
+    delivery.Shutdown([] {});
+    CloseSignals(&sig);
+    notifier.Status("failed to start: " + result.message());
+  }
+  uv_run(loop, UV_RUN_DEFAULT);
+  store.reset();  // drains pending commits; their completions go nowhere
+  return result;
+}
+
+}  // namespace
+
+Status Serve(const rules::AppConfig& config) {
+  signal(SIGPIPE, SIG_IGN);
+  // DCMTK logs to stderr on its own (e.g. "skipping rest of dataset" at
+  // every Pixel Data); we log what matters ourselves, one line per event.
+  OFLog::configure(OFLogger::ERROR_LOG_LEVEL);
+  Result<std::unique_ptr<store::Store>> opened = OpenStore(config);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<store::Store> store = std::move(*opened);
+  Result<std::unique_ptr<AuditLog>> audit = OpenAudit(config);
+  if (!audit.ok()) return audit.status();
+  Result<ScpSettings> settings = ListenerSettings(config);
+  if (!settings.ok()) return settings.status();
+  Result<std::shared_ptr<TlsContext>> tls = ListenerTls(config);
+  if (!tls.ok()) return tls.status();
 
   uv_loop_t loop;
   uv_loop_init(&loop);
-  Status result;
-  {
-    Server server(&loop, store.get(), settings);
-    store->SetProgressCallback([&server] { server.Post([&server] { server.ResumePaused(); }); });
-    DeliverySettings ds;
-    ds.calling_ae = config.delivery.calling_ae_title;
-    ds.connect_timeout_ms = uint64_t{config.delivery.connect_timeout_s} * 1000;
-    ds.response_timeout_ms = uint64_t{config.delivery.response_timeout_s} * 1000;
-    ds.idle_release_ms = uint64_t{config.delivery.idle_release_s} * 1000;
-    ds.down_after_failures = config.delivery.down_after_failures;
-    ds.max_pdu = config.listener.max_pdu;
-    DeliveryScheduler delivery(&loop, store.get(), ds, [&server](std::function<void()> fn) { server.Post(std::move(fn)); });
-    server.SetAudit(audit.get());
-    delivery.SetAudit(audit.get());
-    Metrics metrics;
-    server.SetMetrics(&metrics);
-    delivery.SetMetrics(&metrics);
-    StorageWatch storage(&loop, store.get(), &server, audit.get(), config.store.path, config.store.high_water,
-                         config.store.low_water);
-    Alerts alerts(&loop, config.alerts, config.listener.ae_title, audit.get(), &metrics);
-    storage.SetOnChange([&alerts](const StorageWatch::Usage& u) { alerts.OnStorageChange(u); });
-    std::unique_ptr<AdminApi> admin_api;
-    std::unique_ptr<AdminServer> admin;
-    if (config.admin.enabled) {
-      AdminApi::Sources src;
-      src.server = &server;
-      src.delivery = &delivery;
-      src.store = store.get();
-      src.metrics = &metrics;
-      src.storage = &storage;
-      src.alerts = &alerts;
-      src.audit = audit.get();
-      src.post = [&server](std::function<void()> fn) { server.Post(std::move(fn)); };
-      src.store_path = config.store.path;
-      src.rules_path = config.rules_path;
-      src.ae_title = config.listener.ae_title;
-      src.listener = config.listener.host + ":" + std::to_string(config.listener.port);
-      src.started_unix_ms = NowUnixMs();
-      admin_api = std::make_unique<AdminApi>(config.admin.tokens, std::move(src));
-      admin = std::make_unique<AdminServer>(&loop, admin_api.get());
-    }
-    store->SetQueueCallback([&delivery](const std::vector<std::string>& dests) { delivery.Wake(dests); });
-    server.SetRulesListener([&delivery](std::shared_ptr<const rules::RuleSet> r) { delivery.SetRules(std::move(r)); });
-    ServiceNotifier notifier(&loop);
-    SignalCtx sig;
-    sig.notifier = &notifier;
-    sig.server = &server;
-    sig.delivery = &delivery;
-    sig.admin = admin.get();
-    sig.alerts = &alerts;
-    sig.storage = &storage;
-    sig.drain_ms = uint64_t{config.listener.drain_timeout_s} * 1000;
-    uv_signal_init(&loop, &sig.sigint);
-    uv_signal_init(&loop, &sig.sigterm);
-    uv_signal_init(&loop, &sig.sighup);
-    sig.sigint.data = &sig;
-    sig.sigterm.data = &sig;
-    sig.sighup.data = &sig;
-    result = server.InitRules();
-    if (result.ok()) result = server.Listen(config.listener.host, config.listener.port);
-    if (result.ok() && tls) result = server.ListenTls(config.listener.host, config.tls.port, tls);
-    if (result.ok() && admin) result = admin->Listen(config.admin.host, config.admin.port);
-    if (result.ok()) {
-      storage.Start();
-      alerts.Start(Alerts::Sources{&delivery, store.get(), &storage});
-      uv_signal_start(&sig.sigint, &OnStopSignal, SIGINT);
-      uv_signal_start(&sig.sigterm, &OnStopSignal, SIGTERM);
-      uv_signal_start(&sig.sighup, &OnHangup, SIGHUP);
-      RLOG_INFO("event=listening ae=%s address=%s:%u store=%s max_pdu=%u max_associations=%u",
-                settings.ae_title.c_str(), config.listener.host.c_str(), config.listener.port,
-                config.store.path.c_str(), settings.max_pdu, settings.max_associations);
-      if (tls) {
-        RLOG_INFO("event=listening-tls ae=%s address=%s:%u client_certificates=%s min_version=%s",
-                  settings.ae_title.c_str(), config.listener.host.c_str(), config.tls.port,
-                  config.tls.require_client_certificate ? "required" : "not required",
-                  config.tls.min_version.c_str());
-      }
-      if (settings.access.restricts_callers() || settings.access.requires_identity()) {
-        RLOG_INFO("event=access-control allow_entries=%zu users=%zu", config.listener.allow.size(),
-                  config.listener.users.size());
-      }
-      notifier.Ready("AE " + settings.ae_title + " listening on " + config.listener.host + ":" +
-                     std::to_string(config.listener.port) + (tls ? " (TLS " + std::to_string(config.tls.port) + ")" : "") +
-                     ", store " + config.store.path);
-    } else {
-      if (admin) admin->Shutdown();
-      alerts.Shutdown();
-      storage.Shutdown();
-      server.Shutdown();
-      delivery.Shutdown([] {});
-      CloseSignals(&sig);
-      notifier.Status("failed to start: " + result.message());
-    }
-    uv_run(&loop, UV_RUN_DEFAULT);
-    store.reset();  // drains pending commits; their completions go nowhere
-  }
+  Status result = RunRouter(&loop, config, store, audit->get(), *settings, *tls);
   int rc = uv_loop_close(&loop);
   if (rc != 0) RLOG_WARN("event=loop-close-failed reason=\"%s\"", uv_strerror(rc));
   if (result.ok()) RLOG_INFO("event=stopped");

@@ -9,15 +9,10 @@
 #include <dcmtk/dcmdata/dcspchrs.h>
 
 #include "base/text.h"
+#include "rules/rule_compiled.h"
 
 namespace relais::rules {
 namespace {
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\0')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.remove_suffix(1);
-  return s;
-}
 
 // PS3.5 6.1.2.5.3: the delimiters after which ISO 2022 code extensions
 // return to the default (CR, LF, FF and HT are added by DCMTK itself).
@@ -60,7 +55,7 @@ bool IsJapaneseIso2022(std::string_view charset) {
   bool japanese = false;
   while (true) {
     size_t bs = charset.find('\\');
-    std::string_view term = Trim(charset.substr(0, bs));
+    std::string_view term = internal::TrimDicom(charset.substr(0, bs));
     if (term == "ISO 2022 IR 87" || term == "ISO 2022 IR 159") {
       japanese = true;
     } else if (!term.empty() && term != "ISO 2022 IR 6") {
@@ -105,7 +100,7 @@ void DecodeDicomTextInto(std::string_view value, std::string_view charset, TextK
     out->assign(value);
     return;
   }
-  charset = Trim(charset);
+  charset = internal::TrimDicom(charset);
   // The default repertoire and UTF-8 need no conversion; bytes that are not
   // UTF-8 there (an undeclared Latin-1 name) are shown, not guessed.
   if (charset.empty() || charset == "ISO_IR 6" || charset == "ISO_IR 192") {

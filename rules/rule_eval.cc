@@ -667,6 +667,79 @@ bool Apply(const CompiledRule& rule, Decision* out) {
   return rule.stop;
 }
 
+// Points each slot at its element of `header`, in one merge pass: header
+// elements and `slot_tags` are both sorted by tag.
+void FindSlots(DcmItem* header, const std::vector<uint32_t>& slot_tags, std::vector<Slot>* slots) {
+  if (header == nullptr || slot_tags.empty()) return;
+  size_t k = 0;
+  for (DcmObject* o = header->nextInContainer(nullptr); o != nullptr && k < slot_tags.size();
+       o = header->nextInContainer(o)) {
+    uint32_t tag = (static_cast<uint32_t>(o->getGTag()) << 16) | o->getETag();
+    while (k < slot_tags.size() && slot_tags[k] < tag) ++k;
+    if (k < slot_tags.size() && slot_tags[k] == tag) (*slots)[k++].element = static_cast<DcmElement*>(o);
+  }
+}
+
+// The rules in order on their compiled code, until one that stops matches.
+// True when any rule matched.
+bool EvaluateRules(const RuleSetImpl& set, Context* ctx, Decision* out) {
+  bool any = false;
+  // The hot loop: touches only heads_, code_ and the memo until a rule matches.
+  // Locals, not ctx members: ComputeLeaf takes ctx, which would make the
+  // compiler reload them for every leaf.
+  const RuleHead* heads = set.heads_.data();
+  const CodeNode* code = set.code_.data();
+  const Condition* const* leaves = set.leaves_.data();
+  const int8_t* known = ctx->memo;
+  const size_t rule_count = set.heads_.size();
+  for (size_t i = 0; i < rule_count; ++i) {
+    const RuleHead head = heads[i];
+    if (head.conjunction) {
+      uint32_t j = head.begin;
+      for (; j < head.end; ++j) {
+        uint32_t id = code[j].arg;
+        int8_t m = known[id];
+        if (m < 0) m = ComputeLeaf(*leaves[id], ctx) ? 1 : 0;
+        if (m == 0) break;
+      }
+      if (j < head.end) continue;
+    } else if (!Run(code, head.begin, ctx)) {
+      continue;
+    }
+    any = true;
+    if (Apply(set.rules_[i], out)) break;
+  }
+  return any;
+}
+
+// With an explanation: the condition tree in file order, every top-level
+// condition of every rule evaluated (allocates). True when any rule matched.
+bool ExplainRules(const RuleSetImpl& set, Context* ctx, Decision* out, Explanation* explain) {
+  bool any = false;
+  const CompiledRule* stopped_by = nullptr;
+  for (const CompiledRule& rule : set.rules_) {
+    if (stopped_by != nullptr) {
+      explain->rules.push_back({rule.name, false, {"not evaluated: rule '" + stopped_by->name + "' matched and stops"}});
+      continue;
+    }
+    Explanation::RuleTrace trace;
+    trace.rule = rule.name;
+    bool matched = true;
+    if (rule.match.children.empty()) trace.reasons.push_back("no conditions: matches everything");
+    for (const Condition& c : rule.match.children) {
+      bool m = Match(c, ctx);
+      matched = matched && m;
+      trace.reasons.push_back(c.text + ": " + (m ? "yes" : "no") + Observed(c, ctx));
+    }
+    trace.matched = matched;
+    explain->rules.push_back(std::move(trace));
+    if (!matched) continue;
+    any = true;
+    if (Apply(rule, out)) stopped_by = &rule;
+  }
+  return any;
+}
+
 }  // namespace
 
 const Destination* RuleSetImpl::FindDestination(const std::string& name) const {
@@ -681,20 +754,11 @@ void RuleSetImpl::Evaluate(DcmItem* header, const AssociationFacts& facts, std::
   out->Clear();
   if (explain != nullptr) explain->rules.clear();
 
-  // One merge pass: header elements and slot_tags_ are both sorted by tag.
   std::vector<Slot>& slots = t_slots;
   slots.resize(slot_tags_.size());  // no allocation once the thread has seen this size
   for (Slot& s : slots) s = Slot{nullptr, nullptr, 0, 0, false, {}};
   if (t_decoded.size() < slots.size()) t_decoded.resize(slots.size());
-  if (header != nullptr && !slot_tags_.empty()) {
-    size_t k = 0;
-    for (DcmObject* o = header->nextInContainer(nullptr); o != nullptr && k < slot_tags_.size();
-         o = header->nextInContainer(o)) {
-      uint32_t tag = (static_cast<uint32_t>(o->getGTag()) << 16) | o->getETag();
-      while (k < slot_tags_.size() && slot_tags_[k] < tag) ++k;
-      if (k < slot_tags_.size() && slot_tags_[k] == tag) slots[k++].element = static_cast<DcmElement*>(o);
-    }
-  }
+  FindSlots(header, slot_tags_, &slots);
 
   std::vector<int8_t>& memo = t_memo;
   memo.assign(memo_count_, -1);
@@ -708,61 +772,7 @@ void RuleSetImpl::Evaluate(DcmItem* header, const AssociationFacts& facts, std::
   ctx.decoded = t_decoded.data();
   ctx.now = now;  // converted to local time only when a time condition asks
 
-  bool any = false;
-  if (explain == nullptr) {
-    // The hot loop: touches only heads_, code_ and the memo until a rule matches.
-    // Locals, not ctx members: ComputeLeaf takes &ctx, which would make the
-    // compiler reload them for every leaf.
-    const RuleHead* heads = heads_.data();
-    const CodeNode* code = code_.data();
-    const Condition* const* leaves = leaves_.data();
-    const int8_t* known = memo.data();
-    const size_t rule_count = heads_.size();
-    for (size_t i = 0; i < rule_count; ++i) {
-      const RuleHead head = heads[i];
-      if (head.conjunction) {
-        uint32_t j = head.begin;
-        for (; j < head.end; ++j) {
-          uint32_t id = code[j].arg;
-          int8_t m = known[id];
-          if (m < 0) m = ComputeLeaf(*leaves[id], &ctx) ? 1 : 0;
-          if (m == 0) break;
-        }
-        if (j < head.end) continue;
-      } else if (!Run(code, head.begin, &ctx)) {
-        continue;
-      }
-      any = true;
-      if (Apply(rules_[i], out)) break;
-    }
-    out->unmatched = !any;
-    return;
-  }
-
-  // With an explanation: the condition tree in file order, every top-level
-  // condition of every rule evaluated (allocates).
-  const CompiledRule* stopped_by = nullptr;
-  for (const CompiledRule& rule : rules_) {
-    if (stopped_by != nullptr) {
-      explain->rules.push_back({rule.name, false, {"not evaluated: rule '" + stopped_by->name + "' matched and stops"}});
-      continue;
-    }
-    Explanation::RuleTrace trace;
-    trace.rule = rule.name;
-    bool matched = true;
-    if (rule.match.children.empty()) trace.reasons.push_back("no conditions: matches everything");
-    for (const Condition& c : rule.match.children) {
-      bool m = Match(c, &ctx);
-      matched = matched && m;
-      trace.reasons.push_back(c.text + ": " + (m ? "yes" : "no") + Observed(c, &ctx));
-    }
-    trace.matched = matched;
-    explain->rules.push_back(std::move(trace));
-    if (!matched) continue;
-    any = true;
-    if (Apply(rule, out)) stopped_by = &rule;
-  }
-  out->unmatched = !any;
+  out->unmatched = explain == nullptr ? !EvaluateRules(*this, &ctx, out) : !ExplainRules(*this, &ctx, out, explain);
 }
 
 }  // namespace relais::rules::internal

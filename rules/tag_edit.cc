@@ -17,6 +17,7 @@
 
 #include "rules/dicom_text.h"
 #include "rules/rule_compile.h"
+#include "rules/rule_compiled.h"
 #include "rules/routing.h"
 
 namespace relais::rules {
@@ -173,9 +174,7 @@ Status PrepareForUtf8Values(const std::vector<TagEdit>& edits, DcmItem* dataset)
   if (!non_ascii) return Status::OK();
   OFString charset;
   if (dataset->findAndGetOFStringArray(DCM_SpecificCharacterSet, charset, OFFalse).bad()) charset.clear();
-  std::string_view cs(charset.c_str(), charset.length());
-  while (!cs.empty() && cs.back() == ' ') cs.remove_suffix(1);
-  while (!cs.empty() && cs.front() == ' ') cs.remove_prefix(1);
+  std::string_view cs = internal::TrimDicom(std::string_view(charset.c_str(), charset.length()));
   if (cs == "ISO_IR 192") return Status::OK();
   OFCondition c = dataset->convertToUTF8();
   if (c.bad()) {

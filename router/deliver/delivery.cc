@@ -4,37 +4,21 @@
 #include <chrono>
 #include <cinttypes>
 #include <climits>
-#include <deque>
 
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/text.h"
-#include "router/record/audit.h"
-#include "router/record/metrics.h"
+#include "router/deliver/delivery_state.h"
 #include "router/deliver/retry_policy.h"
 #include "router/deliver/scu_association.h"
 #include "router/deliver/send_prep.h"
+#include "router/deliver/send_work.h"
 #include "router/net/tls.h"
 
 namespace relais::router {
 namespace {
 
 constexpr char kVerification[] = "1.2.840.10008.1.1";
-
-// Failures kept per destination for RecentFailures.
-constexpr size_t kRecentFailures = 100;
-
-// Queue order: priority (highest first), then arrival (id).
-struct Key {
-  int32_t priority;
-  uint64_t id;
-};
-struct KeyLess {
-  bool operator()(const Key& a, const Key& b) const {
-    if (a.priority != b.priority) return a.priority > b.priority;
-    return a.id < b.id;
-  }
-};
 
 // "7d", "12h", "30m", "45s": how rule files write durations.
 std::string HumanDuration(uint64_t s) {
@@ -44,102 +28,7 @@ std::string HumanDuration(uint64_t s) {
   return std::to_string(s) + "s";
 }
 
-std::string Hex16(uint16_t v) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "0x%04X", v);
-  return buf;
-}
-
 }  // namespace
-
-struct DeliveryScheduler::Row {
-  store::QueueRow q;
-  store::ObjectMeta meta;
-  Key key() const { return Key{q.priority, q.object_id}; }
-};
-
-struct DeliveryScheduler::Sender {
-  uint64_t id = 0;
-  std::string name;  // "D12 ARCHIVE@10.0.0.5:104", for logs and the attempt log
-  std::unique_ptr<ScuAssociation> assoc;
-  uint64_t generation = 0;
-  bool probe = false;
-  bool established = false;
-  bool busy = false;     // an object (or the probe) is in flight
-  bool closing = false;  // Release/Abort called, or failed
-  int64_t idle_since = 0;
-  std::vector<ObjectKind> proposed;  // kinds its contexts were planned for
-};
-
-struct DeliveryScheduler::Dest {
-  DeliveryScheduler* self = nullptr;
-  rules::Destination cfg;
-  uint64_t generation = 1;  // bumped when the configuration changes
-  std::shared_ptr<RateLimiter> limiter;  // bandwidth_limit; null: unlimited
-  bool removed = false;
-  uv_timer_t timer;
-  bool timer_open = false;
-  int64_t timer_at = 0;  // 0: not armed
-  std::map<Key, Row, KeyLess> ready;
-  std::set<Key, KeyLess> in_flight;
-  std::vector<std::unique_ptr<Sender>> senders;
-  // Link state.
-  uint32_t failures = 0;
-  bool down = false;
-  int64_t next_try = 0;  // no association is opened before this
-  std::string last_link_error;
-  // Rescan state.
-  bool scan_wanted = true;  // new or requeued rows: scan now
-  bool more_rows = false;   // the last scan stopped at its batch size
-  int64_t last_scan = 0;
-  int64_t next_due = 0;  // earliest next_attempt of a row not yet due (0: none)
-  // DICOM TLS client context (cfg.tls); null when not asked for, or when
-  // it could not be built (tls_error says why; nothing is sent then).
-  std::shared_ptr<TlsContext> tls;
-  std::string tls_error;
-  // Statistics.
-  uint64_t sent = 0, failed = 0, dead = 0, bytes_sent = 0;
-  // Operations (Stats, Pause/Resume, RecentFailures).
-  bool paused = false;
-  std::string last_error;
-  int64_t last_error_ms = 0;
-  int64_t failing_since = 0;  // first link failure of the current streak; 0: none
-  uint64_t retries = 0;
-  std::array<uint64_t, kFailureClassCount> failures_by_class = {};  // indexed by FailureClass
-  std::deque<FailureEvent> recent;  // newest first, at most kRecentFailures
-  // Bytes delivered in each second of the last minute (ring by second % 60).
-  int64_t rate_second[60] = {};
-  uint64_t rate_bytes[60] = {};
-
-  // Counts one failed attempt of class `cls` (`failed` is the sum of
-  // failures_by_class) and keeps it for RecentFailures.
-  void NoteFailure(FailureClass cls, int64_t now, const std::string& sop, const std::string& association,
-                   const char* result, uint16_t status, const std::string& error) {
-    ++failed;
-    ++failures_by_class[static_cast<size_t>(cls)];
-    last_error = error;
-    last_error_ms = now;
-    recent.push_front(FailureEvent{now, cfg.name, sop, association, result, status, error});
-    if (recent.size() > kRecentFailures) recent.pop_back();
-  }
-  void NoteSent(uint64_t bytes, int64_t now) {
-    int64_t second = now / 1000;
-    size_t slot = static_cast<size_t>(second % 60);
-    if (rate_second[slot] != second) {
-      rate_second[slot] = second;
-      rate_bytes[slot] = 0;
-    }
-    rate_bytes[slot] += bytes;
-  }
-  double BytesPerSecond(int64_t now) const {
-    int64_t second = now / 1000;
-    uint64_t sum = 0;
-    for (size_t i = 0; i < 60; ++i) {
-      if (rate_second[i] > second - 60 && rate_second[i] <= second) sum += rate_bytes[i];
-    }
-    return static_cast<double>(sum) / 60.0;
-  }
-};
 
 DeliveryScheduler::DeliveryScheduler(uv_loop_t* loop, store::Store* store, DeliverySettings settings,
                                      std::function<void(std::function<void()>)> post)
@@ -270,13 +159,8 @@ void DeliveryScheduler::Arm(Dest* d, int64_t at) {
 }
 
 int64_t DeliveryScheduler::Backoff(const Dest* d, uint32_t failures) {
-  uint64_t base_ms = d->cfg.retry.initial_backoff_s * 1000;
-  uint64_t max_ms = std::max<uint64_t>(d->cfg.retry.max_backoff_s * 1000, base_ms);
-  uint32_t shift = failures == 0 ? 0 : std::min<uint32_t>(failures - 1, 30);
-  uint64_t ms = base_ms << shift;
-  if (ms > max_ms || (shift > 0 && (ms >> shift) != base_ms)) ms = max_ms;
   std::uniform_real_distribution<double> jitter(0.8, 1.2);
-  return static_cast<int64_t>(static_cast<double>(ms) * jitter(rng_));
+  return BackoffMs(d->cfg.retry.initial_backoff_s, d->cfg.retry.max_backoff_s, failures, jitter(rng_));
 }
 
 void DeliveryScheduler::Run(Dest* d) {
@@ -384,7 +268,7 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
     d->ready.emplace(k, std::move(row));
   }
   for (Row& row : expired) {
-    ++d->dead;
+    ++d->stats.dead;
     Key k = row.key();
     d->in_flight.insert(k);
     store::QueueUpdate u;
@@ -533,7 +417,7 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       u.attempt.error = u.error;
       RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
                 dead.meta.sop_instance_uid.c_str(), LogEscape(u.error, true).c_str());
-      ++d->dead;
+      ++d->stats.dead;
       d->NoteFailure(FailureClass::kUnsupported, NowUnixMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
       Finish(d, dead, std::move(u));
       return SendNext(d, s);
@@ -545,315 +429,126 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
   }
 }
 
-namespace {
-
-struct PrepareWork {
-  uv_work_t req;
-  store::Store* store = nullptr;
-  uint64_t object_id = 0;
-  std::string stored_ts, target_ts;
-  // Tried when target_ts cannot be produced for this object (DCMTK's
-  // encoders refuse e.g. float or 1-bit pixels): a syntax the association
-  // also accepted that the object needs no compression for. Empty: none.
-  std::string fallback_ts;
-  std::string fallback_reason;  // why the target was not used, for the log
-  std::vector<rules::TagEdit> edits;
-  Status status;
-  std::vector<uint8_t> bytes;
-  std::function<void(PrepareWork*)> after;
-};
-
-}  // namespace
-
 void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_id, const std::string& ts,
                                   bool convert) {
   (void)context_id;  // the association picks the context from the reader's syntax
   s->busy = true;
   d->in_flight.insert(row.key());
-  auto dead_letter = [&](const std::string& why) {
-    s->busy = false;
-    ++d->dead;
-    store::QueueUpdate u;
-    u.kind = store::QueueUpdate::Kind::kDeadLetter;
-    u.attempts = row.q.attempts + 1;
-    u.error = why;
-    u.log_attempt = true;
-    u.attempt.association = s->name;
-    u.attempt.result = "dead";
-    u.attempt.error = why;
-    RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
-              row.meta.sop_instance_uid.c_str(), LogEscape(why, true).c_str());
-    d->NoteFailure(FailureClass::kUnreadable, NowUnixMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
-    Finish(d, row, std::move(u));
-  };
   std::vector<rules::TagEdit> edits;
   if (!row.q.edits.empty()) {
     Result<std::vector<rules::TagEdit>> decoded = rules::DecodeEdits(row.q.edits);
-    if (!decoded.ok()) return dead_letter("the tag edits of rule '" + row.q.rule + "' cannot be read: " +
-                                          decoded.status().ToString());
+    if (!decoded.ok()) {
+      return DeadLetterUnreadable(d, s, row, "the tag edits of rule '" + row.q.rule + "' cannot be read: " +
+                                                 decoded.status().ToString());
+    }
     edits = std::move(*decoded);
   }
-  const int64_t started = NowUnixMs();
-  auto on_done = [this, d, s, row, started](Outcome o, uint64_t bytes) mutable {
+  if (!convert && edits.empty()) return SendAsStored(d, s, row);
+  if (row.meta.raw_size > settings_.max_prepare_bytes) {
+    return DeadLetterUnreadable(d, s, row,
+                                "the object (" + std::to_string(row.meta.raw_size) +
+                                    " bytes) needs tag edits or a transfer syntax conversion and is larger than the " +
+                                    std::to_string(settings_.max_prepare_bytes) + " bytes Relais rewrites in memory");
+  }
+  PrepareAndSend(d, s, row, ts, std::move(edits));
+}
+
+void DeliveryScheduler::DeadLetterUnreadable(Dest* d, Sender* s, const Row& row, const std::string& why) {
+  s->busy = false;
+  ++d->stats.dead;
+  store::QueueUpdate u;
+  u.kind = store::QueueUpdate::Kind::kDeadLetter;
+  u.attempts = row.q.attempts + 1;
+  u.error = why;
+  u.log_attempt = true;
+  u.attempt.association = s->name;
+  u.attempt.result = "dead";
+  u.attempt.error = why;
+  RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
+            row.meta.sop_instance_uid.c_str(), LogEscape(why, true).c_str());
+  d->NoteFailure(FailureClass::kUnreadable, NowUnixMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
+  Finish(d, row, std::move(u));
+}
+
+std::function<void(Outcome o, uint64_t bytes)> DeliveryScheduler::SendDone(Dest* d, Sender* s, const Row& row) {
+  return [this, d, s, row](Outcome o, uint64_t bytes) mutable {
     s->busy = false;
     s->idle_since = NowUnixMs();
     if (shutting_down_) return;
-    (void)started;
     OnSent(d, s, row, o, bytes);
   };
-  if (!convert && edits.empty()) {
-    Result<std::unique_ptr<store::ObjectReader>> reader = store_->OpenObject(row.q.object_id);
-    if (!reader.ok()) {
-      if (reader.status().IsNotFound()) {  // replaced or purged meanwhile: its row is gone too
-        s->busy = false;
-        d->in_flight.erase(row.key());
-        return SendNext(d, s);
-      }
-      return dead_letter("the stored object cannot be read: " + reader.status().ToString());
+}
+
+void DeliveryScheduler::SendAsStored(Dest* d, Sender* s, const Row& row) {
+  Result<std::unique_ptr<store::ObjectReader>> reader = store_->OpenObject(row.q.object_id);
+  if (!reader.ok()) {
+    if (reader.status().IsNotFound()) {  // replaced or purged meanwhile: its row is gone too
+      s->busy = false;
+      d->in_flight.erase(row.key());
+      return SendNext(d, s);
     }
-    uint64_t size = row.meta.raw_size;
-    s->assoc->Store(std::move(*reader), [on_done, size](Outcome o) mutable { on_done(o, size); });
-    return;
+    return DeadLetterUnreadable(d, s, row, "the stored object cannot be read: " + reader.status().ToString());
   }
-  if (row.meta.raw_size > settings_.max_prepare_bytes) {
-    return dead_letter("the object (" + std::to_string(row.meta.raw_size) +
-                       " bytes) needs tag edits or a transfer syntax conversion and is larger than the " +
-                       std::to_string(settings_.max_prepare_bytes) + " bytes Relais rewrites in memory");
-  }
-  auto* w = new PrepareWork;
-  w->req.data = w;
-  w->store = store_;
-  w->object_id = row.q.object_id;
-  w->stored_ts = row.meta.transfer_syntax_uid;
-  w->target_ts = ts;
+  uint64_t size = row.meta.raw_size;
+  s->assoc->Store(std::move(*reader), [done = SendDone(d, s, row), size](Outcome o) mutable { done(o, size); });
+}
+
+void DeliveryScheduler::PrepareAndSend(Dest* d, Sender* s, const Row& row, const std::string& ts,
+                                       std::vector<rules::TagEdit> edits) {
+  PrepareJob job;
+  job.store = store_;
+  job.object_id = row.q.object_id;
+  job.stored_ts = row.meta.transfer_syntax_uid;
+  job.target_ts = ts;
   if (!IsUncompressedSyntax(ts) && ts != row.meta.transfer_syntax_uid) {
     ObjectKind kind{row.meta.sop_class_uid, row.meta.transfer_syntax_uid};
     std::optional<SendChoice> plain = ChooseContext(s->assoc->accepted_contexts(), kind, {});
-    if (plain && plain->transfer_syntax != ts) w->fallback_ts = plain->transfer_syntax;
+    if (plain && plain->transfer_syntax != ts) job.fallback_ts = plain->transfer_syntax;
   }
-  w->edits = std::move(edits);
-  uint64_t sender_id = s->id;
-  w->after = [this, d, sender_id, row, on_done](PrepareWork* w) mutable {
-    Sender* s = nullptr;
-    for (auto& p : d->senders) {
-      if (p->id == sender_id) s = p.get();
-    }
-    if (shutting_down_) return;
-    if (s == nullptr || s->closing || !s->established) {
-      // The association went away while we prepared: the row waits for the next one.
-      if (s != nullptr) s->busy = false;
-      d->in_flight.erase(row.key());
-      d->ready.emplace(row.key(), std::move(row));
-      Run(d);
-      return;
-    }
-    if (!w->status.ok()) {
-      if (w->status.IsNotFound()) {
-        s->busy = false;
-        d->in_flight.erase(row.key());
-        SendNext(d, s);
-        return;
-      }
-      Outcome o;
-      o.kind = Outcome::Kind::kLocalError;
-      o.error = "cannot prepare the object for " + d->cfg.ae_title + ": " + w->status.ToString();
-      on_done(o, 0);
-      return;
-    }
-    if (!w->fallback_reason.empty()) {
-      RLOG_INFO("dest=%s dassoc=%s sop=%s event=convert-fallback to=%s reason=\"%s\"", d->cfg.name.c_str(),
-                s->name.c_str(), row.meta.sop_instance_uid.c_str(), w->target_ts.c_str(),
-                LogEscape(w->fallback_reason, true).c_str());
-    }
-    uint64_t size = w->bytes.size();
-    std::unique_ptr<store::ObjectReader> reader = MakeMemoryReader(row.meta, std::move(w->bytes), w->target_ts);
-    s->assoc->Store(std::move(reader), [on_done, size](Outcome o) mutable { on_done(o, size); });
-  };
-  uv_queue_work(
-      loop_, &w->req,
-      [](uv_work_t* req) {
-        auto* w = static_cast<PrepareWork*>(req->data);
-        std::vector<uint8_t> raw;
-        w->status = w->store->ReadObject(w->object_id, [&raw](std::span<const uint8_t> chunk) {
-          raw.insert(raw.end(), chunk.begin(), chunk.end());
-          return Status::OK();
-        });
-        if (!w->status.ok()) return;
-        Result<std::vector<uint8_t>> out = PrepareDataset(raw, w->stored_ts, w->target_ts, w->edits);
-        if (!out.ok() && out.status().code() == Status::Code::kInvalidArgument && !w->fallback_ts.empty()) {
-          w->fallback_reason = out.status().ToString();
-          w->target_ts = w->fallback_ts;
-          out = PrepareDataset(raw, w->stored_ts, w->target_ts, w->edits);
-        }
-        if (!out.ok()) {
-          w->status = out.status();
-          return;
-        }
-        w->bytes = std::move(*out);
-      },
-      [](uv_work_t* req, int) {
-        auto* w = static_cast<PrepareWork*>(req->data);
-        w->after(w);
-        delete w;
-      });
-}
-
-void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes) {
-  const int64_t now = NowUnixMs();
-  store::QueueUpdate u;
-  u.log_attempt = true;
-  u.attempt.association = s->name;
-  u.attempt.status = o.status;
-  u.attempt.error = o.ok() ? "" : o.ToString();
-  const uint32_t attempts = row.q.attempts + 1;
-  if (o.ok()) {
-    LinkSuccess(d);
-    ++d->sent;
-    d->bytes_sent += bytes;
-    d->NoteSent(bytes, now);
-    if (metrics_ != nullptr) metrics_->ObjectSent(bytes, now);
-    u.kind = store::QueueUpdate::Kind::kDelivered;
-    u.attempt.result = o.kind == Outcome::Kind::kWarning ? "warning" : "success";
-    RLOG_INFO("dest=%s dassoc=%s sop=%s event=delivered status=%s bytes=%" PRIu64 " attempts=%u", d->cfg.name.c_str(),
-              s->name.c_str(), row.meta.sop_instance_uid.c_str(), Hex16(o.status).c_str(), bytes, attempts);
-    Finish(d, row, std::move(u));
-    SendNext(d, s);
-    return;
-  }
-  if (o.kind == Outcome::Kind::kLocalError && o.store_code == Status::Code::kNotFound) {
-    // The object was replaced or purged while we sent it: nothing to record.
-    d->in_flight.erase(row.key());
-    SendNext(d, s);
-    return;
-  }
-  const RetryDecision decision = DecideSendRetry(o, attempts, d->cfg.retry.max_attempts);
-  const bool link = decision.link;
-  const bool give_up = decision.give_up;
-  const bool transient = o.IsTransient();
-  if (transient) LinkFailure(d, o, s->name, /*log_head=*/false);
-  u.attempts = attempts;
-  u.status = link ? 0 : o.status;
-  u.error = o.ToString();
-  if (give_up) {
-    ++d->dead;
-    u.kind = store::QueueUpdate::Kind::kDeadLetter;
-    u.attempt.result = "dead";
-    if (transient) u.error = "gave up after " + std::to_string(attempts) + " attempts (retry.max_attempts): " + u.error;
-    RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter attempts=%u reason=\"%s\"", d->cfg.name.c_str(),
-              s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts, LogEscape(u.error, true).c_str());
-  } else {
-    u.kind = store::QueueUpdate::Kind::kRetryLater;
-    // Link trouble: the destination's backoff decides. A refusal of this
-    // object (a transient status such as 0xA700, or a first permanent one):
-    // its own backoff grows with its attempts, so one object an archive
-    // keeps refusing is not retried at the pace of the healthy ones.
-    u.next_attempt_unix_ms = link ? std::max(d->next_try, now) : std::max(d->next_try, now + Backoff(d, attempts));
-    u.attempt.result = "retry";
-    RLOG_WARN("dest=%s dassoc=%s sop=%s event=send-failed attempts=%u retry_in_ms=%" PRId64 " reason=\"%s\"",
-              d->cfg.name.c_str(), s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts,
-              u.next_attempt_unix_ms - now, LogEscape(u.error, true).c_str());
-    ++d->retries;
-  }
-  d->NoteFailure(decision.cls, now, row.meta.sop_instance_uid, s->name, give_up ? "dead" : "retry", o.status, u.error);
-  Finish(d, row, std::move(u));
-  if (!link) SendNext(d, s);
-}
-
-void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bool release_in_flight) {
-  Key k = row.key();
-  u.destination = row.q.destination;
-  u.priority = row.q.priority;
-  u.object_id = row.q.object_id;
-  if (u.log_attempt) {
-    u.attempt.object_id = row.q.object_id;
-    u.attempt.destination = row.q.destination;
-    u.attempt.unix_ms = NowUnixMs();
-    if (audit_) {
-      audit_->Record("delivery", {{"destination", row.q.destination}, {"association", u.attempt.association},
-                                  {"patient_id", row.meta.patient_id}, {"study_instance_uid", row.meta.study_instance_uid},
-                                  {"sop_instance_uid", row.meta.sop_instance_uid}, {"result", u.attempt.result},
-                                  {"status", Hex16(u.attempt.status)}, {"error", u.attempt.error}});
-    }
-  }
-  bool retry = u.kind == store::QueueUpdate::Kind::kRetryLater;
-  store_->UpdateQueue({std::move(u)}, [this, d, k, retry, release_in_flight](Status s) {
-    post_([this, d, k, retry, release_in_flight, s] {
-      if (!s.ok()) {
-        RLOG_ERROR("dest=%s event=queue-update-failed object=%" PRIu64 " reason=\"%s\"", d->cfg.name.c_str(), k.id,
-                   s.ToString().c_str());
-      }
-      if (release_in_flight) d->in_flight.erase(k);
-      if (retry) d->scan_wanted = true;
-      if (!shutting_down_) Run(d);
-    });
+  job.edits = std::move(edits);
+  PrepareOnThreadPool(loop_, std::move(job), [this, d, sender_id = s->id, row](PreparedObject prepared) mutable {
+    OnPrepared(d, sender_id, std::move(row), std::move(prepared));
   });
 }
 
-void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string& association, bool log_head) {
-  const int64_t now = NowUnixMs();
-  if (d->failures == 0) d->failing_since = now;
-  ++d->failures;
-  d->last_link_error = o.ToString();
-  d->next_try = now + Backoff(d, d->failures);
-  bool was_down = d->down;
-  if (d->failures >= settings_.down_after_failures) d->down = true;
-  RLOG_WARN("dest=%s dassoc=%s event=%s failures=%u retry_in_ms=%" PRId64 " reason=\"%s\"", d->cfg.name.c_str(),
-            association.c_str(), d->down && !was_down ? "destination-down" : "link-failure", d->failures,
-            d->next_try - now, LogEscape(d->last_link_error, true).c_str());
-  // The first waiting object carries the attempt in its log, so an admin
-  // sees the backoff on `relais object show`.
-  if (log_head && d->ready.empty()) {
-    d->NoteFailure(FailureClass::kLink, now, "", association, "retry", o.status, d->last_link_error);
+// The sender is found again by id: it may have closed while the pool worked.
+void DeliveryScheduler::OnPrepared(Dest* d, uint64_t sender_id, Row row, PreparedObject prepared) {
+  Sender* s = nullptr;
+  for (auto& p : d->senders) {
+    if (p->id == sender_id) s = p.get();
   }
-  if (log_head && !d->ready.empty()) {
-    auto it = d->ready.begin();
-    Row& head = it->second;
-    head.q.attempts += 1;
-    store::QueueUpdate u;
-    u.kind = store::QueueUpdate::Kind::kRetryLater;
-    u.attempts = head.q.attempts;
-    u.next_attempt_unix_ms = d->next_try;
-    u.error = d->last_link_error;
-    u.log_attempt = true;
-    u.attempt.association = association;
-    u.attempt.result = "retry";
-    u.attempt.status = o.status;
-    u.attempt.error = (d->down ? "destination down: " : "") + d->last_link_error;
-    const RetryDecision decision = DecideOpenRetry(o, head.q.attempts, d->cfg.retry.max_attempts);
-    const bool give_up = decision.give_up;
-    if (decision.cls == FailureClass::kRefused) {
-      u.error = "association rejected permanently by " + d->cfg.ae_title + ": " + o.ToString();
-    }
-    if (decision.at_limit) {
-      u.error = "gave up after " + std::to_string(head.q.attempts) + " attempts (retry.max_attempts): " +
-                d->last_link_error;
-    }
-    d->NoteFailure(decision.cls, now, head.meta.sop_instance_uid, association, give_up ? "dead" : "retry", o.status,
-                   give_up ? u.error : u.attempt.error);
-    if (give_up) {
-      ++d->dead;
-      Row dead = std::move(head);
-      d->ready.erase(it);
-      d->in_flight.insert(dead.key());
-      u.kind = store::QueueUpdate::Kind::kDeadLetter;
-      u.attempt.result = "dead";
-      Finish(d, dead, std::move(u));
-    } else {
-      ++d->retries;
-      // The row stays ready (it is not in flight).
-      Finish(d, head, std::move(u), /*release_in_flight=*/false);
-    }
+  if (shutting_down_) return;
+  if (s == nullptr || s->closing || !s->established) {
+    // The association went away while we prepared: the row waits for the next one.
+    if (s != nullptr) s->busy = false;
+    d->in_flight.erase(row.key());
+    d->ready.emplace(row.key(), std::move(row));
+    Run(d);
+    return;
   }
-}
-
-void DeliveryScheduler::LinkSuccess(Dest* d) {
-  if (d->down || d->failures > 0) {
-    RLOG_INFO("dest=%s event=destination-up after_failures=%u", d->cfg.name.c_str(), d->failures);
+  auto done = SendDone(d, s, row);
+  if (!prepared.status.ok()) {
+    if (prepared.status.IsNotFound()) {
+      s->busy = false;
+      d->in_flight.erase(row.key());
+      SendNext(d, s);
+      return;
+    }
+    Outcome o;
+    o.kind = Outcome::Kind::kLocalError;
+    o.error = "cannot prepare the object for " + d->cfg.ae_title + ": " + prepared.status.ToString();
+    done(o, 0);
+    return;
   }
-  d->failures = 0;
-  d->down = false;
-  d->next_try = 0;
-  d->failing_since = 0;
+  if (!prepared.fallback_reason.empty()) {
+    RLOG_INFO("dest=%s dassoc=%s sop=%s event=convert-fallback to=%s reason=\"%s\"", d->cfg.name.c_str(),
+              s->name.c_str(), row.meta.sop_instance_uid.c_str(), prepared.target_ts.c_str(),
+              LogEscape(prepared.fallback_reason, true).c_str());
+  }
+  uint64_t size = prepared.bytes.size();
+  std::unique_ptr<store::ObjectReader> reader =
+      MakeMemoryReader(row.meta, std::move(prepared.bytes), prepared.target_ts);
+  s->assoc->Store(std::move(reader), [done, size](Outcome o) mutable { done(o, size); });
 }
 
 void DeliveryScheduler::OnSenderClosed(Dest* d, Sender* s) {
@@ -913,10 +608,6 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     st.associations = d->senders.size();
     st.in_flight = d->in_flight.size();
     st.ready = d->ready.size();
-    st.sent = d->sent;
-    st.failed = d->failed;
-    st.dead = d->dead;
-    st.bytes_sent = d->bytes_sent;
     st.ae_title = d->cfg.ae_title;
     st.host = d->cfg.host;
     st.port = d->cfg.port;
@@ -932,15 +623,8 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     } else {
       st.state = "idle";
     }
-    st.last_error = d->last_error;
-    st.last_error_unix_ms = d->last_error_ms;
+    d->stats.Report(now, &st);
     st.failing_since_unix_ms = d->failing_since;
-    st.retries = d->retries;
-    for (FailureClass c : kFailureClasses) {
-      uint64_t n = d->failures_by_class[static_cast<size_t>(c)];
-      if (n != 0) st.failures_by_class[FailureClassName(c)] = n;
-    }
-    st.sent_bytes_per_s = d->BytesPerSecond(now);
     out.push_back(std::move(st));
   }
   return out;
@@ -971,7 +655,7 @@ Status DeliveryScheduler::Resume(const std::string& destination) {
 
 std::vector<DeliveryScheduler::FailureEvent> DeliveryScheduler::RecentFailures() const {
   std::vector<FailureEvent> out;
-  for (const auto& [name, d] : dests_) out.insert(out.end(), d->recent.begin(), d->recent.end());
+  for (const auto& [name, d] : dests_) out.insert(out.end(), d->stats.recent.begin(), d->stats.recent.end());
   std::stable_sort(out.begin(), out.end(),
                    [](const FailureEvent& a, const FailureEvent& b) { return a.unix_ms > b.unix_ms; });
   if (out.size() > kRecentFailures) out.resize(kRecentFailures);

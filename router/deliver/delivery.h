@@ -1,9 +1,11 @@
 // Room router/deliver/ (DESIGN.md, "The rooms of router/"): sending objects
-// on. The scheduler per destination (delivery.h), the SCU association
-// (scu_association.h) and send preparation (send_prep.h).
-// May include: base/, protocol/, net/, record/, rules/, the store, libuv,
-// DCMTK; from receive/, only the header parser (send_prep.cc). Not
-// operate/.
+// on. The scheduler per destination (delivery.h; its private state in
+// delivery_state.h, what outcomes do in delivery_outcome.cc), the retry
+// policy (retry_policy.h), per-destination statistics
+// (destination_stats.h), the SCU association (scu_association.h) and send
+// preparation (send_prep.h; on the thread pool, send_work.h).
+// May include: base/, protocol/, net/, dicom/, record/, rules/, the store,
+// libuv, DCMTK. Not receive/, not operate/.
 //
 // DeliveryScheduler: sends every queue row of the store to its destination
 // with Relais's own SCU (ScuAssociation), on the server's libuv loop.
@@ -60,6 +62,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "router/deliver/destination_stats.h"
 #include "rules/routing.h"
 #include "store/store.h"
 
@@ -69,6 +72,7 @@ class AuditLog;
 class Metrics;
 class ScuAssociation;
 struct Outcome;
+struct PreparedObject;
 
 struct DeliverySettings {
   std::string calling_ae = "RELAIS";  // our AE title towards destinations
@@ -114,42 +118,8 @@ class DeliveryScheduler {
   // restart).
   void Shutdown(std::function<void()> done);
 
-  struct DestinationStats {
-    std::string name;
-    bool down = false;
-    uint32_t consecutive_failures = 0;
-    int64_t next_try_unix_ms = 0;
-    size_t associations = 0;
-    size_t in_flight = 0;
-    size_t ready = 0;
-    uint64_t sent = 0;
-    uint64_t failed = 0;
-    uint64_t dead = 0;
-    uint64_t bytes_sent = 0;
-    // --- for the admin API, metrics and alerts ---
-    std::string ae_title, host;  // from the destination's configuration
-    uint16_t port = 0;
-    bool paused = false;
-    // One of "idle" (nothing ready), "sending", "backing-off" (failures,
-    // waiting for next_try), "down" (probing with C-ECHO), "paused".
-    std::string state;
-    std::string last_error;           // last failure of any kind ("" before any)
-    int64_t last_error_unix_ms = 0;
-    // Start of the current streak of link failures; 0 while the link works.
-    int64_t failing_since_unix_ms = 0;
-    uint64_t retries = 0;  // rows rescheduled after a failure (RetryLater)
-    // Failed attempts by class, keyed by FailureClassName (retry_policy.h),
-    // present only when nonzero: "link" (connect/association/abort/timeout),
-    // "transient-status" (0xA7xx and other retryable DIMSE statuses),
-    // "refused" (0xA9xx, 0xCxxx...), "unsupported" (SOP class / syntax not
-    // accepted, no lossless conversion), "unreadable" (stored object cannot
-    // be read or prepared), "limit" (max_attempts / max_age reached).
-    // Each failure counts once, in one class; a row given up by the retry
-    // policy counts as "limit" whatever its last error was.
-    std::map<std::string, uint64_t> failures_by_class;
-    // Data set bytes delivered over the last minute, divided by 60.
-    double sent_bytes_per_s = 0;
-  };
+  // Per destination (destination_stats.h).
+  using DestinationStats = router::DestinationStats;
   std::vector<DestinationStats> Stats() const;
 
   // Pause: no new object is sent to `destination` (objects in flight
@@ -160,15 +130,7 @@ class DeliveryScheduler {
   Status Resume(const std::string& destination);
 
   // The most recent failed attempts (at most 100), newest first.
-  struct FailureEvent {
-    int64_t unix_ms = 0;
-    std::string destination;
-    std::string sop_instance_uid;  // "" for link failures not tied to an object
-    std::string association;
-    std::string result;  // "retry" or "dead"
-    uint16_t status = 0;  // DIMSE status, 0 when none
-    std::string error;
-  };
+  using FailureEvent = router::FailureEvent;
   std::vector<FailureEvent> RecentFailures() const;
 
   // Counts every object sent into the metrics' throughput history (null:
@@ -180,6 +142,9 @@ class DeliveryScheduler {
   void SetAudit(AuditLog* audit) { audit_ = audit; }
 
  private:
+  // delivery_state.h.
+  struct Key;
+  struct KeyLess;
   struct Dest;
   struct Sender;
   struct Row;
@@ -193,6 +158,15 @@ class DeliveryScheduler {
   void OnEstablished(Dest* d, Sender* s, const Outcome& o);
   void SendNext(Dest* d, Sender* s);
   void StartSend(Dest* d, Sender* s, Row row, uint8_t context_id, const std::string& ts, bool convert);
+  // StartSend's steps: the object as stored, streamed from the store; or
+  // rewritten on the thread pool (send_work.h), then sent from memory.
+  void SendAsStored(Dest* d, Sender* s, const Row& row);
+  void PrepareAndSend(Dest* d, Sender* s, const Row& row, const std::string& ts, std::vector<rules::TagEdit> edits);
+  void OnPrepared(Dest* d, uint64_t sender_id, Row row, PreparedObject prepared);
+  // Dead-letters a row that cannot be read or prepared (class kUnreadable).
+  void DeadLetterUnreadable(Dest* d, Sender* s, const Row& row, const std::string& why);
+  // The Store() completion of `row` on `s`: OnSent, unless shutting down.
+  std::function<void(Outcome o, uint64_t bytes)> SendDone(Dest* d, Sender* s, const Row& row);
   void OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes);
   void OnSenderClosed(Dest* d, Sender* s);
   // Backs the destination off; when `log_head`, the first waiting row
@@ -202,6 +176,7 @@ class DeliveryScheduler {
   // Applies `update` to the row; when durable, the row leaves in_flight
   // (if `release_in_flight`) and the destination runs again.
   void Finish(Dest* d, const Row& row, store::QueueUpdate update, bool release_in_flight = true);
+  // BackoffMs (retry_policy.h) for the destination's retry settings, with jitter.
   int64_t Backoff(const Dest* d, uint32_t failures);
   Dest* FindDest(const std::string& name);
 

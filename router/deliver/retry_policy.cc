@@ -1,5 +1,7 @@
 #include "router/deliver/retry_policy.h"
 
+#include <algorithm>
+
 namespace relais::router {
 
 const char* FailureClassName(FailureClass cls) {
@@ -49,6 +51,15 @@ RetryDecision DecideOpenRetry(const Outcome& o, uint32_t attempts, uint32_t max_
     r.give_up = true;
   }
   return r;
+}
+
+int64_t BackoffMs(uint64_t initial_backoff_s, uint64_t max_backoff_s, uint32_t failures, double jitter) {
+  uint64_t base_ms = initial_backoff_s * 1000;
+  uint64_t max_ms = std::max<uint64_t>(max_backoff_s * 1000, base_ms);
+  uint32_t shift = failures == 0 ? 0 : std::min<uint32_t>(failures - 1, 30);
+  uint64_t ms = base_ms << shift;
+  if (ms > max_ms || (shift > 0 && (ms >> shift) != base_ms)) ms = max_ms;
+  return static_cast<int64_t>(static_cast<double>(ms) * jitter);
 }
 
 }  // namespace relais::router

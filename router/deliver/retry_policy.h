@@ -78,6 +78,15 @@ RetryDecision DecideSendRetry(const Outcome& o, uint32_t attempts, uint32_t max_
 // kPermanentFailureAttempts, and kLimit when max_attempts is reached.
 RetryDecision DecideOpenRetry(const Outcome& o, uint32_t attempts, uint32_t max_attempts);
 
+// The wait before the next try after `failures` consecutive failures
+// (a destination's link failures, or one object's attempts), in ms:
+// retry.initial_backoff_s doubled for each failure after the first, capped
+// at retry.max_backoff_s (never below the initial backoff; a doubling that
+// overflows is the cap), then multiplied by `jitter`, which the caller draws
+// from [0.8, 1.2) so that destinations failing together do not retry in
+// step. 0 failures is the initial backoff.
+int64_t BackoffMs(uint64_t initial_backoff_s, uint64_t max_backoff_s, uint32_t failures, double jitter);
+
 }  // namespace relais::router
 
 #endif  // RELAIS_ROUTER_DELIVER_RETRY_POLICY_H_

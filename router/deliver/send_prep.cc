@@ -1,7 +1,7 @@
 // Send preparation: see send_prep.h.
 #include "router/deliver/send_prep.h"
 
-#include "router/receive/dataset_header.h"
+#include "router/dicom/dataset_structure.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

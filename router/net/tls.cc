@@ -18,11 +18,22 @@ constexpr char kTls12Ciphers[] =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384";
 
-// OpenSSL's error queue as one line (and cleared).
-std::string OpenSslErrors() {
+// True for the errors OpenSSL raises when a private key does not belong to
+// the certificate already loaded (X509_check_private_key, ssl_set_pkey).
+bool IsKeyMismatch(unsigned long e) {
+  const int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e);
+  return (lib == ERR_LIB_X509 && (reason == X509_R_KEY_VALUES_MISMATCH || reason == X509_R_KEY_TYPE_MISMATCH)) ||
+         (lib == ERR_LIB_SSL && reason == SSL_R_PRIVATE_KEY_MISMATCH);
+}
+
+// OpenSSL's error queue as one line (and cleared). `key_mismatch`, when
+// given, tells whether one of the errors was IsKeyMismatch.
+std::string OpenSslErrors(bool* key_mismatch = nullptr) {
   std::string out;
   unsigned long e;
+  if (key_mismatch != nullptr) *key_mismatch = false;
   while ((e = ERR_get_error()) != 0) {
+    if (key_mismatch != nullptr && IsKeyMismatch(e)) *key_mismatch = true;
     char buf[256];
     ERR_error_string_n(e, buf, sizeof(buf));
     if (!out.empty()) out += "; ";
@@ -58,8 +69,9 @@ Result<SSL_CTX*> NewContext(const TlsSettings& s, bool server) {
       return fail("cannot load TLS certificate '" + s.certificate + "': " + OpenSslErrors());
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, s.private_key.c_str(), SSL_FILETYPE_PEM) != 1) {
-      std::string why = OpenSslErrors();
-      if (why.find("mismatch") != std::string::npos) {
+      bool key_mismatch = false;
+      std::string why = OpenSslErrors(&key_mismatch);
+      if (key_mismatch) {
         return fail("TLS private key '" + s.private_key + "' does not match certificate '" + s.certificate + "'");
       }
       return fail("cannot load TLS private key '" + s.private_key + "': " + why);

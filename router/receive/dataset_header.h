@@ -16,6 +16,9 @@
 // allocates an element's declared length as soon as it reads the length
 // field when reading from a buffer stream).
 //
+// The structure guard (router/dicom/dataset_structure.h) is shared with
+// send preparation, which checks whole data sets with it.
+//
 // Threads: one HeaderParser is used by one thread at a time (typically a libuv
 // pool thread, per DESIGN.md). DCMTK's dictionary must be loaded (it is
 // loaded on first use by DCMTK; the parser reports an error if it is not).
@@ -86,13 +89,6 @@ class HeaderParser {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// Checks the element structure of a whole data set (not only its header)
-// before DCMTK reads it: every declared length fits in the bytes given, and
-// sequences nest at most 64 deep (DCMTK recurses per level). OK, or
-// InvalidArgument saying what and where. Deflated data sets are not checked
-// (OK): their structure is checked after inflation by the reader's limits.
-Status CheckDataSetStructure(std::span<const uint8_t> dataset, const std::string& transfer_syntax_uid);
 
 }  // namespace relais::dicom
 

@@ -118,6 +118,42 @@ TEST(RetryPolicyTest, OpenFailuresAreLinkFailuresUnlessRefusedOrAtTheLimit) {
   for (const Row& r : kOpenRows) Check(r, DecideOpenRetry(Make(r), r.attempts, r.max_attempts));
 }
 
+// The backoff: the initial wait doubled per failure after the first, capped,
+// times the caller's jitter.
+struct BackoffRow {
+  const char* what;
+  uint64_t initial_s;  // retry.initial_backoff_s
+  uint64_t max_s;      // retry.max_backoff_s
+  uint32_t failures;
+  double jitter;
+  int64_t ms;
+};
+// clang-format off
+const BackoffRow kBackoffRows[] = {
+    // what                                   initial  max    failures jitter  ms
+    {"no failure yet: the initial wait",          10,  1800,        0, 1.0,    10000},
+    {"first failure: the initial wait",           10,  1800,        1, 1.0,    10000},
+    {"second failure doubles",                    10,  1800,        2, 1.0,    20000},
+    {"fifth failure: 2^4 times",                  10,  1800,        5, 1.0,   160000},
+    {"eighth failure: 1280 s, under the cap",     10,  1800,        8, 1.0,  1280000},
+    {"ninth failure: 2560 s, capped",             10,  1800,        9, 1.0,  1800000},
+    {"many failures stay at the cap",             10,  1800,     1000, 1.0,  1800000},
+    {"a doubling that overflows is the cap", 1ull << 40, 1ull << 41, 40, 1.0, int64_t{1000} << 41},
+    {"a cap below the initial wait is raised",    60,    10,        3, 1.0,    60000},
+    {"no initial wait: always 0",                  0,  1800,        7, 1.0,        0},
+    {"jitter 0.8 shortens",                       10,  1800,        2, 0.8,    16000},
+    {"jitter 1.2 lengthens",                      10,  1800,        2, 1.2,    24000},
+    {"jitter applies after the cap",              10,  1800,       20, 1.2,  2160000},
+};
+// clang-format on
+
+TEST(RetryPolicyTest, BackoffDoublesPerFailureUpToTheCapTimesJitter) {
+  for (const BackoffRow& r : kBackoffRows) {
+    SCOPED_TRACE(r.what);
+    EXPECT_EQ(BackoffMs(r.initial_s, r.max_s, r.failures, r.jitter), r.ms);
+  }
+}
+
 // The admin API (failures_by_class) and the metrics (class label) print
 // these names: they are part of the interface.
 TEST(RetryPolicyTest, FailureClassNamesAreTheRenderedNames) {

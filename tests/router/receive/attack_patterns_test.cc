@@ -11,9 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "router/dicom/dataset_structure.h"
 #include "router/receive/access.h"
 #include "router/receive/dataset_header.h"
 #include "store/store.h"
+#include "tests/router/dicom/element_bytes.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais {
@@ -21,33 +23,10 @@ namespace {
 
 constexpr char kExplicitLE[] = "1.2.840.10008.1.2.1";
 
-void Put16(std::vector<uint8_t>* out, uint16_t v) {
-  out->push_back(static_cast<uint8_t>(v));
-  out->push_back(static_cast<uint8_t>(v >> 8));
-}
-void Put32(std::vector<uint8_t>* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-// Explicit VR LE element with a 16-bit length (PS3.5 7.1.2).
-void Short(std::vector<uint8_t>* out, uint16_t g, uint16_t e, const char* vr, std::string value) {
-  if (value.size() % 2) value.push_back('\0');
-  Put16(out, g);
-  Put16(out, e);
-  out->push_back(static_cast<uint8_t>(vr[0]));
-  out->push_back(static_cast<uint8_t>(vr[1]));
-  Put16(out, static_cast<uint16_t>(value.size()));
-  out->insert(out->end(), value.begin(), value.end());
-}
-// Header of an explicit VR LE element with a 4-byte length (OB, OW, SQ...):
-// tag, VR, 2 reserved bytes, length; the value follows.
-void Long(std::vector<uint8_t>* out, uint16_t g, uint16_t e, const char* vr, uint32_t length) {
-  Put16(out, g);
-  Put16(out, e);
-  out->push_back(static_cast<uint8_t>(vr[0]));
-  out->push_back(static_cast<uint8_t>(vr[1]));
-  Put16(out, 0);
-  Put32(out, length);
-}
+using relais::testing::Long;
+using relais::testing::Put16;
+using relais::testing::Put32;
+using relais::testing::Short;
 
 // SOP Class and Instance UIDs, then `depth` nested sequences of undefined
 // length, each with one item of undefined length, properly closed (or not).

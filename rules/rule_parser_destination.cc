@@ -1,0 +1,232 @@
+// Parser (rule_parser.h): [[destination]] tables, the destinations a rule
+// forwards to, and the tag edits of a forward target.
+#include <algorithm>
+#include <cctype>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "rules/rule_compile.h"
+#include "rules/rule_compiled.h"
+#include "rules/rule_parser.h"
+#include "rules/routing.h"
+#include "rules/toml_util.h"
+
+namespace relais::rules::internal {
+namespace {
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (unsigned char c : s) {
+    if (!std::isalnum(c) && c != '_' && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
+// [[destination]] transfer_syntaxes: names or UIDs, in the order preferred.
+void ReadTransferSyntaxes(const toml::node* n, TableReader* r, Errors* errors, Destination* d) {
+  if (const toml::array* a = n->as_array()) {
+    for (const toml::node& e : *a) {
+      std::string uid;
+      if (!e.is_string()) {
+        errors->Add(e.source(), "transfer_syntaxes entries must be strings, got " + std::string(TypeName(e.type())));
+      } else if (auto err = ResolveTransferSyntax(e.as_string()->get(), &uid)) {
+        errors->Add(e.source(), *err);
+      } else {
+        d->transfer_syntaxes.push_back(uid);
+      }
+    }
+  } else {
+    r->TypeError("transfer_syntaxes", *n, "a list of transfer syntax names or UIDs");
+  }
+}
+
+// [[destination]] bandwidth_limit: "2MB/s", "500KiB/s" or bytes per second.
+void ReadBandwidthLimit(const toml::node* n, TableReader* r, Errors* errors, Destination* d) {
+  if (const auto* i = n->as_integer(); i != nullptr && i->get() >= 0) {
+    d->bandwidth_limit_bps = static_cast<uint64_t>(i->get());
+  } else if (const auto* s = n->as_string()) {
+    std::string_view v = s->get();
+    if (v.ends_with("/s")) v.remove_suffix(2);
+    std::optional<uint64_t> bytes = ParseSize(v);
+    if (!bytes) {
+      errors->Add(n->source(), "bandwidth_limit must be a rate such as \"2MB/s\" or \"500KiB/s\", got '" + s->get() + "'");
+    } else {
+      d->bandwidth_limit_bps = *bytes;
+    }
+  } else {
+    r->TypeError("bandwidth_limit", *n, "a rate such as \"2MB/s\" or an integer (bytes per second)");
+  }
+}
+
+// [[destination]] retry = { max_attempts, max_age, initial_backoff, max_backoff }.
+void ReadRetry(const toml::node* n, TableReader* r, Errors* errors, Destination* d) {
+  if (const toml::table* rt = n->as_table()) {
+    TableReader rr(*rt, "destination '" + d->name + "'.retry", errors);
+    rr.ReadInt("max_attempts", 0, 1000000, &d->retry.max_attempts);
+    rr.ReadDuration("max_age", &d->retry.max_age_s);
+    rr.ReadDuration("initial_backoff", &d->retry.initial_backoff_s);
+    rr.ReadDuration("max_backoff", &d->retry.max_backoff_s);
+    rr.RejectUnknownKeys();
+    if (d->retry.initial_backoff_s == 0) errors->Add(n->source(), "retry.initial_backoff must be at least 1s");
+    if (d->retry.initial_backoff_s > d->retry.max_backoff_s) {
+      errors->Add(n->source(), "retry.initial_backoff must not be longer than retry.max_backoff");
+    }
+  } else {
+    r->TypeError("retry", *n, "a table such as { max_age = \"7d\" }");
+  }
+}
+
+// [[destination]] tls = { ca_file, cert_file, key_file }, paths relative to
+// the rule file `source`.
+void ReadTls(const toml::node* n, TableReader* r, Errors* errors, const std::string& source, Destination* d) {
+  if (const toml::table* tt = n->as_table()) {
+    TableReader tr(*tt, "destination '" + d->name + "'.tls", errors);
+    d->tls = true;
+    tr.ReadString("ca_file", &d->tls_ca_file, /*required=*/true);
+    tr.ReadString("cert_file", &d->tls_cert_file);
+    tr.ReadString("key_file", &d->tls_key_file);
+    tr.RejectUnknownKeys();
+    if (d->tls_cert_file.empty() != d->tls_key_file.empty()) {
+      errors->Add(n->source(), "tls.cert_file and tls.key_file go together (give both or neither)");
+    }
+    for (std::string* p : {&d->tls_ca_file, &d->tls_cert_file, &d->tls_key_file}) {
+      if (!p->empty()) *p = ResolvePath(*p, source);
+    }
+  } else {
+    r->TypeError("tls", *n, "a table { ca_file = \"...\", cert_file = \"...\", key_file = \"...\" }");
+  }
+}
+
+}  // namespace
+
+void Parser::ReadDestination(const toml::table& t, Errors* errors, const std::string& source) {
+  Destination d;
+  std::string name;
+  if (const toml::node* n = t.get("name"); n != nullptr && n->is_string()) name = n->as_string()->get();
+  TableReader r(t, name.empty() ? "destination" : "destination '" + name + "'", errors);
+  d.where = Where(source, t.source());
+  r.ReadString("name", &d.name, /*required=*/true);
+  if (const toml::node* n = r.Node("name"); n != nullptr && n->is_string()) {
+    if (!ValidName(d.name)) {
+      errors->Add(n->source(), "destination name '" + d.name + "' must be 1-64 characters of A-Z a-z 0-9 _ . -");
+    } else if (const Destination* other = set_->FindDestination(d.name)) {
+      errors->Add(n->source(), "duplicate destination '" + d.name + "' (first defined at " + other->where + ")");
+    }
+  }
+  r.ReadString("ae_title", &d.ae_title, /*required=*/true);
+  if (const toml::node* n = r.Node("ae_title"); n != nullptr && n->is_string()) {
+    if (auto why = AeTitleProblem(d.ae_title)) errors->Add(n->source(), "ae_title " + *why + " (PS3.5 AE)");
+  }
+  r.ReadString("host", &d.host, /*required=*/true);
+  if (const toml::node* n = r.Node("host"); n != nullptr && n->is_string() && d.host.empty()) {
+    errors->Add(n->source(), "host must not be empty");
+  }
+  r.ReadInt("port", 1, 65535, &d.port);
+  r.ReadInt("max_associations", 1, 64, &d.max_associations);
+  if (const toml::node* n = r.Take("transfer_syntaxes")) ReadTransferSyntaxes(n, &r, errors, &d);
+  if (const toml::node* n = r.Take("bandwidth_limit")) ReadBandwidthLimit(n, &r, errors, &d);
+  if (const toml::node* n = r.Take("retry")) ReadRetry(n, &r, errors, &d);
+  if (const toml::node* n = r.Take("tls")) ReadTls(n, &r, errors, source, &d);
+  r.ReadDuration("hold_study", &d.hold_study_s);
+  r.RejectUnknownKeys();
+  set_->destinations_.push_back(std::move(d));
+}
+
+const Destination* Parser::ResolveDestination(const toml::node& n, Errors* errors, const std::string& what) {
+  const auto* s = n.as_string();
+  if (s == nullptr) {
+    errors->Add(n.source(), what + " must name a destination (a string), got " + std::string(TypeName(n.type())));
+    return nullptr;
+  }
+  if (const Destination* d = set_->FindDestination(s->get())) return d;
+  std::vector<std::string_view> names;
+  for (const Destination& d : set_->destinations_) names.push_back(d.name);
+  errors->Add(n.source(), "unknown destination '" + s->get() + "'" +
+                              (names.empty() ? std::string(" (no [[destination]] is defined)") : Suggest(s->get(), names)));
+  return nullptr;
+}
+
+void Parser::ReadEdits(const toml::node& n, Errors* errors, const std::string& what, std::vector<TagEdit>* out) {
+  const toml::array* a = n.as_array();
+  if (a == nullptr) {
+    errors->Add(n.source(), what + ".edits must be a list of edits such as [{ remove = \"(0009,1010)\" }]");
+    return;
+  }
+  static const std::vector<std::string_view> kOps = {"set", "remove", "copy", "prefix"};
+  for (const toml::node& e : *a) {
+    const toml::table* t = e.as_table();
+    if (t == nullptr) {
+      errors->Add(e.source(), "an edit must be a table such as { set = \"InstitutionName\", value = \"X\" }");
+      continue;
+    }
+    TableReader r(*t, what + " edit", errors);
+    TagEdit edit;
+    int ops = 0;
+    const toml::node* target = nullptr;
+    for (std::string_view op : kOps) {
+      if (const toml::node* x = r.Take(op)) {
+        ++ops;
+        target = x;
+        if (op == "set") edit.op = TagEdit::Op::kSet;
+        if (op == "remove") edit.op = TagEdit::Op::kRemove;
+        if (op == "copy") edit.op = TagEdit::Op::kCopy;
+        if (op == "prefix") edit.op = TagEdit::Op::kPrefix;
+      }
+    }
+    if (ops != 1) {
+      errors->Add(e.source(), "an edit needs exactly one of set, remove, copy, prefix");
+      r.RejectUnknownKeys();
+      continue;
+    }
+    bool ok = true;
+    if (!target->is_string()) {
+      errors->Add(target->source(), "the tag of an edit must be a string (keyword or \"(gggg,eeee)\")");
+      ok = false;
+    } else {
+      edit.target = target->as_string()->get();
+      ResolvedTag rt;
+      if (auto err = ResolveTag(edit.target, &rt)) {
+        errors->Add(target->source(), *err);
+        ok = false;
+      } else if ((rt.tag >> 16) <= 0x0002 || rt.tag == 0x7FE00010u || (rt.tag & 0xFFFF) == 0 ||
+                 ((rt.tag >> 16) == 0xFFFE)) {
+        errors->Add(target->source(), "cannot edit " + FormatTag(rt.tag) +
+                                          " (group 0000/0002, group lengths, items and Pixel Data are not editable)");
+        ok = false;
+      } else if (rt.is_sequence && edit.op != TagEdit::Op::kRemove) {
+        errors->Add(target->source(), "'" + edit.target + "' is a sequence: it can only be removed");
+        ok = false;
+      }
+      edit.tag = rt.tag;
+    }
+    if (edit.op == TagEdit::Op::kSet || edit.op == TagEdit::Op::kPrefix) {
+      r.ReadString("value", &edit.value, /*required=*/true);
+      if (edit.value.find('\0') != std::string::npos) {
+        errors->Add(t->source(), "an edit value must not contain NUL");
+        ok = false;
+      }
+    } else if (edit.op == TagEdit::Op::kCopy) {
+      std::string from;
+      r.ReadString("from", &from, /*required=*/true);
+      if (const toml::node* f = r.Node("from"); f != nullptr && f->is_string()) {
+        ResolvedTag rt;
+        if (auto err = ResolveTag(from, &rt)) {
+          errors->Add(f->source(), *err);
+          ok = false;
+        } else {
+          edit.from_tag = rt.tag;
+        }
+      } else {
+        ok = false;
+      }
+    }
+    r.RejectUnknownKeys();
+    if (ok) out->push_back(std::move(edit));
+  }
+}
+
+}  // namespace relais::rules::internal
