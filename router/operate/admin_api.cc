@@ -21,6 +21,7 @@
 #include "router/operate/dashboard.h"
 #include "router/deliver/delivery.h"
 #include "router/record/metrics.h"
+#include "router/operate/prometheus.h"
 #include "router/operate/queue_ops.h"
 #include "router/receive/server.h"
 #include "router/operate/storage_watch.h"
