@@ -3,9 +3,9 @@
 
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <utility>
 
+#include "base/hex.h"
 #include "router/deliver/retry_policy.h"
 #include "router/operate/storage_watch.h"
 #include "router/receive/server.h"
@@ -103,12 +103,6 @@ class Page {
  private:
   std::string out_;
 };
-
-std::string Hex4(uint16_t v) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "0x%04X", v);
-  return buf;
-}
 
 const Labels kListener = {{"listener", "default"}};
 
