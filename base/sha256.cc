@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include "base/hex.h"
+
 namespace relais {
 
 bool Sha256(std::string_view data, std::array<uint8_t, 32>* out) {
@@ -12,13 +14,7 @@ bool Sha256(std::string_view data, std::array<uint8_t, 32>* out) {
 std::string Sha256Hex(std::string_view data) {
   std::array<uint8_t, 32> md;
   if (!Sha256(data, &md)) return std::string();
-  static const char kHex[] = "0123456789abcdef";
-  std::string out(64, '0');
-  for (size_t i = 0; i < md.size(); ++i) {
-    out[2 * i] = kHex[md[i] >> 4];
-    out[2 * i + 1] = kHex[md[i] & 15];
-  }
-  return out;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(md.data()), md.size()));
 }
 
 }  // namespace relais

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "base/clock.h"
+#include "base/hex.h"
 #include "base/json_safe.h"
 #include "base/log.h"
 #include "base/sha256.h"
@@ -21,6 +22,7 @@
 #include "router/operate/dashboard.h"
 #include "router/deliver/delivery.h"
 #include "router/record/metrics.h"
+#include "router/operate/prometheus.h"
 #include "router/operate/queue_ops.h"
 #include "router/receive/server.h"
 #include "router/operate/storage_watch.h"
@@ -38,39 +40,6 @@ constexpr size_t kMaxJsonDepth = 16;
 
 // ISO time, or null when 0.
 json IsoOrNull(int64_t unix_ms) { return unix_ms == 0 ? json(nullptr) : json(IsoTime(unix_ms)); }
-
-std::string Hex4(uint16_t v) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "0x%04X", v);
-  return buf;
-}
-
-std::string HexEncode(std::string_view s) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : s) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
-
-bool HexDecode(std::string_view s, std::string* out) {
-  if (s.size() % 2 != 0) return false;
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  out->clear();
-  for (size_t i = 0; i < s.size(); i += 2) {
-    int hi = nib(s[i]), lo = nib(s[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi << 4 | lo));
-  }
-  return true;
-}
 
 bool PercentDecode(std::string_view s, std::string* out) {
   out->clear();

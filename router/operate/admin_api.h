@@ -1,11 +1,12 @@
 // Room router/operate/ (DESIGN.md, "The rooms of router/"): running the
 // box. The admin API (admin_api.h) and its HTTP side (admin_http.h), the
-// dashboard (dashboard.h, dashboard.html), alerts (alerts.h), the storage
-// watch (storage_watch.h), systemd notification (service_notify.h) and
-// queue actions shared with the command line (queue_ops.h).
+// dashboard (dashboard.h, dashboard.html), the /metrics page
+// (prometheus.h), alerts (alerts.h), the storage watch (storage_watch.h),
+// systemd notification (service_notify.h) and queue actions shared with the
+// command line (queue_ops.h).
 // May include: everything below it (record/, deliver/, receive/, net/,
 // protocol/, rules/, the store, base/) and h2o, libsystemd. Nothing below
-// includes operate/ (except record/metrics, see record/audit.h).
+// includes operate/.
 //
 // AdminApi: the admin HTTP API of docs/admin-api.md, without the HTTP: it
 // takes a parsed request (method, path, query, Authorization header, client

@@ -5,6 +5,7 @@
 
 #include <array>
 
+#include "base/hex.h"
 #include "base/sha256.h"
 
 namespace relais::router {
@@ -13,22 +14,6 @@ namespace {
 // PS3.8 Table 9-21, source 1 (service user).
 constexpr uint8_t kRjNoReasonGiven = 1;
 constexpr uint8_t kRjCallingAeNotRecognized = 3;
-
-std::optional<std::vector<uint8_t>> FromHex(const std::string& hex) {
-  if (hex.size() % 2 != 0) return std::nullopt;
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    auto nib = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    int hi = nib(hex[i]), lo = nib(hex[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out.push_back(static_cast<uint8_t>(hi << 4 | lo));
-  }
-  return out;
-}
 
 // Printable for a log line: at most 64 characters, controls replaced.
 std::string Shown(const std::string& s) {
@@ -52,11 +37,11 @@ Result<AccessPolicy> AccessPolicy::Make(const rules::ListenerConfig& config) {
   for (const rules::ListenerConfig::User& u : config.users) {
     User entry{u.username, {}};
     if (!u.passcode_sha256.empty()) {
-      std::optional<std::vector<uint8_t>> h = FromHex(u.passcode_sha256);
-      if (!h || h->size() != 32) {
+      std::string digest;  // lowercase only, as the config parser requires
+      if (!IsLowerHex(u.passcode_sha256) || !HexDecode(u.passcode_sha256, &digest) || digest.size() != 32) {
         return Status::InvalidArgument("listener.user '" + u.username + "': passcode_sha256 is not 64 hex digits");
       }
-      entry.passcode_sha256 = std::move(*h);
+      entry.passcode_sha256.assign(digest.begin(), digest.end());
     }
     p.users_.push_back(std::move(entry));
   }

@@ -1,10 +1,9 @@
 // Room router/record/ (DESIGN.md, "The rooms of router/"): what happened.
 // The audit trail (audit.h), its IHE ATNA export (atna.h) and the counters
 // (metrics.h).
-// May include: base/, the store. Today metrics.h/.cc still include
-// deliver/, receive/ and operate/ to render the Prometheus page (the
-// delivery -> metrics -> delivery cycle of issue 12); that rendering is to
-// move to operate/, leaving the counters here.
+// May include: base/, the store. The Prometheus page that shows the
+// counters is rendered in operate/ (prometheus.h), so that receive/ and
+// deliver/, which increment them, include nothing that includes them back.
 //
 // AuditLog: the tamper-evident audit trail (issue 5). Who sent which
 // patient's images where, and what became of them.

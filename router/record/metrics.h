@@ -1,21 +1,15 @@
-// Metrics: what Relais counts on its loop, and the rendering of every figure
-// (these, the delivery scheduler's, the store's, the storage watch's) in the
-// Prometheus text exposition format 0.0.4 for GET /metrics.
+// Metrics: what Relais counts on its loop. The receive path (listener:
+// associations, objects, bytes, C-STORE latency), the delivery path (the
+// throughput history), the admin API and the alerts increment these counters;
+// router/operate/prometheus.h renders them, with the figures of the other
+// sources, as the Prometheus page of GET /metrics.
 //
 // Naming follows Prometheus conventions: prefix relais_, base units (bytes,
 // seconds), counters end in _total. The full list, with labels and meaning,
 // is in docs/metrics.md and is checked by tests/router/record/metrics_test.cc.
 //
-// Where each figure comes from:
-// - listener (associations, objects, bytes, C-STORE latency), admin
-//   requests, alerts, throughput history: this class, fed by the code that
-//   sees the event;
-// - per destination (sent, bytes, failures by class, retries, dead, state,
-//   queue depth, oldest queued age, bytes/s): DeliveryScheduler::Stats()
-//   and Store::SummarizeQueues();
-// - store (bytes used, free, objects, commits, fsyncs, batch sizes):
-//   Store::GetStats(); water marks: StorageWatch;
-// - rules reloads and failures: Server.
+// May include: base/ and the standard library only, so that the code that
+// counts (receive/, deliver/, operate/) can include it without a cycle.
 //
 // Thread: loop thread only (everything that counts runs there).
 #ifndef RELAIS_ROUTER_RECORD_METRICS_H_
@@ -27,14 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "router/deliver/delivery.h"
-#include "store/store.h"
-
 namespace relais::router {
-
-class DeliveryScheduler;
-class Server;
-class StorageWatch;
 
 class Metrics {
  public:
@@ -99,28 +86,6 @@ class Metrics {
   std::map<std::string, uint64_t> alerts_;  // "kind\n1" sent, "kind\n0" failed
   std::vector<Minute> minutes_ = std::vector<Minute>(60);  // ring, by minute number % 60
 };
-
-// Everything RenderPrometheus reads; null members are left out.
-struct MetricsSources {
-  const Metrics* metrics = nullptr;
-  const Server* server = nullptr;  // associations open, rules reloads/failures, intake gate
-  const DeliveryScheduler* delivery = nullptr;
-  // When set, used instead of delivery->Stats() (a caller that already has
-  // them; tests).
-  const std::vector<DeliveryScheduler::DestinationStats>* destinations = nullptr;
-  const store::Store* store = nullptr;
-  const StorageWatch* storage = nullptr;
-  // Per destination queue depth, dead rows and oldest row (the caller
-  // caches Store::SummarizeQueues for about a second).
-  const std::vector<store::Store::QueueSummary>* queues = nullptr;
-  int64_t now_unix_ms = 0;
-  // relais_build_info labels (main.cc has RELAIS_VERSION and
-  // RELAIS_GIT_REVISION); empty renders as "unknown".
-  std::string version, revision;
-};
-
-// The whole /metrics page (HELP and TYPE lines, one sample per line).
-std::string RenderPrometheus(const MetricsSources& sources);
 
 }  // namespace relais::router
 

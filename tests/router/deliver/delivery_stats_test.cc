@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "router/operate/prometheus.h"
 #include "router/record/metrics.h"
 #include "rules/routing.h"
 #include "tests/store/store_test_util.h"

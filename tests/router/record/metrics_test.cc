@@ -1,8 +1,9 @@
-// Metrics and RenderPrometheus (router/record/metrics.h): the page is parsed back
+// Metrics (router/record/metrics.h) and RenderPrometheus (router/operate/prometheus.h): the page is parsed back
 // as a Prometheus scraper would (text exposition format 0.0.4) and its
 // figures checked against what was fed in.
 #include "tests/router/loopback.h"
 #include "router/record/metrics.h"
+#include "router/operate/prometheus.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
