@@ -31,7 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "router/deliver/scu_association.h"
+#include "router/deliver/outcome.h"
 
 namespace relais::router {
 

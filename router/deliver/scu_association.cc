@@ -1,36 +1,33 @@
-// The requesting side of the DICOM Upper Layer on libuv: see the header.
+// The requesting side of the DICOM Upper Layer: see the header. Below DIMSE,
+// everything (transport, TLS, PDU decoding, the state machine and its
+// re-entrancy rule, ARTIM) is the UlConnection's (router/net/ul_connection.h).
 //
-// Handles: tcp_, artim_, op_timer_, dispatch_ and pace_ are initialised in
-// Start() and freed only through their close callbacks; the getaddrinfo
-// request, if any, is cancelled and its callback awaited. The object is
-// finished (and `on_closed` called) when all five are closed and no request
-// is pending.
+// Handles: op_timer_, dispatch_ and pace_ are initialised in Start() and
+// freed only through their close callbacks; the connection reports closed
+// once its transport and ARTIM timer are. The object is finished (and
+// `on_closed` called) when all four are closed.
 //
 // Timers: op_timer_ bounds whatever we wait for outside the state machine's
 // ARTIM cells: the connect (resolve + TCP), the A-ASSOCIATE-AC (PS3.8 leaves
 // Evt18 blank in Sta5, so this is ours), each operation (no progress for
-// response_timeout_ms) and the A-RELEASE-RP. artim_ is the state machine's
-// own ARTIM (Sta13 after our A-ABORT or A-RELEASE-RP).
+// response_timeout_ms) and the A-RELEASE-RP. The connection's ARTIM is the
+// state machine's own (Sta13 after our A-ABORT or A-RELEASE-RP).
 //
-// Re-entrancy: as in ScpAssociation, primitives issued from inside a state
-// machine indication are queued and run after the current transition; user
+// Re-entrancy: primitives issued from inside a state machine indication are
+// queued by the connection and run after the current transition; user
 // callbacks are queued and run from dispatch_ (a zero timer), never from
 // inside a method of this class.
 #include "router/deliver/scu_association.h"
 
-#include <netdb.h>
-
 #include <algorithm>
-#include <cstdio>
-#include <cstring>
 #include <utility>
 
 #include "base/identity.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "router/protocol/presentation.h"
-#include "router/net/tcp_tuning.h"
 #include "router/net/tls.h"
+#include "router/net/uv_transport.h"
 
 namespace relais::router {
 namespace {
@@ -38,7 +35,6 @@ namespace {
 using ul::Event;
 using ul::State;
 
-constexpr size_t kReadChunk = 64 * 1024;
 // A response command set is a few hundred bytes.
 constexpr size_t kMaxCommandBytes = 64 * 1024;
 // Data set bytes queued for writing before we stop reading the store: the
@@ -49,17 +45,6 @@ constexpr uint64_t kMaxBufferedBytes = 256 * 1024;
 constexpr uint32_t kMinPeerMaxPdu = 128;
 // PDV data size we use when the peer sets no limit (PS3.8 D.1: 0 = none).
 constexpr uint32_t kUnlimitedPdvData = 256 * 1024;
-
-struct WriteReq {
-  uv_write_t req;
-  std::vector<uint8_t> bytes;
-};
-
-std::string Hex16(uint16_t v) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "0x%04X", v);
-  return buf;
-}
 
 const char* RejectSourceName(ul::RejectSource s) {
   switch (s) {
@@ -100,65 +85,6 @@ Outcome MakeOutcome(Outcome::Kind kind, std::string error, uint16_t status = 0) 
 
 }  // namespace
 
-// ---- Outcome ------------------------------------------------------------------
-
-const char* OutcomeKindName(Outcome::Kind kind) {
-  switch (kind) {
-    case Outcome::Kind::kSuccess: return "success";
-    case Outcome::Kind::kWarning: return "warning";
-    case Outcome::Kind::kFailure: return "failure";
-    case Outcome::Kind::kNoContext: return "no-context";
-    case Outcome::Kind::kRejected: return "rejected";
-    case Outcome::Kind::kTransportError: return "transport-error";
-    case Outcome::Kind::kTimeout: return "timeout";
-    case Outcome::Kind::kAborted: return "aborted";
-    case Outcome::Kind::kLocalError: return "local-error";
-  }
-  return "?";
-}
-
-// PS3.7 Annex C: 0x0000 success; warnings 0x0001, 0x0107 (attribute list
-// error), 0x0116 (attribute value out of range) and 0xBxxx (for C-STORE,
-// PS3.4 B.2.3: 0xB000 coercion, 0xB007 data set does not match SOP class,
-// 0xB006 elements discarded); everything else (0xA7xx, 0xA9xx, 0xCxxx,
-// 0x01xx, 0x02xx, and the pending/cancel statuses, which a C-STORE-RSP or
-// C-ECHO-RSP must not carry) is a failure.
-Outcome::Kind ClassifyStatus(uint16_t status) {
-  if (status == 0x0000) return Outcome::Kind::kSuccess;
-  if (status == 0x0001 || status == 0x0107 || status == 0x0116 || (status & 0xF000) == 0xB000) {
-    return Outcome::Kind::kWarning;
-  }
-  return Outcome::Kind::kFailure;
-}
-
-bool Outcome::IsTransient() const {
-  switch (kind) {
-    case Kind::kSuccess:
-    case Kind::kWarning:
-    case Kind::kNoContext:
-    case Kind::kLocalError:
-      return false;
-    case Kind::kFailure:
-      // 0xA7xx Refused: Out of Resources (PS3.4 B.2.3); 0x0213 Resource
-      // Limitation and 0x0110 Processing Failure (PS3.7 C.4, C.5).
-      return (status & 0xFF00) == 0xA700 || status == 0x0213 || status == 0x0110;
-    case Kind::kRejected:
-      return reject_result == ul::RejectResult::kTransient;
-    case Kind::kTransportError:
-    case Kind::kTimeout:
-    case Kind::kAborted:
-      return true;
-  }
-  return false;
-}
-
-std::string Outcome::ToString() const {
-  std::string s = OutcomeKindName(kind);
-  if (kind == Kind::kSuccess || kind == Kind::kWarning || kind == Kind::kFailure) s += " status=" + Hex16(status);
-  if (!error.empty()) s += ": " + error;
-  return s;
-}
-
 // ---- construction and start -------------------------------------------------------
 
 ScuAssociation::ScuAssociation(uv_loop_t* loop, ScuConfig config, std::vector<ContextProposal> proposals,
@@ -168,15 +94,10 @@ ScuAssociation::ScuAssociation(uv_loop_t* loop, ScuConfig config, std::vector<Co
       proposals_(std::move(proposals)),
       on_established_(std::move(on_established)),
       on_closed_(std::move(on_closed)),
-      fsm_(this, State::kSta1) {
-  limits_.max_pdata_length = config_.max_pdu;
-  tcp_.data = this;
-  artim_.data = this;
+      conn_(loop, this, config_.max_pdu, config_.artim_timeout_ms) {
   op_timer_.data = this;
   dispatch_.data = this;
   pace_.data = this;
-  resolve_req_.data = this;
-  connect_req_.data = this;
 }
 
 ScuAssociation::~ScuAssociation() {
@@ -192,57 +113,24 @@ std::string ScuAssociation::Prefix() const {
 
 void ScuAssociation::Start() {
   if (started_) return;
+  Start(std::make_unique<UvTcpTransport>(loop_, config_.host, config_.port));
+}
+
+void ScuAssociation::Start(std::unique_ptr<Transport> transport) {
+  if (started_) return;
   started_ = true;
-  uv_tcp_init(loop_, &tcp_);
-  uv_timer_init(loop_, &artim_);
+  conn_.Attach(std::move(transport), config_.tls, config_.host);
   uv_timer_init(loop_, &op_timer_);
   uv_timer_init(loop_, &dispatch_);
   uv_timer_init(loop_, &pace_);
-  handles_open_ = 5;
+  handles_open_ = 4;
   if (proposals_.empty() || proposals_.size() > 128) {
     Fail(MakeOutcome(Outcome::Kind::kLocalError, "between 1 and 128 presentation contexts must be proposed"));
     StartClose();
     return;
   }
-  ArmOpTimer(config_.connect_timeout_ms);
-  if (uv_ip4_addr(config_.host.c_str(), config_.port, reinterpret_cast<sockaddr_in*>(&addr_)) == 0 ||
-      uv_ip6_addr(config_.host.c_str(), config_.port, reinterpret_cast<sockaddr_in6*>(&addr_)) == 0) {
-    BeginAssociate();
-    return;
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  std::string port = std::to_string(config_.port);
-  resolving_ = true;
-  int rc = uv_getaddrinfo(loop_, &resolve_req_, &ScuAssociation::OnResolved, config_.host.c_str(), port.c_str(),
-                          &hints);
-  if (rc != 0) {
-    resolving_ = false;
-    Fail(MakeOutcome(Outcome::Kind::kTransportError,
-                     "cannot resolve '" + config_.host + "': " + uv_strerror(rc)));
-    StartClose();
-  }
-}
-
-void ScuAssociation::OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res) noexcept {
-  auto* self = static_cast<ScuAssociation*>(req->data);
-  self->resolving_ = false;
-  if (status == 0 && res != nullptr && !self->closing_) {
-    std::memcpy(&self->addr_, res->ai_addr, std::min<size_t>(res->ai_addrlen, sizeof(self->addr_)));
-  }
-  uv_freeaddrinfo(res);
-  if (self->closing_) {
-    self->MaybeFinish();  // may destroy self
-    return;
-  }
-  if (status != 0) {
-    self->Fail(MakeOutcome(Outcome::Kind::kTransportError,
-                           "cannot resolve '" + self->config_.host + "': " + uv_strerror(status)));
-    self->StartClose();
-    return;
-  }
-  self->BeginAssociate();
+  ArmOpTimer(config_.connect_timeout_ms);  // name resolution and TCP connect
+  BeginAssociate();
 }
 
 // PS3.8 9.3.2: the A-ASSOCIATE-RQ. Presentation context ids are odd, in
@@ -268,153 +156,60 @@ void ScuAssociation::BeginAssociate() {
     StartClose();
     return;
   }
-  Fsm(Event::kEvt1, nullptr, std::move(bytes));  // AE-1: ConnectTransport
+  conn_.Fsm(Event::kEvt1, nullptr, std::move(bytes));  // AE-1: the transport connects
 }
 
-// ---- state machine plumbing ----------------------------------------------------------
-
-void ScuAssociation::Fsm(Event event, const ul::Pdu* pdu, std::vector<uint8_t> bytes) {
-  if (closing_) return;
-  if (in_fsm_) {
-    deferred_.push_back(Deferred{event, std::move(bytes)});
-    return;
-  }
-  in_fsm_ = true;
-  State before = fsm_.state();
-  ul::Action action = fsm_.Handle(event, pdu, std::move(bytes));
-  RLOG_DEBUG("%s fsm %s %s %s -> %s", Prefix().c_str(), ul::StateName(before), ul::EventName(event),
-             ul::ActionName(action), ul::StateName(fsm_.state()));
-  in_fsm_ = false;
-  while (!deferred_.empty() && !closing_) {
-    Deferred d = std::move(deferred_.front());
-    deferred_.pop_front();
-    Fsm(d.event, nullptr, std::move(d.bytes));
-  }
-  deferred_.clear();
-  if (close_after_writes_ && writes_in_flight_ == 0 && !in_fsm_) StartClose();
-}
-
-void ScuAssociation::ConnectTransport() {
-  int rc = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<const sockaddr*>(&addr_),
-                          &ScuAssociation::OnConnect);
-  if (rc != 0) {
-    transport_error_ = "connect to " + config_.host + ":" + std::to_string(config_.port) + " failed: " +
-                       uv_strerror(rc);
-    Fsm(Event::kEvt17);  // deferred: runs after AE-1
-  }
-}
-
-void ScuAssociation::OnConnect(uv_connect_t* req, int status) noexcept {
-  auto* self = static_cast<ScuAssociation*>(req->data);
-  if (self->closing_) return;  // cancelled by uv_close
-  if (status != 0) {
-    self->transport_error_ = "connect to " + self->config_.host + ":" + std::to_string(self->config_.port) +
-                             " failed: " + uv_strerror(status);
-    self->Fsm(Event::kEvt17);  // Sta4: AA-4
-    return;
-  }
-  // Nagle off: a C-STORE-RQ's last PDU must not wait for an ACK.
-  uv_tcp_nodelay(&self->tcp_, 1);
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&self->tcp_), &ScuAssociation::OnAlloc, &ScuAssociation::OnRead);
-  if (self->config_.tls) {
-    // The A-ASSOCIATE-RQ waits inside the channel until the handshake is done.
-    self->tls_ = std::make_unique<TlsChannel>(self->config_.tls, self->config_.host);
-    Status s = self->tls_->Start();
-    if (!s.ok()) {
-      self->transport_error_ = s.message();
-      self->Fsm(Event::kEvt17);
-      return;
-    }
-    self->FlushTls();
-  }
-  self->Fsm(Event::kEvt2);  // AE-2: send the A-ASSOCIATE-RQ
-}
+// ---- the connection's events -------------------------------------------------------
 
 void ScuAssociation::OnTransportConnected() {
   RLOG_DEBUG("%s connected; A-ASSOCIATE-RQ sent", Prefix().c_str());
   ArmOpTimer(config_.artim_timeout_ms);  // wait for the AC or RJ
 }
 
-void ScuAssociation::SendPdu(std::vector<uint8_t> bytes) {
-  if (closing_ || bytes.empty()) return;
-  if (tls_) {
-    Status s = tls_->Send(bytes);
-    if (!s.ok()) {
-      transport_error_ = s.message();
-      Fsm(Event::kEvt17);
-      StartClose();
+// What went wrong with the transport becomes the Outcome of whoever waits
+// (through Evt17's A-P-ABORT indication, or the close).
+void ScuAssociation::OnTransportFailed(const TransportFailure& f) {
+  using Kind = TransportFailure::Kind;
+  switch (f.kind) {
+    case Kind::kConnect:
+      // Sta4: AA-4 reports it and closes. Inside AE-1 (a connect that failed
+      // at once) the event is deferred: nothing may close before it runs.
+      transport_error_ = f.message;
+      conn_.Fsm(Event::kEvt17);
       return;
-    }
-    FlushTls();
-    return;
+    case Kind::kPeerClosed:
+      transport_error_ = "connection closed by the peer";
+      break;
+    case Kind::kRead:
+      transport_error_ = "read failed: " + f.message;
+      break;
+    case Kind::kWrite:
+      transport_error_ = "write failed: " + f.message;
+      break;
+    case Kind::kTlsSend:
+    case Kind::kTlsReceive:
+      transport_error_ = f.message;
+      break;
   }
-  WriteRaw(std::move(bytes));
-}
-
-void ScuAssociation::FlushTls() {
-  std::vector<uint8_t> out;
-  tls_->TakeOutput(&out);
-  if (!out.empty()) WriteRaw(std::move(out));
-}
-
-void ScuAssociation::WriteRaw(std::vector<uint8_t> bytes) {
-  if (closing_ || bytes.empty()) return;
-  auto* w = new WriteReq;
-  w->bytes = std::move(bytes);
-  w->req.data = this;
-  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(w->bytes.data()), w->bytes.size());
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, &ScuAssociation::OnWrite);
-  if (rc != 0) {
-    delete w;
-    transport_error_ = std::string("write failed: ") + uv_strerror(rc);
-    Fsm(Event::kEvt17);
-    StartClose();
-    return;
+  if ((f.kind == Kind::kPeerClosed || f.kind == Kind::kRead) && conn_.tls() && !conn_.tls()->handshake_done()) {
+    transport_error_ = "TLS handshake failed: " + transport_error_ +
+                       " (does the peer speak DICOM TLS on this port? check its certificate settings)";
   }
-  ++writes_in_flight_;
-  write_bytes_pending_ += w->bytes.size();
+  conn_.Fsm(Event::kEvt17);  // AA-4 (Sta5-12) or AR-5 (Sta13)
+  StartClose();
 }
 
-void ScuAssociation::OnWrite(uv_write_t* req, int status) noexcept {
-  auto* w = reinterpret_cast<WriteReq*>(req);
-  auto* self = static_cast<ScuAssociation*>(req->data);
-  --self->writes_in_flight_;
-  self->write_bytes_pending_ -= w->bytes.size();
-  delete w;
-  if (self->closing_) return;
-  if (status != 0) {
-    self->transport_error_ = std::string("write failed: ") + uv_strerror(status);
-    self->Fsm(Event::kEvt17);
-    self->StartClose();
-    return;
-  }
-  if (self->close_after_writes_) {
-    if (self->writes_in_flight_ == 0) self->StartClose();
-    return;
-  }
-  if (self->op_) {
-    self->ArmOpTimer(self->config_.response_timeout_ms);  // progress
-    self->PumpData();
-  }
+void ScuAssociation::OnInvalidPdu(ul::AbortReason reason, const std::string& why) {
+  Fail(MakeOutcome(Outcome::Kind::kAborted, "invalid PDU from the peer: " + why));
+  AbortWith(ul::AbortSource::kServiceProvider, reason, why);
 }
 
-void ScuAssociation::CloseTransport() { StartClose(); }
-
-void ScuAssociation::StartArtim() {
-  if (closing_) return;
-  uv_timer_start(&artim_, &ScuAssociation::OnArtimTimer, config_.artim_timeout_ms, 0);
-}
-
-void ScuAssociation::StopArtim() {
-  if (closing_) return;
-  uv_timer_stop(&artim_);
-}
-
-void ScuAssociation::OnArtimTimer(uv_timer_t* t) noexcept {
-  auto* self = static_cast<ScuAssociation*>(t->data);
-  RLOG_WARN("%s ARTIM timer expired in %s", self->Prefix().c_str(), ul::StateName(self->fsm_.state()));
-  self->Fsm(Event::kEvt18);
-  self->StartClose();
+// A write is out: progress for the operation in flight, and room for more
+// of its data set.
+void ScuAssociation::OnWriteDone() {
+  if (!op_) return;
+  ArmOpTimer(config_.response_timeout_ms);
+  PumpData();
 }
 
 void ScuAssociation::ArmOpTimer(uint64_t ms) {
@@ -424,9 +219,9 @@ void ScuAssociation::ArmOpTimer(uint64_t ms) {
 
 void ScuAssociation::OnOpTimer(uv_timer_t* t) noexcept {
   auto* self = static_cast<ScuAssociation*>(t->data);
-  const State s = self->fsm_.state();
+  const State s = self->conn_.state();
   const std::string where = self->config_.host + ":" + std::to_string(self->config_.port);
-  if (self->resolving_ || s == State::kSta1 || s == State::kSta4) {
+  if (s == State::kSta1 || s == State::kSta4) {  // resolving or connecting
     self->Fail(MakeOutcome(Outcome::Kind::kTimeout, "no connection to " + where + " within " +
                                                         std::to_string(self->config_.connect_timeout_ms) + " ms"));
     self->StartClose();
@@ -535,7 +330,7 @@ void ScuAssociation::OnAssociateRejected(const ul::AssociateRj& rj) {
 }
 
 bool ScuAssociation::established() const {
-  return established_ && !closing_ && !releasing_ && !release_wanted_ && fsm_.state() == State::kSta6;
+  return established_ && !closing_ && !releasing_ && !release_wanted_ && conn_.state() == State::kSta6;
 }
 
 uint32_t ScuAssociation::MaxPdvData() const {
@@ -648,7 +443,7 @@ void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<co
       return;
     }
     pdu.insert(pdu.end(), data.begin() + off, data.begin() + off + n);
-    Fsm(Event::kEvt9, nullptr, std::move(pdu));  // DT-1
+    conn_.Fsm(Event::kEvt9, nullptr, std::move(pdu));  // DT-1
     off += n;
   } while (off < data.size() && !closing_);
 }
@@ -657,7 +452,8 @@ void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<co
 // for writing; OnWrite calls back here as writes complete.
 void ScuAssociation::PumpData() {
   std::vector<uint8_t> chunk;
-  while (op_ && op_->reader && !closing_ && !close_after_writes_ && write_bytes_pending_ < kMaxBufferedBytes) {
+  while (op_ && op_->reader && !closing_ && !conn_.closing_after_writes() &&
+         conn_.write_bytes_pending() < kMaxBufferedBytes) {
     if (config_.rate_limiter) {
       uint64_t wait = config_.rate_limiter->DelayMs(uv_now(loop_));
       if (wait > 0) {
@@ -705,82 +501,14 @@ void ScuAssociation::CompleteOp(Outcome outcome) {
               op.store ? "c-store" : "c-echo", outcome.ToString().c_str());
   }
   Deliver([done = std::move(op.done), outcome = std::move(outcome)]() { done(outcome); });
-  if (release_wanted_ && !releasing_ && !closing_ && fsm_.state() == State::kSta6) {
+  if (release_wanted_ && !releasing_ && !closing_ && conn_.state() == State::kSta6) {
     releasing_ = true;
-    Fsm(Event::kEvt11);  // AR-1
+    conn_.Fsm(Event::kEvt11);  // AR-1
     ArmOpTimer(config_.artim_timeout_ms);
   }
 }
 
 // ---- receiving ------------------------------------------------------------------------
-
-void ScuAssociation::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
-  auto* self = static_cast<ScuAssociation*>(h->data);
-  if (self->tls_) {
-    self->tls_buf_.resize(kReadChunk);
-    buf->base = reinterpret_cast<char*>(self->tls_buf_.data());
-    buf->len = self->tls_buf_.size();
-    return;
-  }
-  std::span<uint8_t> tail = self->in_.WritableTail(kReadChunk);
-  buf->base = reinterpret_cast<char*>(tail.data());
-  buf->len = tail.size();
-}
-
-void ScuAssociation::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept {
-  static_cast<ScuAssociation*>(s->data)->HandleRead(nread);
-}
-
-void ScuAssociation::HandleRead(ssize_t nread) {
-  if (closing_) return;
-  if (nread < 0) {
-    transport_error_ = nread == UV_EOF ? "connection closed by the peer"
-                                       : std::string("read failed: ") + uv_strerror(static_cast<int>(nread));
-    if (tls_ && !tls_->handshake_done()) {
-      transport_error_ = "TLS handshake failed: " + transport_error_ +
-                         " (does the peer speak DICOM TLS on this port? check its certificate settings)";
-    }
-    Fsm(Event::kEvt17);  // AA-4 (Sta5-12) or AR-5 (Sta13)
-    StartClose();
-    return;
-  }
-  if (nread == 0) return;
-  if (tls_) {
-    tls_plain_.clear();
-    Status s = tls_->Receive(std::span<const uint8_t>(tls_buf_.data(), static_cast<size_t>(nread)), &tls_plain_);
-    FlushTls();  // handshake messages, and what waited for the handshake
-    if (!s.ok() && s.code() != Status::Code::kUnavailable) {
-      transport_error_ = s.message();
-      Fsm(Event::kEvt17);
-      StartClose();
-      return;
-    }
-    if (!tls_plain_.empty()) {
-      std::span<uint8_t> tail = in_.WritableTail(tls_plain_.size());
-      std::memcpy(tail.data(), tls_plain_.data(), tls_plain_.size());
-      in_.Commit(tls_plain_.size());
-    }
-  } else {
-    in_.Commit(static_cast<size_t>(nread));
-  }
-  RearmQuickAck(&tcp_);  // a Nagle-on peer would wait ~40 ms for our ACK
-  ProcessInput();
-}
-
-void ScuAssociation::ProcessInput() {
-  while (!closing_ && !input_dead_ && !in_.empty()) {
-    std::span<const uint8_t> avail = in_.Unread();
-    ul::DecodeResult r = ul::DecodePdu(avail, limits_);
-    if (r.kind == ul::DecodeResult::Kind::kNeedMore) break;
-    if (r.kind == ul::DecodeResult::Kind::kInvalid) {
-      Fail(MakeOutcome(Outcome::Kind::kAborted, "invalid PDU from the peer: " + r.error));
-      AbortWith(ul::AbortSource::kServiceProvider, r.abort_reason, r.error);
-      break;
-    }
-    in_.Consume(r.consumed);
-    Fsm(ul::StateMachine::EventFor(r.pdu), &r.pdu);
-  }
-}
 
 void ScuAssociation::OnPData(const ul::PData& pdata) {
   auto protocol_error = [this](const std::string& why) {
@@ -788,7 +516,7 @@ void ScuAssociation::OnPData(const ul::PData& pdata) {
     AbortWith(ul::AbortSource::kServiceProvider, ul::AbortReason::kUnexpectedPduParameter, why);
   };
   for (const ul::Pdv& pdv : pdata.pdvs) {
-    if (input_dead_ || closing_) return;
+    if (conn_.input_stopped() || closing_) return;
     if (!op_) return protocol_error("P-DATA while no request is in flight");
     if (pdv.context_id != op_->context_id) {
       return protocol_error("response PDV on presentation context " + std::to_string(pdv.context_id) +
@@ -832,7 +560,7 @@ void ScuAssociation::HandleResponse() {
     RLOG_WARN("%s msg=%u C-STORE-RSP names SOP instance %s, we sent %s", Prefix().c_str(), op_->message_id,
               LogToken(rsp.affected_sop_instance_uid).c_str(), op_->sop_instance_uid.c_str());
   }
-  if (o.kind == Outcome::Kind::kFailure && o.error.empty()) o.error = "peer answered " + Hex16(status);
+  if (o.kind == Outcome::Kind::kFailure && o.error.empty()) o.error = "peer answered " + DimseStatusHex(status);
   CompleteOp(std::move(o));
   if (early) {
     // The peer answered before the last data set PDV; the rest cannot be
@@ -846,7 +574,7 @@ void ScuAssociation::HandleResponse() {
 
 void ScuAssociation::Release() {
   if (!started_ || closing_ || releasing_ || release_wanted_) return;
-  if (fsm_.state() != State::kSta6 || !established_) {
+  if (conn_.state() != State::kSta6 || !established_) {
     // Not established (yet): there is nothing to release.
     Abort();
     return;
@@ -854,16 +582,16 @@ void ScuAssociation::Release() {
   release_wanted_ = true;
   if (op_) return;  // CompleteOp sends the A-RELEASE-RQ
   releasing_ = true;
-  Fsm(Event::kEvt11);  // AR-1
+  conn_.Fsm(Event::kEvt11);  // AR-1
   ArmOpTimer(config_.artim_timeout_ms);
 }
 
 void ScuAssociation::OnReleaseRequest() {
-  if (fsm_.state() == State::kSta9) {
+  if (conn_.state() == State::kSta9) {
     // Release collision, requestor side (Table 9-10: Evt12 in Sta7 is AR-8,
     // next Sta9): answer with A-RELEASE-RP (AR-9, Sta11), then wait for the
     // peer's (AR-3).
-    Fsm(Event::kEvt14);
+    conn_.Fsm(Event::kEvt14);
     return;
   }
   // Sta8: the acceptor asks to release (PS3.7 allows only the requestor to;
@@ -871,7 +599,7 @@ void ScuAssociation::OnReleaseRequest() {
   RLOG_WARN("%s event=release-requested-by-peer", Prefix().c_str());
   Fail(MakeOutcome(Outcome::Kind::kAborted, "the peer released the association"));
   established_ = false;
-  Fsm(Event::kEvt14);  // AR-4: A-RELEASE-RP, ARTIM; the peer closes
+  conn_.Fsm(Event::kEvt14);  // AR-4: A-RELEASE-RP, ARTIM; the peer closes
 }
 
 void ScuAssociation::OnReleaseConfirm() {
@@ -898,14 +626,14 @@ void ScuAssociation::Abort() {
   AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, "local abort");
 }
 
-// PS3.8 9.3.8: A-ABORT. In Sta1 (resolving) and Sta4 (connecting) there is
+// PS3.8 9.3.8: A-ABORT. In Sta1 (not started) and Sta4 (resolving, connecting) there is
 // no association to abort: just close. Otherwise AA-1 sends the PDU (Sta13,
 // ARTIM running) and we close as soon as it is written.
 void ScuAssociation::AbortWith(ul::AbortSource source, ul::AbortReason reason, const std::string& why) {
-  if (closing_ || close_after_writes_) return;
-  input_dead_ = true;
+  if (closing_ || conn_.closing_after_writes()) return;
+  conn_.StopInput();
   established_ = false;
-  const State s = fsm_.state();
+  const State s = conn_.state();
   if (s == State::kSta1 || s == State::kSta4 || s == State::kSta13) {
     StartClose();
     return;
@@ -913,8 +641,8 @@ void ScuAssociation::AbortWith(ul::AbortSource source, ul::AbortReason reason, c
   RLOG_INFO("%s event=abort-sent state=%s reason=\"%s\"", Prefix().c_str(), ul::StateName(s), why.c_str());
   std::vector<uint8_t> bytes;
   ul::EncodeAbort(ul::Abort{source, reason}, &bytes);
-  close_after_writes_ = true;
-  Fsm(Event::kEvt15, nullptr, std::move(bytes));  // AA-1 (deferred if inside an indication)
+  conn_.CloseAfterWrites();
+  conn_.Fsm(Event::kEvt15, nullptr, std::move(bytes));  // AA-1 (deferred if inside an indication)
 }
 
 // ---- closing ---------------------------------------------------------------------------
@@ -926,11 +654,8 @@ void ScuAssociation::StartClose() {
                    transport_error_.empty() ? "the association closed" : transport_error_));
   closing_ = true;
   established_ = false;
-  deferred_.clear();
+  conn_.Close();  // drops primitives still queued
   if (op_) op_->reader.reset();
-  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ScuAssociation::OnClose);
-  uv_close(reinterpret_cast<uv_handle_t*>(&artim_), &ScuAssociation::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&op_timer_), &ScuAssociation::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&dispatch_), &ScuAssociation::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&pace_), &ScuAssociation::OnClose);
@@ -938,13 +663,18 @@ void ScuAssociation::StartClose() {
 }
 
 void ScuAssociation::OnClose(uv_handle_t* h) noexcept {
-  auto* self = static_cast<ScuAssociation*>(h->data);
-  --self->handles_open_;
-  self->MaybeFinish();  // may destroy self
+  static_cast<ScuAssociation*>(h->data)->HandleClosed();  // may destroy the object
+}
+
+void ScuAssociation::OnConnectionClosed() { HandleClosed(); }
+
+void ScuAssociation::HandleClosed() {
+  --handles_open_;
+  MaybeFinish();  // may destroy this
 }
 
 void ScuAssociation::MaybeFinish() {
-  if (handles_open_ > 0 || resolving_ || finished_) return;
+  if (handles_open_ > 0 || finished_) return;
   finished_ = true;
   // Callbacks not yet dispatched run now, in order; they may queue more.
   while (!callbacks_.empty()) {

@@ -4,6 +4,8 @@
 // presentation contexts, then sends C-ECHO or C-STORE requests one at a time,
 // streaming each object's data set from the store chunk by chunk, and
 // classifies every response into an Outcome for the delivery scheduler.
+// Below DIMSE (transport, DICOM TLS, PDUs, the state machine, ARTIM) it is
+// an UlConnection's user (router/net/ul_connection.h).
 //
 // Internal header of router/ (includes uv.h).
 //
@@ -34,16 +36,16 @@
 #include <vector>
 
 #include "base/status.h"
+#include "router/deliver/outcome.h"
 #include "router/protocol/dimse.h"
 #include "router/protocol/fsm.h"
 #include "router/protocol/pdu.h"
-#include "router/protocol/pdu_input.h"
 #include "router/net/rate_limiter.h"
+#include "router/net/ul_connection.h"
 #include "store/store.h"
 
 namespace relais::router {
 
-class TlsChannel;
 class TlsContext;
 
 struct ScuConfig {
@@ -80,47 +82,7 @@ struct ContextProposal {
   std::vector<std::string> transfer_syntaxes;
 };
 
-// The result of establishing the association or of one operation.
-struct Outcome {
-  enum class Kind {
-    kSuccess,         // established; or response status 0x0000
-    kWarning,         // response status is a warning: the peer kept the object
-    kFailure,         // response status is a failure; `status` says which
-    kNoContext,       // no accepted presentation context fits (nothing sent)
-    kRejected,        // A-ASSOCIATE-RJ; reject_* say why
-    kTransportError,  // resolve/connect/read/write failed or connection lost
-    kTimeout,         // a timer of ScuConfig expired; the association is aborted
-    kAborted,         // A-ABORT (either side) or a protocol error
-    kLocalError,      // our side failed (store read, caller misuse); aborted if mid-object
-  };
-  Kind kind = Kind::kSuccess;
-  uint16_t status = 0;  // DIMSE status (kSuccess/kWarning/kFailure)
-  std::string error;    // human-readable, for logs and the dead-letter reason
-  // kLocalError from reading the object from the store: that Status's code
-  // (kNotFound: the object was replaced or purged while being sent).
-  // kOk otherwise.
-  Status::Code store_code = Status::Code::kOk;
-  // kRejected only: PS3.8 Table 9-21 fields of the A-ASSOCIATE-RJ.
-  ul::RejectResult reject_result = ul::RejectResult::kPermanent;
-  ul::RejectSource reject_source = ul::RejectSource::kServiceUser;
-  uint8_t reject_reason = 0;
-
-  bool ok() const { return kind == Kind::kSuccess || kind == Kind::kWarning; }
-  // True when trying again later may succeed: network trouble, timeouts,
-  // aborts, transient rejections, and failure statuses 0xA7xx (out of
-  // resources), 0x0213 (resource limitation) and 0x0110 (processing failure,
-  // which archives use for passing trouble). False for successes and for
-  // permanent refusals (0xA9xx, 0xCxxx, 0x0122, ..., kNoContext, kLocalError).
-  bool IsTransient() const;
-  std::string ToString() const;  // "failure status=0xA900: ..."
-};
-const char* OutcomeKindName(Outcome::Kind kind);
-
-// Classifies a DIMSE response status (PS3.7 Annex C, PS3.4 B.2.3) into
-// kSuccess, kWarning or kFailure.
-Outcome::Kind ClassifyStatus(uint16_t status);
-
-class ScuAssociation : public ul::Effects {
+class ScuAssociation : private UlConnection::User {
  public:
   // A presentation context the peer accepted (PS3.8 9.3.3.2).
   struct AcceptedContext {
@@ -137,6 +99,9 @@ class ScuAssociation : public ul::Effects {
   // Resolves the host, connects (TCP_NODELAY) and sends the A-ASSOCIATE-RQ.
   // REQUIRES: called once.
   void Start();
+  // The same over `transport` (router/net/transport.h), which Connect()s to
+  // the peer instead of TCP to config.host (tests: a scripted fake peer).
+  void Start(std::unique_ptr<Transport> transport);
 
   // Sends one object with C-STORE on the accepted context whose abstract
   // syntax is the object's SOP class and whose transfer syntax is the
@@ -163,21 +128,6 @@ class ScuAssociation : public ul::Effects {
   // The accepted presentation contexts (empty before the A-ASSOCIATE-AC).
   const std::vector<AcceptedContext>& accepted_contexts() const { return accepted_; }
 
-  // ul::Effects (called by the state machine only).
-  void ConnectTransport() override;
-  void SendPdu(std::vector<uint8_t> bytes) override;
-  void CloseTransport() override;
-  void StartArtim() override;
-  void StopArtim() override;
-  void OnAssociateRequest(const ul::AssociateRq& rq) override;
-  void OnAssociateAccepted(const ul::AssociateAc& ac) override;
-  void OnAssociateRejected(const ul::AssociateRj& rj) override;
-  void OnTransportConnected() override;
-  void OnPData(const ul::PData& pdata) override;
-  void OnReleaseRequest() override;
-  void OnReleaseConfirm() override;
-  void OnAbort(const std::optional<ul::Abort>& abort) override;
-
  private:
   // The operation in flight.
   struct Op {
@@ -189,26 +139,29 @@ class ScuAssociation : public ul::Effects {
     bool all_sent = false;                        // last data PDV queued
     std::function<void(Outcome)> done;
   };
-  struct Deferred {
-    ul::Event event;
-    std::vector<uint8_t> bytes;
-  };
 
-  static void OnResolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) noexcept;
-  static void OnConnect(uv_connect_t* req, int status) noexcept;
-  static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) noexcept;
-  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
-  static void OnWrite(uv_write_t* req, int status) noexcept;
-  static void OnArtimTimer(uv_timer_t* t) noexcept;
   static void OnOpTimer(uv_timer_t* t) noexcept;
   static void OnDispatch(uv_timer_t* t) noexcept;
   static void OnPace(uv_timer_t* t) noexcept;
   static void OnClose(uv_handle_t* h) noexcept;
 
-  void Fsm(ul::Event event, const ul::Pdu* pdu = nullptr, std::vector<uint8_t> bytes = {});
+  // UlConnection::User
+  std::string LogPrefix() const override { return Prefix(); }
+  void OnAssociateRequest(const ul::AssociateRq& rq) override;
+  void OnAssociateAccepted(const ul::AssociateAc& ac) override;
+  void OnAssociateRejected(const ul::AssociateRj& rj) override;
+  void OnTransportConnected() override;
+  void OnPData(const ul::PData& pdata) override;
+  void OnReleaseRequest() override;
+  void OnReleaseConfirm() override;
+  void OnAbort(const std::optional<ul::Abort>& abort) override;
+  void OnCloseNeeded() override { StartClose(); }
+  void OnTransportFailed(const TransportFailure& failure) override;
+  void OnInvalidPdu(ul::AbortReason reason, const std::string& why) override;
+  void OnConnectionClosed() override;
+  void OnWriteDone() override;
+
   void BeginAssociate();
-  void HandleRead(ssize_t nread);
-  void ProcessInput();
   void HandleResponse();
   void PumpData();
   void SendPData(uint8_t context_id, bool is_command, std::span<const uint8_t> data, bool last);
@@ -223,6 +176,7 @@ class ScuAssociation : public ul::Effects {
   void ArmOpTimer(uint64_t ms);
   void Deliver(std::function<void()> fn);
   void StartClose();
+  void HandleClosed();  // one handle (or the connection) closed; may destroy this
   void MaybeFinish();
   uint32_t MaxPdvData() const;
   std::string Prefix() const;
@@ -233,26 +187,15 @@ class ScuAssociation : public ul::Effects {
   std::function<void(Outcome)> on_established_;  // empty once called
   std::function<void()> on_closed_;
 
-  uv_tcp_t tcp_;
-  uv_timer_t artim_;
+  UlConnection conn_;  // transport, TLS, PDUs, state machine, ARTIM
   uv_timer_t op_timer_;
   uv_timer_t dispatch_;
   uv_timer_t pace_;  // resumes PumpData after a rate-limit pause
-  uv_getaddrinfo_t resolve_req_;
-  uv_connect_t connect_req_;
-  sockaddr_storage addr_{};
   bool started_ = false;
-  bool resolving_ = false;
-  int handles_open_ = 0;
+  int handles_open_ = 0;  // the three timers and the connection
   bool closing_ = false;
   bool finished_ = false;
-  bool close_after_writes_ = false;
   std::string transport_error_;  // why the transport went away, for Outcomes
-
-  ul::StateMachine fsm_;
-  ul::DecodeLimits limits_;
-  bool in_fsm_ = false;
-  std::deque<Deferred> deferred_;
 
   std::vector<AcceptedContext> accepted_;
   uint32_t peer_max_pdu_ = 0;
@@ -261,21 +204,7 @@ class ScuAssociation : public ul::Effects {
   bool releasing_ = false;       // A-RELEASE-RQ sent
   uint16_t next_message_id_ = 1;
   std::optional<Op> op_;
-
-  PduInputBuffer in_;  // received bytes not yet decoded
-
-  std::unique_ptr<TlsChannel> tls_;  // DICOM TLS: ciphertext read into tls_buf_
-
-  std::vector<uint8_t> tls_buf_, tls_plain_;
-
-  void WriteRaw(std::vector<uint8_t> bytes);
-
-  void FlushTls();
-  bool input_dead_ = false;
-  std::vector<uint8_t> command_bytes_;
-
-  size_t writes_in_flight_ = 0;
-  uint64_t write_bytes_pending_ = 0;
+  std::vector<uint8_t> command_bytes_;  // the response command being reassembled
   std::deque<std::function<void()>> callbacks_;
 };
 

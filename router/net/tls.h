@@ -1,7 +1,8 @@
 // Room router/net/ (DESIGN.md, "The rooms of router/"): what both sides of
-// an association share on the wire. DICOM TLS (tls.h), TCP options
-// (tcp_tuning.h), per-peer rate limits (rate_limiter.h); the shared
-// upper-layer connection is to come here.
+// an association share on the wire. The upper-layer connection
+// (ul_connection.h) over a transport (transport.h; TCP on libuv in
+// uv_transport.h), DICOM TLS (tls.h), TCP options (tcp_tuning.h), per-peer
+// rate limits (rate_limiter.h).
 // May include: base/, protocol/, libuv and OpenSSL. Not receive/, deliver/,
 // record/, operate/ or the store.
 //

@@ -1,9 +1,5 @@
 #include "router/receive/association.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdatset.h>
 
@@ -23,7 +19,7 @@
 #include "router/receive/server.h"
 #include "router/receive/uid_dictionary.h"
 #include "router/net/tls.h"
-#include "router/net/tcp_tuning.h"
+#include "router/net/uv_transport.h"
 
 namespace relais::router {
 namespace {
@@ -58,28 +54,6 @@ bool AcceptSopInstanceUid(const std::string& prefix, uint16_t msg, const char* w
 
 // Largest command set we reassemble; a real one is a few hundred bytes.
 constexpr size_t kMaxCommandBytes = 64 * 1024;
-constexpr size_t kReadChunk = 64 * 1024;
-
-std::string PeerName(uv_tcp_t* tcp) {
-  sockaddr_storage ss;
-  int len = sizeof(ss);
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
-  char ip[64] = "?";
-  int port = 0;
-  if (ss.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    uv_ip4_name(a, ip, sizeof(ip));
-    port = ntohs(a->sin_port);
-    return std::string(ip) + ":" + std::to_string(port);
-  }
-  if (ss.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    uv_ip6_name(a, ip, sizeof(ip));
-    port = ntohs(a->sin6_port);
-    return "[" + std::string(ip) + "]:" + std::to_string(port);
-  }
-  return "?";
-}
 
 uint16_t StatusFor(const Status& s) {
   if (s.ok()) return dimse::kStatusSuccess;
@@ -114,18 +88,12 @@ std::unordered_map<PendingKey, double, PendingKeyHash>& PendingArrivals() {
   return m;
 }
 
-struct WriteReq {
-  uv_write_t req;
-  std::vector<uint8_t> bytes;
-};
-
 }  // namespace
 
 ScpAssociation::ScpAssociation(Server* server, uint64_t id)
-    : server_(server), id_(id), fsm_(this, ul::State::kSta1) {
-  limits_.max_pdata_length = server_->settings().max_pdu;
-  tcp_.data = this;
-  artim_.data = this;
+    : server_(server),
+      id_(id),
+      conn_(server->loop(), this, server->settings().max_pdu, server->settings().artim_timeout_ms) {
   idle_.data = this;
 }
 
@@ -138,145 +106,93 @@ std::string ScpAssociation::Prefix() const {
 }
 
 bool ScpAssociation::Start(uv_stream_t* listener, std::shared_ptr<TlsContext> tls) {
-  if (tls) tls_ = std::make_unique<TlsChannel>(std::move(tls));
-  uv_loop_t* loop = server_->loop();
-  uv_tcp_init(loop, &tcp_);
-  uv_timer_init(loop, &artim_);
-  uv_timer_init(loop, &idle_);
-  handles_open_ = 3;
-  if (int rc = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_)); rc != 0) {
-    RLOG_WARN("assoc=%llu accept failed: %s", static_cast<unsigned long long>(id_), uv_strerror(rc));
+  auto tcp = std::make_unique<UvTcpTransport>(server_->loop());
+  Status accepted = tcp->Accept(listener);
+  Attach(std::move(tcp), std::move(tls));
+  if (!accepted.ok()) {
+    RLOG_WARN("assoc=%llu accept failed: %s", static_cast<unsigned long long>(id_), accepted.message().c_str());
     StartClose();
     return false;
   }
-  // Nagle off: every PDU leaves at once (a C-STORE-RSP must not wait).
-  uv_tcp_nodelay(&tcp_, 1);
-  peer_ = PeerName(&tcp_);
-  RLOG_INFO("%s event=connect%s", Prefix().c_str(), tls_ ? " tls=1" : "");
-  Fsm(Event::kEvt5, nullptr, {});
-  reading_ = true;
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &ScpAssociation::OnAlloc, &ScpAssociation::OnRead);
+  Begin();
+  return true;
+}
+
+void ScpAssociation::Start(std::unique_ptr<Transport> transport, std::shared_ptr<TlsContext> tls) {
+  Attach(std::move(transport), std::move(tls));
+  Begin();
+}
+
+void ScpAssociation::Attach(std::unique_ptr<Transport> transport, std::shared_ptr<TlsContext> tls) {
+  conn_.Attach(std::move(transport), std::move(tls));
+  uv_timer_init(server_->loop(), &idle_);
+  handles_open_ = 2;
+}
+
+void ScpAssociation::Begin() {
+  peer_ = conn_.peer_address();
+  RLOG_INFO("%s event=connect%s", Prefix().c_str(), conn_.tls() ? " tls=1" : "");
+  conn_.Fsm(Event::kEvt5);
+  conn_.StartReading();
   ResetIdleTimer();
-  return true;
 }
 
-// ---- state machine plumbing ------------------------------------------------
+// ---- the connection's events -----------------------------------------------------
 
-void ScpAssociation::Fsm(Event event, const ul::Pdu* pdu, std::vector<uint8_t> bytes) {
-  if (in_fsm_) {
-    // A local primitive issued from inside an indication: run it after the
-    // current transition has completed.
-    deferred_.push_back(Deferred{event, std::move(bytes)});
-    return;
+void ScpAssociation::OnTransportFailed(const TransportFailure& f) {
+  switch (f.kind) {
+    case TransportFailure::Kind::kPeerClosed:
+    case TransportFailure::Kind::kRead:
+      return ConnectionLost(f);
+    case TransportFailure::Kind::kWrite:
+      RLOG_WARN("%s write failed: %s", Prefix().c_str(), f.message.c_str());
+      break;
+    case TransportFailure::Kind::kTlsReceive:
+      RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), f.message.c_str());
+      if (Metrics* m = server_->metrics()) m->AssociationRejected("tls");
+      if (AuditLog* a = server_->audit()) {  // a peer retrying in a loop is one record and a count
+        a->RecordRefusal("association", AuditAddressOf(peer_),
+                         {{"peer", peer_}, {"result", "rejected"}, {"reason", f.message}, {"tls", "1"}}, {"reason"});
+      }
+      break;
+    case TransportFailure::Kind::kTlsSend:
+      RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), f.message.c_str());
+      break;
+    case TransportFailure::Kind::kConnect:  // an acceptor does not connect
+      break;
   }
-  in_fsm_ = true;
-  ul::State before = fsm_.state();
-  ul::Action action = fsm_.Handle(event, pdu, std::move(bytes));
-  RLOG_DEBUG("%s fsm %s %s %s -> %s", Prefix().c_str(), ul::StateName(before), ul::EventName(event),
-             ul::ActionName(action), ul::StateName(fsm_.state()));
-  in_fsm_ = false;
-  while (!deferred_.empty()) {
-    Deferred d = std::move(deferred_.front());
-    deferred_.pop_front();
-    Fsm(d.event, nullptr, std::move(d.bytes));
+  StartClose();
+}
+
+// The peer closed the connection or reading failed (Evt17).
+void ScpAssociation::ConnectionLost(const TransportFailure& f) {
+  if (f.kind == TransportFailure::Kind::kRead) RLOG_WARN("%s read error: %s", Prefix().c_str(), f.message.c_str());
+  ul::State s = conn_.state();
+  conn_.Fsm(Event::kEvt17);
+  if (s != ul::State::kSta13 && s != ul::State::kSta1) {
+    RLOG_WARN("%s event=connection-lost state=%s pending=%zu", Prefix().c_str(), ul::StateName(s),
+              pending_.size());
   }
+  StartClose();
 }
 
-void ScpAssociation::ConnectTransport() {}  // SCP never requests a connection.
-void ScpAssociation::OnTransportConnected() {}
-void ScpAssociation::OnAssociateAccepted(const ul::AssociateAc&) {}
-void ScpAssociation::OnAssociateRejected(const ul::AssociateRj&) {}
-void ScpAssociation::OnReleaseConfirm() {}
-
-void ScpAssociation::SendPdu(std::vector<uint8_t> bytes) {
-  if (closing_ || bytes.empty()) return;
-  if (tls_) {
-    Status s = tls_->Send(bytes);
-    if (!s.ok()) {
-      RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), s.message().c_str());
-      StartClose();
-      return;
-    }
-    FlushTls();
-    return;
-  }
-  WriteRaw(std::move(bytes));
+void ScpAssociation::OnTlsEstablished() {
+  std::string subject = conn_.tls()->PeerSubject();
+  RLOG_INFO("%s event=tls-established protocol=\"%s\" peer_certificate=\"%s\"", Prefix().c_str(),
+            conn_.tls()->Description().c_str(), subject.empty() ? "none" : subject.c_str());
 }
 
-void ScpAssociation::FlushTls() {
-  std::vector<uint8_t> out;
-  tls_->TakeOutput(&out);
-  if (!out.empty()) WriteRaw(std::move(out));
+void ScpAssociation::OnBytesReceived(size_t n) {
+  bytes_received_ += n;
+  ResetIdleTimer();
 }
 
-bool ScpAssociation::HandleTlsRead(size_t n) {
-  tls_plain_.clear();
-  Status s = tls_->Receive(std::span<const uint8_t>(tls_buf_.data(), n), &tls_plain_);
-  FlushTls();  // handshake messages, alerts
-  if (!s.ok() && s.code() != Status::Code::kUnavailable) {
-    RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), s.message().c_str());
-    if (Metrics* m = server_->metrics()) m->AssociationRejected("tls");
-    if (AuditLog* a = server_->audit()) {  // a peer retrying in a loop is one record and a count
-      a->RecordRefusal("association", AuditAddressOf(peer_),
-                       {{"peer", peer_}, {"result", "rejected"}, {"reason", s.message()}, {"tls", "1"}}, {"reason"});
-    }
-    StartClose();
-    return false;
-  }
-  if (!tls_logged_ && tls_->handshake_done()) {
-    tls_logged_ = true;
-    std::string subject = tls_->PeerSubject();
-    RLOG_INFO("%s event=tls-established protocol=\"%s\" peer_certificate=\"%s\"", Prefix().c_str(),
-              tls_->Description().c_str(), subject.empty() ? "none" : subject.c_str());
-  }
-  if (!tls_plain_.empty()) {
-    std::span<uint8_t> tail = in_.WritableTail(tls_plain_.size());
-    std::memcpy(tail.data(), tls_plain_.data(), tls_plain_.size());
-    in_.Commit(tls_plain_.size());
-  }
-  return true;
-}
-
-void ScpAssociation::WriteRaw(std::vector<uint8_t> bytes) {
-  auto* w = new WriteReq;
-  w->bytes = std::move(bytes);
-  w->req.data = this;
-  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(w->bytes.data()), w->bytes.size());
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, &ScpAssociation::OnWrite);
-  if (rc != 0) {
-    delete w;
-    RLOG_WARN("%s write failed: %s", Prefix().c_str(), uv_strerror(rc));
-    StartClose();
-  }
-}
-
-void ScpAssociation::OnWrite(uv_write_t* req, int status) noexcept {
-  auto* w = reinterpret_cast<WriteReq*>(req);
-  auto* self = static_cast<ScpAssociation*>(req->data);
-  delete w;
-  if (status != 0 && status != UV_ECANCELED && !self->closing_) {
-    RLOG_WARN("%s write failed: %s", self->Prefix().c_str(), uv_strerror(status));
-    self->StartClose();
-  }
-}
-
-void ScpAssociation::CloseTransport() { StartClose(); }
-
-void ScpAssociation::StartArtim() {
-  if (closing_) return;
-  uv_timer_start(&artim_, &ScpAssociation::OnArtim, server_->settings().artim_timeout_ms, 0);
-}
-
-void ScpAssociation::StopArtim() {
-  if (closing_) return;
-  uv_timer_stop(&artim_);
-}
-
-void ScpAssociation::OnArtim(uv_timer_t* t) noexcept {
-  auto* self = static_cast<ScpAssociation*>(t->data);
-  RLOG_WARN("%s ARTIM timer expired in %s", self->Prefix().c_str(), ul::StateName(self->fsm_.state()));
-  self->Fsm(Event::kEvt18, nullptr, {});
-  self->StartClose();
+// A protocol error raised inside the PDU's indication is handled now.
+void ScpAssociation::OnPduHandled() {
+  if (!pending_protocol_error_) return;
+  auto [reason, why] = *pending_protocol_error_;
+  pending_protocol_error_.reset();
+  ProtocolError(reason, why);
 }
 
 void ScpAssociation::ResetIdleTimer() {
@@ -292,13 +208,13 @@ void ScpAssociation::OnIdle(uv_timer_t* t) noexcept {
   }
   RLOG_WARN("%s idle for %llu s in %s: aborting", self->Prefix().c_str(),
             static_cast<unsigned long long>(self->server_->settings().idle_timeout_ms / 1000),
-            ul::StateName(self->fsm_.state()));
+            ul::StateName(self->conn_.state()));
   self->AbortNow("idle timeout");
 }
 
 void ScpAssociation::AbortNow(const char* why) {
   if (closing_) return;
-  ul::State s = fsm_.state();
+  ul::State s = conn_.state();
   if (s == ul::State::kSta1 || s == ul::State::kSta13) {
     StartClose();
     return;
@@ -306,105 +222,34 @@ void ScpAssociation::AbortNow(const char* why) {
   RLOG_INFO("%s event=abort-sent reason=\"%s\"", Prefix().c_str(), why);
   std::vector<uint8_t> bytes;
   ul::EncodeAbort(ul::Abort{ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified}, &bytes);
-  Fsm(Event::kEvt15, nullptr, std::move(bytes));
+  conn_.Fsm(Event::kEvt15, nullptr, std::move(bytes));
   // AA-1 leaves us in Sta13 waiting for the peer to close; do not wait.
   StartClose();
 }
 
-// ---- reading ------------------------------------------------------------------
-
-void ScpAssociation::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
-  auto* self = static_cast<ScpAssociation*>(h->data);
-  if (self->tls_) {
-    self->tls_buf_.resize(kReadChunk);
-    buf->base = reinterpret_cast<char*>(self->tls_buf_.data());
-    buf->len = self->tls_buf_.size();
-    return;
-  }
-  std::span<uint8_t> tail = self->in_.WritableTail(kReadChunk);
-  buf->base = reinterpret_cast<char*>(tail.data());
-  buf->len = tail.size();
-}
-
-void ScpAssociation::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept {
-  static_cast<ScpAssociation*>(s->data)->HandleRead(nread);
-}
-
-void ScpAssociation::HandleRead(ssize_t nread) {
-  if (closing_) return;
-  if (nread < 0) {
-    if (nread != UV_EOF) RLOG_WARN("%s read error: %s", Prefix().c_str(), uv_strerror(nread));
-    ul::State s = fsm_.state();
-    Fsm(Event::kEvt17, nullptr, {});
-    if (s != ul::State::kSta13 && s != ul::State::kSta1) {
-      RLOG_WARN("%s event=connection-lost state=%s pending=%zu", Prefix().c_str(), ul::StateName(s),
-                pending_.size());
-    }
-    StartClose();
-    return;
-  }
-  if (nread == 0) return;
-  if (tls_) {
-    if (!HandleTlsRead(static_cast<size_t>(nread))) return;
-  } else {
-    in_.Commit(static_cast<size_t>(nread));
-  }
-  bytes_received_ += static_cast<uint64_t>(nread);
-  RearmQuickAck(&tcp_);  // defeat a Nagle-on sender's stall
-  ResetIdleTimer();
-  ProcessInput();
-}
-
-void ScpAssociation::ProcessInput() {
-  while (!closing_ && !input_dead_ && !in_.empty()) {
-    std::span<const uint8_t> avail = in_.Unread();
-    ul::DecodeResult r = ul::DecodePdu(avail, limits_);
-    if (r.kind == ul::DecodeResult::Kind::kNeedMore) break;
-    if (r.kind == ul::DecodeResult::Kind::kInvalid) {
-      ProtocolError(r.abort_reason, r.error);
-      break;
-    }
-    in_.Consume(r.consumed);
-    Fsm(ul::StateMachine::EventFor(r.pdu), &r.pdu, {});
-    if (pending_protocol_error_) {
-      auto [reason, why] = *pending_protocol_error_;
-      pending_protocol_error_.reset();
-      ProtocolError(reason, why);
-      break;
-    }
-  }
-}
-
 void ScpAssociation::ProtocolError(ul::AbortReason reason, const std::string& why) {
-  if (in_fsm_) {  // raised from inside an indication: handle after it
+  if (conn_.in_fsm()) {  // raised from inside an indication: handle after it (OnPduHandled)
     if (!pending_protocol_error_) pending_protocol_error_.emplace(reason, why);
     return;
   }
   RLOG_WARN("%s event=protocol-error state=%s reason=\"%s\": sending A-ABORT", Prefix().c_str(),
-            ul::StateName(fsm_.state()), why.c_str());
-  input_dead_ = true;
+            ul::StateName(conn_.state()), why.c_str());
+  conn_.StopInput();
   std::vector<uint8_t> bytes;
   ul::EncodeAbort(ul::Abort{ul::AbortSource::kServiceProvider, reason}, &bytes);
-  Fsm(Event::kEvt19, nullptr, std::move(bytes));
+  conn_.Fsm(Event::kEvt19, nullptr, std::move(bytes));
   DropIncoming();
   // Do not wait for the peer (it may be hostile): close once the abort is out.
   StartClose();
 }
 
-void ScpAssociation::PauseReading() {
-  if (paused_ || closing_) return;
-  paused_ = true;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-}
-
 void ScpAssociation::MaybeResumeReading() {
-  if (!paused_ || closing_) return;
+  if (!conn_.paused() || closing_) return;
   if (incoming_ && incoming_->writer &&
       incoming_->writer->UncommittedBytes() > server_->settings().max_uncommitted_bytes) {
     return;
   }
-  paused_ = false;
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &ScpAssociation::OnAlloc, &ScpAssociation::OnRead);
+  conn_.ResumeReading();
 }
 
 // ---- association negotiation ---------------------------------------------------
@@ -427,7 +272,7 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
                        {"reason", "calling_ae", "called_ae"});
     }
     ul::EncodeAssociateRj(ul::AssociateRj{result, source, reason}, &bytes);
-    Fsm(Event::kEvt8, nullptr, std::move(bytes));
+    conn_.Fsm(Event::kEvt8, nullptr, std::move(bytes));
   };
   // PS3.8 9.3.2: only bit 0 of the protocol version is tested.
   if ((rq.protocol_version & 1) == 0) {
@@ -503,12 +348,12 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   if (AuditLog* a = server_->audit()) {
     a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_}, {"peer", peer_},
                               {"result", "accepted"}, {"user", access.user},
-                              {"tls", tls_ ? tls_->Description() : std::string()}});
+                              {"tls", conn_.tls() ? conn_.tls()->Description() : std::string()}});
   }
   RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
             Prefix().c_str(), LogToken(called_ae_).c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
             LogToken(rq.user_info.implementation_class_uid).c_str());
-  Fsm(Event::kEvt7, nullptr, std::move(bytes));
+  conn_.Fsm(Event::kEvt7, nullptr, std::move(bytes));
 }
 
 // ---- data transfer -------------------------------------------------------------
@@ -649,7 +494,7 @@ void ScpAssociation::HandleData(const ul::Pdv& pdv) {
       }
     }
     if (in.writer && in.writer->UncommittedBytes() > server_->settings().max_uncommitted_bytes) {
-      PauseReading();
+      conn_.PauseReading();
     }
   }
   if (pdv.is_last) FinishIncoming();
@@ -852,7 +697,7 @@ void ScpAssociation::SendCommand(uint8_t context_id, const dimse::Command& cmd) 
       return;
     }
     pdu.insert(pdu.end(), body.begin() + off, body.begin() + off + n);
-    Fsm(Event::kEvt9, nullptr, std::move(pdu));
+    conn_.Fsm(Event::kEvt9, nullptr, std::move(pdu));
     off += n;
   } while (off < body.size());
 }
@@ -877,7 +722,7 @@ void ScpAssociation::SendReleaseResponseIfIdle() {
   RLOG_INFO("%s event=released objects=%llu failed=%llu bytes=%llu", Prefix().c_str(),
             static_cast<unsigned long long>(objects_ok_), static_cast<unsigned long long>(objects_failed_),
             static_cast<unsigned long long>(bytes_received_));
-  Fsm(Event::kEvt14, nullptr, std::move(bytes));
+  conn_.Fsm(Event::kEvt14, nullptr, std::move(bytes));
 }
 
 void ScpAssociation::OnAbort(const std::optional<ul::Abort>& abort) {
@@ -904,18 +749,19 @@ void ScpAssociation::StartClose() {
   std::erase_if(PendingArrivals(), [this](const auto& e) { return e.first.first == this; });
   if (established_) server_->OnEstablished(-1);
   established_ = false;
-  uv_timer_stop(&artim_);
   uv_timer_stop(&idle_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ScpAssociation::OnClose);
-  uv_close(reinterpret_cast<uv_handle_t*>(&artim_), &ScpAssociation::OnClose);
+  conn_.Close();
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), &ScpAssociation::OnClose);
   RLOG_INFO("%s event=closed objects=%llu failed=%llu", Prefix().c_str(),
             static_cast<unsigned long long>(objects_ok_), static_cast<unsigned long long>(objects_failed_));
 }
 
 void ScpAssociation::OnClose(uv_handle_t* h) noexcept {
-  auto* self = static_cast<ScpAssociation*>(h->data);
-  if (--self->handles_open_ == 0) self->server_->OnAssociationClosed(self->id_);  // deletes self
+  static_cast<ScpAssociation*>(h->data)->HandleClosed();  // may destroy the association
+}
+
+void ScpAssociation::HandleClosed() {
+  if (--handles_open_ == 0) server_->OnAssociationClosed(id_);  // deletes this
 }
 
 }  // namespace relais::router

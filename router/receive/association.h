@@ -1,11 +1,14 @@
-// ScpAssociation: one accepted TCP connection and the DICOM association on
-// it, from transport indication to close. Glues the libuv stream, the PDU
-// decoder, the PS3.8 state machine, DIMSE and the store.
+// ScpAssociation: one accepted connection and the DICOM association on it,
+// from transport indication to close: negotiation, access control, DIMSE
+// (C-ECHO, C-STORE into the store, routing decisions), release and abort.
+// Below DIMSE (transport, TLS, PDUs, the PS3.8 state machine, ARTIM) it is
+// an UlConnection's user (router/net/ul_connection.h).
 //
-// Ownership: created and owned by Server; destroyed by Server after its TCP
-// handle's close callback ran. Thread: the loop thread only; store
-// completions reach it through Server::Post and the association id (the
-// association may be gone by then).
+// Ownership: created and owned by Server; destroyed by Server (from
+// Server::OnAssociationClosed) once its connection and idle timer have
+// closed. Thread: the loop thread only; store completions reach it through
+// Server::Post and the association id (the association may be gone by
+// then).
 #ifndef RELAIS_ROUTER_RECEIVE_ASSOCIATION_H_
 #define RELAIS_ROUTER_RECEIVE_ASSOCIATION_H_
 
@@ -19,21 +22,21 @@
 #include <unordered_map>
 #include <vector>
 
-#include "router/receive/dataset_header.h"
+#include "router/net/ul_connection.h"
 #include "router/protocol/dimse.h"
 #include "router/protocol/fsm.h"
 #include "router/protocol/pdu.h"
-#include "router/protocol/pdu_input.h"
+#include "router/receive/dataset_header.h"
 #include "rules/routing.h"
 #include "store/store.h"
 
 namespace relais::router {
 
 class Server;
-class TlsChannel;
 class TlsContext;
+class Transport;
 
-class ScpAssociation : public ul::Effects {
+class ScpAssociation : private UlConnection::User {
  public:
   ScpAssociation(Server* server, uint64_t id);
   ~ScpAssociation() override;
@@ -42,31 +45,18 @@ class ScpAssociation : public ul::Effects {
   // with `tls`, the connection speaks DICOM TLS (router/net/tls.h). Returns
   // false (and closes) if the accept fails.
   bool Start(uv_stream_t* listener, std::shared_ptr<TlsContext> tls = nullptr);
+  // The same over a connected `transport` (router/net/transport.h; tests:
+  // a scripted fake peer).
+  void Start(std::unique_ptr<Transport> transport, std::shared_ptr<TlsContext> tls = nullptr);
   // Sends an A-ABORT (service user) and closes. Used at shutdown.
   void AbortNow(const char* why);
 
   uint64_t id() const { return id_; }
-  uv_tcp_t* tcp() { return &tcp_; }
 
   // Store callbacks, delivered on the loop thread by Server.
   void OnStoreCommitted(uint16_t message_id, Status status, const store::ObjectMeta& meta);
   // Store progress: resume reading if back-pressure paused us.
   void MaybeResumeReading();
-
-  // ul::Effects
-  void ConnectTransport() override;
-  void SendPdu(std::vector<uint8_t> bytes) override;
-  void CloseTransport() override;
-  void StartArtim() override;
-  void StopArtim() override;
-  void OnAssociateRequest(const ul::AssociateRq& rq) override;
-  void OnAssociateAccepted(const ul::AssociateAc& ac) override;
-  void OnAssociateRejected(const ul::AssociateRj& rj) override;
-  void OnTransportConnected() override;
-  void OnPData(const ul::PData& pdata) override;
-  void OnReleaseRequest() override;
-  void OnReleaseConfirm() override;
-  void OnAbort(const std::optional<ul::Abort>& abort) override;
 
  private:
   // An accepted presentation context.
@@ -87,20 +77,34 @@ class ScpAssociation : public ul::Effects {
     uint64_t bytes = 0;
   };
 
-  static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) noexcept;
-  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
-  static void OnWrite(uv_write_t* req, int status) noexcept;
   static void OnClose(uv_handle_t* h) noexcept;
-  static void OnArtim(uv_timer_t* t) noexcept;
   static void OnIdle(uv_timer_t* t) noexcept;
 
-  // Runs one state machine event; primitives issued from inside an
-  // indication are queued and run after the current transition.
-  void Fsm(ul::Event event, const ul::Pdu* pdu, std::vector<uint8_t> bytes);
+  // UlConnection::User
+  std::string LogPrefix() const override { return Prefix(); }
+  void OnAssociateRequest(const ul::AssociateRq& rq) override;
+  void OnAssociateAccepted(const ul::AssociateAc&) override {}  // we never request
+  void OnAssociateRejected(const ul::AssociateRj&) override {}
+  void OnTransportConnected() override {}
+  void OnPData(const ul::PData& pdata) override;
+  void OnReleaseRequest() override;
+  void OnReleaseConfirm() override {}
+  void OnAbort(const std::optional<ul::Abort>& abort) override;
+  void OnCloseNeeded() override { StartClose(); }
+  void OnTransportFailed(const TransportFailure& failure) override;
+  void OnInvalidPdu(ul::AbortReason reason, const std::string& why) override { ProtocolError(reason, why); }
+  void OnConnectionClosed() override { HandleClosed(); }
+  void OnBytesReceived(size_t n) override;
+  void OnPduHandled() override;
+  void OnTlsEstablished() override;
+
+  // Takes the transport and initialises the idle timer.
+  void Attach(std::unique_ptr<Transport> transport, std::shared_ptr<TlsContext> tls);
+  // Transport indication (Evt5), reading, the idle timer.
+  void Begin();
+  void ConnectionLost(const TransportFailure& failure);
   void FlushResponses();
   void DropIncoming();
-  void HandleRead(ssize_t nread);
-  void ProcessInput();
   void ProtocolError(ul::AbortReason reason, const std::string& why);
   void HandleCommand(uint8_t context_id);
   void HandleData(const ul::Pdv& pdv);
@@ -110,22 +114,17 @@ class ScpAssociation : public ul::Effects {
   bool Route(dicom::HeaderParser& header, store::ObjectMeta* meta, uint16_t* status, std::string* reason);
   void SendCommand(uint8_t context_id, const dimse::Command& cmd);
   void SendReleaseResponseIfIdle();
-  void PauseReading();
   void StartClose();
+  void HandleClosed();  // the connection or the idle timer closed; may destroy this
   void ResetIdleTimer();
-  std::string Prefix() const;  // "assoc=12 calling=CTSCAN1"
+  std::string Prefix() const;  // "assoc=12 peer=10.0.0.5:4711 calling=CTSCAN1"
 
   Server* server_;
   uint64_t id_;
-  uv_tcp_t tcp_;
-  uv_timer_t artim_;
+  UlConnection conn_;  // transport, TLS, PDUs, state machine, ARTIM
   uv_timer_t idle_;
-  int handles_open_ = 0;
+  int handles_open_ = 0;  // the connection and idle_, once started
   bool closing_ = false;
-  bool reading_ = false;
-  bool paused_ = false;
-  ul::StateMachine fsm_;
-  ul::DecodeLimits limits_;
   std::string peer_;
   std::string calling_ae_;
   std::string called_ae_;
@@ -136,17 +135,6 @@ class ScpAssociation : public ul::Effects {
   std::shared_ptr<const rules::RuleSet> rules_;
   rules::AssociationFacts facts_;
   rules::Decision decision_;  // reused: no allocation per object once warm
-
-  PduInputBuffer in_;  // received bytes not yet decoded
-  // DICOM TLS: ciphertext is read into tls_buf_, decrypted into in_.
-  std::unique_ptr<TlsChannel> tls_;
-  std::vector<uint8_t> tls_buf_;
-  std::vector<uint8_t> tls_plain_;
-  bool tls_logged_ = false;
-  void WriteRaw(std::vector<uint8_t> bytes);
-  void FlushTls();
-  // Decrypts what was read; false when the association is closing.
-  bool HandleTlsRead(size_t n);
 
   // Command being reassembled from command PDVs.
   std::vector<uint8_t> command_bytes_;
@@ -165,14 +153,7 @@ class ScpAssociation : public ul::Effects {
   std::deque<Pending> pending_;
   bool release_requested_ = false;
   bool established_ = false;  // counted in Server::established_count()
-  bool input_dead_ = false;   // a protocol error: ignore further input
-
-  struct Deferred {
-    ul::Event event;
-    std::vector<uint8_t> bytes;
-  };
-  bool in_fsm_ = false;
-  std::deque<Deferred> deferred_;
+  // A protocol error found inside an indication: handled after it.
   std::optional<std::pair<ul::AbortReason, std::string>> pending_protocol_error_;
 
   uint64_t objects_ok_ = 0;

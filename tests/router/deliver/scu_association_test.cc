@@ -245,37 +245,6 @@ class ScuAssociationTest : public ::testing::Test {
   Child peer_;
 };
 
-// ---- Outcome classification (PS3.7 Annex C, PS3.4 B.2.3) ----
-
-TEST(OutcomeTest, StatusesAreClassifiedAndRetriedAsThePolicySays) {
-  EXPECT_EQ(ClassifyStatus(0x0000), Outcome::Kind::kSuccess);
-  for (uint16_t w : {0xB000, 0xB007, 0xB006, 0x0001, 0x0107}) EXPECT_EQ(ClassifyStatus(w), Outcome::Kind::kWarning) << w;
-  for (uint16_t f : {0xA700, 0xA7FF, 0xA900, 0xC000, 0xC123, 0x0122, 0x0124, 0x0211, 0xFF00}) {
-    EXPECT_EQ(ClassifyStatus(f), Outcome::Kind::kFailure) << f;
-  }
-  auto failure = [](uint16_t st) {
-    Outcome o;
-    o.kind = ClassifyStatus(st);
-    o.status = st;
-    return o;
-  };
-  EXPECT_TRUE(failure(0xA700).IsTransient());
-  EXPECT_TRUE(failure(0xA7A1).IsTransient());
-  EXPECT_FALSE(failure(0xA900).IsTransient());
-  EXPECT_FALSE(failure(0xC000).IsTransient());
-  EXPECT_FALSE(failure(0x0122).IsTransient());
-  EXPECT_FALSE(failure(0x0000).IsTransient());
-  Outcome rj;
-  rj.kind = Outcome::Kind::kRejected;
-  rj.reject_result = ul::RejectResult::kTransient;
-  EXPECT_TRUE(rj.IsTransient());
-  rj.reject_result = ul::RejectResult::kPermanent;
-  EXPECT_FALSE(rj.IsTransient());
-  Outcome nc;
-  nc.kind = Outcome::Kind::kNoContext;
-  EXPECT_FALSE(nc.IsTransient());
-}
-
 // ---- real peers ----
 
 TEST_F(ScuAssociationTest, EchoWithStorescp) {
