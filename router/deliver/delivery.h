@@ -167,8 +167,10 @@ class DeliveryScheduler {
   void DeadLetterUnreadable(Dest* d, Sender* s, const Row& row, const std::string& why);
   // The Store() completion of `row` on `s`: OnSent, unless shutting down.
   std::function<void(Outcome o, uint64_t bytes)> SendDone(Dest* d, Sender* s, const Row& row);
-  void OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes);
   void OnSenderClosed(Dest* d, Sender* s);
+  // What outcomes do (delivery_outcome.cc): OnSent, LinkFailure,
+  // LinkSuccess, Finish.
+  void OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes);
   // Backs the destination off; when `log_head`, the first waiting row
   // carries the attempt in its log.
   void LinkFailure(Dest* d, const Outcome& o, const std::string& association, bool log_head);
