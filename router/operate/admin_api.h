@@ -1,5 +1,7 @@
 // Room router/operate/ (DESIGN.md, "The rooms of router/"): running the
-// box. The admin API (admin_api.h) and its HTTP side (admin_http.h), the
+// box. The admin API (admin_api.h: the route table in admin_api.cc, its
+// request helpers in admin_request.h, the GET views in admin_views.cc, the
+// POST actions in admin_actions.cc) and its HTTP side (admin_http.h), the
 // dashboard (dashboard.h, dashboard.html), the /metrics page
 // (prometheus.h), alerts (alerts.h), the storage watch (storage_watch.h),
 // systemd notification (service_notify.h) and queue actions shared with the
@@ -119,14 +121,27 @@ class AdminApi {
     AdminRole role = AdminRole::kNone;
     uint8_t hash[32] = {};
   };
-  struct Route;
-  struct Ctx;
+  struct Ctx;         // one request in progress (admin_request.h)
+  struct Route;       // one row of the route table (admin_api.cc)
+  struct RouteMatch;  // what the table says about a path
+  using RouteArgs = std::vector<std::string>;  // the path segments a route's "{}" matched
+
+  // Handle's steps: the request in progress with its answer hook (the log
+  // line and the count); then the route table, authentication, 404, 405 and
+  // the role check; then the route's handler.
+  std::shared_ptr<Ctx> Start(const AdminRequest& req, Respond respond);
+  void Dispatch(Ctx& c);
+  static RouteMatch FindRoute(const std::string& method, const std::string& path);
 
   const Token* Authenticate(const std::string& authorization) const;
   void Refuse(Ctx& c, int status, const std::string& why);
   void Audit(const Ctx& c, std::string_view result, int status, std::string_view detail);
   const std::vector<store::Store::QueueSummary>* Queues();
+  // Bytes per second delivered to `destination`, from its bytes_sent now
+  // and at the last sample at least a second before (rates_).
+  double BytesPerSecond(const std::string& destination, uint64_t bytes_sent, int64_t now_ms);
 
+  // Read views, GET (admin_views.cc).
   void Healthz(Ctx& c);
   void Readyz(Ctx& c);
   void Dashboard(Ctx& c);
@@ -137,6 +152,7 @@ class AdminApi {
   void Object(Ctx& c, const std::string& uid);
   void Failures(Ctx& c);
   void Throughput(Ctx& c);
+  // Actions, POST; audited whatever their result (admin_actions.cc).
   void QueueAction(Ctx& c, bool purge);
   void PauseResume(Ctx& c, const std::string& name, bool pause);
   void RulesReload(Ctx& c);

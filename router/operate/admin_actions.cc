@@ -1,0 +1,175 @@
+// AdminApi's actions (router/operate/admin_api.h): retry and purge of queue
+// rows, pause and resume of a destination, rules reload. Each is audited
+// with its token whatever its result; those that wait for a store commit or
+// a reload answer later, on the loop thread.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/json_safe.h"
+#include "base/log.h"
+#include "router/deliver/delivery.h"
+#include "router/operate/admin_api.h"
+#include "router/operate/admin_request.h"
+#include "router/operate/queue_ops.h"
+#include "router/receive/server.h"
+
+namespace relais::router {
+
+using admin::json;
+
+namespace {
+
+// The rows a retry or purge body names: {"dead":true}, {"uids":[...]},
+// {"destination":"NAME"} (docs/admin-api.md). False with *error for a 400.
+bool ParseQueueSelection(const std::string& text, bool purge, QueueSelection* sel, std::string* error) {
+  json body;
+  if (!admin::ParseBody(text, {"dead", "uids", "destination"}, &body, error)) return false;
+  auto fail = [&](const char* why) {
+    *error = why;
+    return false;
+  };
+  if (body.contains("dead")) {
+    if (!body["dead"].is_boolean()) return fail("\"dead\" must be true or false");
+    sel->dead = body["dead"].get<bool>();
+  }
+  if (body.contains("destination")) {
+    if (!body["destination"].is_string() || body["destination"].get<std::string>().empty())
+      return fail("\"destination\" must be a non-empty string (a destination name)");
+    sel->destination = body["destination"].get<std::string>();
+  }
+  if (body.contains("uids")) {
+    const json& u = body["uids"];
+    if (!u.is_array()) return fail("\"uids\" must be an array of SOP Instance UID strings");
+    if (u.size() > 10000) return fail("at most 10000 uids per request");
+    for (const json& x : u) {
+      if (!x.is_string() || x.get<std::string>().empty() || x.get<std::string>().size() > 64)
+        return fail("\"uids\" must be an array of SOP Instance UID strings (1-64 characters)");
+      sel->uids.push_back(x.get<std::string>());
+    }
+    if (sel->uids.empty()) return fail("\"uids\" is empty: name at least one SOP Instance UID");
+  }
+  if (purge ? (!sel->dead && sel->uids.empty() && sel->destination.empty()) : (!sel->dead && sel->uids.empty())) {
+    return fail(purge ? "say what to purge: {\"dead\":true}, {\"uids\":[...]} or {\"destination\":\"NAME\"}"
+                      : "say what to retry: {\"dead\":true} or {\"uids\":[...]} (optionally \"destination\")");
+  }
+  return true;
+}
+
+}  // namespace
+
+void AdminApi::QueueAction(Ctx& c, bool purge) {
+  const char* verb = purge ? "purge" : "retry";
+  auto fail = [&](int status, const std::string& why) {
+    Audit(c, status >= 500 ? "failed" : "refused", status, why);
+    c.respond({status, "application/json", admin::ErrorBody(why), {}, ""});
+  };
+  QueueSelection sel;
+  std::string error;
+  if (!ParseQueueSelection(c.req.body, purge, &sel, &error)) return fail(400, error);
+  if (src_.store == nullptr || !src_.post) return fail(409, "no store to act on");
+  std::string who = "admin API " + std::string(verb) + " (token " + (c.token ? c.token->name : "") + ")";
+  Result<QueuePlan> planned =
+      PlanQueueAction(*src_.store, sel, purge ? QueueAction::kPurge : QueueAction::kRetry, who, now_());
+  if (!planned.ok()) return fail(500, "store: " + planned.status().message());
+  if (!planned->unknown_uids.empty()) {
+    std::string list;
+    for (const std::string& u : planned->unknown_uids) list += (list.empty() ? "" : ", ") + u;
+    Audit(c, "refused", 404, "unknown uids: " + list);
+    c.respond({404, "application/json",
+               JsonDump(json{{"error", "no stored object has these SOP Instance UIDs (nothing was done): " + list},
+                             {"unknown_uids", planned->unknown_uids}}),
+               {}, ""});
+    return;
+  }
+  const size_t n = planned->updates.size();
+  const char* key = purge ? "purged" : "requeued";
+  if (n == 0) {
+    Audit(c, "ok", 200, std::string(key) + " 0");
+    c.respond({200, "application/json", JsonDump(json{{key, 0}}), {}, ""});
+    return;
+  }
+  std::shared_ptr<Ctx> keep = c.shared_from_this();
+  std::shared_ptr<bool> alive = alive_;
+  auto post = src_.post;
+  std::vector<std::string> dests(planned->destinations.begin(), planned->destinations.end());
+  src_.store->UpdateQueue(std::move(planned->updates), [this, keep, alive, post, n, key, purge,
+                                                        dests = std::move(dests)](relais::Status st) {
+    post([this, keep, alive, n, key, purge, dests, st] {
+      if (!*alive) return;
+      if (!st.ok()) {
+        std::string why = "store: " + st.message();
+        Audit(*keep, "failed", 500, why);
+        keep->respond({500, "application/json", admin::ErrorBody(why), {}, ""});
+        return;
+      }
+      if (!purge && src_.delivery != nullptr) src_.delivery->Wake(dests);
+      RLOG_INFO("event=admin-%s rows=%zu token=\"%s\" client=%s", key, n,
+                keep->token ? keep->token->name.c_str() : "", keep->req.client.c_str());
+      Audit(*keep, "ok", 200, std::string(key) + " " + std::to_string(n));
+      keep->respond({200, "application/json", JsonDump(json{{key, n}}), {}, ""});
+    });
+  });
+}
+
+void AdminApi::PauseResume(Ctx& c, const std::string& name, bool pause) {
+  json body;
+  std::string error;
+  auto fail = [&](int status, const std::string& why) {
+    Audit(c, status >= 500 ? "failed" : "refused", status, why);
+    c.respond({status, "application/json", admin::ErrorBody(why), {}, ""});
+  };
+  if (!admin::ParseBody(c.req.body, {}, &body, &error)) return fail(400, error);
+  if (src_.delivery == nullptr) return fail(409, "delivery is not running");
+  relais::Status st = pause ? src_.delivery->Pause(name) : src_.delivery->Resume(name);
+  if (st.IsNotFound()) return fail(404, "no destination named " + name + " in the current rules");
+  if (!st.ok()) return fail(500, st.message());
+  RLOG_INFO("event=admin-%s destination=%s token=\"%s\"", pause ? "pause" : "resume", name.c_str(),
+            c.token ? c.token->name.c_str() : "");
+  Audit(c, "ok", 200, std::string(pause ? "paused " : "resumed ") + name);
+  c.respond({200, "application/json", JsonDump(json{{"destination", name}, {"paused", pause}}), {}, ""});
+}
+
+void AdminApi::RulesReload(Ctx& c) {
+  json body;
+  std::string error;
+  auto fail = [this](Ctx& ctx, int status, const std::string& why, json extra) {
+    Audit(ctx, status >= 500 ? "failed" : "refused", status, why);
+    json j = {{"error", why}};
+    if (!extra.is_null()) j["errors"] = extra;
+    ctx.respond({status, "application/json", JsonDump(j), {}, ""});
+  };
+  if (!admin::ParseBody(c.req.body, {}, &body, &error)) return fail(c, 400, error, nullptr);
+  if (src_.server == nullptr || src_.rules_path.empty())
+    return fail(c, 409, "no rules are configured ([rules] path in the config)", nullptr);
+  std::string why = "admin API (token " + (c.token ? c.token->name : std::string()) + ")";
+  // Compiled on the libuv pool (Server::RequestRulesReload): the loop keeps
+  // serving; the answer waits for the outcome.
+  std::shared_ptr<Ctx> keep = c.shared_from_this();
+  std::shared_ptr<bool> alive = alive_;
+  src_.server->RequestRulesReload(why.c_str(), [this, keep, alive, fail](relais::Status st) {
+    if (!*alive) return;
+    Ctx& c = *keep;
+    if (st.code() == relais::Status::Code::kInvalidArgument) {
+      json errors = json::array();
+      std::string_view m = st.message();
+      while (!m.empty()) {
+        size_t nl = m.find('\n');
+        std::string_view line = m.substr(0, nl);
+        if (!line.empty()) errors.push_back(std::string(line));
+        m = nl == std::string_view::npos ? std::string_view() : m.substr(nl + 1);
+      }
+      return fail(c, 400, "the new rules are invalid; the old ones stay in force", errors);
+    }
+    if (st.code() == relais::Status::Code::kUnavailable) return fail(c, 409, st.message(), nullptr);
+    if (!st.ok()) return fail(c, 500, st.message(), nullptr);
+    std::shared_ptr<const rules::RuleSet> rs = src_.server->rules();
+    Audit(c, "ok", 200, "reloaded");
+    c.respond({200, "application/json",
+               JsonDump(json{{"reloaded", true}, {"rules", rs ? rs->rule_count() : 0},
+                             {"destinations", rs ? rs->destinations().size() : 0}}),
+               {}, ""});
+  });
+}
+
+}  // namespace relais::router
