@@ -7,7 +7,6 @@
 #include <ctime>
 #include <cstdio>
 #include <cstring>
-#include <unordered_map>
 
 #include "base/clock.h"
 #include "base/identity.h"
@@ -61,31 +60,10 @@ uint16_t StatusFor(const Status& s) {
   return dimse::kStatusProcessingFailure;
 }
 
-// Steady-clock seconds, for latencies.
+// Steady-clock seconds, for latencies (relais_cstore_latency_seconds: from
+// a C-STORE-RQ's command to its commit).
 double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// When the command of each association's C-STORE in progress arrived
-// (association -> steady seconds), then of each C-STORE waiting for its
-// commit ((association, message id) -> steady seconds), for the
-// relais_cstore_latency_seconds histogram. Per thread (an association runs
-// on its loop's thread only). Kept here rather than in ScpAssociation so
-// that metrics stay out of its header; entries go when the object is
-// answered or the association closes.
-std::unordered_map<const void*, double>& CommandArrivals() {
-  thread_local std::unordered_map<const void*, double> m;
-  return m;
-}
-using PendingKey = std::pair<const void*, uint16_t>;
-struct PendingKeyHash {
-  size_t operator()(const PendingKey& k) const {
-    return std::hash<const void*>()(k.first) ^ (static_cast<size_t>(k.second) * 0x9E3779B97F4A7C15ull);
-  }
-};
-std::unordered_map<PendingKey, double, PendingKeyHash>& PendingArrivals() {
-  thread_local std::unordered_map<PendingKey, double, PendingKeyHash> m;
-  return m;
 }
 
 }  // namespace
@@ -416,8 +394,8 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
                                                          "C-STORE-RQ without a data set"));
         return;
       }
-      if (server_->metrics() != nullptr) CommandArrivals()[this] = NowSeconds();
       Incoming in;
+      if (server_->metrics() != nullptr) in.arrived = NowSeconds();
       in.command = std::move(cmd);
       in.context_id = context_id;
       in.store = true;
@@ -549,11 +527,7 @@ void ScpAssociation::FinishIncoming() {
       }
     }
     if (!in.failed) {
-      if (auto it = CommandArrivals().find(this); it != CommandArrivals().end()) {
-        PendingArrivals()[PendingKey{this, msg}] = it->second;
-        CommandArrivals().erase(it);
-      }
-      pending_.push_back(Pending{msg, in.context_id, rq, false, 0, {}});
+      pending_.push_back(Pending{msg, in.context_id, rq, in.arrived, false, 0, {}});
       Server* server = server_;
       uint64_t id = id_;
       in.writer->Finish(std::move(meta), [server, id, msg](Status s, const store::ObjectMeta& m) {
@@ -572,7 +546,6 @@ void ScpAssociation::FinishIncoming() {
     }
   }
   if (in.writer) in.writer->Abort();
-  CommandArrivals().erase(this);
   if (Metrics* m = server_->metrics()) m->ObjectRefused(in.fail_status);
   ++objects_failed_;
   RLOG_WARN("%s msg=%u sop=%s event=c-store-refused status=0x%04X reason=\"%s\"", Prefix().c_str(), msg,
@@ -581,7 +554,7 @@ void ScpAssociation::FinishIncoming() {
       {"sop_instance_uid", rq.affected_sop_instance_uid}, {"result", "refused"}, {"status", Hex4(in.fail_status)},
       {"reason", in.fail_reason}});
   // Keep responses in request order behind commits still pending.
-  pending_.push_back(Pending{msg, in.context_id, rq, true, in.fail_status, in.fail_reason});
+  pending_.push_back(Pending{msg, in.context_id, rq, in.arrived, true, in.fail_status, in.fail_reason});
   FlushResponses();
 }
 
@@ -620,18 +593,15 @@ bool ScpAssociation::Route(dicom::HeaderParser& header, store::ObjectMeta* meta,
 }
 
 void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const store::ObjectMeta& meta) {
+  double arrived = -1;
   for (Pending& p : pending_) {
     if (!p.done && p.message_id == message_id) {
       p.done = true;
       p.status = StatusFor(status);
       if (!status.ok()) p.comment = status.message();
+      arrived = p.arrived;
       break;
     }
-  }
-  double arrived = -1;
-  if (auto it = PendingArrivals().find(PendingKey{this, message_id}); it != PendingArrivals().end()) {
-    arrived = it->second;
-    PendingArrivals().erase(it);
   }
   if (Metrics* m = server_->metrics()) {
     if (status.ok()) {
@@ -745,8 +715,6 @@ void ScpAssociation::StartClose() {
   if (closing_) return;
   closing_ = true;
   DropIncoming();
-  CommandArrivals().erase(this);
-  std::erase_if(PendingArrivals(), [this](const auto& e) { return e.first.first == this; });
   if (established_) server_->OnEstablished(-1);
   established_ = false;
   uv_timer_stop(&idle_);

@@ -75,6 +75,9 @@ class ScpAssociation : private UlConnection::User {
     std::unique_ptr<store::ObjectWriter> writer;
     std::unique_ptr<dicom::HeaderParser> header;
     uint64_t bytes = 0;
+    // When its command arrived (steady seconds), for the C-STORE latency
+    // histogram; -1 without metrics.
+    double arrived = -1;
   };
 
   static void OnClose(uv_handle_t* h) noexcept;
@@ -146,6 +149,7 @@ class ScpAssociation : private UlConnection::User {
     uint16_t message_id;
     uint8_t context_id;
     dimse::Command rq;
+    double arrived = -1;  // Incoming::arrived
     bool done = false;
     uint16_t status = 0;
     std::string comment;
