@@ -7,7 +7,6 @@
 #include <ctime>
 #include <cstdio>
 #include <cstring>
-#include <unordered_map>
 
 #include "base/clock.h"
 #include "base/identity.h"
@@ -61,31 +60,10 @@ uint16_t StatusFor(const Status& s) {
   return dimse::kStatusProcessingFailure;
 }
 
-// Steady-clock seconds, for latencies.
+// Steady-clock seconds, for latencies (relais_cstore_latency_seconds: from
+// a C-STORE-RQ's command to its commit).
 double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// When the command of each association's C-STORE in progress arrived
-// (association -> steady seconds), then of each C-STORE waiting for its
-// commit ((association, message id) -> steady seconds), for the
-// relais_cstore_latency_seconds histogram. Per thread (an association runs
-// on its loop's thread only). Kept here rather than in ScpAssociation so
-// that metrics stay out of its header; entries go when the object is
-// answered or the association closes.
-std::unordered_map<const void*, double>& CommandArrivals() {
-  thread_local std::unordered_map<const void*, double> m;
-  return m;
-}
-using PendingKey = std::pair<const void*, uint16_t>;
-struct PendingKeyHash {
-  size_t operator()(const PendingKey& k) const {
-    return std::hash<const void*>()(k.first) ^ (static_cast<size_t>(k.second) * 0x9E3779B97F4A7C15ull);
-  }
-};
-std::unordered_map<PendingKey, double, PendingKeyHash>& PendingArrivals() {
-  thread_local std::unordered_map<PendingKey, double, PendingKeyHash> m;
-  return m;
 }
 
 }  // namespace
@@ -254,65 +232,90 @@ void ScpAssociation::MaybeResumeReading() {
 
 // ---- association negotiation ---------------------------------------------------
 
+// PS3.8 9.3.2, 9.3.4: the A-ASSOCIATE-RQ is checked (protocol version,
+// application context, called AE title, access policy, the association
+// limit), then answered with an A-ASSOCIATE-AC or -RJ.
 void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   calling_ae_ = rq.calling_ae;
   called_ae_ = rq.called_ae;
-  const ScpSettings& cfg = server_->settings();
+  AccessPolicy::Decision access;
+  if (std::optional<Rejection> r = CheckAssociateRq(rq, &access)) return Reject(*r);
+  size_t accepted = 0;
+  ul::AssociateAc ac = NegotiateAssociateAc(rq, access, &accepted);
+  // The answer echoes what the peer sent (role selections): it may not fit
+  // its length fields. Encoded before anything counts the association.
   std::vector<uint8_t> bytes;
-  auto reject = [&](ul::RejectResult result, ul::RejectSource source, uint8_t reason, const char* label,
-                    const char* why) {
-    if (Metrics* m = server_->metrics()) m->AssociationRejected(label);
-    RLOG_WARN("%s called=%s event=association-rejected reason=\"%s\"", Prefix().c_str(),
-              LogToken(called_ae_).c_str(), LogEscape(why, true).c_str());
-    // A peer retrying in a loop is one audit record and a count (RecordRefusal).
-    if (AuditLog* a = server_->audit()) {
-      a->RecordRefusal("association", AuditAddressOf(peer_),
-                       {{"calling_ae", calling_ae_}, {"called_ae", called_ae_}, {"peer", peer_}, {"result", "rejected"},
-                        {"reason", why}},
-                       {"reason", "calling_ae", "called_ae"});
-    }
-    ul::EncodeAssociateRj(ul::AssociateRj{result, source, reason}, &bytes);
-    conn_.Fsm(Event::kEvt8, nullptr, std::move(bytes));
-  };
+  if (Status s = ul::EncodeAssociateAc(ac, &bytes); !s.ok()) {
+    RLOG_ERROR("%s event=associate-ac-unencodable error=\"%s\"", Prefix().c_str(), s.message().c_str());
+    contexts_.clear();
+    return Reject(Rejection{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, ul::kRjNoReasonGiven,
+                            "unencodable", "our A-ASSOCIATE-AC would not fit its length fields"});
+  }
+  Accept(rq, access, accepted, std::move(bytes));
+}
+
+std::optional<ScpAssociation::Rejection> ScpAssociation::CheckAssociateRq(const ul::AssociateRq& rq,
+                                                                          AccessPolicy::Decision* access) {
+  const ScpSettings& cfg = server_->settings();
   // PS3.8 9.3.2: only bit 0 of the protocol version is tested.
   if ((rq.protocol_version & 1) == 0) {
-    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceProviderAcse,
-                  ul::kRjProtocolVersionNotSupported, "protocol-version", "protocol version not supported");
+    return Rejection{ul::RejectResult::kPermanent, ul::RejectSource::kServiceProviderAcse,
+                     ul::kRjProtocolVersionNotSupported, "protocol-version", "protocol version not supported"};
   }
   if (rq.application_context != ul::kApplicationContextName) {
-    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
-                  ul::kRjApplicationContextNotSupported, "application-context",
-                  "application context not supported");
+    return Rejection{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
+                     ul::kRjApplicationContextNotSupported, "application-context",
+                     "application context not supported"};
   }
   if (rq.called_ae != cfg.ae_title) {
-    std::string why = "called AE title '" + rq.called_ae + "' is not ours ('" + cfg.ae_title +
-                      "'): configure the sender to call " + cfg.ae_title;
-    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
-                  ul::kRjCalledAeNotRecognized, "called-ae", why.c_str());
+    return Rejection{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, ul::kRjCalledAeNotRecognized,
+                     "called-ae",
+                     "called AE title '" + rq.called_ae + "' is not ours ('" + cfg.ae_title +
+                         "'): configure the sender to call " + cfg.ae_title};
   }
-  std::string peer_ip = peer_.substr(0, peer_.rfind(':'));
-  if (peer_ip.size() > 2 && peer_ip.front() == '[') peer_ip = peer_ip.substr(1, peer_ip.size() - 2);
-  AccessPolicy::Decision access = cfg.access.Check(rq.calling_ae, peer_ip, rq.user_info.user_identity_rq);
-  if (!access.allowed) {
-    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, access.rj_reason,
-                  access.label.c_str(), access.why.c_str());
+  *access = cfg.access.Check(rq.calling_ae, PeerIp(), rq.user_info.user_identity_rq);
+  if (!access->allowed) {
+    return Rejection{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, access->rj_reason,
+                     access->label, access->why};
   }
   if (server_->established_count() >= cfg.max_associations) {
-    return reject(ul::RejectResult::kTransient, ul::RejectSource::kServiceProviderPresentation,
-                  ul::kRjLocalLimitExceeded, "limit", "too many associations (listener.max_associations)");
+    return Rejection{ul::RejectResult::kTransient, ul::RejectSource::kServiceProviderPresentation,
+                     ul::kRjLocalLimitExceeded, "limit", "too many associations (listener.max_associations)"};
   }
+  return std::nullopt;
+}
 
+void ScpAssociation::Reject(const Rejection& r) {
+  if (Metrics* m = server_->metrics()) m->AssociationRejected(r.label.c_str());
+  RLOG_WARN("%s called=%s event=association-rejected reason=\"%s\"", Prefix().c_str(),
+            LogToken(called_ae_).c_str(), LogEscape(r.why, true).c_str());
+  // A peer retrying in a loop is one audit record and a count (RecordRefusal).
+  if (AuditLog* a = server_->audit()) {
+    a->RecordRefusal("association", AuditAddressOf(peer_),
+                     {{"calling_ae", calling_ae_}, {"called_ae", called_ae_}, {"peer", peer_}, {"result", "rejected"},
+                      {"reason", r.why}},
+                     {"reason", "calling_ae", "called_ae"});
+  }
+  std::vector<uint8_t> bytes;
+  ul::EncodeAssociateRj(ul::AssociateRj{r.result, r.source, r.reason}, &bytes);
+  conn_.Fsm(Event::kEvt8, nullptr, std::move(bytes));
+}
+
+// The A-ASSOCIATE-AC: presentation contexts negotiated (PS3.8 9.3.3.2,
+// the accepted ones kept in contexts_), our user information.
+ul::AssociateAc ScpAssociation::NegotiateAssociateAc(const ul::AssociateRq& rq, const AccessPolicy::Decision& access,
+                                                    size_t* accepted) {
+  const ScpSettings& cfg = server_->settings();
   ul::AssociateAc ac;
   ac.called_ae = rq.called_ae;
   ac.calling_ae = rq.calling_ae;
   ac.application_context = ul::kApplicationContextName;
   ac.contexts = ul::NegotiateContexts(rq.contexts, cfg.accept, DcmtkUidDictionary());
-  size_t accepted = 0;
   for (size_t i = 0; i < ac.contexts.size(); ++i) {
     const ul::PresentationContextAc& c = ac.contexts[i];
     if (c.result == ul::ContextResult::kAcceptance) {
       contexts_[c.id] = Context{rq.contexts[i].abstract_syntax, c.transfer_syntax};
-      ++accepted;
+      ++*accepted;
     }
   }
   ac.user_info.max_length = cfg.max_pdu;
@@ -325,22 +328,18 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
   }
   // PS3.7 D.3.3.3: we perform one operation at a time.
   if (rq.user_info.async_ops) ac.user_info.async_ops = ul::AsyncOpsWindow{1, 1};
-  // The answer echoes what the peer sent (role selections): it may not fit
-  // its length fields. Encoded before anything counts the association.
-  if (Status s = ul::EncodeAssociateAc(ac, &bytes); !s.ok()) {
-    RLOG_ERROR("%s event=associate-ac-unencodable error=\"%s\"", Prefix().c_str(), s.message().c_str());
-    contexts_.clear();
-    return reject(ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, ul::kRjNoReasonGiven,
-                  "unencodable", "our A-ASSOCIATE-AC would not fit its length fields");
-  }
+  return ac;
+}
+
+// Counts, records and sends the A-ASSOCIATE-AC (`bytes`); the rules in
+// force now are the ones this association uses.
+void ScpAssociation::Accept(const ul::AssociateRq& rq, const AccessPolicy::Decision& access, size_t accepted,
+                            std::vector<uint8_t> bytes) {
   peer_max_pdu_ = rq.user_info.max_length;
   rules_ = server_->rules();
   facts_.calling_ae = calling_ae_;
   facts_.called_ae = called_ae_;
-  facts_.peer_ip = peer_.substr(0, peer_.rfind(':'));
-  if (facts_.peer_ip.size() > 2 && facts_.peer_ip.front() == '[') {
-    facts_.peer_ip = facts_.peer_ip.substr(1, facts_.peer_ip.size() - 2);
-  }
+  facts_.peer_ip = PeerIp();
   facts_.listener = "default";
   established_ = true;
   server_->OnEstablished(+1);
@@ -354,6 +353,13 @@ void ScpAssociation::OnAssociateRequest(const ul::AssociateRq& rq) {
             Prefix().c_str(), LogToken(called_ae_).c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
             LogToken(rq.user_info.implementation_class_uid).c_str());
   conn_.Fsm(Event::kEvt7, nullptr, std::move(bytes));
+}
+
+// The peer's IP address without port or brackets: "10.0.0.5", "fe80::1".
+std::string ScpAssociation::PeerIp() const {
+  std::string ip = peer_.substr(0, peer_.rfind(':'));
+  if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+  return ip;
 }
 
 // ---- data transfer -------------------------------------------------------------
@@ -416,8 +422,8 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
                                                          "C-STORE-RQ without a data set"));
         return;
       }
-      if (server_->metrics() != nullptr) CommandArrivals()[this] = NowSeconds();
       Incoming in;
+      if (server_->metrics() != nullptr) in.arrived = NowSeconds();
       in.command = std::move(cmd);
       in.context_id = context_id;
       in.store = true;
@@ -504,75 +510,89 @@ void ScpAssociation::FinishIncoming() {
   Incoming in = std::move(*incoming_);
   incoming_.reset();
   const dimse::Command& rq = in.command;
-  uint16_t msg = rq.message_id.value_or(0);
   if (!in.store) {
     if (rq.command_field == dimse::CommandField::kCEchoRq) {
       SendCommand(in.context_id, dimse::MakeEchoResponse(rq, dimse::kStatusSuccess));
     } else {
       RLOG_WARN("%s event=unsupported-command command=%s msg=%u", Prefix().c_str(),
-                dimse::CommandFieldName(rq.command_field), msg);
+                dimse::CommandFieldName(rq.command_field), rq.message_id.value_or(0));
       SendCommand(in.context_id, dimse::MakeUnsupportedResponse(rq));
     }
     return;
   }
   store::ObjectMeta meta;
-  if (!in.failed) {
-    Result<dicom::HeaderInfo> info = in.header->result();
-    if (!info.ok()) {
-      in.failed = true;
-      in.fail_status = dimse::kStatusCannotUnderstand;
-      in.fail_reason = info.status().message();
-    } else if (!AcceptSopInstanceUid(Prefix(), msg, "SOP Instance UID (0008,0018)", info->sop_instance_uid)) {
-      in.failed = true;
-      in.fail_status = dimse::kStatusCannotUnderstand;
-      in.fail_reason = "SOP Instance UID (0008,0018): not only digits and dots";
-    } else {
-      meta.sop_class_uid = info->sop_class_uid.empty() ? rq.affected_sop_class_uid : info->sop_class_uid;
-      meta.sop_instance_uid =
-          info->sop_instance_uid.empty() ? rq.affected_sop_instance_uid : info->sop_instance_uid;
-      if (!info->sop_instance_uid.empty() && info->sop_instance_uid != rq.affected_sop_instance_uid) {
-        RLOG_WARN("%s msg=%u sop=%s event=uid-mismatch command_sop=%s: keeping the data set's UID",
-                  Prefix().c_str(), msg, LogToken(info->sop_instance_uid).c_str(),
-                  LogToken(rq.affected_sop_instance_uid).c_str());
-      }
-      meta.study_instance_uid = info->study_instance_uid;
-      meta.series_instance_uid = info->series_instance_uid;
-      meta.patient_id = info->patient_id;
-      meta.modality = info->modality;
-      meta.transfer_syntax_uid = contexts_[in.context_id].transfer_syntax;
-      meta.received_unix_ms = NowUnixMs();
-      meta.calling_ae = calling_ae_;
-      meta.called_ae = called_ae_;
-      meta.peer_address = peer_;
-      if (!Route(*in.header, &meta, &in.fail_status, &in.fail_reason)) {
-        in.failed = true;
-      }
-    }
-    if (!in.failed) {
-      if (auto it = CommandArrivals().find(this); it != CommandArrivals().end()) {
-        PendingArrivals()[PendingKey{this, msg}] = it->second;
-        CommandArrivals().erase(it);
-      }
-      pending_.push_back(Pending{msg, in.context_id, rq, false, 0, {}});
-      Server* server = server_;
-      uint64_t id = id_;
-      in.writer->Finish(std::move(meta), [server, id, msg](Status s, const store::ObjectMeta& m) {
-        server->Post([server, id, msg, s, m]() {
-          ScpAssociation* a = server->FindAssociation(id);
-          if (a != nullptr) {
-            a->OnStoreCommitted(msg, s, m);
-          } else {
-            RLOG_INFO("assoc=%llu msg=%u sop=%s event=%s after the association closed (not acknowledged)",
-                      static_cast<unsigned long long>(id), msg, LogToken(m.sop_instance_uid).c_str(),
-                      s.ok() ? "stored" : "store-failed");
-          }
-        });
-      });
-      return;
-    }
+  if (!in.failed && Describe(in, &meta)) return Commit(in, std::move(meta));
+  Refuse(in);
+}
+
+// Fills `meta` from the data set's header, the association and the rules.
+// False (with in.failed, fail_status and fail_reason) when the object is
+// refused: an unreadable header, a bad SOP Instance UID, or the rules.
+bool ScpAssociation::Describe(Incoming& in, store::ObjectMeta* meta) {
+  const dimse::Command& rq = in.command;
+  const uint16_t msg = rq.message_id.value_or(0);
+  Result<dicom::HeaderInfo> info = in.header->result();
+  if (!info.ok()) {
+    in.failed = true;
+    in.fail_status = dimse::kStatusCannotUnderstand;
+    in.fail_reason = info.status().message();
+    return false;
   }
+  if (!AcceptSopInstanceUid(Prefix(), msg, "SOP Instance UID (0008,0018)", info->sop_instance_uid)) {
+    in.failed = true;
+    in.fail_status = dimse::kStatusCannotUnderstand;
+    in.fail_reason = "SOP Instance UID (0008,0018): not only digits and dots";
+    return false;
+  }
+  meta->sop_class_uid = info->sop_class_uid.empty() ? rq.affected_sop_class_uid : info->sop_class_uid;
+  meta->sop_instance_uid = info->sop_instance_uid.empty() ? rq.affected_sop_instance_uid : info->sop_instance_uid;
+  if (!info->sop_instance_uid.empty() && info->sop_instance_uid != rq.affected_sop_instance_uid) {
+    RLOG_WARN("%s msg=%u sop=%s event=uid-mismatch command_sop=%s: keeping the data set's UID", Prefix().c_str(),
+              msg, LogToken(info->sop_instance_uid).c_str(), LogToken(rq.affected_sop_instance_uid).c_str());
+  }
+  meta->study_instance_uid = info->study_instance_uid;
+  meta->series_instance_uid = info->series_instance_uid;
+  meta->patient_id = info->patient_id;
+  meta->modality = info->modality;
+  meta->transfer_syntax_uid = contexts_[in.context_id].transfer_syntax;
+  meta->received_unix_ms = NowUnixMs();
+  meta->calling_ae = calling_ae_;
+  meta->called_ae = called_ae_;
+  meta->peer_address = peer_;
+  if (!Route(*in.header, meta, &in.fail_status, &in.fail_reason)) {
+    in.failed = true;
+    return false;
+  }
+  return true;
+}
+
+// Hands the object to the store; the C-STORE-RSP waits for the commit
+// (OnStoreCommitted), in request order.
+void ScpAssociation::Commit(Incoming& in, store::ObjectMeta meta) {
+  const uint16_t msg = in.command.message_id.value_or(0);
+  pending_.push_back(Pending{msg, in.context_id, in.command, in.arrived, false, 0, {}});
+  Server* server = server_;
+  uint64_t id = id_;
+  in.writer->Finish(std::move(meta), [server, id, msg](Status s, const store::ObjectMeta& m) {
+    server->Post([server, id, msg, s, m]() {
+      ScpAssociation* a = server->FindAssociation(id);
+      if (a != nullptr) {
+        a->OnStoreCommitted(msg, s, m);
+      } else {
+        RLOG_INFO("assoc=%llu msg=%u sop=%s event=%s after the association closed (not acknowledged)",
+                  static_cast<unsigned long long>(id), msg, LogToken(m.sop_instance_uid).c_str(),
+                  s.ok() ? "stored" : "store-failed");
+      }
+    });
+  });
+}
+
+// Answers a refused C-STORE with its failure status, behind the commits
+// still pending.
+void ScpAssociation::Refuse(Incoming& in) {
+  const dimse::Command& rq = in.command;
+  const uint16_t msg = rq.message_id.value_or(0);
   if (in.writer) in.writer->Abort();
-  CommandArrivals().erase(this);
   if (Metrics* m = server_->metrics()) m->ObjectRefused(in.fail_status);
   ++objects_failed_;
   RLOG_WARN("%s msg=%u sop=%s event=c-store-refused status=0x%04X reason=\"%s\"", Prefix().c_str(), msg,
@@ -580,8 +600,7 @@ void ScpAssociation::FinishIncoming() {
   if (AuditLog* a = server_->audit()) a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_},
       {"sop_instance_uid", rq.affected_sop_instance_uid}, {"result", "refused"}, {"status", Hex4(in.fail_status)},
       {"reason", in.fail_reason}});
-  // Keep responses in request order behind commits still pending.
-  pending_.push_back(Pending{msg, in.context_id, rq, true, in.fail_status, in.fail_reason});
+  pending_.push_back(Pending{msg, in.context_id, rq, in.arrived, true, in.fail_status, in.fail_reason});
   FlushResponses();
 }
 
@@ -620,18 +639,15 @@ bool ScpAssociation::Route(dicom::HeaderParser& header, store::ObjectMeta* meta,
 }
 
 void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const store::ObjectMeta& meta) {
+  double arrived = -1;
   for (Pending& p : pending_) {
     if (!p.done && p.message_id == message_id) {
       p.done = true;
       p.status = StatusFor(status);
       if (!status.ok()) p.comment = status.message();
+      arrived = p.arrived;
       break;
     }
-  }
-  double arrived = -1;
-  if (auto it = PendingArrivals().find(PendingKey{this, message_id}); it != PendingArrivals().end()) {
-    arrived = it->second;
-    PendingArrivals().erase(it);
   }
   if (Metrics* m = server_->metrics()) {
     if (status.ok()) {
@@ -745,8 +761,6 @@ void ScpAssociation::StartClose() {
   if (closing_) return;
   closing_ = true;
   DropIncoming();
-  CommandArrivals().erase(this);
-  std::erase_if(PendingArrivals(), [this](const auto& e) { return e.first.first == this; });
   if (established_) server_->OnEstablished(-1);
   established_ = false;
   uv_timer_stop(&idle_);

@@ -26,6 +26,7 @@
 #include "router/protocol/dimse.h"
 #include "router/protocol/fsm.h"
 #include "router/protocol/pdu.h"
+#include "router/receive/access.h"
 #include "router/receive/dataset_header.h"
 #include "rules/routing.h"
 #include "store/store.h"
@@ -75,6 +76,9 @@ class ScpAssociation : private UlConnection::User {
     std::unique_ptr<store::ObjectWriter> writer;
     std::unique_ptr<dicom::HeaderParser> header;
     uint64_t bytes = 0;
+    // When its command arrived (steady seconds), for the C-STORE latency
+    // histogram; -1 without metrics.
+    double arrived = -1;
   };
 
   static void OnClose(uv_handle_t* h) noexcept;
@@ -103,12 +107,32 @@ class ScpAssociation : private UlConnection::User {
   // Transport indication (Evt5), reading, the idle timer.
   void Begin();
   void ConnectionLost(const TransportFailure& failure);
+  // Association negotiation (OnAssociateRequest's steps).
+  struct Rejection {
+    ul::RejectResult result;
+    ul::RejectSource source;
+    uint8_t reason;
+    std::string label;  // metrics
+    std::string why;    // log and audit trail
+  };
+  std::optional<Rejection> CheckAssociateRq(const ul::AssociateRq& rq, AccessPolicy::Decision* access);
+  void Reject(const Rejection& r);
+  ul::AssociateAc NegotiateAssociateAc(const ul::AssociateRq& rq, const AccessPolicy::Decision& access,
+                                       size_t* accepted);
+  void Accept(const ul::AssociateRq& rq, const AccessPolicy::Decision& access, size_t accepted,
+              std::vector<uint8_t> bytes);
+  std::string PeerIp() const;
   void FlushResponses();
   void DropIncoming();
   void ProtocolError(ul::AbortReason reason, const std::string& why);
   void HandleCommand(uint8_t context_id);
   void HandleData(const ul::Pdv& pdv);
   void FinishIncoming();
+  // A C-STORE's data set is complete: described (false: refused), then
+  // committed or refused.
+  bool Describe(Incoming& in, store::ObjectMeta* meta);
+  void Commit(Incoming& in, store::ObjectMeta meta);
+  void Refuse(Incoming& in);
   // Fills meta's routing fields from the rules. Returns false (with status
   // and reason) when the object must be refused (unmatched = reject).
   bool Route(dicom::HeaderParser& header, store::ObjectMeta* meta, uint16_t* status, std::string* reason);
@@ -146,6 +170,7 @@ class ScpAssociation : private UlConnection::User {
     uint16_t message_id;
     uint8_t context_id;
     dimse::Command rq;
+    double arrived = -1;  // Incoming::arrived
     bool done = false;
     uint16_t status = 0;
     std::string comment;
