@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds Relais and runs every test:
+#  0. the format check (scripts/format.sh: clang-format, .clang-format);
 #  1. a normal build (gcc, -Werror): unit and integration tests (real DCMTK
 #     peers, Orthanc, headless Chromium for the dashboard);
 #  2. the Debian package, installed and checked for real (root only);
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+echo "== format"
+scripts/format.sh
 echo "== build (RelWithDebInfo, -Werror)"
 scripts/build.sh build -DRELAIS_WERROR=ON
 echo "== tests"
