@@ -1,16 +1,9 @@
-// Room router/net/ (DESIGN.md, "The rooms of router/"): what both sides of
-// an association share on the wire. The upper-layer connection
-// (ul_connection.h) over a transport (transport.h; TCP on libuv in
-// uv_transport.h), DICOM TLS (tls.h), TCP options (tcp_tuning.h), per-peer
-// rate limits (rate_limiter.h).
-// May include: base/, protocol/, libuv and OpenSSL. Not receive/, deliver/,
-// record/, operate/ or the store.
-//
 // DICOM TLS (PS3.15 B.9, the BCP 195 TLS profiles) with OpenSSL through
 // memory BIOs, so that TLS runs on the libuv loop like everything else: the
-// association reads ciphertext from its socket, hands it to its TlsChannel,
-// and gets plaintext PDU bytes back; what it sends goes through the channel
-// and comes out as ciphertext to write. No thread, no blocking call.
+// upper-layer connection (ul_connection.h) reads ciphertext from its
+// transport, hands it to its TlsChannel, and gets plaintext PDU bytes back;
+// what it sends goes through the channel and comes out as ciphertext to
+// write. No thread, no blocking call.
 //
 // Profile (PS3.15 B.9, "Non-downgrading BCP 195 TLS Secure Transport
 // Connection Profile", following RFC 9325 section 4.2): TLS 1.2 or 1.3 only;

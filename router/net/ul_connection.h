@@ -1,3 +1,11 @@
+// Room router/net/ (DESIGN.md, "The rooms of router/"): what both sides of
+// an association share on the wire. The upper-layer connection (this file)
+// over a transport (transport.h; TCP on libuv in uv_transport.h), DICOM TLS
+// (tls.h), TCP options (tcp_tuning.h), per-peer rate limits
+// (rate_limiter.h).
+// May include: base/, protocol/, libuv and OpenSSL. Not receive/, deliver/,
+// record/, operate/ or the store.
+//
 // UlConnection: the DICOM Upper Layer (PS3.8) on one transport connection,
 // for the accepting side (ScpAssociation) and the requesting side
 // (ScuAssociation) alike. It owns what both need below DIMSE:
