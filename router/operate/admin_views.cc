@@ -139,6 +139,57 @@ Status ListQueuePage(store::Store& store, const admin::QueueQuery& query, const 
   return Status::OK();
 }
 
+// GET /api/status's "store": the store's figures, and the storage watch's
+// view of used and capacity (which wins over the store's used_bytes).
+json StoreStatus(const std::string& path, const store::Store* store, const StorageWatch* storage) {
+  json st = {{"path", path}};
+  if (store != nullptr) {
+    const store::Store::Stats s = store->GetStats();
+    st.update(json{{"objects", s.objects},
+                   {"queue_rows", s.queue_rows},
+                   {"dead_rows", s.dead_rows},
+                   {"used_bytes", s.used_bytes},
+                   {"raw_bytes", s.raw_bytes},
+                   {"stored_bytes", s.stored_bytes},
+                   {"file_bytes", s.file_bytes}});
+  }
+  if (storage != nullptr) {
+    const StorageWatch::Usage& u = storage->usage();
+    st.update(json{{"used_bytes", u.used_bytes},
+                   {"capacity_bytes", u.capacity_bytes},
+                   {"fraction", u.fraction},
+                   {"high_water", storage->high_water()},
+                   {"low_water", storage->low_water()}});
+  }
+  return st;
+}
+
+// GET /api/status's "rules": what is loaded, and the reload counts.
+json RulesStatus(const std::string& path, const Server* server) {
+  std::shared_ptr<const rules::RuleSet> rs = server ? server->rules() : nullptr;
+  return {{"path", path},
+          {"loaded", rs != nullptr},
+          {"rules", rs ? rs->rule_count() : 0},
+          {"destinations", rs ? rs->destinations().size() : 0},
+          {"reloads", server ? server->rule_reloads() : 0},
+          {"reload_failures", server ? server->rule_reload_failures() : 0}};
+}
+
+// GET /api/status's "alerts": the active ones.
+json AlertsStatus(const Alerts* alerts) {
+  json out = json::array();
+  if (alerts != nullptr) {
+    for (const Alerts::Active& a : alerts->active()) {
+      out.push_back({{"kind", a.kind},
+                     {"subject", a.subject},
+                     {"since", admin::IsoOrNull(a.since_unix_ms)},
+                     {"since_unix_ms", a.since_unix_ms},
+                     {"message", a.message}});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 void SetAdminBuildInfo(std::string version, std::string revision) {
@@ -214,45 +265,9 @@ void AdminApi::StatusPage(Ctx& c) {
   const std::string reason = src_.server ? src_.server->intake_closed() : std::string();
   j["intake"] = reason.empty() ? "open" : "closed";
   j["intake_reason"] = reason;
-  json st = {{"path", src_.store_path}};
-  if (src_.store != nullptr) {
-    store::Store::Stats s = src_.store->GetStats();
-    st["objects"] = s.objects;
-    st["queue_rows"] = s.queue_rows;
-    st["dead_rows"] = s.dead_rows;
-    st["used_bytes"] = s.used_bytes;
-    st["raw_bytes"] = s.raw_bytes;
-    st["stored_bytes"] = s.stored_bytes;
-    st["file_bytes"] = s.file_bytes;
-  }
-  if (src_.storage != nullptr) {
-    const StorageWatch::Usage& u = src_.storage->usage();
-    st["used_bytes"] = u.used_bytes;
-    st["capacity_bytes"] = u.capacity_bytes;
-    st["fraction"] = u.fraction;
-    st["high_water"] = src_.storage->high_water();
-    st["low_water"] = src_.storage->low_water();
-  }
-  j["store"] = st;
-  json rules = {{"path", src_.rules_path}};
-  std::shared_ptr<const rules::RuleSet> rs = src_.server ? src_.server->rules() : nullptr;
-  rules["loaded"] = rs != nullptr;
-  rules["rules"] = rs ? rs->rule_count() : 0;
-  rules["destinations"] = rs ? rs->destinations().size() : 0;
-  rules["reloads"] = src_.server ? src_.server->rule_reloads() : 0;
-  rules["reload_failures"] = src_.server ? src_.server->rule_reload_failures() : 0;
-  j["rules"] = rules;
-  json alerts = json::array();
-  if (src_.alerts != nullptr) {
-    for (const Alerts::Active& a : src_.alerts->active()) {
-      alerts.push_back({{"kind", a.kind},
-                        {"subject", a.subject},
-                        {"since", admin::IsoOrNull(a.since_unix_ms)},
-                        {"since_unix_ms", a.since_unix_ms},
-                        {"message", a.message}});
-    }
-  }
-  j["alerts"] = alerts;
+  j["store"] = StoreStatus(src_.store_path, src_.store, src_.storage);
+  j["rules"] = RulesStatus(src_.rules_path, src_.server);
+  j["alerts"] = AlertsStatus(src_.alerts);
   c.respond({200, "application/json", JsonDump(j), {}, ""});
 }
 

@@ -123,15 +123,7 @@ void StorageWatch::SampleNow() {
               "refused with 0xA700 until usage falls below the low-water mark; delivery goes on",
               static_cast<unsigned long long>(u.used_bytes), static_cast<unsigned long long>(u.capacity_bytes),
               u.fraction * 100, high_ * 100, low_ * 100, disk_bound ? " bound=disk" : "");
-    if (audit_) {
-      audit_->Record("storage", {{"event", "intake-closed"},
-                                 {"used_bytes", U64(u.used_bytes)},
-                                 {"capacity_bytes", U64(u.capacity_bytes)},
-                                 {"percent", Percent(u.fraction)},
-                                 {"high_water", Percent(high_)},
-                                 {"low_water", Percent(low_)},
-                                 {"reason", reason}});
-    }
+    AuditIntake("intake-closed", u, "reason", reason);
     if (server_) server_->SetIntakeClosed(std::move(reason));
   } else if (u.intake_closed && u.fraction < low_) {
     const int64_t closed_ms = u.sampled_unix_ms - u.closed_since_unix_ms;
@@ -142,19 +134,23 @@ void StorageWatch::SampleNow() {
               "accepted again",
               static_cast<unsigned long long>(u.used_bytes), static_cast<unsigned long long>(u.capacity_bytes),
               u.fraction * 100, low_ * 100, static_cast<long long>(closed_ms));
-    if (audit_) {
-      audit_->Record("storage", {{"event", "intake-reopened"},
-                                 {"used_bytes", U64(u.used_bytes)},
-                                 {"capacity_bytes", U64(u.capacity_bytes)},
-                                 {"percent", Percent(u.fraction)},
-                                 {"high_water", Percent(high_)},
-                                 {"low_water", Percent(low_)},
-                                 {"closed_ms", std::to_string(closed_ms)}});
-    }
+    AuditIntake("intake-reopened", u, "closed_ms", std::to_string(closed_ms));
     if (server_) server_->SetIntakeClosed("");
   }
   usage_ = u;
   if (changed && on_change_) on_change_(usage_);
+}
+
+void StorageWatch::AuditIntake(const char* event, const Usage& u, std::string_view last_key,
+                               std::string_view last_value) {
+  if (audit_ == nullptr) return;
+  audit_->Record("storage", {{"event", event},
+                             {"used_bytes", U64(u.used_bytes)},
+                             {"capacity_bytes", U64(u.capacity_bytes)},
+                             {"percent", Percent(u.fraction)},
+                             {"high_water", Percent(high_)},
+                             {"low_water", Percent(low_)},
+                             {last_key, last_value}});
 }
 
 }  // namespace relais::router

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "store/store.h"
 
@@ -66,6 +67,10 @@ class StorageWatch {
   double low_water() const { return low_; }
 
  private:
+  // The "storage" audit record of an intake change: `event` with the usage
+  // and the water marks, then `last` (the reason, or how long it was closed).
+  void AuditIntake(const char* event, const Usage& u, std::string_view last_key, std::string_view last_value);
+
   uv_loop_t* loop_;
   store::Store* store_;
   Server* server_;

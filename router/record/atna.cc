@@ -241,108 +241,134 @@ std::string XmlEscape(std::string_view s) {
   return out;
 }
 
-std::string AtnaAuditMessage(const AtnaEvent& e, const AtnaSource& source, bool* failed) {
+namespace {
+
+// What an audit message says of one record, before it is written as XML.
+struct MessageShape {
+  const Code* event_id = nullptr;
+  const Code* event_type = nullptr;  // null: none
+  char action = 'E';                 // EventActionCode
+  int outcome = 0;                   // EventOutcomeIndicator: 0, 4, 8
+  std::vector<Participant> participants;
+  bool objects = false;  // the record names a study/instance (AppendObjects)
+  std::string request;   // admin: "POST /api/v1/..."
+};
+
+// A delivery: we (the source, requestor) sent to the destination named by
+// the association's name ("D3 ARCHIVE@10.0.0.5:104").
+void ShapeDelivery(const AtnaEvent& e, const std::string& result, const std::string& our_calling_ae,
+                   const AtnaSource& source, MessageShape* m) {
+  m->event_id = &kInstancesTransferred;
+  m->action = 'R';
+  m->outcome = result == "success" || result == "warning" ? 0 : result == "retry" ? 4 : 8;
+  std::string assoc = e.Get("association");
+  std::string ae = e.Get("destination");
+  std::string host;
+  size_t sp = assoc.find(' ');
+  size_t at = assoc.rfind('@');
+  if (sp != std::string::npos && at != std::string::npos && at > sp) {
+    ae = assoc.substr(sp + 1, at - sp - 1);
+    host = HostOfPeer(assoc.substr(at + 1));
+  }
+  m->participants.push_back(Self(our_calling_ae, source, true, &kRoleSource));
+  Participant dest = Node(ae, host, false, &kRoleDestination);
+  dest.user_name = e.Get("destination");
+  m->participants.push_back(dest);
+  m->objects = true;
+}
+
+// Admin API (docs/admin-api.md, router/operate/admin_api.cc): refused
+// requests and every action; "status" is the HTTP status.
+void ShapeAdmin(const AtnaEvent& e, const std::string& result, const std::string& our_ae, const AtnaSource& source,
+                MessageShape* m) {
+  const std::string http = e.Get("status");
+  const bool unauthenticated = http == "401";
+  const bool forbidden = http == "403";
+  m->event_id = unauthenticated ? &kUserAuthentication : &kSecurityAlert;
+  m->event_type = unauthenticated ? &kLogin : forbidden ? &kUseOfRestrictedFunction : &kSoftwareConfiguration;
+  m->outcome = result == "ok" ? 0 : result == "failed" ? 8 : 4;
+  Participant user;
+  user.user_id = e.Get("token").empty() ? std::string("unknown") : e.Get("token");
+  user.requestor = true;
+  std::string client = e.Get("client").empty() ? e.Get("peer") : e.Get("client");
+  // A summary of repeated refusals names the "address" (no port).
+  user.nap_id = client.empty() ? e.Get("address") : HostOfPeer(client);
+  user.nap_type = user.nap_id.empty() ? 0 : (LooksLikeIp(user.nap_id) ? 2 : 1);
+  m->participants.push_back(user);
+  m->participants.push_back(Self(our_ae, source, false, &kRoleApplication));
+  m->request = e.Get("method") + " " + e.Get("path");
+}
+
+// The shape of `e`'s message; false for a record that is not sent (a
+// rotation segment, an unknown kind).
+bool ShapeOf(const AtnaEvent& e, const AtnaSource& source, MessageShape* m) {
   const std::string result = e.Get("result");
   const std::string our_ae = source.ae_title.empty() ? std::string("RELAIS") : source.ae_title;
   const std::string our_calling_ae = source.calling_ae_title.empty() ? our_ae : source.calling_ae_title;
-  const Code* event_id = nullptr;
-  const Code* event_type = nullptr;
-  char action = 'E';
-  int outcome = 0;
-  std::vector<Participant> participants;
-  bool objects = false;
-  std::string request;  // admin: "POST /api/v1/..."
-
   if (e.kind == "segment") {
-    if (e.Get("reason") == "rotated") return "";  // the file changed, nothing happened
-    event_id = &kApplicationActivity;
-    event_type = &kApplicationStart;
-    participants.push_back(Self(our_ae, source, false, &kRoleApplication));
+    if (e.Get("reason") == "rotated") return false;  // the file changed, nothing happened
+    m->event_id = &kApplicationActivity;
+    m->event_type = &kApplicationStart;
+    m->participants.push_back(Self(our_ae, source, false, &kRoleApplication));
   } else if (e.kind == "association") {
     const bool accepted = result == "accepted";
-    event_id = accepted ? &kUserAuthentication : &kSecurityAlert;
-    event_type = accepted ? &kLogin : &kNodeAuthentication;
-    outcome = accepted ? 0 : 4;
-    participants.push_back(Node(e.Get("calling_ae"), HostOfPeer(e.Get("peer")), true, nullptr));
-    participants.push_back(Self(e.Get("called_ae").empty() ? our_ae : e.Get("called_ae"), source, false, nullptr));
+    m->event_id = accepted ? &kUserAuthentication : &kSecurityAlert;
+    m->event_type = accepted ? &kLogin : &kNodeAuthentication;
+    m->outcome = accepted ? 0 : 4;
+    m->participants.push_back(Node(e.Get("calling_ae"), HostOfPeer(e.Get("peer")), true, nullptr));
+    m->participants.push_back(Self(e.Get("called_ae").empty() ? our_ae : e.Get("called_ae"), source, false, nullptr));
   } else if (e.kind == "object") {
-    event_id = &kInstancesTransferred;
-    action = 'C';
-    outcome = result == "stored" ? 0 : result == "refused" ? 4 : 8;
-    participants.push_back(Node(e.Get("calling_ae"), HostOfPeer(e.Get("peer")), true, &kRoleSource));
-    participants.push_back(Self(our_ae, source, false, &kRoleDestination));
-    objects = true;
+    m->event_id = &kInstancesTransferred;
+    m->action = 'C';
+    m->outcome = result == "stored" ? 0 : result == "refused" ? 4 : 8;
+    m->participants.push_back(Node(e.Get("calling_ae"), HostOfPeer(e.Get("peer")), true, &kRoleSource));
+    m->participants.push_back(Self(our_ae, source, false, &kRoleDestination));
+    m->objects = true;
   } else if (e.kind == "delivery") {
-    event_id = &kInstancesTransferred;
-    action = 'R';
-    outcome = result == "success" || result == "warning" ? 0 : result == "retry" ? 4 : 8;
-    // The association's name: "D3 ARCHIVE@10.0.0.5:104".
-    std::string assoc = e.Get("association");
-    std::string ae = e.Get("destination");
-    std::string host;
-    size_t sp = assoc.find(' ');
-    size_t at = assoc.rfind('@');
-    if (sp != std::string::npos && at != std::string::npos && at > sp) {
-      ae = assoc.substr(sp + 1, at - sp - 1);
-      host = HostOfPeer(assoc.substr(at + 1));
-    }
-    participants.push_back(Self(our_calling_ae, source, true, &kRoleSource));
-    Participant dest = Node(ae, host, false, &kRoleDestination);
-    dest.user_name = e.Get("destination");
-    participants.push_back(dest);
-    objects = true;
+    ShapeDelivery(e, result, our_calling_ae, source, m);
   } else if (e.kind == "rules") {
-    event_id = &kSecurityAlert;
-    event_type = &kSoftwareConfiguration;
-    outcome = result == "ok" ? 0 : 4;
-    participants.push_back(Self(our_ae, source, true, &kRoleApplication));
+    m->event_id = &kSecurityAlert;
+    m->event_type = &kSoftwareConfiguration;
+    m->outcome = result == "ok" ? 0 : 4;
+    m->participants.push_back(Self(our_ae, source, true, &kRoleApplication));
   } else if (e.kind == "admin") {
-    // Admin API (docs/admin-api.md, router/operate/admin_api.cc): refused requests
-    // and every action; "status" is the HTTP status.
-    const std::string http = e.Get("status");
-    const bool unauthenticated = http == "401";
-    const bool forbidden = http == "403";
-    event_id = unauthenticated ? &kUserAuthentication : &kSecurityAlert;
-    event_type = unauthenticated ? &kLogin : forbidden ? &kUseOfRestrictedFunction : &kSoftwareConfiguration;
-    outcome = result == "ok" ? 0 : result == "failed" ? 8 : 4;
-    Participant user;
-    user.user_id = e.Get("token").empty() ? std::string("unknown") : e.Get("token");
-    user.requestor = true;
-    std::string client = e.Get("client").empty() ? e.Get("peer") : e.Get("client");
-    // A summary of repeated refusals names the "address" (no port).
-    user.nap_id = client.empty() ? e.Get("address") : HostOfPeer(client);
-    user.nap_type = user.nap_id.empty() ? 0 : (LooksLikeIp(user.nap_id) ? 2 : 1);
-    participants.push_back(user);
-    participants.push_back(Self(our_ae, source, false, &kRoleApplication));
-    request = e.Get("method") + " " + e.Get("path");
+    ShapeAdmin(e, result, our_ae, source, m);
   } else {
-    return "";
+    return false;
   }
-  if (failed != nullptr) *failed = outcome != 0;
+  return true;
+}
+
+}  // namespace
+
+std::string AtnaAuditMessage(const AtnaEvent& e, const AtnaSource& source, bool* failed) {
+  MessageShape m;
+  if (!ShapeOf(e, source, &m)) return "";
+  if (failed != nullptr) *failed = m.outcome != 0;
 
   std::string x;
   x.reserve(1536);
   x += "<AuditMessage><EventIdentification EventActionCode=\"";
-  x.push_back(action);
+  x.push_back(m.action);
   x += "\"";
   AppendAttr(&x, "EventDateTime", IsoTime(e.unix_ms));  // PS3.15 A.5.2.5: with the zone (Z)
-  x += " EventOutcomeIndicator=\"" + std::to_string(outcome) + "\">";
-  AppendCode(&x, "EventID", *event_id);
-  if (event_type != nullptr) AppendCode(&x, "EventTypeCode", *event_type);
+  x += " EventOutcomeIndicator=\"" + std::to_string(m.outcome) + "\">";
+  AppendCode(&x, "EventID", *m.event_id);
+  if (m.event_type != nullptr) AppendCode(&x, "EventTypeCode", *m.event_type);
   std::string description = Description(e);
-  if (outcome != 0 && !description.empty()) {
+  if (m.outcome != 0 && !description.empty()) {
     x += "<EventOutcomeDescription>" + XmlEscape(description) + "</EventOutcomeDescription>";
   }
   x += "</EventIdentification>";
-  for (const Participant& p : participants) AppendParticipant(&x, p);
+  for (const Participant& p : m.participants) AppendParticipant(&x, p);
   x += "<AuditSourceIdentification";
   AppendAttr(&x, "AuditSourceID", source.hostname.empty() ? std::string("relais") : source.hostname);
   x += "><AuditSourceTypeCode csd-code=\"4\"/></AuditSourceIdentification>";  // 4: application server process
-  if (objects) AppendObjects(&x, e);
-  if (request.size() > 1) {
+  if (m.objects) AppendObjects(&x, e);
+  if (m.request.size() > 1) {
     // The request acted on: a system object named by its URI (RFC 3881 ID type 12).
     x += "<ParticipantObjectIdentification";
-    AppendAttr(&x, "ParticipantObjectID", request);
+    AppendAttr(&x, "ParticipantObjectID", m.request);
     x += " ParticipantObjectTypeCode=\"2\" ParticipantObjectTypeCodeRole=\"13\">";
     AppendCode(&x, "ParticipantObjectIDTypeCode", kIdUri);
     x += "</ParticipantObjectIdentification>";

@@ -1,5 +1,7 @@
 // Room router/record/ (DESIGN.md, "The rooms of router/"): what happened.
-// The audit trail (audit.h), its IHE ATNA export (atna.h) and the counters
+// The audit trail (audit.h: records and their bounds in audit_format.h, the
+// writer in audit.cc, refusal windows in audit_refusals.cc, Verify in
+// audit_verify.cc), its IHE ATNA export (atna.h) and the counters
 // (metrics.h).
 // May include: base/, the store. The Prometheus page that shows the
 // counters is rendered in operate/ (prometheus.h), so that receive/ and
