@@ -118,6 +118,13 @@ void RenderListener(const Metrics& m, const Server* server, Page* p) {
   for (const auto& [reason, n] : m.associations_rejected()) {
     p->Sample("relais_associations_rejected_total", {{"listener", "default"}, {"reason", reason}}, n);
   }
+  p->Family("relais_connections_evicted_total", "counter",
+            "Connections that had not associated, closed to make room for a new one, by reason.");
+  for (const char* reason : {"connection-cap", "peer-cap"}) {
+    auto it = m.connections_evicted().find(reason);
+    p->Sample("relais_connections_evicted_total", {{"listener", "default"}, {"reason", reason}},
+              it == m.connections_evicted().end() ? 0 : it->second);
+  }
   p->One("relais_objects_received_total", "counter",
          "C-STORE objects stored durably and acknowledged with Success.", m.objects_received(), kListener);
   p->One("relais_received_bytes_total", "counter", "Data set bytes of the objects stored and acknowledged.",

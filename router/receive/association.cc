@@ -71,11 +71,17 @@ double NowSeconds() {
 ScpAssociation::ScpAssociation(Server* server, uint64_t id)
     : server_(server),
       id_(id),
-      conn_(server->loop(), this, server->settings().max_pdu, server->settings().artim_timeout_ms) {
+      conn_(server->loop(), this, server->settings().max_pdu, server->ArtimForNewConnection()) {
   idle_.data = this;
 }
 
 ScpAssociation::~ScpAssociation() = default;
+
+std::string ScpAssociation::peer_ip() const {
+  std::string ip = peer_.substr(0, peer_.rfind(':'));
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  return ip;
+}
 
 std::string ScpAssociation::Prefix() const {
   std::string p = "assoc=" + std::to_string(id_) + " peer=" + peer_;

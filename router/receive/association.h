@@ -53,6 +53,13 @@ class ScpAssociation : private UlConnection::User {
   void AbortNow(const char* why);
 
   uint64_t id() const { return id_; }
+  // Has an A-ASSOCIATE-AC been sent (and no release or abort since)?
+  // Connections that have not are the ones Server may evict.
+  bool established() const { return established_; }
+  // Closing (aborted, released or evicted): it no longer counts as a connection.
+  bool closing() const { return closing_; }
+  // The peer's address without the port ("10.0.0.5"); "" before Start.
+  std::string peer_ip() const;
 
   // Store callbacks, delivered on the loop thread by Server.
   void OnStoreCommitted(uint16_t message_id, Status status, const store::ObjectMeta& meta);

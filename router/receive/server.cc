@@ -7,15 +7,55 @@
 #include <sstream>
 
 #include "base/log.h"
+#include "base/text.h"
 #include "router/receive/association.h"
 #include "router/record/audit.h"
+#include "router/record/metrics.h"
 
 namespace relais::router {
 namespace {
-// TCP connections held at once, including ones that have not sent an
-// A-ASSOCIATE-RQ yet; past this, new connections are closed at once.
+// TCP connections held at once, including ones that have not associated
+// yet. Past this, the oldest connection that has not associated is closed
+// to make room; when every one has, the new connection is closed.
 uint32_t MaxConnections(const ScpSettings& s) { return s.max_associations * 2 + 16; }
+// Connections that have not associated, per peer address: one address (a
+// broken device, a scanner of ports) cannot take the room of the others.
+constexpr size_t kMaxUnassociatedPerPeer = 8;
+// While connections that have not associated fill half the cap, new ones
+// get at most this long to send their A-ASSOCIATE-RQ (a real SCU sends it
+// within milliseconds of connecting).
+constexpr uint64_t kArtimUnderPressureMs = 5000;
 }  // namespace
+
+uint64_t Server::ArtimForNewConnection() const {
+  size_t unassociated = associations_.size() - std::min<size_t>(associations_.size(), established_);
+  if (unassociated >= MaxConnections(settings_) / 2) {
+    return std::min<uint64_t>(settings_.artim_timeout_ms, kArtimUnderPressureMs);
+  }
+  return settings_.artim_timeout_ms;
+}
+
+ScpAssociation* Server::OldestUnassociated(const ScpAssociation* except, const std::string& peer_ip,
+                                           size_t* count) const {
+  ScpAssociation* oldest = nullptr;
+  *count = 0;
+  for (const auto& [id, a] : associations_) {
+    if (a.get() == except || a->established() || a->closing()) continue;
+    if (!peer_ip.empty() && a->peer_ip() != peer_ip) continue;
+    ++*count;
+    if (oldest == nullptr || id < oldest->id()) oldest = a.get();
+  }
+  return oldest;
+}
+
+void Server::Evict(ScpAssociation* victim, const char* reason, const ScpAssociation* for_whom) {
+  RLOG_WARN("assoc=%llu event=connection-evicted reason=%s peer=%s for=%llu: it had not associated; "
+            "closed to make room for a new connection",
+            static_cast<unsigned long long>(victim->id()), reason, LogToken(victim->peer_ip()).c_str(),
+            static_cast<unsigned long long>(for_whom->id()));
+  if (metrics_ != nullptr) metrics_->ConnectionEvicted(reason);
+  victim->AbortNow("evicted to make room");
+}
 
 Server::Server(uv_loop_t* loop, store::Store* store, ScpSettings settings)
     : loop_(loop), store_(store), settings_(std::move(settings)) {
@@ -73,11 +113,37 @@ void Server::Accept(uv_tcp_t* listener, std::shared_ptr<TlsContext> tls) {
   ScpAssociation* a = assoc.get();
   associations_.emplace(id, std::move(assoc));
   if (!a->Start(reinterpret_cast<uv_stream_t*>(listener), std::move(tls))) return;
-  if (shutting_down_ || associations_.size() > MaxConnections(settings_)) {
-    RLOG_WARN("assoc=%llu event=connection-refused reason=\"%s\"", static_cast<unsigned long long>(id),
-              shutting_down_ ? "shutting down" : "too many open connections");
+  if (shutting_down_) {
+    RLOG_WARN("assoc=%llu event=connection-refused reason=\"shutting down\"", static_cast<unsigned long long>(id));
     a->AbortNow("refused");
+    return;
   }
+  MakeRoomFor(a);
+}
+
+// Established associations are never evicted: at the cap, the oldest
+// connection that has not associated makes room, else the new one goes.
+void Server::MakeRoomFor(ScpAssociation* a) {
+  size_t from_peer = 0;
+  ScpAssociation* oldest_of_peer = OldestUnassociated(a, a->peer_ip(), &from_peer);
+  if (from_peer >= kMaxUnassociatedPerPeer && oldest_of_peer != nullptr) Evict(oldest_of_peer, "peer-cap", a);
+  if (LiveConnections() <= MaxConnections(settings_)) return;
+  size_t unassociated = 0;
+  ScpAssociation* oldest = OldestUnassociated(a, "", &unassociated);
+  if (oldest != nullptr) {
+    Evict(oldest, "connection-cap", a);
+    return;
+  }
+  RLOG_WARN("assoc=%llu event=connection-refused reason=\"too many open connections\" open=%zu: every one has "
+            "associated",
+            static_cast<unsigned long long>(a->id()), LiveConnections());
+  a->AbortNow("refused");
+}
+
+size_t Server::LiveConnections() const {
+  size_t n = 0;
+  for (const auto& [id, a] : associations_) n += a->closing() ? 0 : 1;
+  return n;
 }
 
 // The contents of the rule file, or of every *.toml in the rule directory

@@ -94,6 +94,10 @@ class Server {
   size_t association_count() const { return associations_.size(); }
   // Associations accepted and not yet closed (for max_associations).
   uint32_t established_count() const { return established_; }
+  // The ARTIM timeout for a connection accepted now: settings().artim_timeout_ms,
+  // or at most 5 s while connections that have not associated fill half of
+  // the connection cap.
+  uint64_t ArtimForNewConnection() const;
   void OnEstablished(int delta) { established_ += delta; }
 
   // Loads the rules from settings().rules_path and starts watching them
@@ -154,6 +158,17 @@ class Server {
   void OnAssociationClosed(uint64_t id);
 
  private:
+  // Connections cannot starve associations (issue 13): per peer address and
+  // at the connection cap, the oldest connection that has not associated is
+  // closed to make room for `a`; established associations never are.
+  void MakeRoomFor(ScpAssociation* a);
+  // The oldest connection other than `except` that has not associated and is
+  // not closing (from `peer_ip` only, when not empty), and how many there are.
+  ScpAssociation* OldestUnassociated(const ScpAssociation* except, const std::string& peer_ip, size_t* count) const;
+  void Evict(ScpAssociation* victim, const char* reason, const ScpAssociation* for_whom);
+  // Connections held and not closing.
+  size_t LiveConnections() const;
+
   static void OnConnection(uv_stream_t* server, int status) noexcept;
   static void OnAsync(uv_async_t* handle) noexcept;
   static void OnRulesChanged(uv_fs_event_t* handle, const char* filename, int events, int status) noexcept;

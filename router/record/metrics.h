@@ -34,6 +34,10 @@ class Metrics {
   // `reason`: a short stable label ("called-ae", "calling-ae", "limit",
   // "protocol-version", "application-context", "identity", ...).
   void AssociationRejected(std::string_view reason) { ++assoc_rejected_[std::string(reason)]; }
+  // A connection that had not associated, closed to make room (receive/
+  // server.h, "Connections cannot starve associations"). `reason`:
+  // "connection-cap" or "peer-cap".
+  void ConnectionEvicted(std::string_view reason) { ++evicted_[std::string(reason)]; }
   // A C-STORE acknowledged with success: its data set bytes, and seconds
   // from the arrival of its command to the durable acknowledgement.
   void ObjectReceived(uint64_t bytes, double latency_s, int64_t now_unix_ms);
@@ -63,6 +67,7 @@ class Metrics {
   // Read access for the renderer and the API.
   uint64_t associations_accepted() const { return assoc_accepted_; }
   const std::map<std::string, uint64_t>& associations_rejected() const { return assoc_rejected_; }
+  const std::map<std::string, uint64_t>& connections_evicted() const { return evicted_; }
   uint64_t objects_received() const { return objects_received_; }
   uint64_t bytes_received() const { return bytes_received_; }
   const std::map<uint16_t, uint64_t>& objects_refused() const { return objects_refused_; }
@@ -78,6 +83,7 @@ class Metrics {
 
   uint64_t assoc_accepted_ = 0;
   std::map<std::string, uint64_t> assoc_rejected_;
+  std::map<std::string, uint64_t> evicted_;
   uint64_t objects_received_ = 0, bytes_received_ = 0;
   std::map<uint16_t, uint64_t> objects_refused_;
   std::vector<uint64_t> latency_counts_ = std::vector<uint64_t>(std::size(kLatencyBuckets) + 1, 0);
