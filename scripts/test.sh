@@ -29,6 +29,6 @@ CC=clang CXX=clang++ scripts/build.sh build-sanitize -DRELAIS_FUZZ=ON -DRELAIS_B
 echo "== tests under ASan + UBSan (unit tests; hostile peers, delivery, admin, TLS, access against the sanitized relais)"
 (cd build-sanitize && ctest --output-on-failure -j2 --timeout 900 -L unit)
 (cd build-sanitize && ctest --output-on-failure -j2 --timeout 900 \
-  -R "^(HostileTest|Delivery[A-Za-z]*Test|AdminTest|TlsEndToEndTest|AccessControlTest|GracefulStopTest|ServiceNotifyTest|TextSafetyTest|RulesReloadTest|AuditTrailTest)\\.")
+  -R "^(HostileTest|Delivery[A-Za-z]*Test|AdminTest|TlsEndToEndTest|AccessControlTest|GracefulStopTest|ServiceNotifyTest|TextSafetyTest|RulesReloadTest|AuditTrailTest|ConnectionCapTest|StoreVerifyCommandTest)\\.")
 echo "== fuzzing"
 RELAIS_FUZZ_BUILD=build-sanitize scripts/fuzz.sh "${RELAIS_FUZZ_SECONDS:-45}"
