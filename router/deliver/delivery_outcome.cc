@@ -8,6 +8,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/text.h"
+#include "base/hex.h"
 #include "router/deliver/delivery.h"
 #include "router/deliver/delivery_state.h"
 #include "router/deliver/retry_policy.h"
@@ -15,16 +16,6 @@
 #include "router/record/metrics.h"
 
 namespace relais::router {
-namespace {
-
-std::string Hex16(uint16_t v) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "0x%04X", v);
-  return buf;
-}
-
-}  // namespace
-
 void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes) {
   const int64_t now = NowUnixMs();
   store::QueueUpdate u;
@@ -42,7 +33,7 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     u.kind = store::QueueUpdate::Kind::kDelivered;
     u.attempt.result = o.kind == Outcome::Kind::kWarning ? "warning" : "success";
     RLOG_INFO("dest=%s dassoc=%s sop=%s event=delivered status=%s bytes=%" PRIu64 " attempts=%u", d->cfg.name.c_str(),
-              s->name.c_str(), row.meta.sop_instance_uid.c_str(), Hex16(o.status).c_str(), bytes, attempts);
+              s->name.c_str(), row.meta.sop_instance_uid.c_str(), Hex4(o.status).c_str(), bytes, attempts);
     Finish(d, row, std::move(u));
     SendNext(d, s);
     return;
@@ -99,7 +90,7 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
       audit_->Record("delivery", {{"destination", row.q.destination}, {"association", u.attempt.association},
                                   {"patient_id", row.meta.patient_id}, {"study_instance_uid", row.meta.study_instance_uid},
                                   {"sop_instance_uid", row.meta.sop_instance_uid}, {"result", u.attempt.result},
-                                  {"status", Hex16(u.attempt.status)}, {"error", u.attempt.error}});
+                                  {"status", Hex4(u.attempt.status)}, {"error", u.attempt.error}});
     }
   }
   bool retry = u.kind == store::QueueUpdate::Kind::kRetryLater;

@@ -2,13 +2,9 @@
 
 #include <cstdio>
 
-namespace relais::router {
+#include "base/hex.h"
 
-std::string DimseStatusHex(uint16_t status) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "0x%04X", status);
-  return buf;
-}
+namespace relais::router {
 
 const char* OutcomeKindName(Outcome::Kind kind) {
   switch (kind) {
@@ -63,7 +59,7 @@ bool Outcome::IsTransient() const {
 std::string Outcome::ToString() const {
   std::string s = OutcomeKindName(kind);
   if (kind == Kind::kSuccess || kind == Kind::kWarning || kind == Kind::kFailure) {
-    s += " status=" + DimseStatusHex(status);
+    s += " status=" + Hex4(status);
   }
   if (!error.empty()) s += ": " + error;
   return s;

@@ -55,9 +55,6 @@ const char* OutcomeKindName(Outcome::Kind kind);
 // kSuccess, kWarning or kFailure.
 Outcome::Kind ClassifyStatus(uint16_t status);
 
-// "0xA700": a DIMSE status as logs and Outcome::ToString write it.
-std::string DimseStatusHex(uint16_t status);
-
 }  // namespace relais::router
 
 #endif  // RELAIS_ROUTER_DELIVER_OUTCOME_H_

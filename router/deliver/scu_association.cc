@@ -17,6 +17,7 @@
 // queued by the connection and run after the current transition; user
 // callbacks are queued and run from dispatch_ (a zero timer), never from
 // inside a method of this class.
+#include "base/hex.h"
 #include "router/deliver/scu_association.h"
 
 #include <algorithm>
@@ -560,7 +561,7 @@ void ScuAssociation::HandleResponse() {
     RLOG_WARN("%s msg=%u C-STORE-RSP names SOP instance %s, we sent %s", Prefix().c_str(), op_->message_id,
               LogToken(rsp.affected_sop_instance_uid).c_str(), op_->sop_instance_uid.c_str());
   }
-  if (o.kind == Outcome::Kind::kFailure && o.error.empty()) o.error = "peer answered " + DimseStatusHex(status);
+  if (o.kind == Outcome::Kind::kFailure && o.error.empty()) o.error = "peer answered " + Hex4(status);
   CompleteOp(std::move(o));
   if (early) {
     // The peer answered before the last data set PDV; the rest cannot be

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/clock.h"
+#include "base/hex.h"
 #include "base/identity.h"
 #include "base/log.h"
 #include "base/text.h"
@@ -22,13 +23,6 @@
 
 namespace relais::router {
 namespace {
-
-// "0xA700": a DIMSE status as the audit trail writes it.
-std::string Hex4(uint16_t v) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "0x%04X", v);
-  return buf;
-}
 
 using ul::Event;
 
