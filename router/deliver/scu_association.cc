@@ -17,12 +17,12 @@
 // queued by the connection and run after the current transition; user
 // callbacks are queued and run from dispatch_ (a zero timer), never from
 // inside a method of this class.
-#include "base/hex.h"
 #include "router/deliver/scu_association.h"
 
 #include <algorithm>
 #include <utility>
 
+#include "base/hex.h"
 #include "base/identity.h"
 #include "base/log.h"
 #include "base/text.h"
