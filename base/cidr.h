@@ -16,7 +16,7 @@ namespace relais {
 struct Cidr {
   int family = AF_INET;  // AF_INET or AF_INET6
   uint8_t addr[16] = {};
-  int prefix = 32;       // bits that must match
+  int prefix = 32;  // bits that must match
 
   // "IP" (a /32 or /128) or "IP/PREFIX". nullopt when malformed, or when
   // the address has bits set beyond the prefix ("10.1.2.3/24": say

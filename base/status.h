@@ -23,8 +23,8 @@ class Status {
     kIOError,            // disk, socket
     kResourceExhausted,  // store full, too many associations
     kAlreadyExists,
-    kUnavailable,        // try again later (closed, shutting down)
-    kInternal,           // a bug: an invariant did not hold
+    kUnavailable,  // try again later (closed, shutting down)
+    kInternal,     // a bug: an invariant did not hold
   };
 
   Status() = default;  // OK
@@ -76,7 +76,7 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(v_).ok() && "Result built from an OK Status");
   }
@@ -100,10 +100,10 @@ class Result {
 }  // namespace relais
 
 // Returns early from the enclosing function when `expr` is not OK.
-#define RELAIS_RETURN_IF_ERROR(expr)            \
-  do {                                          \
-    ::relais::Status _relais_s = (expr);        \
-    if (!_relais_s.ok()) return _relais_s;      \
+#define RELAIS_RETURN_IF_ERROR(expr)       \
+  do {                                     \
+    ::relais::Status _relais_s = (expr);   \
+    if (!_relais_s.ok()) return _relais_s; \
   } while (0)
 
 #endif  // RELAIS_BASE_STATUS_H_

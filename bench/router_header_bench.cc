@@ -2,8 +2,8 @@
 // over the network (explicit VR little endian, 16 KiB PDVs), parsed up to
 // Pixel Data by HeaderParser.
 #include <dcmtk/config/osconfig.h>
-#include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmdata/dcostrmb.h>
+#include <dcmtk/dcmdata/dctk.h>
 
 #include <benchmark/benchmark.h>
 

@@ -17,7 +17,8 @@ AssociateRq MakeRq(int n) {
   rq.called_ae = "ANY-SCP";
   rq.calling_ae = "STORESCU";
   for (int i = 0; i < n; ++i) {
-    rq.contexts.push_back({static_cast<uint8_t>(2 * i + 1), "1.2.840.10008.5.1.4.1.1." + std::to_string(i + 1),
+    rq.contexts.push_back({static_cast<uint8_t>(2 * i + 1),
+                           "1.2.840.10008.5.1.4.1.1." + std::to_string(i + 1),
                            {"1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2"}});
   }
   rq.user_info.max_length = 16384;

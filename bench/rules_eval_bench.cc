@@ -88,7 +88,7 @@ void RunEvaluate(benchmark::State& state, DcmDataset* ds) {
   }
   AssociationFacts facts{"SCANNER3", "RELAIS", "10.1.7.9", "default"};
   Decision d;
-  std::time_t now = 1717495200;  // a Tuesday, 10:00 UTC
+  std::time_t now = 1717495200;          // a Tuesday, 10:00 UTC
   (*set)->Evaluate(ds, facts, now, &d);  // warm: Decision capacity, per-thread scratch
   uint64_t allocations = g_allocations.load();
   for (auto _ : state) {
@@ -117,7 +117,9 @@ void BM_EvaluateLatin1(benchmark::State& state) {
   ds.putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 100");
   ds.putAndInsertString(DCM_PatientName, "DOE^J\xC9R\xD4ME");  // the rules match as for BM_Evaluate
   ds.putAndInsertString(DCM_InstitutionName, "H\xD4PITAL CENTRAL DE YAOUND\xC9");
-  ds.putAndInsertString(DCM_StudyDescription, "SCANNER HEAD T\xCATE C\xC9R\xC9" "BRAL");
+  ds.putAndInsertString(DCM_StudyDescription,
+                        "SCANNER HEAD T\xCATE C\xC9R\xC9"
+                        "BRAL");
   RunEvaluate(state, &ds);
 }
 BENCHMARK(BM_EvaluateLatin1)->Arg(10)->Arg(100)->Arg(1000);

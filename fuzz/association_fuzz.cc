@@ -5,8 +5,8 @@
 // negotiation, P-DATA reassembly, DIMSE commands, data set header parsing,
 // routing-free storage and the responses. After the peer half-closes, the
 // association must end (no hang) and be forgotten by the server (no leak).
-#include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 

@@ -24,10 +24,9 @@ struct HeaderRun {
 inline HeaderRun RunHeaderInput(const uint8_t* data, size_t size) {
   HeaderRun run;
   if (size < 2) return run;
-  static const char* const kSyntaxes[] = {
-      "1.2.840.10008.1.2",       "1.2.840.10008.1.2.1",    "1.2.840.10008.1.2.2",
-      "1.2.840.10008.1.2.1.99",  "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
-      "1.2.840.10008.1.2.4.80",  "1.2.840.10008.1.2.5",    "1.2.3.4.unknown"};
+  static const char* const kSyntaxes[] = {"1.2.840.10008.1.2",      "1.2.840.10008.1.2.1",    "1.2.840.10008.1.2.2",
+                                          "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
+                                          "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.5",    "1.2.3.4.unknown"};
   const char* ts = kSyntaxes[data[0] % (sizeof(kSyntaxes) / sizeof(kSyntaxes[0]))];
   const size_t piece = static_cast<size_t>(data[1]) * 16 + 1;
   data += 2;

@@ -35,11 +35,25 @@ bool NoControl(std::string_view s) {
   return s.find("\xC2\x85") == std::string_view::npos;
 }
 
-const char* const kCharsets[] = {"",           "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110",
-                                 "ISO_IR 144", "ISO_IR 127", "ISO_IR 126", "ISO_IR 138", "ISO_IR 148",
-                                 "ISO_IR 166", "ISO_IR 13",  "ISO_IR 192", "GB18030",    "GBK",
-                                 "\\ISO 2022 IR 87", "ISO 2022 IR 6\\ISO 2022 IR 149",
-                                 "ISO 2022 IR 13\\ISO 2022 IR 87", "ISO 2022 IR 100\\ISO 2022 IR 126"};
+const char* const kCharsets[] = {"",
+                                 "ISO_IR 100",
+                                 "ISO_IR 101",
+                                 "ISO_IR 109",
+                                 "ISO_IR 110",
+                                 "ISO_IR 144",
+                                 "ISO_IR 127",
+                                 "ISO_IR 126",
+                                 "ISO_IR 138",
+                                 "ISO_IR 148",
+                                 "ISO_IR 166",
+                                 "ISO_IR 13",
+                                 "ISO_IR 192",
+                                 "GB18030",
+                                 "GBK",
+                                 "\\ISO 2022 IR 87",
+                                 "ISO 2022 IR 6\\ISO 2022 IR 149",
+                                 "ISO 2022 IR 13\\ISO 2022 IR 87",
+                                 "ISO 2022 IR 100\\ISO 2022 IR 126"};
 
 // Writes the fields as one audit record (and a refusal) into a fresh trail;
 // every line must parse and the chain verify.
@@ -93,8 +107,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string e = relais::LogEscape(f), q = relais::LogEscape(f, true), t = relais::LogToken(f);
     Check(relais::IsUtf8(e) && NoControl(e) && relais::IsUtf8(q) && NoControl(q) && relais::IsUtf8(t) && NoControl(t));
     // DICOM text, decoded by the character set, for rules and operators.
-    for (auto kind : {relais::rules::TextKind::kValue, relais::rules::TextKind::kPersonName,
-                      relais::rules::TextKind::kText}) {
+    for (auto kind :
+         {relais::rules::TextKind::kValue, relais::rules::TextKind::kPersonName, relais::rules::TextKind::kText}) {
       std::string d = relais::rules::DecodeDicomText(f, charset, kind);
       Check(relais::IsUtf8(d));
       obj[d] = f;  // decoded keys, raw values: JsonDump must cope with both

@@ -10,17 +10,17 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "router/deliver/delivery.h"
+#include "router/net/tls.h"
 #include "router/operate/admin_api.h"
 #include "router/operate/admin_http.h"
 #include "router/operate/alerts.h"
-#include "router/record/audit.h"
-#include "router/deliver/delivery.h"
-#include "router/record/metrics.h"
-#include "router/operate/storage_watch.h"
-#include "router/router.h"
-#include "router/receive/server.h"
 #include "router/operate/service_notify.h"
-#include "router/net/tls.h"
+#include "router/operate/storage_watch.h"
+#include "router/receive/server.h"
+#include "router/record/audit.h"
+#include "router/record/metrics.h"
+#include "router/router.h"
 #include "store/store.h"
 
 namespace relais::router {
@@ -76,18 +76,20 @@ void OnStopSignal(uv_signal_t* h, int signum) noexcept {
   auto* ctx = static_cast<SignalCtx*>(h->data);
   const char* name = signum == SIGINT ? "SIGINT" : "SIGTERM";
   if (ctx->stopping) {
-    RLOG_WARN("event=stopping-now signal=%s: aborting the associations still open; what they did not get "
-              "acknowledged is not kept (their senders send it again)",
-              name);
+    RLOG_WARN(
+        "event=stopping-now signal=%s: aborting the associations still open; what they did not get "
+        "acknowledged is not kept (their senders send it again)",
+        name);
     ctx->server->Shutdown();
     StopRest(ctx);
     return;
   }
   ctx->stopping = true;
   ctx->notifier->Stopping(std::string("stopping (") + name + "): letting open associations finish", ctx->drain_ms);
-  RLOG_INFO("event=stopping signal=%s drain_timeout_s=%llu: no new associations; open ones may finish, "
-            "nothing acknowledged is lost",
-            name, static_cast<unsigned long long>(ctx->drain_ms / 1000));
+  RLOG_INFO(
+      "event=stopping signal=%s drain_timeout_s=%llu: no new associations; open ones may finish, "
+      "nothing acknowledged is lost",
+      name, static_cast<unsigned long long>(ctx->drain_ms / 1000));
   ctx->server->Drain(ctx->drain_ms, [ctx] { StopRest(ctx); });
 }
 
@@ -199,14 +201,13 @@ Status StartListening(const rules::AppConfig& config, Server* server, const std:
 // The lines an operator looks for once the router listens, and READY.
 void AnnounceListening(const rules::AppConfig& config, const ScpSettings& settings, bool tls,
                        ServiceNotifier* notifier) {
-  RLOG_INFO("event=listening ae=%s address=%s:%u store=%s max_pdu=%u max_associations=%u",
-            settings.ae_title.c_str(), config.listener.host.c_str(), config.listener.port,
-            config.store.path.c_str(), settings.max_pdu, settings.max_associations);
+  RLOG_INFO("event=listening ae=%s address=%s:%u store=%s max_pdu=%u max_associations=%u", settings.ae_title.c_str(),
+            config.listener.host.c_str(), config.listener.port, config.store.path.c_str(), settings.max_pdu,
+            settings.max_associations);
   if (tls) {
     RLOG_INFO("event=listening-tls ae=%s address=%s:%u client_certificates=%s min_version=%s",
               settings.ae_title.c_str(), config.listener.host.c_str(), config.tls.port,
-              config.tls.require_client_certificate ? "required" : "not required",
-              config.tls.min_version.c_str());
+              config.tls.require_client_certificate ? "required" : "not required", config.tls.min_version.c_str());
   }
   if (settings.access.restricts_callers() || settings.access.requires_identity()) {
     RLOG_INFO("event=access-control allow_entries=%zu users=%zu", config.listener.allow.size(),
@@ -220,8 +221,8 @@ void AnnounceListening(const rules::AppConfig& config, const ScpSettings& settin
 // Builds everything that runs on `loop` around the store, starts it, runs
 // the loop until everything has stopped, and closes the store while the
 // rest still exists. OK, or why it could not start.
-Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_ptr<store::Store>& store,
-                 AuditLog* audit, const ScpSettings& settings, const std::shared_ptr<TlsContext>& tls) {
+Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_ptr<store::Store>& store, AuditLog* audit,
+                 const ScpSettings& settings, const std::shared_ptr<TlsContext>& tls) {
   Server server(loop, store.get(), settings);
   store->SetProgressCallback([&server] { server.Post([&server] { server.ResumePaused(); }); });
   DeliveryScheduler delivery(loop, store.get(), DeliverySettingsOf(config),

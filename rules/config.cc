@@ -23,9 +23,9 @@
 
 #include <toml++/toml.h>
 
+#include "base/cidr.h"
 #include "rules/rules.h"
 #include "rules/toml_util.h"
-#include "base/cidr.h"
 
 namespace relais::rules {
 namespace {
@@ -83,8 +83,8 @@ void ReadListener(const toml::table& t, Errors* errors, ListenerConfig* out) {
   }
   r.ReadString("host", &out->host);
   if (const toml::node* n = r.Node("host"); n != nullptr && n->is_string() && !IsIpLiteral(out->host)) {
-    errors->Add(n->source(), "listener.host must be an IPv4 or IPv6 literal (e.g. \"0.0.0.0\" or \"::\"), got '" +
-                                 out->host + "'");
+    errors->Add(n->source(),
+                "listener.host must be an IPv4 or IPv6 literal (e.g. \"0.0.0.0\" or \"::\"), got '" + out->host + "'");
   }
   r.ReadInt("port", 1, 65535, &out->port);
   r.ReadInt("max_associations", 1, 10000, &out->max_associations);
@@ -97,13 +97,16 @@ void ReadListener(const toml::table& t, Errors* errors, ListenerConfig* out) {
     ListenerConfig::Allow a;
     tr.ReadString("calling_ae", &a.calling_ae, /*required=*/true);
     if (const toml::node* n = tr.Node("calling_ae"); n != nullptr && n->is_string() && a.calling_ae != "*") {
-      if (auto why = AeTitleProblem(a.calling_ae)) errors->Add(n->source(), "listener.allow.calling_ae " + *why + " (or \"*\" for any)");
+      if (auto why = AeTitleProblem(a.calling_ae))
+        errors->Add(n->source(), "listener.allow.calling_ae " + *why + " (or \"*\" for any)");
     }
     tr.ReadString("from", &a.from);
-    if (const toml::node* n = tr.Node("from"); n != nullptr && n->is_string() && !a.from.empty() &&
-                                               !Cidr::Parse(a.from)) {
-      errors->Add(n->source(), "listener.allow.from must be an IP address or a CIDR block such as \"10.1.2.0/24\" "
-                               "(no host bits set after the prefix), got '" + a.from + "'");
+    if (const toml::node* n = tr.Node("from");
+        n != nullptr && n->is_string() && !a.from.empty() && !Cidr::Parse(a.from)) {
+      errors->Add(n->source(),
+                  "listener.allow.from must be an IP address or a CIDR block such as \"10.1.2.0/24\" "
+                  "(no host bits set after the prefix), got '" +
+                      a.from + "'");
     }
     (void)tt;
     out->allow.push_back(std::move(a));
@@ -112,15 +115,19 @@ void ReadListener(const toml::table& t, Errors* errors, ListenerConfig* out) {
     ListenerConfig::User u;
     tr.ReadString("username", &u.username, /*required=*/true);
     if (const toml::node* n = tr.Node("username"); n != nullptr && n->is_string()) {
-      if (u.username.empty() || u.username.size() > 65535) errors->Add(n->source(), "listener.user.username must not be empty");
+      if (u.username.empty() || u.username.size() > 65535)
+        errors->Add(n->source(), "listener.user.username must not be empty");
       for (const ListenerConfig::User& other : out->users) {
-        if (other.username == u.username) errors->Add(n->source(), "listener.user '" + u.username + "' is listed twice");
+        if (other.username == u.username)
+          errors->Add(n->source(), "listener.user '" + u.username + "' is listed twice");
       }
     }
     tr.ReadString("passcode_sha256", &u.passcode_sha256);
-    if (const toml::node* n = tr.Node("passcode_sha256"); n != nullptr && n->is_string() && !IsSha256Hex(u.passcode_sha256)) {
-      errors->Add(n->source(), "listener.user.passcode_sha256 must be the passcode's SHA-256 as 64 lowercase hex digits "
-                               "(e.g. printf %s PASSCODE | sha256sum)");
+    if (const toml::node* n = tr.Node("passcode_sha256");
+        n != nullptr && n->is_string() && !IsSha256Hex(u.passcode_sha256)) {
+      errors->Add(n->source(),
+                  "listener.user.passcode_sha256 must be the passcode's SHA-256 as 64 lowercase hex digits "
+                  "(e.g. printf %s PASSCODE | sha256sum)");
     }
     out->users.push_back(std::move(u));
   });
@@ -152,8 +159,9 @@ void ReadFraction(TableReader* r, std::string_view key, double* out) {
     if (i->get() == 1) v = 1.0;
   }
   if (!v || !(*v > 0) || *v > 1) {
-    r->errors()->Add(n->source(), r->Full(key) + " must be a percentage such as \"90%\" (or a fraction such as 0.9), "
-                                  "above 0 and at most 100%");
+    r->errors()->Add(n->source(), r->Full(key) +
+                                      " must be a percentage such as \"90%\" (or a fraction such as 0.9), "
+                                      "above 0 and at most 100%");
     return;
   }
   *out = *v;
@@ -214,12 +222,14 @@ std::optional<std::string> EndpointProblem(const std::string& url, const std::ve
   if (slash != std::string::npos && !path_allowed) return "must not have a path (" + want + "), got '" + url + "'";
   std::string hostport = rest.substr(0, slash);
   size_t colon = hostport.rfind(':');
-  if (hostport.empty() || colon == std::string::npos || colon == 0 || (hostport.front() == '[' && hostport[colon - 1] != ']')) {
+  if (hostport.empty() || colon == std::string::npos || colon == 0 ||
+      (hostport.front() == '[' && hostport[colon - 1] != ']')) {
     return "must name a host and a port (" + want + "), got '" + url + "'";
   }
   std::string port = hostport.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-      std::stoul(port) == 0 || std::stoul(port) > 65535) {
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) || std::stoul(port) == 0 ||
+      std::stoul(port) > 65535) {
     return "has an invalid port '" + port + "' (1-65535), in '" + url + "'";
   }
   return std::nullopt;
@@ -267,7 +277,8 @@ void ReadAdmin(const toml::table& t, Errors* errors, AdminConfig* out) {
   out->enabled = true;
   r.ReadString("host", &out->host);
   if (const toml::node* n = r.Node("host"); n != nullptr && n->is_string() && !IsIpLiteral(out->host)) {
-    errors->Add(n->source(), "admin.host must be an IPv4 or IPv6 literal (e.g. \"127.0.0.1\"), got '" + out->host + "'");
+    errors->Add(n->source(),
+                "admin.host must be an IPv4 or IPv6 literal (e.g. \"127.0.0.1\"), got '" + out->host + "'");
   }
   r.ReadInt("port", 1, 65535, &out->port);
   if (const toml::node* n = r.Take("token")) {
@@ -285,15 +296,17 @@ void ReadAdmin(const toml::table& t, Errors* errors, AdminConfig* out) {
         AdminToken tok;
         tr.ReadString("name", &tok.name, /*required=*/true);
         tr.ReadEnum("role", {"viewer", "operator", "admin"}, &tok.role);
-        if (tr.Node("role") == nullptr) errors->Add(tt->source(), "admin.token: missing required key 'role' (viewer, operator or admin)");
+        if (tr.Node("role") == nullptr)
+          errors->Add(tt->source(), "admin.token: missing required key 'role' (viewer, operator or admin)");
         tr.ReadString("sha256", &tok.sha256, /*required=*/true);
         if (const toml::node* h = tr.Node("sha256"); h != nullptr && h->is_string()) {
           bool hex = tok.sha256.size() == 64 && std::all_of(tok.sha256.begin(), tok.sha256.end(), [](char c) {
-            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-          });
+                       return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                     });
           if (!hex) {
-            errors->Add(h->source(), "admin.token.sha256 must be the token's SHA-256 as 64 lowercase hex digits "
-                                     "(make one with `relais admin token NAME`)");
+            errors->Add(h->source(),
+                        "admin.token.sha256 must be the token's SHA-256 as 64 lowercase hex digits "
+                        "(make one with `relais admin token NAME`)");
           }
         }
         if (const toml::node* nm = tr.Node("name"); nm != nullptr && nm->is_string()) {
@@ -320,8 +333,9 @@ void ReadTls(const toml::table& t, Errors* errors, TlsListenerConfig* out) {
   r.ReadEnum("min_version", {"1.2", "1.3"}, &out->min_version);
   if (out->require_client_certificate && out->ca.empty()) {
     const toml::node* n = r.Node("require_client_certificate");
-    errors->Add(n != nullptr ? n->source() : t.source(),
-                "tls.require_client_certificate needs tls.ca: the CA certificates that signed the clients' certificates");
+    errors->Add(
+        n != nullptr ? n->source() : t.source(),
+        "tls.require_client_certificate needs tls.ca: the CA certificates that signed the clients' certificates");
   }
   r.RejectUnknownKeys();
 }
@@ -335,8 +349,8 @@ void ReadAlerts(const toml::table& t, Errors* errors, AlertsConfig* out) {
     }
   }
   r.ReadString("command", &out->command);
-  if (const toml::node* n = r.Node("command"); n != nullptr && n->is_string() && !out->command.empty() &&
-                                                out->command.front() != '/') {
+  if (const toml::node* n = r.Node("command");
+      n != nullptr && n->is_string() && !out->command.empty() && out->command.front() != '/') {
     errors->Add(n->source(), "alerts.command must be an absolute path, got '" + out->command + "'");
   }
   r.ReadDuration("destination_down", &out->destination_down_s);
@@ -351,12 +365,12 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
   config.source_path = source_name;
 
   static const std::vector<std::string_view> kTables = {"listener", "store", "delivery", "log", "rules",
-                                                               "audit", "admin", "alerts", "tls"};
+                                                        "audit",    "admin", "alerts",   "tls"};
   for (auto&& [key, node] : root) {
     std::string_view k = key.str();
     if (std::find(kTables.begin(), kTables.end(), k) == kTables.end()) {
-      errors.Add(key.source(), std::string(node.is_table() ? "unknown table [" : "unknown key '") +
-                                   std::string(k) + (node.is_table() ? "]" : "'") + Suggest(k, kTables));
+      errors.Add(key.source(), std::string(node.is_table() ? "unknown table [" : "unknown key '") + std::string(k) +
+                                   (node.is_table() ? "]" : "'") + Suggest(k, kTables));
       continue;
     }
     if (!node.is_table()) {
@@ -403,8 +417,8 @@ Result<AppConfig> Validate(const toml::table& root, const std::string& source_na
 Result<AppConfig> ParseAppConfig(const std::string& text, const std::string& source_name) {
   if (text.size() > kMaxConfigBytes) {
     return Status::InvalidArgument(source_name + ":1:1: file is too large (" + std::to_string(text.size()) +
-                                   " bytes; a configuration file is at most " +
-                                   std::to_string(kMaxConfigBytes) + " bytes)");
+                                   " bytes; a configuration file is at most " + std::to_string(kMaxConfigBytes) +
+                                   " bytes)");
   }
   if (Errors nesting(source_name); !internal::CheckTomlNesting(text, &nesting)) {
     return Status::InvalidArgument(nesting.ToString());

@@ -28,14 +28,14 @@ namespace relais::rules {
 // speak DICOM TLS yet: a tls destination is never sent anything (its rows
 // wait) rather than sent in clear text.
 struct Destination {
-  std::string name;       // unique, [A-Za-z0-9_.-]+
-  std::string ae_title;   // called AE title of the peer, 1-16 chars
-  std::string host;       // host name or IP literal
+  std::string name;      // unique, [A-Za-z0-9_.-]+
+  std::string ae_title;  // called AE title of the peer, 1-16 chars
+  std::string host;      // host name or IP literal
   uint16_t port = 104;
   uint32_t max_associations = 2;  // parallel outgoing associations, 1-64
   struct Retry {
-    uint32_t max_attempts = 0;           // 0 = no limit (age limit only)
-    uint64_t max_age_s = 7 * 86400;      // give up (dead letter) after this
+    uint32_t max_attempts = 0;       // 0 = no limit (age limit only)
+    uint64_t max_age_s = 7 * 86400;  // give up (dead letter) after this
     uint64_t initial_backoff_s = 10;
     uint64_t max_backoff_s = 1800;
   } retry;
@@ -51,9 +51,9 @@ struct Destination {
 struct TagEdit {
   enum class Op { kSet, kRemove, kCopy, kPrefix };
   Op op = Op::kSet;
-  std::string target;  // as written: keyword or "(gggg,eeee)"
-  uint32_t tag = 0;    // resolved (group << 16 | element)
-  std::string value;   // kSet, kPrefix
+  std::string target;     // as written: keyword or "(gggg,eeee)"
+  uint32_t tag = 0;       // resolved (group << 16 | element)
+  std::string value;      // kSet, kPrefix
   uint32_t from_tag = 0;  // kCopy source
 };
 
@@ -69,15 +69,15 @@ struct AssociationFacts {
 // Evaluate clears it but keeps its capacity (no allocation once warm).
 struct Decision {
   struct Target {
-    const Destination* destination = nullptr;  // owned by the RuleSet
-    int priority = 0;                          // higher is sent first
-    const std::string* rule = nullptr;         // name of the rule that asked for it
+    const Destination* destination = nullptr;     // owned by the RuleSet
+    int priority = 0;                             // higher is sent first
+    const std::string* rule = nullptr;            // name of the rule that asked for it
     const std::vector<TagEdit>* edits = nullptr;  // may be empty, never null when set
   };
   std::vector<const std::string*> matched_rules;  // in evaluation order
   std::vector<Target> targets;                    // one per destination (first rule wins)
-  bool dropped = false;    // a matching rule said drop: no destination
-  bool unmatched = false;  // no rule matched; see RuleSet::unmatched_policy()
+  bool dropped = false;                           // a matching rule said drop: no destination
+  bool unmatched = false;                         // no rule matched; see RuleSet::unmatched_policy()
 
   void Clear() {
     matched_rules.clear();

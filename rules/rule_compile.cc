@@ -7,8 +7,8 @@
 #include <unordered_map>
 
 #include <dcmtk/config/osconfig.h>
-#include <dcmtk/dcmdata/dcdict.h>
 #include <dcmtk/dcmdata/dcdicent.h>
+#include <dcmtk/dcmdata/dcdict.h>
 #include <dcmtk/dcmdata/dctag.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 
@@ -118,7 +118,8 @@ std::optional<std::string> ResolveTag(std::string_view text, ResolvedTag* out) {
     auto it = keywords.by_name.find(name);
     if (it == keywords.by_name.end()) {
       std::string_view best = Closest(s, keywords.names);
-      return "unknown DICOM keyword '" + name + "'" + (best.empty() ? "" : ", did you mean '" + std::string(best) + "'?");
+      return "unknown DICOM keyword '" + name + "'" +
+             (best.empty() ? "" : ", did you mean '" + std::string(best) + "'?");
     }
     out->tag = it->second.tag;
     out->is_sequence = it->second.is_sequence;
@@ -133,9 +134,8 @@ std::optional<std::string> ResolveTag(std::string_view text, ResolvedTag* out) {
   out->known_vr = false;
   if (DictionaryLoaded()) {
     const DcmDataDictionary& dict = dcmDataDict.rdlock();
-    const DcmDictEntry* entry = dict.findEntry(DcmTagKey(static_cast<Uint16>(out->tag >> 16),
-                                                         static_cast<Uint16>(out->tag & 0xFFFF)),
-                                               nullptr);
+    const DcmDictEntry* entry =
+        dict.findEntry(DcmTagKey(static_cast<Uint16>(out->tag >> 16), static_cast<Uint16>(out->tag & 0xFFFF)), nullptr);
     if (entry != nullptr) {
       out->is_sequence = entry->getEVR() == EVR_SQ;
       out->known_vr = true;

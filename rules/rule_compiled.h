@@ -67,7 +67,7 @@ struct Condition {
   enum class Field { kCallingAe, kCalledAe, kPeer, kListener };
 
   Kind kind = Kind::kAll;
-  std::string text;  // how it reads, for explanations: "Modality = any of [CT, MR]"
+  std::string text;               // how it reads, for explanations: "Modality = any of [CT, MR]"
   uint32_t line = 0, column = 0;  // position of its key, to order explanations
   // Leaves (kTag, kAssoc, kTime): identical leaves share one id, so an
   // evaluation computes each distinct leaf at most once.
@@ -77,19 +77,19 @@ struct Condition {
 
   // kTag: path[0] in the data set, path[1] inside any item of path[0], ...
   std::vector<uint32_t> path;
-  size_t slot = 0;  // index of path[0] in RuleSetImpl::slot_tags_ (top-level lookups)
+  size_t slot = 0;                  // index of path[0] in RuleSetImpl::slot_tags_ (top-level lookups)
   Field field = Field::kCallingAe;  // kAssoc
   Op op = Op::kEquals;
-  std::vector<std::string> values;      // kEquals: any of (trimmed)
-  std::vector<double> numbers;          // kEquals: numeric forms (binary VRs)
-  std::shared_ptr<const RE2> regex;     // kRegex (PartialMatch)
-  std::string pattern;                  // kWildcard: as written
-  Wildcard wildcard;                    // kWildcard: compiled
-  bool present = true;                  // kPresent
+  std::vector<std::string> values;   // kEquals: any of (trimmed)
+  std::vector<double> numbers;       // kEquals: numeric forms (binary VRs)
+  std::shared_ptr<const RE2> regex;  // kRegex (PartialMatch)
+  std::string pattern;               // kWildcard: as written
+  Wildcard wildcard;                 // kWildcard: compiled
+  bool present = true;               // kPresent
   bool has_min = false, has_max = false;
-  double min = 0, max = 0;              // kRange, inclusive
-  std::string from, to;                 // kDateRange, "YYYYMMDD" inclusive, empty = open
-  std::vector<Cidr> cidrs;              // kCidr
+  double min = 0, max = 0;  // kRange, inclusive
+  std::string from, to;     // kDateRange, "YYYYMMDD" inclusive, empty = open
+  std::vector<Cidr> cidrs;  // kCidr
 
   // kTime
   uint8_t days = 0x7F;  // bit 0 = Sunday (struct tm tm_wday)
@@ -104,8 +104,8 @@ struct ForwardTarget {
 
 struct CompiledRule {
   std::string name;
-  std::string where;     // "FILE:LINE:COLUMN"
-  Condition match;       // kAll of the [rule.match] conditions
+  std::string where;  // "FILE:LINE:COLUMN"
+  Condition match;    // kAll of the [rule.match] conditions
   std::vector<ForwardTarget> forward;
   int priority = 0;
   bool stop = false;

@@ -149,13 +149,13 @@ struct Slot {
   DcmElement* element;
   const char* str;  // cached getString result (nullptr = not fetched or not a string)
   uint32_t len;
-  uint8_t fetched;  // 0 = not yet, 1 = string, 2 = not a string VR
-  bool multi;       // fetched == 1: holds a value separator (PS3.5 6.4), not a text VR
+  uint8_t fetched;          // 0 = not yet, 1 = string, 2 = not a string VR
+  bool multi;               // fetched == 1: holds a value separator (PS3.5 6.4), not a text VR
   std::string_view single;  // fetched == 1 and !multi: the one value, trimmed
 };
 thread_local std::vector<Slot> t_slots;
 thread_local std::vector<std::string> t_decoded;  // per slot: the decoded value, when it needed decoding
-thread_local std::vector<int8_t> t_memo;  // per leaf: -1 not computed, 0 false, 1 true
+thread_local std::vector<int8_t> t_memo;          // per leaf: -1 not computed, 0 false, 1 true
 
 struct Context {
   DcmItem* header;
@@ -168,8 +168,8 @@ struct Context {
   struct tm local;
   int peer_state;  // 0 = not parsed, 1 = ok, 2 = unparsable
   uint8_t peer[16];
-  std::string* decoded;  // t_decoded, one per slot
-  int charset_state;     // 0 = not looked up, 1 = looked up
+  std::string* decoded;      // t_decoded, one per slot
+  int charset_state;         // 0 = not looked up, 1 = looked up
   std::string_view charset;  // the header's Specific Character Set (0008,0005), as stored
 };
 
@@ -190,8 +190,7 @@ bool IsTextVr(DcmEVR vr) { return vr == EVR_LT || vr == EVR_ST || vr == EVR_UT |
 
 // The VRs whose values Specific Character Set governs (PS3.5 6.1.2.3).
 bool IsCharsetVr(DcmEVR vr) {
-  return vr == EVR_SH || vr == EVR_LO || vr == EVR_ST || vr == EVR_LT || vr == EVR_PN || vr == EVR_UC ||
-         vr == EVR_UT;
+  return vr == EVR_SH || vr == EVR_LO || vr == EVR_ST || vr == EVR_LT || vr == EVR_PN || vr == EVR_UC || vr == EVR_UT;
 }
 
 TextKind KindOf(DcmEVR vr) {
@@ -243,14 +242,54 @@ void DecodeIfNeeded(DcmElement* e, Context* ctx, std::optional<std::string_view>
 
 bool GetNumber(DcmElement* e, unsigned long i, double* d) {
   switch (e->ident()) {
-    case EVR_US: { Uint16 v; if (e->getUint16(v, i).bad()) return false; *d = v; return true; }
-    case EVR_SS: { Sint16 v; if (e->getSint16(v, i).bad()) return false; *d = v; return true; }
-    case EVR_UL: { Uint32 v; if (e->getUint32(v, i).bad()) return false; *d = v; return true; }
-    case EVR_SL: { Sint32 v; if (e->getSint32(v, i).bad()) return false; *d = v; return true; }
-    case EVR_FL: { Float32 v; if (e->getFloat32(v, i).bad()) return false; *d = v; return true; }
-    case EVR_FD: { Float64 v; if (e->getFloat64(v, i).bad()) return false; *d = v; return true; }
-    case EVR_UV: { Uint64 v; if (e->getUint64(v, i).bad()) return false; *d = static_cast<double>(v); return true; }
-    case EVR_SV: { Sint64 v; if (e->getSint64(v, i).bad()) return false; *d = static_cast<double>(v); return true; }
+    case EVR_US: {
+      Uint16 v;
+      if (e->getUint16(v, i).bad()) return false;
+      *d = v;
+      return true;
+    }
+    case EVR_SS: {
+      Sint16 v;
+      if (e->getSint16(v, i).bad()) return false;
+      *d = v;
+      return true;
+    }
+    case EVR_UL: {
+      Uint32 v;
+      if (e->getUint32(v, i).bad()) return false;
+      *d = v;
+      return true;
+    }
+    case EVR_SL: {
+      Sint32 v;
+      if (e->getSint32(v, i).bad()) return false;
+      *d = v;
+      return true;
+    }
+    case EVR_FL: {
+      Float32 v;
+      if (e->getFloat32(v, i).bad()) return false;
+      *d = v;
+      return true;
+    }
+    case EVR_FD: {
+      Float64 v;
+      if (e->getFloat64(v, i).bad()) return false;
+      *d = v;
+      return true;
+    }
+    case EVR_UV: {
+      Uint64 v;
+      if (e->getUint64(v, i).bad()) return false;
+      *d = static_cast<double>(v);
+      return true;
+    }
+    case EVR_SV: {
+      Sint64 v;
+      if (e->getSint64(v, i).bad()) return false;
+      *d = static_cast<double>(v);
+      return true;
+    }
     default: return false;
   }
 }
@@ -262,9 +301,7 @@ bool ParseNumber(std::string_view v, double* d) {
   return ec == std::errc() && end == v.data() + v.size();
 }
 
-bool InRange(const Condition& c, double d) {
-  return (!c.has_min || d >= c.min) && (!c.has_max || d <= c.max);
-}
+bool InRange(const Condition& c, double d) { return (!c.has_min || d >= c.min) && (!c.has_max || d <= c.max); }
 
 bool MatchOneString(const Condition& c, std::string_view v) {
   switch (c.op) {
@@ -283,8 +320,7 @@ bool MatchOneString(const Condition& c, std::string_view v) {
     case Condition::Op::kRegex:
       // PartialMatch without its argument plumbing: an unanchored match, no submatches.
       return c.regex->Match(re2::StringPiece(v.data(), v.size()), 0, v.size(), RE2::UNANCHORED, nullptr, 0);
-    case Condition::Op::kWildcard:
-      return WildcardMatch(c.wildcard, v);
+    case Condition::Op::kWildcard: return WildcardMatch(c.wildcard, v);
     case Condition::Op::kRange: {
       double d;
       return ParseNumber(v, &d) && InRange(c, d);
@@ -299,8 +335,7 @@ bool MatchOneString(const Condition& c, std::string_view v) {
       return (c.from.empty() || day >= std::string_view(c.from)) && (c.to.empty() || day <= std::string_view(c.to));
     }
     case Condition::Op::kCidr:
-    case Condition::Op::kPresent:
-      return false;
+    case Condition::Op::kPresent: return false;
   }
   return false;
 }
@@ -466,8 +501,7 @@ bool Match(const Condition& c, Context* ctx) {
       return false;
     case Condition::Kind::kTag:
     case Condition::Kind::kAssoc:
-    case Condition::Kind::kTime:
-      break;
+    case Condition::Kind::kTime: break;
   }
   int8_t memo = ctx->memo[c.memo];
   if (memo >= 0) return memo == 1;
@@ -612,8 +646,7 @@ std::string Observed(const Condition& c, Context* ctx) {
                     ctx->local.tm_min);
       return buf;
     }
-    default:
-      return "";
+    default: return "";
   }
 }
 
@@ -719,7 +752,8 @@ bool ExplainRules(const RuleSetImpl& set, Context* ctx, Decision* out, Explanati
   const CompiledRule* stopped_by = nullptr;
   for (const CompiledRule& rule : set.rules_) {
     if (stopped_by != nullptr) {
-      explain->rules.push_back({rule.name, false, {"not evaluated: rule '" + stopped_by->name + "' matched and stops"}});
+      explain->rules.push_back(
+          {rule.name, false, {"not evaluated: rule '" + stopped_by->name + "' matched and stops"}});
       continue;
     }
     Explanation::RuleTrace trace;

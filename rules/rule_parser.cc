@@ -22,9 +22,9 @@
 #include <toml++/toml.h>
 
 #include "base/clock.h"
+#include "rules/routing.h"
 #include "rules/rule_compiled.h"
 #include "rules/rule_parser.h"
-#include "rules/routing.h"
 #include "rules/toml_util.h"
 
 namespace relais::rules {
@@ -78,9 +78,11 @@ void Parser::CheckRoot(SourceDoc& doc) {
       continue;
     }
     if (k == "settings") {
-      if (!node.is_table()) doc.errors->Add(node.source(), "[settings] must be a table, got " + std::string(TypeName(node.type())));
+      if (!node.is_table())
+        doc.errors->Add(node.source(), "[settings] must be a table, got " + std::string(TypeName(node.type())));
     } else if (!node.is_array_of_tables()) {
-      doc.errors->Add(node.source(), std::string(k) + " must be written [[" + std::string(k) + "]] (an array of tables)");
+      doc.errors->Add(node.source(),
+                      std::string(k) + " must be written [[" + std::string(k) + "]] (an array of tables)");
     }
   }
 }
@@ -290,8 +292,9 @@ namespace {
 void ParseDoc(SourceDoc* doc) {
   doc->errors = std::make_unique<Errors>(doc->name);
   if (doc->text.size() > kMaxRuleFileBytes) {
-    doc->errors->Add(1, 1, "file is too large (" + std::to_string(doc->text.size()) + " bytes; a rule file is at most " +
-                               std::to_string(kMaxRuleFileBytes) + " bytes)");
+    doc->errors->Add(1, 1,
+                     "file is too large (" + std::to_string(doc->text.size()) + " bytes; a rule file is at most " +
+                         std::to_string(kMaxRuleFileBytes) + " bytes)");
     return;
   }
   if (!CheckTomlNesting(doc->text, doc->errors.get())) return;
@@ -333,7 +336,7 @@ Status ReadFile(const std::string& path, std::string* text) {
 }  // namespace internal
 
 Result<std::shared_ptr<const RuleSet>> RuleSet::Parse(const std::string& text, const std::string& source_name,
-                                                     const CompileBudget& budget) {
+                                                      const CompileBudget& budget) {
   std::vector<internal::SourceDoc> docs(1);
   docs[0].name = source_name;
   docs[0].text = text;

@@ -14,8 +14,8 @@
 
 #include <toml++/toml.h>
 
-#include "rules/rule_compiled.h"
 #include "rules/routing.h"
+#include "rules/rule_compiled.h"
 #include "rules/toml_util.h"
 
 namespace relais::rules::internal {
@@ -51,11 +51,10 @@ class Parser {
 
   // Compiles the conditions of table `t` into `out` (kAll).
   void CompileTable(const toml::table& t, int depth, Errors* errors, Condition* out);
-  bool CompileCondition(std::string_view key, const toml::key& key_node, const toml::node& n, int depth,
-                        Errors* errors, Condition* out);
+  bool CompileCondition(std::string_view key, const toml::key& key_node, const toml::node& n, int depth, Errors* errors,
+                        Condition* out);
   bool CompileGroup(std::string_view key, const toml::node& n, int depth, Errors* errors, Condition* out);
-  bool CompileValue(const std::string& subject, const toml::node& n, bool numbers_ok, Errors* errors,
-                    Condition* out);
+  bool CompileValue(const std::string& subject, const toml::node& n, bool numbers_ok, Errors* errors, Condition* out);
   bool CompileOperator(const std::string& subject, const toml::table& t, bool tag, Errors* errors, Condition* out);
   bool CompileTime(const toml::node& n, Errors* errors, Condition* out);
   bool CompilePeer(const toml::node& n, Errors* errors, Condition* out);
@@ -68,7 +67,7 @@ class Parser {
   std::vector<SourceDoc>* docs_;
   std::shared_ptr<RuleSetImpl> set_;
   std::map<std::string, std::string> rule_where_;
-  std::string catch_all_;        // name and position of the first catch-all rule with stop
+  std::string catch_all_;  // name and position of the first catch-all rule with stop
   std::string catch_all_where_;
   std::string settings_where_;
   bool too_many_rules_ = false;

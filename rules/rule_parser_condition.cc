@@ -12,10 +12,10 @@
 
 #include <toml++/toml.h>
 
+#include "rules/routing.h"
 #include "rules/rule_compile.h"
 #include "rules/rule_compiled.h"
 #include "rules/rule_parser.h"
-#include "rules/routing.h"
 #include "rules/toml_util.h"
 
 namespace relais::rules::internal {
@@ -52,8 +52,8 @@ bool ParseClock(std::string_view s, int* minutes) {
   return true;
 }
 
-const std::vector<std::string_view> kMatchKeys = {"all", "any", "not", "calling_ae", "called_ae",
-                                                   "peer", "listener", "time"};
+const std::vector<std::string_view> kMatchKeys = {"all",       "any",  "not",      "calling_ae",
+                                                  "called_ae", "peer", "listener", "time"};
 const std::vector<std::string_view> kOperatorKeys = {"regex", "wildcard", "present", "min", "max", "from", "to"};
 
 // False, with an error for each, when `t` has keys that are not operators.
@@ -124,8 +124,8 @@ bool CompileDateRange(const std::string& subject, const toml::table& t, Errors* 
       v = str->get();
     }
     if (!ValidDate(v)) {
-      errors->Add(n->source(), subject + " " + std::string(k) +
-                                   " must be a date \"YYYYMMDD\" (DICOM DA) or 2024-01-31");
+      errors->Add(n->source(),
+                  subject + " " + std::string(k) + " must be a date \"YYYYMMDD\" (DICOM DA) or 2024-01-31");
       ok = false;
       continue;
     }
@@ -215,8 +215,7 @@ bool Parser::CompileOperator(const std::string& subject, const toml::table& t, b
   return ok;
 }
 
-bool Parser::CompileValue(const std::string& subject, const toml::node& n, bool tag, Errors* errors,
-                          Condition* out) {
+bool Parser::CompileValue(const std::string& subject, const toml::node& n, bool tag, Errors* errors, Condition* out) {
   out->op = Condition::Op::kEquals;
   auto add = [&](const toml::node& v) -> bool {
     if (const auto* s = v.as_string()) {
@@ -284,8 +283,9 @@ bool Parser::CompilePeer(const toml::node& n, Errors* errors, Condition* out) {
                                    std::string(TypeName(e->type())));
       ok = false;
     } else if (!ParseCidr(e->as_string()->get(), &c)) {
-      errors->Add(e->source(), "bad CIDR '" + e->as_string()->get() +
-                                   "': expected an IPv4/IPv6 address or network such as \"10.1.0.0/16\" (host bits zero)");
+      errors->Add(e->source(),
+                  "bad CIDR '" + e->as_string()->get() +
+                      "': expected an IPv4/IPv6 address or network such as \"10.1.0.0/16\" (host bits zero)");
       ok = false;
     } else {
       out->cidrs.push_back(c);
@@ -307,8 +307,8 @@ bool Parser::CompileTime(const toml::node& n, Errors* errors, Condition* out) {
   bool ok = true;
   std::string days_text, hours_text;
   if (const toml::node* d = r.Take("days")) {
-    static const std::vector<std::string_view> kDays = {"sun", "mon", "tue", "wed", "thu", "fri", "sat",
-                                                        "weekdays", "weekend"};
+    static const std::vector<std::string_view> kDays = {"sun", "mon", "tue",      "wed",    "thu",
+                                                        "fri", "sat", "weekdays", "weekend"};
     const toml::array* a = d->as_array();
     if (a == nullptr || a->empty()) {
       errors->Add(d->source(), "time.days must be a non-empty list such as [\"mon\", \"tue\"]");
@@ -337,10 +337,12 @@ bool Parser::CompileTime(const toml::node& n, Errors* errors, Condition* out) {
     std::string_view v = s != nullptr ? std::string_view(s->get()) : std::string_view();
     if (s == nullptr || v.size() != 11 || v[5] != '-' || !ParseClock(v.substr(0, 5), &a) ||
         !ParseClock(v.substr(6), &b) || a == 1440) {
-      errors->Add(h->source(), "bad time range: time.hours must be \"HH:MM-HH:MM\" such as \"18:00-07:00\" (24-hour clock)");
+      errors->Add(h->source(),
+                  "bad time range: time.hours must be \"HH:MM-HH:MM\" such as \"18:00-07:00\" (24-hour clock)");
       ok = false;
     } else if (a == b) {
-      errors->Add(h->source(), "bad time range '" + std::string(v) + "': start equals end (leave hours out for the whole day)");
+      errors->Add(h->source(),
+                  "bad time range '" + std::string(v) + "': start equals end (leave hours out for the whole day)");
       ok = false;
     } else {
       out->has_hours = true;
@@ -387,7 +389,8 @@ bool Parser::CompileGroup(std::string_view key, const toml::node& n, int depth, 
   out->kind = key == "all" ? Condition::Kind::kAll : Condition::Kind::kAny;
   const toml::array* a = n.as_array();
   if (a == nullptr || a->empty()) {
-    errors->Add(n.source(), std::string(key) + " must be a non-empty list of condition tables such as [{ Modality = \"CT\" }]");
+    errors->Add(n.source(),
+                std::string(key) + " must be a non-empty list of condition tables such as [{ Modality = \"CT\" }]");
     return false;
   }
   std::string parts;
@@ -421,7 +424,7 @@ bool Parser::CompileCondition(std::string_view key, const toml::key& key_node, c
   if (key == "peer") return CompilePeer(n, errors, out);
   if (key == "calling_ae" || key == "called_ae" || key == "listener") {
     out->kind = Condition::Kind::kAssoc;
-    out->field = key == "calling_ae" ? Condition::Field::kCallingAe
+    out->field = key == "calling_ae"  ? Condition::Field::kCallingAe
                  : key == "called_ae" ? Condition::Field::kCalledAe
                                       : Condition::Field::kListener;
     return CompileValue(std::string(key), n, /*tag=*/false, errors, out);

@@ -9,10 +9,10 @@
 
 #include <toml++/toml.h>
 
+#include "rules/routing.h"
 #include "rules/rule_compile.h"
 #include "rules/rule_compiled.h"
 #include "rules/rule_parser.h"
-#include "rules/routing.h"
 #include "rules/toml_util.h"
 
 namespace relais::rules::internal {
@@ -53,7 +53,8 @@ void ReadBandwidthLimit(const toml::node* n, TableReader* r, Errors* errors, Des
     if (v.ends_with("/s")) v.remove_suffix(2);
     std::optional<uint64_t> bytes = ParseSize(v);
     if (!bytes) {
-      errors->Add(n->source(), "bandwidth_limit must be a rate such as \"2MB/s\" or \"500KiB/s\", got '" + s->get() + "'");
+      errors->Add(n->source(),
+                  "bandwidth_limit must be a rate such as \"2MB/s\" or \"500KiB/s\", got '" + s->get() + "'");
     } else {
       d->bandwidth_limit_bps = *bytes;
     }
@@ -145,8 +146,9 @@ const Destination* Parser::ResolveDestination(const toml::node& n, Errors* error
   if (const Destination* d = set_->FindDestination(s->get())) return d;
   std::vector<std::string_view> names;
   for (const Destination& d : set_->destinations_) names.push_back(d.name);
-  errors->Add(n.source(), "unknown destination '" + s->get() + "'" +
-                              (names.empty() ? std::string(" (no [[destination]] is defined)") : Suggest(s->get(), names)));
+  errors->Add(n.source(),
+              "unknown destination '" + s->get() + "'" +
+                  (names.empty() ? std::string(" (no [[destination]] is defined)") : Suggest(s->get(), names)));
   return nullptr;
 }
 

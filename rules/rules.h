@@ -18,13 +18,13 @@ namespace relais::rules {
 
 // [listener]
 struct ListenerConfig {
-  std::string ae_title;               // required; 1-16 chars, no backslash or control chars
-  std::string host = "0.0.0.0";       // IPv4 or IPv6 literal
-  uint16_t port = 11112;              // 1-65535
-  uint32_t max_associations = 64;     // 1-10000; more get A-ASSOCIATE-RJ (transient, local limit)
-  uint32_t max_pdu = 262144;          // 4096-16777216: our receive limit (PS3.8 D.1)
-  uint32_t artim_timeout_s = 30;      // 1-3600: ARTIM (PS3.8 9.1.5)
-  uint32_t idle_timeout_s = 300;      // 1-86400: no PDU for this long aborts the association
+  std::string ae_title;            // required; 1-16 chars, no backslash or control chars
+  std::string host = "0.0.0.0";    // IPv4 or IPv6 literal
+  uint16_t port = 11112;           // 1-65535
+  uint32_t max_associations = 64;  // 1-10000; more get A-ASSOCIATE-RJ (transient, local limit)
+  uint32_t max_pdu = 262144;       // 4096-16777216: our receive limit (PS3.8 D.1)
+  uint32_t artim_timeout_s = 30;   // 1-3600: ARTIM (PS3.8 9.1.5)
+  uint32_t idle_timeout_s = 300;   // 1-86400: no PDU for this long aborts the association
   // 0-3600: on SIGTERM, open associations may finish for this long before
   // they are aborted (no new ones are accepted meanwhile).
   uint32_t drain_timeout_s = 20;
@@ -52,10 +52,10 @@ struct ListenerConfig {
 
 // [store]
 struct StoreConfig {
-  std::string path;                       // required
-  uint64_t max_size = 64ull << 30;        // bytes; also accepts "64GiB", "500MB"
-  int compression_level = 1;              // -7..19; 0 = no compression
-  int compression_threads = 2;            // 1-64
+  std::string path;                 // required
+  uint64_t max_size = 64ull << 30;  // bytes; also accepts "64GiB", "500MB"
+  int compression_level = 1;        // -7..19; 0 = no compression
+  int compression_threads = 2;      // 1-64
   // Water marks of the store's usage (router/operate/storage_watch.h): used bytes
   // over capacity, capacity = min(max_size, data file size + free space on
   // its filesystem). Above high_water new C-STOREs are answered 0xA700 while
@@ -68,23 +68,23 @@ struct StoreConfig {
 // [delivery]: how Relais sends to destinations (destinations themselves are
 // in the rule files).
 struct DeliveryConfig {
-  std::string calling_ae_title;      // our AE title towards destinations; default: listener.ae_title
-  uint32_t connect_timeout_s = 10;   // 1-600: name resolution + TCP connect
-  uint32_t response_timeout_s = 120; // 1-3600: no progress while sending, or no response after
-  uint32_t idle_release_s = 5;       // 1-3600: an idle outgoing association is released after this
-  uint32_t down_after_failures = 3;  // 1-100: consecutive link failures before C-ECHO probing
-  uint64_t retention_s = 0;          // keep delivered objects this long for re-sends ("7d"); 0 = remove at once
+  std::string calling_ae_title;       // our AE title towards destinations; default: listener.ae_title
+  uint32_t connect_timeout_s = 10;    // 1-600: name resolution + TCP connect
+  uint32_t response_timeout_s = 120;  // 1-3600: no progress while sending, or no response after
+  uint32_t idle_release_s = 5;        // 1-3600: an idle outgoing association is released after this
+  uint32_t down_after_failures = 3;   // 1-100: consecutive link failures before C-ECHO probing
+  uint64_t retention_s = 0;           // keep delivered objects this long for re-sends ("7d"); 0 = remove at once
 };
 
 // [tls]: DICOM TLS (router/net/tls.h, PS3.15 B.9 BCP 195 profile) for a second
 // listener on `port`, with the same AE title and settings as [listener].
 // Destinations use their own `tls = { ca_file, ... }` (rules/README.md).
 struct TlsListenerConfig {
-  bool enabled = false;      // true when the [tls] table is present
-  uint16_t port = 2762;      // 1-65535; the DICOM TLS port (PS3.15 B.9 suggests 2762)
-  std::string certificate;   // required: PEM certificate (chain) of this box
-  std::string private_key;   // required: its PEM private key
-  std::string ca;            // PEM CA certificates; required with require_client_certificate
+  bool enabled = false;                     // true when the [tls] table is present
+  uint16_t port = 2762;                     // 1-65535; the DICOM TLS port (PS3.15 B.9 suggests 2762)
+  std::string certificate;                  // required: PEM certificate (chain) of this box
+  std::string private_key;                  // required: its PEM private key
+  std::string ca;                           // PEM CA certificates; required with require_client_certificate
   bool require_client_certificate = false;  // mutual TLS
   std::string min_version = "1.2";          // "1.2" or "1.3"
 };
@@ -140,7 +140,7 @@ struct AppConfig {
   // budget of loading the rule files (rules/routing.h CompileBudget, same
   // defaults). Loads past it fail and a reload keeps the old rules.
   uint64_t rules_max_regex_memory = uint64_t{128} << 20;  // bytes, at least 1 MiB
-  uint64_t rules_max_compile_s = 10;                       // 1-3600 seconds
+  uint64_t rules_max_compile_s = 10;                      // 1-3600 seconds
   // [audit]: the audit trail. audit.path is optional (empty = no audit
   // trail); a relative path is resolved against the config file's directory
   // like store.path.

@@ -16,9 +16,9 @@
 #include <cstdio>
 
 #include "rules/dicom_text.h"
+#include "rules/routing.h"
 #include "rules/rule_compile.h"
 #include "rules/rule_compiled.h"
-#include "rules/routing.h"
 
 namespace relais::rules {
 namespace {
@@ -203,9 +203,7 @@ Status ApplyEdits(const std::vector<TagEdit>& edits, DcmItem* dataset) {
         }
         break;
       }
-      case TagEdit::Op::kSet:
-        RELAIS_RETURN_IF_ERROR(PutString(dataset, e.tag, e.value));
-        break;
+      case TagEdit::Op::kSet: RELAIS_RETURN_IF_ERROR(PutString(dataset, e.tag, e.value)); break;
       case TagEdit::Op::kCopy:
       case TagEdit::Op::kPrefix: {
         uint32_t source = e.op == TagEdit::Op::kCopy ? e.from_tag : e.tag;

@@ -54,13 +54,9 @@ class NestingScanner {
           ++p_;
           line_start = true;
           break;
-        case '#':
-          SkipComment();
-          break;
+        case '#': SkipComment(); break;
         case '"':
-        case '\'':
-          SkipString();
-          break;
+        case '\'': SkipString(); break;
         case '[':
         case '{':
           if (++stack_ > kMaxTomlNesting) {
@@ -80,8 +76,7 @@ class NestingScanner {
           ++p_;
           if (stack_ > 0 && kinds_[stack_ - 1] == '{') ScanKey(kDotted);
           break;
-        default:
-          ++p_;
+        default: ++p_;
       }
     }
     return ok_;
@@ -177,8 +172,8 @@ class NestingScanner {
   std::string_view s_;
   Errors* errors_;
   size_t p_ = 0;
-  int stack_ = 0;                       // arrays and inline tables open
-  char kinds_[kMaxTomlNesting] = {};    // '[' or '{' per open level
+  int stack_ = 0;                     // arrays and inline tables open
+  char kinds_[kMaxTomlNesting] = {};  // '[' or '{' per open level
   bool ok_ = true;
 };
 

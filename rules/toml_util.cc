@@ -272,8 +272,8 @@ bool TableReader::ReadInt64(std::string_view key, int64_t min, int64_t max, int6
   }
   int64_t v = i->get();
   if (v < min || v > max) {
-    errors_->Add(n->source(), Full(key) + " must be between " + std::to_string(min) + " and " +
-                                  std::to_string(max) + ", got " + std::to_string(v));
+    errors_->Add(n->source(), Full(key) + " must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                                  ", got " + std::to_string(v));
     return false;
   }
   *out = v;
@@ -292,8 +292,7 @@ void TableReader::ReadSize(std::string_view key, uint64_t min, uint64_t* out) {
     shown = "'" + s->get() + "'";
     bytes = ParseSize(s->get());
     if (!bytes) {
-      errors_->Add(n->source(),
-                   Full(key) + " must be a size such as 4096, \"500MB\" or \"64GiB\", got " + shown);
+      errors_->Add(n->source(), Full(key) + " must be a size such as 4096, \"500MB\" or \"64GiB\", got " + shown);
       return;
     }
   } else {
@@ -341,8 +340,8 @@ void TableReader::ReadEnum(std::string_view key, const std::vector<std::string_v
   if (std::find(allowed.begin(), allowed.end(), s->get()) == allowed.end()) {
     std::string list;
     for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-    errors_->Add(n->source(), Full(key) + " must be one of " + list + ", got '" + s->get() + "'" +
-                                  Suggest(s->get(), allowed));
+    errors_->Add(n->source(),
+                 Full(key) + " must be one of " + list + ", got '" + s->get() + "'" + Suggest(s->get(), allowed));
     return;
   }
   *out = s->get();

@@ -7,9 +7,9 @@
 #define RELAIS_RULES_TOML_UTIL_H_
 
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <string>
-#include <cstdio>
 #include <string_view>
 #include <vector>
 

@@ -150,8 +150,7 @@ Status InspectCopy(const std::string& file, CopyContents* out) {
   RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxdbs(env, 16), "mdb_env_set_maxdbs"));
   // The header is read with pread (no mapping touched yet): a file shorter
   // than its two meta pages fails here cleanly.
-  Status s = LmdbStatus(mdb_env_open(env, file.c_str(), MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644),
-                        "mdb_env_open");
+  Status s = LmdbStatus(mdb_env_open(env, file.c_str(), MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644), "mdb_env_open");
   if (!s.ok()) return Status::Corruption(file + " is not a readable store (" + s.message() + ")");
   MDB_envinfo info;
   MDB_stat est;
@@ -159,8 +158,8 @@ Status InspectCopy(const std::string& file, CopyContents* out) {
   RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_stat(env, &est), "mdb_env_stat"));
   const uint64_t needed = (static_cast<uint64_t>(info.me_last_pgno) + 1) * est.ms_psize;
   if (needed > static_cast<uint64_t>(st.st_size)) {
-    return Status::Corruption(file + " is truncated: it is " + std::to_string(st.st_size) +
-                              " bytes, its pages need " + std::to_string(needed));
+    return Status::Corruption(file + " is truncated: it is " + std::to_string(st.st_size) + " bytes, its pages need " +
+                              std::to_string(needed));
   }
   MDB_txn* raw_txn = nullptr;
   RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_txn_begin(env, nullptr, MDB_RDONLY, &raw_txn), "mdb_txn_begin"));
@@ -207,8 +206,8 @@ Status InspectCopy(const std::string& file, CopyContents* out) {
     Status d = DecodeMeta(FromVal(v), &m);
     if (!d.ok()) {
       mdb_cursor_close(cursor);
-      return Status::Corruption(file + ": object record " + std::to_string(count) + " does not decode (" +
-                                d.message() + ")");
+      return Status::Corruption(file + ": object record " + std::to_string(count) + " does not decode (" + d.message() +
+                                ")");
     }
     ++count;
   }
@@ -253,8 +252,8 @@ Status CheckBackupDirFree(const std::string& dir) {
   for (const char* name : {kBackupManifest, "data.mdb", "lock.mdb"}) {
     if (fs::exists(dir + "/" + name)) {
       return Status::AlreadyExists(dir + " already holds a " +
-                                   (std::string(name) == kBackupManifest ? "backup" : "store or backup") + " (" +
-                                   name + "); choose a new or empty directory");
+                                   (std::string(name) == kBackupManifest ? "backup" : "store or backup") + " (" + name +
+                                   "); choose a new or empty directory");
     }
   }
   return Status::OK();
@@ -316,7 +315,9 @@ class ManifestParser {
       if (i_ >= t_.size()) return false;
       char e = t_[i_++];
       switch (e) {
-        case '"': case '\\': case '/': out->push_back(e); break;
+        case '"':
+        case '\\':
+        case '/': out->push_back(e); break;
         case 'n': out->push_back('\n'); break;
         case 'r': out->push_back('\r'); break;
         case 't': out->push_back('\t'); break;
@@ -503,9 +504,9 @@ Status Store::RestoreBackup(const std::string& backup_dir, const std::string& st
   Result<BackupInfo> info = ReadBackupManifest(backup_dir);
   if (!info.ok()) return info.status();
   if (info->format_version != kFormatVersion) {
-    return Status::InvalidArgument("backup at " + backup_dir + " has store format version " +
-                                   std::to_string(info->format_version) + "; this build of Relais reads format version " +
-                                   std::to_string(kFormatVersion) + " only");
+    return Status::InvalidArgument(
+        "backup at " + backup_dir + " has store format version " + std::to_string(info->format_version) +
+        "; this build of Relais reads format version " + std::to_string(kFormatVersion) + " only");
   }
   const std::string src = backup_dir + "/data.mdb";
   struct stat st;

@@ -33,7 +33,7 @@ class CompressionPool {
   const int level_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;  // guarded by mu_
+  std::deque<Job> jobs_;   // guarded by mu_
   bool stopping_ = false;  // guarded by mu_
   std::vector<std::thread> threads_;
 };

@@ -11,21 +11,15 @@ Status LmdbStatus(int rc, std::string_view what) {
   if (rc == MDB_SUCCESS) return Status::OK();
   std::string msg = std::string(what) + ": " + mdb_strerror(rc);
   switch (rc) {
-    case MDB_NOTFOUND:
-      return Status::NotFound(std::move(msg));
-    case MDB_MAP_FULL:
-      return Status::ResourceExhausted(std::move(msg));
+    case MDB_NOTFOUND: return Status::NotFound(std::move(msg));
+    case MDB_MAP_FULL: return Status::ResourceExhausted(std::move(msg));
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
     case MDB_INVALID:
-    case MDB_VERSION_MISMATCH:
-      return Status::Corruption(std::move(msg));
-    case ENOENT:
-      return Status::NotFound(std::move(msg));
-    case ENOSPC:
-      return Status::ResourceExhausted(std::move(msg));
-    default:
-      return Status::IOError(std::move(msg));
+    case MDB_VERSION_MISMATCH: return Status::Corruption(std::move(msg));
+    case ENOENT: return Status::NotFound(std::move(msg));
+    case ENOSPC: return Status::ResourceExhausted(std::move(msg));
+    default: return Status::IOError(std::move(msg));
   }
 }
 
@@ -45,8 +39,7 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
   RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_create(&env_), "mdb_env_create"));
   RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxdbs(env_, 16), "mdb_env_set_maxdbs"));
   if (!read_only && map_size != 0) {
-    RELAIS_RETURN_IF_ERROR(
-        LmdbStatus(mdb_env_set_mapsize(env_, static_cast<size_t>(map_size)), "mdb_env_set_mapsize"));
+    RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_mapsize(env_, static_cast<size_t>(map_size)), "mdb_env_set_mapsize"));
   }
   // Readers of the CLI and admin API may hold a few transactions each.
   RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxreaders(env_, 254), "mdb_env_set_maxreaders"));
@@ -59,12 +52,8 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
   struct {
     const char* name;
     MDB_dbi* dbi;
-  } const dbs[] = {{"meta", &dbis_.meta},
-                   {"objects", &dbis_.objects},
-                   {"chunks", &dbis_.chunks},
-                   {"uid", &dbis_.uid},
-                   {"pending", &dbis_.pending},
-                   {"queue", &dbis_.queue}};
+  } const dbs[] = {{"meta", &dbis_.meta}, {"objects", &dbis_.objects}, {"chunks", &dbis_.chunks},
+                   {"uid", &dbis_.uid},   {"pending", &dbis_.pending}, {"queue", &dbis_.queue}};
   for (const auto& d : dbs) {
     Status s = LmdbStatus(mdb_dbi_open(txn.get(), d.name, dflags, d.dbi), std::string("mdb_dbi_open ") + d.name);
     if (s.IsNotFound()) return Status::NotFound("store at " + path + " has no '" + d.name + "' database");
@@ -107,14 +96,13 @@ Status LmdbEnv::CheckFormatVersion(Txn& txn, const std::string& path) {
   if (v.size() != 4) return Status::Corruption("store at " + path + ": format version record is not 4 bytes");
   uint32_t version = GetLe32(v.data());
   if (version != kFormatVersion) {
-    return Status::InvalidArgument("store at " + path + " has format version " + std::to_string(version) +
-                                   "; this build of Relais reads format version " +
-                                   std::to_string(kFormatVersion) + " only" +
-                                   (version > kFormatVersion
-                                        ? " (written by a newer Relais): install that version again, or move this "
-                                          "store away and restore a backup taken with this version"
-                                        : ": no migration from that version exists in this build; run the Relais "
-                                          "that wrote it until its queues are empty, then move the store away"));
+    return Status::InvalidArgument(
+        "store at " + path + " has format version " + std::to_string(version) +
+        "; this build of Relais reads format version " + std::to_string(kFormatVersion) + " only" +
+        (version > kFormatVersion ? " (written by a newer Relais): install that version again, or move this "
+                                    "store away and restore a backup taken with this version"
+                                  : ": no migration from that version exists in this build; run the Relais "
+                                    "that wrote it until its queues are empty, then move the store away"));
   }
   return Status::OK();
 }

@@ -23,9 +23,7 @@ Status LmdbStatus(int rc, std::string_view what);
 
 // Views over LMDB values. The bytes are valid until the transaction ends
 // (or, in a write transaction, until the next write).
-inline MDB_val ToVal(std::span<const uint8_t> b) {
-  return MDB_val{b.size(), const_cast<uint8_t*>(b.data())};
-}
+inline MDB_val ToVal(std::span<const uint8_t> b) { return MDB_val{b.size(), const_cast<uint8_t*>(b.data())}; }
 inline MDB_val ToVal(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 inline std::span<const uint8_t> FromVal(const MDB_val& v) {
   return {static_cast<const uint8_t*>(v.mv_data), v.mv_size};

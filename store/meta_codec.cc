@@ -9,9 +9,9 @@ namespace {
 
 // The strings of record version 1, in order.
 std::string ObjectMeta::*const kStrings[] = {
-    &ObjectMeta::sop_class_uid,  &ObjectMeta::sop_instance_uid, &ObjectMeta::study_instance_uid,
-    &ObjectMeta::series_instance_uid, &ObjectMeta::patient_id, &ObjectMeta::modality,
-    &ObjectMeta::transfer_syntax_uid, &ObjectMeta::calling_ae, &ObjectMeta::called_ae,
+    &ObjectMeta::sop_class_uid,       &ObjectMeta::sop_instance_uid, &ObjectMeta::study_instance_uid,
+    &ObjectMeta::series_instance_uid, &ObjectMeta::patient_id,       &ObjectMeta::modality,
+    &ObjectMeta::transfer_syntax_uid, &ObjectMeta::calling_ae,       &ObjectMeta::called_ae,
     &ObjectMeta::peer_address,
 };
 

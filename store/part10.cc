@@ -42,16 +42,12 @@ Status BuildMetaInfo(const ObjectMeta& m, DcmMetaInfo* info) {
   version->putUint8Array(kVersion, 2);
   RELAIS_RETURN_IF_ERROR(FromCondition(info->insert(version, true), "insert (0002,0001)"));
   RELAIS_RETURN_IF_ERROR(InsertString<DcmUniqueIdentifier>(info, DCM_MediaStorageSOPClassUID, m.sop_class_uid));
-  RELAIS_RETURN_IF_ERROR(
-      InsertString<DcmUniqueIdentifier>(info, DCM_MediaStorageSOPInstanceUID, m.sop_instance_uid));
+  RELAIS_RETURN_IF_ERROR(InsertString<DcmUniqueIdentifier>(info, DCM_MediaStorageSOPInstanceUID, m.sop_instance_uid));
   RELAIS_RETURN_IF_ERROR(InsertString<DcmUniqueIdentifier>(info, DCM_TransferSyntaxUID, m.transfer_syntax_uid));
-  RELAIS_RETURN_IF_ERROR(
-      InsertString<DcmUniqueIdentifier>(info, DCM_ImplementationClassUID, kImplementationClassUid));
-  RELAIS_RETURN_IF_ERROR(
-      InsertString<DcmShortString>(info, DCM_ImplementationVersionName, kImplementationVersionName));
+  RELAIS_RETURN_IF_ERROR(InsertString<DcmUniqueIdentifier>(info, DCM_ImplementationClassUID, kImplementationClassUid));
+  RELAIS_RETURN_IF_ERROR(InsertString<DcmShortString>(info, DCM_ImplementationVersionName, kImplementationVersionName));
   if (!m.calling_ae.empty()) {
-    RELAIS_RETURN_IF_ERROR(
-        InsertString<DcmApplicationEntity>(info, DCM_SourceApplicationEntityTitle, m.calling_ae));
+    RELAIS_RETURN_IF_ERROR(InsertString<DcmApplicationEntity>(info, DCM_SourceApplicationEntityTitle, m.calling_ae));
   }
   // (0002,0000) File Meta Information Group Length, UL: the bytes that follow
   // it up to the end of the group.

@@ -115,15 +115,15 @@ struct QueueRow {
 // One delivery attempt of one object to one destination (the attempt log).
 struct Attempt {
   uint64_t object_id = 0;
-  int64_t unix_ms = 0;       // when the attempt ended
+  int64_t unix_ms = 0;  // when the attempt ended
   std::string destination;
-  std::string association;   // the association's log name, e.g. "S12 ARCHIVE@10.0.0.5:104"
+  std::string association;  // the association's log name, e.g. "S12 ARCHIVE@10.0.0.5:104"
   // "success", "warning", "retry" (transient failure, will try again),
   // "dead" (permanent failure or retry limit: moved to dead letter),
   // "requeued" (admin retry of a dead letter), "purged".
   std::string result;
-  uint16_t status = 0;       // DIMSE status when there was a response, else 0
-  std::string error;         // human-readable reason ("" on success)
+  uint16_t status = 0;  // DIMSE status when there was a response, else 0
+  std::string error;    // human-readable reason ("" on success)
 };
 
 // A change to one queue row, applied by Store::UpdateQueue. The row is
@@ -155,10 +155,10 @@ struct QueueUpdate {
   std::string destination;
   int32_t priority = 0;
   uint64_t object_id = 0;
-  uint32_t attempts = 0;           // kRetryLater, kDeadLetter
+  uint32_t attempts = 0;             // kRetryLater, kDeadLetter
   int64_t next_attempt_unix_ms = 0;  // kRetryLater
-  uint16_t status = 0;             // kRetryLater, kDeadLetter: last_status
-  std::string error;               // kRetryLater, kDeadLetter: last_error
+  uint16_t status = 0;               // kRetryLater, kDeadLetter: last_status
+  std::string error;                 // kRetryLater, kDeadLetter: last_error
   // Appended to the attempt log in the same transaction when set
   // (object_id and destination are taken from the update).
   bool log_attempt = false;
@@ -221,9 +221,9 @@ struct VerifyProblem {
   bool unreadable = false;
 };
 struct VerifyReport {
-  uint64_t objects = 0;         // object records read
-  uint64_t chunks = 0;          // chunk rows read
-  uint64_t raw_bytes = 0;       // data set bytes read back and checksummed
+  uint64_t objects = 0;    // object records read
+  uint64_t chunks = 0;     // chunk rows read
+  uint64_t raw_bytes = 0;  // data set bytes read back and checksummed
   uint64_t uid_rows = 0;
   uint64_t queue_rows = 0;
   uint64_t dead_rows = 0;
@@ -238,11 +238,11 @@ struct VerifyReport {
 };
 // What Store::Repair did.
 struct RepairReport {
-  VerifyReport before;         // what verify found first
-  uint64_t quarantined = 0;    // unreadable objects moved to the quarantine list
-  uint64_t rows_removed = 0;   // orphan chunks, index rows and attempt rows removed
-  bool totals_fixed = false;   // meta raw_bytes / stored_bytes were recomputed
-  VerifyReport after;          // verify again, after the repair
+  VerifyReport before;        // what verify found first
+  uint64_t quarantined = 0;   // unreadable objects moved to the quarantine list
+  uint64_t rows_removed = 0;  // orphan chunks, index rows and attempt rows removed
+  bool totals_fixed = false;  // meta raw_bytes / stored_bytes were recomputed
+  VerifyReport after;         // verify again, after the repair
 };
 // An object that could not be read back, taken out of the store by Repair.
 struct QuarantineEntry {
@@ -294,8 +294,7 @@ class Store {
   virtual Status ListQueue(const std::function<bool(const QueueRow&)>& fn) const = 0;
   // Lists one destination's live rows, priority (highest first) then
   // arrival, in one read transaction. Stop early by returning false.
-  virtual Status ListQueue(const std::string& destination,
-                           const std::function<bool(const QueueRow&)>& fn) const = 0;
+  virtual Status ListQueue(const std::string& destination, const std::function<bool(const QueueRow&)>& fn) const = 0;
   // Lists dead-letter rows, ordered like ListQueue.
   virtual Status ListDead(const std::function<bool(const QueueRow&)>& fn) const = 0;
   // Lists the attempt log of one object, oldest first.
@@ -322,8 +321,7 @@ class Store {
   virtual Result<ObjectMeta> Find(const std::string& sop_instance_uid) const = 0;
   // Streams the raw data set bytes of object `id` to `sink`, chunk by chunk,
   // verifying the checksum at the end (Corruption if it differs).
-  virtual Status ReadObject(uint64_t id,
-                            const std::function<Status(std::span<const uint8_t>)>& sink) const = 0;
+  virtual Status ReadObject(uint64_t id, const std::function<Status(std::span<const uint8_t>)>& sink) const = 0;
   // Opens object `id` for chunk-by-chunk reading, or NotFound.
   virtual Result<std::unique_ptr<ObjectReader>> OpenObject(uint64_t id) const = 0;
   // Writes the object as a DICOM Part 10 file: preamble, "DICM", File Meta

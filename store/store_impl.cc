@@ -12,8 +12,8 @@
 #include <set>
 #include <string>
 
-#include "store/backup.h"
 #include "base/clock.h"
+#include "store/backup.h"
 #include "store/chunk_codec.h"
 #include "store/compression_pool.h"
 #include "store/delivery.h"
@@ -38,11 +38,11 @@ struct ObjectState {
   const std::shared_ptr<std::atomic<uint64_t>> uncommitted;
 
   std::mutex mu;
-  uint32_t outstanding = 0;    // chunks in the pool; guarded by mu
-  uint64_t stored_size = 0;    // guarded by mu
-  bool aborted = false;        // guarded by mu
-  bool has_terminal = false;   // guarded by mu
-  WriteOp terminal;            // guarded by mu
+  uint32_t outstanding = 0;   // chunks in the pool; guarded by mu
+  uint64_t stored_size = 0;   // guarded by mu
+  bool aborted = false;       // guarded by mu
+  bool has_terminal = false;  // guarded by mu
+  WriteOp terminal;           // guarded by mu
 };
 
 class StoreImpl;
@@ -258,8 +258,7 @@ class StoreImpl final : public Store {
     // change the one `relais serve` chose.
     const bool admin = options_.admin && !options_.read_only;
     const bool exists = std::filesystem::exists(options_.path + "/data.mdb");
-    RELAIS_RETURN_IF_ERROR(
-        env_.Open(options_.path, admin && exists ? 0 : options_.max_size, options_.read_only));
+    RELAIS_RETURN_IF_ERROR(env_.Open(options_.path, admin && exists ? 0 : options_.max_size, options_.read_only));
     // No writer thread and, above all, no recovery in admin mode: a running
     // `relais serve` may have objects pending, which recovery would delete.
     if (options_.read_only || admin) return Status::OK();
@@ -273,8 +272,8 @@ class StoreImpl final : public Store {
   std::unique_ptr<ObjectWriter> NewObject() override {
     if (!writer_) {
       return std::make_unique<RefusingObjectWriter>(Status::InvalidArgument(
-          std::string("store at ") + options_.path + " is open " + (options_.read_only ? "read-only" : "in admin mode") +
-          ": it cannot receive objects"));
+          std::string("store at ") + options_.path + " is open " +
+          (options_.read_only ? "read-only" : "in admin mode") + ": it cannot receive objects"));
     }
     return std::make_unique<ObjectWriterImpl>(writer_.get(), pool_.get(), options_.chunk_size);
   }
@@ -302,9 +301,7 @@ class StoreImpl final : public Store {
     });
   }
 
-  Status ListQueue(const std::function<bool(const QueueRow&)>& fn) const override {
-    return ListQueueFrom("", fn);
-  }
+  Status ListQueue(const std::function<bool(const QueueRow&)>& fn) const override { return ListQueueFrom("", fn); }
 
   Result<ObjectMeta> Find(const std::string& sop_instance_uid) const override {
     if (sop_instance_uid.empty()) return Status::NotFound("empty SOP Instance UID");
@@ -507,7 +504,8 @@ class StoreImpl final : public Store {
     MDB_cursor* fc = nullptr;
     if (mdb_cursor_open(txn.get(), 0, &fc) == MDB_SUCCESS) {
       MDB_val k, v;
-      for (int rc = mdb_cursor_get(fc, &k, &v, MDB_FIRST); rc == MDB_SUCCESS; rc = mdb_cursor_get(fc, &k, &v, MDB_NEXT)) {
+      for (int rc = mdb_cursor_get(fc, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+           rc = mdb_cursor_get(fc, &k, &v, MDB_NEXT)) {
         if (v.mv_size >= sizeof(size_t)) {
           size_t n = 0;
           std::memcpy(&n, v.mv_data, sizeof(n));
@@ -616,7 +614,7 @@ class StoreImpl final : public Store {
   }
 
   const Options options_;
-  std::mutex admin_mu_;  // one admin write transaction at a time
+  std::mutex admin_mu_;                                            // one admin write transaction at a time
   std::function<void(const std::vector<std::string>&)> queue_cb_;  // admin mode
   LmdbEnv env_;
   std::unique_ptr<Writer> writer_;

@@ -127,7 +127,8 @@ class Verifier {
     if (damage.empty() && total != m.raw_size) {
       damage = "its chunks hold " + std::to_string(total) + " bytes, its record says " + std::to_string(m.raw_size);
     }
-    if (damage.empty() && digest != m.checksum) damage = "checksum mismatch: the bytes read back are not those received";
+    if (damage.empty() && digest != m.checksum)
+      damage = "checksum mismatch: the bytes read back are not those received";
     if (!damage.empty()) {
       Problem(m.id, m.sop_instance_uid, damage, /*unreadable=*/true);
     } else if (stored != m.stored_size) {
@@ -164,7 +165,8 @@ class Verifier {
     std::span<const uint8_t> done;
     s = txn_.Get(d_.done, key.val(), &done);
     if (s.IsNotFound()) {
-      Problem(m.id, m.sop_instance_uid, "routed, but it has no queue, dead or done row: nothing will send or remove it");
+      Problem(m.id, m.sop_instance_uid,
+              "routed, but it has no queue, dead or done row: nothing will send or remove it");
       return Status::OK();
     }
     return s;
@@ -316,7 +318,8 @@ class Verifier {
     RELAIS_RETURN_IF_ERROR(GetMetaU64(txn_, d_.meta, kMetaStoredBytes, &stored));
     targets_->totals_wrong = raw != raw_total_ || stored != stored_total_;
     if (raw != raw_total_) {
-      Problem(0, "", "meta raw_bytes is " + std::to_string(raw) + ", the records add up to " + std::to_string(raw_total_));
+      Problem(0, "",
+              "meta raw_bytes is " + std::to_string(raw) + ", the records add up to " + std::to_string(raw_total_));
     }
     if (stored != stored_total_) {
       Problem(0, "",
@@ -371,7 +374,9 @@ std::vector<uint8_t> EncodeQuarantine(int64_t unix_ms, const std::string& reason
 }
 
 Status DecodeQuarantine(uint64_t id, std::span<const uint8_t> v, QuarantineEntry* e) {
-  auto truncated = [id] { return Status::Corruption("quarantine row of object " + std::to_string(id) + " is truncated"); };
+  auto truncated = [id] {
+    return Status::Corruption("quarantine row of object " + std::to_string(id) + " is truncated");
+  };
   if (v.size() < 12) return truncated();
   e->object_id = id;
   e->quarantined_unix_ms = static_cast<int64_t>(GetLe64(v.data()));
@@ -439,21 +444,22 @@ bool RowIsOrphan(const Txn& txn, const Dbis& d, std::span<const uint8_t> key, St
 Status RepairEnv(const LmdbEnv& env, const RepairTargets& t, int64_t now, RepairReport* report) {
   const Dbis& d = env.dbis();
   if (!d.has_quarantine || !d.has_delivery) return Status::InvalidArgument("the store is not open for writing");
-  RELAIS_RETURN_IF_ERROR(InBatches(env, t.unreadable, &report->quarantined, [&](Txn& txn, const auto& item, bool* changed) {
-    IdKey key(item.first);
-    std::span<const uint8_t> record;
-    Status s = txn.Get(d.objects, key.val(), &record);
-    if (s.IsNotFound()) return Status::OK();  // removed meanwhile
-    RELAIS_RETURN_IF_ERROR(s);
-    std::vector<uint8_t> value = EncodeQuarantine(now, item.second, record);
-    RELAIS_RETURN_IF_ERROR(txn.Put(d.quarantine, key.val(), ToVal(std::span<const uint8_t>(value))));
-    Totals totals;
-    RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &totals));
-    DeliveryTxn dt(&txn, d, 0, &totals);
-    RELAIS_RETURN_IF_ERROR(dt.RemoveObject(item.first));
-    *changed = true;
-    return WriteTotals(txn, d, totals);
-  }));
+  RELAIS_RETURN_IF_ERROR(
+      InBatches(env, t.unreadable, &report->quarantined, [&](Txn& txn, const auto& item, bool* changed) {
+        IdKey key(item.first);
+        std::span<const uint8_t> record;
+        Status s = txn.Get(d.objects, key.val(), &record);
+        if (s.IsNotFound()) return Status::OK();  // removed meanwhile
+        RELAIS_RETURN_IF_ERROR(s);
+        std::vector<uint8_t> value = EncodeQuarantine(now, item.second, record);
+        RELAIS_RETURN_IF_ERROR(txn.Put(d.quarantine, key.val(), ToVal(std::span<const uint8_t>(value))));
+        Totals totals;
+        RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &totals));
+        DeliveryTxn dt(&txn, d, 0, &totals);
+        RELAIS_RETURN_IF_ERROR(dt.RemoveObject(item.first));
+        *changed = true;
+        return WriteTotals(txn, d, totals);
+      }));
   Status error;
   auto unless = [&](bool keep, Txn& txn, MDB_dbi dbi, uint64_t id, bool* changed) {
     RELAIS_RETURN_IF_ERROR(error);
@@ -475,22 +481,23 @@ Status RepairEnv(const LmdbEnv& env, const RepairTargets& t, int64_t now, Repair
     *c = true;
     return txn.Del(d.done, key.val());
   }));
-  RELAIS_RETURN_IF_ERROR(InBatches(env, t.orphan_uids, &report->rows_removed, [&](Txn& txn, const std::string& uid, bool* c) {
-    std::span<const uint8_t> v;
-    Status s = txn.Get(d.uid, ToVal(std::string_view(uid)), &v);
-    if (s.IsNotFound()) return Status::OK();
-    RELAIS_RETURN_IF_ERROR(s);
-    if (v.size() == 8) {
-      IdKey key(GetBe64(v.data()));
-      std::span<const uint8_t> record;
-      s = txn.Get(d.objects, key.val(), &record);
-      ObjectMeta m;
-      if (s.ok() && (!DecodeMeta(record, &m).ok() || m.sop_instance_uid == uid)) return Status::OK();
-      if (!s.ok() && !s.IsNotFound()) return s;
-    }
-    *c = true;
-    return txn.Del(d.uid, ToVal(std::string_view(uid)));
-  }));
+  RELAIS_RETURN_IF_ERROR(
+      InBatches(env, t.orphan_uids, &report->rows_removed, [&](Txn& txn, const std::string& uid, bool* c) {
+        std::span<const uint8_t> v;
+        Status s = txn.Get(d.uid, ToVal(std::string_view(uid)), &v);
+        if (s.IsNotFound()) return Status::OK();
+        RELAIS_RETURN_IF_ERROR(s);
+        if (v.size() == 8) {
+          IdKey key(GetBe64(v.data()));
+          std::span<const uint8_t> record;
+          s = txn.Get(d.objects, key.val(), &record);
+          ObjectMeta m;
+          if (s.ok() && (!DecodeMeta(record, &m).ok() || m.sop_instance_uid == uid)) return Status::OK();
+          if (!s.ok() && !s.IsNotFound()) return s;
+        }
+        *c = true;
+        return txn.Del(d.uid, ToVal(std::string_view(uid)));
+      }));
   for (auto [keys, dbi] : {std::pair{&t.orphan_queue_keys, d.queue}, std::pair{&t.orphan_dead_keys, d.dead}}) {
     RELAIS_RETURN_IF_ERROR(InBatches(env, *keys, &report->rows_removed, [&](Txn& txn, const auto& key, bool* c) {
       bool orphan = RowIsOrphan(txn, d, key, &error);

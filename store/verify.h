@@ -21,10 +21,10 @@ namespace relais::store {
 // first VerifyReport::kMaxListed).
 struct RepairTargets {
   std::vector<std::pair<uint64_t, std::string>> unreadable;  // object id, reason
-  std::vector<uint64_t> orphan_chunks;                        // object ids
-  std::vector<uint64_t> orphan_attempts;                      // object ids
-  std::vector<uint64_t> orphan_done;                          // object ids
-  std::vector<std::string> orphan_uids;                       // uid keys
+  std::vector<uint64_t> orphan_chunks;                       // object ids
+  std::vector<uint64_t> orphan_attempts;                     // object ids
+  std::vector<uint64_t> orphan_done;                         // object ids
+  std::vector<std::string> orphan_uids;                      // uid keys
   std::vector<std::vector<uint8_t>> orphan_queue_keys;
   std::vector<std::vector<uint8_t>> orphan_dead_keys;
   bool totals_wrong = false;

@@ -33,20 +33,20 @@ Writer::~Writer() { Stop(); }
 Status Writer::Init() {
   {
     Txn txn;
-  RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/false));
-  const Dbis& d = env_->dbis();
-  uint64_t next = 0;
-  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaNextId, &next));
-  // Never reuse an id that is on disk, whatever `next_id` says.
-  for (MDB_dbi dbi : {d.objects, d.chunks, d.pending}) {
-    Cursor c;
-    RELAIS_RETURN_IF_ERROR(c.Open(txn, dbi));
-    MDB_val k, v;
-    Status s = c.Get(&k, &v, MDB_LAST);
-    if (s.ok() && k.mv_size >= 8) next = std::max(next, GetBe64(static_cast<const uint8_t*>(k.mv_data)) + 1);
-    if (!s.ok() && !s.IsNotFound()) return s;
-  }
-  next_id_ = std::max<uint64_t>(next, 1);
+    RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/false));
+    const Dbis& d = env_->dbis();
+    uint64_t next = 0;
+    RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaNextId, &next));
+    // Never reuse an id that is on disk, whatever `next_id` says.
+    for (MDB_dbi dbi : {d.objects, d.chunks, d.pending}) {
+      Cursor c;
+      RELAIS_RETURN_IF_ERROR(c.Open(txn, dbi));
+      MDB_val k, v;
+      Status s = c.Get(&k, &v, MDB_LAST);
+      if (s.ok() && k.mv_size >= 8) next = std::max(next, GetBe64(static_cast<const uint8_t*>(k.mv_data)) + 1);
+      if (!s.ok() && !s.IsNotFound()) return s;
+    }
+    next_id_ = std::max<uint64_t>(next, 1);
   }
   return Recover();
 }
@@ -69,7 +69,9 @@ Status Writer::Recover() {
   return Status::OK();
 }
 
-void Writer::Start() { thread_ = std::thread([this] { Run(); }); }
+void Writer::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Writer::Stop() {
   {
@@ -145,8 +147,7 @@ void Writer::ApplyBatch(std::vector<WriteOp>& ops) {
   // One op made the whole transaction fail (typically MDB_MAP_FULL): nothing
   // of it was written. Retry the operations one by one so that only the ones
   // that do not fit are refused.
-  RLOG_WARN("store: batch of %zu operations failed (%s); retrying them one by one", ops.size(),
-            s.ToString().c_str());
+  RLOG_WARN("store: batch of %zu operations failed (%s); retrying them one by one", ops.size(), s.ToString().c_str());
   for (auto& op : ops) {
     std::vector<WriteOp> one;
     one.push_back(std::move(op));
@@ -267,8 +268,7 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       fx->completions.push_back({&op, Status::OK(), more});
       return Status::OK();
     }
-    case WriteOp::Type::kCommit:
-      break;
+    case WriteOp::Type::kCommit: break;
   }
 
   ObjectMeta& m = op.meta;

@@ -30,9 +30,9 @@ namespace relais::store {
 
 struct WriteOp {
   enum class Type {
-    kChunk,   // put chunk (id, index) and the `pending` row of id
-    kCommit,  // put the meta record + uid row, replace an older object with the same UID, delete pending
-    kDrop,    // delete every chunk of id and its pending row (Abort, failed objects)
+    kChunk,        // put chunk (id, index) and the `pending` row of id
+    kCommit,       // put the meta record + uid row, replace an older object with the same UID, delete pending
+    kDrop,         // delete every chunk of id and its pending row (Abort, failed objects)
     kQueueUpdate,  // apply `updates` (Store::UpdateQueue)
     kSweep,        // remove retained objects finished at or before now_unix_ms - retention
   };

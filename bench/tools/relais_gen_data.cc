@@ -108,7 +108,7 @@ double PhantomHu(double x, double y, double z) {
   const double body_a = 185 * (1.0 + 0.06 * std::sin(2 * M_PI * z));
   const double body_b = 130 * (1.0 + 0.04 * std::cos(3 * M_PI * z));
   const double body_cy = 285;
-  if (!InEllipse(x, y, c, body_cy, body_a, body_b)) return -1000;  // air
+  if (!InEllipse(x, y, c, body_cy, body_a, body_b)) return -1000;          // air
   if (!InEllipse(x, y, c, body_cy, body_a - 14, body_b - 12)) return -95;  // subcutaneous fat
   // Ribs: small bright ellipses just inside the fat layer.
   for (int i = 0; i < 10; ++i) {
@@ -138,8 +138,8 @@ double PhantomHu(double x, double y, double z) {
   return 38 + 6 * std::sin(x / 37.0 + 4 * z) * std::cos(y / 53.0);
 }
 
-void PutCommonPatientStudy(DcmDataset* ds, int study_index, const std::string& study_uid,
-                           const std::string& series_uid, const char* prefix) {
+void PutCommonPatientStudy(DcmDataset* ds, int study_index, const std::string& study_uid, const std::string& series_uid,
+                           const char* prefix) {
   char buf[64];
   ds->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 100");
   std::snprintf(buf, sizeof(buf), "BENCH^%s%04d", prefix, study_index);
@@ -174,8 +174,8 @@ Status SaveFile(DcmFileFormat* ff, const std::string& path) {
 }
 
 // One CT slice. `slice` counts within its series of `series_len` slices.
-Status WriteCt(const Options& o, int index, int study_index, int slice, int series_len,
-               const std::string& sop_uid, const std::string& study_uid, const std::string& series_uid, const std::string& for_uid,
+Status WriteCt(const Options& o, int index, int study_index, int slice, int series_len, const std::string& sop_uid,
+               const std::string& study_uid, const std::string& series_uid, const std::string& for_uid,
                std::vector<Uint16>& pixels) {
   DcmFileFormat ff;
   DcmDataset* ds = ff.getDataset();

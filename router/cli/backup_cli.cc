@@ -33,7 +33,8 @@ int BackupCommand(const store::Options& options, const std::string& dir) {
   if (!s.ok()) return Fail("backup", s);
   Result<store::BackupInfo> info = store::Store::ReadBackupManifest(dir);
   if (!info.ok()) return Fail("backup", info.status());
-  std::printf("backup of %s into %s: %" PRIu64 " objects, %" PRIu64 " bytes of data sets (%.1f MB), file %.1f MB, "
+  std::printf("backup of %s into %s: %" PRIu64 " objects, %" PRIu64
+              " bytes of data sets (%.1f MB), file %.1f MB, "
               "taken at %s, in %.1f s\n",
               options.path.c_str(), dir.c_str(), info->objects, info->raw_bytes, Mb(info->raw_bytes),
               Mb(info->file_bytes), IsoTime(info->created_unix_ms).c_str(), SecondsSince(start));

@@ -4,8 +4,8 @@
 // nothing includes cli/.
 //
 // relais: the command line. Thin wiring; the work is in the libraries.
-#include <CLI/CLI.hpp>
 #include <openssl/rand.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <ctime>
@@ -14,32 +14,30 @@
 #include "base/log.h"
 #include "base/sha256.h"
 #include "base/text.h"
-#include "router/router.h"
-#include "router/operate/admin_api.h"
-#include "router/record/audit.h"
 #include "router/cli/backup_cli.h"
 #include "router/cli/queue_cli.h"
 #include "router/cli/rules_cli.h"
+#include "router/operate/admin_api.h"
+#include "router/record/audit.h"
+#include "router/router.h"
 #include "rules/rules.h"
 #include "store/store.h"
 
 namespace {
 
-using relais::Result;
-using relais::Status;
 using relais::IsoTime;
 using relais::JsonEscape;
-using relais::LogEscape;
 using relais::JsonList;
+using relais::LogEscape;
+using relais::Result;
+using relais::Status;
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "relais: %s\n", s.message().c_str());
   return s.code() == Status::Code::kInvalidArgument ? 2 : 1;
 }
 
-Result<relais::rules::AppConfig> LoadConfig(const std::string& path) {
-  return relais::rules::LoadAppConfig(path);
-}
+Result<relais::rules::AppConfig> LoadConfig(const std::string& path) { return relais::rules::LoadAppConfig(path); }
 
 relais::store::Options StoreOptions(const relais::rules::AppConfig& cfg) {
   relais::store::Options so;
@@ -97,8 +95,7 @@ int CmdServe(const std::string& config_path, const std::string& log_level) {
   if (level == "debug") relais::SetLogLevel(relais::LogLevel::kDebug);
   if (level == "warn") relais::SetLogLevel(relais::LogLevel::kWarn);
   if (level == "error") relais::SetLogLevel(relais::LogLevel::kError);
-  RLOG_INFO("event=start version=%s revision=%s config=%s", RELAIS_VERSION, RELAIS_GIT_REVISION,
-            config_path.c_str());
+  RLOG_INFO("event=start version=%s revision=%s config=%s", RELAIS_VERSION, RELAIS_GIT_REVISION, config_path.c_str());
   relais::router::SetAdminBuildInfo(RELAIS_VERSION, RELAIS_GIT_REVISION);
   Status s = relais::router::Serve(*cfg);
   if (!s.ok()) return Fail(s);
@@ -256,7 +253,8 @@ int main(int argc, char** argv) {
   auto* qretry_dead = qretry->add_flag("--dead", qsel.dead, "Every dead-letter row");
   auto* qretry_uids = qretry->add_option("UID", qsel.uids, "SOP Instance UIDs to send again");
   qretry_dead->excludes(qretry_uids);
-  CLI::App* qpurge = queue->add_subcommand("purge", "Delete rows: they will not be sent (objects nobody needs are removed)");
+  CLI::App* qpurge =
+      queue->add_subcommand("purge", "Delete rows: they will not be sent (objects nobody needs are removed)");
   qpurge->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
   auto* qpurge_dest = qpurge->add_option("--dest", qsel.destination, "Only (or every row of) this destination");
   auto* qpurge_dead = qpurge->add_flag("--dead", qsel.dead, "Dead-letter rows only");
@@ -302,8 +300,9 @@ int main(int argc, char** argv) {
   CLI::App* audit = app.add_subcommand("audit", "Audit trail tools");
   audit->require_subcommand(1);
   std::vector<std::string> audit_paths;
-  CLI::App* averify = audit->add_subcommand(
-      "verify", "Check the hash chain of audit files given oldest first (audit.jsonl.* audit.jsonl); report the first broken line");
+  CLI::App* averify = audit->add_subcommand("verify",
+                                            "Check the hash chain of audit files given oldest first (audit.jsonl.* "
+                                            "audit.jsonl); report the first broken line");
   averify->add_option("FILE", audit_paths, "Audit files (JSON lines), oldest first")->required();
 
   CLI11_PARSE(app, argc, argv);

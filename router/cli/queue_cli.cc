@@ -53,14 +53,13 @@ Status ResolveAndReport(const store::Store& st, const QueueSelection& sel, std::
 
 void PrintRowJson(const SelectedRow& s, const store::ObjectMeta* m) {
   const store::QueueRow& r = s.row;
-  std::printf(
-      "{\"destination\":\"%s\",\"state\":\"%s\",\"priority\":%d,\"object_id\":%" PRIu64
-      ",\"sop_instance_uid\":\"%s\",\"modality\":\"%s\",\"attempts\":%u,\"next_attempt\":\"%s\","
-      "\"last_status\":%u,\"last_error\":\"%s\",\"dead_since\":\"%s\",\"rule\":\"%s\"}\n",
-      JsonEscape(r.destination).c_str(), s.dead ? "dead" : "queued", r.priority, r.object_id,
-      m ? JsonEscape(m->sop_instance_uid).c_str() : "", m ? JsonEscape(m->modality).c_str() : "", r.attempts,
-      s.dead ? "-" : IsoTime(r.next_attempt_unix_ms == 0 ? 1 : r.next_attempt_unix_ms).c_str(), r.last_status,
-      JsonEscape(r.last_error).c_str(), IsoTime(r.dead_unix_ms).c_str(), JsonEscape(r.rule).c_str());
+  std::printf("{\"destination\":\"%s\",\"state\":\"%s\",\"priority\":%d,\"object_id\":%" PRIu64
+              ",\"sop_instance_uid\":\"%s\",\"modality\":\"%s\",\"attempts\":%u,\"next_attempt\":\"%s\","
+              "\"last_status\":%u,\"last_error\":\"%s\",\"dead_since\":\"%s\",\"rule\":\"%s\"}\n",
+              JsonEscape(r.destination).c_str(), s.dead ? "dead" : "queued", r.priority, r.object_id,
+              m ? JsonEscape(m->sop_instance_uid).c_str() : "", m ? JsonEscape(m->modality).c_str() : "", r.attempts,
+              s.dead ? "-" : IsoTime(r.next_attempt_unix_ms == 0 ? 1 : r.next_attempt_unix_ms).c_str(), r.last_status,
+              JsonEscape(r.last_error).c_str(), IsoTime(r.dead_unix_ms).c_str(), JsonEscape(r.rule).c_str());
 }
 
 }  // namespace
@@ -142,8 +141,7 @@ int Apply(const store::Options& options, const QueueSelection& sel, QueueAction 
   constexpr size_t kSlice = 1000;
   size_t done_rows = 0;
   for (size_t i = 0; i < updates.size(); i += kSlice) {
-    std::vector<store::QueueUpdate> slice(updates.begin() + i,
-                                          updates.begin() + std::min(updates.size(), i + kSlice));
+    std::vector<store::QueueUpdate> slice(updates.begin() + i, updates.begin() + std::min(updates.size(), i + kSlice));
     Status result;
     (*st)->UpdateQueue(std::move(slice), [&result](Status r) { result = r; });
     if (!result.ok()) {
@@ -154,13 +152,9 @@ int Apply(const store::Options& options, const QueueSelection& sel, QueueAction 
     done_rows = std::min(updates.size(), i + kSlice);
     if (updates.size() > kSlice) std::fprintf(stderr, "%s: %zu/%zu rows\n", verb, done_rows, updates.size());
   }
-  std::string from_dead =
-      plan.resend ? "" : " (" + std::to_string(dead) + " from dead letter)";
-  std::printf("%s %zu rows%s%s\n", purge ? "purged" : "requeued", updates.size(),
-              from_dead.c_str(),
-              !purge && !updates.empty()
-                  ? "; a running `relais serve` picks them up within seconds"
-                  : "");
+  std::string from_dead = plan.resend ? "" : " (" + std::to_string(dead) + " from dead letter)";
+  std::printf("%s %zu rows%s%s\n", purge ? "purged" : "requeued", updates.size(), from_dead.c_str(),
+              !purge && !updates.empty() ? "; a running `relais serve` picks them up within seconds" : "");
   return unknown ? 2 : 0;
 }
 
@@ -179,8 +173,10 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
   if (!st.ok()) return Fail(st.status());
   Result<store::ObjectMeta> m = (*st)->Find(uid);
   if (m.status().IsNotFound()) {
-    std::fprintf(stderr, "relais: no stored object has SOP Instance UID %s (never received, or delivered and "
-                 "removed: see the log)\n", uid.c_str());
+    std::fprintf(stderr,
+                 "relais: no stored object has SOP Instance UID %s (never received, or delivered and "
+                 "removed: see the log)\n",
+                 uid.c_str());
     return 2;
   }
   if (!m.ok()) return Fail(m.status());
@@ -197,16 +193,17 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
   });
   if (!s.ok()) return Fail(s);
   if (json) {
-    std::printf("{\"sop_instance_uid\":\"%s\",\"id\":%" PRIu64 ",\"sop_class_uid\":\"%s\",\"modality\":\"%s\","
-                "\"patient_id\":\"%s\",\"study_instance_uid\":\"%s\",\"transfer_syntax_uid\":\"%s\",\"raw_size\":%" PRIu64
-                ",\"received\":\"%s\",\"calling_ae\":\"%s\",\"peer\":\"%s\",\"routing\":\"%s\",\"matched_rules\":[%s],"
-                "\"routes\":[",
-                JsonEscape(m->sop_instance_uid).c_str(), m->id, JsonEscape(m->sop_class_uid).c_str(),
-                JsonEscape(m->modality).c_str(), JsonEscape(m->patient_id).c_str(),
-                JsonEscape(m->study_instance_uid).c_str(), JsonEscape(m->transfer_syntax_uid).c_str(), m->raw_size,
-                IsoTime(m->received_unix_ms).c_str(), JsonEscape(m->calling_ae).c_str(),
-                JsonEscape(m->peer_address).c_str(), JsonEscape(m->routing).c_str(),
-                JsonList(m->matched_rules).c_str());
+    std::printf(
+        "{\"sop_instance_uid\":\"%s\",\"id\":%" PRIu64
+        ",\"sop_class_uid\":\"%s\",\"modality\":\"%s\","
+        "\"patient_id\":\"%s\",\"study_instance_uid\":\"%s\",\"transfer_syntax_uid\":\"%s\",\"raw_size\":%" PRIu64
+        ",\"received\":\"%s\",\"calling_ae\":\"%s\",\"peer\":\"%s\",\"routing\":\"%s\",\"matched_rules\":[%s],"
+        "\"routes\":[",
+        JsonEscape(m->sop_instance_uid).c_str(), m->id, JsonEscape(m->sop_class_uid).c_str(),
+        JsonEscape(m->modality).c_str(), JsonEscape(m->patient_id).c_str(), JsonEscape(m->study_instance_uid).c_str(),
+        JsonEscape(m->transfer_syntax_uid).c_str(), m->raw_size, IsoTime(m->received_unix_ms).c_str(),
+        JsonEscape(m->calling_ae).c_str(), JsonEscape(m->peer_address).c_str(), JsonEscape(m->routing).c_str(),
+        JsonList(m->matched_rules).c_str());
     for (size_t i = 0; i < m->routes.size(); ++i) {
       const store::Route& r = m->routes[i];
       const char* state = "done";
@@ -220,7 +217,8 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
     std::printf("],\"attempts\":[");
     for (size_t i = 0; i < attempts.size(); ++i) {
       const store::Attempt& a = attempts[i];
-      std::printf("%s{\"time\":\"%s\",\"unix_ms\":%" PRId64 ",\"destination\":\"%s\",\"association\":\"%s\","
+      std::printf("%s{\"time\":\"%s\",\"unix_ms\":%" PRId64
+                  ",\"destination\":\"%s\",\"association\":\"%s\","
                   "\"result\":\"%s\",\"status\":%u,\"error\":\"%s\"}",
                   i ? "," : "", IsoTime(a.unix_ms).c_str(), a.unix_ms, JsonEscape(a.destination).c_str(),
                   JsonEscape(a.association).c_str(), JsonEscape(a.result).c_str(), a.status,

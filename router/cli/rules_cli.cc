@@ -106,7 +106,7 @@ int RulesTest(const RulesTestOptions& o) {
     }
     const char* policy = rs.unmatched_policy() == rules::RuleSet::Unmatched::kReject    ? "reject"
                          : rs.unmatched_policy() == rules::RuleSet::Unmatched::kForward ? "forward"
-                                                                                         : "keep";
+                                                                                        : "keep";
     if (o.json) {
       std::string j = "{\"file\":" + JsonString(file) + ",\"sop_instance_uid\":" + JsonString(uid.c_str()) +
                       ",\"result\":" + JsonString(verdict);
@@ -118,8 +118,8 @@ int RulesTest(const RulesTestOptions& o) {
       for (const auto& t : d.targets) {
         j += std::string(first ? "" : ",") + "{\"name\":" + JsonString(t.destination->name) +
              ",\"ae_title\":" + JsonString(t.destination->ae_title) + ",\"priority\":" + std::to_string(t.priority) +
-             ",\"rule\":" + JsonString(t.rule ? *t.rule : "") +
-             ",\"edits\":" + JsonString(DescribeEdits(t.edits)) + "}";
+             ",\"rule\":" + JsonString(t.rule ? *t.rule : "") + ",\"edits\":" + JsonString(DescribeEdits(t.edits)) +
+             "}";
         first = false;
       }
       for (const auto& [name, e] : unmatched_targets) {

@@ -32,11 +32,7 @@ std::string HumanDuration(uint64_t s) {
 
 DeliveryScheduler::DeliveryScheduler(uv_loop_t* loop, store::Store* store, DeliverySettings settings,
                                      std::function<void(std::function<void()>)> post)
-    : loop_(loop),
-      store_(store),
-      settings_(std::move(settings)),
-      post_(std::move(post)),
-      rng_(std::random_device{}()) {
+    : loop_(loop), store_(store), settings_(std::move(settings)), post_(std::move(post)), rng_(std::random_device{}()) {
   RegisterCodecs();
   uv_timer_init(loop_, &sweep_timer_);
   sweep_timer_.data = this;
@@ -109,9 +105,10 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
           // Never fall back to clear text: the rows wait with the reason.
           d->tls_error = ctx.status().message();
           d->last_link_error = "TLS configuration: " + d->tls_error;
-          RLOG_ERROR("dest=%s event=tls-config-failed where=%s reason=\"%s\": nothing is sent to it until the "
-                     "destination's tls settings are fixed (the rule file reloads by itself)",
-                     cfg.name.c_str(), cfg.where.c_str(), d->tls_error.c_str());
+          RLOG_ERROR(
+              "dest=%s event=tls-config-failed where=%s reason=\"%s\": nothing is sent to it until the "
+              "destination's tls settings are fixed (the rule file reloads by itself)",
+              cfg.name.c_str(), cfg.where.c_str(), d->tls_error.c_str());
         }
       }
       if (cfg.bandwidth_limit_bps == 0) {
@@ -125,9 +122,10 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
     if (present.count(name) != 0 || d->removed) continue;
     d->removed = true;
     d->ready.clear();
-    RLOG_WARN("dest=%s event=destination-removed: its queued rows are kept and not sent; add it back to the rules "
-              "or `relais queue purge --dest %s`",
-              name.c_str(), name.c_str());
+    RLOG_WARN(
+        "dest=%s event=destination-removed: its queued rows are kept and not sent; add it back to the rules "
+        "or `relais queue purge --dest %s`",
+        name.c_str(), name.c_str());
   }
   for (auto& [name, d] : dests_) Run(d.get());
 }
@@ -275,8 +273,8 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
     u.kind = store::QueueUpdate::Kind::kDeadLetter;
     u.attempts = row.q.attempts;
     u.status = row.q.last_status;
-    u.error = "gave up: the object is older than retry.max_age (" + HumanDuration(d->cfg.retry.max_age_s) +
-              ") after " + std::to_string(row.q.attempts) + " attempts" +
+    u.error = "gave up: the object is older than retry.max_age (" + HumanDuration(d->cfg.retry.max_age_s) + ") after " +
+              std::to_string(row.q.attempts) + " attempts" +
               (row.q.last_error.empty() ? "" : "; last error: " + row.q.last_error);
     d->NoteFailure(FailureClass::kLimit, now, row.meta.sop_instance_uid, "", "dead", u.status, u.error);
     Finish(d, row, std::move(u));
@@ -326,9 +324,8 @@ void DeliveryScheduler::OpenSender(Dest* d, bool probe) {
     // Kinds left out by the 128-context limit are not "proposed": they wait
     // for another association instead of being judged refused.
     std::erase_if(s->proposed, [&](const ObjectKind& k) {
-      return std::none_of(proposals.begin(), proposals.end(), [&](const ContextProposal& p) {
-        return p.abstract_syntax == k.sop_class_uid;
-      });
+      return std::none_of(proposals.begin(), proposals.end(),
+                          [&](const ContextProposal& p) { return p.abstract_syntax == k.sop_class_uid; });
     });
   }
   ScuConfig cfg;
@@ -400,17 +397,17 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       d->in_flight.insert(dead.key());
       std::string accepted_ts;
       for (const auto& c : accepted) {
-        if (c.abstract_syntax == kind.sop_class_uid) accepted_ts += (accepted_ts.empty() ? "" : ", ") + c.transfer_syntax;
+        if (c.abstract_syntax == kind.sop_class_uid)
+          accepted_ts += (accepted_ts.empty() ? "" : ", ") + c.transfer_syntax;
       }
       store::QueueUpdate u;
       u.kind = store::QueueUpdate::Kind::kDeadLetter;
       u.attempts = dead.q.attempts + 1;
-      u.error = accepted_ts.empty()
-                    ? "SOP class " + kind.sop_class_uid + " is not supported by " + d->cfg.ae_title +
-                          " (presentation context rejected)"
-                    : "SOP class " + kind.sop_class_uid + " is accepted by " + d->cfg.ae_title + " only in " +
-                          accepted_ts + ", which the object (stored in " + kind.transfer_syntax_uid +
-                          ") cannot be converted to without loss";
+      u.error = accepted_ts.empty() ? "SOP class " + kind.sop_class_uid + " is not supported by " + d->cfg.ae_title +
+                                          " (presentation context rejected)"
+                                    : "SOP class " + kind.sop_class_uid + " is accepted by " + d->cfg.ae_title +
+                                          " only in " + accepted_ts + ", which the object (stored in " +
+                                          kind.transfer_syntax_uid + ") cannot be converted to without loss";
       u.log_attempt = true;
       u.attempt.association = s->name;
       u.attempt.result = "dead";
@@ -438,8 +435,8 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
   if (!row.q.edits.empty()) {
     Result<std::vector<rules::TagEdit>> decoded = rules::DecodeEdits(row.q.edits);
     if (!decoded.ok()) {
-      return DeadLetterUnreadable(d, s, row, "the tag edits of rule '" + row.q.rule + "' cannot be read: " +
-                                                 decoded.status().ToString());
+      return DeadLetterUnreadable(
+          d, s, row, "the tag edits of rule '" + row.q.rule + "' cannot be read: " + decoded.status().ToString());
     }
     edits = std::move(*decoded);
   }

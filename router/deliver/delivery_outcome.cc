@@ -6,9 +6,9 @@
 #include <cinttypes>
 
 #include "base/clock.h"
+#include "base/hex.h"
 #include "base/log.h"
 #include "base/text.h"
-#include "base/hex.h"
 #include "router/deliver/delivery.h"
 #include "router/deliver/delivery_state.h"
 #include "router/deliver/retry_policy.h"
@@ -87,10 +87,14 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
     u.attempt.destination = row.q.destination;
     u.attempt.unix_ms = NowUnixMs();
     if (audit_) {
-      audit_->Record("delivery", {{"destination", row.q.destination}, {"association", u.attempt.association},
-                                  {"patient_id", row.meta.patient_id}, {"study_instance_uid", row.meta.study_instance_uid},
-                                  {"sop_instance_uid", row.meta.sop_instance_uid}, {"result", u.attempt.result},
-                                  {"status", Hex4(u.attempt.status)}, {"error", u.attempt.error}});
+      audit_->Record("delivery", {{"destination", row.q.destination},
+                                  {"association", u.attempt.association},
+                                  {"patient_id", row.meta.patient_id},
+                                  {"study_instance_uid", row.meta.study_instance_uid},
+                                  {"sop_instance_uid", row.meta.sop_instance_uid},
+                                  {"result", u.attempt.result},
+                                  {"status", Hex4(u.attempt.status)},
+                                  {"error", u.attempt.error}});
     }
   }
   bool retry = u.kind == store::QueueUpdate::Kind::kRetryLater;
@@ -143,8 +147,8 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
       u.error = "association rejected permanently by " + d->cfg.ae_title + ": " + o.ToString();
     }
     if (decision.at_limit) {
-      u.error = "gave up after " + std::to_string(head.q.attempts) + " attempts (retry.max_attempts): " +
-                d->last_link_error;
+      u.error =
+          "gave up after " + std::to_string(head.q.attempts) + " attempts (retry.max_attempts): " + d->last_link_error;
     }
     d->NoteFailure(decision.cls, now, head.meta.sop_instance_uid, association, give_up ? "dead" : "retry", o.status,
                    give_up ? u.error : u.attempt.error);

@@ -63,7 +63,7 @@ struct DeliveryScheduler::Sender {
 struct DeliveryScheduler::Dest {
   DeliveryScheduler* self = nullptr;
   rules::Destination cfg;
-  uint64_t generation = 1;  // bumped when the configuration changes
+  uint64_t generation = 1;               // bumped when the configuration changes
   std::shared_ptr<RateLimiter> limiter;  // bandwidth_limit; null: unlimited
   bool removed = false;
   uv_timer_t timer;

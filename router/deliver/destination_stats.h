@@ -40,7 +40,7 @@ struct DestinationStats {
   // One of "idle" (nothing ready), "sending", "backing-off" (failures,
   // waiting for next_try), "down" (probing with C-ECHO), "paused".
   std::string state;
-  std::string last_error;           // last failure of any kind ("" before any)
+  std::string last_error;  // last failure of any kind ("" before any)
   int64_t last_error_unix_ms = 0;
   // Start of the current streak of link failures; 0 while the link works.
   int64_t failing_since_unix_ms = 0;
@@ -64,7 +64,7 @@ struct FailureEvent {
   std::string destination;
   std::string sop_instance_uid;  // "" for link failures not tied to an object
   std::string association;
-  std::string result;  // "retry" or "dead"
+  std::string result;   // "retry" or "dead"
   uint16_t status = 0;  // DIMSE status, 0 when none
   std::string error;
 };
@@ -81,7 +81,7 @@ struct DestinationTally {
   std::string last_error;
   int64_t last_error_ms = 0;
   std::array<uint64_t, kFailureClassCount> failures_by_class = {};  // indexed by FailureClass
-  std::deque<FailureEvent> recent;  // newest first, at most kRecentFailures
+  std::deque<FailureEvent> recent;                                  // newest first, at most kRecentFailures
   // Bytes delivered in each second of the last minute (ring by second % 60).
   int64_t rate_second[60] = {};
   uint64_t rate_bytes[60] = {};

@@ -40,18 +40,15 @@ bool Outcome::IsTransient() const {
     case Kind::kSuccess:
     case Kind::kWarning:
     case Kind::kNoContext:
-    case Kind::kLocalError:
-      return false;
+    case Kind::kLocalError: return false;
     case Kind::kFailure:
       // 0xA7xx Refused: Out of Resources (PS3.4 B.2.3); 0x0213 Resource
       // Limitation and 0x0110 Processing Failure (PS3.7 C.4, C.5).
       return (status & 0xFF00) == 0xA700 || status == 0x0213 || status == 0x0110;
-    case Kind::kRejected:
-      return reject_result == ul::RejectResult::kTransient;
+    case Kind::kRejected: return reject_result == ul::RejectResult::kTransient;
     case Kind::kTransportError:
     case Kind::kTimeout:
-    case Kind::kAborted:
-      return true;
+    case Kind::kAborted: return true;
   }
   return false;
 }

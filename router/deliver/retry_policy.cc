@@ -22,13 +22,13 @@ RetryDecision DecideSendRetry(const Outcome& o, uint32_t attempts, uint32_t max_
   RetryDecision r;
   r.link = o.kind == Kind::kTransportError || o.kind == Kind::kTimeout || o.kind == Kind::kAborted ||
            (o.kind == Kind::kRejected && transient);
-  r.give_up = !transient && (o.kind == Kind::kNoContext || o.kind == Kind::kLocalError ||
-                             attempts >= kPermanentFailureAttempts);
-  r.cls = r.link                         ? FailureClass::kLink
-          : transient                    ? FailureClass::kTransientStatus
-          : o.kind == Kind::kNoContext   ? FailureClass::kUnsupported
-          : o.kind == Kind::kLocalError  ? FailureClass::kUnreadable
-                                         : FailureClass::kRefused;
+  r.give_up = !transient &&
+              (o.kind == Kind::kNoContext || o.kind == Kind::kLocalError || attempts >= kPermanentFailureAttempts);
+  r.cls = r.link                        ? FailureClass::kLink
+          : transient                   ? FailureClass::kTransientStatus
+          : o.kind == Kind::kNoContext  ? FailureClass::kUnsupported
+          : o.kind == Kind::kLocalError ? FailureClass::kUnreadable
+                                        : FailureClass::kRefused;
   r.at_limit = max_attempts != 0 && attempts >= max_attempts;
   if (!r.give_up && r.at_limit) {
     r.give_up = true;

@@ -5,7 +5,7 @@
 // and the backoff.
 //
 // The policy, as PS3.4 B.2.3 and PS3.7 Annex C status classes are read by
-// Outcome::IsTransient (scu_association.h):
+// Outcome::IsTransient (outcome.h):
 //  - Link trouble (transport error, timeout, A-ABORT, a transient
 //    A-ASSOCIATE-RJ) is the destination's, not the object's: retried after
 //    the destination's backoff, class kLink.

@@ -26,9 +26,9 @@
 #include "base/identity.h"
 #include "base/log.h"
 #include "base/text.h"
-#include "router/protocol/presentation.h"
 #include "router/net/tls.h"
 #include "router/net/uv_transport.h"
+#include "router/protocol/presentation.h"
 
 namespace relais::router {
 namespace {
@@ -142,8 +142,7 @@ void ScuAssociation::BeginAssociate() {
   rq.called_ae = config_.called_ae;
   rq.calling_ae = config_.calling_ae;
   for (size_t i = 0; i < proposals_.size(); ++i) {
-    rq.contexts.push_back(ul::PresentationContextRq{static_cast<uint8_t>(2 * i + 1),
-                                                    proposals_[i].abstract_syntax,
+    rq.contexts.push_back(ul::PresentationContextRq{static_cast<uint8_t>(2 * i + 1), proposals_[i].abstract_syntax,
                                                     proposals_[i].transfer_syntaxes});
   }
   rq.user_info.max_length = config_.max_pdu;
@@ -178,19 +177,11 @@ void ScuAssociation::OnTransportFailed(const TransportFailure& f) {
       transport_error_ = f.message;
       conn_.Fsm(Event::kEvt17);
       return;
-    case Kind::kPeerClosed:
-      transport_error_ = "connection closed by the peer";
-      break;
-    case Kind::kRead:
-      transport_error_ = "read failed: " + f.message;
-      break;
-    case Kind::kWrite:
-      transport_error_ = "write failed: " + f.message;
-      break;
+    case Kind::kPeerClosed: transport_error_ = "connection closed by the peer"; break;
+    case Kind::kRead: transport_error_ = "read failed: " + f.message; break;
+    case Kind::kWrite: transport_error_ = "write failed: " + f.message; break;
     case Kind::kTlsSend:
-    case Kind::kTlsReceive:
-      transport_error_ = f.message;
-      break;
+    case Kind::kTlsReceive: transport_error_ = f.message; break;
   }
   if ((f.kind == Kind::kPeerClosed || f.kind == Kind::kRead) && conn_.tls() && !conn_.tls()->handshake_done()) {
     transport_error_ = "TLS handshake failed: " + transport_error_ +
@@ -229,8 +220,8 @@ void ScuAssociation::OnOpTimer(uv_timer_t* t) noexcept {
     return;
   }
   if (s == State::kSta5) {
-    std::string why = "no A-ASSOCIATE-AC from " + where + " within " +
-                      std::to_string(self->config_.artim_timeout_ms) + " ms";
+    std::string why =
+        "no A-ASSOCIATE-AC from " + where + " within " + std::to_string(self->config_.artim_timeout_ms) + " ms";
     self->Fail(MakeOutcome(Outcome::Kind::kTimeout, why));
     self->AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
     return;
@@ -294,15 +285,14 @@ void ScuAssociation::OnAssociateAccepted(const ul::AssociateAc& ac) {
   for (const ul::PresentationContextAc& c : ac.contexts) {
     if (c.result != ul::ContextResult::kAcceptance) continue;
     if (c.id % 2 == 0 || (c.id - 1u) / 2 >= proposals_.size()) {
-      RLOG_WARN("%s A-ASSOCIATE-AC accepts context %u, which we did not propose: ignored", Prefix().c_str(),
-                c.id);
+      RLOG_WARN("%s A-ASSOCIATE-AC accepts context %u, which we did not propose: ignored", Prefix().c_str(), c.id);
       continue;
     }
     const ContextProposal& p = proposals_[(c.id - 1u) / 2];
     if (std::find(p.transfer_syntaxes.begin(), p.transfer_syntaxes.end(), c.transfer_syntax) ==
         p.transfer_syntaxes.end()) {
-      RLOG_WARN("%s context %u accepted with transfer syntax %s, which we did not propose: ignored",
-                Prefix().c_str(), c.id, c.transfer_syntax.c_str());
+      RLOG_WARN("%s context %u accepted with transfer syntax %s, which we did not propose: ignored", Prefix().c_str(),
+                c.id, c.transfer_syntax.c_str());
       continue;
     }
     accepted_.push_back(AcceptedContext{c.id, p.abstract_syntax, c.transfer_syntax});
@@ -324,9 +314,8 @@ void ScuAssociation::OnAssociateRejected(const ul::AssociateRj& rj) {
   o.reject_result = rj.result;
   o.reject_source = rj.source;
   o.reject_reason = rj.reason;
-  o.error = std::string("A-ASSOCIATE-RJ (") +
-            (rj.result == ul::RejectResult::kPermanent ? "permanent" : "transient") + ", source " +
-            RejectSourceName(rj.source) + ": " + RejectReasonText(rj.source, rj.reason) + ")";
+  o.error = std::string("A-ASSOCIATE-RJ (") + (rj.result == ul::RejectResult::kPermanent ? "permanent" : "transient") +
+            ", source " + RejectSourceName(rj.source) + ": " + RejectReasonText(rj.source, rj.reason) + ")";
   Fail(std::move(o));
 }
 
@@ -365,8 +354,8 @@ void ScuAssociation::Store(std::unique_ptr<store::ObjectReader> reader, std::fun
   if (ctx == nullptr) {
     std::string why = other_ts.empty()
                           ? "SOP class " + meta.sop_class_uid + " was not accepted by the peer"
-                          : "SOP class " + meta.sop_class_uid + " was accepted only with transfer syntax " +
-                                other_ts + "; the object is stored in " + meta.transfer_syntax_uid;
+                          : "SOP class " + meta.sop_class_uid + " was accepted only with transfer syntax " + other_ts +
+                                "; the object is stored in " + meta.transfer_syntax_uid;
     RLOG_WARN("%s sop=%s event=no-context %s", Prefix().c_str(), meta.sop_instance_uid.c_str(), why.c_str());
     return refuse(Outcome::Kind::kNoContext, std::move(why));
   }
@@ -436,8 +425,7 @@ void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<co
     bool is_last = last && off + n == data.size();
     std::vector<uint8_t> pdu;
     pdu.reserve(12 + n);
-    if (Status s = ul::EncodePDataHeader(context_id, is_command, is_last, static_cast<uint32_t>(n), &pdu);
-        !s.ok()) {
+    if (Status s = ul::EncodePDataHeader(context_id, is_command, is_last, static_cast<uint32_t>(n), &pdu); !s.ok()) {
       // MaxPdvData() keeps n in range; refuse rather than wrap if it ever does not.
       Fail(MakeOutcome(Outcome::Kind::kLocalError, s.message()));
       AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, s.message());
@@ -548,10 +536,10 @@ void ScuAssociation::HandleResponse() {
   }
   // PS3.7 9.1.1.2 / 9.3.1.2: a response names the request's Message ID.
   if (!rsp.message_id_responded_to || *rsp.message_id_responded_to != op_->message_id) {
-    return protocol_error("response to message id " +
-                          (rsp.message_id_responded_to ? std::to_string(*rsp.message_id_responded_to)
-                                                       : std::string("(none)")) +
-                          ", but message " + std::to_string(op_->message_id) + " is in flight");
+    return protocol_error(
+        "response to message id " +
+        (rsp.message_id_responded_to ? std::to_string(*rsp.message_id_responded_to) : std::string("(none)")) +
+        ", but message " + std::to_string(op_->message_id) + " is in flight");
   }
   if (!rsp.status) return protocol_error("response without a Status (0000,0900)");
   const uint16_t status = *rsp.status;
@@ -616,8 +604,7 @@ void ScuAssociation::OnAbort(const std::optional<ul::Abort>& abort) {
                          (abort->source == ul::AbortSource::kServiceUser ? "service-user" : "service-provider") +
                          ", reason " + std::to_string(static_cast<int>(abort->reason)) + ")"));
   } else {
-    Fail(MakeOutcome(Outcome::Kind::kTransportError,
-                     transport_error_.empty() ? "connection lost" : transport_error_));
+    Fail(MakeOutcome(Outcome::Kind::kTransportError, transport_error_.empty() ? "connection lost" : transport_error_));
   }
 }
 
@@ -651,8 +638,7 @@ void ScuAssociation::AbortWith(ul::AbortSource source, ul::AbortReason reason, c
 void ScuAssociation::StartClose() {
   if (closing_ || !started_) return;
   // Whoever still waits learns why (first cause wins; see Fail).
-  Fail(MakeOutcome(Outcome::Kind::kAborted,
-                   transport_error_.empty() ? "the association closed" : transport_error_));
+  Fail(MakeOutcome(Outcome::Kind::kAborted, transport_error_.empty() ? "the association closed" : transport_error_));
   closing_ = true;
   established_ = false;
   conn_.Close();  // drops primitives still queued

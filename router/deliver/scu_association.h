@@ -37,11 +37,11 @@
 
 #include "base/status.h"
 #include "router/deliver/outcome.h"
+#include "router/net/rate_limiter.h"
+#include "router/net/ul_connection.h"
 #include "router/protocol/dimse.h"
 #include "router/protocol/fsm.h"
 #include "router/protocol/pdu.h"
-#include "router/net/rate_limiter.h"
-#include "router/net/ul_connection.h"
 #include "store/store.h"
 
 namespace relais::router {

@@ -73,8 +73,8 @@ bool IsDeflated(const std::string& ts) { return ts == kDeflated; }
 // RegisterCodecs registers (dcmjpeg, dcmjpls, RLE), or that need no codec.
 bool DcmtkCanDecode(const std::string& ts) {
   return IsUncompressedSyntax(ts) || IsDeflated(ts) ||
-         In(ts, {kRle, kJpegBaseline, kJpegExtended, kJpegSpectral, kJpegProgressive, kJpegLossless,
-                 kJpegLosslessSv1, kJpegLsLossless, kJpegLsNearLossless});
+         In(ts, {kRle, kJpegBaseline, kJpegExtended, kJpegSpectral, kJpegProgressive, kJpegLossless, kJpegLosslessSv1,
+                 kJpegLsLossless, kJpegLsNearLossless});
 }
 
 // Lossless syntaxes DCMTK 3.6.7 can encode with the registered encoders.
@@ -346,8 +346,7 @@ std::optional<SendChoice> ChooseContext(const std::vector<ScuAssociation::Accept
 }
 
 Result<std::vector<uint8_t>> PrepareDataset(std::span<const uint8_t> dataset, const std::string& stored_ts,
-                                            const std::string& target_ts,
-                                            const std::vector<rules::TagEdit>& edits) {
+                                            const std::string& target_ts, const std::vector<rules::TagEdit>& edits) {
   RegisterCodecs();
   if (!dcmDataDict.isDictionaryLoaded()) {
     return Status::Internal("DCMTK data dictionary is not loaded (check DCMDICTPATH)");
@@ -369,8 +368,7 @@ Result<std::vector<uint8_t>> PrepareDataset(std::span<const uint8_t> dataset, co
   RELAIS_RETURN_IF_ERROR(dicom::CheckDataSetStructure(dataset, stored_ts));
   DcmDataset ds;
   const bool deflated_in = DcmXfer(stored_xfer).getStreamCompression() != ESC_none;
-  RELAIS_RETURN_IF_ERROR(
-      ReadDataset(dataset, deflated_in ? EXS_LittleEndianExplicit : stored_xfer, deflated_in, &ds));
+  RELAIS_RETURN_IF_ERROR(ReadDataset(dataset, deflated_in ? EXS_LittleEndianExplicit : stored_xfer, deflated_in, &ds));
   RELAIS_RETURN_IF_ERROR(rules::ApplyEdits(edits, &ds));
 
   // A deflated target is explicit VR little endian in memory, deflated on write.

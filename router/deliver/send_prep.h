@@ -96,8 +96,7 @@ std::optional<SendChoice> ChooseContext(const std::vector<ScuAssociation::Accept
 // cannot be parsed or converted (with DCMTK's reason; the caller dead-letters
 // the row), Internal for anything else. Never crashes on malformed input.
 Result<std::vector<uint8_t>> PrepareDataset(std::span<const uint8_t> dataset, const std::string& stored_ts,
-                                            const std::string& target_ts,
-                                            const std::vector<rules::TagEdit>& edits);
+                                            const std::string& target_ts, const std::vector<rules::TagEdit>& edits);
 
 // An ObjectReader over bytes in memory (a prepared data set), handing out
 // `chunk_size` bytes per Next. meta() returns `meta` with

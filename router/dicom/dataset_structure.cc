@@ -83,8 +83,8 @@ class LengthGuard {
              " bytes but only " + std::to_string(value_len_ - skip_) + " arrived (truncated)";
     }
     if (hdr_len_ > 0) {
-      return "data set cannot be parsed: it ends inside an element header at byte " +
-             std::to_string(pos_ - hdr_len_) + " (truncated)";
+      return "data set cannot be parsed: it ends inside an element header at byte " + std::to_string(pos_ - hdr_len_) +
+             " (truncated)";
     }
     return {};
   }
@@ -218,11 +218,11 @@ class LengthGuard {
   bool implicit_;
   bool big_endian_;
   uint64_t budget_;
-  uint64_t pos_ = 0;   // bytes scanned
-  uint64_t skip_ = 0;  // value bytes still to skip
-  uint32_t value_tag_ = 0;     // the element being skipped,
-  uint64_t value_start_ = 0;   // where it starts,
-  uint32_t value_len_ = 0;     // and its declared length
+  uint64_t pos_ = 0;          // bytes scanned
+  uint64_t skip_ = 0;         // value bytes still to skip
+  uint32_t value_tag_ = 0;    // the element being skipped,
+  uint64_t value_start_ = 0;  // where it starts,
+  uint32_t value_len_ = 0;    // and its declared length
   uint8_t hdr_[12];
   size_t hdr_len_ = 0;
   bool stopped_ = false;
@@ -254,7 +254,8 @@ std::string DataSetStructureGuard::AtEnd() const { return impl_->AtEnd(); }
 
 Status CheckDataSetStructure(std::span<const uint8_t> dataset, const std::string& transfer_syntax_uid) {
   DcmXfer x(transfer_syntax_uid.c_str());
-  if (x.getXfer() == EXS_Unknown) return Status::InvalidArgument("unknown transfer syntax '" + transfer_syntax_uid + "'");
+  if (x.getXfer() == EXS_Unknown)
+    return Status::InvalidArgument("unknown transfer syntax '" + transfer_syntax_uid + "'");
   if (x.getStreamCompression() == ESC_zlib) return Status::OK();  // see the header
   LengthGuard guard(!x.isExplicitVR(), x.isBigEndian(), dataset.size(), /*stop_at_pixel_data=*/false);
   std::string err = guard.Scan(dataset.data(), dataset.size());

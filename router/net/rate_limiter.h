@@ -15,9 +15,7 @@ class RateLimiter {
   // `bytes_per_s` > 0. The bucket holds at most a quarter second of traffic
   // (at least 64 KiB), so an idle destination cannot burst for long.
   explicit RateLimiter(uint64_t bytes_per_s)
-      : rate_(static_cast<double>(bytes_per_s)),
-        capacity_(std::max(rate_ / 4, 65536.0)),
-        tokens_(capacity_) {}
+      : rate_(static_cast<double>(bytes_per_s)), capacity_(std::max(rate_ / 4, 65536.0)), tokens_(capacity_) {}
 
   uint64_t bytes_per_s() const { return static_cast<uint64_t>(rate_); }
 

@@ -57,8 +57,8 @@ Result<SSL_CTX*> NewContext(const TlsSettings& s, bool server) {
     return fail("TLS min_version must be \"1.2\" or \"1.3\", got '" + s.min_version + "'");
   }
   SSL_CTX_set_min_proto_version(ctx, min);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) return fail("TLS cipher list: " + OpenSslErrors());
   SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
   if (!s.certificate.empty() || !s.private_key.empty()) {

@@ -40,9 +40,9 @@ typedef struct bio_st BIO;
 namespace relais::router {
 
 struct TlsSettings {
-  std::string certificate;  // PEM file: our certificate (chain)
-  std::string private_key;  // PEM file: its private key (unencrypted)
-  std::string ca;           // PEM file: trusted CA certificates for peers
+  std::string certificate;                  // PEM file: our certificate (chain)
+  std::string private_key;                  // PEM file: its private key (unencrypted)
+  std::string ca;                           // PEM file: trusted CA certificates for peers
   bool require_client_certificate = false;  // server side
   // Lowest protocol version: "1.2" (default) or "1.3".
   std::string min_version = "1.2";
@@ -110,8 +110,8 @@ class TlsChannel {
 
   std::shared_ptr<TlsContext> context_;
   SSL* ssl_ = nullptr;
-  BIO* in_ = nullptr;   // ciphertext from the peer (we write, OpenSSL reads)
-  BIO* out_ = nullptr;  // ciphertext to the peer (OpenSSL writes, we read)
+  BIO* in_ = nullptr;             // ciphertext from the peer (we write, OpenSSL reads)
+  BIO* out_ = nullptr;            // ciphertext to the peer (OpenSSL writes, we read)
   std::vector<uint8_t> pending_;  // plaintext held until the handshake is done
   bool handshake_done_ = false;
   bool peer_closed_ = false;

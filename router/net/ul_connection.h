@@ -61,12 +61,12 @@ class TlsContext;
 // Why the transport under a connection failed or ended.
 struct TransportFailure {
   enum class Kind {
-    kConnect,      // requestor: the name did not resolve, or the TCP connect failed
-    kPeerClosed,   // the peer closed the connection (end of stream)
-    kRead,         // reading failed
-    kWrite,        // writing failed
-    kTlsSend,      // TLS refused what we send (or could not start the handshake)
-    kTlsReceive,   // what the peer sent is not acceptable TLS (record, handshake, certificate)
+    kConnect,     // requestor: the name did not resolve, or the TCP connect failed
+    kPeerClosed,  // the peer closed the connection (end of stream)
+    kRead,        // reading failed
+    kWrite,       // writing failed
+    kTlsSend,     // TLS refused what we send (or could not start the handshake)
+    kTlsReceive,  // what the peer sent is not acceptable TLS (record, handshake, certificate)
   };
   Kind kind;
   // libuv's or OpenSSL's reason; for kConnect a sentence naming the peer.

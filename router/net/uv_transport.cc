@@ -78,8 +78,7 @@ void UvTcpTransport::OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res
 }
 
 Status UvTcpTransport::ConnectTo() {
-  int rc = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<const sockaddr*>(&addr_),
-                          &UvTcpTransport::OnConnect);
+  int rc = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<const sockaddr*>(&addr_), &UvTcpTransport::OnConnect);
   if (rc != 0) return Status::IOError("connect to " + Where() + " failed: " + uv_strerror(rc));
   return Status::OK();
 }

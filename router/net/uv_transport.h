@@ -55,9 +55,9 @@ class UvTcpTransport final : public Transport {
   static void OnWrite(uv_write_t* req, int status) noexcept;
   static void OnClose(uv_handle_t* h) noexcept;
 
-  Status ConnectTo();  // uv_tcp_connect to addr_
+  Status ConnectTo();         // uv_tcp_connect to addr_
   std::string Where() const;  // "host:port"
-  void MaybeClosed();  // may destroy this
+  void MaybeClosed();         // may destroy this
 
   uv_loop_t* loop_;
   Sink* sink_ = nullptr;

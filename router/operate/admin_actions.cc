@@ -76,10 +76,12 @@ void AdminApi::QueueAction(Ctx& c, bool purge) {
     std::string list;
     for (const std::string& u : planned->unknown_uids) list += (list.empty() ? "" : ", ") + u;
     Audit(c, "refused", 404, "unknown uids: " + list);
-    c.respond({404, "application/json",
+    c.respond({404,
+               "application/json",
                JsonDump(json{{"error", "no stored object has these SOP Instance UIDs (nothing was done): " + list},
                              {"unknown_uids", planned->unknown_uids}}),
-               {}, ""});
+               {},
+               ""});
     return;
   }
   const size_t n = planned->updates.size();
@@ -93,23 +95,23 @@ void AdminApi::QueueAction(Ctx& c, bool purge) {
   std::shared_ptr<bool> alive = alive_;
   auto post = src_.post;
   std::vector<std::string> dests(planned->destinations.begin(), planned->destinations.end());
-  src_.store->UpdateQueue(std::move(planned->updates), [this, keep, alive, post, n, key, purge,
-                                                        dests = std::move(dests)](relais::Status st) {
-    post([this, keep, alive, n, key, purge, dests, st] {
-      if (!*alive) return;
-      if (!st.ok()) {
-        std::string why = "store: " + st.message();
-        Audit(*keep, "failed", 500, why);
-        keep->respond({500, "application/json", admin::ErrorBody(why), {}, ""});
-        return;
-      }
-      if (!purge && src_.delivery != nullptr) src_.delivery->Wake(dests);
-      RLOG_INFO("event=admin-%s rows=%zu token=\"%s\" client=%s", key, n,
-                keep->token ? keep->token->name.c_str() : "", keep->req.client.c_str());
-      Audit(*keep, "ok", 200, std::string(key) + " " + std::to_string(n));
-      keep->respond({200, "application/json", JsonDump(json{{key, n}}), {}, ""});
-    });
-  });
+  src_.store->UpdateQueue(std::move(planned->updates),
+                          [this, keep, alive, post, n, key, purge, dests = std::move(dests)](relais::Status st) {
+                            post([this, keep, alive, n, key, purge, dests, st] {
+                              if (!*alive) return;
+                              if (!st.ok()) {
+                                std::string why = "store: " + st.message();
+                                Audit(*keep, "failed", 500, why);
+                                keep->respond({500, "application/json", admin::ErrorBody(why), {}, ""});
+                                return;
+                              }
+                              if (!purge && src_.delivery != nullptr) src_.delivery->Wake(dests);
+                              RLOG_INFO("event=admin-%s rows=%zu token=\"%s\" client=%s", key, n,
+                                        keep->token ? keep->token->name.c_str() : "", keep->req.client.c_str());
+                              Audit(*keep, "ok", 200, std::string(key) + " " + std::to_string(n));
+                              keep->respond({200, "application/json", JsonDump(json{{key, n}}), {}, ""});
+                            });
+                          });
 }
 
 void AdminApi::PauseResume(Ctx& c, const std::string& name, bool pause) {
@@ -165,10 +167,13 @@ void AdminApi::RulesReload(Ctx& c) {
     if (!st.ok()) return fail(c, 500, st.message(), nullptr);
     std::shared_ptr<const rules::RuleSet> rs = src_.server->rules();
     Audit(c, "ok", 200, "reloaded");
-    c.respond({200, "application/json",
-               JsonDump(json{{"reloaded", true}, {"rules", rs ? rs->rule_count() : 0},
+    c.respond({200,
+               "application/json",
+               JsonDump(json{{"reloaded", true},
+                             {"rules", rs ? rs->rule_count() : 0},
                              {"destinations", rs ? rs->destinations().size() : 0}}),
-               {}, ""});
+               {},
+               ""});
   });
 }
 

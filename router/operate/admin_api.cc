@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cctype>
+#include <chrono>
 
 #include "base/clock.h"
 #include "base/hex.h"
@@ -174,7 +174,8 @@ AdminApi::RouteMatch AdminApi::FindRoute(const std::string& method, const std::s
        [](AdminApi& a, Ctx& c, const RouteArgs&) { a.QueueList(c, /*dead=*/false); }},
       {"GET", "/api/dead", AdminRole::kViewer,
        [](AdminApi& a, Ctx& c, const RouteArgs&) { a.QueueList(c, /*dead=*/true); }},
-      {"GET", "/api/objects/{}", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs& x) { a.Object(c, x[0]); }},
+      {"GET", "/api/objects/{}", AdminRole::kViewer,
+       [](AdminApi& a, Ctx& c, const RouteArgs& x) { a.Object(c, x[0]); }},
       {"GET", "/api/failures", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Failures(c); }},
       {"GET", "/api/throughput", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Throughput(c); }},
       {"POST", "/api/queue/retry", AdminRole::kOperator,
@@ -257,8 +258,11 @@ void AdminApi::Dispatch(Ctx& c) {
     return;
   }
   if (!match.method_allowed) {
-    AdminResponse r{405, "application/json",
-                    admin::ErrorBody("method " + m + " is not allowed on " + p + "; use " + match.allow), {}, ""};
+    AdminResponse r{405,
+                    "application/json",
+                    admin::ErrorBody("method " + m + " is not allowed on " + p + "; use " + match.allow),
+                    {},
+                    ""};
     r.headers.push_back({"Allow", match.allow});
     c.respond(std::move(r));
     return;
@@ -266,8 +270,8 @@ void AdminApi::Dispatch(Ctx& c) {
   const AdminRole role = match.route->role;
   if (!is_public && c.token->role < role) {
     Refuse(c, 403,
-           std::string("token \"") + c.token->name + "\" has role " + admin::RoleName(c.token->role) +
-               "; this needs " + admin::RoleName(role));
+           std::string("token \"") + c.token->name + "\" has role " + admin::RoleName(c.token->role) + "; this needs " +
+               admin::RoleName(role));
     return;
   }
   match.route->run(*this, c, match.args);

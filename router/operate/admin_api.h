@@ -121,9 +121,9 @@ class AdminApi {
     AdminRole role = AdminRole::kNone;
     uint8_t hash[32] = {};
   };
-  struct Ctx;         // one request in progress (admin_request.h)
-  struct Route;       // one row of the route table (admin_api.cc)
-  struct RouteMatch;  // what the table says about a path
+  struct Ctx;                                  // one request in progress (admin_request.h)
+  struct Route;                                // one row of the route table (admin_api.cc)
+  struct RouteMatch;                           // what the table says about a path
   using RouteArgs = std::vector<std::string>;  // the path segments a route's "{}" matched
 
   // Handle's steps: the request in progress with its answer hook (the log

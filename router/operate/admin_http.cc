@@ -73,8 +73,8 @@ bool SplitContentLength(std::string_view v, std::vector<std::string_view>* value
 // unconsumed, until the response has been sent (lib/core/http1.c).
 std::optional<std::string> AmbiguousFraming(h2o_req_t* req) {
   if (req->version >= 0x200) return std::nullopt;  // HTTP/2 frames by itself (and is off)
-  h2o_socket_t* sock = req->conn->callbacks->get_socket != nullptr ? req->conn->callbacks->get_socket(req->conn)
-                                                                   : nullptr;
+  h2o_socket_t* sock =
+      req->conn->callbacks->get_socket != nullptr ? req->conn->callbacks->get_socket(req->conn) : nullptr;
   if (sock == nullptr || sock->input == nullptr) return "the request head cannot be checked";
   const char* method = nullptr;
   const char* path = nullptr;
@@ -258,8 +258,8 @@ int AdminServer::Impl::OnRequest(h2o_handler_t* self, h2o_req_t* req) noexcept {
       RLOG_WARN("event=admin-request-refused client=%s reason=\"%s\": 400 and close", PeerName(req->conn).c_str(),
                 why->c_str());
       req->http1_is_persistent = 0;  // h2o answers "Connection: close" and closes after the response
-      Send(req, AdminResponse{400, "application/json",
-                              "{\"error\":\"ambiguous request framing: " + *why + "\"}", {}, ""});
+      Send(req,
+           AdminResponse{400, "application/json", "{\"error\":\"ambiguous request framing: " + *why + "\"}", {}, ""});
       return 0;
     }
     AdminRequest r;
@@ -334,8 +334,7 @@ Status AdminServer::Listen(const std::string& host, uint16_t port) {
   int rc = uv_tcp_bind(&impl_->listener, reinterpret_cast<struct sockaddr*>(&addr), 0);
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&impl_->listener), 64, &Impl::OnConnection);
   if (rc != 0) {
-    return Status::IOError("admin API cannot listen on " + host + ":" + std::to_string(port) + ": " +
-                           uv_strerror(rc));
+    return Status::IOError("admin API cannot listen on " + host + ":" + std::to_string(port) + ": " + uv_strerror(rc));
   }
   struct sockaddr_storage bound;
   int len = sizeof(bound);
@@ -364,8 +363,12 @@ void AdminServer::Shutdown(std::function<void()> done) {
   for (Pending* p : waiting) {
     if (impl->pending.count(p) == 0 || p->answered) continue;
     p->answered = true;
-    AdminResponse r{503, "application/json", "{\"error\":\"relais is shutting down; the action may or may not have "
-                    "been applied: check after restart\"}", {}, ""};
+    AdminResponse r{503,
+                    "application/json",
+                    "{\"error\":\"relais is shutting down; the action may or may not have "
+                    "been applied: check after restart\"}",
+                    {},
+                    ""};
     Send(p->req, r);
   }
   // Every connection: shut the socket down, so h2o sees EOF (or a write

@@ -193,7 +193,8 @@ bool ParseBody(const std::string& body, std::initializer_list<std::string_view> 
     if (std::find(allowed.begin(), allowed.end(), it.key()) == allowed.end()) {
       std::string names;
       for (std::string_view a : allowed) names += (names.empty() ? "" : ", ") + std::string(a);
-      *error = "unknown field \"" + it.key() + "\"" + (names.empty() ? ": this takes no fields" : "; allowed: " + names);
+      *error =
+          "unknown field \"" + it.key() + "\"" + (names.empty() ? ": this takes no fields" : "; allowed: " + names);
       return false;
     }
   }

@@ -81,8 +81,7 @@ bool DecodeQueueCursor(std::string_view text, QueueCursor* out);
 // Parses an action's body, which must be empty (= {}) or a JSON object
 // whose keys are all in `allowed`; refuses NUL bytes and nesting deeper
 // than 16 levels before parsing. On failure returns false with *error set.
-bool ParseBody(const std::string& body, std::initializer_list<std::string_view> allowed, json* out,
-               std::string* error);
+bool ParseBody(const std::string& body, std::initializer_list<std::string_view> allowed, json* out, std::string* error);
 
 }  // namespace admin
 }  // namespace relais::router

@@ -29,20 +29,21 @@ std::string g_version = "unknown";
 std::string g_revision = "unknown";
 
 json RowJson(const store::QueueRow& r, const store::ObjectMeta* m, bool dead) {
-  json j = {{"destination", r.destination},
-            {"priority", r.priority},
-            {"object_id", r.object_id},
-            {"sop_instance_uid", m ? m->sop_instance_uid : ""},
-            {"study_instance_uid", m ? m->study_instance_uid : ""},
-            {"patient_id", m ? m->patient_id : ""},
-            {"modality", m ? m->modality : ""},
-            {"raw_size", m ? m->raw_size : 0},
-            {"received", m ? admin::IsoOrNull(m->received_unix_ms) : json(nullptr)},
-            {"attempts", r.attempts},
-            {"next_attempt", dead ? json(nullptr) : json(IsoTime(r.next_attempt_unix_ms == 0 ? 1 : r.next_attempt_unix_ms))},
-            {"rule", r.rule},
-            {"last_status", Hex4(r.last_status)},
-            {"last_error", r.last_error}};
+  json j = {
+      {"destination", r.destination},
+      {"priority", r.priority},
+      {"object_id", r.object_id},
+      {"sop_instance_uid", m ? m->sop_instance_uid : ""},
+      {"study_instance_uid", m ? m->study_instance_uid : ""},
+      {"patient_id", m ? m->patient_id : ""},
+      {"modality", m ? m->modality : ""},
+      {"raw_size", m ? m->raw_size : 0},
+      {"received", m ? admin::IsoOrNull(m->received_unix_ms) : json(nullptr)},
+      {"attempts", r.attempts},
+      {"next_attempt", dead ? json(nullptr) : json(IsoTime(r.next_attempt_unix_ms == 0 ? 1 : r.next_attempt_unix_ms))},
+      {"rule", r.rule},
+      {"last_status", Hex4(r.last_status)},
+      {"last_error", r.last_error}};
   if (dead) {
     j["dead_at"] = admin::IsoOrNull(r.dead_unix_ms);
     j["dead_at_unix_ms"] = r.dead_unix_ms;
@@ -55,11 +56,25 @@ json RowJson(const store::QueueRow& r, const store::ObjectMeta* m, bool dead) {
 // knows), idle, nothing sent.
 json BlankDestination(const std::string& name, const std::string& ae_title, const std::string& host, uint16_t port,
                       bool configured) {
-  return {{"name", name}, {"ae_title", ae_title}, {"host", host}, {"port", port}, {"configured", configured},
-          {"state", "idle"}, {"paused", false}, {"associations", 0}, {"in_flight", 0}, {"sent", 0},
-          {"failed", 0}, {"retries", 0}, {"bytes_sent", 0}, {"bytes_per_s", 0},
-          {"failures_by_class", json::object()}, {"last_error", ""}, {"last_error_at", nullptr},
-          {"failing_since", nullptr}, {"next_try", nullptr}};
+  return {{"name", name},
+          {"ae_title", ae_title},
+          {"host", host},
+          {"port", port},
+          {"configured", configured},
+          {"state", "idle"},
+          {"paused", false},
+          {"associations", 0},
+          {"in_flight", 0},
+          {"sent", 0},
+          {"failed", 0},
+          {"retries", 0},
+          {"bytes_sent", 0},
+          {"bytes_per_s", 0},
+          {"failures_by_class", json::object()},
+          {"last_error", ""},
+          {"last_error_at", nullptr},
+          {"failing_since", nullptr},
+          {"next_try", nullptr}};
 }
 
 // The scheduler's figures of one destination into its entry.
@@ -350,7 +365,8 @@ void AdminApi::QueueList(Ctx& c, bool dead) {
   admin::QueueCursor cursor;
   const bool have_cursor = !query.cursor.empty();
   if (have_cursor && !admin::DecodeQueueCursor(query.cursor, &cursor)) {
-    c.respond({400, "application/json", admin::ErrorBody("bad cursor: use next_cursor from the previous page"), {}, ""});
+    c.respond(
+        {400, "application/json", admin::ErrorBody("bad cursor: use next_cursor from the previous page"), {}, ""});
     return;
   }
   uint64_t sop_id = 0;
@@ -380,10 +396,12 @@ void AdminApi::Object(Ctx& c, const std::string& encoded_uid) {
   }
   Result<store::ObjectMeta> m = src_.store->Find(uid);
   if (m.status().IsNotFound()) {
-    c.respond({404, "application/json",
+    c.respond({404,
+               "application/json",
                admin::ErrorBody("no stored object has SOP Instance UID " + uid +
-                         " (never received, or delivered and removed: see the log)"),
-               {}, ""});
+                                " (never received, or delivered and removed: see the log)"),
+               {},
+               ""});
     return;
   }
   if (!m.ok()) {
@@ -397,8 +415,12 @@ void AdminApi::Object(Ctx& c, const std::string& encoded_uid) {
   json attempts = json::array();
   if (s.ok()) {
     s = src_.store->ListAttempts(m->id, [&](const store::Attempt& a) {
-      attempts.push_back({{"at", admin::IsoOrNull(a.unix_ms)}, {"at_unix_ms", a.unix_ms}, {"destination", a.destination},
-                          {"association", a.association}, {"result", a.result}, {"status", Hex4(a.status)},
+      attempts.push_back({{"at", admin::IsoOrNull(a.unix_ms)},
+                          {"at_unix_ms", a.unix_ms},
+                          {"destination", a.destination},
+                          {"association", a.association},
+                          {"result", a.result},
+                          {"status", Hex4(a.status)},
                           {"error", a.error}});
       return true;
     });
@@ -413,30 +435,51 @@ void AdminApi::Object(Ctx& c, const std::string& encoded_uid) {
     for (const SelectedRow& sr : rows) {
       if (sr.row.destination == r.destination) state = sr.dead ? "dead" : "queued";
     }
-    routes.push_back({{"destination", r.destination}, {"priority", r.priority}, {"rule", r.rule},
-                      {"edits", r.edits}, {"state", state}});
+    routes.push_back({{"destination", r.destination},
+                      {"priority", r.priority},
+                      {"rule", r.rule},
+                      {"edits", r.edits},
+                      {"state", state}});
   }
-  json obj = {{"sop_instance_uid", m->sop_instance_uid}, {"id", m->id}, {"sop_class_uid", m->sop_class_uid},
-              {"modality", m->modality}, {"patient_id", m->patient_id},
-              {"study_instance_uid", m->study_instance_uid}, {"series_instance_uid", m->series_instance_uid},
-              {"transfer_syntax_uid", m->transfer_syntax_uid}, {"raw_size", m->raw_size},
-              {"stored_size", m->stored_size}, {"received", admin::IsoOrNull(m->received_unix_ms)},
-              {"received_unix_ms", m->received_unix_ms}, {"calling_ae", m->calling_ae},
-              {"called_ae", m->called_ae}, {"peer", m->peer_address}, {"routing", m->routing},
-              {"matched_rules", m->matched_rules}, {"routes", routes}};
+  json obj = {{"sop_instance_uid", m->sop_instance_uid},
+              {"id", m->id},
+              {"sop_class_uid", m->sop_class_uid},
+              {"modality", m->modality},
+              {"patient_id", m->patient_id},
+              {"study_instance_uid", m->study_instance_uid},
+              {"series_instance_uid", m->series_instance_uid},
+              {"transfer_syntax_uid", m->transfer_syntax_uid},
+              {"raw_size", m->raw_size},
+              {"stored_size", m->stored_size},
+              {"received", admin::IsoOrNull(m->received_unix_ms)},
+              {"received_unix_ms", m->received_unix_ms},
+              {"calling_ae", m->calling_ae},
+              {"called_ae", m->called_ae},
+              {"peer", m->peer_address},
+              {"routing", m->routing},
+              {"matched_rules", m->matched_rules},
+              {"routes", routes}};
   json queued = json::array(), deadrows = json::array();
   for (const SelectedRow& sr : rows) (sr.dead ? deadrows : queued).push_back(RowJson(sr.row, &*m, sr.dead));
-  c.respond({200, "application/json",
-             JsonDump(json{{"object", obj}, {"queued", queued}, {"dead", deadrows}, {"attempts", attempts}}), {}, ""});
+  c.respond({200,
+             "application/json",
+             JsonDump(json{{"object", obj}, {"queued", queued}, {"dead", deadrows}, {"attempts", attempts}}),
+             {},
+             ""});
 }
 
 void AdminApi::Failures(Ctx& c) {
   json arr = json::array();
   if (src_.delivery != nullptr) {
     for (const DeliveryScheduler::FailureEvent& f : src_.delivery->RecentFailures()) {
-      arr.push_back({{"at", admin::IsoOrNull(f.unix_ms)}, {"at_unix_ms", f.unix_ms}, {"destination", f.destination},
-                     {"sop_instance_uid", f.sop_instance_uid}, {"association", f.association},
-                     {"result", f.result}, {"status", Hex4(f.status)}, {"error", f.error}});
+      arr.push_back({{"at", admin::IsoOrNull(f.unix_ms)},
+                     {"at_unix_ms", f.unix_ms},
+                     {"destination", f.destination},
+                     {"sop_instance_uid", f.sop_instance_uid},
+                     {"association", f.association},
+                     {"result", f.result},
+                     {"status", Hex4(f.status)},
+                     {"error", f.error}});
       if (arr.size() == 100) break;
     }
   }
@@ -447,8 +490,11 @@ void AdminApi::Throughput(Ctx& c) {
   json arr = json::array();
   if (src_.metrics != nullptr) {
     for (const Metrics::Minute& m : src_.metrics->LastHour(now_())) {
-      arr.push_back({{"start", admin::IsoOrNull(m.start_unix_ms)}, {"start_unix_ms", m.start_unix_ms},
-                     {"received", m.received}, {"received_bytes", m.received_bytes}, {"sent", m.sent},
+      arr.push_back({{"start", admin::IsoOrNull(m.start_unix_ms)},
+                     {"start_unix_ms", m.start_unix_ms},
+                     {"received", m.received},
+                     {"received_bytes", m.received_bytes},
+                     {"sent", m.sent},
                      {"sent_bytes", m.sent_bytes}});
     }
   }

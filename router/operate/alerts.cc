@@ -33,8 +33,8 @@
 #include "base/clock.h"
 #include "base/json_safe.h"
 #include "base/log.h"
-#include "router/record/audit.h"
 #include "router/deliver/delivery.h"
+#include "router/record/audit.h"
 #include "router/record/metrics.h"
 
 extern char** environ;
@@ -303,9 +303,9 @@ struct Alerts::Impl {
 
   void Send(State& s, const std::string& state, bool webhook, bool command) {
     const Active& a = s.active;
-    nlohmann::json j = {{"alert", a.kind},        {"subject", a.subject}, {"state", state},
-                        {"since", IsoTime(a.since_unix_ms)}, {"message", a.message}, {"host", host},
-                        {"ae_title", ae_title}};
+    nlohmann::json j = {
+        {"alert", a.kind},      {"subject", a.subject}, {"state", state},      {"since", IsoTime(a.since_unix_ms)},
+        {"message", a.message}, {"host", host},         {"ae_title", ae_title}};
     Notice n{a.kind, a.subject, state, JsonDump(j)};
     if (webhook && command) {  // a new notice (not a retry): log and audit it once
       if (state == "raised") {
@@ -340,9 +340,9 @@ struct Alerts::Impl {
       RLOG_INFO("event=alert-webhook-sent alert=%s subject=%s state=%s %s", w->notice.kind.c_str(),
                 w->notice.subject.c_str(), w->notice.state.c_str(), what.c_str());
     } else {
-      RLOG_WARN("event=alert-webhook-failed alert=%s subject=%s state=%s url=%s error=\"%s\"%s",
-                w->notice.kind.c_str(), w->notice.subject.c_str(), w->notice.state.c_str(), config.webhook.c_str(),
-                what.c_str(), w->notice.state == "raised" ? ": retried at the next evaluation while it holds" : "");
+      RLOG_WARN("event=alert-webhook-failed alert=%s subject=%s state=%s url=%s error=\"%s\"%s", w->notice.kind.c_str(),
+                w->notice.subject.c_str(), w->notice.state.c_str(), config.webhook.c_str(), what.c_str(),
+                w->notice.state == "raised" ? ": retried at the next evaluation while it holds" : "");
       auto it = states.find({w->notice.kind, w->notice.subject});
       if (it != states.end() && w->notice.state == "raised") it->second.webhook_failed = true;
     }
@@ -541,7 +541,9 @@ struct Alerts::Impl {
       RLOG_WARN("event=alert-command-failed alert=%s subject=%s state=%s command=%s exit=%lld signal=%d%s",
                 c->notice.kind.c_str(), c->notice.subject.c_str(), c->notice.state.c_str(),
                 self->config.command.c_str(), static_cast<long long>(exit_status), term_signal,
-                !c->killed ? "" : self->shut ? " (killed: relais is stopping)" : " (killed: too slow)");
+                !c->killed   ? ""
+                : self->shut ? " (killed: relais is stopping)"
+                             : " (killed: too slow)");
     }
     if (!self->shut || !c->killed) self->Count(c->notice, ok);
     self->CloseCommand(c);

@@ -111,8 +111,8 @@ void RenderListener(const Metrics& m, const Server* server, Page* p) {
     p->One("relais_associations_open", "gauge", "Incoming associations currently established.",
            static_cast<uint64_t>(server->established_count()), kListener);
   }
-  p->One("relais_associations_accepted_total", "counter", "Incoming associations accepted.",
-         m.associations_accepted(), kListener);
+  p->One("relais_associations_accepted_total", "counter", "Incoming associations accepted.", m.associations_accepted(),
+         kListener);
   p->Family("relais_associations_rejected_total", "counter",
             "Incoming associations rejected (A-ASSOCIATE-RJ), by reason.");
   for (const auto& [reason, n] : m.associations_rejected()) {
@@ -125,8 +125,8 @@ void RenderListener(const Metrics& m, const Server* server, Page* p) {
     p->Sample("relais_connections_evicted_total", {{"listener", "default"}, {"reason", reason}},
               it == m.connections_evicted().end() ? 0 : it->second);
   }
-  p->One("relais_objects_received_total", "counter",
-         "C-STORE objects stored durably and acknowledged with Success.", m.objects_received(), kListener);
+  p->One("relais_objects_received_total", "counter", "C-STORE objects stored durably and acknowledged with Success.",
+         m.objects_received(), kListener);
   p->One("relais_received_bytes_total", "counter", "Data set bytes of the objects stored and acknowledged.",
          m.bytes_received(), kListener);
   p->Family("relais_objects_refused_total", "counter",
@@ -242,17 +242,14 @@ void RenderStore(const store::Store::Stats& s, const StorageWatch* watch, const 
   if (watch != nullptr) {
     const StorageWatch::Usage& u = watch->usage();
     p->One("relais_store_filesystem_available_bytes", "gauge",
-           "Bytes available to Relais on the store's filesystem (statvfs f_bavail * f_frsize).",
-           u.fs_available_bytes);
+           "Bytes available to Relais on the store's filesystem (statvfs f_bavail * f_frsize).", u.fs_available_bytes);
     p->One("relais_store_filesystem_size_bytes", "gauge", "Size of the store's filesystem.", u.fs_total_bytes);
-    p->One("relais_store_used_ratio", "gauge", "used / capacity, as the water marks see it (last sample).",
-           u.fraction);
+    p->One("relais_store_used_ratio", "gauge", "used / capacity, as the water marks see it (last sample).", u.fraction);
     p->One("relais_store_high_water_ratio", "gauge", "[store] high_water: intake closes at this used ratio.",
            watch->high_water());
     p->One("relais_store_low_water_ratio", "gauge", "[store] low_water: intake opens again below this used ratio.",
            watch->low_water());
-    p->One("relais_store_intake_closings_total", "counter", "Times intake closed on the high-water mark.",
-           u.closings);
+    p->One("relais_store_intake_closings_total", "counter", "Times intake closed on the high-water mark.", u.closings);
   }
   if (server != nullptr || watch != nullptr) {
     bool closed = server != nullptr ? !server->intake_closed().empty() : watch->usage().intake_closed;
@@ -277,8 +274,7 @@ std::string RenderPrometheus(const MetricsSources& src) {
     p.One("relais_rules_reloads_total", "counter", "Successful loads of the rule files (the first load included).",
           src.server->rule_reloads());
     p.One("relais_rules_reload_failures_total", "counter",
-          "Rule reloads that failed validation (the previous rules kept running).",
-          src.server->rule_reload_failures());
+          "Rule reloads that failed validation (the previous rules kept running).", src.server->rule_reload_failures());
   }
   if (src.destinations != nullptr) {
     RenderDestinations(*src.destinations, &p);

@@ -55,8 +55,6 @@ void ServiceNotifier::Shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
 }
 
-void ServiceNotifier::OnWatchdog(uv_timer_t* t) noexcept {
-  static_cast<ServiceNotifier*>(t->data)->Send("WATCHDOG=1");
-}
+void ServiceNotifier::OnWatchdog(uv_timer_t* t) noexcept { static_cast<ServiceNotifier*>(t->data)->Send("WATCHDOG=1"); }
 
 }  // namespace relais::router

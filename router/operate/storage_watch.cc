@@ -9,8 +9,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "router/record/audit.h"
 #include "router/receive/server.h"
+#include "router/record/audit.h"
 
 namespace relais::router {
 namespace {
@@ -119,10 +119,11 @@ void StorageWatch::SampleNow() {
     ++u.closings;
     changed = true;
     std::string reason = IntakeClosedReason(u.fraction, high_, u.capacity_bytes, disk_bound);
-    RLOG_WARN("event=intake-closed used=%llu capacity=%llu percent=%.1f high=%.0f%% low=%.0f%%%s: new C-STOREs are "
-              "refused with 0xA700 until usage falls below the low-water mark; delivery goes on",
-              static_cast<unsigned long long>(u.used_bytes), static_cast<unsigned long long>(u.capacity_bytes),
-              u.fraction * 100, high_ * 100, low_ * 100, disk_bound ? " bound=disk" : "");
+    RLOG_WARN(
+        "event=intake-closed used=%llu capacity=%llu percent=%.1f high=%.0f%% low=%.0f%%%s: new C-STOREs are "
+        "refused with 0xA700 until usage falls below the low-water mark; delivery goes on",
+        static_cast<unsigned long long>(u.used_bytes), static_cast<unsigned long long>(u.capacity_bytes),
+        u.fraction * 100, high_ * 100, low_ * 100, disk_bound ? " bound=disk" : "");
     AuditIntake("intake-closed", u, "reason", reason);
     if (server_) server_->SetIntakeClosed(std::move(reason));
   } else if (u.intake_closed && u.fraction < low_) {
@@ -130,10 +131,11 @@ void StorageWatch::SampleNow() {
     u.intake_closed = false;
     u.closed_since_unix_ms = 0;
     changed = true;
-    RLOG_INFO("event=intake-reopened used=%llu capacity=%llu percent=%.1f low=%.0f%% closed_ms=%lld: C-STOREs are "
-              "accepted again",
-              static_cast<unsigned long long>(u.used_bytes), static_cast<unsigned long long>(u.capacity_bytes),
-              u.fraction * 100, low_ * 100, static_cast<long long>(closed_ms));
+    RLOG_INFO(
+        "event=intake-reopened used=%llu capacity=%llu percent=%.1f low=%.0f%% closed_ms=%lld: C-STOREs are "
+        "accepted again",
+        static_cast<unsigned long long>(u.used_bytes), static_cast<unsigned long long>(u.capacity_bytes),
+        u.fraction * 100, low_ * 100, static_cast<long long>(closed_ms));
     AuditIntake("intake-reopened", u, "closed_ms", std::to_string(closed_ms));
     if (server_) server_->SetIntakeClosed("");
   }

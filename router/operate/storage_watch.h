@@ -39,7 +39,7 @@ class StorageWatch {
     uint64_t file_bytes = 0;          // data.mdb on disk
     uint64_t fs_available_bytes = 0;  // statvfs f_bavail * f_frsize of the store's filesystem
     uint64_t fs_total_bytes = 0;
-    double fraction = 0;              // used / capacity, 0..1 (can exceed 1 transiently)
+    double fraction = 0;  // used / capacity, 0..1 (can exceed 1 transiently)
     bool intake_closed = false;
     int64_t closed_since_unix_ms = 0;  // 0 while open
     uint64_t closings = 0;             // times intake closed since start

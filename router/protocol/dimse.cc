@@ -15,27 +15,27 @@ namespace relais::dimse {
 namespace {
 
 // PS3.7 Table E.1-1 tags (element numbers of group 0000).
-constexpr uint16_t kCommandGroupLength = 0x0000;         // UL
-constexpr uint16_t kAffectedSopClassUid = 0x0002;        // UI
-constexpr uint16_t kRequestedSopClassUid = 0x0003;       // UI
-constexpr uint16_t kCommandFieldTag = 0x0100;            // US
-constexpr uint16_t kMessageId = 0x0110;                  // US
-constexpr uint16_t kMessageIdRespondedTo = 0x0120;       // US
-constexpr uint16_t kMoveDestination = 0x0600;            // AE
-constexpr uint16_t kPriority = 0x0700;                   // US
-constexpr uint16_t kCommandDataSetType = 0x0800;         // US
-constexpr uint16_t kStatus = 0x0900;                     // US
-constexpr uint16_t kErrorComment = 0x0902;               // LO
-constexpr uint16_t kErrorId = 0x0903;                    // US
-constexpr uint16_t kAffectedSopInstanceUid = 0x1000;     // UI
-constexpr uint16_t kRequestedSopInstanceUid = 0x1001;    // UI
-constexpr uint16_t kMoveOriginatorAe = 0x1030;           // AE
-constexpr uint16_t kMoveOriginatorMessageId = 0x1031;    // US
+constexpr uint16_t kCommandGroupLength = 0x0000;       // UL
+constexpr uint16_t kAffectedSopClassUid = 0x0002;      // UI
+constexpr uint16_t kRequestedSopClassUid = 0x0003;     // UI
+constexpr uint16_t kCommandFieldTag = 0x0100;          // US
+constexpr uint16_t kMessageId = 0x0110;                // US
+constexpr uint16_t kMessageIdRespondedTo = 0x0120;     // US
+constexpr uint16_t kMoveDestination = 0x0600;          // AE
+constexpr uint16_t kPriority = 0x0700;                 // US
+constexpr uint16_t kCommandDataSetType = 0x0800;       // US
+constexpr uint16_t kStatus = 0x0900;                   // US
+constexpr uint16_t kErrorComment = 0x0902;             // LO
+constexpr uint16_t kErrorId = 0x0903;                  // US
+constexpr uint16_t kAffectedSopInstanceUid = 0x1000;   // UI
+constexpr uint16_t kRequestedSopInstanceUid = 0x1001;  // UI
+constexpr uint16_t kMoveOriginatorAe = 0x1030;         // AE
+constexpr uint16_t kMoveOriginatorMessageId = 0x1031;  // US
 
 uint16_t Le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 uint32_t Le32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
-         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
+         (static_cast<uint32_t>(p[3]) << 24);
 }
 void Put16(uint16_t v, std::vector<uint8_t>* out) {
   out->push_back(static_cast<uint8_t>(v));
@@ -65,8 +65,8 @@ std::string Trim(std::span<const uint8_t> v, bool trim_leading) {
 
 Status ReadUs(uint16_t element, std::span<const uint8_t> v, uint16_t* out) {
   if (v.size() != 2) {
-    return Status::InvalidArgument("DIMSE command element " + TagString(0, element) +
-                                   " (US) has value length " + std::to_string(v.size()) + ", not 2");
+    return Status::InvalidArgument("DIMSE command element " + TagString(0, element) + " (US) has value length " +
+                                   std::to_string(v.size()) + ", not 2");
   }
   *out = Le16(v.data());
   return Status::OK();
@@ -123,9 +123,8 @@ Result<Command> DecodeCommand(std::span<const uint8_t> bytes) {
   while (pos < bytes.size()) {
     const size_t left = bytes.size() - pos;
     if (left < 8) {
-      return Status::InvalidArgument("DIMSE command truncated: " + std::to_string(left) +
-                                     " bytes left at offset " + std::to_string(pos) +
-                                     ", an element header needs 8");
+      return Status::InvalidArgument("DIMSE command truncated: " + std::to_string(left) + " bytes left at offset " +
+                                     std::to_string(pos) + ", an element header needs 8");
     }
     const uint8_t* p = bytes.data() + pos;
     const uint16_t group = Le16(p);
@@ -137,9 +136,9 @@ Result<Command> DecodeCommand(std::span<const uint8_t> bytes) {
     }
     // Compare against what is left, never add to `length` (it may be ~4 GB).
     if (length > left - 8) {
-      return Status::InvalidArgument("DIMSE command element " + TagString(group, element) +
-                                     " has value length " + std::to_string(length) + " but only " +
-                                     std::to_string(left - 8) + " bytes follow");
+      return Status::InvalidArgument("DIMSE command element " + TagString(group, element) + " has value length " +
+                                     std::to_string(length) + " but only " + std::to_string(left - 8) +
+                                     " bytes follow");
     }
     const std::span<const uint8_t> v = bytes.subspan(pos + 8, length);
     const size_t next = pos + 8 + length;
@@ -151,9 +150,8 @@ Result<Command> DecodeCommand(std::span<const uint8_t> bytes) {
         }
         const uint32_t declared = Le32(v.data());
         if (declared != bytes.size() - next) {
-          return Status::InvalidArgument("DIMSE Command Group Length (0000,0000) says " +
-                                         std::to_string(declared) + " bytes follow, but " +
-                                         std::to_string(bytes.size() - next) + " do");
+          return Status::InvalidArgument("DIMSE Command Group Length (0000,0000) says " + std::to_string(declared) +
+                                         " bytes follow, but " + std::to_string(bytes.size() - next) + " do");
         }
         break;
       }
@@ -167,9 +165,7 @@ Result<Command> DecodeCommand(std::span<const uint8_t> bytes) {
         break;
       }
       case kMessageId: RELAIS_RETURN_IF_ERROR(ReadUs(element, v, &cmd.message_id)); break;
-      case kMessageIdRespondedTo:
-        RELAIS_RETURN_IF_ERROR(ReadUs(element, v, &cmd.message_id_responded_to));
-        break;
+      case kMessageIdRespondedTo: RELAIS_RETURN_IF_ERROR(ReadUs(element, v, &cmd.message_id_responded_to)); break;
       case kMoveDestination: cmd.move_destination = Trim(v, true); break;
       case kPriority: RELAIS_RETURN_IF_ERROR(ReadUs(element, v, &cmd.priority)); break;
       case kCommandDataSetType: RELAIS_RETURN_IF_ERROR(ReadUs(element, v, &cmd.data_set_type)); break;
@@ -179,11 +175,8 @@ Result<Command> DecodeCommand(std::span<const uint8_t> bytes) {
       case kAffectedSopInstanceUid: cmd.affected_sop_instance_uid = Trim(v, false); break;
       case kRequestedSopInstanceUid: cmd.requested_sop_instance_uid = Trim(v, false); break;
       case kMoveOriginatorAe: cmd.move_originator_ae = Trim(v, true); break;
-      case kMoveOriginatorMessageId:
-        RELAIS_RETURN_IF_ERROR(ReadUs(element, v, &cmd.move_originator_message_id));
-        break;
-      default:
-        break;  // Other group 0000 elements (e.g. N-service ones): skipped.
+      case kMoveOriginatorMessageId: RELAIS_RETURN_IF_ERROR(ReadUs(element, v, &cmd.move_originator_message_id)); break;
+      default: break;  // Other group 0000 elements (e.g. N-service ones): skipped.
     }
     pos = next;
   }
@@ -258,9 +251,8 @@ Command MakeUnsupportedResponse(const Command& rq) {
   // response names them as "Affected" (PS3.7 10.3).
   rsp.affected_sop_class_uid =
       rq.affected_sop_class_uid.empty() ? rq.requested_sop_class_uid : rq.affected_sop_class_uid;
-  rsp.affected_sop_instance_uid = rq.affected_sop_instance_uid.empty()
-                                      ? rq.requested_sop_instance_uid
-                                      : rq.affected_sop_instance_uid;
+  rsp.affected_sop_instance_uid =
+      rq.affected_sop_instance_uid.empty() ? rq.requested_sop_instance_uid : rq.affected_sop_instance_uid;
   rsp.message_id_responded_to = rq.message_id;
   rsp.data_set_type = kNoDataSet;
   rsp.status = kStatusUnrecognizedOperation;
@@ -306,7 +298,8 @@ UidProblem CheckUid(std::string_view uid) {
   size_t start = 0;
   while (true) {
     size_t dot = uid.find('.', start);
-    std::string_view component = uid.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    std::string_view component =
+        uid.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     if (component.empty()) return UidProblem::kEmptyComponent;
     if (component.size() > 1 && component[0] == '0') found = UidProblem::kLeadingZero;
     if (dot == std::string_view::npos) break;

@@ -63,21 +63,21 @@ inline constexpr uint16_t kStatusNotAuthorized = 0x0124;  // PS3.7 C.5.x: Refuse
 // command are set; optional ones are std::optional. Unknown group 0000
 // elements are skipped on decode.
 struct Command {
-  CommandField command_field = CommandField::kCEchoRq;     // (0000,0100)
-  std::optional<uint16_t> message_id;                       // (0000,0110)
-  std::optional<uint16_t> message_id_responded_to;          // (0000,0120)
-  std::string affected_sop_class_uid;                       // (0000,0002)
-  std::string requested_sop_class_uid;                      // (0000,0003)
-  std::string affected_sop_instance_uid;                    // (0000,1000)
-  std::string requested_sop_instance_uid;                   // (0000,1001)
-  std::optional<uint16_t> priority;                         // (0000,0700)
-  uint16_t data_set_type = kNoDataSet;                      // (0000,0800)
-  std::optional<uint16_t> status;                           // (0000,0900)
-  std::string error_comment;                                // (0000,0902)
-  std::optional<uint16_t> error_id;                         // (0000,0903)
-  std::string move_originator_ae;                           // (0000,1030)
-  std::optional<uint16_t> move_originator_message_id;       // (0000,1031)
-  std::string move_destination;                             // (0000,0600)
+  CommandField command_field = CommandField::kCEchoRq;  // (0000,0100)
+  std::optional<uint16_t> message_id;                   // (0000,0110)
+  std::optional<uint16_t> message_id_responded_to;      // (0000,0120)
+  std::string affected_sop_class_uid;                   // (0000,0002)
+  std::string requested_sop_class_uid;                  // (0000,0003)
+  std::string affected_sop_instance_uid;                // (0000,1000)
+  std::string requested_sop_instance_uid;               // (0000,1001)
+  std::optional<uint16_t> priority;                     // (0000,0700)
+  uint16_t data_set_type = kNoDataSet;                  // (0000,0800)
+  std::optional<uint16_t> status;                       // (0000,0900)
+  std::string error_comment;                            // (0000,0902)
+  std::optional<uint16_t> error_id;                     // (0000,0903)
+  std::string move_originator_ae;                       // (0000,1030)
+  std::optional<uint16_t> move_originator_message_id;   // (0000,1031)
+  std::string move_destination;                         // (0000,0600)
 
   bool has_data_set() const { return data_set_type != kNoDataSet; }
 };

@@ -115,11 +115,14 @@ bool ValidEvent(Event e) { return static_cast<int>(e) >= 1 && static_cast<int>(e
 // Whether `pdu` is the PDU that `event` reports (for Evt3, 4, 6, 10, 12, 13, 16).
 bool IsReceiveEvent(Event e) {
   switch (e) {
-    case Event::kEvt3: case Event::kEvt4: case Event::kEvt6: case Event::kEvt10:
-    case Event::kEvt12: case Event::kEvt13: case Event::kEvt16:
-      return true;
-    default:
-      return false;
+    case Event::kEvt3:
+    case Event::kEvt4:
+    case Event::kEvt6:
+    case Event::kEvt10:
+    case Event::kEvt12:
+    case Event::kEvt13:
+    case Event::kEvt16: return true;
+    default: return false;
   }
 }
 
@@ -181,9 +184,7 @@ void AE2(Ctx& c) {
 }
 
 // AE-3: "Issue A-ASSOCIATE confirmation (accept) primitive. Next state is Sta6."
-void AE3(Ctx& c) {
-  c.fx->OnAssociateAccepted(std::get<AssociateAc>(*c.pdu));
-}
+void AE3(Ctx& c) { c.fx->OnAssociateAccepted(std::get<AssociateAc>(*c.pdu)); }
 
 // AE-4: "Issue A-ASSOCIATE confirmation (reject) primitive and close transport
 // connection. Next state is Sta1."
@@ -210,9 +211,8 @@ void AE6(Ctx& c) {
   const auto& rq = std::get<AssociateRq>(*c.pdu);
   if (!AcceptableByProvider(rq)) {
     std::vector<uint8_t> rj;
-    EncodeAssociateRj(AssociateRj{RejectResult::kPermanent, RejectSource::kServiceProviderAcse,
-                                  kRjProtocolVersionNotSupported},
-                      &rj);
+    EncodeAssociateRj(
+        AssociateRj{RejectResult::kPermanent, RejectSource::kServiceProviderAcse, kRjProtocolVersionNotSupported}, &rj);
     c.fx->SendPdu(std::move(rj));
     c.fx->StartArtim();
     return;
@@ -221,9 +221,7 @@ void AE6(Ctx& c) {
 }
 
 // AE-7: "Send A-ASSOCIATE-AC PDU. Next state is Sta6."
-void AE7(Ctx& c) {
-  c.fx->SendPdu(std::move(c.bytes));
-}
+void AE7(Ctx& c) { c.fx->SendPdu(std::move(c.bytes)); }
 
 // AE-8: "Send A-ASSOCIATE-RJ PDU and start ARTIM timer. Next state is Sta13."
 void AE8(Ctx& c) {
@@ -234,14 +232,10 @@ void AE8(Ctx& c) {
 // ---- Data transfer, PS3.8 Table 9-7 ----
 
 // DT-1: "Send P-DATA-TF PDU. Next state is Sta6."
-void DT1(Ctx& c) {
-  c.fx->SendPdu(std::move(c.bytes));
-}
+void DT1(Ctx& c) { c.fx->SendPdu(std::move(c.bytes)); }
 
 // DT-2: "Send P-DATA indication primitive. Next state is Sta6."
-void DT2(Ctx& c) {
-  c.fx->OnPData(std::get<PData>(*c.pdu));
-}
+void DT2(Ctx& c) { c.fx->OnPData(std::get<PData>(*c.pdu)); }
 
 // ---- Association release, PS3.8 Table 9-8 ----
 
@@ -253,9 +247,7 @@ void AR1(Ctx& c) {
 }
 
 // AR-2: "Issue A-RELEASE indication primitive. Next state is Sta8."
-void AR2(Ctx& c) {
-  c.fx->OnReleaseRequest();
-}
+void AR2(Ctx& c) { c.fx->OnReleaseRequest(); }
 
 // AR-3: "Issue A-RELEASE confirmation primitive, and close transport
 // connection. Next state is Sta1."
@@ -279,20 +271,14 @@ void AR5(Ctx& c) {
 }
 
 // AR-6: "Issue P-DATA indication. Next state is Sta7."
-void AR6(Ctx& c) {
-  c.fx->OnPData(std::get<PData>(*c.pdu));
-}
+void AR6(Ctx& c) { c.fx->OnPData(std::get<PData>(*c.pdu)); }
 
 // AR-7: "Issue P-DATA-TF PDU. Next state is Sta8."
-void AR7(Ctx& c) {
-  c.fx->SendPdu(std::move(c.bytes));
-}
+void AR7(Ctx& c) { c.fx->SendPdu(std::move(c.bytes)); }
 
 // AR-8: "Issue A-RELEASE indication (release collision): if
 // association-requestor, next state is Sta9; if not, next state is Sta10."
-void AR8(Ctx& c) {
-  c.fx->OnReleaseRequest();
-}
+void AR8(Ctx& c) { c.fx->OnReleaseRequest(); }
 
 // AR-9: "Send A-RELEASE-RP PDU. Next state is Sta11."
 void AR9(Ctx& c) {
@@ -301,9 +287,7 @@ void AR9(Ctx& c) {
 }
 
 // AR-10: "Issue A-RELEASE confirmation primitive. Next state is Sta12."
-void AR10(Ctx& c) {
-  c.fx->OnReleaseConfirm();
-}
+void AR10(Ctx& c) { c.fx->OnReleaseConfirm(); }
 
 // ---- Association abort, PS3.8 Table 9-9 ----
 
@@ -351,9 +335,7 @@ void AA5(Ctx& c) {
 void AA6(Ctx&) {}
 
 // AA-7: "Send A-ABORT PDU. Next state is Sta13." (ARTIM keeps running.)
-void AA7(Ctx& c) {
-  c.fx->SendPdu(AbortToSend(c));
-}
+void AA7(Ctx& c) { c.fx->SendPdu(AbortToSend(c)); }
 
 // AA-8: "Send A-ABORT PDU (service-provider source), issue an A-P-ABORT
 // indication, and start ARTIM timer. Next state is Sta13."
@@ -373,15 +355,13 @@ using ActionFn = void (*)(Ctx&);
 
 // Indexed by Action (kNone excluded).
 constexpr ActionFn kActions[] = {
-    AE1, AE2, AE3, AE4, AE5, AE6, AE7, AE8, DT1, DT2,  AR1, AR2, AR3, AR4,
+    AE1, AE2, AE3, AE4, AE5, AE6,  AE7, AE8, DT1, DT2, AR1, AR2, AR3, AR4,
     AR5, AR6, AR7, AR8, AR9, AR10, AA1, AA2, AA3, AA4, AA5, AA6, AA7, AA8,
 };
 static_assert(sizeof(kActions) / sizeof(kActions[0]) == static_cast<size_t>(Action::kNone));
 
 // Whether `pdu` is present and of the type that `event` reports.
-bool PduMatches(Event event, const Pdu* pdu) {
-  return pdu != nullptr && StateMachine::EventFor(*pdu) == event;
-}
+bool PduMatches(Event event, const Pdu* pdu) { return pdu != nullptr && StateMachine::EventFor(*pdu) == event; }
 
 }  // namespace
 
@@ -394,22 +374,21 @@ Transition Lookup(State state, Event event) {
 
 const char* StateName(State s) {
   static const char* const kNames[] = {"Sta1", "Sta2", "Sta3",  "Sta4",  "Sta5",  "Sta6", "Sta7",
-                                        "Sta8", "Sta9", "Sta10", "Sta11", "Sta12", "Sta13"};
+                                       "Sta8", "Sta9", "Sta10", "Sta11", "Sta12", "Sta13"};
   return ValidState(s) ? kNames[static_cast<int>(s) - 1] : "Sta?";
 }
 
 const char* EventName(Event e) {
   static const char* const kNames[] = {"Evt1",  "Evt2",  "Evt3",  "Evt4",  "Evt5",  "Evt6",  "Evt7",
-                                        "Evt8",  "Evt9",  "Evt10", "Evt11", "Evt12", "Evt13", "Evt14",
-                                        "Evt15", "Evt16", "Evt17", "Evt18", "Evt19"};
+                                       "Evt8",  "Evt9",  "Evt10", "Evt11", "Evt12", "Evt13", "Evt14",
+                                       "Evt15", "Evt16", "Evt17", "Evt18", "Evt19"};
   return ValidEvent(e) ? kNames[static_cast<int>(e) - 1] : "Evt?";
 }
 
 const char* ActionName(Action a) {
-  static const char* const kNames[] = {
-      "AE-1", "AE-2", "AE-3", "AE-4", "AE-5", "AE-6", "AE-7", "AE-8", "DT-1", "DT-2",
-      "AR-1", "AR-2", "AR-3", "AR-4", "AR-5", "AR-6", "AR-7", "AR-8", "AR-9", "AR-10",
-      "AA-1", "AA-2", "AA-3", "AA-4", "AA-5", "AA-6", "AA-7", "AA-8", "none"};
+  static const char* const kNames[] = {"AE-1", "AE-2", "AE-3", "AE-4", "AE-5", "AE-6", "AE-7", "AE-8", "DT-1", "DT-2",
+                                       "AR-1", "AR-2", "AR-3", "AR-4", "AR-5", "AR-6", "AR-7", "AR-8", "AR-9", "AR-10",
+                                       "AA-1", "AA-2", "AA-3", "AA-4", "AA-5", "AA-6", "AA-7", "AA-8", "none"};
   auto i = static_cast<size_t>(a);
   return i < sizeof(kNames) / sizeof(kNames[0]) ? kNames[i] : "?";
 }
@@ -430,12 +409,9 @@ Event StateMachine::EventFor(const Pdu& pdu) {
 // The next state of a cell; AE-6 and AR-8 have two, chosen by a condition.
 static State NextState(const Transition& t, const Pdu* pdu, bool requestor) {
   switch (t.action) {
-    case Action::kAE6:
-      return AcceptableByProvider(std::get<AssociateRq>(*pdu)) ? State::kSta3 : State::kSta13;
-    case Action::kAR8:
-      return requestor ? State::kSta9 : State::kSta10;
-    default:
-      return t.next;
+    case Action::kAE6: return AcceptableByProvider(std::get<AssociateRq>(*pdu)) ? State::kSta3 : State::kSta13;
+    case Action::kAR8: return requestor ? State::kSta9 : State::kSta10;
+    default: return t.next;
   }
 }
 

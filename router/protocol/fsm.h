@@ -55,10 +55,34 @@ enum class Event {
 };
 
 enum class Action {
-  kAE1, kAE2, kAE3, kAE4, kAE5, kAE6, kAE7, kAE8,
-  kDT1, kDT2,
-  kAR1, kAR2, kAR3, kAR4, kAR5, kAR6, kAR7, kAR8, kAR9, kAR10,
-  kAA1, kAA2, kAA3, kAA4, kAA5, kAA6, kAA7, kAA8,
+  kAE1,
+  kAE2,
+  kAE3,
+  kAE4,
+  kAE5,
+  kAE6,
+  kAE7,
+  kAE8,
+  kDT1,
+  kDT2,
+  kAR1,
+  kAR2,
+  kAR3,
+  kAR4,
+  kAR5,
+  kAR6,
+  kAR7,
+  kAR8,
+  kAR9,
+  kAR10,
+  kAA1,
+  kAA2,
+  kAA3,
+  kAA4,
+  kAA5,
+  kAA6,
+  kAA7,
+  kAA8,
   // Added: a blank cell of Table 9-10 (the event is not valid in that state,
   // e.g. Evt9 in Sta7, Evt18 in Sta6, Evt15 in Sta13). Nothing runs and the
   // state does not change; the owner should log it (for a local primitive it
@@ -79,9 +103,9 @@ struct Transition {
 // the first alternative PS3.8 names (Sta3, Sta9); Handle picks the other.)
 Transition Lookup(State state, Event event);
 
-const char* StateName(State s);   // "Sta6"
-const char* EventName(Event e);   // "Evt10"
-const char* ActionName(Action a); // "DT-2"
+const char* StateName(State s);    // "Sta6"
+const char* EventName(Event e);    // "Evt10"
+const char* ActionName(Action a);  // "DT-2"
 
 // What the state machine asks of its owner. The owner owns the transport,
 // the ARTIM timer and the user of the service (SCP or SCU logic).
@@ -89,9 +113,9 @@ class Effects {
  public:
   virtual ~Effects() = default;
   // Transport.
-  virtual void ConnectTransport() = 0;             // AE-1 (requestor)
+  virtual void ConnectTransport() = 0;  // AE-1 (requestor)
   virtual void SendPdu(std::vector<uint8_t> bytes) = 0;
-  virtual void CloseTransport() = 0;               // AR-3, AR-5, AA-4, AA-5 ... (see .cc)
+  virtual void CloseTransport() = 0;  // AR-3, AR-5, AA-4, AA-5 ... (see .cc)
   // ARTIM timer (PS3.8 9.1.5).
   virtual void StartArtim() = 0;
   virtual void StopArtim() = 0;
@@ -112,8 +136,7 @@ class Effects {
 // 10, 12, 13, 16.
 class StateMachine {
  public:
-  explicit StateMachine(Effects* effects, State initial = State::kSta1)
-      : effects_(effects), state_(initial) {}
+  explicit StateMachine(Effects* effects, State initial = State::kSta1) : effects_(effects), state_(initial) {}
 
   State state() const { return state_; }
 

@@ -165,7 +165,7 @@ DecodeResult DecodePdu(std::span<const uint8_t> buf, const DecodeLimits& limits)
     }
     case PduType::kReleaseRq: result.pdu = ReleaseRq{}; break;  // PS3.8 9.3.6: 4 reserved bytes
     case PduType::kReleaseRp: result.pdu = ReleaseRp{}; break;  // PS3.8 9.3.7
-    case PduType::kAbort:  // PS3.8 Table 9-26: reserved, reserved, source, reason.
+    case PduType::kAbort:                                       // PS3.8 Table 9-26: reserved, reserved, source, reason.
       result.pdu = Abort{static_cast<AbortSource>(body[2]), static_cast<AbortReason>(body[3])};
       break;
   }

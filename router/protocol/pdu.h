@@ -204,9 +204,9 @@ using Pdu = std::variant<AssociateRq, AssociateAc, AssociateRj, PData, ReleaseRq
 struct DecodeResult {
   enum class Kind { kNeedMore, kPdu, kInvalid };
   Kind kind = Kind::kNeedMore;
-  size_t consumed = 0;  // bytes of the buffer used by the PDU (kPdu only)
-  Pdu pdu;              // kPdu only
-  std::string error;    // kInvalid only: what was wrong, for the log
+  size_t consumed = 0;                                    // bytes of the buffer used by the PDU (kPdu only)
+  Pdu pdu;                                                // kPdu only
+  std::string error;                                      // kInvalid only: what was wrong, for the log
   AbortReason abort_reason = AbortReason::kNotSpecified;  // kInvalid only
 };
 

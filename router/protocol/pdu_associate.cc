@@ -92,8 +92,8 @@ class ItemWalker {
       return Step::kError;
     }
     if (!reader_.Bytes(length, body)) {
-      *error = "item " + HexByte(*type) + " length " + std::to_string(length) + " runs past its parent " +
-               parent_ + " (" + std::to_string(reader_.remaining()) + " bytes left)";
+      *error = "item " + HexByte(*type) + " length " + std::to_string(length) + " runs past its parent " + parent_ +
+               " (" + std::to_string(reader_.remaining()) + " bytes left)";
       return Step::kError;
     }
     return Step::kItem;
@@ -229,8 +229,7 @@ bool ParseUserInformationSubItem(uint8_t type, std::span<const uint8_t> item, Us
       UserIdentityRq id;
       uint8_t positive = 0;
       std::span<const uint8_t> primary, secondary;
-      if (!r.U8(&id.type) || !r.U8(&positive) || !r.LengthPrefixed(&primary) ||
-          !r.LengthPrefixed(&secondary)) {
+      if (!r.U8(&id.type) || !r.U8(&positive) || !r.LengthPrefixed(&primary) || !r.LengthPrefixed(&secondary)) {
         return Fail(err, "user identity sub-item (0x58): fields run past the sub-item");
       }
       id.positive_response_requested = positive != 0;
@@ -256,9 +255,8 @@ bool ParseUserInformationSubItem(uint8_t type, std::span<const uint8_t> item, Us
 
 // PS3.8 9.3.2.3 / Annex D, PS3.7 D.3.3: user information item, 0x50.
 bool ParseUserInformation(std::span<const uint8_t> body, UserInformation* ui, ParseError* err) {
-  return ForEachItem(body, "user information item", err, [ui, err](uint8_t type, auto item) {
-    return ParseUserInformationSubItem(type, item, ui, err);
-  });
+  return ForEachItem(body, "user information item", err,
+                     [ui, err](uint8_t type, auto item) { return ParseUserInformationSubItem(type, item, ui, err); });
 }
 
 // PS3.8 9.3.2 / 9.3.3: the common layout of A-ASSOCIATE-RQ and -AC.

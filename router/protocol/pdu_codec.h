@@ -47,8 +47,7 @@ struct ParseError {
   AbortReason reason = AbortReason::kInvalidPduParameterValue;
 };
 
-inline bool Fail(ParseError* err, std::string message,
-          AbortReason reason = AbortReason::kInvalidPduParameterValue) {
+inline bool Fail(ParseError* err, std::string message, AbortReason reason = AbortReason::kInvalidPduParameterValue) {
   err->message = std::move(message);
   err->reason = reason;
   return false;

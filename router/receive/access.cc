@@ -30,7 +30,8 @@ Result<AccessPolicy> AccessPolicy::Make(const rules::ListenerConfig& config) {
     Allow entry{a.calling_ae, std::nullopt};
     if (!a.from.empty()) {
       entry.from = Cidr::Parse(a.from);
-      if (!entry.from) return Status::InvalidArgument("listener.allow.from '" + a.from + "' is not an IP or CIDR block");
+      if (!entry.from)
+        return Status::InvalidArgument("listener.allow.from '" + a.from + "' is not an IP or CIDR block");
     }
     p.allow_.push_back(std::move(entry));
   }

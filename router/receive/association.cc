@@ -4,22 +4,22 @@
 #include <dcmtk/dcmdata/dcdatset.h>
 
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include "base/clock.h"
 #include "base/hex.h"
 #include "base/identity.h"
 #include "base/log.h"
 #include "base/text.h"
-#include "router/record/audit.h"
-#include "router/record/metrics.h"
+#include "router/net/tls.h"
+#include "router/net/uv_transport.h"
 #include "router/protocol/presentation.h"
 #include "router/receive/server.h"
 #include "router/receive/uid_dictionary.h"
-#include "router/net/tls.h"
-#include "router/net/uv_transport.h"
+#include "router/record/audit.h"
+#include "router/record/metrics.h"
 
 namespace relais::router {
 namespace {
@@ -39,11 +39,10 @@ bool AcceptSopInstanceUid(const std::string& prefix, uint16_t msg, const char* w
   const dimse::UidProblem problem = dimse::CheckUid(uid);
   if (problem == dimse::UidProblem::kNone) return true;
   const bool refuse = problem == dimse::UidProblem::kBadCharacter;
-  RLOG_WARN("%s msg=%u event=%s %s \"%s\" %s", prefix.c_str(), msg, refuse ? "uid-refused" : "uid-deviation",
-            where, LogEscape(uid, /*quoted=*/true).c_str(), dimse::UidProblemText(problem));
+  RLOG_WARN("%s msg=%u event=%s %s \"%s\" %s", prefix.c_str(), msg, refuse ? "uid-refused" : "uid-deviation", where,
+            LogEscape(uid, /*quoted=*/true).c_str(), dimse::UidProblemText(problem));
   return !refuse;
 }
-
 
 // Largest command set we reassemble; a real one is a few hundred bytes.
 constexpr size_t kMaxCommandBytes = 64 * 1024;
@@ -120,11 +119,8 @@ void ScpAssociation::Begin() {
 void ScpAssociation::OnTransportFailed(const TransportFailure& f) {
   switch (f.kind) {
     case TransportFailure::Kind::kPeerClosed:
-    case TransportFailure::Kind::kRead:
-      return ConnectionLost(f);
-    case TransportFailure::Kind::kWrite:
-      RLOG_WARN("%s write failed: %s", Prefix().c_str(), f.message.c_str());
-      break;
+    case TransportFailure::Kind::kRead: return ConnectionLost(f);
+    case TransportFailure::Kind::kWrite: RLOG_WARN("%s write failed: %s", Prefix().c_str(), f.message.c_str()); break;
     case TransportFailure::Kind::kTlsReceive:
       RLOG_WARN("%s event=tls-failed reason=\"%s\"", Prefix().c_str(), f.message.c_str());
       if (Metrics* m = server_->metrics()) m->AssociationRejected("tls");
@@ -148,8 +144,7 @@ void ScpAssociation::ConnectionLost(const TransportFailure& f) {
   ul::State s = conn_.state();
   conn_.Fsm(Event::kEvt17);
   if (s != ul::State::kSta13 && s != ul::State::kSta1) {
-    RLOG_WARN("%s event=connection-lost state=%s pending=%zu", Prefix().c_str(), ul::StateName(s),
-              pending_.size());
+    RLOG_WARN("%s event=connection-lost state=%s pending=%zu", Prefix().c_str(), ul::StateName(s), pending_.size());
   }
   StartClose();
 }
@@ -264,8 +259,7 @@ std::optional<ScpAssociation::Rejection> ScpAssociation::CheckAssociateRq(const 
   }
   if (rq.application_context != ul::kApplicationContextName) {
     return Rejection{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
-                     ul::kRjApplicationContextNotSupported, "application-context",
-                     "application context not supported"};
+                     ul::kRjApplicationContextNotSupported, "application-context", "application context not supported"};
   }
   if (rq.called_ae != cfg.ae_title) {
     return Rejection{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, ul::kRjCalledAeNotRecognized,
@@ -275,8 +269,8 @@ std::optional<ScpAssociation::Rejection> ScpAssociation::CheckAssociateRq(const 
   }
   *access = cfg.access.Check(rq.calling_ae, PeerIp(), rq.user_info.user_identity_rq);
   if (!access->allowed) {
-    return Rejection{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, access->rj_reason,
-                     access->label, access->why};
+    return Rejection{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, access->rj_reason, access->label,
+                     access->why};
   }
   if (server_->established_count() >= cfg.max_associations) {
     return Rejection{ul::RejectResult::kTransient, ul::RejectSource::kServiceProviderPresentation,
@@ -287,12 +281,15 @@ std::optional<ScpAssociation::Rejection> ScpAssociation::CheckAssociateRq(const 
 
 void ScpAssociation::Reject(const Rejection& r) {
   if (Metrics* m = server_->metrics()) m->AssociationRejected(r.label.c_str());
-  RLOG_WARN("%s called=%s event=association-rejected reason=\"%s\"", Prefix().c_str(),
-            LogToken(called_ae_).c_str(), LogEscape(r.why, true).c_str());
+  RLOG_WARN("%s called=%s event=association-rejected reason=\"%s\"", Prefix().c_str(), LogToken(called_ae_).c_str(),
+            LogEscape(r.why, true).c_str());
   // A peer retrying in a loop is one audit record and a count (RecordRefusal).
   if (AuditLog* a = server_->audit()) {
     a->RecordRefusal("association", AuditAddressOf(peer_),
-                     {{"calling_ae", calling_ae_}, {"called_ae", called_ae_}, {"peer", peer_}, {"result", "rejected"},
+                     {{"calling_ae", calling_ae_},
+                      {"called_ae", called_ae_},
+                      {"peer", peer_},
+                      {"result", "rejected"},
                       {"reason", r.why}},
                      {"reason", "calling_ae", "called_ae"});
   }
@@ -304,7 +301,7 @@ void ScpAssociation::Reject(const Rejection& r) {
 // The A-ASSOCIATE-AC: presentation contexts negotiated (PS3.8 9.3.3.2,
 // the accepted ones kept in contexts_), our user information.
 ul::AssociateAc ScpAssociation::NegotiateAssociateAc(const ul::AssociateRq& rq, const AccessPolicy::Decision& access,
-                                                    size_t* accepted) {
+                                                     size_t* accepted) {
   const ScpSettings& cfg = server_->settings();
   ul::AssociateAc ac;
   ac.called_ae = rq.called_ae;
@@ -345,12 +342,15 @@ void ScpAssociation::Accept(const ul::AssociateRq& rq, const AccessPolicy::Decis
   server_->OnEstablished(+1);
   if (Metrics* m = server_->metrics()) m->AssociationAccepted();
   if (AuditLog* a = server_->audit()) {
-    a->Record("association", {{"calling_ae", calling_ae_}, {"called_ae", called_ae_}, {"peer", peer_},
-                              {"result", "accepted"}, {"user", access.user},
+    a->Record("association", {{"calling_ae", calling_ae_},
+                              {"called_ae", called_ae_},
+                              {"peer", peer_},
+                              {"result", "accepted"},
+                              {"user", access.user},
                               {"tls", conn_.tls() ? conn_.tls()->Description() : std::string()}});
   }
-  RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s",
-            Prefix().c_str(), LogToken(called_ae_).c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
+  RLOG_INFO("%s called=%s event=association-accepted contexts=%zu/%zu peer_max_pdu=%u impl=%s", Prefix().c_str(),
+            LogToken(called_ae_).c_str(), accepted, rq.contexts.size(), peer_max_pdu_,
             LogToken(rq.user_info.implementation_class_uid).c_str());
   conn_.Fsm(Event::kEvt7, nullptr, std::move(bytes));
 }
@@ -369,8 +369,7 @@ void ScpAssociation::OnPData(const ul::PData& pdata) {
     if (pending_protocol_error_ || closing_) return;
     if (contexts_.find(pdv.context_id) == contexts_.end()) {
       ProtocolError(ul::AbortReason::kInvalidPduParameterValue,
-                    "PDV on presentation context " + std::to_string(pdv.context_id) +
-                        ", which was not accepted");
+                    "PDV on presentation context " + std::to_string(pdv.context_id) + ", which was not accepted");
       return;
     }
     if (pdv.is_command) {
@@ -401,8 +400,7 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
   Result<dimse::Command> decoded = dimse::DecodeCommand(command_bytes_);
   command_bytes_.clear();
   if (!decoded.ok()) {
-    ProtocolError(ul::AbortReason::kInvalidPduParameterValue,
-                  "malformed DIMSE command: " + decoded.status().message());
+    ProtocolError(ul::AbortReason::kInvalidPduParameterValue, "malformed DIMSE command: " + decoded.status().message());
     return;
   }
   dimse::Command& cmd = *decoded;
@@ -415,11 +413,11 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
       return;
     case dimse::CommandField::kCStoreRq: {
       if (!cmd.has_data_set()) {
-        RLOG_WARN("%s event=c-store-refused msg=%u reason=\"C-STORE-RQ without a data set\"",
-                  Prefix().c_str(), cmd.message_id.value_or(0));
+        RLOG_WARN("%s event=c-store-refused msg=%u reason=\"C-STORE-RQ without a data set\"", Prefix().c_str(),
+                  cmd.message_id.value_or(0));
         if (Metrics* m = server_->metrics()) m->ObjectRefused(dimse::kStatusCannotUnderstand);
-        SendCommand(context_id, dimse::MakeStoreResponse(cmd, dimse::kStatusCannotUnderstand,
-                                                         "C-STORE-RQ without a data set"));
+        SendCommand(context_id,
+                    dimse::MakeStoreResponse(cmd, dimse::kStatusCannotUnderstand, "C-STORE-RQ without a data set"));
         return;
       }
       Incoming in;
@@ -432,8 +430,7 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
         in.fail_status = dimse::kStatusSopClassNotSupported;
         in.fail_reason = "C-STORE on the Verification presentation context";
       } else if (!AcceptSopInstanceUid(Prefix(), in.command.message_id.value_or(0),
-                                       "Affected SOP Instance UID (0000,1000)",
-                                       in.command.affected_sop_instance_uid)) {
+                                       "Affected SOP Instance UID (0000,1000)", in.command.affected_sop_instance_uid)) {
         // The data set that follows is read and dropped; then the answer.
         in.failed = true;
         in.fail_status = dimse::kStatusCannotUnderstand;
@@ -449,10 +446,8 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
       incoming_.emplace(std::move(in));
       return;
     }
-    case dimse::CommandField::kCCancelRq:
-      return;  // PS3.7 9.3.2.3: nothing to cancel; no response.
-    default:
-      break;
+    case dimse::CommandField::kCCancelRq: return;  // PS3.7 9.3.2.3: nothing to cancel; no response.
+    default: break;
   }
   if (static_cast<uint16_t>(cmd.command_field) & 0x8000) {
     ProtocolError(ul::AbortReason::kUnexpectedPduParameter,
@@ -547,8 +542,8 @@ bool ScpAssociation::Describe(Incoming& in, store::ObjectMeta* meta) {
   meta->sop_class_uid = info->sop_class_uid.empty() ? rq.affected_sop_class_uid : info->sop_class_uid;
   meta->sop_instance_uid = info->sop_instance_uid.empty() ? rq.affected_sop_instance_uid : info->sop_instance_uid;
   if (!info->sop_instance_uid.empty() && info->sop_instance_uid != rq.affected_sop_instance_uid) {
-    RLOG_WARN("%s msg=%u sop=%s event=uid-mismatch command_sop=%s: keeping the data set's UID", Prefix().c_str(),
-              msg, LogToken(info->sop_instance_uid).c_str(), LogToken(rq.affected_sop_instance_uid).c_str());
+    RLOG_WARN("%s msg=%u sop=%s event=uid-mismatch command_sop=%s: keeping the data set's UID", Prefix().c_str(), msg,
+              LogToken(info->sop_instance_uid).c_str(), LogToken(rq.affected_sop_instance_uid).c_str());
   }
   meta->study_instance_uid = info->study_instance_uid;
   meta->series_instance_uid = info->series_instance_uid;
@@ -597,9 +592,13 @@ void ScpAssociation::Refuse(Incoming& in) {
   ++objects_failed_;
   RLOG_WARN("%s msg=%u sop=%s event=c-store-refused status=0x%04X reason=\"%s\"", Prefix().c_str(), msg,
             LogToken(rq.affected_sop_instance_uid).c_str(), in.fail_status, LogEscape(in.fail_reason, true).c_str());
-  if (AuditLog* a = server_->audit()) a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_},
-      {"sop_instance_uid", rq.affected_sop_instance_uid}, {"result", "refused"}, {"status", Hex4(in.fail_status)},
-      {"reason", in.fail_reason}});
+  if (AuditLog* a = server_->audit())
+    a->Record("object", {{"calling_ae", calling_ae_},
+                         {"peer", peer_},
+                         {"sop_instance_uid", rq.affected_sop_instance_uid},
+                         {"result", "refused"},
+                         {"status", Hex4(in.fail_status)},
+                         {"reason", in.fail_reason}});
   pending_.push_back(Pending{msg, in.context_id, rq, in.arrived, true, in.fail_status, in.fail_reason});
   FlushResponses();
 }
@@ -625,9 +624,7 @@ bool ScpAssociation::Route(dicom::HeaderParser& header, store::ObjectMeta* meta,
           meta->routes.push_back(store::Route{d->name, 0, "(unmatched)", ""});
         }
         return true;
-      case rules::RuleSet::Unmatched::kKeep:
-        meta->routing = "unrouted";
-        return true;
+      case rules::RuleSet::Unmatched::kKeep: meta->routing = "unrouted"; return true;
     }
   }
   meta->routing = "routed";
@@ -660,25 +657,35 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
     ++objects_ok_;
     std::string routes;
     for (const store::Route& r : meta.routes) routes += (routes.empty() ? "" : ",") + r.destination;
-  if (AuditLog* a = server_->audit()) {
-    a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_}, {"patient_id", meta.patient_id},
-                         {"study_instance_uid", meta.study_instance_uid}, {"sop_instance_uid", meta.sop_instance_uid},
-                         {"result", "stored"}, {"status", "0x0000"}, {"routing", meta.routing}, {"to", routes}});
-  }
-    RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s",
-              Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str(), LogToken(meta.modality).c_str(),
+    if (AuditLog* a = server_->audit()) {
+      a->Record("object", {{"calling_ae", calling_ae_},
+                           {"peer", peer_},
+                           {"patient_id", meta.patient_id},
+                           {"study_instance_uid", meta.study_instance_uid},
+                           {"sop_instance_uid", meta.sop_instance_uid},
+                           {"result", "stored"},
+                           {"status", "0x0000"},
+                           {"routing", meta.routing},
+                           {"to", routes}});
+    }
+    RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s", Prefix().c_str(),
+              message_id, LogToken(meta.sop_instance_uid).c_str(), LogToken(meta.modality).c_str(),
               static_cast<unsigned long long>(meta.raw_size), static_cast<unsigned long long>(meta.stored_size),
               meta.routing.empty() ? "none" : meta.routing.c_str(), routes.empty() ? "-" : routes.c_str());
   } else {
     ++objects_failed_;
     if (AuditLog* a = server_->audit()) {
-      a->Record("object", {{"calling_ae", calling_ae_}, {"peer", peer_}, {"patient_id", meta.patient_id},
-                           {"study_instance_uid", meta.study_instance_uid}, {"sop_instance_uid", meta.sop_instance_uid},
-                           {"result", "failed"}, {"status", Hex4(StatusFor(status))}, {"reason", status.message()}});
+      a->Record("object", {{"calling_ae", calling_ae_},
+                           {"peer", peer_},
+                           {"patient_id", meta.patient_id},
+                           {"study_instance_uid", meta.study_instance_uid},
+                           {"sop_instance_uid", meta.sop_instance_uid},
+                           {"result", "failed"},
+                           {"status", Hex4(StatusFor(status))},
+                           {"reason", status.message()}});
     }
-    RLOG_WARN("%s msg=%u sop=%s event=store-failed status=0x%04X reason=\"%s\"", Prefix().c_str(),
-              message_id, LogToken(meta.sop_instance_uid).c_str(), StatusFor(status),
-              LogEscape(status.message(), true).c_str());
+    RLOG_WARN("%s msg=%u sop=%s event=store-failed status=0x%04X reason=\"%s\"", Prefix().c_str(), message_id,
+              LogToken(meta.sop_instance_uid).c_str(), StatusFor(status), LogEscape(status.message(), true).c_str());
   }
   FlushResponses();
   MaybeResumeReading();
@@ -766,8 +773,8 @@ void ScpAssociation::StartClose() {
   uv_timer_stop(&idle_);
   conn_.Close();
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), &ScpAssociation::OnClose);
-  RLOG_INFO("%s event=closed objects=%llu failed=%llu", Prefix().c_str(),
-            static_cast<unsigned long long>(objects_ok_), static_cast<unsigned long long>(objects_failed_));
+  RLOG_INFO("%s event=closed objects=%llu failed=%llu", Prefix().c_str(), static_cast<unsigned long long>(objects_ok_),
+            static_cast<unsigned long long>(objects_failed_));
 }
 
 void ScpAssociation::OnClose(uv_handle_t* h) noexcept {

@@ -76,8 +76,8 @@ class ScpAssociation : private UlConnection::User {
   struct Incoming {
     dimse::Command command;
     uint8_t context_id = 0;
-    bool store = false;      // a C-STORE we keep; false: discard data set
-    bool failed = false;     // header or data error: respond failure at the end
+    bool store = false;   // a C-STORE we keep; false: discard data set
+    bool failed = false;  // header or data error: respond failure at the end
     uint16_t fail_status = 0;
     std::string fail_reason;
     std::unique_ptr<store::ObjectWriter> writer;

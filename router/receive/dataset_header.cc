@@ -43,10 +43,10 @@ struct HeaderParser::Impl {
   std::unique_ptr<DataSetStructureGuard> guard;
   DcmDataset dataset;
   std::vector<uint8_t> header;  // the header bytes so far, read by DCMTK at once
-  uint64_t fed = 0;       // bytes given to Feed
-  uint64_t processed = 0;  // (inflated) bytes scanned by the guard
+  uint64_t fed = 0;             // bytes given to Feed
+  uint64_t processed = 0;       // (inflated) bytes scanned by the guard
   bool done = false;
-  std::string error;  // empty: no error
+  std::string error;              // empty: no error
   DcmInputBufferStream inflater;  // deflated input, read back inflated
   std::vector<uint8_t> zout;
 };

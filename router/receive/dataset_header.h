@@ -56,8 +56,7 @@ class HeaderParser {
   // on (e.g. "1.2.840.10008.1.2.1"); an unknown UID makes the parser done at
   // once, with an error. `max_header_bytes`: headers larger than this are
   // refused (bounds memory whatever the peer sends).
-  explicit HeaderParser(const std::string& transfer_syntax_uid,
-                        size_t max_header_bytes = kDefaultMaxHeaderBytes);
+  explicit HeaderParser(const std::string& transfer_syntax_uid, size_t max_header_bytes = kDefaultMaxHeaderBytes);
   ~HeaderParser();
 
   HeaderParser(const HeaderParser&) = delete;

@@ -1,7 +1,7 @@
 #include "router/receive/server.h"
 
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -49,10 +49,11 @@ ScpAssociation* Server::OldestUnassociated(const ScpAssociation* except, const s
 }
 
 void Server::Evict(ScpAssociation* victim, const char* reason, const ScpAssociation* for_whom) {
-  RLOG_WARN("assoc=%llu event=connection-evicted reason=%s peer=%s for=%llu: it had not associated; "
-            "closed to make room for a new connection",
-            static_cast<unsigned long long>(victim->id()), reason, LogToken(victim->peer_ip()).c_str(),
-            static_cast<unsigned long long>(for_whom->id()));
+  RLOG_WARN(
+      "assoc=%llu event=connection-evicted reason=%s peer=%s for=%llu: it had not associated; "
+      "closed to make room for a new connection",
+      static_cast<unsigned long long>(victim->id()), reason, LogToken(victim->peer_ip()).c_str(),
+      static_cast<unsigned long long>(for_whom->id()));
   if (metrics_ != nullptr) metrics_->ConnectionEvicted(reason);
   victim->AbortNow("evicted to make room");
 }
@@ -79,9 +80,9 @@ Status Server::Bind(uv_tcp_t* handle, const std::string& host, uint16_t port, co
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(handle), 128, &Server::OnConnection);
   if (rc != 0) {
     return Status::IOError("cannot listen on " + host + ":" + std::to_string(port) + ": " + uv_strerror(rc) +
-                           (rc == UV_EADDRINUSE ? std::string(" (another process uses this port: stop it or change ") +
-                                                      what + ")"
-                                                : std::string()));
+                           (rc == UV_EADDRINUSE
+                                ? std::string(" (another process uses this port: stop it or change ") + what + ")"
+                                : std::string()));
   }
   return Status::OK();
 }
@@ -134,9 +135,10 @@ void Server::MakeRoomFor(ScpAssociation* a) {
     Evict(oldest, "connection-cap", a);
     return;
   }
-  RLOG_WARN("assoc=%llu event=connection-refused reason=\"too many open connections\" open=%zu: every one has "
-            "associated",
-            static_cast<unsigned long long>(a->id()), LiveConnections());
+  RLOG_WARN(
+      "assoc=%llu event=connection-refused reason=\"too many open connections\" open=%zu: every one has "
+      "associated",
+      static_cast<unsigned long long>(a->id()), LiveConnections());
   a->AbortNow("refused");
 }
 
@@ -179,17 +181,23 @@ Status Server::InitRules() {
   Result<std::shared_ptr<const rules::RuleSet>> loaded = rules::RuleSet::Load(settings_.rules_path, RulesBudget());
   rules_applied_seq_ = ++rules_load_seq_;
   if (!loaded.ok()) {
-    if (audit_) audit_->Record("rules", {{"action", "load"}, {"path", settings_.rules_path}, {"result", "failed"},
-                                         {"error", loaded.status().message()}});
+    if (audit_)
+      audit_->Record("rules", {{"action", "load"},
+                               {"path", settings_.rules_path},
+                               {"result", "failed"},
+                               {"error", loaded.status().message()}});
     return loaded.status();
   }
   rules_ = *loaded;
   if (rules_listener_) rules_listener_(rules_);
   rules_fingerprint_ = RulesFingerprint(settings_.rules_path);
-  if (audit_) audit_->Record("rules", {{"action", "load"}, {"path", settings_.rules_path}, {"result", "ok"},
-                                       {"rules", std::to_string(rules_->rule_count())}});
-  RLOG_INFO("event=rules-loaded path=%s rules=%zu destinations=%zu", settings_.rules_path.c_str(),
-            rules_->rule_count(), rules_->destinations().size());
+  if (audit_)
+    audit_->Record("rules", {{"action", "load"},
+                             {"path", settings_.rules_path},
+                             {"result", "ok"},
+                             {"rules", std::to_string(rules_->rule_count())}});
+  RLOG_INFO("event=rules-loaded path=%s rules=%zu destinations=%zu", settings_.rules_path.c_str(), rules_->rule_count(),
+            rules_->destinations().size());
   // Watch the directory (a file replaced by rename keeps being noticed).
   std::error_code ec;
   std::string dir = settings_.rules_path;
@@ -295,9 +303,10 @@ void Server::StartRulesLoad(const std::string& why, std::vector<RulesReloadDone>
     for (auto& d : load->done) d(Status::Internal(std::string("cannot start the reload: ") + uv_strerror(rc)));
     return;
   }
-  RLOG_INFO("event=rules-reload-started trigger=\"%s\" path=%s: compiling on a worker thread; the current rules "
-            "stay in force meanwhile",
-            why.c_str(), settings_.rules_path.c_str());
+  RLOG_INFO(
+      "event=rules-reload-started trigger=\"%s\" path=%s: compiling on a worker thread; the current rules "
+      "stay in force meanwhile",
+      why.c_str(), settings_.rules_path.c_str());
   rules_load_ = load.release();
 }
 
@@ -365,21 +374,30 @@ Status Server::ApplyRules(uint64_t seq, const std::string& why_text, const std::
     while (std::getline(lines, line)) {
       RLOG_ERROR("event=rules-reload-failed trigger=\"%s\" error=\"%s\"", why, line.c_str());
     }
-    if (audit_) audit_->Record("rules", {{"action", "reload"}, {"trigger", why}, {"path", settings_.rules_path},
-                                         {"result", "failed"}, {"error", loaded.status().message()}});
-    RLOG_ERROR("event=rules-reload-failed trigger=\"%s\" failures=%llu: the previous rules stay in force; "
-               "fix the file (relais rules check %s)",
-               why, static_cast<unsigned long long>(rule_reload_failures_), settings_.rules_path.c_str());
+    if (audit_)
+      audit_->Record("rules", {{"action", "reload"},
+                               {"trigger", why},
+                               {"path", settings_.rules_path},
+                               {"result", "failed"},
+                               {"error", loaded.status().message()}});
+    RLOG_ERROR(
+        "event=rules-reload-failed trigger=\"%s\" failures=%llu: the previous rules stay in force; "
+        "fix the file (relais rules check %s)",
+        why, static_cast<unsigned long long>(rule_reload_failures_), settings_.rules_path.c_str());
     return loaded.status();
   }
   rules_ = std::move(*loaded);
   if (rules_listener_) rules_listener_(rules_);
   ++rule_reloads_;
   rules_fingerprint_ = fingerprint;
-  if (audit_) audit_->Record("rules", {{"action", "reload"}, {"trigger", why}, {"path", settings_.rules_path},
-                                       {"result", "ok"}, {"rules", std::to_string(rules_->rule_count())}});
-  RLOG_INFO("event=rules-reloaded trigger=\"%s\" rules=%zu destinations=%zu reloads=%llu", why,
-            rules_->rule_count(), rules_->destinations().size(), static_cast<unsigned long long>(rule_reloads_));
+  if (audit_)
+    audit_->Record("rules", {{"action", "reload"},
+                             {"trigger", why},
+                             {"path", settings_.rules_path},
+                             {"result", "ok"},
+                             {"rules", std::to_string(rules_->rule_count())}});
+  RLOG_INFO("event=rules-reloaded trigger=\"%s\" rules=%zu destinations=%zu reloads=%llu", why, rules_->rule_count(),
+            rules_->destinations().size(), static_cast<unsigned long long>(rule_reloads_));
   return Status::OK();
 }
 
@@ -419,9 +437,10 @@ void Server::Drain(uint64_t deadline_ms, std::function<void()> done) {
       &drain_timer_,
       [](uv_timer_t* t) noexcept {
         auto* self = static_cast<Server*>(t->data);
-        RLOG_WARN("event=drain-deadline associations=%zu: aborting them; their unacknowledged objects are not kept "
-                  "(the senders will send them again)",
-                  self->associations_.size());
+        RLOG_WARN(
+            "event=drain-deadline associations=%zu: aborting them; their unacknowledged objects are not kept "
+            "(the senders will send them again)",
+            self->associations_.size());
         self->FinishDrain("deadline");
       },
       deadline_ms, 0);

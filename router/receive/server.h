@@ -28,8 +28,8 @@
 #include <vector>
 
 #include "base/status.h"
-#include "router/receive/access.h"
 #include "router/protocol/presentation.h"
+#include "router/receive/access.h"
 #include "rules/routing.h"
 #include "rules/rules.h"
 #include "store/store.h"
@@ -210,14 +210,14 @@ class Server {
   uint64_t rule_reload_failures_ = 0;
   uv_fs_event_t rules_watch_;
   bool rules_watching_ = false;
-  std::string rules_fingerprint_;  // contents of the rule files last loaded (or last failed)
-  RulesLoad* rules_load_ = nullptr;   // the reload running on the pool, if any (owned by its request)
+  std::string rules_fingerprint_;      // contents of the rule files last loaded (or last failed)
+  RulesLoad* rules_load_ = nullptr;    // the reload running on the pool, if any (owned by its request)
   bool rules_reload_pending_ = false;  // asked for while one ran
   std::string rules_reload_pending_why_;
   std::vector<RulesReloadDone> rules_reload_pending_done_;  // told the outcome of the pending reload
-  uint64_t rules_load_seq_ = 0;        // loads started
-  uint64_t rules_applied_seq_ = 0;     // the load whose outcome is in force
-  std::atomic<bool> rules_cancel_{false};  // set at Shutdown: a running load stops between rules
+  uint64_t rules_load_seq_ = 0;                             // loads started
+  uint64_t rules_applied_seq_ = 0;                          // the load whose outcome is in force
+  std::atomic<bool> rules_cancel_{false};                   // set at Shutdown: a running load stops between rules
   uv_timer_t rules_debounce_;
   bool rules_debounce_open_ = false;
   bool draining_ = false;

@@ -20,8 +20,7 @@ bool IsSupportedTransferSyntax(const std::string& uid) {
       return uid.rfind(kEncapsulatedPrefix, 0) == 0;
     case EXS_BigEndianImplicit:  // DCMTK-internal, not a DICOM transfer syntax
       return false;
-    default:
-      return true;
+    default: return true;
   }
 }
 

@@ -113,8 +113,8 @@ std::string HostOfPeer(const std::string& peer) {
 }
 
 bool LooksLikeIp(const std::string& host) {
-  return !host.empty() && (host.find(':') != std::string::npos ||
-                           host.find_first_not_of("0123456789.") == std::string::npos);
+  return !host.empty() &&
+         (host.find(':') != std::string::npos || host.find_first_not_of("0123456789.") == std::string::npos);
 }
 
 // A remote DICOM node.
@@ -393,9 +393,7 @@ std::string SyslogMessage(int facility, int severity, int64_t unix_ms, std::stri
   return out;
 }
 
-std::string OctetCountingFrame(std::string_view msg) {
-  return std::to_string(msg.size()) + " " + std::string(msg);
-}
+std::string OctetCountingFrame(std::string_view msg) { return std::to_string(msg.size()) + " " + std::string(msg); }
 
 Result<SyslogTarget> ParseSyslogTarget(const std::string& url) {
   SyslogTarget t;
@@ -435,8 +433,7 @@ Result<SyslogTarget> ParseSyslogTarget(const std::string& url) {
 
 // ---- AtnaExporter -------------------------------------------------------------
 
-AtnaExporter::AtnaExporter(Options options)
-    : options_(std::move(options)), procid_(std::to_string(getpid())) {
+AtnaExporter::AtnaExporter(Options options) : options_(std::move(options)), procid_(std::to_string(getpid())) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -560,9 +557,9 @@ bool AtnaExporter::SendOne(const std::string& bytes, int64_t deadline_ms) {
 }
 
 void AtnaExporter::Run() {
-  int64_t backoff_ms = 0;     // TCP: wait before the next connect
-  int64_t retry_at_ms = 0;    // monotonic
-  int64_t drain_deadline = 0; // monotonic; set once stop_ is seen
+  int64_t backoff_ms = 0;      // TCP: wait before the next connect
+  int64_t retry_at_ms = 0;     // monotonic
+  int64_t drain_deadline = 0;  // monotonic; set once stop_ is seen
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (stop_ && drain_deadline == 0) drain_deadline = NowMs() + options_.drain_ms;
@@ -617,8 +614,8 @@ void AtnaExporter::Run() {
         NoteDrop(1, "collector unreachable: " + why);
       } else if (last_drop_log_ms_ == 0 || NowMs() - last_drop_log_ms_ >= 60000) {
         RLOG_WARN("event=atna-send-failed target=tcp:%s:%u queued=%zu retry_in_ms=%lld reason=\"%s\"",
-                  options_.target.host.c_str(), options_.target.port, queue_.size(),
-                  static_cast<long long>(backoff_ms), why.c_str());
+                  options_.target.host.c_str(), options_.target.port, queue_.size(), static_cast<long long>(backoff_ms),
+                  why.c_str());
         last_drop_log_ms_ = NowMs();
       }
     } else {

@@ -113,10 +113,10 @@ class AtnaExporter {
   struct Options {
     SyslogTarget target;
     AtnaSource source;
-    size_t max_queue = 10000;         // events waiting; Default: 10000
-    int64_t io_timeout_ms = 2000;     // one TCP connect or send; Default: 2 s
-    int64_t drain_ms = 2000;          // on destruction, time left to send what waits; Default: 2 s
-    int64_t max_backoff_ms = 30000;   // Default: 30 s
+    size_t max_queue = 10000;        // events waiting; Default: 10000
+    int64_t io_timeout_ms = 2000;    // one TCP connect or send; Default: 2 s
+    int64_t drain_ms = 2000;         // on destruction, time left to send what waits; Default: 2 s
+    int64_t max_backoff_ms = 30000;  // Default: 30 s
   };
   explicit AtnaExporter(Options options);
   // Sends what is queued for at most drain_ms (while the collector takes
@@ -144,12 +144,12 @@ class AtnaExporter {
   int fd_ = -1;  // Run()'s thread only
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<AtnaEvent> queue_;  // guarded by mu_
-  bool stop_ = false;            // guarded by mu_
-  uint64_t sent_ = 0;            // guarded by mu_
-  uint64_t dropped_ = 0;         // guarded by mu_
-  uint64_t dropped_logged_ = 0;  // guarded by mu_
-  int64_t last_drop_log_ms_ = 0; // guarded by mu_
+  std::deque<AtnaEvent> queue_;   // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  uint64_t sent_ = 0;             // guarded by mu_
+  uint64_t dropped_ = 0;          // guarded by mu_
+  uint64_t dropped_logged_ = 0;   // guarded by mu_
+  int64_t last_drop_log_ms_ = 0;  // guarded by mu_
   std::thread thread_;
 };
 

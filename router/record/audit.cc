@@ -142,7 +142,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, const 
   log->syncer_ = std::thread([l = log.get()] { l->SyncLoop(); });
   RLOG_INFO("event=audit-open path=%s seq=%llu reason=%s rotate_size=%llu syslog=%s", path.c_str(),
             static_cast<unsigned long long>(log->seq_), reason.c_str(),
-            static_cast<unsigned long long>(options.rotate_size), options.syslog.empty() ? "-" : options.syslog.c_str());
+            static_cast<unsigned long long>(options.rotate_size),
+            options.syslog.empty() ? "-" : options.syslog.c_str());
   return log;
 }
 
@@ -223,8 +224,8 @@ void AuditLog::RotateLocked() {
     }
   }
   if (nfd < 0) {
-    RLOG_ERROR("event=audit-rotate-failed path=%s size=%llu reason=\"%s\": the log stays in this file",
-               path_.c_str(), static_cast<unsigned long long>(size_),
+    RLOG_ERROR("event=audit-rotate-failed path=%s size=%llu reason=\"%s\": the log stays in this file", path_.c_str(),
+               static_cast<unsigned long long>(size_),
                name.empty() ? "every rotated name for this second is taken" : std::strerror(errno));
     rotate_at_ = size_ + options_.rotate_size;  // try again later, not at every record
     rotating_ = false;

@@ -231,11 +231,11 @@ class AuditLog {
   // One open window of RecordRefusal.
   struct RefusalWindow {
     std::string kind;
-    Fields summary;       // "address" and the key fields of the first refusal
+    Fields summary;        // "address" and the key fields of the first refusal
     int64_t since_ms = 0;  // the first refusal (recorded)
     int64_t until_ms = 0;  // the last refusal counted
     uint64_t first_seq = 0;
-    uint64_t count = 0;    // refusals counted, not recorded
+    uint64_t count = 0;  // refusals counted, not recorded
   };
 
   AuditLog(int fd, std::string path, Options options);
@@ -260,26 +260,26 @@ class AuditLog {
   // Hands the record just written (or attempted) to the ATNA exporter.
   void ExportLocked(std::string_view kind, const Fields& fields, uint64_t seq, int64_t unix_ms);
 
-  int fd_;                  // guarded by mu_ (changes on rotation)
+  int fd_;  // guarded by mu_ (changes on rotation)
   const std::string path_;
   const Options options_;
   std::unique_ptr<AtnaExporter> atna_;  // null without syslog
   mutable std::mutex mu_;
-  uint64_t size_ = 0;       // guarded by mu_: bytes in the current file
-  uint64_t rotate_at_ = 0;  // guarded by mu_: rotate when size_ reaches this; 0 = never
-  bool rotating_ = false;   // guarded by mu_
-  uint64_t rotations_ = 0;  // guarded by mu_
+  uint64_t size_ = 0;             // guarded by mu_: bytes in the current file
+  uint64_t rotate_at_ = 0;        // guarded by mu_: rotate when size_ reaches this; 0 = never
+  bool rotating_ = false;         // guarded by mu_
+  uint64_t rotations_ = 0;        // guarded by mu_
   std::vector<int> retired_fds_;  // guarded by mu_: rotated-away files, synced and closed by the syncer
-  bool dir_dirty_ = false;  // guarded by mu_: a rename to fsync the directory for
-  std::string prev_hash_;   // guarded by mu_
-  uint64_t seq_ = 0;        // guarded by mu_
-  uint64_t torn_bytes_ = 0; // guarded by mu_
-  bool resync_ = false;     // guarded by mu_: a write of ours was cut short
-  bool failing_ = false;    // guarded by mu_
-  uint64_t written_ = 0;    // guarded by mu_
-  uint64_t failures_ = 0;   // guarded by mu_
-  bool dirty_ = false;      // guarded by mu_
-  bool stop_ = false;       // guarded by mu_
+  bool dir_dirty_ = false;        // guarded by mu_: a rename to fsync the directory for
+  std::string prev_hash_;         // guarded by mu_
+  uint64_t seq_ = 0;              // guarded by mu_
+  uint64_t torn_bytes_ = 0;       // guarded by mu_
+  bool resync_ = false;           // guarded by mu_: a write of ours was cut short
+  bool failing_ = false;          // guarded by mu_
+  uint64_t written_ = 0;          // guarded by mu_
+  uint64_t failures_ = 0;         // guarded by mu_
+  bool dirty_ = false;            // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
   // Open refusal windows by key (kind, address, key values); guarded by mu_.
   std::map<std::string, RefusalWindow> refusals_;
   std::condition_variable cv_;

@@ -83,7 +83,9 @@ class FlatJson {
       if (i_ >= s_.size()) break;
       char e = s_[i_++];
       switch (e) {
-        case '"': case '\\': case '/': out->push_back(e); break;
+        case '"':
+        case '\\':
+        case '/': out->push_back(e); break;
         case 'b': out->push_back('\b'); break;
         case 'f': out->push_back('\f'); break;
         case 'n': out->push_back('\n'); break;
@@ -181,8 +183,7 @@ ParsedRecord ParseRecord(std::string_view line) {
     p.error = "no valid \"prev\" field";
     return p;
   }
-  if (seq == nullptr || seq->empty() || seq->size() > 19 ||
-      seq->find_first_not_of("0123456789") != std::string::npos) {
+  if (seq == nullptr || seq->empty() || seq->size() > 19 || seq->find_first_not_of("0123456789") != std::string::npos) {
     p.error = "no valid \"seq\" field";
     return p;
   }

@@ -92,7 +92,6 @@ BoundedRecord Bound(std::string_view kind, const Range& fields) {
   return b;
 }
 
-
 }  // namespace relais::router::audit
 
 #endif  // RELAIS_ROUTER_RECORD_AUDIT_FORMAT_H_

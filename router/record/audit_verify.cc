@@ -46,8 +46,8 @@ class FileChecker {
     if (malformed_line_ != 0) {
       // Only the torn_tail segment record that Open() writes after a torn
       // line excuses it.
-      bool excused = p.ok && p.kind == "segment" && p.reason == "torn_tail" &&
-                     p.torn_bytes == std::to_string(malformed_len_);
+      bool excused =
+          p.ok && p.kind == "segment" && p.reason == "torn_tail" && p.torn_bytes == std::to_string(malformed_len_);
       if (!excused) return Fail(malformed_line_, malformed_error_);
       malformed_line_ = 0;
     }
@@ -141,8 +141,7 @@ class FileChecker {
 
 // Checks one file, continuing `chain`. Returns false with *report final
 // (bad_line, bad_file, error) at the first broken link.
-Result<bool> VerifyFile(const std::string& path, bool first_file, ChainState* chain,
-                        AuditLog::VerifyReport* report) {
+Result<bool> VerifyFile(const std::string& path, bool first_file, ChainState* chain, AuditLog::VerifyReport* report) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) {
     std::string msg = "cannot open audit file '" + path + "': " + std::strerror(errno);
@@ -206,8 +205,7 @@ int AuditVerifyCommand(const std::vector<std::string>& paths) {
     return 2;
   }
   if (r->bad_line != 0) {
-    std::printf("%s:%llu: %s\n", r->bad_file.c_str(), static_cast<unsigned long long>(r->bad_line),
-                r->error.c_str());
+    std::printf("%s:%llu: %s\n", r->bad_file.c_str(), static_cast<unsigned long long>(r->bad_line), r->error.c_str());
     return 1;
   }
   if (paths.size() == 1) {

@@ -26,8 +26,7 @@ namespace relais::router {
 class Metrics {
  public:
   // Upper bounds (seconds) of the C-STORE latency histogram buckets.
-  static constexpr double kLatencyBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                               0.1,   0.25,   0.5,   1,    2.5,   5,    10};
+  static constexpr double kLatencyBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
   // --- listener ---
   void AssociationAccepted() { ++assoc_accepted_; }
@@ -89,7 +88,7 @@ class Metrics {
   std::vector<uint64_t> latency_counts_ = std::vector<uint64_t>(std::size(kLatencyBuckets) + 1, 0);
   double latency_sum_ = 0;
   std::map<std::string, uint64_t> admin_requests_;
-  std::map<std::string, uint64_t> alerts_;  // "kind\n1" sent, "kind\n0" failed
+  std::map<std::string, uint64_t> alerts_;                 // "kind\n1" sent, "kind\n0" failed
   std::vector<Minute> minutes_ = std::vector<Minute>(60);  // ring, by minute number % 60
 };
 

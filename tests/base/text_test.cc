@@ -34,14 +34,14 @@ bool HasControl(const std::string& s) {
 }
 
 TEST(Utf8Test, WellFormedSequencesOnly) {
-  EXPECT_TRUE(IsUtf8("Ngono^\xC3\x89lodie"));       // E acute, UTF-8
+  EXPECT_TRUE(IsUtf8("Ngono^\xC3\x89lodie"));           // E acute, UTF-8
   EXPECT_TRUE(IsUtf8("\xE5\xBC\xA0\xF0\x9F\x98\x80"));  // CJK, emoji
-  EXPECT_FALSE(IsUtf8("Ngono^\xC9lodie"));          // the same name in Latin-1
-  EXPECT_FALSE(IsUtf8("\xC0\x80"));                 // overlong NUL
-  EXPECT_FALSE(IsUtf8("\xE0\x80\xAF"));             // overlong '/'
-  EXPECT_FALSE(IsUtf8("\xED\xA0\x80"));             // surrogate
-  EXPECT_FALSE(IsUtf8("\xF4\x90\x80\x80"));         // above U+10FFFF
-  EXPECT_FALSE(IsUtf8("\xE5\xBC"));                 // truncated
+  EXPECT_FALSE(IsUtf8("Ngono^\xC9lodie"));              // the same name in Latin-1
+  EXPECT_FALSE(IsUtf8("\xC0\x80"));                     // overlong NUL
+  EXPECT_FALSE(IsUtf8("\xE0\x80\xAF"));                 // overlong '/'
+  EXPECT_FALSE(IsUtf8("\xED\xA0\x80"));                 // surrogate
+  EXPECT_FALSE(IsUtf8("\xF4\x90\x80\x80"));             // above U+10FFFF
+  EXPECT_FALSE(IsUtf8("\xE5\xBC"));                     // truncated
   EXPECT_FALSE(IsUtf8("\xFF"));
 }
 

@@ -30,8 +30,9 @@ TEST(AccessControlTest, AllowListBindsCallingAeTitlesToAddresses) {
   RelaisProcess relais(tmp.path(), o);
   // [[listener.allow]] entries belong to [listener]: append them after it.
   std::string cfg = ReadFile(relais.config_path());
-  cfg += "\n[[listener.allow]]\ncalling_ae = \"CT1\"\nfrom = \"127.0.0.0/8\"\n"
-         "[[listener.allow]]\ncalling_ae = \"MR1\"\nfrom = \"10.9.0.0/16\"\n";
+  cfg +=
+      "\n[[listener.allow]]\ncalling_ae = \"CT1\"\nfrom = \"127.0.0.0/8\"\n"
+      "[[listener.allow]]\ncalling_ae = \"MR1\"\nfrom = \"10.9.0.0/16\"\n";
   WriteFile(relais.config_path(), cfg);
   ASSERT_TRUE(relais.Start()) << relais.Log();
 

@@ -51,8 +51,8 @@ class AdminClient {
 
   HttpResult Call(const std::string& method, const std::string& path, const std::string& token = "",
                   const std::string& body = "", bool send_body = false) {
-    std::vector<std::string> argv = {"curl", "-s", "-m", "30", "-o", dir_ + "/body", "-D", dir_ + "/headers", "-w",
-                                     "%{http_code}", "-X", method};
+    std::vector<std::string> argv = {"curl", "-s",           "-m", "30",  "-o", dir_ + "/body", "-D", dir_ + "/headers",
+                                     "-w",   "%{http_code}", "-X", method};
     if (!token.empty()) argv.insert(argv.end(), {"-H", "Authorization: Bearer " + token});
     if (send_body || !body.empty()) {
       WriteFile(dir_ + "/req", body);
@@ -178,15 +178,15 @@ class AdminTest : public ::testing::Test {
     WriteRules(true);
     admin_port_ = FreePort();
     RelaisOptions options;
-    options.extra = "\n[delivery]\ndown_after_failures = 2\nconnect_timeout_s = 2\nidle_release_s = 1\n"
-                    "\n[rules]\npath = \"" + rules_path_ + "\"\n\n[audit]\npath = \"" + (tmp_ / "audit.jsonl") +
-                    "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port_) +
-                    "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" +
-                    Sha256(kViewerToken, tmp_.path()) +
-                    "\"\n\n[[admin.token]]\nname = \"tech\"\nrole = \"operator\"\nsha256 = \"" +
-                    Sha256(kOperatorToken, tmp_.path()) +
-                    "\"\n\n[[admin.token]]\nname = \"boss\"\nrole = \"admin\"\nsha256 = \"" +
-                    Sha256(kAdminToken, tmp_.path()) + "\"\n";
+    options.extra =
+        "\n[delivery]\ndown_after_failures = 2\nconnect_timeout_s = 2\nidle_release_s = 1\n"
+        "\n[rules]\npath = \"" +
+        rules_path_ + "\"\n\n[audit]\npath = \"" + (tmp_ / "audit.jsonl") +
+        "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port_) +
+        "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + Sha256(kViewerToken, tmp_.path()) +
+        "\"\n\n[[admin.token]]\nname = \"tech\"\nrole = \"operator\"\nsha256 = \"" +
+        Sha256(kOperatorToken, tmp_.path()) + "\"\n\n[[admin.token]]\nname = \"boss\"\nrole = \"admin\"\nsha256 = \"" +
+        Sha256(kAdminToken, tmp_.path()) + "\"\n";
     relais_ = std::make_unique<RelaisProcess>(tmp_ / "relais", options);
     ASSERT_TRUE(relais_->Start()) << relais_->Log();
     ASSERT_TRUE(WaitForPort(admin_port_, 10000)) << relais_->Log();
@@ -385,8 +385,8 @@ TEST_F(AdminTest, MalformedRequestsGetACleanAnswerOrCloseAndRelaisStaysHealthy) 
   ExpectHealthy();
   // A slow client, one byte per second: the loop keeps serving others
   // meanwhile, and h2o cuts it off after its request timeout (10 s).
-  std::string slow_req = "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                         std::string(kViewerToken) + "\r\n\r\n";
+  std::string slow_req =
+      "GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kViewerToken) + "\r\n\r\n";
   std::vector<std::string> bytes;
   for (char ch : slow_req.substr(0, 16)) bytes.push_back(std::string(1, ch));
   RawResult slow;
@@ -441,7 +441,8 @@ TEST_F(AdminTest, PauseRetryPurgeResumeAndReloadReallyAct) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.Json()["paused"], false);
   int64_t deadline = NowMs() + 60000;
-  while (NowMs() < deadline && (peer_->CountFiles() < 2 || !QueueLs(*relais_, false).empty())) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  while (NowMs() < deadline && (peer_->CountFiles() < 2 || !QueueLs(*relais_, false).empty()))
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
   EXPECT_EQ(peer_->CountFiles(), 2u) << relais_->Log();
   EXPECT_TRUE(QueueLs(*relais_, false).empty());
   auto received = peer_->Received();

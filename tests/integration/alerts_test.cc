@@ -80,11 +80,13 @@ TEST(AlertsTest, DestinationDownIsPostedAndRunThenResolved) {
   WriteFile(dir / "receiver.py", kReceiver);
   const uint16_t hook_port = FreePort();
   Child receiver;
-  ASSERT_TRUE(receiver.Start({"python3", dir / "receiver.py", std::to_string(hook_port), posted}, dir / "receiver.log"));
+  ASSERT_TRUE(
+      receiver.Start({"python3", dir / "receiver.py", std::to_string(hook_port), posted}, dir / "receiver.log"));
   ASSERT_TRUE(WaitForPort(hook_port, 20000)) << receiver.ReadLog();
   const std::string script = dir / "alert.sh";
-  WriteFile(script, "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
-                        ran + "'\n");
+  WriteFile(script,
+            "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
+                ran + "'\n");
   ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
 
   const uint16_t peer_port = FreePort();  // nothing listens there yet
@@ -96,18 +98,28 @@ TEST(AlertsTest, DestinationDownIsPostedAndRunThenResolved) {
   const std::string audit = dir / "audit.jsonl";
   RelaisOptions options;
   options.ae_title = "RELAIS";
-  options.extra = "\n[delivery]\ndown_after_failures = 2\nconnect_timeout_s = 2\nidle_release_s = 1\n"
-                  "\n[rules]\npath = \"" + rules + "\"\n"
-                  "\n[audit]\npath = \"" + audit + "\"\n"
-                  "\n[alerts]\nwebhook = \"http://127.0.0.1:" + std::to_string(hook_port) + "/hooks/relais\"\n"
-                  "command = \"" + script + "\"\ndestination_down = 1\nrepeat = 0\n";
+  options.extra =
+      "\n[delivery]\ndown_after_failures = 2\nconnect_timeout_s = 2\nidle_release_s = 1\n"
+      "\n[rules]\npath = \"" +
+      rules +
+      "\"\n"
+      "\n[audit]\npath = \"" +
+      audit +
+      "\"\n"
+      "\n[alerts]\nwebhook = \"http://127.0.0.1:" +
+      std::to_string(hook_port) +
+      "/hooks/relais\"\n"
+      "command = \"" +
+      script + "\"\ndestination_down = 1\nrepeat = 0\n";
   RelaisProcess relais(dir.path(), options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
 
   std::vector<std::string> uids;
-  std::vector<std::string> files = MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 1, &uids);
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 1, &uids);
   ASSERT_EQ(files.size(), 1u);
-  RunResult sent = RunCommand({"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), files[0]});
+  RunResult sent =
+      RunCommand({"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), files[0]});
   ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 1u) << sent.output;
 
   // Raised: evaluations run every 10 s, the condition holds after 1 s.
@@ -168,7 +180,8 @@ TEST(AlertsTest, DestinationDownIsPostedAndRunThenResolved) {
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
   const std::string trail = ReadFile(audit);
   size_t alerts = 0;
-  for (size_t p = trail.find("\"kind\":\"alert\""); p != std::string::npos; p = trail.find("\"kind\":\"alert\"", p + 1)) {
+  for (size_t p = trail.find("\"kind\":\"alert\""); p != std::string::npos;
+       p = trail.find("\"kind\":\"alert\"", p + 1)) {
     ++alerts;
   }
   EXPECT_EQ(alerts, 2u) << "raised and resolved, each audited once";

@@ -71,11 +71,11 @@ TEST(AuditTrailTest, AssociationsObjectAndDeliveryAreRecordedAndAnEditIsFound) {
   std::vector<std::string> uids;
   std::vector<std::string> files = MakeCopiesWithNewUids(CorpusDir() + "/dcm4che__MR01.dcm", tmp / "copies", 1, &uids);
   ASSERT_EQ(files.size(), 1u);
-  RunResult ok = RunCommand({"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1",
-                             std::to_string(relais.port()), files[0]}, 60);
+  RunResult ok = RunCommand(
+      {"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), files[0]}, 60);
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
-  RunResult wrong = RunCommand({"storescu", "-aet", "MODALITY2", "-aec", "WRONG", "127.0.0.1",
-                                std::to_string(relais.port()), files[0]}, 60);
+  RunResult wrong = RunCommand(
+      {"storescu", "-aet", "MODALITY2", "-aec", "WRONG", "127.0.0.1", std::to_string(relais.port()), files[0]}, 60);
   EXPECT_NE(wrong.exit_code, 0) << wrong.output;
 
   // Wait for the delivery's record (written when the attempt is recorded).
@@ -92,24 +92,26 @@ TEST(AuditTrailTest, AssociationsObjectAndDeliveryAreRecordedAndAnEditIsFound) {
   EXPECT_EQ(JsonField(lines[0], "reason"), "new_file");
   EXPECT_GE(FindRecord(lines, "rules", {{"action", "load"}, {"result", "ok"}, {"path", rules}}), 0);
 
-  int accepted = FindRecord(lines, "association", {{"calling_ae", "MODALITY1"}, {"called_ae", "RELAIS"},
-                                                    {"result", "accepted"}});
+  int accepted =
+      FindRecord(lines, "association", {{"calling_ae", "MODALITY1"}, {"called_ae", "RELAIS"}, {"result", "accepted"}});
   ASSERT_GE(accepted, 0) << ReadFile(audit);
   EXPECT_THAT(JsonField(lines[accepted], "peer"), StartsWith("127.0.0.1:"));
 
-  int rejected = FindRecord(lines, "association", {{"calling_ae", "MODALITY2"}, {"called_ae", "WRONG"},
-                                                    {"result", "rejected"}});
+  int rejected =
+      FindRecord(lines, "association", {{"calling_ae", "MODALITY2"}, {"called_ae", "WRONG"}, {"result", "rejected"}});
   ASSERT_GE(rejected, 0) << ReadFile(audit);
   EXPECT_THAT(JsonField(lines[rejected], "reason"), HasSubstr("called AE title 'WRONG' is not ours"));
 
-  int object = FindRecord(lines, "object", {{"sop_instance_uid", uids[0]}, {"result", "stored"},
-                                             {"calling_ae", "MODALITY1"}, {"to", "archive"}});
+  int object =
+      FindRecord(lines, "object",
+                 {{"sop_instance_uid", uids[0]}, {"result", "stored"}, {"calling_ae", "MODALITY1"}, {"to", "archive"}});
   ASSERT_GE(object, 0) << ReadFile(audit);
   EXPECT_NE(JsonField(lines[object], "patient_id"), "");
   EXPECT_NE(JsonField(lines[object], "study_instance_uid"), "");
 
-  int delivery = FindRecord(lines, "delivery", {{"sop_instance_uid", uids[0]}, {"destination", "archive"},
-                                                 {"result", "success"}, {"status", "0x0000"}});
+  int delivery = FindRecord(
+      lines, "delivery",
+      {{"sop_instance_uid", uids[0]}, {"destination", "archive"}, {"result", "success"}, {"status", "0x0000"}});
   ASSERT_GE(delivery, 0) << ReadFile(audit);
   EXPECT_EQ(JsonField(lines[delivery], "patient_id"), JsonField(lines[object], "patient_id"));
   EXPECT_EQ(JsonField(lines[delivery], "study_instance_uid"), JsonField(lines[object], "study_instance_uid"));
@@ -198,9 +200,9 @@ TEST(AuditTrailTest, RotatedFilesVerifyAsOneChainAndRecordsReachSyslog) {
                        std::to_string(peer.port()) + "\n\n[[rule]]\nname = \"all\"\nforward = [\"archive\"]\n");
   RelaisOptions options;
   // 4 KiB (the smallest the config takes) is about ten records: several files.
-  options.extra = "\n[rules]\npath = \"" + rules + "\"\n\n[audit]\npath = \"" + std::string(tmp / "trail") +
-                  "/audit.jsonl\"\nrotate_size = \"4KiB\"\nsyslog = \"udp://127.0.0.1:" +
-                  std::to_string(syslog.port()) + "\"\n";
+  options.extra =
+      "\n[rules]\npath = \"" + rules + "\"\n\n[audit]\npath = \"" + std::string(tmp / "trail") +
+      "/audit.jsonl\"\nrotate_size = \"4KiB\"\nsyslog = \"udp://127.0.0.1:" + std::to_string(syslog.port()) + "\"\n";
   ASSERT_EQ(mkdir((tmp / "trail").c_str(), 0755), 0);
   RelaisProcess relais(tmp / "relais", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
@@ -211,13 +213,13 @@ TEST(AuditTrailTest, RotatedFilesVerifyAsOneChainAndRecordsReachSyslog) {
   std::vector<std::string> files =
       MakeCopiesWithNewUids(CorpusDir() + "/dcm4che__MR01.dcm", tmp / "copies", kObjects, &uids);
   ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
-  std::vector<std::string> argv = {"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1",
-                                   std::to_string(relais.port())};
+  std::vector<std::string> argv = {
+      "storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
   argv.insert(argv.end(), files.begin(), files.end());
   RunResult ok = RunCommand(argv, 120);
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
-  RunResult wrong = RunCommand({"storescu", "-aet", "MODALITY2", "-aec", "WRONG", "127.0.0.1",
-                                std::to_string(relais.port()), files[0]}, 60);
+  RunResult wrong = RunCommand(
+      {"storescu", "-aet", "MODALITY2", "-aec", "WRONG", "127.0.0.1", std::to_string(relais.port()), files[0]}, 60);
   EXPECT_NE(wrong.exit_code, 0) << wrong.output;
 
   // Every object delivered, and its delivery recorded (in whichever file).
@@ -282,10 +284,8 @@ TEST(AuditTrailTest, RotatedFilesVerifyAsOneChainAndRecordsReachSyslog) {
   EXPECT_EQ(syslog.With({"csd-code=\"110114\"", "UserID=\"MODALITY1\"", "EventOutcomeIndicator=\"0\""}).size(), 1u);
   EXPECT_EQ(syslog.With({"csd-code=\"110113\"", "UserID=\"MODALITY2\"", "EventOutcomeIndicator=\"4\""}).size(), 1u);
   const std::string uid_attr = "UID=\"" + uids[0] + "\"";
-  EXPECT_EQ(syslog.With({"csd-code=\"110104\"", "EventActionCode=\"C\"", uid_attr, "UserID=\"MODALITY1\""}).size(),
-            1u);
-  EXPECT_EQ(syslog.With({"csd-code=\"110104\"", "EventActionCode=\"R\"", uid_attr, "UserID=\"ARCHIVE\""}).size(),
-            1u);
+  EXPECT_EQ(syslog.With({"csd-code=\"110104\"", "EventActionCode=\"C\"", uid_attr, "UserID=\"MODALITY1\""}).size(), 1u);
+  EXPECT_EQ(syslog.With({"csd-code=\"110104\"", "EventActionCode=\"R\"", uid_attr, "UserID=\"ARCHIVE\""}).size(), 1u);
   EXPECT_GE(syslog.With({"ParticipantObjectID=\"" + JsonField(all[object], "patient_id") + "\""}).size(),
             2u * kObjects);  // every object received and delivered names the patient
 
@@ -310,7 +310,6 @@ TEST(AuditTrailTest, RotatedFilesVerifyAsOneChainAndRecordsReachSyslog) {
   EXPECT_EQ(verify.exit_code, 1) << verify.output;
   EXPECT_THAT(verify.output, HasSubstr(paths[2] + ":1: continues '" + paths[1].substr(paths[1].rfind('/') + 1)));
 }
-
 
 // One HTTP/1.1 request on its own connection; the status of the answer (0: none).
 int HttpStatus(uint16_t port, const std::string& request) {
@@ -348,8 +347,8 @@ TEST(AuditTrailTest, FloodsOfHugeRefusedRequestsAddLittleAndTheTrailStillVerifie
   const uint16_t admin_port = FreePort();
   const std::string audit = tmp / "audit.jsonl";
   RelaisOptions options;
-  options.extra = "\n[audit]\npath = \"" + audit + "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " +
-                  std::to_string(admin_port) +
+  options.extra = "\n[audit]\npath = \"" + audit +
+                  "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
                   "\n\n[[admin.token]]\nname = \"tech\"\nrole = \"operator\"\nsha256 = \"" + sha + "\"\n";
   RelaisProcess relais(tmp / "relais", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
@@ -366,8 +365,10 @@ TEST(AuditTrailTest, FloodsOfHugeRefusedRequestsAddLittleAndTheTrailStillVerifie
   // An operator acting on a destination with a 400 KB name (about the most
   // h2o takes in a request; AdminApiTest tries 1.5 MB without HTTP).
   const std::string name(400 * 1024, 'n');
-  EXPECT_EQ(HttpStatus(admin_port, "POST /api/destinations/" + name + "/pause HTTP/1.1\r\nHost: x\r\nAuthorization: "
-                                   "Bearer " + token + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+  EXPECT_EQ(HttpStatus(admin_port, "POST /api/destinations/" + name +
+                                       "/pause HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                                       "Bearer " +
+                                       token + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
             404);
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();  // closing the trail writes the summary
 
@@ -385,8 +386,7 @@ TEST(AuditTrailTest, FloodsOfHugeRefusedRequestsAddLittleAndTheTrailStillVerifie
   EXPECT_EQ(JsonField(refused[1], "since"), JsonField(refused[0], "time"));
   const int pause = FindRecord(lines, "admin", {{"token", "tech"}, {"status", "404"}});
   ASSERT_GE(pause, 0) << text.substr(0, 4000);
-  EXPECT_THAT(JsonField(lines[pause], "detail"),
-              HasSubstr("...[cut, " + std::to_string(name.size() + 42) + " bytes]"));
+  EXPECT_THAT(JsonField(lines[pause], "detail"), HasSubstr("...[cut, " + std::to_string(name.size() + 42) + " bytes]"));
 
   RunResult verify = RunCommand({RelaisBinary(), "audit", "verify", audit}, 60);
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
@@ -404,15 +404,16 @@ TEST(AuditTrailTest, RepeatedRejectedAssociationsAreOneRecordAndACount) {
   RelaisProcess relais(tmp / "relais", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
   for (int i = 0; i < 12; ++i) {
-    RunResult r = RunCommand({"echoscu", "-aet", "PROBE", "-aec", "NOTRELAIS", "127.0.0.1",
-                              std::to_string(relais.port())}, 30);
+    RunResult r =
+        RunCommand({"echoscu", "-aet", "PROBE", "-aec", "NOTRELAIS", "127.0.0.1", std::to_string(relais.port())}, 30);
     EXPECT_NE(r.exit_code, 0) << r.output;  // called AE not recognized
   }
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();  // closing the trail writes the summary
   const std::vector<std::string> lines = SplitLines(ReadFile(audit));
   std::vector<std::string> rejected;
   for (const std::string& l : lines) {
-    if (JsonField(l, "kind") == "association" && (JsonField(l, "result") == "rejected" || !JsonField(l, "repeated").empty())) {
+    if (JsonField(l, "kind") == "association" &&
+        (JsonField(l, "result") == "rejected" || !JsonField(l, "repeated").empty())) {
       rejected.push_back(l);
     }
   }

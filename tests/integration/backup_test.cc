@@ -105,8 +105,7 @@ TEST(BackupTest, HotBackupsWhileReceivingRestoreEveryObject) {
     if (hot >= 20) break;
   }
   ASSERT_EQ(sender.Wait(300), 0) << sender.ReadLog();
-  std::printf("%d hot backups while receiving (one caught the send half way: %s)\n", hot,
-              saw_partial ? "yes" : "no");
+  std::printf("%d hot backups while receiving (one caught the send half way: %s)\n", hot, saw_partial ? "yes" : "no");
   ASSERT_TRUE(relais.running()) << relais.Log();
 
   std::map<std::string, StorescuOutcome> outcomes = ParseStorescuOutcomes(sender.ReadLog());

@@ -3,8 +3,8 @@
 // connection cap, are closed oldest first to make room; echoscu and
 // storescu are answered throughout; established associations are never
 // evicted.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -144,8 +144,8 @@ std::string AssociateRq(const std::string& called) {
                      item(0x10, "1.2.840.10008.3.1.1.1") + item(0x20, pc) +
                      item(0x50, item(0x51, std::string("\0\x01\0\0", 4)));
   uint32_t n = body.size();
-  std::string pdu{0x01, 0, static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
-                  static_cast<char>(n)};
+  std::string pdu{
+      0x01, 0, static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8), static_cast<char>(n)};
   return pdu + body;
 }
 

@@ -174,7 +174,7 @@ std::string WriteOwnSyntaxProfile(const std::vector<const CorpusFile*>& files, c
 }
 
 enum class Mode {
-  kOwnSyntax,   // storescu proposes each file's transfer syntax: no conversion
+  kOwnSyntax,        // storescu proposes each file's transfer syntax: no conversion
   kStorescuDefault,  // storescu -R: uncompressed syntaxes, it converts on the fly
 };
 
@@ -225,8 +225,7 @@ void RunCorpus(Mode mode) {
 
   std::map<std::string, std::string> listed = relais.StoreList();
   std::ostringstream table;
-  table << "\nFiles not acknowledged (" << (mode == Mode::kOwnSyntax ? "own-syntax profile" : "storescu -R")
-        << "):\n";
+  table << "\nFiles not acknowledged (" << (mode == Mode::kOwnSyntax ? "own-syntax profile" : "storescu -R") << "):\n";
   int refused = 0;
   int by_bytes = 0;
   int by_reencoding = 0;
@@ -254,8 +253,7 @@ void RunCorpus(Mode mode) {
     // refusal must not be Relais's. (storescu's own failures are local: no
     // "Received Store Response" at all.)
     if (o.sent && f.loadable && !o.response.empty() && !foreign_uid) {
-      ADD_FAILURE() << f.name << ": Relais answered " << o.response << " to a data set DCMTK loads\n"
-                    << o.reason;
+      ADD_FAILURE() << f.name << ": Relais answered " << o.response << " to a data set DCMTK loads\n" << o.reason;
     }
     // Nothing refused may be stored, unless another file with the same UID
     // was acknowledged.

@@ -109,8 +109,8 @@ class CrashTest : public ::testing::Test {
     std::string ts = Part10TransferSyntax(file);
     if (ts == kExplicitLittleEndian) {
       if (dataset != o.dataset) {
-        return "data set differs (" + std::to_string(dataset.size()) + " bytes vs " +
-               std::to_string(o.dataset.size()) + " sent)";
+        return "data set differs (" + std::to_string(dataset.size()) + " bytes vs " + std::to_string(o.dataset.size()) +
+               " sent)";
       }
       return "";
     }
@@ -320,9 +320,10 @@ TEST_F(CrashTest, NothingAcknowledgedIsLostAcrossKill9) {
     EXPECT_EQ(listed.count(objects[i].uid), 1u) << "final: acknowledged " << objects[i].uid << " lost";
   }
   size_t bad_exports = CheckAllInProcess(relais.store_path(), objects, by_uid, "final");
-  std::printf("[crash] done cycles=%d interrupted=%d acked=%zu never_acked=%zu listed=%zu bad_exports=%zu "
-              "transcoded=%d\n",
-              cycle, interrupted_cycles, acked.size(), pending.size(), listed.size(), bad_exports, transcoded_);
+  std::printf(
+      "[crash] done cycles=%d interrupted=%d acked=%zu never_acked=%zu listed=%zu bad_exports=%zu "
+      "transcoded=%d\n",
+      cycle, interrupted_cycles, acked.size(), pending.size(), listed.size(), bad_exports, transcoded_);
   EXPECT_EQ(bad_exports, 0u);
 }
 

@@ -84,7 +84,8 @@ RunResult Chromium(const TempDir& tmp, const std::string& profile, const std::ve
   std::string cmd = "exec timeout -k 5 90 " + std::string(kChromium) +
                     " --headless --no-sandbox --disable-gpu --disable-quic --no-first-run"
                     " --disable-background-networking --disable-component-update --disable-sync"
-                    " --user-data-dir='" + profile + "' --virtual-time-budget=10000";
+                    " --user-data-dir='" +
+                    profile + "' --virtual-time-budget=10000";
   for (const std::string& e : extra) cmd += " '" + e + "'";
   cmd += " '" + url + "' > '" + out + "' 2> '" + tmp / "chromium.err" + "'";
   return RunCommand({"sh", "-c", cmd}, 120, {{"HOME", tmp.path()}});
@@ -167,11 +168,17 @@ TEST(DashboardTest, PageShowsWhatTheApiSaysAndRendersAScreenshot) {
                        "\nretry = { initial_backoff = \"1s\", max_backoff = \"2s\" }\n\n"
                        "[[rule]]\nname = \"all\"\nforward = [\"UP\", \"DOWN\"]\n");
   RelaisOptions options;
-  options.extra = "\n[delivery]\ndown_after_failures = 2\nconnect_timeout_s = 2\nidle_release_s = 1\n"
-                  "\n[rules]\npath = \"" + rules + "\"\n"
-                  "\n[alerts]\ndestination_down = \"1s\"\n"
-                  "\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) + "\n"
-                  "\n[[admin.token]]\nname = \"night-viewer\"\nrole = \"viewer\"\nsha256 = \"" + sha + "\"\n";
+  options.extra =
+      "\n[delivery]\ndown_after_failures = 2\nconnect_timeout_s = 2\nidle_release_s = 1\n"
+      "\n[rules]\npath = \"" +
+      rules +
+      "\"\n"
+      "\n[alerts]\ndestination_down = \"1s\"\n"
+      "\n[admin]\nhost = \"127.0.0.1\"\nport = " +
+      std::to_string(admin_port) +
+      "\n"
+      "\n[[admin.token]]\nname = \"night-viewer\"\nrole = \"viewer\"\nsha256 = \"" +
+      sha + "\"\n";
   RelaisProcess relais(tmp / "relais", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
   ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
@@ -186,7 +193,8 @@ TEST(DashboardTest, PageShowsWhatTheApiSaysAndRendersAScreenshot) {
                               << source.size() << " bytes): is the binary older than the page?";
   // Self-contained: the only URL in it is the SVG namespace; nothing is loaded.
   for (size_t p = page.find("http"); p != std::string::npos; p = page.find("http", p + 1)) {
-    if (page.compare(p, 4, "http") == 0 && (page.compare(p, 7, "http://") == 0 || page.compare(p, 8, "https://") == 0)) {
+    if (page.compare(p, 4, "http") == 0 &&
+        (page.compare(p, 7, "http://") == 0 || page.compare(p, 8, "https://") == 0)) {
       EXPECT_EQ(page.compare(p, 26, "http://www.w3.org/2000/svg"), 0) << page.substr(p, 60);
     }
   }
@@ -199,13 +207,15 @@ TEST(DashboardTest, PageShowsWhatTheApiSaysAndRendersAScreenshot) {
 
   // Traffic: 3 CT (delivered to UP) and 2 MR (dead letters at UP); all 5 wait for DOWN.
   std::vector<std::string> ct_uids, mr_uids;
-  std::vector<std::string> files = MakeCopiesWithNewUids(CorpusDir() + "/pydicom__77654033_CT2_17106.dcm", tmp / "copies", 3, &ct_uids);
-  std::vector<std::string> mr = MakeCopiesWithNewUids(CorpusDir() + "/pydicom__MR_small.dcm", tmp / "copies/mr", 2, &mr_uids);
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__77654033_CT2_17106.dcm", tmp / "copies", 3, &ct_uids);
+  std::vector<std::string> mr =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__MR_small.dcm", tmp / "copies/mr", 2, &mr_uids);
   ASSERT_EQ(files.size(), 3u);
   ASSERT_EQ(mr.size(), 2u);
   files.insert(files.end(), mr.begin(), mr.end());
-  std::vector<std::string> argv = {"storescu", "-aet", "MODALITY", "-aec", "RELAIS", "127.0.0.1",
-                                   std::to_string(relais.port())};
+  std::vector<std::string> argv = {
+      "storescu", "-aet", "MODALITY", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
   argv.insert(argv.end(), files.begin(), files.end());
   RunResult sent = RunCommand(argv, 120);
   ASSERT_EQ(sent.exit_code, 0) << sent.output;
@@ -250,7 +260,8 @@ TEST(DashboardTest, PageShowsWhatTheApiSaysAndRendersAScreenshot) {
     dom = ReadFile(tmp / "dom.html");
     if (r.exit_code == 0 && dom.find("data-ready=\"1\"") != std::string::npos) break;
     ADD_FAILURE() << "attempt " << attempt << ": exit " << r.exit_code << ", no data in the page:\n"
-                  << dom.substr(0, 2000) << "\n" << ReadFile(tmp / "chromium.err").substr(0, 2000);
+                  << dom.substr(0, 2000) << "\n"
+                  << ReadFile(tmp / "chromium.err").substr(0, 2000);
   }
   ASSERT_NE(dom.find("data-ready=\"1\""), std::string::npos);
   // The token left the address bar and was not written into the page.
@@ -302,8 +313,8 @@ TEST(DashboardTest, PageShowsWhatTheApiSaysAndRendersAScreenshot) {
   mkdir(artifacts.c_str(), 0755);
   const std::string png = artifacts + "/dashboard.png";
   std::remove(png.c_str());
-  RunResult shot = Chromium(tmp, tmp / "profile-shot", {"--screenshot=" + png, "--window-size=1280,900"}, url,
-                            tmp / "shot.out");
+  RunResult shot =
+      Chromium(tmp, tmp / "profile-shot", {"--screenshot=" + png, "--window-size=1280,900"}, url, tmp / "shot.out");
   EXPECT_EQ(shot.exit_code, 0) << ReadFile(tmp / "chromium.err").substr(0, 2000);
   uint32_t w = 0, h = 0;
   ASSERT_TRUE(PngSize(ReadFile(png), &w, &h)) << png << " is not a PNG";

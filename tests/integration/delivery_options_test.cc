@@ -38,12 +38,13 @@ TEST(DeliveryHoldTest, HeldDestinationGetsTheWholeStudyOnlyOnceQuiet) {
   ASSERT_TRUE(archive.Start()) << archive.Log();
 
   const std::string rules = tmp.path() + "/rules.toml";
-  WriteFile(rules, "[[destination]]\nname = \"radiologist\"\nae_title = \"RADIOLOGIST\"\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(held.port()) + "\nhold_study = \"" + std::to_string(kHoldSeconds) +
-                       "s\"\n\n"
-                       "[[destination]]\nname = \"archive\"\nae_title = \"ARCHIVE\"\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(archive.port()) +
-                       "\n\n[[rule]]\nname = \"both\"\nforward = [\"radiologist\", \"archive\"]\n");
+  WriteFile(rules,
+            "[[destination]]\nname = \"radiologist\"\nae_title = \"RADIOLOGIST\"\nhost = \"127.0.0.1\"\nport = " +
+                std::to_string(held.port()) + "\nhold_study = \"" + std::to_string(kHoldSeconds) +
+                "s\"\n\n"
+                "[[destination]]\nname = \"archive\"\nae_title = \"ARCHIVE\"\nhost = \"127.0.0.1\"\nport = " +
+                std::to_string(archive.port()) +
+                "\n\n[[rule]]\nname = \"both\"\nforward = [\"radiologist\", \"archive\"]\n");
   RelaisOptions options;
   options.extra = "\n[rules]\npath = \"" + rules + "\"\n";
   RelaisProcess relais(tmp.path() + "/relais", options);
@@ -76,7 +77,6 @@ TEST(DeliveryHoldTest, HeldDestinationGetsTheWholeStudyOnlyOnceQuiet) {
   }
 }
 
-
 // 6 CT slices (~3.2 MB) to a destination limited to 1 MB/s: from the first
 // arrival to the last takes at least the time the limit allows for the
 // objects in between, less the limiter's quarter-second burst. A lower
@@ -99,8 +99,8 @@ TEST(DeliveryPacingTest, BandwidthLimitPacesTheBytesSent) {
   ASSERT_TRUE(relais.Start()) << relais.Log();
 
   std::vector<std::string> uids;
-  std::vector<std::string> files = MakeCopiesWithNewUids(
-      CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", tmp / "copies", 6, &uids);
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", tmp / "copies", 6, &uids);
   ASSERT_EQ(files.size(), 6u);
   uint64_t bytes = 0;
   for (const std::string& f : files) bytes += ReadFile(f).size();
@@ -123,10 +123,9 @@ TEST(DeliveryPacingTest, BandwidthLimitPacesTheBytesSent) {
   double floor_ms = (static_cast<double>(bytes) * 4 / 6 - 250000.0) / 1e6 * 1000.0 * 0.9;
   EXPECT_GE(static_cast<double>(last - first), floor_ms)
       << "6 objects (" << bytes << " bytes) arrived faster than 1 MB/s allows";
-  std::printf("first to last arrival: %lld ms for %llu bytes (floor %.0f ms)\n",
-              static_cast<long long>(last - first), static_cast<unsigned long long>(bytes), floor_ms);
+  std::printf("first to last arrival: %lld ms for %llu bytes (floor %.0f ms)\n", static_cast<long long>(last - first),
+              static_cast<unsigned long long>(bytes), floor_ms);
 }
-
 
 // A destination that asks for DICOM TLS gets nothing in clear text: when
 // its TLS settings cannot be used (here a CA file that is not PEM), its
@@ -148,7 +147,8 @@ TEST(DeliveryTlsTest, TlsDestinationIsNeverSentInClearText) {
   WriteFile(rules, "[[destination]]\nname = \"secure\"\nae_title = \"SECURE\"\nhost = \"127.0.0.1\"\nport = " +
                        std::to_string(secure.port()) + "\ntls = { ca_file = \"ca.pem\" }\n\n" +
                        "[[destination]]\nname = \"plain\"\nae_title = \"PLAIN\"\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(plain.port()) + "\n\n[[rule]]\nname = \"both\"\nforward = [\"secure\", \"plain\"]\n");
+                       std::to_string(plain.port()) +
+                       "\n\n[[rule]]\nname = \"both\"\nforward = [\"secure\", \"plain\"]\n");
   RelaisOptions options;
   options.extra = "\n[rules]\npath = \"" + rules + "\"\n";
   RelaisProcess relais(tmp / "relais", options);

@@ -50,8 +50,8 @@ StorescpOptions ScpOptions(const std::string& ae, uint16_t port = 0, std::vector
 // ---- Relais configuration and CLI -------------------------------------------
 
 std::string Destination(const std::string& name, const std::string& ae, uint16_t port, const std::string& more = "") {
-  return "[[destination]]\nname = \"" + name + "\"\nae_title = \"" + ae + "\"\nhost = \"127.0.0.1\"\nport = " +
-         std::to_string(port) + "\n" + more;
+  return "[[destination]]\nname = \"" + name + "\"\nae_title = \"" + ae +
+         "\"\nhost = \"127.0.0.1\"\nport = " + std::to_string(port) + "\n" + more;
 }
 
 // Appliance config text appended after [listener] and [store].
@@ -80,8 +80,7 @@ std::vector<std::string> QueueRows(const RelaisProcess& relais, bool dead_only =
 }
 
 size_t CountState(const std::vector<std::string>& rows, const std::string& state) {
-  return std::count_if(rows.begin(), rows.end(),
-                       [&](const std::string& r) { return JsonField(r, "state") == state; });
+  return std::count_if(rows.begin(), rows.end(), [&](const std::string& r) { return JsonField(r, "state") == state; });
 }
 
 // Polls until no row is "queued" (rows may be dead). False on timeout.
@@ -375,8 +374,8 @@ TEST(DeliveryTest, CorpusToStorescpAndOrthanc) {
       const std::string stored_ts = Part10TransferSyntax(ReadFile(exported[uid]));
       const std::string got_ts = Part10TransferSyntax(ReadFile(files[0]));
       if (got_ts != stored_ts) {
-        ADD_FAILURE() << Basename(sent[uid]->path) << " reached scp in " << got_ts << " but is stored in "
-                      << stored_ts << ", which storescp +xa accepts: converted needlessly";
+        ADD_FAILURE() << Basename(sent[uid]->path) << " reached scp in " << got_ts << " but is stored in " << stored_ts
+                      << ", which storescp +xa accepts: converted needlessly";
         continue;
       }
       std::string why;
@@ -666,9 +665,10 @@ TEST(DeliveryTest, KillNineWhileSendingLosesNothing) {
     if (received[uid].size() > 1) duplicates += received[uid].size() - 1;
   }
   size_t unreadable = received.count("") ? received[""].size() : 0;
-  std::printf("kill -9 x5 (%d while objects were still arriving): %zu objects delivered, %zu duplicates, "
-              "%zu incomplete files left by aborted associations\n",
-              kills_mid_delivery, acked.size(), duplicates, unreadable);
+  std::printf(
+      "kill -9 x5 (%d while objects were still arriving): %zu objects delivered, %zu duplicates, "
+      "%zu incomplete files left by aborted associations\n",
+      kills_mid_delivery, acked.size(), duplicates, unreadable);
   // Whatever is still stored lists and exports cleanly.
   std::map<std::string, std::string> listed = relais.StoreList();
   for (const auto& [uid, line] : listed) EXPECT_TRUE(relais.Export(uid, dir / "left.dcm")) << uid;

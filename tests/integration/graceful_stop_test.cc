@@ -41,8 +41,8 @@ std::string AssociateRq(const std::string& called) {
   b += std::string("\x00\x01\x00\x00", 4);  // protocol version 1, reserved
   b += ae(called) + ae("IDLE_SCU") + std::string(32, '\0');
   b += item(0x10, "1.2.840.10008.3.1.1.1");
-  b += item(0x20, std::string("\x01\x00\x00\x00", 4) + item(0x30, "1.2.840.10008.1.1") +
-                      item(0x40, "1.2.840.10008.1.2"));
+  b += item(0x20,
+            std::string("\x01\x00\x00\x00", 4) + item(0x30, "1.2.840.10008.1.1") + item(0x40, "1.2.840.10008.1.2"));
   std::string max_len("\x00\x00\x40\x00", 4);  // 16384
   b += item(0x50, item(0x51, max_len) + item(0x52, "1.2.3.4.5.6"));
   std::string pdu;
@@ -85,7 +85,8 @@ TEST(GracefulStopTest, SigtermLetsTheSenderInFlightFinishAndLosesNothing) {
   bool refused = false;
   for (int i = 0; i < 50 && !refused; ++i) {
     int fd = ConnectLoopback(relais.port());
-    if (fd < 0) refused = true; else close(fd);
+    if (fd < 0) refused = true;
+    else close(fd);
     if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   int sender_status = sender.Wait(120);

@@ -112,7 +112,8 @@ bool WaitForPort(uint16_t port, int timeout_ms) {
   return false;
 }
 
-RunResult RunCommand(const std::vector<std::string>& argv, int timeout_s, const std::map<std::string, std::string>& env) {
+RunResult RunCommand(const std::vector<std::string>& argv, int timeout_s,
+                     const std::map<std::string, std::string>& env) {
   RunResult r;
   char path[] = "/tmp/relais-run-XXXXXX";
   int fd = mkstemp(path);
@@ -192,8 +193,7 @@ int Child::Wait(int timeout_s) {
 
 std::string Child::ReadLog() const { return ReadFile(log_path_); }
 
-RelaisProcess::RelaisProcess(const std::string& dir, RelaisOptions options)
-    : dir_(dir), options_(std::move(options)) {
+RelaisProcess::RelaisProcess(const std::string& dir, RelaisOptions options) : dir_(dir), options_(std::move(options)) {
   port_ = FreePort();
   config_path_ = dir_ + "/relais.toml";
   store_path_ = dir_ + "/store";

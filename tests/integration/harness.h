@@ -32,15 +32,15 @@ uint16_t FreePort();
 
 // Result of a finished child process.
 struct RunResult {
-  int exit_code = -1;   // -1 when killed by a signal
+  int exit_code = -1;  // -1 when killed by a signal
   int signal = 0;
-  std::string output;   // stdout and stderr, interleaved
+  std::string output;  // stdout and stderr, interleaved
 };
 
 // Runs argv[0] (searched in PATH) with `env` added to the environment, waits
 // at most `timeout_s`, and returns its output. Killed (SIGKILL) on timeout.
 RunResult RunCommand(const std::vector<std::string>& argv, int timeout_s = 300,
-              const std::map<std::string, std::string>& env = {});
+                     const std::map<std::string, std::string>& env = {});
 
 // A child process running in the background; output goes to `log_path`.
 class Child {
@@ -76,8 +76,8 @@ struct RelaisOptions {
   uint32_t max_pdu = 262144;
   uint32_t artim_timeout_s = 30;
   uint32_t idle_timeout_s = 300;
-  std::string max_size;  // e.g. "4MiB"; empty: default
-  std::string extra;     // appended verbatim to the config
+  std::string max_size;                    // e.g. "4MiB"; empty: default
+  std::string extra;                       // appended verbatim to the config
   std::map<std::string, std::string> env;  // added to `relais serve`'s environment
 };
 

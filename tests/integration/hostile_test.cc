@@ -114,12 +114,12 @@ struct ProposedContext {
 std::string AssociateRq(const std::string& called, const std::vector<ProposedContext>& contexts,
                         uint32_t max_pdu = 16384) {
   std::string b;
-  Put16Be(&b, 0x0001);                                // protocol version
-  b += std::string(2, '\0');                          // reserved
-  b += Ae(called) + Ae("HOSTILE");                    // called, calling AE
-  b += std::string(32, '\0');                         // reserved
-  b += Item(0x10, "1.2.840.10008.3.1.1.1");           // 9.3.2.1 application context
-  for (const ProposedContext& c : contexts) {         // 9.3.2.2 presentation contexts
+  Put16Be(&b, 0x0001);                         // protocol version
+  b += std::string(2, '\0');                   // reserved
+  b += Ae(called) + Ae("HOSTILE");             // called, calling AE
+  b += std::string(32, '\0');                  // reserved
+  b += Item(0x10, "1.2.840.10008.3.1.1.1");    // 9.3.2.1 application context
+  for (const ProposedContext& c : contexts) {  // 9.3.2.2 presentation contexts
     std::string pc;
     pc.push_back(static_cast<char>(c.id));
     pc += std::string(3, '\0');
@@ -543,7 +543,7 @@ TEST_F(HostileTest, AssociateAcThatWouldOverflowItsLengthFieldIsRejected) {
   b += Item(0x20, pc);
   std::string ml;
   Put32Be(&ml, 16384);
-  std::string role;  // PS3.7 D.3.3.4.1: UID length, UID, SCU role, SCP role
+  std::string role;                                             // PS3.7 D.3.3.4.1: UID length, UID, SCU role, SCP role
   const std::string huge_uid = "1." + std::string(65498, '1');  // 65,500 bytes
   Put16Be(&role, static_cast<uint16_t>(huge_uid.size()));
   role += huge_uid + "\x01\x01";
@@ -595,8 +595,8 @@ TEST_F(HostileTest, GarbageDataSetGetsFailureStatusAndAssociationLives) {
   for (int i = 0; i < 3000; ++i) noise.push_back(static_cast<char>((i * 131 + 7) & 0xFF));
   uint16_t msg = 1;
   for (const std::string& dataset : {past_end, noise}) {
-    ASSERT_TRUE(c.Send(PData({{3, 0x03, StoreRq(msg, kCtImageStorage, "1.2.826.0.1.3680043.2.1143.999." +
-                                                                         std::to_string(msg))}})));
+    ASSERT_TRUE(c.Send(
+        PData({{3, 0x03, StoreRq(msg, kCtImageStorage, "1.2.826.0.1.3680043.2.1143.999." + std::to_string(msg))}})));
     for (size_t off = 0; off < dataset.size(); off += 8000) {
       bool last = off + 8000 >= dataset.size();
       ASSERT_TRUE(c.Send(PData({{3, static_cast<uint8_t>(last ? 0x02 : 0x00), dataset.substr(off, 8000)}})));
@@ -673,8 +673,8 @@ TEST_F(HostileTest, SopInstanceUidWithForeignCharactersIsRefusedAndNotStored) {
   RawClient c;
   ASSERT_TRUE(c.Connect(relais_->port()));
   // Explicit VR Little Endian only, so that CtDataSet's encoding is the one negotiated.
-  ASSERT_TRUE(c.Send(AssociateRq("RELAIS", {{1, kVerification, {kImplicitLittleEndian}},
-                                            {3, kCtImageStorage, {kExplicitLittleEndian}}})));
+  ASSERT_TRUE(c.Send(AssociateRq(
+      "RELAIS", {{1, kVerification, {kImplicitLittleEndian}}, {3, kCtImageStorage, {kExplicitLittleEndian}}})));
   RxPdu ac;
   ASSERT_EQ(c.ReadPdu(5000, &ac), RawClient::Rx::kPdu);
   ASSERT_EQ(ac.type, kAssociateAc) << Hex(ac.body, 64);
@@ -912,25 +912,15 @@ TEST_F(HostileTest, ThreeHundredHostileConnectionsDoNotGrowMemory) {
     RawClient c;
     if (!c.Connect(relais_->port())) return;
     switch (i % 6) {
-      case 0:
-        c.Send(std::string{kPData, 0, '\xFF', '\xFF', '\xFF', '\xFF'});
-        break;
-      case 1:
-        c.Send(std::string(300, '\xA5'));
-        break;
+      case 0: c.Send(std::string{kPData, 0, '\xFF', '\xFF', '\xFF', '\xFF'}); break;
+      case 1: c.Send(std::string(300, '\xA5')); break;
       case 2:
         c.Send(rq.substr(0, rq.size() / 2));  // then we hang up
         c.Close();
         return;
-      case 3:
-        c.Send(AssociateRq("SOMEONEELSE", kEchoAndCt));
-        break;
-      case 4:
-        c.Send(rq + Pdu(0x09, std::string(4, '\0')));
-        break;
-      case 5:
-        c.Send(rq + PData({{3, 0x03, std::string(100, '\xEE')}}));
-        break;
+      case 3: c.Send(AssociateRq("SOMEONEELSE", kEchoAndCt)); break;
+      case 4: c.Send(rq + Pdu(0x09, std::string(4, '\0'))); break;
+      case 5: c.Send(rq + PData({{3, 0x03, std::string(100, '\xEE')}})); break;
     }
     // Read what Relais answers; hang up after at most 3 s (the wrong-AE case
     // waits for us in Sta13).

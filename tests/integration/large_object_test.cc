@@ -33,32 +33,37 @@ std::string WriteLargeImage(const std::string& path) {
   char uid[100];
   DcmFileFormat ff;
   DcmDataset* ds = ff.getDataset();
-  bool ok = ds->putAndInsertString(DCM_SOPClassUID, UID_MultiframeGrayscaleWordSecondaryCaptureImageStorage).good() &&
-            ds->putAndInsertString(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT))
-                .good() &&
-            ds->putAndInsertString(DCM_StudyInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_STUDY_UID_ROOT))
-                .good() &&
-            ds->putAndInsertString(DCM_SeriesInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_SERIES_UID_ROOT))
-                .good() &&
-            ds->putAndInsertString(DCM_PatientID, "LARGE-1").good() &&
-            ds->putAndInsertString(DCM_Modality, "OT").good() &&
-            ds->putAndInsertUint16(DCM_SamplesPerPixel, 1).good() &&
-            ds->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2").good() &&
-            ds->putAndInsertString(DCM_NumberOfFrames, std::to_string(kFrames).c_str()).good() &&
-            ds->putAndInsertUint16(DCM_Rows, kRows).good() && ds->putAndInsertUint16(DCM_Columns, kColumns).good() &&
-            ds->putAndInsertUint16(DCM_BitsAllocated, 16).good() && ds->putAndInsertUint16(DCM_BitsStored, 16).good() &&
-            ds->putAndInsertUint16(DCM_HighBit, 15).good() && ds->putAndInsertUint16(DCM_PixelRepresentation, 0).good();
+  bool ok =
+      ds->putAndInsertString(DCM_SOPClassUID, UID_MultiframeGrayscaleWordSecondaryCaptureImageStorage).good() &&
+      ds->putAndInsertString(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT)).good() &&
+      ds->putAndInsertString(DCM_StudyInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_STUDY_UID_ROOT)).good() &&
+      ds->putAndInsertString(DCM_SeriesInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_SERIES_UID_ROOT)).good() &&
+      ds->putAndInsertString(DCM_PatientID, "LARGE-1").good() && ds->putAndInsertString(DCM_Modality, "OT").good() &&
+      ds->putAndInsertUint16(DCM_SamplesPerPixel, 1).good() &&
+      ds->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2").good() &&
+      ds->putAndInsertString(DCM_NumberOfFrames, std::to_string(kFrames).c_str()).good() &&
+      ds->putAndInsertUint16(DCM_Rows, kRows).good() && ds->putAndInsertUint16(DCM_Columns, kColumns).good() &&
+      ds->putAndInsertUint16(DCM_BitsAllocated, 16).good() && ds->putAndInsertUint16(DCM_BitsStored, 16).good() &&
+      ds->putAndInsertUint16(DCM_HighBit, 15).good() && ds->putAndInsertUint16(DCM_PixelRepresentation, 0).good();
   if (!ok) return "";
   OFString instance;
   ds->findAndGetOFString(DCM_SOPInstanceUID, instance);
-  if (ff.saveFile(path.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL, EPD_withoutPadding)
-          .bad()) {
+  if (ff.saveFile(path.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_recalcGL, EPD_withoutPadding).bad()) {
     return "";
   }
   std::ofstream f(path, std::ios::binary | std::ios::app);
-  const uint8_t header[12] = {0xE0, 0x7F, 0x10, 0x00, 'O', 'W', 0x00, 0x00,
-                              static_cast<uint8_t>(kPixelBytes), static_cast<uint8_t>(kPixelBytes >> 8),
-                              static_cast<uint8_t>(kPixelBytes >> 16), static_cast<uint8_t>(kPixelBytes >> 24)};
+  const uint8_t header[12] = {0xE0,
+                              0x7F,
+                              0x10,
+                              0x00,
+                              'O',
+                              'W',
+                              0x00,
+                              0x00,
+                              static_cast<uint8_t>(kPixelBytes),
+                              static_cast<uint8_t>(kPixelBytes >> 8),
+                              static_cast<uint8_t>(kPixelBytes >> 16),
+                              static_cast<uint8_t>(kPixelBytes >> 24)};
   f.write(reinterpret_cast<const char*>(header), sizeof(header));
   std::vector<uint8_t> block(1 << 20);
   uint32_t x = 2463534242u;  // xorshift32 state
@@ -90,8 +95,8 @@ TEST(LargeObjectTest, Object300MBKeepsMemoryBoundedAndExportsIdentical) {
   ASSERT_TRUE(relais.Start()) << relais.Log();
   uint64_t before = PeakRssKiB(relais.pid());
 
-  RunResult r = RunCommand({"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), image},
-                           600);
+  RunResult r =
+      RunCommand({"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), image}, 600);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(ParseStorescuOutcomes(r.output)[image].acknowledged) << r.output;
   ASSERT_TRUE(relais.running()) << relais.Log();

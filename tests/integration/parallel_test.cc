@@ -34,7 +34,9 @@ void SendInParallel(const std::map<std::string, std::string>& env) {
 
   std::vector<Child> senders(kSenders);
   for (int s = 0; s < kSenders; ++s) {
-    std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "-aet", "SENDER" + std::to_string(s),
+    std::vector<std::string> argv = {"storescu",  "-v",
+                                     "-aec",      "RELAIS",
+                                     "-aet",      "SENDER" + std::to_string(s),
                                      "127.0.0.1", std::to_string(relais.port())};
     argv.insert(argv.end(), files[s].begin(), files[s].end());
     ASSERT_TRUE(senders[s].Start(argv, dir / ("storescu" + std::to_string(s) + ".log"), env));
@@ -42,7 +44,8 @@ void SendInParallel(const std::map<std::string, std::string>& env) {
   for (int s = 0; s < kSenders; ++s) {
     int status = senders[s].Wait(600);
     std::string log = senders[s].ReadLog();
-    ASSERT_NE(status, -1) << "storescu " << s << " did not finish\n" << log.substr(log.size() > 4000 ? log.size() - 4000 : 0);
+    ASSERT_NE(status, -1) << "storescu " << s << " did not finish\n"
+                          << log.substr(log.size() > 4000 ? log.size() - 4000 : 0);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "storescu " << s << " status " << status << "\n"
                                                                << log.substr(log.size() > 4000 ? log.size() - 4000 : 0);
     int acknowledged = 0;

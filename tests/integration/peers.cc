@@ -79,8 +79,8 @@ StorescpPeer::StorescpPeer(const std::string& dir, StorescpOptions options)
 
 bool StorescpPeer::Start() {
   ++starts_;
-  std::vector<std::string> argv = {"storescp", "-v", "-aet", options_.ae_title, "-od", received_dir_, "+B", "+uf",
-                                   "-fe", ".dcm", "-dhl"};
+  std::vector<std::string> argv = {"storescp", "-v",   "-aet", options_.ae_title, "-od", received_dir_, "+B", "+uf",
+                                   "-fe",      ".dcm", "-dhl"};
   if (options_.only_sop_classes.empty()) {
     argv.push_back("-pm");
     if (options_.prefer.empty()) {

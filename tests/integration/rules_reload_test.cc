@@ -13,8 +13,10 @@ namespace relais::itest {
 namespace {
 
 std::string RuleTo(const std::string& to) {
-  return "[[destination]]\nname = \"" + to + "\"\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = 11911\n"
-         "[[rule]]\nname = \"all-to-" + to + "\"\nforward = [\"" + to + "\"]\n";
+  return "[[destination]]\nname = \"" + to +
+         "\"\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = 11911\n"
+         "[[rule]]\nname = \"all-to-" +
+         to + "\"\nforward = [\"" + to + "\"]\n";
 }
 
 int Count(const std::string& hay, const std::string& needle) {
@@ -59,8 +61,7 @@ TEST(RulesReloadTest, SymlinkSwapLikeAConfigMapReloads) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto listed = relais.StoreList();
   ASSERT_EQ(listed.size(), 1u);
-  EXPECT_NE(listed.begin()->second.find("\"destinations\":[\"second\"]"), std::string::npos)
-      << listed.begin()->second;
+  EXPECT_NE(listed.begin()->second.find("\"destinations\":[\"second\"]"), std::string::npos) << listed.begin()->second;
 }
 
 TEST(RulesReloadTest, BusyNeighbourFileDoesNotPostponeTheReload) {
@@ -88,7 +89,8 @@ TEST(RulesReloadTest, BusyNeighbourFileDoesNotPostponeTheReload) {
 // tens of milliseconds to compile), distinct per rule, matching nothing the
 // corpus file holds.
 std::string HeavyRules(const std::string& to, int count) {
-  std::string text = "[[destination]]\nname = \"" + to + "\"\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = 11911\n";
+  std::string text =
+      "[[destination]]\nname = \"" + to + "\"\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\nport = 11911\n";
   for (int i = 0; i < count; ++i) {
     text += "[[rule]]\nname = \"heavy-" + std::to_string(i) + "\"\nforward = [\"" + to +
             "\"]\nmatch = { StudyDescription = { regex = \"^\\\\pL{50}" + std::to_string(i) + "$\" } }\n";

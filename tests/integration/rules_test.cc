@@ -72,8 +72,12 @@ std::string CtRuleTo(const std::string& to) {
          "host = \"127.0.0.1\"\n"
          "port = 11912\n"
          "[[rule]]\n"
-         "name = \"ct-to-" + to + "\"\n"
-         "forward = [\"" + to + "\"]\n"
+         "name = \"ct-to-" +
+         to +
+         "\"\n"
+         "forward = [\"" +
+         to +
+         "\"]\n"
          "[rule.match]\n"
          "Modality = \"CT\"\n"
          "[settings]\n"
@@ -127,8 +131,8 @@ std::string ReadTag(const std::string& path, const DcmTagKey& tag) {
 // storescu -v of `files` with calling AE `aet`; the outcome per file.
 std::map<std::string, StorescuOutcome> Send(const RelaisProcess& relais, const std::string& aet,
                                             const std::vector<std::string>& files, RunResult* result = nullptr) {
-  std::vector<std::string> argv = {"storescu", "-v", "-nh", "-aet", aet, "-aec", "RELAIS",
-                                   "127.0.0.1", std::to_string(relais.port())};
+  std::vector<std::string> argv = {
+      "storescu", "-v", "-nh", "-aet", aet, "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
   argv.insert(argv.end(), files.begin(), files.end());
   RunResult r = RunCommand(argv, 300);
   if (result != nullptr) *result = r;
@@ -165,9 +169,8 @@ std::string Describe(const std::vector<std::string>& v) {
 }
 
 TEST(RulesHarnessTest, JsonArrayFieldParsesStringsAndObjects) {
-  const std::string j =
-      R"({"a":"x","matched_rules":["r1","r\"2"],"destinations":[],)"
-      R"("objs":[{"name":"telerad","edits":"set A = '[x]'"},{"name":"archive"}],"n":[1, 2]})";
+  const std::string j = R"({"a":"x","matched_rules":["r1","r\"2"],"destinations":[],)"
+                        R"("objs":[{"name":"telerad","edits":"set A = '[x]'"},{"name":"archive"}],"n":[1, 2]})";
   EXPECT_THAT(JsonArrayField(j, "matched_rules"), ::testing::ElementsAre("r1", "r\"2"));
   EXPECT_TRUE(JsonArrayField(j, "destinations").empty());
   std::vector<std::string> objs = JsonArrayField(j, "objs");
@@ -175,7 +178,7 @@ TEST(RulesHarnessTest, JsonArrayFieldParsesStringsAndObjects) {
   EXPECT_EQ(JsonField(objs[0], "name"), "telerad");
   EXPECT_EQ(JsonField(objs[1], "name"), "archive");
   EXPECT_THAT(JsonArrayField(j, "n"), ::testing::ElementsAre("1", "2"));
-  EXPECT_TRUE(JsonArrayField(j, "a").empty());        // not an array
+  EXPECT_TRUE(JsonArrayField(j, "a").empty());  // not an array
   EXPECT_TRUE(JsonArrayField(j, "missing").empty());
   EXPECT_TRUE(JsonArrayField(R"({"k":["unterminated)", "k").empty());
 }
@@ -194,13 +197,18 @@ TEST(RulesTest, RoutesByModalityAndCallingAe) {
   // CT image without a Modality element) with distinct SOP Instance UIDs, all
   // of which storescu sends with its default (uncompressed) proposals.
   const std::vector<std::string> from_storescu = {
-      "pydicom__CT_small.dcm",     "pydicom__MR_small.dcm",   "fodicom__GH487.dcm",
-      "pydicomdata__MR-SIEMENS-DICOM-WithOverlays.dcm",     "pydicom__rtplan.dcm",
-      "pydicom__test-SR.dcm",      "pydicom__waveform_ecg.dcm", "pydicomdata__SC_rgb.dcm",
+      "pydicom__CT_small.dcm",
+      "pydicom__MR_small.dcm",
+      "fodicom__GH487.dcm",
+      "pydicomdata__MR-SIEMENS-DICOM-WithOverlays.dcm",
+      "pydicom__rtplan.dcm",
+      "pydicom__test-SR.dcm",
+      "pydicom__waveform_ecg.dcm",
+      "pydicomdata__SC_rgb.dcm",
       "dcm4che__NM-MONO2-16-13x-heart.dcm",
   };
   const std::vector<std::string> from_modality2 = {
-      "pydicom__77654033_CT2_17106.dcm", "dcm4che__MR01.dcm",    "pydicomdata__gdcm-US-ALOKA-16_big.dcm",
+      "pydicom__77654033_CT2_17106.dcm", "dcm4che__MR01.dcm",     "pydicomdata__gdcm-US-ALOKA-16_big.dcm",
       "pydicom__chrJapMulti.dcm",        "dcm4che__ovly_p01.dcm", "pydicom__rtdose.dcm",
   };
 
@@ -240,7 +248,8 @@ TEST(RulesTest, RoutesByModalityAndCallingAe) {
   ASSERT_GE(modalities.size(), 8u);
   ASSERT_TRUE(modalities.count("CT") && modalities.count("MR"));
 
-  for (const auto& [aet, paths] : {std::pair{std::string("STORESCU"), paths1}, std::pair{std::string("MODALITY2"), paths2}}) {
+  for (const auto& [aet, paths] :
+       {std::pair{std::string("STORESCU"), paths1}, std::pair{std::string("MODALITY2"), paths2}}) {
     RunResult r;
     std::map<std::string, StorescuOutcome> outcomes = Send(relais, aet, paths, &r);
     for (const std::string& p : paths) {
@@ -383,8 +392,8 @@ TEST(RulesTest, HotSwapWhileSending) {
   }
   EXPECT_EQ(stored_lines, kRuns * kPerRun);
   // Not asserted (timing): whether the reload fell inside an association.
-  std::printf("[ info ] %d of %d objects to a, %d to b; %d stored on an association accepted before the reload\n",
-              to_a, kRuns * kPerRun, to_b, straddling);
+  std::printf("[ info ] %d of %d objects to a, %d to b; %d stored on an association accepted before the reload\n", to_a,
+              kRuns * kPerRun, to_b, straddling);
   EXPECT_EQ(CountOccurrences(relais.Log(), "event=rules-reload-failed"), 0) << relais.Log();
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
 }
@@ -461,20 +470,20 @@ TEST(RulesTest, BrokenReloadKeepsOldRulesAndSighupReloadsFixed) {
 
 // A rule file with four errors, at known positions (line:column, 1-based).
 constexpr char kSeveralErrors[] =
-    "[[destination]]\n"                 // 1
-    "name = \"archive\"\n"              // 2
-    "ae_title = \"ARCHIVE\"\n"          // 3
-    "host = \"10.1.0.20\"\n"            // 4
-    "port = 70000\n"                    // 5: port out of range, column 8
-    "[[rule]]\n"                        // 6
-    "name = \"r1\"\n"                   // 7
-    "forward = [\"archiv\"]\n"          // 8: unknown destination, column 12
-    "[rule.match]\n"                    // 9
-    "Modalty = \"CT\"\n"                // 10: unknown keyword, column 1
-    "[[rule]]\n"                        // 11
-    "name = \"r2\"\n"                   // 12
-    "forward = [\"archive\"]\n"         // 13
-    "[rule.match]\n"                    // 14
+    "[[destination]]\n"                      // 1
+    "name = \"archive\"\n"                   // 2
+    "ae_title = \"ARCHIVE\"\n"               // 3
+    "host = \"10.1.0.20\"\n"                 // 4
+    "port = 70000\n"                         // 5: port out of range, column 8
+    "[[rule]]\n"                             // 6
+    "name = \"r1\"\n"                        // 7
+    "forward = [\"archiv\"]\n"               // 8: unknown destination, column 12
+    "[rule.match]\n"                         // 9
+    "Modalty = \"CT\"\n"                     // 10: unknown keyword, column 1
+    "[[rule]]\n"                             // 11
+    "name = \"r2\"\n"                        // 12
+    "forward = [\"archive\"]\n"              // 13
+    "[rule.match]\n"                         // 14
     "time = { hours = \"18:00-25:00\" }\n";  // 15: bad time range, column 18
 
 // 4a. `rules check` reports every error at its line:column and exits 1.
@@ -513,10 +522,9 @@ TEST(RulesCliTest, TestExampleAfterHoursAndWeekdayMorning) {
   const std::string ct = CorpusDir() + "/pydicom__CT_small.dcm";
   ASSERT_EQ(ReadTag(ct, DCM_Modality), "CT");
   auto destinations_at = [&](const std::string& at, std::string* json) {
-    RunResult r = RunCommand(
-        {RelaisBinary(), "rules", "test", "--rules", example, "--calling-ae", "CT01", "--peer", "10.1.2.3", "--at",
-         at, "--explain", "--json", ct},
-        60);
+    RunResult r = RunCommand({RelaisBinary(), "rules", "test", "--rules", example, "--calling-ae", "CT01", "--peer",
+                              "10.1.2.3", "--at", at, "--explain", "--json", ct},
+                             60);
     EXPECT_EQ(r.exit_code, 0) << r.output;
     std::vector<std::string> lines = LinesWith(r.output, "{\"file\":");
     EXPECT_EQ(lines.size(), 1u) << r.output;

@@ -26,8 +26,8 @@ TEST(StoreFullTest, RefusesWithOutOfResourcesAndKeepsWhatItAcknowledged) {
 
   // -d prints the numeric DIMSE status of every response; -nh goes on after
   // a refusal, so every later object is answered too.
-  std::vector<std::string> argv = {"storescu", "-d", "-nh", "-aec", "RELAIS", "127.0.0.1",
-                                   std::to_string(relais.port())};
+  std::vector<std::string> argv = {
+      "storescu", "-d", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
   argv.insert(argv.end(), files.begin(), files.end());
   RunResult r = RunCommand(argv, 600);
   ASSERT_NE(r.exit_code, -1) << r.output.substr(r.output.size() > 4000 ? r.output.size() - 4000 : 0);

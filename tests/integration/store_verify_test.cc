@@ -69,8 +69,7 @@ TEST(StoreVerifyCommandTest, CleanWhileServingAndNamesADamagedObject) {
   EXPECT_NE(bad.output.find("verify: 1 problem(s)"), std::string::npos) << bad.output;
 
   ASSERT_TRUE(relais.Start()) << relais.Log();
-  RunResult repair =
-      RunCommand({RelaisBinary(), "store", "verify", "--repair", "--config", relais.config_path()}, 120);
+  RunResult repair = RunCommand({RelaisBinary(), "store", "verify", "--repair", "--config", relais.config_path()}, 120);
   EXPECT_EQ(repair.exit_code, 0) << repair.output;
   EXPECT_NE(repair.output.find("repair: 1 unreadable object(s) quarantined"), std::string::npos) << repair.output;
   EXPECT_NE(repair.output.find("quarantined: object " + std::to_string(id) + " (" + uids[7] + ") at "),

@@ -58,12 +58,18 @@ struct Named {
 };
 const Named kNamed[] = {
     {"pydicom__chrFren.dcm", "fren", "Buc^J\xC3\xA9r\xC3\xB4me"},
-    {"pydicom__chrGerm.dcm", "germ", "\xC3\x84neas^R\xC3\xBC" "diger"},
-    {"pydicom__chrRuss.dcm", "russ", "\xD0\x9B\xD1\x8E\xD0\xBA" "ce\xD0\xBC\xD0\xB1yp\xD0\xB3"},
-    {"pydicom__chrArab.dcm", "arab", "\xD9\x82\xD8\xA8\xD8\xA7\xD9\x86\xD9\x8A^\xD9\x84\xD9\x86\xD8\xB2\xD8\xA7\xD8\xB1"},
+    {"pydicom__chrGerm.dcm", "germ",
+     "\xC3\x84neas^R\xC3\xBC"
+     "diger"},
+    {"pydicom__chrRuss.dcm", "russ",
+     "\xD0\x9B\xD1\x8E\xD0\xBA"
+     "ce\xD0\xBC\xD0\xB1yp\xD0\xB3"},
+    {"pydicom__chrArab.dcm", "arab",
+     "\xD9\x82\xD8\xA8\xD8\xA7\xD9\x86\xD9\x8A^\xD9\x84\xD9\x86\xD8\xB2\xD8\xA7\xD8\xB1"},
     {"pydicom__chrHbrw.dcm", "hbrw", "\xD7\xA9\xD7\xA8\xD7\x95\xD7\x9F^\xD7\x93\xD7\x91\xD7\x95\xD7\xA8\xD7\x94"},
     {"pydicom__chrX2.dcm", "x2", "Wang^XiaoDong=\xE7\x8E\x8B^\xE5\xB0\x8F\xE4\xB8\x9C="},
-    {"pydicom__chrI2.dcm", "i2", "Hong^Gildong=\xE6\xB4\xAA^\xE5\x90\x89\xE6\xB4\x9E=\xED\x99\x8D^\xEA\xB8\xB8\xEB\x8F\x99"},
+    {"pydicom__chrI2.dcm", "i2",
+     "Hong^Gildong=\xE6\xB4\xAA^\xE5\x90\x89\xE6\xB4\x9E=\xED\x99\x8D^\xEA\xB8\xB8\xEB\x8F\x99"},
     {"fodicom__chrGB2312.dcm", "gb", "Zhang^XiaoDong=\xE5\xBC\xA0^\xE5\xB0\x8F\xE4\xB8\x9C="},
     {"pydicom__chrJapMulti.dcm", "jap", "\xE3\x82\x84\xE3\x81\xBE\xE3\x81\xA0^\xE3\x81\x9F\xE3\x82\x8D\xE3\x81\x86"},
 };
@@ -76,10 +82,10 @@ TEST(TextSafetyTest, LatinOneErrorCommentsAndNamesLeaveRelaisAsUtf8) {
   // The destination: every C-STORE answered 0xA700, Error Comment in Latin-1.
   const uint16_t pacs_port = FreePort();
   Child pacs;
-  ASSERT_TRUE(pacs.Start({"python3", std::string(RELAIS_SOURCE_DIR) + "/tests/tools/fake_scp.py",
-                          std::to_string(pacs_port), "A700",
-                          "506c65696e20e0206372617175657220ff"},  // "Plein \xE0 craquer \xFF"
-                         dir / "pacs.log"));
+  ASSERT_TRUE(
+      pacs.Start({"python3", std::string(RELAIS_SOURCE_DIR) + "/tests/tools/fake_scp.py", std::to_string(pacs_port),
+                  "A700", "506c65696e20e0206372617175657220ff"},  // "Plein \xE0 craquer \xFF"
+                 dir / "pacs.log"));
   ASSERT_TRUE(WaitForPort(pacs_port, 20000)) << pacs.ReadLog();
 
   // An alert command that keeps what it is given.
@@ -105,24 +111,33 @@ TEST(TextSafetyTest, LatinOneErrorCommentsAndNamesLeaveRelaisAsUtf8) {
   const uint16_t admin_port = FreePort();
   const std::string audit = dir / "audit.jsonl";
   RelaisOptions options;
-  options.extra = "\n[delivery]\ndown_after_failures = 1\nconnect_timeout_s = 2\nidle_release_s = 1\n"
-                  "\n[rules]\npath = \"" + dir / "rules.toml" + "\"\n"
-                  "\n[audit]\npath = \"" + audit + "\"\n"
-                  "\n[alerts]\ncommand = \"" + script + "\"\ndestination_down = 1\nrepeat = 0\n"
-                  "\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
-                  "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha + "\"\n";
+  options.extra =
+      "\n[delivery]\ndown_after_failures = 1\nconnect_timeout_s = 2\nidle_release_s = 1\n"
+      "\n[rules]\npath = \"" +
+      dir / "rules.toml" +
+      "\"\n"
+      "\n[audit]\npath = \"" +
+      audit +
+      "\"\n"
+      "\n[alerts]\ncommand = \"" +
+      script +
+      "\"\ndestination_down = 1\nrepeat = 0\n"
+      "\n[admin]\nhost = \"127.0.0.1\"\nport = " +
+      std::to_string(admin_port) + "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha +
+      "\"\n";
   RelaisProcess relais(dir.path(), options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
 
   // An ISO_IR 100 CT with a French name, ID and institution.
   std::vector<std::string> uids;
-  std::vector<std::string> files = MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 1, &uids);
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 1, &uids);
   ASSERT_EQ(files.size(), 1u);
   RunResult mod = RunCommand({"dcmodify", "-nb", "-i", "(0008,0005)=ISO_IR 100", "-i", "(0010,0010)=Ngono^\xC9lodie",
                               "-i", "(0010,0020)=\xC9L-0042", "-i", "(0008,0080)=H\xF4pital Central", files[0]});
   ASSERT_EQ(mod.exit_code, 0) << mod.output;
-  std::vector<std::string> argv = {"storescu", "-v", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()),
-                                   files[0]};
+  std::vector<std::string> argv = {
+      "storescu", "-v", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), files[0]};
   for (const Named& n : kNamed) argv.push_back(CorpusDir() + "/" + n.file);
   RunResult sent = RunCommand(argv, 300);
   ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 1 + std::size(kNamed)) << sent.output;
@@ -157,8 +172,8 @@ TEST(TextSafetyTest, LatinOneErrorCommentsAndNamesLeaveRelaisAsUtf8) {
   for (const Named& n : kNamed) EXPECT_TRUE(rules_matched.count(n.rule)) << n.file;
 
   // Every admin endpoint answers 200 with JSON that parses.
-  std::vector<std::string> paths = {"/api/status", "/api/destinations", "/api/queue", "/api/dead", "/api/failures",
-                                    "/api/throughput", "/readyz"};
+  std::vector<std::string> paths = {"/api/status",   "/api/destinations", "/api/queue", "/api/dead",
+                                    "/api/failures", "/api/throughput",   "/readyz"};
   for (const auto& [uid, line] : listed) paths.push_back("/api/objects/" + uid);
   for (const std::string& p : paths) {
     Http h = Get(admin_port, p, token, dir / "http");
@@ -175,7 +190,8 @@ TEST(TextSafetyTest, LatinOneErrorCommentsAndNamesLeaveRelaisAsUtf8) {
 
   // CLI JSON: object show and queue ls, one JSON document each line.
   for (const auto& [uid, line] : listed) {
-    RunResult show = RunCommand({RelaisBinary(), "object", "show", "--config", relais.config_path(), uid, "--json"}, 60);
+    RunResult show =
+        RunCommand({RelaisBinary(), "object", "show", "--config", relais.config_path(), uid, "--json"}, 60);
     EXPECT_EQ(show.exit_code, 0) << show.output;
     EXPECT_FALSE(json::parse(show.output, nullptr, false).is_discarded()) << show.output;
   }
@@ -189,7 +205,8 @@ TEST(TextSafetyTest, LatinOneErrorCommentsAndNamesLeaveRelaisAsUtf8) {
   EXPECT_TRUE(IsUtf8Text(table.output)) << table.output;
 
   // `rules test --explain` shows the decoded value, in text and in JSON.
-  RunResult explain = RunCommand({RelaisBinary(), "rules", "test", "--rules", dir / "rules.toml", "--explain", files[0]}, 60);
+  RunResult explain =
+      RunCommand({RelaisBinary(), "rules", "test", "--rules", dir / "rules.toml", "--explain", files[0]}, 60);
   EXPECT_EQ(explain.exit_code, 0) << explain.output;
   EXPECT_NE(explain.output.find("'Ngono^\xC3\x89lodie'"), std::string::npos) << explain.output;
   EXPECT_NE(explain.output.find("rule elodie: MATCHED"), std::string::npos) << explain.output;

@@ -26,7 +26,8 @@ namespace {
 // impostor (signed by rogue).
 bool MakeCertificates(const std::string& dir, std::string* log) {
   const std::string script =
-      "set -e; cd '" + dir + "';"
+      "set -e; cd '" + dir +
+      "';"
       "gen() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
       "  -subj \"/CN=$1\" -keyout $1.key -out $1.crt; };"
       "leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj \"/CN=$1\" "
@@ -84,8 +85,8 @@ TEST(TlsEndToEndTest, MutualTlsInAndOutDeliversIntactAndRefusesStrangers) {
 
   const std::vector<std::string> files = {CorpusDir() + "/pydicom__CT_small.dcm", CorpusDir() + "/dcm4che__MR01.dcm",
                                           CorpusDir() + "/pydicom__SC_rgb_small_odd.dcm"};
-  std::vector<std::string> argv = {"storescu", "-aec", "RELAIS", "+tls", c + "/scu.key", c + "/scu.crt",
-                                   "+cf", c + "/ca.crt", "127.0.0.1", std::to_string(tls_port)};
+  std::vector<std::string> argv = {"storescu",     "-aec", "RELAIS",      "+tls",      c + "/scu.key",
+                                   c + "/scu.crt", "+cf",  c + "/ca.crt", "127.0.0.1", std::to_string(tls_port)};
   argv.insert(argv.end(), files.begin(), files.end());
   RunResult sent = RunCommand(argv, 120);
   ASSERT_EQ(sent.exit_code, 0) << sent.output << relais.Log();
@@ -115,8 +116,8 @@ TEST(TlsEndToEndTest, MutualTlsInAndOutDeliversIntactAndRefusesStrangers) {
   EXPECT_NE(q.output.find("TLS"), std::string::npos) << q.output;
 
   // A client whose certificate comes from another CA: refused.
-  RunResult rogue = RunCommand({"storescu", "-aec", "RELAIS", "+tls", c + "/impostor.key", c + "/impostor.crt",
-                                "+cf", c + "/ca.crt", "127.0.0.1", std::to_string(tls_port), files[0]},
+  RunResult rogue = RunCommand({"storescu", "-aec", "RELAIS", "+tls", c + "/impostor.key", c + "/impostor.crt", "+cf",
+                                c + "/ca.crt", "127.0.0.1", std::to_string(tls_port), files[0]},
                                60);
   EXPECT_NE(rogue.exit_code, 0) << rogue.output;
   // Clear text on the TLS port: refused.

@@ -89,8 +89,7 @@ int64_t ConnectMs(const std::string& ns, uint16_t port, int timeout_ms) {
       pollfd p{fd, POLLOUT, 0};
       int err = 0;
       socklen_t len = sizeof err;
-      if (poll(&p, 1, timeout_ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
-        rc = 0;
+      if (poll(&p, 1, timeout_ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) rc = 0;
     }
     if (rc == 0) ms = NowMs() - t0;
     close(fd);
@@ -224,8 +223,8 @@ TEST_F(WanLinkTest, StorescuDeliversIntactThroughLossAndOutageWithRetries) {
   ASSERT_TRUE(listening) << scp.ReadLog();
 
   auto storescu = [&](const std::vector<std::string>& send) {
-    std::vector<std::string> argv = {"ip", "netns", "exec", ns_a_, "storescu", "-v", "-aet", "WANSCU",
-                                     "-aec", "STORESCP", "-td", "120", kAddrB, "11112"};
+    std::vector<std::string> argv = {"ip",     "netns", "exec",     ns_a_, "storescu", "-v",   "-aet",
+                                     "WANSCU", "-aec",  "STORESCP", "-td", "120",      kAddrB, "11112"};
     argv.insert(argv.end(), send.begin(), send.end());
     return argv;
   };
@@ -273,7 +272,6 @@ TEST_F(WanLinkTest, StorescuDeliversIntactThroughLossAndOutageWithRetries) {
   scp.Stop(SIGTERM, 10);
 }
 
-
 // Relais in namespace a delivers to a storescp in namespace b across the
 // emulated WAN: 100 ms RTT, 2 % loss, and the link taken down and up three
 // times while it sends. Every object arrives intact, the queue drains, and
@@ -308,25 +306,28 @@ TEST_F(WanLinkTest, RelaisDeliversEverythingThroughLossAndFlaps) {
   // Relais inside namespace a: it listens on that namespace's loopback and
   // reaches the far site only through the emulated link.
   const std::string config = tmp / "relais.toml", rules = tmp / "rules.toml";
-  WriteFile(rules,
-            "[[destination]]\nname = \"farsite\"\nae_title = \"FARSITE\"\nhost = \"" + std::string(kAddrB) +
-                "\"\nport = 11112\nmax_associations = 4\n"
-                "retry = { initial_backoff = \"1s\", max_backoff = \"4s\" }\n\n"
-                "[[rule]]\nname = \"all\"\nforward = [\"farsite\"]\n");
-  WriteFile(config, "[listener]\nae_title = \"RELAIS\"\nhost = \"127.0.0.1\"\nport = 11112\n"
-                    "[store]\npath = \"" + tmp / "store" + "\"\n"
-                    "[delivery]\nconnect_timeout_s = 5\nresponse_timeout_s = 20\n"
-                    "[rules]\npath = \"" + rules + "\"\n");
+  WriteFile(rules, "[[destination]]\nname = \"farsite\"\nae_title = \"FARSITE\"\nhost = \"" + std::string(kAddrB) +
+                       "\"\nport = 11112\nmax_associations = 4\n"
+                       "retry = { initial_backoff = \"1s\", max_backoff = \"4s\" }\n\n"
+                       "[[rule]]\nname = \"all\"\nforward = [\"farsite\"]\n");
+  WriteFile(config,
+            "[listener]\nae_title = \"RELAIS\"\nhost = \"127.0.0.1\"\nport = 11112\n"
+            "[store]\npath = \"" +
+                tmp / "store" +
+                "\"\n"
+                "[delivery]\nconnect_timeout_s = 5\nresponse_timeout_s = 20\n"
+                "[rules]\npath = \"" +
+                rules + "\"\n");
   Child relais;
-  ASSERT_TRUE(relais.Start({"ip", "netns", "exec", ns_a_, RelaisBinary(), "serve", "--config", config},
-                           tmp / "relais.log"));
+  ASSERT_TRUE(
+      relais.Start({"ip", "netns", "exec", ns_a_, RelaisBinary(), "serve", "--config", config}, tmp / "relais.log"));
   ASSERT_TRUE(listening_in(ns_a_, 11112)) << relais.ReadLog();
 
   // Ingest is local (loopback of namespace a): every object is acknowledged.
   RunResult sent = RunCommand(
       [&] {
-        std::vector<std::string> argv = {"ip", "netns", "exec", ns_a_, "storescu", "-v", "-aec", "RELAIS",
-                                         "127.0.0.1", "11112"};
+        std::vector<std::string> argv = {"ip", "netns", "exec",   ns_a_,       "storescu",
+                                         "-v", "-aec",  "RELAIS", "127.0.0.1", "11112"};
         argv.insert(argv.end(), files.begin(), files.end());
         return argv;
       }(),

@@ -79,18 +79,25 @@ TEST(WatermarkTest, FullStoreRefusesThenReopensAfterDrainingAndLosesNothing) {
   // The storage-high alert runs this command when intake closes and opens.
   const std::string ran = dir / "alerts.txt";
   const std::string script = dir / "alert.sh";
-  WriteFile(script, "#!/bin/sh\ncat > /dev/null\necho \"$RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\" >> '" +
-                        ran + "'\n");
+  WriteFile(script,
+            "#!/bin/sh\ncat > /dev/null\necho \"$RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\" >> '" + ran +
+                "'\n");
   ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
   RelaisOptions options;
   options.max_size = "4MiB";
   // Continues [store]: intake closes at half of 4 MiB (about 2 MiB, a few
   // dozen objects) and reopens under a quarter.
-  options.extra = "high_water = 0.5\nlow_water = 0.25\n"
-                  "\n[delivery]\ndown_after_failures = 2\nconnect_timeout_s = 2\nidle_release_s = 1\n"
-                  "\n[rules]\npath = \"" + rules + "\"\n"
-                  "\n[audit]\npath = \"" + audit + "\"\n"
-                  "\n[alerts]\ncommand = \"" + script + "\"\n";
+  options.extra =
+      "high_water = 0.5\nlow_water = 0.25\n"
+      "\n[delivery]\ndown_after_failures = 2\nconnect_timeout_s = 2\nidle_release_s = 1\n"
+      "\n[rules]\npath = \"" +
+      rules +
+      "\"\n"
+      "\n[audit]\npath = \"" +
+      audit +
+      "\"\n"
+      "\n[alerts]\ncommand = \"" +
+      script + "\"\n";
   RelaisProcess relais(dir.path(), options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
 
@@ -109,8 +116,8 @@ TEST(WatermarkTest, FullStoreRefusesThenReopensAfterDrainingAndLosesNothing) {
     refused.insert(refused.end(), b.refused.begin(), b.refused.end());
     if (!b.refused.empty()) refusal_output = b.output;
   }
-  std::printf("intake closed after %zu objects acknowledged; %zu refused in that association\n",
-              acknowledged.size(), refused.size());
+  std::printf("intake closed after %zu objects acknowledged; %zu refused in that association\n", acknowledged.size(),
+              refused.size());
   ASSERT_GE(acknowledged.size(), 12u) << "closed too early for a 50% mark of 4 MiB";
   // storescu shows the Error Comment: what happened and what to do.
   EXPECT_NE(refusal_output.find("high-water 50%"), std::string::npos) << refusal_output;

@@ -64,8 +64,9 @@ TEST(DicomTextTest, WhatCannotBeDecodedIsShownVisibly) {
   EXPECT_EQ(DecodeDicomText("\xC9", "ISO_IR 999", TextKind::kValue), "\\xC9");
   // Random bytes under every kind of set: always UTF-8.
   std::mt19937 rng(3);
-  const char* sets[] = {"ISO_IR 100", "ISO_IR 126", "ISO_IR 192", "GB18030", "\\ISO 2022 IR 87",
-                        "ISO 2022 IR 6\\ISO 2022 IR 149", "ISO_IR 13", "nonsense", ""};
+  const char* sets[] = {"ISO_IR 100", "ISO_IR 126",       "ISO_IR 192",
+                        "GB18030",    "\\ISO 2022 IR 87", "ISO 2022 IR 6\\ISO 2022 IR 149",
+                        "ISO_IR 13",  "nonsense",         ""};
   for (int i = 0; i < 2000; ++i) {
     std::string v(rng() % 40, '\0');
     for (char& c : v) c = static_cast<char>(rng() & 0xFF);
@@ -82,8 +83,12 @@ struct CorpusName {
 };
 const CorpusName kCorpusNames[] = {
     {"pydicom__chrFren.dcm", "Buc^J\xC3\xA9r\xC3\xB4me"},
-    {"pydicom__chrGerm.dcm", "\xC3\x84neas^R\xC3\xBC" "diger"},
-    {"pydicom__chrRuss.dcm", "\xD0\x9B\xD1\x8E\xD0\xBA" "ce\xD0\xBC\xD0\xB1yp\xD0\xB3"},
+    {"pydicom__chrGerm.dcm",
+     "\xC3\x84neas^R\xC3\xBC"
+     "diger"},
+    {"pydicom__chrRuss.dcm",
+     "\xD0\x9B\xD1\x8E\xD0\xBA"
+     "ce\xD0\xBC\xD0\xB1yp\xD0\xB3"},
     {"pydicom__chrArab.dcm", "\xD9\x82\xD8\xA8\xD8\xA7\xD9\x86\xD9\x8A^\xD9\x84\xD9\x86\xD8\xB2\xD8\xA7\xD8\xB1"},
     {"pydicom__chrHbrw.dcm", "\xD7\xA9\xD7\xA8\xD7\x95\xD7\x9F^\xD7\x93\xD7\x91\xD7\x95\xD7\xA8\xD7\x94"},
     {"pydicom__chrX2.dcm", "Wang^XiaoDong=\xE7\x8E\x8B^\xE5\xB0\x8F\xE4\xB8\x9C="},
@@ -126,8 +131,8 @@ constexpr char kDestinations[] =
     "host = \"10.1.0.20\"\n";
 
 std::shared_ptr<const RuleSet> MustParse(const std::string& match_body) {
-  std::string text = std::string(kDestinations) +
-                     "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\n[rule.match]\n" + match_body;
+  std::string text =
+      std::string(kDestinations) + "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\n[rule.match]\n" + match_body;
   Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(text, "rules.toml");
   EXPECT_TRUE(r.ok()) << r.status().ToString() << "\n" << text;
   return r.ok() ? *r : nullptr;
@@ -168,8 +173,8 @@ TEST(CharsetRoutingTest, ValuesInSequencesAndOtherSetsDecode) {
   DcmItem* item = nullptr;
   ASSERT_TRUE(ds.findOrCreateSequenceItem(DCM_RequestAttributesSequence, item, -2).good());
   ASSERT_TRUE(item->putAndInsertString(DCM_ScheduledProcedureStepDescription, "\xBC\xE0\xE2").good());  // "Мрт"
-  EXPECT_TRUE(Matches("\"RequestAttributesSequence.ScheduledProcedureStepDescription\" = \"\xD0\x9C\xD1\x80\xD1\x82\"\n",
-                      &ds));
+  EXPECT_TRUE(
+      Matches("\"RequestAttributesSequence.ScheduledProcedureStepDescription\" = \"\xD0\x9C\xD1\x80\xD1\x82\"\n", &ds));
 }
 
 // A sequence item may declare its own Specific Character Set: its values
@@ -181,11 +186,11 @@ TEST(CharsetRoutingTest, AnItemsOwnCharacterSetDecodesItsValues) {
   ASSERT_TRUE(ds.findOrCreateSequenceItem(DCM_RequestAttributesSequence, item, -2).good());
   ASSERT_TRUE(item->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 144").good());  // Cyrillic
   ASSERT_TRUE(item->putAndInsertString(DCM_ScheduledProcedureStepDescription, "\xBC\xE0\xE2").good());
-  EXPECT_TRUE(Matches("\"RequestAttributesSequence.ScheduledProcedureStepDescription\" = \"\xD0\x9C\xD1\x80\xD1\x82\"\n",
-                      &ds));
+  EXPECT_TRUE(
+      Matches("\"RequestAttributesSequence.ScheduledProcedureStepDescription\" = \"\xD0\x9C\xD1\x80\xD1\x82\"\n", &ds));
   // Read as the header's Latin-1 it would be three accented letters.
-  EXPECT_FALSE(Matches("\"RequestAttributesSequence.ScheduledProcedureStepDescription\" = \"\xC2\xBC\xC3\xA0\xC3\xA2\"\n",
-                       &ds));
+  EXPECT_FALSE(
+      Matches("\"RequestAttributesSequence.ScheduledProcedureStepDescription\" = \"\xC2\xBC\xC3\xA0\xC3\xA2\"\n", &ds));
 }
 
 TEST(CharsetRoutingTest, CorpusFilesRouteByUtf8Rules) {

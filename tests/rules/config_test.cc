@@ -96,12 +96,8 @@ TEST(ConfigTest, SizesAcceptUnits) {
     const char* value;
     uint64_t bytes;
   } cases[] = {
-      {"1048576", 1048576},
-      {"\"64GiB\"", 64ull << 30},
-      {"\"500MB\"", 500'000'000},
-      {"\"10 MiB\"", 10ull << 20},
-      {"\"2tib\"", 2ull << 40},
-      {"\"1.5 GiB\"", (3ull << 30) / 2},
+      {"1048576", 1048576},        {"\"64GiB\"", 64ull << 30}, {"\"500MB\"", 500'000'000},
+      {"\"10 MiB\"", 10ull << 20}, {"\"2tib\"", 2ull << 40},   {"\"1.5 GiB\"", (3ull << 30) / 2},
       {"\"2000000 B\"", 2000000},
   };
   for (const Case& c : cases) {
@@ -114,8 +110,8 @@ TEST(ConfigTest, SizesAcceptUnits) {
 
 TEST(ConfigTest, BadSizesAreRejected) {
   // Line 5 is the max_size line; the value starts at column 12.
-  for (const char* v : {"\"64 GiBs\"", "\"GiB\"", "\"-5MB\"", "\"1.5 B\"", "\"99999999999999999999\"",
-                        "\"20000000 TiB\""}) {
+  for (const char* v :
+       {"\"64 GiBs\"", "\"GiB\"", "\"-5MB\"", "\"1.5 B\"", "\"99999999999999999999\"", "\"20000000 TiB\""}) {
     std::string err = ErrorOf(std::string(kMinimal) + "max_size = " + v + "\n");
     EXPECT_THAT(err, HasSubstr("relais.toml:5:12: store.max_size must be a size")) << v;
   }
@@ -160,14 +156,14 @@ TEST(ConfigTest, WrongTypeNamesKeyAndTypes) {
 TEST(ConfigTest, EveryWrongTypeIsReported) {
   const std::string text =
       "[listener]\n"
-      "ae_title = 5\n"                        // 2:12
-      "host = 127\n"                          // 3:8
+      "ae_title = 5\n"                          // 2:12
+      "host = 127\n"                            // 3:8
       "accept_unknown_sop_classes = \"yes\"\n"  // 4:30
       "[store]\n"
-      "path = [\"/x\"]\n"                     // 6:8
-      "compression_level = 1.0\n"             // 7:21
+      "path = [\"/x\"]\n"          // 6:8
+      "compression_level = 1.0\n"  // 7:21
       "[log]\n"
-      "level = true\n";                       // 9:9
+      "level = true\n";  // 9:9
   EXPECT_EQ(ErrorOf(text),
             "relais.toml:2:12: listener.ae_title must be a string, got integer\n"
             "relais.toml:3:8: listener.host must be a string, got integer\n"
@@ -187,11 +183,9 @@ TEST(ConfigTest, OutOfRangeNamesKeyAndRange) {
       {"max_associations = 10001",
        "relais.toml:3:20: listener.max_associations must be between 1 and 10000, got 10001"},
       {"max_pdu = 4095", "relais.toml:3:11: listener.max_pdu must be between 4096 and 16777216, got 4095"},
-      {"max_pdu = 16777217",
-       "relais.toml:3:11: listener.max_pdu must be between 4096 and 16777216, got 16777217"},
+      {"max_pdu = 16777217", "relais.toml:3:11: listener.max_pdu must be between 4096 and 16777216, got 16777217"},
       {"artim_timeout_s = 0", "relais.toml:3:19: listener.artim_timeout_s must be between 1 and 3600, got 0"},
-      {"idle_timeout_s = 86401",
-       "relais.toml:3:18: listener.idle_timeout_s must be between 1 and 86400, got 86401"},
+      {"idle_timeout_s = 86401", "relais.toml:3:18: listener.idle_timeout_s must be between 1 and 86400, got 86401"},
       {"port = -9223372036854775808",
        "relais.toml:3:8: listener.port must be between 1 and 65535, got -9223372036854775808"},
   };
@@ -246,8 +240,7 @@ TEST(ConfigTest, HostMustBeIpLiteral) {
   }
   for (const char* bad : {"localhost", "256.1.1.1", "1.2.3", "", "10.0.0.1:104", "[::1]"}) {
     std::string text = std::string("[listener]\nae_title = \"A\"\nhost = \"") + bad + "\"\n[store]\npath = \"/x\"\n";
-    EXPECT_THAT(ErrorOf(text), HasSubstr("relais.toml:3:8: listener.host must be an IPv4 or IPv6 literal"))
-        << bad;
+    EXPECT_THAT(ErrorOf(text), HasSubstr("relais.toml:3:8: listener.host must be an IPv4 or IPv6 literal")) << bad;
   }
 }
 
@@ -268,8 +261,7 @@ TEST(ConfigTest, MissingRequiredTableIsReported) {
 }
 
 TEST(ConfigTest, NonTableSectionIsReported) {
-  EXPECT_EQ(ErrorOf("log = \"debug\"\n" + std::string(kMinimal)),
-            "relais.toml:1:7: log must be a table, got string");
+  EXPECT_EQ(ErrorOf("log = \"debug\"\n" + std::string(kMinimal)), "relais.toml:1:7: log must be a table, got string");
 }
 
 TEST(ConfigTest, SeveralErrorsAreAllReportedInFileOrder) {
@@ -314,9 +306,9 @@ TEST(ConfigTest, RulesCompileBudget) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->rules_max_regex_memory, 128u << 20);
   EXPECT_EQ(r->rules_max_compile_s, 10u);
-  r = ParseAppConfig(std::string(kMinimal) +
-                         "[rules]\npath = \"r.toml\"\nmax_regex_memory = \"1GiB\"\nmax_compile_time = \"2m\"\n",
-                     "relais.toml");
+  r = ParseAppConfig(
+      std::string(kMinimal) + "[rules]\npath = \"r.toml\"\nmax_regex_memory = \"1GiB\"\nmax_compile_time = \"2m\"\n",
+      "relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->rules_max_regex_memory, 1u << 30);
   EXPECT_EQ(r->rules_max_compile_s, 120u);
@@ -339,8 +331,7 @@ TEST(ConfigTest, AuditTableIsOptionalAndResolvesItsPath) {
 }
 
 TEST(ConfigTest, AuditTableRejectsEmptyPathAndUnknownKeys) {
-  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[audit]\npath = \"\"\n"),
-            "relais.toml:6:8: audit.path must not be empty");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[audit]\npath = \"\"\n"), "relais.toml:6:8: audit.path must not be empty");
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "[audit]\npaht = \"a.jsonl\"\n"),
             "relais.toml:5:1: missing required key 'path' in [audit]\n"
             "relais.toml:6:1: unknown key 'paht' in [audit], did you mean 'path'?");
@@ -353,8 +344,11 @@ TEST(ConfigTest, AdminTableWithTokens) {
   EXPECT_FALSE(r->admin.enabled);  // no [admin]: no admin API
   r = ParseAppConfig(std::string(kMinimal) +
                          "[admin]\nport = 9000\n"
-                         "[[admin.token]]\nname = \"nagios\"\nrole = \"viewer\"\nsha256 = \"" + h + "\"\n"
-                         "[[admin.token]]\nname = \"pacs-admin\"\nrole = \"admin\"\nsha256 = \"" + h + "\"\n",
+                         "[[admin.token]]\nname = \"nagios\"\nrole = \"viewer\"\nsha256 = \"" +
+                         h +
+                         "\"\n"
+                         "[[admin.token]]\nname = \"pacs-admin\"\nrole = \"admin\"\nsha256 = \"" +
+                         h + "\"\n",
                      "relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_TRUE(r->admin.enabled);
@@ -371,7 +365,8 @@ TEST(ConfigTest, AdminTableRejectsBadTokens) {
   std::string err = ErrorOf(std::string(kMinimal) +
                             "[admin]\nhost = \"localhost\"\n"
                             "[[admin.token]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"abc\"\n"
-                            "[[admin.token]]\nname = \"a\"\nsha256 = \"" + std::string(64, 'F') + "\"\n");
+                            "[[admin.token]]\nname = \"a\"\nsha256 = \"" +
+                            std::string(64, 'F') + "\"\n");
   EXPECT_THAT(err, HasSubstr("relais.toml:6:8: admin.host must be an IPv4 or IPv6 literal"));
   EXPECT_THAT(err, HasSubstr("relais.toml:9:8: admin.token.role must be one of"));
   EXPECT_THAT(err, HasSubstr("relais.toml:10:10: admin.token.sha256 must be the token's SHA-256"));
@@ -400,9 +395,10 @@ TEST(ConfigTest, StoreWaterMarks) {
 }
 
 TEST(ConfigTest, AuditRotationAndSyslog) {
-  Result<AppConfig> r = ParseAppConfig(
-      std::string(kMinimal) + "[audit]\npath = \"a.jsonl\"\nrotate_size = \"100MiB\"\nsyslog = \"udp://10.0.0.9:514\"\n",
-      "relais.toml");
+  Result<AppConfig> r =
+      ParseAppConfig(std::string(kMinimal) +
+                         "[audit]\npath = \"a.jsonl\"\nrotate_size = \"100MiB\"\nsyslog = \"udp://10.0.0.9:514\"\n",
+                     "relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->audit.rotate_size, 100ull << 20);
   EXPECT_EQ(r->audit.syslog, "udp://10.0.0.9:514");
@@ -434,14 +430,15 @@ TEST(ConfigTest, AlertsTable) {
 
 TEST(ConfigTest, ListenerAllowListAndUsers) {
   const std::string h(64, 'b');
-  Result<AppConfig> r = ParseAppConfig(
-      std::string(kMinimal) +
-          "[[listener.allow]]\ncalling_ae = \"CT1\"\nfrom = \"10.1.2.0/24\"\n"
-          "[[listener.allow]]\ncalling_ae = \"*\"\nfrom = \"fd00::/8\"\n"
-          "[[listener.allow]]\ncalling_ae = \"MR1\"\n"
-          "[[listener.user]]\nusername = \"modality\"\npasscode_sha256 = \"" + h + "\"\n"
-          "[[listener.user]]\nusername = \"legacy\"\n",
-      "relais.toml");
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) +
+                                           "[[listener.allow]]\ncalling_ae = \"CT1\"\nfrom = \"10.1.2.0/24\"\n"
+                                           "[[listener.allow]]\ncalling_ae = \"*\"\nfrom = \"fd00::/8\"\n"
+                                           "[[listener.allow]]\ncalling_ae = \"MR1\"\n"
+                                           "[[listener.user]]\nusername = \"modality\"\npasscode_sha256 = \"" +
+                                           h +
+                                           "\"\n"
+                                           "[[listener.user]]\nusername = \"legacy\"\n",
+                                       "relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->listener.allow.size(), 3u);
   EXPECT_EQ(r->listener.allow[0].calling_ae, "CT1");
@@ -485,7 +482,8 @@ TEST(ConfigTest, TlsTable) {
   EXPECT_EQ(r->tls.ca, "/etc/ssl/hospital-ca.pem");
   EXPECT_TRUE(r->tls.require_client_certificate);
   EXPECT_EQ(r->tls.min_version, "1.2");
-  std::string err = ErrorOf(std::string(kMinimal) + "[tls]\nport = 11112\nrequire_client_certificate = true\nmin_version = \"1.1\"\n");
+  std::string err = ErrorOf(std::string(kMinimal) +
+                            "[tls]\nport = 11112\nrequire_client_certificate = true\nmin_version = \"1.1\"\n");
   EXPECT_THAT(err, HasSubstr("missing required key 'certificate' in [tls]"));
   EXPECT_THAT(err, HasSubstr("missing required key 'private_key' in [tls]"));
   EXPECT_THAT(err, HasSubstr("relais.toml:7:30: tls.require_client_certificate needs tls.ca"));
@@ -592,21 +590,15 @@ TEST(ConfigTest, NestingIsCountedUpToSixtyFourLevels) {
 // nesting; nor do they hide the real nesting that follows them.
 TEST(ConfigTest, NestingIgnoresStringsAndComments) {
   const std::string noise = std::string(100, '[') + std::string(100, '{') + std::string(100, '.');
-  std::string text = "# " + noise + "\n" +
-                     "[listener] # " + noise + "\n" +
-                     "ae_title = \"RELAIS\"\n" +
-                     "[store]\n" +
-                     "path = '/var/lib/" + noise + "'\n" +
-                     "[log]\n" +
-                     "\"level\" = \"debug\" # " + noise + "\n";
+  std::string text = "# " + noise + "\n" + "[listener] # " + noise + "\n" + "ae_title = \"RELAIS\"\n" + "[store]\n" +
+                     "path = '/var/lib/" + noise + "'\n" + "[log]\n" + "\"level\" = \"debug\" # " + noise + "\n";
   Result<AppConfig> r = ParseAppConfig(text, "relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->store.path, "/var/lib/" + noise);
   // Multi-line strings (an escaped quote, closing quotes that belong to the
   // content) end where TOML says, and what follows them is counted again.
-  std::string after = std::string(kMinimal) +
-                      "a = \"\"\"\n" + noise + "\\\"\"\" \"\"\"\"\"\n" +  // lines 5-6
-                      "b = '''\n" + noise + "\n''''\n" +                   // lines 7-9
+  std::string after = std::string(kMinimal) + "a = \"\"\"\n" + noise + "\\\"\"\" \"\"\"\"\"\n" +  // lines 5-6
+                      "b = '''\n" + noise + "\n''''\n" +                                          // lines 7-9
                       "c = " + std::string(65, '[') + std::string(65, ']') + "\n";
   EXPECT_THAT(ErrorOf(after), HasSubstr("relais.toml:10:69: nesting deeper than 64 levels"));
 }
@@ -614,9 +606,8 @@ TEST(ConfigTest, NestingIgnoresStringsAndComments) {
 class ConfigFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("relais_config_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("relais_config_test_" + std::to_string(::getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -645,8 +636,7 @@ TEST_F(ConfigFileTest, MissingFileIsAClearError) {
   Result<AppConfig> r = LoadAppConfig(path);
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsNotFound());
-  EXPECT_EQ(r.status().message(),
-            "cannot open configuration file '" + path + "': No such file or directory");
+  EXPECT_EQ(r.status().message(), "cannot open configuration file '" + path + "': No such file or directory");
 }
 
 TEST_F(ConfigFileTest, FiveMegabyteFileOnDiskIsRefused) {

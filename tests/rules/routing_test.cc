@@ -244,10 +244,10 @@ TEST(RoutingMatchTest, CombinatorsNest) {
   EXPECT_FALSE(Matches("not = { calling_ae = \"CTSCAN1\" }\n", o));
   // not of two conditions is "not (a and b)".
   EXPECT_TRUE(Matches("not = { Modality = \"MR\", StationName = \"MR2\" }\n", o));
-  EXPECT_TRUE(Matches(
-      "any = [ { not = { Modality = \"MR\" } }, { all = [ { StationName = \"MR1\" }, "
-      "{ any = [ { calling_ae = \"X\" }, { peer = \"10.0.0.0/8\" } ] } ] } ]\n",
-      o));
+  EXPECT_TRUE(
+      Matches("any = [ { not = { Modality = \"MR\" } }, { all = [ { StationName = \"MR1\" }, "
+              "{ any = [ { calling_ae = \"X\" }, { peer = \"10.0.0.0/8\" } ] } ] } ]\n",
+              o));
   // Every top-level condition must hold.
   EXPECT_FALSE(Matches("Modality = \"MR\"\nStationName = \"MR2\"\n", o));
 }
@@ -353,8 +353,7 @@ TEST(RoutingEvalTest, StopDropPriorityAndFirstRuleWins) {
 }
 
 TEST(RoutingEvalTest, UnmatchedPolicies) {
-  const std::string rule =
-      "[[rule]]\nname = \"ct\"\nforward = [\"telerad\"]\n[rule.match]\nModality = \"CT\"\n";
+  const std::string rule = "[[rule]]\nname = \"ct\"\nforward = [\"telerad\"]\n[rule.match]\nModality = \"CT\"\n";
   auto keep = MustParse(std::string(kDestinations) + rule);
   ASSERT_NE(keep, nullptr);
   EXPECT_EQ(keep->unmatched_policy(), RuleSet::Unmatched::kKeep);  // default: nothing is lost

@@ -77,11 +77,14 @@ TEST(RoutingValidationTest, WrongValueTypes) {
             "rules.toml:8:1: unknown key 'stpo' in [rule 'r'], did you mean 'stop'?");
   EXPECT_EQ(ErrorOf("[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\nport = 70000\n"),
             "rules.toml:5:8: destination 'a'.port must be between 1 and 65535, got 70000");
-  EXPECT_EQ(ErrorOf("[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\nretry = { max_age = \"7 days\" }\n"),
-            "rules.toml:5:21: destination 'a'.retry.max_age must be a duration such as \"10s\", \"30m\", \"12h\" or "
-            "\"7d\", got '7 days'");
-  EXPECT_EQ(ErrorOf("[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\ntransfer_syntaxes = [\"JPEGLSLosless\"]\n"),
-            "rules.toml:5:22: unknown transfer syntax 'JPEGLSLosless', did you mean 'JPEGLSLossless'?");
+  EXPECT_EQ(
+      ErrorOf("[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\nretry = { max_age = \"7 days\" }\n"),
+      "rules.toml:5:21: destination 'a'.retry.max_age must be a duration such as \"10s\", \"30m\", \"12h\" or "
+      "\"7d\", got '7 days'");
+  EXPECT_EQ(
+      ErrorOf(
+          "[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\ntransfer_syntaxes = [\"JPEGLSLosless\"]\n"),
+      "rules.toml:5:22: unknown transfer syntax 'JPEGLSLosless', did you mean 'JPEGLSLossless'?");
   EXPECT_EQ(ErrorOf("[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\nbandwidth_limit = \"fast\"\n"),
             "rules.toml:5:19: bandwidth_limit must be a rate such as \"2MB/s\" or \"500KiB/s\", got 'fast'");
   EXPECT_EQ(ErrorOf("[[destnation]]\nname = \"a\"\n"),
@@ -106,10 +109,11 @@ TEST(RoutingValidationTest, UnreachableRuleAfterCatchAll) {
             "rules.toml:9:1: unreachable rule after catch-all 'nothing' at rules.toml:5:1");
   // A catch-all without stop is fine, and so is a conditional stop.
   Result<std::shared_ptr<const RuleSet>> ok =
-      RuleSet::Parse(std::string(kDest) + "[[rule]]\nname = \"a\"\nforward = [\"archive\"]\n"
-                                          "[[rule]]\nname = \"b\"\nforward = [\"archive\"]\nstop = true\n"
-                                          "[rule.match]\nModality = \"CT\"\n"
-                                          "[[rule]]\nname = \"c\"\nforward = [\"archive\"]\n",
+      RuleSet::Parse(std::string(kDest) +
+                         "[[rule]]\nname = \"a\"\nforward = [\"archive\"]\n"
+                         "[[rule]]\nname = \"b\"\nforward = [\"archive\"]\nstop = true\n"
+                         "[rule.match]\nModality = \"CT\"\n"
+                         "[[rule]]\nname = \"c\"\nforward = [\"archive\"]\n",
                      "rules.toml");
   EXPECT_TRUE(ok.ok()) << ok.status().ToString();
 }
@@ -118,10 +122,12 @@ TEST(RoutingValidationTest, BadCidrAndBadTimeRange) {
   EXPECT_EQ(ErrorOf(Rule("peer = \"10.0.0.1/33\"\n")),
             "rules.toml:9:8: bad CIDR '10.0.0.1/33': expected an IPv4/IPv6 address or network such as "
             "\"10.1.0.0/16\" (host bits zero)");
-  EXPECT_THAT(ErrorOf(Rule("peer = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n")), HasSubstr("rules.toml:9:23: bad CIDR '10.1.2.3/8'"));
+  EXPECT_THAT(ErrorOf(Rule("peer = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n")),
+              HasSubstr("rules.toml:9:23: bad CIDR '10.1.2.3/8'"));
   EXPECT_THAT(ErrorOf(Rule("peer = \"ct-scanner\"\n")), HasSubstr("rules.toml:9:8: bad CIDR 'ct-scanner'"));
-  EXPECT_EQ(ErrorOf(Rule("time = { hours = \"18:00-25:00\" }\n")),
-            "rules.toml:9:18: bad time range: time.hours must be \"HH:MM-HH:MM\" such as \"18:00-07:00\" (24-hour clock)");
+  EXPECT_EQ(
+      ErrorOf(Rule("time = { hours = \"18:00-25:00\" }\n")),
+      "rules.toml:9:18: bad time range: time.hours must be \"HH:MM-HH:MM\" such as \"18:00-07:00\" (24-hour clock)");
   EXPECT_THAT(ErrorOf(Rule("time = { hours = \"07:00-07:00\" }\n")),
               HasSubstr("rules.toml:9:18: bad time range '07:00-07:00': start equals end"));
   EXPECT_EQ(ErrorOf(Rule("time = { days = [\"sat\", \"sunday\"] }\n")),
@@ -141,7 +147,8 @@ TEST(RoutingValidationTest, MissingRequiredKeys) {
 TEST(RoutingValidationTest, EveryErrorIsReportedInFileOrder) {
   EXPECT_EQ(ErrorOf(Rule("Modalty = \"CT\"\npeer = \"x\"\n") + "[[rule]]\nname = \"r\"\nforward = [\"nas\"]\n"),
             "rules.toml:9:1: unknown DICOM keyword 'Modalty', did you mean 'Modality'?\n"
-            "rules.toml:10:8: bad CIDR 'x': expected an IPv4/IPv6 address or network such as \"10.1.0.0/16\" (host bits zero)\n"
+            "rules.toml:10:8: bad CIDR 'x': expected an IPv4/IPv6 address or network such as \"10.1.0.0/16\" (host "
+            "bits zero)\n"
             "rules.toml:12:8: duplicate rule 'r' (first defined at rules.toml:5:1)\n"
             "rules.toml:13:12: unknown destination 'nas' (known: archive)");
 }
@@ -157,11 +164,13 @@ TEST(RoutingValidationTest, BadEdits) {
 }
 
 TEST(RoutingValidationTest, MalformedToml) {
-  EXPECT_EQ(ErrorOf("[[rule]\nname = 1\n"), "rules.toml:1:8: Error while parsing table header: expected ']', saw '\\n'");
+  EXPECT_EQ(ErrorOf("[[rule]\nname = 1\n"),
+            "rules.toml:1:8: Error while parsing table header: expected ']', saw '\\n'");
   EXPECT_THAT(ErrorOf("[[rule]]\nname = \"a\nforward = []\n"), HasSubstr("rules.toml:2:"));
   EXPECT_THAT(ErrorOf("x = \"\xff\xfe\"\n"), HasSubstr("rules.toml:1:"));
   // Truncating a valid file anywhere gives a clean error or a valid set.
-  const std::string full = Rule("Modality = [\"CT\", \"MR\"]\nany = [{ calling_ae = \"A\" }, { not = { peer = \"10.0.0.0/8\" } }]\n");
+  const std::string full =
+      Rule("Modality = [\"CT\", \"MR\"]\nany = [{ calling_ae = \"A\" }, { not = { peer = \"10.0.0.0/8\" } }]\n");
   for (size_t n = 0; n < full.size(); ++n) {
     Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(full.substr(0, n), "rules.toml");
     if (!r.ok()) {

@@ -51,8 +51,8 @@ TEST(TagEditTest, EncodeIsOneLineAndRoundTrips) {
 }
 
 TEST(TagEditTest, DecodeRefusesDamagedText) {
-  for (const char* bad : {"v2;set|00080080|X|Y|00000000", "v1;", "v1;set|0008008|X|Y|00000000",
-                          "v1;set|00080080|X|Y", "v1;set|00080080|X|Y|00000000|", "v1;move|00080080|X|Y|00000000",
+  for (const char* bad : {"v2;set|00080080|X|Y|00000000", "v1;", "v1;set|0008008|X|Y|00000000", "v1;set|00080080|X|Y",
+                          "v1;set|00080080|X|Y|00000000|", "v1;move|00080080|X|Y|00000000",
                           "v1;set|00080080|X|%G1|00000000", "v1;set|00080080|X|%4|00000000", "garbage"}) {
     Result<std::vector<TagEdit>> r = DecodeEdits(bad);
     EXPECT_FALSE(r.ok()) << bad;
@@ -61,8 +61,8 @@ TEST(TagEditTest, DecodeRefusesDamagedText) {
     }
   }
   // Every truncation of a valid line decodes cleanly or is refused.
-  std::string text = EncodeEdits({Edit(TagEdit::Op::kSet, "A", 0x00080080, "x%;|y"),
-                                  Edit(TagEdit::Op::kRemove, "B", 0x00091010)});
+  std::string text =
+      EncodeEdits({Edit(TagEdit::Op::kSet, "A", 0x00080080, "x%;|y"), Edit(TagEdit::Op::kRemove, "B", 0x00091010)});
   for (size_t n = 0; n < text.size(); ++n) (void)DecodeEdits(text.substr(0, n));
 }
 
@@ -78,7 +78,7 @@ TEST(TagEditTest, ApplySetRemoveCopyPrefix) {
       Edit(TagEdit::Op::kCopy, "OtherPatientIDs", 0x00101000, "", 0x00100020),
       Edit(TagEdit::Op::kPrefix, "AccessionNumber", 0x00080050, "EXT-"),
       Edit(TagEdit::Op::kPrefix, "StudyID", 0x00200010, "S-"),  // absent: no-op
-      Edit(TagEdit::Op::kRemove, "(0011,1010)", 0x00111010),   // absent: no-op
+      Edit(TagEdit::Op::kRemove, "(0011,1010)", 0x00111010),    // absent: no-op
       Edit(TagEdit::Op::kSet, "(0013,1010)", 0x00131010, "private"),
   };
   ASSERT_TRUE(ApplyEdits(edits, &ds).ok());

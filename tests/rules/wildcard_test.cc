@@ -54,20 +54,23 @@ TEST(WildcardTest, CharactersSpanLinesAndAreCaseSensitive) {
 }
 
 TEST(WildcardTest, QuestionMarkIsOneUtf8Character) {
-  EXPECT_TRUE(Like("M?LLER", "M\xC3\x9CLLER"));             // MÜLLER, Ü is two bytes
+  EXPECT_TRUE(Like("M?LLER", "M\xC3\x9CLLER"));  // MÜLLER, Ü is two bytes
   EXPECT_FALSE(Like("M??LLER", "M\xC3\x9CLLER"));
-  EXPECT_TRUE(Like("?", "\xE6\x9D\x8E"));                   // 李, three bytes
-  EXPECT_TRUE(Like("?", "\xF0\x9F\x98\x80"));               // U+1F600, four bytes
-  EXPECT_TRUE(Like("\xC3\x9C*", "\xC3\x9C" "BER"));         // literal non-ASCII
-  EXPECT_FALSE(Like("\xC3\x9C*", "U" "BER"));
+  EXPECT_TRUE(Like("?", "\xE6\x9D\x8E"));      // 李, three bytes
+  EXPECT_TRUE(Like("?", "\xF0\x9F\x98\x80"));  // U+1F600, four bytes
+  EXPECT_TRUE(Like("\xC3\x9C*",
+                   "\xC3\x9C"
+                   "BER"));  // literal non-ASCII
+  EXPECT_FALSE(Like("\xC3\x9C*",
+                    "U"
+                    "BER"));
 }
 
 TEST(WildcardTest, ValueThatIsNotUtf8IsMatchedByteByByte) {
   // Raw Latin-1 (0xDC is Ü), a lone 0xFF, a truncated sequence, an
   // overlong NUL, an encoded surrogate: '*' still matches, '?' is one byte.
-  for (std::string_view v : {std::string_view("M\xDCLLER"), std::string_view("\xFF"),
-                             std::string_view("ab\xC3"), std::string_view("\xC0\x80"),
-                             std::string_view("\xED\xA0\x80")}) {
+  for (std::string_view v : {std::string_view("M\xDCLLER"), std::string_view("\xFF"), std::string_view("ab\xC3"),
+                             std::string_view("\xC0\x80"), std::string_view("\xED\xA0\x80")}) {
     SCOPED_TRACE(testing::PrintToString(std::string(v)));
     EXPECT_TRUE(Like("*", v));
     EXPECT_TRUE(Like(std::string(v.size(), '?'), v));

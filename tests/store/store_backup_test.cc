@@ -50,7 +50,9 @@ QueueUpdate Update(Kind kind, const std::string& dest, uint64_t id) {
   return u;
 }
 
-Status Apply(Store& store, std::vector<QueueUpdate> updates) { return testing::ApplyUpdates(store, std::move(updates)); }
+Status Apply(Store& store, std::vector<QueueUpdate> updates) {
+  return testing::ApplyUpdates(store, std::move(updates));
+}
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -66,10 +68,11 @@ std::string Dump(const Store& st) {
   std::string out;
   char buf[256];
   EXPECT_TRUE(st.List([&](const ObjectMeta& m) {
-                  std::snprintf(buf, sizeof(buf), "object %" PRIu64 " %s raw=%" PRIu64 " stored=%" PRIu64
-                                                  " chunks=%u sum=%016" PRIx64 " routes=%zu\n",
-                                m.id, m.sop_instance_uid.c_str(), m.raw_size, m.stored_size, m.chunk_count,
-                                m.checksum, m.routes.size());
+                  std::snprintf(buf, sizeof(buf),
+                                "object %" PRIu64 " %s raw=%" PRIu64 " stored=%" PRIu64 " chunks=%u sum=%016" PRIx64
+                                " routes=%zu\n",
+                                m.id, m.sop_instance_uid.c_str(), m.raw_size, m.stored_size, m.chunk_count, m.checksum,
+                                m.routes.size());
                   out += buf;
                   std::vector<uint8_t> bytes;
                   Status s = ReadAll(st, m.id, &bytes);
@@ -88,8 +91,8 @@ std::string Dump(const Store& st) {
   auto row = [&](const char* kind, const QueueRow& r) {
     out += std::string(kind) + " " + r.destination + " " + std::to_string(r.priority) + " " +
            std::to_string(r.object_id) + " " + std::to_string(r.attempts) + " " +
-           std::to_string(r.next_attempt_unix_ms) + " " + r.rule + " " + r.edits + " " +
-           std::to_string(r.last_status) + " " + r.last_error + " " + std::to_string(r.dead_unix_ms) + "\n";
+           std::to_string(r.next_attempt_unix_ms) + " " + r.rule + " " + r.edits + " " + std::to_string(r.last_status) +
+           " " + r.last_error + " " + std::to_string(r.dead_unix_ms) + "\n";
     return true;
   };
   EXPECT_TRUE(st.ListQueue([&](const QueueRow& r) { return row("queue", r); }).ok());
@@ -120,10 +123,10 @@ class BackupTest : public ::testing::Test {
       ASSERT_TRUE(r.status.ok()) << r.status.ToString();
       ids_.push_back(r.meta.id);
     }
-    ASSERT_TRUE(Apply(*store_, {Update(Kind::kDeadLetter, "telerad", ids_[1]),
-                                Update(Kind::kRetryLater, "archive", ids_[2]),
-                                Update(Kind::kRetryLater, "telerad", ids_[5])})
-                    .ok());
+    ASSERT_TRUE(
+        Apply(*store_, {Update(Kind::kDeadLetter, "telerad", ids_[1]), Update(Kind::kRetryLater, "archive", ids_[2]),
+                        Update(Kind::kRetryLater, "telerad", ids_[5])})
+            .ok());
   }
 
   TempDir tmp_;
@@ -226,18 +229,20 @@ TEST_F(BackupTest, HotBackupWhileObjectsKeepArrivingIsConsistent) {
     auto st = OpenReadOnly(target);
     ASSERT_TRUE(st.ok());
     uint64_t count = 0, raw = 0;
-    ASSERT_TRUE((*st)->List([&](const ObjectMeta& m) {
-                       std::vector<uint8_t> bytes;
-                       Status r = ReadAll(**st, m.id, &bytes);  // verifies the checksum
-                       EXPECT_TRUE(r.ok()) << m.sop_instance_uid << ": " << r.ToString();
-                       EXPECT_EQ(bytes.size(), m.raw_size);
-                       // Every listed object is also the one its UID maps to.
-                       auto f = (*st)->Find(m.sop_instance_uid);
-                       EXPECT_TRUE(f.ok() && f->id == m.id);
-                       ++count;
-                       raw += m.raw_size;
-                       return true;
-                     }).ok());
+    ASSERT_TRUE((*st)
+                    ->List([&](const ObjectMeta& m) {
+                      std::vector<uint8_t> bytes;
+                      Status r = ReadAll(**st, m.id, &bytes);  // verifies the checksum
+                      EXPECT_TRUE(r.ok()) << m.sop_instance_uid << ": " << r.ToString();
+                      EXPECT_EQ(bytes.size(), m.raw_size);
+                      // Every listed object is also the one its UID maps to.
+                      auto f = (*st)->Find(m.sop_instance_uid);
+                      EXPECT_TRUE(f.ok() && f->id == m.id);
+                      ++count;
+                      raw += m.raw_size;
+                      return true;
+                    })
+                    .ok());
     EXPECT_EQ(count, info->objects);
     EXPECT_EQ(raw, info->raw_bytes);  // the totals are those of the same transaction
     EXPECT_EQ((*st)->GetStats().raw_bytes, raw);
@@ -313,7 +318,9 @@ TEST_F(BackupTest, MissingOrCorruptManifestIsAClearError) {
     Status::Code code;
     const char* says;
   } const cases[] = {
-      {"\x7f" "ELF garbage", Status::Code::kCorruption, "does not parse"},
+      {"\x7f"
+       "ELF garbage",
+       Status::Code::kCorruption, "does not parse"},
       {"{\"relais_backup\": 1}", Status::Code::kCorruption, "no \"format_version\""},
       {std::string(manifest).replace(manifest.find("\"objects\": "), 11, "\"objects\": 99999999999999999999999"),
        Status::Code::kCorruption, "objects"},
@@ -344,8 +351,8 @@ TEST_F(BackupTest, DamagedDataFileIsRefusedNeverCrashes) {
   ASSERT_TRUE(DecodeBackupManifest(manifest, &good).ok());
   ASSERT_GT(data.size(), 3 * 4096u);
 
-  std::vector<size_t> cuts = {0, 1, 100, 4095, 4096, 8191, 8192, 8193, data.size() / 2, data.size() - 4096,
-                              data.size() - 1};
+  std::vector<size_t> cuts = {
+      0, 1, 100, 4095, 4096, 8191, 8192, 8193, data.size() / 2, data.size() - 4096, data.size() - 1};
   for (size_t cut : cuts) {
     SCOPED_TRACE("truncated to " + std::to_string(cut));
     WriteText(tmp_.Sub("b/data.mdb"), data.substr(0, cut));

@@ -138,8 +138,14 @@ TEST(DuplicateUidTest, SameUidTwiceInOneBatch) {
   auto w2 = store->NewObject();
   w1->Append(RandomBytes(100, 1));
   w2->Append(RandomBytes(200, 2));
-  w1->Finish(MakeMeta("7.7"), [&](Status s, const ObjectMeta&) { EXPECT_TRUE(s.ok()); p1.set_value(); });
-  w2->Finish(MakeMeta("7.7"), [&](Status s, const ObjectMeta&) { EXPECT_TRUE(s.ok()); p2.set_value(); });
+  w1->Finish(MakeMeta("7.7"), [&](Status s, const ObjectMeta&) {
+    EXPECT_TRUE(s.ok());
+    p1.set_value();
+  });
+  w2->Finish(MakeMeta("7.7"), [&](Status s, const ObjectMeta&) {
+    EXPECT_TRUE(s.ok());
+    p2.set_value();
+  });
   p1.get_future().wait();
   p2.get_future().wait();
   auto found = store->Find("7.7");
@@ -153,7 +159,7 @@ TEST(AbortTest, AbortedObjectLeavesNothing) {
   {
     auto store = OpenOrDie(TestOptions(dir.path()));
     auto w = store->NewObject();
-    w->Append(RandomBytes(500000, 1));  // chunks reach the writer
+    w->Append(RandomBytes(500000, 1));                             // chunks reach the writer
     while (w->UncommittedBytes() != 0) std::this_thread::yield();  // they are durable as pending
     w->Append(RandomBytes(1000, 2));
     w->Abort();

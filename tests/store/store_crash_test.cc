@@ -10,12 +10,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <map>
-#include <sstream>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "store/lmdb_env.h"
 #include "store/store.h"
@@ -139,7 +139,8 @@ void ExpectIntact(const Store& store, const std::string& uid) {
 void ExpectVerifiesClean(const Store& store) {
   Result<VerifyReport> r = store.Verify(nullptr);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  for (const VerifyProblem& p : r->problems) ADD_FAILURE() << p.object_id << " " << p.sop_instance_uid << ": " << p.what;
+  for (const VerifyProblem& p : r->problems)
+    ADD_FAILURE() << p.object_id << " " << p.sop_instance_uid << ": " << p.what;
   EXPECT_EQ(r->pending_objects, 0u);
 }
 
@@ -308,8 +309,7 @@ bool IsStage(const Observed& o, int stage) {
            r.last_error == error && r.rule == "ra";
   };
   switch (stage) {
-    case 0:
-      return o.dead_a.empty() && o.live_a.size() == 1 && row_is(o.live_a[0], 0, 0, 0, "");
+    case 0: return o.dead_a.empty() && o.live_a.size() == 1 && row_is(o.live_a[0], 0, 0, 0, "");
     case 1:
     case 2:
       return o.dead_a.empty() && o.live_a.size() == 1 &&
@@ -317,8 +317,7 @@ bool IsStage(const Observed& o, int stage) {
     case 3:
       return o.live_a.empty() && o.dead_a.size() == 1 && row_is(o.dead_a[0], 3, 1002, 0x0122, "dead 3") &&
              o.dead_a[0].dead_unix_ms > 0;
-    case 4:
-      return o.dead_a.empty() && o.live_a.size() == 1 && row_is(o.live_a[0], 3, 0, 0x0122, "dead 3");
+    case 4: return o.dead_a.empty() && o.live_a.size() == 1 && row_is(o.live_a[0], 3, 0, 0x0122, "dead 3");
   }
   return false;
 }
@@ -405,12 +404,14 @@ TEST(CrashTest, KillNineDuringQueueUpdatesLeavesEveryRowOldOrNew) {
     }
     // Counters agree with the objects after every kill.
     uint64_t raw = 0, stored = 0, count = 0;
-    ASSERT_TRUE(store.List([&](const ObjectMeta& m) {
-                       raw += m.raw_size;
-                       stored += m.stored_size;
-                       ++count;
-                       return true;
-                     }).ok());
+    ASSERT_TRUE(store
+                    .List([&](const ObjectMeta& m) {
+                      raw += m.raw_size;
+                      stored += m.stored_size;
+                      ++count;
+                      return true;
+                    })
+                    .ok());
     Store::Stats st = store.GetStats();
     EXPECT_EQ(st.raw_bytes, raw);
     EXPECT_EQ(st.stored_bytes, stored);

@@ -36,7 +36,9 @@ QueueUpdate Update(Kind kind, const std::string& dest, uint64_t id) {
   return u;
 }
 
-Status Apply(Store& store, std::vector<QueueUpdate> updates) { return testing::ApplyUpdates(store, std::move(updates)); }
+Status Apply(Store& store, std::vector<QueueUpdate> updates) {
+  return testing::ApplyUpdates(store, std::move(updates));
+}
 
 Status Apply(Store& store, QueueUpdate u) { return Apply(store, std::vector<QueueUpdate>{std::move(u)}); }
 
@@ -60,31 +62,38 @@ std::vector<QueueRow> Live(const Store& store, const std::string& dest = "") {
 
 std::vector<QueueRow> Dead(const Store& store) {
   std::vector<QueueRow> rows;
-  EXPECT_TRUE(store.ListDead([&](const QueueRow& r) {
-                     rows.push_back(r);
-                     return true;
-                   }).ok());
+  EXPECT_TRUE(store
+                  .ListDead([&](const QueueRow& r) {
+                    rows.push_back(r);
+                    return true;
+                  })
+                  .ok());
   return rows;
 }
 
 std::vector<Attempt> Attempts(const Store& store, uint64_t id) {
   std::vector<Attempt> out;
-  EXPECT_TRUE(store.ListAttempts(id, [&](const Attempt& a) {
-                     out.push_back(a);
-                     return true;
-                   }).ok());
+  EXPECT_TRUE(store
+                  .ListAttempts(id,
+                                [&](const Attempt& a) {
+                                  out.push_back(a);
+                                  return true;
+                                })
+                  .ok());
   return out;
 }
 
 // The meta counters equal the sum over the objects, and the object count.
 void ExpectTotalsConsistent(const Store& store) {
   uint64_t raw = 0, stored = 0, n = 0;
-  ASSERT_TRUE(store.List([&](const ObjectMeta& m) {
-                     raw += m.raw_size;
-                     stored += m.stored_size;
-                     ++n;
-                     return true;
-                   }).ok());
+  ASSERT_TRUE(store
+                  .List([&](const ObjectMeta& m) {
+                    raw += m.raw_size;
+                    stored += m.stored_size;
+                    ++n;
+                    return true;
+                  })
+                  .ok());
   Store::Stats st = store.GetStats();
   EXPECT_EQ(st.raw_bytes, raw);
   EXPECT_EQ(st.stored_bytes, stored);
@@ -377,9 +386,9 @@ TEST(DeliveryTest, RetainedObjectsGoAtSweepAfterTheRetention) {
   uint64_t id = f.Put("1.2.9.9");
   QueueUpdate a = Update(Kind::kDelivered, "archive", id);
   a.log_attempt = true;
-  int64_t before = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  int64_t before =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   ASSERT_TRUE(Apply(*f.store, {a, Update(Kind::kDelivered, "telerad", id)}).ok());
   ASSERT_TRUE(f.store->Get(id).ok()) << "retained for re-sends";
   EXPECT_EQ(Attempts(*f.store, id).size(), 1u);
@@ -447,9 +456,9 @@ TEST(DeliveryTest, ReplacedObjectTakesItsDeadRowsAttemptsAndDoneRowWithIt) {
   ASSERT_TRUE(Apply(*f.store, {d, Update(Kind::kDelivered, "archive", old_id)}).ok());
   // A second object delivered completely: it has a done row.
   uint64_t done_id = f.Put("1.2.9.13");
-  ASSERT_TRUE(Apply(*f.store, {Update(Kind::kDelivered, "archive", done_id),
-                               Update(Kind::kDelivered, "telerad", done_id)})
-                  .ok());
+  ASSERT_TRUE(
+      Apply(*f.store, {Update(Kind::kDelivered, "archive", done_id), Update(Kind::kDelivered, "telerad", done_id)})
+          .ok());
 
   uint64_t new_id = f.Put("1.2.9.12", 1000);
   uint64_t new_done = f.Put("1.2.9.13", 1000);
@@ -458,8 +467,8 @@ TEST(DeliveryTest, ReplacedObjectTakesItsDeadRowsAttemptsAndDoneRowWithIt) {
   EXPECT_TRUE(f.store->Get(old_id).status().IsNotFound());
   EXPECT_TRUE(f.store->Get(done_id).status().IsNotFound());
   // Updates for the replaced object's rows are skipped.
-  ASSERT_TRUE(Apply(*f.store, {Update(Kind::kRequeue, "telerad", old_id), Update(Kind::kPurge, "archive", old_id)})
-                  .ok());
+  ASSERT_TRUE(
+      Apply(*f.store, {Update(Kind::kRequeue, "telerad", old_id), Update(Kind::kPurge, "archive", old_id)}).ok());
   std::vector<QueueRow> rows = Live(*f.store);
   ASSERT_EQ(rows.size(), 4u);
   for (const QueueRow& r : rows) EXPECT_TRUE(r.object_id == new_id || r.object_id == new_done);
@@ -683,7 +692,7 @@ TEST(DeliveryCodecTest, QueueRecordGoldenBytes) {
       0x01, 0x00, 0x00, 0x00, 'r',                     // rule "r"
       0x00, 0x00, 0x00, 0x00,                          // edits ""
       0x00, 0xA7,                                      // last_status 0xA700 (Out of Resources)
-      0x02, 0x00, 0x00, 0x00, 'n', 'o',                // last_error "no"
+      0x02, 0x00, 0x00, 0x00, 'n',  'o',               // last_error "no"
   };
   EXPECT_EQ(EncodeQueueValue(row), expected);
   row.dead_unix_ms = 5;
@@ -736,13 +745,13 @@ TEST(DeliveryCodecTest, AttemptRecordGoldenBytesAndTruncation) {
   a.status = 0xA702;
   a.error = "";
   std::vector<uint8_t> expected = {
-      0x01,                                            // attempt record version 1
-      0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // unix_ms 16
-      0x02, 0xA7,                                      // status 0xA702
-      0x01, 0x00, 0x00, 0x00, 'A',                     // destination "A"
-      0x02, 0x00, 0x00, 0x00, 'S', '1',                // association "S1"
-      0x05, 0x00, 0x00, 0x00, 'r', 'e', 't', 'r', 'y', // result "retry"
-      0x00, 0x00, 0x00, 0x00,                          // error ""
+      0x01,                                                 // attempt record version 1
+      0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,       // unix_ms 16
+      0x02, 0xA7,                                           // status 0xA702
+      0x01, 0x00, 0x00, 0x00, 'A',                          // destination "A"
+      0x02, 0x00, 0x00, 0x00, 'S',  '1',                    // association "S1"
+      0x05, 0x00, 0x00, 0x00, 'r',  'e',  't',  'r',  'y',  // result "retry"
+      0x00, 0x00, 0x00, 0x00,                               // error ""
   };
   std::vector<uint8_t> v = EncodeAttempt(a);
   EXPECT_EQ(v, expected);

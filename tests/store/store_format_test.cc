@@ -29,8 +29,8 @@ void SetFormatVersion(const std::string& path, uint32_t version) {
   ASSERT_TRUE(txn.Begin(env, true).ok());
   uint8_t b[4];
   PutLe32(b, version);
-  ASSERT_TRUE(txn.Put(env.dbis().meta, ToVal(std::string_view(kMetaFormatVersion)),
-                      ToVal(std::span<const uint8_t>(b))).ok());
+  ASSERT_TRUE(
+      txn.Put(env.dbis().meta, ToVal(std::string_view(kMetaFormatVersion)), ToVal(std::span<const uint8_t>(b))).ok());
   ASSERT_TRUE(txn.Commit().ok());
 }
 
@@ -108,22 +108,22 @@ TEST(MetaCodecTest, GoldenBytes) {
   std::vector<uint8_t> b = EncodeMeta(m);
   std::vector<uint8_t> golden = {
       0x01,                                            // record version 1
-      0x02, 0x01, 0, 0, 0, 0, 0, 0,                    // id 0x0102, u64 LE
-      0x03, 0, 0, 0, 0, 0, 0, 0,                       // raw_size 3
-      0x04, 0, 0, 0, 0, 0, 0, 0,                       // stored_size 4
-      0x01, 0, 0, 0,                                   // chunk_count 1, u32 LE
+      0x02, 0x01, 0,    0,    0,    0,    0,    0,     // id 0x0102, u64 LE
+      0x03, 0,    0,    0,    0,    0,    0,    0,     // raw_size 3
+      0x04, 0,    0,    0,    0,    0,    0,    0,     // stored_size 4
+      0x01, 0,    0,    0,                             // chunk_count 1, u32 LE
       0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,  // received_unix_ms -1, i64 LE
-      0xBB, 0xAA, 0, 0, 0, 0, 0, 0,                    // checksum 0xAABB
-      0, 0, 0, 0,                                      // sop_class_uid ""
-      3, 0, 0, 0, '1', '.', '2',                       // sop_instance_uid "1.2"
-      0, 0, 0, 0,                                      // study_instance_uid
-      0, 0, 0, 0,                                      // series_instance_uid
-      0, 0, 0, 0,                                      // patient_id
-      2, 0, 0, 0, 'C', 'T',                            // modality "CT"
-      0, 0, 0, 0,                                      // transfer_syntax_uid
-      0, 0, 0, 0,                                      // calling_ae
-      0, 0, 0, 0,                                      // called_ae
-      0, 0, 0, 0,                                      // peer_address
+      0xBB, 0xAA, 0,    0,    0,    0,    0,    0,     // checksum 0xAABB
+      0,    0,    0,    0,                             // sop_class_uid ""
+      3,    0,    0,    0,    '1',  '.',  '2',         // sop_instance_uid "1.2"
+      0,    0,    0,    0,                             // study_instance_uid
+      0,    0,    0,    0,                             // series_instance_uid
+      0,    0,    0,    0,                             // patient_id
+      2,    0,    0,    0,    'C',  'T',               // modality "CT"
+      0,    0,    0,    0,                             // transfer_syntax_uid
+      0,    0,    0,    0,                             // calling_ae
+      0,    0,    0,    0,                             // called_ae
+      0,    0,    0,    0,                             // peer_address
   };
   EXPECT_EQ(b, golden);
   ObjectMeta back;
@@ -189,8 +189,7 @@ TEST(ChunkCodecTest, BadValuesAreCorruption) {
   std::vector<uint8_t> out;
   // Truncated at every offset (sampled), never a crash.
   for (size_t n = 0; n < enc.size(); n += (n < 64 ? 1 : 97)) {
-    EXPECT_EQ(DecodeChunk(std::span<const uint8_t>(enc.data(), n), 50000, &out).code(), Status::Code::kCorruption)
-        << n;
+    EXPECT_EQ(DecodeChunk(std::span<const uint8_t>(enc.data(), n), 50000, &out).code(), Status::Code::kCorruption) << n;
   }
   // A frame declaring more than the bound is refused before allocating.
   EXPECT_EQ(DecodeChunk(enc, 1000, &out).code(), Status::Code::kCorruption);

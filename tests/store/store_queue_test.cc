@@ -20,17 +20,18 @@ ObjectMeta RoutedMeta(const std::string& uid) {
   ObjectMeta m = MakeMeta(uid);
   m.routing = "routed";
   m.matched_rules = {"stat-to-telerad", "all-to-archive"};
-  m.routes = {Route{"telerad", 10, "stat-to-telerad", "remove (0009,1010)"},
-              Route{"archive", 0, "all-to-archive", ""}};
+  m.routes = {Route{"telerad", 10, "stat-to-telerad", "remove (0009,1010)"}, Route{"archive", 0, "all-to-archive", ""}};
   return m;
 }
 
 std::vector<QueueRow> AllRows(const Store& store) {
   std::vector<QueueRow> rows;
-  EXPECT_TRUE(store.ListQueue([&](const QueueRow& r) {
-                     rows.push_back(r);
-                     return true;
-                   }).ok());
+  EXPECT_TRUE(store
+                  .ListQueue([&](const QueueRow& r) {
+                    rows.push_back(r);
+                    return true;
+                  })
+                  .ok());
   return rows;
 }
 

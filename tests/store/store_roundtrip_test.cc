@@ -69,9 +69,7 @@ TEST_F(RoundTripTest, OneByteUnderTwoChunks) { ExpectRoundTrip(RandomBytes((128 
 
 TEST_F(RoundTripTest, AppendedOneByteAtATime) { ExpectRoundTrip(RandomBytes(70000, 5), "1.2.3.6", 1); }
 
-TEST_F(RoundTripTest, AppendedInPiecesLargerThanAChunk) {
-  ExpectRoundTrip(RandomBytes(300000, 6), "1.2.3.7", 200000);
-}
+TEST_F(RoundTripTest, AppendedInPiecesLargerThanAChunk) { ExpectRoundTrip(RandomBytes(300000, 6), "1.2.3.7", 200000); }
 
 TEST_F(RoundTripTest, MultiChunkRandomAndCompressible) {
   std::vector<uint8_t> data = RandomBytes(5 << 20, 7);
@@ -103,12 +101,15 @@ TEST_F(RoundTripTest, UncompressedLevelStoresRaw) {
 }
 
 TEST_F(RoundTripTest, ListIsInIdOrderAndStopsEarly) {
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(PutObject(*store_, MakeMeta("1.9." + std::to_string(i)), RandomBytes(10, i)).status.ok());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(PutObject(*store_, MakeMeta("1.9." + std::to_string(i)), RandomBytes(10, i)).status.ok());
   std::vector<uint64_t> ids;
-  ASSERT_TRUE(store_->List([&](const ObjectMeta& m) {
-    ids.push_back(m.id);
-    return true;
-  }).ok());
+  ASSERT_TRUE(store_
+                  ->List([&](const ObjectMeta& m) {
+                    ids.push_back(m.id);
+                    return true;
+                  })
+                  .ok());
   ASSERT_EQ(ids.size(), 5u);
   EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
   int seen = 0;

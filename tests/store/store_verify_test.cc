@@ -84,8 +84,8 @@ struct Fixture {
 std::string Problems(const VerifyReport& r) {
   std::string s;
   for (const VerifyProblem& p : r.problems) {
-    s += std::to_string(p.object_id) + " " + p.sop_instance_uid + ": " + p.what + (p.unreadable ? " [unreadable]" : "") +
-         "\n";
+    s += std::to_string(p.object_id) + " " + p.sop_instance_uid + ": " + p.what +
+         (p.unreadable ? " [unreadable]" : "") + "\n";
   }
   return s;
 }
@@ -156,18 +156,18 @@ TEST(StoreVerifyTest, IndexesAndRowsThatDisagreeWithTheObjectsAreFound) {
     ASSERT_TRUE(txn.Del(env.dbis().uid, ToVal(std::string_view("1.2.826.1.4"))).ok());
     uint8_t ghost[8];
     PutBe64(ghost, 999);
-    ASSERT_TRUE(txn.Put(env.dbis().uid, ToVal(std::string_view("1.2.826.9.9")),
-                        ToVal(std::span<const uint8_t>(ghost, 8)))
-                    .ok());
+    ASSERT_TRUE(
+        txn.Put(env.dbis().uid, ToVal(std::string_view("1.2.826.9.9")), ToVal(std::span<const uint8_t>(ghost, 8)))
+            .ok());
     // A queue row for an object that does not exist, and one for a
     // destination the object was never routed to.
     std::vector<uint8_t> value = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     std::vector<uint8_t> k1 = EncodeQueueKey("archive", 0, 999);
     std::vector<uint8_t> k2 = EncodeQueueKey("elsewhere", 0, f.queued);
-    ASSERT_TRUE(txn.Put(env.dbis().queue, ToVal(std::span<const uint8_t>(k1)), ToVal(std::span<const uint8_t>(value)))
-                    .ok());
-    ASSERT_TRUE(txn.Put(env.dbis().queue, ToVal(std::span<const uint8_t>(k2)), ToVal(std::span<const uint8_t>(value)))
-                    .ok());
+    ASSERT_TRUE(
+        txn.Put(env.dbis().queue, ToVal(std::span<const uint8_t>(k1)), ToVal(std::span<const uint8_t>(value))).ok());
+    ASSERT_TRUE(
+        txn.Put(env.dbis().queue, ToVal(std::span<const uint8_t>(k2)), ToVal(std::span<const uint8_t>(value))).ok());
     // The queued object loses both its rows: routed, but nothing will send it.
     std::vector<uint8_t> a = EncodeQueueKey("archive", 0, f.queued);
     std::vector<uint8_t> t = EncodeQueueKey("telerad", 10, f.queued);
@@ -259,8 +259,8 @@ TEST(StoreRepairTest, UnreadableObjectIsQuarantinedWithItsReasonAndOrphansAreRem
     std::vector<uint8_t> value(21, 0);
     value[0] = 1;
     std::vector<uint8_t> k = EncodeQueueKey("archive", 0, 999);
-    ASSERT_TRUE(txn.Put(env.dbis().queue, ToVal(std::span<const uint8_t>(k)), ToVal(std::span<const uint8_t>(value)))
-                    .ok());
+    ASSERT_TRUE(
+        txn.Put(env.dbis().queue, ToVal(std::span<const uint8_t>(k)), ToVal(std::span<const uint8_t>(value))).ok());
   });
   auto store = OpenAdmin(f.dir.path());
   ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -274,10 +274,11 @@ TEST(StoreRepairTest, UnreadableObjectIsQuarantinedWithItsReasonAndOrphansAreRem
 
   // The quarantine list has it, with the reason; nothing will send it.
   std::vector<QuarantineEntry> q;
-  ASSERT_TRUE((*store)->ListQuarantine([&](const QuarantineEntry& e) {
-                        q.push_back(e);
-                        return true;
-                      })
+  ASSERT_TRUE((*store)
+                  ->ListQuarantine([&](const QuarantineEntry& e) {
+                    q.push_back(e);
+                    return true;
+                  })
                   .ok());
   ASSERT_EQ(q.size(), 1u);
   EXPECT_EQ(q[0].object_id, f.queued);
@@ -286,12 +287,13 @@ TEST(StoreRepairTest, UnreadableObjectIsQuarantinedWithItsReasonAndOrphansAreRem
   EXPECT_GT(q[0].quarantined_unix_ms, 0);
   EXPECT_TRUE((*store)->Find("1.2.826.1.1").status().IsNotFound());
   size_t rows = 0;
-  ASSERT_TRUE((*store)->ListQueue([&](const QueueRow& row) {
-                        EXPECT_NE(row.object_id, f.queued);
-                        EXPECT_NE(row.object_id, 999u);
-                        ++rows;
-                        return true;
-                      })
+  ASSERT_TRUE((*store)
+                  ->ListQueue([&](const QueueRow& row) {
+                    EXPECT_NE(row.object_id, f.queued);
+                    EXPECT_NE(row.object_id, 999u);
+                    ++rows;
+                    return true;
+                  })
                   .ok());
   EXPECT_EQ(rows, 1u);  // dead's archive row
   // The healthy objects still read back.
@@ -318,10 +320,11 @@ TEST(StoreRepairTest, RecordThatDoesNotDecodeIsQuarantinedAndItsRowsFollowInTheS
   EXPECT_EQ(r->rows_removed, 3u);
   EXPECT_TRUE((*store)->Find("1.2.826.1.1").status().IsNotFound());
   std::vector<QuarantineEntry> q;
-  ASSERT_TRUE((*store)->ListQuarantine([&](const QuarantineEntry& e) {
-                        q.push_back(e);
-                        return true;
-                      })
+  ASSERT_TRUE((*store)
+                  ->ListQuarantine([&](const QuarantineEntry& e) {
+                    q.push_back(e);
+                    return true;
+                  })
                   .ok());
   ASSERT_EQ(q.size(), 1u);
   EXPECT_EQ(q[0].object_id, f.queued);

@@ -84,10 +84,10 @@ int64_t NowNs() {
 // Link parameters, shared by both directions; changed by control commands.
 struct LinkParams {
   int64_t delay_ns = 0;
-  double loss = 0.0;           // probability in [0, 1]
-  uint64_t rate_bps = 0;       // bytes per second; 0 = unlimited
+  double loss = 0.0;                  // probability in [0, 1]
+  uint64_t rate_bps = 0;              // bytes per second; 0 = unlimited
   int64_t queue_ns = 100 * kNsPerMs;  // backlog limit when rate_bps > 0
-  uint64_t queue_bytes = 0;    // if non-zero, overrides queue_ns via the rate
+  uint64_t queue_bytes = 0;           // if non-zero, overrides queue_ns via the rate
   bool down = false;
 };
 
@@ -119,16 +119,26 @@ class Wire {
         Die("read tun");
       }
       if (n == 0) return;
-      if (p.down) { ++c_.down; continue; }
-      if (p.loss > 0 && rnd() < p.loss) { ++c_.loss; continue; }
-      if (full) { ++c_.overflow; continue; }
+      if (p.down) {
+        ++c_.down;
+        continue;
+      }
+      if (p.loss > 0 && rnd() < p.loss) {
+        ++c_.loss;
+        continue;
+      }
+      if (full) {
+        ++c_.overflow;
+        continue;
+      }
       int64_t depart = now;
       if (p.rate_bps > 0) {
         int64_t start = link_free_ > now ? link_free_ : now;
-        int64_t limit = p.queue_bytes > 0
-                            ? static_cast<int64_t>(p.queue_bytes * 1e9 / p.rate_bps)
-                            : p.queue_ns;
-        if (start - now > limit) { ++c_.queue; continue; }
+        int64_t limit = p.queue_bytes > 0 ? static_cast<int64_t>(p.queue_bytes * 1e9 / p.rate_bps) : p.queue_ns;
+        if (start - now > limit) {
+          ++c_.queue;
+          continue;
+        }
         depart = start + static_cast<int64_t>(n * 1e9 / p.rate_bps);
         link_free_ = depart;
       }
@@ -168,11 +178,9 @@ class Wire {
   std::string Stats() const {
     char line[512];
     std::snprintf(line, sizeof line,
-                  "%s: forwarded %" PRIu64 " packets %" PRIu64 " bytes; dropped loss %" PRIu64
-                  " queue %" PRIu64 " down %" PRIu64 " overflow %" PRIu64 " write_errors %" PRIu64
-                  "; in flight %zu",
-                  name_, c_.packets, c_.bytes, c_.loss, c_.queue, c_.down, c_.overflow,
-                  c_.write_errors, count_);
+                  "%s: forwarded %" PRIu64 " packets %" PRIu64 " bytes; dropped loss %" PRIu64 " queue %" PRIu64
+                  " down %" PRIu64 " overflow %" PRIu64 " write_errors %" PRIu64 "; in flight %zu",
+                  name_, c_.packets, c_.bytes, c_.loss, c_.queue, c_.down, c_.overflow, c_.write_errors, count_);
     return line;
   }
 
@@ -317,14 +325,17 @@ struct Options {
 class Emulator {
  public:
   Emulator(int tun_a, int tun_b, size_t slot, LinkParams p, uint64_t seed)
-      : params_(p), rng_(seed ? seed : 1), ab_("a->b", tun_a, tun_b, slot),
-        ba_("b->a", tun_b, tun_a, slot), tun_a_(tun_a), tun_b_(tun_b) {}
+      : params_(p),
+        rng_(seed ? seed : 1),
+        ab_("a->b", tun_a, tun_b, slot),
+        ba_("b->a", tun_b, tun_a, slot),
+        tun_a_(tun_a),
+        tun_b_(tun_b) {}
 
   std::string Stats() const {
     char head[256];
     std::snprintf(head, sizeof head, "link %s delay_ms %.3f loss %.4f rate %" PRIu64 " queue_ms %.1f",
-                  params_.down ? "down" : "up", params_.delay_ns / 1e6, params_.loss,
-                  params_.rate_bps, QueueMs());
+                  params_.down ? "down" : "up", params_.delay_ns / 1e6, params_.loss, params_.rate_bps, QueueMs());
     return std::string(head) + "\n" + ab_.Stats() + "\n" + ba_.Stats();
   }
 
@@ -338,8 +349,7 @@ class Emulator {
     return ((rng_ * 0x2545F4914F6CDD1DULL) >> 11) * (1.0 / 9007199254740992.0);
   }
   double QueueMs() const {
-    if (params_.queue_bytes > 0 && params_.rate_bps > 0)
-      return params_.queue_bytes * 1e3 / params_.rate_bps;
+    if (params_.queue_bytes > 0 && params_.rate_bps > 0) return params_.queue_bytes * 1e3 / params_.rate_bps;
     return params_.queue_ns / 1e6;
   }
   std::string Command(const std::string& line);
@@ -360,17 +370,36 @@ std::string Emulator::Command(const std::string& raw) {
   char* end = nullptr;
   double v = std::strtod(arg.c_str(), &end);
   bool num = !arg.empty() && end && *end == '\0' && v >= 0;
-  if (verb == "down") { params_.down = true; return "ok down"; }
-  if (verb == "up") { params_.down = false; return "ok up"; }
-  if (verb == "toggle") { params_.down = !params_.down; return params_.down ? "ok down" : "ok up"; }
+  if (verb == "down") {
+    params_.down = true;
+    return "ok down";
+  }
+  if (verb == "up") {
+    params_.down = false;
+    return "ok up";
+  }
+  if (verb == "toggle") {
+    params_.down = !params_.down;
+    return params_.down ? "ok down" : "ok up";
+  }
   if (verb == "stats") {
     std::string s = Stats();
-    for (char& ch : s) if (ch == '\n') ch = '|';
+    for (char& ch : s)
+      if (ch == '\n') ch = '|';
     return "ok " + s;
   }
-  if (verb == "loss" && num && v <= 1) { params_.loss = v; return "ok loss " + arg; }
-  if (verb == "delay" && num) { params_.delay_ns = static_cast<int64_t>(v * kNsPerMs); return "ok delay " + arg; }
-  if (verb == "rate" && num) { params_.rate_bps = static_cast<uint64_t>(v); return "ok rate " + arg; }
+  if (verb == "loss" && num && v <= 1) {
+    params_.loss = v;
+    return "ok loss " + arg;
+  }
+  if (verb == "delay" && num) {
+    params_.delay_ns = static_cast<int64_t>(v * kNsPerMs);
+    return "ok delay " + arg;
+  }
+  if (verb == "rate" && num) {
+    params_.rate_bps = static_cast<uint64_t>(v);
+    return "ok rate " + arg;
+  }
   if (verb == "queue-ms" && num) {
     params_.queue_ns = static_cast<int64_t>(v * kNsPerMs);
     params_.queue_bytes = 0;
@@ -455,7 +484,8 @@ int Emulator::Run(int ctl_fd) {
         ba_.ReadSome(params_, now, [this] { return Uniform(); });
       } else if (tag == static_cast<uint64_t>(tfd)) {
         uint64_t ticks;
-        if (read(tfd, &ticks, sizeof ticks) < 0) {}
+        if (read(tfd, &ticks, sizeof ticks) < 0) {
+        }
         armed = -1;  // re-arm after delivering
       } else if (tag == static_cast<uint64_t>(sfd)) {
         signalfd_siginfo si;
@@ -472,7 +502,10 @@ int Emulator::Run(int ctl_fd) {
         while ((c = accept4(ctl_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
           size_t slot = conns.size();
           for (size_t k = 0; k < conns.size(); ++k)
-            if (conns[k].fd < 0) { slot = k; break; }
+            if (conns[k].fd < 0) {
+              slot = k;
+              break;
+            }
           if (slot == conns.size()) conns.push_back({-1, {}});
           conns[slot] = {c, {}};
           add(c, uint64_t{1} << 32 | slot);
@@ -509,8 +542,14 @@ int main(int argc, char** argv) {
   LinkParams p;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "-h" || a == "--help") { Usage(); return 0; }
-    if (i + 1 >= argc) { Usage(); return 2; }
+    if (a == "-h" || a == "--help") {
+      Usage();
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      Usage();
+      return 2;
+    }
     const char* v = argv[++i];
     if (a == "--ns-a") o.ns_a = v;
     else if (a == "--ns-b") o.ns_b = v;
@@ -526,10 +565,12 @@ int main(int argc, char** argv) {
     else if (a == "--queue-bytes") p.queue_bytes = std::strtoull(v, nullptr, 10);
     else if (a == "--control") o.control = v;
     else if (a == "--ready-file") o.ready_file = v;
-    else { Usage(); return 2; }
+    else {
+      Usage();
+      return 2;
+    }
   }
-  if (o.ns_a.empty() || o.ns_b.empty() || o.mtu < 576 || o.mtu > 9000 || p.loss < 0 || p.loss > 1 ||
-      p.delay_ns < 0) {
+  if (o.ns_a.empty() || o.ns_b.empty() || o.mtu < 576 || o.mtu > 9000 || p.loss < 0 || p.loss > 1 || p.delay_ns < 0) {
     Usage();
     return 2;
   }
@@ -541,7 +582,10 @@ int main(int argc, char** argv) {
     ctl = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     sockaddr_un sun{};
     sun.sun_family = AF_UNIX;
-    if (o.control.size() >= sizeof sun.sun_path) { std::fputs("wanlink: control path too long\n", stderr); return 2; }
+    if (o.control.size() >= sizeof sun.sun_path) {
+      std::fputs("wanlink: control path too long\n", stderr);
+      return 2;
+    }
     std::strncpy(sun.sun_path, o.control.c_str(), sizeof sun.sun_path - 1);
     if (ctl < 0 || bind(ctl, reinterpret_cast<sockaddr*>(&sun), sizeof sun) < 0 || listen(ctl, 16) < 0)
       Die("control socket");
@@ -552,10 +596,13 @@ int main(int argc, char** argv) {
   Emulator emu(tun_a, tun_b, slot, p, o.seed);
   if (!o.ready_file.empty()) {
     FILE* f = std::fopen(o.ready_file.c_str(), "w");
-    if (f) { std::fprintf(f, "%d\n", getpid()); std::fclose(f); }
+    if (f) {
+      std::fprintf(f, "%d\n", getpid());
+      std::fclose(f);
+    }
   }
-  std::fprintf(stderr, "wanlink: ready: %s(%s) <-> %s(%s)\n", o.ns_a.c_str(), o.addr_a.c_str(),
-               o.ns_b.c_str(), o.addr_b.c_str());
+  std::fprintf(stderr, "wanlink: ready: %s(%s) <-> %s(%s)\n", o.ns_a.c_str(), o.addr_a.c_str(), o.ns_b.c_str(),
+               o.addr_b.c_str());
   int rc = emu.Run(ctl);
   if (!o.control.empty()) unlink(o.control.c_str());
   return rc;

@@ -5,10 +5,10 @@
 // Every test closes every handle (uv_loop_close == 0).
 //
 // (In router_test rather than integration_test: it links relais_router.)
-#include "tests/router/part10.h"
-#include "tests/router/loopback.h"
 #include "base/clock.h"
 #include "router/deliver/delivery.h"
+#include "tests/router/loopback.h"
+#include "tests/router/part10.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -182,7 +182,8 @@ class DeliveryStatsTest : public ::testing::Test {
   bool RunUntil(const std::function<bool()>& done, int64_t timeout_ms) {
     uv_timer_t tick;
     uv_timer_init(&loop_, &tick);
-    uv_timer_start(&tick, [](uv_timer_t*) noexcept {}, 20, 20);
+    uv_timer_start(
+        &tick, [](uv_timer_t*) noexcept {}, 20, 20);
     int64_t end = NowUnixMs() + timeout_ms;
     bool ok = false;
     while (NowUnixMs() < end) {
@@ -216,8 +217,8 @@ class DeliveryStatsTest : public ::testing::Test {
 };
 
 std::string Dest(const std::string& name, uint16_t port, const std::string& more = "") {
-  return "[[destination]]\nname = \"" + name + "\"\nae_title = \"STORESCP\"\nhost = \"127.0.0.1\"\nport = " +
-         std::to_string(port) + "\n" + more + "\n";
+  return "[[destination]]\nname = \"" + name +
+         "\"\nae_title = \"STORESCP\"\nhost = \"127.0.0.1\"\nport = " + std::to_string(port) + "\n" + more + "\n";
 }
 
 TEST_F(DeliveryStatsTest, PauseHoldsObjectsAndResumeSendsThemAtOnce) {
@@ -324,8 +325,7 @@ TEST_F(DeliveryStatsTest, LinkFailuresAreCountedClassifiedAndListedNewestFirst) 
   std::string page = RenderPrometheus(src);
   EXPECT_NE(page.find("relais_destination_state{destination=\"nowhere\",state=\"down\"} 1\n"), std::string::npos)
       << page;
-  EXPECT_NE(page.find("relais_destination_failures_total{destination=\"gone\",class=\"limit\"} 1\n"),
-            std::string::npos)
+  EXPECT_NE(page.find("relais_destination_failures_total{destination=\"gone\",class=\"limit\"} 1\n"), std::string::npos)
       << page;
 }
 

@@ -9,7 +9,8 @@ namespace {
 
 TEST(OutcomeTest, StatusesAreClassifiedAndRetriedAsThePolicySays) {
   EXPECT_EQ(ClassifyStatus(0x0000), Outcome::Kind::kSuccess);
-  for (uint16_t w : {0xB000, 0xB007, 0xB006, 0x0001, 0x0107}) EXPECT_EQ(ClassifyStatus(w), Outcome::Kind::kWarning) << w;
+  for (uint16_t w : {0xB000, 0xB007, 0xB006, 0x0001, 0x0107})
+    EXPECT_EQ(ClassifyStatus(w), Outcome::Kind::kWarning) << w;
   for (uint16_t f : {0xA700, 0xA7FF, 0xA900, 0xC000, 0xC123, 0x0122, 0x0124, 0x0211, 0xFF00}) {
     EXPECT_EQ(ClassifyStatus(f), Outcome::Kind::kFailure) << f;
   }

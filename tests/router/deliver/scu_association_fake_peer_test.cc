@@ -283,9 +283,9 @@ TEST(ScuAssociationFakePeerTest, AssociateRjIsARejectedOutcome) {
   ScriptedPeer peer;
   peer.on_associate = [](const ul::AssociateRq&) {
     std::vector<uint8_t> out;
-    ul::EncodeAssociateRj(ul::AssociateRj{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,
-                                          ul::kRjCalledAeNotRecognized},
-                          &out);
+    ul::EncodeAssociateRj(
+        ul::AssociateRj{ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser, ul::kRjCalledAeNotRecognized},
+        &out);
     return out;
   };
   Session s;

@@ -2,9 +2,9 @@
 // here with fork/exec), `relais serve`, a listening socket that never
 // answers, and a port with no listener. Every test runs the loop to
 // completion and checks that every handle was closed (uv_loop_close == 0).
-#include "tests/router/part10.h"
-#include "tests/router/loopback.h"
 #include "router/deliver/scu_association.h"
+#include "tests/router/loopback.h"
+#include "tests/router/part10.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,8 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <fcntl.h>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -147,8 +147,7 @@ struct Session {
   int loop_close = -1;
 };
 
-Session RunSession(ScuConfig config, std::vector<ContextProposal> proposals, std::vector<Op> ops,
-                   bool release = true) {
+Session RunSession(ScuConfig config, std::vector<ContextProposal> proposals, std::vector<Op> ops, bool release = true) {
   Session s;
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -157,7 +156,8 @@ Session RunSession(ScuConfig config, std::vector<ContextProposal> proposals, std
   std::function<void()> run_next;
   run_next = [&]() {
     if (next == ops.size()) {
-      if (release) scu->Release(); else scu->Abort();
+      if (release) scu->Release();
+      else scu->Abort();
       return;
     }
     Op& op = ops[next++];
@@ -300,7 +300,7 @@ TEST_F(ScuAssociationTest, FortyMegabyteObjectStreamsThroughSmallPeerPdus) {
     p.data_set += el + v;
   };
   element(0x0008, 0x0016, "UI", std::string(kSecondaryCapture) + '\0');  // 26 bytes, even
-  element(0x0008, 0x0018, "UI", p.sop_instance);                          // 32 bytes, even
+  element(0x0008, 0x0018, "UI", p.sop_instance);                         // 32 bytes, even
   const uint32_t n = 40u << 20;
   p.data_set += std::string("\xE0\x7F\x10\x00OB\0\0", 8);
   p.data_set += {char(n & 0xFF), char((n >> 8) & 0xFF), char((n >> 16) & 0xFF), char(n >> 24)};
@@ -356,11 +356,11 @@ TEST_F(ScuAssociationTest, RefusedAssociationIsRejected) {
 
 TEST_F(ScuAssociationTest, WrongCalledAeAtRelaisIsPermanentRejection) {
   port_ = FreePort();
-  std::ofstream(dir_.path() + "/relais.toml") << "[listener]\nae_title = \"RELAIS\"\nhost = \"127.0.0.1\"\nport = "
-                                               << port_ << "\n\n[store]\npath = \"" << dir_.path()
-                                               << "/relais-store\"\n";
-  ASSERT_TRUE(peer_.Start({RELAIS_BINARY, "serve", "--config", dir_.path() + "/relais.toml"},
-                          dir_.path() + "/relais.log"));
+  std::ofstream(dir_.path() + "/relais.toml")
+      << "[listener]\nae_title = \"RELAIS\"\nhost = \"127.0.0.1\"\nport = " << port_ << "\n\n[store]\npath = \""
+      << dir_.path() << "/relais-store\"\n";
+  ASSERT_TRUE(
+      peer_.Start({RELAIS_BINARY, "serve", "--config", dir_.path() + "/relais.toml"}, dir_.path() + "/relais.log"));
   ASSERT_TRUE(peer_.WaitForPort(port_)) << peer_.Log();
   ScuConfig c = Config(port_);
   c.called_ae = "NOT_RELAIS";
@@ -419,8 +419,8 @@ TEST_F(ScuAssociationTest, AbortBeforeEstablishedReportsAborted) {
   uv_loop_init(&loop);
   std::optional<Outcome> est;
   bool closed = false;
-  ScuAssociation scu(&loop, Config(port_), {{kVerification, {kImplicitLe}}},
-                     [&](Outcome o) { est = o; }, [&]() { closed = true; });
+  ScuAssociation scu(
+      &loop, Config(port_), {{kVerification, {kImplicitLe}}}, [&](Outcome o) { est = o; }, [&]() { closed = true; });
   scu.Start();
   scu.Abort();
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -1,8 +1,8 @@
 // Tests for send preparation (router/deliver/send_prep.h): transfer syntax policy,
 // presentation context planning and choice, and DCMTK transcoding of corpus
 // objects, including hostile and truncated data sets.
-#include "base/sanitizer.h"
 #include "router/deliver/send_prep.h"
+#include "base/sanitizer.h"
 
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -11,10 +11,10 @@
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dccodec.h>
-#include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/oflog/oflog.h>
 
 #include <algorithm>
@@ -186,13 +186,12 @@ TEST(SendPrepSyntaxTest, UncompressedAndLossless) {
   EXPECT_TRUE(IsUncompressedSyntax(kExplicitBE));
   EXPECT_FALSE(IsUncompressedSyntax(kDeflated));
   EXPECT_FALSE(IsUncompressedSyntax(kRle));
-  for (const char* ts : {kImplicitVrLittleEndian, kExplicitVrLittleEndian, kExplicitBE, kDeflated, kRle,
-                         kJpegLossless, kJpegSv1, kJpegLs, kJ2kLossless, "1.2.840.10008.1.2.4.201",
-                         "1.2.840.10008.1.2.4.202"}) {
+  for (const char* ts : {kImplicitVrLittleEndian, kExplicitVrLittleEndian, kExplicitBE, kDeflated, kRle, kJpegLossless,
+                         kJpegSv1, kJpegLs, kJ2kLossless, "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"}) {
     EXPECT_TRUE(IsLosslessSyntax(ts)) << ts;
   }
-  for (const char* ts : {kJpegBaseline, kJpegExtended, kJpegLsNear, kJ2k, kHtj2k, "1.2.840.10008.1.2.4.100", "",
-                         "1.2.3"}) {
+  for (const char* ts :
+       {kJpegBaseline, kJpegExtended, kJpegLsNear, kJ2k, kHtj2k, "1.2.840.10008.1.2.4.100", "", "1.2.3"}) {
     EXPECT_FALSE(IsLosslessSyntax(ts)) << ts;
   }
 }
@@ -202,8 +201,8 @@ TEST(SendPrepSyntaxTest, CanConvertNeverLossy) {
   EXPECT_TRUE(CanConvert(kJpegBaseline, kJpegBaseline));
   EXPECT_TRUE(CanConvert(kHtj2k, kHtj2k));
   // Decoding into uncompressed or deflated.
-  for (const char* from : {kJpegBaseline, kJpegExtended, kJpegLossless, kJpegSv1, kJpegLs, kJpegLsNear, kRle,
-                           kDeflated, kExplicitBE, kImplicitVrLittleEndian}) {
+  for (const char* from : {kJpegBaseline, kJpegExtended, kJpegLossless, kJpegSv1, kJpegLs, kJpegLsNear, kRle, kDeflated,
+                           kExplicitBE, kImplicitVrLittleEndian}) {
     EXPECT_TRUE(CanConvert(from, kExplicitVrLittleEndian)) << from;
     EXPECT_TRUE(CanConvert(from, kImplicitVrLittleEndian)) << from;
     EXPECT_TRUE(CanConvert(from, kDeflated)) << from;
@@ -230,9 +229,18 @@ TEST(SendPrepSyntaxTest, CanConvertNeverLossy) {
 TEST(SendPrepSyntaxTest, CanConvertAgreesWithDcmtkCodecList) {
   RegisterCodecs();
   RegisterCodecs();  // idempotent
-  const std::vector<std::string> all = {kImplicitVrLittleEndian, kExplicitVrLittleEndian, kExplicitBE, kRle,
-                                        kJpegBaseline, kJpegExtended, kJpegLossless, kJpegSv1, kJpegLs,
-                                        kJpegLsNear, kJ2kLossless, kJ2k};
+  const std::vector<std::string> all = {kImplicitVrLittleEndian,
+                                        kExplicitVrLittleEndian,
+                                        kExplicitBE,
+                                        kRle,
+                                        kJpegBaseline,
+                                        kJpegExtended,
+                                        kJpegLossless,
+                                        kJpegSv1,
+                                        kJpegLs,
+                                        kJpegLsNear,
+                                        kJ2kLossless,
+                                        kJ2k};
   for (const std::string& from : all) {
     for (const std::string& to : all) {
       E_TransferSyntax f = DcmXfer(from.c_str()).getXfer(), t = DcmXfer(to.c_str()).getXfer();
@@ -247,8 +255,8 @@ TEST(SendPrepSyntaxTest, CanConvertAgreesWithDcmtkCodecList) {
 // ---- PlanContexts ---------------------------------------------------------
 
 TEST(SendPrepPlanTest, VerificationFirstThenOneContextPerWantedSyntaxThenFallback) {
-  std::vector<ObjectKind> kinds = {{kCtImage, kExplicitVrLittleEndian}, {kMrImage, kJpegBaseline},
-                                   {kCtImage, kJpegSv1}};
+  std::vector<ObjectKind> kinds = {
+      {kCtImage, kExplicitVrLittleEndian}, {kMrImage, kJpegBaseline}, {kCtImage, kJpegSv1}};
   std::vector<std::string> preferred = {kJpegLs, kJpegBaseline, kExplicitVrLittleEndian};
   std::vector<ContextProposal> p = PlanContexts(kinds, preferred);
   ASSERT_EQ(p.size(), 7u);
@@ -273,8 +281,8 @@ TEST(SendPrepPlanTest, VerificationFirstThenOneContextPerWantedSyntaxThenFallbac
 TEST(SendPrepPlanTest, EachStoredCompressedSyntaxOfOneClassGetsItsOwnContext) {
   // Orthanc and storescp answer a context [J2K, JPEG-LS, EVR] with EVR: the
   // J2K object would then need decoding. Alone, each is accepted as is.
-  std::vector<ContextProposal> p = PlanContexts(
-      {{kCtImage, kJ2kLossless}, {kCtImage, kJpegLs}, {kCtImage, kExplicitVrLittleEndian}}, {});
+  std::vector<ContextProposal> p =
+      PlanContexts({{kCtImage, kJ2kLossless}, {kCtImage, kJpegLs}, {kCtImage, kExplicitVrLittleEndian}}, {});
   ASSERT_EQ(p.size(), 5u);
   EXPECT_THAT(p[1].transfer_syntaxes, ElementsAre(kJ2kLossless));
   EXPECT_THAT(p[2].transfer_syntaxes, ElementsAre(kJpegLs));
@@ -357,7 +365,8 @@ TEST(SendPrepChooseTest, FirstPreferredThatIsAcceptedAndConvertible) {
 }
 
 TEST(SendPrepChooseTest, FallsBackToExplicitThenImplicit) {
-  Accepted a = {{3, kCtImage, kImplicitVrLittleEndian}, {5, kCtImage, kExplicitVrLittleEndian},
+  Accepted a = {{3, kCtImage, kImplicitVrLittleEndian},
+                {5, kCtImage, kExplicitVrLittleEndian},
                 {7, kMrImage, kExplicitVrLittleEndian}};
   auto c = ChooseContext(a, {kCtImage, kJpegLs}, {kJpegLs});
   ASSERT_TRUE(c.has_value());
@@ -415,8 +424,7 @@ TEST(SendPrepDatasetTest, JpegLosslessSv1AndRleRoundTrips) {
   // ITU-T T.81 B.1.1.3: SOI then SOF3 (FFC3), lossless Huffman.
   EXPECT_TRUE(Contains(sv1, {0xFF, 0xD8})) << "no SOI";
   EXPECT_TRUE(Contains(sv1, {0xFF, 0xC3})) << "no SOF3";
-  EXPECT_TRUE(Pixels(Parse(Prepare({sv1, kJpegSv1}, kExplicitVrLittleEndian), kExplicitVrLittleEndian).get()) ==
-              px);
+  EXPECT_TRUE(Pixels(Parse(Prepare({sv1, kJpegSv1}, kExplicitVrLittleEndian), kExplicitVrLittleEndian).get()) == px);
   std::vector<uint8_t> rle = Prepare(mr, kRle);
   EXPECT_TRUE(Pixels(Parse(Prepare({rle, kRle}, kImplicitVrLittleEndian), kImplicitVrLittleEndian).get()) == px);
 }
@@ -611,14 +619,14 @@ TEST(SendPrepDatasetTest, TruncationAtEveryOffsetIsClean) {
 std::vector<uint8_t> HugeLength(const std::string& ts) {
   if (ts == kImplicitVrLittleEndian) {
     return {0x10, 0x00, 0x10, 0x00, 0x04, 0x00, 0x00, 0x00, 'A', 'B', '^', 'C',  // (0010,0010) len 4 "AB^C"
-            0x09, 0x00, 0x10, 0x00, 0xF0, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4};         // (0009,0010) len 0xFFFFFFF0
+            0x09, 0x00, 0x10, 0x00, 0xF0, 0xFF, 0xFF, 0xFF, 1,   2,   3,   4};   // (0009,0010) len 0xFFFFFFF0
   }
   if (ts == kExplicitBE) {
-    return {0x00, 0x10, 0x00, 0x10, 'P', 'N', 0x00, 0x04, 'A', 'B', '^', 'C',              // (0010,0010) PN 4
-            0x00, 0x11, 0x10, 0x00, 'O', 'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xF0, 1, 2, 3, 4};  // (0011,1000) OB huge
+    return {0x00, 0x10, 0x00, 0x10, 'P', 'N', 0x00, 0x04, 'A',  'B',  '^',  'C',                // (0010,0010) PN 4
+            0x00, 0x11, 0x10, 0x00, 'O', 'B', 0,    0,    0xFF, 0xFF, 0xFF, 0xF0, 1, 2, 3, 4};  // (0011,1000) OB huge
   }
-  return {0x10, 0x00, 0x10, 0x00, 'P', 'N', 0x04, 0x00, 'A', 'B', '^', 'C',              // (0010,0010) PN 4
-          0x11, 0x00, 0x00, 0x10, 'O', 'B', 0, 0, 0xF0, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4};  // (0011,1000) OB huge
+  return {0x10, 0x00, 0x10, 0x00, 'P', 'N', 0x04, 0x00, 'A',  'B',  '^',  'C',                // (0010,0010) PN 4
+          0x11, 0x00, 0x00, 0x10, 'O', 'B', 0,    0,    0xF0, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4};  // (0011,1000) OB huge
 }
 
 // (0008,1115) SQ undefined length, an item of undefined length holding

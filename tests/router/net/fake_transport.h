@@ -242,8 +242,7 @@ class PduReader {
 // ---- PDUs a test peer sends (PS3.8 9.3) ----
 
 // One P-DATA-TF with one PDV.
-inline std::vector<uint8_t> PDataPdu(uint8_t context_id, bool is_command, bool is_last,
-                                     std::span<const uint8_t> data) {
+inline std::vector<uint8_t> PDataPdu(uint8_t context_id, bool is_command, bool is_last, std::span<const uint8_t> data) {
   std::vector<uint8_t> pdu;
   Status s = ul::EncodePDataHeader(context_id, is_command, is_last, static_cast<uint32_t>(data.size()), &pdu);
   if (!s.ok()) return {};

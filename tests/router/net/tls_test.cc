@@ -28,7 +28,8 @@ class TlsTest : public ::testing::Test {
     // A CA, a server certificate for 127.0.0.1 and "relais.example", a
     // client certificate, and a rogue CA with a server certificate.
     const std::string script =
-        "set -e; cd '" + d + "';"
+        "set -e; cd '" + d +
+        "';"
         "gen() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
         "  -subj \"/CN=$1\" -keyout $1.key -out $1.crt >/dev/null 2>&1; };"
         "leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj \"/CN=$1\" "

@@ -71,8 +71,8 @@ class RecordingUser : public UlConnection::User {
     log.push_back("associate-rq calling=" + rq.calling_ae + " contexts=" + std::to_string(rq.contexts.size()));
     conn.Fsm(ul::Event::kEvt7, nullptr, AssociateAcPdu());
     // Deferred: the transition that brought us here has not finished.
-    log.push_back(std::string("after Evt7: ") + ul::StateName(conn.state()) +
-                  (conn.in_fsm() ? " in-fsm" : " outside") + " written=" + std::to_string(wire_written()));
+    log.push_back(std::string("after Evt7: ") + ul::StateName(conn.state()) + (conn.in_fsm() ? " in-fsm" : " outside") +
+                  " written=" + std::to_string(wire_written()));
   }
   void OnAssociateAccepted(const ul::AssociateAc&) override { log.push_back("associate-ac"); }
   void OnAssociateRejected(const ul::AssociateRj&) override { log.push_back("associate-rj"); }
@@ -181,8 +181,7 @@ std::vector<uint8_t> Conversation() {
   two_pdvs[4] = static_cast<uint8_t>(len >> 8);
   two_pdvs[5] = static_cast<uint8_t>(len);
   return testing::Concat({AssociateRqPdu(), two_pdvs,
-                          testing::PDataPdu(1, false, true, std::vector<uint8_t>(300, 0xAB)),
-                          testing::ReleaseRqPdu()});
+                          testing::PDataPdu(1, false, true, std::vector<uint8_t>(300, 0xAB)), testing::ReleaseRqPdu()});
 }
 
 TEST(UlConnectionTest, BytesSplitAtEveryOffsetYieldTheSamePdus) {
@@ -206,7 +205,7 @@ TEST(UlConnectionTest, BytesSplitAtEveryOffsetYieldTheSamePdus) {
 
   for (size_t cut = 1; cut < stream.size(); ++cut) {
     Transcript split = Accept({std::vector<uint8_t>(stream.begin(), stream.begin() + cut),
-                        std::vector<uint8_t>(stream.begin() + cut, stream.end())});
+                               std::vector<uint8_t>(stream.begin() + cut, stream.end())});
     ASSERT_EQ(split.log, expected) << "cut at " << cut;
     ASSERT_EQ(split.written, whole.written) << "cut at " << cut;
     ASSERT_EQ(split.loop_close, 0);
@@ -259,8 +258,7 @@ TEST(UlConnectionTest, OversizedPDataIsInvalidBeforeItsBodyArrives) {
   std::vector<uint8_t> header = {0x04, 0x00, 0x00, 0x10, 0x00, 0x00};
   Transcript r = Accept({AssociateRqPdu(), header});
   ASSERT_GE(r.log.size(), 3u);
-  EXPECT_EQ(r.log[2],
-            "invalid reason=" + std::to_string(static_cast<int>(ul::AbortReason::kInvalidPduParameterValue)));
+  EXPECT_EQ(r.log[2], "invalid reason=" + std::to_string(static_cast<int>(ul::AbortReason::kInvalidPduParameterValue)));
   EXPECT_EQ(r.loop_close, 0);
 }
 

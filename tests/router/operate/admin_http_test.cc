@@ -12,8 +12,8 @@
 #include <uv.h>
 
 #include <atomic>
-#include <functional>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "base/sha256.h"
@@ -156,18 +156,20 @@ TEST_F(AdminHttpTest, AmbiguousFramingGets400AndTheConnectionIsClosed) {
   const std::string cases[] = {
       // Content-Length and Transfer-Encoding, both orders.
       "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "0\r\n\r\n" + smuggled,
+      "0\r\n\r\n" +
+          smuggled,
       "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 44\r\n\r\n"
-      "0\r\n\r\n" + smuggled,
+      "0\r\n\r\n" +
+          smuggled,
       // Two Content-Length fields that differ.
       "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello" + smuggled,
       "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\ncontent-length: 0005\r\n"
-      "CONTENT-LENGTH: 50\r\n\r\nhello" + smuggled,
+      "CONTENT-LENGTH: 50\r\n\r\nhello" +
+          smuggled,
       // A Content-Length list that differs (h2o refuses this one itself).
       "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\nhello" + smuggled,
       // A GET carries them too.
-      "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
-          smuggled,
+      "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
   };
   Run([&] {
     for (const std::string& c : cases) {
@@ -187,8 +189,7 @@ TEST_F(AdminHttpTest, AmbiguousFramingGets400AndTheConnectionIsClosed) {
 TEST_F(AdminHttpTest, SoundFramingIsStillServedAndKeptAlive) {
   Run([this] {
     // One Content-Length (and the same value twice) with a body: routed.
-    std::string r = Exchange(
-        "POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 3000);
+    std::string r = Exchange("POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 3000);
     EXPECT_EQ(r.rfind("HTTP/1.1 401", 0), 0u) << r;
     r = Exchange("POST /api/queue/retry HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}");
     EXPECT_EQ(r.rfind("HTTP/1.1 401", 0), 0u) << r;

@@ -12,9 +12,10 @@ namespace {
 TEST(AdminRequestTest, QueueQueryTakesTheSixParametersDecoded) {
   QueueQuery q;
   std::string error;
-  ASSERT_TRUE(ParseQueueQuery("destination=ct%20archive&patient_id=P+1&&study_instance_uid=1.2&sop_instance_uid=1.3"
-                              "&limit=1000&cursor=ab",
-                              &q, &error))
+  ASSERT_TRUE(
+      ParseQueueQuery("destination=ct%20archive&patient_id=P+1&&study_instance_uid=1.2&sop_instance_uid=1.3"
+                      "&limit=1000&cursor=ab",
+                      &q, &error))
       << error;
   EXPECT_EQ(q.destination, "ct archive");
   EXPECT_EQ(q.patient_id, "P 1");
@@ -68,10 +69,10 @@ TEST(AdminRequestTest, CursorsNotMadeByUsAreRefused) {
   QueueCursor cur;
   EXPECT_FALSE(DecodeQueueCursor("zz", &cur));
   EXPECT_FALSE(DecodeQueueCursor("abc", &cur));
-  EXPECT_FALSE(DecodeQueueCursor("61", &cur));            // "a": no separators
-  EXPECT_FALSE(DecodeQueueCursor("610031", &cur));        // "a\01": one separator
-  EXPECT_FALSE(DecodeQueueCursor("6100780031", &cur));    // priority "x"
-  EXPECT_FALSE(DecodeQueueCursor("61000031", &cur));      // empty priority
+  EXPECT_FALSE(DecodeQueueCursor("61", &cur));          // "a": no separators
+  EXPECT_FALSE(DecodeQueueCursor("610031", &cur));      // "a\01": one separator
+  EXPECT_FALSE(DecodeQueueCursor("6100780031", &cur));  // priority "x"
+  EXPECT_FALSE(DecodeQueueCursor("61000031", &cur));    // empty priority
 }
 
 TEST(AdminRequestTest, BodiesMustBeEmptyOrAnObjectOfKnownFields) {

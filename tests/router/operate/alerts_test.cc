@@ -128,7 +128,8 @@ class HookServer {
       held_.push_back(c);
       return;
     }
-    std::string rsp = "HTTP/1.1 " + std::to_string(status) + " Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+    std::string rsp =
+        "HTTP/1.1 " + std::to_string(status) + " Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
     (void)!write(c, rsp.data(), rsp.size());
     close(c);
   }
@@ -151,9 +152,10 @@ class AlertsTest : public ::testing::Test {
     ASSERT_EQ(uv_loop_init(&loop_), 0);
     out_ = dir_.Sub("command.out");
     script_ = dir_.Sub("alert.sh");
-    std::ofstream(script_) << "#!/bin/sh\n"
-                              "{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '"
-                           << out_ << "'\n";
+    std::ofstream(script_)
+        << "#!/bin/sh\n"
+           "{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '"
+        << out_ << "'\n";
     chmod(script_.c_str(), 0755);
     Result<std::unique_ptr<AuditLog>> a = AuditLog::Open(dir_.Sub("audit.jsonl"));
     ASSERT_TRUE(a.ok()) << a.status().ToString();

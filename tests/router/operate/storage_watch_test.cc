@@ -15,8 +15,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "router/record/audit.h"
 #include "router/receive/server.h"
+#include "router/record/audit.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {
@@ -56,8 +56,8 @@ class StorageWatchTest : public ::testing::Test {
   }
 
   void MakeWatch(double high, double low) {
-    watch_ = std::make_unique<StorageWatch>(&loop_, store_.get(), server_.get(), audit_.get(), dir_.Sub("store"),
-                                            high, low);
+    watch_ =
+        std::make_unique<StorageWatch>(&loop_, store_.get(), server_.get(), audit_.get(), dir_.Sub("store"), high, low);
     watch_->SetOnChange([this](const StorageWatch::Usage& u) { changes_.push_back(u); });
   }
 

@@ -23,10 +23,10 @@ using Bytes = std::vector<uint8_t>;
 
 // Appends an Implicit VR LE element header: tag (group, element), 4-byte length.
 void Hdr(Bytes* b, uint16_t group, uint16_t element, uint32_t length) {
-  b->insert(b->end(), {static_cast<uint8_t>(group), static_cast<uint8_t>(group >> 8),
-                       static_cast<uint8_t>(element), static_cast<uint8_t>(element >> 8),
-                       static_cast<uint8_t>(length), static_cast<uint8_t>(length >> 8),
-                       static_cast<uint8_t>(length >> 16), static_cast<uint8_t>(length >> 24)});
+  b->insert(b->end(),
+            {static_cast<uint8_t>(group), static_cast<uint8_t>(group >> 8), static_cast<uint8_t>(element),
+             static_cast<uint8_t>(element >> 8), static_cast<uint8_t>(length), static_cast<uint8_t>(length >> 8),
+             static_cast<uint8_t>(length >> 16), static_cast<uint8_t>(length >> 24)});
 }
 void Str(Bytes* b, const char* s) { b->insert(b->end(), s, s + std::strlen(s)); }
 
@@ -37,7 +37,7 @@ const Bytes kEchoRq = {
     0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00,  // (0000,0000) UL, length 4
     0x38, 0x00, 0x00, 0x00,                          //   = 56 bytes follow
     0x00, 0x00, 0x02, 0x00, 0x12, 0x00, 0x00, 0x00,  // (0000,0002) UI, length 18
-    '1', '.', '2', '.', '8', '4', '0', '.', '1', '0', '0', '0', '8', '.', '1', '.', '1',
+    '1',  '.',  '2',  '.',  '8',  '4',  '0',  '.',  '1', '0', '0', '0', '8', '.', '1', '.', '1',
     0x00,                                            //   17 chars + NUL pad
     0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00,  // (0000,0100) US, length 2
     0x30, 0x00,                                      //   = 0030H C-ECHO-RQ
@@ -539,8 +539,7 @@ TEST(DimseDcmtkTest, WeDecodeWhatDcmtkWrites) {
   std::vector<uint8_t> buf(4096);
   DcmOutputBufferStream out(buf.data(), static_cast<offile_off_t>(buf.size()));
   ds.transferInit();
-  OFCondition cond = ds.write(out, EXS_LittleEndianImplicit, EET_ExplicitLength, nullptr,
-                              EGL_recalcGL, EPD_noChange);
+  OFCondition cond = ds.write(out, EXS_LittleEndianImplicit, EET_ExplicitLength, nullptr, EGL_recalcGL, EPD_noChange);
   ds.transferEnd();
   ASSERT_TRUE(cond.good()) << cond.text();
   void* data = nullptr;
@@ -568,9 +567,9 @@ TEST(DimseUidTest, ForeignCharactersAreTheOneRefusal) {
   EXPECT_EQ(CheckUid(std::string("1.2.3\0", 6)), UidProblem::kNone);  // UI padding
   EXPECT_EQ(CheckUid("1.2.3 "), UidProblem::kNone);
   EXPECT_EQ(CheckUid("0.1.0"), UidProblem::kNone);
-  for (const std::string& bad : {std::string("1.2.3/../x"), std::string("1.2.3.\xFF"), std::string("1.2\x01.3"),
-                                std::string("1.2.3a"), std::string("1.2.-3"), std::string("1.2\0.3", 6),
-                                std::string("1.2.3\x7F"), std::string(" 1.2")}) {
+  for (const std::string& bad :
+       {std::string("1.2.3/../x"), std::string("1.2.3.\xFF"), std::string("1.2\x01.3"), std::string("1.2.3a"),
+        std::string("1.2.-3"), std::string("1.2\0.3", 6), std::string("1.2.3\x7F"), std::string(" 1.2")}) {
     EXPECT_EQ(CheckUid(bad), UidProblem::kBadCharacter) << bad;
   }
   // Deviations, worst first; logged by the caller, not refused.

@@ -20,26 +20,46 @@ namespace {
 // (Sta1..Sta13). A cell is "<action>><next state>"; "." is a blank cell.
 // AE-6 (Sta3 or Sta13) and AR-8 (Sta9 or Sta10) show their first next state.
 const char* const kExpectedGrid[] = {
-    // Sta1     Sta2     Sta3     Sta4     Sta5     Sta6     Sta7     Sta8     Sta9      Sta10     Sta11    Sta12    Sta13
-    "AE-1>4     .        .        .        .        .        .        .        .         .         .        .        .",       // Evt1
-    ".          .        .        AE-2>5   .        .        .        .        .         .         .        .        .",       // Evt2
-    ".          AA-1>13  AA-8>13  .        AE-3>6   AA-8>13  AA-8>13  AA-8>13  AA-8>13   AA-8>13   AA-8>13  AA-8>13  AA-6>13",  // Evt3
-    ".          AA-1>13  AA-8>13  .        AE-4>1   AA-8>13  AA-8>13  AA-8>13  AA-8>13   AA-8>13   AA-8>13  AA-8>13  AA-6>13",  // Evt4
-    "AE-5>2     .        .        .        .        .        .        .        .         .         .        .        .",       // Evt5
-    ".          AE-6>3   AA-8>13  .        AA-8>13  AA-8>13  AA-8>13  AA-8>13  AA-8>13   AA-8>13   AA-8>13  AA-8>13  AA-7>13",  // Evt6
-    ".          .        AE-7>6   .        .        .        .        .        .         .         .        .        .",       // Evt7
-    ".          .        AE-8>13  .        .        .        .        .        .         .         .        .        .",       // Evt8
-    ".          .        .        .        .        DT-1>6   .        AR-7>8   .         .         .        .        .",       // Evt9
-    ".          AA-1>13  AA-8>13  .        AA-8>13  DT-2>6   AR-6>7   AA-8>13  AA-8>13   AA-8>13   AA-8>13  AA-8>13  AA-6>13",  // Evt10
-    ".          .        .        .        .        AR-1>7   .        .        .         .         .        .        .",       // Evt11
-    ".          AA-1>13  AA-8>13  .        AA-8>13  AR-2>8   AR-8>9   AA-8>13  AA-8>13   AA-8>13   AA-8>13  AA-8>13  AA-6>13",  // Evt12
-    ".          AA-1>13  AA-8>13  .        AA-8>13  AA-8>13  AR-3>1   AA-8>13  AA-8>13   AR-10>12  AR-3>1   AA-8>13  AA-6>13",  // Evt13
-    ".          .        .        .        .        .        .        AR-4>13  AR-9>11   .         .        AR-4>13  .",       // Evt14
-    ".          .        AA-1>13  AA-2>1   AA-1>13  AA-1>13  AA-1>13  AA-1>13  AA-1>13   AA-1>13   AA-1>13  AA-1>13  .",       // Evt15
-    ".          AA-2>1   AA-3>1   .        AA-3>1   AA-3>1   AA-3>1   AA-3>1   AA-3>1    AA-3>1    AA-3>1   AA-3>1   AA-2>1",   // Evt16
-    ".          AA-5>1   AA-4>1   AA-4>1   AA-4>1   AA-4>1   AA-4>1   AA-4>1   AA-4>1    AA-4>1    AA-4>1   AA-4>1   AR-5>1",   // Evt17
-    ".          AA-2>1   .        .        .        .        .        .        .         .         .        .        AA-2>1",   // Evt18
-    ".          AA-1>13  AA-8>13  .        AA-8>13  AA-8>13  AA-8>13  AA-8>13  AA-8>13   AA-8>13   AA-8>13  AA-8>13  AA-7>13",  // Evt19
+    // Sta1     Sta2     Sta3     Sta4     Sta5     Sta6     Sta7     Sta8     Sta9      Sta10     Sta11    Sta12
+    // Sta13
+    "AE-1>4     .        .        .        .        .        .        .        .         .         .        .      "
+    "  .",  // Evt1
+    ".          .        .        AE-2>5   .        .        .        .        .         .         .        .      "
+    "  .",  // Evt2
+    ".          AA-1>13  AA-8>13  .        AE-3>6   AA-8>13  AA-8>13  AA-8>13  AA-8>13   AA-8>13   AA-8>13  "
+    "AA-8>13  AA-6>13",  // Evt3
+    ".          AA-1>13  AA-8>13  .        AE-4>1   AA-8>13  AA-8>13  AA-8>13  AA-8>13   AA-8>13   AA-8>13  "
+    "AA-8>13  AA-6>13",  // Evt4
+    "AE-5>2     .        .        .        .        .        .        .        .         .         .        .      "
+    "  .",  // Evt5
+    ".          AE-6>3   AA-8>13  .        AA-8>13  AA-8>13  AA-8>13  AA-8>13  AA-8>13   AA-8>13   AA-8>13  "
+    "AA-8>13  AA-7>13",  // Evt6
+    ".          .        AE-7>6   .        .        .        .        .        .         .         .        .      "
+    "  .",  // Evt7
+    ".          .        AE-8>13  .        .        .        .        .        .         .         .        .      "
+    "  .",  // Evt8
+    ".          .        .        .        .        DT-1>6   .        AR-7>8   .         .         .        .      "
+    "  .",  // Evt9
+    ".          AA-1>13  AA-8>13  .        AA-8>13  DT-2>6   AR-6>7   AA-8>13  AA-8>13   AA-8>13   AA-8>13  "
+    "AA-8>13  AA-6>13",  // Evt10
+    ".          .        .        .        .        AR-1>7   .        .        .         .         .        .      "
+    "  .",  // Evt11
+    ".          AA-1>13  AA-8>13  .        AA-8>13  AR-2>8   AR-8>9   AA-8>13  AA-8>13   AA-8>13   AA-8>13  "
+    "AA-8>13  AA-6>13",  // Evt12
+    ".          AA-1>13  AA-8>13  .        AA-8>13  AA-8>13  AR-3>1   AA-8>13  AA-8>13   AR-10>12  AR-3>1   "
+    "AA-8>13  AA-6>13",  // Evt13
+    ".          .        .        .        .        .        .        AR-4>13  AR-9>11   .         .        "
+    "AR-4>13  .",  // Evt14
+    ".          .        AA-1>13  AA-2>1   AA-1>13  AA-1>13  AA-1>13  AA-1>13  AA-1>13   AA-1>13   AA-1>13  "
+    "AA-1>13  .",  // Evt15
+    ".          AA-2>1   AA-3>1   .        AA-3>1   AA-3>1   AA-3>1   AA-3>1   AA-3>1    AA-3>1    AA-3>1   AA-3>1 "
+    "  AA-2>1",  // Evt16
+    ".          AA-5>1   AA-4>1   AA-4>1   AA-4>1   AA-4>1   AA-4>1   AA-4>1   AA-4>1    AA-4>1    AA-4>1   AA-4>1 "
+    "  AR-5>1",  // Evt17
+    ".          AA-2>1   .        .        .        .        .        .        .         .         .        .      "
+    "  AA-2>1",  // Evt18
+    ".          AA-1>13  AA-8>13  .        AA-8>13  AA-8>13  AA-8>13  AA-8>13  AA-8>13   AA-8>13   AA-8>13  "
+    "AA-8>13  AA-7>13",  // Evt19
 };
 
 std::string Hex(const std::vector<uint8_t>& b) {
@@ -64,17 +84,13 @@ class RecordingEffects : public Effects {
     log.push_back("OnAssociateRequest " + rq.calling_ae);
     if (on_request) on_request();
   }
-  void OnAssociateAccepted(const AssociateAc& ac) override {
-    log.push_back("OnAssociateAccepted " + ac.called_ae);
-  }
+  void OnAssociateAccepted(const AssociateAc& ac) override { log.push_back("OnAssociateAccepted " + ac.called_ae); }
   void OnAssociateRejected(const AssociateRj& rj) override {
     log.push_back("OnAssociateRejected " + std::to_string(static_cast<int>(rj.result)) + "/" +
                   std::to_string(static_cast<int>(rj.source)) + "/" + std::to_string(rj.reason));
   }
   void OnTransportConnected() override { log.push_back("OnTransportConnected"); }
-  void OnPData(const PData& pdata) override {
-    log.push_back("OnPData " + std::to_string(pdata.pdvs.size()));
-  }
+  void OnPData(const PData& pdata) override { log.push_back("OnPData " + std::to_string(pdata.pdvs.size())); }
   void OnReleaseRequest() override { log.push_back("OnReleaseRequest"); }
   void OnReleaseConfirm() override { log.push_back("OnReleaseConfirm"); }
   void OnAbort(const std::optional<Abort>& abort) override {
@@ -101,8 +117,8 @@ using Log = std::vector<std::string>;
 
 // PS3.8 9.3.8, Table 9-26: A-ABORT PDU = type 07, reserved 00, length
 // 00000004, reserved 00 00, source, reason/diag.
-const char kAbortUser[] = "07000000000400000000";              // source 0 (service-user), reason 0
-const char kAbortProviderUnexpected[] = "07000000000400000202"; // source 2, reason 2 unexpected-PDU
+const char kAbortUser[] = "07000000000400000000";                  // source 0 (service-user), reason 0
+const char kAbortProviderUnexpected[] = "07000000000400000202";    // source 2, reason 2 unexpected-PDU
 const char kAbortProviderUnrecognized[] = "07000000000400000201";  // source 2, reason 1 unrecognized-PDU
 // PS3.8 9.3.6 / 9.3.7: A-RELEASE-RQ (05) and -RP (06): length 4, 4 reserved bytes.
 const char kReleaseRq[] = "05000000000400000000";
@@ -324,8 +340,7 @@ TEST_F(FsmTest, ScuNormalAssociationTransferAndRelease) {
 }
 
 TEST_F(FsmTest, ScuRejected) {
-  Pdu rj = AssociateRj{RejectResult::kTransient, RejectSource::kServiceProviderPresentation,
-                       kRjTemporaryCongestion};
+  Pdu rj = AssociateRj{RejectResult::kTransient, RejectSource::kServiceProviderPresentation, kRjTemporaryCongestion};
   m_.Handle(Event::kEvt1, nullptr, kRqBytes);
   m_.Handle(Event::kEvt2);
   fx_.Take();
@@ -419,8 +434,7 @@ TEST_F(FsmTest, UnexpectedPduInSta6SendsProviderAbort) {
   Pdu rq = MakeRq();
   EXPECT_EQ(m_.Handle(Event::kEvt6, &rq), Action::kAA8);
   EXPECT_EQ(m_.state(), State::kSta13);
-  EXPECT_EQ(fx_.Take(), (Log{std::string("SendPdu ") + kAbortProviderUnexpected, "OnAbort 2/2",
-                             "StartArtim"}));
+  EXPECT_EQ(fx_.Take(), (Log{std::string("SendPdu ") + kAbortProviderUnexpected, "OnAbort 2/2", "StartArtim"}));
   // In Sta13, PDUs are ignored (AA-6) ...
   Pdu pdata = MakePData();
   EXPECT_EQ(m_.Handle(Event::kEvt10, &pdata), Action::kAA6);
@@ -463,8 +477,7 @@ TEST_F(FsmTest, InvalidPduSendsTheOwnersAbortBytes) {
 TEST_F(FsmTest, InvalidPduWithoutReasonIsUnrecognized) {
   ScpToSta6();
   EXPECT_EQ(m_.Handle(Event::kEvt19), Action::kAA8);
-  EXPECT_EQ(fx_.Take(), (Log{std::string("SendPdu ") + kAbortProviderUnrecognized, "OnAbort 2/1",
-                             "StartArtim"}));
+  EXPECT_EQ(fx_.Take(), (Log{std::string("SendPdu ") + kAbortProviderUnrecognized, "OnAbort 2/1", "StartArtim"}));
 }
 
 TEST_F(FsmTest, MismatchedPduIsTreatedAsInvalid) {
@@ -475,8 +488,7 @@ TEST_F(FsmTest, MismatchedPduIsTreatedAsInvalid) {
   // Evt3 (A-ASSOCIATE-AC) claimed, but the PDU is a P-DATA-TF.
   EXPECT_EQ(m_.Handle(Event::kEvt3, &pdata), Action::kAA8);
   EXPECT_EQ(m_.state(), State::kSta13);
-  EXPECT_EQ(fx_.Take(), (Log{std::string("SendPdu ") + kAbortProviderUnrecognized, "OnAbort 2/1",
-                             "StartArtim"}));
+  EXPECT_EQ(fx_.Take(), (Log{std::string("SendPdu ") + kAbortProviderUnrecognized, "OnAbort 2/1", "StartArtim"}));
 }
 
 TEST_F(FsmTest, MissingPduIsTreatedAsInvalid) {
@@ -548,8 +560,7 @@ TEST_F(FsmTest, EffectsMayReenterHandle) {
   m_.Handle(Event::kEvt5);
   EXPECT_EQ(m_.Handle(Event::kEvt6, &rq), Action::kAE6);
   EXPECT_EQ(m_.state(), State::kSta6);
-  EXPECT_EQ(fx_.Take(),
-            (Log{"StartArtim", "StopArtim", "OnAssociateRequest MODALITY", "SendPdu " + Hex(kAcBytes)}));
+  EXPECT_EQ(fx_.Take(), (Log{"StartArtim", "StopArtim", "OnAssociateRequest MODALITY", "SendPdu " + Hex(kAcBytes)}));
 }
 
 TEST_F(FsmTest, EveryReturnToSta1ClosesTheTransportOnce) {

@@ -87,10 +87,14 @@ struct Golden {
   const char* hex;
 };
 const Golden kGoldens[] = {
-    {"AssociateRq", testdata::kAssociateRqHex}, {"AssociateAc", testdata::kAssociateAcHex},
-    {"AssociateRqFull", testdata::kAssociateRqFullHex}, {"AssociateRj", testdata::kAssociateRjHex},
-    {"PData", testdata::kPDataHex}, {"ReleaseRq", testdata::kReleaseRqHex},
-    {"ReleaseRp", testdata::kReleaseRpHex}, {"Abort", testdata::kAbortHex},
+    {"AssociateRq", testdata::kAssociateRqHex},
+    {"AssociateAc", testdata::kAssociateAcHex},
+    {"AssociateRqFull", testdata::kAssociateRqFullHex},
+    {"AssociateRj", testdata::kAssociateRjHex},
+    {"PData", testdata::kPDataHex},
+    {"ReleaseRq", testdata::kReleaseRqHex},
+    {"ReleaseRp", testdata::kReleaseRpHex},
+    {"Abort", testdata::kAbortHex},
 };
 
 template <typename T>
@@ -103,8 +107,7 @@ T DecodeAs(const std::vector<uint8_t>& b) {
   return std::get<T>(r.pdu);
 }
 
-void ExpectInvalid(const std::vector<uint8_t>& b, AbortReason reason,
-                   const DecodeLimits& limits = DecodeLimits()) {
+void ExpectInvalid(const std::vector<uint8_t>& b, AbortReason reason, const DecodeLimits& limits = DecodeLimits()) {
   DecodeResult r = Decode(b, limits);
   EXPECT_EQ(r.kind, Kind::kInvalid);
   EXPECT_EQ(r.abort_reason, reason) << r.error;
@@ -124,8 +127,7 @@ TEST(PduGoldenTest, AssociateRqLikeStorescuDecodes) {
   ASSERT_EQ(rq.contexts.size(), 2u);
   EXPECT_EQ(rq.contexts[0].id, 1);
   EXPECT_EQ(rq.contexts[0].abstract_syntax, "1.2.840.10008.5.1.4.1.1.2");
-  EXPECT_EQ(rq.contexts[0].transfer_syntaxes,
-            (std::vector<std::string>{"1.2.840.10008.1.2.1", "1.2.840.10008.1.2"}));
+  EXPECT_EQ(rq.contexts[0].transfer_syntaxes, (std::vector<std::string>{"1.2.840.10008.1.2.1", "1.2.840.10008.1.2"}));
   EXPECT_EQ(rq.contexts[1].id, 3);
   EXPECT_EQ(rq.contexts[1].abstract_syntax, "1.2.840.10008.5.1.4.1.1.4");
   EXPECT_EQ(rq.contexts[1].transfer_syntaxes.size(), 2u);
@@ -185,7 +187,7 @@ TEST(PduGoldenTest, AssociateRqWithEverySubItemDecodes) {
   AssociateRq rq = DecodeAs<AssociateRq>(FromHex(testdata::kAssociateRqFullHex));
   EXPECT_EQ(rq.called_ae, "ROUTER");  // leading spaces stripped
   EXPECT_EQ(rq.calling_ae, "MODALITY");
-  ASSERT_EQ(rq.contexts.size(), 1u);  // unknown top-level item 0x3F skipped
+  ASSERT_EQ(rq.contexts.size(), 1u);                               // unknown top-level item 0x3F skipped
   EXPECT_EQ(rq.contexts[0].abstract_syntax, "1.2.840.10008.1.1");  // NUL stripped
   EXPECT_EQ(rq.contexts[0].transfer_syntaxes, std::vector<std::string>{"1.2.840.10008.1.2"});
   const UserInformation& ui = rq.user_info;
@@ -316,7 +318,7 @@ TEST(PduRoundTripTest, EveryGoldenIsStable) {
 
 TEST(PduRoundTripTest, AcWithEverySubItemIsStable) {
   AssociateAc ac;
-  ac.protocol_version = 3;  // other bits are kept, not rejected (PS3.8 9.3.3)
+  ac.protocol_version = 3;                // other bits are kept, not rejected (PS3.8 9.3.3)
   ac.called_ae = "A-VERY-LONG-AE-TITLE";  // truncated to 16 on the wire
   ac.calling_ae = "X";
   ac.contexts = {{1, ContextResult::kAcceptance, "1.2.840.10008.1.2"},
@@ -438,33 +440,28 @@ std::vector<uint8_t> Patched(const char* hex, size_t offset, std::initializer_li
 // length sub-item.
 TEST(PduCorruptionTest, ApplicationContextItemLengthPastPdu) {
   EXPECT_EQ(FromHex(testdata::kAssociateRqHex)[74], 0x10);
-  ExpectInvalid(Patched(testdata::kAssociateRqHex, 76, {0xFF, 0xFF}),
-                AbortReason::kInvalidPduParameterValue);
+  ExpectInvalid(Patched(testdata::kAssociateRqHex, 76, {0xFF, 0xFF}), AbortReason::kInvalidPduParameterValue);
 }
 
 TEST(PduCorruptionTest, PresentationContextItemLengthPastPdu) {
   EXPECT_EQ(FromHex(testdata::kAssociateRqHex)[99], 0x20);
-  ExpectInvalid(Patched(testdata::kAssociateRqHex, 101, {0x01, 0x00}),
-                AbortReason::kInvalidPduParameterValue);
+  ExpectInvalid(Patched(testdata::kAssociateRqHex, 101, {0x01, 0x00}), AbortReason::kInvalidPduParameterValue);
 }
 
 TEST(PduCorruptionTest, AbstractSyntaxSubItemLengthPastItsContext) {
   EXPECT_EQ(FromHex(testdata::kAssociateRqHex)[107], 0x30);
   // 0x4C would still fit in the PDU, but not in the 77-byte context item.
-  ExpectInvalid(Patched(testdata::kAssociateRqHex, 109, {0x00, 0x4C}),
-                AbortReason::kInvalidPduParameterValue);
+  ExpectInvalid(Patched(testdata::kAssociateRqHex, 109, {0x00, 0x4C}), AbortReason::kInvalidPduParameterValue);
 }
 
 TEST(PduCorruptionTest, UserInformationItemLengthPastPdu) {
   EXPECT_EQ(FromHex(testdata::kAssociateRqHex)[261], 0x50);
-  ExpectInvalid(Patched(testdata::kAssociateRqHex, 263, {0x00, 0x3B}),
-                AbortReason::kInvalidPduParameterValue);
+  ExpectInvalid(Patched(testdata::kAssociateRqHex, 263, {0x00, 0x3B}), AbortReason::kInvalidPduParameterValue);
 }
 
 TEST(PduCorruptionTest, MaxLengthSubItemOfWrongSize) {
   EXPECT_EQ(FromHex(testdata::kAssociateRqHex)[265], 0x51);
-  ExpectInvalid(Patched(testdata::kAssociateRqHex, 267, {0x00, 0x03}),
-                AbortReason::kInvalidPduParameterValue);
+  ExpectInvalid(Patched(testdata::kAssociateRqHex, 267, {0x00, 0x03}), AbortReason::kInvalidPduParameterValue);
 }
 
 TEST(PduCorruptionTest, InnerLengthsOfUserInfoSubItems) {
@@ -513,8 +510,7 @@ TEST(PduCorruptionTest, PdvLengthBelowTwo) {
 }
 
 TEST(PduCorruptionTest, PdvLengthPastPdu) {
-  ExpectInvalid(Patched(testdata::kPDataHex, 6, {0xFF, 0xFF, 0xFF, 0xFF}),
-                AbortReason::kInvalidPduParameterValue);
+  ExpectInvalid(Patched(testdata::kPDataHex, 6, {0xFF, 0xFF, 0xFF, 0xFF}), AbortReason::kInvalidPduParameterValue);
   // Second PDV (offset 24) one byte too long.
   ExpectInvalid(Patched(testdata::kPDataHex, 24, {0, 0, 0, 9}), AbortReason::kInvalidPduParameterValue);
 }
@@ -608,12 +604,12 @@ TEST(PduTypeTest, ProtocolVersionIsReportedNotRejected) {
 
 TEST(PduTypeTest, ReservedFieldsAreNotTested) {
   auto b = FromHex(testdata::kAssociateRqHex);
-  b[1] = 0xAA;                          // PDU reserved byte
-  b[8] = 0xBB;                          // reserved after protocol version
+  b[1] = 0xAA;                                   // PDU reserved byte
+  b[8] = 0xBB;                                   // reserved after protocol version
   for (size_t i = 42; i < 74; ++i) b[i] = 0xCC;  // 32 reserved bytes
-  b[75] = 0xDD;                         // item reserved byte
-  b[104] = 0xFF, b[105] = 0xFF;         // context item reserved bytes: DCMTK 3.6.7
-  b[106] = 0xFF;                        // storescu really sends FF in byte 7
+  b[75] = 0xDD;                                  // item reserved byte
+  b[104] = 0xFF, b[105] = 0xFF;                  // context item reserved bytes: DCMTK 3.6.7
+  b[106] = 0xFF;                                 // storescu really sends FF in byte 7
   AssociateRq rq = DecodeAs<AssociateRq>(b);
   EXPECT_EQ(rq.contexts.size(), 2u);
 }

@@ -153,8 +153,11 @@ TEST(AttackPatternTest, PathCharactersInUidsNeverBecomeFileNames) {
   const std::string victim = dir.Sub("pwned");
   const std::vector<std::string> hostile = {
       "../../../../../../" + victim.substr(1),  // relative traversal to an absolute place
-      victim,                                    // an absolute path as a UID
-      "1.2.3/../../x", "1.2.3\\..\\..\\x", std::string("1.2.3\0/x", 8), "1.2.3\n4",
+      victim,                                   // an absolute path as a UID
+      "1.2.3/../../x",
+      "1.2.3\\..\\..\\x",
+      std::string("1.2.3\0/x", 8),
+      "1.2.3\n4",
   };
   for (const std::string& uid : hostile) {
     store::ObjectMeta meta = store::testing::MakeMeta(uid);

@@ -3,8 +3,8 @@
 #include "router/receive/dataset_header.h"
 
 #include <dcmtk/config/osconfig.h>
-#include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmdata/dcostrmb.h>
+#include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/oflog/oflog.h>
 
 #include <algorithm>
@@ -57,8 +57,8 @@ std::vector<uint8_t> Encode(DcmDataset* ds, E_TransferSyntax xfer, bool* ok) {
 }
 
 // Feeds `bytes` in fragments of 1..max_fragment bytes (fixed seed) until done.
-Result<HeaderInfo> ParseInFragments(const std::vector<uint8_t>& bytes, const std::string& ts,
-                                    size_t max_fragment, uint32_t seed, HeaderParser* parser = nullptr) {
+Result<HeaderInfo> ParseInFragments(const std::vector<uint8_t>& bytes, const std::string& ts, size_t max_fragment,
+                                    uint32_t seed, HeaderParser* parser = nullptr) {
   std::unique_ptr<HeaderParser> own;
   if (parser == nullptr) {
     own = std::make_unique<HeaderParser>(ts);
@@ -261,9 +261,9 @@ TEST(HeaderParserTest, GarbageIsAnErrorInEveryTransferSyntax) {
 // Explicit VR little endian (PS3.5 7.1.2):
 //   (0008,0016) UI, length 4, "1.2\0"          SOP Class UID
 //   (0029,1010) OB, reserved 0000, length 0xFFFFFFF0   a private value claiming ~4 GiB
-const std::vector<uint8_t> kHugeExplicit = {
-    0x08, 0x00, 0x16, 0x00, 'U', 'I', 0x04, 0x00, '1', '.', '2', 0x00,
-    0x29, 0x00, 0x10, 0x10, 'O', 'B', 0x00, 0x00, 0xF0, 0xFF, 0xFF, 0xFF, 0x01, 0x02, 0x03, 0x04};
+const std::vector<uint8_t> kHugeExplicit = {0x08, 0x00, 0x16, 0x00, 'U',  'I',  0x04, 0x00, '1',  '.',
+                                            '2',  0x00, 0x29, 0x00, 0x10, 0x10, 'O',  'B',  0x00, 0x00,
+                                            0xF0, 0xFF, 0xFF, 0xFF, 0x01, 0x02, 0x03, 0x04};
 
 TEST(HeaderParserTest, HugeDeclaredLengthIsRefusedBeforeTheEnd) {
   // Not the last fragment: DCMTK alone would allocate 4 GiB here and wait.
@@ -287,8 +287,8 @@ TEST(HeaderParserTest, HugeLengthInImplicitVr) {
 TEST(HeaderParserTest, HugeLengthInBigEndian) {
   // Explicit VR big endian: (0010,0010) PN, length 0x7FF0 (16-bit), then the
   // next element (0029,1010) UN length 0x7FFFFFF0 (2 GiB).
-  std::vector<uint8_t> bytes = {0x00, 0x10, 0x00, 0x10, 'P', 'N', 0x00, 0x02, 'A', ' ',
-                                0x00, 0x29, 0x10, 0x10, 'U', 'N', 0x00, 0x00, 0x7F, 0xFF, 0xFF, 0xF0};
+  std::vector<uint8_t> bytes = {0x00, 0x10, 0x00, 0x10, 'P', 'N',  0x00, 0x02, 'A',  ' ',  0x00,
+                                0x29, 0x10, 0x10, 'U',  'N', 0x00, 0x00, 0x7F, 0xFF, 0xFF, 0xF0};
   HeaderParser p(kExplicitBE);
   p.Feed(bytes, false);
   ASSERT_TRUE(p.done());
@@ -302,9 +302,9 @@ TEST(HeaderParserTest, HugeLengthNestedInASequenceItem) {
   //       (0008,1155) UI, length 0xFFF0 ... (16-bit: fine, 65520 bytes)
   //   but here instead (0008,1160) OL? no: (0029,1010) UN, reserved, length 0xFFFFFFF0
   const std::vector<uint8_t> bytes = {
-      0x08, 0x00, 0x15, 0x11, 'S', 'Q', 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF,  // SQ, undefined length
+      0x08, 0x00, 0x15, 0x11, 'S',  'Q',  0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF,  // SQ, undefined length
       0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF,                          // item, undefined length
-      0x29, 0x00, 0x10, 0x10, 'U', 'N', 0x00, 0x00, 0xF0, 0xFF, 0xFF, 0xFF,  // UN, 4294967280 bytes
+      0x29, 0x00, 0x10, 0x10, 'U',  'N',  0x00, 0x00, 0xF0, 0xFF, 0xFF, 0xFF,  // UN, 4294967280 bytes
       0x00, 0x00};
   HeaderParser p(kExplicitLE);
   p.Feed(bytes, false);
@@ -314,8 +314,8 @@ TEST(HeaderParserTest, HugeLengthNestedInASequenceItem) {
 
 TEST(HeaderParserTest, HugeItemLengthIsRefused) {
   // (0008,1115) SQ undefined length, then an item (FFFE,E000) claiming 0xFFFFFFF0 bytes.
-  const std::vector<uint8_t> bytes = {0x08, 0x00, 0x15, 0x11, 'S', 'Q', 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF,
-                                      0xFE, 0xFF, 0x00, 0xE0, 0xF0, 0xFF, 0xFF, 0xFF, 0x00, 0x00};
+  const std::vector<uint8_t> bytes = {0x08, 0x00, 0x15, 0x11, 'S',  'Q',  0x00, 0x00, 0xFF, 0xFF, 0xFF,
+                                      0xFF, 0xFE, 0xFF, 0x00, 0xE0, 0xF0, 0xFF, 0xFF, 0xFF, 0x00, 0x00};
   HeaderParser p(kExplicitLE);
   p.Feed(bytes, false);
   ASSERT_TRUE(p.done());
@@ -324,7 +324,7 @@ TEST(HeaderParserTest, HugeItemLengthIsRefused) {
 
 TEST(HeaderParserTest, LengthAboveTheConfiguredLimitIsRefused) {
   // (0008,0016) UI length 4 "1.2\0", then (0029,1010) OB length 0x00100000 (1 MiB) with a 64 KiB limit.
-  const std::vector<uint8_t> bytes = {0x08, 0x00, 0x16, 0x00, 'U', 'I', 0x04, 0x00, '1', '.', '2', 0x00,
+  const std::vector<uint8_t> bytes = {0x08, 0x00, 0x16, 0x00, 'U', 'I', 0x04, 0x00, '1',  '.',  '2',  0x00,
                                       0x29, 0x00, 0x10, 0x10, 'O', 'B', 0x00, 0x00, 0x00, 0x00, 0x10, 0x00};
   HeaderParser p(kExplicitLE, 64 * 1024);
   p.Feed(bytes, false);
@@ -344,8 +344,8 @@ TEST(HeaderParserTest, ManySmallElementsBeyondLimitAreRefused) {
   // 2000 x (0009,xx10)-style private LO elements of 64 bytes each, > 64 KiB in all, no Pixel Data.
   std::vector<uint8_t> bytes;
   for (int i = 0; i < 2000; ++i) {
-    uint8_t el[8] = {0x09, 0x00, static_cast<uint8_t>(0x00), static_cast<uint8_t>(0x10 + (i % 0xE0)),
-                     'L',  'O',  0x40, 0x00};
+    uint8_t el[8] = {0x09, 0x00, static_cast<uint8_t>(0x00), static_cast<uint8_t>(0x10 + (i % 0xE0)), 'L', 'O',
+                     0x40, 0x00};
     bytes.insert(bytes.end(), el, el + 8);
     bytes.insert(bytes.end(), 64, 'A');
   }
@@ -360,8 +360,8 @@ TEST(HeaderParserTest, ManySmallElementsBeyondLimitAreRefused) {
 // Implicit VR LE element: tag, 4-byte length, value.
 void AddImplicit(std::vector<uint8_t>* out, uint16_t g, uint16_t e, const std::string& value) {
   const uint32_t n = static_cast<uint32_t>(value.size());
-  const uint8_t h[8] = {static_cast<uint8_t>(g), static_cast<uint8_t>(g >> 8), static_cast<uint8_t>(e),
-                        static_cast<uint8_t>(e >> 8), static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8),
+  const uint8_t h[8] = {static_cast<uint8_t>(g),       static_cast<uint8_t>(g >> 8), static_cast<uint8_t>(e),
+                        static_cast<uint8_t>(e >> 8),  static_cast<uint8_t>(n),      static_cast<uint8_t>(n >> 8),
                         static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24)};
   out->insert(out->end(), h, h + 8);
   out->insert(out->end(), value.begin(), value.end());
@@ -457,8 +457,8 @@ TEST(HeaderParserTest, ElementsOutOfOrderAreStillAccepted) {
 
 TEST(HeaderParserTest, MissingSopInstanceUidIsAnError) {
   // Explicit VR LE: (0008,0016) UI "1.2\0" (SOP Class UID) and (0008,0060) CS "CT" (Modality), nothing else.
-  const std::vector<uint8_t> bytes = {0x08, 0x00, 0x16, 0x00, 'U', 'I', 0x04, 0x00, '1', '.', '2', 0x00,
-                                      0x08, 0x00, 0x60, 0x00, 'C', 'S', 0x02, 0x00, 'C', 'T'};
+  const std::vector<uint8_t> bytes = {0x08, 0x00, 0x16, 0x00, 'U',  'I', 0x04, 0x00, '1',  '.', '2',
+                                      0x00, 0x08, 0x00, 0x60, 0x00, 'C', 'S',  0x02, 0x00, 'C', 'T'};
   HeaderParser p(kExplicitLE);
   p.Feed(bytes, true);
   ASSERT_TRUE(p.done());
@@ -467,9 +467,9 @@ TEST(HeaderParserTest, MissingSopInstanceUidIsAnError) {
 
 TEST(HeaderParserTest, MinimalValidDataSet) {
   // Implicit VR LE: (0008,0016) "1.2\0", (0008,0018) "1.2.3\0" (6 bytes), (0010,0020) "P1".
-  const std::vector<uint8_t> bytes = {0x08, 0x00, 0x16, 0x00, 0x04, 0x00, 0x00, 0x00, '1', '.', '2', 0x00,
-                                      0x08, 0x00, 0x18, 0x00, 0x06, 0x00, 0x00, 0x00, '1', '.', '2', '.', '3', 0x00,
-                                      0x10, 0x00, 0x20, 0x00, 0x02, 0x00, 0x00, 0x00, 'P', '1'};
+  const std::vector<uint8_t> bytes = {0x08, 0x00, 0x16, 0x00, 0x04, 0x00, 0x00, 0x00, '1',  '.',  '2', 0x00,
+                                      0x08, 0x00, 0x18, 0x00, 0x06, 0x00, 0x00, 0x00, '1',  '.',  '2', '.',
+                                      '3',  0x00, 0x10, 0x00, 0x20, 0x00, 0x02, 0x00, 0x00, 0x00, 'P', '1'};
   Result<HeaderInfo> r = ParseInFragments(bytes, kImplicitLE, 3, 5);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->sop_class_uid, "1.2");

@@ -139,8 +139,8 @@ TEST_F(ScpAssociationTest, EchoRqIsAnsweredWithSuccess) {
   // The command in two fragments, in two P-DATA-TF PDUs, in one read.
   std::vector<uint8_t> cmd = dimse::EncodeCommand(EchoRq(7));
   std::span<const uint8_t> all(cmd);
-  wire_.Send(testing::Concat({testing::PDataPdu(1, true, false, all.first(10)),
-                              testing::PDataPdu(1, true, true, all.subspan(10))}));
+  wire_.Send(testing::Concat(
+      {testing::PDataPdu(1, true, false, all.first(10)), testing::PDataPdu(1, true, true, all.subspan(10))}));
   RunUntil(2);
   const ul::PData* p = Got<ul::PData>(1);
   ASSERT_NE(p, nullptr);

@@ -19,8 +19,10 @@ namespace {
 using store::testing::TempDir;
 
 std::string RulesTo(const std::string& to, const std::string& match = "") {
-  return "[[destination]]\nname = \"" + to + "\"\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\n"
-         "[[rule]]\nname = \"to-" + to + "\"\nforward = [\"" + to + "\"]\n" + match;
+  return "[[destination]]\nname = \"" + to +
+         "\"\nae_title = \"DEST\"\nhost = \"127.0.0.1\"\n"
+         "[[rule]]\nname = \"to-" +
+         to + "\"\nforward = [\"" + to + "\"]\n" + match;
 }
 
 void Write(const std::string& path, const std::string& text) {

@@ -37,8 +37,12 @@ AtnaEvent ObjectEvent(const std::string& pid = "PID-1", const std::string& resul
   e.kind = "object";
   e.seq = 7;
   e.unix_ms = 1795860192123;  // 2026-11-28T10:03:12.123Z
-  e.fields = {{"calling_ae", "CTSCAN1"}, {"peer", "10.1.2.3:40112"}, {"patient_id", pid},
-              {"study_instance_uid", "1.2.3.4"}, {"sop_instance_uid", "1.2.3.4.5"}, {"result", result},
+  e.fields = {{"calling_ae", "CTSCAN1"},
+              {"peer", "10.1.2.3:40112"},
+              {"patient_id", pid},
+              {"study_instance_uid", "1.2.3.4"},
+              {"sop_instance_uid", "1.2.3.4.5"},
+              {"result", result},
               {"status", "0x0000"}};
   return e;
 }
@@ -154,7 +158,11 @@ TEST(XmlEscapeTest, EscapesMarkupAndReplacesWhatXmlCannotHold) {
   EXPECT_EQ(XmlEscape("plain 1.2.3"), "plain 1.2.3");
   EXPECT_EQ(XmlEscape("a\tb\nc\r"), "a&#9;b&#10;c&#13;");
   // C0 controls are not XML 1.0 Chars: U+FFFD (EF BF BD).
-  EXPECT_EQ(XmlEscape(std::string("a\x01" "b\x00", 4)), "a\xEF\xBF\xBD" "b\xEF\xBF\xBD");
+  EXPECT_EQ(XmlEscape(std::string("a\x01"
+                                  "b\x00",
+                                  4)),
+            "a\xEF\xBF\xBD"
+            "b\xEF\xBF\xBD");
   // Well-formed UTF-8 stays: e-acute (C3 A9), euro (E2 82 AC), U+1F600 (F0 9F 98 80).
   EXPECT_EQ(XmlEscape("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"), "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
   // ISO 8859-1 "M\xFCller" (a Patient ID not in UTF-8): the byte becomes U+FFFD.
@@ -223,7 +231,10 @@ TEST(AtnaMessageTest, HostilePatientIdIsEscaped) {
   AtnaEvent e;
   e.kind = "association";
   e.unix_ms = 1000;
-  e.fields = {{"calling_ae", "A\"><B>"}, {"called_ae", "X&Y"}, {"peer", "[::1]:5"}, {"result", "rejected"},
+  e.fields = {{"calling_ae", "A\"><B>"},
+              {"called_ae", "X&Y"},
+              {"peer", "[::1]:5"},
+              {"result", "rejected"},
               {"reason", "called AE title '<script>' is not ours\x01"}};
   x = AtnaAuditMessage(e, Source(), nullptr);
   EXPECT_EQ(XmlProblem(x), "") << x;
@@ -243,26 +254,77 @@ TEST(AtnaMessageTest, EventsMapToTheirDicomCodes) {
   };
   const std::vector<Case> cases = {
       {"segment", {{"reason", "new_file"}}, "110100", "110120", "E", "0"},
-      {"association", {{"calling_ae", "M1"}, {"called_ae", "RELAIS"}, {"peer", "127.0.0.1:9"}, {"result", "accepted"}},
-       "110114", "110122", "E", "0"},
-      {"association", {{"calling_ae", "M2"}, {"called_ae", "WRONG"}, {"peer", "127.0.0.1:9"}, {"result", "rejected"},
-                       {"reason", "called AE title 'WRONG' is not ours"}}, "110113", "110126", "E", "4"},
+      {"association",
+       {{"calling_ae", "M1"}, {"called_ae", "RELAIS"}, {"peer", "127.0.0.1:9"}, {"result", "accepted"}},
+       "110114",
+       "110122",
+       "E",
+       "0"},
+      {"association",
+       {{"calling_ae", "M2"},
+        {"called_ae", "WRONG"},
+        {"peer", "127.0.0.1:9"},
+        {"result", "rejected"},
+        {"reason", "called AE title 'WRONG' is not ours"}},
+       "110113",
+       "110126",
+       "E",
+       "4"},
       {"object", {{"calling_ae", "M1"}, {"result", "refused"}, {"status", "0xA700"}}, "110104", "", "C", "4"},
       {"object", {{"calling_ae", "M1"}, {"result", "failed"}, {"status", "0xA700"}}, "110104", "", "C", "8"},
       {"delivery", {{"destination", "archive"}, {"result", "success"}}, "110104", "", "R", "0"},
       {"delivery", {{"destination", "archive"}, {"result", "retry"}}, "110104", "", "R", "4"},
       {"delivery", {{"destination", "archive"}, {"result", "dead"}}, "110104", "", "R", "8"},
       {"rules", {{"action", "reload"}, {"result", "failed"}}, "110113", "110131", "E", "4"},
-      {"admin", {{"token", ""}, {"client", "10.0.0.9:5000"}, {"method", "GET"}, {"path", "/api/v1/status"},
-                 {"result", "refused"}, {"status", "401"}}, "110114", "110122", "E", "4"},
-      {"admin", {{"token", "night-op"}, {"role", "viewer"}, {"method", "POST"}, {"path", "/api/v1/purge"},
-                 {"result", "refused"}, {"status", "403"}}, "110113", "110132", "E", "4"},
-      {"admin", {{"token", "ops"}, {"method", "POST"}, {"path", "/api/v1/destinations/archive/pause"},
-                 {"result", "ok"}, {"status", "200"}, {"detail", "paused archive"}}, "110113", "110131", "E", "0"},
-      {"admin", {{"token", "ops"}, {"method", "POST"}, {"path", "/api/v1/retry"}, {"result", "refused"},
-                 {"status", "404"}}, "110113", "110131", "E", "4"},
-      {"admin", {{"token", "ops"}, {"method", "POST"}, {"path", "/api/v1/rules/reload"}, {"result", "failed"},
-                 {"status", "500"}}, "110113", "110131", "E", "8"},
+      {"admin",
+       {{"token", ""},
+        {"client", "10.0.0.9:5000"},
+        {"method", "GET"},
+        {"path", "/api/v1/status"},
+        {"result", "refused"},
+        {"status", "401"}},
+       "110114",
+       "110122",
+       "E",
+       "4"},
+      {"admin",
+       {{"token", "night-op"},
+        {"role", "viewer"},
+        {"method", "POST"},
+        {"path", "/api/v1/purge"},
+        {"result", "refused"},
+        {"status", "403"}},
+       "110113",
+       "110132",
+       "E",
+       "4"},
+      {"admin",
+       {{"token", "ops"},
+        {"method", "POST"},
+        {"path", "/api/v1/destinations/archive/pause"},
+        {"result", "ok"},
+        {"status", "200"},
+        {"detail", "paused archive"}},
+       "110113",
+       "110131",
+       "E",
+       "0"},
+      {"admin",
+       {{"token", "ops"}, {"method", "POST"}, {"path", "/api/v1/retry"}, {"result", "refused"}, {"status", "404"}},
+       "110113",
+       "110131",
+       "E",
+       "4"},
+      {"admin",
+       {{"token", "ops"},
+        {"method", "POST"},
+        {"path", "/api/v1/rules/reload"},
+        {"result", "failed"},
+        {"status", "500"}},
+       "110113",
+       "110131",
+       "E",
+       "8"},
   };
   for (const Case& c : cases) {
     AtnaEvent e;
@@ -295,8 +357,9 @@ TEST(AtnaMessageTest, DeliveryNamesTheDestinationNodeAndUsAsRequestor) {
   AtnaEvent e;
   e.kind = "delivery";
   e.unix_ms = 1000;
-  e.fields = {{"destination", "archive"}, {"association", "D3 ARCHIVE@10.0.0.5:104"}, {"patient_id", "P1"},
-              {"study_instance_uid", "1.2"}, {"sop_instance_uid", "1.2.3"}, {"result", "success"}};
+  e.fields = {{"destination", "archive"},    {"association", "D3 ARCHIVE@10.0.0.5:104"},
+              {"patient_id", "P1"},          {"study_instance_uid", "1.2"},
+              {"sop_instance_uid", "1.2.3"}, {"result", "success"}};
   AtnaSource s = Source();
   s.calling_ae_title = "RELAIS_OUT";
   std::string x = AtnaAuditMessage(e, s, nullptr);
@@ -312,8 +375,13 @@ TEST(AtnaMessageTest, AdminRequestNamesTheTokenClientAndRequest) {
   AtnaEvent e;
   e.kind = "admin";
   e.unix_ms = 1000;
-  e.fields = {{"token", "ops<1>"}, {"role", "operator"}, {"client", "192.0.2.7:51000"}, {"method", "POST"},
-              {"path", "/api/v1/destinations/a&b/pause"}, {"result", "ok"}, {"status", "200"},
+  e.fields = {{"token", "ops<1>"},
+              {"role", "operator"},
+              {"client", "192.0.2.7:51000"},
+              {"method", "POST"},
+              {"path", "/api/v1/destinations/a&b/pause"},
+              {"result", "ok"},
+              {"status", "200"},
               {"detail", "paused a&b"}};
   std::string x = AtnaAuditMessage(e, Source(), nullptr);
   EXPECT_EQ(XmlProblem(x), "") << x;
@@ -373,9 +441,9 @@ TEST(SyslogFramingTest, ParsesTargets) {
   t = ParseSyslogTarget("tcp://collector.example:601");
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->host, "collector.example");
-  for (const char* bad : {"", "udp://", "udp://host", "udp://:514", "udp://host:0", "udp://host:65536",
-                          "udp://host:99999999999999", "udp://host:5x", "tls://host:6514", "http://host:80/x",
-                          "tcp://[::1]", "tcp://[::1:514", "udp://a b:514"}) {
+  for (const char* bad :
+       {"", "udp://", "udp://host", "udp://:514", "udp://host:0", "udp://host:65536", "udp://host:99999999999999",
+        "udp://host:5x", "tls://host:6514", "http://host:80/x", "tcp://[::1]", "tcp://[::1:514", "udp://a b:514"}) {
     EXPECT_EQ(ParseSyslogTarget(bad).status().code(), Status::Code::kInvalidArgument) << bad;
   }
 }
@@ -453,8 +521,9 @@ TEST(AtnaExporterTest, UdpSendsOneMessagePerDatagram) {
       SCOPED_TRACE(pid);
       ASSERT_FALSE(d.empty());
       // A failed transfer is a warning (84), the others notices (85).
-      EXPECT_THAT(d, StartsWith(std::string(pid) == "hostile" ? "<84>1 2026-11-28T10:03:12.123Z router1.example relais "
-                                                              : "<85>1 2026-11-28T10:03:12.123Z router1.example relais "));
+      EXPECT_THAT(d,
+                  StartsWith(std::string(pid) == "hostile" ? "<84>1 2026-11-28T10:03:12.123Z router1.example relais "
+                                                           : "<85>1 2026-11-28T10:03:12.123Z router1.example relais "));
       EXPECT_THAT(d, HasSubstr(" IHE+RFC-3881 - \xEF\xBB\xBF<AuditMessage>"));
       std::string x = XmlOf(d);
       EXPECT_EQ(XmlProblem(x), "") << x;  // whole: one message, one datagram
@@ -565,10 +634,15 @@ TEST(AtnaAuditLogTest, RecordsGoToTheFileAndToSyslog) {
     o.rotate_size = 300;  // rotates after (nearly) every record
     Result<std::unique_ptr<AuditLog>> log = AuditLog::Open((dir / "audit.jsonl").string(), o);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
-    (*log)->Record("association", {{"calling_ae", "MOD1"}, {"called_ae", "ROUTER"}, {"peer", "127.0.0.1:4000"},
-                                   {"result", "accepted"}});
-    (*log)->Record("object", {{"calling_ae", "MOD1"}, {"peer", "127.0.0.1:4000"}, {"patient_id", kHostilePid},
-                              {"study_instance_uid", "1.2"}, {"sop_instance_uid", "1.2.3"}, {"result", "stored"}});
+    (*log)->Record(
+        "association",
+        {{"calling_ae", "MOD1"}, {"called_ae", "ROUTER"}, {"peer", "127.0.0.1:4000"}, {"result", "accepted"}});
+    (*log)->Record("object", {{"calling_ae", "MOD1"},
+                              {"peer", "127.0.0.1:4000"},
+                              {"patient_id", kHostilePid},
+                              {"study_instance_uid", "1.2"},
+                              {"sop_instance_uid", "1.2.3"},
+                              {"result", "stored"}});
     std::vector<std::string> got;
     for (int i = 0; i < 3; ++i) got.push_back(RecvDatagram(rx));
     EXPECT_THAT(got[0], HasSubstr("csd-code=\"110100\""));  // the log opened: Application Start
@@ -613,7 +687,6 @@ TEST(AtnaAuditLogTest, DownCollectorDoesNotSlowOrFailTheAuditWrite) {
   std::filesystem::remove_all(dir);
 }
 
-
 TEST(AtnaAuditLogTest, HugeValuesReachTheCollectorBoundedAndRepeatsAsOneSummary) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("relais_atna_huge_" + std::to_string(getpid()));
@@ -630,9 +703,14 @@ TEST(AtnaAuditLogTest, HugeValuesReachTheCollectorBoundedAndRepeatsAsOneSummary)
     Result<std::unique_ptr<AuditLog>> log = AuditLog::Open((dir / "audit.jsonl").string(), o);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     EXPECT_THAT(RecvDatagram(rx), HasSubstr("csd-code=\"110100\""));  // the log opened
-    (*log)->Record("admin", {{"token", huge}, {"role", "operator"}, {"client", "192.0.2.7:51000"}, {"method", huge},
-                             {"path", "/api/destinations/" + huge + "/pause"}, {"result", "refused"},
-                             {"status", "404"}, {"detail", "no destination named " + huge}});
+    (*log)->Record("admin", {{"token", huge},
+                             {"role", "operator"},
+                             {"client", "192.0.2.7:51000"},
+                             {"method", huge},
+                             {"path", "/api/destinations/" + huge + "/pause"},
+                             {"result", "refused"},
+                             {"status", "404"},
+                             {"detail", "no destination named " + huge}});
     std::string m = RecvDatagram(rx);
     ASSERT_FALSE(m.empty()) << "not sent (too large for a datagram?)";
     EXPECT_LT(m.size(), 32u * 1024);
@@ -640,8 +718,13 @@ TEST(AtnaAuditLogTest, HugeValuesReachTheCollectorBoundedAndRepeatsAsOneSummary)
     EXPECT_THAT(m, HasSubstr("...[cut, " + std::to_string(huge.size()) + " bytes]"));
     for (int i = 0; i < 20; ++i) {
       (*log)->RecordRefusal("admin", "192.0.2.9",
-                            {{"token", ""}, {"client", "192.0.2.9:" + std::to_string(1000 + i)}, {"method", "GET"},
-                             {"path", "/x"}, {"result", "refused"}, {"status", "401"}, {"detail", "no token"}},
+                            {{"token", ""},
+                             {"client", "192.0.2.9:" + std::to_string(1000 + i)},
+                             {"method", "GET"},
+                             {"path", "/x"},
+                             {"result", "refused"},
+                             {"status", "401"},
+                             {"detail", "no token"}},
                             {"token", "result", "status", "detail"});
     }
     m = RecvDatagram(rx);

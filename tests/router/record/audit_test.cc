@@ -7,8 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <regex>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -28,9 +28,8 @@ using ::testing::HasSubstr;
 class AuditTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("relais_audit_test_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("relais_audit_test_" + std::to_string(getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     path_ = (dir_ / "audit.jsonl").string();
@@ -64,8 +63,10 @@ class AuditTest : public ::testing::Test {
     Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     for (int i = 0; i < n; ++i) {
-      (*log)->Record("object", {{"calling_ae", "CTSCAN1"}, {"patient_id", "P" + std::to_string(i)},
-                                {"sop_instance_uid", "1.2.3." + std::to_string(i)}, {"result", "stored"}});
+      (*log)->Record("object", {{"calling_ae", "CTSCAN1"},
+                                {"patient_id", "P" + std::to_string(i)},
+                                {"sop_instance_uid", "1.2.3." + std::to_string(i)},
+                                {"result", "stored"}});
     }
   }
   AuditLog::VerifyReport VerifyOk() {
@@ -324,8 +325,10 @@ class AuditRotationTest : public AuditTest {
     Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_, o);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     for (int i = 0; i < n; ++i) {
-      (*log)->Record("object", {{"calling_ae", "CTSCAN1"}, {"patient_id", "P" + std::to_string(i)},
-                                {"sop_instance_uid", "1.2.3." + std::to_string(i)}, {"result", "stored"}});
+      (*log)->Record("object", {{"calling_ae", "CTSCAN1"},
+                                {"patient_id", "P" + std::to_string(i)},
+                                {"sop_instance_uid", "1.2.3." + std::to_string(i)},
+                                {"result", "stored"}});
     }
     rotations_ = (*log)->rotations();
     EXPECT_EQ((*log)->write_failures(), 0u);
@@ -513,7 +516,6 @@ TEST_F(AuditRotationTest, BadSyslogTargetIsAnError) {
   EXPECT_FALSE(std::filesystem::exists(path_));  // refused before touching the file
 }
 
-
 // ---- bounds: every value from outside is cut, every record fits ----------
 
 // True if `s` is well-formed UTF-8 (RFC 3629).
@@ -536,8 +538,10 @@ TEST_F(AuditTest, AHugeDestinationNameIsCutAndTheRecordStillVerifies) {
   {
     Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
     ASSERT_TRUE(log.ok());
-    (*log)->Record("admin", {{"token", "tech"}, {"path", "/api/destinations/" + huge + "/pause"},
-                             {"result", "refused"}, {"status", "404"},
+    (*log)->Record("admin", {{"token", "tech"},
+                             {"path", "/api/destinations/" + huge + "/pause"},
+                             {"result", "refused"},
+                             {"status", "404"},
                              {"detail", "no destination named " + huge + " in the current rules"}});
     (*log)->Record("delivery", {{"destination", huge}, {"result", "success"}});
   }
@@ -680,8 +684,13 @@ class AuditRefusalTest : public AuditTest {
   }
   static void Refuse(AuditLog* log, const std::string& client, const std::string& path, const char* status = "401") {
     log->RecordRefusal("admin", AuditAddressOf(client),
-                       {{"token", ""}, {"client", client}, {"method", "GET"}, {"path", path}, {"result", "refused"},
-                        {"status", status}, {"detail", "this needs a token"}},
+                       {{"token", ""},
+                        {"client", client},
+                        {"method", "GET"},
+                        {"path", path},
+                        {"result", "refused"},
+                        {"status", status},
+                        {"detail", "this needs a token"}},
                        {"token", "result", "status", "detail"});
   }
   std::vector<std::string> Kind(const std::string& kind) {
@@ -702,10 +711,10 @@ TEST_F(AuditRefusalTest, RepeatsWithinTheWindowBecomeOneSummaryWithTheExactCount
       Refuse(log.get(), "10.0.0.5:" + std::to_string(40000 + i), "/api/" + std::string(400 * 1024, 'x'));
       now_ += 100;
     }
-    Refuse(log.get(), "10.0.0.6:1", "/api/status");            // another address: its own record
-    Refuse(log.get(), "10.0.0.5:2", "/api/status", "403");     // another reason: its own record
-    EXPECT_EQ(Kind("admin").size(), 3u);  // the firsts; the repeats are only counted so far
-  }  // closing writes the summary
+    Refuse(log.get(), "10.0.0.6:1", "/api/status");         // another address: its own record
+    Refuse(log.get(), "10.0.0.5:2", "/api/status", "403");  // another reason: its own record
+    EXPECT_EQ(Kind("admin").size(), 3u);                    // the firsts; the repeats are only counted so far
+  }                                                         // closing writes the summary
   std::vector<std::string> admin = Kind("admin");
   ASSERT_EQ(admin.size(), 4u);
   EXPECT_EQ(FieldOf(admin[0], "client"), "10.0.0.5:40000");
@@ -717,7 +726,7 @@ TEST_F(AuditRefusalTest, RepeatsWithinTheWindowBecomeOneSummaryWithTheExactCount
   EXPECT_EQ(FieldOf(summary, "repeated"), "19");
   EXPECT_EQ(FieldOf(summary, "since"), FieldOf(admin[0], "time"));
   EXPECT_EQ(FieldOf(summary, "first_seq"), "2");  // after the segment record
-  EXPECT_EQ(FieldOf(summary, "path"), "");  // the paths differed; none is claimed
+  EXPECT_EQ(FieldOf(summary, "path"), "");        // the paths differed; none is claimed
   EXPECT_LT(ReadAll().size(), 8000u);
   AuditLog::VerifyReport r = VerifyOk();
   EXPECT_EQ(r.bad_line, 0u) << r.error;

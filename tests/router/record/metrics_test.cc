@@ -1,9 +1,9 @@
 // Metrics (router/record/metrics.h) and RenderPrometheus (router/operate/prometheus.h): the page is parsed back
 // as a Prometheus scraper would (text exposition format 0.0.4) and its
 // figures checked against what was fed in.
-#include "tests/router/loopback.h"
 #include "router/record/metrics.h"
 #include "router/operate/prometheus.h"
+#include "tests/router/loopback.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -22,8 +22,8 @@
 #include <thread>
 #include <vector>
 
-#include "router/receive/server.h"
 #include "router/operate/storage_watch.h"
+#include "router/receive/server.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {
@@ -243,8 +243,8 @@ TEST(MetricsParserTest, CatchesMalformedPages) {
   // The validator must be able to fail.
   EXPECT_FALSE(Validate(Parse("relais_x 1\n")).empty()) << "no TYPE";
   EXPECT_FALSE(Validate(Parse("# HELP relais_x x\n# TYPE relais_x counter\nrelais_x 1\n")).empty()) << "no _total";
-  EXPECT_FALSE(Validate(Parse("# HELP relais_x_total x\n# TYPE relais_x_total counter\nrelais_x_total{a=\"b} 1\n"))
-                   .empty());
+  EXPECT_FALSE(
+      Validate(Parse("# HELP relais_x_total x\n# TYPE relais_x_total counter\nrelais_x_total{a=\"b} 1\n")).empty());
   EXPECT_FALSE(Validate(Parse("# HELP relais_h x\n# TYPE relais_h histogram\n"
                               "relais_h_bucket{le=\"1\"} 2\nrelais_h_bucket{le=\"+Inf\"} 1\n"
                               "relais_h_sum 0\nrelais_h_count 1\n"))
@@ -535,7 +535,8 @@ TEST(ListenerMetricsTest, AssociationsObjectsRefusalsAndLatencyAreCounted) {
     });
     uv_timer_t tick;
     uv_timer_init(&loop, &tick);
-    uv_timer_start(&tick, [](uv_timer_t*) noexcept {}, 10, 10);
+    uv_timer_start(
+        &tick, [](uv_timer_t*) noexcept {}, 10, 10);
     while (!done) uv_run(&loop, UV_RUN_ONCE);
     t.join();
     // Let the association's close run.
