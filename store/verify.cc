@@ -498,7 +498,8 @@ Status RepairEnv(const LmdbEnv& env, const RepairTargets& t, int64_t now, Repair
         *c = true;
         return txn.Del(d.uid, ToVal(std::string_view(uid)));
       }));
-  for (auto [keys, dbi] : {std::pair{&t.orphan_queue_keys, d.queue}, std::pair{&t.orphan_dead_keys, d.dead}}) {
+  for (const auto& [keys, table] : {std::pair{&t.orphan_queue_keys, d.queue}, std::pair{&t.orphan_dead_keys, d.dead}}) {
+    MDB_dbi dbi = table;  // a structured binding cannot be captured (C++20, clang)
     RELAIS_RETURN_IF_ERROR(InBatches(env, *keys, &report->rows_removed, [&](Txn& txn, const auto& key, bool* c) {
       bool orphan = RowIsOrphan(txn, d, key, &error);
       RELAIS_RETURN_IF_ERROR(error);
