@@ -498,7 +498,11 @@ Status RepairEnv(const LmdbEnv& env, const RepairTargets& t, int64_t now, Repair
         *c = true;
         return txn.Del(d.uid, ToVal(std::string_view(uid)));
       }));
-  for (auto [keys, dbi] : {std::pair{&t.orphan_queue_keys, d.queue}, std::pair{&t.orphan_dead_keys, d.dead}}) {
+  for (const auto& rows : {std::pair{&t.orphan_queue_keys, d.queue}, std::pair{&t.orphan_dead_keys, d.dead}}) {
+    // Not a structured binding: clang 14 (the sanitizer build) cannot
+    // capture one in the lambda.
+    auto* keys = rows.first;
+    auto dbi = rows.second;
     RELAIS_RETURN_IF_ERROR(InBatches(env, *keys, &report->rows_removed, [&](Txn& txn, const auto& key, bool* c) {
       bool orphan = RowIsOrphan(txn, d, key, &error);
       RELAIS_RETURN_IF_ERROR(error);
