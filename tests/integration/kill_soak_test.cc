@@ -43,8 +43,8 @@ constexpr int kPool = kCycles * kSenders * kPerSender;
 void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 std::string Destination(const std::string& name, const std::string& ae, uint16_t port) {
-  return "[[destination]]\nname = \"" + name + "\"\nae_title = \"" + ae + "\"\nhost = \"127.0.0.1\"\nport = " +
-         std::to_string(port) + "\nmax_associations = 2\n" +
+  return "[[destination]]\nname = \"" + name + "\"\nae_title = \"" + ae +
+         "\"\nhost = \"127.0.0.1\"\nport = " + std::to_string(port) + "\nmax_associations = 2\n" +
          "retry = { initial_backoff = \"1s\", max_backoff = \"2s\" }\n";
 }
 
@@ -79,14 +79,10 @@ int QueueRowCount(const RelaisProcess& relais, bool dead_only, int* queued) {
 enum class Scene { kIngest, kDelivery, kReload, kOutage };
 const char* SceneName(Scene s) {
   switch (s) {
-    case Scene::kIngest:
-      return "ingest";
-    case Scene::kDelivery:
-      return "delivery";
-    case Scene::kReload:
-      return "reload";
-    case Scene::kOutage:
-      return "outage";
+    case Scene::kIngest: return "ingest";
+    case Scene::kDelivery: return "delivery";
+    case Scene::kReload: return "reload";
+    case Scene::kOutage: return "outage";
   }
   return "?";
 }
@@ -104,8 +100,8 @@ TEST(KillSoakTest, HundredKillNineCyclesLoseNoAcknowledgedObject) {
     ASSERT_EQ(mkdir((dir / d).c_str(), 0755), 0);
   }
   std::vector<std::string> uids;
-  std::vector<std::string> files = MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "objects", kPool,
-                                                         &uids);
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "objects", kPool, &uids);
   ASSERT_EQ(files.size(), static_cast<size_t>(kPool));
   std::map<std::string, size_t> by_path;
   for (size_t i = 0; i < files.size(); ++i) by_path[files[i]] = i;
@@ -156,8 +152,8 @@ TEST(KillSoakTest, HundredKillNineCyclesLoseNoAcknowledgedObject) {
     if (scene != Scene::kDelivery) {
       senders.resize(kSenders);
       for (int k = 0; k < kSenders; ++k) {
-        std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1",
-                                         std::to_string(relais.port())};
+        std::vector<std::string> argv = {"storescu", "-v",        "-aec",
+                                         "RELAIS",   "127.0.0.1", std::to_string(relais.port())};
         for (int i = 0; i < kPerSender && next < files.size(); ++i) argv.push_back(files[next++]);
         std::string log = dir / ("logs/storescu-" + std::to_string(cycle) + "-" + std::to_string(k) + ".log");
         ASSERT_TRUE(senders[k].Start(argv, log));
@@ -217,7 +213,8 @@ TEST(KillSoakTest, HundredKillNineCyclesLoseNoAcknowledgedObject) {
                                    << verify.output;
     ASSERT_TRUE(relais.Start()) << "restart failed in cycle " << cycle << ":\n" << relais.Log();
     std::printf("[soak] cycle=%d scene=%s kill_after_ms=%d acked_now=%zu acked_total=%zu queued_at_kill=%d scp=%s%s\n",
-                cycle, SceneName(scene), delay, acked_now, acked.size(), queued_at_kill, scp_up ? "up" : "down", cut ? " interrupted" : "");
+                cycle, SceneName(scene), delay, acked_now, acked.size(), queued_at_kill, scp_up ? "up" : "down",
+                cut ? " interrupted" : "");
     std::fflush(stdout);
   }
   EXPECT_GT(interrupted, 0) << "no kill interrupted a storescu: the kills never landed mid-stream";
@@ -286,11 +283,12 @@ TEST(KillSoakTest, HundredKillNineCyclesLoseNoAcknowledgedObject) {
   }
 
   std::printf(
-      "[soak] done seed=%u cycles=%d (ingest=%d delivery=%d reload=%d outage=%d) interrupted=%d kills_with_rows_queued=%d verify_runs=%d "
+      "[soak] done seed=%u cycles=%d (ingest=%d delivery=%d reload=%d outage=%d) interrupted=%d "
+      "kills_with_rows_queued=%d verify_runs=%d "
       "objects_sent=%zu acknowledged=%zu delivered_scp=%zu scp_duplicates=%zu scp_partial_files=%zu "
       "delivered_orthanc=%s lost=%zu drain_s=%.1f total_s=%.1f\n",
-      seed, kCycles, scenes[Scene::kIngest], scenes[Scene::kDelivery], reloads, outages, interrupted, kills_with_rows_queued, verify_runs, sent,
-      acked.size(), scp_delivered, scp_duplicates, scp_partial,
+      seed, kCycles, scenes[Scene::kIngest], scenes[Scene::kDelivery], reloads, outages, interrupted,
+      kills_with_rows_queued, verify_runs, sent, acked.size(), scp_delivered, scp_duplicates, scp_partial,
       with_orthanc ? std::to_string(orthanc_delivered).c_str() : "skipped", lost_scp + lost_orthanc, drain_ms / 1000.0,
       (NowMs() - test_start) / 1000.0);
   std::fflush(stdout);
