@@ -35,7 +35,7 @@
 namespace relais::itest {
 namespace {
 
-constexpr int kCycles = 110;
+constexpr int kCycles = 150;
 constexpr int kSenders = 3;
 constexpr int kPerSender = 12;  // files per storescu per ingest cycle
 constexpr int kPool = kCycles * kSenders * kPerSender;
@@ -87,7 +87,7 @@ const char* SceneName(Scene s) {
   return "?";
 }
 
-TEST(KillSoakTest, HundredKillNineCyclesLoseNoAcknowledgedObject) {
+TEST(KillSoakTest, KillNineInEveryPhaseLosesNoAcknowledgedObject) {
   uint32_t seed = 20261207;
   if (const char* s = std::getenv("RELAIS_SOAK_SEED")) seed = static_cast<uint32_t>(std::strtoul(s, nullptr, 10));
   std::mt19937 rng(seed);
