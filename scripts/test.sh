@@ -6,7 +6,7 @@
 #  2. the Debian package, installed and checked for real (root only);
 #  3. a clang build with AddressSanitizer + UBSan and the libFuzzer
 #     targets: the unit tests, the hostile-peer, delivery, admin API, TLS,
-#     access, peer-text, rule-reload and audit tests against the sanitized
+#     access, peer-text, rule-reload, audit and abusive-peer tests against the sanitized
 #     relais, then each fuzz target for a bounded time (RELAIS_FUZZ_SECONDS,
 #     default 45) from its seeds.
 set -euo pipefail
@@ -29,6 +29,6 @@ CC=clang CXX=clang++ scripts/build.sh build-sanitize -DRELAIS_FUZZ=ON -DRELAIS_B
 echo "== tests under ASan + UBSan (unit tests; hostile peers, delivery, admin, TLS, access against the sanitized relais)"
 (cd build-sanitize && ctest --output-on-failure -j2 --timeout 900 -L unit)
 (cd build-sanitize && ctest --output-on-failure -j2 --timeout 900 \
-  -R "^(HostileTest|Delivery[A-Za-z]*Test|AdminTest|TlsEndToEndTest|AccessControlTest|GracefulStopTest|ServiceNotifyTest|TextSafetyTest|RulesReloadTest|AuditTrailTest|ConnectionCapTest|StoreVerifyCommandTest)\\.")
+  -R "^(HostileTest|Delivery[A-Za-z]*Test|AdminTest|TlsEndToEndTest|AccessControlTest|GracefulStopTest|ServiceNotifyTest|TextSafetyTest|RulesReloadTest|AuditTrailTest|ConnectionCapTest|StoreVerifyCommandTest|AbusivePeersTest)\\.")
 echo "== fuzzing"
 RELAIS_FUZZ_BUILD=build-sanitize scripts/fuzz.sh "${RELAIS_FUZZ_SECONDS:-45}"
