@@ -93,7 +93,8 @@ ObjectClass ClassOf(const Store& store, uint64_t id) {
 void ExpectVerifiesClean(const Store& store) {
   Result<VerifyReport> r = store.Verify(nullptr);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  for (const VerifyProblem& p : r->problems) ADD_FAILURE() << p.object_id << " " << p.sop_instance_uid << ": " << p.what;
+  for (const VerifyProblem& p : r->problems)
+    ADD_FAILURE() << p.object_id << " " << p.sop_instance_uid << ": " << p.what;
 }
 
 uint64_t ClassObjects(const Store& store, ObjectClass c) {
@@ -112,7 +113,8 @@ TEST(LifecycleTest, EveryObjectIsInOneClassAndEachClassGoesAtItsRetention) {
   uint64_t unrouted = Put(store, WithRouting("1.2.1.4", "unrouted"));
   uint64_t dropped = Put(store, WithRouting("1.2.1.5", "dropped"));
   uint64_t plain = Put(store, MakeMeta("1.2.1.6"));  // stored without rules: unrouted
-  ASSERT_TRUE(testing::ApplyUpdates(store, {Update(Kind::kDelivered, delivered), Update(Kind::kDeadLetter, dead)}).ok());
+  ASSERT_TRUE(
+      testing::ApplyUpdates(store, {Update(Kind::kDelivered, delivered), Update(Kind::kDeadLetter, dead)}).ok());
 
   EXPECT_EQ(ClassOf(store, queued), ObjectClass::kQueued);
   EXPECT_EQ(ClassOf(store, delivered), ObjectClass::kDelivered);
@@ -283,8 +285,8 @@ TEST(LifecycleTest, AStoreWrittenBeforeTheLifecycleGetsClassesOnItsFirstOpen) {
     unrouted = Put(**opened, WithRouting("1.2.5.3", "unrouted"));
     delivered = Put(**opened, Routed("1.2.5.4"));
     clock.Set(kT0 + kDay);
-    ASSERT_TRUE(testing::ApplyUpdates(**opened, {Update(Kind::kDeadLetter, dead), Update(Kind::kDelivered, delivered)})
-                    .ok());
+    ASSERT_TRUE(
+        testing::ApplyUpdates(**opened, {Update(Kind::kDeadLetter, dead), Update(Kind::kDelivered, delivered)}).ok());
   }
   {
     // What an older Relais wrote: no `life`, no `expiry`, no counts.
@@ -294,10 +296,10 @@ TEST(LifecycleTest, AStoreWrittenBeforeTheLifecycleGetsClassesOnItsFirstOpen) {
     ASSERT_TRUE(txn.Begin(env, true).ok());
     ASSERT_EQ(mdb_drop(txn.get(), env.dbis().life, 1), MDB_SUCCESS);
     ASSERT_EQ(mdb_drop(txn.get(), env.dbis().expiry, 1), MDB_SUCCESS);
-    for (const char* k : {"lifecycle", "class_objects.queued", "class_bytes.queued", "class_objects.dead",
-                          "class_bytes.dead", "class_objects.delivered", "class_bytes.delivered",
-                          "class_objects.unrouted", "class_bytes.unrouted", "class_objects.dropped",
-                          "class_bytes.dropped"}) {
+    for (const char* k :
+         {"lifecycle", "class_objects.queued", "class_bytes.queued", "class_objects.dead", "class_bytes.dead",
+          "class_objects.delivered", "class_bytes.delivered", "class_objects.unrouted", "class_bytes.unrouted",
+          "class_objects.dropped", "class_bytes.dropped"}) {
       ASSERT_TRUE(txn.Del(env.dbis().meta, ToVal(std::string_view(k))).ok());
     }
     ASSERT_TRUE(txn.Commit().ok());
@@ -473,13 +475,14 @@ TEST(LifecycleTest, NinetySimulatedDaysStayBoundedWithTheShippedDefaults) {
     // No object of an expiring class is past its time after a sweep.
     for (ObjectClass c : {ObjectClass::kDead, ObjectClass::kDelivered, ObjectClass::kUnrouted, ObjectClass::kDropped}) {
       size_t overdue = 0;
-      ASSERT_TRUE(store.ListClass(c, evening - store.RetentionMs(c), [&](uint64_t, int64_t) { return ++overdue > 0; })
-                      .ok());
+      ASSERT_TRUE(
+          store.ListClass(c, evening - store.RetentionMs(c), [&](uint64_t, int64_t) { return ++overdue > 0; }).ok());
       EXPECT_EQ(overdue, 0u) << ObjectClassName(c) << " on day " << day;
     }
     EXPECT_EQ(st.class_objects[static_cast<size_t>(ObjectClass::kDropped)], 0u);
     if (day % 10 == 9 || day < 2 || day == 30 || day == 31) {
-      std::printf("%3d  %6" PRIu64 "  %4" PRIu64 "  %9" PRIu64 "  %8" PRIu64 "  %7" PRIu64 "  %7" PRIu64 "  %12" PRIu64 "\n",
+      std::printf("%3d  %6" PRIu64 "  %4" PRIu64 "  %9" PRIu64 "  %8" PRIu64 "  %7" PRIu64 "  %7" PRIu64 "  %12" PRIu64
+                  "\n",
                   day + 1, st.class_objects[1], st.class_objects[2], st.class_objects[3], st.class_objects[4],
                   st.class_objects[5], st.objects, st.stored_bytes);
     }
