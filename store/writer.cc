@@ -231,7 +231,16 @@ Status Writer::TryCommit(std::vector<WriteOp>& ops) {
   }
   for (uint64_t id : fx.resolved_failures) failed_.erase(id);
   for (size_t c = 0; c < kObjectClassCount; ++c) {
-    if (fx.expired[c] != 0) expired_[c].fetch_add(fx.expired[c]);
+    if (fx.expired[c] == 0) continue;
+    expired_[c].fetch_add(fx.expired[c]);
+    // The objects are gone with their attempt logs: this line (and the
+    // expired counter) is what tells of them. Dropped objects not kept at
+    // all are only counted.
+    const auto cls = static_cast<ObjectClass>(c);
+    if (cls != ObjectClass::kDropped || retentions_.dropped_ms != 0) {
+      RLOG_INFO("event=expired class=%s objects=%llu retention_ms=%lld", ObjectClassName(cls),
+                static_cast<unsigned long long>(fx.expired[c]), static_cast<long long>(retentions_.For(cls)));
+    }
   }
   for (auto& op : ops) Release(op);
   // Wake the scheduler before anyone learns of the commit, so that a caller
