@@ -38,8 +38,8 @@ class StorePurgeTest : public ::testing::Test {
       int days_ago;
       const char* routing;
     } const specs[] = {
-        {"1.9.1", "S1", 0, "routed"},   {"1.9.2", "S1", 10, "unrouted"}, {"1.9.3", "S2", 10, "unrouted"},
-        {"1.9.4", "S2", 0, "dropped"},  {"1.9.5", "S2", 20, "routed"},   {"1.9.6", "S3", 3, "unrouted"},
+        {"1.9.1", "S1", 0, "routed"},  {"1.9.2", "S1", 10, "unrouted"}, {"1.9.3", "S2", 10, "unrouted"},
+        {"1.9.4", "S2", 0, "dropped"}, {"1.9.5", "S2", 20, "routed"},   {"1.9.6", "S3", 3, "unrouted"},
     };
     for (const Spec& s : specs) {
       store::ObjectMeta m = store::testing::MakeMeta(s.uid);
