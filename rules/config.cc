@@ -202,6 +202,9 @@ void ReadDelivery(const toml::table& t, Errors* errors, DeliveryConfig* out) {
   r.ReadInt("idle_release_s", 1, 3600, &out->idle_release_s);
   r.ReadInt("down_after_failures", 1, 100, &out->down_after_failures);
   r.ReadDuration("retention", &out->retention_s);
+  r.ReadDuration("unrouted_retention", &out->unrouted_retention_s);
+  r.ReadDuration("dead_letter_retention", &out->dead_letter_retention_s);
+  r.ReadDuration("dropped_retention", &out->dropped_retention_s);
   r.RejectUnknownKeys();
 }
 

@@ -74,6 +74,12 @@ struct DeliveryConfig {
   uint32_t idle_release_s = 5;        // 1-3600: an idle outgoing association is released after this
   uint32_t down_after_failures = 3;   // 1-100: consecutive link failures before C-ECHO probing
   uint64_t retention_s = 0;           // keep delivered objects this long for re-sends ("7d"); 0 = remove at once
+  // How long the objects nobody will send are kept (store/FORMAT.md
+  // "Lifecycle"), counted from when they got there. Every stored object has
+  // an owner that ends: without these a box's store fills up with them.
+  uint64_t unrouted_retention_s = 7 * 86400;      // no rule matched: time to notice and fix the rules
+  uint64_t dead_letter_retention_s = 30 * 86400;  // delivery gave up: a month to requeue (alerted a day before)
+  uint64_t dropped_retention_s = 0;               // a drop rule matched; 0 = not kept past its commit
 };
 
 // [tls]: DICOM TLS (router/net/tls.h, PS3.15 B.9 BCP 195 profile) for a second

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <string_view>
+#include <utility>
 
 #include "base/log.h"
 #include "store/meta_codec.h"
@@ -22,14 +23,154 @@ bool Exists(const Txn& txn, MDB_dbi dbi, const std::vector<uint8_t>& key, Status
 }
 }  // namespace
 
+namespace {
+std::string ClassMetaKey(const char* what, size_t c) {
+  return std::string(what) + "." + ObjectClassName(static_cast<ObjectClass>(c));
+}
+}  // namespace
+
 Status ReadTotals(const Txn& txn, const Dbis& d, Totals* totals) {
   RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaRawBytes, &totals->raw_bytes));
-  return GetMetaU64(txn, d.meta, kMetaStoredBytes, &totals->stored_bytes);
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaStoredBytes, &totals->stored_bytes));
+  if (!d.has_lifecycle) return Status::OK();
+  for (size_t c = 1; c < kObjectClassCount; ++c) {
+    RELAIS_RETURN_IF_ERROR(
+        GetMetaU64(txn, d.meta, ClassMetaKey("class_objects", c).c_str(), &totals->class_objects[c]));
+    RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, ClassMetaKey("class_bytes", c).c_str(), &totals->class_bytes[c]));
+  }
+  return Status::OK();
 }
 
 Status WriteTotals(Txn& txn, const Dbis& d, const Totals& totals) {
   RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, kMetaRawBytes, totals.raw_bytes));
-  return PutMetaU64(txn, d.meta, kMetaStoredBytes, totals.stored_bytes);
+  RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, kMetaStoredBytes, totals.stored_bytes));
+  if (!d.has_lifecycle) return Status::OK();
+  for (size_t c = 1; c < kObjectClassCount; ++c) {
+    RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, ClassMetaKey("class_objects", c).c_str(), totals.class_objects[c]));
+    RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, ClassMetaKey("class_bytes", c).c_str(), totals.class_bytes[c]));
+  }
+  return Status::OK();
+}
+
+int64_t Retentions::For(ObjectClass c) const {
+  switch (c) {
+    case ObjectClass::kDelivered: return delivered_ms;
+    case ObjectClass::kUnrouted: return unrouted_ms;
+    case ObjectClass::kDead: return dead_ms;
+    case ObjectClass::kDropped: return dropped_ms;
+    case ObjectClass::kQueued:
+    case ObjectClass::kNone: break;
+  }
+  return -1;
+}
+
+Status DecodeLife(std::span<const uint8_t> v, LifeRow* out) {
+  if (v.size() < 17) return Status::Corruption("a life row is shorter than 17 bytes");
+  if (v[0] == 0 || v[0] >= kObjectClassCount) return Status::Corruption("a life row has an unknown class");
+  out->object_class = static_cast<ObjectClass>(v[0]);
+  out->since_unix_ms = static_cast<int64_t>(GetLe64(v.data() + 1));
+  out->stored_size = GetLe64(v.data() + 9);
+  return Status::OK();
+}
+
+std::vector<uint8_t> EncodeExpiryKey(ObjectClass c, int64_t since, uint64_t id) {
+  std::vector<uint8_t> k(17);
+  k[0] = static_cast<uint8_t>(c);
+  PutBe64(k.data() + 1, static_cast<uint64_t>(std::max<int64_t>(since, 0)));
+  PutBe64(k.data() + 9, id);
+  return k;
+}
+
+Status ExpectedClass(const Txn& txn, const Dbis& d, const ObjectMeta& m, int64_t now, ObjectClass* c, int64_t* since) {
+  bool live = false, dead = false;
+  int64_t dead_since = 0;
+  Status error;
+  for (const Route& r : m.routes) {
+    std::vector<uint8_t> key = EncodeQueueKey(r.destination, r.priority, m.id);
+    live = live || Exists(txn, d.queue, key, &error);
+    RELAIS_RETURN_IF_ERROR(error);
+    std::span<const uint8_t> v;
+    Status s = d.has_delivery ? txn.Get(d.dead, Val(key), &v) : Status::NotFound("");
+    if (s.ok()) {
+      dead = true;
+      QueueRow row;
+      if (DecodeDeadValue(v, &row).ok()) dead_since = std::max(dead_since, row.dead_unix_ms);
+    } else if (!s.IsNotFound()) {
+      return s;
+    }
+  }
+  if (live) {
+    *c = ObjectClass::kQueued;
+    *since = m.received_unix_ms;
+  } else if (dead) {
+    *c = ObjectClass::kDead;
+    *since = dead_since != 0 ? dead_since : now;
+  } else if (!m.routes.empty()) {
+    *c = ObjectClass::kDelivered;
+    *since = now;
+    IdKey key(m.id);
+    std::span<const uint8_t> v;
+    Status s = d.has_delivery ? txn.Get(d.done, key.val(), &v) : Status::NotFound("");
+    if (s.ok() && v.size() == 8) *since = static_cast<int64_t>(GetLe64(v.data()));
+    if (!s.ok() && !s.IsNotFound()) return s;
+  } else {
+    *c = m.routing == "dropped" ? ObjectClass::kDropped : ObjectClass::kUnrouted;
+    *since = m.received_unix_ms;
+  }
+  return Status::OK();
+}
+
+Status BuildLifecycle(const LmdbEnv& env, int64_t now, bool rebuild, uint64_t* count) {
+  const Dbis& d = env.dbis();
+  if (!d.has_lifecycle) return Status::InvalidArgument("the store has no lifecycle databases");
+  if (rebuild) {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env, true));
+    RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_drop(txn.get(), d.life, 0), "mdb_drop life"));
+    RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_drop(txn.get(), d.expiry, 0), "mdb_drop expiry"));
+    Totals t;
+    RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &t));
+    Totals zero;
+    zero.raw_bytes = t.raw_bytes;
+    zero.stored_bytes = t.stored_bytes;
+    RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, zero));
+    RELAIS_RETURN_IF_ERROR(txn.Commit());
+  }
+  constexpr size_t kBatch = 1000;
+  uint64_t next = 0;
+  for (;;) {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env, true));
+    Totals totals;
+    RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &totals));
+    DeliveryTxn dt(&txn, d, 0, &totals);
+    std::vector<ObjectMeta> batch;
+    IdKey from(next);
+    bool end = true;
+    RELAIS_RETURN_IF_ERROR(ForEachRow(txn, d.objects, from.bytes, [&](const MDB_val& k, const MDB_val& v, bool* more) {
+      if (batch.size() == kBatch) {
+        end = false;
+        *more = false;
+        return Status::OK();
+      }
+      ObjectMeta m;
+      if (k.mv_size != 8 || !DecodeMeta(FromVal(v), &m).ok()) return Status::OK();  // verify's business
+      batch.push_back(std::move(m));
+      return Status::OK();
+    }));
+    for (const ObjectMeta& m : batch) {
+      ObjectClass c;
+      int64_t since;
+      RELAIS_RETURN_IF_ERROR(ExpectedClass(txn, d, m, now, &c, &since));
+      RELAIS_RETURN_IF_ERROR(dt.SetClass(m.id, c, since, m.stored_size));
+      next = m.id + 1;
+    }
+    if (count != nullptr) *count += batch.size();
+    if (end) RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, kMetaLifecycle, 1));
+    RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, totals));
+    RELAIS_RETURN_IF_ERROR(txn.Commit());
+    if (end) return Status::OK();
+  }
 }
 
 Status DropChunks(Txn& txn, const Dbis& d, uint64_t id) {
@@ -48,12 +189,12 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
     Status ds = txn_->Get(d_.dead, k, &dead);
     if (!ds.ok() && !ds.IsNotFound()) return ds;
     QueueRow row;
-    bool finished = false;
+    bool changed = false;  // the object's rows changed: its class may have
     switch (u.kind) {
       case QueueUpdate::Kind::kDelivered:
         if (!ls.ok()) continue;  // delivered, purged or replaced meanwhile
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.queue, k));
-        finished = true;
+        changed = true;
         break;
       case QueueUpdate::Kind::kRetryLater: {
         if (!ls.ok()) continue;
@@ -75,6 +216,7 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
         std::vector<uint8_t> value = EncodeDeadValue(row);
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.queue, k));
         RELAIS_RETURN_IF_ERROR(txn_->Put(d_.dead, k, Val(value)));
+        changed = true;
         break;
       }
       case QueueUpdate::Kind::kResend:
@@ -109,17 +251,18 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
         IdKey id_key(u.object_id);
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.done, id_key.val()));
         woken->insert(u.destination);
+        changed = true;
         break;
       }
       case QueueUpdate::Kind::kPurge:
         if (!ls.ok() && !ds.ok()) continue;
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.queue, k));
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.dead, k));
-        finished = true;
+        changed = true;
         break;
     }
     if (u.log_attempt) RELAIS_RETURN_IF_ERROR(LogAttempt(u, now));
-    if (finished) RELAIS_RETURN_IF_ERROR(MaybeFinish(u.object_id, now));
+    if (changed) RELAIS_RETURN_IF_ERROR(Reclassify(u.object_id, now));
   }
   return Status::OK();
 }
@@ -155,7 +298,7 @@ Status DeliveryTxn::LogAttempt(const QueueUpdate& u, int64_t now) {
 
 Status DeliveryTxn::DeleteAttempts(uint64_t id) { return DeleteObjectRows(*txn_, d_.attempts, id); }
 
-Status DeliveryTxn::MaybeFinish(uint64_t id, int64_t now) {
+Status DeliveryTxn::Reclassify(uint64_t id, int64_t now) {
   IdKey id_key(id);
   std::span<const uint8_t> record;
   Status s = txn_->Get(d_.objects, id_key.val(), &record);
@@ -169,16 +312,65 @@ Status DeliveryTxn::MaybeFinish(uint64_t id, int64_t now) {
     return Status::OK();
   }
   // An object's rows are always among the keys of its routes (FORMAT.md).
+  bool live = false, dead = false;
   Status error;
   for (const Route& r : m.routes) {
     std::vector<uint8_t> key = EncodeQueueKey(r.destination, r.priority, id);
-    if (Exists(*txn_, d_.queue, key, &error) || Exists(*txn_, d_.dead, key, &error)) return Status::OK();
+    live = live || Exists(*txn_, d_.queue, key, &error);
+    dead = dead || Exists(*txn_, d_.dead, key, &error);
     RELAIS_RETURN_IF_ERROR(error);
   }
-  if (retention_ms_ <= 0) return RemoveObject(id);
+  if (live) return SetClass(id, ObjectClass::kQueued, now, m.stored_size);
+  // Its last live row died (or was purged next to dead ones): dead from now.
+  if (dead) return SetClass(id, ObjectClass::kDead, now, m.stored_size);
+  if (retentions_.delivered_ms == 0) return RemoveObject(id);
   uint8_t b[8];
   PutLe64(b, static_cast<uint64_t>(now));
-  return txn_->Put(d_.done, id_key.val(), ToVal(std::span<const uint8_t>(b)));
+  RELAIS_RETURN_IF_ERROR(txn_->Put(d_.done, id_key.val(), ToVal(std::span<const uint8_t>(b))));
+  return SetClass(id, ObjectClass::kDelivered, now, m.stored_size);
+}
+
+Status DeliveryTxn::SetClass(uint64_t id, ObjectClass c, int64_t since, uint64_t stored_size) {
+  if (!d_.has_lifecycle) return Status::OK();
+  IdKey id_key(id);
+  std::span<const uint8_t> v;
+  Status s = txn_->Get(d_.life, id_key.val(), &v);
+  if (s.ok()) {
+    LifeRow old;
+    if (DecodeLife(v, &old).ok() && old.object_class == c) return Status::OK();
+    RELAIS_RETURN_IF_ERROR(ClearClass(id));
+  } else if (!s.IsNotFound()) {
+    return s;
+  }
+  uint8_t life[17];
+  life[0] = static_cast<uint8_t>(c);
+  PutLe64(life + 1, static_cast<uint64_t>(since));
+  PutLe64(life + 9, stored_size);
+  RELAIS_RETURN_IF_ERROR(txn_->Put(d_.life, id_key.val(), ToVal(std::span<const uint8_t>(life))));
+  std::vector<uint8_t> ek = EncodeExpiryKey(c, since, id);
+  RELAIS_RETURN_IF_ERROR(txn_->Put(d_.expiry, Val(ek), MDB_val{0, nullptr}));
+  const size_t i = static_cast<size_t>(c);
+  totals_->class_objects[i] += 1;
+  totals_->class_bytes[i] += stored_size;
+  return Status::OK();
+}
+
+Status DeliveryTxn::ClearClass(uint64_t id) {
+  if (!d_.has_lifecycle) return Status::OK();
+  IdKey id_key(id);
+  std::span<const uint8_t> v;
+  Status s = txn_->Get(d_.life, id_key.val(), &v);
+  if (s.IsNotFound()) return Status::OK();
+  RELAIS_RETURN_IF_ERROR(s);
+  LifeRow old;
+  if (DecodeLife(v, &old).ok()) {
+    std::vector<uint8_t> ek = EncodeExpiryKey(old.object_class, old.since_unix_ms, id);
+    RELAIS_RETURN_IF_ERROR(txn_->Del(d_.expiry, Val(ek)));
+    const size_t i = static_cast<size_t>(old.object_class);
+    totals_->class_objects[i] -= std::min<uint64_t>(totals_->class_objects[i], 1);
+    totals_->class_bytes[i] -= std::min(totals_->class_bytes[i], old.stored_size);
+  }
+  return txn_->Del(d_.life, id_key.val());
 }
 
 Status DeliveryTxn::RemoveObject(uint64_t id) {
@@ -210,51 +402,91 @@ Status DeliveryTxn::RemoveObject(uint64_t id) {
   }
   RELAIS_RETURN_IF_ERROR(DropChunks(*txn_, d_, id));
   RELAIS_RETURN_IF_ERROR(DeleteAttempts(id));
+  RELAIS_RETURN_IF_ERROR(ClearClass(id));
   return txn_->Del(d_.done, id_key.val());
 }
 
-Status DeliveryTxn::Sweep(int64_t now, size_t max_objects, bool* more) {
+Status DeliveryTxn::Sweep(int64_t now, size_t max_objects, bool* more, uint64_t* expired) {
   *more = false;
-  const int64_t cutoff = now - std::max<int64_t>(retention_ms_, 0);
-  std::vector<uint64_t> due;
-  {
-    RELAIS_RETURN_IF_ERROR(ForEachRow(*txn_, d_.done, {}, [&](const MDB_val& k, const MDB_val& v, bool* go_on) {
-      if (k.mv_size != 8 || v.mv_size != 8) return Status::Corruption("done row is not 8 + 8 bytes");
-      if (static_cast<int64_t>(GetLe64(static_cast<const uint8_t*>(v.mv_data))) > cutoff) return Status::OK();
+  if (!d_.has_lifecycle) return Status::OK();
+  // The due objects of each class: a range of the time index per class,
+  // from its oldest row to the cutoff. Costs the rows that are due.
+  std::vector<std::pair<uint64_t, ObjectClass>> due;
+  for (ObjectClass c : {ObjectClass::kDropped, ObjectClass::kUnrouted, ObjectClass::kDelivered, ObjectClass::kDead}) {
+    const int64_t retention = retentions_.For(c);
+    if (retention < 0) continue;
+    const int64_t cutoff = now - retention;
+    if (cutoff < 0) continue;
+    std::vector<uint8_t> from = EncodeExpiryKey(c, 0, 0);
+    RELAIS_RETURN_IF_ERROR(ForEachRow(*txn_, d_.expiry, from, [&](const MDB_val& k, const MDB_val&, bool* go_on) {
+      const auto* p = static_cast<const uint8_t*>(k.mv_data);
+      if (k.mv_size != 17 || p[0] != static_cast<uint8_t>(c) || static_cast<int64_t>(GetBe64(p + 1)) > cutoff) {
+        *go_on = false;
+        return Status::OK();
+      }
       if (due.size() == max_objects) {
         *more = true;
         *go_on = false;
         return Status::OK();
       }
-      due.push_back(GetBe64(static_cast<const uint8_t*>(k.mv_data)));
+      due.emplace_back(GetBe64(p + 9), c);
       return Status::OK();
     }));
   }
-  for (uint64_t id : due) {
-    // A done row is written only when no row of the object remains, and a
-    // kRequeue deletes it; check anyway rather than drop a queued object.
+  for (auto [id, c] : due) {
     IdKey id_key(id);
     std::span<const uint8_t> record;
     Status s = txn_->Get(d_.objects, id_key.val(), &record);
-    if (s.ok()) {
-      ObjectMeta m;
-      bool has_rows = !DecodeMeta(record, &m).ok();  // undecodable: keep
-      Status error;
-      for (const Route& r : m.routes) {
-        std::vector<uint8_t> key = EncodeQueueKey(r.destination, r.priority, id);
-        has_rows = has_rows || Exists(*txn_, d_.queue, key, &error) || Exists(*txn_, d_.dead, key, &error);
-        RELAIS_RETURN_IF_ERROR(error);
-      }
-      if (has_rows) {
-        RELAIS_RETURN_IF_ERROR(txn_->Del(d_.done, id_key.val()));
+    if (!s.ok() && !s.IsNotFound()) return s;
+    ObjectMeta m;
+    if (s.ok() && DecodeMeta(record, &m).ok()) {
+      // The index is kept in the transactions that change rows; check
+      // anyway rather than drop an object that still has somewhere to go.
+      ObjectClass now_class;
+      int64_t since;
+      RELAIS_RETURN_IF_ERROR(ExpectedClass(*txn_, d_, m, now, &now_class, &since));
+      if (now_class != c && (now_class == ObjectClass::kQueued || now_class == ObjectClass::kDead)) {
+        RELAIS_RETURN_IF_ERROR(SetClass(id, now_class, now, m.stored_size));
         continue;
       }
-    } else if (!s.IsNotFound()) {
-      return s;
+      if (c == ObjectClass::kDead) {
+        // Its dead letters expired: purged with the object.
+        for (const Route& r : m.routes) {
+          std::vector<uint8_t> key = EncodeQueueKey(r.destination, r.priority, id);
+          RELAIS_RETURN_IF_ERROR(txn_->Del(d_.dead, Val(key)));
+        }
+      }
     }
     RELAIS_RETURN_IF_ERROR(RemoveObject(id));
+    ++expired[static_cast<size_t>(c)];
   }
   return Status::OK();
+}
+
+}  // namespace relais::store
+
+namespace relais::store {
+
+const char* ObjectClassName(ObjectClass c) {
+  switch (c) {
+    case ObjectClass::kQueued: return "queued";
+    case ObjectClass::kDead: return "dead";
+    case ObjectClass::kDelivered: return "delivered";
+    case ObjectClass::kUnrouted: return "unrouted";
+    case ObjectClass::kDropped: return "dropped";
+    case ObjectClass::kNone: break;
+  }
+  return "unknown";
+}
+
+bool ParseObjectClass(std::string_view name, ObjectClass* out) {
+  for (size_t c = 1; c < kObjectClassCount; ++c) {
+    if (name == ObjectClassName(static_cast<ObjectClass>(c))) {
+      *out = static_cast<ObjectClass>(c);
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace relais::store

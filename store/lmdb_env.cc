@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <utility>
 
 namespace relais::store {
 
@@ -80,6 +81,15 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
   Status q = LmdbStatus(mdb_dbi_open(txn.get(), "quarantine", dflags, &dbis_.quarantine), "mdb_dbi_open quarantine");
   dbis_.has_quarantine = q.ok();
   if (!q.ok() && !(q.IsNotFound() && read_only)) return q;
+  dbis_.has_lifecycle = true;
+  for (auto [name, dbi] : {std::pair{"life", &dbis_.life}, std::pair{"expiry", &dbis_.expiry}}) {
+    Status s = LmdbStatus(mdb_dbi_open(txn.get(), name, dflags, dbi), std::string("mdb_dbi_open ") + name);
+    if (s.IsNotFound() && read_only) {
+      dbis_.has_lifecycle = false;
+      continue;
+    }
+    RELAIS_RETURN_IF_ERROR(s);
+  }
   return txn.Commit();
 }
 

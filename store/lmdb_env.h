@@ -36,6 +36,8 @@ inline constexpr char kMetaFormatVersion[] = "format_version";
 inline constexpr char kMetaNextId[] = "next_id";
 inline constexpr char kMetaRawBytes[] = "raw_bytes";
 inline constexpr char kMetaStoredBytes[] = "stored_bytes";
+// 1 once every object has its `life` row (FORMAT.md "Lifecycle").
+inline constexpr char kMetaLifecycle[] = "lifecycle";
 
 // The named databases of format version 1 (see FORMAT.md).
 struct Dbis {
@@ -55,6 +57,11 @@ struct Dbis {
   // `quarantine` (FORMAT.md), added later still; optional the same way.
   MDB_dbi quarantine = 0;
   bool has_quarantine = false;
+  // `life` and `expiry` (FORMAT.md "Lifecycle"), added later still;
+  // optional the same way.
+  MDB_dbi life = 0;
+  MDB_dbi expiry = 0;
+  bool has_lifecycle = false;
 };
 
 // Owns an MDB_env. Opened with MDB_NOTLS so that read transactions may move

@@ -20,6 +20,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -59,6 +60,51 @@ struct Options {
   // transaction that finishes its last row. Objects with dead-letter rows are
   // always kept. Removal of retained objects happens in Sweep(). Default: 0.
   int64_t retention_ms = 0;
+  // How long the other classes of objects are kept (FORMAT.md "Lifecycle"),
+  // counted from the moment an object entered its class; Sweep() removes
+  // them. A negative value keeps them until an admin removes them. The
+  // store's defaults keep everything; `relais serve` passes the [delivery]
+  // retentions of its config (README: 7 days, 30 days, 0).
+  //
+  // Objects no rule matched (routing "unrouted", or stored without rules
+  // and without routes). Default: -1.
+  int64_t unrouted_retention_ms = -1;
+  // Objects whose every remaining row is a dead letter, from the moment the
+  // last live row died. At expiry their dead rows are purged and the object
+  // removed. Default: -1.
+  int64_t dead_retention_ms = -1;
+  // Objects a drop rule caught (routing "dropped"). 0 stores nothing: the
+  // object is acknowledged and its chunks removed in its own commit.
+  // Default: -1.
+  int64_t dropped_retention_ms = -1;
+  // The wall clock used to stamp class changes, dead letters and `done`
+  // rows (tests pass a fake one). Default: NowUnixMs.
+  std::function<int64_t()> clock;
+};
+
+// Which owner keeps a stored object (FORMAT.md "Lifecycle"). Every object is
+// in exactly one class; the numbers are the class byte on disk.
+enum class ObjectClass : uint8_t {
+  kNone = 0,       // not classified (a store written before the lifecycle, opened read-only)
+  kQueued = 1,     // has live queue rows: goes with them
+  kDead = 2,       // only dead-letter rows left: kept for dead_retention_ms
+  kDelivered = 3,  // all rows finished: kept for retention_ms
+  kUnrouted = 4,   // no rule matched: kept for unrouted_retention_ms
+  kDropped = 5,    // a drop rule matched: kept for dropped_retention_ms
+};
+inline constexpr size_t kObjectClassCount = 6;  // including kNone
+// "queued", "dead", "delivered", "unrouted", "dropped" ("unknown" for kNone).
+const char* ObjectClassName(ObjectClass c);
+// The inverse of ObjectClassName for the five real classes; false otherwise.
+bool ParseObjectClass(std::string_view name, ObjectClass* out);
+
+// An object's class, since when, and when Sweep will remove it.
+struct ObjectLife {
+  ObjectClass object_class = ObjectClass::kNone;
+  int64_t since_unix_ms = 0;
+  // since + the class's current retention; -1 when it does not expire by
+  // time (queued: it goes with its queue rows; or a negative retention).
+  int64_t expires_unix_ms = -1;
 };
 
 // One destination an object must reach, decided by the rules when it was
@@ -229,6 +275,7 @@ struct VerifyReport {
   uint64_t dead_rows = 0;
   uint64_t done_rows = 0;
   uint64_t attempt_rows = 0;
+  uint64_t life_rows = 0;        // lifecycle rows (FORMAT.md "Lifecycle")
   uint64_t pending_objects = 0;  // partial objects (removed at the next start); not a problem
   uint64_t problem_count = 0;    // all problems found
   // The first kMaxListed of them.
@@ -309,9 +356,13 @@ class Store {
   // error: delivery is at-least-once and rows may vanish under a sender.
   // REQUIRES: opened read-write or admin.
   virtual void UpdateQueue(std::vector<QueueUpdate> updates, std::function<void(Status)> done) = 0;
-  // Removes retained objects (see Options::retention_ms) whose last row
-  // finished before now_unix_ms - retention_ms, and their attempt logs.
-  // Asynchronous like UpdateQueue. REQUIRES: opened read-write.
+  // Removes the objects whose class's retention ran out at now_unix_ms
+  // (FORMAT.md "Lifecycle": delivered, unrouted, dropped and dead objects,
+  // each class with its Options retention, counted from when the object
+  // entered it), and their attempt logs; dead letters have their dead rows
+  // purged. Costs the objects removed, not a scan of the store. Runs in
+  // transactions of at most 1000 objects. Asynchronous like UpdateQueue.
+  // REQUIRES: opened read-write.
   virtual void Sweep(int64_t now_unix_ms, std::function<void(Status)> done) = 0;
   // Called on the writer thread after each commit that added queue rows
   // (new objects routed to destinations), with the destinations concerned.
@@ -350,6 +401,13 @@ class Store {
     static constexpr uint32_t kBatchBuckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
     uint64_t batch_count[std::size(kBatchBuckets) + 1] = {};
     uint64_t batch_ops = 0;  // sum of operations over all commits
+    // Per ObjectClass (index = class byte; kNone counts nothing): objects
+    // and their stored bytes, from `meta` (maintained by every commit).
+    uint64_t class_objects[kObjectClassCount] = {};
+    uint64_t class_stored_bytes[kObjectClassCount] = {};
+    // Objects removed because their class's retention ran out, since open
+    // (dropped objects not kept at all count here too).
+    uint64_t expired[kObjectClassCount] = {};
   };
   virtual Stats GetStats() const = 0;
 
@@ -387,6 +445,29 @@ class Store {
 
   // Lists the quarantine list, oldest id first.
   virtual Status ListQuarantine(const std::function<bool(const QuarantineEntry&)>& fn) const = 0;
+
+  // Lifecycle (FORMAT.md "Lifecycle").
+  //
+  // The class of object `id`: NotFound when there is no such object;
+  // kNone when the store has no lifecycle index yet (read-only open of an
+  // older store).
+  virtual Result<ObjectLife> GetLife(uint64_t id) const = 0;
+  // Lists the objects of class `c` that entered it at or before
+  // `since_up_to_unix_ms`, oldest first, from the time index (costs the rows
+  // visited, not the store's size). Stop early by returning false.
+  virtual Status ListClass(ObjectClass c, int64_t since_up_to_unix_ms,
+                           const std::function<bool(uint64_t id, int64_t since_unix_ms)>& fn) const = 0;
+  // The retention this store applies to class `c` (Options); -1 for kQueued.
+  virtual int64_t RetentionMs(ObjectClass c) const = 0;
+  // Removes the objects `ids` like a finished object (record, chunks, uid
+  // row, queue and dead rows, attempt log, done and lifecycle rows; the
+  // totals lose their sizes), in short write transactions of at most 256
+  // objects, safe next to a serving writer. Ids that no longer exist are
+  // skipped. `progress`, when set, is called after each transaction with the
+  // objects removed so far. Returns how many were removed.
+  // REQUIRES: opened read-write or admin.
+  virtual Result<uint64_t> RemoveObjects(const std::vector<uint64_t>& ids,
+                                         const std::function<void(uint64_t removed)>& progress) = 0;
 
   // Backups (FORMAT.md "Backups").
   //

@@ -262,7 +262,7 @@ class StoreImpl final : public Store {
     // No writer thread and, above all, no recovery in admin mode: a running
     // `relais serve` may have objects pending, which recovery would delete.
     if (options_.read_only || admin) return Status::OK();
-    writer_ = std::make_unique<Writer>(&env_, options_.max_batch, options_.retention_ms);
+    writer_ = std::make_unique<Writer>(&env_, options_.max_batch, Retentions::From(options_), options_.clock);
     RELAIS_RETURN_IF_ERROR(writer_->Init());
     pool_ = std::make_unique<CompressionPool>(options_.compression_threads, options_.compression_level);
     writer_->Start();
@@ -470,6 +470,81 @@ class StoreImpl final : public Store {
     });
   }
 
+  Result<ObjectLife> GetLife(uint64_t id) const override {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    IdKey key(id);
+    std::span<const uint8_t> v;
+    Status s = txn.Get(env_.dbis().objects, key.val(), &v);
+    if (s.IsNotFound()) return Status::NotFound("no object with id " + std::to_string(id));
+    RELAIS_RETURN_IF_ERROR(s);
+    ObjectLife life;
+    if (!env_.dbis().has_lifecycle) return life;
+    s = txn.Get(env_.dbis().life, key.val(), &v);
+    if (s.IsNotFound()) return life;
+    RELAIS_RETURN_IF_ERROR(s);
+    LifeRow row;
+    RELAIS_RETURN_IF_ERROR(DecodeLife(v, &row));
+    life.object_class = row.object_class;
+    life.since_unix_ms = row.since_unix_ms;
+    const int64_t retention = RetentionMs(row.object_class);
+    if (retention >= 0) life.expires_unix_ms = row.since_unix_ms + retention;
+    return life;
+  }
+
+  Status ListClass(ObjectClass c, int64_t since_up_to,
+                   const std::function<bool(uint64_t, int64_t)>& fn) const override {
+    if (!env_.dbis().has_lifecycle) return Status::OK();
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    std::vector<uint8_t> from = EncodeExpiryKey(c, 0, 0);
+    return ForEachRow(txn, env_.dbis().expiry, from, [&](const MDB_val& k, const MDB_val&, bool* more) {
+      const auto* p = static_cast<const uint8_t*>(k.mv_data);
+      const int64_t since = k.mv_size == 17 ? static_cast<int64_t>(GetBe64(p + 1)) : 0;
+      if (k.mv_size != 17 || p[0] != static_cast<uint8_t>(c) || since > since_up_to) {
+        *more = false;
+        return Status::OK();
+      }
+      *more = fn(GetBe64(p + 9), since);
+      return Status::OK();
+    });
+  }
+
+  int64_t RetentionMs(ObjectClass c) const override { return Retentions::From(options_).For(c); }
+
+  Result<uint64_t> RemoveObjects(const std::vector<uint64_t>& ids,
+                                 const std::function<void(uint64_t)>& progress) override {
+    if (options_.read_only) return Status::InvalidArgument("store at " + options_.path + " is open read-only");
+    std::lock_guard<std::mutex> lock(admin_mu_);
+    constexpr size_t kBatch = 256;
+    uint64_t removed = 0;
+    const Dbis& d = env_.dbis();
+    for (size_t i = 0; i < ids.size(); i += kBatch) {
+      // A short transaction of its own: LMDB serializes it with the serving
+      // writer's (in this process or another one).
+      Txn txn;
+      RELAIS_RETURN_IF_ERROR(txn.Begin(env_, /*write=*/true));
+      Totals totals;
+      RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &totals));
+      DeliveryTxn dt(&txn, d, Retentions::From(options_), &totals);
+      uint64_t n = 0;
+      for (size_t j = i; j < std::min(ids.size(), i + kBatch); ++j) {
+        IdKey key(ids[j]);
+        std::span<const uint8_t> unused;
+        Status s = txn.Get(d.objects, key.val(), &unused);
+        if (s.IsNotFound()) continue;  // removed meanwhile
+        RELAIS_RETURN_IF_ERROR(s);
+        RELAIS_RETURN_IF_ERROR(dt.RemoveObject(ids[j]));
+        ++n;
+      }
+      RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, totals));
+      RELAIS_RETURN_IF_ERROR(txn.Commit());
+      removed += n;
+      if (progress) progress(removed);
+    }
+    return removed;
+  }
+
   Status Backup(const std::string& dir, const std::function<void(uint64_t)>& progress) const override {
     return BackupEnv(env_, options_.path, dir, progress);
   }
@@ -519,7 +594,17 @@ class StoreImpl final : public Store {
     std::error_code ec;
     uint64_t fsize = std::filesystem::file_size(options_.path + "/data.mdb", ec);
     if (!ec) st.file_bytes = fsize;
+    if (env_.dbis().has_lifecycle) {
+      Totals totals;
+      if (ReadTotals(txn, env_.dbis(), &totals).ok()) {
+        for (size_t c = 0; c < kObjectClassCount; ++c) {
+          st.class_objects[c] = totals.class_objects[c];
+          st.class_stored_bytes[c] = totals.class_bytes[c];
+        }
+      }
+    }
     if (writer_) {
+      for (size_t c = 0; c < kObjectClassCount; ++c) st.expired[c] = writer_->expired(c);
       st.fsyncs = 2 * st.commits;
       writer_->BatchStats(st.batch_count, std::size(st.batch_count), &st.batch_ops);
     }
@@ -607,11 +692,13 @@ class StoreImpl final : public Store {
     const Dbis& d = env_.dbis();
     Totals totals;
     RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &totals));
-    DeliveryTxn dt(&txn, d, options_.retention_ms, &totals);
-    RELAIS_RETURN_IF_ERROR(dt.Apply(updates, NowUnixMs(), woken));
+    DeliveryTxn dt(&txn, d, Retentions::From(options_), &totals);
+    RELAIS_RETURN_IF_ERROR(dt.Apply(updates, Now(), woken));
     RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, totals));
     return txn.Commit();
   }
+
+  int64_t Now() const { return options_.clock ? options_.clock() : NowUnixMs(); }
 
   const Options options_;
   std::mutex admin_mu_;                                            // one admin write transaction at a time

@@ -30,6 +30,11 @@ class Verifier {
       : d_(env.dbis()), txn_(txn), progress_(progress), targets_(targets != nullptr ? targets : &ignored_) {}
 
   Status Run() {
+    if (d_.has_lifecycle) {
+      uint64_t built = 0;
+      RELAIS_RETURN_IF_ERROR(GetMetaU64(txn_, d_.meta, kMetaLifecycle, &built));
+      check_life_ = built == 1;
+    }
     RELAIS_RETURN_IF_ERROR(CheckObjects());
     RELAIS_RETURN_IF_ERROR(CheckChunks());
     RELAIS_RETURN_IF_ERROR(CheckUids());
@@ -41,6 +46,7 @@ class Verifier {
     }
     RELAIS_RETURN_IF_ERROR(CheckPending());
     RELAIS_RETURN_IF_ERROR(CheckTotals());
+    if (check_life_) RELAIS_RETURN_IF_ERROR(CheckLifecycle());
     Progress(/*force=*/true);
     return Status::OK();
   }
@@ -80,6 +86,7 @@ class Verifier {
       if (!s.ok()) {
         Problem(id, "", "its record does not decode: " + s.message(), /*unreadable=*/true);
         chunk_counts_[id] = kUnknownChunkCount;  // it exists: its rows and chunks are not orphans
+        CountLifeOf(id);
         return Status::OK();
       }
       if (m.id != id) Problem(id, m.sop_instance_uid, "its record says id " + std::to_string(m.id));
@@ -138,8 +145,117 @@ class Verifier {
     return Status::OK();
   }
 
+  void LifeProblem(uint64_t id, std::string uid, std::string what) {
+    targets_->lifecycle_wrong = true;
+    Problem(id, std::move(uid), std::move(what));
+  }
+
+  // The object's `life` row names the class its rows put it in, and its
+  // `expiry` row exists.
+  Status CheckLifeOf(const ObjectMeta& m) {
+    ObjectClass want;
+    int64_t unused_since;
+    RELAIS_RETURN_IF_ERROR(ExpectedClass(txn_, d_, m, 0, &want, &unused_since));
+    IdKey key(m.id);
+    std::span<const uint8_t> v;
+    Status s = txn_.Get(d_.life, key.val(), &v);
+    if (s.IsNotFound()) {
+      LifeProblem(m.id, m.sop_instance_uid, "no lifecycle row: nothing will ever remove it");
+      return Status::OK();
+    }
+    RELAIS_RETURN_IF_ERROR(s);
+    LifeRow row;
+    if (!DecodeLife(v, &row).ok()) {
+      LifeProblem(m.id, m.sop_instance_uid, "its lifecycle row does not decode");
+      return Status::OK();
+    }
+    // A routed object without rows nor `done` row is reported by
+    // CheckIndexOf already: its class is moot until that is repaired.
+    bool moot = false;
+    if (want == ObjectClass::kDelivered && d_.has_delivery) {
+      std::span<const uint8_t> done;
+      Status ds = txn_.Get(d_.done, key.val(), &done);
+      if (!ds.ok() && !ds.IsNotFound()) return ds;
+      moot = ds.IsNotFound();
+    }
+    if (row.object_class != want && !moot) {
+      LifeProblem(m.id, m.sop_instance_uid,
+                  std::string("its lifecycle row says ") + ObjectClassName(row.object_class) + ", its rows make it " +
+                      ObjectClassName(want));
+    }
+    if (row.stored_size != m.stored_size) {
+      LifeProblem(m.id, m.sop_instance_uid, "its lifecycle row has another size than its record");
+    }
+    std::vector<uint8_t> ek = EncodeExpiryKey(row.object_class, row.since_unix_ms, m.id);
+    std::span<const uint8_t> unused;
+    s = txn_.Get(d_.expiry, ToVal(std::span<const uint8_t>(ek)), &unused);
+    if (s.IsNotFound()) {
+      LifeProblem(m.id, m.sop_instance_uid, "no expiry index row for its class: Sweep would never remove it");
+    } else {
+      RELAIS_RETURN_IF_ERROR(s);
+    }
+    const size_t i = static_cast<size_t>(row.object_class);
+    class_objects_[i] += 1;
+    class_bytes_[i] += row.stored_size;
+    return Status::OK();
+  }
+
+  // Counts the lifecycle row of an object whose record does not decode
+  // (its problem is reported already; Repair quarantines it).
+  void CountLifeOf(uint64_t id) {
+    if (!check_life_) return;
+    IdKey key(id);
+    std::span<const uint8_t> v;
+    LifeRow row;
+    if (!txn_.Get(d_.life, key.val(), &v).ok() || !DecodeLife(v, &row).ok()) return;
+    class_objects_[static_cast<size_t>(row.object_class)] += 1;
+    class_bytes_[static_cast<size_t>(row.object_class)] += row.stored_size;
+  }
+
+  // Every `life` row names an object, every `expiry` row its object's
+  // `life` row, and the class counts of `meta` add up.
+  Status CheckLifecycle() {
+    RELAIS_RETURN_IF_ERROR(ForEachRow(txn_, d_.life, {}, [&](const MDB_val& k, const MDB_val&, bool*) {
+      ++report_.life_rows;
+      const uint64_t id = k.mv_size == 8 ? GetBe64(static_cast<const uint8_t*>(k.mv_data)) : 0;
+      if (!chunk_counts_.contains(id)) LifeProblem(id, "", "a lifecycle row names an object that does not exist");
+      return Status::OK();
+    }));
+    RELAIS_RETURN_IF_ERROR(ForEachRow(txn_, d_.expiry, {}, [&](const MDB_val& k, const MDB_val&, bool*) {
+      const auto* p = static_cast<const uint8_t*>(k.mv_data);
+      if (k.mv_size != 17) {
+        LifeProblem(0, "", "an expiry index key is not 17 bytes");
+        return Status::OK();
+      }
+      const uint64_t id = GetBe64(p + 9);
+      IdKey key(id);
+      std::span<const uint8_t> v;
+      LifeRow row;
+      Status s = txn_.Get(d_.life, key.val(), &v);
+      if (!s.ok() && !s.IsNotFound()) return s;
+      if (!s.ok() || !DecodeLife(v, &row).ok() || static_cast<uint8_t>(row.object_class) != p[0] ||
+          static_cast<uint64_t>(std::max<int64_t>(row.since_unix_ms, 0)) != GetBe64(p + 1)) {
+        LifeProblem(id, "", "an expiry index row does not match the object's lifecycle row");
+      }
+      return Status::OK();
+    }));
+    Totals t;
+    RELAIS_RETURN_IF_ERROR(ReadTotals(txn_, d_, &t));
+    for (size_t c = 1; c < kObjectClassCount; ++c) {
+      if (t.class_objects[c] != class_objects_[c] || t.class_bytes[c] != class_bytes_[c]) {
+        LifeProblem(0, "",
+                    std::string("meta counts of class ") + ObjectClassName(static_cast<ObjectClass>(c)) + " say " +
+                        std::to_string(t.class_objects[c]) + " objects / " + std::to_string(t.class_bytes[c]) +
+                        " bytes, the lifecycle rows add up to " + std::to_string(class_objects_[c]) + " / " +
+                        std::to_string(class_bytes_[c]));
+      }
+    }
+    return Status::OK();
+  }
+
   // The object's uid row, and a queue, dead or done row for its routes.
   Status CheckIndexOf(const ObjectMeta& m) {
+    if (check_life_) RELAIS_RETURN_IF_ERROR(CheckLifeOf(m));
     std::span<const uint8_t> id_bytes;
     Status s = txn_.Get(d_.uid, ToVal(std::string_view(m.sop_instance_uid)), &id_bytes);
     if (s.IsNotFound()) {
@@ -348,6 +464,9 @@ class Verifier {
   std::unordered_map<uint64_t, uint32_t> chunk_counts_;
   std::unordered_set<uint64_t> orphan_chunk_ids_;
   std::unordered_set<uint64_t> orphan_attempt_ids_;
+  bool check_life_ = false;
+  uint64_t class_objects_[kObjectClassCount] = {};
+  uint64_t class_bytes_[kObjectClassCount] = {};
 };
 
 }  // namespace
@@ -508,6 +627,10 @@ Status RepairEnv(const LmdbEnv& env, const RepairTargets& t, int64_t now, Repair
       return txn.Del(dbi, ToVal(std::span<const uint8_t>(key)));
     }));
   }
+  if (t.lifecycle_wrong) {
+    // Rebuilt from the rows, in short transactions (FORMAT.md "Lifecycle").
+    RELAIS_RETURN_IF_ERROR(BuildLifecycle(env, now, /*rebuild=*/true, nullptr));
+  }
   if (!t.totals_wrong && report->quarantined == 0) return Status::OK();
   // The totals, recomputed from the records in one write transaction.
   Txn txn;
@@ -524,6 +647,8 @@ Status RepairEnv(const LmdbEnv& env, const RepairTargets& t, int64_t now, Repair
   Totals old;
   RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &old));
   if (old.raw_bytes == sum.raw_bytes && old.stored_bytes == sum.stored_bytes) return Status::OK();
+  std::copy(std::begin(old.class_objects), std::end(old.class_objects), std::begin(sum.class_objects));
+  std::copy(std::begin(old.class_bytes), std::end(old.class_bytes), std::begin(sum.class_bytes));
   RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, sum));
   report->totals_fixed = true;
   return txn.Commit();

@@ -25,8 +25,11 @@ Status ForClient(const Status& s) {
 
 }  // namespace
 
-Writer::Writer(const LmdbEnv* env, size_t max_batch, int64_t retention_ms)
-    : env_(env), max_batch_(max_batch == 0 ? 1 : max_batch), retention_ms_(retention_ms) {}
+Writer::Writer(const LmdbEnv* env, size_t max_batch, Retentions retentions, std::function<int64_t()> clock)
+    : env_(env),
+      max_batch_(max_batch == 0 ? 1 : max_batch),
+      retentions_(retentions),
+      clock_(clock ? std::move(clock) : std::function<int64_t()>(NowUnixMs)) {}
 
 Writer::~Writer() { Stop(); }
 
@@ -48,7 +51,23 @@ Status Writer::Init() {
     }
     next_id_ = std::max<uint64_t>(next, 1);
   }
-  return Recover();
+  RELAIS_RETURN_IF_ERROR(Recover());
+  return BuildLifecycleIfMissing();
+}
+
+Status Writer::BuildLifecycleIfMissing() {
+  uint64_t done = 0;
+  {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/false));
+    RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, env_->dbis().meta, kMetaLifecycle, &done));
+  }
+  if (done == 1) return Status::OK();
+  uint64_t count = 0;
+  RELAIS_RETURN_IF_ERROR(BuildLifecycle(*env_, clock_(), /*rebuild=*/false, &count));
+  if (count != 0)
+    RLOG_INFO("store: classified %llu object(s) of an older store", static_cast<unsigned long long>(count));
+  return Status::OK();
 }
 
 Status Writer::Recover() {
@@ -211,6 +230,18 @@ Status Writer::TryCommit(std::vector<WriteOp>& ops) {
     batch_count_[b].fetch_add(1);
   }
   for (uint64_t id : fx.resolved_failures) failed_.erase(id);
+  for (size_t c = 0; c < kObjectClassCount; ++c) {
+    if (fx.expired[c] == 0) continue;
+    expired_[c].fetch_add(fx.expired[c]);
+    // The objects are gone with their attempt logs: this line (and the
+    // expired counter) is what tells of them. Dropped objects not kept at
+    // all are only counted.
+    const auto cls = static_cast<ObjectClass>(c);
+    if (cls != ObjectClass::kDropped || retentions_.dropped_ms != 0) {
+      RLOG_INFO("event=expired class=%s objects=%llu retention_ms=%lld", ObjectClassName(cls),
+                static_cast<unsigned long long>(fx.expired[c]), static_cast<long long>(retentions_.For(cls)));
+    }
+  }
   for (auto& op : ops) Release(op);
   // Wake the scheduler before anyone learns of the commit, so that a caller
   // that waits for `done` finds the wake-up already delivered.
@@ -256,15 +287,15 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       return DropObject(txn, op.id);
     }
     case WriteOp::Type::kQueueUpdate: {
-      DeliveryTxn dt(&txn, d, retention_ms_, &fx->totals);
-      RELAIS_RETURN_IF_ERROR(dt.Apply(op.updates, NowUnixMs(), &fx->woken));
+      DeliveryTxn dt(&txn, d, retentions_, &fx->totals);
+      RELAIS_RETURN_IF_ERROR(dt.Apply(op.updates, clock_(), &fx->woken));
       fx->completions.push_back({&op, Status::OK()});
       return Status::OK();
     }
     case WriteOp::Type::kSweep: {
-      DeliveryTxn dt(&txn, d, retention_ms_, &fx->totals);
+      DeliveryTxn dt(&txn, d, retentions_, &fx->totals);
       bool more = false;
-      RELAIS_RETURN_IF_ERROR(dt.Sweep(op.now_unix_ms, kSweepBatch, &more));
+      RELAIS_RETURN_IF_ERROR(dt.Sweep(op.now_unix_ms, kSweepBatch, &more, fx->expired));
       fx->completions.push_back({&op, Status::OK(), more});
       return Status::OK();
     }
@@ -305,10 +336,22 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
     }
     // Its record, chunks, live and dead rows, attempt log and done row go:
     // its deliveries are superseded by the new object's own routes.
-    DeliveryTxn dt(&txn, d, retention_ms_, &fx->totals);
+    DeliveryTxn dt(&txn, d, retentions_, &fx->totals);
     RELAIS_RETURN_IF_ERROR(dt.RemoveObject(old_id));
   } else if (!s.IsNotFound()) {
     return s;
+  }
+
+  // Its class (FORMAT.md "Lifecycle"). A dropped object with no retention
+  // is acknowledged and not kept: nothing of it outlives this commit.
+  const ObjectClass cls = !m.routes.empty()        ? ObjectClass::kQueued
+                          : m.routing == "dropped" ? ObjectClass::kDropped
+                                                   : ObjectClass::kUnrouted;
+  if (cls == ObjectClass::kDropped && retentions_.dropped_ms == 0) {
+    RELAIS_RETURN_IF_ERROR(DropObject(txn, op.id));
+    ++fx->expired[static_cast<size_t>(cls)];
+    fx->completions.push_back({&op, Status::OK()});
+    return Status::OK();
   }
 
   std::vector<uint8_t> record = EncodeMeta(m);
@@ -325,6 +368,8 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
     RELAIS_RETURN_IF_ERROR(txn.Put(d.queue, ToVal(std::span<const uint8_t>(qk)), ToVal(std::span<const uint8_t>(qv))));
   }
   for (const Route& r : m.routes) fx->woken.insert(r.destination);
+  DeliveryTxn dt(&txn, d, retentions_, &fx->totals);
+  RELAIS_RETURN_IF_ERROR(dt.SetClass(op.id, cls, clock_(), m.stored_size));
   fx->totals.raw_bytes += m.raw_size;
   fx->totals.stored_bytes += m.stored_size;
   fx->completions.push_back({&op, Status::OK()});

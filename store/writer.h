@@ -56,8 +56,9 @@ struct WriteOp {
 
 class Writer {
  public:
-  // `env` must outlive the Writer. `retention_ms`: Options::retention_ms.
-  Writer(const LmdbEnv* env, size_t max_batch, int64_t retention_ms);
+  // `env` must outlive the Writer. `retentions`: the Options' retentions;
+  // `clock`: Options::clock (wall ms).
+  Writer(const LmdbEnv* env, size_t max_batch, Retentions retentions, std::function<int64_t()> clock);
   ~Writer();  // Stop()
 
   // Loads the id counter, then removes the objects left pending by
@@ -77,6 +78,8 @@ class Writer {
   void SetProgressCallback(std::function<void()> cb) { progress_ = std::move(cb); }
   void SetQueueCallback(std::function<void(const std::vector<std::string>&)> cb) { queue_cb_ = std::move(cb); }
   uint64_t commits() const { return commits_.load(); }
+  // Objects removed by expiry since open, per ObjectClass.
+  uint64_t expired(size_t object_class) const { return expired_[object_class].load(); }
   // Commits per batch size bucket (Store::Stats::kBatchBuckets) and the
   // operations of all commits.
   void BatchStats(uint64_t* buckets, size_t n, uint64_t* ops) const;
@@ -93,8 +96,9 @@ class Writer {
   struct Effects {
     Totals totals;
     std::vector<Completion> completions;
-    std::vector<uint64_t> resolved_failures;  // ids to erase from failed_
-    std::set<std::string> woken;              // destinations that got due rows
+    std::vector<uint64_t> resolved_failures;   // ids to erase from failed_
+    std::set<std::string> woken;               // destinations that got due rows
+    uint64_t expired[kObjectClassCount] = {};  // objects removed by expiry, per class
   };
   // Objects one kSweep transaction removes at most; the rest go in another.
   static constexpr size_t kSweepBatch = 1000;
@@ -115,12 +119,16 @@ class Writer {
   Status ApplyOp(Txn& txn, WriteOp& op, Effects* fx);
   Status DropObject(Txn& txn, uint64_t id);
   Status Recover();
+  // Gives the objects of a store written before the lifecycle their rows.
+  Status BuildLifecycleIfMissing();
   void FailOne(WriteOp& op, const Status& s);
   static void Release(WriteOp& op);
 
   const LmdbEnv* env_;
   const size_t max_batch_;
-  const int64_t retention_ms_;
+  const Retentions retentions_;
+  const std::function<int64_t()> clock_;
+  std::atomic<uint64_t> expired_[kObjectClassCount] = {};
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> batch_ops_{0};

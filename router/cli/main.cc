@@ -11,12 +11,14 @@
 #include <ctime>
 #include <string>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/sha256.h"
 #include "base/text.h"
 #include "router/cli/backup_cli.h"
 #include "router/cli/queue_cli.h"
 #include "router/cli/rules_cli.h"
+#include "router/cli/store_cli.h"
 #include "router/operate/admin_api.h"
 #include "router/record/audit.h"
 #include "router/router.h"
@@ -44,6 +46,11 @@ relais::store::Options StoreOptions(const relais::rules::AppConfig& cfg) {
   so.path = cfg.store.path;
   so.max_size = cfg.store.max_size;
   so.read_only = true;
+  // For the expiry times shown (store ls); admin commands neither commit
+  // nor sweep. retention_ms stays 0: `relais queue purge` removes at once.
+  so.unrouted_retention_ms = static_cast<int64_t>(cfg.delivery.unrouted_retention_s) * 1000;
+  so.dead_retention_ms = static_cast<int64_t>(cfg.delivery.dead_letter_retention_s) * 1000;
+  so.dropped_retention_ms = static_cast<int64_t>(cfg.delivery.dropped_retention_s) * 1000;
   return so;
 }
 
@@ -71,13 +78,13 @@ std::string Joined(const std::vector<std::string>& v) {
   return out.empty() ? "-" : out;
 }
 
-void PrintJson(const relais::store::ObjectMeta& m) {
+void PrintJson(const relais::store::ObjectMeta& m, const relais::store::ObjectLife& life) {
   std::printf(
       "{\"id\":%llu,\"sop_instance_uid\":\"%s\",\"sop_class_uid\":\"%s\",\"study_instance_uid\":\"%s\","
       "\"series_instance_uid\":\"%s\",\"patient_id\":\"%s\",\"modality\":\"%s\",\"transfer_syntax_uid\":\"%s\","
       "\"raw_size\":%llu,\"stored_size\":%llu,\"chunks\":%u,\"received\":\"%s\",\"calling_ae\":\"%s\","
       "\"called_ae\":\"%s\",\"peer\":\"%s\",\"checksum\":\"%016llx\",\"routing\":\"%s\",\"matched_rules\":[%s],"
-      "\"destinations\":[%s]}\n",
+      "\"destinations\":[%s],\"class\":\"%s\",\"goes\":\"%s\"}\n",
       static_cast<unsigned long long>(m.id), JsonEscape(m.sop_instance_uid).c_str(),
       JsonEscape(m.sop_class_uid).c_str(), JsonEscape(m.study_instance_uid).c_str(),
       JsonEscape(m.series_instance_uid).c_str(), JsonEscape(m.patient_id).c_str(), JsonEscape(m.modality).c_str(),
@@ -85,7 +92,8 @@ void PrintJson(const relais::store::ObjectMeta& m) {
       static_cast<unsigned long long>(m.stored_size), m.chunk_count, IsoTime(m.received_unix_ms).c_str(),
       JsonEscape(m.calling_ae).c_str(), JsonEscape(m.called_ae).c_str(), JsonEscape(m.peer_address).c_str(),
       static_cast<unsigned long long>(m.checksum), JsonEscape(m.routing).c_str(), JsonList(m.matched_rules).c_str(),
-      JsonList(Destinations(m)).c_str());
+      JsonList(Destinations(m)).c_str(), relais::store::ObjectClassName(life.object_class),
+      relais::router::GoesText(life).c_str());
 }
 
 int CmdServe(const std::string& config_path, const std::string& log_level) {
@@ -102,32 +110,52 @@ int CmdServe(const std::string& config_path, const std::string& log_level) {
   return 0;
 }
 
-int CmdStoreLs(const std::string& config_path, bool json) {
+int CmdStoreLs(const std::string& config_path, const relais::router::ObjectSelection& sel, bool json) {
   Result<relais::rules::AppConfig> cfg = LoadConfig(config_path);
   if (!cfg.ok()) return Fail(cfg.status());
   auto store = OpenStoreReadOnly(*cfg);
   if (!store.ok()) return Fail(store.status());
   if (!json) {
-    std::printf("%-64s %-4s %-22s %10s %10s %-24s %-16s %-8s %-24s %s\n", "SOP_INSTANCE_UID", "MOD", "TS", "BYTES",
-                "STORED", "RECEIVED", "CALLING_AE", "ROUTING", "RULES", "DESTINATIONS");
+    std::printf("%-64s %-4s %-22s %10s %10s %-24s %-16s %-8s %-24s %-16s %-9s %s\n", "SOP_INSTANCE_UID", "MOD", "TS",
+                "BYTES", "STORED", "RECEIVED", "CALLING_AE", "ROUTING", "RULES", "DESTINATIONS", "CLASS", "GOES");
   }
   uint64_t n = 0;
-  Status s = (*store)->List([&](const relais::store::ObjectMeta& m) {
+  Status error;
+  auto print = [&](const relais::store::ObjectMeta& m) {
+    Result<relais::store::ObjectLife> life = (*store)->GetLife(m.id);
+    if (life.status().IsNotFound()) return true;  // removed meanwhile
+    if (!life.ok()) {
+      error = life.status();
+      return false;
+    }
     ++n;
     if (json) {
-      PrintJson(m);
+      PrintJson(m, *life);
     } else {
       const std::string& ts = m.transfer_syntax_uid;
       // Peer text is shown escaped (control characters, bytes that are not UTF-8).
-      std::printf("%-64s %-4s %-22s %10llu %10llu %-24s %-16s %-8s %-24s %s\n", LogEscape(m.sop_instance_uid).c_str(),
-                  m.modality.empty() ? "-" : LogEscape(m.modality).c_str(), LogEscape(ts).c_str(),
-                  static_cast<unsigned long long>(m.raw_size), static_cast<unsigned long long>(m.stored_size),
-                  IsoTime(m.received_unix_ms).c_str(), LogEscape(m.calling_ae).c_str(),
-                  m.routing.empty() ? "-" : m.routing.c_str(), Joined(m.matched_rules).c_str(),
-                  Joined(Destinations(m)).c_str());
+      std::printf("%-64s %-4s %-22s %10llu %10llu %-24s %-16s %-8s %-24s %-16s %-9s %s\n",
+                  LogEscape(m.sop_instance_uid).c_str(), m.modality.empty() ? "-" : LogEscape(m.modality).c_str(),
+                  LogEscape(ts).c_str(), static_cast<unsigned long long>(m.raw_size),
+                  static_cast<unsigned long long>(m.stored_size), IsoTime(m.received_unix_ms).c_str(),
+                  LogEscape(m.calling_ae).c_str(), m.routing.empty() ? "-" : m.routing.c_str(),
+                  Joined(m.matched_rules).c_str(), Joined(Destinations(m)).c_str(),
+                  relais::store::ObjectClassName(life->object_class), relais::router::GoesText(*life).c_str());
     }
     return true;
-  });
+  };
+  Status s;
+  if (sel.empty()) {
+    s = (*store)->List(print);
+  } else {
+    Result<std::vector<uint64_t>> ids = relais::router::SelectObjects(**store, sel, relais::NowUnixMs());
+    s = ids.status();
+    for (uint64_t id : ids.ok() ? *ids : std::vector<uint64_t>()) {
+      Result<relais::store::ObjectMeta> m = (*store)->Get(id);
+      if (m.ok() && !print(*m)) break;
+    }
+  }
+  if (s.ok()) s = error;
   if (!s.ok()) return Fail(s);
   if (!json) std::fprintf(stderr, "%llu objects\n", static_cast<unsigned long long>(n));
   return 0;
@@ -216,12 +244,30 @@ int main(int argc, char** argv) {
   CLI::App* check = config->add_subcommand("check", "Validate a configuration file");
   check->add_option("FILE", check_path, "Configuration file")->required();
 
-  CLI::App* store = app.add_subcommand("store", "Inspect the object store (read-only, works while serving)");
+  CLI::App* store = app.add_subcommand(
+      "store", "Inspect the object store (ls/verify/export read-only), remove objects (purge); works while serving");
   store->require_subcommand(1);
   CLI::App* ls = store->add_subcommand("ls", "List stored objects");
   ls->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
   bool json = false;
   ls->add_flag("--json", json, "One JSON object per line");
+  relais::router::ObjectSelection osel;
+  std::string older_than, class_name;
+  bool purge_dry_run = false;
+  auto add_selectors = [&](CLI::App* cmd) {
+    cmd->add_option("--uid", osel.uids, "SOP Instance UID (repeatable)");
+    cmd->add_option("--study", osel.study, "Study Instance UID");
+    cmd->add_option("--older-than", older_than, "Received longer ago than this (\"30d\", \"12h\")");
+    cmd->add_option("--class", class_name, "queued, dead, delivered, unrouted or dropped")
+        ->check(CLI::IsMember({"queued", "dead", "delivered", "unrouted", "dropped"}));
+  };
+  add_selectors(ls);
+  CLI::App* spurge = store->add_subcommand(
+      "purge",
+      "Remove objects (with their rows and attempt log) by selector; selectors combine (AND); works while serving");
+  spurge->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
+  add_selectors(spurge);
+  spurge->add_flag("--dry-run", purge_dry_run, "Only list what would be removed");
   CLI::App* sverify = store->add_subcommand(
       "verify", "Read every object back and check chunks, checksums, indexes and rows; exit 1 on any problem");
   sverify->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
@@ -315,7 +361,28 @@ int main(int argc, char** argv) {
   if (atoken->parsed()) return CmdAdminToken(token_name, token_role);
   if (serve->parsed()) return CmdServe(config_path, log_level);
   if (check->parsed()) return CmdConfigCheck(check_path);
-  if (ls->parsed()) return CmdStoreLs(config_path, json);
+  if (ls->parsed() || spurge->parsed()) {
+    if (!older_than.empty()) {
+      osel.older_than_ms = relais::router::ParseCliDuration(older_than);
+      if (!osel.older_than_ms) {
+        std::fprintf(stderr, "relais store: --older-than must be a duration such as 30d, 12h, 45m or 90s\n");
+        return 2;
+      }
+    }
+    if (!class_name.empty()) {
+      relais::store::ObjectClass c;
+      relais::store::ParseObjectClass(class_name, &c);
+      osel.cls = c;
+    }
+  }
+  if (ls->parsed()) return CmdStoreLs(config_path, osel, json);
+  if (spurge->parsed()) {
+    if (osel.empty()) {
+      std::fprintf(stderr, "relais store purge: say what to remove: --uid, --study, --older-than and/or --class\n");
+      return 2;
+    }
+    return WithStore(config_path, [&](const auto& so) { return relais::router::StorePurge(so, osel, purge_dry_run); });
+  }
   if (exp->parsed()) return CmdStoreExport(config_path, uid, out);
   if (sverify->parsed()) {
     return WithStore(config_path, [&](const auto& so) { return relais::router::VerifyCommand(so, verify_repair); });

@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/text.h"
+#include "router/cli/store_cli.h"
 
 namespace relais::router {
 namespace {
@@ -192,9 +193,14 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
     return true;
   });
   if (!s.ok()) return Fail(s);
+  // Its lifecycle class and when it goes (store/FORMAT.md "Lifecycle").
+  Result<store::ObjectLife> life = (*st)->GetLife(m->id);
+  if (!life.ok()) return Fail(life.status());
   if (json) {
+    std::printf("{\"class\":\"%s\",\"goes\":\"%s\",", store::ObjectClassName(life->object_class),
+                GoesText(*life).c_str());
     std::printf(
-        "{\"sop_instance_uid\":\"%s\",\"id\":%" PRIu64
+        "\"sop_instance_uid\":\"%s\",\"id\":%" PRIu64
         ",\"sop_class_uid\":\"%s\",\"modality\":\"%s\","
         "\"patient_id\":\"%s\",\"study_instance_uid\":\"%s\",\"transfer_syntax_uid\":\"%s\",\"raw_size\":%" PRIu64
         ",\"received\":\"%s\",\"calling_ae\":\"%s\",\"peer\":\"%s\",\"routing\":\"%s\",\"matched_rules\":[%s],"
@@ -241,6 +247,11 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
   for (const std::string& r : m->matched_rules) matched += (matched.empty() ? "" : ", ") + r;
   std::printf("  routing       %s%s%s\n", m->routing.empty() ? "-" : m->routing.c_str(),
               matched.empty() ? "" : "; matched rules: ", matched.c_str());
+  std::printf("  class         %s since %s; goes %s\n", store::ObjectClassName(life->object_class),
+              IsoTime(life->since_unix_ms).c_str(),
+              life->object_class == store::ObjectClass::kQueued ? "with its queue rows"
+              : life->expires_unix_ms < 0                       ? "never by time (kept)"
+                                                                : ("at " + GoesText(*life)).c_str());
   std::printf("destinations\n");
   if (m->routes.empty()) std::printf("  (none)\n");
   for (const store::Route& r : m->routes) {

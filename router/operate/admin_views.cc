@@ -459,6 +459,17 @@ void AdminApi::Object(Ctx& c, const std::string& encoded_uid) {
               {"routing", m->routing},
               {"matched_rules", m->matched_rules},
               {"routes", routes}};
+  // Its lifecycle class and when it goes (store/FORMAT.md "Lifecycle").
+  Result<store::ObjectLife> life = src_.store->GetLife(m->id);
+  if (life.ok()) {
+    const store::ObjectLife& l = *life;
+    obj["class"] = store::ObjectClassName(l.object_class);
+    obj["class_since"] = admin::IsoOrNull(l.since_unix_ms);
+    obj["goes"] = l.object_class == store::ObjectClass::kQueued ? json("with its queue rows")
+                  : l.expires_unix_ms < 0                       ? json("kept")
+                                                                : json(IsoTime(l.expires_unix_ms));
+    obj["goes_unix_ms"] = l.expires_unix_ms < 0 ? json(nullptr) : json(l.expires_unix_ms);
+  }
   json queued = json::array(), deadrows = json::array();
   for (const SelectedRow& sr : rows) (sr.dead ? deadrows : queued).push_back(RowJson(sr.row, &*m, sr.dead));
   c.respond({200,

@@ -229,11 +229,49 @@ struct Alerts::Impl {
         }
       }
     }
+    if (sources.store) AddDeadLettersExpiring(now, &kinds, &holding);
     if (sources.storage) {
       kinds.insert("storage-high");
       AddStorage(sources.storage->usage(), &holding);
     }
     Reconcile(kinds, holding, now);
+  }
+
+  // Dead letters that Sweep removes within the next 24 h (store/FORMAT.md
+  // "Lifecycle"): a day to requeue them. Reads the time index up to
+  // now + 24 h - retention: costs the expiring objects, not the store.
+  void AddDeadLettersExpiring(int64_t now, std::set<std::string>* kinds, std::map<Key, Active>* holding) {
+    const int64_t retention = sources.store->RetentionMs(store::ObjectClass::kDead);
+    if (retention < 0) return;
+    kinds->insert("dead-letters-expiring");
+    constexpr int64_t kWarnAhead = 24 * 3600'000;
+    std::set<uint64_t> ids;
+    int64_t first_since = 0;
+    Status s = sources.store->ListClass(store::ObjectClass::kDead, now + kWarnAhead - retention,
+                                        [&](uint64_t id, int64_t since) {
+                                          if (ids.empty()) first_since = since;
+                                          ids.insert(id);
+                                          return true;
+                                        });
+    if (!s.ok()) {
+      RLOG_WARN("event=alerts-lifecycle-unreadable error=\"%s\"", s.ToString().c_str());
+      kinds->erase("dead-letters-expiring");
+      return;
+    }
+    if (ids.empty()) return;
+    std::set<std::string> destinations;
+    s = sources.store->ListDead([&](const store::QueueRow& r) {
+      if (ids.count(r.object_id) != 0) destinations.insert(r.destination);
+      return true;
+    });
+    std::string names;
+    for (const std::string& d : destinations) names += (names.empty() ? "" : ", ") + d;
+    Active a{"dead-letters-expiring", "store", "", first_since + retention - kWarnAhead};
+    a.message = "Dead letters expire within 24 h: " + std::to_string(ids.size()) + " object(s), destinations " +
+                (names.empty() ? std::string("-") : names) + "; the first goes at " + IsoTime(first_since + retention) +
+                ". Requeue the ones still wanted (`relais queue retry --dead`, "
+                "or the dashboard) or let them go; `relais store ls --class dead` lists them.";
+    (*holding)[{a.kind, a.subject}] = std::move(a);
   }
 
   void AddStorage(const StorageWatch::Usage& u, std::map<Key, Active>* holding) {

@@ -6,7 +6,10 @@
 // - "oldest-queued": a destination's oldest queued object was received more
 //   than oldest_queued_s ago (Store::SummarizeQueues);
 // - "storage-high": intake closed at the high-water mark (StorageWatch; also
-//   raised at once through OnStorageChange).
+//   raised at once through OnStorageChange);
+// - "dead-letters-expiring": dead-letter objects that the store's sweep
+//   removes within 24 h (Store::ListClass of class dead; subject "store"),
+//   with their count and destinations.
 // Each condition has a subject (the destination name, or "store"). When it
 // starts to hold, an alert is raised; while it holds, it is sent again every
 // repeat_s (0: once); when it stops holding, a "resolved" notice is sent.
@@ -55,7 +58,7 @@ class Alerts {
     const StorageWatch* storage = nullptr;
   };
   struct Active {
-    std::string kind;     // "destination-down", "oldest-queued", "storage-high"
+    std::string kind;     // "destination-down", "oldest-queued", "storage-high", "dead-letters-expiring"
     std::string subject;  // destination name or "store"
     std::string message;
     int64_t since_unix_ms = 0;

@@ -223,6 +223,27 @@ void RenderStore(const store::Store::Stats& s, const StorageWatch* watch, const 
   p->One("relais_store_raw_bytes", "gauge", "Data set bytes of the stored objects, as received.", s.raw_bytes);
   p->One("relais_store_stored_bytes", "gauge", "Bytes of the stored objects' chunks after compression.",
          s.stored_bytes);
+  // Per lifecycle class (store/FORMAT.md "Lifecycle"), from counts the store
+  // keeps in its meta table: no scan per scrape. All five always present.
+  struct PerClass {
+    const char* name;
+    const char* type;
+    const char* help;
+    const uint64_t* values;
+  } const per_class[] = {
+      {"relais_store_class_objects", "gauge", "Stored objects per lifecycle class.", s.class_objects},
+      {"relais_store_class_stored_bytes", "gauge", "Stored (compressed) bytes per lifecycle class.",
+       s.class_stored_bytes},
+      {"relais_store_expired_objects_total", "counter",
+       "Objects removed because their class's retention ran out (dropped objects not kept count at their commit).",
+       s.expired},
+  };
+  for (const PerClass& f : per_class) {
+    p->Family(f.name, f.type, f.help);
+    for (size_t c = 1; c < store::kObjectClassCount; ++c) {
+      p->Sample(f.name, {{"class", store::ObjectClassName(static_cast<store::ObjectClass>(c))}}, f.values[c]);
+    }
+  }
   p->One("relais_store_queue_rows", "gauge", "Live queue rows, all destinations.", s.queue_rows);
   p->One("relais_store_dead_rows", "gauge", "Dead-letter rows, all destinations.", s.dead_rows);
   p->One("relais_store_commits_total", "counter", "LMDB write transactions committed since start.", s.commits);

@@ -660,6 +660,10 @@ TEST(ConfigDeliveryTest, DefaultsFollowTheListener) {
   EXPECT_EQ(r->delivery.idle_release_s, 5u);
   EXPECT_EQ(r->delivery.down_after_failures, 3u);
   EXPECT_EQ(r->delivery.retention_s, 0u);
+  // Every stored object has an owner that ends (README, "Configuration").
+  EXPECT_EQ(r->delivery.unrouted_retention_s, 7u * 86400);
+  EXPECT_EQ(r->delivery.dead_letter_retention_s, 30u * 86400);
+  EXPECT_EQ(r->delivery.dropped_retention_s, 0u);
 }
 
 TEST(ConfigDeliveryTest, EverySettingParses) {
@@ -670,7 +674,10 @@ TEST(ConfigDeliveryTest, EverySettingParses) {
                                            "response_timeout_s = 600\n"
                                            "idle_release_s = 30\n"
                                            "down_after_failures = 5\n"
-                                           "retention = \"7d\"\n",
+                                           "retention = \"7d\"\n"
+                                           "unrouted_retention = \"3d\"\n"
+                                           "dead_letter_retention = \"60d\"\n"
+                                           "dropped_retention = \"1h\"\n",
                                        "relais.toml");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->delivery.calling_ae_title, "RELAIS_OUT");
@@ -679,6 +686,9 @@ TEST(ConfigDeliveryTest, EverySettingParses) {
   EXPECT_EQ(r->delivery.idle_release_s, 30u);
   EXPECT_EQ(r->delivery.down_after_failures, 5u);
   EXPECT_EQ(r->delivery.retention_s, 7u * 86400);
+  EXPECT_EQ(r->delivery.unrouted_retention_s, 3u * 86400);
+  EXPECT_EQ(r->delivery.dead_letter_retention_s, 60u * 86400);
+  EXPECT_EQ(r->delivery.dropped_retention_s, 3600u);
 }
 
 TEST(ConfigDeliveryTest, BadValuesNamePositionAndRule) {

@@ -1,5 +1,6 @@
 // Another process: a writer killed with SIGKILL loses nothing it
-// acknowledged, leaves every queue row in its old or its new state, and a
+// acknowledged, leaves every queue row in its old or its new state, keeps
+// every object of every class through a sweep it was killed in, and a
 // read-only Store sees a live writer's commits.
 #include <fcntl.h>
 #include <poll.h>
@@ -9,8 +10,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -418,6 +423,169 @@ TEST(CrashTest, KillNineDuringQueueUpdatesLeavesEveryRowOldOrNew) {
     EXPECT_EQ(st.objects, count);
   }
   EXPECT_GT(updates_seen, static_cast<size_t>(kCycles));
+}
+
+// ---- sweeps in flight ----
+//
+// The sweep child keeps "keepers" of every class, stored at a time no sweep
+// reaches, then stores, finishes and sweeps "victims" of every class, hour
+// after simulated hour, until it is killed. Lines: "K id class" per keeper
+// once durable, "R" when all are, "S now" when a sweep at `now` is durable.
+constexpr int64_t kSweepHour = 3600'000;
+constexpr int64_t kSweepT0 = 1'800'000'000'000;
+constexpr int64_t kKeeperTime = kSweepT0 + 100'000 * kSweepHour;  // past every sweep of the test
+
+std::atomic<int64_t> sweep_child_now{kSweepT0};
+
+Options SweepOptions(const std::string& path) {
+  Options o = TestOptions(path);
+  o.clock = [] { return sweep_child_now.load(); };
+  o.retention_ms = 2 * kSweepHour;
+  o.unrouted_retention_ms = 3 * kSweepHour;
+  o.dead_retention_ms = 4 * kSweepHour;
+  o.dropped_retention_ms = kSweepHour;
+  return o;
+}
+
+// Stores one object of class `c` (queued, dead, delivered, unrouted or
+// dropped) at the child's clock; returns its id (0 on failure).
+uint64_t PutOfClass(Store& store, ObjectClass c, const std::string& uid, uint32_t seed) {
+  ObjectMeta m = MakeMeta(uid);
+  bool routed = c == ObjectClass::kQueued || c == ObjectClass::kDead || c == ObjectClass::kDelivered;
+  m.routing = routed ? "routed" : c == ObjectClass::kDropped ? "dropped" : "unrouted";
+  if (routed) m.routes = {Route{"A", 0, "ra", ""}};
+  testing::PutResult r = testing::PutObject(store, m, RandomBytes(300 + seed % 90000, seed));
+  if (!r.status.ok()) return 0;
+  if (c == ObjectClass::kDead || c == ObjectClass::kDelivered) {
+    QueueUpdate u;
+    u.kind = c == ObjectClass::kDead ? QueueUpdate::Kind::kDeadLetter : QueueUpdate::Kind::kDelivered;
+    u.destination = "A";
+    u.object_id = r.meta.id;
+    if (!testing::ApplyUpdates(store, {u}).ok()) return 0;
+  }
+  return r.meta.id;
+}
+
+constexpr ObjectClass kAllClasses[] = {ObjectClass::kQueued, ObjectClass::kDead, ObjectClass::kDelivered,
+                                       ObjectClass::kUnrouted, ObjectClass::kDropped};
+
+[[noreturn]] void SweepChild(const std::string& path, int fd) {
+  auto opened = Store::Open(SweepOptions(path));
+  if (!opened.ok()) _exit(2);
+  Store& store = **opened;
+  auto line = [fd](const std::string& l) {
+    std::string out = l + "\n";
+    if (write(fd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) _exit(4);
+  };
+  sweep_child_now = kKeeperTime;
+  for (int i = 0; i < 3; ++i) {
+    for (ObjectClass c : kAllClasses) {
+      uint64_t id = PutOfClass(store, c, "1.2.826.0.3.k." + std::to_string(i) + "." + ObjectClassName(c), 7 + i);
+      if (id == 0) _exit(3);
+      line("K " + std::to_string(id) + " " + std::to_string(static_cast<int>(c)));
+    }
+  }
+  line("R");
+  for (int hour = 0;; ++hour) {
+    sweep_child_now = kSweepT0 + hour * kSweepHour;
+    for (int i = 0; i < 4; ++i) {
+      for (ObjectClass c : kAllClasses) {
+        std::string uid = "1.2.826.0.3.v." + std::to_string(hour) + "." + std::to_string(i) + "." + ObjectClassName(c);
+        if (PutOfClass(store, c, uid, static_cast<uint32_t>(hour * 10 + i)) == 0) _exit(3);
+      }
+    }
+    const int64_t now = sweep_child_now.load();
+    std::promise<Status> p;
+    auto f = p.get_future();
+    store.Sweep(now, [&p](Status s) { p.set_value(s); });
+    if (!f.get().ok()) _exit(5);
+    line("S " + std::to_string(now));
+  }
+}
+
+TEST(CrashTest, KillNineMidSweepKeepsEveryClassAndVerifiesClean) {
+  std::mt19937 rng(std::random_device{}());
+  constexpr int kCycles = 4;
+  int sweeps_seen = 0;
+  for (int cycle = 0; cycle < kCycles; ++cycle) {
+    TempDir dir;
+    std::string path = dir.Sub("db");
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(fds[0]);
+      SweepChild(path, fds[1]);
+    }
+    ASSERT_GT(pid, 0);
+    close(fds[1]);
+    LineReader reader(fds[0]);
+    std::vector<std::string> lines;
+    auto ready = [&] { return std::find(lines.begin(), lines.end(), "R") != lines.end(); };
+    auto start = std::chrono::steady_clock::now();
+    while (!ready() && std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+      ASSERT_TRUE(reader.ReadFor(std::chrono::milliseconds(50), &lines)) << "sweep child exited early";
+    }
+    ASSERT_TRUE(ready());
+    // Let it sweep a while (every class expires within 5 hours), then kill it.
+    auto kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(800 + rng() % 1200);
+    while (std::chrono::steady_clock::now() < kill_at) {
+      ASSERT_TRUE(reader.ReadFor(std::chrono::milliseconds(10), &lines)) << "sweep child exited early";
+    }
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFSIGNALED(status)) << "the child stopped by itself: " << status;
+    while (reader.ReadFor(std::chrono::milliseconds(500), &lines)) {
+    }
+    close(fds[0]);
+    std::map<uint64_t, int> keepers;
+    int64_t last_sweep = -1;
+    for (const std::string& l : lines) {
+      std::istringstream in(l);
+      char kind;
+      in >> kind;
+      if (kind == 'K') {
+        uint64_t id;
+        int c;
+        in >> id >> c;
+        keepers[id] = c;
+      } else if (kind == 'S') {
+        in >> last_sweep;
+        ++sweeps_seen;
+      }
+    }
+    ASSERT_EQ(keepers.size(), 15u);
+
+    sweep_child_now = kSweepT0;
+    auto opened = Store::Open(SweepOptions(path));  // recovery
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    Store& store = **opened;
+    ExpectVerifiesClean(store);
+    for (auto [id, c] : keepers) {
+      Result<ObjectLife> life = store.GetLife(id);
+      ASSERT_TRUE(life.ok()) << "keeper " << id << ": " << life.status().ToString();
+      EXPECT_EQ(static_cast<int>(life->object_class), c) << "keeper " << id;
+      EXPECT_EQ(life->since_unix_ms, kKeeperTime);
+    }
+    // Every sweep acknowledged took all it was due to take.
+    if (last_sweep >= 0) {
+      for (ObjectClass c : kAllClasses) {
+        if (store.RetentionMs(c) < 0) continue;
+        size_t overdue = 0;
+        ASSERT_TRUE(
+            store.ListClass(c, last_sweep - store.RetentionMs(c), [&](uint64_t, int64_t) { return ++overdue > 0; })
+                .ok());
+        EXPECT_EQ(overdue, 0u) << ObjectClassName(c) << " after the sweep at " << last_sweep;
+      }
+    }
+    Store::Stats st = store.GetStats();
+    uint64_t by_class = 0;
+    for (size_t c = 1; c < kObjectClassCount; ++c) by_class += st.class_objects[c];
+    EXPECT_EQ(by_class, st.objects);
+  }
+  EXPECT_GT(sweeps_seen, 5 * kCycles) << "too few sweeps to expire every class";
+  std::printf("sweeps acknowledged over %d kills: %d\n", kCycles, sweeps_seen);
 }
 
 TEST(ReadOnlyTest, SecondProcessReadsWhileWriterCommits) {

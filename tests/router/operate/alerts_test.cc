@@ -332,6 +332,72 @@ TEST_F(AlertsTest, OldestQueuedHoldsOnlyPastItsLimitAndResolvesWhenDelivered) {
   EXPECT_TRUE(alerts_->active().empty());
 }
 
+TEST_F(AlertsTest, DeadLettersExpiringWithinADayAreAlertedWithTheirDestinations) {
+  // Dead letters kept 12 h: every one expires within the next 24 h.
+  store::Options o = store::testing::TestOptions(dir_.Sub("store"));
+  o.dead_retention_ms = 12 * 3600'000;
+  Result<std::unique_ptr<store::Store>> opened = store::Store::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store_ = std::move(*opened);
+  HookServer hook({200});
+  rules::AlertsConfig c;
+  c.webhook = hook.url("127.0.0.1");
+  c.repeat_s = 0;
+  c.oldest_queued_s = 86400;
+  MakeAlerts(c);
+  const uint64_t a = Queue("1.2.3.200", "TELERAD");
+  const uint64_t b = Queue("1.2.3.201", "ARCHIVE");
+  Queue("1.2.3.202", "ARCHIVE");  // stays queued: not a dead letter
+  alerts_->Start({nullptr, store_.get(), nullptr}, 50);
+  RunUntil([] { return false; }, std::chrono::milliseconds(200));
+  EXPECT_TRUE(alerts_->active().empty()) << "no dead letters yet";
+  for (auto [id, dest] : {std::pair{a, "TELERAD"}, std::pair{b, "ARCHIVE"}}) {
+    store::QueueUpdate u;
+    u.kind = store::QueueUpdate::Kind::kDeadLetter;
+    u.destination = dest;
+    u.object_id = id;
+    ASSERT_TRUE(store::testing::ApplyUpdates(*store_, {u}).ok());
+  }
+  ASSERT_TRUE(RunUntil([&] { return hook.count() == 1; }));
+  ASSERT_EQ(alerts_->active().size(), 1u);
+  EXPECT_EQ(alerts_->active()[0].kind, "dead-letters-expiring");
+  EXPECT_EQ(alerts_->active()[0].subject, "store");
+  json j = json::parse(hook.requests()[0].body);
+  EXPECT_EQ(j["alert"], "dead-letters-expiring");
+  EXPECT_THAT(j["message"].get<std::string>(),
+              StartsWith("Dead letters expire within 24 h: 2 object(s), destinations ARCHIVE, TELERAD"));
+  // Requeued: no longer dead letters; the alert resolves.
+  for (auto [id, dest] : {std::pair{a, "TELERAD"}, std::pair{b, "ARCHIVE"}}) {
+    store::QueueUpdate u;
+    u.kind = store::QueueUpdate::Kind::kRequeue;
+    u.destination = dest;
+    u.object_id = id;
+    ASSERT_TRUE(store::testing::ApplyUpdates(*store_, {u}).ok());
+  }
+  ASSERT_TRUE(RunUntil([&] { return hook.count() == 2; }));
+  EXPECT_EQ(json::parse(hook.requests()[1].body)["state"], "resolved");
+  EXPECT_TRUE(alerts_->active().empty());
+}
+
+TEST_F(AlertsTest, DeadLettersFarFromExpiryRaiseNothing) {
+  store::Options o = store::testing::TestOptions(dir_.Sub("store"));
+  o.dead_retention_ms = 30ll * 24 * 3600'000;
+  Result<std::unique_ptr<store::Store>> opened = store::Store::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store_ = std::move(*opened);
+  rules::AlertsConfig c;
+  c.oldest_queued_s = 86400;
+  MakeAlerts(c);
+  store::QueueUpdate u;
+  u.kind = store::QueueUpdate::Kind::kDeadLetter;
+  u.destination = "TELERAD";
+  u.object_id = Queue("1.2.3.210", "TELERAD");
+  ASSERT_TRUE(store::testing::ApplyUpdates(*store_, {u}).ok());
+  alerts_->Start({nullptr, store_.get(), nullptr}, 50);
+  RunUntil([] { return false; }, std::chrono::milliseconds(200));
+  EXPECT_TRUE(alerts_->active().empty()) << "30 days left";
+}
+
 TEST_F(AlertsTest, FailedPostIsRetriedAtNextEvaluationWhileItHolds) {
   OpenStore();
   HookServer hook({500, 503, 204});
