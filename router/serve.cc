@@ -10,6 +10,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/text.h"
 #include "router/deliver/delivery.h"
 #include "router/net/tls.h"
 #include "router/operate/admin_api.h"
@@ -252,6 +253,21 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
   std::unique_ptr<AdminServer> admin;
   if (admin_api) admin = std::make_unique<AdminServer>(loop, admin_api.get());
   store->SetQueueCallback([&delivery](const std::vector<std::string>& dests) { delivery.Wake(dests); });
+  // Objects the sweep removed at the end of their retention leave with their
+  // attempt logs: the audit trail keeps what went and why.
+  if (audit != nullptr) {
+    store->SetExpiryCallback([audit](const std::vector<store::ExpiredObject>& gone) {
+      for (const store::ExpiredObject& e : gone) {
+        std::string dests;
+        for (const std::string& d : e.dead_destinations) dests += (dests.empty() ? "" : ",") + d;
+        audit->Record("expired", {{"sop_instance_uid", e.sop_instance_uid},
+                                  {"study_instance_uid", e.study_instance_uid},
+                                  {"class", store::ObjectClassName(e.object_class)},
+                                  {"since", IsoTime(e.since_unix_ms)},
+                                  {"dead_destinations", dests}});
+      }
+    });
+  }
   server.SetRulesListener([&delivery](std::shared_ptr<const rules::RuleSet> r) { delivery.SetRules(std::move(r)); });
   ServiceNotifier notifier(loop);
   SignalCtx sig;

@@ -406,7 +406,8 @@ Status DeliveryTxn::RemoveObject(uint64_t id) {
   return txn_->Del(d_.done, id_key.val());
 }
 
-Status DeliveryTxn::Sweep(int64_t now, size_t max_objects, bool* more, uint64_t* expired) {
+Status DeliveryTxn::Sweep(int64_t now, size_t max_objects, bool* more, uint64_t* expired,
+                          std::vector<ExpiredObject>* gone) {
   *more = false;
   if (!d_.has_lifecycle) return Status::OK();
   // The due objects of each class: a range of the time index per class,
@@ -439,7 +440,17 @@ Status DeliveryTxn::Sweep(int64_t now, size_t max_objects, bool* more, uint64_t*
     Status s = txn_->Get(d_.objects, id_key.val(), &record);
     if (!s.ok() && !s.IsNotFound()) return s;
     ObjectMeta m;
+    ExpiredObject e;
+    e.id = id;
+    e.object_class = c;
+    if (d_.has_lifecycle) {
+      std::span<const uint8_t> v;
+      LifeRow row;
+      if (txn_->Get(d_.life, id_key.val(), &v).ok() && DecodeLife(v, &row).ok()) e.since_unix_ms = row.since_unix_ms;
+    }
     if (s.ok() && DecodeMeta(record, &m).ok()) {
+      e.sop_instance_uid = m.sop_instance_uid;
+      e.study_instance_uid = m.study_instance_uid;
       // The index is kept in the transactions that change rows; check
       // anyway rather than drop an object that still has somewhere to go.
       ObjectClass now_class;
@@ -453,12 +464,16 @@ Status DeliveryTxn::Sweep(int64_t now, size_t max_objects, bool* more, uint64_t*
         // Its dead letters expired: purged with the object.
         for (const Route& r : m.routes) {
           std::vector<uint8_t> key = EncodeQueueKey(r.destination, r.priority, id);
+          Status error;
+          if (Exists(*txn_, d_.dead, key, &error)) e.dead_destinations.push_back(r.destination);
+          RELAIS_RETURN_IF_ERROR(error);
           RELAIS_RETURN_IF_ERROR(txn_->Del(d_.dead, Val(key)));
         }
       }
     }
     RELAIS_RETURN_IF_ERROR(RemoveObject(id));
     ++expired[static_cast<size_t>(c)];
+    if (gone != nullptr) gone->push_back(std::move(e));
   }
   return Status::OK();
 }

@@ -88,8 +88,10 @@ class DeliveryTxn {
 
   // Removes at most `max_objects` objects whose class's retention ran out
   // (FORMAT.md "Lifecycle"); *more is set when some are left. Adds the
-  // objects removed per class to expired[class].
-  Status Sweep(int64_t now_unix_ms, size_t max_objects, bool* more, uint64_t* expired);
+  // objects removed per class to expired[class], and describes them in
+  // *gone when it is set.
+  Status Sweep(int64_t now_unix_ms, size_t max_objects, bool* more, uint64_t* expired,
+               std::vector<ExpiredObject>* gone = nullptr);
 
   // Puts object `id` (of `stored_size` bytes) in class `c` since
   // `since_unix_ms`: its `life` row, its `expiry` row and the class counts.

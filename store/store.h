@@ -98,6 +98,16 @@ const char* ObjectClassName(ObjectClass c);
 // The inverse of ObjectClassName for the five real classes; false otherwise.
 bool ParseObjectClass(std::string_view name, ObjectClass* out);
 
+// An object Sweep removed because its class's retention ran out.
+struct ExpiredObject {
+  uint64_t id = 0;
+  std::string sop_instance_uid;
+  std::string study_instance_uid;
+  ObjectClass object_class = ObjectClass::kNone;
+  int64_t since_unix_ms = 0;                   // when it entered its class
+  std::vector<std::string> dead_destinations;  // kDead: the destinations that gave up
+};
+
 // An object's class, since when, and when Sweep will remove it.
 struct ObjectLife {
   ObjectClass object_class = ObjectClass::kNone;
@@ -364,6 +374,12 @@ class Store {
   // transactions of at most 1000 objects. Asynchronous like UpdateQueue.
   // REQUIRES: opened read-write.
   virtual void Sweep(int64_t now_unix_ms, std::function<void(Status)> done) = 0;
+  // Called on the writer thread after each commit of a Sweep that removed
+  // objects, with those objects (their records and attempt logs are gone:
+  // this is what tells of them, e.g. to the audit trail). Dropped objects
+  // that were never kept (dropped_retention_ms 0) are not reported. Set
+  // once, before use; must be quick.
+  virtual void SetExpiryCallback(std::function<void(const std::vector<ExpiredObject>&)> cb) = 0;
   // Called on the writer thread after each commit that added queue rows
   // (new objects routed to destinations), with the destinations concerned.
   // Lets the delivery scheduler wake up. Set once, before use.

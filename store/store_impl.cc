@@ -282,6 +282,10 @@ class StoreImpl final : public Store {
     if (writer_) writer_->SetProgressCallback(std::move(cb));
   }
 
+  void SetExpiryCallback(std::function<void(const std::vector<ExpiredObject>&)> cb) override {
+    if (writer_) writer_->SetExpiryCallback(std::move(cb));
+  }
+
   void SetQueueCallback(std::function<void(const std::vector<std::string>&)> cb) override {
     if (writer_) {
       writer_->SetQueueCallback(std::move(cb));

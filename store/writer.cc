@@ -246,6 +246,7 @@ Status Writer::TryCommit(std::vector<WriteOp>& ops) {
   // Wake the scheduler before anyone learns of the commit, so that a caller
   // that waits for `done` finds the wake-up already delivered.
   if (!fx.woken.empty() && queue_cb_) queue_cb_(std::vector<std::string>(fx.woken.begin(), fx.woken.end()));
+  if (!fx.gone.empty() && expiry_cb_) expiry_cb_(fx.gone);
   for (auto& c : fx.completions) {
     WriteOp& op = *c.op;
     if (op.type == WriteOp::Type::kCommit) {
@@ -295,7 +296,7 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
     case WriteOp::Type::kSweep: {
       DeliveryTxn dt(&txn, d, retentions_, &fx->totals);
       bool more = false;
-      RELAIS_RETURN_IF_ERROR(dt.Sweep(op.now_unix_ms, kSweepBatch, &more, fx->expired));
+      RELAIS_RETURN_IF_ERROR(dt.Sweep(op.now_unix_ms, kSweepBatch, &more, fx->expired, &fx->gone));
       fx->completions.push_back({&op, Status::OK(), more});
       return Status::OK();
     }

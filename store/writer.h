@@ -77,6 +77,7 @@ class Writer {
   uint64_t NewId() { return next_id_.fetch_add(1); }
   void SetProgressCallback(std::function<void()> cb) { progress_ = std::move(cb); }
   void SetQueueCallback(std::function<void(const std::vector<std::string>&)> cb) { queue_cb_ = std::move(cb); }
+  void SetExpiryCallback(std::function<void(const std::vector<ExpiredObject>&)> cb) { expiry_cb_ = std::move(cb); }
   uint64_t commits() const { return commits_.load(); }
   // Objects removed by expiry since open, per ObjectClass.
   uint64_t expired(size_t object_class) const { return expired_[object_class].load(); }
@@ -99,6 +100,7 @@ class Writer {
     std::vector<uint64_t> resolved_failures;   // ids to erase from failed_
     std::set<std::string> woken;               // destinations that got due rows
     uint64_t expired[kObjectClassCount] = {};  // objects removed by expiry, per class
+    std::vector<ExpiredObject> gone;           // the objects a sweep removed
   };
   // Objects one kSweep transaction removes at most; the rest go in another.
   static constexpr size_t kSweepBatch = 1000;
@@ -135,6 +137,7 @@ class Writer {
   std::atomic<uint64_t> batch_count_[10] = {};
   std::function<void()> progress_;
   std::function<void(const std::vector<std::string>&)> queue_cb_;
+  std::function<void(const std::vector<ExpiredObject>&)> expiry_cb_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -20,7 +20,10 @@
 //   seq   1, 2, 3... in file order (a reopened file continues the count).
 //   kind  "segment" (the writer opened the file, or a rotation started it:
 //         "reason":"rotated"), "association", "object",
-//         "delivery", "rules" (config change), "admin".
+//         "delivery", "rules" (config change), "admin", "expired" (an
+//         object the store's sweep removed at the end of its class's
+//         retention: uid, study, class, since, dead destinations; not
+//         exported as ATNA).
 //   prev  the "hash" of the previous record; 64 zeros for the first record
 //         of a chain (a rotated file's first record links to the previous
 //         file's last record instead: see Rotation).

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "store/lmdb_env.h"
@@ -164,6 +165,36 @@ TEST(LifecycleTest, EveryObjectIsInOneClassAndEachClassGoesAtItsRetention) {
   EXPECT_EQ(st.class_objects[static_cast<size_t>(ObjectClass::kUnrouted)], 0u);
   EXPECT_EQ(st.class_stored_bytes[static_cast<size_t>(ObjectClass::kDead)], 0u);
   ExpectVerifiesClean(store);
+}
+
+TEST(LifecycleTest, TheExpiryCallbackTellsWhatWentAndWhy) {
+  TempDir dir;
+  FakeClock clock;
+  auto opened = Store::Open(LifeOptions(dir.Sub("db"), clock));
+  ASSERT_TRUE(opened.ok());
+  Store& store = **opened;
+  std::mutex mu;
+  std::vector<ExpiredObject> gone;
+  store.SetExpiryCallback([&](const std::vector<ExpiredObject>& g) {
+    std::lock_guard<std::mutex> lock(mu);
+    gone.insert(gone.end(), g.begin(), g.end());
+  });
+  uint64_t dead = Put(store, testing::RoutedMeta2("1.2.1.30"));
+  QueueUpdate a = Update(Kind::kDeadLetter, dead);
+  QueueUpdate b = a;
+  b.destination = "telerad";
+  b.priority = 10;
+  ASSERT_TRUE(testing::ApplyUpdates(store, {a, b}).ok());
+  Put(store, WithRouting("1.2.1.31", "unrouted"));
+  ASSERT_TRUE(SweepAt(store, kT0 + 30 * kDay).ok());
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(gone.size(), 2u);
+  EXPECT_EQ(gone[0].sop_instance_uid, "1.2.1.31");
+  EXPECT_EQ(gone[0].object_class, ObjectClass::kUnrouted);
+  EXPECT_EQ(gone[0].since_unix_ms, kT0);
+  EXPECT_EQ(gone[1].sop_instance_uid, "1.2.1.30");
+  EXPECT_EQ(gone[1].object_class, ObjectClass::kDead);
+  EXPECT_EQ(gone[1].dead_destinations, (std::vector<std::string>{"archive", "telerad"}));
 }
 
 TEST(LifecycleTest, DroppedObjectsWithoutRetentionAreNotKeptPastTheirCommit) {
