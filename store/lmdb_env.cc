@@ -80,6 +80,9 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
   Status q = LmdbStatus(mdb_dbi_open(txn.get(), "quarantine", dflags, &dbis_.quarantine), "mdb_dbi_open quarantine");
   dbis_.has_quarantine = q.ok();
   if (!q.ok() && !(q.IsNotFound() && read_only)) return q;
+  Status dl = LmdbStatus(mdb_dbi_open(txn.get(), "delivered", dflags, &dbis_.delivered), "mdb_dbi_open delivered");
+  dbis_.has_delivered = dl.ok();
+  if (!dl.ok() && !(dl.IsNotFound() && read_only)) return dl;
   return txn.Commit();
 }
 

@@ -36,6 +36,7 @@ inline constexpr char kMetaFormatVersion[] = "format_version";
 inline constexpr char kMetaNextId[] = "next_id";
 inline constexpr char kMetaRawBytes[] = "raw_bytes";
 inline constexpr char kMetaStoredBytes[] = "stored_bytes";
+inline constexpr char kMetaResendWindowMs[] = "resend_window_ms";
 
 // The named databases of format version 1 (see FORMAT.md).
 struct Dbis {
@@ -55,6 +56,9 @@ struct Dbis {
   // `quarantine` (FORMAT.md), added later still; optional the same way.
   MDB_dbi quarantine = 0;
   bool has_quarantine = false;
+  // `delivered` (FORMAT.md), the resend memory; optional the same way.
+  MDB_dbi delivered = 0;
+  bool has_delivered = false;
 };
 
 // Owns an MDB_env. Opened with MDB_NOTLS so that read transactions may move
