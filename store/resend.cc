@@ -101,6 +101,14 @@ Status IsIdenticalObject(const Txn& txn, const Dbis& d, uint64_t old_id, const O
   ObjectMeta old;
   if (!DecodeMeta(record, &old).ok()) return Status::OK();
   *identical = old.raw_size == meta.raw_size && old.checksum == meta.checksum;
+  // A destination the stored object is not routed to (the rules changed
+  // since) must get it: then the new object replaces the old one, and the
+  // destinations that already have it are left to their resend policy.
+  for (const Route& r : meta.routes) {
+    const bool known = std::any_of(old.routes.begin(), old.routes.end(),
+                                   [&](const Route& o) { return o.destination == r.destination; });
+    if (!known) *identical = false;
+  }
   return Status::OK();
 }
 
@@ -112,26 +120,34 @@ Status NoteResendWindow(Txn& txn, const Dbis& d, int64_t window_ms) {
   return PutMetaU64(txn, d.meta, kMetaResendWindowMs, static_cast<uint64_t>(window_ms));
 }
 
-Status PruneDelivered(Txn& txn, const Dbis& d, int64_t now, size_t max_rows, bool* more) {
+Status PruneDelivered(Txn& txn, const Dbis& d, int64_t now, size_t max_rows, size_t max_scan,
+                      std::vector<uint8_t>* scan_from, bool* more) {
   *more = false;
   if (!d.has_delivered) return Status::OK();
   uint64_t window = 0;
   RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaResendWindowMs, &window));
   const int64_t cutoff = now - static_cast<int64_t>(window);
   std::vector<std::vector<uint8_t>> old;
-  RELAIS_RETURN_IF_ERROR(ForEachRow(txn, d.delivered, {}, [&](const MDB_val& k, const MDB_val& v, bool* go_on) {
-    Delivered row;
-    // A row that does not decode is Verify's to report and Repair's to remove.
-    if (!DecodeDelivered(FromVal(v), &row).ok() || row.unix_ms >= cutoff) return Status::OK();
-    if (old.size() == max_rows) {
-      *more = true;
+  size_t scanned = 0;
+  bool stopped = false;
+  const std::vector<uint8_t> from = *scan_from;
+  RELAIS_RETURN_IF_ERROR(ForEachRow(txn, d.delivered, from, [&](const MDB_val& k, const MDB_val& v, bool* go_on) {
+    std::span<const uint8_t> key = FromVal(k);
+    if (scanned == max_scan || old.size() == max_rows) {
+      *more = old.size() == max_rows;
+      scan_from->assign(key.begin(), key.end());
+      stopped = true;
       *go_on = false;
       return Status::OK();
     }
-    std::span<const uint8_t> key = FromVal(k);
+    ++scanned;
+    Delivered row;
+    // A row that does not decode is Verify's to report and Repair's to remove.
+    if (!DecodeDelivered(FromVal(v), &row).ok() || row.unix_ms >= cutoff) return Status::OK();
     old.emplace_back(key.begin(), key.end());
     return Status::OK();
   }));
+  if (!stopped) scan_from->clear();
   for (const auto& k : old) RELAIS_RETURN_IF_ERROR(txn.Del(d.delivered, ToVal(std::span<const uint8_t>(k))));
   return Status::OK();
 }

@@ -50,17 +50,22 @@ Status LogSuppressed(Txn& txn, const Dbis& d, uint64_t id, uint32_t seq, const s
                      const std::string& why, int64_t unix_ms);
 
 // Whether stored object `old_id` holds the same bytes as `meta` (same
-// raw_size and checksum): an identical resend. False when its record is
-// missing or does not decode.
+// raw_size and checksum) and is routed to every destination `meta` is: an
+// identical resend. False when its record is missing or does not decode.
 Status IsIdenticalObject(const Txn& txn, const Dbis& d, uint64_t old_id, const ObjectMeta& meta, bool* identical);
 
 // Raises meta `resend_window_ms` (the longest window any route has asked
 // for) to `window_ms` when it is longer.
 Status NoteResendWindow(Txn& txn, const Dbis& d, int64_t window_ms);
 
-// Deletes at most `max_rows` `delivered` rows older than
-// now_unix_ms - meta `resend_window_ms`; *more when some may be left.
-Status PruneDelivered(Txn& txn, const Dbis& d, int64_t now_unix_ms, size_t max_rows, bool* more);
+// Deletes `delivered` rows older than now_unix_ms - meta `resend_window_ms`:
+// reads at most `max_scan` rows from key *scan_from (the start when empty)
+// and deletes at most `max_rows` of them; *scan_from becomes the key to go
+// on from next time (empty after the end of the table: the next call starts
+// again). *more when it stopped because `max_rows` were deleted (call again
+// at once); a scan cut by `max_scan` goes on at the next call.
+Status PruneDelivered(Txn& txn, const Dbis& d, int64_t now_unix_ms, size_t max_rows, size_t max_scan,
+                      std::vector<uint8_t>* scan_from, bool* more);
 
 // "2026-12-07T10:00:00Z".
 std::string FormatUtc(int64_t unix_ms);

@@ -268,7 +268,8 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       RELAIS_RETURN_IF_ERROR(dt.Sweep(op.now_unix_ms, kSweepBatch, &more));
       // The resend memory is bounded the same way (FORMAT.md `delivered`).
       bool more_delivered = false;
-      RELAIS_RETURN_IF_ERROR(PruneDelivered(txn, d, op.now_unix_ms, kSweepBatch, &more_delivered));
+      RELAIS_RETURN_IF_ERROR(
+          PruneDelivered(txn, d, op.now_unix_ms, kSweepBatch, kDeliveredScan, &delivered_scan_from_, &more_delivered));
       more = more || more_delivered;
       fx->completions.push_back({&op, Status::OK(), more});
       return Status::OK();

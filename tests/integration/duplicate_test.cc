@@ -129,8 +129,8 @@ TEST(DuplicateTest, NeverSendsAResentStudyAgain) {
   EXPECT_EQ(CountInLog(log, "suppressed=archive"), static_cast<size_t>(kStudySize)) << log;
 
   // The object (kept until the next sweep) says why.
-  RunResult show = RunCommand(
-      {RelaisBinary(), "object", "show", "--config", s.relais->config_path(), s.uids[0], "--json"}, 60);
+  RunResult show =
+      RunCommand({RelaisBinary(), "object", "show", "--config", s.relais->config_path(), s.uids[0], "--json"}, 60);
   ASSERT_EQ(show.exit_code, 0) << show.output;
   EXPECT_NE(show.output.find("\"state\":\"suppressed\""), std::string::npos) << show.output;
   EXPECT_NE(show.output.find("already delivered to archive at "), std::string::npos) << show.output;

@@ -329,5 +329,78 @@ TEST(ResendPolicyTest, VerifyChecksTheDeliveredTableAndRepairRemovesBadRows) {
   EXPECT_EQ(r->after.delivered_rows, 2u);
 }
 
+TEST(IdenticalDuplicateTest, ANewDestinationReplacesAndGetsOnlyWhatItLacks) {
+  TempDir dir;
+  Options o = TestOptions(dir.path());
+  o.retention_ms = 3600 * 1000;
+  auto store = OpenOrDie(o);
+  const int64_t now = NowUnixMs();
+  const std::vector<uint8_t> bytes = RandomBytes(800, 4);
+  ObjectMeta first = WithPolicies("8.1", now);
+  first.routes.pop_back();  // archive only
+  auto r1 = PutObject(*store, first, bytes);
+  ASSERT_TRUE(r1.status.ok());
+  ASSERT_TRUE(Deliver(*store, r1.meta.id, "archive").ok());  // retained, done
+  // The rules now also send to telerad: the same bytes are not a duplicate.
+  auto r2 = PutObject(*store, WithPolicies("8.1", now), bytes);
+  ASSERT_TRUE(r2.status.ok());
+  EXPECT_EQ(r2.meta.duplicate_of, 0u);
+  EXPECT_EQ(store->Find("8.1")->id, r2.meta.id);
+  std::vector<QueueRow> rows = Live(*store);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].destination, "telerad");
+  EXPECT_EQ(r2.meta.suppressed, std::vector<std::string>{"archive"});
+  EXPECT_EQ(store->GetStats().objects, 1u);
+}
+
+TEST(ResendPolicyTest, PruneReadsABoundedSliceAndGoesOnWhereItStopped) {
+  TempDir dir;
+  LmdbEnv env;
+  ASSERT_TRUE(env.Open(dir.path(), 64 << 20, false).ok());
+  const Dbis& d = env.dbis();
+  {
+    Txn txn;
+    ASSERT_TRUE(txn.Begin(env, true).ok());
+    ASSERT_TRUE(NoteResendWindow(txn, d, 10 * kDay).ok());
+    ASSERT_TRUE(NoteResendWindow(txn, d, 5 * kDay).ok());  // never lowers it
+    for (int i = 0; i < 10; ++i) {
+      std::vector<uint8_t> k = EncodeDeliveredKey("archive", "1." + std::to_string(i));
+      // Even rows are 20 days old, odd rows 1 day.
+      std::vector<uint8_t> v = EncodeDelivered(Delivered{(i % 2 == 0 ? 80 : 99) * kDay, 7});
+      ASSERT_TRUE(txn.Put(d.delivered, ToVal(std::span<const uint8_t>(k)), ToVal(std::span<const uint8_t>(v))).ok());
+    }
+    ASSERT_TRUE(txn.Commit().ok());
+  }
+  std::vector<uint8_t> from;
+  auto rows = [&] {
+    Txn txn;
+    EXPECT_TRUE(txn.Begin(env, false).ok());
+    MDB_stat st;
+    EXPECT_EQ(mdb_stat(txn.get(), d.delivered, &st), MDB_SUCCESS);
+    return st.ms_entries;
+  };
+  int calls = 0;
+  do {
+    Txn txn;
+    ASSERT_TRUE(txn.Begin(env, true).ok());
+    bool more = false;
+    ASSERT_TRUE(PruneDelivered(txn, d, 100 * kDay, 1000, /*max_scan=*/3, &from, &more).ok());
+    EXPECT_FALSE(more);
+    ASSERT_TRUE(txn.Commit().ok());
+    ++calls;
+  } while (!from.empty() && calls < 10);
+  EXPECT_EQ(calls, 4);  // 3 + 3 + 3 + 1 rows
+  EXPECT_EQ(rows(), 5u);
+  // A delete limit stops early and asks to be called again.
+  Txn txn;
+  ASSERT_TRUE(txn.Begin(env, true).ok());
+  bool more = false;
+  ASSERT_TRUE(PruneDelivered(txn, d, 200 * kDay, 2, 1000, &from, &more).ok());
+  EXPECT_TRUE(more);
+  EXPECT_FALSE(from.empty());
+  ASSERT_TRUE(txn.Commit().ok());
+  EXPECT_EQ(rows(), 3u);
+}
+
 }  // namespace
 }  // namespace relais::store
