@@ -5,10 +5,11 @@
 // - resend = "never", no retention: the resent objects are stored anew but
 //   not queued (the `delivered` memory suppresses them); storescp has each
 //   image exactly once, and `relais object show` says why.
-// - resend = "if-changed", retention 1h: the unchanged images are identical
-//   to the retained objects and are acknowledged without being stored or
-//   queued again (event=duplicate-identical); one image changed (a tag
-//   edited, same SOP Instance UID) replaces its object and is sent again.
+// - resend = "if-changed": one image changed (a tag edited, same SOP
+//   Instance UID) is sent again, the others are not: with retention 1h they
+//   are identical to the retained objects and acknowledged without being
+//   stored or queued again (event=duplicate-identical); without retention
+//   they are stored anew and their rows suppressed.
 //
 // No assertion depends on speed: every wait polls with a generous deadline.
 #include <gtest/gtest.h>
@@ -143,29 +144,39 @@ TEST(DuplicateTest, NeverSendsAResentStudyAgain) {
   EXPECT_EQ(s.relais->Terminate(), 0) << s.relais->Log();
 }
 
-TEST(DuplicateTest, IfChangedSendsOnlyTheChangedImageAgain) {
+// The study sent, delivered, one image corrected at the modality (same SOP
+// Instance UID, a tag changed), the study sent again: only the corrected
+// image reaches storescp a second time. With `retention` the unchanged
+// images are still stored (identical duplicates); without, they were
+// removed after delivery and are suppressed by the resend memory.
+void RunIfChanged(bool retention) {
   Study s;
-  ASSERT_NO_FATAL_FAILURE(s.Start("if-changed", "retention = \"1h\"\n"));
+  ASSERT_NO_FATAL_FAILURE(s.Start("if-changed", retention ? "retention = \"1h\"\n" : ""));
   ASSERT_NO_FATAL_FAILURE(s.SendAndDeliver());
   s.ExpectEachReceived(1);
-  const size_t objects = s.relais->StoreList().size();
-  EXPECT_EQ(objects, static_cast<size_t>(kStudySize));
 
-  // One image corrected at the modality: same SOP Instance UID, a tag changed.
   RunResult mod = RunCommand({"dcmodify", "-nb", "-m", "StudyDescription=Corrected", s.files[7]}, 60);
   ASSERT_EQ(mod.exit_code, 0) << mod.output;
   ASSERT_EQ(Storescu(s.relais->port(), s.files), s.files.size()) << s.relais->Log();
   ASSERT_TRUE(WaitDelivered(*s.relais, *s.scp, s.files.size() + 1, 120)) << s.relais->Log();
-  SleepMs(2000);
+  SleepMs(2000);  // anything queued by mistake would be on its way by now
   s.ExpectEachReceived(1, s.uids[7], 2);
   std::string log = s.relais->Log();
-  EXPECT_EQ(CountInLog(log, "event=duplicate-identical"), static_cast<size_t>(kStudySize - 1)) << log;
-  EXPECT_EQ(s.relais->StoreList().size(), objects);
+  const size_t unchanged = kStudySize - 1;
+  EXPECT_EQ(CountInLog(log, "event=duplicate-identical"), retention ? unchanged : 0) << log;
+  EXPECT_EQ(CountInLog(log, "suppressed=archive"), retention ? 0 : unchanged) << log;
+  if (retention) {
+    EXPECT_EQ(s.relais->StoreList().size(), static_cast<size_t>(kStudySize));
+  }
 
   RunResult verify = RunCommand({RelaisBinary(), "store", "verify", "--config", s.relais->config_path()}, 120);
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
   EXPECT_EQ(s.relais->Terminate(), 0) << s.relais->Log();
 }
+
+TEST(DuplicateTest, IfChangedSendsOnlyTheChangedImageAgainWhileStored) { RunIfChanged(/*retention=*/true); }
+
+TEST(DuplicateTest, IfChangedSendsOnlyTheChangedImageAgainAfterRemoval) { RunIfChanged(/*retention=*/false); }
 
 }  // namespace
 }  // namespace relais::itest
