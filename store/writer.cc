@@ -278,6 +278,9 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
   }
 
   ObjectMeta& m = op.meta;
+  // Set below; cleared first because a failed batch applies its ops again.
+  m.duplicate_of = 0;
+  m.suppressed.clear();
   auto failed = failed_.find(op.id);
   Status refusal;
   if (failed != failed_.end()) {
