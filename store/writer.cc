@@ -339,7 +339,7 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
   size_t queued = 0;
   uint32_t seq = 0;  // the new object has no attempt log yet
   for (const Route& r : m.routes) {
-    RELAIS_RETURN_IF_ERROR(NoteResendWindow(txn, d, r.resend_window_ms));
+    if (r.resend != Resend::kAlways) RELAIS_RETURN_IF_ERROR(NoteResendWindow(txn, d, r.resend_window_ms));
     bool suppressed = false;
     std::string why;
     RELAIS_RETURN_IF_ERROR(CheckSuppressed(txn, d, m, r, &suppressed, &why));

@@ -402,5 +402,17 @@ TEST(ResendPolicyTest, PruneReadsABoundedSliceAndGoesOnWhereItStopped) {
   EXPECT_EQ(rows(), 3u);
 }
 
+TEST(ResendPolicyTest, AlwaysRoutesKeepNoDeliveryMemory) {
+  TempDir dir;
+  auto store = OpenOrDie(TestOptions(dir.path()));
+  const int64_t now = NowUnixMs();
+  auto r = PutObject(*store, WithPolicies("9.9", now, Resend::kAlways, Resend::kAlways), RandomBytes(500, 1));
+  ASSERT_TRUE(r.status.ok());
+  ASSERT_TRUE(Deliver(*store, r.meta.id, "archive").ok());
+  ASSERT_TRUE(SweepAt(*store, NowUnixMs() + 1).ok());
+  store.reset();
+  EXPECT_EQ(CountRows(dir.path(), &Dbis::delivered), 0u);
+}
+
 }  // namespace
 }  // namespace relais::store
