@@ -44,7 +44,14 @@ struct Destination {
   bool tls = false;
   std::string tls_ca_file, tls_cert_file, tls_key_file;
   uint64_t hold_study_s = 0;  // hold a study until it is quiet this long (0 = send at once)
-  std::string where;          // "FILE:LINE:COLUMN" of its table, for messages
+  // Whether an object received again (same SOP Instance UID) is sent again
+  // to this destination when it was already delivered there within
+  // resend_window_s: kAlways sends it; kNever does not; kIfChanged sends it
+  // only when its content differs (checksum) from what was delivered.
+  enum class Resend { kAlways, kNever, kIfChanged };
+  Resend resend = Resend::kIfChanged;
+  uint64_t resend_window_s = 30 * 86400;  // a delivery older than this no longer suppresses
+  std::string where;                      // "FILE:LINE:COLUMN" of its table, for messages
 };
 
 // A tag edit applied when sending to one destination (never to the stored copy).

@@ -18,6 +18,10 @@
 namespace relais::rules::internal {
 namespace {
 
+// The store remembers deliveries for the longest window (store/FORMAT.md
+// `delivered`): a year bounds that table.
+constexpr uint64_t kMaxResendWindowS = 365 * 86400;
+
 bool ValidName(const std::string& s) {
   if (s.empty() || s.size() > 64) return false;
   for (unsigned char c : s) {
@@ -133,6 +137,15 @@ void Parser::ReadDestination(const toml::table& t, Errors* errors, const std::st
   if (const toml::node* n = r.Take("retry")) ReadRetry(n, &r, errors, &d);
   if (const toml::node* n = r.Take("tls")) ReadTls(n, &r, errors, source, &d);
   r.ReadDuration("hold_study", &d.hold_study_s);
+  std::string resend;
+  r.ReadEnum("resend", {"if-changed", "never", "always"}, &resend);
+  if (resend == "never") d.resend = Destination::Resend::kNever;
+  if (resend == "always") d.resend = Destination::Resend::kAlways;
+  r.ReadDuration("resend_window", &d.resend_window_s);
+  if (const toml::node* n = r.Node("resend_window"); n != nullptr && d.resend_window_s > kMaxResendWindowS) {
+    errors->Add(n->source(), "destination '" + d.name + "'.resend_window must be at most 365d, got " +
+                                 std::to_string(d.resend_window_s) + " seconds");
+  }
   r.RejectUnknownKeys();
   set_->destinations_.push_back(std::move(d));
 }

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "store/meta_codec.h"
 #include "store/queue_codec.h"
+#include "store/resend.h"
 
 namespace relais::store {
 namespace {
@@ -194,6 +195,7 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
       case QueueUpdate::Kind::kDelivered:
         if (!ls.ok()) continue;  // delivered, purged or replaced meanwhile
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.queue, k));
+        RELAIS_RETURN_IF_ERROR(RecordDelivered(*txn_, d_, u.object_id, u.destination, now));
         changed = true;
         break;
       case QueueUpdate::Kind::kRetryLater: {

@@ -90,6 +90,9 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
     }
     RELAIS_RETURN_IF_ERROR(s);
   }
+  Status dl = LmdbStatus(mdb_dbi_open(txn.get(), "delivered", dflags, &dbis_.delivered), "mdb_dbi_open delivered");
+  dbis_.has_delivered = dl.ok();
+  if (!dl.ok() && !(dl.IsNotFound() && read_only)) return dl;
   return txn.Commit();
 }
 

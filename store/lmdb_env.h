@@ -38,6 +38,7 @@ inline constexpr char kMetaRawBytes[] = "raw_bytes";
 inline constexpr char kMetaStoredBytes[] = "stored_bytes";
 // 1 once every object has its `life` row (FORMAT.md "Lifecycle").
 inline constexpr char kMetaLifecycle[] = "lifecycle";
+inline constexpr char kMetaResendWindowMs[] = "resend_window_ms";
 
 // The named databases of format version 1 (see FORMAT.md).
 struct Dbis {
@@ -62,6 +63,9 @@ struct Dbis {
   MDB_dbi life = 0;
   MDB_dbi expiry = 0;
   bool has_lifecycle = false;
+  // `delivered` (FORMAT.md), the resend memory; optional the same way.
+  MDB_dbi delivered = 0;
+  bool has_delivered = false;
 };
 
 // Owns an MDB_env. Opened with MDB_NOTLS so that read transactions may move

@@ -117,13 +117,28 @@ struct ObjectLife {
   int64_t expires_unix_ms = -1;
 };
 
+// A destination's policy for an object received again (same SOP Instance
+// UID) after it was delivered there (FORMAT.md `delivered`).
+enum class Resend : uint8_t {
+  kAlways,     // queue it again
+  kNever,      // not again within the window
+  kIfChanged,  // again only when its checksum differs from what was delivered
+};
+
 // One destination an object must reach, decided by the rules when it was
-// received. Becomes a queue row (see FORMAT.md) in the object's commit.
+// received. Becomes a queue row (see FORMAT.md) in the object's commit,
+// unless its resend policy suppresses it.
 struct Route {
   std::string destination;  // destination name
   int32_t priority = 0;     // higher is delivered first
   std::string rule;         // the rule that asked for it
   std::string edits;        // tag edits to apply when sending (rules::EncodeEdits text)
+  // Used at the object's commit only, not kept in its record: a delivery of
+  // this SOP Instance UID to this destination at or after
+  // received_unix_ms - resend_window_ms suppresses the row (kNever), or does
+  // so when it had the same checksum (kIfChanged). Default: kAlways.
+  Resend resend = Resend::kAlways;
+  int64_t resend_window_ms = 0;
 };
 
 // One stored object. Strings are as received, padding removed.
@@ -150,6 +165,13 @@ struct ObjectMeta {
   std::string routing;
   std::vector<std::string> matched_rules;
   std::vector<Route> routes;  // one queue row each
+  // Not stored: set by the store for the commit callback when this object
+  // was identical (same size and checksum) to the stored object with this
+  // id and was not kept (FORMAT.md `uid`). 0 otherwise.
+  uint64_t duplicate_of = 0;
+  // Not stored: set by the store for the commit callback: the destinations
+  // whose rows its resend policy suppressed (see Route), in route order.
+  std::vector<std::string> suppressed;
 };
 
 // A row of a destination's delivery queue, or of its dead-letter list.
@@ -176,7 +198,9 @@ struct Attempt {
   std::string association;  // the association's log name, e.g. "S12 ARCHIVE@10.0.0.5:104"
   // "success", "warning", "retry" (transient failure, will try again),
   // "dead" (permanent failure or retry limit: moved to dead letter),
-  // "requeued" (admin retry of a dead letter), "purged".
+  // "requeued" (admin retry of a dead letter), "purged", "suppressed" (not
+  // queued at the object's commit: the destination's resend policy; the
+  // error says why).
   std::string result;
   uint16_t status = 0;  // DIMSE status when there was a response, else 0
   std::string error;    // human-readable reason ("" on success)
@@ -286,6 +310,7 @@ struct VerifyReport {
   uint64_t done_rows = 0;
   uint64_t attempt_rows = 0;
   uint64_t life_rows = 0;        // lifecycle rows (FORMAT.md "Lifecycle")
+  uint64_t delivered_rows = 0;
   uint64_t pending_objects = 0;  // partial objects (removed at the next start); not a problem
   uint64_t problem_count = 0;    // all problems found
   // The first kMaxListed of them.

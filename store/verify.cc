@@ -13,6 +13,7 @@
 #include "store/delivery.h"
 #include "store/meta_codec.h"
 #include "store/queue_codec.h"
+#include "store/resend.h"
 
 namespace relais::store {
 namespace {
@@ -44,6 +45,7 @@ class Verifier {
       RELAIS_RETURN_IF_ERROR(CheckDone());
       RELAIS_RETURN_IF_ERROR(CheckAttempts());
     }
+    if (d_.has_delivered) RELAIS_RETURN_IF_ERROR(CheckDelivered());
     RELAIS_RETURN_IF_ERROR(CheckPending());
     RELAIS_RETURN_IF_ERROR(CheckTotals());
     if (check_life_) RELAIS_RETURN_IF_ERROR(CheckLifecycle());
@@ -421,6 +423,24 @@ class Verifier {
     });
   }
 
+  // `delivered` rows belong to no object (they outlive them): each must
+  // name a destination and a SOP Instance UID and hold a time and checksum.
+  Status CheckDelivered() {
+    return ForEachRow(txn_, d_.delivered, {}, [&](const MDB_val& k, const MDB_val& v, bool*) {
+      ++report_.delivered_rows;
+      std::string destination, uid;
+      Delivered row;
+      Status s = DecodeDeliveredKey(FromVal(k), &destination, &uid);
+      if (s.ok()) s = DecodeDelivered(FromVal(v), &row);
+      if (!s.ok()) {
+        Problem(0, uid, "a delivered row does not decode: " + s.message());
+        std::span<const uint8_t> key = FromVal(k);
+        targets_->bad_delivered_keys.emplace_back(key.begin(), key.end());
+      }
+      return Status::OK();
+    });
+  }
+
   Status CheckPending() {
     MDB_stat st;
     RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_stat(txn_.get(), d_.pending, &st), "mdb_stat pending"));
@@ -626,6 +646,13 @@ Status RepairEnv(const LmdbEnv& env, const RepairTargets& t, int64_t now, Repair
       *c = true;
       return txn.Del(dbi, ToVal(std::span<const uint8_t>(key)));
     }));
+  }
+  if (d.has_delivered) {
+    RELAIS_RETURN_IF_ERROR(
+        InBatches(env, t.bad_delivered_keys, &report->rows_removed, [&](Txn& txn, const auto& key, bool* c) {
+          *c = true;
+          return txn.Del(d.delivered, ToVal(std::span<const uint8_t>(key)));
+        }));
   }
   if (t.lifecycle_wrong) {
     // Rebuilt from the rows, in short transactions (FORMAT.md "Lifecycle").

@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "store/meta_codec.h"
+#include "store/resend.h"
 
 namespace relais::store {
 namespace {
@@ -297,6 +298,11 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       DeliveryTxn dt(&txn, d, retentions_, &fx->totals);
       bool more = false;
       RELAIS_RETURN_IF_ERROR(dt.Sweep(op.now_unix_ms, kSweepBatch, &more, fx->expired, &fx->gone));
+      // The resend memory is bounded the same way (FORMAT.md `delivered`).
+      bool more_delivered = false;
+      RELAIS_RETURN_IF_ERROR(
+          PruneDelivered(txn, d, op.now_unix_ms, kSweepBatch, kDeliveredScan, &delivered_scan_from_, &more_delivered));
+      more = more || more_delivered;
       fx->completions.push_back({&op, Status::OK(), more});
       return Status::OK();
     }
@@ -304,6 +310,9 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
   }
 
   ObjectMeta& m = op.meta;
+  // Set below; cleared first because a failed batch applies its ops again.
+  m.duplicate_of = 0;
+  m.suppressed.clear();
   auto failed = failed_.find(op.id);
   Status refusal;
   if (failed != failed_.end()) {
@@ -335,6 +344,16 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       fx->completions.push_back({&op, Status::OK()});
       return Status::OK();
     }
+    // The same bytes again (a modality resending a study): acknowledged,
+    // not kept; the stored object and its rows stay as they are.
+    bool identical = false;
+    RELAIS_RETURN_IF_ERROR(IsIdenticalObject(txn, d, old_id, m, &identical));
+    if (identical) {
+      RELAIS_RETURN_IF_ERROR(DropObject(txn, op.id));
+      m.duplicate_of = old_id;
+      fx->completions.push_back({&op, Status::OK()});
+      return Status::OK();
+    }
     // Its record, chunks, live and dead rows, attempt log and done row go:
     // its deliveries are superseded by the new object's own routes.
     DeliveryTxn dt(&txn, d, retentions_, &fx->totals);
@@ -359,8 +378,22 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
   RELAIS_RETURN_IF_ERROR(txn.Put(d.objects, id_key.val(), ToVal(record)));
   RELAIS_RETURN_IF_ERROR(txn.Put(d.uid, uid_key, id_key.val()));
   RELAIS_RETURN_IF_ERROR(txn.Del(d.pending, id_key.val()));
-  // The object's queue rows become durable in the same commit as the object.
+  // The object's queue rows become durable in the same commit as the object,
+  // but for those its destinations' resend policies suppress.
+  size_t queued = 0;
+  uint32_t seq = 0;  // the new object has no attempt log yet
   for (const Route& r : m.routes) {
+    if (r.resend != Resend::kAlways) RELAIS_RETURN_IF_ERROR(NoteResendWindow(txn, d, r.resend_window_ms));
+    bool suppressed = false;
+    std::string why;
+    RELAIS_RETURN_IF_ERROR(CheckSuppressed(txn, d, m, r, &suppressed, &why));
+    if (suppressed) {
+      RELAIS_RETURN_IF_ERROR(LogSuppressed(txn, d, op.id, seq++, r.destination, why, m.received_unix_ms));
+      m.suppressed.push_back(r.destination);
+      continue;
+    }
+    ++queued;
+    fx->woken.insert(r.destination);
     QueueRow row;
     row.rule = r.rule;
     row.edits = r.edits;
@@ -368,11 +401,20 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
     std::vector<uint8_t> qv = EncodeQueueValue(row);
     RELAIS_RETURN_IF_ERROR(txn.Put(d.queue, ToVal(std::span<const uint8_t>(qk)), ToVal(std::span<const uint8_t>(qv))));
   }
-  for (const Route& r : m.routes) fx->woken.insert(r.destination);
-  DeliveryTxn dt(&txn, d, retentions_, &fx->totals);
-  RELAIS_RETURN_IF_ERROR(dt.SetClass(op.id, cls, clock_(), m.stored_size));
   fx->totals.raw_bytes += m.raw_size;
   fx->totals.stored_bytes += m.stored_size;
+  ObjectClass final_cls = cls;
+  if (!m.routes.empty() && queued == 0) {
+    // Every route suppressed: finished at once, delivered class. The done row
+    // keeps the object (and its attempt log, which says why) visible until
+    // the Sweep after its retention (the next one when retention is 0).
+    uint8_t b[8];
+    PutLe64(b, static_cast<uint64_t>(clock_()));
+    RELAIS_RETURN_IF_ERROR(txn.Put(d.done, id_key.val(), ToVal(std::span<const uint8_t>(b))));
+    final_cls = ObjectClass::kDelivered;
+  }
+  DeliveryTxn dt(&txn, d, retentions_, &fx->totals);
+  RELAIS_RETURN_IF_ERROR(dt.SetClass(op.id, final_cls, clock_(), m.stored_size));
   fx->completions.push_back({&op, Status::OK()});
   return Status::OK();
 }

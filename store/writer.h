@@ -104,6 +104,9 @@ class Writer {
   };
   // Objects one kSweep transaction removes at most; the rest go in another.
   static constexpr size_t kSweepBatch = 1000;
+  // `delivered` rows one kSweep reads at most: a big table is pruned over
+  // several sweeps rather than holding the writer for one long scan.
+  static constexpr size_t kDeliveredScan = 20000;
 
   // Chunk-only batches wait up to this long, or until this many raw bytes
   // are queued, for a commit to share (see Run). The byte bound stays below
@@ -148,7 +151,10 @@ class Writer {
 
   // Writer thread only.
   std::map<uint64_t, Status> failed_;  // objects a chunk of which could not be written
-  std::vector<WriteOp> deferred_;      // drops to retry with the next batch
+  // Where the next kSweep goes on scanning `delivered` (resend.h
+  // PruneDelivered); empty: from the start. Writer thread only.
+  std::vector<uint8_t> delivered_scan_from_;
+  std::vector<WriteOp> deferred_;  // drops to retry with the next batch
 };
 
 }  // namespace relais::store

@@ -78,10 +78,10 @@ int PrintVerifyReport(const std::string& path, const store::VerifyReport& r, con
                 r.problem_count - r.problems.size(), r.problems.size());
   }
   std::printf("%sverify of %s: %" PRIu64 " objects, %" PRIu64 " chunks, %.1f MB read back and checksummed; %" PRIu64
-              " queue, %" PRIu64 " dead, %" PRIu64 " done, %" PRIu64 " attempt, %" PRIu64 " lifecycle rows; %" PRIu64
-              " partial objects (removed at the next start)\n",
+              " queue, %" PRIu64 " dead, %" PRIu64 " done, %" PRIu64 " attempt, %" PRIu64 " lifecycle, %" PRIu64
+              " delivered rows; %" PRIu64 " partial objects (removed at the next start)\n",
               prefix, path.c_str(), r.objects, r.chunks, Mb(r.raw_bytes), r.queue_rows, r.dead_rows, r.done_rows,
-              r.attempt_rows, r.life_rows, r.pending_objects);
+              r.attempt_rows, r.life_rows, r.delivered_rows, r.pending_objects);
   if (r.ok()) {
     std::printf("%sverify: OK, no problem found\n", prefix);
     return 0;

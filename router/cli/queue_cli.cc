@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <string_view>
 
 #include "base/clock.h"
 #include "base/text.h"
@@ -213,12 +214,20 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
     for (size_t i = 0; i < m->routes.size(); ++i) {
       const store::Route& r = m->routes[i];
       const char* state = "done";
+      std::string reason;  // why the resend policy suppressed the row
+      for (const store::Attempt& a : attempts) {
+        if (a.destination != r.destination) continue;
+        state = a.result == "suppressed" ? "suppressed" : "done";
+        reason = a.result == "suppressed" ? a.error : "";
+      }
       for (const SelectedRow& sr : rows) {
         if (sr.row.destination == r.destination) state = sr.dead ? "dead" : "queued";
       }
-      std::printf("%s{\"destination\":\"%s\",\"priority\":%d,\"rule\":\"%s\",\"edits\":\"%s\",\"state\":\"%s\"}",
+      if (std::string_view(state) != "suppressed") reason.clear();
+      std::printf("%s{\"destination\":\"%s\",\"priority\":%d,\"rule\":\"%s\",\"edits\":\"%s\",\"state\":\"%s\"%s%s%s}",
                   i ? "," : "", JsonEscape(r.destination).c_str(), r.priority, JsonEscape(r.rule).c_str(),
-                  JsonEscape(r.edits).c_str(), state);
+                  JsonEscape(r.edits).c_str(), state, reason.empty() ? "" : ",\"reason\":\"",
+                  JsonEscape(reason).c_str(), reason.empty() ? "" : "\"");
     }
     std::printf("],\"attempts\":[");
     for (size_t i = 0; i < attempts.size(); ++i) {
@@ -256,6 +265,11 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
   if (m->routes.empty()) std::printf("  (none)\n");
   for (const store::Route& r : m->routes) {
     std::string state = "delivered (or purged)";
+    // No row because the resend policy suppressed it at the commit.
+    for (const store::Attempt& a : attempts) {
+      if (a.destination != r.destination) continue;
+      state = a.result == "suppressed" ? "not sent again: " + a.error : "delivered (or purged)";
+    }
     for (const SelectedRow& sr : rows) {
       if (sr.row.destination != r.destination) continue;
       state = sr.dead ? "DEAD since " + IsoTime(sr.row.dead_unix_ms) + ": " + sr.row.last_error
@@ -270,7 +284,8 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
   for (const store::Attempt& a : attempts) {
     std::printf("  %s %-16s %-8s", IsoTime(a.unix_ms).c_str(), a.destination.c_str(), a.result.c_str());
     if (a.status != 0) std::printf(" status=0x%04X", a.status);
-    std::printf(" %s%s%s\n", shown(a.association).c_str(), a.error.empty() ? "" : ": ", shown(a.error).c_str());
+    std::printf(" %s%s%s\n", shown(a.association).c_str(), a.error.empty() || a.association.empty() ? "" : ": ",
+                shown(a.error).c_str());
   }
   return 0;
 }

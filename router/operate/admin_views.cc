@@ -432,14 +432,24 @@ void AdminApi::Object(Ctx& c, const std::string& encoded_uid) {
   json routes = json::array();
   for (const store::Route& r : m->routes) {
     std::string state = "done";
+    // No row because the resend policy suppressed it at the commit: say why.
+    std::string reason;
+    for (const json& a : attempts) {
+      if (a["destination"] != r.destination) continue;
+      const bool suppressed = a["result"] == "suppressed";
+      state = suppressed ? "suppressed" : "done";
+      reason = suppressed ? a["error"].get<std::string>() : "";
+    }
     for (const SelectedRow& sr : rows) {
       if (sr.row.destination == r.destination) state = sr.dead ? "dead" : "queued";
     }
-    routes.push_back({{"destination", r.destination},
-                      {"priority", r.priority},
-                      {"rule", r.rule},
-                      {"edits", r.edits},
-                      {"state", state}});
+    json route = {{"destination", r.destination},
+                  {"priority", r.priority},
+                  {"rule", r.rule},
+                  {"edits", r.edits},
+                  {"state", state}};
+    if (state == "suppressed") route["reason"] = reason;
+    routes.push_back(std::move(route));
   }
   json obj = {{"sop_instance_uid", m->sop_instance_uid},
               {"id", m->id},

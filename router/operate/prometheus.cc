@@ -129,6 +129,14 @@ void RenderListener(const Metrics& m, const Server* server, Page* p) {
          m.objects_received(), kListener);
   p->One("relais_received_bytes_total", "counter", "Data set bytes of the objects stored and acknowledged.",
          m.bytes_received(), kListener);
+  p->One("relais_objects_duplicate_total", "counter",
+         "Objects acknowledged with Success that were identical to the stored object with their SOP Instance UID "
+         "(not stored or queued again).",
+         m.objects_duplicate(), kListener);
+  p->One("relais_routes_suppressed_total", "counter",
+         "Routes of received objects not queued because the destination's resend policy found them already "
+         "delivered.",
+         m.routes_suppressed(), kListener);
   p->Family("relais_objects_refused_total", "counter",
             "C-STOREs answered with a failure status, by status (e.g. 0xA700 while intake is closed).");
   for (const auto& [status, n] : m.objects_refused()) {

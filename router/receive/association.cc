@@ -603,6 +603,22 @@ void ScpAssociation::Refuse(Incoming& in) {
   FlushResponses();
 }
 
+namespace {
+
+// A route to `d`, carrying its resend policy to the store's commit.
+store::Route MakeRoute(const rules::Destination& d, int32_t priority, std::string rule, std::string edits) {
+  store::Route r{d.name, priority, std::move(rule), std::move(edits)};
+  switch (d.resend) {
+    case rules::Destination::Resend::kAlways: r.resend = store::Resend::kAlways; break;
+    case rules::Destination::Resend::kNever: r.resend = store::Resend::kNever; break;
+    case rules::Destination::Resend::kIfChanged: r.resend = store::Resend::kIfChanged; break;
+  }
+  r.resend_window_ms = static_cast<int64_t>(d.resend_window_s) * 1000;
+  return r;
+}
+
+}  // namespace
+
 bool ScpAssociation::Route(dicom::HeaderParser& header, store::ObjectMeta* meta, uint16_t* status,
                            std::string* reason) {
   if (!rules_) return true;  // no rules configured: keep, unrouted
@@ -621,7 +637,7 @@ bool ScpAssociation::Route(dicom::HeaderParser& header, store::ObjectMeta* meta,
       case rules::RuleSet::Unmatched::kForward:
         meta->routing = "routed";
         for (const rules::Destination* d : rules_->unmatched_destinations()) {
-          meta->routes.push_back(store::Route{d->name, 0, "(unmatched)", ""});
+          meta->routes.push_back(MakeRoute(*d, 0, "(unmatched)", ""));
         }
         return true;
       case rules::RuleSet::Unmatched::kKeep: meta->routing = "unrouted"; return true;
@@ -629,8 +645,8 @@ bool ScpAssociation::Route(dicom::HeaderParser& header, store::ObjectMeta* meta,
   }
   meta->routing = "routed";
   for (const rules::Decision::Target& t : decision_.targets) {
-    meta->routes.push_back(store::Route{t.destination->name, t.priority, t.rule ? *t.rule : std::string(),
-                                        t.edits ? rules::EncodeEdits(*t.edits) : std::string()});
+    meta->routes.push_back(MakeRoute(*t.destination, t.priority, t.rule ? *t.rule : std::string(),
+                                     t.edits ? rules::EncodeEdits(*t.edits) : std::string()));
   }
   return true;
 }
@@ -649,12 +665,32 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
   if (Metrics* m = server_->metrics()) {
     if (status.ok()) {
       m->ObjectReceived(meta.raw_size, arrived < 0 ? 0.0 : NowSeconds() - arrived, NowUnixMs());
+      if (meta.duplicate_of != 0) m->ObjectDuplicate();
+      if (!meta.suppressed.empty()) m->RoutesSuppressed(meta.suppressed.size());
     } else {
       m->ObjectRefused(StatusFor(status));
     }
   }
-  if (status.ok()) {
+  if (status.ok() && meta.duplicate_of != 0) {
+    // The same bytes as the stored object: acknowledged, nothing new kept.
     ++objects_ok_;
+    if (AuditLog* a = server_->audit()) {
+      a->Record("object", {{"calling_ae", calling_ae_},
+                           {"peer", peer_},
+                           {"patient_id", meta.patient_id},
+                           {"study_instance_uid", meta.study_instance_uid},
+                           {"sop_instance_uid", meta.sop_instance_uid},
+                           {"result", "stored"},
+                           {"status", "0x0000"},
+                           {"duplicate", "identical"}});
+    }
+    RLOG_INFO("%s msg=%u sop=%s event=duplicate-identical object=%llu bytes=%llu: already stored, not queued again",
+              Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str(),
+              static_cast<unsigned long long>(meta.duplicate_of), static_cast<unsigned long long>(meta.raw_size));
+  } else if (status.ok()) {
+    ++objects_ok_;
+    std::string suppressed;
+    for (const std::string& d : meta.suppressed) suppressed += (suppressed.empty() ? "" : ",") + d;
     std::string routes;
     for (const store::Route& r : meta.routes) routes += (routes.empty() ? "" : ",") + r.destination;
     if (AuditLog* a = server_->audit()) {
@@ -668,10 +704,11 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
                            {"routing", meta.routing},
                            {"to", routes}});
     }
-    RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s", Prefix().c_str(),
+    RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s%s%s", Prefix().c_str(),
               message_id, LogToken(meta.sop_instance_uid).c_str(), LogToken(meta.modality).c_str(),
               static_cast<unsigned long long>(meta.raw_size), static_cast<unsigned long long>(meta.stored_size),
-              meta.routing.empty() ? "none" : meta.routing.c_str(), routes.empty() ? "-" : routes.c_str());
+              meta.routing.empty() ? "none" : meta.routing.c_str(), routes.empty() ? "-" : routes.c_str(),
+              suppressed.empty() ? "" : " suppressed=", suppressed.c_str());
   } else {
     ++objects_failed_;
     if (AuditLog* a = server_->audit()) {

@@ -43,6 +43,13 @@ class Metrics {
   // A C-STORE answered with a failure status (e.g. 0xA700 above the
   // high-water mark).
   void ObjectRefused(uint16_t status) { ++objects_refused_[status]; }
+  // A C-STORE acknowledged with success whose object was identical (same
+  // size and checksum) to the stored one with its SOP Instance UID: not
+  // stored again, not queued again.
+  void ObjectDuplicate() { ++objects_duplicate_; }
+  // Routes of a received object not queued: the destination's resend
+  // policy says it was already delivered there.
+  void RoutesSuppressed(uint64_t n) { routes_suppressed_ += n; }
 
   // --- delivery (the throughput history; per-destination counters are the
   // scheduler's) ---
@@ -70,6 +77,8 @@ class Metrics {
   uint64_t objects_received() const { return objects_received_; }
   uint64_t bytes_received() const { return bytes_received_; }
   const std::map<uint16_t, uint64_t>& objects_refused() const { return objects_refused_; }
+  uint64_t objects_duplicate() const { return objects_duplicate_; }
+  uint64_t routes_suppressed() const { return routes_suppressed_; }
   // Cumulative counts per bucket of kLatencyBuckets (+Inf last), sum, count.
   const std::vector<uint64_t>& latency_buckets() const { return latency_counts_; }
   double latency_sum() const { return latency_sum_; }
@@ -85,6 +94,7 @@ class Metrics {
   std::map<std::string, uint64_t> evicted_;
   uint64_t objects_received_ = 0, bytes_received_ = 0;
   std::map<uint16_t, uint64_t> objects_refused_;
+  uint64_t objects_duplicate_ = 0, routes_suppressed_ = 0;
   std::vector<uint64_t> latency_counts_ = std::vector<uint64_t>(std::size(kLatencyBuckets) + 1, 0);
   double latency_sum_ = 0;
   std::map<std::string, uint64_t> admin_requests_;

@@ -401,7 +401,13 @@ TEST(RoutingEvalTest, DestinationSettingsParsed) {
       "bandwidth_limit = \"2MB/s\"\n"
       "retry = { max_attempts = 5, max_age = \"2d\", initial_backoff = \"30s\", max_backoff = \"1h\" }\n"
       "tls = { ca_file = \"ca.pem\", cert_file = \"/etc/c.pem\", key_file = \"/etc/k.pem\" }\n"
-      "hold_study = \"5m\"\n");
+      "hold_study = \"5m\"\n"
+      "resend = \"never\"\n"
+      "resend_window = \"7d\"\n"
+      "[[destination]]\n"
+      "name = \"plain\"\n"
+      "ae_title = \"PLAIN\"\n"
+      "host = \"10.2.0.8\"\n");
   ASSERT_NE(set, nullptr);
   const Destination* d = set->FindDestination("telerad");
   ASSERT_NE(d, nullptr);
@@ -417,7 +423,14 @@ TEST(RoutingEvalTest, DestinationSettingsParsed) {
   EXPECT_EQ(d->tls_ca_file, "ca.pem");
   EXPECT_EQ(d->tls_key_file, "/etc/k.pem");
   EXPECT_EQ(d->hold_study_s, 300u);
+  EXPECT_EQ(d->resend, Destination::Resend::kNever);
+  EXPECT_EQ(d->resend_window_s, 7u * 86400);
   EXPECT_EQ(d->where, "rules.toml:1:1");
+  // The defaults: send again only what changed, within 30 days.
+  const Destination* plain = set->FindDestination("plain");
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(plain->resend, Destination::Resend::kIfChanged);
+  EXPECT_EQ(plain->resend_window_s, 30u * 86400);
   EXPECT_EQ(set->rule_count(), 0u);
 }
 

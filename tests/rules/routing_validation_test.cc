@@ -91,6 +91,23 @@ TEST(RoutingValidationTest, WrongValueTypes) {
             "rules.toml:1:3: unknown top-level key 'destnation', did you mean 'destination'?");
 }
 
+TEST(RoutingValidationTest, ResendPolicyAndWindow) {
+  const std::string d = "[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\n";
+  EXPECT_EQ(ErrorOf(d + "resend = \"if_changed\"\n"),
+            "rules.toml:5:10: destination 'a'.resend must be one of if-changed, never, always, got 'if_changed', did "
+            "you mean 'if-changed'?");
+  EXPECT_EQ(ErrorOf(d + "resend = true\n"), "rules.toml:5:10: destination 'a'.resend must be a string, got boolean");
+  EXPECT_EQ(ErrorOf(d + "resend_window = \"a month\"\n"),
+            "rules.toml:5:17: destination 'a'.resend_window must be a duration such as \"10s\", \"30m\", \"12h\" or "
+            "\"7d\", got 'a month'");
+  EXPECT_EQ(ErrorOf(d + "resend_window = -5\n"),
+            "rules.toml:5:17: destination 'a'.resend_window must not be negative, got -5");
+  EXPECT_EQ(ErrorOf(d + "resend_window = \"400d\"\n"),
+            "rules.toml:5:17: destination 'a'.resend_window must be at most 365d, got 34560000 seconds");
+  EXPECT_EQ(ErrorOf(d + "resend_windw = \"7d\"\n"),
+            "rules.toml:5:1: unknown key 'resend_windw' in [destination 'a'], did you mean 'resend_window'?");
+}
+
 TEST(RoutingValidationTest, DuplicateNames) {
   EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\n"
                                          "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\n"),

@@ -47,7 +47,9 @@ std::vector<uint8_t> ContentFor(int cycle, int n) {
 // UID + '\n' to `fd` once its done(OK) came. Then it exits, or, when `park`,
 // waits for its SIGKILL with every object acknowledged: what it writes is
 // bounded whatever the speed of the disk, so the test's map never fills.
-[[noreturn]] void WriterChild(const std::string& path, int fd, int cycle, int count, bool park) {
+// With `distinct` > 0, object n is object n % distinct again (same UID,
+// same bytes): a modality resending its study.
+[[noreturn]] void WriterChild(const std::string& path, int fd, int cycle, int count, bool park, int distinct = 0) {
   auto opened = Store::Open(TestOptions(path));
   if (!opened.ok()) _exit(2);
   std::unique_ptr<Store> store = std::move(opened.value());
@@ -62,9 +64,10 @@ std::vector<uint8_t> ContentFor(int cycle, int n) {
       if (failed) _exit(3);
       ++in_flight;
     }
+    const int k = distinct > 0 ? n % distinct : n;
     auto w = store->NewObject();
-    w->Append(ContentFor(cycle, n));
-    w->Finish(MakeMeta(UidFor(cycle, n)), [&, fd](Status s, const ObjectMeta& m) {
+    w->Append(ContentFor(cycle, k));
+    w->Finish(MakeMeta(UidFor(cycle, k)), [&, fd](Status s, const ObjectMeta& m) {
       bool ok = s.ok();
       if (ok) {
         std::string line = m.sop_instance_uid + "\n";
@@ -112,13 +115,13 @@ class LineReader {
   std::string partial_;
 };
 
-pid_t SpawnWriter(const std::string& path, int cycle, int count, bool park, int* read_fd) {
+pid_t SpawnWriter(const std::string& path, int cycle, int count, bool park, int* read_fd, int distinct = 0) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    WriterChild(path, fds[1], cycle, count, park);
+    WriterChild(path, fds[1], cycle, count, park, distinct);
   }
   close(fds[1]);
   *read_fd = fds[0];
@@ -197,6 +200,57 @@ TEST(CrashTest, KillNineLosesNothingAcknowledged) {
     EXPECT_EQ(st.ms_entries, 0u) << "recovery left pending objects";
   }
   EXPECT_GT(acked.size(), static_cast<size_t>(kCycles));
+}
+
+// A modality resending a study while the writer is killed: identical
+// duplicates committed around the crash leave exactly one object per UID,
+// intact, and a store that verifies clean.
+TEST(CrashTest, KillNineAmongIdenticalResendsLeavesOneObjectPerUid) {
+  TempDir dir;
+  std::string path = dir.Sub("db");
+  std::mt19937 rng(std::random_device{}());
+  std::set<std::string> acked;
+  constexpr int kDistinct = 30;
+  for (int round = 0; round < 4; ++round) {
+    int fd;
+    // Cycle 0 every round: the same 30 UIDs and bytes, each sent 5 times.
+    pid_t pid = SpawnWriter(path, /*cycle=*/0, 5 * kDistinct, /*park=*/true, &fd, kDistinct);
+    ASSERT_GT(pid, 0);
+    LineReader reader(fd);
+    std::vector<std::string> lines;
+    auto start = std::chrono::steady_clock::now();
+    while (lines.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+      ASSERT_TRUE(reader.ReadFor(std::chrono::milliseconds(50), &lines)) << "writer exited early";
+    }
+    auto kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(rng() % 300);
+    while (std::chrono::steady_clock::now() < kill_at) reader.ReadFor(std::chrono::milliseconds(10), &lines);
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    while (reader.ReadFor(std::chrono::milliseconds(1000), &lines)) {
+    }
+    close(fd);
+    acked.insert(lines.begin(), lines.end());
+
+    auto opened = Store::Open(TestOptions(path));  // runs recovery
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    auto& store = *opened.value();
+    std::map<std::string, int> per_uid;
+    ASSERT_TRUE(store
+                    .List([&](const ObjectMeta& m) {
+                      ++per_uid[m.sop_instance_uid];
+                      return true;
+                    })
+                    .ok());
+    for (const auto& [uid, n] : per_uid) EXPECT_EQ(n, 1) << uid;
+    for (const auto& uid : acked) {
+      EXPECT_EQ(per_uid.count(uid), 1u) << uid;
+      ExpectIntact(store, uid);
+    }
+    EXPECT_LE(per_uid.size(), static_cast<size_t>(kDistinct));
+    ExpectVerifiesClean(store);
+  }
+  EXPECT_FALSE(acked.empty());
 }
 
 // ---- queue updates in flight ----

@@ -403,6 +403,35 @@ TEST_F(AdminApiTest, BadQueryParametersAreRefused) {
   }
 }
 
+TEST_F(AdminApiTest, ObjectShowsASuppressedDestinationWithTheReason) {
+  uint64_t id = PutRouted("1.2.3.60");
+  store::QueueUpdate u;
+  u.kind = store::QueueUpdate::Kind::kDelivered;
+  u.destination = "archive";
+  u.object_id = id;
+  ASSERT_TRUE(store::testing::ApplyUpdates(*store_, {u}).ok());
+  u.destination = "telerad";
+  u.priority = 10;
+  ASSERT_TRUE(store::testing::ApplyUpdates(*store_, {u}).ok());  // delivered everywhere: removed
+  // Sent again: archive says "never", telerad always takes it.
+  store::ObjectMeta again = store::testing::RoutedMeta2("1.2.3.60");
+  again.routes[0].resend = store::Resend::kNever;
+  again.routes[0].resend_window_ms = 86400000;
+  ASSERT_TRUE(store::testing::PutObject(*store_, again, store::testing::RandomBytes(1000, 7)).status.ok());
+
+  AdminResponse r = Call("GET", "/api/objects/1.2.3.60", kViewer);
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = Body(r);
+  ASSERT_EQ(j["object"]["routes"].size(), 2u);
+  const json& archive = j["object"]["routes"][0];
+  EXPECT_EQ(archive["state"], "suppressed");
+  EXPECT_TRUE(archive["reason"].get<std::string>().starts_with("already delivered to archive at ")) << archive;
+  EXPECT_EQ(j["object"]["routes"][1]["state"], "queued");
+  EXPECT_FALSE(j["object"]["routes"][1].contains("reason"));
+  ASSERT_EQ(j["attempts"].size(), 1u);
+  EXPECT_EQ(j["attempts"][0]["result"], "suppressed");
+}
+
 TEST_F(AdminApiTest, DeadListAndRetryAndPurgeAct) {
   uint64_t id = PutRouted("1.2.3.50");
   DeadLetter(id, "telerad", 10);

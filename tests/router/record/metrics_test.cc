@@ -285,6 +285,9 @@ TEST(MetricsTest, ListenerCountersAndLatencyHistogram) {
   m.ObjectRefused(0xA700);
   m.ObjectRefused(0xA700);
   m.ObjectRefused(0xC000);
+  m.ObjectDuplicate();
+  m.RoutesSuppressed(2);
+  m.RoutesSuppressed(1);
   m.AdminRequest("ok");
   m.AdminRequest("ok");
   m.AdminRequest("unauthorized");
@@ -303,6 +306,8 @@ TEST(MetricsTest, ListenerCountersAndLatencyHistogram) {
   EXPECT_EQ(Value(p, "relais_received_bytes_total", kDefault), 3500);
   EXPECT_EQ(Value(p, "relais_objects_refused_total", {{"listener", "default"}, {"status", "0xA700"}}), 2);
   EXPECT_EQ(Value(p, "relais_objects_refused_total", {{"listener", "default"}, {"status", "0xC000"}}), 1);
+  EXPECT_EQ(Value(p, "relais_objects_duplicate_total", kDefault), 1);
+  EXPECT_EQ(Value(p, "relais_routes_suppressed_total", kDefault), 3);
   auto bucket = [&](const std::string& le) {
     return Value(p, "relais_cstore_latency_seconds_bucket", {{"listener", "default"}, {"le", le}});
   };
