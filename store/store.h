@@ -309,7 +309,7 @@ struct VerifyReport {
   uint64_t dead_rows = 0;
   uint64_t done_rows = 0;
   uint64_t attempt_rows = 0;
-  uint64_t life_rows = 0;        // lifecycle rows (FORMAT.md "Lifecycle")
+  uint64_t life_rows = 0;  // lifecycle rows (FORMAT.md "Lifecycle")
   uint64_t delivered_rows = 0;
   uint64_t pending_objects = 0;  // partial objects (removed at the next start); not a problem
   uint64_t problem_count = 0;    // all problems found

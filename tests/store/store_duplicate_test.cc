@@ -200,6 +200,14 @@ TEST(ResendPolicyTest, IdenticalResendAfterDeliveryIsSuppressedWithTheReason) {
   EXPECT_NE(log[0].error.find("with the same content; resend = \"if-changed\""), std::string::npos) << log[0].error;
   EXPECT_EQ(log[1].destination, "telerad");
   EXPECT_NE(log[1].error.find("resend = \"never\""), std::string::npos) << log[1].error;
+  // Every route suppressed: the object is in the delivered class (its
+  // lifecycle owner is the delivered retention), and the store is consistent.
+  auto life = store->GetLife(again.meta.id);
+  ASSERT_TRUE(life.ok()) << life.status().ToString();
+  EXPECT_EQ(life->object_class, ObjectClass::kDelivered);
+  auto report = store->Verify(nullptr);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok()) << (report->problems.empty() ? "" : report->problems[0].what);
   ASSERT_TRUE(SweepAt(*store, NowUnixMs()).ok());
   EXPECT_TRUE(store->Find("9.2").status().IsNotFound());
   EXPECT_EQ(store->GetStats().objects, 0u);
