@@ -30,8 +30,11 @@ struct Options {
   // Directory that holds the LMDB environment; created if missing.
   std::string path;
   // Upper bound of the store size in bytes (the LMDB map size). When a commit
-  // does not fit, the object is refused with ResourceExhausted.
-  // Default: 64 GiB.
+  // does not fit, the object is refused with ResourceExhausted. The same
+  // holds when the disk under the store fills first (ENOSPC, EDQUOT, or EIO
+  // while LMDB writes its pages): the objects of the failed commit get
+  // ResourceExhausted, everything committed before stays intact, and the
+  // next commit that fits succeeds (no reopen needed). Default: 64 GiB.
   uint64_t max_size = 64ull << 30;
   // Open without the writer thread, for the CLI and other processes.
   // Default: false.
