@@ -228,6 +228,7 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
   DeliveryScheduler delivery(loop, store.get(), DeliverySettingsOf(config),
                              [&server](std::function<void()> fn) { server.Post(std::move(fn)); });
   server.SetAudit(audit);
+  server.SetAuditRequired(config.audit.on_failure != "continue");
   delivery.SetAudit(audit);
   Metrics metrics;
   server.SetMetrics(&metrics);

@@ -269,6 +269,7 @@ void ReadAudit(const toml::table& t, Errors* errors, AuditConfig* out) {
       errors->Add(n->source(), "audit.syslog " + *why);
     }
   }
+  r.ReadEnum("on_failure", {"refuse", "continue"}, &out->on_failure);
   r.RejectUnknownKeys();
 }
 

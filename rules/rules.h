@@ -110,6 +110,14 @@ struct AuditConfig {
   // over syslog (RFC 5424): "udp://HOST:PORT" (RFC 5426) or "tcp://HOST:PORT"
   // (RFC 6587 octet counting). Empty = no export.
   std::string syslog;
+  // What intake does when the audit file cannot be written (disk full, file
+  // unwritable): "refuse" (fail closed: a C-STORE whose "object" record
+  // fails is answered 0xA700, and new C-STOREs are refused with 0xA700 while
+  // the trail is failing; intake resumes by itself once a record is written
+  // again) or "continue" (receive unaudited; failures are logged and counted).
+  // ATNA syslog export never counts: a collector that is down only drops
+  // messages (router/record/atna.h). Default: "refuse".
+  std::string on_failure = "refuse";
 };
 
 // [alerts]: what a site with no one on call at night is told

@@ -9,6 +9,7 @@
 #include "router/deliver/retry_policy.h"
 #include "router/operate/storage_watch.h"
 #include "router/receive/server.h"
+#include "router/record/audit.h"
 #include "router/record/metrics.h"
 
 namespace relais::router {
@@ -295,6 +296,15 @@ std::string RenderPrometheus(const MetricsSources& src) {
       bool ok = nl != std::string::npos && key.substr(nl + 1) == "1";
       p.Sample("relais_alerts_total", {{"kind", kind}, {"result", ok ? "sent" : "failed"}}, n);
     }
+  }
+  if (src.audit != nullptr) {
+    p.One("relais_audit_records_total", "counter", "Audit records written since start.", src.audit->records_written());
+    p.One("relais_audit_write_failures_total", "counter",
+          "Audit records that could not be written since start (disk full, file unwritable).",
+          src.audit->write_failures());
+    p.One("relais_audit_failing", "gauge",
+          "1 while the audit trail cannot be written (with [audit] on_failure = \"refuse\" intake refuses), else 0.",
+          uint64_t{src.audit->failing() ? 1u : 0u});
   }
   return p.Take();
 }

@@ -410,6 +410,18 @@ TEST(ConfigTest, AuditRotationAndSyslog) {
               HasSubstr("audit.syslog must not have a path"));
 }
 
+TEST(ConfigTest, AuditOnFailureDefaultsToRefuse) {
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) + "[audit]\npath = \"a.jsonl\"\n", "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->audit.on_failure, "refuse");
+  Result<AppConfig> c =
+      ParseAppConfig(std::string(kMinimal) + "[audit]\npath = \"a.jsonl\"\non_failure = \"continue\"\n", "relais.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->audit.on_failure, "continue");
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[audit]\npath = \"a\"\non_failure = \"ignore\"\n"),
+              HasSubstr("relais.toml:7:14: audit.on_failure must be one of refuse, continue"));
+}
+
 TEST(ConfigTest, AlertsTable) {
   Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) +
                                            "[alerts]\nwebhook = \"http://127.0.0.1:9099/hook\"\n"
