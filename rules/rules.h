@@ -63,6 +63,11 @@ struct StoreConfig {
   // "90%" or 0.9. REQUIRES 0 < low_water < high_water <= 1.
   double high_water = 0.90;
   double low_water = 0.80;
+  // Background scrub (router/operate/scrubber.h): data set bytes per second
+  // read back and checksummed, object after object, wrapping around, to find
+  // bit rot before a re-send needs the object. "8MB/s", or an integer; 0
+  // turns it off. Default: "4MiB/s" (a 1 TiB store in about three days).
+  uint64_t scrub_rate = 4ull << 20;
 };
 
 // [delivery]: how Relais sends to destinations (destinations themselves are

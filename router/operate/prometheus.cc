@@ -289,6 +289,17 @@ std::string RenderPrometheus(const MetricsSources& src) {
     for (const auto& [outcome, n] : src.metrics->admin_requests()) {
       p.Sample("relais_admin_requests_total", {{"outcome", outcome}}, n);
     }
+    const Metrics& m = *src.metrics;
+    p.One("relais_store_scrub_objects_total", "counter",
+          "Objects read back and checked by the background scrub since start.", m.scrub_objects());
+    p.One("relais_store_scrub_bytes_total", "counter",
+          "Data set bytes read back and checksummed by the background scrub since start.", m.scrub_bytes());
+    p.One("relais_store_scrub_damaged_total", "counter",
+          "Damaged objects found by the background scrub since start (once per pass each).", m.scrub_damaged());
+    p.One("relais_store_scrub_passes_total", "counter",
+          "Passes of the background scrub over the whole store since start.", m.scrub_passes());
+    p.One("relais_store_scrub_damaged_objects", "gauge",
+          "Damaged objects the scrub knows of now (this pass and the last); 0 when clean.", m.scrub_damaged_now());
     p.Family("relais_alerts_total", "counter", "Alerts, by kind and result (sent or failed).");
     for (const auto& [key, n] : src.metrics->alerts()) {
       size_t nl = key.rfind('\n');
