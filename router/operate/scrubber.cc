@@ -92,10 +92,11 @@ void Scrubber::Done(Work* w) {
     ++newly;
     if (last_pass_.count(p.object_id) == 0) ++this_pass_new_;
     if (damaged_since_unix_ms_ == 0) damaged_since_unix_ms_ = NowUnixMs();
-    RLOG_ERROR("event=scrub-damaged id=%llu sop=%s what=\"%s\": this object cannot be read back as received; run "
-               "`relais store verify --repair` to quarantine it, and have the sender send it again",
-               static_cast<unsigned long long>(p.object_id), LogToken(p.sop_instance_uid).c_str(),
-               LogEscape(p.what, true).c_str());
+    RLOG_ERROR(
+        "event=scrub-damaged id=%llu sop=%s what=\"%s\": this object cannot be read back as received; run "
+        "`relais store verify --repair` to quarantine it, and have the sender send it again",
+        static_cast<unsigned long long>(p.object_id), LogToken(p.sop_instance_uid).c_str(),
+        LogEscape(p.what, true).c_str());
   }
   if (b.wrapped) {
     last_pass_ = std::move(this_pass_);
