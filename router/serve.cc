@@ -16,6 +16,7 @@
 #include "router/operate/admin_api.h"
 #include "router/operate/admin_http.h"
 #include "router/operate/alerts.h"
+#include "router/operate/scrubber.h"
 #include "router/operate/service_notify.h"
 #include "router/operate/storage_watch.h"
 #include "router/receive/server.h"
@@ -33,6 +34,7 @@ struct SignalCtx {
   AdminServer* admin = nullptr;
   Alerts* alerts = nullptr;
   StorageWatch* storage = nullptr;
+  Scrubber* scrubber = nullptr;
   ServiceNotifier* notifier = nullptr;
   uint64_t drain_ms = 20000;
   bool rest_stopped = false;
@@ -61,6 +63,7 @@ void StopRest(SignalCtx* ctx) {
   if (ctx->admin != nullptr) ctx->admin->Shutdown();
   if (ctx->alerts != nullptr) ctx->alerts->Shutdown();
   if (ctx->storage != nullptr) ctx->storage->Shutdown();
+  if (ctx->scrubber != nullptr) ctx->scrubber->Shutdown();
   ctx->notifier->Shutdown();
   ctx->delivery->Shutdown([] {});
   CloseSignals(ctx);
@@ -232,6 +235,7 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
   DeliveryScheduler delivery(loop, store.get(), DeliverySettingsOf(config),
                              [&server](std::function<void()> fn) { server.Post(std::move(fn)); });
   server.SetAudit(audit);
+  server.SetAuditRequired(config.audit.on_failure != "continue");
   delivery.SetAudit(audit);
   Metrics metrics;
   server.SetMetrics(&metrics);
@@ -240,6 +244,7 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
                        config.store.low_water);
   Alerts alerts(loop, config.alerts, config.listener.ae_title, audit, &metrics);
   storage.SetOnChange([&alerts](const StorageWatch::Usage& u) { alerts.OnStorageChange(u); });
+  Scrubber scrubber(loop, store.get(), &metrics, config.store.scrub_rate);
   AdminApi::Sources src;
   src.server = &server;
   src.delivery = &delivery;
@@ -277,11 +282,14 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
   sig.admin = admin.get();
   sig.alerts = &alerts;
   sig.storage = &storage;
+  sig.scrubber = &scrubber;
   sig.drain_ms = uint64_t{config.listener.drain_timeout_s} * 1000;
   InitSignals(loop, &sig);
   Status result = StartListening(config, &server, tls, admin.get());
   if (result.ok()) {
     storage.Start();
+    scrubber.Start();
+    alerts.AddCondition("scrub-damaged", [&scrubber] { return scrubber.Condition(); });
     alerts.Start(Alerts::Sources{&delivery, store.get(), &storage});
     StartSignals(&sig);
     AnnounceListening(config, settings, tls != nullptr, &notifier);
@@ -289,6 +297,7 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
     if (admin) admin->Shutdown();
     alerts.Shutdown();
     storage.Shutdown();
+    scrubber.Shutdown();
     server.Shutdown();
     delivery.Shutdown([] {});
     CloseSignals(&sig);

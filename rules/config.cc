@@ -167,6 +167,27 @@ void ReadFraction(TableReader* r, std::string_view key, double* out) {
   *out = *v;
 }
 
+// A rate in bytes per second: "8MB/s", "512KiB/s", or an integer (bytes
+// per second); 0 or "0" turns the feature off.
+void ReadRate(TableReader* r, std::string_view key, uint64_t* out) {
+  const toml::node* n = r->Take(key);
+  if (n == nullptr) return;
+  std::optional<uint64_t> v;
+  if (const auto* i = n->as_integer()) {
+    if (i->get() >= 0) v = static_cast<uint64_t>(i->get());
+  } else if (const auto* s = n->as_string()) {
+    std::string text = s->get();
+    if (text.size() > 2 && text.compare(text.size() - 2, 2, "/s") == 0) text.resize(text.size() - 2);
+    v = internal::ParseSize(text);
+  }
+  if (!v) {
+    r->errors()->Add(n->source(),
+                     r->Full(key) + " must be a rate such as \"8MB/s\" (bytes per second), or 0 to turn it off");
+    return;
+  }
+  *out = *v;
+}
+
 void ReadStore(const toml::table& t, Errors* errors, StoreConfig* out) {
   TableReader r(t, "store", errors);
   r.ReadString("path", &out->path, /*required=*/true);
@@ -178,6 +199,7 @@ void ReadStore(const toml::table& t, Errors* errors, StoreConfig* out) {
   r.ReadInt("compression_threads", 1, 64, &out->compression_threads);
   ReadFraction(&r, "high_water", &out->high_water);
   ReadFraction(&r, "low_water", &out->low_water);
+  ReadRate(&r, "scrub_rate", &out->scrub_rate);
   if (out->low_water >= out->high_water) {
     const toml::node* n = r.Node("low_water") ? r.Node("low_water") : r.Node("high_water");
     if (n != nullptr) {
@@ -272,6 +294,7 @@ void ReadAudit(const toml::table& t, Errors* errors, AuditConfig* out) {
       errors->Add(n->source(), "audit.syslog " + *why);
     }
   }
+  r.ReadEnum("on_failure", {"refuse", "continue"}, &out->on_failure);
   r.RejectUnknownKeys();
 }
 

@@ -63,6 +63,11 @@ struct StoreConfig {
   // "90%" or 0.9. REQUIRES 0 < low_water < high_water <= 1.
   double high_water = 0.90;
   double low_water = 0.80;
+  // Background scrub (router/operate/scrubber.h): data set bytes per second
+  // read back and checksummed, object after object, wrapping around, to find
+  // bit rot before a re-send needs the object. "8MB/s", or an integer; 0
+  // turns it off. Default: "4MiB/s" (a 1 TiB store in about three days).
+  uint64_t scrub_rate = 4ull << 20;
 };
 
 // [delivery]: how Relais sends to destinations (destinations themselves are
@@ -116,6 +121,14 @@ struct AuditConfig {
   // over syslog (RFC 5424): "udp://HOST:PORT" (RFC 5426) or "tcp://HOST:PORT"
   // (RFC 6587 octet counting). Empty = no export.
   std::string syslog;
+  // What intake does when the audit file cannot be written (disk full, file
+  // unwritable): "refuse" (fail closed: a C-STORE whose "object" record
+  // fails is answered 0xA700, and new C-STOREs are refused with 0xA700 while
+  // the trail is failing; intake resumes by itself once a record is written
+  // again) or "continue" (receive unaudited; failures are logged and counted).
+  // ATNA syslog export never counts: a collector that is down only drops
+  // messages (router/record/atna.h). Default: "refuse".
+  std::string on_failure = "refuse";
 };
 
 // [alerts]: what a site with no one on call at night is told

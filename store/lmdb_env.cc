@@ -19,7 +19,9 @@ Status LmdbStatus(int rc, std::string_view what) {
     case MDB_INVALID:
     case MDB_VERSION_MISMATCH: return Status::Corruption(std::move(msg));
     case ENOENT: return Status::NotFound(std::move(msg));
-    case ENOSPC: return Status::ResourceExhausted(std::move(msg));
+    case ENOSPC:  // the disk under the store is full
+    case EDQUOT:
+    case EFBIG: return Status::ResourceExhausted(std::move(msg));
     default: return Status::IOError(std::move(msg));
   }
 }

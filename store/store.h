@@ -31,8 +31,11 @@ struct Options {
   // Directory that holds the LMDB environment; created if missing.
   std::string path;
   // Upper bound of the store size in bytes (the LMDB map size). When a commit
-  // does not fit, the object is refused with ResourceExhausted.
-  // Default: 64 GiB.
+  // does not fit, the object is refused with ResourceExhausted. The same
+  // holds when the disk under the store fills first (ENOSPC, EDQUOT, or EIO
+  // while LMDB writes its pages): the objects of the failed commit get
+  // ResourceExhausted, everything committed before stays intact, and the
+  // next commit that fits succeeds (no reopen needed). Default: 64 GiB.
   uint64_t max_size = 64ull << 30;
   // Open without the writer thread, for the CLI and other processes.
   // Default: false.
@@ -326,6 +329,17 @@ struct RepairReport {
   bool totals_fixed = false;  // meta raw_bytes / stored_bytes were recomputed
   VerifyReport after;         // verify again, after the repair
 };
+// What one Store::Scrub call checked.
+struct ScrubBatch {
+  uint64_t objects = 0;    // objects checked
+  uint64_t raw_bytes = 0;  // data set bytes read back and checksummed
+  // Objects that cannot be read back as received (unreadable = true).
+  std::vector<VerifyProblem> damaged;
+  // Where the next call starts: the id after the last object checked, or 0
+  // when this batch reached the last object (the next starts from the first).
+  uint64_t next_id = 0;
+  bool wrapped = false;  // this batch reached the end of the store
+};
 // An object that could not be read back, taken out of the store by Repair.
 struct QuarantineEntry {
   uint64_t object_id = 0;
@@ -483,6 +497,17 @@ class Store {
   // changes, so it is safe while `relais serve` runs.
   // REQUIRES: opened in admin mode (Options::admin).
   virtual Result<RepairReport> Repair(const std::function<void(const VerifyProgress&)>& progress) = 0;
+
+  // Background scrub: finds bit rot before a re-send needs the object.
+  // Checks the objects with id >= from_id, in id order, each like Verify
+  // does (chunks, sizes, checksum), until max_objects are checked or at
+  // least max_bytes (0: no bound) data set bytes were read; one short read
+  // transaction per call, so it runs beside `relais serve`'s writer and any
+  // other process. Changes nothing (`relais store verify --repair` does).
+  // Pass the batch's next_id to the next call to go on; it wraps to the
+  // first object after the last. Works on a read-only open. Non-OK only
+  // when LMDB fails. REQUIRES: max_objects > 0.
+  virtual Result<ScrubBatch> Scrub(uint64_t from_id, size_t max_objects, uint64_t max_bytes) const = 0;
 
   // Lists the quarantine list, oldest id first.
   virtual Status ListQuarantine(const std::function<bool(const QuarantineEntry&)>& fn) const = 0;

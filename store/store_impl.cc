@@ -436,6 +436,12 @@ class StoreImpl final : public Store {
     return VerifyEnv(env_, progress);
   }
 
+  Result<ScrubBatch> Scrub(uint64_t from_id, size_t max_objects, uint64_t max_bytes) const override {
+    ScrubBatch batch;
+    RELAIS_RETURN_IF_ERROR(ScrubEnv(env_, from_id, max_objects == 0 ? 1 : max_objects, max_bytes, &batch));
+    return batch;
+  }
+
   Result<RepairReport> Repair(const std::function<void(const VerifyProgress&)>& progress) override {
     if (options_.read_only || writer_) {
       return Status::InvalidArgument("store at " + options_.path +

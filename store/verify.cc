@@ -102,42 +102,13 @@ class Verifier {
     });
   }
 
-  // Reads the object's chunks and checks them against its record.
+  // Reads the object's chunks and checks them against its record
+  // (CheckObjectBytes, shared with the background scrub).
   Status ReadBack(const ObjectMeta& m) {
-    XXH3_state_t* hash = XXH3_createState();
-    XXH3_64bits_reset(hash);
-    std::vector<uint8_t> raw;
-    uint64_t total = 0, stored = 0;
+    uint64_t raw = 0, stored = 0;
     std::string damage;
-    for (uint32_t i = 0; i < m.chunk_count && damage.empty(); ++i) {
-      ChunkKey key(m.id, i);
-      std::span<const uint8_t> value;
-      Status s = txn_.Get(d_.chunks, key.val(), &value);
-      if (s.IsNotFound()) {
-        damage = "chunk " + std::to_string(i) + " of " + std::to_string(m.chunk_count) + " is missing";
-        break;
-      }
-      if (!s.ok()) {
-        XXH3_freeState(hash);
-        return s;
-      }
-      stored += value.size();
-      s = DecodeChunk(value, m.raw_size - total, &raw);
-      if (!s.ok()) {
-        damage = "chunk " + std::to_string(i) + " does not decode: " + s.message();
-        break;
-      }
-      total += raw.size();
-      report_.raw_bytes += raw.size();
-      XXH3_64bits_update(hash, raw.data(), raw.size());
-    }
-    uint64_t digest = XXH3_64bits_digest(hash);
-    XXH3_freeState(hash);
-    if (damage.empty() && total != m.raw_size) {
-      damage = "its chunks hold " + std::to_string(total) + " bytes, its record says " + std::to_string(m.raw_size);
-    }
-    if (damage.empty() && digest != m.checksum)
-      damage = "checksum mismatch: the bytes read back are not those received";
+    RELAIS_RETURN_IF_ERROR(CheckObjectBytes(txn_, d_, m, &raw, &stored, &damage));
+    report_.raw_bytes += raw;
     if (!damage.empty()) {
       Problem(m.id, m.sop_instance_uid, damage, /*unreadable=*/true);
     } else if (stored != m.stored_size) {
@@ -490,6 +461,82 @@ class Verifier {
 };
 
 }  // namespace
+
+Status CheckObjectBytes(const Txn& txn, const Dbis& d, const ObjectMeta& m, uint64_t* raw_bytes, uint64_t* stored_bytes,
+                        std::string* damage) {
+  XXH3_state_t* hash = XXH3_createState();
+  XXH3_64bits_reset(hash);
+  std::vector<uint8_t> raw;
+  uint64_t total = 0, stored = 0;
+  damage->clear();
+  for (uint32_t i = 0; i < m.chunk_count && damage->empty(); ++i) {
+    ChunkKey key(m.id, i);
+    std::span<const uint8_t> value;
+    Status s = txn.Get(d.chunks, key.val(), &value);
+    if (s.IsNotFound()) {
+      *damage = "chunk " + std::to_string(i) + " of " + std::to_string(m.chunk_count) + " is missing";
+      break;
+    }
+    if (!s.ok()) {
+      XXH3_freeState(hash);
+      return s;
+    }
+    stored += value.size();
+    s = DecodeChunk(value, m.raw_size - total, &raw);
+    if (!s.ok()) {
+      *damage = "chunk " + std::to_string(i) + " does not decode: " + s.message();
+      break;
+    }
+    total += raw.size();
+    XXH3_64bits_update(hash, raw.data(), raw.size());
+  }
+  uint64_t digest = XXH3_64bits_digest(hash);
+  XXH3_freeState(hash);
+  *raw_bytes = total;
+  *stored_bytes = stored;
+  if (damage->empty() && total != m.raw_size) {
+    *damage = "its chunks hold " + std::to_string(total) + " bytes, its record says " + std::to_string(m.raw_size);
+  }
+  if (damage->empty() && digest != m.checksum)
+    *damage = "checksum mismatch: the bytes read back are not those received";
+  return Status::OK();
+}
+
+Status ScrubEnv(const LmdbEnv& env, uint64_t from_id, size_t max_objects, uint64_t max_bytes, ScrubBatch* out) {
+  *out = ScrubBatch{};
+  out->next_id = from_id;
+  Txn txn;
+  RELAIS_RETURN_IF_ERROR(txn.Begin(env, /*write=*/false));
+  const Dbis& d = env.dbis();
+  Cursor c;
+  RELAIS_RETURN_IF_ERROR(c.Open(txn, d.objects));
+  IdKey first(from_id);
+  MDB_val k = first.val(), v;
+  Status s = c.Get(&k, &v, MDB_SET_RANGE);
+  for (; s.ok(); s = c.Get(&k, &v, MDB_NEXT)) {
+    if (out->objects >= max_objects || (max_bytes > 0 && out->raw_bytes >= max_bytes)) return Status::OK();
+    if (k.mv_size != 8) continue;  // Verify reports it
+    const uint64_t id = GetBe64(static_cast<const uint8_t*>(k.mv_data));
+    out->next_id = id + 1;
+    ++out->objects;
+    ObjectMeta m;
+    Status ds = DecodeMeta(FromVal(v), &m);
+    std::string damage;
+    if (!ds.ok()) {
+      damage = "its record does not decode: " + ds.message();
+    } else {
+      uint64_t raw = 0, stored = 0;
+      m.id = id;
+      RELAIS_RETURN_IF_ERROR(CheckObjectBytes(txn, d, m, &raw, &stored, &damage));
+      out->raw_bytes += raw;
+    }
+    if (!damage.empty()) out->damaged.push_back(VerifyProblem{id, m.sop_instance_uid, damage, true});
+  }
+  if (!s.IsNotFound()) return s;
+  out->next_id = 0;  // past the last object: the next batch starts again from the first
+  out->wrapped = true;
+  return Status::OK();
+}
 
 Result<VerifyReport> VerifyEnv(const LmdbEnv& env, const std::function<void(const VerifyProgress&)>& progress,
                                RepairTargets* targets) {

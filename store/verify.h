@@ -42,6 +42,19 @@ struct RepairTargets {
 Result<VerifyReport> VerifyEnv(const LmdbEnv& env, const std::function<void(const VerifyProgress&)>& progress,
                                RepairTargets* targets = nullptr);
 
+// Reads object `m`'s chunks in `txn` and checks them against its record
+// (all chunks there, each decodes, raw size, XXH3-64 checksum). Sets
+// `*damage` to what is wrong in words ("" when intact), `*raw_bytes` to the
+// bytes read back and `*stored_bytes` to the chunk bytes. Non-OK only when
+// LMDB itself fails. Shared by Verify and the scrub.
+Status CheckObjectBytes(const Txn& txn, const Dbis& d, const ObjectMeta& m, uint64_t* raw_bytes, uint64_t* stored_bytes,
+                        std::string* damage);
+
+// Store::Scrub: checks objects from id `from_id` on, in one read
+// transaction, until `max_objects` are checked or `max_bytes` (0: no bound)
+// are read.
+Status ScrubEnv(const LmdbEnv& env, uint64_t from_id, size_t max_objects, uint64_t max_bytes, ScrubBatch* out);
+
 // Applies `targets` as Store::Repair describes, in short write transactions
 // that check each change again. Counts into `report`.
 Status RepairEnv(const LmdbEnv& env, const RepairTargets& targets, int64_t now_unix_ms, RepairReport* report);

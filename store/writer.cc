@@ -17,10 +17,16 @@ namespace {
 // PS3.5 9.1: a UID is at most 64 characters.
 constexpr size_t kMaxUidLength = 64;
 
-// ResourceExhausted stays (the store is full); anything else is an I/O error
-// as far as the producer is concerned.
+// What the producer is told when a write fails. ResourceExhausted stays (the
+// map or the disk is full: ENOSPC, EDQUOT); an IOError of a write (EIO from
+// the disk while LMDB writes or grows its file) becomes ResourceExhausted
+// too: the sender should keep the object and send it again later (0xA700),
+// and the objects already committed are untouched (LMDB never overwrites a
+// committed page). Anything else (corruption, an internal error) is an I/O
+// error as far as the producer is concerned.
 Status ForClient(const Status& s) {
   if (s.ok() || s.IsResourceExhausted()) return s;
+  if (s.code() == Status::Code::kIOError) return Status::ResourceExhausted("store cannot write: " + s.message());
   return Status::IOError(s.message());
 }
 
@@ -83,8 +89,28 @@ Status Writer::Recover() {
     }));
   }
   if (ids.empty()) return Status::OK();
-  for (uint64_t id : ids) RELAIS_RETURN_IF_ERROR(DropObject(txn, id));
-  RELAIS_RETURN_IF_ERROR(txn.Commit());
+  Status s;
+  for (uint64_t id : ids) {
+    s = DropObject(txn, id);
+    if (!s.ok()) break;
+  }
+  if (s.ok()) s = txn.Commit();
+  if (s.IsResourceExhausted() || s.code() == Status::Code::kIOError) {
+    // The disk is full (LMDB reports a short write as EIO) (removing needs new pages first: LMDB copies on
+    // write). Partial objects are invisible and harmless: the writer thread
+    // removes them with its first batches, once space allows.
+    txn.Abort();
+    RLOG_WARN("store: %zu partial object(s) left by an interrupted run are removed later (%s)", ids.size(),
+              s.ToString().c_str());
+    for (uint64_t id : ids) {
+      WriteOp drop;
+      drop.type = WriteOp::Type::kDrop;
+      drop.id = id;
+      deferred_.push_back(std::move(drop));
+    }
+    return Status::OK();
+  }
+  RELAIS_RETURN_IF_ERROR(s);
   RLOG_INFO("store: removed %zu partial object(s) left by an interrupted run", ids.size());
   return Status::OK();
 }

@@ -259,6 +259,7 @@ void AdminApi::MetricsPage(Ctx& c) {
   ms.delivery = src_.delivery;
   ms.store = src_.store;
   ms.storage = src_.storage;
+  ms.audit = src_.audit;
   ms.queues = Queues();
   ms.now_unix_ms = now_();
   c.respond({200, "text/plain; version=0.0.4; charset=utf-8", RenderPrometheus(ms), {}, ""});

@@ -166,6 +166,7 @@ struct Alerts::Impl {
   bool timer_open = false;
   bool shut = false;
   std::map<Key, State> states;
+  std::vector<std::pair<std::string, std::function<std::vector<Active>()>>> conditions;  // AddCondition
 
   bool webhook_ok = false;
   std::string wh_host, wh_path;
@@ -233,6 +234,23 @@ struct Alerts::Impl {
     if (sources.storage) {
       kinds.insert("storage-high");
       AddStorage(sources.storage->usage(), &holding);
+    }
+    if (audit) {
+      kinds.insert("audit-failing");
+      if (audit->failing()) {
+        auto it = states.find({"audit-failing", "audit"});
+        Active a{"audit-failing", "audit", "", it != states.end() ? it->second.active.since_unix_ms : now};
+        a.message =
+            "The audit trail cannot be written (disk full or file unwritable; see the log line "
+            "event=audit-write-failed). With [audit] on_failure = \"refuse\" new images are refused with "
+            "0xA700 until it can; with \"continue\" they are received unaudited. Free space on the audit "
+            "file's disk.";
+        holding[{a.kind, a.subject}] = std::move(a);
+      }
+    }
+    for (const auto& extra : conditions) {
+      kinds.insert(extra.first);
+      for (Active& a : extra.second()) holding[{a.kind, a.subject}] = std::move(a);
     }
     Reconcile(kinds, holding, now);
   }
@@ -333,6 +351,9 @@ struct Alerts::Impl {
       if (sources.storage) usage = " (" + Pct(sources.storage->usage().fraction) + " used)";
       return "The store is below its low-water mark again" + usage + ": new images are accepted (intake was closed " +
              lasted + ").";
+    }
+    if (a.kind == "audit-failing") {
+      return "The audit trail is written again (it had failed for " + lasted + "): new images are accepted.";
     }
     return "Resolved.";
   }
@@ -665,6 +686,10 @@ void Alerts::Start(Sources sources, uint64_t interval_ms) {
         }
       },
       interval_ms, interval_ms);
+}
+
+void Alerts::AddCondition(std::string kind, std::function<std::vector<Active>()> holds) {
+  impl_->conditions.emplace_back(std::move(kind), std::move(holds));
 }
 
 void Alerts::Evaluate() { impl_->Evaluate(); }

@@ -9,7 +9,12 @@
 //   raised at once through OnStorageChange);
 // - "dead-letters-expiring": dead-letter objects that the store's sweep
 //   removes within 24 h (Store::ListClass of class dead; subject "store"),
-//   with their count and destinations.
+//   with their count and destinations;
+// - "audit-failing" (subject "audit"): the audit trail cannot be written
+//   (AuditLog::failing; [audit] on_failure says whether intake stops);
+// - conditions added by the caller (AddCondition), e.g.
+//   "scrub-damaged" (subject "store": the background scrub found damaged
+//   objects; router/operate/scrubber.h).
 // Each condition has a subject (the destination name, or "store"). When it
 // starts to hold, an alert is raised; while it holds, it is sent again every
 // repeat_s (0: once); when it stops holding, a "resolved" notice is sent.
@@ -38,6 +43,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "router/operate/storage_watch.h"
@@ -51,17 +57,17 @@ class Metrics;
 
 class Alerts {
  public:
-  // What the evaluation reads. Not owned; null members are skipped.
-  struct Sources {
-    const DeliveryScheduler* delivery = nullptr;
-    const store::Store* store = nullptr;
-    const StorageWatch* storage = nullptr;
-  };
   struct Active {
     std::string kind;     // "destination-down", "oldest-queued", "storage-high", "dead-letters-expiring"
     std::string subject;  // destination name or "store"
     std::string message;
     int64_t since_unix_ms = 0;
+  };
+  // What the evaluation reads. Not owned; null members are skipped.
+  struct Sources {
+    const DeliveryScheduler* delivery = nullptr;
+    const store::Store* store = nullptr;
+    const StorageWatch* storage = nullptr;
   };
 
   // `audit`, `metrics` may be null. `ae_title` names this box in notices.
@@ -70,6 +76,10 @@ class Alerts {
   Alerts(const Alerts&) = delete;
   Alerts& operator=(const Alerts&) = delete;
 
+  // One more condition, evaluated with the rest: `holds` returns what of
+  // `kind` holds now (Actives of that kind; since_unix_ms when each started
+  // to hold), nothing when it does not hold. Call before Start.
+  void AddCondition(std::string kind, std::function<std::vector<Active>()> holds);
   // Evaluates now, then every interval_ms. Alerts with neither webhook nor
   // command still evaluate (the dashboard and /api/status show them).
   void Start(Sources sources, uint64_t interval_ms = 10000);

@@ -9,6 +9,7 @@
 #include "router/deliver/retry_policy.h"
 #include "router/operate/storage_watch.h"
 #include "router/receive/server.h"
+#include "router/record/audit.h"
 #include "router/record/metrics.h"
 
 namespace relais::router {
@@ -317,6 +318,17 @@ std::string RenderPrometheus(const MetricsSources& src) {
     for (const auto& [outcome, n] : src.metrics->admin_requests()) {
       p.Sample("relais_admin_requests_total", {{"outcome", outcome}}, n);
     }
+    const Metrics& m = *src.metrics;
+    p.One("relais_store_scrub_objects_total", "counter",
+          "Objects read back and checked by the background scrub since start.", m.scrub_objects());
+    p.One("relais_store_scrub_bytes_total", "counter",
+          "Data set bytes read back and checksummed by the background scrub since start.", m.scrub_bytes());
+    p.One("relais_store_scrub_damaged_total", "counter",
+          "Damaged objects found by the background scrub since start (once per pass each).", m.scrub_damaged());
+    p.One("relais_store_scrub_passes_total", "counter",
+          "Passes of the background scrub over the whole store since start.", m.scrub_passes());
+    p.One("relais_store_scrub_damaged_objects", "gauge",
+          "Damaged objects the scrub knows of now (this pass and the last); 0 when clean.", m.scrub_damaged_now());
     p.Family("relais_alerts_total", "counter", "Alerts, by kind and result (sent or failed).");
     for (const auto& [key, n] : src.metrics->alerts()) {
       size_t nl = key.rfind('\n');
@@ -324,6 +336,15 @@ std::string RenderPrometheus(const MetricsSources& src) {
       bool ok = nl != std::string::npos && key.substr(nl + 1) == "1";
       p.Sample("relais_alerts_total", {{"kind", kind}, {"result", ok ? "sent" : "failed"}}, n);
     }
+  }
+  if (src.audit != nullptr) {
+    p.One("relais_audit_records_total", "counter", "Audit records written since start.", src.audit->records_written());
+    p.One("relais_audit_write_failures_total", "counter",
+          "Audit records that could not be written since start (disk full, file unwritable).",
+          src.audit->write_failures());
+    p.One("relais_audit_failing", "gauge",
+          "1 while the audit trail cannot be written (with [audit] on_failure = \"refuse\" intake refuses), else 0.",
+          uint64_t{src.audit->failing() ? 1u : 0u});
   }
   return p.Take();
 }

@@ -30,6 +30,7 @@
 
 namespace relais::router {
 
+class AuditLog;
 class Metrics;
 class Server;
 class StorageWatch;
@@ -45,6 +46,7 @@ struct MetricsSources {
   const std::vector<DeliveryScheduler::DestinationStats>* destinations = nullptr;
   const store::Store* store = nullptr;
   const StorageWatch* storage = nullptr;
+  const AuditLog* audit = nullptr;  // relais_audit_*: write failures, failing now
   // Per destination queue depth, dead rows and oldest row (the caller
   // caches Store::SummarizeQueues for about a second).
   const std::vector<store::Store::QueueSummary>* queues = nullptr;

@@ -12,6 +12,12 @@
 // opens again. Each crossing is logged (one line), audited, counted, and
 // reported to the `on_change` callback (alerts).
 //
+// The watch samples once a second, so a burst can still reach a full disk
+// before it closes intake: the store then refuses the objects whose commit
+// fails (ResourceExhausted, also 0xA700; store/store.h Options::max_size)
+// and goes on. The water marks keep the disk from filling in the common
+// case; the store's refusal is the backstop.
+//
 // Thread: loop thread only.
 #ifndef RELAIS_ROUTER_OPERATE_STORAGE_WATCH_H_
 #define RELAIS_ROUTER_OPERATE_STORAGE_WATCH_H_

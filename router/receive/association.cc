@@ -47,6 +47,12 @@ bool AcceptSopInstanceUid(const std::string& prefix, uint16_t msg, const char* w
 // Largest command set we reassemble; a real one is a few hundred bytes.
 constexpr size_t kMaxCommandBytes = 64 * 1024;
 
+// The Error Comment of a C-STORE refused because the audit trail cannot be
+// written ([audit] on_failure = "refuse"); the first 64 characters reach the
+// sender (PS3.7 C.4.1.1.4).
+constexpr const char* kAuditFailingReason =
+    "Relais audit trail cannot be written: retry later (refused, not stored unaudited)";
+
 uint16_t StatusFor(const Status& s) {
   if (s.ok()) return dimse::kStatusSuccess;
   if (s.IsResourceExhausted()) return dimse::kStatusOutOfResources;
@@ -439,6 +445,14 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
         in.failed = true;
         in.fail_status = dimse::kStatusOutOfResources;
         in.fail_reason = server_->intake_closed();
+      } else if (server_->AuditBlocksIntake()) {
+        // Audit failure (on_failure = "refuse"): nothing is received
+        // unaudited. The "refused" record Refuse() writes is the probe: once
+        // it reaches the file, the trail is no longer failing and the next
+        // C-STORE is received again.
+        in.failed = true;
+        in.fail_status = dimse::kStatusOutOfResources;
+        in.fail_reason = kAuditFailingReason;
       } else {
         in.writer = server_->store()->NewObject();
         in.header = std::make_unique<dicom::HeaderParser>(ctx.transfer_syntax);
@@ -693,16 +707,35 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
     for (const std::string& d : meta.suppressed) suppressed += (suppressed.empty() ? "" : ",") + d;
     std::string routes;
     for (const store::Route& r : meta.routes) routes += (routes.empty() ? "" : ",") + r.destination;
+    bool audited = true;
     if (AuditLog* a = server_->audit()) {
-      a->Record("object", {{"calling_ae", calling_ae_},
-                           {"peer", peer_},
-                           {"patient_id", meta.patient_id},
-                           {"study_instance_uid", meta.study_instance_uid},
-                           {"sop_instance_uid", meta.sop_instance_uid},
-                           {"result", "stored"},
-                           {"status", "0x0000"},
-                           {"routing", meta.routing},
-                           {"to", routes}});
+      audited = a->Record("object", {{"calling_ae", calling_ae_},
+                                     {"peer", peer_},
+                                     {"patient_id", meta.patient_id},
+                                     {"study_instance_uid", meta.study_instance_uid},
+                                     {"sop_instance_uid", meta.sop_instance_uid},
+                                     {"result", "stored"},
+                                     {"status", "0x0000"},
+                                     {"routing", meta.routing},
+                                     {"to", routes}});
+    }
+    if (!audited && server_->AuditBlocksIntake()) {
+      // Audit failure, on_failure = "refuse": the object is committed (the
+      // store's commit came first) but is not acknowledged. The sender keeps
+      // it and sends it again; that copy replaces this one (same SOP
+      // Instance UID, FORMAT.md) and is audited then.
+      for (Pending& p : pending_) {
+        if (p.message_id == message_id && p.done && p.status == dimse::kStatusSuccess) {
+          p.status = dimse::kStatusOutOfResources;
+          p.comment = kAuditFailingReason;
+          break;
+        }
+      }
+      RLOG_ERROR(
+          "%s msg=%u sop=%s event=audit-refused status=0xA700: stored, but its audit record could not be "
+          "written; answered Out of Resources so that the sender sends it again ([audit] on_failure = "
+          "\"refuse\")",
+          Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str());
     }
     RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s%s%s", Prefix().c_str(),
               message_id, LogToken(meta.sop_instance_uid).c_str(), LogToken(meta.modality).c_str(),

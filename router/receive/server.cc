@@ -514,4 +514,6 @@ void Server::Shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
 }
 
+bool Server::AuditBlocksIntake() const { return audit_ != nullptr && audit_required_ && audit_->failing(); }
+
 }  // namespace relais::router

@@ -141,6 +141,12 @@ class Server {
   // The audit trail (null: none). Not owned; must outlive the Server.
   void SetAudit(AuditLog* audit) { audit_ = audit; }
   AuditLog* audit() const { return audit_; }
+  // [audit] on_failure = "refuse" (true, the default) or "continue": whether
+  // intake stops while the audit trail cannot be written (association.cc,
+  // "Audit failure"). Set before Start. Loop thread.
+  void SetAuditRequired(bool required) { audit_required_ = required; }
+  // True when an audit trail is configured, required, and failing now.
+  bool AuditBlocksIntake() const;
   // Counters of the listener (null: none). Not owned; must outlive the Server.
   void SetMetrics(Metrics* metrics) { metrics_ = metrics; }
   Metrics* metrics() const { return metrics_; }
@@ -205,6 +211,7 @@ class Server {
   std::function<void(std::shared_ptr<const rules::RuleSet>)> rules_listener_;
   uint64_t rule_reloads_ = 0;
   AuditLog* audit_ = nullptr;
+  bool audit_required_ = true;
   Metrics* metrics_ = nullptr;
   std::string intake_closed_;
   uint64_t rule_reload_failures_ = 0;

@@ -245,10 +245,16 @@ void AuditLog::RotateLocked() {
   rotating_ = false;
 }
 
-void AuditLog::Record(std::string_view kind, std::initializer_list<Field> fields) {
+bool AuditLog::Record(std::string_view kind, std::initializer_list<Field> fields) {
   BoundedRecord b = Bound(kind, fields);  // outside the lock: cutting a long value takes a while
   std::lock_guard<std::mutex> lock(mu_);
   RecordLocked(b.kind, b.fields);
+  return !failing_;
+}
+
+bool AuditLog::failing() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failing_;
 }
 
 uint64_t AuditLog::RecordLocked(std::string_view kind, const Fields& fields) {
@@ -258,14 +264,18 @@ uint64_t AuditLog::RecordLocked(std::string_view kind, const Fields& fields) {
     std::string reason;
     if (!LoadTailLocked(&reason).ok()) {
       ++failures_;
+      failing_ = true;
       return 0;
     }
-    resync_ = false;
     if (torn_bytes_ > 0 &&
         !WriteLocked("segment", {{"reason", "torn_tail"}, {"torn_bytes", std::to_string(torn_bytes_)}}, true, 0)) {
+      // The torn line is still unterminated (a full disk takes nothing):
+      // look again at the next record, never append behind it.
+      resync_ = true;
       ExportLocked(kind, fields, seq_ + 1, Now());  // the disk failed; the collector may still hear of it
       return 0;
     }
+    resync_ = false;
   }
   // Taken before the write: a rotation after it moves seq_ on.
   const uint64_t seq = seq_ + 1;

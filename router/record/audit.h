@@ -97,7 +97,10 @@
 // ends the oldest window early (its summary is written at once).
 //
 // Failure policy: a failed write is logged (once per failure streak) and
-// counted; routing goes on (the audit trail never stops the clinic).
+// counted, and Record() returns false. Whether intake goes on is the
+// receiver's decision ([audit] on_failure, rules/rules.h): by default it
+// refuses C-STOREs with 0xA700 while the trail is failing (fail closed;
+// router/receive/association.cc); with "continue" routing goes on.
 #ifndef RELAIS_ROUTER_RECORD_AUDIT_H_
 #define RELAIS_ROUTER_RECORD_AUDIT_H_
 
@@ -182,8 +185,13 @@ class AuditLog {
 
   // Appends one record of `kind` with `fields` (keys must not be "seq",
   // "time", "kind", "prev" or "hash"; values are escaped). Any thread; one
-  // write(2), never an fsync on the caller's thread.
-  void Record(std::string_view kind, std::initializer_list<Field> fields);
+  // write(2), never an fsync on the caller's thread. Returns false when the
+  // record did not reach the file (see Failure policy); callers that must
+  // not go on unaudited ([audit] on_failure = "refuse") check it.
+  bool Record(std::string_view kind, std::initializer_list<Field> fields);
+  // True while the trail is failing: the last write to the file did not
+  // make it whole. Cleared by the next record that is written. Any thread.
+  bool failing() const;
 
   // A refusal that may come again and again (a missing or wrong admin
   // token): recorded as Record(kind, fields) when it is the first of

@@ -61,6 +61,23 @@ class Metrics {
   void AdminRequest(std::string_view outcome) { ++admin_requests_[std::string(outcome)]; }
   void AlertSent(std::string_view kind, bool ok) { ++alerts_[std::string(kind) + (ok ? "\n1" : "\n0")]; }
 
+  // --- background scrub (router/operate/scrubber.h) ---
+  // One batch: objects checked, data set bytes read back, damaged objects
+  // found in it; `wrapped` when it reached the end of the store (a pass).
+  // `damaged_now`: distinct damaged objects known (last pass and this one).
+  void ScrubBatch(uint64_t objects, uint64_t bytes, uint64_t damaged, bool wrapped, uint64_t damaged_now) {
+    scrub_objects_ += objects;
+    scrub_bytes_ += bytes;
+    scrub_damaged_ += damaged;
+    if (wrapped) ++scrub_passes_;
+    scrub_damaged_now_ = damaged_now;
+  }
+  uint64_t scrub_objects() const { return scrub_objects_; }
+  uint64_t scrub_bytes() const { return scrub_bytes_; }
+  uint64_t scrub_damaged() const { return scrub_damaged_; }
+  uint64_t scrub_passes() const { return scrub_passes_; }
+  uint64_t scrub_damaged_now() const { return scrub_damaged_now_; }
+
   // Per-minute totals of the last hour (60 entries, oldest first; minutes
   // without traffic are zero), for the dashboard's chart.
   struct Minute {
@@ -98,7 +115,8 @@ class Metrics {
   std::vector<uint64_t> latency_counts_ = std::vector<uint64_t>(std::size(kLatencyBuckets) + 1, 0);
   double latency_sum_ = 0;
   std::map<std::string, uint64_t> admin_requests_;
-  std::map<std::string, uint64_t> alerts_;                 // "kind\n1" sent, "kind\n0" failed
+  std::map<std::string, uint64_t> alerts_;  // "kind\n1" sent, "kind\n0" failed
+  uint64_t scrub_objects_ = 0, scrub_bytes_ = 0, scrub_damaged_ = 0, scrub_passes_ = 0, scrub_damaged_now_ = 0;
   std::vector<Minute> minutes_ = std::vector<Minute>(60);  // ring, by minute number % 60
 };
 

@@ -410,6 +410,32 @@ TEST(ConfigTest, AuditRotationAndSyslog) {
               HasSubstr("audit.syslog must not have a path"));
 }
 
+TEST(ConfigTest, AuditOnFailureDefaultsToRefuse) {
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) + "[audit]\npath = \"a.jsonl\"\n", "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->audit.on_failure, "refuse");
+  Result<AppConfig> c =
+      ParseAppConfig(std::string(kMinimal) + "[audit]\npath = \"a.jsonl\"\non_failure = \"continue\"\n", "relais.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->audit.on_failure, "continue");
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "[audit]\npath = \"a\"\non_failure = \"ignore\"\n"),
+              HasSubstr("relais.toml:7:14: audit.on_failure must be one of refuse, continue"));
+}
+
+TEST(ConfigTest, StoreScrubRate) {
+  Result<AppConfig> d = ParseAppConfig(std::string(kMinimal), "relais.toml");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->store.scrub_rate, 4ull << 20);
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) + "scrub_rate = \"8MB/s\"\n", "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->store.scrub_rate, 8000000u);
+  Result<AppConfig> off = ParseAppConfig(std::string(kMinimal) + "scrub_rate = 0\n", "relais.toml");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(off->store.scrub_rate, 0u);
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "scrub_rate = \"fast\"\n"),
+              HasSubstr("relais.toml:5:14: store.scrub_rate must be a rate such as \"8MB/s\""));
+}
+
 TEST(ConfigTest, AlertsTable) {
   Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) +
                                            "[alerts]\nwebhook = \"http://127.0.0.1:9099/hook\"\n"

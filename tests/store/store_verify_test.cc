@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <set>
 
 #include "store/lmdb_env.h"
 #include "store/queue_codec.h"
@@ -342,6 +343,81 @@ TEST(StoreRepairTest, CleanStoreIsLeftAsItIs) {
   EXPECT_EQ(r->rows_removed, 0u);
   EXPECT_FALSE(r->totals_fixed);
   EXPECT_EQ(r->after.objects, 4u);
+}
+
+// Store::Scrub: the background scrub's batches walk the store from a cursor,
+// wrap around, and name the damaged object without changing anything.
+TEST(StoreScrubTest, FindsADamagedChunkWithinOnePassAndWraps) {
+  Fixture f;
+  f.Damage([&](const LmdbEnv& env, Txn& txn) {
+    ChunkKey key(f.dead, 2);
+    std::vector<uint8_t> garbage = {0, 1, 2, 3};
+    ASSERT_TRUE(txn.Put(env.dbis().chunks, key.val(), ToVal(std::span<const uint8_t>(garbage))).ok());
+  });
+  Options o = TestOptions(f.dir.path());
+  o.read_only = true;
+  auto store = Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+
+  // Batches of 3 objects over 4: the damage is found within the first pass
+  // (at most ceil(4 / 3) = 2 batches), and the third batch starts over.
+  uint64_t cursor = 0, checked = 0;
+  std::vector<VerifyProblem> found;
+  int batches_to_find = 0, wraps = 0;
+  for (int batch = 1; batch <= 4; ++batch) {
+    Result<ScrubBatch> b = (*store)->Scrub(cursor, 3, 0);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    checked += b->objects;
+    for (const VerifyProblem& p : b->damaged) {
+      found.push_back(p);
+      if (batches_to_find == 0) batches_to_find = batch;
+    }
+    if (b->wrapped) {
+      ++wraps;
+      EXPECT_EQ(b->next_id, 0u);
+    }
+    cursor = b->next_id;
+  }
+  EXPECT_GE(batches_to_find, 1);
+  EXPECT_LE(batches_to_find, 2);
+  EXPECT_EQ(wraps, 2);          // batches 2 and 4 reach the last object
+  EXPECT_EQ(checked, 8u);       // two full passes
+  EXPECT_EQ(found.size(), 2u);  // found once per pass
+  for (const VerifyProblem& p : found) {
+    EXPECT_EQ(p.object_id, f.dead);
+    EXPECT_EQ(p.sop_instance_uid, "1.2.826.1.3");
+    EXPECT_TRUE(p.unreadable);
+  }
+  // Nothing changed: verify still finds the same one damaged object.
+  VerifyReport r = f.Verify();
+  EXPECT_EQ(r.problem_count, 1u) << Problems(r);
+}
+
+TEST(StoreScrubTest, ByteBoundEndsABatchAndACleanStoreHasNoDamage) {
+  Fixture f;
+  Options o = TestOptions(f.dir.path());
+  o.read_only = true;
+  auto store = Store::Open(o);
+  ASSERT_TRUE(store.ok());
+  // Each object is 200 KiB: a 1-byte bound checks exactly one per batch;
+  // the batch of the last object wraps.
+  uint64_t cursor = 0;
+  std::vector<uint64_t> next_ids;
+  for (int i = 0; i < 4; ++i) {
+    Result<ScrubBatch> b = (*store)->Scrub(cursor, 100, 1);
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ(b->objects, 1u);
+    EXPECT_EQ(b->raw_bytes, 200u << 10);
+    EXPECT_TRUE(b->damaged.empty());
+    EXPECT_EQ(b->wrapped, i == 3);
+    next_ids.push_back(b->next_id);
+    cursor = b->next_id;
+  }
+  EXPECT_EQ(next_ids, (std::vector<uint64_t>{f.queued + 1, f.kept + 1, f.dead + 1, 0}));
+  Result<ScrubBatch> again = (*store)->Scrub(cursor, 100, 1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->objects, 1u);
+  EXPECT_EQ(again->next_id, f.queued + 1);
 }
 
 }  // namespace

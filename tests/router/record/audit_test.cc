@@ -1,6 +1,8 @@
 // Tests for the hash-chained audit trail (router/record/audit.h).
 #include "router/record/audit.h"
 
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -199,6 +201,45 @@ TEST_F(AuditTest, TornLastLineIsReportedThenReopenEndsItAndContinues) {
   r = VerifyOk();
   EXPECT_EQ(r.bad_line, 0u) << r.error;
   EXPECT_EQ(r.records, 5u);  // the torn line is not a record
+}
+
+// A disk that fills in the middle of a record (simulated with RLIMIT_FSIZE:
+// the write stops at the limit, then fails with EFBIG, as a full disk takes
+// part of a write, then ENOSPC). Record() says false and failing() holds
+// until a record reaches the file again; the torn line is ended by a
+// torn_tail segment then, never written behind, and the trail verifies.
+TEST_F(AuditTest, FullDiskMidRecordFailsUntilSpaceReturnsThenTheTornLineIsEnded) {
+  Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  ASSERT_TRUE((*log)->Record("object", {{"sop_instance_uid", "1.2.3.1"}, {"result", "stored"}}));
+  EXPECT_FALSE((*log)->failing());
+
+  struct rlimit old_limit;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  auto old_handler = signal(SIGXFSZ, SIG_IGN);
+  struct rlimit full = old_limit;
+  full.rlim_cur = static_cast<rlim_t>(std::filesystem::file_size(path_) + 40);
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &full), 0);
+  const bool second = (*log)->Record("object", {{"sop_instance_uid", "1.2.3.2"}, {"result", "stored"}});
+  const bool failing_after_second = (*log)->failing();
+  const bool third = (*log)->Record("object", {{"sop_instance_uid", "1.2.3.3"}, {"result", "stored"}});
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  signal(SIGXFSZ, old_handler);
+  EXPECT_FALSE(second);
+  EXPECT_TRUE(failing_after_second);
+  EXPECT_FALSE(third);
+  EXPECT_TRUE((*log)->failing());
+
+  EXPECT_TRUE((*log)->Record("object", {{"sop_instance_uid", "1.2.3.4"}, {"result", "stored"}}));
+  EXPECT_FALSE((*log)->failing());
+  EXPECT_GE((*log)->write_failures(), 2u);
+  log->reset();
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 5u) << ReadAll();  // segment, 1, torn 2, torn_tail, 4
+  EXPECT_THAT(lines[3], HasSubstr("\"reason\":\"torn_tail\""));
+  EXPECT_THAT(lines[4], HasSubstr("1.2.3.4"));
+  AuditLog::VerifyReport r = VerifyOk();
+  EXPECT_EQ(r.bad_line, 0u) << r.error << "\n" << ReadAll();
 }
 
 TEST_F(AuditTest, MalformedLineInTheMiddleIsReported) {
