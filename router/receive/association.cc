@@ -688,55 +688,19 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
   if (status.ok() && meta.duplicate_of != 0) {
     // The same bytes as the stored object: acknowledged, nothing new kept.
     ++objects_ok_;
-    if (AuditLog* a = server_->audit()) {
-      a->Record("object", {{"calling_ae", calling_ae_},
-                           {"peer", peer_},
-                           {"patient_id", meta.patient_id},
-                           {"study_instance_uid", meta.study_instance_uid},
-                           {"sop_instance_uid", meta.sop_instance_uid},
-                           {"result", "stored"},
-                           {"status", "0x0000"},
-                           {"duplicate", "identical"}});
-    }
+    bool audited = AuditObject(meta, "stored", "0x0000", {"duplicate", "identical"}, {});
     RLOG_INFO("%s msg=%u sop=%s event=duplicate-identical object=%llu bytes=%llu: already stored, not queued again",
               Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str(),
               static_cast<unsigned long long>(meta.duplicate_of), static_cast<unsigned long long>(meta.raw_size));
+    if (!audited) RefuseUnaudited(message_id, meta);
   } else if (status.ok()) {
     ++objects_ok_;
     std::string suppressed;
     for (const std::string& d : meta.suppressed) suppressed += (suppressed.empty() ? "" : ",") + d;
     std::string routes;
     for (const store::Route& r : meta.routes) routes += (routes.empty() ? "" : ",") + r.destination;
-    bool audited = true;
-    if (AuditLog* a = server_->audit()) {
-      audited = a->Record("object", {{"calling_ae", calling_ae_},
-                                     {"peer", peer_},
-                                     {"patient_id", meta.patient_id},
-                                     {"study_instance_uid", meta.study_instance_uid},
-                                     {"sop_instance_uid", meta.sop_instance_uid},
-                                     {"result", "stored"},
-                                     {"status", "0x0000"},
-                                     {"routing", meta.routing},
-                                     {"to", routes}});
-    }
-    if (!audited && server_->AuditBlocksIntake()) {
-      // Audit failure, on_failure = "refuse": the object is committed (the
-      // store's commit came first) but is not acknowledged. The sender keeps
-      // it and sends it again; that copy replaces this one (same SOP
-      // Instance UID, FORMAT.md) and is audited then.
-      for (Pending& p : pending_) {
-        if (p.message_id == message_id && p.done && p.status == dimse::kStatusSuccess) {
-          p.status = dimse::kStatusOutOfResources;
-          p.comment = kAuditFailingReason;
-          break;
-        }
-      }
-      RLOG_ERROR(
-          "%s msg=%u sop=%s event=audit-refused status=0xA700: stored, but its audit record could not be "
-          "written; answered Out of Resources so that the sender sends it again ([audit] on_failure = "
-          "\"refuse\")",
-          Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str());
-    }
+    bool audited = AuditObject(meta, "stored", "0x0000", {"routing", meta.routing}, {"to", routes});
+    if (!audited) RefuseUnaudited(message_id, meta);
     RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s%s%s", Prefix().c_str(),
               message_id, LogToken(meta.sop_instance_uid).c_str(), LogToken(meta.modality).c_str(),
               static_cast<unsigned long long>(meta.raw_size), static_cast<unsigned long long>(meta.stored_size),
@@ -744,21 +708,57 @@ void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const 
               suppressed.empty() ? "" : " suppressed=", suppressed.c_str());
   } else {
     ++objects_failed_;
-    if (AuditLog* a = server_->audit()) {
-      a->Record("object", {{"calling_ae", calling_ae_},
-                           {"peer", peer_},
-                           {"patient_id", meta.patient_id},
-                           {"study_instance_uid", meta.study_instance_uid},
-                           {"sop_instance_uid", meta.sop_instance_uid},
-                           {"result", "failed"},
-                           {"status", Hex4(StatusFor(status))},
-                           {"reason", status.message()}});
-    }
+    AuditObject(meta, "failed", Hex4(StatusFor(status)), {"reason", status.message()}, {});
     RLOG_WARN("%s msg=%u sop=%s event=store-failed status=0x%04X reason=\"%s\"", Prefix().c_str(), message_id,
               LogToken(meta.sop_instance_uid).c_str(), StatusFor(status), LogEscape(status.message(), true).c_str());
   }
   FlushResponses();
   MaybeResumeReading();
+}
+
+bool ScpAssociation::AuditObject(const store::ObjectMeta& meta, std::string_view result, std::string_view status,
+                                 AuditLog::Field extra1, AuditLog::Field extra2) {
+  AuditLog* a = server_->audit();
+  if (a == nullptr) return true;
+  if (extra2.first.empty()) {
+    return a->Record("object", {{"calling_ae", calling_ae_},
+                                {"peer", peer_},
+                                {"patient_id", meta.patient_id},
+                                {"study_instance_uid", meta.study_instance_uid},
+                                {"sop_instance_uid", meta.sop_instance_uid},
+                                {"result", result},
+                                {"status", status},
+                                extra1});
+  }
+  return a->Record("object", {{"calling_ae", calling_ae_},
+                              {"peer", peer_},
+                              {"patient_id", meta.patient_id},
+                              {"study_instance_uid", meta.study_instance_uid},
+                              {"sop_instance_uid", meta.sop_instance_uid},
+                              {"result", result},
+                              {"status", status},
+                              extra1,
+                              extra2});
+}
+
+void ScpAssociation::RefuseUnaudited(uint16_t message_id, const store::ObjectMeta& meta) {
+  if (!server_->AuditBlocksIntake()) return;  // on_failure = "continue": the audit log counts it
+  // Audit failure, on_failure = "refuse": the object is committed (the
+  // store's commit came first) but is not acknowledged. The sender keeps it
+  // and sends it again; that copy replaces this one (same SOP Instance UID,
+  // FORMAT.md) or is its identical duplicate, and is audited then.
+  for (Pending& p : pending_) {
+    if (p.message_id == message_id && p.done && p.status == dimse::kStatusSuccess) {
+      p.status = dimse::kStatusOutOfResources;
+      p.comment = kAuditFailingReason;
+      break;
+    }
+  }
+  RLOG_ERROR(
+      "%s msg=%u sop=%s event=audit-refused status=0xA700: stored, but its audit record could not be "
+      "written; answered Out of Resources so that the sender sends it again ([audit] on_failure = "
+      "\"refuse\")",
+      Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str());
 }
 
 void ScpAssociation::FlushResponses() {

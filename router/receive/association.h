@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -28,6 +29,7 @@
 #include "router/protocol/pdu.h"
 #include "router/receive/access.h"
 #include "router/receive/dataset_header.h"
+#include "router/record/audit.h"
 #include "rules/routing.h"
 #include "store/store.h"
 
@@ -130,6 +132,14 @@ class ScpAssociation : private UlConnection::User {
               std::vector<uint8_t> bytes);
   std::string PeerIp() const;
   void FlushResponses();
+  // Writes the "object" audit record of a C-STORE's outcome (with one or two
+  // more fields; an empty extra2 is left out). False when the audit trail
+  // could not take it; true without an audit log.
+  bool AuditObject(const store::ObjectMeta& meta, std::string_view result, std::string_view status,
+                   AuditLog::Field extra1, AuditLog::Field extra2);
+  // [audit] on_failure = "refuse": turns the Success of a stored object whose
+  // audit record failed into 0xA700, and logs it. Does nothing otherwise.
+  void RefuseUnaudited(uint16_t message_id, const store::ObjectMeta& meta);
   void DropIncoming();
   void ProtocolError(ul::AbortReason reason, const std::string& why);
   void HandleCommand(uint8_t context_id);
