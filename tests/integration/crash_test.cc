@@ -224,8 +224,21 @@ TEST_F(CrashTest, NothingAcknowledgedIsLostAcrossKill9) {
       std::string log = dir_ / ("storescu-" + std::to_string(cycle) + "-" + std::to_string(k) + ".log");
       ASSERT_TRUE(senders[k].Start(argv, log));
     }
-    int delay = delay_ms(rng);
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+    // Kill once a random share of the batch is acknowledged (not after a
+    // fixed time: how long a batch takes depends on the machine, and
+    // identical resends are acknowledged without a write), so that the kill
+    // lands mid-stream on any machine. A time cap covers senders that stall.
+    const size_t want = std::uniform_int_distribution<size_t>(1, std::max<size_t>(1, batch.size() * 2 / 3))(rng);
+    const auto started = std::chrono::steady_clock::now();
+    const auto cap = started + std::chrono::milliseconds(delay_ms(rng) * 20);
+    while (std::chrono::steady_clock::now() < cap) {
+      size_t seen = 0;
+      for (Child& c : senders) seen += ParseStorescuVerbose(c.ReadLog()).acknowledged.size();
+      if (seen >= want) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    int delay = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
     relais.Kill9();
 
     size_t acked_now = 0;
