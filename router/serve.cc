@@ -16,6 +16,7 @@
 #include "router/operate/admin_api.h"
 #include "router/operate/admin_http.h"
 #include "router/operate/alerts.h"
+#include "router/operate/config_reload.h"
 #include "router/operate/scrubber.h"
 #include "router/operate/service_notify.h"
 #include "router/operate/storage_watch.h"
@@ -36,6 +37,12 @@ struct SignalCtx {
   StorageWatch* storage = nullptr;
   Scrubber* scrubber = nullptr;
   ServiceNotifier* notifier = nullptr;
+  AdminApi* admin_api = nullptr;
+  // relais.toml as last applied (SIGHUP re-reads it), and the error of the
+  // last re-read when it failed (the "config-reload-failed" alert).
+  rules::AppConfig config;
+  std::string config_error;
+  int64_t config_error_unix_ms = 0;
   uint64_t drain_ms = 20000;
   bool rest_stopped = false;
   uv_signal_t sigint;
@@ -50,9 +57,79 @@ void CloseSignals(SignalCtx* ctx) {
   uv_close(reinterpret_cast<uv_handle_t*>(&ctx->sighup), nullptr);
 }
 
+// SIGHUP, relais.toml: re-read it; apply what can change live (admin
+// tokens, [alerts], water marks), log one line per setting that needs a
+// restart. A file that does not load changes nothing and raises the
+// "config-reload-failed" alert until a good one is read.
+void ReloadAppConfig(SignalCtx* ctx) {
+  const std::string& path = ctx->config.source_path;
+  Result<rules::AppConfig> loaded = rules::LoadAppConfig(path);
+  if (!loaded.ok()) {
+    const std::string m = loaded.status().message();
+    ctx->config_error = m.substr(0, m.find('\n'));
+    if (ctx->config_error.empty()) ctx->config_error = "cannot read " + path;
+    ctx->config_error_unix_ms = NowUnixMs();
+    RLOG_ERROR("event=config-reload-failed path=%s error=\"%s\": everything keeps running as before", path.c_str(),
+               m.c_str());
+    if (ctx->alerts != nullptr) ctx->alerts->Evaluate();
+    return;
+  }
+  const bool was_failing = !ctx->config_error.empty();
+  ctx->config_error.clear();
+  ctx->config_error_unix_ms = 0;
+  ConfigChanges changes = DiffConfig(ctx->config, *loaded);
+  for (const std::string& what : changes.restart_needed) {
+    RLOG_WARN("event=config-restart-needed path=%s: relais.toml changed %s: restart relais to apply", path.c_str(),
+              what.c_str());
+  }
+  if (changes.admin_tokens && ctx->admin_api != nullptr) {
+    ctx->admin_api->SetTokens(loaded->admin.tokens);
+    RLOG_INFO("event=config-reloaded part=\"[[admin.token]]\" tokens=%zu", loaded->admin.tokens.size());
+  }
+  if (changes.alerts && ctx->alerts != nullptr) {
+    ctx->alerts->SetConfig(loaded->alerts);
+    RLOG_INFO("event=config-reloaded part=\"[alerts]\"");
+  }
+  if (changes.water_marks && ctx->storage != nullptr) {
+    ctx->storage->SetWaterMarks(loaded->store.high_water, loaded->store.low_water);
+    ctx->storage->SampleNow();
+    RLOG_INFO("event=config-reloaded part=\"[store] high_water, low_water\" high=%.2f low=%.2f",
+              loaded->store.high_water, loaded->store.low_water);
+  }
+  if (!changes.any_live() && changes.restart_needed.empty())
+    RLOG_INFO("event=config-reloaded path=%s: no change", path.c_str());
+  // Keep the running values of what needs a restart, so that the next
+  // SIGHUP names them again until the restart.
+  rules::AppConfig applied = ctx->config;
+  applied.admin.tokens = loaded->admin.tokens;
+  applied.alerts = loaded->alerts;
+  applied.store.high_water = loaded->store.high_water;
+  applied.store.low_water = loaded->store.low_water;
+  ctx->config = std::move(applied);
+  if (was_failing && ctx->alerts != nullptr) ctx->alerts->Evaluate();
+}
+
+std::vector<Alerts::Active> ConfigReloadCondition(const SignalCtx& ctx) {
+  if (ctx.config_error.empty()) return {};
+  Alerts::Active a;
+  a.kind = "config-reload-failed";
+  a.subject = "config";
+  a.message = "relais.toml does not load: " + ctx.config_error +
+              "; the settings read at start (or at the last good SIGHUP) stay in force (check it with `relais "
+              "config check`)";
+  a.since_unix_ms = ctx.config_error_unix_ms;
+  return {a};
+}
+
 void OnHangup(uv_signal_t* h, int) noexcept {
   auto* ctx = static_cast<SignalCtx*>(h->data);
-  if (!ctx->stopping) ctx->server->RequestRulesReload("SIGHUP");
+  if (ctx->stopping) return;
+  try {
+    ReloadAppConfig(ctx);
+  } catch (const std::exception& e) {  // std::bad_alloc
+    RLOG_ERROR("event=config-reload-failed error=\"%s\"", e.what());
+  }
+  ctx->server->RequestRulesReload("SIGHUP");
 }
 
 // Everything but the listener: the admin API (nothing new asked of the
@@ -100,6 +177,20 @@ void OnStopSignal(uv_signal_t* h, int signum) noexcept {
 // --- Serve's steps, in the order it runs them ---
 
 // The store, before the server and the scheduler, which use it.
+// The "rules-reload-failed" alert (subject "rules"): holds while the last
+// reload of the rule files failed, so the rules in force are older than the
+// files on disk; clears when a good file loads.
+std::vector<Alerts::Active> RulesReloadCondition(const Server& server) {
+  if (server.rules_reload_error().empty()) return {};
+  Alerts::Active a;
+  a.kind = "rules-reload-failed";
+  a.subject = "rules";
+  a.message = "the rule files do not load: " + server.rules_reload_error() + "; running rules loaded at " +
+              IsoTime(server.rules_loaded_unix_ms()) + " (fix the file; check it with `relais config check`)";
+  a.since_unix_ms = server.rules_reload_failed_unix_ms();
+  return {a};
+}
+
 Result<std::unique_ptr<store::Store>> OpenStore(const rules::AppConfig& config) {
   store::Options so;
   so.path = config.store.path;
@@ -280,6 +371,8 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
   sig.server = &server;
   sig.delivery = &delivery;
   sig.admin = admin.get();
+  sig.admin_api = admin_api.get();
+  sig.config = config;
   sig.alerts = &alerts;
   sig.storage = &storage;
   sig.scrubber = &scrubber;
@@ -290,7 +383,10 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
     storage.Start();
     scrubber.Start();
     alerts.AddCondition("scrub-damaged", [&scrubber] { return scrubber.Condition(); });
+    alerts.AddCondition("rules-reload-failed", [&server] { return RulesReloadCondition(server); });
+    alerts.AddCondition("config-reload-failed", [&sig] { return ConfigReloadCondition(sig); });
     alerts.Start(Alerts::Sources{&delivery, store.get(), &storage});
+    server.SetRulesOutcomeListener([&alerts] { alerts.Evaluate(); });
     StartSignals(&sig);
     AnnounceListening(config, settings, tls != nullptr, &notifier);
   } else {

@@ -22,6 +22,7 @@
 #include "router/operate/admin_api.h"
 #include "router/record/audit.h"
 #include "router/router.h"
+#include "rules/routing.h"
 #include "rules/rules.h"
 #include "store/store.h"
 
@@ -177,8 +178,26 @@ int CmdConfigCheck(const std::string& config_path) {
     std::fprintf(stderr, "%s\n", cfg.status().message().c_str());
     return 1;
   }
+  // The rule files `serve` will load, loaded by the same code and under the
+  // same budget (router/serve.cc), so that an ExecStartPre check that passes
+  // means `serve` starts.
+  size_t rule_count = 0;
+  if (!cfg->rules_path.empty()) {
+    relais::rules::CompileBudget budget;
+    budget.max_regex_memory = cfg->rules_max_regex_memory;
+    budget.max_compile_ms = cfg->rules_max_compile_s * 1000;
+    auto loaded = relais::rules::RuleSet::Load(cfg->rules_path, budget);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "%s: rules %s: %s\n", config_path.c_str(), cfg->rules_path.c_str(),
+                   loaded.status().message().c_str());
+      return 1;
+    }
+    rule_count = (*loaded)->rule_count();
+  }
   std::printf("%s: OK (listener %s on %s:%u, store %s)\n", config_path.c_str(), cfg->listener.ae_title.c_str(),
               cfg->listener.host.c_str(), cfg->listener.port, cfg->store.path.c_str());
+  if (!cfg->rules_path.empty()) std::printf("%s: OK (%zu rules)\n", cfg->rules_path.c_str(), rule_count);
+  else std::printf("no [rules] path: objects are stored and not routed\n");
   return 0;
 }
 

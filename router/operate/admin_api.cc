@@ -30,6 +30,14 @@ AdminRole ParseAdminRole(std::string_view role) {
 
 AdminApi::AdminApi(std::vector<rules::AdminToken> tokens, Sources sources)
     : src_(std::move(sources)), now_(&NowUnixMs), alive_(std::make_shared<bool>(true)) {
+  SetTokens(tokens);
+}
+
+void AdminApi::SetTokens(const std::vector<rules::AdminToken>& tokens) {
+  // A request still running holds a Token* into the old list: keep its
+  // buffer (moving a vector keeps it), a few bytes per token change.
+  if (!tokens_.empty()) retired_tokens_.push_back(std::move(tokens_));
+  tokens_ = {};
   for (const rules::AdminToken& t : tokens) {
     Token tok;
     tok.name = t.name;

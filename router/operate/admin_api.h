@@ -105,6 +105,9 @@ class AdminApi {
   AdminApi(std::vector<rules::AdminToken> tokens, Sources sources);
   ~AdminApi();
   AdminApi(const AdminApi&) = delete;
+  // Replaces the tokens (SIGHUP reloading relais.toml): the next request is
+  // checked against the new list. Same rules as the constructor. Loop thread.
+  void SetTokens(const std::vector<rules::AdminToken>& tokens);
   AdminApi& operator=(const AdminApi&) = delete;
 
   // Answers `req`: `respond` runs exactly once, on the loop thread, either
@@ -158,6 +161,7 @@ class AdminApi {
   void RulesReload(Ctx& c);
 
   std::vector<Token> tokens_;
+  std::vector<std::vector<Token>> retired_tokens_;  // replaced by SetTokens, kept for requests in flight
   Sources src_;
   std::function<int64_t()> now_;
   std::shared_ptr<bool> alive_;

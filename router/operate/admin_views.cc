@@ -187,7 +187,11 @@ json RulesStatus(const std::string& path, const Server* server) {
           {"rules", rs ? rs->rule_count() : 0},
           {"destinations", rs ? rs->destinations().size() : 0},
           {"reloads", server ? server->rule_reloads() : 0},
-          {"reload_failures", server ? server->rule_reload_failures() : 0}};
+          {"reload_failures", server ? server->rule_reload_failures() : 0},
+          {"loaded_at", server && server->rules_loaded_unix_ms() ? IsoTime(server->rules_loaded_unix_ms()) : ""},
+          {"reload_error", server ? server->rules_reload_error() : ""},
+          {"reload_failed_at",
+           server && server->rules_reload_failed_unix_ms() ? IsoTime(server->rules_reload_failed_unix_ms()) : ""}};
 }
 
 // GET /api/status's "alerts": the active ones.
@@ -219,6 +223,7 @@ void AdminApi::Healthz(Ctx& c) { c.respond({200, "application/json", R"({"status
 void AdminApi::Readyz(Ctx& c) {
   json checks = json::object();
   bool ready = true;
+  std::string degraded;
   if (src_.store == nullptr) {
     checks["store"] = "no store";
     ready = false;
@@ -228,6 +233,12 @@ void AdminApi::Readyz(Ctx& c) {
   if (src_.server != nullptr && !src_.rules_path.empty() && src_.server->rules() == nullptr) {
     checks["rules"] = "rules not loaded from " + src_.rules_path + ": fix them and reload (see the log)";
     ready = false;
+  } else if (src_.server != nullptr && !src_.server->rules_reload_error().empty()) {
+    // Degraded, still ready: the box routes with the rules it has (200, so a
+    // load balancer keeps it); monitoring reads "degraded" in the body.
+    degraded = "degraded: running rules from " + IsoTime(src_.server->rules_loaded_unix_ms()) +
+               ", file on disk differs: " + src_.server->rules_reload_error();
+    checks["rules"] = degraded;
   } else {
     checks["rules"] = "ok";
   }
@@ -243,7 +254,9 @@ void AdminApi::Readyz(Ctx& c) {
       checks["storage"] = "ok";
     }
   }
-  c.respond({ready ? 200 : 503, "application/json", JsonDump(json{{"ready", ready}, {"checks", checks}}), {}, ""});
+  json body{{"ready", ready}, {"checks", checks}};
+  if (!degraded.empty()) body["degraded"] = degraded;
+  c.respond({ready ? 200 : 503, "application/json", JsonDump(body), {}, ""});
 }
 
 void AdminApi::Dashboard(Ctx& c) {

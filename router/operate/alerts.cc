@@ -180,6 +180,11 @@ struct Alerts::Impl {
   Impl(uv_loop_t* l, rules::AlertsConfig c, std::string ae, AuditLog* a, Metrics* m)
       : loop(l), config(std::move(c)), ae_title(std::move(ae)), audit(a), metrics(m) {
     std::memset(&ctx, 0, sizeof ctx);
+    ParseWebhook();
+  }
+
+  void ParseWebhook() {
+    webhook_ok = false;
     if (!config.webhook.empty()) {
       webhook_ok = ParseHttpUrl(config.webhook, &wh_host, &wh_port, &wh_path);
       if (!webhook_ok) {
@@ -655,6 +660,11 @@ struct Alerts::Impl {
     }
   }
 };
+
+void Alerts::SetConfig(rules::AlertsConfig config) {
+  impl_->config = std::move(config);
+  impl_->ParseWebhook();
+}
 
 Alerts::Alerts(uv_loop_t* loop, rules::AlertsConfig config, std::string ae_title, AuditLog* audit, Metrics* metrics)
     : impl_(std::make_unique<Impl>(loop, std::move(config), std::move(ae_title), audit, metrics)) {}

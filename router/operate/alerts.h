@@ -14,7 +14,9 @@
 //   (AuditLog::failing; [audit] on_failure says whether intake stops);
 // - conditions added by the caller (AddCondition), e.g.
 //   "scrub-damaged" (subject "store": the background scrub found damaged
-//   objects; router/operate/scrubber.h).
+//   objects; router/operate/scrubber.h), "rules-reload-failed" (subject
+//   "rules") and "config-reload-failed" (subject "config": relais.toml did
+//   not load on SIGHUP; both router/serve.cc).
 // Each condition has a subject (the destination name, or "store"). When it
 // starts to hold, an alert is raised; while it holds, it is sent again every
 // repeat_s (0: once); when it stops holding, a "resolved" notice is sent.
@@ -90,6 +92,11 @@ class Alerts {
   // Stops the timer, kills running commands, aborts webhook requests and
   // closes every handle (the loop then runs out of work).
   void Shutdown();
+
+  // New settings (SIGHUP reloading relais.toml): webhook, command and
+  // thresholds apply from the next evaluation; alerts already raised stay
+  // raised until they stop holding.
+  void SetConfig(rules::AlertsConfig config);
 
   // Conditions holding now, by kind then subject.
   std::vector<Active> active() const;

@@ -70,6 +70,12 @@ class StorageWatch {
 
   const Usage& usage() const { return usage_; }
   double high_water() const { return high_; }
+  // New water marks (SIGHUP reloading relais.toml), applied from the next
+  // sample. REQUIRES: 0 < low_water <= high_water <= 1 (the config parser checks).
+  void SetWaterMarks(double high_water, double low_water) {
+    high_ = high_water;
+    low_ = low_water;
+  }
   double low_water() const { return low_; }
 
  private:

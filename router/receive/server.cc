@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "router/receive/association.h"
@@ -189,6 +190,7 @@ Status Server::InitRules() {
     return loaded.status();
   }
   rules_ = *loaded;
+  rules_loaded_unix_ms_ = NowUnixMs();
   if (rules_listener_) rules_listener_(rules_);
   rules_fingerprint_ = RulesFingerprint(settings_.rules_path);
   if (audit_)
@@ -333,6 +335,7 @@ void Server::OnRulesLoadDone(uv_work_t* req, int status) noexcept {
     return;
   }
   Status applied = self->ApplyRules(load->seq, load->why, load->fingerprint, std::move(load->loaded));
+  if (self->rules_outcome_listener_) self->rules_outcome_listener_();
   for (auto& d : load->done) d(applied);
   if (self->rules_reload_pending_) {
     self->rules_reload_pending_ = false;
@@ -352,7 +355,9 @@ Status Server::ReloadRules(const char* why) {
   }
   const uint64_t seq = ++rules_load_seq_;
   std::string fingerprint = RulesFingerprint(settings_.rules_path);
-  return ApplyRules(seq, why, fingerprint, rules::RuleSet::Load(settings_.rules_path, RulesBudget()));
+  Status applied = ApplyRules(seq, why, fingerprint, rules::RuleSet::Load(settings_.rules_path, RulesBudget()));
+  if (rules_outcome_listener_) rules_outcome_listener_();
+  return applied;
 }
 
 Status Server::ApplyRules(uint64_t seq, const std::string& why_text, const std::string& fingerprint,
@@ -369,6 +374,12 @@ Status Server::ApplyRules(uint64_t seq, const std::string& why_text, const std::
     // unrelated change in the directory.
     rules_fingerprint_ = fingerprint;
     ++rule_reload_failures_;
+    {
+      const std::string m = loaded.status().message();
+      rules_reload_error_ = m.substr(0, m.find('\n'));
+      if (rules_reload_error_.empty()) rules_reload_error_ = "the rule files could not be loaded";
+      rules_reload_failed_unix_ms_ = NowUnixMs();
+    }
     std::istringstream lines(loaded.status().message());
     std::string line;
     while (std::getline(lines, line)) {
@@ -387,6 +398,11 @@ Status Server::ApplyRules(uint64_t seq, const std::string& why_text, const std::
     return loaded.status();
   }
   rules_ = std::move(*loaded);
+  rules_loaded_unix_ms_ = NowUnixMs();
+  if (!rules_reload_error_.empty())
+    RLOG_INFO("event=rules-reload-recovered trigger=\"%s\": the rules in force are the files on disk again", why);
+  rules_reload_error_.clear();
+  rules_reload_failed_unix_ms_ = 0;
   if (rules_listener_) rules_listener_(rules_);
   ++rule_reloads_;
   rules_fingerprint_ = fingerprint;

@@ -138,6 +138,17 @@ class Server {
     rules_listener_ = std::move(fn);
   }
   uint64_t rule_reload_failures() const { return rule_reload_failures_; }
+  // Called on the loop thread after each reload's outcome is in force
+  // (success or failure), e.g. to evaluate the alerts at once.
+  void SetRulesOutcomeListener(std::function<void()> fn) { rules_outcome_listener_ = std::move(fn); }
+  // The first error of the last reload when it failed ("FILE:LINE:COLUMN:
+  // message"), empty when the rules in force are what the files hold (the
+  // last load succeeded). Cleared by the next successful load. Loop thread.
+  const std::string& rules_reload_error() const { return rules_reload_error_; }
+  // When the last failed reload happened, and when the rules in force were
+  // loaded (Unix ms; 0 when none). Loop thread.
+  int64_t rules_reload_failed_unix_ms() const { return rules_reload_failed_unix_ms_; }
+  int64_t rules_loaded_unix_ms() const { return rules_loaded_unix_ms_; }
   // The audit trail (null: none). Not owned; must outlive the Server.
   void SetAudit(AuditLog* audit) { audit_ = audit; }
   AuditLog* audit() const { return audit_; }
@@ -215,6 +226,10 @@ class Server {
   Metrics* metrics_ = nullptr;
   std::string intake_closed_;
   uint64_t rule_reload_failures_ = 0;
+  std::string rules_reload_error_;  // first error of the failed reload now reported, or empty
+  int64_t rules_reload_failed_unix_ms_ = 0;
+  int64_t rules_loaded_unix_ms_ = 0;
+  std::function<void()> rules_outcome_listener_;
   uv_fs_event_t rules_watch_;
   bool rules_watching_ = false;
   std::string rules_fingerprint_;      // contents of the rule files last loaded (or last failed)
