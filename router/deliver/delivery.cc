@@ -86,6 +86,9 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
           d->down = false;
           d->next_try = 0;
           d->failing_since = 0;
+          d->misconfigured = false;
+          d->misconfigured_reason.clear();
+          d->misconfigured_since = 0;
           RLOG_INFO("dest=%s event=destination-changed ae=%s address=%s:%u", cfg.name.c_str(), cfg.ae_title.c_str(),
                     cfg.host.c_str(), cfg.port);
         }
@@ -609,8 +612,12 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     st.host = d->cfg.host;
     st.port = d->cfg.port;
     st.paused = d->paused;
+    st.misconfigured_reason = d->misconfigured_reason;
+    st.misconfigured_since_unix_ms = d->misconfigured_since;
     if (d->paused) {
       st.state = "paused";
+    } else if (d->misconfigured) {
+      st.state = "misconfigured";
     } else if (d->down) {
       st.state = "down";
     } else if (d->failures > 0 && d->next_try > now) {

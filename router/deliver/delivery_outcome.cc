@@ -4,6 +4,7 @@
 // (backoff, down, up) and to its statistics. The decisions are the retry
 // policy's (retry_policy.h); this file applies them.
 #include <cinttypes>
+#include <limits>
 
 #include "base/clock.h"
 #include "base/hex.h"
@@ -113,6 +114,7 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
 
 void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string& association, bool log_head) {
   const int64_t now = NowUnixMs();
+  if (o.IsMisconfiguration()) return Misconfigured(d, o, association, now);
   if (d->failures == 0) d->failing_since = now;
   ++d->failures;
   d->last_link_error = o.ToString();
@@ -168,14 +170,53 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
   }
 }
 
+// What an admin changes for each reason of Outcome::IsMisconfiguration.
+std::string DeliveryScheduler::MisconfigurationFix(const Dest* d, const Outcome& o) const {
+  switch (o.reject_reason) {
+    case ul::kRjCalledAeNotRecognized:
+      return "check the destination's ae_title in the rule file (now '" + d->cfg.ae_title +
+             "') against the AE title the peer expects, then reload (SIGHUP)";
+    case ul::kRjCallingAeNotRecognized:
+      return "the peer does not know our calling AE title '" + settings_.calling_ae +
+             "': add it to the peer's known AEs, or change calling_ae_title in relais.toml and restart";
+    default:
+      return "the peer refused the DICOM application context: check that " + d->cfg.host + ":" +
+             std::to_string(d->cfg.port) + " is a DICOM service, then reload (SIGHUP)";
+  }
+}
+
+void DeliveryScheduler::Misconfigured(Dest* d, const Outcome& o, const std::string& association, int64_t now) {
+  // No attempt is charged to any row: the objects are not at fault. The
+  // destination waits its longest backoff (a reload that changes it clears
+  // the wait at once, Configure).
+  const bool was = d->misconfigured;
+  d->misconfigured = true;
+  if (!was) d->misconfigured_since = now;
+  d->misconfigured_reason = d->cfg.name + " refused our association: " + o.error + "; " + MisconfigurationFix(d, o);
+  d->last_link_error = o.ToString();
+  d->next_try = now + Backoff(d, std::numeric_limits<uint32_t>::max());
+  if (!was) {
+    d->NoteFailure(FailureClass::kMisconfigured, now, "", association, "hold", o.status, d->misconfigured_reason);
+  }
+  RLOG_WARN("dest=%s dassoc=%s event=%s ae=%s held=%zu retry_in_ms=%" PRId64 " reason=\"%s\"", d->cfg.name.c_str(),
+            association.c_str(), was ? "still-misconfigured" : "destination-misconfigured", d->cfg.ae_title.c_str(),
+            d->ready.size(), d->next_try - now, LogEscape(d->misconfigured_reason, true).c_str());
+}
+
 void DeliveryScheduler::LinkSuccess(Dest* d) {
   if (d->down || d->failures > 0) {
     RLOG_INFO("dest=%s event=destination-up after_failures=%u", d->cfg.name.c_str(), d->failures);
+  }
+  if (d->misconfigured) {
+    RLOG_INFO("dest=%s event=destination-configured reason=\"answered again\"", d->cfg.name.c_str());
   }
   d->failures = 0;
   d->down = false;
   d->next_try = 0;
   d->failing_since = 0;
+  d->misconfigured = false;
+  d->misconfigured_reason.clear();
+  d->misconfigured_since = 0;
 }
 
 }  // namespace relais::router

@@ -38,8 +38,14 @@ struct DestinationStats {
   uint16_t port = 0;
   bool paused = false;
   // One of "idle" (nothing ready), "sending", "backing-off" (failures,
-  // waiting for next_try), "down" (probing with C-ECHO), "paused".
+  // waiting for next_try), "down" (probing with C-ECHO), "paused",
+  // "misconfigured" (the peer refused our AE titles: rows held, see
+  // misconfigured_reason).
   std::string state;
+  // Why the destination is misconfigured ("" when it is not): "TELERAD
+  // refused our association: A-ASSOCIATE-RJ (permanent, ...)". Since when.
+  std::string misconfigured_reason;
+  int64_t misconfigured_since_unix_ms = 0;
   std::string last_error;  // last failure of any kind ("" before any)
   int64_t last_error_unix_ms = 0;
   // Start of the current streak of link failures; 0 while the link works.

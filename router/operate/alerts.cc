@@ -210,6 +210,7 @@ struct Alerts::Impl {
                     "remote DICOM service.";
         holding[{a.kind, a.subject}] = std::move(a);
       }
+      AddMisconfigured(&kinds, &holding);
     }
     if (sources.store) {
       Result<std::vector<store::Store::QueueSummary>> qs = sources.store->SummarizeQueues();
@@ -253,6 +254,21 @@ struct Alerts::Impl {
       for (Active& a : extra.second()) holding[{a.kind, a.subject}] = std::move(a);
     }
     Reconcile(kinds, holding, now);
+  }
+
+  // Destinations whose peer refused our association for a configuration
+  // reason (DestinationStats::misconfigured_reason, with the fix): raised at
+  // once, resolved when a reload or the peer clears it.
+  void AddMisconfigured(std::set<std::string>* kinds, std::map<Key, Active>* holding) {
+    kinds->insert("destination-misconfigured");
+    for (const DeliveryScheduler::DestinationStats& d : sources.delivery->Stats()) {
+      if (d.misconfigured_reason.empty()) continue;
+      Active a{"destination-misconfigured", d.name, "", d.misconfigured_since_unix_ms};
+      a.message = "Destination " + d.name + " (" + d.ae_title + "@" + d.host + ":" + std::to_string(d.port) +
+                  ") is misconfigured: " + d.misconfigured_reason + ". Its " + std::to_string(d.ready) +
+                  " waiting object(s) stay queued (nothing is dead-lettered) and are sent as soon as it is fixed.";
+      (*holding)[{a.kind, a.subject}] = std::move(a);
+    }
   }
 
   // Dead letters that Sweep removes within the next 24 h (store/FORMAT.md
@@ -341,6 +357,10 @@ struct Alerts::Impl {
     const std::string lasted = Duration(NowUnixMs() - a.since_unix_ms);
     if (a.kind == "destination-down") {
       return "Destination " + a.subject + " is no longer failing (it had failed for " + lasted + ").";
+    }
+    if (a.kind == "destination-misconfigured") {
+      return "Destination " + a.subject + " accepts our association again (it was misconfigured for " + lasted +
+             "): its queue is being delivered.";
     }
     if (a.kind == "oldest-queued") {
       return "Destination " + a.subject + " has no object queued longer than " +
