@@ -415,8 +415,6 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       u.attempt.association = s->name;
       u.attempt.result = "dead";
       u.attempt.error = u.error;
-      RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
-                dead.meta.sop_instance_uid.c_str(), LogEscape(u.error, true).c_str());
       ++d->stats.dead;
       d->NoteFailure(FailureClass::kUnsupported, NowUnixMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
       Finish(d, dead, std::move(u));
@@ -464,8 +462,6 @@ void DeliveryScheduler::DeadLetterUnreadable(Dest* d, Sender* s, const Row& row,
   u.attempt.association = s->name;
   u.attempt.result = "dead";
   u.attempt.error = why;
-  RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
-            row.meta.sop_instance_uid.c_str(), LogEscape(why, true).c_str());
   d->NoteFailure(FailureClass::kUnreadable, NowUnixMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
   Finish(d, row, std::move(u));
 }
@@ -613,6 +609,8 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     st.port = d->cfg.port;
     st.paused = d->paused;
     st.misconfigured_reason = d->misconfigured_reason;
+    st.last_dead_error = d->last_dead_error;
+    st.last_dead_unix_ms = d->last_dead_unix_ms;
     st.misconfigured_since_unix_ms = d->misconfigured_since;
     if (d->paused) {
       st.state = "paused";

@@ -58,8 +58,6 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     u.kind = store::QueueUpdate::Kind::kDeadLetter;
     u.attempt.result = "dead";
     if (transient) u.error = "gave up after " + std::to_string(attempts) + " attempts (retry.max_attempts): " + u.error;
-    RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter attempts=%u reason=\"%s\"", d->cfg.name.c_str(),
-              s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts, LogEscape(u.error, true).c_str());
   } else {
     u.kind = store::QueueUpdate::Kind::kRetryLater;
     // Link trouble: the destination's backoff decides. A refusal of this
@@ -83,6 +81,15 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
   u.destination = row.q.destination;
   u.priority = row.q.priority;
   u.object_id = row.q.object_id;
+  if (u.kind == store::QueueUpdate::Kind::kDeadLetter) {
+    // One line per dead-lettered row, whichever path gave it up.
+    RLOG_WARN("event=dead-letter dest=%s sop=%s object=%" PRIu64 " attempts=%u status=%s dassoc=%s reason=\"%s\"",
+              d->cfg.name.c_str(), row.meta.sop_instance_uid.c_str(), row.q.object_id, u.attempts,
+              Hex4(u.status).c_str(), u.attempt.association.empty() ? "-" : u.attempt.association.c_str(),
+              LogEscape(u.error, true).c_str());
+    d->last_dead_error = u.error;
+    d->last_dead_unix_ms = NowUnixMs();
+  }
   if (u.log_attempt) {
     u.attempt.object_id = row.q.object_id;
     u.attempt.destination = row.q.destination;

@@ -84,6 +84,9 @@ struct DeliveryScheduler::Dest {
   bool misconfigured = false;
   std::string misconfigured_reason;
   int64_t misconfigured_since = 0;
+  // The reason and time of the latest row dead-lettered here ("", 0: none).
+  std::string last_dead_error;
+  int64_t last_dead_unix_ms = 0;
   // Rescan state.
   bool scan_wanted = true;  // new or requeued rows: scan now
   bool more_rows = false;   // the last scan stopped at its batch size

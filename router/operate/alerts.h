@@ -11,6 +11,10 @@
 //   than oldest_queued_s ago (Store::SummarizeQueues);
 // - "storage-high": intake closed at the high-water mark (StorageWatch; also
 //   raised at once through OnStorageChange);
+// - "dead-letters": a destination has dead letters in the store
+//   (Store::SummarizeQueues dead_rows), with their count and the latest
+//   reason (DeliveryScheduler::Stats last_dead_error); resolved when none is
+//   left;
 // - "dead-letters-expiring": dead-letter objects that the store's sweep
 //   removes within 24 h (Store::ListClass of class dead; subject "store"),
 //   with their count and destinations;

@@ -166,5 +166,82 @@ TEST(MisconfiguredTest, WrongAeTitleHoldsTheQueueAlertsAndAReloadDeliversEveryth
   EXPECT_EQ(peer.Terminate(), 0) << peer.Log();
 }
 
+// A refusal that is the object's (a CT-only storescp and an MR) still
+// dead-letters: one log line per row, and a "dead-letters" alert for the
+// destination with the count and the reason; resolved when they are
+// requeued and delivered.
+TEST(MisconfiguredTest, DeadLettersAreLoggedPerRowAndAlerted) {
+  TempDir dir;
+  ASSERT_EQ(::mkdir((dir / "copies").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((dir / "scp").c_str(), 0755), 0);
+  StorescpOptions so;
+  so.ae_title = "CTONLY";
+  so.only_sop_classes = {kCtImageStorage};
+  StorescpPeer scp(dir / "scp", so);
+  ASSERT_TRUE(scp.Start()) << scp.Log();
+  const std::string ran = dir / "ran.txt";
+  const std::string script = dir / "alert.sh";
+  WriteFile(script,
+            "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
+                ran + "'\n");
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  const std::string rules = dir / "rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"ctonly\"\nae_title = \"CTONLY\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(scp.port()) +
+                       "\nretry = { initial_backoff = \"1s\", max_backoff = \"2s\" }\n"
+                       "[[rule]]\nname = \"all\"\nforward = [\"ctonly\"]\n");
+  RelaisOptions options;
+  options.extra = "\n[rules]\npath = \"" + rules + "\"\n\n[alerts]\ncommand = \"" + script + "\"\nrepeat = 0\n";
+  RelaisProcess relais(dir.path(), options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__MR_small.dcm", dir / "copies", 2, &uids);
+  ASSERT_EQ(files.size(), 2u);
+  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult sent = RunCommand(argv);
+  ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 2u) << sent.output;
+
+  int64_t deadline = NowMs() + 60000;
+  while (!HasLine(ran, "ENV dead-letters|ctonly|raised")) {
+    ASSERT_LT(NowMs(), deadline) << "no dead-letters alert\n" << relais.Log();
+    SleepMs(250);
+  }
+  json raised = json::parse(Lines(ran)[0], nullptr, false);
+  const std::string message = raised.value("message", "");
+  EXPECT_NE(message.find("2 object(s)"), std::string::npos) << message;
+  EXPECT_NE(message.find("ctonly"), std::string::npos) << message;
+  EXPECT_NE(message.find("1.2.840.10008.5.1.4.1.1.4"), std::string::npos)
+      << "the reason names the SOP class: " << message;
+  const std::string log = relais.Log();
+  for (const std::string& uid : uids) {
+    const size_t at = log.find("event=dead-letter dest=ctonly sop=" + uid + " object=");
+    ASSERT_NE(at, std::string::npos) << uid << "\n" << log;
+    const std::string line = log.substr(at, log.find('\n', at) - at);
+    EXPECT_NE(line.find(" attempts="), std::string::npos) << line;
+    EXPECT_NE(line.find(" status="), std::string::npos) << line;
+    EXPECT_NE(line.find(" reason=\""), std::string::npos) << line;
+    EXPECT_EQ(log.find("event=dead-letter dest=ctonly sop=" + uid + " ", at + 1), std::string::npos)
+        << "one line per row\n"
+        << log;
+  }
+
+  // The peer takes MR now; the dead letters are requeued and delivered.
+  StorescpOptions all;
+  all.ae_title = "CTONLY";
+  all.port = scp.port();
+  ASSERT_TRUE(scp.Restart(all)) << scp.Log();
+  RunResult r = RunCommand({RelaisBinary(), "queue", "retry", "--config", relais.config_path(), "--dead"}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  deadline = NowMs() + 60000;
+  while (!HasLine(ran, "ENV dead-letters|ctonly|resolved")) {
+    ASSERT_LT(NowMs(), deadline) << "the dead-letters alert was not resolved\n" << relais.Log();
+    SleepMs(250);
+  }
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+}
+
 }  // namespace
 }  // namespace relais::itest
