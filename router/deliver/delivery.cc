@@ -356,6 +356,12 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
   if (o.kind == Outcome::Kind::kSuccess) {
     s->established = true;
     s->idle_since = NowUnixMs();
+    if (d->misconfigured) {  // the peer accepts us again (fixed on its side)
+      RLOG_INFO("dest=%s dassoc=%s event=destination-configured", d->cfg.name.c_str(), s->name.c_str());
+      d->misconfigured = false;
+      d->misconfigured_reason.clear();
+      d->misconfigured_since = 0;
+    }
     if (s->probe) {
       s->busy = true;
       s->assoc->Echo([this, d, s](Outcome e) {
