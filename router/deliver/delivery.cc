@@ -86,6 +86,9 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
           d->down = false;
           d->next_try = 0;
           d->failing_since = 0;
+          d->misconfigured = false;
+          d->misconfigured_reason.clear();
+          d->misconfigured_since = 0;
           RLOG_INFO("dest=%s event=destination-changed ae=%s address=%s:%u", cfg.name.c_str(), cfg.ae_title.c_str(),
                     cfg.host.c_str(), cfg.port);
         }
@@ -353,6 +356,12 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
   if (o.kind == Outcome::Kind::kSuccess) {
     s->established = true;
     s->idle_since = NowUnixMs();
+    if (d->misconfigured) {  // the peer accepts us again (fixed on its side)
+      RLOG_INFO("dest=%s dassoc=%s event=destination-configured", d->cfg.name.c_str(), s->name.c_str());
+      d->misconfigured = false;
+      d->misconfigured_reason.clear();
+      d->misconfigured_since = 0;
+    }
     if (s->probe) {
       s->busy = true;
       s->assoc->Echo([this, d, s](Outcome e) {
@@ -412,8 +421,6 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       u.attempt.association = s->name;
       u.attempt.result = "dead";
       u.attempt.error = u.error;
-      RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
-                dead.meta.sop_instance_uid.c_str(), LogEscape(u.error, true).c_str());
       ++d->stats.dead;
       d->NoteFailure(FailureClass::kUnsupported, NowUnixMs(), dead.meta.sop_instance_uid, s->name, "dead", 0, u.error);
       Finish(d, dead, std::move(u));
@@ -461,8 +468,6 @@ void DeliveryScheduler::DeadLetterUnreadable(Dest* d, Sender* s, const Row& row,
   u.attempt.association = s->name;
   u.attempt.result = "dead";
   u.attempt.error = why;
-  RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter reason=\"%s\"", d->cfg.name.c_str(), s->name.c_str(),
-            row.meta.sop_instance_uid.c_str(), LogEscape(why, true).c_str());
   d->NoteFailure(FailureClass::kUnreadable, NowUnixMs(), row.meta.sop_instance_uid, s->name, "dead", 0, why);
   Finish(d, row, std::move(u));
 }
@@ -609,8 +614,14 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     st.host = d->cfg.host;
     st.port = d->cfg.port;
     st.paused = d->paused;
+    st.misconfigured_reason = d->misconfigured_reason;
+    st.last_dead_error = d->last_dead_error;
+    st.last_dead_unix_ms = d->last_dead_unix_ms;
+    st.misconfigured_since_unix_ms = d->misconfigured_since;
     if (d->paused) {
       st.state = "paused";
+    } else if (d->misconfigured) {
+      st.state = "misconfigured";
     } else if (d->down) {
       st.state = "down";
     } else if (d->failures > 0 && d->next_try > now) {

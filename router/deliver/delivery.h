@@ -175,6 +175,10 @@ class DeliveryScheduler {
   // carries the attempt in its log.
   void LinkFailure(Dest* d, const Outcome& o, const std::string& association, bool log_head);
   void LinkSuccess(Dest* d);
+  // The peer refused us for a configuration reason (Outcome::
+  // IsMisconfiguration): hold the rows, wait retry.max_backoff_s.
+  void Misconfigured(Dest* d, const Outcome& o, const std::string& association, int64_t now);
+  std::string MisconfigurationFix(const Dest* d, const Outcome& o) const;
   // Applies `update` to the row; when durable, the row leaves in_flight
   // (if `release_in_flight`) and the destination runs again.
   void Finish(Dest* d, const Row& row, store::QueueUpdate update, bool release_in_flight = true);

@@ -4,6 +4,7 @@
 // (backoff, down, up) and to its statistics. The decisions are the retry
 // policy's (retry_policy.h); this file applies them.
 #include <cinttypes>
+#include <limits>
 
 #include "base/clock.h"
 #include "base/hex.h"
@@ -57,8 +58,6 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     u.kind = store::QueueUpdate::Kind::kDeadLetter;
     u.attempt.result = "dead";
     if (transient) u.error = "gave up after " + std::to_string(attempts) + " attempts (retry.max_attempts): " + u.error;
-    RLOG_WARN("dest=%s dassoc=%s sop=%s event=dead-letter attempts=%u reason=\"%s\"", d->cfg.name.c_str(),
-              s->name.c_str(), row.meta.sop_instance_uid.c_str(), attempts, LogEscape(u.error, true).c_str());
   } else {
     u.kind = store::QueueUpdate::Kind::kRetryLater;
     // Link trouble: the destination's backoff decides. A refusal of this
@@ -82,6 +81,15 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
   u.destination = row.q.destination;
   u.priority = row.q.priority;
   u.object_id = row.q.object_id;
+  if (u.kind == store::QueueUpdate::Kind::kDeadLetter) {
+    // One line per dead-lettered row, whichever path gave it up.
+    RLOG_WARN("event=dead-letter dest=%s sop=%s object=%" PRIu64 " attempts=%u status=%s dassoc=%s reason=\"%s\"",
+              d->cfg.name.c_str(), row.meta.sop_instance_uid.c_str(), row.q.object_id, u.attempts,
+              Hex4(u.status).c_str(), u.attempt.association.empty() ? "-" : u.attempt.association.c_str(),
+              LogEscape(u.error, true).c_str());
+    d->last_dead_error = u.error;
+    d->last_dead_unix_ms = NowUnixMs();
+  }
   if (u.log_attempt) {
     u.attempt.object_id = row.q.object_id;
     u.attempt.destination = row.q.destination;
@@ -113,6 +121,7 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
 
 void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string& association, bool log_head) {
   const int64_t now = NowUnixMs();
+  if (o.IsMisconfiguration()) return Misconfigured(d, o, association, now);
   if (d->failures == 0) d->failing_since = now;
   ++d->failures;
   d->last_link_error = o.ToString();
@@ -168,14 +177,53 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
   }
 }
 
+// What an admin changes for each reason of Outcome::IsMisconfiguration.
+std::string DeliveryScheduler::MisconfigurationFix(const Dest* d, const Outcome& o) const {
+  switch (o.reject_reason) {
+    case ul::kRjCalledAeNotRecognized:
+      return "check the destination's ae_title in the rule file (now '" + d->cfg.ae_title +
+             "') against the AE title the peer expects, then reload (SIGHUP)";
+    case ul::kRjCallingAeNotRecognized:
+      return "the peer does not know our calling AE title '" + settings_.calling_ae +
+             "': add it to the peer's known AEs, or change calling_ae_title in relais.toml and restart";
+    default:
+      return "the peer refused the DICOM application context: check that " + d->cfg.host + ":" +
+             std::to_string(d->cfg.port) + " is a DICOM service, then reload (SIGHUP)";
+  }
+}
+
+void DeliveryScheduler::Misconfigured(Dest* d, const Outcome& o, const std::string& association, int64_t now) {
+  // No attempt is charged to any row: the objects are not at fault. The
+  // destination waits its longest backoff (a reload that changes it clears
+  // the wait at once, Configure).
+  const bool was = d->misconfigured;
+  d->misconfigured = true;
+  if (!was) d->misconfigured_since = now;
+  d->misconfigured_reason = d->cfg.name + " refused our association: " + o.error + "; " + MisconfigurationFix(d, o);
+  d->last_link_error = o.ToString();
+  d->next_try = now + Backoff(d, std::numeric_limits<uint32_t>::max());
+  if (!was) {
+    d->NoteFailure(FailureClass::kMisconfigured, now, "", association, "hold", o.status, d->misconfigured_reason);
+  }
+  RLOG_WARN("dest=%s dassoc=%s event=%s ae=%s held=%zu retry_in_ms=%" PRId64 " reason=\"%s\"", d->cfg.name.c_str(),
+            association.c_str(), was ? "still-misconfigured" : "destination-misconfigured", d->cfg.ae_title.c_str(),
+            d->ready.size(), d->next_try - now, LogEscape(d->misconfigured_reason, true).c_str());
+}
+
 void DeliveryScheduler::LinkSuccess(Dest* d) {
   if (d->down || d->failures > 0) {
     RLOG_INFO("dest=%s event=destination-up after_failures=%u", d->cfg.name.c_str(), d->failures);
+  }
+  if (d->misconfigured) {
+    RLOG_INFO("dest=%s event=destination-configured reason=\"answered again\"", d->cfg.name.c_str());
   }
   d->failures = 0;
   d->down = false;
   d->next_try = 0;
   d->failing_since = 0;
+  d->misconfigured = false;
+  d->misconfigured_reason.clear();
+  d->misconfigured_since = 0;
 }
 
 }  // namespace relais::router

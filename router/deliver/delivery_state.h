@@ -77,6 +77,16 @@ struct DeliveryScheduler::Dest {
   bool down = false;
   int64_t next_try = 0;  // no association is opened before this
   std::string last_link_error;
+  // The peer refused our association for a reason that is our configuration
+  // (Outcome::IsMisconfiguration): rows stay queued, no attempt is charged,
+  // the destination is tried again at retry.max_backoff_s, and a reload
+  // that changes it clears this at once. misconfigured_reason says why.
+  bool misconfigured = false;
+  std::string misconfigured_reason;
+  int64_t misconfigured_since = 0;
+  // The reason and time of the latest row dead-lettered here ("", 0: none).
+  std::string last_dead_error;
+  int64_t last_dead_unix_ms = 0;
   // Rescan state.
   bool scan_wanted = true;  // new or requeued rows: scan now
   bool more_rows = false;   // the last scan stopped at its batch size

@@ -38,8 +38,18 @@ struct DestinationStats {
   uint16_t port = 0;
   bool paused = false;
   // One of "idle" (nothing ready), "sending", "backing-off" (failures,
-  // waiting for next_try), "down" (probing with C-ECHO), "paused".
+  // waiting for next_try), "down" (probing with C-ECHO), "paused",
+  // "misconfigured" (the peer refused our AE titles: rows held, see
+  // misconfigured_reason).
   std::string state;
+  // Why the destination is misconfigured ("" when it is not): "TELERAD
+  // refused our association: A-ASSOCIATE-RJ (permanent, ...)". Since when.
+  std::string misconfigured_reason;
+  int64_t misconfigured_since_unix_ms = 0;
+  // The reason and time of the latest row dead-lettered since start ("", 0:
+  // none), for the "dead-letters" alert.
+  std::string last_dead_error;
+  int64_t last_dead_unix_ms = 0;
   std::string last_error;  // last failure of any kind ("" before any)
   int64_t last_error_unix_ms = 0;
   // Start of the current streak of link failures; 0 while the link works.
@@ -50,7 +60,9 @@ struct DestinationStats {
   // "transient-status" (0xA7xx and other retryable DIMSE statuses),
   // "refused" (0xA9xx, 0xCxxx...), "unsupported" (SOP class / syntax not
   // accepted, no lossless conversion), "unreadable" (stored object cannot
-  // be read or prepared), "limit" (max_attempts / max_age reached).
+  // be read or prepared), "limit" (max_attempts / max_age reached),
+  // "misconfigured" (the peer refused our AE titles: rows held; once per
+  // episode).
   // Each failure counts once, in one class; a row given up by the retry
   // policy counts as "limit" whatever its last error was.
   std::map<std::string, uint64_t> failures_by_class;

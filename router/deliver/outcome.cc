@@ -53,6 +53,15 @@ bool Outcome::IsTransient() const {
   return false;
 }
 
+bool Outcome::IsMisconfiguration() const {
+  if (kind != Kind::kRejected || reject_result != ul::RejectResult::kPermanent ||
+      reject_source != ul::RejectSource::kServiceUser) {
+    return false;
+  }
+  return reject_reason == ul::kRjApplicationContextNotSupported || reject_reason == ul::kRjCallingAeNotRecognized ||
+         reject_reason == ul::kRjCalledAeNotRecognized;
+}
+
 std::string Outcome::ToString() const {
   std::string s = OutcomeKindName(kind);
   if (kind == Kind::kSuccess || kind == Kind::kWarning || kind == Kind::kFailure) {

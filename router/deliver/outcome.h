@@ -47,6 +47,12 @@ struct Outcome {
   // which archives use for passing trouble). False for successes and for
   // permanent refusals (0xA9xx, 0xCxxx, 0x0122, ..., kNoContext, kLocalError).
   bool IsTransient() const;
+  // True for a permanent A-ASSOCIATE-RJ whose reason is our configuration,
+  // not the objects (PS3.8 9.3.4, Table 9-21, source 1 service user):
+  // application context name not supported (2), calling AE title not
+  // recognized (3), called AE title not recognized (7). "No reason given"
+  // (1) and the provider's reasons are not: they say nothing of the setup.
+  bool IsMisconfiguration() const;
   std::string ToString() const;  // "failure status=0xA900: ..."
 };
 const char* OutcomeKindName(Outcome::Kind kind);

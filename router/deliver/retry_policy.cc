@@ -12,6 +12,7 @@ const char* FailureClassName(FailureClass cls) {
     case FailureClass::kUnsupported: return "unsupported";
     case FailureClass::kUnreadable: return "unreadable";
     case FailureClass::kLimit: return "limit";
+    case FailureClass::kMisconfigured: return "misconfigured";
   }
   return "?";
 }
@@ -41,6 +42,11 @@ RetryDecision DecideOpenRetry(const Outcome& o, uint32_t attempts, uint32_t max_
   RetryDecision r;
   r.link = true;
   r.cls = FailureClass::kLink;
+  if (o.IsMisconfiguration()) {
+    r.cls = FailureClass::kMisconfigured;
+    r.hold = true;
+    return r;
+  }
   if (o.kind == Outcome::Kind::kRejected && !o.IsTransient() && attempts >= kPermanentFailureAttempts) {
     r.give_up = true;
     r.cls = FailureClass::kRefused;

@@ -19,6 +19,12 @@
 //  - No accepted presentation context (kNoContext) is dead-lettered at
 //    once, class kUnsupported; so is a local error (the stored object could
 //    not be read), class kUnreadable.
+//  - A permanent A-ASSOCIATE-RJ that names our configuration (called or
+//    calling AE title not recognized, application context not supported:
+//    Outcome::IsMisconfiguration) is the destination's setup, not the
+//    objects': class kMisconfigured, never given up, and no attempt is
+//    charged (hold is true); the destination waits for a reload or probes
+//    at its slowest backoff.
 //  - Otherwise, once `attempts` reaches retry.max_attempts (0: no limit) the
 //    row is given up, class kLimit.
 // A failure counts once, in one class.
@@ -44,13 +50,15 @@ enum class FailureClass {
   kUnsupported,      // "unsupported": SOP class / syntax not accepted, no lossless conversion
   kUnreadable,       // "unreadable": the stored object cannot be read or prepared
   kLimit,            // "limit": retry.max_attempts or retry.max_age reached
+  kMisconfigured,    // "misconfigured": the peer refused our AE titles / application context
 };
-constexpr size_t kFailureClassCount = 6;
+constexpr size_t kFailureClassCount = 7;
 constexpr std::array<FailureClass, kFailureClassCount> kFailureClasses = {
-    FailureClass::kLink,        FailureClass::kTransientStatus, FailureClass::kRefused,
-    FailureClass::kUnsupported, FailureClass::kUnreadable,      FailureClass::kLimit};
+    FailureClass::kLink,       FailureClass::kTransientStatus, FailureClass::kRefused,      FailureClass::kUnsupported,
+    FailureClass::kUnreadable, FailureClass::kLimit,           FailureClass::kMisconfigured};
 
-// "link", "transient-status", "refused", "unsupported", "unreadable", "limit".
+// "link", "transient-status", "refused", "unsupported", "unreadable", "limit",
+// "misconfigured".
 const char* FailureClassName(FailureClass cls);
 
 // A permanent refusal is dead-lettered at this attempt (the second).
@@ -64,6 +72,9 @@ struct RetryDecision {
   bool link = false;
   // `attempts` reached max_attempts (whatever the class; the row is given up).
   bool at_limit = false;
+  // The destination is misconfigured (class kMisconfigured): the row keeps
+  // its attempts and stays queued; give_up and at_limit are false.
+  bool hold = false;
 };
 
 // An object was sent and failed with `o` (REQUIRES: !o.ok()) at its
@@ -75,7 +86,9 @@ RetryDecision DecideSendRetry(const Outcome& o, uint32_t attempts, uint32_t max_
 // charged to the head of the destination's queue, now at its `attempts`-th
 // attempt. Every such failure is the link's (link is true): class kLink,
 // except a permanent A-ASSOCIATE-RJ, which is kRefused and given up at
-// kPermanentFailureAttempts, and kLimit when max_attempts is reached.
+// kPermanentFailureAttempts, and kLimit when max_attempts is reached. A
+// misconfiguration (Outcome::IsMisconfiguration) is kMisconfigured with hold
+// set, whatever `attempts`: it is never given up.
 RetryDecision DecideOpenRetry(const Outcome& o, uint32_t attempts, uint32_t max_attempts);
 
 // The wait before the next try after `failures` consecutive failures

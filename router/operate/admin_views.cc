@@ -101,6 +101,8 @@ void AddDeliveryFigures(const DeliveryScheduler::DestinationStats& s, bool confi
   j["failing_since_unix_ms"] = s.failing_since_unix_ms;
   j["next_try"] = admin::IsoOrNull(s.next_try_unix_ms);
   j["consecutive_failures"] = s.consecutive_failures;
+  j["misconfigured"] = s.misconfigured_reason.empty() ? json(nullptr) : json(s.misconfigured_reason);
+  j["misconfigured_since"] = admin::IsoOrNull(s.misconfigured_since_unix_ms);
 }
 
 // The queue's figures of one destination into its entry.

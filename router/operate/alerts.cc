@@ -215,6 +215,7 @@ struct Alerts::Impl {
                     "remote DICOM service.";
         holding[{a.kind, a.subject}] = std::move(a);
       }
+      AddMisconfigured(&kinds, &holding);
     }
     if (sources.store) {
       Result<std::vector<store::Store::QueueSummary>> qs = sources.store->SummarizeQueues();
@@ -235,6 +236,7 @@ struct Alerts::Impl {
         }
       }
     }
+    if (sources.store) AddDeadLetters(now, &kinds, &holding);
     if (sources.store) AddDeadLettersExpiring(now, &kinds, &holding);
     if (sources.storage) {
       kinds.insert("storage-high");
@@ -258,6 +260,49 @@ struct Alerts::Impl {
       for (Active& a : extra.second()) holding[{a.kind, a.subject}] = std::move(a);
     }
     Reconcile(kinds, holding, now);
+  }
+
+  // Destinations whose peer refused our association for a configuration
+  // reason (DestinationStats::misconfigured_reason, with the fix): raised at
+  // once, resolved when a reload or the peer clears it.
+  void AddMisconfigured(std::set<std::string>* kinds, std::map<Key, Active>* holding) {
+    kinds->insert("destination-misconfigured");
+    for (const DeliveryScheduler::DestinationStats& d : sources.delivery->Stats()) {
+      if (d.misconfigured_reason.empty()) continue;
+      Active a{"destination-misconfigured", d.name, "", d.misconfigured_since_unix_ms};
+      a.message = "Destination " + d.name + " (" + d.ae_title + "@" + d.host + ":" + std::to_string(d.port) +
+                  ") is misconfigured: " + d.misconfigured_reason + ". Its " + std::to_string(d.ready) +
+                  " waiting object(s) stay queued (nothing is dead-lettered) and are sent as soon as it is fixed.";
+      (*holding)[{a.kind, a.subject}] = std::move(a);
+    }
+  }
+
+  // Destinations with dead letters in the store (QueueSummary::dead_rows),
+  // with the count and the latest reason the scheduler gave (since start):
+  // raised when a destination gets its first, resolved when none is left
+  // (requeued, purged or expired).
+  void AddDeadLetters(int64_t now, std::set<std::string>* kinds, std::map<Key, Active>* holding) {
+    Result<std::vector<store::Store::QueueSummary>> qs = sources.store->SummarizeQueues();
+    if (!qs.ok()) return;  // logged by the oldest-queued check
+    kinds->insert("dead-letters");
+    std::map<std::string, std::pair<std::string, int64_t>> latest;  // destination -> reason, time
+    if (sources.delivery) {
+      for (const DeliveryScheduler::DestinationStats& d : sources.delivery->Stats()) {
+        if (!d.last_dead_error.empty()) latest[d.name] = {d.last_dead_error, d.last_dead_unix_ms};
+      }
+    }
+    for (const store::Store::QueueSummary& q : *qs) {
+      if (q.dead_rows == 0) continue;
+      auto it = latest.find(q.destination);
+      Active a{"dead-letters", q.destination, "", it != latest.end() ? it->second.second : now};
+      a.message = std::to_string(q.dead_rows) + " object(s) for destination " + q.destination +
+                  " are dead letters (delivery gave up on them)" +
+                  (it != latest.end() ? "; the latest: " + it->second.first : std::string()) +
+                  ". `relais queue ls --dest " + q.destination +
+                  " --dead` lists them with their reasons; once the cause is fixed, "
+                  "`relais queue retry --dead` sends them again.";
+      (*holding)[{a.kind, a.subject}] = std::move(a);
+    }
   }
 
   // Dead letters that Sweep removes within the next 24 h (store/FORMAT.md
@@ -346,6 +391,13 @@ struct Alerts::Impl {
     const std::string lasted = Duration(NowUnixMs() - a.since_unix_ms);
     if (a.kind == "destination-down") {
       return "Destination " + a.subject + " is no longer failing (it had failed for " + lasted + ").";
+    }
+    if (a.kind == "dead-letters") {
+      return "Destination " + a.subject + " has no dead letter any more (requeued, purged or expired).";
+    }
+    if (a.kind == "destination-misconfigured") {
+      return "Destination " + a.subject + " accepts our association again (it was misconfigured for " + lasted +
+             "): its queue is being delivered.";
     }
     if (a.kind == "oldest-queued") {
       return "Destination " + a.subject + " has no object queued longer than " +

@@ -3,10 +3,18 @@
 // Conditions, evaluated every `interval_ms` on the loop:
 // - "destination-down": a destination's link has failed continuously for
 //   destination_down_s (DeliveryScheduler::Stats failing_since_unix_ms);
+// - "destination-misconfigured": the destination's peer refused our
+//   association for a configuration reason (called/calling AE title not
+//   recognized; DeliveryScheduler::Stats misconfigured_reason, which names
+//   the fix); raised at once, resolved by a reload that changes it;
 // - "oldest-queued": a destination's oldest queued object was received more
 //   than oldest_queued_s ago (Store::SummarizeQueues);
 // - "storage-high": intake closed at the high-water mark (StorageWatch; also
 //   raised at once through OnStorageChange);
+// - "dead-letters": a destination has dead letters in the store
+//   (Store::SummarizeQueues dead_rows), with their count and the latest
+//   reason (DeliveryScheduler::Stats last_dead_error); resolved when none is
+//   left;
 // - "dead-letters-expiring": dead-letter objects that the store's sweep
 //   removes within 24 h (Store::ListClass of class dead; subject "store"),
 //   with their count and destinations;

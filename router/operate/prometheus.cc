@@ -156,7 +156,7 @@ void RenderListener(const Metrics& m, const Server* server, Page* p) {
 }
 
 void RenderDestinations(const std::vector<DeliveryScheduler::DestinationStats>& stats, Page* p) {
-  static const char* const kStates[] = {"idle", "sending", "backing-off", "down", "paused"};
+  static const char* const kStates[] = {"idle", "sending", "backing-off", "down", "paused", "misconfigured"};
   auto each = [&](const char* name, const char* type, const char* help, auto value) {
     p->Family(name, type, help);
     for (const auto& st : stats) p->Sample(name, {{"destination", st.name}}, value(st));
@@ -184,8 +184,10 @@ void RenderDestinations(const std::vector<DeliveryScheduler::DestinationStats>& 
        [](const S& s) { return s.retries; });
   each("relais_destination_dead_lettered_total", "counter", "Queue rows moved to the dead-letter list since start.",
        [](const S& s) { return s.dead; });
-  p->Family("relais_destination_state", "gauge",
-            "1 for the destination's current state (idle, sending, backing-off, down, paused), 0 for the others.");
+  p->Family(
+      "relais_destination_state", "gauge",
+      "1 for the destination's current state (idle, sending, backing-off, down, paused, misconfigured), 0 for the "
+      "others.");
   for (const auto& st : stats) {
     for (const char* state : kStates) {
       p->Sample("relais_destination_state", {{"destination", st.name}, {"state", state}},

@@ -118,6 +118,54 @@ TEST(RetryPolicyTest, OpenFailuresAreLinkFailuresUnlessRefusedOrAtTheLimit) {
   for (const Row& r : kOpenRows) Check(r, DecideOpenRetry(Make(r), r.attempts, r.max_attempts));
 }
 
+// A permanent A-ASSOCIATE-RJ that names our configuration holds the rows
+// (kMisconfigured, never given up, whatever the attempts and the limit);
+// the other reasons and sources keep the kRefused path.
+struct RejectRow {
+  const char* what;
+  ul::RejectResult result;
+  ul::RejectSource source;
+  uint8_t reason;
+  uint32_t attempts;
+  uint32_t max_attempts;
+  FC cls;
+  bool give_up;
+  bool hold;
+};
+// clang-format off
+const RejectRow kRejectRows[] = {
+    // what                                  result                       source                                  reason                                   att max class               give_up  hold
+    {"called AE not recognized",             ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,          ul::kRjCalledAeNotRecognized,            1, 0, FC::kMisconfigured, kRetry,  true},
+    {"called AE not recognized, 50th",       ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,          ul::kRjCalledAeNotRecognized,           50, 0, FC::kMisconfigured, kRetry,  true},
+    {"called AE not recognized, at the limit", ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,        ul::kRjCalledAeNotRecognized,            3, 3, FC::kMisconfigured, kRetry,  true},
+    {"calling AE not recognized",            ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,          ul::kRjCallingAeNotRecognized,           2, 0, FC::kMisconfigured, kRetry,  true},
+    {"application context not supported",    ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,          ul::kRjApplicationContextNotSupported,   2, 0, FC::kMisconfigured, kRetry,  true},
+    {"no reason given: refused",             ul::RejectResult::kPermanent, ul::RejectSource::kServiceUser,          ul::kRjNoReasonGiven,                    2, 0, FC::kRefused,       kGiveUp, false},
+    {"called AE, transient: a link failure", ul::RejectResult::kTransient, ul::RejectSource::kServiceUser,          ul::kRjCalledAeNotRecognized,            2, 0, FC::kLink,          kRetry,  false},
+    {"provider reason 2 is not called AE",   ul::RejectResult::kPermanent, ul::RejectSource::kServiceProviderAcse,  2,                                       2, 0, FC::kRefused,       kGiveUp, false},
+};
+// clang-format on
+
+TEST(RetryPolicyTest, AssociationRejectionsThatNameOurConfigurationHoldTheRows) {
+  for (const RejectRow& r : kRejectRows) {
+    SCOPED_TRACE(r.what);
+    Outcome o;
+    o.kind = Kind::kRejected;
+    o.reject_result = r.result;
+    o.reject_source = r.source;
+    o.reject_reason = r.reason;
+    EXPECT_EQ(o.IsMisconfiguration(), r.cls == FC::kMisconfigured);
+    RetryDecision d = DecideOpenRetry(o, r.attempts, r.max_attempts);
+    EXPECT_STREQ(FailureClassName(d.cls), FailureClassName(r.cls));
+    EXPECT_EQ(d.give_up, r.give_up);
+    EXPECT_EQ(d.hold, r.hold);
+    EXPECT_TRUE(d.link);
+    if (r.hold) {
+      EXPECT_FALSE(d.at_limit);
+    }
+  }
+}
+
 // The backoff: the initial wait doubled per failure after the first, capped,
 // times the caller's jitter.
 struct BackoffRow {
@@ -163,6 +211,7 @@ TEST(RetryPolicyTest, FailureClassNamesAreTheRenderedNames) {
   EXPECT_STREQ(FailureClassName(FC::kUnsupported), "unsupported");
   EXPECT_STREQ(FailureClassName(FC::kUnreadable), "unreadable");
   EXPECT_STREQ(FailureClassName(FC::kLimit), "limit");
+  EXPECT_STREQ(FailureClassName(FC::kMisconfigured), "misconfigured");
   ASSERT_EQ(kFailureClasses.size(), kFailureClassCount);
   for (size_t i = 0; i < kFailureClasses.size(); ++i) {
     EXPECT_EQ(static_cast<size_t>(kFailureClasses[i]), i) << "kFailureClasses is in enum order";

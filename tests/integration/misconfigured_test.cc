@@ -1,0 +1,247 @@
+// A misconfigured destination holds its queue (issue 14): a destination whose
+// ae_title the peer does not know (a second real `relais serve` as the peer,
+// which answers an unknown called AE title with A-ASSOCIATE-RJ permanent,
+// "called AE title not recognized") dead-letters nothing, shows state
+// "misconfigured" with the reason in the admin API, raises a
+// "destination-misconfigured" alert (a real command); fixing ae_title in
+// the rule file and SIGHUP delivers everything at once and resolves it.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "peers.h"
+
+namespace relais::itest {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kToken[] = "viewer-misconfigured-5e1a";
+
+void SleepMs(int ms) { ::usleep(static_cast<useconds_t>(ms) * 1000); }
+
+std::vector<std::string> Lines(const std::string& path) {
+  std::istringstream in(ReadFile(path));
+  std::vector<std::string> out;
+  std::string l;
+  while (std::getline(in, l)) {
+    if (!l.empty()) out.push_back(l);
+  }
+  return out;
+}
+
+bool HasLine(const std::string& path, const std::string& line) {
+  for (const std::string& l : Lines(path)) {
+    if (l == line) return true;
+  }
+  return false;
+}
+
+// `relais queue ls --json [--dead]`, one JSON line per row.
+std::vector<std::string> QueueRows(const RelaisProcess& relais, bool dead_only) {
+  std::vector<std::string> argv = {RelaisBinary(), "queue", "ls", "--config", relais.config_path(), "--json"};
+  if (dead_only) argv.push_back("--dead");
+  RunResult r = RunCommand(argv, 120);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> out;
+  std::istringstream in(r.output);
+  std::string l;
+  while (std::getline(in, l)) {
+    if (!l.empty() && l[0] == '{') out.push_back(l);
+  }
+  return out;
+}
+
+json Destination(uint16_t admin_port, const std::string& name) {
+  RunResult r = RunCommand({"curl", "-s", "-m", "30", "-H", std::string("Authorization: Bearer ") + kToken,
+                            "http://127.0.0.1:" + std::to_string(admin_port) + "/api/destinations/" + name},
+                           60);
+  return json::parse(r.output, nullptr, false);
+}
+
+std::string RulesWith(const std::string& ae, uint16_t port) {
+  return "[[destination]]\nname = \"telerad\"\nae_title = \"" + ae +
+         "\"\nhost = \"127.0.0.1\"\nport = " + std::to_string(port) +
+         "\nmax_associations = 1\nretry = { initial_backoff = \"1s\", max_backoff = \"2s\", max_attempts = 3 }\n"
+         "[[rule]]\nname = \"all\"\nforward = [\"telerad\"]\n";
+}
+
+TEST(MisconfiguredTest, WrongAeTitleHoldsTheQueueAlertsAndAReloadDeliversEverything) {
+  TempDir dir;
+  ASSERT_EQ(::mkdir((dir / "copies").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((dir / "peer").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((dir / "main").c_str(), 0755), 0);
+
+  RelaisOptions peer_options;
+  peer_options.ae_title = "TELERAD";
+  RelaisProcess peer(dir / "peer", peer_options);
+  ASSERT_TRUE(peer.Start()) << peer.Log();
+
+  const std::string ran = dir / "ran.txt";
+  const std::string script = dir / "alert.sh";
+  WriteFile(script,
+            "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
+                ran + "'\n");
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  WriteFile(dir / "tok", kToken);
+  const std::string sha = RunCommand({"sha256sum", dir / "tok"}, 30).output.substr(0, 64);
+
+  const std::string rules = dir / "rules.toml";
+  // max_attempts = 3: without the hold, every row would be dead after three
+  // rejections (about 4 s).
+  WriteFile(rules, RulesWith("WRONG", peer.port()));
+  const uint16_t admin_port = FreePort();
+  RelaisOptions options;
+  options.extra = "\n[delivery]\nconnect_timeout_s = 2\nidle_release_s = 1\n\n[rules]\npath = \"" + rules +
+                  "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
+                  "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha +
+                  "\"\n\n[alerts]\ncommand = \"" + script + "\"\nrepeat = 0\n";
+  RelaisProcess relais(dir / "main", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
+
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 3, &uids);
+  ASSERT_EQ(files.size(), 3u);
+  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult sent = RunCommand(argv);
+  ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 3u) << sent.output;
+
+  // Misconfigured: the alert is raised (evaluations every 10 s), and by then
+  // the destination has been refused several times (every ~2 s).
+  int64_t deadline = NowMs() + 60000;
+  while (!HasLine(ran, "ENV destination-misconfigured|telerad|raised")) {
+    ASSERT_LT(NowMs(), deadline) << "no destination-misconfigured alert\n" << relais.Log();
+    SleepMs(250);
+  }
+  json raised = json::parse(Lines(ran)[0], nullptr, false);
+  EXPECT_EQ(raised.value("alert", ""), "destination-misconfigured") << raised.dump();
+  const std::string message = raised.value("message", "");
+  EXPECT_NE(message.find("called AE title not recognized"), std::string::npos) << message;
+  EXPECT_NE(message.find("ae_title"), std::string::npos) << message;
+  EXPECT_NE(message.find("'WRONG'"), std::string::npos) << message;
+  SleepMs(5000);  // more refusals: still nothing dead
+  EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u) << relais.Log();
+  std::vector<std::string> rows = QueueRows(relais, /*dead_only=*/false);
+  EXPECT_EQ(rows.size(), 3u);
+  for (const std::string& r : rows) EXPECT_EQ(JsonField(r, "state"), "queued") << r;
+  json d = Destination(admin_port, "telerad");
+  EXPECT_EQ(d.value("state", ""), "misconfigured") << d.dump();
+  ASSERT_TRUE(d["misconfigured"].is_string()) << d.dump();
+  EXPECT_NE(d["misconfigured"].get<std::string>().find("called AE title not recognized"), std::string::npos)
+      << d.dump();
+  EXPECT_NE(relais.Log().find("event=destination-misconfigured"), std::string::npos) << relais.Log();
+  EXPECT_EQ(relais.Log().find("event=dead-letter"), std::string::npos) << relais.Log();
+
+  // The admin fixes the ae_title and reloads: delivered at once.
+  WriteFile(rules, RulesWith("TELERAD", peer.port()));
+  ASSERT_EQ(::kill(relais.pid(), SIGHUP), 0);
+  deadline = NowMs() + 30000;
+  while (!QueueRows(relais, /*dead_only=*/false).empty()) {
+    ASSERT_LT(NowMs(), deadline) << "not delivered after the reload\n" << relais.Log();
+    SleepMs(250);
+  }
+  EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u);
+  std::map<std::string, std::string> stored = peer.StoreList();
+  for (const std::string& uid : uids) EXPECT_EQ(stored.count(uid), 1u) << uid;
+  deadline = NowMs() + 30000;
+  while (!HasLine(ran, "ENV destination-misconfigured|telerad|resolved")) {
+    ASSERT_LT(NowMs(), deadline) << "the alert was not resolved\n" << relais.Log();
+    SleepMs(250);
+  }
+  d = Destination(admin_port, "telerad");
+  EXPECT_NE(d.value("state", ""), "misconfigured") << d.dump();
+  EXPECT_TRUE(d["misconfigured"].is_null()) << d.dump();
+
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+  EXPECT_EQ(peer.Terminate(), 0) << peer.Log();
+}
+
+// A refusal that is the object's (a CT-only storescp and an MR) still
+// dead-letters: one log line per row, and a "dead-letters" alert for the
+// destination with the count and the reason; resolved when they are
+// requeued and delivered.
+TEST(MisconfiguredTest, DeadLettersAreLoggedPerRowAndAlerted) {
+  TempDir dir;
+  ASSERT_EQ(::mkdir((dir / "copies").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((dir / "scp").c_str(), 0755), 0);
+  StorescpOptions so;
+  so.ae_title = "CTONLY";
+  so.only_sop_classes = {kCtImageStorage};
+  StorescpPeer scp(dir / "scp", so);
+  ASSERT_TRUE(scp.Start()) << scp.Log();
+  const std::string ran = dir / "ran.txt";
+  const std::string script = dir / "alert.sh";
+  WriteFile(script,
+            "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
+                ran + "'\n");
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  const std::string rules = dir / "rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"ctonly\"\nae_title = \"CTONLY\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(scp.port()) +
+                       "\nretry = { initial_backoff = \"1s\", max_backoff = \"2s\" }\n"
+                       "[[rule]]\nname = \"all\"\nforward = [\"ctonly\"]\n");
+  RelaisOptions options;
+  options.extra = "\n[rules]\npath = \"" + rules + "\"\n\n[alerts]\ncommand = \"" + script + "\"\nrepeat = 0\n";
+  RelaisProcess relais(dir.path(), options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__MR_small.dcm", dir / "copies", 2, &uids);
+  ASSERT_EQ(files.size(), 2u);
+  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult sent = RunCommand(argv);
+  ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 2u) << sent.output;
+
+  int64_t deadline = NowMs() + 60000;
+  while (!HasLine(ran, "ENV dead-letters|ctonly|raised")) {
+    ASSERT_LT(NowMs(), deadline) << "no dead-letters alert\n" << relais.Log();
+    SleepMs(250);
+  }
+  json raised = json::parse(Lines(ran)[0], nullptr, false);
+  const std::string message = raised.value("message", "");
+  EXPECT_NE(message.find("2 object(s)"), std::string::npos) << message;
+  EXPECT_NE(message.find("ctonly"), std::string::npos) << message;
+  EXPECT_NE(message.find("1.2.840.10008.5.1.4.1.1.4"), std::string::npos)
+      << "the reason names the SOP class: " << message;
+  const std::string log = relais.Log();
+  for (const std::string& uid : uids) {
+    const size_t at = log.find("event=dead-letter dest=ctonly sop=" + uid + " object=");
+    ASSERT_NE(at, std::string::npos) << uid << "\n" << log;
+    const std::string line = log.substr(at, log.find('\n', at) - at);
+    EXPECT_NE(line.find(" attempts="), std::string::npos) << line;
+    EXPECT_NE(line.find(" status="), std::string::npos) << line;
+    EXPECT_NE(line.find(" reason=\""), std::string::npos) << line;
+    EXPECT_EQ(log.find("event=dead-letter dest=ctonly sop=" + uid + " ", at + 1), std::string::npos)
+        << "one line per row\n"
+        << log;
+  }
+
+  // The peer takes MR now; the dead letters are requeued and delivered.
+  StorescpOptions all;
+  all.ae_title = "CTONLY";
+  all.port = scp.port();
+  ASSERT_TRUE(scp.Restart(all)) << scp.Log();
+  RunResult r = RunCommand({RelaisBinary(), "queue", "retry", "--config", relais.config_path(), "--dead"}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  deadline = NowMs() + 60000;
+  while (!HasLine(ran, "ENV dead-letters|ctonly|resolved")) {
+    ASSERT_LT(NowMs(), deadline) << "the dead-letters alert was not resolved\n" << relais.Log();
+    SleepMs(250);
+  }
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+}
+
+}  // namespace
+}  // namespace relais::itest
