@@ -10,6 +10,7 @@
 #include "base/clock.h"
 #include "base/text.h"
 #include "router/cli/cli_audit.h"
+#include "router/cli/edits_text.h"
 #include "router/cli/store_cli.h"
 
 namespace relais::router {
@@ -348,7 +349,7 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
                             Relative(sr.row.next_attempt_unix_ms, NowUnixMs());
     }
     std::printf("  %-16s priority %d, rule %s%s%s: %s\n", r.destination.c_str(), r.priority, r.rule.c_str(),
-                r.edits.empty() ? "" : ", edits ", r.edits.c_str(), shown(state).c_str());
+                r.edits.empty() ? "" : ", edits ", EditsText(r.edits).c_str(), shown(state).c_str());
   }
   std::printf("attempts\n");
   if (attempts.empty()) std::printf("  (none yet)\n");
