@@ -1,6 +1,7 @@
 #include "router/cli/cli_audit.h"
 
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,6 +18,18 @@ namespace {
 std::string& AuditPath() {
   static std::string path;
   return path;
+}
+
+// A command run as root that creates the audit file gives it to the owner
+// of its directory, so that `relais serve` (the relais user) can append.
+void GiveToDirectoryOwner(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || st.st_uid == 0) return;
+  if (::chown(path.c_str(), st.st_uid, st.st_gid) != 0) {
+    std::fprintf(stderr, "relais: cannot give the new audit file %s to its directory's owner\n", path.c_str());
+  }
 }
 
 }  // namespace
@@ -58,7 +71,10 @@ bool RecordCliAction(const CliAction& a) {
                a.selector.empty() ? "" : "[", LogEscape(a.selector).c_str(), a.selector.empty() ? "" : "]",
                a.result.c_str(), LogEscape(a.detail).c_str());
   if (AuditPath().empty()) return true;
+  struct stat before;
+  const bool existed = ::stat(AuditPath().c_str(), &before) == 0;
   Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(AuditPath());
+  if (log.ok() && !existed && ::geteuid() == 0) GiveToDirectoryOwner(AuditPath());
   if (!log.ok()) {
     std::fprintf(stderr, "relais: the audit trail could not be written: %s\n", log.status().message().c_str());
     return false;
