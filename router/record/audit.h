@@ -20,7 +20,8 @@
 //   seq   1, 2, 3... in file order (a reopened file continues the count).
 //   kind  "segment" (the writer opened the file, or a rotation started it:
 //         "reason":"rotated"), "association", "object",
-//         "delivery", "rules" (config change), "admin", "expired" (an
+//         "delivery", "rules" (config change), "admin", "cli" (a `relais`
+//         command's action: router/cli/cli_audit.h), "expired" (an
 //         object the store's sweep removed at the end of its class's
 //         retention: uid, study, class, since, dead destinations; not
 //         exported as ATNA).
