@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "base/text.h"
 #include "store/meta_codec.h"
 
@@ -76,12 +77,39 @@ Status WriteAll(int fd, const uint8_t* p, size_t n, const std::string& path) {
   return Status::OK();
 }
 
-// Writes `text` to `path` durably: path.partial, fsync, rename, fsync dir.
-Status WriteFileDurably(const std::string& dir, const std::string& name, const std::string& text) {
+// The owner of `path`, or of its parent directory when `path` does not
+// exist (yet). False when neither can be stat'ed.
+bool OwnerOf(const std::string& path, uid_t* uid, gid_t* gid) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    const std::string parent = fs::path(path).lexically_normal().parent_path().string();
+    if (parent.empty() || ::stat(parent.c_str(), &st) != 0) return false;
+  }
+  *uid = st.st_uid;
+  *gid = st.st_gid;
+  return true;
+}
+
+// Files holding patient data are written 0600 and, when we run as root
+// (`sudo relais backup|restore`), given to the owner of `like` (the store
+// directory, or its parent when new), so that the `relais` user can open
+// them. Not root: they belong to us already. Best effort.
+void OwnLike(int fd, const std::string& like) {
+  uid_t uid;
+  gid_t gid;
+  if (::geteuid() != 0 || !OwnerOf(like, &uid, &gid)) return;
+  if (::fchown(fd, uid, gid) != 0) RLOG_WARN("store: cannot give %s its owner: %s", like.c_str(), std::strerror(errno));
+}
+
+// Writes `text` to `path` durably: path.partial (0600, owned like
+// `owner_like`), fsync, rename, fsync dir.
+Status WriteFileDurably(const std::string& dir, const std::string& name, const std::string& text,
+                        const std::string& owner_like) {
   const std::string path = dir + "/" + name;
   const std::string partial = path + ".partial";
-  int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Errno("open " + partial, errno);
+  OwnLike(fd, owner_like);
   Status s = WriteAll(fd, reinterpret_cast<const uint8_t*>(text.data()), text.size(), partial);
   if (s.ok() && ::fsync(fd) != 0) s = Errno("fsync " + partial, errno);
   ::close(fd);
@@ -430,8 +458,9 @@ Status BackupEnv(const LmdbEnv& env, const std::string& source_path, const std::
   RELAIS_RETURN_IF_ERROR(CheckBackupDirFree(dir));
   const std::string final_path = dir + "/data.mdb";
   const std::string partial = final_path + ".partial";
-  int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);  // patient data
   if (fd < 0) return Errno("open " + partial, errno);
+  OwnLike(fd, source_path);
   auto fail = [&](Status s) {
     if (fd >= 0) ::close(fd);
     ::unlink(partial.c_str());
@@ -476,7 +505,7 @@ Status BackupEnv(const LmdbEnv& env, const std::string& source_path, const std::
   s = RenameNoReplace(partial, final_path);
   if (!s.ok()) return fail(s);
   RELAIS_RETURN_IF_ERROR(FsyncPath(dir, true));
-  RELAIS_RETURN_IF_ERROR(WriteFileDurably(dir, kBackupManifest, EncodeBackupManifest(info)));
+  RELAIS_RETURN_IF_ERROR(WriteFileDurably(dir, kBackupManifest, EncodeBackupManifest(info), source_path));
   if (progress) progress(info.file_bytes);
   return Status::OK();
 }
@@ -525,19 +554,32 @@ Status Store::RestoreBackup(const std::string& backup_dir, const std::string& st
                                  " (data.mdb); restore never overwrites one: stop relais serve and move that "
                                  "directory away first");
   }
+  // Run as root, the restored store is given to the owner of the store
+  // directory, or of its parent when it is new (the `relais` user's
+  // /var/lib/relais), not left to root.
+  uid_t owner_uid = 0;
+  gid_t owner_gid = 0;
+  const bool chown_store = ::geteuid() == 0 && OwnerOf(store_path, &owner_uid, &owner_gid);
   std::error_code ec;
+  const bool store_dir_new = !fs::exists(store_path);
   fs::create_directories(store_path, ec);
   if (ec) return Status::IOError("cannot create store directory " + store_path + ": " + ec.message());
+  if (chown_store && store_dir_new && ::chown(store_path.c_str(), owner_uid, owner_gid) != 0) {
+    RLOG_WARN("store: cannot give %s its owner: %s", store_path.c_str(), std::strerror(errno));
+  }
 
   // Copy to data.mdb.partial, hashing what is read.
   const std::string partial = target + ".partial";
   int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) return Errno("open " + src, errno);
-  int out = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int out = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (out < 0) {
     int err = errno;
     ::close(in);
     return Errno("open " + partial, err);
+  }
+  if (chown_store && ::fchown(out, owner_uid, owner_gid) != 0) {
+    RLOG_WARN("store: cannot give %s its owner: %s", partial.c_str(), std::strerror(errno));
   }
   auto fail = [&](Status s) {
     if (in >= 0) ::close(in);

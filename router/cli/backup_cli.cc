@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "base/text.h"
+#include "router/cli/cli_audit.h"
 
 namespace relais::router {
 namespace {
@@ -30,6 +31,7 @@ int BackupCommand(const store::Options& options, const std::string& dir) {
   Result<std::unique_ptr<store::Store>> st = store::Store::Open(o);
   if (!st.ok()) return Fail("backup", st.status());
   Status s = (*st)->Backup(dir, [](uint64_t done) { std::fprintf(stderr, "backup: %.0f MB\n", Mb(done)); });
+  RecordCliAction({"backup", dir, s.ok() ? "ok" : "failed", s.ok() ? "into " + dir : s.message(), 0, {}, {}});
   if (!s.ok()) return Fail("backup", s);
   Result<store::BackupInfo> info = store::Store::ReadBackupManifest(dir);
   if (!info.ok()) return Fail("backup", info.status());
@@ -47,6 +49,13 @@ int RestoreCommand(const store::Options& options, const std::string& backup_dir)
   if (!info.ok()) return Fail("restore", info.status());
   Status s = store::Store::RestoreBackup(backup_dir, options.path,
                                          [](uint64_t done) { std::fprintf(stderr, "restore: %.0f MB\n", Mb(done)); });
+  RecordCliAction({"restore",
+                   backup_dir,
+                   s.ok() ? "ok" : "failed",
+                   s.ok() ? "into " + options.path + ", " + std::to_string(info->objects) + " objects" : s.message(),
+                   s.ok() ? info->objects : 0,
+                   {},
+                   {}});
   if (!s.ok()) return Fail("restore", s);
   std::printf("restored %s (taken at %s from %s) into %s: %" PRIu64 " objects, %" PRIu64
               " bytes of data sets (%.1f MB), file %.1f MB, in %.1f s\n",
@@ -108,6 +117,15 @@ int VerifyCommand(const store::Options& options, bool repair) {
     return code;
   }
   Result<store::RepairReport> r = (*st)->Repair(PrintVerifyProgress);
+  RecordCliAction({"store verify --repair",
+                   "",
+                   r.ok() ? "ok" : "failed",
+                   r.ok() ? std::to_string(r->quarantined) + " quarantined, " + std::to_string(r->rows_removed) +
+                                " orphan rows and chunk sets removed"
+                          : r.status().message(),
+                   r.ok() ? r->quarantined + r->rows_removed : 0,
+                   {},
+                   {}});
   if (!r.ok()) return Fail("store verify --repair", r.status());
   PrintVerifyReport(options.path, r->before, "before: ");
   std::printf("repair: %" PRIu64 " unreadable object(s) quarantined, %" PRIu64

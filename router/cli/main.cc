@@ -7,8 +7,11 @@
 #include <openssl/rand.h>
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <ctime>
+#include <functional>
 #include <string>
 
 #include "base/clock.h"
@@ -16,6 +19,8 @@
 #include "base/sha256.h"
 #include "base/text.h"
 #include "router/cli/backup_cli.h"
+#include "router/cli/cli_audit.h"
+#include "router/cli/dest_name.h"
 #include "router/cli/queue_cli.h"
 #include "router/cli/rules_cli.h"
 #include "router/cli/store_cli.h"
@@ -40,7 +45,18 @@ int Fail(const Status& s) {
   return s.code() == Status::Code::kInvalidArgument ? 2 : 1;
 }
 
-Result<relais::rules::AppConfig> LoadConfig(const std::string& path) { return relais::rules::LoadAppConfig(path); }
+// Where every command looks for the appliance configuration without --config.
+constexpr const char* kDefaultConfigPath = "/etc/relais/relais.toml";
+
+Result<relais::rules::AppConfig> LoadConfig(const std::string& path) {
+  if (::access(path.c_str(), F_OK) != 0) {
+    return Status::InvalidArgument("no configuration file at " + path + ": pass --config FILE" +
+                                   (path == kDefaultConfigPath ? " (the default is " + path + ")" : ""));
+  }
+  Result<relais::rules::AppConfig> cfg = relais::rules::LoadAppConfig(path);
+  if (cfg.ok()) relais::router::SetCliAuditPath(cfg->audit.path);  // CLI actions are audited there
+  return cfg;
+}
 
 relais::store::Options StoreOptions(const relais::rules::AppConfig& cfg) {
   relais::store::Options so;
@@ -48,7 +64,9 @@ relais::store::Options StoreOptions(const relais::rules::AppConfig& cfg) {
   so.max_size = cfg.store.max_size;
   so.read_only = true;
   // For the expiry times shown (store ls); admin commands neither commit
-  // nor sweep. retention_ms stays 0: `relais queue purge` removes at once.
+  // nor sweep. retention_ms as serve's: an object that `relais queue purge`
+  // leaves without rows is kept like a delivered one (issue 14).
+  so.retention_ms = static_cast<int64_t>(cfg.delivery.retention_s) * 1000;
   so.unrouted_retention_ms = static_cast<int64_t>(cfg.delivery.unrouted_retention_s) * 1000;
   so.dead_retention_ms = static_cast<int64_t>(cfg.delivery.dead_letter_retention_s) * 1000;
   so.dropped_retention_ms = static_cast<int64_t>(cfg.delivery.dropped_retention_s) * 1000;
@@ -65,6 +83,18 @@ int WithStore(const std::string& config_path, Fn fn) {
   Result<relais::rules::AppConfig> cfg = LoadConfig(config_path);
   if (!cfg.ok()) return Fail(cfg.status());
   return fn(StoreOptions(*cfg));
+}
+
+// As WithStore, the --dest of `sel` first resolved to a destination name
+// (case-insensitively, or exit 2 naming the known ones: dest_name.h).
+template <typename Fn>
+int WithQueueStore(const std::string& config_path, relais::router::QueueSelection* sel, Fn fn) {
+  Result<relais::rules::AppConfig> cfg = LoadConfig(config_path);
+  if (!cfg.ok()) return Fail(cfg.status());
+  relais::store::Options so = StoreOptions(*cfg);
+  Status s = relais::router::ResolveDestinationName(cfg->rules_path, so, &sel->destination);
+  if (!s.ok()) return Fail(s);
+  return fn(so);
 }
 
 std::vector<std::string> Destinations(const relais::store::ObjectMeta& m) {
@@ -324,6 +354,10 @@ int main(int argc, char** argv) {
   auto* qpurge_dest = qpurge->add_option("--dest", qsel.destination, "Only (or every row of) this destination");
   auto* qpurge_dead = qpurge->add_flag("--dead", qsel.dead, "Dead-letter rows only");
   auto* qpurge_uids = qpurge->add_option("UID", qsel.uids, "SOP Instance UIDs");
+  relais::router::PurgeConfirm purge_confirm;
+  purge_confirm.interactive = isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
+  qpurge->add_flag("--dry-run", purge_confirm.dry_run, "Only show what would be purged");
+  qpurge->add_flag("--yes,-y", purge_confirm.yes, "Do not ask (required without a terminal)");
   (void)qpurge_dest;
   (void)qpurge_dead;
   (void)qpurge_uids;
@@ -370,6 +404,19 @@ int main(int argc, char** argv) {
                                             "audit.jsonl); report the first broken line");
   averify->add_option("FILE", audit_paths, "Audit files (JSON lines), oldest first")->required();
 
+  // --config is optional everywhere: kDefaultConfigPath unless given.
+  config_path = kDefaultConfigPath;
+  std::function<void(CLI::App*)> default_config = [&](CLI::App* cmd) {
+    for (CLI::App* sub : cmd->get_subcommands([](CLI::App*) { return true; })) {
+      if (CLI::Option* o = sub->get_option_no_throw("--config")) {
+        o->required(false);
+        o->description(std::string(o->get_description()) + " (default: " + kDefaultConfigPath + ")");
+      }
+      default_config(sub);
+    }
+  };
+  default_config(&app);
+
   CLI11_PARSE(app, argc, argv);
 
   if (averify->parsed()) return relais::router::AuditVerifyCommand(audit_paths);
@@ -407,21 +454,22 @@ int main(int argc, char** argv) {
     return WithStore(config_path, [&](const auto& so) { return relais::router::VerifyCommand(so, verify_repair); });
   }
   if (qls->parsed()) {
-    return WithStore(config_path, [&](const auto& so) { return relais::router::QueueLs(so, qsel, qjson); });
+    return WithQueueStore(config_path, &qsel, [&](const auto& so) { return relais::router::QueueLs(so, qsel, qjson); });
   }
   if (qretry->parsed()) {
     if (!qsel.dead && qsel.uids.empty()) {
       std::fprintf(stderr, "relais queue retry: say what to retry: --dead, or SOP Instance UIDs\n");
       return 2;
     }
-    return WithStore(config_path, [&](const auto& so) { return relais::router::QueueRetry(so, qsel); });
+    return WithQueueStore(config_path, &qsel, [&](const auto& so) { return relais::router::QueueRetry(so, qsel); });
   }
   if (qpurge->parsed()) {
     if (!qsel.dead && qsel.uids.empty() && qsel.destination.empty()) {
       std::fprintf(stderr, "relais queue purge: say what to purge: --dead, --dest NAME, or SOP Instance UIDs\n");
       return 2;
     }
-    return WithStore(config_path, [&](const auto& so) { return relais::router::QueuePurge(so, qsel); });
+    return WithQueueStore(config_path, &qsel,
+                          [&](const auto& so) { return relais::router::QueuePurge(so, qsel, purge_confirm); });
   }
   if (backup->parsed()) {
     return WithStore(config_path, [&](const auto& so) { return relais::router::BackupCommand(so, backup_dir); });

@@ -9,6 +9,8 @@
 
 #include "base/clock.h"
 #include "base/text.h"
+#include "router/cli/cli_audit.h"
+#include "router/cli/edits_text.h"
 #include "router/cli/store_cli.h"
 
 namespace relais::router {
@@ -124,7 +126,63 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
 
 namespace {
 
-int Apply(const store::Options& options, const QueueSelection& sel, QueueAction action, const char* verb) {
+// "--dest TELERAD --dead UID..." as the selection was given.
+std::string SelectorText(const QueueSelection& sel) {
+  std::string out;
+  if (!sel.destination.empty()) out += "--dest " + sel.destination;
+  if (sel.dead) out += std::string(out.empty() ? "" : " ") + "--dead";
+  for (const std::string& u : sel.uids) out += (out.empty() ? "" : " ") + u;
+  return out;
+}
+
+// The UIDs and patient IDs of the objects the updates touch.
+void Touched(const store::Store& st, const std::vector<store::QueueUpdate>& updates, std::vector<std::string>* uids,
+             std::vector<std::string>* patient_ids) {
+  std::set<uint64_t> seen;
+  std::set<std::string> pids;
+  for (const store::QueueUpdate& u : updates) {
+    if (!seen.insert(u.object_id).second) continue;
+    Result<store::ObjectMeta> m = st.Get(u.object_id);
+    if (!m.ok()) continue;
+    uids->push_back(m->sop_instance_uid);
+    if (pids.insert(m->patient_id).second) patient_ids->push_back(m->patient_id);
+  }
+}
+
+// Shows what a purge removes; returns 0 to go on, else the exit code.
+int PreviewAndConfirm(const store::Store& st, const std::vector<store::QueueUpdate>& updates,
+                      const PurgeConfirm& confirm) {
+  std::map<std::string, uint64_t> per_dest;
+  for (const store::QueueUpdate& u : updates) ++per_dest[u.destination];
+  std::printf("%s %zu rows:\n", confirm.dry_run ? "would purge" : "will purge", updates.size());
+  for (const auto& [dest, n] : per_dest) std::printf("  %-16s %" PRIu64 " rows\n", dest.c_str(), n);
+  constexpr size_t kShown = 10;
+  for (size_t i = 0; i < updates.size() && i < kShown; ++i) {
+    Result<store::ObjectMeta> m = st.Get(updates[i].object_id);
+    std::printf("  %-16s %-64s patient %s\n", updates[i].destination.c_str(),
+                m.ok() ? LogEscape(m->sop_instance_uid).c_str() : "(object gone)",
+                m.ok() ? LogEscape(m->patient_id).c_str() : "-");
+  }
+  if (updates.size() > kShown) std::printf("  ... and %zu more\n", updates.size() - kShown);
+  std::printf("objects still needed by another destination, or delivered somewhere and within retention, are kept\n");
+  if (confirm.dry_run || updates.empty() || confirm.yes) return 0;
+  if (!confirm.interactive) {
+    std::fprintf(stderr,
+                 "relais queue purge: not a terminal, nothing purged: pass --yes to purge without asking (or "
+                 "--dry-run to only look)\n");
+    return 2;
+  }
+  std::fprintf(stderr, "purge these %zu rows? [y/N] ", updates.size());
+  char answer[16] = {0};
+  if (std::fgets(answer, sizeof(answer), stdin) == nullptr || (answer[0] != 'y' && answer[0] != 'Y')) {
+    std::fprintf(stderr, "relais queue purge: not confirmed, nothing purged\n");
+    return 2;
+  }
+  return 0;
+}
+
+int Apply(const store::Options& options, const QueueSelection& sel, QueueAction action, const char* verb,
+          const PurgeConfirm* confirm = nullptr) {
   auto st = OpenAs(options, /*admin=*/true);
   if (!st.ok()) return Fail(st.status());
   Result<QueuePlan> planned = PlanQueueAction(**st, sel, action, "relais queue " + std::string(verb), NowUnixMs());
@@ -138,6 +196,15 @@ int Apply(const store::Options& options, const QueueSelection& sel, QueueAction 
   std::vector<store::QueueUpdate>& updates = plan.updates;
   const uint64_t dead = plan.from_dead;
   const bool purge = action == QueueAction::kPurge;
+  if (confirm != nullptr) {
+    if (int code = PreviewAndConfirm(**st, updates, *confirm); code != 0) {
+      RecordCliAction({"queue purge", SelectorText(sel), "refused", "not confirmed", 0, {}, {}});
+      return code;
+    }
+    if (confirm->dry_run) return unknown ? 2 : 0;
+  }
+  CliAction audit{std::string("queue ") + verb, SelectorText(sel), "ok", "", updates.size(), {}, {}};
+  Touched(**st, updates, &audit.uids, &audit.patient_ids);
   // Big selections go in slices so that one transaction stays reasonable
   // and progress is visible.
   constexpr size_t kSlice = 1000;
@@ -149,12 +216,17 @@ int Apply(const store::Options& options, const QueueSelection& sel, QueueAction 
     if (!result.ok()) {
       std::fprintf(stderr, "relais: %s failed after %zu of %zu rows: %s\n", verb, done_rows, updates.size(),
                    result.ToString().c_str());
+      audit.result = "failed";
+      audit.detail = "after " + std::to_string(done_rows) + " rows: " + result.ToString();
+      RecordCliAction(audit);
       return 1;
     }
     done_rows = std::min(updates.size(), i + kSlice);
     if (updates.size() > kSlice) std::fprintf(stderr, "%s: %zu/%zu rows\n", verb, done_rows, updates.size());
   }
   std::string from_dead = plan.resend ? "" : " (" + std::to_string(dead) + " from dead letter)";
+  audit.detail = std::string(purge ? "purged " : "requeued ") + std::to_string(updates.size()) + " rows" + from_dead;
+  if (!RecordCliAction(audit)) return 1;
   std::printf("%s %zu rows%s%s\n", purge ? "purged" : "requeued", updates.size(), from_dead.c_str(),
               !purge && !updates.empty() ? "; a running `relais serve` picks them up within seconds" : "");
   return unknown ? 2 : 0;
@@ -166,8 +238,8 @@ int QueueRetry(const store::Options& options, const QueueSelection& sel) {
   return Apply(options, sel, QueueAction::kRetry, "retry");
 }
 
-int QueuePurge(const store::Options& options, const QueueSelection& sel) {
-  return Apply(options, sel, QueueAction::kPurge, "purge");
+int QueuePurge(const store::Options& options, const QueueSelection& sel, const PurgeConfirm& confirm) {
+  return Apply(options, sel, QueueAction::kPurge, "purge", &confirm);
 }
 
 int ObjectShow(const store::Options& options, const std::string& uid, bool json) {
@@ -277,7 +349,7 @@ int ObjectShow(const store::Options& options, const std::string& uid, bool json)
                             Relative(sr.row.next_attempt_unix_ms, NowUnixMs());
     }
     std::printf("  %-16s priority %d, rule %s%s%s: %s\n", r.destination.c_str(), r.priority, r.rule.c_str(),
-                r.edits.empty() ? "" : ", edits ", r.edits.c_str(), shown(state).c_str());
+                r.edits.empty() ? "" : ", edits ", EditsText(r.edits).c_str(), shown(state).c_str());
   }
   std::printf("attempts\n");
   if (attempts.empty()) std::printf("  (none yet)\n");

@@ -20,9 +20,21 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
 // now. REQUIRES: sel.dead or sel.uids non-empty. Returns 0, 1 on a store
 // error, 2 when a UID is unknown.
 int QueueRetry(const store::Options& options, const QueueSelection& sel);
-// Deletes the selected rows (objects nobody needs any more go with them).
-// REQUIRES: sel.dead, sel.uids or sel.destination set. Returns like QueueRetry.
-int QueuePurge(const store::Options& options, const QueueSelection& sel);
+// How `relais queue purge` asks before it deletes.
+struct PurgeConfirm {
+  bool dry_run = false;  // only show what would be removed
+  bool yes = false;      // do not ask
+  // Whether to ask on the terminal; when false and !yes, purge refuses.
+  // Default: standard input and error are terminals.
+  bool interactive = false;
+};
+// Deletes the selected rows, after showing what goes (rows per destination,
+// the first rows with UID and patient ID) and, unless confirm.yes, asking
+// on the terminal. An object stays while another row holds it or, once
+// delivered somewhere, for options.retention_ms. Audited (cli_audit.h).
+// REQUIRES: sel.dead, sel.uids or sel.destination set. Returns like
+// QueueRetry; 2 also when not confirmed (no terminal and no --yes, or "no").
+int QueuePurge(const store::Options& options, const QueueSelection& sel, const PurgeConfirm& confirm);
 // Everything about one object: where it came from, which rules matched,
 // its rows (queued / dead) and every delivery attempt.
 int ObjectShow(const store::Options& options, const std::string& uid, bool json);

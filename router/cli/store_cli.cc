@@ -7,6 +7,7 @@
 
 #include "base/clock.h"
 #include "base/text.h"
+#include "router/cli/cli_audit.h"
 
 namespace relais::router {
 namespace {
@@ -101,6 +102,34 @@ Result<std::vector<uint64_t>> SelectObjects(const store::Store& st, const Object
   return ids;
 }
 
+namespace {
+
+// The audit record of a `relais store purge` (cli_audit.h).
+void RecordStorePurge(const ObjectSelection& sel, const std::vector<Selected>& selected,
+                      const Result<uint64_t>& removed) {
+  CliAction a;
+  a.action = "store purge";
+  for (const std::string& u : sel.uids) a.selector += (a.selector.empty() ? "--uid " : " --uid ") + u;
+  if (!sel.study.empty()) a.selector += (a.selector.empty() ? "" : " ") + std::string("--study ") + sel.study;
+  if (sel.older_than_ms) {
+    a.selector += (a.selector.empty() ? "" : " ") + std::string("--older-than ") +
+                  std::to_string(*sel.older_than_ms / 1000) + "s";
+  }
+  if (sel.cls)
+    a.selector += (a.selector.empty() ? "" : " ") + std::string("--class ") + store::ObjectClassName(*sel.cls);
+  a.result = removed.ok() ? "ok" : "failed";
+  a.count = removed.ok() ? *removed : 0;
+  a.detail = removed.ok() ? "removed " + std::to_string(*removed) + " objects" : removed.status().message();
+  std::set<std::string> pids;
+  for (const Selected& x : selected) {
+    a.uids.push_back(x.meta.sop_instance_uid);
+    if (pids.insert(x.meta.patient_id).second) a.patient_ids.push_back(x.meta.patient_id);
+  }
+  RecordCliAction(a);
+}
+
+}  // namespace
+
 int StorePurge(const store::Options& options, const ObjectSelection& sel, bool dry_run) {
   store::Options o = options;
   o.read_only = dry_run;
@@ -130,6 +159,7 @@ int StorePurge(const store::Options& options, const ObjectSelection& sel, bool d
   Result<uint64_t> removed = (*st)->RemoveObjects(ids, [&](uint64_t n) {
     if (ids.size() > 256) std::fprintf(stderr, "purge: %" PRIu64 "/%zu objects\n", n, ids.size());
   });
+  RecordStorePurge(sel, selected, removed);
   if (!removed.ok()) return Fail(removed.status());
   std::printf("removed %" PRIu64 " objects (%" PRIu64 " bytes stored)\n", *removed, bytes);
   return unknown_uids ? 2 : 0;

@@ -3,6 +3,7 @@
 // with its token whatever its result; those that wait for a store commit or
 // a reload answer later, on the loop thread.
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,36 @@ bool ParseQueueSelection(const std::string& text, bool purge, QueueSelection* se
 
 }  // namespace
 
+namespace {
+
+// "dest=TELERAD dead=0 uids=-; objects: UID,... (N more); patients: P,..."
+// for the audit record of an admin API retry or purge (first 10 of each).
+std::string QueueActionAuditText(const store::Store& st, const QueueSelection& sel,
+                                 const std::vector<store::QueueUpdate>& updates) {
+  constexpr size_t kListed = 10;  // the record bounds the field to 1 KiB
+  auto list = [](const std::vector<std::string>& v) {
+    std::string out;
+    for (size_t i = 0; i < v.size() && i < kListed; ++i) out += (i ? "," : "") + v[i];
+    if (v.size() > kListed) out += ",... (" + std::to_string(v.size() - kListed) + " more)";
+    return out.empty() ? std::string("-") : out;
+  };
+  std::vector<std::string> uids, pids;
+  std::set<uint64_t> seen;
+  std::set<std::string> seen_pids;
+  for (const store::QueueUpdate& u : updates) {
+    if (!seen.insert(u.object_id).second) continue;
+    Result<store::ObjectMeta> m = st.Get(u.object_id);
+    if (!m.ok()) continue;
+    uids.push_back(m->sop_instance_uid);
+    if (seen_pids.insert(m->patient_id).second) pids.push_back(m->patient_id);
+  }
+  return "selector dest=" + (sel.destination.empty() ? std::string("*") : sel.destination) +
+         " dead=" + (sel.dead ? "1" : "0") + " uids=" + list(sel.uids) + "; objects: " + list(uids) +
+         "; patients: " + list(pids);
+}
+
+}  // namespace
+
 void AdminApi::QueueAction(Ctx& c, bool purge) {
   const char* verb = purge ? "purge" : "retry";
   auto fail = [&](int status, const std::string& why) {
@@ -91,27 +122,30 @@ void AdminApi::QueueAction(Ctx& c, bool purge) {
     c.respond({200, "application/json", JsonDump(json{{key, 0}}), {}, ""});
     return;
   }
+  // The audit record names the selection and what it touched (issue 14).
+  const std::string touched =
+      std::string(key) + " " + std::to_string(n) + " rows; " + QueueActionAuditText(*src_.store, sel, planned->updates);
   std::shared_ptr<Ctx> keep = c.shared_from_this();
   std::shared_ptr<bool> alive = alive_;
   auto post = src_.post;
   std::vector<std::string> dests(planned->destinations.begin(), planned->destinations.end());
-  src_.store->UpdateQueue(std::move(planned->updates),
-                          [this, keep, alive, post, n, key, purge, dests = std::move(dests)](relais::Status st) {
-                            post([this, keep, alive, n, key, purge, dests, st] {
-                              if (!*alive) return;
-                              if (!st.ok()) {
-                                std::string why = "store: " + st.message();
-                                Audit(*keep, "failed", 500, why);
-                                keep->respond({500, "application/json", admin::ErrorBody(why), {}, ""});
-                                return;
-                              }
-                              if (!purge && src_.delivery != nullptr) src_.delivery->Wake(dests);
-                              RLOG_INFO("event=admin-%s rows=%zu token=\"%s\" client=%s", key, n,
-                                        keep->token ? keep->token->name.c_str() : "", keep->req.client.c_str());
-                              Audit(*keep, "ok", 200, std::string(key) + " " + std::to_string(n));
-                              keep->respond({200, "application/json", JsonDump(json{{key, n}}), {}, ""});
-                            });
-                          });
+  src_.store->UpdateQueue(std::move(planned->updates), [this, keep, alive, post, n, key, purge, touched,
+                                                        dests = std::move(dests)](relais::Status st) {
+    post([this, keep, alive, n, key, purge, touched, dests, st] {
+      if (!*alive) return;
+      if (!st.ok()) {
+        std::string why = "store: " + st.message();
+        Audit(*keep, "failed", 500, why);
+        keep->respond({500, "application/json", admin::ErrorBody(why), {}, ""});
+        return;
+      }
+      if (!purge && src_.delivery != nullptr) src_.delivery->Wake(dests);
+      RLOG_INFO("event=admin-%s rows=%zu token=\"%s\" client=%s", key, n, keep->token ? keep->token->name.c_str() : "",
+                keep->req.client.c_str());
+      Audit(*keep, "ok", 200, touched);
+      keep->respond({200, "application/json", JsonDump(json{{key, n}}), {}, ""});
+    });
+  });
 }
 
 void AdminApi::PauseResume(Ctx& c, const std::string& name, bool pause) {

@@ -6,6 +6,7 @@
 #include "router/record/audit.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,6 +61,22 @@ std::string RotatedName(const std::string& path) {
   }
   return "";
 }
+
+// Holds flock(2) LOCK_EX on one descriptor for a scope: the writers of one
+// file (`relais serve` and a CLI command) append one at a time.
+class FileLock {
+ public:
+  explicit FileLock(int fd) : fd_(fd) {
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~FileLock() { ::flock(fd_, LOCK_UN); }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  const int fd_;
+};
 
 }  // namespace
 
@@ -285,7 +302,21 @@ uint64_t AuditLog::RecordLocked(std::string_view kind, const Fields& fields) {
   return seq;
 }
 
+void AuditLog::FollowOthersLocked(bool* lead_newline) {
+  // Another process may have appended since our last write (see "Several
+  // writers" in audit.h): continue its chain, not ours.
+  struct stat st;
+  if (fstat(fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) == size_) return;
+  std::string reason;
+  if (!LoadTailLocked(&reason).ok()) return;
+  // The other writer died in the middle of a line: end it; our record then
+  // says so as the torn_tail segment Open() would write.
+  if (torn_bytes_ > 0) *lead_newline = true;
+}
+
 bool AuditLog::WriteLocked(std::string_view kind, const Fields& fields, bool lead_newline, int64_t unix_ms) {
+  FileLock file_lock(fd_);
+  FollowOthersLocked(&lead_newline);
   std::string line = lead_newline ? "\n" : "";
   const size_t start = line.size();
   line += "{\"seq\":" + std::to_string(seq_ + 1) + ",\"time\":\"" + IsoTime(unix_ms == 0 ? Now() : unix_ms) +

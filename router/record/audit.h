@@ -20,7 +20,8 @@
 //   seq   1, 2, 3... in file order (a reopened file continues the count).
 //   kind  "segment" (the writer opened the file, or a rotation started it:
 //         "reason":"rotated"), "association", "object",
-//         "delivery", "rules" (config change), "admin", "expired" (an
+//         "delivery", "rules" (config change), "admin", "cli" (a `relais`
+//         command's action: router/cli/cli_audit.h), "expired" (an
 //         object the store's sweep removed at the end of its class's
 //         retention: uid, study, class, since, dead destinations; not
 //         exported as ATNA).
@@ -48,6 +49,17 @@
 // process crash loses nothing) and a background thread calls fdatasync(2)
 // at most once a second when something was written, and when the log is
 // closed: a power failure loses at most the last second of records.
+//
+// Several writers: `relais serve` and the `relais` admin commands (one
+// record each, then closed) append to the same file. Every record is
+// written under flock(2) LOCK_EX on the file; under that lock the writer
+// compares the file's size (fstat) with the size after its own last write
+// and, when the file grew, reads the last record back and continues the
+// chain (seq and prev) from it. Records of both processes thus interleave
+// in one intact chain. Rotation is done by `relais serve` only (the
+// commands open the log without rotate_size); a command that holds the old
+// file while serve rotates ends its record in the rotated file, and Verify
+// reports that as a broken link (a race of one record, not handled).
 //
 // Rotation (Options::rotate_size): once the file holds rotate_size bytes or
 // more after a record, it is renamed to "<path>.<UTC time>", e.g.
@@ -266,6 +278,10 @@ class AuditLog {
   void FlushRefusalsLocked(int64_t now_ms, bool all);
   void WriteSummaryLocked(const RefusalWindow& w);
   void SyncLoop();
+  // Called under the file lock before a record is composed: when the file
+  // grew since our last write (another process), reloads the tail (seq_,
+  // prev_hash_, size_) and sets *lead_newline if it ends in a torn line.
+  void FollowOthersLocked(bool* lead_newline);
   // Renames the full file away and starts the next one (see Rotation).
   void RotateLocked();
   // Hands the record just written (or attempted) to the ATNA exporter.

@@ -270,6 +270,42 @@ TEST_F(BackupTest, RefusesADirectoryThatHoldsABackupOrAStore) {
   EXPECT_TRUE(store_->Backup(tmp_.Sub("c"), nullptr).ok());
 }
 
+// Backups hold patient data (issue 14): 0600, owned like the store
+// directory; a restore run as root gives the files to the owner of the
+// new store's parent directory.
+TEST_F(BackupTest, BackupAndRestoredFilesAreOwnerOnlyAndOwnedLikeTheStore) {
+  const bool root = ::geteuid() == 0;
+  const uid_t owner = root ? 65534 : ::geteuid();  // nobody, when we can give files away
+  const gid_t group = root ? 65534 : ::getegid();
+  if (root) {
+    ASSERT_EQ(::chown(tmp_.Sub("store").c_str(), owner, group), 0);
+  }
+  ASSERT_TRUE(store_->Backup(tmp_.Sub("b"), nullptr).ok());
+  for (const char* name : {"data.mdb", kBackupManifest}) {
+    struct stat st;
+    const std::string path = tmp_.Sub("b") + "/" + name;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
+    EXPECT_EQ(st.st_uid, owner) << path;
+    EXPECT_EQ(st.st_gid, group) << path;
+  }
+  ASSERT_EQ(::mkdir(tmp_.Sub("parent").c_str(), 0755), 0);
+  if (root) {
+    ASSERT_EQ(::chown(tmp_.Sub("parent").c_str(), owner, group), 0);
+  }
+  const std::string restored = tmp_.Sub("parent") + "/store";
+  ASSERT_TRUE(Store::RestoreBackup(tmp_.Sub("b"), restored).ok());
+  for (const std::string& path : {restored, restored + "/data.mdb"}) {
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_uid, owner) << path;
+    EXPECT_EQ(st.st_gid, group) << path;
+  }
+  struct stat data;
+  ASSERT_EQ(::stat((restored + "/data.mdb").c_str(), &data), 0);
+  EXPECT_EQ(data.st_mode & 0777, 0600u);
+}
+
 TEST_F(BackupTest, RestoreNeverOverwritesAStore) {
   ASSERT_TRUE(store_->Backup(tmp_.Sub("b"), nullptr).ok());
   // Into the live store itself.

@@ -474,13 +474,23 @@ TEST_F(AdminApiTest, DeadListAndRetryAndPurgeAct) {
 
   // Every action is audited with the token name.
   int ok = 0;
+  bool purge_audited = false;
   for (const std::string& l : AuditLines()) {
     json a = json::parse(l, nullptr, false);
     if (!a.is_discarded() && a.value("kind", "") == "admin" && a.value("result", "") == "ok") {
       ++ok;
       EXPECT_TRUE(a.value("token", "") == "tech" || a.value("token", "") == "boss") << l;
+      // The purge names its selection and what it touched, not only a count.
+      if (a.value("detail", "").starts_with("purged")) {
+        purge_audited = true;
+        EXPECT_EQ(a.value("detail", ""),
+                  "purged 1 rows; selector dest=telerad dead=0 uids=-; objects: 1.2.3.50; patients: " +
+                      store_->Find("1.2.3.50")->patient_id)
+            << l;
+      }
     }
   }
+  EXPECT_TRUE(purge_audited);
   EXPECT_EQ(ok, 2);
 }
 

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -843,6 +844,58 @@ TEST(AuditAddressTest, PortsAreDropped) {
   EXPECT_EQ(AuditAddressOf("2001:db8::1"), "2001:db8::1");
   EXPECT_EQ(AuditAddressOf("host"), "host");
   EXPECT_EQ(AuditAddressOf("?"), "?");
+}
+
+// "Several writers" (audit.h): `relais serve` and a CLI command append to
+// one file; each continues the chain the other left.
+TEST_F(AuditTest, TwoWritersOnOneFileInterleaveIntoOneChain) {
+  auto serve = AuditLog::Open(path_);
+  ASSERT_TRUE(serve.ok()) << serve.status().ToString();
+  ASSERT_TRUE((*serve)->Record("object", {{"uid", "1.2.3"}}));
+  {
+    auto cli = AuditLog::Open(path_);  // writes its "open" segment after serve's records
+    ASSERT_TRUE(cli.ok()) << cli.status().ToString();
+    ASSERT_TRUE((*cli)->Record("cli", {{"action", "queue purge"}}));
+  }
+  ASSERT_TRUE((*serve)->Record("object", {{"uid", "1.2.4"}}));  // after the CLI's records
+  auto cli2 = AuditLog::Open(path_);
+  ASSERT_TRUE(cli2.ok());
+  ASSERT_TRUE((*cli2)->Record("cli", {{"action", "backup"}}));
+  ASSERT_TRUE((*serve)->Record("object", {{"uid", "1.2.5"}}));
+  ASSERT_TRUE((*cli2)->Record("cli", {{"action", "restore"}}));
+  cli2->reset();
+  serve->reset();
+  Result<AuditLog::VerifyReport> r = AuditLog::Verify(path_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->bad_line, 0u) << r->error << "\n" << ReadAll();
+  EXPECT_EQ(r->records, 9u);
+}
+
+TEST_F(AuditTest, TwoProcessesWritingAtOnceKeepTheChainIntact) {
+  auto serve = AuditLog::Open(path_);
+  ASSERT_TRUE(serve.ok());
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto other = AuditLog::Open(path_);
+    if (!other.ok()) _exit(3);
+    for (int i = 0; i < 300; ++i) {
+      if (!(*other)->Record("cli", {{"i", std::to_string(i)}})) _exit(4);
+    }
+    other->reset();
+    _exit(0);
+  }
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE((*serve)->Record("object", {{"i", std::to_string(i)}}));
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_TRUE((*serve)->Record("object", {{"i", "last"}}));
+  serve->reset();
+  Result<AuditLog::VerifyReport> r = AuditLog::Verify(path_);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->bad_line, 0u) << r->error;
+  EXPECT_EQ(r->records, 603u);
 }
 
 }  // namespace

@@ -1,0 +1,126 @@
+// CLI actions on a running `relais serve` (issue 14): `relais queue purge`
+// shows what it removes, refuses without a terminal unless --yes, has
+// --dry-run, removes only the named destination's rows and keeps an object
+// delivered elsewhere (retention); destination names compare without regard
+// to case; every action is a "cli" record in the audit trail, interleaved
+// with serve's records in one chain that `relais audit verify` accepts.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include "harness.h"
+#include "peers.h"
+
+namespace relais::itest {
+namespace {
+
+using ::testing::HasSubstr;
+
+int CountLines(const std::string& text, const std::string& needle) {
+  int n = 0;
+  std::istringstream in(text);
+  std::string l;
+  while (std::getline(in, l)) n += l.find(needle) != std::string::npos ? 1 : 0;
+  return n;
+}
+
+TEST(CliActionsTest, PurgeAsksShowsAndKeepsWhatAnotherDestinationHoldsAndEveryActionIsAudited) {
+  TempDir tmp;
+  for (const char* d : {"peer", "relais", "copies"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
+  StorescpOptions opts;
+  opts.ae_title = "ARCHIVE";
+  StorescpPeer peer(tmp / "peer", opts);
+  ASSERT_TRUE(peer.Start()) << peer.Log();
+  // TELERAD is down (nothing listens on port 9): its rows stay queued.
+  const std::string rules = tmp / "rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"archive\"\nae_title = \"ARCHIVE\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(peer.port()) +
+                       "\n\n[[destination]]\nname = \"TELERAD\"\nae_title = \"TELERAD\"\nhost = \"127.0.0.1\"\n"
+                       "port = 9\n\n[[rule]]\nname = \"all\"\nforward = [\"archive\", \"TELERAD\"]\n");
+  RelaisOptions options;
+  options.extra =
+      "\n[rules]\npath = \"" + rules + "\"\n\n[audit]\npath = \"audit.jsonl\"\n\n[delivery]\nretention = \"1d\"\n";
+  RelaisProcess relais(tmp / "relais", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  const std::string cfg = relais.config_path();
+  const std::string audit = cfg.substr(0, cfg.rfind('/')) + "/audit.jsonl";
+
+  std::vector<std::string> uids;
+  std::vector<std::string> files = MakeCopiesWithNewUids(CorpusDir() + "/dcm4che__MR01.dcm", tmp / "copies", 2, &uids);
+  ASSERT_EQ(files.size(), 2u);
+  RunResult sent = RunCommand({"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1",
+                               std::to_string(relais.port()), files[0], files[1]},
+                              60);
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  int64_t deadline = NowMs() + 60000;
+  while (NowMs() < deadline && peer.Received().size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(peer.Received().size(), 2u) << relais.Log();
+
+  // Wrong case finds TELERAD; an unknown name says which exist.
+  RunResult ls = RunCommand({RelaisBinary(), "queue", "ls", "--config", cfg, "--dest", "telerad", "--json"}, 60);
+  EXPECT_EQ(ls.exit_code, 0) << ls.output;
+  EXPECT_EQ(CountLines(ls.output, "\"destination\":\"TELERAD\""), 2) << ls.output;
+  RunResult unknown = RunCommand({RelaisBinary(), "queue", "ls", "--config", cfg, "--dest", "nowhere"}, 60);
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
+  EXPECT_THAT(unknown.output, HasSubstr("no destination 'nowhere' (known: TELERAD, archive)"));
+
+  RunResult dry = RunCommand({RelaisBinary(), "queue", "purge", "--config", cfg, "--dest", "telerad", "--dry-run"}, 60);
+  EXPECT_EQ(dry.exit_code, 0) << dry.output;
+  EXPECT_THAT(dry.output, HasSubstr("would purge 2 rows"));
+  EXPECT_THAT(dry.output, HasSubstr(uids[0]));
+  RunResult refused = RunCommand({RelaisBinary(), "queue", "purge", "--config", cfg, "--dest", "TELERAD"}, 60);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("pass --yes"));
+  ls = RunCommand({RelaisBinary(), "queue", "ls", "--config", cfg, "--dest", "TELERAD", "--json"}, 60);
+  EXPECT_EQ(CountLines(ls.output, "\"destination\":\"TELERAD\""), 2) << "dry run and refusal keep the rows";
+
+  RunResult purged = RunCommand({RelaisBinary(), "queue", "purge", "--config", cfg, "--dest", "TELERAD", "--yes"}, 60);
+  EXPECT_EQ(purged.exit_code, 0) << purged.output;
+  EXPECT_THAT(purged.output, HasSubstr("purged 2 rows"));
+  // Delivered to the archive and retained for a day: both objects stay.
+  std::map<std::string, std::string> stored = relais.StoreList();
+  EXPECT_EQ(stored.count(uids[0]), 1u);
+  EXPECT_EQ(stored.count(uids[1]), 1u);
+  if (stored.count(uids[0])) {
+    EXPECT_EQ(JsonField(stored[uids[0]], "class"), "delivered");
+  }
+
+  // Serve writes on (a third object) after the CLI's records; the chain holds while it runs.
+  std::vector<std::string> more;
+  std::vector<std::string> third = MakeCopiesWithNewUids(CorpusDir() + "/dcm4che__MR01.dcm", tmp / "copies", 1, &more);
+  ASSERT_EQ(third.size(), 1u);
+  sent = RunCommand(
+      {"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), third[0]}, 60);
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  RunResult verify = RunCommand({RelaisBinary(), "audit", "verify", audit}, 60);
+  EXPECT_EQ(verify.exit_code, 0) << verify.output << ReadFile(audit);
+
+  const std::string trail = ReadFile(audit);
+  EXPECT_EQ(CountLines(trail, "\"kind\":\"cli\""), 2) << trail;  // the refusal and the purge; not the dry run
+  EXPECT_EQ(CountLines(trail, "\"action\":\"queue purge\",\"selector\":\"--dest TELERAD\",\"result\":\"ok\""), 1)
+      << trail;
+  EXPECT_EQ(CountLines(trail, "\"count\":\"2\""), 1) << trail;
+  EXPECT_THAT(trail, HasSubstr(uids[1]));
+  EXPECT_THAT(trail, HasSubstr("\"uid\":\"" + std::to_string(getuid()) + "\""));
+  EXPECT_GT(trail.rfind("\"kind\":\"object\""), trail.rfind("\"kind\":\"cli\"")) << "serve wrote after the CLI";
+
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+  verify = RunCommand({RelaisBinary(), "audit", "verify", audit}, 60);
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+}
+
+TEST(CliActionsTest, MissingDefaultConfigNamesThePathAndSaysToPassConfig) {
+  RunResult r = RunCommand({RelaisBinary(), "queue", "ls", "--config", "/nonexistent/relais.toml"}, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("no configuration file at /nonexistent/relais.toml: pass --config FILE"));
+  RunResult help = RunCommand({RelaisBinary(), "store", "ls", "--help"}, 60);
+  EXPECT_THAT(help.output, HasSubstr("default: /etc/relais/relais.toml"));
+}
+
+}  // namespace
+}  // namespace relais::itest
