@@ -209,6 +209,9 @@ struct Attempt {
   std::string error;    // human-readable reason ("" on success)
 };
 
+// The rule name of a route an admin added (QueueUpdate::kRoute).
+inline constexpr char kManualRule[] = "(manual)";
+
 // A change to one queue row, applied by Store::UpdateQueue. The row is
 // identified by (destination, priority, object_id).
 struct QueueUpdate {
@@ -233,6 +236,13 @@ struct QueueUpdate {
     // again from the object's route to that destination (its rule and
     // edits). Skipped when the object or that route does not exist.
     kResend,
+    // Admin re-route (`relais route`): send the object to `destination`
+    // whether or not a rule asked for it. When the object's record has no
+    // route to (destination, priority) one is appended (rule "(manual)", no
+    // edits); then the row is made live and due now as by kResend (a live
+    // row is only made due, a dead one requeued). The object goes back to
+    // the queued class. Skipped when the object does not exist.
+    kRoute,
   };
   Kind kind = Kind::kDelivered;
   std::string destination;
