@@ -176,6 +176,7 @@ void DeliveryScheduler::LinkSuccess(Dest* d) {
   d->down = false;
   d->next_try = 0;
   d->failing_since = 0;
+  d->send_now_seen.clear();
 }
 
 }  // namespace relais::router
