@@ -5,6 +5,7 @@
 
 #include <future>
 
+#include "store/queue_codec.h"
 #include "store/store.h"
 #include "tests/store/store_test_util.h"
 
@@ -82,6 +83,7 @@ TEST(RouteTest, RouteOfADeliveredObjectAddsItsRouteAndADueRowAndQueuesItAgain) {
   EXPECT_EQ(rows[0].object_id, id);
   EXPECT_EQ(rows[0].rule, kManualRule);
   EXPECT_EQ(rows[0].next_attempt_unix_ms, 0);
+  EXPECT_GT(rows[0].queued_unix_ms, 0) << "its time in the queue starts now";
   Result<ObjectMeta> m = f.store->Get(id);
   ASSERT_TRUE(m.ok());
   ASSERT_EQ(m->routes.size(), 3u);
@@ -122,6 +124,7 @@ TEST(RouteTest, RouteIsIdempotentWhenTheRowExists) {
   EXPECT_EQ(rows[0].next_attempt_unix_ms, 0);
   EXPECT_EQ(rows[0].attempts, 3u);
   EXPECT_EQ(rows[0].rule, "r1");
+  EXPECT_EQ(rows[0].queued_unix_ms, 0) << "a live row keeps its time in the queue (since the commit)";
   EXPECT_EQ(f.store->Get(id)->routes.size(), 2u);
   // A new destination twice: one route, one row.
   ASSERT_TRUE(testing::ApplyUpdates(*f.store, {RouteTo("cloud", id)}).ok());
@@ -129,6 +132,20 @@ TEST(RouteTest, RouteIsIdempotentWhenTheRowExists) {
   EXPECT_EQ(Live(*f.store, "cloud").size(), 1u);
   EXPECT_EQ(f.store->Get(id)->routes.size(), 3u);
   f.ExpectVerifyClean();
+}
+
+TEST(RouteTest, QueuedTimeIsAppendedToTheQueueRecordOnlyWhenSet) {
+  QueueRow row;
+  row.rule = "r";
+  const size_t plain = EncodeQueueValue(row).size();
+  row.queued_unix_ms = 0x0102030405;
+  std::vector<uint8_t> v = EncodeQueueValue(row);
+  ASSERT_EQ(v.size(), plain + 8);
+  QueueRow back;
+  ASSERT_TRUE(DecodeQueueValue(v, &back).ok());
+  EXPECT_EQ(back.queued_unix_ms, 0x0102030405);
+  ASSERT_TRUE(DecodeQueueValue(std::span<const uint8_t>(v.data(), plain), &back).ok());
+  EXPECT_EQ(back.queued_unix_ms, 0) << "a record written before the field";
 }
 
 TEST(RouteTest, RouteOfAMissingObjectIsSkipped) {
