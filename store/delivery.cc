@@ -251,6 +251,9 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
         } else {
           continue;
         }
+        // Back in the queue (from the dead letters, or made again): its time
+        // in the queue starts now (the oldest-queued alert). A live row keeps it.
+        if (!ls.ok()) row.queued_unix_ms = now;
         row.next_attempt_unix_ms = 0;
         row.dead_unix_ms = 0;
         RELAIS_RETURN_IF_ERROR(txn_->Put(d_.queue, k, Val(EncodeQueueValue(row))));

@@ -191,6 +191,10 @@ struct QueueRow {
   std::string last_error;
   // Dead-letter rows only: when delivery gave up (0 for live rows).
   int64_t dead_unix_ms = 0;
+  // When the row entered the queue, if not at its object's commit: set when
+  // an admin creates it (kResend, kRoute) or moves it back from the dead
+  // letters. 0: at the commit (use the object's received_unix_ms).
+  int64_t queued_unix_ms = 0;
 };
 
 // One delivery attempt of one object to one destination (the attempt log).
@@ -484,6 +488,9 @@ class Store {
     uint64_t rows = 0;
     uint64_t dead_rows = 0;
     int64_t oldest_received_unix_ms = 0;  // of the live rows; 0: none
+    // The longest a live row has been in the queue: its QueueRow::
+    // queued_unix_ms, or its object's received time. 0: none.
+    int64_t oldest_queued_unix_ms = 0;
   };
   virtual Result<std::vector<QueueSummary>> SummarizeQueues() const = 0;
 
