@@ -221,6 +221,7 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
         changed = true;
         break;
       }
+      case QueueUpdate::Kind::kRoute:
       case QueueUpdate::Kind::kResend:
       case QueueUpdate::Kind::kRequeue: {
         if (ds.ok()) {
@@ -228,6 +229,10 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
           RELAIS_RETURN_IF_ERROR(txn_->Del(d_.dead, k));
         } else if (ls.ok()) {
           RELAIS_RETURN_IF_ERROR(DecodeQueueValue(live, &row));
+        } else if (u.kind == QueueUpdate::Kind::kRoute) {
+          bool exists = false;
+          RELAIS_RETURN_IF_ERROR(AddManualRoute(u, &row, &exists));
+          if (!exists) continue;
         } else if (u.kind == QueueUpdate::Kind::kResend) {
           // Delivered and retained: rebuild the row from the object's route.
           IdKey id_key(u.object_id);
@@ -246,6 +251,9 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
         } else {
           continue;
         }
+        // Back in the queue (from the dead letters, or made again): its time
+        // in the queue starts now (the oldest-queued alert). A live row keeps it.
+        if (!ls.ok()) row.queued_unix_ms = now;
         row.next_attempt_unix_ms = 0;
         row.dead_unix_ms = 0;
         RELAIS_RETURN_IF_ERROR(txn_->Put(d_.queue, k, Val(EncodeQueueValue(row))));
@@ -266,6 +274,32 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
     if (u.log_attempt) RELAIS_RETURN_IF_ERROR(LogAttempt(u, now));
     if (changed) RELAIS_RETURN_IF_ERROR(Reclassify(u.object_id, now));
   }
+  return Status::OK();
+}
+
+Status DeliveryTxn::AddManualRoute(const QueueUpdate& u, QueueRow* row, bool* exists) {
+  IdKey id_key(u.object_id);
+  std::span<const uint8_t> record;
+  Status s = txn_->Get(d_.objects, id_key.val(), &record);
+  *exists = s.ok();
+  if (s.IsNotFound()) return Status::OK();
+  RELAIS_RETURN_IF_ERROR(s);
+  ObjectMeta m;
+  RELAIS_RETURN_IF_ERROR(DecodeMeta(record, &m));
+  auto route = std::find_if(m.routes.begin(), m.routes.end(),
+                            [&](const Route& r) { return r.destination == u.destination && r.priority == u.priority; });
+  if (route == m.routes.end()) {
+    Route r;
+    r.destination = u.destination;
+    r.priority = u.priority;
+    r.rule = kManualRule;
+    m.routes.push_back(r);
+    route = m.routes.end() - 1;
+    // Record and rows stay consistent: every row is a route of its object.
+    RELAIS_RETURN_IF_ERROR(txn_->Put(d_.objects, id_key.val(), Val(EncodeMeta(m))));
+  }
+  row->rule = route->rule;
+  row->edits = route->edits;
   return Status::OK();
 }
 

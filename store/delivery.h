@@ -112,6 +112,10 @@ class DeliveryTxn {
   // `done` row and makes it delivered.
   Status Reclassify(uint64_t id, int64_t now_unix_ms);
   Status LogAttempt(const QueueUpdate& u, int64_t now_unix_ms);
+  // kRoute: the route of `u` in its object's record, appended (rule
+  // kManualRule) when missing; its rule and edits go to *row. *exists is
+  // false (and nothing is written) when the object does not exist.
+  Status AddManualRoute(const QueueUpdate& u, QueueRow* row, bool* exists);
   Status DeleteAttempts(uint64_t id);
 
   Txn* const txn_;

@@ -69,6 +69,11 @@ std::vector<uint8_t> EncodeQueueValue(const QueueRow& row) {
   v.push_back(static_cast<uint8_t>(row.last_status));
   v.push_back(static_cast<uint8_t>(row.last_status >> 8));
   AppendString(&v, row.last_error);
+  // Appended later still (FORMAT.md), only when set: queued_unix_ms.
+  if (row.queued_unix_ms != 0) {
+    v.resize(v.size() + 8);
+    PutLe64(v.data() + v.size() - 8, static_cast<uint64_t>(row.queued_unix_ms));
+  }
   return v;
 }
 
@@ -82,12 +87,16 @@ Status DecodeQueueValue(std::span<const uint8_t> v, QueueRow* row) {
   RELAIS_RETURN_IF_ERROR(ReadString(v, &pos, "queue record", &row->edits));
   row->last_status = 0;
   row->last_error.clear();
+  row->queued_unix_ms = 0;
   if (pos == v.size()) return Status::OK();  // written before last_status existed
   if (v.size() - pos < 2) return Status::Corruption("queue record truncated at last_status");
   row->last_status = static_cast<uint16_t>(v[pos] | (v[pos + 1] << 8));
   pos += 2;
-  // Bytes after last_error are ignored: room for later appended fields.
-  return ReadString(v, &pos, "queue record", &row->last_error);
+  RELAIS_RETURN_IF_ERROR(ReadString(v, &pos, "queue record", &row->last_error));
+  // queued_unix_ms when present; bytes after it are ignored: room for later
+  // appended fields.
+  if (v.size() - pos >= 8) row->queued_unix_ms = static_cast<int64_t>(GetLe64(v.data() + pos));
+  return Status::OK();
 }
 
 std::vector<uint8_t> EncodeDeadValue(const QueueRow& row) {

@@ -191,6 +191,10 @@ struct QueueRow {
   std::string last_error;
   // Dead-letter rows only: when delivery gave up (0 for live rows).
   int64_t dead_unix_ms = 0;
+  // When the row entered the queue, if not at its object's commit: set when
+  // an admin creates it (kResend, kRoute) or moves it back from the dead
+  // letters. 0: at the commit (use the object's received_unix_ms).
+  int64_t queued_unix_ms = 0;
 };
 
 // One delivery attempt of one object to one destination (the attempt log).
@@ -208,6 +212,9 @@ struct Attempt {
   uint16_t status = 0;  // DIMSE status when there was a response, else 0
   std::string error;    // human-readable reason ("" on success)
 };
+
+// The rule name of a route an admin added (QueueUpdate::kRoute).
+inline constexpr char kManualRule[] = "(manual)";
 
 // A change to one queue row, applied by Store::UpdateQueue. The row is
 // identified by (destination, priority, object_id).
@@ -233,6 +240,13 @@ struct QueueUpdate {
     // again from the object's route to that destination (its rule and
     // edits). Skipped when the object or that route does not exist.
     kResend,
+    // Admin re-route (`relais route`): send the object to `destination`
+    // whether or not a rule asked for it. When the object's record has no
+    // route to (destination, priority) one is appended (rule "(manual)", no
+    // edits); then the row is made live and due now as by kResend (a live
+    // row is only made due, a dead one requeued). The object goes back to
+    // the queued class. Skipped when the object does not exist.
+    kRoute,
   };
   Kind kind = Kind::kDelivered;
   std::string destination;
@@ -474,6 +488,9 @@ class Store {
     uint64_t rows = 0;
     uint64_t dead_rows = 0;
     int64_t oldest_received_unix_ms = 0;  // of the live rows; 0: none
+    // The longest a live row has been in the queue: its QueueRow::
+    // queued_unix_ms, or its object's received time. 0: none.
+    int64_t oldest_queued_unix_ms = 0;
   };
   virtual Result<std::vector<QueueSummary>> SummarizeQueues() const = 0;
 

@@ -637,12 +637,22 @@ class StoreImpl final : public Store {
       }
       return out.size() - 1;
     };
-    RELAIS_RETURN_IF_ERROR(ForEachRow(txn, env_.dbis().queue, {}, [&](const MDB_val& k, const MDB_val&, bool*) {
+    // Rows queued at their object's commit: the oldest is the smallest id
+    // (ids increase with time); rows an admin queued later carry their time.
+    std::vector<uint64_t> oldest_committed;
+    RELAIS_RETURN_IF_ERROR(ForEachRow(txn, env_.dbis().queue, {}, [&](const MDB_val& k, const MDB_val& v, bool*) {
       QueueRow row;
       RELAIS_RETURN_IF_ERROR(DecodeQueueKey(FromVal(k), &row));
       size_t i = entry(row.destination);
+      oldest_committed.resize(out.size(), 0);
       ++out[i].rows;
       if (oldest_id[i] == 0 || row.object_id < oldest_id[i]) oldest_id[i] = row.object_id;
+      if (DecodeQueueValue(FromVal(v), &row).ok() && row.queued_unix_ms > 0) {
+        int64_t& q = out[i].oldest_queued_unix_ms;
+        if (q == 0 || row.queued_unix_ms < q) q = row.queued_unix_ms;
+      } else if (oldest_committed[i] == 0 || row.object_id < oldest_committed[i]) {
+        oldest_committed[i] = row.object_id;
+      }
       return Status::OK();
     }));
     if (env_.dbis().has_delivery) {
@@ -657,6 +667,13 @@ class StoreImpl final : public Store {
       if (oldest_id[i] == 0) continue;
       Result<ObjectMeta> m = GetMeta(txn, oldest_id[i]);
       if (m.ok()) out[i].oldest_received_unix_ms = m->received_unix_ms;
+    }
+    oldest_committed.resize(out.size(), 0);
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (oldest_committed[i] == 0) continue;
+      Result<ObjectMeta> m = GetMeta(txn, oldest_committed[i]);
+      int64_t& q = out[i].oldest_queued_unix_ms;
+      if (m.ok() && (q == 0 || m->received_unix_ms < q)) q = m->received_unix_ms;
     }
     std::sort(out.begin(), out.end(),
               [](const QueueSummary& a, const QueueSummary& b) { return a.destination < b.destination; });

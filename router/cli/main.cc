@@ -22,6 +22,7 @@
 #include "router/cli/cli_audit.h"
 #include "router/cli/dest_name.h"
 #include "router/cli/queue_cli.h"
+#include "router/cli/route_cli.h"
 #include "router/cli/rules_cli.h"
 #include "router/cli/store_cli.h"
 #include "router/operate/admin_api.h"
@@ -75,6 +76,23 @@ relais::store::Options StoreOptions(const relais::rules::AppConfig& cfg) {
 
 Result<std::unique_ptr<relais::store::Store>> OpenStoreReadOnly(const relais::rules::AppConfig& cfg) {
   return relais::store::Store::Open(StoreOptions(cfg));
+}
+
+// `relais route`: the destinations are those of the rule files the
+// configuration names.
+int CmdRoute(const std::string& config_path, const relais::router::RouteSelection& sel) {
+  if (sel.uids.empty() && sel.study_uid.empty()) {
+    std::fprintf(stderr, "relais route: say what to route: SOP Instance UIDs, or --study STUDY_INSTANCE_UID\n");
+    return 2;
+  }
+  Result<relais::rules::AppConfig> cfg = LoadConfig(config_path);
+  if (!cfg.ok()) return Fail(cfg.status());
+  if (cfg->rules_path.empty()) {
+    std::fprintf(stderr, "relais route: no rules in %s ([rules] path): no destination to route to\n",
+                 config_path.c_str());
+    return 2;
+  }
+  return relais::router::RouteCommand(StoreOptions(*cfg), cfg->rules_path, sel);
 }
 
 // Runs `fn` with the store options of the configuration at `config_path`.
@@ -344,7 +362,8 @@ int main(int argc, char** argv) {
   CLI::App* qretry = queue->add_subcommand(
       "retry", "Send again: dead-letter rows back to the queue, queued rows due now (after fixing the cause)");
   qretry->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
-  qretry->add_option("--dest", qsel.destination, "Only this destination");
+  qretry->add_option("--dest", qsel.destination,
+                     "Only this destination; alone: send its queued rows now (resets its backoff)");
   auto* qretry_dead = qretry->add_flag("--dead", qsel.dead, "Every dead-letter row");
   auto* qretry_uids = qretry->add_option("UID", qsel.uids, "SOP Instance UIDs to send again");
   qretry_dead->excludes(qretry_uids);
@@ -361,6 +380,15 @@ int main(int argc, char** argv) {
   (void)qpurge_dest;
   (void)qpurge_dead;
   (void)qpurge_uids;
+
+  relais::router::RouteSelection rsel;
+  CLI::App* route = app.add_subcommand(
+      "route", "Send stored objects to a destination of the rules, as a manual action (works while serving)");
+  route->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
+  route->add_option("--to", rsel.to, "Destination name (one of the rules' destinations)")->required();
+  auto* route_study = route->add_option("--study", rsel.study_uid, "Every stored object of this Study Instance UID");
+  auto* route_uids = route->add_option("UID", rsel.uids, "SOP Instance UIDs");
+  route_study->excludes(route_uids);
 
   CLI::App* object = app.add_subcommand("object", "One stored object");
   object->require_subcommand(1);
@@ -456,9 +484,11 @@ int main(int argc, char** argv) {
   if (qls->parsed()) {
     return WithQueueStore(config_path, &qsel, [&](const auto& so) { return relais::router::QueueLs(so, qsel, qjson); });
   }
+  if (route->parsed()) return CmdRoute(config_path, rsel);
   if (qretry->parsed()) {
-    if (!qsel.dead && qsel.uids.empty()) {
-      std::fprintf(stderr, "relais queue retry: say what to retry: --dead, or SOP Instance UIDs\n");
+    if (!qsel.dead && qsel.uids.empty() && qsel.destination.empty()) {
+      std::fprintf(stderr,
+                   "relais queue retry: say what to retry: --dead, --dest NAME (send now), or SOP Instance UIDs\n");
       return 2;
     }
     return WithQueueStore(config_path, &qsel, [&](const auto& so) { return relais::router::QueueRetry(so, qsel); });

@@ -182,7 +182,9 @@ void DeliveryScheduler::Run(Dest* d) {
   bool periodic = now - d->last_scan >= static_cast<int64_t>(settings_.rescan_ms);
   bool due_passed = d->next_due != 0 && now >= d->next_due;
   bool low = d->ready.size() < settings_.batch_rows / 2 + 1;
-  if (d->scan_wanted || ((d->more_rows || periodic || due_passed) && low)) Refill(d, now);
+  // In a backoff nothing is sent: scan anyway, for an admin's send now.
+  bool backoff = d->next_try > now;
+  if (d->scan_wanted || ((d->more_rows || periodic || due_passed) && low) || (periodic && backoff)) Refill(d, now);
   if (d->paused) {
     // Paused by the admin: nothing new is sent; idle associations are released below.
   } else if (d->down) {
@@ -222,8 +224,18 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
   const size_t want =
       hold ? SIZE_MAX : std::max<size_t>(settings_.batch_rows - std::min(settings_.batch_rows, d->ready.size()), 16);
   std::map<std::string, int64_t> study_latest;
+  bool send_now = false;
   Status s = store_->ListQueue(d->cfg.name, [&](const store::QueueRow& q) {
     Key k{q.priority, q.object_id};
+    // Send now (`relais queue retry --dest`, POST /api/queue/retry, in this
+    // process or another): a row that failed before and an admin made due
+    // (attempts > 0, next_attempt 0; delivery never writes that) ends the
+    // destination's backoff. Once per row and attempt count, so that a peer
+    // still down is not probed at every scan.
+    if (q.attempts > 0 && q.next_attempt_unix_ms == 0 && d->next_try > now &&
+        d->send_now_seen.emplace(q.priority, q.object_id, q.attempts).second) {
+      send_now = true;
+    }
     if (d->in_flight.count(k) != 0 || d->ready.count(k) != 0) return true;
     // A row whose last failure was the link follows the destination's
     // backoff (next_try), not its own: it is due once the link is back.
@@ -255,6 +267,11 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
   if (!s.ok()) {
     RLOG_ERROR("dest=%s event=queue-scan-failed reason=\"%s\"", d->cfg.name.c_str(), s.ToString().c_str());
     return;
+  }
+  if (send_now) {
+    RLOG_INFO("dest=%s event=send-now: backoff ended by an admin (%s)", d->cfg.name.c_str(),
+              d->down ? "probing now" : "trying now");
+    d->next_try = 0;
   }
   d->more_rows = !hold && found.size() >= want;  // more rows wait behind these
   for (Row& row : found) {

@@ -224,6 +224,7 @@ void DeliveryScheduler::LinkSuccess(Dest* d) {
   d->misconfigured = false;
   d->misconfigured_reason.clear();
   d->misconfigured_since = 0;
+  d->send_now_seen.clear();
 }
 
 }  // namespace relais::router

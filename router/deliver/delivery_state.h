@@ -15,6 +15,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "router/deliver/delivery.h"
@@ -92,6 +93,9 @@ struct DeliveryScheduler::Dest {
   bool more_rows = false;   // the last scan stopped at its batch size
   int64_t last_scan = 0;
   int64_t next_due = 0;  // earliest next_attempt of a row not yet due (0: none)
+  // (priority, object id, attempts) of rows whose send now ended a backoff
+  // (Refill); cleared when the link works again.
+  std::set<std::tuple<int32_t, uint64_t, uint32_t>> send_now_seen;
   // DICOM TLS client context (cfg.tls); null when not asked for, or when
   // it could not be built (tls_error says why; nothing is sent then).
   std::shared_ptr<TlsContext> tls;

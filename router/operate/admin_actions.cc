@@ -50,9 +50,10 @@ bool ParseQueueSelection(const std::string& text, bool purge, QueueSelection* se
     }
     if (sel->uids.empty()) return fail("\"uids\" is empty: name at least one SOP Instance UID");
   }
-  if (purge ? (!sel->dead && sel->uids.empty() && sel->destination.empty()) : (!sel->dead && sel->uids.empty())) {
+  if (!sel->dead && sel->uids.empty() && sel->destination.empty()) {
     return fail(purge ? "say what to purge: {\"dead\":true}, {\"uids\":[...]} or {\"destination\":\"NAME\"}"
-                      : "say what to retry: {\"dead\":true} or {\"uids\":[...]} (optionally \"destination\")");
+                      : "say what to retry: {\"dead\":true}, {\"uids\":[...]} (optionally \"destination\"), or "
+                        "{\"destination\":\"NAME\"} alone (send now)");
   }
   return true;
 }

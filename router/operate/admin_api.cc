@@ -188,6 +188,7 @@ AdminApi::RouteMatch AdminApi::FindRoute(const std::string& method, const std::s
       {"GET", "/api/throughput", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Throughput(c); }},
       {"POST", "/api/queue/retry", AdminRole::kOperator,
        [](AdminApi& a, Ctx& c, const RouteArgs&) { a.QueueAction(c, /*purge=*/false); }},
+      {"POST", "/api/route", AdminRole::kOperator, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.RouteAction(c); }},
       {"POST", "/api/queue/purge", AdminRole::kAdmin,
        [](AdminApi& a, Ctx& c, const RouteArgs&) { a.QueueAction(c, /*purge=*/true); }},
       {"POST", "/api/rules/reload", AdminRole::kOperator,

@@ -157,6 +157,7 @@ class AdminApi {
   void Throughput(Ctx& c);
   // Actions, POST; audited whatever their result (admin_actions.cc).
   void QueueAction(Ctx& c, bool purge);
+  void RouteAction(Ctx& c);  // POST /api/route (admin_route.cc)
   void PauseResume(Ctx& c, const std::string& name, bool pause);
   void RulesReload(Ctx& c);
 

@@ -225,11 +225,14 @@ struct Alerts::Impl {
         kinds.insert("oldest-queued");
         const int64_t limit = static_cast<int64_t>(config.oldest_queued_s) * 1000;
         for (const store::Store::QueueSummary& q : *qs) {
-          if (q.rows == 0 || q.oldest_received_unix_ms <= 0 || now - q.oldest_received_unix_ms < limit) continue;
-          Active a{"oldest-queued", q.destination, "", q.oldest_received_unix_ms};
+          // Time in the queue, not since receipt: a manual re-send or re-route
+          // of old objects does not page.
+          const int64_t since = q.oldest_queued_unix_ms > 0 ? q.oldest_queued_unix_ms : q.oldest_received_unix_ms;
+          if (q.rows == 0 || since <= 0 || now - since < limit) continue;
+          Active a{"oldest-queued", q.destination, "", since};
           a.message = std::to_string(q.rows) + " object(s) wait for destination " + q.destination +
-                      "; the oldest was received " + Duration(now - q.oldest_received_unix_ms) + " ago (" +
-                      IsoTime(q.oldest_received_unix_ms) + "), over the " + Duration(limit) +
+                      "; the oldest has been queued for " + Duration(now - since) + " (since " + IsoTime(since) +
+                      "), over the " + Duration(limit) +
                       " limit. Delivery to it is stuck or too slow: check its state on the dashboard and "
                       "`relais queue ls`.";
           holding[{a.kind, a.subject}] = std::move(a);

@@ -62,6 +62,13 @@ Result<QueuePlan> PlanQueueAction(const store::Store& st, const QueueSelection& 
         rows.push_back({row, false});
       }
     }
+  } else if (action == QueueAction::kRetry && sel.uids.empty() && !sel.dead) {
+    // Send now (sel.destination only): its live rows due now, dead ones stay.
+    RELAIS_RETURN_IF_ERROR(st.ListQueue(sel.destination, [&](const store::QueueRow& r) {
+      rows.push_back({r, false});
+      return true;
+    }));
+    plan.send_now = true;
   } else {
     RELAIS_RETURN_IF_ERROR(SelectRows(st, sel, ids, /*want_live=*/true, &rows));
   }

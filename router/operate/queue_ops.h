@@ -45,6 +45,7 @@ struct QueuePlan {
   std::vector<store::QueueUpdate> updates;  // one per selected row, attempt logged
   uint64_t from_dead = 0;                   // updates on dead-letter rows
   bool resend = false;                      // retry of named objects (QueueUpdate::kResend)
+  bool send_now = false;                    // retry of sel.destination's live rows only
   std::vector<std::string> unknown_uids;    // UIDs no stored object has
   std::set<std::string> destinations;       // destinations concerned (to wake delivery)
 };
@@ -54,7 +55,9 @@ struct QueuePlan {
 // dead or already delivered and retained; otherwise the selected rows are
 // requeued (dead back to the queue, live ones due now) or purged. `who`
 // names the actor in the attempt log ("relais queue retry", "admin API
-// (token NAME)"). REQUIRES: sel.dead, sel.uids or (purge) sel.destination.
+// (token NAME)"). A retry of sel.destination alone is "send now": its live
+// rows are made due now, its dead rows stay. REQUIRES: sel.dead, sel.uids
+// or sel.destination.
 Result<QueuePlan> PlanQueueAction(const store::Store& st, const QueueSelection& sel, QueueAction action,
                                   std::string_view who, int64_t now_unix_ms);
 

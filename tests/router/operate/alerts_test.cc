@@ -27,6 +27,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/clock.h"
 #include "router/record/audit.h"
 #include "tests/store/store_test_util.h"
 
@@ -331,6 +332,36 @@ TEST_F(AlertsTest, OldestQueuedHoldsOnlyPastItsLimitAndResolvesWhenDelivered) {
   ASSERT_TRUE(RunUntil([&] { return hook.count() == 2; }));
   EXPECT_EQ(json::parse(hook.requests()[1].body)["state"], "resolved");
   EXPECT_TRUE(alerts_->active().empty());
+}
+
+TEST_F(AlertsTest, OldestQueuedCountsTimeInTheQueueSoAReRoutedOldObjectDoesNotPage) {
+  OpenStore();
+  rules::AlertsConfig c;
+  c.command = script_;
+  c.oldest_queued_s = 3600;
+  MakeAlerts(c);
+  const int64_t two_days_ago = NowUnixMs() - 2 * 86400'000LL;
+  // Received two days ago, unrouted then (kept), re-routed by an admin now.
+  store::ObjectMeta old = store::testing::MakeMeta("1.2.3.700");
+  old.routing = "unrouted";
+  old.received_unix_ms = two_days_ago;
+  store::testing::PutResult r = store::testing::PutObject(*store_, old, store::testing::RandomBytes(1000, 2));
+  ASSERT_TRUE(r.status.ok());
+  store::QueueUpdate u;
+  u.kind = store::QueueUpdate::Kind::kRoute;
+  u.destination = "TELERAD";
+  u.object_id = r.meta.id;
+  ASSERT_TRUE(store::testing::ApplyUpdates(*store_, {u}).ok());
+  // Queued at its commit two days ago and still waiting: that one pages.
+  store::ObjectMeta stuck = store::testing::MakeMeta("1.2.3.701");
+  stuck.routing = "routed";
+  stuck.received_unix_ms = two_days_ago;
+  stuck.routes = {store::Route{"ARCHIVE", 0, "r1", ""}};
+  ASSERT_TRUE(store::testing::PutObject(*store_, stuck, store::testing::RandomBytes(1000, 3)).status.ok());
+  alerts_->Start({nullptr, store_.get(), nullptr}, 1000);
+  ASSERT_EQ(alerts_->active().size(), 1u);
+  EXPECT_EQ(alerts_->active()[0].kind, "oldest-queued");
+  EXPECT_EQ(alerts_->active()[0].subject, "ARCHIVE");
 }
 
 TEST_F(AlertsTest, DeadLettersExpiringWithinADayAreAlertedWithTheirDestinations) {
