@@ -95,6 +95,9 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
   Status dl = LmdbStatus(mdb_dbi_open(txn.get(), "delivered", dflags, &dbis_.delivered), "mdb_dbi_open delivered");
   dbis_.has_delivered = dl.ok();
   if (!dl.ok() && !(dl.IsNotFound() && read_only)) return dl;
+  Status hi = LmdbStatus(mdb_dbi_open(txn.get(), "history", dflags, &dbis_.history), "mdb_dbi_open history");
+  dbis_.has_history = hi.ok();
+  if (!hi.ok() && !(hi.IsNotFound() && read_only)) return hi;
   return txn.Commit();
 }
 
