@@ -18,9 +18,9 @@ std::string Or(const std::string& s) { return s.empty() ? "-" : s; }
 void PrintStudy(const store::StudyHistory& h) {
   std::printf("study %s\n", LogEscape(h.study_instance_uid).c_str());
   std::printf("  patient %s %s  accession %s  date %s  modality %s  from %s\n", LogEscape(Or(h.patient_id)).c_str(),
-              ("\"" + LogEscape(h.patient_name, /*quoted=*/true) + "\"").c_str(), LogEscape(Or(h.accession_number)).c_str(),
-              LogEscape(Or(h.study_date)).c_str(), LogEscape(Join(h.modalities)).c_str(),
-              LogEscape(Join(h.calling_aes)).c_str());
+              ("\"" + LogEscape(h.patient_name, /*quoted=*/true) + "\"").c_str(),
+              LogEscape(Or(h.accession_number)).c_str(), LogEscape(Or(h.study_date)).c_str(),
+              LogEscape(Join(h.modalities)).c_str(), LogEscape(Join(h.calling_aes)).c_str());
   std::printf("  %u object(s) received %s .. %s\n", h.objects, IsoTime(h.first_received_unix_ms).c_str(),
               IsoTime(h.last_received_unix_ms).c_str());
   if (h.destinations.empty()) std::printf("  (no destination)\n");
@@ -42,8 +42,9 @@ void PrintStudy(const store::StudyHistory& h) {
 
 CLI::App* AddFindCommand(CLI::App* app, FindArgs* a) {
   CLI::App* f = app->add_subcommand(
-      "find", "Find studies by patient, accession, UID, modality, date or calling AE: what went where, when "
-              "(works while serving; kept after the objects go, [store] history_retention)");
+      "find",
+      "Find studies by patient, accession, UID, modality, date or calling AE: what went where, when "
+      "(works while serving; kept after the objects go, [store] history_retention)");
   f->add_option("--config,-c", a->config_path, "Appliance configuration (TOML)")->required();
   f->add_option("--patient-id", a->query.patient_id, "Patient ID (0010,0020), exact");
   f->add_option("--name", a->query.name,

@@ -16,6 +16,7 @@
 #include "base/sha256.h"
 #include "base/text.h"
 #include "router/cli/backup_cli.h"
+#include "router/cli/find_cli.h"
 #include "router/cli/queue_cli.h"
 #include "router/cli/rules_cli.h"
 #include "router/cli/store_cli.h"
@@ -309,6 +310,9 @@ int main(int argc, char** argv) {
   (void)qpurge_dead;
   (void)qpurge_uids;
 
+  relais::router::FindArgs find_args;
+  CLI::App* find = relais::router::AddFindCommand(&app, &find_args);
+
   CLI::App* object = app.add_subcommand("object", "One stored object");
   object->require_subcommand(1);
   std::string show_uid;
@@ -386,6 +390,9 @@ int main(int argc, char** argv) {
   if (exp->parsed()) return CmdStoreExport(config_path, uid, out);
   if (sverify->parsed()) {
     return WithStore(config_path, [&](const auto& so) { return relais::router::VerifyCommand(so, verify_repair); });
+  }
+  if (find->parsed()) {
+    return WithStore(find_args.config_path, [&](const auto& so) { return relais::router::FindCommand(so, find_args); });
   }
   if (qls->parsed()) {
     return WithStore(config_path, [&](const auto& so) { return relais::router::QueueLs(so, qsel, qjson); });

@@ -102,10 +102,13 @@ void AdminApi::Study(Ctx& c, const std::string& encoded_uid) {
   bool truncated = false;
   Status st = FindStudies(*src_.store, q, &studies, &truncated);
   if (st.ok() && studies.empty()) {
-    c.respond({404, "application/json",
-               admin::ErrorBody("no study " + uid + " in the delivery history (never received, or past "
+    c.respond({404,
+               "application/json",
+               admin::ErrorBody("no study " + uid +
+                                " in the delivery history (never received, or past "
                                 "[store] history_retention)"),
-               {}, ""});
+               {},
+               ""});
     return;
   }
   // Its objects still stored: a scan of the object records (the store holds

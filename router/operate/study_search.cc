@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
@@ -15,9 +16,9 @@ namespace {
 // Base letters of U+00C0..U+00FF (Latin-1 Supplement letters); "" keeps the
 // character as it is (× and ÷).
 constexpr const char* kLatin1[64] = {
-    "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",   // C0-CF
+    "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i",  "i",   // C0-CF
     "d", "n", "o", "o", "o", "o", "o",  "",  "o", "u", "u", "u", "u", "y", "th", "ss",  // D0-DF
-    "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",   // E0-EF
+    "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i",  "i",   // E0-EF
     "d", "n", "o", "o", "o", "o", "o",  "",  "o", "u", "u", "u", "u", "y", "th", "y",   // F0-FF
 };
 
@@ -28,10 +29,9 @@ const char* LatinExtendedA(uint32_t cp) {
     const char* base;
   };
   static constexpr Range kRanges[] = {
-      {0x105, "a"}, {0x10D, "c"}, {0x111, "d"}, {0x11B, "e"},  {0x123, "g"}, {0x127, "h"},
-      {0x131, "i"}, {0x133, "ij"}, {0x135, "j"}, {0x138, "k"}, {0x142, "l"}, {0x14B, "n"},
-      {0x151, "o"}, {0x153, "oe"}, {0x159, "r"}, {0x161, "s"}, {0x167, "t"}, {0x173, "u"},
-      {0x175, "w"}, {0x178, "y"}, {0x17E, "z"}, {0x17F, "s"},
+      {0x105, "a"}, {0x10D, "c"}, {0x111, "d"}, {0x11B, "e"}, {0x123, "g"}, {0x127, "h"},  {0x131, "i"}, {0x133, "ij"},
+      {0x135, "j"}, {0x138, "k"}, {0x142, "l"}, {0x14B, "n"}, {0x151, "o"}, {0x153, "oe"}, {0x159, "r"}, {0x161, "s"},
+      {0x167, "t"}, {0x173, "u"}, {0x175, "w"}, {0x178, "y"}, {0x17E, "z"}, {0x17F, "s"},
   };
   for (const Range& r : kRanges) {
     if (cp <= r.last) return r.base;
@@ -69,10 +69,12 @@ std::string SearchDate(const store::StudyHistory& h) {
   time_t t = static_cast<time_t>(h.first_received_unix_ms / 1000);
   struct tm tm;
   gmtime_r(&t, &tm);
-  char buf[16];
+  char buf[48];
   std::snprintf(buf, sizeof(buf), "%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
   return buf;
 }
+
+nlohmann::json IsoOrNull(int64_t unix_ms) { return unix_ms == 0 ? nlohmann::json() : nlohmann::json(IsoTime(unix_ms)); }
 
 nlohmann::json StudyObject(const store::StudyHistory& h) {
   nlohmann::json dests = nlohmann::json::array();
@@ -82,8 +84,8 @@ nlohmann::json StudyObject(const store::StudyHistory& h) {
                      {"sent", d.sent},
                      {"dead", d.dead},
                      {"attempts", d.attempts},
-                     {"last_sent", d.last_sent_unix_ms == 0 ? nlohmann::json() : IsoTime(d.last_sent_unix_ms)},
-                     {"last_dead", d.last_dead_unix_ms == 0 ? nlohmann::json() : IsoTime(d.last_dead_unix_ms)},
+                     {"last_sent", IsoOrNull(d.last_sent_unix_ms)},
+                     {"last_dead", IsoOrNull(d.last_dead_unix_ms)},
                      {"last_dead_reason", d.last_dead_reason}});
   }
   return {{"study_instance_uid", h.study_instance_uid},

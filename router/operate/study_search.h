@@ -20,12 +20,12 @@ namespace relais::router {
 
 // Every set field must match (AND). Empty fields match everything.
 struct StudyQuery {
-  std::string patient_id;    // exact
-  std::string name;          // every word of it is in the patient name, folded (FoldText)
-  std::string accession;     // exact
-  std::string study;         // Study Instance UID, exact
-  std::string modality;      // one of the study's modalities, case-insensitive
-  std::string calling_ae;    // one of the study's calling AE titles, case-insensitive
+  std::string patient_id;  // exact
+  std::string name;        // every word of it is in the patient name, folded (FoldText)
+  std::string accession;   // exact
+  std::string study;       // Study Instance UID, exact
+  std::string modality;    // one of the study's modalities, case-insensitive
+  std::string calling_ae;  // one of the study's calling AE titles, case-insensitive
   // Inclusive dates, YYYYMMDD (or YYYY-MM-DD, normalised by ParseQueryDate).
   // Compared with the Study Date (0008,0020) when the study has one, else
   // with the UTC day its first object was received.
@@ -47,8 +47,7 @@ bool StudyMatches(const StudyQuery& q, const store::StudyHistory& h);
 
 // The studies matching `q`, in Study UID order; *truncated when q.limit cut
 // the list.
-Status FindStudies(const store::Store& st, const StudyQuery& q, std::vector<store::StudyHistory>* out,
-                   bool* truncated);
+Status FindStudies(const store::Store& st, const StudyQuery& q, std::vector<store::StudyHistory>* out, bool* truncated);
 
 // {"studies":[...],"truncated":false}: one object per study with its
 // destinations (docs/admin-api.md `GET /api/studies`).

@@ -56,16 +56,15 @@ TEST(FindTest, FindAndApiStudiesAnswerByEachKeyGroupedByStudy) {
   WriteFile(rules, "[[destination]]\nname = \"PACS\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
                        std::to_string(pacs.port()) +
                        "\n\n[[destination]]\nname = \"TELERAD\"\nae_title = \"TELE\"\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(closed) +
-                       "\n\n[[rule]]\nname = \"all\"\nforward = [\"PACS\", \"TELERAD\"]\n");
+                       std::to_string(closed) + "\n\n[[rule]]\nname = \"all\"\nforward = [\"PACS\", \"TELERAD\"]\n");
   const std::string token = "viewer-find-test-1";
   WriteFile(dir / "tok", token);
   const std::string sha = RunCommand({"sha256sum", dir / "tok"}, 30).output.substr(0, 64);
   const uint16_t admin_port = FreePort();
   RelaisOptions options;
-  options.extra = "\n[rules]\npath = \"" + rules + "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " +
-                  std::to_string(admin_port) + "\n\n[[admin.token]]\nname = \"v\"\nrole = \"viewer\"\nsha256 = \"" +
-                  sha + "\"\n";
+  options.extra = "\n[rules]\npath = \"" + rules +
+                  "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
+                  "\n\n[[admin.token]]\nname = \"v\"\nrole = \"viewer\"\nsha256 = \"" + sha + "\"\n";
   RelaisProcess relais(dir / "relais", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
 
@@ -74,14 +73,15 @@ TEST(FindTest, FindAndApiStudiesAnswerByEachKeyGroupedByStudy) {
   std::vector<std::string> ct = MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 1, &uids);
   ASSERT_EQ(ct.size(), 1u);
   const std::string ct_study = "1.2.826.0.1.3680043.2.1143.4242";
-  RunResult mod = RunCommand({"dcmodify", "-nb", "-i", "(0008,0005)=ISO_IR 100", "-i", "(0010,0010)=Lef\xE8vre^H\xE9l\xE8ne",
-                              "-i", "(0010,0020)=FR-0042", "-i", "(0008,0050)=ACC-FR-1", "-i", "(0008,0020)=20261207",
-                              "-i", "(0020,000D)=" + ct_study, ct[0]});
+  RunResult mod =
+      RunCommand({"dcmodify", "-nb", "-i", "(0008,0005)=ISO_IR 100", "-i", "(0010,0010)=Lef\xE8vre^H\xE9l\xE8ne", "-i",
+                  "(0010,0020)=FR-0042", "-i", "(0008,0050)=ACC-FR-1", "-i", "(0008,0020)=20261207", "-i",
+                  "(0020,000D)=" + ct_study, ct[0]});
   ASSERT_EQ(mod.exit_code, 0) << mod.output;
-  RunResult sent = RunCommand({"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1",
-                               std::to_string(relais.port()), ct[0], CorpusDir() + "/dcm4che__MR01.dcm",
-                               CorpusDir() + "/dcm4che__MR02.dcm", CorpusDir() + "/pydicom__chrFren.dcm"},
-                              120);
+  RunResult sent = RunCommand(
+      {"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), ct[0],
+       CorpusDir() + "/dcm4che__MR01.dcm", CorpusDir() + "/dcm4che__MR02.dcm", CorpusDir() + "/pydicom__chrFren.dcm"},
+      120);
   ASSERT_EQ(sent.exit_code, 0) << sent.output;
 
   // Wait until the PACS has all four and the history says so.
@@ -126,9 +126,10 @@ TEST(FindTest, FindAndApiStudiesAnswerByEachKeyGroupedByStudy) {
   EXPECT_EQ(jerome["studies"][0].value("patient_id", ""), "SCSFREN");
 
   // The admin API gives the same answer.
-  RunResult api = RunCommand({"curl", "-s", "-m", "30", "-H", "Authorization: Bearer " + token,
-                              "http://127.0.0.1:" + std::to_string(admin_port) + "/api/studies?name=helene%20LEF%C3%88VRE"},
-                             60);
+  RunResult api =
+      RunCommand({"curl", "-s", "-m", "30", "-H", "Authorization: Bearer " + token,
+                  "http://127.0.0.1:" + std::to_string(admin_port) + "/api/studies?name=helene%20LEF%C3%88VRE"},
+                 60);
   json aj = json::parse(api.output, nullptr, false);
   ASSERT_FALSE(aj.is_discarded()) << api.output;
   EXPECT_EQ(aj, fr);
@@ -140,10 +141,10 @@ TEST(FindTest, FindAndApiStudiesAnswerByEachKeyGroupedByStudy) {
   EXPECT_EQ(oj.value("study_instance_uid", ""), mr_study);
   EXPECT_EQ(oj["stored_objects"].size(), 2u) << oj.dump();  // kept: TELERAD still owes them
   EXPECT_EQ(oj["destinations"], m["destinations"]);
-  RunResult bad = RunCommand({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "30", "-H",
-                              "Authorization: Bearer " + token,
-                              "http://127.0.0.1:" + std::to_string(admin_port) + "/api/studies?accesion=x"},
-                             60);
+  RunResult bad = RunCommand(
+      {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "30", "-H", "Authorization: Bearer " + token,
+       "http://127.0.0.1:" + std::to_string(admin_port) + "/api/studies?accesion=x"},
+      60);
   EXPECT_EQ(bad.output, "400");
 
   // Text output, for people.
@@ -158,9 +159,8 @@ TEST(FindTest, FindAndApiStudiesAnswerByEachKeyGroupedByStudy) {
     const std::string cmd =
         "exec timeout -k 5 90 /usr/bin/chromium --headless --no-sandbox --disable-gpu --no-first-run "
         "--disable-background-networking --disable-component-update --disable-sync --user-data-dir='" +
-        dir / "profile" + "' --virtual-time-budget=10000 --dump-dom 'http://127.0.0.1:" +
-        std::to_string(admin_port) + "/#token=" + token + "&study=" + mr_study + "' > '" + dom + "' 2> '" +
-        dir / "chromium.err" + "'";
+        dir / "profile" + "' --virtual-time-budget=10000 --dump-dom 'http://127.0.0.1:" + std::to_string(admin_port) +
+        "/#token=" + token + "&study=" + mr_study + "' > '" + dom + "' 2> '" + dir / "chromium.err" + "'";
     RunResult chrome = RunCommand({"sh", "-c", cmd}, 120, {{"HOME", dir.path()}});
     ASSERT_EQ(chrome.exit_code, 0) << ReadFile(dir / "chromium.err").substr(0, 2000);
     const std::string html = ReadFile(dom);
