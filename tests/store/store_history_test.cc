@@ -27,10 +27,11 @@ struct Fixture {
   std::shared_ptr<std::atomic<int64_t>> now = std::make_shared<std::atomic<int64_t>>(kT0);
   std::unique_ptr<Store> store;
 
-  explicit Fixture(int64_t history_retention_ms = 30 * kDay) {
+  explicit Fixture(int64_t history_retention_ms = 30 * kDay, int64_t dead_retention_ms = -1) {
     Options o = testing::TestOptions(dir.Sub("store"));
     o.clock = [n = now] { return n->load(); };
     o.history_retention_ms = history_retention_ms;
+    o.dead_retention_ms = dead_retention_ms;
     auto s = Store::Open(o);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     store = std::move(s).value();
@@ -183,6 +184,19 @@ TEST(StoreHistory, SweepRemovesStudiesPastTheRetentionWithExplicitNow) {
   auto report = f.store->Verify(nullptr);
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report.value().problem_count, 0u);
+}
+
+TEST(StoreHistory, ExpiredDeadLettersStayCountedAsDead) {
+  Fixture f(30 * kDay, 2 * kDay);
+  uint64_t a = f.Put("1.1");
+  ASSERT_TRUE(f.Update(Kind::kDeadLetter, "archive", a, 4, "0x0122 SOP class not supported").ok());
+  ASSERT_TRUE(f.Update(Kind::kDeadLetter, "telerad", a, 1, "0x0122 SOP class not supported").ok());
+  ASSERT_TRUE(f.SweepAt(kT0 + 3 * kDay).ok());
+  ASSERT_FALSE(f.store->Get(a).ok());  // the dead object expired
+  auto studies = f.Studies();
+  ASSERT_EQ(studies.size(), 1u);
+  EXPECT_EQ(Dest(studies[0], "archive")->dead, 1u);
+  EXPECT_EQ(Dest(studies[0], "archive")->last_dead_reason, "0x0122 SOP class not supported");
 }
 
 TEST(StoreHistory, NegativeRetentionKeepsEverything) {
