@@ -201,6 +201,7 @@ Result<std::unique_ptr<store::Store>> OpenStore(const rules::AppConfig& config) 
   so.unrouted_retention_ms = static_cast<int64_t>(config.delivery.unrouted_retention_s) * 1000;
   so.dead_retention_ms = static_cast<int64_t>(config.delivery.dead_letter_retention_s) * 1000;
   so.dropped_retention_ms = static_cast<int64_t>(config.delivery.dropped_retention_s) * 1000;
+  so.history_retention_ms = static_cast<int64_t>(config.store.history_retention_s) * 1000;
   return store::Store::Open(so);
 }
 

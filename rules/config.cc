@@ -200,6 +200,7 @@ void ReadStore(const toml::table& t, Errors* errors, StoreConfig* out) {
   ReadFraction(&r, "high_water", &out->high_water);
   ReadFraction(&r, "low_water", &out->low_water);
   ReadRate(&r, "scrub_rate", &out->scrub_rate);
+  r.ReadDuration("history_retention", &out->history_retention_s);
   if (out->low_water >= out->high_water) {
     const toml::node* n = r.Node("low_water") ? r.Node("low_water") : r.Node("high_water");
     if (n != nullptr) {

@@ -68,6 +68,10 @@ struct StoreConfig {
   // bit rot before a re-send needs the object. "8MB/s", or an integer; 0
   // turns it off. Default: "4MiB/s" (a 1 TiB store in about three days).
   uint64_t scrub_rate = 4ull << 20;
+  // How long a study's delivery history (`relais find`, /api/studies) is
+  // kept after its last change, whatever the objects' retention. Default:
+  // "365d".
+  uint64_t history_retention_s = 365ull * 86400;
 };
 
 // [delivery]: how Relais sends to destinations (destinations themselves are

@@ -175,7 +175,7 @@ Status InspectCopy(const std::string& file, CopyContents* out) {
     MDB_env* env;
     ~EnvCloser() { mdb_env_close(env); }
   } closer{env};
-  RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxdbs(env, 16), "mdb_env_set_maxdbs"));
+  RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxdbs(env, 32), "mdb_env_set_maxdbs"));
   // The header is read with pread (no mapping touched yet): a file shorter
   // than its two meta pages fails here cleanly.
   Status s = LmdbStatus(mdb_env_open(env, file.c_str(), MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0644), "mdb_env_open");

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "store/history.h"
 #include "store/meta_codec.h"
 #include "store/queue_codec.h"
 #include "store/resend.h"
@@ -196,6 +197,8 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
         if (!ls.ok()) continue;  // delivered, purged or replaced meanwhile
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.queue, k));
         RELAIS_RETURN_IF_ERROR(RecordDelivered(*txn_, d_, u.object_id, u.destination, now));
+        RELAIS_RETURN_IF_ERROR(
+            HistoryOnRow(*txn_, d_, u.object_id, u.destination, HistoryEvent::kSent, u.attempts, "", now));
         changed = true;
         break;
       case QueueUpdate::Kind::kRetryLater: {
@@ -218,6 +221,8 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
         std::vector<uint8_t> value = EncodeDeadValue(row);
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.queue, k));
         RELAIS_RETURN_IF_ERROR(txn_->Put(d_.dead, k, Val(value)));
+        RELAIS_RETURN_IF_ERROR(
+            HistoryOnRow(*txn_, d_, u.object_id, u.destination, HistoryEvent::kDead, u.attempts, u.error, now));
         changed = true;
         break;
       }
@@ -257,6 +262,10 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
         row.next_attempt_unix_ms = 0;
         row.dead_unix_ms = 0;
         RELAIS_RETURN_IF_ERROR(txn_->Put(d_.queue, k, Val(EncodeQueueValue(row))));
+        if (!ls.ok()) {  // a dead row came back, or a delivered object is re-sent
+          RELAIS_RETURN_IF_ERROR(HistoryOnRow(*txn_, d_, u.object_id, u.destination,
+                                              ds.ok() ? HistoryEvent::kRequeued : HistoryEvent::kQueued, 0, "", now));
+        }
         // The object has a row again: it is no longer waiting for Sweep.
         IdKey id_key(u.object_id);
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.done, id_key.val()));
@@ -266,6 +275,8 @@ Status DeliveryTxn::Apply(const std::vector<QueueUpdate>& updates, int64_t now, 
       }
       case QueueUpdate::Kind::kPurge:
         if (!ls.ok() && !ds.ok()) continue;
+        RELAIS_RETURN_IF_ERROR(HistoryOnRow(*txn_, d_, u.object_id, u.destination,
+                                            ls.ok() ? HistoryEvent::kLiveGone : HistoryEvent::kDeadGone, 0, "", now));
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.queue, k));
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.dead, k));
         changed = true;
@@ -420,6 +431,17 @@ Status DeliveryTxn::RemoveObject(uint64_t id) {
       totals_->stored_bytes -= std::min(totals_->stored_bytes, m.stored_size);
       for (const Route& r : m.routes) {
         std::vector<uint8_t> key = EncodeQueueKey(r.destination, r.priority, id);
+        // The study's history forgets the rows that go with the object.
+        std::span<const uint8_t> unused;
+        for (auto [dbi, event] :
+             {std::pair{d_.queue, HistoryEvent::kLiveGone}, std::pair{d_.dead, HistoryEvent::kDeadGone}}) {
+          Status rs = txn_->Get(dbi, Val(key), &unused);
+          if (rs.ok()) {
+            RELAIS_RETURN_IF_ERROR(HistoryOnStudyRow(*txn_, d_, m.study_instance_uid, r.destination, event, 0, "", 0));
+          } else if (!rs.IsNotFound()) {
+            return rs;
+          }
+        }
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.queue, Val(key)));
         RELAIS_RETURN_IF_ERROR(txn_->Del(d_.dead, Val(key)));
       }

@@ -41,8 +41,10 @@ struct Retentions {
   int64_t unrouted_ms = -1;
   int64_t dead_ms = -1;
   int64_t dropped_ms = -1;
+  int64_t history_ms = -1;  // the `history` of a study, from its last change
   static Retentions From(const Options& o) {
-    return Retentions{o.retention_ms, o.unrouted_retention_ms, o.dead_retention_ms, o.dropped_retention_ms};
+    return Retentions{o.retention_ms, o.unrouted_retention_ms, o.dead_retention_ms, o.dropped_retention_ms,
+                      o.history_retention_ms};
   }
   // -1 for kQueued and kNone.
   int64_t For(ObjectClass c) const;

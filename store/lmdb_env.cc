@@ -40,7 +40,7 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
     return Status::NotFound("no store at " + path);
   }
   RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_create(&env_), "mdb_env_create"));
-  RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxdbs(env_, 16), "mdb_env_set_maxdbs"));
+  RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxdbs(env_, 32), "mdb_env_set_maxdbs"));
   if (!read_only && map_size != 0) {
     RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_mapsize(env_, static_cast<size_t>(map_size)), "mdb_env_set_mapsize"));
   }
@@ -95,6 +95,9 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
   Status dl = LmdbStatus(mdb_dbi_open(txn.get(), "delivered", dflags, &dbis_.delivered), "mdb_dbi_open delivered");
   dbis_.has_delivered = dl.ok();
   if (!dl.ok() && !(dl.IsNotFound() && read_only)) return dl;
+  Status hi = LmdbStatus(mdb_dbi_open(txn.get(), "history", dflags, &dbis_.history), "mdb_dbi_open history");
+  dbis_.has_history = hi.ok();
+  if (!hi.ok() && !(hi.IsNotFound() && read_only)) return hi;
   return txn.Commit();
 }
 

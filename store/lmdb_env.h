@@ -66,6 +66,10 @@ struct Dbis {
   // `delivered` (FORMAT.md), the resend memory; optional the same way.
   MDB_dbi delivered = 0;
   bool has_delivered = false;
+  // `history` (FORMAT.md), the delivery history per study; optional the
+  // same way.
+  MDB_dbi history = 0;
+  bool has_history = false;
 };
 
 // Owns an MDB_env. Opened with MDB_NOTLS so that read transactions may move

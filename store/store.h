@@ -80,6 +80,10 @@ struct Options {
   // object is acknowledged and its chunks removed in its own commit.
   // Default: -1.
   int64_t dropped_retention_ms = -1;
+  // How long a study's delivery history (FORMAT.md `history`) is kept after
+  // its last change; Sweep() removes older studies. Negative keeps it.
+  // Default: 365 days.
+  int64_t history_retention_ms = 365LL * 24 * 3600 * 1000;
   // The wall clock used to stamp class changes, dead letters and `done`
   // rows (tests pass a fake one). Default: NowUnixMs.
   std::function<int64_t()> clock;
@@ -153,6 +157,12 @@ struct ObjectMeta {
   std::string series_instance_uid;
   std::string patient_id;
   std::string modality;
+  // Not in the object record: kept only in the study's delivery history
+  // (FORMAT.md `history`). Patient Name decoded to UTF-8 (DICOM PN, with
+  // its ^ separators), Accession Number, Study Date (YYYYMMDD).
+  std::string patient_name;
+  std::string accession_number;
+  std::string study_date;
   std::string transfer_syntax_uid;  // of the stored data set bytes
   uint64_t raw_size = 0;            // data set bytes as received
   uint64_t stored_size = 0;         // bytes of all chunks on disk
@@ -175,6 +185,34 @@ struct ObjectMeta {
   // Not stored: set by the store for the commit callback: the destinations
   // whose rows its resend policy suppressed (see Route), in route order.
   std::vector<std::string> suppressed;
+};
+
+// What happened to one study at one destination (FORMAT.md `history`).
+struct StudyDestination {
+  std::string destination;
+  uint32_t queued = 0;    // rows waiting now
+  uint32_t sent = 0;      // objects delivered
+  uint32_t dead = 0;      // dead-letter rows now
+  uint32_t attempts = 0;  // attempts of the delivered and dead-lettered rows
+  int64_t last_sent_unix_ms = 0;
+  int64_t last_dead_unix_ms = 0;
+  std::string last_dead_reason;
+};
+
+// The delivery history of one study: outlives its objects' retention.
+struct StudyHistory {
+  std::string study_instance_uid;
+  std::string patient_id;
+  std::string patient_name;  // UTF-8
+  std::string accession_number;
+  std::string study_date;  // YYYYMMDD as received
+  std::vector<std::string> modalities;
+  std::vector<std::string> calling_aes;
+  int64_t first_received_unix_ms = 0;
+  int64_t last_received_unix_ms = 0;
+  int64_t last_change_unix_ms = 0;  // retention counts from here
+  uint32_t objects = 0;             // objects committed
+  std::vector<StudyDestination> destinations;
 };
 
 // A row of a destination's delivery queue, or of its dead-letter list.
@@ -439,6 +477,10 @@ class Store {
   virtual void SetQueueCallback(std::function<void(const std::vector<std::string>&)> cb) = 0;
   // The object with this SOP Instance UID, or NotFound.
   virtual Result<ObjectMeta> Find(const std::string& sop_instance_uid) const = 0;
+  // Calls fn for each study of the delivery history, in study UID order,
+  // until it returns false (a scan: one row per study and destination).
+  // Nothing on a store without the `history` database (read-only, older).
+  virtual Status ListStudies(const std::function<bool(const StudyHistory&)>& fn) const = 0;
   // Streams the raw data set bytes of object `id` to `sink`, chunk by chunk,
   // verifying the checksum at the end (Corruption if it differs).
   virtual Status ReadObject(uint64_t id, const std::function<Status(std::span<const uint8_t>)>& sink) const = 0;

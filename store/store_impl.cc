@@ -17,6 +17,7 @@
 #include "store/chunk_codec.h"
 #include "store/compression_pool.h"
 #include "store/delivery.h"
+#include "store/history.h"
 #include "store/lmdb_env.h"
 #include "store/meta_codec.h"
 #include "store/part10.h"
@@ -317,6 +318,12 @@ class StoreImpl final : public Store {
     RELAIS_RETURN_IF_ERROR(s);
     if (id.size() != 8) return Status::Corruption("uid row of " + sop_instance_uid + " is not 8 bytes");
     return GetMeta(txn, GetBe64(id.data()));
+  }
+
+  Status ListStudies(const std::function<bool(const StudyHistory&)>& fn) const override {
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    return ForEachStudy(txn, env_.dbis(), fn);
   }
 
   Status ReadObject(uint64_t id, const std::function<Status(std::span<const uint8_t>)>& sink) const override {

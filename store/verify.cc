@@ -11,6 +11,7 @@
 #include "base/clock.h"
 #include "store/chunk_codec.h"
 #include "store/delivery.h"
+#include "store/history.h"
 #include "store/meta_codec.h"
 #include "store/queue_codec.h"
 #include "store/resend.h"
@@ -46,6 +47,7 @@ class Verifier {
       RELAIS_RETURN_IF_ERROR(CheckAttempts());
     }
     if (d_.has_delivered) RELAIS_RETURN_IF_ERROR(CheckDelivered());
+    if (d_.has_history) RELAIS_RETURN_IF_ERROR(CheckHistory());
     RELAIS_RETURN_IF_ERROR(CheckPending());
     RELAIS_RETURN_IF_ERROR(CheckTotals());
     if (check_life_) RELAIS_RETURN_IF_ERROR(CheckLifecycle());
@@ -412,6 +414,35 @@ class Verifier {
     });
   }
 
+  // `history` (FORMAT.md): every row decodes; a destination row follows its
+  // study's record. Counts are not checked against the rows: they are a
+  // history, not an index (an older Relais may have changed rows meanwhile).
+  Status CheckHistory() {
+    std::string study;
+    return ForEachRow(txn_, d_.history, {}, [&](const MDB_val& k, const MDB_val& v, bool*) {
+      std::span<const uint8_t> key = FromVal(k);
+      auto nul = std::find(key.begin(), key.end(), uint8_t{0});
+      Status s;
+      std::string uid(key.begin(), nul);
+      if (nul == key.end()) {
+        StudyHistory h;
+        s = DecodeStudyRecord(FromVal(v), &h);
+        study = uid;
+      } else {
+        StudyDestination r;
+        s = DecodeStudyDestination(FromVal(v), &r);
+        if (s.ok() && (uid != study || nul + 1 == key.end())) {
+          s = Status::Corruption("a history destination row has no study record or no destination");
+        }
+      }
+      if (!s.ok()) {
+        Problem(0, uid, "a history row does not decode: " + s.message());
+        targets_->bad_history_keys.emplace_back(key.begin(), key.end());
+      }
+      return Status::OK();
+    });
+  }
+
   Status CheckPending() {
     MDB_stat st;
     RELAIS_RETURN_IF_ERROR(LmdbStatus(mdb_stat(txn_.get(), d_.pending, &st), "mdb_stat pending"));
@@ -699,6 +730,13 @@ Status RepairEnv(const LmdbEnv& env, const RepairTargets& t, int64_t now, Repair
         InBatches(env, t.bad_delivered_keys, &report->rows_removed, [&](Txn& txn, const auto& key, bool* c) {
           *c = true;
           return txn.Del(d.delivered, ToVal(std::span<const uint8_t>(key)));
+        }));
+  }
+  if (d.has_history) {
+    RELAIS_RETURN_IF_ERROR(
+        InBatches(env, t.bad_history_keys, &report->rows_removed, [&](Txn& txn, const auto& key, bool* c) {
+          *c = true;
+          return txn.Del(d.history, ToVal(std::span<const uint8_t>(key)));
         }));
   }
   if (t.lifecycle_wrong) {

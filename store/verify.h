@@ -28,12 +28,13 @@ struct RepairTargets {
   std::vector<std::vector<uint8_t>> orphan_queue_keys;
   std::vector<std::vector<uint8_t>> orphan_dead_keys;
   std::vector<std::vector<uint8_t>> bad_delivered_keys;  // `delivered` rows that do not decode
+  std::vector<std::vector<uint8_t>> bad_history_keys;    // `history` rows that do not decode
   bool totals_wrong = false;
   bool lifecycle_wrong = false;  // rebuild the lifecycle index
   bool empty() const {
     return unreadable.empty() && orphan_chunks.empty() && orphan_attempts.empty() && orphan_done.empty() &&
            orphan_uids.empty() && orphan_queue_keys.empty() && orphan_dead_keys.empty() && bad_delivered_keys.empty() &&
-           !totals_wrong && !lifecycle_wrong;
+           bad_history_keys.empty() && !totals_wrong && !lifecycle_wrong;
   }
 };
 

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "base/log.h"
+#include "store/history.h"
 #include "store/meta_codec.h"
 #include "store/resend.h"
 
@@ -329,6 +330,9 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       RELAIS_RETURN_IF_ERROR(
           PruneDelivered(txn, d, op.now_unix_ms, kSweepBatch, kDeliveredScan, &delivered_scan_from_, &more_delivered));
       more = more || more_delivered;
+      // And the delivery history, a bounded slice per sweep (FORMAT.md `history`).
+      RELAIS_RETURN_IF_ERROR(
+          PruneHistory(txn, d, op.now_unix_ms, retentions_.history_ms, kDeliveredScan, &history_scan_from_));
       fx->completions.push_back({&op, Status::OK(), more});
       return Status::OK();
     }
@@ -407,7 +411,8 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
   // The object's queue rows become durable in the same commit as the object,
   // but for those its destinations' resend policies suppress.
   size_t queued = 0;
-  uint32_t seq = 0;  // the new object has no attempt log yet
+  std::vector<std::string> queued_to;  // for the study's history
+  uint32_t seq = 0;                    // the new object has no attempt log yet
   for (const Route& r : m.routes) {
     if (r.resend != Resend::kAlways) RELAIS_RETURN_IF_ERROR(NoteResendWindow(txn, d, r.resend_window_ms));
     bool suppressed = false;
@@ -419,6 +424,7 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       continue;
     }
     ++queued;
+    queued_to.push_back(r.destination);
     fx->woken.insert(r.destination);
     QueueRow row;
     row.rule = r.rule;
@@ -429,6 +435,7 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
   }
   fx->totals.raw_bytes += m.raw_size;
   fx->totals.stored_bytes += m.stored_size;
+  RELAIS_RETURN_IF_ERROR(HistoryOnCommit(txn, d, m, queued_to, clock_()));
   ObjectClass final_cls = cls;
   if (!m.routes.empty() && queued == 0) {
     // Every route suppressed: finished at once, delivered class. The done row

@@ -154,6 +154,9 @@ class Writer {
   // Where the next kSweep goes on scanning `delivered` (resend.h
   // PruneDelivered); empty: from the start. Writer thread only.
   std::vector<uint8_t> delivered_scan_from_;
+  // Where the next kSweep goes on scanning `history` (history.h). Writer
+  // thread only.
+  std::vector<uint8_t> history_scan_from_;
   std::vector<WriteOp> deferred_;  // drops to retry with the next batch
 };
 

@@ -21,6 +21,7 @@
 #include "router/cli/backup_cli.h"
 #include "router/cli/cli_audit.h"
 #include "router/cli/dest_name.h"
+#include "router/cli/find_cli.h"
 #include "router/cli/queue_cli.h"
 #include "router/cli/route_cli.h"
 #include "router/cli/rules_cli.h"
@@ -389,6 +390,8 @@ int main(int argc, char** argv) {
   auto* route_study = route->add_option("--study", rsel.study_uid, "Every stored object of this Study Instance UID");
   auto* route_uids = route->add_option("UID", rsel.uids, "SOP Instance UIDs");
   route_study->excludes(route_uids);
+  relais::router::FindArgs find_args;
+  CLI::App* find = relais::router::AddFindCommand(&app, &find_args);
 
   CLI::App* object = app.add_subcommand("object", "One stored object");
   object->require_subcommand(1);
@@ -480,6 +483,10 @@ int main(int argc, char** argv) {
   if (exp->parsed()) return CmdStoreExport(config_path, uid, out);
   if (sverify->parsed()) {
     return WithStore(config_path, [&](const auto& so) { return relais::router::VerifyCommand(so, verify_repair); });
+  }
+  if (find->parsed()) {
+    if (find_args.config_path.empty()) find_args.config_path = config_path;  // the default
+    return WithStore(find_args.config_path, [&](const auto& so) { return relais::router::FindCommand(so, find_args); });
   }
   if (qls->parsed()) {
     return WithQueueStore(config_path, &qsel, [&](const auto& so) { return relais::router::QueueLs(so, qsel, qjson); });

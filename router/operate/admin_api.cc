@@ -184,6 +184,8 @@ AdminApi::RouteMatch AdminApi::FindRoute(const std::string& method, const std::s
        [](AdminApi& a, Ctx& c, const RouteArgs&) { a.QueueList(c, /*dead=*/true); }},
       {"GET", "/api/objects/{}", AdminRole::kViewer,
        [](AdminApi& a, Ctx& c, const RouteArgs& x) { a.Object(c, x[0]); }},
+      {"GET", "/api/studies", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Studies(c); }},
+      {"GET", "/api/studies/{}", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs& x) { a.Study(c, x[0]); }},
       {"GET", "/api/failures", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Failures(c); }},
       {"GET", "/api/throughput", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Throughput(c); }},
       {"POST", "/api/queue/retry", AdminRole::kOperator,

@@ -155,6 +155,9 @@ class AdminApi {
   void Object(Ctx& c, const std::string& uid);
   void Failures(Ctx& c);
   void Throughput(Ctx& c);
+  // The delivery history per study (admin_studies.cc).
+  void Studies(Ctx& c);
+  void Study(Ctx& c, const std::string& uid);
   // Actions, POST; audited whatever their result (admin_actions.cc).
   void QueueAction(Ctx& c, bool purge);
   void RouteAction(Ctx& c);  // POST /api/route (admin_route.cc)

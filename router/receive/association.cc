@@ -563,6 +563,9 @@ bool ScpAssociation::Describe(Incoming& in, store::ObjectMeta* meta) {
   meta->series_instance_uid = info->series_instance_uid;
   meta->patient_id = info->patient_id;
   meta->modality = info->modality;
+  meta->patient_name = info->patient_name;
+  meta->accession_number = info->accession_number;
+  meta->study_date = info->study_date;
   meta->transfer_syntax_uid = contexts_[in.context_id].transfer_syntax;
   meta->received_unix_ms = NowUnixMs();
   meta->calling_ae = calling_ae_;

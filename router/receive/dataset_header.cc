@@ -191,6 +191,10 @@ Result<HeaderInfo> HeaderParser::result() const {
   info.patient_id = rules::DecodeDicomText(get(DCM_PatientID), std::string_view(charset.c_str(), charset.length()),
                                            rules::TextKind::kValue);
   info.modality = get(DCM_Modality);
+  const std::string_view cs(charset.c_str(), charset.length());
+  info.patient_name = rules::DecodeDicomText(get(DCM_PatientName), cs, rules::TextKind::kPersonName);
+  info.accession_number = rules::DecodeDicomText(get(DCM_AccessionNumber), cs, rules::TextKind::kValue);
+  info.study_date = get(DCM_StudyDate);
   if (info.sop_class_uid.empty()) return Status::InvalidArgument("data set has no SOP Class UID (0008,0016)");
   if (info.sop_instance_uid.empty()) {
     return Status::InvalidArgument("data set has no SOP Instance UID (0008,0018)");

@@ -45,6 +45,10 @@ struct HeaderInfo {
   std::string series_instance_uid;  // (0020,000E), empty when absent
   std::string patient_id;           // (0010,0020), empty when absent
   std::string modality;             // (0008,0060), empty when absent
+  // For the study's delivery history (store FORMAT.md `history`):
+  std::string patient_name;      // (0010,0010) decoded to UTF-8, PN with ^
+  std::string accession_number;  // (0008,0050), decoded to UTF-8
+  std::string study_date;        // (0008,0020), YYYYMMDD as received
 };
 
 class HeaderParser {

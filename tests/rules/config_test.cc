@@ -436,6 +436,15 @@ TEST(ConfigTest, StoreScrubRate) {
               HasSubstr("relais.toml:5:14: store.scrub_rate must be a rate such as \"8MB/s\""));
 }
 
+TEST(ConfigTest, StoreHistoryRetention) {
+  Result<AppConfig> d = ParseAppConfig(std::string(kMinimal), "relais.toml");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->store.history_retention_s, 365u * 86400);
+  Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) + "history_retention = \"90d\"\n", "relais.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->store.history_retention_s, 90u * 86400);
+}
+
 TEST(ConfigTest, AlertsTable) {
   Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) +
                                            "[alerts]\nwebhook = \"http://127.0.0.1:9099/hook\"\n"

@@ -238,6 +238,28 @@ Result<std::unique_ptr<Store>> OpenAdmin(const std::string& path) {
   return Store::Open(o);
 }
 
+TEST(StoreVerifyTest, HistoryRowsThatDoNotDecodeAreReportedAndRepairRemovesThem) {
+  Fixture f;
+  EXPECT_TRUE(f.Verify().ok()) << Problems(f.Verify());  // the fixture's studies are clean
+  f.Damage([&](const LmdbEnv& env, Txn& txn) {
+    std::vector<uint8_t> short_value = {1, 2, 3};
+    ASSERT_TRUE(
+        txn.Put(env.dbis().history, ToVal(std::string_view("1.2.3.999")), ToVal(std::span<const uint8_t>(short_value)))
+            .ok());
+  });
+  VerifyReport v = f.Verify();
+  EXPECT_FALSE(v.ok());
+  EXPECT_NE(Problems(v).find("history row does not decode"), std::string::npos) << Problems(v);
+  {
+    Options o = TestOptions(f.dir.path());
+    o.admin = true;
+    auto store = Store::Open(o);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Repair(nullptr).ok());
+  }
+  EXPECT_TRUE(f.Verify().ok()) << Problems(f.Verify());
+}
+
 TEST(StoreRepairTest, NeedsAdminMode) {
   Fixture f;
   Options o = TestOptions(f.dir.path());
