@@ -308,8 +308,15 @@ TEST(RulesTest, HotSwapWhileSending) {
   std::vector<int64_t> started(kRuns, 0), finished(kRuns, 0);
   std::vector<RunResult> results(kRuns);
   std::atomic<int> runs_started{0};
+  std::atomic<bool> reload_logged{false};
   std::thread sender([&] {
     for (int i = 0; i < kRuns; ++i) {
+      // The last runs wait for the reload (at most 20 s), so that some
+      // associations begin after it however slow the machine is: the swap
+      // itself still lands while the third one is under way.
+      for (int w = 0; i == kRuns - 2 && !reload_logged.load() && w < 10000; ++w) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
       started[i] = NowMs();
       runs_started.store(i + 1);
       Send(relais, "STORESCU", files[i], &results[i]);
@@ -322,6 +329,7 @@ TEST(RulesTest, HotSwapWhileSending) {
   ReplaceFile(rules_path, CtRuleTo("b"));
   bool reloaded = WaitForLogCount(relais, "event=rules-reloaded", 0, 15000);
   const int64_t reload_seen = NowMs();
+  reload_logged.store(true);
   sender.join();
   ASSERT_TRUE(reloaded) << relais.Log();
 
