@@ -310,7 +310,7 @@ int main(int argc, char** argv) {
   config->require_subcommand(1);
   std::string check_path;
   CLI::App* check = config->add_subcommand("check", "Validate a configuration file");
-  check->add_option("FILE", check_path, "Configuration file")->required();
+  check->add_option("FILE", check_path, "Configuration file (default: /etc/relais/relais.toml)");
 
   CLI::App* store = app.add_subcommand(
       "store", "Inspect the object store (ls/verify/export read-only), remove objects (purge); works while serving");
@@ -457,7 +457,7 @@ int main(int argc, char** argv) {
 
   if (atoken->parsed()) return CmdAdminToken(token_name, token_role);
   if (serve->parsed()) return CmdServe(config_path, log_level);
-  if (check->parsed()) return CmdConfigCheck(check_path);
+  if (check->parsed()) return CmdConfigCheck(check_path.empty() ? std::string(kDefaultConfigPath) : check_path);
   if (ls->parsed() || spurge->parsed()) {
     if (!older_than.empty()) {
       osel.older_than_ms = relais::router::ParseCliDuration(older_than);

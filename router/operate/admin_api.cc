@@ -167,6 +167,7 @@ AdminApi::RouteMatch AdminApi::FindRoute(const std::string& method, const std::s
       {"GET", "/", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Dashboard(c); }},
       {"GET", "/index.html", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Dashboard(c); }},
       {"GET", "/healthz", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Healthz(c); }},
+      {"GET", "/favicon.ico", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Favicon(c); }},
       {"GET", "/readyz", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Readyz(c); }},
       {"GET", "/metrics", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.MetricsPage(c); }},
       {"GET", "/api/status", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.StatusPage(c); }},

@@ -148,6 +148,9 @@ class AdminApi {
   void Healthz(Ctx& c);
   void Readyz(Ctx& c);
   void Dashboard(Ctx& c);
+  // The dashboard's icon (an SVG), without a token: a browser asks for it
+  // on every load, and a refusal would be an audit record each time.
+  void Favicon(Ctx& c);
   void MetricsPage(Ctx& c);
   void StatusPage(Ctx& c);
   void Destinations(Ctx& c, const std::string& name);

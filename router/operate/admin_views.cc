@@ -267,6 +267,18 @@ void AdminApi::Dashboard(Ctx& c) {
   c.respond(std::move(r));
 }
 
+void AdminApi::Favicon(Ctx& c) {
+  // A relay: two squares joined by an arrow, in the dashboard's colours.
+  static constexpr char kIcon[] =
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">"
+      "<rect x=\"1\" y=\"5\" width=\"5\" height=\"6\" fill=\"#1f6feb\"/>"
+      "<rect x=\"10\" y=\"5\" width=\"5\" height=\"6\" fill=\"#1f6feb\"/>"
+      "<path d=\"M6 8h4\" stroke=\"#57606a\" stroke-width=\"1.5\"/></svg>";
+  AdminResponse r{200, "image/svg+xml", std::string(kIcon), {}, ""};
+  r.headers.push_back({"Cache-Control", "max-age=86400"});
+  c.respond(std::move(r));
+}
+
 void AdminApi::MetricsPage(Ctx& c) {
   MetricsSources ms;
   ms.metrics = src_.metrics;

@@ -171,6 +171,15 @@ TEST_F(AdminApiTest, ProbesAndDashboardNeedNoToken) {
   EXPECT_NE(r.body.find("<html"), std::string::npos);
 }
 
+TEST_F(AdminApiTest, FaviconNeedsNoTokenAndWritesNoAuditRecord) {
+  const size_t before = AuditLines().size();
+  AdminResponse r = Call("GET", "/favicon.ico");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "image/svg+xml");
+  EXPECT_NE(r.body.find("<svg"), std::string::npos);
+  EXPECT_EQ(AuditLines().size(), before);
+}
+
 TEST_F(AdminApiTest, RoleMatrix) {
   struct Case {
     const char* method;
