@@ -39,12 +39,6 @@ namespace {
 
 void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
-size_t CountLines(const std::string& log, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
-  return n;
-}
-
 // Raises this process's soft RLIMIT_NOFILE to at least `want` (up to the
 // hard limit). Returns the soft limit now in force.
 rlim_t RaiseFileLimit(rlim_t want) {
@@ -58,19 +52,6 @@ rlim_t RaiseFileLimit(rlim_t want) {
   return rl.rlim_cur;
 }
 
-// True if the server has closed `fd` (a read returns 0 or an error, after
-// any A-ABORT it sent first). Does not block.
-bool ClosedByServer(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  if (poll(&p, 1, 0) != 1) return false;
-  char b[256];
-  while (true) {
-    ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
-    if (n > 0) continue;  // an A-ABORT before the close
-    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-  }
-}
-
 size_t CountClosed(const std::vector<int>& fds, std::vector<bool>* closed) {
   size_t n = 0;
   for (size_t i = 0; i < fds.size(); ++i) {
@@ -78,25 +59,6 @@ size_t CountClosed(const std::vector<int>& fds, std::vector<bool>* closed) {
     n += (*closed)[i] ? 1 : 0;
   }
   return n;
-}
-
-// A connection to 127.0.0.1:port from source address 127.0.0.`host`, or -1.
-int ConnectFrom(int host, uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in src{};
-  src.sin_family = AF_INET;
-  src.sin_addr.s_addr = htonl(0x7F000000u | static_cast<uint32_t>(host));
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(port);
-  dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0 ||
-      connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 // A valid A-ASSOCIATE-RQ (PS3.8 9.3.2) proposing Verification in Implicit
@@ -193,8 +155,8 @@ TEST(AbusivePeersTest, ModalityAndEchoAreServedThroughAnIdleFloodAndASlowLoris) 
     ASSERT_TRUE(senders[k].Start(argv, dir / ("storescu-" + std::to_string(k) + ".log")));
   }
   int64_t deadline = NowMs() + 60000;
-  while (CountLines(relais.Log(), "event=association-accepted") < kSenders && NowMs() < deadline) SleepMs(20);
-  ASSERT_GE(CountLines(relais.Log(), "event=association-accepted"), static_cast<size_t>(kSenders)) << relais.Log();
+  while (CountOccurrences(relais.Log(), "event=association-accepted") < kSenders && NowMs() < deadline) SleepMs(20);
+  ASSERT_GE(CountOccurrences(relais.Log(), "event=association-accepted"), kSenders) << relais.Log();
 
   int loris_fd = ConnectFrom(2, relais.port());
   ASSERT_GE(loris_fd, 0);
@@ -267,9 +229,9 @@ TEST(AbusivePeersTest, ModalityAndEchoAreServedThroughAnIdleFloodAndASlowLoris) 
   max_rss_kib = std::max(max_rss_kib, relais.RssKiB());
   std::string log = relais.Log();
   std::printf(
-      "[abusive] idle=%zu closed_by_relais=%zu evicted_logged=%zu slow_loris_bytes=%d slow_loris_closed_after_ms=%lld "
+      "[abusive] idle=%zu closed_by_relais=%zu evicted_logged=%d slow_loris_bytes=%d slow_loris_closed_after_ms=%lld "
       "images=%d acknowledged=%zu stored=%zu waves_while_sending=%d echoes=%d max_echo_ms=%lld max_rss_mib=%.1f\n",
-      idle.size(), closed_idle, CountLines(log, "event=connection-evicted"), loris.bytes_sent(),
+      idle.size(), closed_idle, CountOccurrences(log, "event=connection-evicted"), loris.bytes_sent(),
       static_cast<long long>(loris.lasted_ms()), kImages, acknowledged, uids.size() - missing, waves_while_sending,
       echoes, static_cast<long long>(max_echo_ms), max_rss_kib / 1024.0);
   std::fflush(stdout);
@@ -332,15 +294,15 @@ TEST(FileLimitTest, AcceptFailingWithEmfileNeitherSpinsNorKillsRelais) {
   std::vector<bool> closed(idle.size(), false);
   size_t closed_n = CountClosed(idle, &closed);
   std::string log = relais.Log();
-  size_t accept_errors = CountLines(log, "accept error");
+  int accept_errors = CountOccurrences(log, "accept error");
   std::printf(
-      "[emfile] fd_limit=%llu connections=%zu closed_by_relais=%zu accept_errors_logged=%zu cpu=%.2fs in %.2fs\n",
+      "[emfile] fd_limit=%llu connections=%zu closed_by_relais=%zu accept_errors_logged=%d cpu=%.2fs in %.2fs\n",
       static_cast<unsigned long long>(low.rlim_cur), idle.size(), closed_n, accept_errors, cpu, wall);
   std::fflush(stdout);
   // Below both caps nothing is evicted: a connection closed at once is one
   // that accept could not take (libuv accepts and closes it with its spare
   // descriptor) or whose error relais logged.
-  EXPECT_EQ(CountLines(log, "event=connection-evicted"), 0u);
+  EXPECT_EQ(CountOccurrences(log, "event=connection-evicted"), 0);
   EXPECT_GT(closed_n + accept_errors, 0u) << "the test did not reach EMFILE\n" << log.substr(0, 4000);
   EXPECT_LT(cpu, wall / 2) << "relais spins while accept fails";
 

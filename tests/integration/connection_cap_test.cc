@@ -21,7 +21,7 @@ namespace relais::itest {
 namespace {
 
 // How many of `fds` the server has closed (a read returns 0 or an error).
-size_t ClosedByServer(const std::vector<int>& fds) {
+size_t CountClosedByServer(const std::vector<int>& fds) {
   size_t closed = 0;
   for (int fd : fds) {
     pollfd p{fd, POLLIN, 0};
@@ -34,12 +34,6 @@ size_t ClosedByServer(const std::vector<int>& fds) {
     }
   }
   return closed;
-}
-
-size_t CountLines(const std::string& log, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
-  return n;
 }
 
 TEST(ConnectionCapTest, IdleConnectionsFromOneAddressAreEvictedAndEchoscuIsAnswered) {
@@ -68,35 +62,15 @@ TEST(ConnectionCapTest, IdleConnectionsFromOneAddressAreEvictedAndEchoscuIsAnswe
   // 192 older ones were closed, oldest first, each logged once.
   size_t closed = 0;
   for (int attempt = 0; attempt < 100 && closed < 192; ++attempt) {
-    closed = ClosedByServer(idle);
+    closed = CountClosedByServer(idle);
     if (closed < 192) usleep(50 * 1000);
   }
   EXPECT_GE(closed, 192u);
   std::string log = relais.Log();
-  EXPECT_GE(CountLines(log, "event=connection-evicted reason=peer-cap"), 192u) << log.substr(0, 4000);
+  EXPECT_GE(CountOccurrences(log, "event=connection-evicted reason=peer-cap"), 192) << log.substr(0, 4000);
   EXPECT_EQ(log.find("event=connection-refused"), std::string::npos);
   for (int fd : idle) close(fd);
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
-}
-
-// A connection to 127.0.0.1:port from source address 127.0.0.`host` (all of
-// 127/8 is loopback), so that one test is many peers. -1 on failure.
-int ConnectFrom(int host, uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in src{};
-  src.sin_family = AF_INET;
-  src.sin_addr.s_addr = htonl(0x7F000000u | static_cast<uint32_t>(host));
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(port);
-  dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0 ||
-      connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 TEST(ConnectionCapTest, AtTheCapTheOldestUnassociatedConnectionMakesRoom) {
@@ -117,15 +91,15 @@ TEST(ConnectionCapTest, AtTheCapTheOldestUnassociatedConnectionMakesRoom) {
   EXPECT_EQ(echo.exit_code, 0) << echo.output << relais.Log();
   size_t closed = 0;
   for (int attempt = 0; attempt < 100 && closed < 48; ++attempt) {
-    closed = ClosedByServer(idle);
+    closed = CountClosedByServer(idle);
     if (closed < 48) usleep(50 * 1000);
   }
   // 80 + echoscu's connection - 32 = at least 49 made room; the newest stay.
   EXPECT_GE(closed, 48u);
-  size_t newest_closed = ClosedByServer(std::vector<int>(idle.end() - 20, idle.end()));
+  size_t newest_closed = CountClosedByServer(std::vector<int>(idle.end() - 20, idle.end()));
   EXPECT_EQ(newest_closed, 0u) << "eviction is oldest first";
   std::string log = relais.Log();
-  EXPECT_GE(CountLines(log, "event=connection-evicted reason=connection-cap"), 48u) << log.substr(0, 4000);
+  EXPECT_GE(CountOccurrences(log, "event=connection-evicted reason=connection-cap"), 48) << log.substr(0, 4000);
   EXPECT_EQ(log.find("event=connection-refused"), std::string::npos);
   for (int fd : idle) close(fd);
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
@@ -191,7 +165,7 @@ TEST(ConnectionCapTest, EstablishedAssociationsAreNeverEvicted) {
   }
   usleep(300 * 1000);
   std::string log = relais.Log();
-  EXPECT_GE(CountLines(log, "event=connection-evicted"), 36u) << log.substr(0, 4000);
+  EXPECT_GE(CountOccurrences(log, "event=connection-evicted"), 36) << log.substr(0, 4000);
   // Every held association is still open: nothing arrived on it (no A-ABORT,
   // no close).
   for (int fd : held) {

@@ -119,6 +119,17 @@ class RelaisProcess {
 // closes it.
 int ConnectLoopback(uint16_t port);
 
+// A connection to 127.0.0.1:port from source address 127.0.0.`host` (all of
+// 127/8 is loopback), so that one test is many peers; -1 on failure.
+int ConnectFrom(int host, uint16_t port);
+
+// True if the server has closed `fd` (a read returns 0 or an error, after
+// any A-ABORT it sent first). Does not block.
+bool ClosedByServer(int fd);
+
+// How many times `needle` occurs in `text` (e.g. log events).
+int CountOccurrences(const std::string& text, const std::string& needle);
+
 // True once a TCP connect to 127.0.0.1:port succeeds, within timeout_ms.
 bool WaitForPort(uint16_t port, int timeout_ms);
 

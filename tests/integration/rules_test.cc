@@ -93,12 +93,6 @@ void ReplaceFile(const std::string& path, const std::string& text) {
   ASSERT_EQ(std::rename(tmp.c_str(), path.c_str()), 0) << path;
 }
 
-int CountOccurrences(const std::string& haystack, const std::string& needle) {
-  int n = 0;
-  for (size_t p = haystack.find(needle); p != std::string::npos; p = haystack.find(needle, p + 1)) ++n;
-  return n;
-}
-
 // Waits until `needle` occurs more than `already` times in the log.
 bool WaitForLogCount(const RelaisProcess& relais, const std::string& needle, int already, int timeout_ms) {
   int64_t deadline = NowMs() + timeout_ms;
