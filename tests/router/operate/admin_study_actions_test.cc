@@ -161,9 +161,9 @@ TEST_F(AdminStudyActionsTest, WhoAmINamesTheRoleAndOnlyTheActionsItMayTake) {
 
   json a = Body(Call("GET", "/api/whoami", kAdmin));
   EXPECT_EQ(a["role"], "admin");
-  EXPECT_EQ(a["actions"], json({"POST /api/destinations/{}/pause", "POST /api/destinations/{}/resume",
-                                "POST /api/queue/retry", "POST /api/route", "POST /api/queue/purge",
-                                "POST /api/rules/reload"}));
+  EXPECT_EQ(a["actions"],
+            json({"POST /api/destinations/{}/pause", "POST /api/destinations/{}/resume", "POST /api/queue/retry",
+                  "POST /api/route", "POST /api/queue/purge", "POST /api/rules/reload"}));
   // Every action it lists is one the token is allowed (not 401 or 403).
   for (const json& x : o["actions"]) {
     std::string s = x.get<std::string>();
@@ -183,8 +183,8 @@ TEST_F(AdminStudyActionsTest, RetryOfAStudySendsNowOnlyThatStudysLiveRows) {
   DeadLetter(b1, "telerad", 10);
 
   // One destination of the study: its live rows only (a1's telerad row is dead).
-  AdminResponse r = Call("POST", "/api/queue/retry", kOperator,
-                         json({{"study", kStudyA}, {"destination", "telerad"}}).dump());
+  AdminResponse r =
+      Call("POST", "/api/queue/retry", kOperator, json({{"study", kStudyA}, {"destination", "telerad"}}).dump());
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Body(r), json({{"requeued", 1}}));
   // The whole study: every live row of it.
@@ -223,11 +223,11 @@ TEST_F(AdminStudyActionsTest, PurgeDryRunShowsTheRowsAndTheConfirmedPurgeRemoves
   EXPECT_EQ(dry["would_purge"], 2);
   std::set<std::tuple<std::string, std::string, bool>> shown;
   for (const json& row : dry["rows"]) {
-    shown.insert({row["sop_instance_uid"].get<std::string>(), row["destination"].get<std::string>(),
-                  row["dead"].get<bool>()});
+    shown.insert(
+        {row["sop_instance_uid"].get<std::string>(), row["destination"].get<std::string>(), row["dead"].get<bool>()});
   }
   EXPECT_EQ(shown, (std::set<std::tuple<std::string, std::string, bool>>{{"1.2.3.100.1", "telerad", true},
-                                                                          {"1.2.3.100.2", "telerad", false}}));
+                                                                         {"1.2.3.100.2", "telerad", false}}));
   EXPECT_EQ(Rows(false), live_before);  // a dry run changes nothing
   EXPECT_EQ(Rows(true), dead_before);
 
@@ -249,9 +249,9 @@ TEST_F(AdminStudyActionsTest, PurgeDryRunShowsTheRowsAndTheConfirmedPurgeRemoves
   EXPECT_EQ(Body(r), json({{"purged", 2}}));
   EXPECT_EQ(Rows(true).size(), 0u);
   EXPECT_EQ(Rows(false), (std::set<std::pair<std::string, std::string>>{{"1.2.3.100.1", "archive"},
-                                                                         {"1.2.3.100.2", "archive"},
-                                                                         {"1.2.3.200.1", "archive"},
-                                                                         {"1.2.3.200.1", "telerad"}}));
+                                                                        {"1.2.3.100.2", "archive"},
+                                                                        {"1.2.3.200.1", "archive"},
+                                                                        {"1.2.3.200.1", "telerad"}}));
 
   // The audit trail has the dry run and the purge with its study.
   bool dry_audited = false, purge_audited = false;
