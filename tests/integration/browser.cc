@@ -6,10 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -168,9 +168,10 @@ json Browser::Eval(const std::string& expression, int timeout_s) {
   // While the page navigates (its first load, a reload) its context goes
   // away under an evaluation: evaluate again in the new one.
   for (int tries = 0;; ++tries) {
-    r = Call("Runtime.evaluate",
-             {{"expression", expression}, {"awaitPromise", true}, {"returnByValue", true}, {"timeout", timeout_s * 1000}},
-             /*in_page=*/true, timeout_s + 10);
+    r = Call(
+        "Runtime.evaluate",
+        {{"expression", expression}, {"awaitPromise", true}, {"returnByValue", true}, {"timeout", timeout_s * 1000}},
+        /*in_page=*/true, timeout_s + 10);
     if (!r.is_null() || tries >= 50 || (error_.find("context") == std::string::npos)) break;
     usleep(100 * 1000);
   }
@@ -184,12 +185,13 @@ json Browser::Eval(const std::string& expression, int timeout_s) {
 }
 
 json Browser::WaitFor(const std::string& condition, int timeout_s) {
-  const std::string js = "new Promise((resolve) => { const t0 = Date.now(); (function check() { let v = null; "
-                         "try { v = (" +
-                         condition +
-                         "); } catch (e) { v = null; } "
-                         "if (v) resolve(v); else if (Date.now() - t0 > " +
-                         std::to_string(timeout_s * 1000) + ") resolve(null); else setTimeout(check, 100); })(); })";
+  const std::string js =
+      "new Promise((resolve) => { const t0 = Date.now(); (function check() { let v = null; "
+      "try { v = (" +
+      condition +
+      "); } catch (e) { v = null; } "
+      "if (v) resolve(v); else if (Date.now() - t0 > " +
+      std::to_string(timeout_s * 1000) + ") resolve(null); else setTimeout(check, 100); })(); })";
   json v = Eval(js, timeout_s + 10);
   if (v.is_null() && error_.empty()) error_ = "never true: " + condition;
   return v;

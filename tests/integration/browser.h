@@ -49,8 +49,8 @@ class Browser {
 
   std::string dir_;
   pid_t pid_ = -1;
-  int to_ = -1;    // our end of the browser's fd 3
-  int from_ = -1;  // our end of the browser's fd 4
+  int to_ = -1;     // our end of the browser's fd 3
+  int from_ = -1;   // our end of the browser's fd 4
   std::string in_;  // bytes read, not yet a whole message
   int next_id_ = 1;
   std::string session_;

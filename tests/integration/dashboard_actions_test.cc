@@ -40,8 +40,9 @@ StorescpOptions Scp(const std::string& ae, uint16_t port = 0) {
 }
 
 std::string Destination(const std::string& name, uint16_t port) {
-  return "[[destination]]\nname = \"" + name + "\"\nae_title = \"" + name + "\"\nhost = \"127.0.0.1\"\nport = " +
-         std::to_string(port) + "\nretry = { initial_backoff = \"10m\", max_backoff = \"10m\" }\n\n";
+  return "[[destination]]\nname = \"" + name + "\"\nae_title = \"" + name +
+         "\"\nhost = \"127.0.0.1\"\nport = " + std::to_string(port) +
+         "\nretry = { initial_backoff = \"10m\", max_backoff = \"10m\" }\n\n";
 }
 
 std::string Token(const std::string& name, const std::string& role, const std::string& token) {
@@ -91,8 +92,7 @@ const char kPageReady[] =
     "document.body.hasAttribute('data-ready') && document.querySelectorAll('[data-test=study-page-dest]').length > 0 "
     "&& document.querySelectorAll('#destinations .dest').length === 4";
 // The text of the study page's result message ("" when none).
-const char kMessage[] =
-    "(document.querySelector('[data-test=study-action-message]') || {textContent: ''}).textContent";
+const char kMessage[] = "(document.querySelector('[data-test=study-action-message]') || {textContent: ''}).textContent";
 // Every action control on the page.
 const char kActionControls[] =
     "[...document.querySelectorAll('#destinations button, #study-page button, #study-page select, "
@@ -112,7 +112,7 @@ TEST(DashboardActionsTest, StudyPageActionsAsViewerOperatorAndAdmin) {
   ASSERT_TRUE(second.Start()) << second.Log();
   ASSERT_TRUE(telerad.Start()) << telerad.Log();
   const uint16_t telerad_port = telerad.port();
-  telerad.Stop();  // an outage: its rows wait out a 10-minute backoff
+  telerad.Stop();                            // an outage: its rows wait out a 10-minute backoff
   const uint16_t offline_port = FreePort();  // nothing ever listens: its rows stay queued
   const std::string rules = dir / "rules.toml";
   WriteFile(rules, Destination("PACS", pacs.port()) + Destination("SECOND", second.port()) +
@@ -135,10 +135,9 @@ TEST(DashboardActionsTest, StudyPageActionsAsViewerOperatorAndAdmin) {
   const std::string mr = CorpusDir() + "/dcm4che__MR01.dcm";
   const std::string mr_uid = TagValue(mr, "SOPInstanceUID");
   ASSERT_FALSE(study.empty());
-  RunResult sent = RunCommand(
-      {"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), files[0],
-       files[1], mr},
-      120);
+  RunResult sent = RunCommand({"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1",
+                               std::to_string(relais.port()), files[0], files[1], mr},
+                              120);
   ASSERT_EQ(sent.exit_code, 0) << sent.output;
   ASSERT_TRUE(WaitReceived(pacs, {uids[0], uids[1], mr_uid}, 60)) << relais.Log();
   // TELERAD and OFFLINE failed once and wait out their backoff.
@@ -240,11 +239,11 @@ TEST(DashboardActionsTest, StudyPageActionsAsViewerOperatorAndAdmin) {
     // page says so with the API's message.
     ASSERT_TRUE(b.Click("button[data-test=study-purge][data-dest=OFFLINE]")) << b.Html();
     EXPECT_EQ(b.WaitFor(kShown), expected) << b.Html();
-    RunResult other = RunCommand({"curl", "-s", "-m", "30", "-H", std::string("Authorization: Bearer ") + kAdmin,
-                                  "-H", "Content-Type: application/json", "-d",
-                                  json({{"uids", {uids[0]}}, {"destination", "OFFLINE"}}).dump(),
-                                  "http://127.0.0.1:" + std::to_string(admin_port) + "/api/queue/purge"},
-                                 60);
+    RunResult other = RunCommand(
+        {"curl", "-s", "-m", "30", "-H", std::string("Authorization: Bearer ") + kAdmin, "-H",
+         "Content-Type: application/json", "-d", json({{"uids", {uids[0]}}, {"destination", "OFFLINE"}}).dump(),
+         "http://127.0.0.1:" + std::to_string(admin_port) + "/api/queue/purge"},
+        60);
     ASSERT_EQ(json::parse(other.output, nullptr, false), json({{"purged", 1}})) << other.output;
     ASSERT_TRUE(b.Click("button[data-test=purge-confirm-button]"));
     json msg = b.WaitFor(std::string(kMessage) + ".includes('purge') && " + kMessage);
