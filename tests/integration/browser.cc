@@ -203,6 +203,38 @@ bool Browser::Click(const std::string& selector) {
   return v.is_boolean() && v.get<bool>();
 }
 
+bool Browser::Screenshot(const std::string& path, int width, int height) {
+  json m = Call("Emulation.setDeviceMetricsOverride",
+                {{"width", width}, {"height", height}, {"deviceScaleFactor", 1}, {"mobile", false}}, true, 30);
+  if (m.is_null()) return false;
+  json r = Call("Page.captureScreenshot", {{"format", "png"}}, /*in_page=*/true, 60);
+  if (!r.contains("data") || !r["data"].is_string()) return false;
+  // RFC 4648 base64.
+  const std::string b64 = r["data"].get<std::string>();
+  std::string png;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char ch : b64) {
+    int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+            : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+            : ch >= '0' && ch <= '9' ? ch - '0' + 52
+            : ch == '+'              ? 62
+            : ch == '/'              ? 63
+                                     : -1;
+    if (v < 0) continue;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      png.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << png;
+  if (!out) error_ = "cannot write " + path;
+  return static_cast<bool>(out);
+}
+
 std::string Browser::Html() {
   json v = Eval("document.documentElement.outerHTML");
   return v.is_string() ? v.get<std::string>().substr(0, 20000) : error_;

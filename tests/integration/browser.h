@@ -39,6 +39,9 @@ class Browser {
   nlohmann::json WaitFor(const std::string& condition, int timeout_s = 60);
   // Clicks the first element matching the CSS `selector`; false if none.
   bool Click(const std::string& selector);
+  // Writes a PNG of the visible part of the page (width x height CSS
+  // pixels) to `path`; false (with error()) on failure.
+  bool Screenshot(const std::string& path, int width = 1280, int height = 900);
   // document.documentElement.outerHTML, for failure messages.
   std::string Html();
   const std::string& error() const { return error_; }

@@ -6,7 +6,9 @@
 //   "Send now" ends a 10-minute backoff (the objects arrive at once) and its
 //   re-route sends a delivered study to a second storescp;
 // - an admin's purge lists what it will remove, asks, and removes only
-//   that: another study's row at the same destination stays.
+//   that: another study's row at the same destination stays, and a
+//   confirmation that no longer matches the queue does nothing; the
+//   destination card's purge works the same way.
 // The waits bound a hang (60 s, far below the 10-minute backoff): a pass
 // means the action worked, whatever the machine's speed.
 #include <gtest/gtest.h>
@@ -230,6 +232,14 @@ TEST(DashboardActionsTest, StudyPageActionsAsViewerOperatorAndAdmin) {
     const std::string expected = "OFFLINE " + std::min(uids[0], uids[1]) + ",OFFLINE " + std::max(uids[0], uids[1]);
     ASSERT_TRUE(b.Click("button[data-test=study-purge][data-dest=OFFLINE]")) << b.Html();
     EXPECT_EQ(b.WaitFor(kShown), expected) << b.Html();
+    // The confirmation as an admin sees it, kept in the build tree:
+    // BUILD/router/relais -> BUILD/test-artifacts/dashboard-study-purge.png.
+    std::string artifacts = RelaisBinary();
+    for (int i = 0; i < 2; ++i) artifacts = artifacts.substr(0, artifacts.rfind('/'));
+    artifacts += "/test-artifacts";
+    ::mkdir(artifacts.c_str(), 0755);
+    b.Eval("document.getElementById('study-page').scrollIntoView()");
+    EXPECT_TRUE(b.Screenshot(artifacts + "/dashboard-study-purge.png")) << b.error();
     ASSERT_TRUE(b.Click("button[data-test=purge-cancel-button]"));
     EXPECT_EQ(b.Eval("document.querySelector('[data-test=purge-confirm]')"), nullptr);
     EXPECT_EQ(QueueUids(admin_port, "OFFLINE"), before);  // asking removed nothing
@@ -264,6 +274,18 @@ TEST(DashboardActionsTest, StudyPageActionsAsViewerOperatorAndAdmin) {
     json after = Api(admin_port, "/api/studies/" + study);
     EXPECT_EQ(Dest(after, "PACS").value("sent", 0), 2) << after.dump();
     EXPECT_EQ(Dest(after, "OFFLINE").value("queued", -1), 0) << after.dump();
+
+    // The destination card's purge (the queue of OFFLINE: the MR left),
+    // through the same dry run and confirmation.
+    ASSERT_FALSE(b.WaitFor("document.querySelector('button[data-test=purge-button][data-name=OFFLINE]')").is_null())
+        << b.Html();
+    ASSERT_TRUE(b.Click("button[data-test=purge-button][data-name=OFFLINE]"));
+    EXPECT_EQ(b.WaitFor(kShown), "OFFLINE " + mr_uid) << b.Html();
+    ASSERT_TRUE(b.Click("#dest-purge-panel button[data-test=purge-confirm-button]"));
+    EXPECT_EQ(b.WaitFor("document.querySelector('[data-test=action-message]').textContent"),
+              "Purged 1 row of the queue of OFFLINE.")
+        << b.Html();
+    EXPECT_TRUE(QueueUids(admin_port, "OFFLINE").empty());
   }
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
 }
