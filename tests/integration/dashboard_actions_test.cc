@@ -206,6 +206,11 @@ TEST(DashboardActionsTest, StudyPageActionsAsViewerOperatorAndAdmin) {
 
     // Re-route the delivered study to SECOND, which no rule sends to.
     EXPECT_TRUE(second.Received().empty());
+    // Nothing is chosen in advance.
+    ASSERT_TRUE(b.Click("button[data-test=reroute-button]"));
+    EXPECT_EQ(b.WaitFor(std::string(kMessage) + ".includes('Choose') && " + kMessage),
+              "Choose the destination to send the study's stored objects to.")
+        << b.Html();
     ASSERT_EQ(b.Eval("(() => { const s = document.querySelector('[data-test=reroute-select]'); s.value = 'SECOND'; "
                      "return s.value; })()"),
               "SECOND")
