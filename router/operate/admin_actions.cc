@@ -2,6 +2,7 @@
 // rows, pause and resume of a destination, rules reload. Each is audited
 // with its token whatever its result; those that wait for a store commit or
 // a reload answer later, on the loop thread.
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -21,11 +22,24 @@ using admin::json;
 
 namespace {
 
-// The rows a retry or purge body names: {"dead":true}, {"uids":[...]},
-// {"destination":"NAME"} (docs/admin-api.md). False with *error for a 400.
-bool ParseQueueSelection(const std::string& text, bool purge, QueueSelection* sel, std::string* error) {
+// A retry or purge body: the rows it names, {"dead":true}, {"uids":[...]},
+// {"destination":"NAME"}, {"study":"UID"}, combined as an intersection, and
+// the options {"dry_run":true} (only say what would be done) and
+// {"expect_rows":N} (act only if the selection still has N rows: what a
+// confirmation showed). docs/admin-api.md.
+struct QueueBody {
+  QueueSelection sel;
+  bool dry_run = false;
+  int64_t expect_rows = -1;  // -1: not given
+};
+
+// False with *error for a 400.
+bool ParseQueueBody(const std::string& text, bool purge, QueueBody* out, std::string* error) {
+  QueueSelection* sel = &out->sel;
   json body;
-  if (!admin::ParseBody(text, {"dead", "uids", "destination"}, &body, error)) return false;
+  if (!admin::ParseBody(text, {"dead", "uids", "destination", "study", "dry_run", "expect_rows"}, &body, error)) {
+    return false;
+  }
   auto fail = [&](const char* why) {
     *error = why;
     return false;
@@ -34,10 +48,26 @@ bool ParseQueueSelection(const std::string& text, bool purge, QueueSelection* se
     if (!body["dead"].is_boolean()) return fail("\"dead\" must be true or false");
     sel->dead = body["dead"].get<bool>();
   }
+  if (body.contains("dry_run")) {
+    if (!body["dry_run"].is_boolean()) return fail("\"dry_run\" must be true or false");
+    out->dry_run = body["dry_run"].get<bool>();
+  }
+  if (body.contains("expect_rows")) {
+    const json& e = body["expect_rows"];
+    if (!e.is_number_unsigned() || e.get<uint64_t>() > 10000000)
+      return fail("\"expect_rows\" must be a whole number from 0 to 10000000 (the rows a dry run showed)");
+    out->expect_rows = static_cast<int64_t>(e.get<uint64_t>());
+  }
   if (body.contains("destination")) {
     if (!body["destination"].is_string() || body["destination"].get<std::string>().empty())
       return fail("\"destination\" must be a non-empty string (a destination name)");
     sel->destination = body["destination"].get<std::string>();
+  }
+  if (body.contains("study")) {
+    if (!body["study"].is_string() || body["study"].get<std::string>().empty() ||
+        body["study"].get<std::string>().size() > 64)
+      return fail("\"study\" must be a Study Instance UID string (1-64 characters)");
+    sel->study = body["study"].get<std::string>();
   }
   if (body.contains("uids")) {
     const json& u = body["uids"];
@@ -50,10 +80,11 @@ bool ParseQueueSelection(const std::string& text, bool purge, QueueSelection* se
     }
     if (sel->uids.empty()) return fail("\"uids\" is empty: name at least one SOP Instance UID");
   }
-  if (!sel->dead && sel->uids.empty() && sel->destination.empty()) {
-    return fail(purge ? "say what to purge: {\"dead\":true}, {\"uids\":[...]} or {\"destination\":\"NAME\"}"
+  if (!sel->dead && sel->uids.empty() && sel->destination.empty() && sel->study.empty()) {
+    return fail(purge ? "say what to purge: {\"dead\":true}, {\"uids\":[...]}, {\"study\":\"UID\"} or "
+                        "{\"destination\":\"NAME\"}"
                       : "say what to retry: {\"dead\":true}, {\"uids\":[...]} (optionally \"destination\"), or "
-                        "{\"destination\":\"NAME\"} alone (send now)");
+                        "{\"destination\":\"NAME\"} or {\"study\":\"UID\"} alone (send now)");
   }
   return true;
 }
@@ -84,8 +115,34 @@ std::string QueueActionAuditText(const store::Store& st, const QueueSelection& s
     if (seen_pids.insert(m->patient_id).second) pids.push_back(m->patient_id);
   }
   return "selector dest=" + (sel.destination.empty() ? std::string("*") : sel.destination) +
-         " dead=" + (sel.dead ? "1" : "0") + " uids=" + list(sel.uids) + "; objects: " + list(uids) +
+         " dead=" + (sel.dead ? "1" : "0") + " uids=" + list(sel.uids) +
+         (sel.study.empty() ? std::string() : " study=" + sel.study) + "; objects: " + list(uids) +
          "; patients: " + list(pids);
+}
+
+// The answer to a dry run: {"dry_run":true,"would_purge"|"would_requeue":N,
+// "rows":[{"sop_instance_uid","destination","dead"}]} (at most 10000 rows
+// listed; "rows_truncated" then).
+std::string DryRunJson(const store::Store& st, const QueuePlan& plan, const char* key) {
+  constexpr size_t kListed = 10000;
+  json rows = json::array();
+  std::map<uint64_t, std::string> uid_of;
+  for (size_t i = 0; i < plan.updates.size() && i < kListed; ++i) {
+    const store::QueueUpdate& u = plan.updates[i];
+    auto it = uid_of.find(u.object_id);
+    if (it == uid_of.end()) {
+      Result<store::ObjectMeta> m = st.Get(u.object_id);
+      it = uid_of.emplace(u.object_id, m.ok() ? m->sop_instance_uid : std::string()).first;
+    }
+    rows.push_back({{"sop_instance_uid", it->second},
+                    {"destination", u.destination},
+                    {"dead", i < plan.update_from_dead.size() && plan.update_from_dead[i]}});
+  }
+  json j = {{"dry_run", true},
+            {std::string(key) == "purged" ? "would_purge" : "would_requeue", plan.updates.size()},
+            {"rows", std::move(rows)}};
+  if (plan.updates.size() > kListed) j["rows_truncated"] = true;
+  return JsonDump(j);
 }
 
 }  // namespace
@@ -96,9 +153,10 @@ void AdminApi::QueueAction(Ctx& c, bool purge) {
     Audit(c, status >= 500 ? "failed" : "refused", status, why);
     c.respond({status, "application/json", admin::ErrorBody(why), {}, ""});
   };
-  QueueSelection sel;
+  QueueBody qb;
   std::string error;
-  if (!ParseQueueSelection(c.req.body, purge, &sel, &error)) return fail(400, error);
+  if (!ParseQueueBody(c.req.body, purge, &qb, &error)) return fail(400, error);
+  const QueueSelection& sel = qb.sel;
   if (src_.store == nullptr || !src_.post) return fail(409, "no store to act on");
   std::string who = "admin API " + std::string(verb) + " (token " + (c.token ? c.token->name : "") + ")";
   Result<QueuePlan> planned =
@@ -116,8 +174,20 @@ void AdminApi::QueueAction(Ctx& c, bool purge) {
                ""});
     return;
   }
+  if (planned->unknown_study && sel.uids.empty()) {
+    return fail(404, "no stored object of study " + sel.study + " (nothing was done)");
+  }
   const size_t n = planned->updates.size();
   const char* key = purge ? "purged" : "requeued";
+  if (qb.dry_run) {
+    Audit(c, "ok", 200, std::string("dry run: would ") + verb + " " + std::to_string(n) + " rows");
+    c.respond({200, "application/json", DryRunJson(*src_.store, *planned, key), {}, ""});
+    return;
+  }
+  if (qb.expect_rows >= 0 && static_cast<size_t>(qb.expect_rows) != n) {
+    return fail(409, std::string("the selection changed: it has ") + std::to_string(n) + " rows now, " +
+                         std::to_string(qb.expect_rows) + " were confirmed; nothing was done, look again");
+  }
   if (n == 0) {
     Audit(c, "ok", 200, std::string(key) + " 0");
     c.respond({200, "application/json", JsonDump(json{{key, 0}}), {}, ""});

@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "base/hex.h"
+#include "base/json_safe.h"
 #include "base/log.h"
 #include "base/sha256.h"
 #include "base/text.h"
@@ -161,15 +162,16 @@ bool MatchPattern(std::string_view pattern, std::string_view path, std::vector<s
 
 }  // namespace
 
-AdminApi::RouteMatch AdminApi::FindRoute(const std::string& method, const std::string& path) {
-  // docs/admin-api.md lists these; viewer < operator < admin.
-  static const Route kRoutes[] = {
+// docs/admin-api.md lists these; viewer < operator < admin.
+const std::vector<AdminApi::Route>& AdminApi::Routes() {
+  static const std::vector<Route> kRoutes = {
       {"GET", "/", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Dashboard(c); }},
       {"GET", "/index.html", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Dashboard(c); }},
       {"GET", "/healthz", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Healthz(c); }},
       {"GET", "/favicon.ico", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Favicon(c); }},
       {"GET", "/readyz", AdminRole::kNone, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Readyz(c); }},
       {"GET", "/metrics", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.MetricsPage(c); }},
+      {"GET", "/api/whoami", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.WhoAmI(c); }},
       {"GET", "/api/status", AdminRole::kViewer, [](AdminApi& a, Ctx& c, const RouteArgs&) { a.StatusPage(c); }},
       {"GET", "/api/destinations", AdminRole::kViewer,
        [](AdminApi& a, Ctx& c, const RouteArgs&) { a.Destinations(c, ""); }},
@@ -197,9 +199,13 @@ AdminApi::RouteMatch AdminApi::FindRoute(const std::string& method, const std::s
       {"POST", "/api/rules/reload", AdminRole::kOperator,
        [](AdminApi& a, Ctx& c, const RouteArgs&) { a.RulesReload(c); }},
   };
+  return kRoutes;
+}
+
+AdminApi::RouteMatch AdminApi::FindRoute(const std::string& method, const std::string& path) {
   RouteMatch m;
   RouteArgs args;
-  for (const Route& r : kRoutes) {
+  for (const Route& r : Routes()) {
     if (!MatchPattern(r.pattern, path, &args)) continue;
     if (m.allow.find(r.method) == std::string::npos) m.allow += (m.allow.empty() ? "" : ", ") + std::string(r.method);
     if (m.method_allowed) continue;
@@ -287,6 +293,23 @@ void AdminApi::Dispatch(Ctx& c) {
     return;
   }
   match.route->run(*this, c, match.args);
+}
+
+void AdminApi::WhoAmI(Ctx& c) {
+  // The actions (every route but GET) this token's role may take, from the
+  // route table itself: the dashboard renders only those buttons.
+  admin::json actions = admin::json::array();
+  for (const Route& r : Routes()) {
+    if (std::string_view(r.method) != "GET" && r.role != AdminRole::kNone && c.token->role >= r.role) {
+      actions.push_back(std::string(r.method) + " " + r.pattern);
+    }
+  }
+  c.respond({200,
+             "application/json",
+             JsonDump(admin::json{
+                 {"token", c.token->name}, {"role", admin::RoleName(c.token->role)}, {"actions", std::move(actions)}}),
+             {},
+             ""});
 }
 
 void AdminApi::Refuse(Ctx& c, int status, const std::string& why) {

@@ -135,6 +135,7 @@ class AdminApi {
   std::shared_ptr<Ctx> Start(const AdminRequest& req, Respond respond);
   void Dispatch(Ctx& c);
   static RouteMatch FindRoute(const std::string& method, const std::string& path);
+  static const std::vector<Route>& Routes();  // the route table
 
   const Token* Authenticate(const std::string& authorization) const;
   void Refuse(Ctx& c, int status, const std::string& why);
@@ -158,6 +159,8 @@ class AdminApi {
   void Object(Ctx& c, const std::string& uid);
   void Failures(Ctx& c);
   void Throughput(Ctx& c);
+  // GET /api/whoami: the token's name, role and the actions it may take.
+  void WhoAmI(Ctx& c);
   // The delivery history per study (admin_studies.cc).
   void Studies(Ctx& c);
   void Study(Ctx& c, const std::string& uid);

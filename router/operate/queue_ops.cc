@@ -16,11 +16,18 @@ Status ResolveUids(const store::Store& st, const std::vector<std::string>& uids,
   return Status::OK();
 }
 
+Status ResolveStudy(const store::Store& st, const std::string& study_uid, std::set<uint64_t>* ids) {
+  return st.List([&](const store::ObjectMeta& m) {
+    if (m.study_instance_uid == study_uid) ids->insert(m.id);
+    return true;
+  });
+}
+
 Status SelectRows(const store::Store& st, const QueueSelection& sel, const std::set<uint64_t>& ids, bool want_live,
                   std::vector<SelectedRow>* out) {
   auto keep = [&](const store::QueueRow& r) {
     if (!sel.destination.empty() && r.destination != sel.destination) return false;
-    if (!sel.uids.empty() && ids.count(r.object_id) == 0) return false;
+    if ((!sel.uids.empty() || !sel.study.empty()) && ids.count(r.object_id) == 0) return false;
     return true;
   };
   if (want_live && !sel.dead) {
@@ -41,6 +48,17 @@ Result<QueuePlan> PlanQueueAction(const store::Store& st, const QueueSelection& 
   std::set<uint64_t> ids;
   RELAIS_RETURN_IF_ERROR(ResolveUids(st, sel.uids, &ids, &plan.unknown_uids));
   if (!sel.uids.empty() && ids.empty()) return plan;
+  if (!sel.study.empty()) {
+    std::set<uint64_t> of_study;
+    RELAIS_RETURN_IF_ERROR(ResolveStudy(st, sel.study, &of_study));
+    plan.unknown_study = of_study.empty();
+    if (sel.uids.empty()) {
+      ids = std::move(of_study);
+    } else {
+      std::erase_if(ids, [&](uint64_t id) { return of_study.count(id) == 0; });
+    }
+    if (ids.empty()) return plan;
+  }
   std::vector<SelectedRow> rows;
   store::QueueUpdate::Kind kind =
       action == QueueAction::kPurge ? store::QueueUpdate::Kind::kPurge : store::QueueUpdate::Kind::kRequeue;
@@ -63,11 +81,17 @@ Result<QueuePlan> PlanQueueAction(const store::Store& st, const QueueSelection& 
       }
     }
   } else if (action == QueueAction::kRetry && sel.uids.empty() && !sel.dead) {
-    // Send now (sel.destination only): its live rows due now, dead ones stay.
-    RELAIS_RETURN_IF_ERROR(st.ListQueue(sel.destination, [&](const store::QueueRow& r) {
-      rows.push_back({r, false});
+    // Send now (sel.destination and/or sel.study): the live rows due now,
+    // dead ones stay.
+    auto add = [&](const store::QueueRow& r) {
+      if (sel.study.empty() || ids.count(r.object_id) != 0) rows.push_back({r, false});
       return true;
-    }));
+    };
+    if (sel.destination.empty()) {
+      RELAIS_RETURN_IF_ERROR(st.ListQueue(add));
+    } else {
+      RELAIS_RETURN_IF_ERROR(st.ListQueue(sel.destination, add));
+    }
     plan.send_now = true;
   } else {
     RELAIS_RETURN_IF_ERROR(SelectRows(st, sel, ids, /*want_live=*/true, &rows));
@@ -83,6 +107,7 @@ Result<QueuePlan> PlanQueueAction(const store::Store& st, const QueueSelection& 
     u.attempt.result = kind == store::QueueUpdate::Kind::kPurge ? "purged" : "requeued";
     u.attempt.unix_ms = now_unix_ms;
     plan.updates.push_back(std::move(u));
+    plan.update_from_dead.push_back(sr.dead);
     plan.from_dead += sr.dead;
     plan.destinations.insert(sr.row.destination);
   }
