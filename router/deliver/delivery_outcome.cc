@@ -32,6 +32,7 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     d->stats.NoteSent(bytes, now);
     if (metrics_ != nullptr) metrics_->ObjectSent(bytes, now);
     u.kind = store::QueueUpdate::Kind::kDelivered;
+    u.attempts = attempts;  // the study history counts the successful attempt too
     u.attempt.result = o.kind == Outcome::Kind::kWarning ? "warning" : "success";
     RLOG_INFO("dest=%s dassoc=%s sop=%s event=delivered status=%s bytes=%" PRIu64 " attempts=%u", d->cfg.name.c_str(),
               s->name.c_str(), row.meta.sop_instance_uid.c_str(), Hex4(o.status).c_str(), bytes, attempts);

@@ -105,6 +105,7 @@ TEST(FindTest, FindAndApiStudiesAnswerByEachKeyGroupedByStudy) {
   EXPECT_EQ(m.value("objects", 0), 2);
   EXPECT_EQ(m.value("accession_number", ""), "MOF5026");
   EXPECT_EQ(Dest(m, "PACS").value("sent", 0), 2);
+  EXPECT_EQ(Dest(m, "PACS").value("attempts", 0), 2);  // each sent at its first attempt
   EXPECT_EQ(Dest(m, "PACS").value("queued", -1), 0);
   EXPECT_EQ(Dest(m, "TELERAD").value("queued", 0), 2);  // nothing listens there
   EXPECT_EQ(StudyUids(Find(relais, {"--accession", "MOF5026"})), std::vector<std::string>{mr_study});
