@@ -359,12 +359,14 @@ int main(int argc, char** argv) {
   qls->add_option("--dest", qsel.destination, "Only this destination");
   qls->add_flag("--dead", qsel.dead, "Only dead-letter rows");
   qls->add_flag("--json", qjson, "One JSON object per line");
+  qls->add_option("--study", qsel.study, "Only the stored objects of this Study Instance UID");
   qls->add_option("UID", qsel.uids, "Only these SOP Instance UIDs");
   CLI::App* qretry = queue->add_subcommand(
       "retry", "Send again: dead-letter rows back to the queue, queued rows due now (after fixing the cause)");
   qretry->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
   qretry->add_option("--dest", qsel.destination,
                      "Only this destination; alone: send its queued rows now (resets its backoff)");
+  qretry->add_option("--study", qsel.study, "Only the stored objects of this Study Instance UID (send now)");
   auto* qretry_dead = qretry->add_flag("--dead", qsel.dead, "Every dead-letter row");
   auto* qretry_uids = qretry->add_option("UID", qsel.uids, "SOP Instance UIDs to send again");
   qretry_dead->excludes(qretry_uids);
@@ -373,6 +375,7 @@ int main(int argc, char** argv) {
   qpurge->add_option("--config,-c", config_path, "Appliance configuration (TOML)")->required();
   auto* qpurge_dest = qpurge->add_option("--dest", qsel.destination, "Only (or every row of) this destination");
   auto* qpurge_dead = qpurge->add_flag("--dead", qsel.dead, "Dead-letter rows only");
+  qpurge->add_option("--study", qsel.study, "Only the rows of this Study Instance UID's stored objects");
   auto* qpurge_uids = qpurge->add_option("UID", qsel.uids, "SOP Instance UIDs");
   relais::router::PurgeConfirm purge_confirm;
   purge_confirm.interactive = isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
@@ -493,16 +496,18 @@ int main(int argc, char** argv) {
   }
   if (route->parsed()) return CmdRoute(config_path, rsel);
   if (qretry->parsed()) {
-    if (!qsel.dead && qsel.uids.empty() && qsel.destination.empty()) {
+    if (!qsel.dead && qsel.uids.empty() && qsel.destination.empty() && qsel.study.empty()) {
       std::fprintf(stderr,
-                   "relais queue retry: say what to retry: --dead, --dest NAME (send now), or SOP Instance UIDs\n");
+                   "relais queue retry: say what to retry: --dead, --dest NAME (send now), --study UID, or SOP "
+                   "Instance UIDs\n");
       return 2;
     }
     return WithQueueStore(config_path, &qsel, [&](const auto& so) { return relais::router::QueueRetry(so, qsel); });
   }
   if (qpurge->parsed()) {
-    if (!qsel.dead && qsel.uids.empty() && qsel.destination.empty()) {
-      std::fprintf(stderr, "relais queue purge: say what to purge: --dead, --dest NAME, or SOP Instance UIDs\n");
+    if (!qsel.dead && qsel.uids.empty() && qsel.destination.empty() && qsel.study.empty()) {
+      std::fprintf(stderr,
+                   "relais queue purge: say what to purge: --dead, --dest NAME, --study UID, or SOP Instance UIDs\n");
       return 2;
     }
     return WithQueueStore(config_path, &qsel,

@@ -44,7 +44,8 @@ Result<std::unique_ptr<store::Store>> OpenAs(store::Options o, bool admin) {
   return store::Store::Open(o);
 }
 
-// Resolves sel.uids, saying which are unknown on stderr.
+// Resolves sel.uids and sel.study (intersected), saying which are unknown
+// on stderr.
 Status ResolveAndReport(const store::Store& st, const QueueSelection& sel, std::set<uint64_t>* ids, bool* unknown) {
   std::vector<std::string> missing;
   RELAIS_RETURN_IF_ERROR(ResolveUids(st, sel.uids, ids, &missing));
@@ -52,6 +53,18 @@ Status ResolveAndReport(const store::Store& st, const QueueSelection& sel, std::
     std::fprintf(stderr, "relais: no stored object has SOP Instance UID %s\n", uid.c_str());
   }
   *unknown = !missing.empty();
+  if (sel.study.empty()) return Status::OK();
+  std::set<uint64_t> of_study;
+  RELAIS_RETURN_IF_ERROR(ResolveStudy(st, sel.study, &of_study));
+  if (of_study.empty()) {
+    std::fprintf(stderr, "relais: no stored object of Study Instance UID %s\n", LogEscape(sel.study).c_str());
+    *unknown = true;
+  }
+  if (sel.uids.empty()) {
+    *ids = std::move(of_study);
+  } else {
+    std::erase_if(*ids, [&](uint64_t id) { return of_study.count(id) == 0; });
+  }
   return Status::OK();
 }
 
@@ -190,6 +203,10 @@ int Apply(const store::Options& options, const QueueSelection& sel, QueueAction 
   QueuePlan& plan = *planned;
   for (const std::string& uid : plan.unknown_uids) {
     std::fprintf(stderr, "relais: no stored object has SOP Instance UID %s\n", uid.c_str());
+  }
+  if (plan.unknown_study) {
+    std::fprintf(stderr, "relais: no stored object of Study Instance UID %s\n", LogEscape(sel.study).c_str());
+    return 2;
   }
   const bool unknown = !plan.unknown_uids.empty();
   if (!sel.uids.empty() && plan.unknown_uids.size() == sel.uids.size()) return 2;

@@ -73,6 +73,22 @@ TEST(CliActionsTest, PurgeAsksShowsAndKeepsWhatAnotherDestinationHoldsAndEveryAc
   EXPECT_EQ(dry.exit_code, 0) << dry.output;
   EXPECT_THAT(dry.output, HasSubstr("would purge 2 rows"));
   EXPECT_THAT(dry.output, HasSubstr(uids[0]));
+  // --study selects the study's stored objects (both copies share MR01's study).
+  std::map<std::string, std::string> listed = relais.StoreList();
+  ASSERT_EQ(listed.count(uids[0]), 1u);
+  const std::string study = JsonField(listed[uids[0]], "study_instance_uid");
+  ASSERT_FALSE(study.empty()) << listed[uids[0]];
+  ls = RunCommand({RelaisBinary(), "queue", "ls", "--config", cfg, "--study", study, "--json"}, 60);
+  EXPECT_EQ(ls.exit_code, 0) << ls.output;
+  EXPECT_EQ(CountLines(ls.output, "\"destination\":\"TELERAD\""), 2) << ls.output;
+  RunResult study_dry = RunCommand(
+      {RelaisBinary(), "queue", "purge", "--config", cfg, "--study", study, "--dest", "TELERAD", "--dry-run"}, 60);
+  EXPECT_EQ(study_dry.exit_code, 0) << study_dry.output;
+  EXPECT_THAT(study_dry.output, HasSubstr("would purge 2 rows"));
+  RunResult no_study =
+      RunCommand({RelaisBinary(), "queue", "purge", "--config", cfg, "--study", "1.2.3.404", "--dry-run"}, 60);
+  EXPECT_EQ(no_study.exit_code, 2) << no_study.output;
+  EXPECT_THAT(no_study.output, HasSubstr("no stored object of Study Instance UID 1.2.3.404"));
   RunResult refused = RunCommand({RelaisBinary(), "queue", "purge", "--config", cfg, "--dest", "TELERAD"}, 60);
   EXPECT_EQ(refused.exit_code, 2) << refused.output;
   EXPECT_THAT(refused.output, HasSubstr("pass --yes"));
