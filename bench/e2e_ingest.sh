@@ -338,7 +338,16 @@ run_one() {
     [[ -z $(pgrep -P "$rpid" -r R,S,D 2>/dev/null) ]] && break
     sleep 0.05
   done
+  # Work the receiver still does for what it took (after the last response)
+  # counts too: read until its CPU time stops moving (at most 2 s).
   cpu1=$(tree_ticks "$rpid")
+  for i in $(seq 1 20); do
+    sleep 0.1
+    local c
+    c=$(tree_ticks "$rpid")
+    [[ $c -eq $cpu1 ]] && break
+    cpu1=$c
+  done
   hwm=$(peak_rss_kb "$rpid")
   if [[ -n $sampler ]]; then
     kill "$sampler" 2>/dev/null || true
