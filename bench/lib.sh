@@ -1,12 +1,14 @@
+# shellcheck shell=bash
 # Shell functions shared by the end-to-end benchmarks (sourced, not run).
 # The caller sets `pids=()` (processes to stop on exit) and `work`.
+# shellcheck disable=SC2154
 
 log() { echo "[${bench_name:-bench}] $*" >&2; }
 
 # A TCP port of 127.0.0.1 that nothing listens on.
 free_port() {
-  local p i
-  for i in $(seq 1 200); do
+  local p
+  for _ in $(seq 1 200); do
     p=$((20000 + RANDOM % 40000))
     if [[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]]; then
       echo "$p"
@@ -30,9 +32,9 @@ wait_listen() {
 
 # stop PID: SIGTERM, then SIGKILL after 20 s.
 stop_pid() {
-  local pid=$1 i
+  local pid=$1
   kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 1 200); do
+  for _ in $(seq 1 200); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -71,3 +73,41 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN {printf "%.1f", (s > 0 ? n / s : 0)}'; }
 # mbps BYTES SECONDS: "12.3"
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.1f", (s > 0 ? b / 1e6 / s : 0)}'; }
+
+# CPU time, from /proc/PID/stat (PS: fields after "(comm) "; utime, stime,
+# cutime, cstime are fields 14-17 of proc(5), in clock ticks).
+# own_ticks PID: utime + stime + cutime + cstime of PID (its threads, and its
+# children that it has reaped).
+own_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13 + $14 + $15}'; }
+# child_ticks PID: the same, summed over the processes whose parent is PID,
+# live or zombie (storescp --fork children not reaped yet).
+child_ticks() {
+  cat /proc/[0-9]*/stat 2>/dev/null |
+    awk -v p="$1" '{sub(/.*\) /, ""); if ($2 == p) s += $12 + $13 + $14 + $15} END {print s + 0}'
+}
+# tree_ticks PID: CPU ticks of PID and its children, read consistently: a
+# child reaped between the two reads would be counted twice or not at all,
+# so read again until PID's own figure did not move meanwhile.
+tree_ticks() {
+  local a b c n
+  for n in 1 2 3 4 5 6 7 8; do
+    a=$(own_ticks "$1")
+    c=$(child_ticks "$1")
+    b=$(own_ticks "$1")
+    [[ -n $a && $a == "$b" ]] && break
+    [[ $n -eq 8 ]] && log "CPU of $1: children kept ending while read; figure may be off by one child"
+  done
+  echo $((${b:-0} + c))
+}
+clk_tck=$(getconf CLK_TCK)
+# ticks_s TICKS: "1.23" seconds
+ticks_s() { awk -v t="$1" -v h="$clk_tck" 'BEGIN {printf "%.2f", t / h}'; }
+# children_hwm_kb PID: the largest VmHWM among PID's live children (0 if none).
+children_hwm_kb() {
+  local c m=0 v
+  for c in $(pgrep -P "$1" 2>/dev/null); do
+    v=$(peak_rss_kb "$c")
+    [[ -n $v && $v -gt $m ]] && m=$v
+  done
+  echo "$m"
+}

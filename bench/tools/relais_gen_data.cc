@@ -1,7 +1,7 @@
 // relais_gen_data: writes a realistic DICOM data set for the end-to-end
 // ingest benchmark (bench/e2e_ingest.sh).
 //
-//   relais_gen_data --out DIR [--ct N] [--small M] [--seed S] [--noise HU]
+//   relais_gen_data --out DIR [--ct N] [--small M] [--large-mb L] [--seed S] [--noise HU]
 //
 // Writes DIR/ct/CT######.dcm and DIR/small/SC######.dcm, all Part 10 files
 // (PS3.10 7.1) in Explicit VR Little Endian (PS3.5 A.2):
@@ -13,7 +13,14 @@
 //     constant image.
 //   - M small objects of about 20 KB (Secondary Capture Image Storage,
 //     100x100, 16 bits): a smooth pattern with a little noise.
-// DIR/ct.uids and DIR/small.uids list the SOP Instance UIDs, one a line.
+//   - with --large-mb L, one large object DIR/large/LG000001.dcm of about L MB
+//     (10^6 bytes; Multi-frame Grayscale Word Secondary Capture Image
+//     Storage, PS3.3 A.8.3): ceil(L MB / 0.52 MB) frames of 512x512x16 of the
+//     same phantom and noise as the CT images (the phantom at 16 heights,
+//     fresh noise in every frame). Its pixel data is streamed to the file
+//     frame by frame, so that a 1 GB object needs no 1 GB of memory here.
+// DIR/ct.uids, DIR/small.uids (and DIR/large.uids) list the SOP Instance
+// UIDs, one a line.
 // One study (one patient, one series) per 200 images of each kind. UIDs are
 // fresh for every run (dcmGenerateUniqueIdentifier); pixel content depends
 // only on --seed.
@@ -49,6 +56,7 @@ struct Options {
   std::string out;
   int ct = 1000;
   int small = 1000;
+  int large_mb = 0;  // 0: no large object
   uint64_t seed = 1;
   double noise_hu = 20.0;  // standard deviation of the noise in soft tissue
 };
@@ -289,6 +297,76 @@ Status WriteSmall(const Options& o, int index, int study_index, int number, cons
   return SaveFile(&ff, o.out + buf);
 }
 
+// One large multi-frame object of about o.large_mb MB (see the file comment).
+// The data set without Pixel Data is written by DCMTK; then the Pixel Data
+// element (PS3.5 7.1.2, Explicit VR: tag, "OW", 2 reserved bytes, 32-bit
+// length) is appended with its value, frame by frame. Pixel Data is the last
+// element of this data set, so the file stays valid Part 10.
+Status WriteLarge(const Options& o, const std::string& sop_uid) {
+  constexpr size_t kFrameBytes = static_cast<size_t>(kCtSize) * kCtSize * 2;
+  constexpr int kHeights = 16;
+  const long long frames = (static_cast<long long>(o.large_mb) * 1000000 + kFrameBytes - 1) / kFrameBytes;
+  const std::string path = o.out + "/large/LG000001.dcm";
+  DcmFileFormat ff;
+  DcmDataset* ds = ff.getDataset();
+  PutCommonPatientStudy(ds, 0, NewUid(SITE_STUDY_UID_ROOT), NewUid(SITE_SERIES_UID_ROOT), "LG");
+  ds->putAndInsertString(DCM_ImageType, "DERIVED\\SECONDARY");
+  ds->putAndInsertString(DCM_SOPClassUID, UID_MultiframeGrayscaleWordSecondaryCaptureImageStorage);
+  ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str());
+  ds->putAndInsertString(DCM_Modality, "OT");
+  ds->putAndInsertString(DCM_ConversionType, "WSD");
+  ds->putAndInsertString(DCM_StudyDescription, "LARGE MULTI-FRAME OBJECT");
+  ds->putAndInsertString(DCM_SeriesDescription, "Phantom frames");
+  ds->putAndInsertString(DCM_InstanceNumber, "1");
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%lld", frames);
+  ds->putAndInsertString(DCM_NumberOfFrames, buf);
+  ds->putAndInsertTagKey(DCM_FrameIncrementPointer, DCM_FrameTimeVector);
+  ds->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  ds->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+  ds->putAndInsertUint16(DCM_Rows, kCtSize);
+  ds->putAndInsertUint16(DCM_Columns, kCtSize);
+  ds->putAndInsertUint16(DCM_BitsAllocated, 16);
+  ds->putAndInsertUint16(DCM_BitsStored, 12);
+  ds->putAndInsertUint16(DCM_HighBit, 11);
+  ds->putAndInsertUint16(DCM_PixelRepresentation, 0);
+  Status s = SaveFile(&ff, path);
+  if (!s.ok()) return s;
+
+  // The phantom's HU at kHeights heights (the costly part), then noise per frame.
+  std::vector<std::vector<double>> base(kHeights, std::vector<double>(static_cast<size_t>(kCtSize) * kCtSize));
+  for (int h = 0; h < kHeights; ++h) {
+    for (int y = 0; y < kCtSize; ++y) {
+      for (int x = 0; x < kCtSize; ++x) base[h][static_cast<size_t>(y) * kCtSize + x] = PhantomHu(x, y, h / 15.0);
+    }
+  }
+  FILE* f = std::fopen(path.c_str(), "ab");
+  if (f == nullptr) return Status::IOError("append to " + path + ": " + std::strerror(errno));
+  const uint32_t len = static_cast<uint32_t>(frames * static_cast<long long>(kFrameBytes));
+  unsigned char head[12] = {0xE0, 0x7F, 0x10, 0x00, 'O', 'W', 0, 0};                     // (7FE0,0010) OW
+  for (int k = 0; k < 4; ++k) head[8 + k] = static_cast<unsigned char>(len >> (8 * k));  // little endian
+  bool ok = std::fwrite(head, 1, sizeof(head), f) == sizeof(head);
+  std::vector<unsigned char> frame(kFrameBytes);
+  for (long long i = 0; ok && i < frames; ++i) {
+    Rng rng(o.seed * 104729u + 0x1A0000u + static_cast<uint64_t>(i));
+    const std::vector<double>& hu = base[i % kHeights];
+    for (size_t p = 0; p < hu.size(); ++p) {
+      long v = 0;
+      if (!std::isnan(hu[p])) {
+        double sigma = hu[p] < -900 ? 0.6 * o.noise_hu : o.noise_hu;
+        v = std::clamp(std::lround(hu[p] + sigma * rng.Gaussianish() - kRescaleIntercept), 0L, 4095L);
+      }
+      frame[2 * p] = static_cast<unsigned char>(v);  // little endian
+      frame[2 * p + 1] = static_cast<unsigned char>(v >> 8);
+    }
+    ok = std::fwrite(frame.data(), 1, frame.size(), f) == frame.size();
+  }
+  if (std::fclose(f) != 0) ok = false;
+  if (!ok) return Status::IOError("write " + path + ": " + std::strerror(errno));
+  std::fprintf(stderr, "large: %lld frames, %.1f MB\n", frames, (len + 0.0) / 1e6);
+  return Status::OK();
+}
+
 // Appends one SOP Instance UID line to a manifest (DIR/ct.uids, DIR/small.uids)
 // that the benchmark uses to check that a receiver kept every object.
 class UidList {
@@ -316,6 +394,7 @@ Status Generate(const Options& o) {
   Status s = MakeDir(o.out);
   if (s.ok()) s = MakeDir(o.out + "/ct");
   if (s.ok()) s = MakeDir(o.out + "/small");
+  if (s.ok() && o.large_mb > 0) s = MakeDir(o.out + "/large");
   UidList ct_uids, small_uids;
   if (s.ok()) s = ct_uids.Open(o.out + "/ct.uids");
   if (s.ok()) s = small_uids.Open(o.out + "/small.uids");
@@ -352,14 +431,23 @@ Status Generate(const Options& o) {
   }
   s = ct_uids.Close();
   if (s.ok()) s = small_uids.Close();
+  if (s.ok() && o.large_mb > 0) {
+    UidList large_uids;
+    const std::string sop_uid = NewUid(SITE_INSTANCE_UID_ROOT);
+    s = large_uids.Open(o.out + "/large.uids");
+    if (s.ok()) s = WriteLarge(o, sop_uid);
+    if (s.ok()) large_uids.Add(sop_uid);
+    if (s.ok()) s = large_uids.Close();
+  }
   return s;
 }
 
 constexpr char kUsage[] =
-    "usage: relais_gen_data --out DIR [--ct N] [--small M] [--seed S] [--noise HU]\n"
-    "  writes DIR/ct/CT######.dcm (N CT images, 512x512x16, Explicit VR LE)\n"
-    "  and DIR/small/SC######.dcm (M ~20 KB Secondary Capture images).\n"
-    "  Defaults: --ct 1000 --small 1000 --seed 1 --noise 20\n";
+    "usage: relais_gen_data --out DIR [--ct N] [--small M] [--large-mb L] [--seed S] [--noise HU]\n"
+    "  writes DIR/ct/CT######.dcm (N CT images, 512x512x16, Explicit VR LE),\n"
+    "  DIR/small/SC######.dcm (M ~20 KB Secondary Capture images)\n"
+    "  and, if L > 0, DIR/large/LG000001.dcm (one multi-frame object of ~L MB, at most 4000).\n"
+    "  Defaults: --ct 1000 --small 1000 --large-mb 0 --seed 1 --noise 20\n";
 
 bool ParseInt(const char* s, long long min, long long* out) {
   char* end = nullptr;
@@ -397,6 +485,9 @@ int main(int argc, char** argv) {
     } else if (a == "--small") {
       ok = relais::bench::ParseInt(v, 0, &n);
       o.small = static_cast<int>(n);
+    } else if (a == "--large-mb") {
+      ok = relais::bench::ParseInt(v, 0, &n) && n <= 4000;  // the Pixel Data length is 32 bits
+      o.large_mb = static_cast<int>(n);
     } else if (a == "--seed") {
       ok = relais::bench::ParseInt(v, 0, &n);
       o.seed = static_cast<uint64_t>(n);
@@ -421,6 +512,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "relais_gen_data: %s\n", s.ToString().c_str());
     return 1;
   }
-  std::printf("wrote %d CT and %d small objects to %s\n", o.ct, o.small, o.out.c_str());
+  std::printf("wrote %d CT, %d small and %d large objects to %s\n", o.ct, o.small, o.large_mb > 0 ? 1 : 0,
+              o.out.c_str());
   return 0;
 }
