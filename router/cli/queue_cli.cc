@@ -1,5 +1,6 @@
 #include "router/cli/queue_cli.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -97,7 +98,10 @@ void PrintLiveSource(const LiveStates& l, int64_t now) {
     return;
   }
   const ServeState& st = *l.state;
-  const std::string age = Relative(st.written_unix_ms, now);
+  const int64_t secs = std::max<int64_t>(0, (now - st.written_unix_ms) / 1000);
+  const std::string age = secs < 120    ? std::to_string(secs) + "s ago"
+                          : secs < 7200 ? std::to_string(secs / 60) + "m ago"
+                                        : std::to_string(secs / 3600) + "h ago";
   if (l.current) {
     std::fprintf(stderr, "live state: from relais serve (pid %" PRId64 ", running), written %s\n", st.pid, age.c_str());
   } else {

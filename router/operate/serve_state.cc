@@ -22,8 +22,8 @@ namespace {
 using nlohmann::json;
 
 constexpr int kFormat = 1;
-constexpr uint64_t kCheckMs = 1000;        // a change is written within this
-constexpr int64_t kHeartbeatMs = 10000;    // and the file at least this often
+constexpr uint64_t kCheckMs = 1000;      // a change is written within this
+constexpr int64_t kHeartbeatMs = 10000;  // and the file at least this often
 
 std::string FilePath(const std::string& store_path) { return store_path + "/" + kServeStateFile; }
 
