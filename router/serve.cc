@@ -18,6 +18,7 @@
 #include "router/operate/alerts.h"
 #include "router/operate/config_reload.h"
 #include "router/operate/scrubber.h"
+#include "router/operate/serve_state.h"
 #include "router/operate/service_notify.h"
 #include "router/operate/storage_watch.h"
 #include "router/receive/server.h"
@@ -36,6 +37,7 @@ struct SignalCtx {
   Alerts* alerts = nullptr;
   StorageWatch* storage = nullptr;
   Scrubber* scrubber = nullptr;
+  ServeStateFile* state_file = nullptr;
   ServiceNotifier* notifier = nullptr;
   AdminApi* admin_api = nullptr;
   // relais.toml as last applied (SIGHUP re-reads it), and the error of the
@@ -141,6 +143,7 @@ void StopRest(SignalCtx* ctx) {
   if (ctx->alerts != nullptr) ctx->alerts->Shutdown();
   if (ctx->storage != nullptr) ctx->storage->Shutdown();
   if (ctx->scrubber != nullptr) ctx->scrubber->Shutdown();
+  if (ctx->state_file != nullptr) ctx->state_file->Shutdown();  // "running": false
   ctx->notifier->Shutdown();
   ctx->delivery->Shutdown([] {});
   CloseSignals(ctx);
@@ -337,6 +340,8 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
   Alerts alerts(loop, config.alerts, config.listener.ae_title, audit, &metrics);
   storage.SetOnChange([&alerts](const StorageWatch::Usage& u) { alerts.OnStorageChange(u); });
   Scrubber scrubber(loop, store.get(), &metrics, config.store.scrub_rate);
+  // The destinations' live states for `relais queue ls` (serve_state.h).
+  ServeStateFile state_file(loop, config.store.path, [&delivery] { return delivery.Stats(); });
   AdminApi::Sources src;
   src.server = &server;
   src.delivery = &delivery;
@@ -377,12 +382,14 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
   sig.alerts = &alerts;
   sig.storage = &storage;
   sig.scrubber = &scrubber;
+  sig.state_file = &state_file;
   sig.drain_ms = uint64_t{config.listener.drain_timeout_s} * 1000;
   InitSignals(loop, &sig);
   Status result = StartListening(config, &server, tls, admin.get());
   if (result.ok()) {
     storage.Start();
     scrubber.Start();
+    state_file.Start();
     alerts.AddCondition("scrub-damaged", [&scrubber] { return scrubber.Condition(); });
     alerts.AddCondition("rules-reload-failed", [&server] { return RulesReloadCondition(server); });
     alerts.AddCondition("config-reload-failed", [&sig] { return ConfigReloadCondition(sig); });

@@ -1,5 +1,6 @@
 #include "router/cli/queue_cli.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "router/cli/cli_audit.h"
 #include "router/cli/edits_text.h"
 #include "router/cli/store_cli.h"
+#include "router/operate/serve_state.h"
 
 namespace relais::router {
 namespace {
@@ -68,15 +70,76 @@ Status ResolveAndReport(const store::Store& st, const QueueSelection& sel, std::
   return Status::OK();
 }
 
-void PrintRowJson(const SelectedRow& s, const store::ObjectMeta* m) {
+// `live`: the destination's state in the running serve ("" when unknown).
+void PrintRowJson(const SelectedRow& s, const store::ObjectMeta* m, const std::string& live) {
   const store::QueueRow& r = s.row;
   std::printf("{\"destination\":\"%s\",\"state\":\"%s\",\"priority\":%d,\"object_id\":%" PRIu64
               ",\"sop_instance_uid\":\"%s\",\"modality\":\"%s\",\"attempts\":%u,\"next_attempt\":\"%s\","
-              "\"last_status\":%u,\"last_error\":\"%s\",\"dead_since\":\"%s\",\"rule\":\"%s\"}\n",
+              "\"last_status\":%u,\"last_error\":\"%s\",\"dead_since\":\"%s\",\"rule\":\"%s\"%s%s%s}\n",
               JsonEscape(r.destination).c_str(), s.dead ? "dead" : "queued", r.priority, r.object_id,
               m ? JsonEscape(m->sop_instance_uid).c_str() : "", m ? JsonEscape(m->modality).c_str() : "", r.attempts,
               s.dead ? "-" : IsoTime(r.next_attempt_unix_ms == 0 ? 1 : r.next_attempt_unix_ms).c_str(), r.last_status,
-              JsonEscape(r.last_error).c_str(), IsoTime(r.dead_unix_ms).c_str(), JsonEscape(r.rule).c_str());
+              JsonEscape(r.last_error).c_str(), IsoTime(r.dead_unix_ms).c_str(), JsonEscape(r.rule).c_str(),
+              live.empty() ? "" : ",\"destination_state\":\"", JsonEscape(live).c_str(), live.empty() ? "" : "\"");
+}
+
+// What `relais serve` says of the destinations (serve_state.h), and how far
+// to trust it: `current` when the serve that wrote it still runs.
+struct LiveStates {
+  Result<ServeState> state = Status::NotFound("");
+  bool current = false;
+  // The destination's live state, "" when not current or unknown.
+  std::string Of(const std::string& dest) const {
+    if (!current) return "";
+    auto it = state->destinations.find(dest);
+    return it == state->destinations.end() ? "" : it->second.state;
+  }
+};
+
+LiveStates ReadLive(const std::string& store_path) {
+  LiveStates l;
+  l.state = ReadServeState(store_path);
+  l.current = l.state.ok() && ServeStateWriterAlive(*l.state);
+  return l;
+}
+
+// One stderr line saying where the destination states come from.
+void PrintLiveSource(const LiveStates& l, int64_t now) {
+  if (!l.state.ok()) {
+    std::fprintf(stderr, "live state: none (%s): relais serve is not running, or has not written it yet\n",
+                 l.state.status().message().c_str());
+    return;
+  }
+  const ServeState& st = *l.state;
+  const int64_t secs = std::max<int64_t>(0, (now - st.written_unix_ms) / 1000);
+  const std::string age = secs < 120    ? std::to_string(secs) + "s ago"
+                          : secs < 7200 ? std::to_string(secs / 60) + "m ago"
+                                        : std::to_string(secs / 3600) + "h ago";
+  if (l.current) {
+    std::fprintf(stderr, "live state: from relais serve (pid %" PRId64 ", running), written %s\n", st.pid, age.c_str());
+  } else {
+    std::fprintf(stderr,
+                 "live state: relais serve (pid %" PRId64
+                 ") is not running%s; its last state, written %s (%s), "
+                 "may be out of date\n",
+                 st.pid, st.running ? " (it did not stop cleanly)" : "", IsoTime(st.written_unix_ms).c_str(),
+                 age.c_str());
+  }
+}
+
+// "; destination misconfigured since 2026-...: REASON" for a destination
+// whose live state says why it is not sending; "" otherwise.
+std::string LiveSuffix(const LiveStates& l, const std::string& dest) {
+  if (!l.state.ok()) return "";
+  auto it = l.state->destinations.find(dest);
+  if (it == l.state->destinations.end()) return "";
+  const ServeState::Destination& d = it->second;
+  if (d.state == "idle" || d.state == "sending") return "; destination " + d.state;
+  std::string out = "; destination " + d.state;
+  if (d.since_unix_ms != 0) out += " since " + IsoTime(d.since_unix_ms);
+  if (!d.reason.empty()) out += ": " + d.reason;
+  if (!l.current) out += " (as last written by a serve that is not running)";
+  return out;
 }
 
 }  // namespace
@@ -92,6 +155,7 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
   s = SelectRows(**st, sel, ids, /*want_live=*/true, &rows);
   if (!s.ok()) return Fail(s);
   const int64_t now = NowUnixMs();
+  const LiveStates live = ReadLive(options.path);
   if (!json && !rows.empty()) {
     std::printf("%-16s %-6s %5s %-64s %-4s %8s %-22s %s\n", "DESTINATION", "STATE", "PRIO", "SOP_INSTANCE_UID", "MOD",
                 "ATTEMPTS", "NEXT", "LAST_ERROR");
@@ -112,7 +176,7 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
       if (r.attempts > 0) ++sum.failing;
     }
     if (json) {
-      PrintRowJson(sr, mp);
+      PrintRowJson(sr, mp, live.Of(r.destination));
       continue;
     }
     std::string next = sr.dead ? "dead " + IsoTime(r.dead_unix_ms) : Relative(r.next_attempt_unix_ms, now);
@@ -128,11 +192,20 @@ int QueueLs(const store::Options& options, const QueueSelection& sel, bool json)
                 LogEscape(err).c_str());
   }
   if (!json) {
+    PrintLiveSource(live, now);
     for (const auto& [dest, sum] : summary) {
-      std::fprintf(stderr, "%s: %" PRIu64 " queued (%" PRIu64 " after failures), %" PRIu64 " dead\n", dest.c_str(),
-                   sum.queued, sum.failing, sum.dead);
+      std::fprintf(stderr, "%s: %" PRIu64 " queued (%" PRIu64 " after failures), %" PRIu64 " dead%s\n", dest.c_str(),
+                   sum.queued, sum.failing, sum.dead, LogEscape(LiveSuffix(live, dest)).c_str());
     }
     if (summary.empty()) std::fprintf(stderr, "no queued or dead rows\n");
+    // Destinations without rows that are not well (paused, misconfigured, ...).
+    if (live.state.ok()) {
+      for (const auto& [dest, d] : live.state->destinations) {
+        if (summary.count(dest) != 0 || d.state == "idle" || d.state == "sending") continue;
+        if (!sel.destination.empty() && dest != sel.destination) continue;
+        std::fprintf(stderr, "%s: no rows%s\n", dest.c_str(), LogEscape(LiveSuffix(live, dest)).c_str());
+      }
+    }
   }
   return unknown ? 2 : 0;
 }

@@ -76,7 +76,13 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
                   cfg.ae_title.c_str(), cfg.host.c_str(), cfg.port, cfg.max_associations);
       } else {
         bool changed = d->cfg.ae_title != cfg.ae_title || d->cfg.host != cfg.host || d->cfg.port != cfg.port ||
-                       d->cfg.transfer_syntaxes != cfg.transfer_syntaxes;
+                       d->cfg.transfer_syntaxes != cfg.transfer_syntaxes || d->cfg.tls != cfg.tls ||
+                       d->cfg.tls_ca_file != cfg.tls_ca_file || d->cfg.tls_cert_file != cfg.tls_cert_file ||
+                       d->cfg.tls_key_file != cfg.tls_key_file;
+        // A misconfigured destination tries again at once after any reload:
+        // its certificate files are read afresh below (an admin may have
+        // fixed them in place), and no attempt is charged for a refusal.
+        if (!changed && d->misconfigured) d->next_try = 0;
         d->cfg = cfg;
         d->removed = false;
         if (changed) {

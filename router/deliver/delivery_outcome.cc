@@ -180,6 +180,32 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
 
 // What an admin changes for each reason of Outcome::IsMisconfiguration.
 std::string DeliveryScheduler::MisconfigurationFix(const Dest* d, const Outcome& o) const {
+  const std::string where = d->cfg.host + ":" + std::to_string(d->cfg.port);
+  const std::string reload = ", then reload (SIGHUP)";
+  switch (o.tls.kind) {
+    case TlsFailure::Kind::kNone:
+    case TlsFailure::Kind::kOther: break;
+    case TlsFailure::Kind::kPeerName:
+      return "the certificate of " + where + " does not name '" + d->cfg.host +
+             "' (subjectAltName): set the destination's host in the rule file to a name or address its certificate "
+             "carries, or have the peer's certificate reissued for '" +
+             d->cfg.host + "'" + reload;
+    case TlsFailure::Kind::kPeerNotTrusted:
+      return "the certificate of " + where + " is not signed by a CA in the destination's tls.ca_file ('" +
+             d->cfg.tls_ca_file + "'): add the CA that signed the peer's certificate to that file" + reload;
+    case TlsFailure::Kind::kPeerDates:
+      return "the certificate of " + where + " is out of date (" + o.tls.detail +
+             "): have the peer's certificate renewed (or check this machine's clock)" + reload;
+    case TlsFailure::Kind::kPeerCertificate:
+      return "the certificate of " + where + " does not verify against tls.ca_file ('" + d->cfg.tls_ca_file +
+             "'): " + o.tls.detail + "; fix the peer's certificate or the CA file" + reload;
+    case TlsFailure::Kind::kOurCertificateRefused:
+      return where + " refused our client certificate (" + o.tls.detail + "; tls.cert_file '" +
+             (d->cfg.tls_cert_file.empty() ? std::string("none") : d->cfg.tls_cert_file) +
+             "'): have the peer trust the CA that signed it, or set tls.cert_file and tls.key_file to a "
+             "certificate the peer trusts" +
+             reload;
+  }
   switch (o.reject_reason) {
     case ul::kRjCalledAeNotRecognized:
       return "check the destination's ae_title in the rule file (now '" + d->cfg.ae_title +
@@ -200,15 +226,18 @@ void DeliveryScheduler::Misconfigured(Dest* d, const Outcome& o, const std::stri
   const bool was = d->misconfigured;
   d->misconfigured = true;
   if (!was) d->misconfigured_since = now;
-  d->misconfigured_reason = d->cfg.name + " refused our association: " + o.error + "; " + MisconfigurationFix(d, o);
+  d->misconfigured_reason =
+      o.tls.IsConfiguration() ? d->cfg.name + ": " + o.error + "; " + MisconfigurationFix(d, o)
+                              : d->cfg.name + " refused our association: " + o.error + "; " + MisconfigurationFix(d, o);
   d->last_link_error = o.ToString();
   d->next_try = now + Backoff(d, std::numeric_limits<uint32_t>::max());
   if (!was) {
     d->NoteFailure(FailureClass::kMisconfigured, now, "", association, "hold", o.status, d->misconfigured_reason);
   }
-  RLOG_WARN("dest=%s dassoc=%s event=%s ae=%s held=%zu retry_in_ms=%" PRId64 " reason=\"%s\"", d->cfg.name.c_str(),
-            association.c_str(), was ? "still-misconfigured" : "destination-misconfigured", d->cfg.ae_title.c_str(),
-            d->ready.size(), d->next_try - now, LogEscape(d->misconfigured_reason, true).c_str());
+  RLOG_WARN("dest=%s dassoc=%s event=%s ae=%s tls=%s held=%zu retry_in_ms=%" PRId64 " reason=\"%s\"",
+            d->cfg.name.c_str(), association.c_str(), was ? "still-misconfigured" : "destination-misconfigured",
+            d->cfg.ae_title.c_str(), TlsFailureKindName(o.tls.kind), d->ready.size(), d->next_try - now,
+            LogEscape(d->misconfigured_reason, true).c_str());
 }
 
 void DeliveryScheduler::LinkSuccess(Dest* d) {

@@ -39,8 +39,8 @@ struct DestinationStats {
   bool paused = false;
   // One of "idle" (nothing ready), "sending", "backing-off" (failures,
   // waiting for next_try), "down" (probing with C-ECHO), "paused",
-  // "misconfigured" (the peer refused our AE titles: rows held, see
-  // misconfigured_reason).
+  // "misconfigured" (the peer refused our AE titles, or a TLS certificate
+  // does not fit: rows held, see misconfigured_reason).
   std::string state;
   // Why the destination is misconfigured ("" when it is not): "TELERAD
   // refused our association: A-ASSOCIATE-RJ (permanent, ...)". Since when.

@@ -54,6 +54,7 @@ bool Outcome::IsTransient() const {
 }
 
 bool Outcome::IsMisconfiguration() const {
+  if (kind == Kind::kTransportError && tls.IsConfiguration()) return true;
   if (kind != Kind::kRejected || reject_result != ul::RejectResult::kPermanent ||
       reject_source != ul::RejectSource::kServiceUser) {
     return false;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "router/net/tls_failure.h"
 #include "router/protocol/pdu.h"
 
 namespace relais::router {
@@ -39,6 +40,9 @@ struct Outcome {
   ul::RejectResult reject_result = ul::RejectResult::kPermanent;
   ul::RejectSource reject_source = ul::RejectSource::kServiceUser;
   uint8_t reject_reason = 0;
+  // kTransportError only: set when DICOM TLS failed, and why (the peer's
+  // certificate does not fit, or it refused ours: router/net/tls_failure.h).
+  TlsFailure tls;
 
   bool ok() const { return kind == Kind::kSuccess || kind == Kind::kWarning; }
   // True when trying again later may succeed: network trouble, timeouts,
@@ -52,6 +56,10 @@ struct Outcome {
   // application context name not supported (2), calling AE title not
   // recognized (3), called AE title not recognized (7). "No reason given"
   // (1) and the provider's reasons are not: they say nothing of the setup.
+  // Also true for a TLS failure that only a change of certificates or of
+  // the destination can fix (TlsFailure::IsConfiguration: a certificate
+  // that does not name the host, is not signed by our CA, is out of date,
+  // or ours refused by the peer); not for a handshake cut by the network.
   bool IsMisconfiguration() const;
   std::string ToString() const;  // "failure status=0xA900: ..."
 };

@@ -21,7 +21,9 @@
 //    not be read), class kUnreadable.
 //  - A permanent A-ASSOCIATE-RJ that names our configuration (called or
 //    calling AE title not recognized, application context not supported:
-//    Outcome::IsMisconfiguration) is the destination's setup, not the
+//    Outcome::IsMisconfiguration), or a TLS certificate that does not fit
+//    (theirs does not verify, or ours is refused: TlsFailure::
+//    IsConfiguration), is the destination's setup, not the
 //    objects': class kMisconfigured, never given up, and no attempt is
 //    charged (hold is true); the destination waits for a reload or probes
 //    at its slowest backoff.
@@ -50,7 +52,7 @@ enum class FailureClass {
   kUnsupported,      // "unsupported": SOP class / syntax not accepted, no lossless conversion
   kUnreadable,       // "unreadable": the stored object cannot be read or prepared
   kLimit,            // "limit": retry.max_attempts or retry.max_age reached
-  kMisconfigured,    // "misconfigured": the peer refused our AE titles / application context
+  kMisconfigured,    // "misconfigured": the peer refused our AE titles / application context / TLS certificates
 };
 constexpr size_t kFailureClassCount = 7;
 constexpr std::array<FailureClass, kFailureClassCount> kFailureClasses = {

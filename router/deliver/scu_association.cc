@@ -181,7 +181,10 @@ void ScuAssociation::OnTransportFailed(const TransportFailure& f) {
     case Kind::kRead: transport_error_ = "read failed: " + f.message; break;
     case Kind::kWrite: transport_error_ = "write failed: " + f.message; break;
     case Kind::kTlsSend:
-    case Kind::kTlsReceive: transport_error_ = f.message; break;
+    case Kind::kTlsReceive:
+      transport_error_ = f.message;
+      transport_tls_ = f.tls;
+      break;
   }
   if ((f.kind == Kind::kPeerClosed || f.kind == Kind::kRead) && conn_.tls() && !conn_.tls()->handshake_done()) {
     transport_error_ = "TLS handshake failed: " + transport_error_ +
@@ -604,7 +607,10 @@ void ScuAssociation::OnAbort(const std::optional<ul::Abort>& abort) {
                          (abort->source == ul::AbortSource::kServiceUser ? "service-user" : "service-provider") +
                          ", reason " + std::to_string(static_cast<int>(abort->reason)) + ")"));
   } else {
-    Fail(MakeOutcome(Outcome::Kind::kTransportError, transport_error_.empty() ? "connection lost" : transport_error_));
+    Outcome o =
+        MakeOutcome(Outcome::Kind::kTransportError, transport_error_.empty() ? "connection lost" : transport_error_);
+    o.tls = transport_tls_;
+    Fail(std::move(o));
   }
 }
 
@@ -638,7 +644,13 @@ void ScuAssociation::AbortWith(ul::AbortSource source, ul::AbortReason reason, c
 void ScuAssociation::StartClose() {
   if (closing_ || !started_) return;
   // Whoever still waits learns why (first cause wins; see Fail).
-  Fail(MakeOutcome(Outcome::Kind::kAborted, transport_error_.empty() ? "the association closed" : transport_error_));
+  Outcome o =
+      MakeOutcome(Outcome::Kind::kAborted, transport_error_.empty() ? "the association closed" : transport_error_);
+  if (transport_tls_.failed()) {
+    o.kind = Outcome::Kind::kTransportError;
+    o.tls = transport_tls_;
+  }
+  Fail(std::move(o));
   closing_ = true;
   established_ = false;
   conn_.Close();  // drops primitives still queued

@@ -196,6 +196,7 @@ class ScuAssociation : private UlConnection::User {
   bool closing_ = false;
   bool finished_ = false;
   std::string transport_error_;  // why the transport went away, for Outcomes
+  TlsFailure transport_tls_;     // and, when TLS failed, the typed reason
 
   std::vector<AcceptedContext> accepted_;
   uint32_t peer_max_pdu_ = 0;

@@ -26,14 +26,60 @@ bool IsKeyMismatch(unsigned long e) {
          (lib == ERR_LIB_SSL && reason == SSL_R_PRIVATE_KEY_MISMATCH);
 }
 
+// The TLS alert (RFC 8446 6.2) carried by an OpenSSL error, when it is one
+// by which a peer refuses the certificate we sent (or its absence); 0
+// otherwise. OpenSSL reports a received alert as SSL_AD_REASON_OFFSET +
+// its description.
+int CertificateAlert(unsigned long e) {
+  if (ERR_GET_LIB(e) != ERR_LIB_SSL) return 0;
+  const int reason = ERR_GET_REASON(e);
+  if (reason <= SSL_AD_REASON_OFFSET) return 0;
+  const int alert = reason - SSL_AD_REASON_OFFSET;
+  switch (alert) {
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_UNKNOWN_CA:
+    case SSL_AD_ACCESS_DENIED:
+    case SSL_AD_CERTIFICATE_REQUIRED: return alert;
+    default: return 0;
+  }
+}
+
+// What a failed verification of the peer's certificate means (tls_failure.h).
+TlsFailure ClassifyVerifyError(long verify) {
+  TlsFailure f;
+  f.detail = X509_verify_cert_error_string(verify);
+  switch (verify) {
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+    case X509_V_ERR_EMAIL_MISMATCH: f.kind = TlsFailure::Kind::kPeerName; break;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_CERT_UNTRUSTED: f.kind = TlsFailure::Kind::kPeerNotTrusted; break;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID: f.kind = TlsFailure::Kind::kPeerDates; break;
+    default: f.kind = TlsFailure::Kind::kPeerCertificate; break;
+  }
+  return f;
+}
+
 // OpenSSL's error queue as one line (and cleared). `key_mismatch`, when
-// given, tells whether one of the errors was IsKeyMismatch.
-std::string OpenSslErrors(bool* key_mismatch = nullptr) {
+// given, tells whether one of the errors was IsKeyMismatch; `alert`, when
+// given, gets the first CertificateAlert among them (0: none).
+std::string OpenSslErrors(bool* key_mismatch = nullptr, int* alert = nullptr) {
   std::string out;
   unsigned long e;
   if (key_mismatch != nullptr) *key_mismatch = false;
+  if (alert != nullptr) *alert = 0;
   while ((e = ERR_get_error()) != 0) {
     if (key_mismatch != nullptr && IsKeyMismatch(e)) *key_mismatch = true;
+    if (alert != nullptr && *alert == 0) *alert = CertificateAlert(e);
     char buf[256];
     ERR_error_string_n(e, buf, sizeof(buf));
     if (!out.empty()) out += "; ";
@@ -104,6 +150,19 @@ Result<SSL_CTX*> NewContext(const TlsSettings& s, bool server) {
 
 }  // namespace
 
+const char* TlsFailureKindName(TlsFailure::Kind kind) {
+  switch (kind) {
+    case TlsFailure::Kind::kNone: return "none";
+    case TlsFailure::Kind::kPeerName: return "peer-name";
+    case TlsFailure::Kind::kPeerNotTrusted: return "peer-not-trusted";
+    case TlsFailure::Kind::kPeerDates: return "peer-dates";
+    case TlsFailure::Kind::kPeerCertificate: return "peer-certificate";
+    case TlsFailure::Kind::kOurCertificateRefused: return "our-certificate-refused";
+    case TlsFailure::Kind::kOther: return "other";
+  }
+  return "?";
+}
+
 Result<std::shared_ptr<TlsContext>> TlsContext::MakeServer(const TlsSettings& settings) {
   Result<SSL_CTX*> ctx = NewContext(settings, true);
   if (!ctx.ok()) return ctx.status();
@@ -162,8 +221,17 @@ Status TlsChannel::Fail(const char* what, int ssl_error) {
   long verify = SSL_get_verify_result(ssl_);
   if (verify != X509_V_OK) {
     why = std::string("peer certificate not accepted: ") + X509_verify_cert_error_string(verify);
+    failure_ = ClassifyVerifyError(verify);
+    ERR_clear_error();
   } else {
-    why = OpenSslErrors();
+    int alert = 0;
+    why = OpenSslErrors(nullptr, &alert);
+    failure_.kind = TlsFailure::Kind::kOther;
+    failure_.detail = why;
+    if (alert != 0) {
+      failure_.kind = TlsFailure::Kind::kOurCertificateRefused;
+      failure_.detail = std::string("TLS alert ") + SSL_alert_desc_string_long(alert);
+    }
   }
   return Status::InvalidArgument(std::string("TLS ") + what + " failed (" + std::to_string(ssl_error) + "): " + why);
 }

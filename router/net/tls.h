@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "router/net/tls_failure.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
@@ -97,6 +98,8 @@ class TlsChannel {
   // Sends close_notify (into the output).
   void Close();
 
+  // After Receive or Send failed: why, typed (tls_failure.h); kNone before.
+  const TlsFailure& failure() const { return failure_; }
   bool handshake_done() const { return handshake_done_; }
   bool peer_closed() const { return peer_closed_; }
   // After the handshake: "TLSv1.3 TLS_AES_256_GCM_SHA384", the peer
@@ -116,6 +119,7 @@ class TlsChannel {
   bool handshake_done_ = false;
   bool peer_closed_ = false;
   bool failed_ = false;
+  TlsFailure failure_;
 };
 
 }  // namespace relais::router

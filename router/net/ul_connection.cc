@@ -75,7 +75,7 @@ void UlConnection::Fsm(Event event, const ul::Pdu* pdu, std::vector<uint8_t> byt
 
 void UlConnection::ConnectTransport() {
   if (Status s = transport_->Connect(); !s.ok()) {
-    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kConnect, s.message()});
+    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kConnect, s.message(), {}});
   }
 }
 
@@ -103,7 +103,7 @@ void UlConnection::OnArtim(uv_timer_t* t) noexcept {
 void UlConnection::OnConnected(Status status) {
   if (closing_) return;
   if (!status.ok()) {
-    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kConnect, status.message()});
+    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kConnect, status.message(), {}});
     return;
   }
   transport_->StartReading();
@@ -111,7 +111,7 @@ void UlConnection::OnConnected(Status status) {
     // The A-ASSOCIATE-RQ waits inside the channel until the handshake is done.
     tls_ = std::make_unique<TlsChannel>(tls_context_, tls_peer_host_);
     if (Status s = tls_->Start(); !s.ok()) {
-      user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kTlsSend, s.message()});
+      user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kTlsSend, s.message(), tls_->failure()});
       return;
     }
     FlushTls();
@@ -125,7 +125,7 @@ void UlConnection::SendPdu(std::vector<uint8_t> bytes) {
   if (closing_ || bytes.empty()) return;
   if (tls_) {
     if (Status s = tls_->Send(bytes); !s.ok()) {
-      user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kTlsSend, s.message()});
+      user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kTlsSend, s.message(), tls_->failure()});
       return;
     }
     FlushTls();
@@ -144,7 +144,7 @@ void UlConnection::WriteRaw(std::vector<uint8_t> bytes) {
   if (closing_ || bytes.empty()) return;
   const size_t n = bytes.size();
   if (Status s = transport_->Write(std::move(bytes)); !s.ok()) {
-    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kWrite, s.message()});
+    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kWrite, s.message(), {}});
     return;
   }
   ++writes_in_flight_;
@@ -156,7 +156,7 @@ void UlConnection::OnWritten(size_t bytes, Status status) {
   write_bytes_pending_ -= bytes;
   if (closing_) return;  // cancelled by Close(), or no longer of interest
   if (!status.ok()) {
-    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kWrite, status.message()});
+    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kWrite, status.message(), {}});
     return;
   }
   if (close_after_writes_) {
@@ -192,7 +192,7 @@ bool UlConnection::DecryptRead(size_t n) {
   Status s = tls_->Receive(std::span<const uint8_t>(tls_buf_.data(), n), &tls_plain_);
   FlushTls();  // handshake messages, alerts, and what waited for the handshake
   if (!s.ok() && s.code() != Status::Code::kUnavailable) {
-    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kTlsReceive, s.message()});
+    user_->OnTransportFailed(TransportFailure{TransportFailure::Kind::kTlsReceive, s.message(), tls_->failure()});
     return false;
   }
   if (!tls_reported_ && tls_->handshake_done()) {
@@ -210,7 +210,7 @@ bool UlConnection::DecryptRead(size_t n) {
 void UlConnection::OnReadEnd(bool eof, const std::string& error) {
   if (closing_) return;
   user_->OnTransportFailed(
-      TransportFailure{eof ? TransportFailure::Kind::kPeerClosed : TransportFailure::Kind::kRead, error});
+      TransportFailure{eof ? TransportFailure::Kind::kPeerClosed : TransportFailure::Kind::kRead, error, {}});
 }
 
 // The decode loop: one PDU at a time from the front of in_, each run

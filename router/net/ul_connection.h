@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "router/net/tls_failure.h"
 #include "router/net/transport.h"
 #include "router/protocol/fsm.h"
 #include "router/protocol/pdu.h"
@@ -71,6 +72,10 @@ struct TransportFailure {
   Kind kind;
   // libuv's or OpenSSL's reason; for kConnect a sentence naming the peer.
   std::string message;
+  // kTlsSend/kTlsReceive: the channel's typed reason (tls_failure.h), so
+  // that a certificate that does not fit is told from a link failure
+  // without reading `message`. kNone for the other kinds.
+  TlsFailure tls;
 };
 
 class UlConnection final : private ul::Effects, private Transport::Sink {

@@ -2,6 +2,7 @@
 // rows, pause and resume of a destination, rules reload. Each is audited
 // with its token whatever its result; those that wait for a store commit or
 // a reload answer later, on the loop thread.
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -14,6 +15,7 @@
 #include "router/operate/admin_api.h"
 #include "router/operate/admin_request.h"
 #include "router/operate/queue_ops.h"
+#include "router/operate/route_ops.h"
 #include "router/receive/server.h"
 
 namespace relais::router {
@@ -156,8 +158,28 @@ void AdminApi::QueueAction(Ctx& c, bool purge) {
   QueueBody qb;
   std::string error;
   if (!ParseQueueBody(c.req.body, purge, &qb, &error)) return fail(400, error);
-  const QueueSelection& sel = qb.sel;
+  QueueSelection& sel = qb.sel;
   if (src_.store == nullptr || !src_.post) return fail(409, "no store to act on");
+  if (!sel.destination.empty()) {
+    // A destination of the running rules, or one that still has rows (a
+    // destination removed from the rules keeps its dead letters); exact,
+    // else ignoring case. Otherwise 404 naming the known ones.
+    std::vector<std::string> known;
+    std::shared_ptr<const rules::RuleSet> rs = src_.rules ? src_.rules() : nullptr;
+    if (rs) {
+      for (const rules::Destination& d : rs->destinations()) known.push_back(d.name);
+    }
+    if (std::find(known.begin(), known.end(), sel.destination) == known.end()) {
+      Result<std::vector<store::Store::QueueSummary>> q = src_.store->SummarizeQueues();
+      if (!q.ok()) return fail(500, "store: " + q.status().message());
+      for (const store::Store::QueueSummary& s : *q) {
+        if (std::find(known.begin(), known.end(), s.destination) == known.end()) known.push_back(s.destination);
+      }
+    }
+    Result<std::string> name = MatchDestination(known, sel.destination);
+    if (!name.ok()) return fail(404, name.status().message());
+    sel.destination = *name;
+  }
   std::string who = "admin API " + std::string(verb) + " (token " + (c.token ? c.token->name : "") + ")";
   Result<QueuePlan> planned =
       PlanQueueAction(*src_.store, sel, purge ? QueueAction::kPurge : QueueAction::kRetry, who, now_());

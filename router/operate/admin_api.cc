@@ -17,6 +17,7 @@
 #include "base/sha256.h"
 #include "base/text.h"
 #include "router/operate/admin_request.h"
+#include "router/receive/server.h"
 #include "router/record/audit.h"
 #include "router/record/metrics.h"
 
@@ -31,6 +32,10 @@ AdminRole ParseAdminRole(std::string_view role) {
 
 AdminApi::AdminApi(std::vector<rules::AdminToken> tokens, Sources sources)
     : src_(std::move(sources)), now_(&NowUnixMs), alive_(std::make_shared<bool>(true)) {
+  if (!src_.rules && src_.server != nullptr) {
+    Server* server = src_.server;
+    src_.rules = [server] { return server->rules(); };
+  }
   SetTokens(tokens);
 }
 

@@ -44,6 +44,10 @@
 #include "rules/rules.h"
 #include "store/store.h"
 
+namespace relais::rules {
+class RuleSet;
+}  // namespace relais::rules
+
 namespace relais::router {
 
 class Alerts;
@@ -88,6 +92,9 @@ class AdminApi {
     const StorageWatch* storage = nullptr;  // water marks
     const Alerts* alerts = nullptr;         // active alerts
     AuditLog* audit = nullptr;              // the audit trail
+    // The running rules, for the destinations that route and send now may
+    // name. Empty: Server::rules() of `server` (null without a server).
+    std::function<std::shared_ptr<const rules::RuleSet>()> rules;
     // Runs a function on the loop thread soon (Server::Post); any thread.
     // Needed by retry/purge (the store's commit callback runs on its writer
     // thread). Null: those actions answer 409.

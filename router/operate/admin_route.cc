@@ -42,7 +42,7 @@ void AdminApi::RouteAction(Ctx& c) {
   if (sop.size() > 64 || sel.study_uid.size() > 64) return fail(400, "a UID has at most 64 characters");
   if (!sop.empty()) sel.uids.push_back(sop);
   if (src_.store == nullptr || !src_.post) return fail(409, "no store to act on");
-  std::shared_ptr<const rules::RuleSet> rs = src_.server != nullptr ? src_.server->rules() : nullptr;
+  std::shared_ptr<const rules::RuleSet> rs = src_.rules ? src_.rules() : nullptr;
   std::vector<std::string> names;
   if (rs) {
     for (const rules::Destination& d : rs->destinations()) names.push_back(d.name);

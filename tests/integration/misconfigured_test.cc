@@ -166,6 +166,239 @@ TEST(MisconfiguredTest, WrongAeTitleHoldsTheQueueAlertsAndAReloadDeliversEveryth
   EXPECT_EQ(peer.Terminate(), 0) << peer.Log();
 }
 
+// The same hold for DICOM TLS (issue 14): the peer, a second `relais serve`
+// with a [tls] listener, presents a certificate for "localhost" only, and
+// the destination names it 127.0.0.1. The handshake fails on the name: the
+// destination is misconfigured (admin API, alert naming the fix, `relais
+// queue ls` with the live state), nothing is dead-lettered although
+// max_attempts is 3; a reload naming the host "localhost" delivers it all.
+TEST(MisconfiguredTest, TlsCertificateForAnotherNameHoldsTheQueueAndAReloadDelivers) {
+  TempDir dir;
+  for (const char* d : {"copies", "peer", "main", "certs"}) ASSERT_EQ(::mkdir((dir / d).c_str(), 0755), 0) << d;
+  const std::string c = dir / "certs";
+  const std::string certs =
+      "set -e; cd '" + c +
+      "';"
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=ca "
+      "  -keyout ca.key -out ca.crt;"
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=telerad "
+      "  -keyout peer.key -out peer.csr; printf 'subjectAltName=DNS:localhost\n' > peer.ext;"
+      "openssl x509 -req -in peer.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile peer.ext "
+      "  -out peer.crt";
+  RunResult made = RunCommand({"bash", "-c", certs}, 60);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+
+  const uint16_t tls_port = FreePort();
+  RelaisOptions peer_options;
+  peer_options.ae_title = "TELERAD";
+  peer_options.extra = "\n[tls]\nport = " + std::to_string(tls_port) + "\ncertificate = \"" + c +
+                       "/peer.crt\"\nprivate_key = \"" + c + "/peer.key\"\n";
+  RelaisProcess peer(dir / "peer", peer_options);
+  ASSERT_TRUE(peer.Start()) << peer.Log();
+  ASSERT_TRUE(WaitForPort(tls_port, 10000)) << peer.Log();
+
+  const std::string ran = dir / "ran.txt";
+  const std::string script = dir / "alert.sh";
+  WriteFile(script,
+            "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
+                ran + "'\n");
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  WriteFile(dir / "tok", kToken);
+  const std::string sha = RunCommand({"sha256sum", dir / "tok"}, 30).output.substr(0, 64);
+  const std::string rules = dir / "rules.toml";
+  auto rules_with = [&](const std::string& host) {
+    return "[[destination]]\nname = \"telerad\"\nae_title = \"TELERAD\"\nhost = \"" + host +
+           "\"\nport = " + std::to_string(tls_port) + "\ntls = { ca_file = \"" + c +
+           "/ca.crt\" }\nmax_associations = 1\n"
+           "retry = { initial_backoff = \"1s\", max_backoff = \"2s\", max_attempts = 3 }\n"
+           "[[rule]]\nname = \"all\"\nforward = [\"telerad\"]\n";
+  };
+  WriteFile(rules, rules_with("127.0.0.1"));
+  const uint16_t admin_port = FreePort();
+  RelaisOptions options;
+  options.extra = "\n[delivery]\nconnect_timeout_s = 2\nidle_release_s = 1\n\n[rules]\npath = \"" + rules +
+                  "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
+                  "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha +
+                  "\"\n\n[alerts]\ncommand = \"" + script + "\"\nrepeat = 0\n";
+  RelaisProcess relais(dir / "main", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
+
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 3, &uids);
+  ASSERT_EQ(files.size(), 3u);
+  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult sent = RunCommand(argv);
+  ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 3u) << sent.output;
+
+  int64_t deadline = NowMs() + 60000;
+  while (!HasLine(ran, "ENV destination-misconfigured|telerad|raised")) {
+    ASSERT_LT(NowMs(), deadline) << "no destination-misconfigured alert\n" << relais.Log();
+    SleepMs(250);
+  }
+  json raised = json::parse(Lines(ran)[0], nullptr, false);
+  EXPECT_EQ(raised.value("alert", ""), "destination-misconfigured") << raised.dump();
+  const std::string message = raised.value("message", "");
+  const std::string where = "127.0.0.1:" + std::to_string(tls_port);
+  EXPECT_NE(message.find("the certificate of " + where + " does not name '127.0.0.1'"), std::string::npos) << message;
+  EXPECT_NE(message.find("host"), std::string::npos) << "names what to change: " << message;
+  json d = Destination(admin_port, "telerad");
+  EXPECT_EQ(d.value("state", ""), "misconfigured") << d.dump();
+  EXPECT_NE(relais.Log().find("event=destination-misconfigured"), std::string::npos) << relais.Log();
+  EXPECT_NE(relais.Log().find("tls=peer-name"), std::string::npos) << relais.Log();
+
+  // `relais queue ls` shows the live state beside the rows (serve-state.json
+  // is rewritten within a second of a change).
+  deadline = NowMs() + 30000;
+  RunResult ls;
+  for (;;) {
+    ls = RunCommand({RelaisBinary(), "queue", "ls", "--config", relais.config_path(), "--dest", "telerad"}, 60);
+    if (ls.output.find("destination misconfigured since") != std::string::npos) break;
+    ASSERT_LT(NowMs(), deadline) << ls.output;
+    SleepMs(250);
+  }
+  EXPECT_EQ(ls.exit_code, 0) << ls.output;
+  EXPECT_NE(ls.output.find("live state: from relais serve (pid " + std::to_string(relais.pid()) + ", running)"),
+            std::string::npos)
+      << ls.output;
+  EXPECT_NE(ls.output.find("does not name '127.0.0.1'"), std::string::npos) << ls.output;
+  std::vector<std::string> rows = QueueRows(relais, /*dead_only=*/false);
+  ASSERT_EQ(rows.size(), 3u);
+  for (const std::string& r : rows) {
+    EXPECT_EQ(JsonField(r, "state"), "queued") << r;
+    EXPECT_EQ(JsonField(r, "destination_state"), "misconfigured") << r;
+  }
+  // Several more handshakes (every ~2 s): still nothing dead.
+  deadline = NowMs() + 30000;
+  while (relais.Log().find("event=still-misconfigured") == std::string::npos) {
+    ASSERT_LT(NowMs(), deadline) << relais.Log();
+    SleepMs(250);
+  }
+  EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u) << relais.Log();
+  EXPECT_EQ(relais.Log().find("event=dead-letter"), std::string::npos) << relais.Log();
+
+  // The admin names the host as the certificate does and reloads.
+  WriteFile(rules, rules_with("localhost"));
+  ASSERT_EQ(::kill(relais.pid(), SIGHUP), 0);
+  deadline = NowMs() + 30000;
+  while (!QueueRows(relais, /*dead_only=*/false).empty()) {
+    ASSERT_LT(NowMs(), deadline) << "not delivered after the reload\n" << relais.Log();
+    SleepMs(250);
+  }
+  EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u);
+  std::map<std::string, std::string> stored = peer.StoreList();
+  for (const std::string& uid : uids) EXPECT_EQ(stored.count(uid), 1u) << uid;
+  deadline = NowMs() + 30000;
+  while (!HasLine(ran, "ENV destination-misconfigured|telerad|resolved")) {
+    ASSERT_LT(NowMs(), deadline) << "the alert was not resolved\n" << relais.Log();
+    SleepMs(250);
+  }
+  EXPECT_NE(Destination(admin_port, "telerad").value("state", ""), "misconfigured");
+
+  // After serve stops, queue ls says its state is old.
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+  ls = RunCommand({RelaisBinary(), "queue", "ls", "--config", relais.config_path()}, 60);
+  EXPECT_NE(ls.output.find("is not running"), std::string::npos) << ls.output;
+  EXPECT_EQ(peer.Terminate(), 0) << peer.Log();
+}
+
+// Mutual TLS: the peer (a second relais requiring client certificates signed
+// by its CA) refuses the certificate we send, which another CA signed. Its
+// TLS alert makes the destination misconfigured, naming tls.cert_file;
+// a reload with a certificate the peer trusts delivers everything.
+TEST(MisconfiguredTest, TlsPeerRefusingOurCertificateHoldsTheQueueAndAReloadDelivers) {
+  TempDir dir;
+  for (const char* d : {"copies", "peer", "main", "certs"}) ASSERT_EQ(::mkdir((dir / d).c_str(), 0755), 0) << d;
+  const std::string c = dir / "certs";
+  const std::string certs =
+      "set -e; cd '" + c +
+      "';"
+      "gen() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+      "  -subj \"/CN=$1\" -keyout $1.key -out $1.crt; };"
+      "leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj \"/CN=$1\" "
+      "  -keyout $1.key -out $1.csr; printf 'subjectAltName=%s\\n' \"$3\" > $1.ext;"
+      "  openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key -CAcreateserial -days 2 -extfile $1.ext -out $1.crt; };"
+      "gen ca; gen rogue; leaf peer ca IP:127.0.0.1; leaf us ca DNS:relais; leaf stranger rogue DNS:relais;";
+  RunResult made = RunCommand({"bash", "-c", certs}, 60);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+
+  const uint16_t tls_port = FreePort();
+  RelaisOptions peer_options;
+  peer_options.ae_title = "TELERAD";
+  peer_options.extra = "\n[tls]\nport = " + std::to_string(tls_port) + "\ncertificate = \"" + c +
+                       "/peer.crt\"\nprivate_key = \"" + c + "/peer.key\"\nca = \"" + c +
+                       "/ca.crt\"\nrequire_client_certificate = true\n";
+  RelaisProcess peer(dir / "peer", peer_options);
+  ASSERT_TRUE(peer.Start()) << peer.Log();
+  ASSERT_TRUE(WaitForPort(tls_port, 10000)) << peer.Log();
+
+  WriteFile(dir / "tok", kToken);
+  const std::string sha = RunCommand({"sha256sum", dir / "tok"}, 30).output.substr(0, 64);
+  const std::string rules = dir / "rules.toml";
+  auto rules_with = [&](const std::string& cert) {
+    return "[[destination]]\nname = \"telerad\"\nae_title = \"TELERAD\"\nhost = \"127.0.0.1\"\nport = " +
+           std::to_string(tls_port) + "\ntls = { ca_file = \"" + c + "/ca.crt\", cert_file = \"" + c + "/" + cert +
+           ".crt\", key_file = \"" + c + "/" + cert +
+           ".key\" }\nmax_associations = 1\n"
+           "retry = { initial_backoff = \"1s\", max_backoff = \"2s\", max_attempts = 3 }\n"
+           "[[rule]]\nname = \"all\"\nforward = [\"telerad\"]\n";
+  };
+  WriteFile(rules, rules_with("stranger"));
+  const uint16_t admin_port = FreePort();
+  RelaisOptions options;
+  options.extra = "\n[delivery]\nconnect_timeout_s = 2\nidle_release_s = 1\n\n[rules]\npath = \"" + rules +
+                  "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
+                  "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha + "\"\n";
+  RelaisProcess relais(dir / "main", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
+
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 2, &uids);
+  ASSERT_EQ(files.size(), 2u);
+  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult sent = RunCommand(argv);
+  ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 2u) << sent.output;
+
+  int64_t deadline = NowMs() + 60000;
+  json d;
+  for (;;) {
+    d = Destination(admin_port, "telerad");
+    if (d.value("state", "") == "misconfigured") break;
+    ASSERT_LT(NowMs(), deadline) << d.dump() << "\n" << relais.Log();
+    SleepMs(250);
+  }
+  ASSERT_TRUE(d["misconfigured"].is_string()) << d.dump();
+  const std::string why = d["misconfigured"].get<std::string>();
+  EXPECT_NE(why.find("refused our client certificate"), std::string::npos) << why;
+  EXPECT_NE(why.find(c + "/stranger.crt"), std::string::npos) << "names tls.cert_file: " << why;
+  // More handshakes: nothing dead although max_attempts is 3.
+  deadline = NowMs() + 30000;
+  while (relais.Log().find("event=still-misconfigured") == std::string::npos) {
+    ASSERT_LT(NowMs(), deadline) << relais.Log();
+    SleepMs(250);
+  }
+  EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u) << relais.Log();
+  EXPECT_EQ(QueueRows(relais, /*dead_only=*/false).size(), 2u) << relais.Log();
+
+  WriteFile(rules, rules_with("us"));
+  ASSERT_EQ(::kill(relais.pid(), SIGHUP), 0);
+  deadline = NowMs() + 30000;
+  while (!QueueRows(relais, /*dead_only=*/false).empty()) {
+    ASSERT_LT(NowMs(), deadline) << "not delivered after the reload\n" << relais.Log();
+    SleepMs(250);
+  }
+  std::map<std::string, std::string> stored = peer.StoreList();
+  for (const std::string& uid : uids) EXPECT_EQ(stored.count(uid), 1u) << uid;
+  EXPECT_NE(Destination(admin_port, "telerad").value("state", ""), "misconfigured");
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+  EXPECT_EQ(peer.Terminate(), 0) << peer.Log();
+}
+
 // A refusal that is the object's (a CT-only storescp and an MR) still
 // dead-letters: one log line per row, and a "dead-letters" alert for the
 // destination with the count and the reason; resolved when they are

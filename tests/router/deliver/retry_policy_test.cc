@@ -166,6 +166,39 @@ TEST(RetryPolicyTest, AssociationRejectionsThatNameOurConfigurationHoldTheRows) 
   }
 }
 
+// A TLS failure holds the rows when a certificate does not fit (our CA, the
+// host name, its dates, ours refused), whatever the attempts; any other TLS
+// failure is the link's, like a connection reset.
+TEST(RetryPolicyTest, TlsCertificateFailuresHoldTheRowsOtherTlsFailuresAreTheLinks) {
+  using TK = TlsFailure::Kind;
+  const std::pair<TK, bool> kinds[] = {{TK::kPeerName, true},
+                                       {TK::kPeerNotTrusted, true},
+                                       {TK::kPeerDates, true},
+                                       {TK::kPeerCertificate, true},
+                                       {TK::kOurCertificateRefused, true},
+                                       {TK::kOther, false},
+                                       {TK::kNone, false}};
+  for (const auto& [kind, hold] : kinds) {
+    SCOPED_TRACE(TlsFailureKindName(kind));
+    Outcome o;
+    o.kind = Kind::kTransportError;
+    o.error = "TLS handshake failed";
+    o.tls.kind = kind;
+    EXPECT_EQ(o.IsMisconfiguration(), hold);
+    RetryDecision d = DecideOpenRetry(o, /*attempts=*/5, /*max_attempts=*/5);
+    EXPECT_EQ(d.hold, hold);
+    EXPECT_TRUE(d.link);
+    EXPECT_EQ(d.give_up, !hold) << "max_attempts reached: only a link failure is given up";
+    EXPECT_STREQ(FailureClassName(d.cls), hold ? "misconfigured" : "limit");
+  }
+  // The typed reason is only read on a transport error.
+  Outcome rejected;
+  rejected.kind = Kind::kRejected;
+  rejected.reject_reason = 1;  // no reason given
+  rejected.tls.kind = TK::kPeerName;
+  EXPECT_FALSE(rejected.IsMisconfiguration());
+}
+
 // The backoff: the initial wait doubled per failure after the first, capped,
 // times the caller's jitter.
 struct BackoffRow {

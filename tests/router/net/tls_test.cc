@@ -239,6 +239,77 @@ TEST_F(TlsTest, MutualTlsRequiresAClientCertificate) {
   }
 }
 
+// The typed reason (tls_failure.h) tells certificates that do not fit,
+// which only an admin can fix, from a link failure.
+TEST_F(TlsTest, FailuresSayWhetherACertificateOrTheLinkIsAtFault) {
+  auto client_ctx = TlsContext::MakeClient(Client());
+  auto server_ctx = TlsContext::MakeServer(Server());
+  ASSERT_TRUE(client_ctx.ok() && server_ctx.ok());
+  // Runs a handshake to its first failure and returns the client's reason;
+  // what the server sent last (an alert) is handed to the client first.
+  auto client_failure = [&](std::shared_ptr<TlsContext> server_side, std::shared_ptr<TlsContext> client_side,
+                            const std::string& host) {
+    TlsChannel server(server_side);
+    TlsChannel client(client_side, host);
+    EXPECT_TRUE(client.Start().ok());
+    std::vector<uint8_t> a, b;
+    std::vector<uint8_t> ping = {1, 2, 3};
+    EXPECT_TRUE(client.Send(ping).ok());
+    Status s = Shuttle(client, server, &a, &b);
+    EXPECT_FALSE(s.ok());
+    if (!client.failure().failed()) {
+      std::vector<uint8_t> alert;
+      server.TakeOutput(&alert);
+      EXPECT_FALSE(client.Receive(alert, &a).ok());
+    }
+    EXPECT_TRUE(b.empty()) << "data crossed a failed handshake";
+    return client.failure();
+  };
+
+  TlsSettings rogue = Server();
+  rogue.certificate = F("impostor.crt");
+  rogue.private_key = F("impostor.key");
+  auto rogue_ctx = TlsContext::MakeServer(rogue);
+  ASSERT_TRUE(rogue_ctx.ok());
+  TlsFailure f = client_failure(*rogue_ctx, *client_ctx, "127.0.0.1");
+  EXPECT_EQ(f.kind, TlsFailure::Kind::kPeerNotTrusted) << TlsFailureKindName(f.kind) << " " << f.detail;
+  EXPECT_TRUE(f.IsConfiguration());
+
+  f = client_failure(*server_ctx, *client_ctx, "10.9.9.9");  // the certificate names 127.0.0.1
+  EXPECT_EQ(f.kind, TlsFailure::Kind::kPeerName) << TlsFailureKindName(f.kind) << " " << f.detail;
+  EXPECT_NE(f.detail.find("mismatch"), std::string::npos) << f.detail;
+  f = client_failure(*server_ctx, *client_ctx, "pacs.example");  // ... and relais.example
+  EXPECT_EQ(f.kind, TlsFailure::Kind::kPeerName) << TlsFailureKindName(f.kind) << " " << f.detail;
+  EXPECT_TRUE(f.IsConfiguration());
+
+  // Mutual TLS: our certificate from another CA, or none, is refused by the
+  // server's alert.
+  auto mutual_ctx = TlsContext::MakeServer(Server(/*mutual=*/true));
+  TlsSettings stranger = Client();
+  stranger.certificate = F("impostor.crt");
+  stranger.private_key = F("impostor.key");
+  auto stranger_ctx = TlsContext::MakeClient(stranger);
+  ASSERT_TRUE(mutual_ctx.ok() && stranger_ctx.ok());
+  f = client_failure(*mutual_ctx, *stranger_ctx, "127.0.0.1");
+  EXPECT_EQ(f.kind, TlsFailure::Kind::kOurCertificateRefused) << TlsFailureKindName(f.kind) << " " << f.detail;
+  EXPECT_NE(f.detail.find("TLS alert"), std::string::npos) << f.detail;
+  f = client_failure(*mutual_ctx, *client_ctx, "127.0.0.1");
+  EXPECT_EQ(f.kind, TlsFailure::Kind::kOurCertificateRefused) << TlsFailureKindName(f.kind) << " " << f.detail;
+  EXPECT_TRUE(f.IsConfiguration());
+
+  // Bytes that are not TLS: the link's trouble (or a peer without TLS), not
+  // a certificate.
+  TlsChannel client(*client_ctx, "127.0.0.1");
+  ASSERT_TRUE(client.Start().ok());
+  std::vector<uint8_t> plain;
+  const std::vector<uint8_t> abort_pdu = {0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x02, 0x00};
+  EXPECT_FALSE(client.Receive(abort_pdu, &plain).ok());
+  EXPECT_EQ(client.failure().kind, TlsFailure::Kind::kOther) << client.failure().detail;
+  EXPECT_FALSE(client.failure().IsConfiguration());
+  TlsChannel fresh(*client_ctx, "127.0.0.1");
+  EXPECT_FALSE(fresh.failure().failed());
+}
+
 TEST_F(TlsTest, BadConfigurationIsExplained) {
   TlsSettings s = Server();
   s.certificate = F("missing.crt");

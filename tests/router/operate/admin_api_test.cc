@@ -16,6 +16,7 @@
 #include "base/sha256.h"
 #include "router/record/audit.h"
 #include "router/record/metrics.h"
+#include "rules/routing.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {
@@ -59,6 +60,7 @@ class AdminApiTest : public ::testing::Test {
     src.ae_title = "RELAIS";
     src.listener = "127.0.0.1:11112";
     src.started_unix_ms = 1700000000000;
+    src.rules = [this] { return rules_; };
     api_ = std::make_unique<AdminApi>(tokens, std::move(src));
   }
 
@@ -122,6 +124,18 @@ class AdminApiTest : public ::testing::Test {
     ASSERT_TRUE(store::testing::ApplyUpdates(*store_, {u}).ok());
   }
 
+  // Rules with the destinations archive, telerad and pacs2.
+  void SetRules() {
+    auto rs = rules::RuleSet::Parse(
+        "[[destination]]\nname = \"archive\"\nae_title = \"ARCHIVE\"\nhost = \"127.0.0.1\"\nport = 104\n"
+        "[[destination]]\nname = \"telerad\"\nae_title = \"TELERAD\"\nhost = \"127.0.0.1\"\nport = 105\n"
+        "[[destination]]\nname = \"pacs2\"\nae_title = \"PACS2\"\nhost = \"127.0.0.1\"\nport = 106\n"
+        "[[rule]]\nname = \"all\"\nforward = [\"archive\"]\n",
+        "rules.toml");
+    ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+    rules_ = *rs;
+  }
+
   std::vector<std::string> AuditLines() {
     std::ifstream in(dir_.Sub("audit.jsonl"));
     std::vector<std::string> out;
@@ -135,6 +149,7 @@ class AdminApiTest : public ::testing::Test {
   std::unique_ptr<AuditLog> audit_;
   Metrics metrics_;
   std::unique_ptr<AdminApi> api_;
+  std::shared_ptr<const rules::RuleSet> rules_;  // what Sources::rules answers (null: no rules)
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> posted_;
@@ -227,6 +242,199 @@ TEST_F(AdminApiTest, RoleMatrix) {
       }
     }
   }
+}
+
+TEST_F(AdminApiTest, SendNowAndRouteNeedAnOperator) {
+  // The role table (docs/admin-api.md): both are operator actions.
+  struct ByRole {
+    const char* token;
+    int refused;  // 0: allowed
+    const char* uid;
+  };
+  const ByRole by_role[] = {{kViewer, 403, "1.2.3.60"}, {kOperator, 0, "1.2.3.61"}, {kAdmin, 0, "1.2.3.62"}};
+  SetRules();
+  for (const ByRole& b : by_role) {
+    const std::string token = b.token;
+    const int refused = b.refused;
+    PutRouted(b.uid);
+    AdminResponse r = Call("POST", "/api/queue/retry", token, R"({"destination":"telerad"})");
+    SCOPED_TRACE(token);
+    if (refused != 0) {
+      EXPECT_EQ(r.status, refused) << r.body;
+      EXPECT_NE(Body(r).value("error", "").find("operator"), std::string::npos) << r.body;
+    } else {
+      EXPECT_EQ(r.status, 200) << r.body;
+    }
+    r = Call("POST", "/api/route", token, R"({"sop_instance_uid":")" + std::string(b.uid) + R"(","to":"pacs2"})");
+    if (refused != 0) {
+      EXPECT_EQ(r.status, refused) << r.body;
+    } else {
+      EXPECT_EQ(r.status, 200) << r.body;
+    }
+  }
+  // The viewer's refusals changed nothing: only the operator's and the
+  // admin's objects have a pacs2 row.
+  size_t pacs2 = 0;
+  ASSERT_TRUE(store_->ListQueue("pacs2", [&](const store::QueueRow&) { return ++pacs2, true; }).ok());
+  EXPECT_EQ(pacs2, 2u);
+}
+
+TEST_F(AdminApiTest, SendNowMakesTheDestinationsWaitingRowsDueAndIsAudited) {
+  SetRules();
+  const uint64_t a = PutRouted("1.2.3.70"), b = PutRouted("1.2.3.71");
+  // Both telerad rows wait out a long backoff; archive's rows are untouched.
+  const int64_t later = 1700000000000 + 3600 * 1000;
+  std::vector<store::QueueUpdate> waits;
+  for (uint64_t id : {a, b}) {
+    store::QueueUpdate u;
+    u.kind = store::QueueUpdate::Kind::kRetryLater;
+    u.destination = "telerad";
+    u.priority = 10;
+    u.object_id = id;
+    u.attempts = 4;
+    u.next_attempt_unix_ms = later;
+    u.error = "connect failed";
+    waits.push_back(u);
+  }
+  ASSERT_TRUE(store::testing::ApplyUpdates(*store_, waits).ok());
+  DeadLetter(PutRouted("1.2.3.72"), "telerad", 10);  // a dead row stays dead on send now
+  api_->SetClock([] { return int64_t{1700000000000}; });
+
+  // The name matches without case, as the CLI's does.
+  AdminResponse r = Call("POST", "/api/queue/retry", kOperator, R"({"destination":"TELERAD"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r), json({{"requeued", 2}}));
+  std::map<uint64_t, store::QueueRow> telerad;
+  ASSERT_TRUE(store_
+                  ->ListQueue("telerad",
+                              [&](const store::QueueRow& q) {
+                                telerad[q.object_id] = q;
+                                return true;
+                              })
+                  .ok());
+  ASSERT_EQ(telerad.size(), 2u);
+  for (uint64_t id : {a, b}) {
+    EXPECT_LE(telerad[id].next_attempt_unix_ms, 1700000000000) << "due now, not after the backoff";
+  }
+  size_t archive = 0;
+  ASSERT_TRUE(store_->ListQueue("archive", [&](const store::QueueRow&) { return ++archive, true; }).ok());
+  EXPECT_EQ(archive, 3u);
+  EXPECT_EQ(Body(Call("GET", "/api/dead", kViewer))["rows"].size(), 1u) << "send now leaves dead letters";
+
+  // Audited with the token, the selector and the objects touched.
+  bool audited = false;
+  for (const std::string& l : AuditLines()) {
+    json j = json::parse(l, nullptr, false);
+    if (j.is_discarded() || j.value("kind", "") != "admin" || j.value("result", "") != "ok") continue;
+    EXPECT_EQ(j.value("token", ""), "tech") << l;
+    const std::string detail = j.value("detail", "");
+    EXPECT_EQ(detail.rfind("requeued 2 rows; selector dest=telerad dead=0 uids=-; objects: ", 0), 0u) << l;
+    EXPECT_NE(detail.find("1.2.3.70"), std::string::npos) << l;
+    EXPECT_NE(detail.find("1.2.3.71"), std::string::npos) << l;
+    EXPECT_EQ(detail.find("1.2.3.72"), std::string::npos) << l;
+    audited = true;
+  }
+  EXPECT_TRUE(audited);
+}
+
+TEST_F(AdminApiTest, SendNowToAnUnknownDestinationIsRefusedNamingTheKnownOnes) {
+  SetRules();
+  PutRouted("1.2.3.73");
+  AdminResponse r = Call("POST", "/api/queue/retry", kOperator, R"({"destination":"nowhere"})");
+  EXPECT_EQ(r.status, 404) << r.body;
+  const std::string why = Body(r).value("error", "");
+  EXPECT_NE(why.find("no destination 'nowhere'"), std::string::npos) << why;
+  EXPECT_NE(why.find("telerad"), std::string::npos) << "names the known ones: " << why;
+  // A destination that left the rules but still has rows can be acted on.
+  rules_ = nullptr;
+  r = Call("POST", "/api/queue/retry", kOperator, R"({"destination":"archive"})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  // The refusal is audited.
+  bool refused = false;
+  for (const std::string& l : AuditLines()) {
+    json j = json::parse(l, nullptr, false);
+    refused = refused || (!j.is_discarded() && j.value("result", "") == "refused" &&
+                          j.value("detail", "").find("nowhere") != std::string::npos);
+  }
+  EXPECT_TRUE(refused);
+}
+
+TEST_F(AdminApiTest, RouteSendsAStoredObjectOrStudyToADestinationAndIsAudited) {
+  SetRules();
+  PutRouted("1.2.3.80");
+  const std::string study = store_->Find("1.2.3.80")->study_instance_uid;
+  AdminResponse r = Call("POST", "/api/route", kOperator, R"({"sop_instance_uid":"1.2.3.80","to":"Pacs2"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r), json({{"routed", 1}, {"to", "pacs2"}}));
+  std::vector<store::QueueRow> rows;
+  ASSERT_TRUE(store_->ListQueue("pacs2", [&](const store::QueueRow& q) { return rows.push_back(q), true; }).ok());
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].object_id, store_->Find("1.2.3.80")->id);
+  // The object now has a route to pacs2, recorded as manual.
+  bool manual = false;
+  Result<store::ObjectMeta> routed = store_->Find("1.2.3.80");
+  ASSERT_TRUE(routed.ok()) << routed.status().ToString();
+  for (const store::Route& rt : routed->routes) {
+    manual = manual || (rt.destination == "pacs2" && rt.rule == store::kManualRule);
+  }
+  EXPECT_TRUE(manual);
+  // By study: every stored object of it.
+  r = Call("POST", "/api/route", kAdmin, R"({"study_instance_uid":")" + study + R"(","to":"archive"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r)["routed"], 1);
+
+  bool audited = false;
+  for (const std::string& l : AuditLines()) {
+    json j = json::parse(l, nullptr, false);
+    if (j.is_discarded() || j.value("kind", "") != "admin" || j.value("result", "") != "ok") continue;
+    if (j.value("detail", "") == "routed 1 to pacs2") {
+      audited = true;
+      EXPECT_EQ(j.value("token", ""), "tech") << l;
+    }
+  }
+  EXPECT_TRUE(audited);
+}
+
+TEST_F(AdminApiTest, RouteRefusesBadBodiesUnknownDestinationsAndUnknownUids) {
+  SetRules();
+  PutRouted("1.2.3.81");
+  struct Case {
+    std::string body;
+    int status;
+    const char* says;  // in the error message
+  };
+  const Case cases[] = {
+      {"not json", 400, ""},
+      {"{", 400, ""},
+      {"[]", 400, ""},
+      {R"({"sop_instance_uid":"1.2.3.81"})", 400, "\"to\""},
+      {R"({"sop_instance_uid":"1.2.3.81","to":""})", 400, "\"to\""},
+      {R"({"sop_instance_uid":"1.2.3.81","to":7})", 400, "\"to\""},
+      {R"({"to":"pacs2"})", 400, "exactly one"},
+      {R"({"sop_instance_uid":"1.2.3.81","study_instance_uid":"1.2","to":"pacs2"})", 400, "exactly one"},
+      {R"({"sop_instance_uid":"1.2.3.81","to":"pacs2","colour":"red"})", 400, "colour"},
+      {R"({"sop_instance_uid":")" + std::string(65, '1') + R"(","to":"pacs2"})", 400, "64"},
+      {R"({"sop_instance_uid":"1.2.3.81","to":"nowhere"})", 400, "no destination 'nowhere'"},
+      {R"({"sop_instance_uid":"9.9.9","to":"pacs2"})", 404, "9.9.9"},
+      {R"({"study_instance_uid":"9.9.8","to":"pacs2"})", 404, "9.9.8"},
+  };
+  for (const Case& c : cases) {
+    AdminResponse r = Call("POST", "/api/route", kOperator, c.body);
+    EXPECT_EQ(r.status, c.status) << c.body << " -> " << r.body;
+    const std::string why = Body(r).value("error", "");
+    EXPECT_FALSE(why.empty()) << c.body;
+    EXPECT_NE(why.find(c.says), std::string::npos) << c.body << " -> " << why;
+  }
+  // Nothing was routed, and each refusal is audited.
+  size_t pacs2 = 0;
+  ASSERT_TRUE(store_->ListQueue("pacs2", [&](const store::QueueRow&) { return ++pacs2, true; }).ok());
+  EXPECT_EQ(pacs2, 0u);
+  size_t refused = 0;
+  for (const std::string& l : AuditLines()) {
+    json j = json::parse(l, nullptr, false);
+    if (!j.is_discarded() && j.value("result", "") == "refused" && j.value("path", "") == "/api/route") ++refused;
+  }
+  EXPECT_EQ(refused, std::size(cases));
 }
 
 TEST_F(AdminApiTest, MalformedAuthorizationIsUnauthorized) {
