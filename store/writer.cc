@@ -226,7 +226,11 @@ void Writer::FailOne(WriteOp& op, const Status& s) {
       break;
     case WriteOp::Type::kQueueUpdate:
     case WriteOp::Type::kSweep:
-      RLOG_WARN("store: %s failed: %s", op.type == WriteOp::Type::kSweep ? "sweep" : "queue update",
+    case WriteOp::Type::kRetentions:
+      RLOG_WARN("store: %s failed: %s",
+                op.type == WriteOp::Type::kSweep        ? "sweep"
+                : op.type == WriteOp::Type::kRetentions ? "retention change"
+                                                        : "queue update",
                 client.ToString().c_str());
       if (op.status_done) op.status_done(client);
       break;
@@ -239,6 +243,15 @@ void Writer::Release(WriteOp& op) {
 }
 
 Status Writer::TryCommit(std::vector<WriteOp>& ops) {
+  // A kRetentions op of a transaction that does not commit must not stay in
+  // force: the ops are applied again (one by one) after a failure.
+  const Retentions started_with = retentions_;
+  Status s = TryCommitOnce(ops);
+  if (!s.ok()) retentions_ = started_with;
+  return s;
+}
+
+Status Writer::TryCommitOnce(std::vector<WriteOp>& ops) {
   Effects fx;
   Txn txn;
   RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/true));
@@ -336,6 +349,11 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       fx->completions.push_back({&op, Status::OK(), more});
       return Status::OK();
     }
+    case WriteOp::Type::kRetentions:
+      // The ops after it in this batch, and every later one, use them.
+      retentions_ = op.retentions;
+      fx->completions.push_back({&op, Status::OK()});
+      return Status::OK();
     case WriteOp::Type::kCommit: break;
   }
 

@@ -35,6 +35,7 @@ struct WriteOp {
     kDrop,         // delete every chunk of id and its pending row (Abort, failed objects)
     kQueueUpdate,  // apply `updates` (Store::UpdateQueue)
     kSweep,        // remove retained objects finished at or before now_unix_ms - retention
+    kRetentions,   // replace the writer's retentions (Store::SetRetentions)
   };
   Type type = Type::kChunk;
   uint64_t id = 0;
@@ -50,7 +51,9 @@ struct WriteOp {
   std::vector<QueueUpdate> updates;
   // kSweep.
   int64_t now_unix_ms = 0;
-  // kQueueUpdate, kSweep: called once, after the commit (or the failure).
+  // kRetentions.
+  Retentions retentions;
+  // kQueueUpdate, kSweep, kRetentions: called once, after the commit (or the failure).
   std::function<void(Status)> status_done;
 };
 
@@ -87,7 +90,7 @@ class Writer {
 
  private:
   struct Completion {
-    WriteOp* op;  // a kCommit, kQueueUpdate or kSweep of the batch being applied
+    WriteOp* op;  // a kCommit, kQueueUpdate, kSweep or kRetentions of the batch being applied
     Status status;
     bool sweep_more = false;  // kSweep: objects are left; run again
   };
@@ -121,6 +124,7 @@ class Writer {
   void ApplyBatch(std::vector<WriteOp>& ops);
   // Tries `ops` in one transaction; runs its effects when it committed.
   Status TryCommit(std::vector<WriteOp>& ops);
+  Status TryCommitOnce(std::vector<WriteOp>& ops);
   Status ApplyOp(Txn& txn, WriteOp& op, Effects* fx);
   Status DropObject(Txn& txn, uint64_t id);
   Status Recover();
@@ -131,7 +135,9 @@ class Writer {
 
   const LmdbEnv* env_;
   const size_t max_batch_;
-  const Retentions retentions_;
+  // Writer thread only: changed by kRetentions, between transactions (a
+  // transaction that fails puts back the ones it started with).
+  Retentions retentions_;
   const std::function<int64_t()> clock_;
   std::atomic<uint64_t> expired_[kObjectClassCount] = {};
   std::atomic<uint64_t> next_id_{1};

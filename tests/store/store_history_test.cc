@@ -199,6 +199,21 @@ TEST(StoreHistory, ExpiredDeadLettersStayCountedAsDead) {
   EXPECT_EQ(Dest(studies[0], "archive")->last_dead_reason, "0x0122 SOP class not supported");
 }
 
+TEST(StoreHistory, SetRetentionsChangesTheHistoryRetentionOfTheNextSweep) {
+  Fixture f(30 * kDay);
+  f.Put("1.2.9.1");
+  ASSERT_TRUE(f.SweepAt(kT0 + 2 * kDay).ok());
+  ASSERT_EQ(f.Studies().size(), 1u);
+  Retentions r = f.store->GetRetentions();
+  EXPECT_EQ(r.history_ms, 30 * kDay);
+  r.history_ms = kDay;
+  std::promise<Status> p;
+  f.store->SetRetentions(r, [&p](Status s) { p.set_value(s); });
+  ASSERT_TRUE(p.get_future().get().ok());
+  ASSERT_TRUE(f.SweepAt(kT0 + 2 * kDay).ok());
+  EXPECT_TRUE(f.Studies().empty()) << "a day of no change is past the new retention";
+}
+
 TEST(StoreHistory, NegativeRetentionKeepsEverything) {
   Fixture f(-1);
   f.Put("1.1");
