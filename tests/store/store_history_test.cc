@@ -199,6 +199,55 @@ TEST(StoreHistory, ExpiredDeadLettersStayCountedAsDead) {
   EXPECT_EQ(Dest(studies[0], "archive")->last_dead_reason, "0x0122 SOP class not supported");
 }
 
+// kRoute (`relais route`) counts in the study's history in its own
+// transaction: the new destination shows the queued rows at once (`relais
+// find`, /api/studies), before any delivery there.
+TEST(StoreHistory, RouteCountsTheNewDestinationInTheSameTransaction) {
+  Fixture f;
+  uint64_t a = f.Put("1.1");
+  uint64_t b = f.Put("1.2");
+  // Delivered to the archive; still queued for telerad (so kept: this
+  // store's retention of delivered objects is 0).
+  for (uint64_t id : {a, b}) ASSERT_TRUE(f.Update(Kind::kDelivered, "archive", id, 1).ok());
+  ASSERT_TRUE(f.Update(Kind::kDeadLetter, "archive", f.Put("1.3"), 3, "refused").ok());
+  f.now->store(kT0 + 1000);
+  // Both objects to a destination no rule named, in one update.
+  QueueUpdate ra, rb;
+  ra.kind = rb.kind = Kind::kRoute;
+  ra.destination = rb.destination = "cloud";
+  ra.object_id = a;
+  rb.object_id = b;
+  ASSERT_TRUE(testing::ApplyUpdates(*f.store, {ra, rb}).ok());
+  auto studies = f.Studies();
+  ASSERT_EQ(studies.size(), 1u);
+  const StudyDestination* cloud = Dest(studies[0], "cloud");
+  ASSERT_NE(cloud, nullptr) << "the re-route is in the history at once";
+  EXPECT_EQ(cloud->queued, 2u);
+  EXPECT_EQ(cloud->sent, 0u);
+  EXPECT_EQ(studies[0].last_change_unix_ms, kT0 + 1000);
+
+  // Again while the rows are live: made due, not counted twice.
+  ASSERT_TRUE(testing::ApplyUpdates(*f.store, {ra}).ok());
+  EXPECT_EQ(Dest(f.Studies()[0], "cloud")->queued, 2u);
+
+  // A dead row re-routed to its own destination comes back as queued.
+  QueueUpdate rd;
+  rd.kind = Kind::kRoute;
+  rd.destination = "archive";
+  rd.object_id = f.store->Find("1.3")->id;
+  ASSERT_TRUE(testing::ApplyUpdates(*f.store, {rd}).ok());
+  const StudyDestination* archive = Dest(f.Studies()[0], "archive");
+  EXPECT_EQ(archive->dead, 0u);
+  EXPECT_EQ(archive->queued, 1u);
+  EXPECT_EQ(archive->sent, 2u);
+
+  // Delivered there: sent, no longer queued.
+  ASSERT_TRUE(f.Update(Kind::kDelivered, "cloud", a, 1).ok());
+  cloud = Dest(f.Studies()[0], "cloud");
+  EXPECT_EQ(cloud->queued, 1u);
+  EXPECT_EQ(cloud->sent, 1u);
+}
+
 TEST(StoreHistory, SetRetentionsChangesTheHistoryRetentionOfTheNextSweep) {
   Fixture f(30 * kDay);
   f.Put("1.2.9.1");
