@@ -30,12 +30,13 @@ namespace relais::store {
 
 struct WriteOp {
   enum class Type {
-    kChunk,        // put chunk (id, index) and the `pending` row of id
-    kCommit,       // put the meta record + uid row, replace an older object with the same UID, delete pending
-    kDrop,         // delete every chunk of id and its pending row (Abort, failed objects)
-    kQueueUpdate,  // apply `updates` (Store::UpdateQueue)
-    kSweep,        // remove retained objects finished at or before now_unix_ms - retention
-    kRetentions,   // replace the writer's retentions (Store::SetRetentions)
+    kChunk,            // put chunk (id, index) and the `pending` row of id
+    kCommit,           // put the meta record + uid row, replace an older object with the same UID, delete pending
+    kDrop,             // delete every chunk of id and its pending row (Abort, failed objects)
+    kQueueUpdate,      // apply `updates` (Store::UpdateQueue)
+    kSweep,            // remove retained objects finished at or before now_unix_ms - retention
+    kRetentions,       // replace the writer's retentions (Store::SetRetentions)
+    kHistoryBackfill,  // count a slice of older objects into the history (history.h)
   };
   Type type = Type::kChunk;
   uint64_t id = 0;
@@ -92,7 +93,7 @@ class Writer {
   struct Completion {
     WriteOp* op;  // a kCommit, kQueueUpdate, kSweep or kRetentions of the batch being applied
     Status status;
-    bool sweep_more = false;  // kSweep: objects are left; run again
+    bool sweep_more = false;  // kSweep, kHistoryBackfill: objects are left; run again
   };
   // What a transaction will do to in-memory state once it commits. The
   // totals are read from `meta` in the transaction itself (FORMAT.md:
@@ -104,7 +105,12 @@ class Writer {
     std::set<std::string> woken;               // destinations that got due rows
     uint64_t expired[kObjectClassCount] = {};  // objects removed by expiry, per class
     std::vector<ExpiredObject> gone;           // the objects a sweep removed
+    uint64_t backfilled = 0;                   // objects a kHistoryBackfill counted
+    uint64_t backfill_left = 0;                // and the ids it has left (0: done)
+    bool backfill_ran = false;
   };
+  // Objects one kHistoryBackfill transaction counts at most.
+  static constexpr size_t kBackfillBatch = 500;
   // Objects one kSweep transaction removes at most; the rest go in another.
   static constexpr size_t kSweepBatch = 1000;
   // `delivered` rows one kSweep reads at most: a big table is pruned over
@@ -118,6 +124,7 @@ class Writer {
   static constexpr uint64_t kChunkHoldBytes = 4ull << 20;
   // REQUIRES: mu_ held.
   bool OnlyChunksHeld() const;
+  bool Stopping();
   void Run();
   // Applies `ops` in one transaction; on failure, retries each op alone (a
   // single failing op is failed, the rest go through).
@@ -164,6 +171,12 @@ class Writer {
   // thread only.
   std::vector<uint8_t> history_scan_from_;
   std::vector<WriteOp> deferred_;  // drops to retry with the next batch
+  // The history backfill: whether Init found one to run, the objects it
+  // counted so far, and when it last logged its progress. Writer thread.
+  bool backfill_pending_ = false;
+  uint64_t backfill_total_ = 0;
+  uint64_t backfilled_ = 0;
+  std::chrono::steady_clock::time_point backfill_logged_;
 };
 
 }  // namespace relais::store
