@@ -40,6 +40,7 @@ struct SignalCtx {
   ServeStateFile* state_file = nullptr;
   ServiceNotifier* notifier = nullptr;
   AdminApi* admin_api = nullptr;
+  store::Store* store = nullptr;
   // relais.toml as last applied (SIGHUP re-reads it), and the error of the
   // last re-read when it failed (the "config-reload-failed" alert).
   rules::AppConfig config;
@@ -53,6 +54,17 @@ struct SignalCtx {
   bool stopping = false;
 };
 
+// The store's retentions of [delivery] and [store] history_retention.
+store::Retentions RetentionsOf(const rules::AppConfig& config) {
+  store::Retentions r;
+  r.delivered_ms = static_cast<int64_t>(config.delivery.retention_s) * 1000;
+  r.unrouted_ms = static_cast<int64_t>(config.delivery.unrouted_retention_s) * 1000;
+  r.dead_ms = static_cast<int64_t>(config.delivery.dead_letter_retention_s) * 1000;
+  r.dropped_ms = static_cast<int64_t>(config.delivery.dropped_retention_s) * 1000;
+  r.history_ms = static_cast<int64_t>(config.store.history_retention_s) * 1000;
+  return r;
+}
+
 void CloseSignals(SignalCtx* ctx) {
   uv_close(reinterpret_cast<uv_handle_t*>(&ctx->sigint), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&ctx->sigterm), nullptr);
@@ -60,7 +72,7 @@ void CloseSignals(SignalCtx* ctx) {
 }
 
 // SIGHUP, relais.toml: re-read it; apply what can change live (admin
-// tokens, [alerts], water marks), log one line per setting that needs a
+// tokens, [alerts], water marks, retentions), log one line per setting that needs a
 // restart. A file that does not load changes nothing and raises the
 // "config-reload-failed" alert until a good one is read.
 void ReloadAppConfig(SignalCtx* ctx) {
@@ -98,6 +110,19 @@ void ReloadAppConfig(SignalCtx* ctx) {
     RLOG_INFO("event=config-reloaded part=\"[store] high_water, low_water\" high=%.2f low=%.2f",
               loaded->store.high_water, loaded->store.low_water);
   }
+  if (!changes.retentions.empty() && ctx->store != nullptr) {
+    ctx->store->SetRetentions(RetentionsOf(*loaded), [](Status s) {
+      if (!s.ok()) RLOG_WARN("event=config-reload-failed part=retentions error=\"%s\"", s.ToString().c_str());
+    });
+    // Queued behind the change: what the new retentions already let go
+    // leaves now, not at the next periodic sweep.
+    ctx->store->Sweep(NowUnixMs(), [](Status s) {
+      if (!s.ok()) RLOG_WARN("event=sweep-failed reason=\"%s\"", s.ToString().c_str());
+    });
+    std::string what;
+    for (const std::string& r : changes.retentions) what += (what.empty() ? "" : ", ") + r;
+    RLOG_INFO("event=config-reloaded part=retentions changed=\"%s\"", what.c_str());
+  }
   if (!changes.any_live() && changes.restart_needed.empty())
     RLOG_INFO("event=config-reloaded path=%s: no change", path.c_str());
   // Keep the running values of what needs a restart, so that the next
@@ -107,6 +132,11 @@ void ReloadAppConfig(SignalCtx* ctx) {
   applied.alerts = loaded->alerts;
   applied.store.high_water = loaded->store.high_water;
   applied.store.low_water = loaded->store.low_water;
+  applied.store.history_retention_s = loaded->store.history_retention_s;
+  applied.delivery.retention_s = loaded->delivery.retention_s;
+  applied.delivery.unrouted_retention_s = loaded->delivery.unrouted_retention_s;
+  applied.delivery.dead_letter_retention_s = loaded->delivery.dead_letter_retention_s;
+  applied.delivery.dropped_retention_s = loaded->delivery.dropped_retention_s;
   ctx->config = std::move(applied);
   if (was_failing && ctx->alerts != nullptr) ctx->alerts->Evaluate();
 }
@@ -200,11 +230,12 @@ Result<std::unique_ptr<store::Store>> OpenStore(const rules::AppConfig& config) 
   so.max_size = config.store.max_size;
   so.compression_level = config.store.compression_level;
   so.compression_threads = config.store.compression_threads;
-  so.retention_ms = static_cast<int64_t>(config.delivery.retention_s) * 1000;
-  so.unrouted_retention_ms = static_cast<int64_t>(config.delivery.unrouted_retention_s) * 1000;
-  so.dead_retention_ms = static_cast<int64_t>(config.delivery.dead_letter_retention_s) * 1000;
-  so.dropped_retention_ms = static_cast<int64_t>(config.delivery.dropped_retention_s) * 1000;
-  so.history_retention_ms = static_cast<int64_t>(config.store.history_retention_s) * 1000;
+  const store::Retentions r = RetentionsOf(config);
+  so.retention_ms = r.delivered_ms;
+  so.unrouted_retention_ms = r.unrouted_ms;
+  so.dead_retention_ms = r.dead_ms;
+  so.dropped_retention_ms = r.dropped_ms;
+  so.history_retention_ms = r.history_ms;
   return store::Store::Open(so);
 }
 
@@ -378,6 +409,7 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
   sig.delivery = &delivery;
   sig.admin = admin.get();
   sig.admin_api = admin_api.get();
+  sig.store = store.get();
   sig.config = config;
   sig.alerts = &alerts;
   sig.storage = &storage;

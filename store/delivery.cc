@@ -429,6 +429,8 @@ Status DeliveryTxn::RemoveObject(uint64_t id) {
     if (DecodeMeta(record, &m).ok()) {
       totals_->raw_bytes -= std::min(totals_->raw_bytes, m.raw_size);
       totals_->stored_bytes -= std::min(totals_->stored_bytes, m.stored_size);
+      bool left_to_backfill = false;  // its rows are not counted yet
+      RELAIS_RETURN_IF_ERROR(HistoryLeftToBackfill(*txn_, d_, id, &left_to_backfill));
       for (const Route& r : m.routes) {
         std::vector<uint8_t> key = EncodeQueueKey(r.destination, r.priority, id);
         // The study's history forgets the rows that go with the object.
@@ -436,7 +438,7 @@ Status DeliveryTxn::RemoveObject(uint64_t id) {
         for (auto [dbi, event] :
              {std::pair{d_.queue, HistoryEvent::kLiveGone}, std::pair{d_.dead, HistoryEvent::kDeadGone}}) {
           Status rs = txn_->Get(dbi, Val(key), &unused);
-          if (rs.ok()) {
+          if (rs.ok() && !left_to_backfill) {
             RELAIS_RETURN_IF_ERROR(HistoryOnStudyRow(*txn_, d_, m.study_instance_uid, r.destination, event, 0, "", 0));
           } else if (!rs.IsNotFound()) {
             return rs;

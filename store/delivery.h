@@ -35,21 +35,6 @@ Status WriteTotals(Txn& txn, const Dbis& d, const Totals& totals);
 // Deletes every chunk of `id` and its `pending` row.
 Status DropChunks(Txn& txn, const Dbis& d, uint64_t id);
 
-// The retention of each class (Options), in ms; negative: never expires.
-struct Retentions {
-  int64_t delivered_ms = 0;
-  int64_t unrouted_ms = -1;
-  int64_t dead_ms = -1;
-  int64_t dropped_ms = -1;
-  int64_t history_ms = -1;  // the `history` of a study, from its last change
-  static Retentions From(const Options& o) {
-    return Retentions{o.retention_ms, o.unrouted_retention_ms, o.dead_retention_ms, o.dropped_retention_ms,
-                      o.history_retention_ms};
-  }
-  // -1 for kQueued and kNone.
-  int64_t For(ObjectClass c) const;
-};
-
 // The `life` value and `expiry` key of FORMAT.md "Lifecycle".
 struct LifeRow {
   ObjectClass object_class = ObjectClass::kNone;

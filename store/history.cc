@@ -5,6 +5,8 @@
 #include <string_view>
 
 #include "store/meta_codec.h"
+#include "store/queue_codec.h"
+#include "store/resend.h"
 
 namespace relais::store {
 namespace {
@@ -162,6 +164,9 @@ Status HistoryOnCommit(Txn& txn, const Dbis& d, const ObjectMeta& m, const std::
 Status HistoryOnRow(Txn& txn, const Dbis& d, uint64_t id, const std::string& destination, HistoryEvent event,
                     uint32_t attempts, const std::string& reason, int64_t now) {
   if (!d.has_history) return Status::OK();
+  bool left = false;
+  RELAIS_RETURN_IF_ERROR(HistoryLeftToBackfill(txn, d, id, &left));
+  if (left) return Status::OK();
   IdKey id_key(id);
   std::span<const uint8_t> record;
   Status s = txn.Get(d.objects, id_key.val(), &record);
@@ -258,6 +263,222 @@ Status PruneHistory(Txn& txn, const Dbis& d, int64_t now, int64_t retention_ms, 
   }));
   if (!stopped) scan_from->clear();
   for (const auto& k : old) RELAIS_RETURN_IF_ERROR(txn.Del(d.history, ToVal(std::span<const uint8_t>(k))));
+  return Status::OK();
+}
+
+Status HistoryLeftToBackfill(const Txn& txn, const Dbis& d, uint64_t id, bool* left) {
+  *left = false;
+  uint64_t end = 0;
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaHistoryBackfillEnd, &end));
+  if (end == 0 || id >= end) return Status::OK();
+  uint64_t next = 0;
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaHistoryBackfillNext, &next));
+  *left = id >= next;
+  return Status::OK();
+}
+
+Status PrepareHistoryBackfill(const LmdbEnv& env, uint64_t next_id, bool* pending, uint64_t* objects) {
+  *pending = false;
+  *objects = 0;
+  const Dbis& d = env.dbis();
+  if (!d.has_history) return Status::OK();
+  Txn txn;
+  RELAIS_RETURN_IF_ERROR(txn.Begin(env, /*write=*/true));
+  uint64_t marker = 0, end = 0, next = 0;
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaHistory, &marker));
+  if (marker == 1) return Status::OK();
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaHistoryBackfillEnd, &end));
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaHistoryBackfillNext, &next));
+  if (end != 0) {  // interrupted: go on where it stopped
+    *pending = true;
+    *objects = end > next ? end - next : 0;
+    return Status::OK();
+  }
+  bool any_object = false, any_history = false;
+  RELAIS_RETURN_IF_ERROR(ForEachRow(txn, d.objects, {}, [&](const MDB_val&, const MDB_val&, bool* more) {
+    any_object = true;
+    *more = false;
+    return Status::OK();
+  }));
+  RELAIS_RETURN_IF_ERROR(ForEachRow(txn, d.history, {}, [&](const MDB_val&, const MDB_val&, bool* more) {
+    any_history = true;
+    *more = false;
+    return Status::OK();
+  }));
+  if (!any_object || any_history || next_id <= 1) {
+    RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, kMetaHistory, 1));
+  } else {
+    RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, kMetaHistoryBackfillNext, 1));
+    RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, kMetaHistoryBackfillEnd, next_id));
+    *pending = true;
+    *objects = next_id - 1;
+  }
+  return txn.Commit();
+}
+
+namespace {
+
+// One stored object counted into its study (the backfill).
+Status BackfillObject(Txn& txn, const Dbis& d, uint64_t id, const ObjectMeta& m) {
+  if (m.study_instance_uid.empty() || m.study_instance_uid.size() > kMaxUidLength) return Status::OK();
+  MDB_val skey = ToVal(std::string_view(m.study_instance_uid));
+  std::span<const uint8_t> old;
+  StudyHistory h;
+  Status s = txn.Get(d.history, skey, &old);
+  bool latest = true;  // no object of the study seen yet was received later
+  if (s.ok() && DecodeStudyRecord(old, &h).ok()) {
+    latest = m.received_unix_ms >= h.last_received_unix_ms;
+    h.first_received_unix_ms = std::min(h.first_received_unix_ms, m.received_unix_ms);
+    h.last_received_unix_ms = std::max(h.last_received_unix_ms, m.received_unix_ms);
+  } else if (s.ok() || s.IsNotFound()) {
+    h = StudyHistory{};
+    h.first_received_unix_ms = h.last_received_unix_ms = m.received_unix_ms;
+  } else {
+    return s;
+  }
+  // The latest object's patient ID wins, as at commit (a study record made
+  // meanwhile by a new object keeps its). Name, accession and date are not
+  // in the object record: a backfilled study has them once an object of it
+  // is received again.
+  if (!m.patient_id.empty() && (latest || h.patient_id.empty())) h.patient_id = m.patient_id;
+  AddUnique(&h.modalities, m.modality);
+  AddUnique(&h.calling_aes, m.calling_ae);
+  ++h.objects;
+  // Retention counts from what the rows tell, not from the backfill.
+  h.last_change_unix_ms = std::max(h.last_change_unix_ms, m.received_unix_ms);
+
+  // Attempts per destination, from the object's log (for the rows sent).
+  std::vector<std::pair<std::string, uint32_t>> tries;
+  AttemptKey from(id, 0);
+  RELAIS_RETURN_IF_ERROR(ForEachRow(txn, d.attempts, std::span<const uint8_t>(from.bytes, sizeof(from.bytes)),
+                                    [&](const MDB_val& k, const MDB_val& v, bool* more) {
+                                      uint64_t oid = 0;
+                                      uint32_t seq = 0;
+                                      if (!DecodeAttemptKey(FromVal(k), &oid, &seq).ok() || oid != id) {
+                                        *more = false;
+                                        return Status::OK();
+                                      }
+                                      Attempt a;
+                                      if (!DecodeAttempt(FromVal(v), &a).ok()) return Status::OK();
+                                      if (a.result != "success" && a.result != "warning" && a.result != "retry")
+                                        return Status::OK();
+                                      auto it = std::find_if(tries.begin(), tries.end(),
+                                                             [&](const auto& p) { return p.first == a.destination; });
+                                      if (it == tries.end()) {
+                                        tries.emplace_back(a.destination, 1);
+                                      } else {
+                                        ++it->second;
+                                      }
+                                      return Status::OK();
+                                    }));
+
+  for (const Route& r : m.routes) {
+    std::vector<uint8_t> qk = EncodeQueueKey(r.destination, r.priority, id);
+    std::span<const uint8_t> row_bytes;
+    std::vector<uint8_t> dk = DestKey(m.study_instance_uid, r.destination);
+    StudyDestination sd;
+    bool have = false;
+    std::span<const uint8_t> dv;
+    s = txn.Get(d.history, ToVal(std::span<const uint8_t>(dk)), &dv);
+    if (s.ok()) {
+      have = DecodeStudyDestination(dv, &sd).ok();
+      if (!have) sd = StudyDestination{};
+    } else if (!s.IsNotFound()) {
+      return s;
+    }
+    bool counted = false;
+    s = txn.Get(d.queue, ToVal(std::span<const uint8_t>(qk)), &row_bytes);
+    if (s.ok()) {
+      ++sd.queued;
+      counted = true;
+    } else if (!s.IsNotFound()) {
+      return s;
+    }
+    if (!counted && d.has_delivery) {
+      s = txn.Get(d.dead, ToVal(std::span<const uint8_t>(qk)), &row_bytes);
+      if (s.ok()) {
+        QueueRow row;
+        if (DecodeDeadValue(row_bytes, &row).ok()) {
+          ++sd.dead;
+          sd.attempts += row.attempts;
+          if (row.dead_unix_ms >= sd.last_dead_unix_ms) {
+            sd.last_dead_unix_ms = row.dead_unix_ms;
+            sd.last_dead_reason = row.last_error.substr(0, 1024);
+          }
+          h.last_change_unix_ms = std::max(h.last_change_unix_ms, row.dead_unix_ms);
+          counted = true;
+        }
+      } else if (!s.IsNotFound()) {
+        return s;
+      }
+    }
+    if (!counted && d.has_delivered) {
+      // Sent: the resend memory holds this very object (same checksum) for
+      // the destination. A route suppressed or purged has no such row.
+      std::vector<uint8_t> key = EncodeDeliveredKey(r.destination, m.sop_instance_uid);
+      s = txn.Get(d.delivered, ToVal(std::span<const uint8_t>(key)), &row_bytes);
+      Delivered del;
+      if (s.ok() && DecodeDelivered(row_bytes, &del).ok() && del.checksum == m.checksum) {
+        ++sd.sent;
+        for (const auto& [dest, n] : tries) {
+          if (dest == r.destination) sd.attempts += n;
+        }
+        sd.last_sent_unix_ms = std::max(sd.last_sent_unix_ms, del.unix_ms);
+        h.last_change_unix_ms = std::max(h.last_change_unix_ms, del.unix_ms);
+        counted = true;
+      } else if (!s.ok() && !s.IsNotFound()) {
+        return s;
+      }
+    }
+    if (!counted) continue;  // suppressed or purged: nothing, as at the time
+    std::vector<uint8_t> v = EncodeStudyDestination(sd);
+    RELAIS_RETURN_IF_ERROR(txn.Put(d.history, ToVal(std::span<const uint8_t>(dk)), ToVal(std::span<const uint8_t>(v))));
+  }
+  std::vector<uint8_t> v = EncodeStudyRecord(h);
+  return txn.Put(d.history, skey, ToVal(std::span<const uint8_t>(v)));
+}
+
+}  // namespace
+
+Status BackfillHistorySlice(Txn& txn, const Dbis& d, size_t max_objects, uint64_t* visited, uint64_t* left) {
+  *visited = 0;
+  *left = 0;
+  if (!d.has_history) return Status::OK();
+  uint64_t next = 0, end = 0;
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaHistoryBackfillNext, &next));
+  RELAIS_RETURN_IF_ERROR(GetMetaU64(txn, d.meta, kMetaHistoryBackfillEnd, &end));
+  if (end == 0) return Status::OK();
+  // The objects of the range, in id order, collected first (the walk must
+  // not see the history rows it writes: another database, but keep it simple).
+  std::vector<std::pair<uint64_t, ObjectMeta>> batch;
+  uint64_t stop = end;  // where the next slice starts
+  IdKey from(next);
+  RELAIS_RETURN_IF_ERROR(ForEachRow(txn, d.objects, std::span<const uint8_t>(from.bytes, sizeof(from.bytes)),
+                                    [&](const MDB_val& k, const MDB_val& v, bool* more) {
+                                      if (k.mv_size != 8) return Status::OK();
+                                      const uint64_t id = GetBe64(static_cast<const uint8_t*>(k.mv_data));
+                                      if (id >= end) {
+                                        *more = false;
+                                        return Status::OK();
+                                      }
+                                      if (batch.size() >= max_objects) {
+                                        stop = id;
+                                        *more = false;
+                                        return Status::OK();
+                                      }
+                                      ObjectMeta m;
+                                      if (DecodeMeta(FromVal(v), &m).ok()) batch.emplace_back(id, std::move(m));
+                                      return Status::OK();
+                                    }));
+  for (const auto& [id, m] : batch) RELAIS_RETURN_IF_ERROR(BackfillObject(txn, d, id, m));
+  *visited = batch.size();
+  if (stop >= end) {
+    RELAIS_RETURN_IF_ERROR(txn.Del(d.meta, ToVal(std::string_view(kMetaHistoryBackfillNext))));
+    RELAIS_RETURN_IF_ERROR(txn.Del(d.meta, ToVal(std::string_view(kMetaHistoryBackfillEnd))));
+    return PutMetaU64(txn, d.meta, kMetaHistory, 1);
+  }
+  RELAIS_RETURN_IF_ERROR(PutMetaU64(txn, d.meta, kMetaHistoryBackfillNext, stop));
+  *left = end - stop;
   return Status::OK();
 }
 

@@ -55,6 +55,27 @@ Status HistoryOnStudyRow(Txn& txn, const Dbis& d, const std::string& study_uid, 
 Status PruneHistory(Txn& txn, const Dbis& d, int64_t now_unix_ms, int64_t retention_ms, size_t max_scan,
                     std::vector<uint8_t>* scan_from);
 
+// The backfill (FORMAT.md `history`, "Backfill"): a store whose objects were
+// stored before the history existed gets studies built from its objects.
+//
+// At a read-write open, before the writer starts (nothing in flight):
+// decides whether a backfill is needed. Sets meta `history` at once when the
+// store has no object or its `history` already holds rows (kept by a build
+// that did not set the marker); otherwise records the range of ids to count,
+// [1, next_id), unless a backfill interrupted by a stop is already recorded.
+// *pending tells whether a backfill is to run; *objects its ids left.
+Status PrepareHistoryBackfill(const LmdbEnv& env, uint64_t next_id, bool* pending, uint64_t* objects);
+// Counts at most `max_objects` objects of the recorded range in the
+// transaction: each one's study record (created or merged) and one queued,
+// dead or sent per route from its live row, dead row or `delivered` row.
+// Moves the range's start past them; at the end of the range deletes it and
+// sets meta `history`. *visited: objects counted; *left: ids of the range
+// still to visit (0: done).
+Status BackfillHistorySlice(Txn& txn, const Dbis& d, size_t max_objects, uint64_t* visited, uint64_t* left);
+// True when the row changes of object `id` are left to the backfill (an
+// object it has not counted yet: it will count the rows as they are then).
+Status HistoryLeftToBackfill(const Txn& txn, const Dbis& d, uint64_t id, bool* left);
+
 // Calls fn per study, with its destinations, in key order.
 Status ForEachStudy(const Txn& txn, const Dbis& d, const std::function<bool(const StudyHistory&)>& fn);
 

@@ -39,6 +39,12 @@ inline constexpr char kMetaStoredBytes[] = "stored_bytes";
 // 1 once every object has its `life` row (FORMAT.md "Lifecycle").
 inline constexpr char kMetaLifecycle[] = "lifecycle";
 inline constexpr char kMetaResendWindowMs[] = "resend_window_ms";
+// 1 once the `history` covers every object (FORMAT.md `history`, "Backfill");
+// while a backfill runs, the ids [history_backfill_next, history_backfill_end)
+// are the objects it has yet to count.
+inline constexpr char kMetaHistory[] = "history";
+inline constexpr char kMetaHistoryBackfillNext[] = "history_backfill_next";
+inline constexpr char kMetaHistoryBackfillEnd[] = "history_backfill_end";
 
 // The named databases of format version 1 (see FORMAT.md).
 struct Dbis {

@@ -105,6 +105,23 @@ const char* ObjectClassName(ObjectClass c);
 // The inverse of ObjectClassName for the five real classes; false otherwise.
 bool ParseObjectClass(std::string_view name, ObjectClass* out);
 
+// The retentions of Options, in ms (negative: never expires), as one value:
+// what Store::SetRetentions changes while the store runs.
+struct Retentions {
+  int64_t delivered_ms = 0;  // Options::retention_ms
+  int64_t unrouted_ms = -1;  // Options::unrouted_retention_ms
+  int64_t dead_ms = -1;      // Options::dead_retention_ms
+  int64_t dropped_ms = -1;   // Options::dropped_retention_ms
+  int64_t history_ms = -1;   // Options::history_retention_ms: a study's history, from its last change
+  static Retentions From(const Options& o) {
+    return Retentions{o.retention_ms, o.unrouted_retention_ms, o.dead_retention_ms, o.dropped_retention_ms,
+                      o.history_retention_ms};
+  }
+  bool operator==(const Retentions&) const = default;
+  // The retention of class `c`; -1 for kQueued and kNone.
+  int64_t For(ObjectClass c) const;
+};
+
 // An object Sweep removed because its class's retention ran out.
 struct ExpiredObject {
   uint64_t id = 0;
@@ -465,6 +482,15 @@ class Store {
   // transactions of at most 1000 objects. Asynchronous like UpdateQueue.
   // REQUIRES: opened read-write.
   virtual void Sweep(int64_t now_unix_ms, std::function<void(Status)> done) = 0;
+  // Replaces the retentions of Options while the store runs (SIGHUP). The
+  // writer applies them as a write operation, between two transactions in
+  // the order of everything queued: the next Sweep removes by the new ones
+  // (an object whose new retention already ran out goes at once). `done`
+  // runs on the writer thread once they are in force (at once in admin or
+  // read-only mode, where only this Store's readers use them).
+  virtual void SetRetentions(const Retentions& retentions, std::function<void(Status)> done) = 0;
+  // The retentions in force (Options, or the last SetRetentions).
+  virtual Retentions GetRetentions() const = 0;
   // Called on the writer thread after each commit of a Sweep that removed
   // objects, with those objects (their records and attempt logs are gone:
   // this is what tells of them, e.g. to the audit trail). Dropped objects

@@ -246,7 +246,7 @@ class ObjectReaderImpl final : public ObjectReader {
 
 class StoreImpl final : public Store {
  public:
-  explicit StoreImpl(const Options& options) : options_(options) {}
+  explicit StoreImpl(const Options& options) : options_(options), retentions_(Retentions::From(options)) {}
 
   ~StoreImpl() override {
     // Order matters: the pool feeds the writer, the writer uses the env.
@@ -423,6 +423,27 @@ class StoreImpl final : public Store {
     if (done) done(s);
   }
 
+  void SetRetentions(const Retentions& retentions, std::function<void(Status)> done) override {
+    {
+      std::lock_guard<std::mutex> lock(retentions_mu_);
+      retentions_ = retentions;
+    }
+    if (!writer_) {
+      if (done) done(Status::OK());
+      return;
+    }
+    WriteOp op;
+    op.type = WriteOp::Type::kRetentions;
+    op.retentions = retentions;
+    op.status_done = std::move(done);
+    writer_->Enqueue(std::move(op));
+  }
+
+  Retentions GetRetentions() const override {
+    std::lock_guard<std::mutex> lock(retentions_mu_);
+    return retentions_;
+  }
+
   void Sweep(int64_t now_unix_ms, std::function<void(Status)> done) override {
     if (!writer_) {
       if (done) {
@@ -527,7 +548,7 @@ class StoreImpl final : public Store {
     });
   }
 
-  int64_t RetentionMs(ObjectClass c) const override { return Retentions::From(options_).For(c); }
+  int64_t RetentionMs(ObjectClass c) const override { return GetRetentions().For(c); }
 
   Result<uint64_t> RemoveObjects(const std::vector<uint64_t>& ids,
                                  const std::function<void(uint64_t)>& progress) override {
@@ -543,7 +564,7 @@ class StoreImpl final : public Store {
       RELAIS_RETURN_IF_ERROR(txn.Begin(env_, /*write=*/true));
       Totals totals;
       RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &totals));
-      DeliveryTxn dt(&txn, d, Retentions::From(options_), &totals);
+      DeliveryTxn dt(&txn, d, GetRetentions(), &totals);
       uint64_t n = 0;
       for (size_t j = i; j < std::min(ids.size(), i + kBatch); ++j) {
         IdKey key(ids[j]);
@@ -726,7 +747,7 @@ class StoreImpl final : public Store {
     const Dbis& d = env_.dbis();
     Totals totals;
     RELAIS_RETURN_IF_ERROR(ReadTotals(txn, d, &totals));
-    DeliveryTxn dt(&txn, d, Retentions::From(options_), &totals);
+    DeliveryTxn dt(&txn, d, GetRetentions(), &totals);
     RELAIS_RETURN_IF_ERROR(dt.Apply(updates, Now(), woken));
     RELAIS_RETURN_IF_ERROR(WriteTotals(txn, d, totals));
     return txn.Commit();
@@ -735,7 +756,9 @@ class StoreImpl final : public Store {
   int64_t Now() const { return options_.clock ? options_.clock() : NowUnixMs(); }
 
   const Options options_;
-  std::mutex admin_mu_;                                            // one admin write transaction at a time
+  mutable std::mutex retentions_mu_;
+  Retentions retentions_;  // guarded by retentions_mu_: Options', then SetRetentions'
+  std::mutex admin_mu_;    // one admin write transaction at a time
   std::function<void(const std::vector<std::string>&)> queue_cb_;  // admin mode
   LmdbEnv env_;
   std::unique_ptr<Writer> writer_;

@@ -60,7 +60,17 @@ Status Writer::Init() {
     next_id_ = std::max<uint64_t>(next, 1);
   }
   RELAIS_RETURN_IF_ERROR(Recover());
-  return BuildLifecycleIfMissing();
+  RELAIS_RETURN_IF_ERROR(BuildLifecycleIfMissing());
+  // Nothing is in flight yet: the ids below next_id are every object the
+  // history may lack.
+  RELAIS_RETURN_IF_ERROR(PrepareHistoryBackfill(*env_, next_id_.load(), &backfill_pending_, &backfill_total_));
+  if (backfill_pending_) {
+    RLOG_INFO(
+        "event=history-backfill state=started ids=%llu: studies stored before the delivery history get one, "
+        "in slices of %zu objects beside the traffic",
+        static_cast<unsigned long long>(backfill_total_), kBackfillBatch);
+  }
+  return Status::OK();
 }
 
 Status Writer::BuildLifecycleIfMissing() {
@@ -117,6 +127,12 @@ Status Writer::Recover() {
 }
 
 void Writer::Start() {
+  if (backfill_pending_) {
+    WriteOp op;
+    op.type = WriteOp::Type::kHistoryBackfill;
+    backfill_logged_ = std::chrono::steady_clock::now();
+    Enqueue(std::move(op));
+  }
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -144,6 +160,11 @@ void Writer::Enqueue(WriteOp op) {
   Release(op);
   if (op.type == WriteOp::Type::kCommit && op.done) op.done(Status::Unavailable("store is closed"), op.meta);
   if (op.status_done) op.status_done(Status::Unavailable("store is closed"));
+}
+
+bool Writer::Stopping() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopping_;
 }
 
 bool Writer::OnlyChunksHeld() const {
@@ -226,7 +247,16 @@ void Writer::FailOne(WriteOp& op, const Status& s) {
       break;
     case WriteOp::Type::kQueueUpdate:
     case WriteOp::Type::kSweep:
-      RLOG_WARN("store: %s failed: %s", op.type == WriteOp::Type::kSweep ? "sweep" : "queue update",
+    case WriteOp::Type::kHistoryBackfill:
+      // It goes on at the next start, where it stopped (meta).
+      RLOG_WARN("event=history-backfill state=failed error=\"%s\": it goes on at the next start",
+                client.ToString().c_str());
+      break;
+    case WriteOp::Type::kRetentions:
+      RLOG_WARN("store: %s failed: %s",
+                op.type == WriteOp::Type::kSweep        ? "sweep"
+                : op.type == WriteOp::Type::kRetentions ? "retention change"
+                                                        : "queue update",
                 client.ToString().c_str());
       if (op.status_done) op.status_done(client);
       break;
@@ -239,6 +269,15 @@ void Writer::Release(WriteOp& op) {
 }
 
 Status Writer::TryCommit(std::vector<WriteOp>& ops) {
+  // A kRetentions op of a transaction that does not commit must not stay in
+  // force: the ops are applied again (one by one) after a failure.
+  const Retentions started_with = retentions_;
+  Status s = TryCommitOnce(ops);
+  if (!s.ok()) retentions_ = started_with;
+  return s;
+}
+
+Status Writer::TryCommitOnce(std::vector<WriteOp>& ops) {
   Effects fx;
   Txn txn;
   RELAIS_RETURN_IF_ERROR(txn.Begin(*env_, /*write=*/true));
@@ -270,6 +309,17 @@ Status Writer::TryCommit(std::vector<WriteOp>& ops) {
                 static_cast<unsigned long long>(fx.expired[c]), static_cast<long long>(retentions_.For(cls)));
     }
   }
+  if (fx.backfill_ran) {
+    backfilled_ += fx.backfilled;
+    const auto now = std::chrono::steady_clock::now();
+    if (fx.backfill_left == 0) {
+      RLOG_INFO("event=history-backfill state=done objects=%llu", static_cast<unsigned long long>(backfilled_));
+    } else if (now - backfill_logged_ >= std::chrono::seconds(10)) {
+      backfill_logged_ = now;
+      RLOG_INFO("event=history-backfill state=running objects=%llu ids_left=%llu",
+                static_cast<unsigned long long>(backfilled_), static_cast<unsigned long long>(fx.backfill_left));
+    }
+  }
   for (auto& op : ops) Release(op);
   // Wake the scheduler before anyone learns of the commit, so that a caller
   // that waits for `done` finds the wake-up already delivered.
@@ -279,10 +329,12 @@ Status Writer::TryCommit(std::vector<WriteOp>& ops) {
     WriteOp& op = *c.op;
     if (op.type == WriteOp::Type::kCommit) {
       if (op.done) op.done(c.status, op.meta);
+    } else if (c.sweep_more && op.type == WriteOp::Type::kHistoryBackfill && Stopping()) {
+      // Not worth delaying a stop for: it goes on at the next start.
     } else if (c.sweep_more) {
       // More retained objects are due: another transaction, same callback.
       WriteOp again;
-      again.type = WriteOp::Type::kSweep;
+      again.type = op.type;
       again.now_unix_ms = op.now_unix_ms;
       again.status_done = std::move(op.status_done);
       Enqueue(std::move(again));
@@ -336,6 +388,17 @@ Status Writer::ApplyOp(Txn& txn, WriteOp& op, Effects* fx) {
       fx->completions.push_back({&op, Status::OK(), more});
       return Status::OK();
     }
+    case WriteOp::Type::kHistoryBackfill: {
+      fx->backfill_ran = true;
+      RELAIS_RETURN_IF_ERROR(BackfillHistorySlice(txn, d, kBackfillBatch, &fx->backfilled, &fx->backfill_left));
+      fx->completions.push_back({&op, Status::OK(), fx->backfill_left != 0});
+      return Status::OK();
+    }
+    case WriteOp::Type::kRetentions:
+      // The ops after it in this batch, and every later one, use them.
+      retentions_ = op.retentions;
+      fx->completions.push_back({&op, Status::OK()});
+      return Status::OK();
     case WriteOp::Type::kCommit: break;
   }
 

@@ -30,11 +30,13 @@ namespace relais::store {
 
 struct WriteOp {
   enum class Type {
-    kChunk,        // put chunk (id, index) and the `pending` row of id
-    kCommit,       // put the meta record + uid row, replace an older object with the same UID, delete pending
-    kDrop,         // delete every chunk of id and its pending row (Abort, failed objects)
-    kQueueUpdate,  // apply `updates` (Store::UpdateQueue)
-    kSweep,        // remove retained objects finished at or before now_unix_ms - retention
+    kChunk,            // put chunk (id, index) and the `pending` row of id
+    kCommit,           // put the meta record + uid row, replace an older object with the same UID, delete pending
+    kDrop,             // delete every chunk of id and its pending row (Abort, failed objects)
+    kQueueUpdate,      // apply `updates` (Store::UpdateQueue)
+    kSweep,            // remove retained objects finished at or before now_unix_ms - retention
+    kRetentions,       // replace the writer's retentions (Store::SetRetentions)
+    kHistoryBackfill,  // count a slice of older objects into the history (history.h)
   };
   Type type = Type::kChunk;
   uint64_t id = 0;
@@ -50,7 +52,9 @@ struct WriteOp {
   std::vector<QueueUpdate> updates;
   // kSweep.
   int64_t now_unix_ms = 0;
-  // kQueueUpdate, kSweep: called once, after the commit (or the failure).
+  // kRetentions.
+  Retentions retentions;
+  // kQueueUpdate, kSweep, kRetentions: called once, after the commit (or the failure).
   std::function<void(Status)> status_done;
 };
 
@@ -87,9 +91,9 @@ class Writer {
 
  private:
   struct Completion {
-    WriteOp* op;  // a kCommit, kQueueUpdate or kSweep of the batch being applied
+    WriteOp* op;  // a kCommit, kQueueUpdate, kSweep or kRetentions of the batch being applied
     Status status;
-    bool sweep_more = false;  // kSweep: objects are left; run again
+    bool sweep_more = false;  // kSweep, kHistoryBackfill: objects are left; run again
   };
   // What a transaction will do to in-memory state once it commits. The
   // totals are read from `meta` in the transaction itself (FORMAT.md:
@@ -101,7 +105,12 @@ class Writer {
     std::set<std::string> woken;               // destinations that got due rows
     uint64_t expired[kObjectClassCount] = {};  // objects removed by expiry, per class
     std::vector<ExpiredObject> gone;           // the objects a sweep removed
+    uint64_t backfilled = 0;                   // objects a kHistoryBackfill counted
+    uint64_t backfill_left = 0;                // and the ids it has left (0: done)
+    bool backfill_ran = false;
   };
+  // Objects one kHistoryBackfill transaction counts at most.
+  static constexpr size_t kBackfillBatch = 500;
   // Objects one kSweep transaction removes at most; the rest go in another.
   static constexpr size_t kSweepBatch = 1000;
   // `delivered` rows one kSweep reads at most: a big table is pruned over
@@ -115,12 +124,14 @@ class Writer {
   static constexpr uint64_t kChunkHoldBytes = 4ull << 20;
   // REQUIRES: mu_ held.
   bool OnlyChunksHeld() const;
+  bool Stopping();
   void Run();
   // Applies `ops` in one transaction; on failure, retries each op alone (a
   // single failing op is failed, the rest go through).
   void ApplyBatch(std::vector<WriteOp>& ops);
   // Tries `ops` in one transaction; runs its effects when it committed.
   Status TryCommit(std::vector<WriteOp>& ops);
+  Status TryCommitOnce(std::vector<WriteOp>& ops);
   Status ApplyOp(Txn& txn, WriteOp& op, Effects* fx);
   Status DropObject(Txn& txn, uint64_t id);
   Status Recover();
@@ -131,7 +142,9 @@ class Writer {
 
   const LmdbEnv* env_;
   const size_t max_batch_;
-  const Retentions retentions_;
+  // Writer thread only: changed by kRetentions, between transactions (a
+  // transaction that fails puts back the ones it started with).
+  Retentions retentions_;
   const std::function<int64_t()> clock_;
   std::atomic<uint64_t> expired_[kObjectClassCount] = {};
   std::atomic<uint64_t> next_id_{1};
@@ -158,6 +171,12 @@ class Writer {
   // thread only.
   std::vector<uint8_t> history_scan_from_;
   std::vector<WriteOp> deferred_;  // drops to retry with the next batch
+  // The history backfill: whether Init found one to run, the objects it
+  // counted so far, and when it last logged its progress. Writer thread.
+  bool backfill_pending_ = false;
+  uint64_t backfill_total_ = 0;
+  uint64_t backfilled_ = 0;
+  std::chrono::steady_clock::time_point backfill_logged_;
 };
 
 }  // namespace relais::store

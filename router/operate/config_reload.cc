@@ -56,6 +56,12 @@ ConfigChanges DiffConfig(const rules::AppConfig& before, const rules::AppConfig&
   need(s0.compression_level != s1.compression_level, "[store] compression_level");
   need(s0.compression_threads != s1.compression_threads, "[store] compression_threads");
   need(s0.scrub_rate != s1.scrub_rate, "[store] scrub_rate");
+  auto retention = [&c](uint64_t old_s, uint64_t new_s, const char* what) {
+    if (old_s != new_s) {
+      c.retentions.push_back(std::string(what) + " " + std::to_string(old_s) + "s -> " + std::to_string(new_s) + "s");
+    }
+  };
+  retention(s0.history_retention_s, s1.history_retention_s, "[store] history_retention");
   c.water_marks = s0.high_water != s1.high_water || s0.low_water != s1.low_water;
 
   const rules::DeliveryConfig& d0 = before.delivery;
@@ -65,12 +71,11 @@ ConfigChanges DiffConfig(const rules::AppConfig& before, const rules::AppConfig&
   need(d0.response_timeout_s != d1.response_timeout_s, "[delivery] response_timeout_s");
   need(d0.idle_release_s != d1.idle_release_s, "[delivery] idle_release_s");
   need(d0.down_after_failures != d1.down_after_failures, "[delivery] down_after_failures");
-  // The store's writer thread keeps its own copy of the retentions
-  // (store::Options): until the store can take new ones, a restart.
-  need(d0.retention_s != d1.retention_s, "[delivery] retention");
-  need(d0.unrouted_retention_s != d1.unrouted_retention_s, "[delivery] unrouted_retention");
-  need(d0.dead_letter_retention_s != d1.dead_letter_retention_s, "[delivery] dead_letter_retention");
-  need(d0.dropped_retention_s != d1.dropped_retention_s, "[delivery] dropped_retention");
+  // The store takes new retentions between two transactions.
+  retention(d0.retention_s, d1.retention_s, "[delivery] retention");
+  retention(d0.unrouted_retention_s, d1.unrouted_retention_s, "[delivery] unrouted_retention");
+  retention(d0.dead_letter_retention_s, d1.dead_letter_retention_s, "[delivery] dead_letter_retention");
+  retention(d0.dropped_retention_s, d1.dropped_retention_s, "[delivery] dropped_retention");
 
   need(before.log.level != after.log.level, "[log] level");
   need(before.rules_path != after.rules_path, "[rules] path");

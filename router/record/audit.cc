@@ -35,6 +35,30 @@ using audit::kZeroHash;
 using audit::ParsedRecord;
 using audit::ParseRecord;
 
+// Holds flock(2) LOCK_EX on one descriptor for a scope: the writers of one
+// file (`relais serve` and a CLI command) append one at a time. Lock() moves
+// it to another descriptor (the file now at the path, after a rotation).
+class FileLock {
+ public:
+  explicit FileLock(int fd) { Lock(fd); }
+  ~FileLock() { Unlock(); }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  void Lock(int fd) {
+    Unlock();
+    fd_ = fd;
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+
+ private:
+  void Unlock() {
+    if (fd_ >= 0) ::flock(fd_, LOCK_UN);
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
 namespace {
 
 std::string DirName(const std::string& path) {
@@ -62,21 +86,12 @@ std::string RotatedName(const std::string& path) {
   return "";
 }
 
-// Holds flock(2) LOCK_EX on one descriptor for a scope: the writers of one
-// file (`relais serve` and a CLI command) append one at a time.
-class FileLock {
- public:
-  explicit FileLock(int fd) : fd_(fd) {
-    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
-    }
-  }
-  ~FileLock() { ::flock(fd_, LOCK_UN); }
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-
- private:
-  const int fd_;
-};
+// The file a rotation prepares before it takes the path: next to it, hidden
+// so that `relais audit verify audit.jsonl.* audit.jsonl` never takes it.
+std::string RotatingName(const std::string& path) {
+  const std::string dir = DirName(path);
+  return (dir == "/" ? "" : dir) + "/." + BaseName(path) + ".rotating";
+}
 
 }  // namespace
 
@@ -226,39 +241,68 @@ void AuditLog::ExportLocked(std::string_view kind, const Fields& fields, uint64_
 }
 
 void AuditLog::RotateLocked() {
+  // Called from WriteLocked, under the file lock of the full file: no other
+  // writer appends to it from here on. The next file is made whole (its
+  // "rotated" segment written) under another name first, and only then
+  // takes the path, so that whoever opens the path finds the chain's next
+  // link there (see "Several writers" in audit.h).
   rotating_ = true;
   const std::string name = RotatedName(path_);
+  const std::string next = RotatingName(path_);
+  const int old_fd = fd_;
+  const uint64_t old_size = size_, old_seq = seq_, old_written = written_;
+  const std::string old_prev = prev_hash_;
+  std::string why;
   int nfd = -1;
-  if (!name.empty() && ::rename(path_.c_str(), name.c_str()) == 0) {
-    nfd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (nfd < 0) {
-      int err = errno;
+  if (name.empty()) {
+    why = "every rotated name for this second is taken";
+  } else {
+    ::unlink(next.c_str());  // left by a crash mid-rotation: never part of the chain
+    nfd = ::open(next.c_str(), O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (nfd < 0) why = std::string("cannot create ") + next + ": " + std::strerror(errno);
+  }
+  bool rotated = false;
+  if (nfd >= 0) {
+    fd_ = nfd;
+    size_ = 0;
+    if (!WriteLocked("segment", {{"reason", "rotated"}, {"prev_file", BaseName(name)}}, false, 0,
+                     /*follow_path=*/false)) {
+      why = std::string("cannot write ") + next + ": " + std::strerror(errno);
+    } else if (::rename(path_.c_str(), name.c_str()) != 0) {
+      why = std::string("cannot rename to ") + name + ": " + std::strerror(errno);
+    } else if (::rename(next.c_str(), path_.c_str()) != 0) {
+      why = std::string("cannot rename ") + next + ": " + std::strerror(errno);
       if (::rename(name.c_str(), path_.c_str()) != 0) {
         RLOG_ERROR("event=audit-rotate-failed path=%s rotated=%s reason=\"cannot rename back: %s\"", path_.c_str(),
                    name.c_str(), std::strerror(errno));
       }
-      errno = err;
+    } else {
+      rotated = true;
     }
   }
-  if (nfd < 0) {
+  if (!rotated) {
+    if (nfd >= 0) {
+      ::close(nfd);
+      ::unlink(next.c_str());
+    }
+    fd_ = old_fd;
+    size_ = old_size;
+    seq_ = old_seq;
+    prev_hash_ = old_prev;
+    written_ = old_written;
+    resync_ = false;
     RLOG_ERROR("event=audit-rotate-failed path=%s size=%llu reason=\"%s\": the log stays in this file", path_.c_str(),
-               static_cast<unsigned long long>(size_),
-               name.empty() ? "every rotated name for this second is taken" : std::strerror(errno));
+               static_cast<unsigned long long>(size_), why.c_str());
     rotate_at_ = size_ + options_.rotate_size;  // try again later, not at every record
     rotating_ = false;
     return;
   }
-  retired_fds_.push_back(fd_);
-  fd_ = nfd;
-  size_ = 0;
+  retired_fds_.push_back(old_fd);  // its lock goes with WriteLocked's scope
   rotate_at_ = options_.rotate_size;
   dir_dirty_ = true;
   ++rotations_;
-  const std::string prev_file = BaseName(name);
-  if (WriteLocked("segment", {{"reason", "rotated"}, {"prev_file", prev_file}}, false, 0)) {
-    RLOG_INFO("event=audit-rotated path=%s rotated=%s seq=%llu", path_.c_str(), name.c_str(),
-              static_cast<unsigned long long>(seq_));
-  }
+  RLOG_INFO("event=audit-rotated path=%s rotated=%s seq=%llu", path_.c_str(), name.c_str(),
+            static_cast<unsigned long long>(seq_));
   rotating_ = false;
 }
 
@@ -314,8 +358,31 @@ void AuditLog::FollowOthersLocked(bool* lead_newline) {
   if (torn_bytes_ > 0) *lead_newline = true;
 }
 
-bool AuditLog::WriteLocked(std::string_view kind, const Fields& fields, bool lead_newline, int64_t unix_ms) {
+void AuditLog::FollowPathLocked(FileLock* file_lock) {
+  // Another process (`relais serve`) may have rotated the file since we
+  // opened it: the file at the path is where the chain goes on. Checked
+  // under the lock, which the rotating process holds on the old file until
+  // the new one is in place with its first record.
+  for (int tries = 0; tries < 8; ++tries) {
+    struct stat by_fd, by_path;
+    if (fstat(fd_, &by_fd) != 0) return;
+    if (::stat(path_.c_str(), &by_path) == 0 && by_path.st_ino == by_fd.st_ino && by_path.st_dev == by_fd.st_dev)
+      return;
+    int nfd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (nfd < 0) return;          // stay where we are: Verify will tell
+    retired_fds_.push_back(fd_);  // the syncer syncs and closes it
+    fd_ = nfd;
+    file_lock->Lock(fd_);
+    size_ = UINT64_MAX;  // read its tail: FollowOthersLocked
+    RLOG_INFO("event=audit-reopened path=%s: the file was rotated by another process; the chain goes on there",
+              path_.c_str());
+  }
+}
+
+bool AuditLog::WriteLocked(std::string_view kind, const Fields& fields, bool lead_newline, int64_t unix_ms,
+                           bool follow_path) {
   FileLock file_lock(fd_);
+  if (follow_path) FollowPathLocked(&file_lock);
   FollowOthersLocked(&lead_newline);
   std::string line = lead_newline ? "\n" : "";
   const size_t start = line.size();

@@ -57,14 +57,20 @@
 // and, when the file grew, reads the last record back and continues the
 // chain (seq and prev) from it. Records of both processes thus interleave
 // in one intact chain. Rotation is done by `relais serve` only (the
-// commands open the log without rotate_size); a command that holds the old
-// file while serve rotates ends its record in the rotated file, and Verify
-// reports that as a broken link (a race of one record, not handled).
+// commands open the log without rotate_size), under the lock of the full
+// file, and the new file takes the path only once its first record (the
+// "rotated" segment) is in it. Every writer, once it holds the lock,
+// checks that the path still names the file it has open (inode and
+// device); when it does not (rotated meanwhile), it opens the path, takes
+// that file's lock, reads its tail and continues the chain there. A command
+// that opened the file before serve rotated it thus appends after the
+// rotated segment, never behind the rotated file's last record.
 //
 // Rotation (Options::rotate_size): once the file holds rotate_size bytes or
 // more after a record, it is renamed to "<path>.<UTC time>", e.g.
 // "audit.jsonl.20261128T140312Z" ("-01", "-02"... appended if that name is
-// taken), and a new file starts at <path> whose first record is
+// taken), and a new file starts at <path> (prepared as ".<name>.rotating"
+// in the same directory, then renamed over <path>) whose first record is
 //   {"seq":N+1,...,"kind":"segment","reason":"rotated",
 //    "prev_file":"audit.jsonl.20261128T140312Z","prev":"<hash of record N>",...}
 // so the chain, and the seq count, run on across files. Old files are never
@@ -135,6 +141,7 @@
 namespace relais::router {
 
 class AtnaExporter;
+class FileLock;  // audit.cc
 
 // The longest value a record holds, as written (JSON-escaped, the cut
 // marker included). See Bounds above.
@@ -269,7 +276,13 @@ class AuditLog {
   // Writes one record of bounded fields (after a '\n' that ends a torn
   // line if `lead_newline`). False if it did not make it whole.
   // `unix_ms` is the record's time; 0 = now.
-  bool WriteLocked(std::string_view kind, const Fields& fields, bool lead_newline, int64_t unix_ms);
+  // With `follow_path` (all but a rotation's own first record), first
+  // moves to the file now at the path when it is no longer the one open.
+  bool WriteLocked(std::string_view kind, const Fields& fields, bool lead_newline, int64_t unix_ms,
+                   bool follow_path = true);
+  // Under the file lock: when the path names another file than the one
+  // open (rotated by another process), opens it and takes its lock instead.
+  void FollowPathLocked(FileLock* file_lock);
   // Record() under mu_, for bounded fields; returns the record's seq (0 if
   // the file could not be read back after a torn write).
   uint64_t RecordLocked(std::string_view kind, const Fields& fields);

@@ -3,13 +3,17 @@
 // --dry-run, removes only the named destination's rows and keeps an object
 // delivered elsewhere (retention); destination names compare without regard
 // to case; every action is a "cli" record in the audit trail, interleaved
-// with serve's records in one chain that `relais audit verify` accepts.
+// with serve's records in one chain that `relais audit verify` accepts,
+// also while serve rotates the file under the commands.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <sstream>
 #include <thread>
 
@@ -136,6 +140,64 @@ TEST(CliActionsTest, MissingDefaultConfigNamesThePathAndSaysToPassConfig) {
   EXPECT_THAT(r.output, HasSubstr("no configuration file at /nonexistent/relais.toml: pass --config FILE"));
   RunResult help = RunCommand({RelaisBinary(), "store", "ls", "--help"}, 60);
   EXPECT_THAT(help.output, HasSubstr("default: /etc/relais/relais.toml"));
+}
+
+// `relais serve` rotates its audit file (rotate_size 4 KiB) while objects
+// arrive and `relais queue retry` commands append their records: every
+// record ends up in one chain over the rotated files and the current one,
+// which `relais audit verify FILES...` accepts.
+TEST(CliActionsTest, CommandsAppendingWhileServeRotatesKeepOneChain) {
+  TempDir tmp;
+  for (const char* d : {"relais", "copies"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
+  const std::string rules = tmp / "rules.toml";
+  WriteFile(rules,
+            "[[destination]]\nname = \"archive\"\nae_title = \"ARCHIVE\"\nhost = \"127.0.0.1\"\nport = 9\n\n"
+            "[[rule]]\nname = \"all\"\nforward = [\"archive\"]\n");
+  RelaisOptions options;
+  options.extra = "\n[rules]\npath = \"" + rules + "\"\n\n[audit]\npath = \"audit.jsonl\"\nrotate_size = \"4KiB\"\n";
+  RelaisProcess relais(tmp / "relais", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  const std::string cfg = relais.config_path();
+  const std::string dir = cfg.substr(0, cfg.rfind('/'));
+
+  std::vector<std::string> uids;
+  std::vector<std::string> files = MakeCopiesWithNewUids(CorpusDir() + "/dcm4che__MR01.dcm", tmp / "copies", 12, &uids);
+  ASSERT_EQ(files.size(), 12u);
+  std::atomic<int> sends_ok{0};
+  std::thread sender([&] {
+    for (const std::string& f : files) {
+      RunResult r = RunCommand(
+          {"storescu", "-aet", "MODALITY1", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), f}, 60);
+      if (r.exit_code == 0) ++sends_ok;
+    }
+  });
+  int retries = 0;
+  for (int i = 0; i < 12; ++i) {
+    RunResult r = RunCommand({RelaisBinary(), "queue", "retry", "--config", cfg, "--dest", "archive"}, 60);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    retries += r.exit_code == 0;
+  }
+  sender.join();
+  EXPECT_EQ(sends_ok.load(), 12);
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
+
+  std::vector<std::string> trail;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("audit.jsonl.", 0) == 0) trail.push_back(e.path().string());
+    EXPECT_EQ(name.find(".rotating"), std::string::npos) << "a rotation left " << name;
+  }
+  std::sort(trail.begin(), trail.end());
+  EXPECT_GE(trail.size(), 3u) << "serve rotated the file";
+  trail.push_back(dir + "/audit.jsonl");
+  std::vector<std::string> argv = {RelaisBinary(), "audit", "verify"};
+  argv.insert(argv.end(), trail.begin(), trail.end());
+  RunResult verify = RunCommand(argv, 60);
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_THAT(verify.output, HasSubstr("OK: "));
+  int cli = 0;
+  for (const std::string& f : trail) cli += CountLines(ReadFile(f), "\"action\":\"queue retry\"");
+  EXPECT_EQ(cli, retries) << "every command's record is in the chain";
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 //   `relais config check` exit 1 naming file:line:column; the fixed file
 //   clears all of it;
 // - SIGHUP re-reads relais.toml: a new admin token works without a restart,
+//   new retentions apply at once (the store sweeps by them),
 //   a changed DICOM port is logged as needing a restart, and a relais.toml
 //   that does not parse keeps everything running and raises
 //   "config-reload-failed" until it is fixed.
@@ -196,6 +197,41 @@ TEST_F(LiveConfigTest, SighupAppliesANewTokenAndNamesWhatNeedsARestart) {
   ASSERT_EQ(::kill(relais_->pid(), SIGHUP), 0);
   WaitNotice("config-reload-failed", "resolved");
   EXPECT_EQ(Call("/api/status", kNewToken).status, 401);
+}
+
+// [delivery] unrouted_retention changed from the default (7 days) to 0 and
+// SIGHUP: the unrouted objects go at once, without a restart, and the log
+// says what changed (and no "restart relais to apply" for it).
+TEST(LiveRetentionTest, SighupWithAShorterRetentionRemovesByTheNewOne) {
+  TempDir tmp;
+  RelaisOptions options;
+  options.extra = "\n[delivery]\nunrouted_retention = \"7d\"\n";
+  RelaisProcess relais(tmp.path(), options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  const std::string ct = CorpusDir() + "/pydicom__77654033_CT2_17106.dcm";
+  RunResult sent =
+      RunCommand({"storescu", "-v", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port()), ct}, 120);
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  ASSERT_EQ(relais.StoreList().size(), 1u) << relais.Log();
+
+  std::string config = ReadFile(relais.config_path());
+  const std::string line = "unrouted_retention = \"7d\"";
+  ASSERT_NE(config.find(line), std::string::npos) << config;
+  config.replace(config.find(line), line.size(), "unrouted_retention = \"0s\"");
+  WriteFile(relais.config_path(), config);
+  ASSERT_EQ(::kill(relais.pid(), SIGHUP), 0);
+  const int64_t deadline = NowMs() + 30000;
+  while (!relais.StoreList().empty()) {
+    ASSERT_LT(NowMs(), deadline) << "the unrouted object is still stored\n" << relais.Log();
+    SleepMs(200);
+  }
+  const std::string log = relais.Log();
+  EXPECT_NE(log.find("event=config-reloaded part=retentions changed=\"[delivery] unrouted_retention 604800s -> 0s\""),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=expired class=unrouted objects=1 retention_ms=0"), std::string::npos) << log;
+  EXPECT_EQ(log.find("restart relais to apply"), std::string::npos) << log;
+  EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
@@ -86,6 +87,18 @@ TEST(RouteTest, ADeliveredStudyReRoutedToASecondDestinationArrivesThere) {
       RunCommand({RelaisBinary(), "route", "--config", relais.config_path(), "--study", study, "--to", "PACSB"}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("routed 4 objects to PACSB"), std::string::npos) << r.output;
+  // The study's history has PACSB at once (queued, or sent already): the
+  // route counts in the transaction that made the rows.
+  RunResult found =
+      RunCommand({RelaisBinary(), "find", "--config", relais.config_path(), "--study", study, "--json"}, 60);
+  ASSERT_EQ(found.exit_code, 0) << found.output;
+  nlohmann::json j = nlohmann::json::parse(found.output, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j["studies"].size() == 1) << found.output;
+  int b_rows = -1;
+  for (const auto& d : j["studies"][0]["destinations"]) {
+    if (d.value("destination", "") == "PACSB") b_rows = d.value("queued", 0) + d.value("sent", 0);
+  }
+  EXPECT_EQ(b_rows, 4) << found.output;
   ASSERT_TRUE(WaitReceived(b, uids, 60)) << relais.Log();
   for (const auto& [uid, paths] : b.Received()) EXPECT_EQ(paths.size(), 1u) << uid;
 

@@ -4,10 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <memory>
+#include <thread>
+
+#include "base/clock.h"
 
 #include "store/history.h"
+#include "store/lmdb_env.h"
 #include "store/store.h"
 #include "tests/store/store_test_util.h"
 
@@ -197,6 +202,240 @@ TEST(StoreHistory, ExpiredDeadLettersStayCountedAsDead) {
   ASSERT_EQ(studies.size(), 1u);
   EXPECT_EQ(Dest(studies[0], "archive")->dead, 1u);
   EXPECT_EQ(Dest(studies[0], "archive")->last_dead_reason, "0x0122 SOP class not supported");
+}
+
+// kRoute (`relais route`) counts in the study's history in its own
+// transaction: the new destination shows the queued rows at once (`relais
+// find`, /api/studies), before any delivery there.
+TEST(StoreHistory, RouteCountsTheNewDestinationInTheSameTransaction) {
+  Fixture f;
+  uint64_t a = f.Put("1.1");
+  uint64_t b = f.Put("1.2");
+  // Delivered to the archive; still queued for telerad (so kept: this
+  // store's retention of delivered objects is 0).
+  for (uint64_t id : {a, b}) ASSERT_TRUE(f.Update(Kind::kDelivered, "archive", id, 1).ok());
+  ASSERT_TRUE(f.Update(Kind::kDeadLetter, "archive", f.Put("1.3"), 3, "refused").ok());
+  f.now->store(kT0 + 1000);
+  // Both objects to a destination no rule named, in one update.
+  QueueUpdate ra, rb;
+  ra.kind = rb.kind = Kind::kRoute;
+  ra.destination = rb.destination = "cloud";
+  ra.object_id = a;
+  rb.object_id = b;
+  ASSERT_TRUE(testing::ApplyUpdates(*f.store, {ra, rb}).ok());
+  auto studies = f.Studies();
+  ASSERT_EQ(studies.size(), 1u);
+  const StudyDestination* cloud = Dest(studies[0], "cloud");
+  ASSERT_NE(cloud, nullptr) << "the re-route is in the history at once";
+  EXPECT_EQ(cloud->queued, 2u);
+  EXPECT_EQ(cloud->sent, 0u);
+  EXPECT_EQ(studies[0].last_change_unix_ms, kT0 + 1000);
+
+  // Again while the rows are live: made due, not counted twice.
+  ASSERT_TRUE(testing::ApplyUpdates(*f.store, {ra}).ok());
+  EXPECT_EQ(Dest(f.Studies()[0], "cloud")->queued, 2u);
+
+  // A dead row re-routed to its own destination comes back as queued.
+  QueueUpdate rd;
+  rd.kind = Kind::kRoute;
+  rd.destination = "archive";
+  rd.object_id = f.store->Find("1.3")->id;
+  ASSERT_TRUE(testing::ApplyUpdates(*f.store, {rd}).ok());
+  const StudyDestination* archive = Dest(f.Studies()[0], "archive");
+  EXPECT_EQ(archive->dead, 0u);
+  EXPECT_EQ(archive->queued, 1u);
+  EXPECT_EQ(archive->sent, 2u);
+
+  // Delivered there: sent, no longer queued.
+  ASSERT_TRUE(f.Update(Kind::kDelivered, "cloud", a, 1).ok());
+  cloud = Dest(f.Studies()[0], "cloud");
+  EXPECT_EQ(cloud->queued, 1u);
+  EXPECT_EQ(cloud->sent, 1u);
+}
+
+// Makes the store at `path` (closed) look written before the history
+// existed: no `history` rows, no marker.
+void ForgetHistory(const std::string& path) {
+  LmdbEnv env;
+  ASSERT_TRUE(env.Open(path, 0, false).ok());
+  Txn txn;
+  ASSERT_TRUE(txn.Begin(env, true).ok());
+  ASSERT_EQ(mdb_drop(txn.get(), env.dbis().history, 0), 0);
+  ASSERT_TRUE(txn.Del(env.dbis().meta, ToVal(std::string_view(kMetaHistory))).ok());
+  ASSERT_TRUE(txn.Commit().ok());
+}
+
+uint64_t MetaU64(const std::string& path, const char* key) {
+  LmdbEnv env;
+  EXPECT_TRUE(env.Open(path, 0, true).ok());
+  Txn txn;
+  EXPECT_TRUE(txn.Begin(env, false).ok());
+  uint64_t v = 0;
+  EXPECT_TRUE(GetMetaU64(txn, env.dbis().meta, key, &v).ok());
+  return v;
+}
+
+QueueUpdate Finished(Kind kind, const std::string& dest, uint64_t id, uint32_t attempts, const std::string& error) {
+  QueueUpdate u;
+  u.kind = kind;
+  u.destination = dest;
+  u.priority = dest == "telerad" ? 10 : 0;
+  u.object_id = id;
+  u.attempts = attempts;
+  u.error = error;
+  u.status = 0xA700;
+  // One attempt record per attempt, as the scheduler writes them.
+  u.log_attempt = true;
+  u.attempt.result = kind == Kind::kDelivered ? "success" : "dead";
+  return u;
+}
+
+// What the backfill can know again: all but name, accession and date (not
+// in the object record) and when the study last changed.
+std::string Summary(const std::vector<StudyHistory>& studies) {
+  std::string out;
+  for (const StudyHistory& h : studies) {
+    out += h.study_instance_uid + " pid=" + h.patient_id + " objects=" + std::to_string(h.objects) +
+           " first=" + std::to_string(h.first_received_unix_ms) + " last=" + std::to_string(h.last_received_unix_ms);
+    for (const auto& m : h.modalities) out += " mod=" + m;
+    for (const auto& a : h.calling_aes) out += " ae=" + a;
+    for (const StudyDestination& d : h.destinations) {
+      out += "\n  " + d.destination + " queued=" + std::to_string(d.queued) + " sent=" + std::to_string(d.sent) +
+             " dead=" + std::to_string(d.dead) + " attempts=" + std::to_string(d.attempts) +
+             " last_sent=" + std::to_string(d.last_sent_unix_ms) + " last_dead=" + std::to_string(d.last_dead_unix_ms) +
+             " reason=" + d.last_dead_reason;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+// A store written before the history existed gets one when opened
+// read-write: the backfill counts its objects, live rows, dead rows and
+// deliveries, in slices of 500 objects on the writer thread beside new
+// traffic, and then sets the marker. It gives the same studies the history
+// would have had (but the fields the object record lacks).
+TEST(StoreHistory, AStoreWithoutHistoryIsBackfilledFromItsObjectsAndRows) {
+  TempDir dir;
+  const std::string path = dir.Sub("store");
+  auto now = std::make_shared<std::atomic<int64_t>>(kT0);
+  Options o = testing::TestOptions(path);
+  o.clock = [now] { return now->load(); };
+  o.retention_ms = 30 * kDay;  // delivered objects stay, with their rows
+  std::string before;
+  std::vector<uint64_t> big;
+  {
+    auto opened = Store::Open(o);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    Store& store = **opened;
+    // Study A: delivered to both / dead at telerad / still queued.
+    std::vector<uint64_t> a;
+    for (int i = 0; i < 3; ++i) {
+      ObjectMeta m = testing::RoutedMeta2("1.2.5." + std::to_string(i));
+      m.study_instance_uid = "1.2.5";
+      m.patient_id = i == 2 ? "PAT-NEW" : "PAT-OLD";
+      m.modality = i == 0 ? "CT" : "SR";
+      m.received_unix_ms = kT0 + i;
+      auto r = PutObject(store, m, RandomBytes(1000, i));
+      ASSERT_TRUE(r.status.ok());
+      a.push_back(r.meta.id);
+    }
+    now->store(kT0 + 5000);
+    ASSERT_TRUE(testing::ApplyUpdates(store, {Finished(Kind::kDelivered, "archive", a[0], 1, ""),
+                                              Finished(Kind::kDelivered, "telerad", a[0], 1, ""),
+                                              Finished(Kind::kDelivered, "archive", a[1], 1, ""),
+                                              Finished(Kind::kDeadLetter, "telerad", a[1], 1, "refused: 0xA700")})
+                    .ok());
+    // Study B: unrouted, no destinations. Study C: 1100 objects (three
+    // slices), queued at the archive only, sent concurrently.
+    ObjectMeta b = testing::MakeMeta("1.2.6.1");
+    b.study_instance_uid = "1.2.6";
+    b.received_unix_ms = kT0;
+    ASSERT_TRUE(PutObject(store, b, RandomBytes(100, 9)).status.ok());
+    std::vector<std::future<testing::PutResult>> pending;
+    for (int i = 0; i < 1100; ++i) {
+      ObjectMeta m = testing::MakeMeta("1.2.7." + std::to_string(i));
+      m.study_instance_uid = "1.2.7";
+      m.received_unix_ms = kT0 + 100;
+      m.routing = "routed";
+      m.routes = {Route{"archive", 0, "r1", ""}};
+      auto w = store.NewObject();
+      std::vector<uint8_t> bytes = RandomBytes(64, i);
+      w->Append(bytes);
+      auto p = std::make_shared<std::promise<testing::PutResult>>();
+      pending.push_back(p->get_future());
+      w->Finish(m, [p](Status s, const ObjectMeta& meta) { p->set_value({s, meta}); });
+    }
+    for (auto& f : pending) {
+      testing::PutResult r = f.get();
+      ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+      big.push_back(r.meta.id);
+    }
+    std::vector<StudyHistory> studies;
+    ASSERT_TRUE(store
+                    .ListStudies([&](const StudyHistory& h) {
+                      studies.push_back(h);
+                      return true;
+                    })
+                    .ok());
+    ASSERT_EQ(studies.size(), 3u);
+    before = Summary(studies);
+  }
+  EXPECT_EQ(MetaU64(path, kMetaHistory), 1u) << "a store made with the history has the marker";
+  ForgetHistory(path);
+
+  auto opened = Store::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  // New traffic while it runs: deliveries of study C's objects, which the
+  // backfill may or may not have counted yet: each counts once.
+  std::vector<QueueUpdate> sent;
+  for (size_t i = 0; i < 600; i += 2) sent.push_back(Finished(Kind::kDelivered, "archive", big[i], 1, ""));
+  ASSERT_TRUE(testing::ApplyUpdates(store, sent).ok());
+  const int64_t deadline = NowMs() + 60000;
+  std::vector<StudyHistory> after;
+  for (;;) {
+    after.clear();
+    ASSERT_TRUE(store
+                    .ListStudies([&](const StudyHistory& h) {
+                      after.push_back(h);
+                      return true;
+                    })
+                    .ok());
+    if (after.size() == 3 && after[2].objects == 1100) break;
+    ASSERT_LT(NowMs(), deadline) << Summary(after);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Study C's delivered rows: once each, whenever they came.
+  ASSERT_EQ(after[2].destinations.size(), 1u);
+  EXPECT_EQ(after[2].destinations[0].queued, 800u);
+  EXPECT_EQ(after[2].destinations[0].sent, 300u);
+  EXPECT_EQ(after[2].destinations[0].attempts, 300u);
+  // Studies A and B: what the history had, but the times of the change.
+  after.pop_back();
+  std::string b_before = before.substr(0, before.find("1.2.7 "));
+  EXPECT_EQ(Summary(after), b_before);
+  EXPECT_EQ(after[0].patient_id, "PAT-NEW") << "the latest object's";
+  EXPECT_EQ(after[0].last_change_unix_ms, kT0 + 5000) << "from the rows, not from the backfill";
+  // Done: marker set, range gone.
+  opened->reset();
+  EXPECT_EQ(MetaU64(path, kMetaHistory), 1u);
+  EXPECT_EQ(MetaU64(path, kMetaHistoryBackfillEnd), 0u);
+}
+
+TEST(StoreHistory, SetRetentionsChangesTheHistoryRetentionOfTheNextSweep) {
+  Fixture f(30 * kDay);
+  f.Put("1.2.9.1");
+  ASSERT_TRUE(f.SweepAt(kT0 + 2 * kDay).ok());
+  ASSERT_EQ(f.Studies().size(), 1u);
+  Retentions r = f.store->GetRetentions();
+  EXPECT_EQ(r.history_ms, 30 * kDay);
+  r.history_ms = kDay;
+  std::promise<Status> p;
+  f.store->SetRetentions(r, [&p](Status s) { p.set_value(s); });
+  ASSERT_TRUE(p.get_future().get().ok());
+  ASSERT_TRUE(f.SweepAt(kT0 + 2 * kDay).ok());
+  EXPECT_TRUE(f.Studies().empty()) << "a day of no change is past the new retention";
 }
 
 TEST(StoreHistory, NegativeRetentionKeepsEverything) {

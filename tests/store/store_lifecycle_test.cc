@@ -167,6 +167,52 @@ TEST(LifecycleTest, EveryObjectIsInOneClassAndEachClassGoesAtItsRetention) {
   ExpectVerifiesClean(store);
 }
 
+// SIGHUP with new retentions: Store::SetRetentions. The writer takes them
+// in queue order, so a Sweep queued right after (without waiting) already
+// removes by them; readers (GetLife, RetentionMs) see them at once.
+TEST(LifecycleTest, SetRetentionsAppliesToTheNextSweep) {
+  TempDir dir;
+  FakeClock clock;
+  auto opened = Store::Open(LifeOptions(dir.Sub("db"), clock));
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  uint64_t delivered = Put(store, Routed("1.2.7.1"));
+  uint64_t unrouted = Put(store, WithRouting("1.2.7.2", "unrouted"));
+  uint64_t dead = Put(store, Routed("1.2.7.3"));
+  ASSERT_TRUE(
+      testing::ApplyUpdates(store, {Update(Kind::kDelivered, delivered), Update(Kind::kDeadLetter, dead)}).ok());
+  ASSERT_TRUE(SweepAt(store, kT0 + kDay).ok());
+  EXPECT_TRUE(store.Get(delivered).ok()) << "7 days of retention";
+
+  Retentions r = store.GetRetentions();
+  EXPECT_EQ(r.delivered_ms, 7 * kDay);
+  r.delivered_ms = kHour;  // shorter: already over for `delivered`
+  r.dead_ms = -1;          // kept until an admin removes it
+  std::promise<Status> applied;
+  store.SetRetentions(r, [&applied](Status s) { applied.set_value(s); });
+  // Not waited for: the sweep is queued behind the change.
+  ASSERT_TRUE(SweepAt(store, kT0 + kDay).ok());
+  ASSERT_TRUE(applied.get_future().get().ok());
+  EXPECT_TRUE(store.Get(delivered).status().IsNotFound()) << "removed by the new retention";
+  EXPECT_TRUE(store.Get(unrouted).ok());
+  EXPECT_EQ(store.RetentionMs(ObjectClass::kDelivered), kHour);
+  EXPECT_EQ(store.GetLife(dead)->expires_unix_ms, -1);
+  EXPECT_EQ(store.GetStats().expired[static_cast<size_t>(ObjectClass::kDelivered)], 1u);
+
+  // Longer again: an object the old one would have removed stays.
+  r.unrouted_ms = 60 * kDay;
+  std::promise<Status> again;
+  store.SetRetentions(r, [&again](Status s) { again.set_value(s); });
+  ASSERT_TRUE(again.get_future().get().ok());
+  EXPECT_EQ(store.GetLife(unrouted)->expires_unix_ms, kT0 + 60 * kDay);
+  ASSERT_TRUE(SweepAt(store, kT0 + 59 * kDay).ok());
+  EXPECT_TRUE(store.Get(unrouted).ok());
+  EXPECT_TRUE(store.Get(dead).ok()) << "dead letters kept (-1)";
+  ASSERT_TRUE(SweepAt(store, kT0 + 60 * kDay).ok());
+  EXPECT_TRUE(store.Get(unrouted).status().IsNotFound());
+  ExpectVerifiesClean(store);
+}
+
 TEST(LifecycleTest, TheExpiryCallbackTellsWhatWentAndWhy) {
   TempDir dir;
   FakeClock clock;

@@ -38,17 +38,30 @@ TEST(ConfigReloadTest, ChangedRoleIsATokenChange) {
   EXPECT_TRUE(DiffConfig(Base(), after).admin_tokens);
 }
 
-TEST(ConfigReloadTest, ListenerStoreTlsAndRetentionNeedARestart) {
+TEST(ConfigReloadTest, ListenerStoreAndTlsNeedARestart) {
   rules::AppConfig after = Base();
   after.listener.port = 104;
   after.store.path = "/srv/store";
   after.tls.enabled = true;
-  after.delivery.retention_s = 86400;
   after.admin.port = 9000;
   ConfigChanges c = DiffConfig(Base(), after);
   EXPECT_FALSE(c.any_live());
-  EXPECT_EQ(c.restart_needed, (std::vector<std::string>{"[listener] port", "[store] path", "[delivery] retention",
-                                                        "[admin] port", "[tls]"}));
+  EXPECT_EQ(c.restart_needed, (std::vector<std::string>{"[listener] port", "[store] path", "[admin] port", "[tls]"}));
+}
+
+TEST(ConfigReloadTest, RetentionsApplyLive) {
+  rules::AppConfig before = Base();
+  before.delivery.retention_s = 7 * 86400;
+  rules::AppConfig after = before;
+  after.delivery.retention_s = 86400;
+  after.delivery.dead_letter_retention_s = 3600;
+  after.store.history_retention_s = 90 * 86400;
+  ConfigChanges c = DiffConfig(before, after);
+  EXPECT_TRUE(c.any_live());
+  EXPECT_TRUE(c.restart_needed.empty()) << c.restart_needed.front();
+  EXPECT_EQ(c.retentions, (std::vector<std::string>{"[store] history_retention 31536000s -> 7776000s",
+                                                    "[delivery] retention 604800s -> 86400s",
+                                                    "[delivery] dead_letter_retention 2592000s -> 3600s"}));
 }
 
 }  // namespace

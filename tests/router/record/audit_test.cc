@@ -544,6 +544,59 @@ TEST_F(AuditRotationTest, ACutOrForeignPreviousFileBreaksTheLink) {
   EXPECT_THAT(r.error, HasSubstr("does not continue"));
 }
 
+// `relais serve` rotates while a command (another process, which opened
+// the file before) appends: the command follows the path to the new file
+// and continues the chain after its "rotated" segment, so every file
+// verifies as one chain and no record is lost.
+TEST_F(AuditRotationTest, AWriterThatHoldsTheOldFileFollowsARotationByAnotherProcess) {
+  AuditLog::Options o;
+  o.rotate_size = 8000;  // about 25 rotations (at most 100 names a second)
+  auto serve = AuditLog::Open(path_, o);
+  ASSERT_TRUE(serve.ok());
+  constexpr int kEach = 400;
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Several commands, each opening the file once and writing a burst,
+    // as `relais queue retry` etc. do, and one long-lived writer.
+    auto held = AuditLog::Open(path_);
+    if (!held.ok()) _exit(3);
+    for (int i = 0; i < kEach; ++i) {
+      if (!(*held)->Record("cli", {{"i", std::to_string(i)}, {"user", "alice"}})) _exit(4);
+      if (i % 50 == 0) {
+        auto once = AuditLog::Open(path_);
+        if (!once.ok() || !(*once)->Record("cli", {{"action", "purge"}, {"i", std::to_string(i)}})) _exit(5);
+      }
+    }
+    held->reset();
+    _exit(0);
+  }
+  for (int i = 0; i < kEach; ++i) {
+    ASSERT_TRUE((*serve)->Record("object", {{"sop_instance_uid", "1.2.3." + std::to_string(i)}, {"result", "stored"}}));
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  const uint64_t rotations = (*serve)->rotations();
+  serve->reset();
+  EXPECT_GT(rotations, 5u);
+  std::vector<std::string> files = Files();
+  ASSERT_EQ(files.size(), rotations + 1) << "no stray file (a .rotating one)";
+  AuditLog::VerifyReport r = VerifyAll(files);
+  EXPECT_EQ(r.bad_line, 0u) << r.bad_file << ":" << r.bad_line << ": " << r.error;
+  // Every record is in the chain: serve's, the command's, the segments.
+  uint64_t objects = 0, cli = 0;
+  for (const std::string& f : files) {
+    for (const std::string& l : LinesOf(f)) {
+      objects += l.find("\"kind\":\"object\"") != std::string::npos;
+      cli += l.find("\"kind\":\"cli\"") != std::string::npos;
+    }
+  }
+  EXPECT_EQ(objects, static_cast<uint64_t>(kEach));
+  EXPECT_EQ(cli, static_cast<uint64_t>(kEach + kEach / 50));
+}
+
 TEST_F(AuditRotationTest, VerifyOfNoFilesOrAMissingFileIsAnError) {
   EXPECT_EQ(AuditLog::Verify(std::vector<std::string>{}).status().code(), Status::Code::kInvalidArgument);
   WriteRotating(1000, 1);
