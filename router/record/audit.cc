@@ -268,11 +268,19 @@ void AuditLog::RotateLocked() {
     if (!WriteLocked("segment", {{"reason", "rotated"}, {"prev_file", BaseName(name)}}, false, 0,
                      /*follow_path=*/false)) {
       why = std::string("cannot write ") + next + ": " + std::strerror(errno);
-    } else if (::rename(path_.c_str(), name.c_str()) != 0) {
-      why = std::string("cannot rename to ") + name + ": " + std::strerror(errno);
-    } else if (::rename(next.c_str(), path_.c_str()) != 0) {
+    } else if (::link(path_.c_str(), name.c_str()) != 0 && ::rename(path_.c_str(), name.c_str()) != 0) {
+      // The full file gets its rotated name as a second link first, so that
+      // the path never goes missing: another process opening it (O_CREAT)
+      // between two renames would write to a file the next rename throws
+      // away. Where hard links are not supported, a rename does (with that
+      // window).
+      why = std::string("cannot link or rename to ") + name + ": " + std::strerror(errno);
+    } else if (::rename(next.c_str(), path_.c_str()) != 0) {  // replaces the path's link at once
       why = std::string("cannot rename ") + next + ": " + std::strerror(errno);
-      if (::rename(name.c_str(), path_.c_str()) != 0) {
+      struct stat at_path;
+      if (::stat(path_.c_str(), &at_path) == 0) {
+        ::unlink(name.c_str());  // linked: the path still names the full file
+      } else if (::rename(name.c_str(), path_.c_str()) != 0) {
         RLOG_ERROR("event=audit-rotate-failed path=%s rotated=%s reason=\"cannot rename back: %s\"", path_.c_str(),
                    name.c_str(), std::strerror(errno));
       }
@@ -318,7 +326,7 @@ bool AuditLog::failing() const {
   return failing_;
 }
 
-uint64_t AuditLog::RecordLocked(std::string_view kind, const Fields& fields) {
+uint64_t AuditLog::RecordLocked(std::string_view kind, const Fields& fields, int64_t unix_ms) {
   if (resync_) {
     // A write of ours was cut short: learn from the file where the chain
     // stands, end the torn line and say so, then carry on.
@@ -333,14 +341,14 @@ uint64_t AuditLog::RecordLocked(std::string_view kind, const Fields& fields) {
       // The torn line is still unterminated (a full disk takes nothing):
       // look again at the next record, never append behind it.
       resync_ = true;
-      ExportLocked(kind, fields, seq_ + 1, Now());  // the disk failed; the collector may still hear of it
+      ExportLocked(kind, fields, seq_ + 1, unix_ms != 0 ? unix_ms : Now());  // the collector may still hear of it
       return 0;
     }
     resync_ = false;
   }
   // Taken before the write: a rotation after it moves seq_ on.
   const uint64_t seq = seq_ + 1;
-  const int64_t ms = Now();
+  const int64_t ms = unix_ms != 0 ? unix_ms : Now();
   WriteLocked(kind, fields, false, ms);
   ExportLocked(kind, fields, seq, ms);
   return seq;
@@ -354,8 +362,10 @@ void AuditLog::FollowOthersLocked(bool* lead_newline) {
   std::string reason;
   if (!LoadTailLocked(&reason).ok()) return;
   // The other writer died in the middle of a line: end it; our record then
-  // says so as the torn_tail segment Open() would write.
-  if (torn_bytes_ > 0) *lead_newline = true;
+  // says so as the torn_tail segment Open() would write. What the tail
+  // shows now, under the lock, decides: Open() read it without the lock and
+  // may have seen a line another writer was still writing.
+  *lead_newline = torn_bytes_ > 0;
 }
 
 void AuditLog::FollowPathLocked(FileLock* file_lock) {

@@ -284,8 +284,9 @@ class AuditLog {
   // open (rotated by another process), opens it and takes its lock instead.
   void FollowPathLocked(FileLock* file_lock);
   // Record() under mu_, for bounded fields; returns the record's seq (0 if
-  // the file could not be read back after a torn write).
-  uint64_t RecordLocked(std::string_view kind, const Fields& fields);
+  // the file could not be read back after a torn write). `unix_ms` is the
+  // record's time (0: now).
+  uint64_t RecordLocked(std::string_view kind, const Fields& fields, int64_t unix_ms = 0);
   // Writes the summary of every window that has ended by `now_ms` (all of
   // them if `all`) and closes them.
   void FlushRefusalsLocked(int64_t now_ms, bool all);

@@ -51,7 +51,7 @@ void AuditLog::RecordRefusal(std::string_view kind, std::string_view address, st
   w.summary = std::move(summary);
   w.since_ms = now;
   w.until_ms = now;
-  w.first_seq = RecordLocked(b.kind, b.fields);
+  w.first_seq = RecordLocked(b.kind, b.fields, now);  // its time is the window's since
   refusals_.emplace(std::move(id), std::move(w));
 }
 
