@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "router/deliver/delivery_state.h"
+#include "router/deliver/queue_scan.h"
 #include "router/deliver/retry_policy.h"
 #include "router/deliver/scu_association.h"
 #include "router/deliver/send_prep.h"
@@ -214,77 +215,39 @@ void DeliveryScheduler::Run(Dest* d) {
 void DeliveryScheduler::Refill(Dest* d, int64_t now) {
   d->scan_wanted = false;
   d->last_scan = now;
-  d->next_due = 0;
-  const bool hold = d->cfg.hold_study_s > 0;
-  const int64_t hold_ms = static_cast<int64_t>(d->cfg.hold_study_s) * 1000;
-  const int64_t max_age_ms = static_cast<int64_t>(d->cfg.retry.max_age_s) * 1000;
-  std::vector<Row> found;
-  std::vector<Row> expired;
-  // Held destinations need every row to know when each study went quiet.
-  const size_t want =
-      hold ? SIZE_MAX : std::max<size_t>(settings_.batch_rows - std::min(settings_.batch_rows, d->ready.size()), 16);
-  std::map<std::string, int64_t> study_latest;
-  bool send_now = false;
-  Status s = store_->ListQueue(d->cfg.name, [&](const store::QueueRow& q) {
-    Key k{q.priority, q.object_id};
-    // Send now (`relais queue retry --dest`, POST /api/queue/retry, in this
-    // process or another): a row that failed before and an admin made due
-    // (attempts > 0, next_attempt 0; delivery never writes that) ends the
-    // destination's backoff. Once per row and attempt count, so that a peer
-    // still down is not probed at every scan.
-    if (q.attempts > 0 && q.next_attempt_unix_ms == 0 && d->next_try > now &&
-        d->send_now_seen.emplace(q.priority, q.object_id, q.attempts).second) {
-      send_now = true;
-    }
-    if (d->in_flight.count(k) != 0 || d->ready.count(k) != 0) return true;
-    // A row whose last failure was the link follows the destination's
-    // backoff (next_try), not its own: it is due once the link is back.
-    bool due = q.last_status == 0 || q.next_attempt_unix_ms <= now;
-    if (!due && !hold) {
-      if (d->next_due == 0 || q.next_attempt_unix_ms < d->next_due) d->next_due = q.next_attempt_unix_ms;
-      return true;
-    }
-    Result<store::ObjectMeta> meta = store_->Get(q.object_id);
-    if (!meta.ok()) return true;  // replaced or removed meanwhile: its row goes with it
-    Row row{q, std::move(*meta)};
-    row.meta.routes.clear();
-    row.meta.matched_rules.clear();
-    if (max_age_ms > 0 && now - row.meta.received_unix_ms > max_age_ms) {
-      expired.push_back(std::move(row));
-      return true;
-    }
-    if (hold) {
-      int64_t& latest = study_latest[row.meta.study_instance_uid];
-      latest = std::max(latest, row.meta.received_unix_ms);
-      if (!due) {
-        if (d->next_due == 0 || q.next_attempt_unix_ms < d->next_due) d->next_due = q.next_attempt_unix_ms;
-        return true;
-      }
-    }
-    found.push_back(std::move(row));
-    return found.size() < want;
-  });
+  ScanRequest req;
+  req.destination = d->cfg.name;
+  req.now = now;
+  req.hold_ms = static_cast<int64_t>(d->cfg.hold_study_s) * 1000;
+  req.max_age_ms = static_cast<int64_t>(d->cfg.retry.max_age_s) * 1000;
+  req.want = std::max<size_t>(settings_.batch_rows - std::min(settings_.batch_rows, d->ready.size()), 16);
+  req.next_try = d->next_try;
+  ScanResult scan;
+  Status s = ScanQueue(
+      *store_, req,
+      [d](int32_t priority, uint64_t id) {
+        Key k{priority, id};
+        return d->in_flight.count(k) != 0 || d->ready.count(k) != 0;
+      },
+      &d->send_now_seen, &scan);
   if (!s.ok()) {
     RLOG_ERROR("dest=%s event=queue-scan-failed reason=\"%s\"", d->cfg.name.c_str(), s.ToString().c_str());
     return;
   }
-  if (send_now) {
+  d->next_due = scan.next_due;
+  if (scan.send_now) {
     RLOG_INFO("dest=%s event=send-now: backoff ended by an admin (%s)", d->cfg.name.c_str(),
               d->down ? "probing now" : "trying now");
     d->next_try = 0;
   }
-  d->more_rows = !hold && found.size() >= want;  // more rows wait behind these
-  for (Row& row : found) {
-    if (hold) {
-      int64_t quiet_at = study_latest[row.meta.study_instance_uid] + hold_ms;
-      if (now < quiet_at) {
-        if (d->next_due == 0 || quiet_at < d->next_due) d->next_due = quiet_at;
-        continue;
-      }
-    }
+  d->more_rows = scan.more;  // more rows wait behind these
+  for (ScannedRow& found : scan.found) {
+    Row row{std::move(found.q), std::move(found.meta)};
     Key k = row.key();
     d->ready.emplace(k, std::move(row));
   }
+  std::vector<Row> expired;
+  for (ScannedRow& e : scan.expired) expired.push_back(Row{std::move(e.q), std::move(e.meta)});
   for (Row& row : expired) {
     ++d->stats.dead;
     Key k = row.key();
