@@ -180,7 +180,9 @@ void RunDispatch(benchmark::State& state, const std::string& dest, int64_t hold_
     ScanResult r;
     Status s = ScanQueue(
         st, req,
-        [&](int32_t p, uint64_t id) { return ready.count(Key{p, id}) != 0 || in_flight.count(Key{p, id}) != 0; },
+        [&](int32_t p, uint64_t id) {
+          return ready.count(Key{p, id}) != 0 || in_flight.count(Key{p, id}) != 0;
+        },
         &send_now_seen, &r);
     if (!s.ok()) state.SkipWithError(s.ToString().c_str());
     next_due = r.next_due;

@@ -24,7 +24,10 @@
 //   tag edits or a transfer syntax conversion is read whole, rewritten with
 //   DCMTK on the libuv thread pool (PrepareDataset) and sent from memory.
 // - hold_study_s: a study's rows wait until no object of that study has
-//   arrived for that long.
+//   arrived for that long (its history record's last arrival).
+// - The queue is read in batches (ScanQueue, queue_scan.h): a scan reads the
+//   rows already held, the rows not due yet before the first due ones, and
+//   at most batch_rows more, never the whole backlog.
 //
 // Failures (Outcome::IsTransient and the table in the .cc):
 // - Link trouble (connect refused/reset, timeouts, aborts, transient

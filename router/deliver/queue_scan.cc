@@ -1,7 +1,6 @@
 #include "router/deliver/queue_scan.h"
 
 #include <algorithm>
-#include <climits>
 #include <map>
 
 namespace relais::router {
@@ -11,10 +10,19 @@ Status ScanQueue(const store::Store& store, const ScanRequest& req,
                  std::set<std::tuple<int32_t, uint64_t, uint32_t>>* send_now_seen, ScanResult* out) {
   const int64_t now = req.now;
   const bool hold = req.hold_ms > 0;
-  // Held destinations need every row to know when each study went quiet.
-  const size_t want = hold ? SIZE_MAX : req.want;
+  // hold_study: when each study last received an object, from its history
+  // record (one lookup per study and scan), not from a read of all its rows.
   std::map<std::string, int64_t> study_latest;
-  std::vector<ScannedRow> found;
+  auto latest_of = [&](const store::ObjectMeta& m) {
+    auto [it, fresh] = study_latest.emplace(m.study_instance_uid, 0);
+    if (fresh) {
+      Result<store::StudyHistory> h = store.FindStudy(m.study_instance_uid);
+      if (h.ok()) it->second = h->last_received_unix_ms;
+    }
+    // No history (no study UID, an object older than the history): the
+    // object's own arrival counts.
+    return std::max(it->second, m.received_unix_ms);
+  };
   auto note_due = [out](int64_t at) {
     if (out->next_due == 0 || at < out->next_due) out->next_due = at;
   };
@@ -33,7 +41,7 @@ Status ScanQueue(const store::Store& store, const ScanRequest& req,
     // A row whose last failure was the link follows the destination's
     // backoff (next_try), not its own: it is due once the link is back.
     bool due = q.last_status == 0 || q.next_attempt_unix_ms <= now;
-    if (!due && !hold) {
+    if (!due) {
       note_due(q.next_attempt_unix_ms);
       return true;
     }
@@ -47,29 +55,18 @@ Status ScanQueue(const store::Store& store, const ScanRequest& req,
       return true;
     }
     if (hold) {
-      int64_t& latest = study_latest[row.meta.study_instance_uid];
-      latest = std::max(latest, row.meta.received_unix_ms);
-      if (!due) {
-        note_due(q.next_attempt_unix_ms);
+      int64_t quiet_at = latest_of(row.meta) + req.hold_ms;
+      if (now < quiet_at) {
+        note_due(quiet_at);
         return true;
       }
     }
-    found.push_back(std::move(row));
-    return found.size() < want;
-  });
-  RELAIS_RETURN_IF_ERROR(s);
-  out->more = !hold && found.size() >= want;
-  for (ScannedRow& row : found) {
-    if (hold) {
-      int64_t quiet_at = study_latest[row.meta.study_instance_uid] + req.hold_ms;
-      if (now < quiet_at) {
-        note_due(quiet_at);
-        continue;
-      }
-    }
     out->found.push_back(std::move(row));
-  }
-  return Status::OK();
+    if (out->found.size() < req.want) return true;
+    out->more = true;
+    return false;
+  });
+  return s;
 }
 
 }  // namespace relais::router

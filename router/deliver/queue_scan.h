@@ -47,7 +47,12 @@ struct ScanResult {
   uint64_t examined = 0;            // queue rows read (the scan's cost)
 };
 
-// Reads the rows of req.destination in queue order. `known(priority, id)`
+// Reads the rows of req.destination in queue order, until `want` due rows
+// are found. Cost: the rows skipped before them (those the scheduler
+// already holds, rows in their own backoff, rows of studies still held),
+// plus `want` object records; never the whole backlog. hold_study reads a
+// study's last arrival from its history record (Store::FindStudy; the
+// object's own arrival when the study has none). `known(priority, id)`
 // says the scheduler already holds the row (ready or in flight): it is
 // skipped. `send_now_seen` remembers (priority, id, attempts) of rows that
 // already ended a backoff, so that each does it once.
