@@ -270,12 +270,19 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
     Sender* s = d->senders[i].get();
     if (!s->established || s->busy || s->closing || s->probe) continue;
     if (s->generation == d->generation) SendNext(d, s);
+    if (!s->busy && s->lane) {
+      // Nothing of its priority waits: the lane closes.
+      s->closing = true;
+      s->assoc->Release();
+      continue;
+    }
     if (!s->busy && !d->ready.empty() && d->senders.size() >= d->cfg.max_associations) {
       // It cannot carry any waiting row: make room for one planned for them.
       s->closing = true;
       s->assoc->Release();
     }
   }
+  MaybeOpenLane(d);
   // Open more associations while rows wait that no association will take.
   // After a failure, one association tries the link before the others follow.
   const size_t limit = d->failures > 0 ? 1 : d->cfg.max_associations;
@@ -287,13 +294,37 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
   }
 }
 
-void DeliveryScheduler::OpenSender(Dest* d, bool probe) {
+void DeliveryScheduler::MaybeOpenLane(Dest* d) {
+  if (d->ready.empty() || d->in_flight.empty() || d->down || d->failures > 0) return;
+  const int32_t head = d->ready.begin()->first.priority;
+  for (const Key& k : d->in_flight) {
+    if (k.priority >= head) return;  // rows of its rank are being sent: it takes its turn
+  }
+  const Row& first = d->ready.begin()->second;
+  const ObjectKind kind{first.meta.sop_class_uid, first.meta.transfer_syntax_uid};
+  for (auto& s : d->senders) {
+    if (s->closing || s->probe) continue;
+    if (s->lane) return;                     // one lane at a time
+    if (s->established && !s->busy) return;  // free: Dispatch gives it the row or makes room
+    if (!s->established && std::find(s->proposed.begin(), s->proposed.end(), kind) != s->proposed.end()) {
+      return;  // connecting, planned for it
+    }
+  }
+  OpenSender(d, /*probe=*/false, /*lane=*/true);
+  Sender* lane = d->senders.back().get();
+  lane->lane_priority = head;
+  RLOG_INFO("dest=%s dassoc=%s event=priority-lane priority=%d in_flight=%zu max_associations=%u", d->cfg.name.c_str(),
+            lane->name.c_str(), head, d->in_flight.size(), d->cfg.max_associations);
+}
+
+void DeliveryScheduler::OpenSender(Dest* d, bool probe, bool lane) {
   auto s = std::make_unique<Sender>();
   Sender* sp = s.get();
   s->id = next_sender_id_++;
   s->name = "D" + std::to_string(s->id) + " " + d->cfg.ae_title + "@" + d->cfg.host + ":" + std::to_string(d->cfg.port);
   s->generation = d->generation;
   s->probe = probe;
+  s->lane = lane;
   std::vector<ContextProposal> proposals;
   if (probe) {
     proposals.push_back(ContextProposal{kVerification, {kImplicitVrLittleEndian}});
@@ -374,6 +405,7 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
   const auto& accepted = s->assoc->accepted_contexts();
   for (auto it = d->ready.begin(); it != d->ready.end(); ++it) {
     const Row& row = it->second;
+    if (s->lane && row.q.priority < s->lane_priority) break;  // the lane carries priority rows only
     ObjectKind kind{row.meta.sop_class_uid, row.meta.transfer_syntax_uid};
     // Only objects this association was planned for: another one may carry
     // the object as stored where this one would need a conversion.
