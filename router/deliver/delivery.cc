@@ -297,11 +297,13 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
 void DeliveryScheduler::MaybeOpenLane(Dest* d) {
   if (d->ready.empty() || d->in_flight.empty() || d->down || d->failures > 0) return;
   const int32_t head = d->ready.begin()->first.priority;
-  for (const Key& k : d->in_flight) {
-    if (k.priority >= head) return;  // rows of its rank are being sent: it takes its turn
-  }
+  // in_flight is in queue order: its first row has the highest priority.
+  if (d->in_flight.begin()->priority >= head) return;  // rows of its rank are being sent: it takes its turn
   const Row& first = d->ready.begin()->second;
   const ObjectKind kind{first.meta.sop_class_uid, first.meta.transfer_syntax_uid};
+  size_t open = 0;
+  for (auto& s : d->senders) open += !s->closing && !s->probe;
+  if (open < d->cfg.max_associations) return;  // below the cap: Dispatch opens one planned for it
   for (auto& s : d->senders) {
     if (s->closing || s->probe) continue;
     if (s->lane) return;                     // one lane at a time
