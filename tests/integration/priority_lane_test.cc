@@ -44,8 +44,8 @@ TEST(PriorityLaneTest, StatStudyOvertakesARoutineBacklogOnABusyDestination) {
   TempDir tmp;
   for (const char* d : {"relais", "ct", "mr"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
   std::vector<std::string> ct_uids, mr_uids;
-  std::vector<std::string> ct = MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", tmp / "ct", kRoutine,
-                                                      &ct_uids);
+  std::vector<std::string> ct =
+      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", tmp / "ct", kRoutine, &ct_uids);
   std::vector<std::string> mr = MakeCopiesWithNewUids(CorpusDir() + "/dcm4che__MR01.dcm", tmp / "mr", kStat, &mr_uids);
   ASSERT_EQ(ct.size(), static_cast<size_t>(kRoutine));
   ASSERT_EQ(mr.size(), static_cast<size_t>(kStat));
