@@ -507,6 +507,12 @@ class Store {
   // until it returns false (a scan: one row per study and destination).
   // Nothing on a store without the `history` database (read-only, older).
   virtual Status ListStudies(const std::function<bool(const StudyHistory&)>& fn) const = 0;
+  // The delivery history record of one study (without its destinations:
+  // `destinations` is empty), or NotFound: no such study, no study UID kept
+  // (longer than 64 characters), or a store without the `history` database.
+  // One lookup; the delivery scheduler reads last_received_unix_ms for
+  // hold_study.
+  virtual Result<StudyHistory> FindStudy(const std::string& study_instance_uid) const = 0;
   // Streams the raw data set bytes of object `id` to `sink`, chunk by chunk,
   // verifying the checksum at the end (Corruption if it differs).
   virtual Status ReadObject(uint64_t id, const std::function<Status(std::span<const uint8_t>)>& sink) const = 0;

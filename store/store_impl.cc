@@ -326,6 +326,22 @@ class StoreImpl final : public Store {
     return ForEachStudy(txn, env_.dbis(), fn);
   }
 
+  Result<StudyHistory> FindStudy(const std::string& study_instance_uid) const override {
+    if (!env_.dbis().has_history || study_instance_uid.empty()) {
+      return Status::NotFound("no history of study '" + study_instance_uid + "'");
+    }
+    Txn txn;
+    RELAIS_RETURN_IF_ERROR(txn.Begin(env_, false));
+    std::span<const uint8_t> v;
+    Status s = txn.Get(env_.dbis().history, ToVal(std::string_view(study_instance_uid)), &v);
+    if (s.IsNotFound()) return Status::NotFound("no history of study '" + study_instance_uid + "'");
+    RELAIS_RETURN_IF_ERROR(s);
+    StudyHistory h;
+    RELAIS_RETURN_IF_ERROR(DecodeStudyRecord(v, &h));
+    h.study_instance_uid = study_instance_uid;
+    return h;
+  }
+
   Status ReadObject(uint64_t id, const std::function<Status(std::span<const uint8_t>)>& sink) const override {
     Result<std::unique_ptr<ObjectReader>> reader = OpenObject(id);
     if (!reader.ok()) return reader.status();

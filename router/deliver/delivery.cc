@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "router/deliver/delivery_state.h"
+#include "router/deliver/queue_scan.h"
 #include "router/deliver/retry_policy.h"
 #include "router/deliver/scu_association.h"
 #include "router/deliver/send_prep.h"
@@ -220,77 +221,39 @@ void DeliveryScheduler::Run(Dest* d) {
 void DeliveryScheduler::Refill(Dest* d, int64_t now) {
   d->scan_wanted = false;
   d->last_scan = now;
-  d->next_due = 0;
-  const bool hold = d->cfg.hold_study_s > 0;
-  const int64_t hold_ms = static_cast<int64_t>(d->cfg.hold_study_s) * 1000;
-  const int64_t max_age_ms = static_cast<int64_t>(d->cfg.retry.max_age_s) * 1000;
-  std::vector<Row> found;
-  std::vector<Row> expired;
-  // Held destinations need every row to know when each study went quiet.
-  const size_t want =
-      hold ? SIZE_MAX : std::max<size_t>(settings_.batch_rows - std::min(settings_.batch_rows, d->ready.size()), 16);
-  std::map<std::string, int64_t> study_latest;
-  bool send_now = false;
-  Status s = store_->ListQueue(d->cfg.name, [&](const store::QueueRow& q) {
-    Key k{q.priority, q.object_id};
-    // Send now (`relais queue retry --dest`, POST /api/queue/retry, in this
-    // process or another): a row that failed before and an admin made due
-    // (attempts > 0, next_attempt 0; delivery never writes that) ends the
-    // destination's backoff. Once per row and attempt count, so that a peer
-    // still down is not probed at every scan.
-    if (q.attempts > 0 && q.next_attempt_unix_ms == 0 && d->next_try > now &&
-        d->send_now_seen.emplace(q.priority, q.object_id, q.attempts).second) {
-      send_now = true;
-    }
-    if (d->in_flight.count(k) != 0 || d->ready.count(k) != 0) return true;
-    // A row whose last failure was the link follows the destination's
-    // backoff (next_try), not its own: it is due once the link is back.
-    bool due = q.last_status == 0 || q.next_attempt_unix_ms <= now;
-    if (!due && !hold) {
-      if (d->next_due == 0 || q.next_attempt_unix_ms < d->next_due) d->next_due = q.next_attempt_unix_ms;
-      return true;
-    }
-    Result<store::ObjectMeta> meta = store_->Get(q.object_id);
-    if (!meta.ok()) return true;  // replaced or removed meanwhile: its row goes with it
-    Row row{q, std::move(*meta)};
-    row.meta.routes.clear();
-    row.meta.matched_rules.clear();
-    if (max_age_ms > 0 && now - row.meta.received_unix_ms > max_age_ms) {
-      expired.push_back(std::move(row));
-      return true;
-    }
-    if (hold) {
-      int64_t& latest = study_latest[row.meta.study_instance_uid];
-      latest = std::max(latest, row.meta.received_unix_ms);
-      if (!due) {
-        if (d->next_due == 0 || q.next_attempt_unix_ms < d->next_due) d->next_due = q.next_attempt_unix_ms;
-        return true;
-      }
-    }
-    found.push_back(std::move(row));
-    return found.size() < want;
-  });
+  ScanRequest req;
+  req.destination = d->cfg.name;
+  req.now = now;
+  req.hold_ms = static_cast<int64_t>(d->cfg.hold_study_s) * 1000;
+  req.max_age_ms = static_cast<int64_t>(d->cfg.retry.max_age_s) * 1000;
+  req.want = std::max<size_t>(settings_.batch_rows - std::min(settings_.batch_rows, d->ready.size()), 16);
+  req.next_try = d->next_try;
+  ScanResult scan;
+  Status s = ScanQueue(
+      *store_, req,
+      [d](int32_t priority, uint64_t id) {
+        Key k{priority, id};
+        return d->in_flight.count(k) != 0 || d->ready.count(k) != 0;
+      },
+      &d->send_now_seen, &scan);
   if (!s.ok()) {
     RLOG_ERROR("dest=%s event=queue-scan-failed reason=\"%s\"", d->cfg.name.c_str(), s.ToString().c_str());
     return;
   }
-  if (send_now) {
+  d->next_due = scan.next_due;
+  if (scan.send_now) {
     RLOG_INFO("dest=%s event=send-now: backoff ended by an admin (%s)", d->cfg.name.c_str(),
               d->down ? "probing now" : "trying now");
     d->next_try = 0;
   }
-  d->more_rows = !hold && found.size() >= want;  // more rows wait behind these
-  for (Row& row : found) {
-    if (hold) {
-      int64_t quiet_at = study_latest[row.meta.study_instance_uid] + hold_ms;
-      if (now < quiet_at) {
-        if (d->next_due == 0 || quiet_at < d->next_due) d->next_due = quiet_at;
-        continue;
-      }
-    }
+  d->more_rows = scan.more;  // more rows wait behind these
+  for (ScannedRow& found : scan.found) {
+    Row row{std::move(found.q), std::move(found.meta)};
     Key k = row.key();
     d->ready.emplace(k, std::move(row));
   }
+  std::vector<Row> expired;
+  for (ScannedRow& e : scan.expired) expired.push_back(Row{std::move(e.q), std::move(e.meta)});
   for (Row& row : expired) {
     ++d->stats.dead;
     Key k = row.key();
@@ -313,12 +276,19 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
     Sender* s = d->senders[i].get();
     if (!s->established || s->busy || s->closing || s->probe) continue;
     if (s->generation == d->generation) SendNext(d, s);
+    if (!s->busy && s->lane) {
+      // Nothing of its priority waits: the lane closes.
+      s->closing = true;
+      s->assoc->Release();
+      continue;
+    }
     if (!s->busy && !d->ready.empty() && d->senders.size() >= d->cfg.max_associations) {
       // It cannot carry any waiting row: make room for one planned for them.
       s->closing = true;
       s->assoc->Release();
     }
   }
+  MaybeOpenLane(d);
   // Open more associations while rows wait that no association will take.
   // After a failure, one association tries the link before the others follow.
   const size_t limit = d->failures > 0 ? 1 : d->cfg.max_associations;
@@ -330,13 +300,39 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
   }
 }
 
-void DeliveryScheduler::OpenSender(Dest* d, bool probe) {
+void DeliveryScheduler::MaybeOpenLane(Dest* d) {
+  if (d->ready.empty() || d->in_flight.empty() || d->down || d->failures > 0) return;
+  const int32_t head = d->ready.begin()->first.priority;
+  // in_flight is in queue order: its first row has the highest priority.
+  if (d->in_flight.begin()->priority >= head) return;  // rows of its rank are being sent: it takes its turn
+  const Row& first = d->ready.begin()->second;
+  const ObjectKind kind{first.meta.sop_class_uid, first.meta.transfer_syntax_uid};
+  size_t open = 0;
+  for (auto& s : d->senders) open += !s->closing && !s->probe;
+  if (open < d->cfg.max_associations) return;  // below the cap: Dispatch opens one planned for it
+  for (auto& s : d->senders) {
+    if (s->closing || s->probe) continue;
+    if (s->lane) return;                     // one lane at a time
+    if (s->established && !s->busy) return;  // free: Dispatch gives it the row or makes room
+    if (!s->established && std::find(s->proposed.begin(), s->proposed.end(), kind) != s->proposed.end()) {
+      return;  // connecting, planned for it
+    }
+  }
+  OpenSender(d, /*probe=*/false, /*lane=*/true);
+  Sender* lane = d->senders.back().get();
+  lane->lane_priority = head;
+  RLOG_INFO("dest=%s dassoc=%s event=priority-lane priority=%d in_flight=%zu max_associations=%u", d->cfg.name.c_str(),
+            lane->name.c_str(), head, d->in_flight.size(), d->cfg.max_associations);
+}
+
+void DeliveryScheduler::OpenSender(Dest* d, bool probe, bool lane) {
   auto s = std::make_unique<Sender>();
   Sender* sp = s.get();
   s->id = next_sender_id_++;
   s->name = "D" + std::to_string(s->id) + " " + d->cfg.ae_title + "@" + d->cfg.host + ":" + std::to_string(d->cfg.port);
   s->generation = d->generation;
   s->probe = probe;
+  s->lane = lane;
   std::vector<ContextProposal> proposals;
   if (probe) {
     proposals.push_back(ContextProposal{kVerification, {kImplicitVrLittleEndian}});
@@ -417,6 +413,7 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
   const auto& accepted = s->assoc->accepted_contexts();
   for (auto it = d->ready.begin(); it != d->ready.end(); ++it) {
     const Row& row = it->second;
+    if (s->lane && row.q.priority < s->lane_priority) break;  // the lane carries priority rows only
     ObjectKind kind{row.meta.sop_class_uid, row.meta.transfer_syntax_uid};
     // Only objects this association was planned for: another one may carry
     // the object as stored where this one would need a conversion.

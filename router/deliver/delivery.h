@@ -16,6 +16,12 @@
 //   contexts are planned from the SOP classes and stored transfer syntaxes
 //   of the rows waiting (PlanContexts); an object the association cannot
 //   carry waits for the next one.
+// - Priority lane: when the first waiting row has a higher priority than
+//   every row being sent (a STAT study behind a routine backlog) and no
+//   association is free to carry it, one more association is opened at
+//   once, beyond max_associations, planned for the waiting rows (highest
+//   priority first). It carries only rows of that priority or higher and is
+//   released when none is left.
 // - Due rows are taken in queue order: priority (highest first), then
 //   arrival. A row is "due" when its next_attempt time has passed, or — for
 //   a row whose last failure was the link (no DIMSE status) — as soon as the
@@ -24,7 +30,10 @@
 //   tag edits or a transfer syntax conversion is read whole, rewritten with
 //   DCMTK on the libuv thread pool (PrepareDataset) and sent from memory.
 // - hold_study_s: a study's rows wait until no object of that study has
-//   arrived for that long.
+//   arrived for that long (its history record's last arrival).
+// - The queue is read in batches (ScanQueue, queue_scan.h): a scan reads the
+//   rows already held, the rows not due yet before the first due ones, and
+//   at most batch_rows more, never the whole backlog.
 //
 // Failures (Outcome::IsTransient and the table in the .cc):
 // - Link trouble (connect refused/reset, timeouts, aborts, transient
@@ -154,7 +163,10 @@ class DeliveryScheduler {
   void Run(Dest* d);
   void Refill(Dest* d, int64_t now);
   void Dispatch(Dest* d, int64_t now);
-  void OpenSender(Dest* d, bool probe);
+  void OpenSender(Dest* d, bool probe, bool lane = false);
+  // Opens the priority lane when the first waiting row outranks every row
+  // in flight and no association can take it now.
+  void MaybeOpenLane(Dest* d);
   void OnEstablished(Dest* d, Sender* s, const Outcome& o);
   void SendNext(Dest* d, Sender* s);
   void StartSend(Dest* d, Sender* s, Row row, uint8_t context_id, const std::string& ts, bool convert);

@@ -59,6 +59,11 @@ struct DeliveryScheduler::Sender {
   bool closing = false;  // Release/Abort called, or failed
   int64_t idle_since = 0;
   std::vector<ObjectKind> proposed;  // kinds its contexts were planned for
+  // The priority lane (Dispatch): opened beyond max_associations for rows
+  // of a higher priority than those being sent; carries only rows of at
+  // least lane_priority and is released as soon as none waits.
+  bool lane = false;
+  int32_t lane_priority = 0;
 };
 
 struct DeliveryScheduler::Dest {

@@ -6,12 +6,21 @@ Success, and answers every C-STORE with the status and the raw Error Comment
 (0000,0902) bytes given on the command line (e.g. 0xA700 and Latin-1 text
 holding 0xFF), as a European PACS may do.
 
-usage: fake_scp.py PORT STATUS_HEX ERROR_COMMENT_HEX
+With DELAY_MS it is a slow peer: each C-STORE response waits that long
+(per association). With RECEIVED_LOG it appends the Affected SOP Instance
+UID of each C-STORE to that file, one line each, as it answers.
+
+usage: fake_scp.py PORT STATUS_HEX [ERROR_COMMENT_HEX [DELAY_MS [RECEIVED_LOG]]]
 """
 import socket
 import struct
 import sys
 import threading
+import time
+
+DELAY_S = 0.0
+RECEIVED_LOG = None
+LOG_LOCK = threading.Lock()
 
 
 def recv_exact(conn, n):
@@ -138,6 +147,13 @@ def serve(conn, status, comment):
 
 
 def send_rsp(conn, pcid, cmd, status, comment):
+    if struct.unpack('<H', cmd[(0, 0x100)])[0] == 0x0001:  # C-STORE-RQ
+        if DELAY_S > 0:
+            time.sleep(DELAY_S)
+        if RECEIVED_LOG:
+            uid = cmd.get((0, 0x1000), b'').rstrip(b'\0 ').decode('ascii', 'replace')
+            with LOG_LOCK, open(RECEIVED_LOG, 'a') as f:
+                f.write(uid + '\n')
     rsp = response(cmd, status, comment)
     pdv = struct.pack('>IBB', len(rsp) + 2, pcid, 0x03) + rsp
     conn.sendall(struct.pack('>BBI', 0x04, 0, len(pdv)) + pdv)
@@ -147,6 +163,11 @@ def main():
     port = int(sys.argv[1])
     status = int(sys.argv[2], 16)
     comment = bytes.fromhex(sys.argv[3]) if len(sys.argv) > 3 else b''
+    global DELAY_S, RECEIVED_LOG
+    if len(sys.argv) > 4:
+        DELAY_S = int(sys.argv[4]) / 1000.0
+    if len(sys.argv) > 5:
+        RECEIVED_LOG = sys.argv[5]
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(('127.0.0.1', port))
