@@ -102,8 +102,7 @@ TEST(ChunkCodecTest, HostileShuffledValuesAreCorruption) {
   std::vector<uint8_t> out;
   // Truncated anywhere (sampled): never a crash.
   for (size_t n = 0; n < enc.size(); n += (n < 64 ? 1 : 101)) {
-    EXPECT_EQ(DecodeChunk(std::span<const uint8_t>(enc.data(), n), 40000, &out).code(), Status::Code::kCorruption)
-        << n;
+    EXPECT_EQ(DecodeChunk(std::span<const uint8_t>(enc.data(), n), 40000, &out).code(), Status::Code::kCorruption) << n;
   }
   // Sample sizes other than 2, 4, 8.
   for (uint8_t es : {0, 1, 3, 5, 16, 255}) {

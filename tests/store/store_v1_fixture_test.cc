@@ -46,8 +46,7 @@ std::vector<Expected> ReadManifest() {
 
 // A copy of the fixture in a temp dir (opening writes lock.mdb).
 std::string CopyFixture(const TempDir& dir) {
-  std::filesystem::copy_file(std::string(RELAIS_SOURCE_DIR) + "/tests/store/fixtures/v1/data.mdb",
-                             dir.Sub("data.mdb"));
+  std::filesystem::copy_file(std::string(RELAIS_SOURCE_DIR) + "/tests/store/fixtures/v1/data.mdb", dir.Sub("data.mdb"));
   return dir.path();
 }
 
