@@ -60,7 +60,7 @@ struct StoreConfig {
   // starting at 1. An integer: that fixed level, -7..19; 0 = no compression.
   bool compression_auto = true;
   int compression_level = 1;
-  int compression_level_min = -5;  // -7..19, not above compression_level_max
+  int compression_level_min = -1;  // -7..19, not above compression_level_max
   int compression_level_max = 3;   // -7..19
   int compression_threads = 2;     // 1-64
   // Water marks of the store's usage (router/operate/storage_watch.h): used bytes

@@ -24,7 +24,7 @@ class CompressionPool {
   struct Levels {
     int level = 1;          // fixed level, or the adaptive level's start
     bool adaptive = false;  // NextLevel within [min, max] (compression_level.h)
-    int min = -5;
+    int min = -1;
     int max = 3;
   };
 

@@ -50,7 +50,7 @@ struct Options {
   // compression_level_max] (0 skipped). Ignored when compression_level is 0.
   // Default: false (a fixed level); `relais serve` defaults to true.
   bool compression_auto = false;
-  int compression_level_min = -5;  // Default: -5
+  int compression_level_min = -1;  // Default: -1
   int compression_level_max = 3;   // Default: 3
   // Number of compression threads. Default: 2.
   int compression_threads = 2;

@@ -89,7 +89,7 @@ TEST(ConfigTest, MinimalFileGetsDefaults) {
   EXPECT_EQ(c.store.max_size, 64ull << 30);
   EXPECT_EQ(c.store.compression_level, 1);
   EXPECT_TRUE(c.store.compression_auto);
-  EXPECT_EQ(c.store.compression_level_min, -5);
+  EXPECT_EQ(c.store.compression_level_min, -1);
   EXPECT_EQ(c.store.compression_level_max, 3);
   EXPECT_EQ(c.log.level, "info");
   EXPECT_EQ(c.rules_path, "");
