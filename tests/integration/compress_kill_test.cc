@@ -71,8 +71,8 @@ bool MakeObjects(const std::string& dir, std::vector<TestObject>* out, std::stri
     o.path = dir + "/obj" + std::to_string(i) + ".dcm";
     o.uid = uid;
     if (c.good()) {
-      c = ff.saveFile(o.path.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_withoutGL, EPD_noChange, 0,
-                      0, EWM_fileformat);
+      c = ff.saveFile(o.path.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_withoutGL, EPD_noChange, 0, 0,
+                      EWM_fileformat);
     }
     if (c.bad()) {
       *error = "make " + o.path + ": " + c.text();
