@@ -178,3 +178,40 @@ TEST(CompressionLevelTest, NeverZeroWithinBoundsThatHoldIt) {
 
 }  // namespace
 }  // namespace relais::store
+
+namespace relais::store {
+namespace {
+
+// The adaptive level stays within its bounds and shows in Stats; a fixed
+// level is reported as it is; objects read back exactly either way.
+TEST(CompressionLevelTest, StoreReportsItsLevelWithinTheBounds) {
+  for (bool adaptive : {true, false}) {
+    testing::TempDir dir;
+    Options o = testing::TestOptions(dir.path());
+    o.compression_auto = adaptive;
+    o.compression_level = adaptive ? 1 : 2;
+    o.compression_level_min = -2;
+    o.compression_level_max = 2;
+    auto store = Store::Open(o);
+    ASSERT_TRUE(store.ok());
+    std::vector<uint8_t> data = CtLikeBytes(300000, 21);
+    for (int i = 0; i < 20; ++i) {
+      auto r = testing::PutObject(**store, testing::MakeMeta("1.2.9." + std::to_string(i)), data);
+      ASSERT_TRUE(r.status.ok());
+      std::vector<uint8_t> back;
+      ASSERT_TRUE(testing::ReadAll(**store, r.meta.id, &back).ok());
+      EXPECT_EQ(back, data);
+    }
+    int level = (*store)->GetStats().compression_level;
+    if (adaptive) {
+      EXPECT_GE(level, -2);
+      EXPECT_LE(level, 2);
+      EXPECT_NE(level, 0);
+    } else {
+      EXPECT_EQ(level, 2);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace relais::store
