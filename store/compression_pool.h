@@ -25,7 +25,7 @@ class CompressionPool {
     int level = 1;          // fixed level, or the adaptive level's start
     bool adaptive = false;  // NextLevel within [min, max] (compression_level.h)
     int min = -1;
-    int max = 3;
+    int max = 1;
   };
 
   // Starts max(threads, 1) threads, each with its own zstd context.

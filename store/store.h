@@ -51,7 +51,7 @@ struct Options {
   // Default: false (a fixed level); `relais serve` defaults to true.
   bool compression_auto = false;
   int compression_level_min = -1;  // Default: -1
-  int compression_level_max = 3;   // Default: 3
+  int compression_level_max = 1;   // Default: 1
   // Number of compression threads. Default: 2.
   int compression_threads = 2;
   // Raw bytes per chunk. Smaller chunks compress in parallel, and while the

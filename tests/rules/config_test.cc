@@ -90,7 +90,7 @@ TEST(ConfigTest, MinimalFileGetsDefaults) {
   EXPECT_EQ(c.store.compression_level, 1);
   EXPECT_TRUE(c.store.compression_auto);
   EXPECT_EQ(c.store.compression_level_min, -1);
-  EXPECT_EQ(c.store.compression_level_max, 3);
+  EXPECT_EQ(c.store.compression_level_max, 1);
   EXPECT_EQ(c.log.level, "info");
   EXPECT_EQ(c.rules_path, "");
 }
@@ -200,7 +200,7 @@ TEST(ConfigTest, OutOfRangeNamesKeyAndRange) {
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "compression_level = \"fast\"\n"),
             "relais.toml:5:21: store.compression_level must be \"auto\" or an integer between -7 and 19, got \"fast\"");
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "compression_level_min = 4\n"),
-            "relais.toml:5:25: store.compression_level_min (4) must not be above store.compression_level_max (3)");
+            "relais.toml:5:25: store.compression_level_min (4) must not be above store.compression_level_max (1)");
   {
     Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) +
                                              "compression_level = \"auto\"\ncompression_level_min = -7\n"
