@@ -229,6 +229,9 @@ Result<std::unique_ptr<store::Store>> OpenStore(const rules::AppConfig& config) 
   so.path = config.store.path;
   so.max_size = config.store.max_size;
   so.compression_level = config.store.compression_level;
+  so.compression_auto = config.store.compression_auto;
+  so.compression_level_min = config.store.compression_level_min;
+  so.compression_level_max = config.store.compression_level_max;
   so.compression_threads = config.store.compression_threads;
   const store::Retentions r = RetentionsOf(config);
   so.retention_ms = r.delivered_ms;

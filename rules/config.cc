@@ -195,7 +195,28 @@ void ReadStore(const toml::table& t, Errors* errors, StoreConfig* out) {
     errors->Add(n->source(), "store.path must not be empty");
   }
   r.ReadSize("max_size", kMinStoreSize, &out->max_size);
-  r.ReadInt("compression_level", -7, 19, &out->compression_level);
+  if (const toml::node* n = r.Node("compression_level"); n != nullptr && n->is_string()) {
+    r.Take("compression_level");
+    if (n->as_string()->get() != "auto") {
+      errors->Add(n->source(), "store.compression_level must be \"auto\" or an integer between -7 and 19, got \"" +
+                                   n->as_string()->get() + "\"");
+    }
+    out->compression_auto = true;
+  } else if (n != nullptr) {
+    out->compression_auto = false;
+    r.ReadInt("compression_level", -7, 19, &out->compression_level);
+  }
+  r.ReadInt("compression_level_min", -7, 19, &out->compression_level_min);
+  r.ReadInt("compression_level_max", -7, 19, &out->compression_level_max);
+  if (out->compression_level_min > out->compression_level_max) {
+    const toml::node* n =
+        r.Node("compression_level_min") ? r.Node("compression_level_min") : r.Node("compression_level_max");
+    if (n != nullptr) {
+      errors->Add(n->source(), "store.compression_level_min (" + std::to_string(out->compression_level_min) +
+                                   ") must not be above store.compression_level_max (" +
+                                   std::to_string(out->compression_level_max) + ")");
+    }
+  }
   r.ReadInt("compression_threads", 1, 64, &out->compression_threads);
   ReadFraction(&r, "high_water", &out->high_water);
   ReadFraction(&r, "low_water", &out->low_water);

@@ -54,8 +54,19 @@ struct ListenerConfig {
 struct StoreConfig {
   std::string path;                 // required
   uint64_t max_size = 64ull << 30;  // bytes; also accepts "64GiB", "500MB"
-  int compression_level = 1;        // -7..19; 0 = no compression
-  int compression_threads = 2;      // 1-64
+  // "auto" (the default): the store's adaptive level, one zstd step faster
+  // while chunks wait for the compression threads, one step stronger while
+  // they keep up, within [compression_level_min, compression_level_max],
+  // starting at 1. An integer: that fixed level, -7..19; 0 = no compression.
+  bool compression_auto = true;
+  int compression_level = 1;
+  int compression_level_min = -1;  // -7..19, not above compression_level_max
+  // Default 1: with the byte shuffle, zstd 3 costs about twice the CPU of 1
+  // for no better ratio on 16-bit images (bench/README.md), and on a small
+  // box the compressor's idle time is not idle CPU (the network thread and
+  // the writer need it).
+  int compression_level_max = 1;  // -7..19
+  int compression_threads = 2;    // 1-64
   // Water marks of the store's usage (router/operate/storage_watch.h): used bytes
   // over capacity, capacity = min(max_size, data file size + free space on
   // its filesystem). Above high_water new C-STOREs are answered 0xA700 while

@@ -207,10 +207,8 @@ Status InspectCopy(const std::string& file, CopyContents* out) {
   int rc = mdb_get(raw_txn, meta, &key, &val);
   if (rc != MDB_SUCCESS || val.mv_size != 4) return Status::Corruption(file + " has no format version");
   out->format_version = GetLe32(static_cast<const uint8_t*>(val.mv_data));
-  if (out->format_version != kFormatVersion) {
-    return Status::InvalidArgument(file + " has store format version " + std::to_string(out->format_version) +
-                                   "; this build of Relais reads format version " + std::to_string(kFormatVersion) +
-                                   " only");
+  if (out->format_version < kOldestFormatVersion || out->format_version > kFormatVersion) {
+    return Status::InvalidArgument(FormatVersionRefusal(file, out->format_version));
   }
   RELAIS_RETURN_IF_ERROR(open_db("objects", &objects));
   RELAIS_RETURN_IF_ERROR(open_db("chunks", &other));
@@ -532,10 +530,8 @@ Status Store::RestoreBackup(const std::string& backup_dir, const std::string& st
   if (store_path.empty()) return Status::InvalidArgument("store path is empty");
   Result<BackupInfo> info = ReadBackupManifest(backup_dir);
   if (!info.ok()) return info.status();
-  if (info->format_version != kFormatVersion) {
-    return Status::InvalidArgument(
-        "backup at " + backup_dir + " has store format version " + std::to_string(info->format_version) +
-        "; this build of Relais reads format version " + std::to_string(kFormatVersion) + " only");
+  if (info->format_version < kOldestFormatVersion || info->format_version > kFormatVersion) {
+    return Status::InvalidArgument(FormatVersionRefusal("backup at " + backup_dir, info->format_version));
   }
   const std::string src = backup_dir + "/data.mdb";
   struct stat st;

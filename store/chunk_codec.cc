@@ -6,28 +6,108 @@
 #include <string>
 
 namespace relais::store {
+namespace {
 
-ChunkCompressor::ChunkCompressor(int level) : level_(level) {
-  if (level_ != 0) cctx_ = ZSTD_createCCtx();
+// Samples of N bytes: dst[b * count + i] = src[i * N + b]. Written per N so
+// that the compiler unrolls the inner loop (g++ -O2 vectorizes N = 2).
+template <size_t N>
+void Shuffle(const uint8_t* src, uint8_t* dst, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    for (size_t b = 0; b < N; ++b) dst[b * count + i] = src[i * N + b];
+  }
 }
+
+template <size_t N>
+void Unshuffle(const uint8_t* src, uint8_t* dst, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    for (size_t b = 0; b < N; ++b) dst[i * N + b] = src[b * count + i];
+  }
+}
+
+// Copies the unshuffled head and tail of the chunk and runs `body` on the
+// samples in between.
+template <typename Body>
+void Filter(const uint8_t* src, uint8_t* dst, size_t n, ChunkFilter f, Body body) {
+  size_t start = f.start < n ? f.start : n;
+  size_t count = ValidSampleBytes(f.sample_bytes) ? (n - start) / f.sample_bytes : 0;
+  size_t end = start + count * f.sample_bytes;
+  if (start > 0) std::memcpy(dst, src, start);
+  if (count > 0) body(src + start, dst + start, count);
+  if (end < n) std::memcpy(dst + end, src + end, n - end);
+}
+
+}  // namespace
+
+ChunkFilter ChunkFilter::ForChunk(uint64_t chunk_begin, uint64_t chunk_size, uint64_t pixel_offset,
+                                  uint32_t sample_bytes) {
+  ChunkFilter f;
+  if (!ValidSampleBytes(sample_bytes) || chunk_begin + chunk_size <= pixel_offset) return f;
+  f.sample_bytes = static_cast<uint8_t>(sample_bytes);
+  if (pixel_offset >= chunk_begin) {
+    f.start = static_cast<uint32_t>(pixel_offset - chunk_begin);
+  } else {
+    uint64_t phase = (chunk_begin - pixel_offset) % sample_bytes;
+    f.start = static_cast<uint32_t>((sample_bytes - phase) % sample_bytes);
+  }
+  return f;
+}
+
+void ShuffleBytes(const uint8_t* src, uint8_t* dst, size_t n, ChunkFilter f) {
+  Filter(src, dst, n, f, [&](const uint8_t* s, uint8_t* d, size_t count) {
+    switch (f.sample_bytes) {
+      case 2: return Shuffle<2>(s, d, count);
+      case 4: return Shuffle<4>(s, d, count);
+      default: return Shuffle<8>(s, d, count);
+    }
+  });
+}
+
+void UnshuffleBytes(const uint8_t* src, uint8_t* dst, size_t n, ChunkFilter f) {
+  Filter(src, dst, n, f, [&](const uint8_t* s, uint8_t* d, size_t count) {
+    switch (f.sample_bytes) {
+      case 2: return Unshuffle<2>(s, d, count);
+      case 4: return Unshuffle<4>(s, d, count);
+      default: return Unshuffle<8>(s, d, count);
+    }
+  });
+}
+
+ChunkCompressor::ChunkCompressor(int level) : level_(level) {}
 
 ChunkCompressor::~ChunkCompressor() { ZSTD_freeCCtx(cctx_); }
 
-std::vector<uint8_t> ChunkCompressor::Encode(std::span<const uint8_t> raw) {
+bool ChunkCompressor::Compress(std::span<const uint8_t> src, size_t budget, size_t offset, std::vector<uint8_t>* out) {
+  if (cctx_ == nullptr) cctx_ = ZSTD_createCCtx();
+  if (cctx_ == nullptr) return false;
+  out->resize(offset + budget);
+  size_t n = ZSTD_compressCCtx(cctx_, out->data() + offset, budget, src.data(), src.size(), level_);
+  if (ZSTD_isError(n)) return false;
+  out->resize(offset + n);
+  out->shrink_to_fit();
+  return true;
+}
+
+std::vector<uint8_t> ChunkCompressor::Encode(std::span<const uint8_t> raw, ChunkFilter filter, bool allow_shuffle) {
   std::vector<uint8_t> out;
-  if (cctx_ != nullptr && !raw.empty()) {
-    // Only worth it when the output is at most raw - raw/32: give zstd exactly
-    // that much room, and let it fail (dstSize_tooSmall) otherwise.
-    size_t budget = raw.size() - raw.size() / kMinSavingDenominator;
-    if (budget > 0 && budget < raw.size()) {
-      out.resize(1 + budget);
-      size_t n = ZSTD_compressCCtx(cctx_, out.data() + 1, budget, raw.data(), raw.size(), level_);
-      if (!ZSTD_isError(n)) {
-        out[0] = static_cast<uint8_t>(ChunkFlag::kZstd);
-        out.resize(1 + n);
-        out.shrink_to_fit();
+  if (level_ != 0 && !raw.empty()) {
+    // Only worth it when the value is at most raw - raw/32 bytes (flag and
+    // filter header included): give zstd exactly that much room, and let it
+    // fail (dstSize_tooSmall) otherwise.
+    const size_t limit = raw.size() - raw.size() / kMinSavingDenominator;
+    const bool shuffle = allow_shuffle && ValidSampleBytes(filter.sample_bytes) && filter.start < raw.size() &&
+                         raw.size() - filter.start >= filter.sample_bytes;
+    if (shuffle && limit > 1 + kShuffleHeaderBytes) {
+      scratch_.resize(raw.size());
+      ShuffleBytes(raw.data(), scratch_.data(), raw.size(), filter);
+      if (Compress(scratch_, limit - 1 - kShuffleHeaderBytes, 1 + kShuffleHeaderBytes, &out)) {
+        out[0] = static_cast<uint8_t>(ChunkFlag::kShuffleZstd);
+        out[1] = filter.sample_bytes;
+        for (int i = 0; i < 4; ++i) out[2 + i] = static_cast<uint8_t>(filter.start >> (8 * i));
         return out;
       }
+    } else if (!shuffle && limit > 1 && Compress(raw, limit - 1, 1, &out)) {
+      out[0] = static_cast<uint8_t>(ChunkFlag::kZstd);
+      return out;
     }
   }
   out.resize(1 + raw.size());
@@ -35,6 +115,26 @@ std::vector<uint8_t> ChunkCompressor::Encode(std::span<const uint8_t> raw) {
   if (!raw.empty()) std::memcpy(out.data() + 1, raw.data(), raw.size());
   return out;
 }
+
+namespace {
+
+// Decompresses one zstd frame of at most max_raw_size bytes into `out`.
+Status DecompressFrame(std::span<const uint8_t> frame, uint64_t max_raw_size, std::vector<uint8_t>* out) {
+  unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) {
+    return Status::Corruption("zstd chunk has no valid frame header");
+  }
+  if (size > max_raw_size) {
+    return Status::Corruption("zstd chunk declares " + std::to_string(size) + " bytes, more than the chunk size");
+  }
+  out->resize(size);
+  size_t n = ZSTD_decompress(out->data(), out->size(), frame.data(), frame.size());
+  if (ZSTD_isError(n)) return Status::Corruption(std::string("zstd: ") + ZSTD_getErrorName(n));
+  if (n != size) return Status::Corruption("zstd chunk shorter than its declared size");
+  return Status::OK();
+}
+
+}  // namespace
 
 Status DecodeChunk(std::span<const uint8_t> value, uint64_t max_raw_size, std::vector<uint8_t>* out) {
   if (value.empty()) return Status::Corruption("empty chunk value (no flag byte)");
@@ -44,18 +144,24 @@ Status DecodeChunk(std::span<const uint8_t> value, uint64_t max_raw_size, std::v
       if (payload.size() > max_raw_size) return Status::Corruption("raw chunk larger than the chunk size");
       out->assign(payload.begin(), payload.end());
       return Status::OK();
-    case ChunkFlag::kZstd: {
-      unsigned long long size = ZSTD_getFrameContentSize(payload.data(), payload.size());
-      if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) {
-        return Status::Corruption("zstd chunk has no valid frame header");
+    case ChunkFlag::kZstd: return DecompressFrame(payload, max_raw_size, out);
+    case ChunkFlag::kShuffleZstd: {
+      if (payload.size() < kShuffleHeaderBytes) return Status::Corruption("shuffled chunk shorter than its header");
+      ChunkFilter f;
+      f.sample_bytes = payload[0];
+      for (int i = 0; i < 4; ++i) f.start |= static_cast<uint32_t>(payload[1 + i]) << (8 * i);
+      if (!ValidSampleBytes(f.sample_bytes)) {
+        return Status::Corruption("shuffled chunk names sample size " + std::to_string(f.sample_bytes) +
+                                  " (2, 4 or 8 expected)");
       }
-      if (size > max_raw_size) {
-        return Status::Corruption("zstd chunk declares " + std::to_string(size) + " bytes, more than the chunk size");
+      thread_local std::vector<uint8_t> shuffled;
+      RELAIS_RETURN_IF_ERROR(DecompressFrame(payload.subspan(kShuffleHeaderBytes), max_raw_size, &shuffled));
+      if (f.start > shuffled.size()) {
+        return Status::Corruption("shuffled chunk starts its samples at " + std::to_string(f.start) + ", past its " +
+                                  std::to_string(shuffled.size()) + " bytes");
       }
-      out->resize(size);
-      size_t n = ZSTD_decompress(out->data(), out->size(), payload.data(), payload.size());
-      if (ZSTD_isError(n)) return Status::Corruption(std::string("zstd: ") + ZSTD_getErrorName(n));
-      if (n != size) return Status::Corruption("zstd chunk shorter than its declared size");
+      out->resize(shuffled.size());
+      UnshuffleBytes(shuffled.data(), out->data(), shuffled.size(), f);
       return Status::OK();
     }
   }

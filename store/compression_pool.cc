@@ -2,9 +2,14 @@
 
 namespace relais::store {
 
-CompressionPool::CompressionPool(int threads, int level) : level_(level) {
-  if (threads < 1) threads = 1;
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+CompressionPool::CompressionPool(int threads, Levels levels)
+    : levels_(levels), thread_count_(threads < 1 ? 1 : threads), current_(levels.level) {
+  if (levels_.adaptive && levels_.level != 0) {
+    state_.level = levels_.level;
+    state_ = NextLevel(state_, 1, thread_count_, levels_.min, levels_.max);  // inside the bounds
+    current_ = state_.level;
+  }
+  for (int i = 0; i < thread_count_; ++i) threads_.emplace_back([this] { Run(); });
 }
 
 CompressionPool::~CompressionPool() { Stop(); }
@@ -18,7 +23,7 @@ void CompressionPool::Submit(Job job) {
       return;
     }
   }
-  ChunkCompressor compressor(level_);
+  ChunkCompressor compressor(current_.load());
   job(compressor);
 }
 
@@ -34,7 +39,7 @@ void CompressionPool::Stop() {
 }
 
 void CompressionPool::Run() {
-  ChunkCompressor compressor(level_);
+  ChunkCompressor compressor(current_.load());
   for (;;) {
     Job job;
     {
@@ -43,7 +48,12 @@ void CompressionPool::Run() {
       if (jobs_.empty()) return;  // stopping and drained
       job = std::move(jobs_.front());
       jobs_.pop_front();
+      if (levels_.adaptive && levels_.level != 0) {
+        state_ = NextLevel(state_, jobs_.size(), thread_count_, levels_.min, levels_.max);
+        current_.store(state_.level, std::memory_order_relaxed);
+      }
     }
+    compressor.set_level(current_.load(std::memory_order_relaxed));
     job(compressor);
   }
 }

@@ -101,6 +101,18 @@ Status LmdbEnv::Open(const std::string& path, uint64_t map_size, bool read_only)
   return txn.Commit();
 }
 
+std::string FormatVersionRefusal(const std::string& what, uint32_t version) {
+  std::string range = kOldestFormatVersion == kFormatVersion
+                          ? std::to_string(kFormatVersion) + " only"
+                          : std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion);
+  return what + " has format version " + std::to_string(version) + "; this build of Relais reads format version " +
+         range +
+         (version > kFormatVersion ? " (written by a newer Relais): install that version again, or move this "
+                                     "store away and restore a backup taken with this version"
+                                   : ": no migration from that version exists in this build; run the Relais "
+                                     "that wrote it until its queues are empty, then move the store away");
+}
+
 Status LmdbEnv::CheckFormatVersion(Txn& txn, const std::string& path) {
   std::span<const uint8_t> v;
   Status s = txn.Get(dbis_.meta, ToVal(std::string_view(kMetaFormatVersion)), &v);
@@ -108,20 +120,29 @@ Status LmdbEnv::CheckFormatVersion(Txn& txn, const std::string& path) {
     if (read_only_) return Status::Corruption("store at " + path + " has no format version");
     uint8_t buf[4];
     PutLe32(buf, kFormatVersion);
+    format_version_ = kFormatVersion;
     return txn.Put(dbis_.meta, ToVal(std::string_view(kMetaFormatVersion)), ToVal(std::span<const uint8_t>(buf)));
   }
   RELAIS_RETURN_IF_ERROR(s);
   if (v.size() != 4) return Status::Corruption("store at " + path + ": format version record is not 4 bytes");
   uint32_t version = GetLe32(v.data());
-  if (version != kFormatVersion) {
-    return Status::InvalidArgument(
-        "store at " + path + " has format version " + std::to_string(version) +
-        "; this build of Relais reads format version " + std::to_string(kFormatVersion) + " only" +
-        (version > kFormatVersion ? " (written by a newer Relais): install that version again, or move this "
-                                    "store away and restore a backup taken with this version"
-                                  : ": no migration from that version exists in this build; run the Relais "
-                                    "that wrote it until its queues are empty, then move the store away"));
+  if (version < kOldestFormatVersion || version > kFormatVersion) {
+    return Status::InvalidArgument(FormatVersionRefusal("store at " + path, version));
   }
+  format_version_ = version;
+  return Status::OK();
+}
+
+Status LmdbEnv::UpgradeFormatVersion() {
+  if (format_version_ >= kFormatVersion) return Status::OK();
+  Txn txn;
+  RELAIS_RETURN_IF_ERROR(txn.Begin(*this, true));
+  uint8_t buf[4];
+  PutLe32(buf, kFormatVersion);
+  RELAIS_RETURN_IF_ERROR(
+      txn.Put(dbis_.meta, ToVal(std::string_view(kMetaFormatVersion)), ToVal(std::span<const uint8_t>(buf))));
+  RELAIS_RETURN_IF_ERROR(txn.Commit());
+  format_version_ = kFormatVersion;
   return Status::OK();
 }
 

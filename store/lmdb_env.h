@@ -30,8 +30,14 @@ inline std::span<const uint8_t> FromVal(const MDB_val& v) {
 }
 
 // On-disk format version, stored in `meta` under kMetaFormatVersion as a
-// u32 little-endian. Bump on any incompatible change (FORMAT.md).
-inline constexpr uint32_t kFormatVersion = 1;
+// u32 little-endian. Bump on any incompatible change (FORMAT.md). This build
+// reads versions kOldestFormatVersion..kFormatVersion; a serving open
+// upgrades an older store's marker (UpgradeFormatVersion) before it writes
+// anything only the newer version has (shuffled chunks, version 2).
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestFormatVersion = 1;
+// The "format version N; this build reads ..." refusal, shared with backups.
+std::string FormatVersionRefusal(const std::string& what, uint32_t version);
 inline constexpr char kMetaFormatVersion[] = "format_version";
 inline constexpr char kMetaNextId[] = "next_id";
 inline constexpr char kMetaRawBytes[] = "raw_bytes";
@@ -101,6 +107,12 @@ class LmdbEnv {
   MDB_env* env() const { return env_; }
   const Dbis& dbis() const { return dbis_; }
   bool read_only() const { return read_only_; }
+  // The format version of the store as opened (or as upgraded).
+  uint32_t format_version() const { return format_version_; }
+
+  // Writes kFormatVersion as the store's version when it is older, in its
+  // own durable transaction (FORMAT.md "Compatibility"). REQUIRES: read-write.
+  Status UpgradeFormatVersion();
 
   // Begins a transaction; retries once after adopting a map size grown by
   // another process (MDB_MAP_RESIZED).
@@ -114,6 +126,7 @@ class LmdbEnv {
   MDB_env* env_ = nullptr;
   Dbis dbis_;
   bool read_only_ = false;
+  uint32_t format_version_ = 0;
 };
 
 // RAII transaction: aborted on destruction unless committed.

@@ -41,8 +41,17 @@ struct Options {
   // Default: false.
   bool read_only = false;
   // zstd level for chunks; 0 stores chunks uncompressed. Negative levels are
-  // zstd's fast modes. Default: 1.
+  // zstd's fast modes. With compression_auto, the level the adaptive policy
+  // starts from. Default: 1.
   int compression_level = 1;
+  // Adaptive level (store/compression_level.h): one step faster while
+  // chunks wait for the compression threads, one step stronger while they
+  // keep up with room to spare, within [compression_level_min,
+  // compression_level_max] (0 skipped). Ignored when compression_level is 0.
+  // Default: false (a fixed level); `relais serve` defaults to true.
+  bool compression_auto = false;
+  int compression_level_min = -1;  // Default: -1
+  int compression_level_max = 1;   // Default: 1
   // Number of compression threads. Default: 2.
   int compression_threads = 2;
   // Raw bytes per chunk. Smaller chunks compress in parallel, and while the
@@ -335,6 +344,15 @@ class ObjectWriter {
   // reading its input while this is above its budget (back-pressure); see
   // Store::SetProgressCallback.
   virtual uint64_t UncommittedBytes() const = 0;
+  // Tells the store where the object's pixel samples start: `offset`, the
+  // data set byte where the Pixel Data value begins, and `sample_bytes`
+  // (Bits Allocated / 8 of native pixel data: 2, 4 or 8; anything else, or
+  // encapsulated pixel data, means none). Chunks holding bytes from
+  // `offset` on are byte-shuffled by sample before compression (FORMAT.md
+  // "chunks"), which compresses 16-bit images much better and faster.
+  // Optional; call before appending the pixel bytes (chunks already handed
+  // to the store stay unshuffled, which is equally exact).
+  virtual void SetPixelLayout(uint64_t /*offset*/, uint32_t /*sample_bytes*/) {}
   // Flushes the last chunk and commits the object: its metadata, all its
   // chunks and the SOP Instance UID index become durable in one commit
   // (fsync'd) before `done` is called with OK. `meta.id`, sizes, chunk_count
@@ -551,6 +569,9 @@ class Store {
     // Objects removed because their class's retention ran out, since open
     // (dropped objects not kept at all count here too).
     uint64_t expired[kObjectClassCount] = {};
+    // zstd level of the latest chunk compressed (the adaptive level), or the
+    // configured level; 0 when chunks are stored uncompressed.
+    int compression_level = 0;
   };
   virtual Stats GetStats() const = 0;
 

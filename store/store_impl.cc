@@ -66,10 +66,11 @@ class RefusingObjectWriter final : public ObjectWriter {
 
 class ObjectWriterImpl final : public ObjectWriter {
  public:
-  ObjectWriterImpl(Writer* writer, CompressionPool* pool, size_t chunk_size)
+  ObjectWriterImpl(Writer* writer, CompressionPool* pool, size_t chunk_size, bool allow_shuffle)
       : writer_(writer),
         pool_(pool),
         chunk_size_(chunk_size == 0 ? 1 : chunk_size),
+        allow_shuffle_(allow_shuffle),
         state_(std::make_shared<ObjectState>(writer->NewId())),
         hash_(XXH3_createState()) {
     XXH3_64bits_reset(hash_);
@@ -93,6 +94,11 @@ class ObjectWriterImpl final : public ObjectWriter {
   }
 
   uint64_t UncommittedBytes() const override { return state_->uncommitted->load(); }
+
+  void SetPixelLayout(uint64_t offset, uint32_t sample_bytes) override {
+    pixel_offset_ = offset;
+    sample_bytes_ = ValidSampleBytes(sample_bytes) ? sample_bytes : 0;
+  }
 
   void Finish(ObjectMeta meta, DoneCallback done) override {
     if (finished_) return;
@@ -124,13 +130,18 @@ class ObjectWriterImpl final : public ObjectWriter {
  private:
   void SubmitChunk() {
     uint32_t index = next_index_++;
+    // Chunk i holds raw bytes [i * chunk_size, ...) of the object (FORMAT.md).
+    ChunkFilter filter;
+    if (allow_shuffle_ && sample_bytes_ != 0) {
+      filter = ChunkFilter::ForChunk(uint64_t{index} * chunk_size_, buffer_.size(), pixel_offset_, sample_bytes_);
+    }
     state_->uncommitted->fetch_add(buffer_.size());
     {
       std::lock_guard<std::mutex> lock(state_->mu);
       ++state_->outstanding;
     }
     Writer* writer = writer_;
-    pool_->Submit([writer, state = state_, index, raw = std::move(buffer_)](ChunkCompressor& c) {
+    pool_->Submit([writer, state = state_, index, filter, raw = std::move(buffer_)](ChunkCompressor& c) {
       bool skip;
       {
         std::lock_guard<std::mutex> lock(state->mu);
@@ -142,7 +153,7 @@ class ObjectWriterImpl final : public ObjectWriter {
       op.index = index;
       op.raw_bytes = raw.size();
       op.uncommitted = state->uncommitted;
-      if (!skip) op.value = c.Encode(raw);
+      if (!skip) op.value = c.Encode(raw, filter);
       std::lock_guard<std::mutex> lock(state->mu);
       --state->outstanding;
       if (state->aborted) {
@@ -175,6 +186,9 @@ class ObjectWriterImpl final : public ObjectWriter {
   Writer* const writer_;
   CompressionPool* const pool_;
   const size_t chunk_size_;
+  const bool allow_shuffle_;  // the store's format version has shuffled chunks
+  uint64_t pixel_offset_ = 0;
+  uint32_t sample_bytes_ = 0;  // 0: no pixel layout known
   const std::shared_ptr<ObjectState> state_;
   XXH3_state_t* const hash_;
   std::vector<uint8_t> buffer_;
@@ -264,8 +278,16 @@ class StoreImpl final : public Store {
     // `relais serve` may have objects pending, which recovery would delete.
     if (options_.read_only || admin) return Status::OK();
     writer_ = std::make_unique<Writer>(&env_, options_.max_batch, Retentions::From(options_), options_.clock);
+    // Serving writes shuffled chunks, which only format version 2 has: an
+    // older store's marker is raised first (FORMAT.md "Compatibility").
+    RELAIS_RETURN_IF_ERROR(env_.UpgradeFormatVersion());
     RELAIS_RETURN_IF_ERROR(writer_->Init());
-    pool_ = std::make_unique<CompressionPool>(options_.compression_threads, options_.compression_level);
+    CompressionPool::Levels levels;
+    levels.level = options_.compression_level;
+    levels.adaptive = options_.compression_auto;
+    levels.min = options_.compression_level_min;
+    levels.max = options_.compression_level_max;
+    pool_ = std::make_unique<CompressionPool>(options_.compression_threads, levels);
     writer_->Start();
     return Status::OK();
   }
@@ -276,7 +298,8 @@ class StoreImpl final : public Store {
           std::string("store at ") + options_.path + " is open " +
           (options_.read_only ? "read-only" : "in admin mode") + ": it cannot receive objects"));
     }
-    return std::make_unique<ObjectWriterImpl>(writer_.get(), pool_.get(), options_.chunk_size);
+    return std::make_unique<ObjectWriterImpl>(writer_.get(), pool_.get(), options_.chunk_size,
+                                              env_.format_version() >= 2);
   }
 
   void SetProgressCallback(std::function<void()> cb) override {
@@ -660,6 +683,7 @@ class StoreImpl final : public Store {
     if (writer_) {
       for (size_t c = 0; c < kObjectClassCount; ++c) st.expired[c] = writer_->expired(c);
       st.fsyncs = 2 * st.commits;
+      st.compression_level = pool_ ? pool_->level() : 0;
       writer_->BatchStats(st.batch_count, std::size(st.batch_count), &st.batch_ops);
     }
     return st;

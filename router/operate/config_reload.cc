@@ -53,7 +53,9 @@ ConfigChanges DiffConfig(const rules::AppConfig& before, const rules::AppConfig&
   const rules::StoreConfig& s1 = after.store;
   need(s0.path != s1.path, "[store] path");
   need(s0.max_size != s1.max_size, "[store] max_size");
-  need(s0.compression_level != s1.compression_level, "[store] compression_level");
+  need(s0.compression_level != s1.compression_level || s0.compression_auto != s1.compression_auto ||
+           s0.compression_level_min != s1.compression_level_min || s0.compression_level_max != s1.compression_level_max,
+       "[store] compression_level");
   need(s0.compression_threads != s1.compression_threads, "[store] compression_threads");
   need(s0.scrub_rate != s1.scrub_rate, "[store] scrub_rate");
   auto retention = [&c](uint64_t old_s, uint64_t new_s, const char* what) {

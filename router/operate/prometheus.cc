@@ -234,6 +234,10 @@ void RenderStore(const store::Store::Stats& s, const StorageWatch* watch, const 
   p->One("relais_store_raw_bytes", "gauge", "Data set bytes of the stored objects, as received.", s.raw_bytes);
   p->One("relais_store_stored_bytes", "gauge", "Bytes of the stored objects' chunks after compression.",
          s.stored_bytes);
+  p->One("relais_store_compression_level", "gauge",
+         "zstd level of the latest chunk compressed (the adaptive level with compression_level = \"auto\"); "
+         "0 = off.",
+         static_cast<double>(s.compression_level));
   // Per lifecycle class (store/FORMAT.md "Lifecycle"), from counts the store
   // keeps in its meta table: no scan per scrape. All five always present.
   struct PerClass {

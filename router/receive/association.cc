@@ -494,7 +494,8 @@ void ScpAssociation::HandleData(const ul::Pdv& pdv) {
   }
   in.bytes += pdv.data.size();
   if (in.store && !in.failed) {
-    in.writer->Append(pdv.data);
+    // The header is parsed before the bytes go to the store, so that the
+    // chunk where pixels start already knows their layout (byte shuffle).
     if (!in.header->done()) {
       in.header->Feed(pdv.data, pdv.is_last);
       if (in.header->done()) {
@@ -505,9 +506,12 @@ void ScpAssociation::HandleData(const ul::Pdv& pdv) {
           in.fail_reason = info.status().message();
           in.writer->Abort();
           in.writer.reset();
+        } else if (info->sample_bytes != 0) {
+          in.writer->SetPixelLayout(info->pixel_offset, info->sample_bytes);
         }
       }
     }
+    if (in.writer) in.writer->Append(pdv.data);
     if (in.writer && in.writer->UncommittedBytes() > server_->settings().max_uncommitted_bytes) {
       conn_.PauseReading();
     }

@@ -195,6 +195,17 @@ Result<HeaderInfo> HeaderParser::result() const {
   info.patient_name = rules::DecodeDicomText(get(DCM_PatientName), cs, rules::TextKind::kPersonName);
   info.accession_number = rules::DecodeDicomText(get(DCM_AccessionNumber), cs, rules::TextKind::kValue);
   info.study_date = get(DCM_StudyDate);
+  // PS3.5 A.1, A.2: native little endian pixel data (never encapsulated in
+  // these transfer syntaxes); the guard stopped just after the Pixel Data
+  // element's header, i.e. at its value's first byte. (DCMTK's readUntilTag
+  // does not keep the Pixel Data element, so its length is not checked: the
+  // shuffle is exact whatever the bytes.)
+  Uint16 bits = 0;
+  if (!s.deflated && (s.xfer == EXS_LittleEndianImplicit || s.xfer == EXS_LittleEndianExplicit) && s.guard->stopped() &&
+      ds.findAndGetUint16(DCM_BitsAllocated, bits).good() && (bits == 16 || bits == 32 || bits == 64)) {
+    info.pixel_offset = s.guard->stop_offset();
+    info.sample_bytes = bits / 8;
+  }
   if (info.sop_class_uid.empty()) return Status::InvalidArgument("data set has no SOP Class UID (0008,0016)");
   if (info.sop_instance_uid.empty()) {
     return Status::InvalidArgument("data set has no SOP Instance UID (0008,0018)");

@@ -49,6 +49,14 @@ struct HeaderInfo {
   std::string patient_name;      // (0010,0010) decoded to UTF-8, PN with ^
   std::string accession_number;  // (0008,0050), decoded to UTF-8
   std::string study_date;        // (0008,0020), YYYYMMDD as received
+  // Where native pixel samples start, for the store's byte shuffle
+  // (store::ObjectWriter::SetPixelLayout): the offset in the data set bytes
+  // as received of the Pixel Data (7FE0,0010) value, and Bits Allocated
+  // (0028,0100) / 8. Both 0 unless the transfer syntax is native little
+  // endian (implicit or explicit VR; not deflated, not encapsulated, not
+  // big endian), Pixel Data was reached and Bits Allocated is 16, 32 or 64.
+  uint64_t pixel_offset = 0;
+  uint32_t sample_bytes = 0;
 };
 
 class HeaderParser {

@@ -71,6 +71,7 @@ TEST(ConfigTest, FullFileParses) {
   EXPECT_EQ(c.store.path, "/srv/relais");
   EXPECT_EQ(c.store.max_size, 10u << 20);
   EXPECT_EQ(c.store.compression_level, -3);
+  EXPECT_FALSE(c.store.compression_auto);
   EXPECT_EQ(c.store.compression_threads, 4);
   EXPECT_EQ(c.log.level, "debug");
   EXPECT_EQ(c.rules_path, "/etc/relais/rules.toml");
@@ -87,6 +88,9 @@ TEST(ConfigTest, MinimalFileGetsDefaults) {
   EXPECT_EQ(c.listener.max_pdu, defaults.max_pdu);
   EXPECT_EQ(c.store.max_size, 64ull << 30);
   EXPECT_EQ(c.store.compression_level, 1);
+  EXPECT_TRUE(c.store.compression_auto);
+  EXPECT_EQ(c.store.compression_level_min, -1);
+  EXPECT_EQ(c.store.compression_level_max, 1);
   EXPECT_EQ(c.log.level, "info");
   EXPECT_EQ(c.rules_path, "");
 }
@@ -193,6 +197,20 @@ TEST(ConfigTest, OutOfRangeNamesKeyAndRange) {
     std::string text = std::string("[listener]\nae_title = \"A\"\n") + c.line + "\n[store]\npath = \"/x\"\n";
     EXPECT_EQ(ErrorOf(text), c.message) << c.line;
   }
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "compression_level = \"fast\"\n"),
+            "relais.toml:5:21: store.compression_level must be \"auto\" or an integer between -7 and 19, got \"fast\"");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "compression_level_min = 4\n"),
+            "relais.toml:5:25: store.compression_level_min (4) must not be above store.compression_level_max (1)");
+  {
+    Result<AppConfig> r = ParseAppConfig(std::string(kMinimal) +
+                                             "compression_level = \"auto\"\ncompression_level_min = -7\n"
+                                             "compression_level_max = 9\n",
+                                         "relais.toml");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE(r->store.compression_auto);
+    EXPECT_EQ(r->store.compression_level_min, -7);
+    EXPECT_EQ(r->store.compression_level_max, 9);
+  }
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "compression_level = 20\n"),
             "relais.toml:5:21: store.compression_level must be between -7 and 19, got 20");
   EXPECT_EQ(ErrorOf(std::string(kMinimal) + "compression_level = -8\n"),
@@ -278,7 +296,7 @@ TEST(ConfigTest, SeveralErrorsAreAllReportedInFileOrder) {
             "relais.toml:3:8: listener.port must be between 1 and 65535, got 0\n"
             "relais.toml:4:1: unknown key 'max_pud' in [listener], did you mean 'max_pdu'?\n"
             "relais.toml:5:1: missing required key 'path' in [store]\n"
-            "relais.toml:6:21: store.compression_level must be an integer, got string\n"
+            "relais.toml:6:21: store.compression_level must be \"auto\" or an integer between -7 and 19, got \"fast\"\n"
             "relais.toml:7:2: unknown table [lgo], did you mean 'log'?");
 }
 

@@ -147,7 +147,7 @@ TEST_F(BackupTest, RestoredStoreHoldsEveryObjectRowAndAttempt) {
   auto info = Store::ReadBackupManifest(tmp_.Sub("backup"));
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->objects, ids_.size());
-  EXPECT_EQ(info->format_version, 1u);
+  EXPECT_EQ(info->format_version, 2u);
   EXPECT_EQ(info->raw_bytes, store_->GetStats().raw_bytes);
   EXPECT_EQ(info->file_bytes, std::filesystem::file_size(tmp_.Sub("backup/data.mdb")));
   EXPECT_EQ(last_progress, info->file_bytes);

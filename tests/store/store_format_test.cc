@@ -39,7 +39,7 @@ std::string FileBytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-TEST(FormatVersionTest, FreshStoreRecordsVersion1) {
+TEST(FormatVersionTest, FreshStoreRecordsVersion2) {
   TempDir dir;
   ASSERT_TRUE(Store::Open(TestOptions(dir.path())).ok());
   LmdbEnv env;
@@ -48,8 +48,8 @@ TEST(FormatVersionTest, FreshStoreRecordsVersion1) {
   ASSERT_TRUE(txn.Begin(env, false).ok());
   std::span<const uint8_t> v;
   ASSERT_TRUE(txn.Get(env.dbis().meta, ToVal(std::string_view("format_version")), &v).ok());
-  // u32 little-endian 1.
-  EXPECT_EQ(std::vector<uint8_t>(v.begin(), v.end()), (std::vector<uint8_t>{0x01, 0x00, 0x00, 0x00}));
+  // u32 little-endian 2.
+  EXPECT_EQ(std::vector<uint8_t>(v.begin(), v.end()), (std::vector<uint8_t>{0x02, 0x00, 0x00, 0x00}));
 }
 
 TEST(FormatVersionTest, NewerVersionIsRefusedNamingBoth) {

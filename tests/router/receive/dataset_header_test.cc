@@ -158,6 +158,37 @@ Loaded LoadCorpus(const char* name) {
   return l;
 }
 
+// The pixel layout for the store's byte shuffle: the offset is the first
+// byte of the Pixel Data value (the element's header just before it), for
+// native little endian 16-bit data only.
+TEST(HeaderParserTest, PixelLayoutOfNativeSixteenBitData) {
+  struct Case {
+    const char* name;
+    size_t header_bytes;  // of the Pixel Data element: 12 explicit VR OW, 8 implicit
+    uint32_t sample_bytes;
+  };
+  for (Case c : {Case{"pynetdicom__CTImageStorage.dcm", 12, 2}, Case{"dcm4che__MR01.dcm", 8, 2},
+                 Case{"fodicom__GH538-jpeg1.dcm", 0, 0}, Case{"fodicom__Deflated.dcm", 0, 0}}) {
+    SCOPED_TRACE(c.name);
+    Loaded l = LoadCorpus(c.name);
+    Result<HeaderInfo> r = ParseInFragments(l.bytes, l.ts, 4000, 3);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r->sample_bytes, c.sample_bytes);
+    if (c.sample_bytes == 0) {
+      EXPECT_EQ(r->pixel_offset, 0u);
+      continue;
+    }
+    const uint64_t at = r->pixel_offset;
+    ASSERT_GT(at, c.header_bytes);
+    ASSERT_LE(at, l.bytes.size());
+    const uint8_t* tag = l.bytes.data() + at - c.header_bytes;
+    EXPECT_EQ(std::vector<uint8_t>(tag, tag + 4), (std::vector<uint8_t>{0xE0, 0x7F, 0x10, 0x00}));
+    const uint8_t* len = l.bytes.data() + at - 4;
+    uint32_t length = len[0] | len[1] << 8 | len[2] << 16 | static_cast<uint32_t>(len[3]) << 24;
+    EXPECT_LE(at + length, l.bytes.size());
+  }
+}
+
 TEST(HeaderParserTest, OneByteAtATime) {
   for (const char* name : {"pynetdicom__CTImageStorage.dcm", "dcm4che__MR01.dcm", "pydicomdata__SC_rgb_expb.dcm",
                            "fodicom__Deflated.dcm", "pydicomdata__MR-SIEMENS-DICOM-WithOverlays.dcm"}) {
