@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
-if [ ${#TARGETS[@]} -eq 0 ]; then TARGETS=(pdu dimse fsm header config association text); fi
+if [ ${#TARGETS[@]} -eq 0 ]; then TARGETS=(pdu dimse fsm header config association text chunk); fi
 
 # RELAIS_FUZZ_BUILD: a build folder configured with -DRELAIS_FUZZ=ON and clang
 # (scripts/test.sh reuses its sanitizer build); configured here if new.
