@@ -72,6 +72,15 @@ void ConcurrencyController::OnRefused(int64_t now_ms, uint32_t open) {
   SetTarget(std::min(target_, Limit()), "peer-refused");
 }
 
+void ConcurrencyController::OnOutOfResources(uint32_t open) {
+  if (settings_.fixed) return;
+  slow_start_ = false;
+  from_ = 0;
+  ref_bytes_per_s_ = ref_rtt_ms_ = 0;
+  const uint32_t fewer = open > 1 ? open - 1 : 1;
+  SetTarget(std::min(target_, fewer), "peer-out-of-resources");
+}
+
 void ConcurrencyController::OnObject(int64_t now_ms, int64_t round_trip_ms, uint64_t bytes) {
   (void)now_ms;
   if (!measuring_) return;

@@ -37,8 +37,8 @@ class ConcurrencyController {
  public:
   struct Settings {
     bool fixed = false;
-    uint32_t max = 64;    // cap (max_associations)
-    uint32_t start = 2;   // first target (capped by max)
+    uint32_t max = 64;   // cap (max_associations)
+    uint32_t start = 2;  // first target (capped by max)
     int64_t min_window_ms = 300;
     uint32_t probe_windows = 8;  // windows held before probing one step up
   };
@@ -52,6 +52,10 @@ class ConcurrencyController {
   // The peer refused one more association (transient A-ASSOCIATE-RJ) or
   // answered 0xA7xx while `open` associations were established.
   void OnRefused(int64_t now_ms, uint32_t open);
+  // The peer answered 0xA7xx (out of resources) with `open` associations
+  // established: one fewer, without a ceiling (the peer may be short of disk,
+  // not of associations).
+  void OnOutOfResources(uint32_t open);
   // One object delivered: `round_trip_ms` from the first byte sent to the
   // response, `bytes` its data set size.
   void OnObject(int64_t now_ms, int64_t round_trip_ms, uint64_t bytes);
@@ -62,7 +66,8 @@ class ConcurrencyController {
 
   uint32_t target() const { return target_; }
   // Why the target is what it is: "start", "fixed", "throughput-rising",
-  // "throughput-flat", "round-trips-grew", "peer-refused", "probing",
+  // "throughput-flat", "round-trips-grew", "peer-refused",
+  // "peer-out-of-resources", "probing",
   // "capped" (at max_associations), "holding".
   const std::string& reason() const { return reason_; }
   // The most associations the peer accepted before refusing one (0: it

@@ -28,7 +28,36 @@ std::string HumanDuration(uint64_t s) {
   return std::to_string(s) + "s";
 }
 
+ConcurrencyController::Settings ConcurrencySettings(const rules::Destination& cfg) {
+  ConcurrencyController::Settings s;
+  s.fixed = cfg.concurrency == rules::Destination::Concurrency::kFixed;
+  s.max = cfg.max_associations;
+  return s;
+}
+
 }  // namespace
+
+// Associations established and not closing (probes aside).
+uint32_t DeliveryScheduler::OpenSenders(const Dest* d) {
+  uint32_t n = 0;
+  for (const auto& s : d->senders) n += s->established && !s->closing && !s->probe;
+  return n;
+}
+
+// More associations are open than the concurrency target (it came down).
+bool DeliveryScheduler::Surplus(const Dest* d) {
+  uint32_t live = 0;
+  for (const auto& s : d->senders) live += !s->closing && !s->probe;
+  return live > d->concurrency->target();
+}
+
+void DeliveryScheduler::LogConcurrency(Dest* d) {
+  const ConcurrencyController& c = *d->concurrency;
+  if (c.changes() == d->concurrency_changes) return;
+  d->concurrency_changes = c.changes();
+  RLOG_INFO("dest=%s event=concurrency-target target=%u reason=%s open=%u ceiling=%u", d->cfg.name.c_str(), c.target(),
+            c.reason().c_str(), OpenSenders(d), c.ceiling());
+}
 
 DeliveryScheduler::DeliveryScheduler(uv_loop_t* loop, store::Store* store, DeliverySettings settings,
                                      std::function<void(std::function<void()>)> post)
@@ -71,14 +100,24 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
         uv_timer_init(loop_, &d->timer);
         d->timer.data = d;
         d->timer_open = true;
+        d->concurrency = std::make_unique<ConcurrencyController>(ConcurrencySettings(cfg));
         dests_.emplace(cfg.name, std::move(fresh));
-        RLOG_INFO("dest=%s event=destination-added ae=%s address=%s:%u max_associations=%u", cfg.name.c_str(),
-                  cfg.ae_title.c_str(), cfg.host.c_str(), cfg.port, cfg.max_associations);
+        RLOG_INFO("dest=%s event=destination-added ae=%s address=%s:%u concurrency=%s max_associations=%u",
+                  cfg.name.c_str(), cfg.ae_title.c_str(), cfg.host.c_str(), cfg.port,
+                  d->concurrency->fixed() ? "fixed" : "adaptive", cfg.max_associations);
       } else {
         bool changed = d->cfg.ae_title != cfg.ae_title || d->cfg.host != cfg.host || d->cfg.port != cfg.port ||
                        d->cfg.transfer_syntaxes != cfg.transfer_syntaxes;
         d->cfg = cfg;
         d->removed = false;
+        if (changed) {
+          // Another peer perhaps: what the old one tolerated does not hold.
+          d->concurrency = std::make_unique<ConcurrencyController>(ConcurrencySettings(cfg));
+          d->concurrency_changes = 0;
+        } else {
+          d->concurrency->Reconfigure(ConcurrencySettings(cfg));
+          LogConcurrency(d);
+        }
         if (changed) {
           ++d->generation;
           // A new address may answer: forget the link failures of the old one.
@@ -302,12 +341,14 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
 }
 
 void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
-  (void)now;
+  d->concurrency->Update(now, OpenSenders(d), !d->ready.empty());
+  LogConcurrency(d);
+  const uint32_t target = d->concurrency->target();
   for (size_t i = 0; i < d->senders.size(); ++i) {
     Sender* s = d->senders[i].get();
     if (!s->established || s->busy || s->closing || s->probe) continue;
     if (s->generation == d->generation) SendNext(d, s);
-    if (!s->busy && !d->ready.empty() && d->senders.size() >= d->cfg.max_associations) {
+    if (!s->busy && !s->closing && !d->ready.empty() && d->senders.size() >= target) {
       // It cannot carry any waiting row: make room for one planned for them.
       s->closing = true;
       s->assoc->Release();
@@ -315,7 +356,7 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
   }
   // Open more associations while rows wait that no association will take.
   // After a failure, one association tries the link before the others follow.
-  const size_t limit = d->failures > 0 ? 1 : d->cfg.max_associations;
+  const size_t limit = d->failures > 0 ? 1 : target;
   while (!d->ready.empty() && !d->down && d->senders.size() < limit) {
     size_t connecting = 0;
     for (auto& s : d->senders) connecting += !s->established && !s->closing;
@@ -373,6 +414,7 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
   if (o.kind == Outcome::Kind::kSuccess) {
     s->established = true;
     s->idle_since = NowUnixMs();
+    if (!s->probe) d->concurrency->OnOpened(OpenSenders(d));
     if (d->misconfigured) {  // the peer accepts us again (fixed on its side)
       RLOG_INFO("dest=%s dassoc=%s event=destination-configured", d->cfg.name.c_str(), s->name.c_str());
       d->misconfigured = false;
@@ -401,6 +443,19 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
     return;
   }
   s->closing = true;
+  const uint32_t open = OpenSenders(d);
+  if (!s->probe && !d->concurrency->fixed() && open > 0 && o.kind == Outcome::Kind::kRejected &&
+      o.reject_result == ul::RejectResult::kTransient) {
+    // The peer takes no more associations than those already working: not
+    // a link failure, a limit to learn (adaptive concurrency).
+    d->concurrency->OnRefused(NowUnixMs(), open);
+    RLOG_INFO("dest=%s dassoc=%s event=association-refused-at-limit open=%u target=%u reason=\"%s\"",
+              d->cfg.name.c_str(), s->name.c_str(), open, d->concurrency->target(),
+              LogEscape(o.ToString(), true).c_str());
+    d->concurrency_changes = d->concurrency->changes();
+    Run(d);
+    return;
+  }
   LinkFailure(d, o, s->name, /*log_head=*/true);
   Run(d);
 }
@@ -408,6 +463,11 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
 void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
   if (s->busy || s->closing || !s->established) return;
   if (d->paused || d->down || NowUnixMs() < d->next_try) return;  // the idle timer releases it
+  if (!s->probe && Surplus(d)) {                                  // the concurrency target came down: this one goes
+    s->closing = true;
+    s->assoc->Release();
+    return;
+  }
   const auto& accepted = s->assoc->accepted_contexts();
   for (auto it = d->ready.begin(); it != d->ready.end(); ++it) {
     const Row& row = it->second;
@@ -509,6 +569,7 @@ void DeliveryScheduler::SendAsStored(Dest* d, Sender* s, const Row& row) {
     return DeadLetterUnreadable(d, s, row, "the stored object cannot be read: " + reader.status().ToString());
   }
   uint64_t size = row.meta.raw_size;
+  s->store_started = NowUnixMs();
   s->assoc->Store(std::move(*reader), [done = SendDone(d, s, row), size](Outcome o) mutable { done(o, size); });
 }
 
@@ -567,6 +628,7 @@ void DeliveryScheduler::OnPrepared(Dest* d, uint64_t sender_id, Row row, Prepare
   uint64_t size = prepared.bytes.size();
   std::unique_ptr<store::ObjectReader> reader =
       MakeMemoryReader(row.meta, std::move(prepared.bytes), prepared.target_ts);
+  s->store_started = NowUnixMs();
   s->assoc->Store(std::move(reader), [done, size](Outcome o) mutable { done(o, size); });
 }
 
@@ -625,6 +687,11 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     st.consecutive_failures = d->failures;
     st.next_try_unix_ms = d->next_try;
     st.associations = d->senders.size();
+    st.concurrency = d->concurrency->fixed() ? "fixed" : "adaptive";
+    st.concurrency_target = d->concurrency->target();
+    st.concurrency_reason = d->concurrency->reason();
+    st.concurrency_ceiling = d->concurrency->ceiling();
+    st.max_associations = d->cfg.max_associations;
     st.in_flight = d->in_flight.size();
     st.ready = d->ready.size();
     st.ae_title = d->cfg.ae_title;
