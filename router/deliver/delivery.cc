@@ -444,10 +444,13 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
   }
   s->closing = true;
   const uint32_t open = OpenSenders(d);
-  if (!s->probe && !d->concurrency->fixed() && open > 0 && o.kind == Outcome::Kind::kRejected &&
+  uint32_t connecting = 0;
+  for (const auto& other : d->senders) connecting += !other->established && !other->closing && !other->probe;
+  if (!s->probe && !d->concurrency->fixed() && open + connecting > 0 && o.kind == Outcome::Kind::kRejected &&
       o.reject_result == ul::RejectResult::kTransient) {
-    // The peer takes no more associations than those already working: not
-    // a link failure, a limit to learn (adaptive concurrency).
+    // The peer takes no more associations than those already working (or
+    // being opened): not a link failure, a limit to learn (adaptive
+    // concurrency). Should the others fail too, they are the link failure.
     d->concurrency->OnRefused(NowUnixMs(), open);
     RLOG_INFO("dest=%s dassoc=%s event=association-refused-at-limit open=%u target=%u reason=\"%s\"",
               d->cfg.name.c_str(), s->name.c_str(), open, d->concurrency->target(),
