@@ -13,8 +13,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,7 +66,8 @@ size_t SendThroughLimitedPeer(uint32_t limit) {
 
   const std::string rules = relais_dir + "/rules.toml";
   WriteFile(rules, "[[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(peer.port()) + "\nhold_study = \"3s\"\n\n[[rule]]\nname = \"all\"\nforward = [\"pacs\"]\n");
+                       std::to_string(peer.port()) +
+                       "\nhold_study = \"3s\"\n\n[[rule]]\nname = \"all\"\nforward = [\"pacs\"]\n");
   RelaisOptions o;
   o.extra = "\n[delivery]\nconnect_timeout_s = 10\n\n[rules]\npath = \"" + rules + "\"\n";
   RelaisProcess relais(relais_dir, o);
