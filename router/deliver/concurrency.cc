@@ -81,9 +81,22 @@ void ConcurrencyController::OnOutOfResources(uint32_t open) {
   SetTarget(std::min(target_, fewer), "peer-out-of-resources");
 }
 
+int64_t ConcurrencyController::StallMs() const {
+  return std::max<int64_t>(1000, static_cast<int64_t>(3 * rtt_estimate_ms_));
+}
+
 void ConcurrencyController::OnObject(int64_t now_ms, int64_t round_trip_ms, uint64_t bytes) {
-  (void)now_ms;
+  const double rtt_ms = static_cast<double>(std::max<int64_t>(round_trip_ms, 0));
+  // No object for a long while (the link was down, the peer stalled): what
+  // the window holds says nothing of the number of associations.
+  const bool stalled = last_object_ms_ != 0 && now_ms - last_object_ms_ > StallMs();
+  last_object_ms_ = now_ms;
+  rtt_estimate_ms_ = rtt_estimate_ms_ <= 0 ? rtt_ms : 0.8 * rtt_estimate_ms_ + 0.2 * rtt_ms;
   if (!measuring_) return;
+  if (stalled) {
+    ResetWindow(now_ms);
+    return;
+  }
   window_bytes_ += bytes;
   ++window_objects_;
   window_rtt_sum_ += static_cast<double>(std::max<int64_t>(round_trip_ms, 0));
@@ -96,16 +109,15 @@ void ConcurrencyController::Update(int64_t now_ms, uint32_t open, bool backlog) 
     measuring_ = false;
     return;
   }
-  if (!measuring_) {
+  if (!measuring_ || now_ms - std::max(window_start_, last_object_ms_) > StallMs()) {
     ResetWindow(now_ms);
     return;
   }
   const int64_t elapsed = now_ms - window_start_;
-  const int64_t length = std::max<int64_t>(settings_.min_window_ms, static_cast<int64_t>(4 * last_rtt_ms_));
+  const int64_t length = std::max<int64_t>(settings_.min_window_ms, static_cast<int64_t>(3 * rtt_estimate_ms_));
   if (elapsed < length || window_objects_ < target_) return;
   const double bytes_per_s = static_cast<double>(window_bytes_) * 1000.0 / static_cast<double>(elapsed);
   const double rtt = window_rtt_sum_ / static_cast<double>(window_objects_);
-  last_rtt_ms_ = rtt;
   ResetWindow(now_ms);
   Evaluate(bytes_per_s, rtt);
 }

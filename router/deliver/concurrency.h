@@ -7,7 +7,9 @@
 // Adaptive (the default, `concurrency = "adaptive"`):
 // - Starts at `start` (2). Measures in windows that begin once all `target`
 //   associations are open and rows keep waiting; a window ends after
-//   max(4 round trips, min_window_ms) and at least `target` objects.
+//   max(3 round trips, min_window_ms) and at least `target` objects. A
+//   window in which no object was delivered for max(1 s, 3 round trips)
+//   (an outage) is thrown away.
 // - Slow start: doubles the target while each step raises the delivered
 //   bytes/s by at least half of what the extra associations could bring
 //   (a long fat link). The first step that does not steps back to the level
@@ -39,7 +41,7 @@ class ConcurrencyController {
     bool fixed = false;
     uint32_t max = 64;   // cap (max_associations)
     uint32_t start = 2;  // first target (capped by max)
-    int64_t min_window_ms = 300;
+    int64_t min_window_ms = 250;
     uint32_t probe_windows = 8;  // windows held before probing one step up
   };
   explicit ConcurrencyController(Settings settings);
@@ -81,6 +83,8 @@ class ConcurrencyController {
   void ResetWindow(int64_t now_ms);
   void Evaluate(double bytes_per_s, double mean_rtt_ms);
   uint32_t Limit() const;
+  // No object for this long: the window is stale (an outage, a stall).
+  int64_t StallMs() const;
 
   Settings settings_;
   uint32_t target_ = 2;
@@ -100,7 +104,8 @@ class ConcurrencyController {
   uint64_t window_bytes_ = 0;
   uint64_t window_objects_ = 0;
   double window_rtt_sum_ = 0;
-  double last_rtt_ms_ = 0;  // mean of the last window (for its length)
+  double rtt_estimate_ms_ = 0;  // moving average of the objects' round trips (window length)
+  int64_t last_object_ms_ = 0;  // when the last object was delivered
 };
 
 }  // namespace relais::router

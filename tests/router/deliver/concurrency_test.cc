@@ -34,7 +34,7 @@ struct Trace {
 };
 
 // Runs `c` for `seconds` of simulated time in 10 ms ticks.
-Trace Simulate(ConcurrencyController* c, const Link& l, int seconds, uint32_t seed = 1) {
+Trace Simulate(ConcurrencyController* c, const Link& l, int seconds, int64_t start_ms = 0, uint32_t seed = 1) {
   Trace tr;
   std::mt19937 rng(seed);
   std::uniform_real_distribution<double> noise(0.9, 1.1);
@@ -43,7 +43,7 @@ Trace Simulate(ConcurrencyController* c, const Link& l, int seconds, uint32_t se
   int64_t opening_until = 0;  // new associations take two round trips to open
   uint32_t wanted = 0;
   double pending = 0;  // fractional objects completed
-  for (int64_t now = 0; now < seconds * 1000; now += tick) {
+  for (int64_t now = start_ms; now < start_ms + seconds * 1000; now += tick) {
     const uint32_t target = c->target();
     if (target != wanted) {
       wanted = target;
@@ -77,7 +77,7 @@ Trace Simulate(ConcurrencyController* c, const Link& l, int seconds, uint32_t se
         tr.delivered_bytes += bytes;
       }
     }
-    if (now % 1000 == 0) tr.target_per_s.push_back(c->target());
+    if ((now - start_ms) % 1000 == 0) tr.target_per_s.push_back(c->target());
   }
   return tr;
 }
@@ -117,7 +117,7 @@ TEST(ConcurrencyTest, RampsUpOnALongFatLink) {
   EXPECT_LE(high, 48u) << "more associations than the link needs";
   EXPECT_EQ(c.ceiling(), 0u);
   // At least 80 % of the link over the last 40 s.
-  Trace rest = Simulate(&c, Link{}, 40);
+  Trace rest = Simulate(&c, Link{}, 40, 60000);
   EXPECT_GE(rest.delivered_bytes / 40.0, 0.8 * 100e6);
 }
 
@@ -195,9 +195,26 @@ TEST(ConcurrencyTest, StepsBackWhenRoundTripsGrow) {
   ASSERT_GE(before, 12u);
   Link slow;
   slow.peer_bytes_per_s = 10e6;  // two associations' worth
-  Trace tr = Simulate(&c, slow, 60);
+  Simulate(&c, slow, 60, 40000);
   EXPECT_LT(c.target(), before);
   EXPECT_LE(c.target(), before / 2) << c.reason();
+}
+
+// An outage while the window measures (objects sent before it come back
+// seconds later, all at once) is not taken for a rise or a fall.
+TEST(ConcurrencyTest, AnOutageIsNotAMeasurement) {
+  ConcurrencyController c(Adaptive());
+  int64_t now = 0;
+  for (; now < 200; now += 10) c.Update(now, 2, true);  // measuring, nothing delivered
+  // 20 s later two objects come back at once, then the link runs at 2/s.
+  now = 20000;
+  c.OnObject(now, 20000, 512 * 1024);
+  c.OnObject(now, 20000, 512 * 1024);
+  c.Update(now, 2, true);
+  EXPECT_EQ(c.target(), 2u) << c.reason();
+  EXPECT_EQ(c.changes(), 0u);
+  Simulate(&c, Link{}, 30, now + 10);
+  EXPECT_GE(c.target(), 12u) << c.reason();
 }
 
 // Without waiting rows, or before all associations are open, nothing is
