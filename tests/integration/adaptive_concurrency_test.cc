@@ -135,5 +135,66 @@ TEST(AdaptiveConcurrencyTest, PeerThatTakesOneAssociationIsLearntWithoutFailures
   EXPECT_GE(SendThroughLimitedPeer(1), 1u);
 }
 
+// kill -9 of the sender while adaptive concurrency ramps up (the whole
+// study became due at once, associations are being added): after a restart
+// every object arrives at least once (the receiver acknowledges an identical
+// copy again without keeping it twice), and what arrived is what was sent.
+TEST(AdaptiveConcurrencyTest, KillNineDuringRampUpLosesNothing) {
+  if (!HaveStorescu()) GTEST_SKIP() << "storescu not installed";
+  TempDir tmp;
+  const std::string src = tmp / "src", peer_dir = tmp / "peer", relais_dir = tmp / "relais";
+  for (const std::string& d : {src, peer_dir, relais_dir}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
+  constexpr int kObjects = 200;
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", src, kObjects, &uids);
+  ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
+  RelaisOptions peer_options;
+  peer_options.ae_title = "PACS";
+  RelaisProcess peer(peer_dir, peer_options);
+  ASSERT_TRUE(peer.Start()) << peer.Log();
+  const std::string rules = relais_dir + "/rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(peer.port()) +
+                       "\nhold_study = \"2s\"\n\n[[rule]]\nname = \"all\"\nforward = [\"pacs\"]\n");
+  RelaisOptions o;
+  o.extra = "\n[delivery]\nconnect_timeout_s = 10\n\n[rules]\npath = \"" + rules + "\"\n";
+  RelaisProcess relais(relais_dir, o);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  std::vector<std::string> argv = {"storescu", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult sent = RunCommand(argv, 600);
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+
+  // Kill once the target has risen (or, at the latest, once objects arrive).
+  int64_t deadline = NowMs() + 120000;
+  while (NowMs() < deadline && relais.Log().find("event=concurrency-target") == std::string::npos &&
+         peer.StoreList().size() < 20) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const size_t before = peer.StoreList().size();
+  relais.Kill9();
+  std::printf("killed with %zu of %d delivered\n", before, kObjects);
+  EXPECT_LT(before, static_cast<size_t>(kObjects)) << "delivered everything before the kill: nothing tested";
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+
+  deadline = NowMs() + 300000;
+  size_t arrived = 0;
+  while (NowMs() < deadline && (arrived = peer.StoreList().size()) < uids.size()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  std::map<std::string, std::string> got = peer.StoreList();
+  for (const std::string& uid : uids) EXPECT_EQ(got.count(uid), 1u) << uid;
+  // Intact: a sample of what the receiver stored is what storescu sent.
+  for (int i : {0, kObjects / 3, kObjects / 2, kObjects - 1}) {
+    const std::string out = tmp / ("export-" + std::to_string(i) + ".dcm");
+    ASSERT_TRUE(peer.Export(uids[i], out)) << uids[i];
+    std::string why;
+    EXPECT_TRUE(SameDataSet(files[i], out, &why)) << files[i] << ": " << why;
+  }
+  EXPECT_EQ(relais.Terminate(), 0);
+  EXPECT_EQ(peer.Terminate(), 0);
+}
+
 }  // namespace
 }  // namespace relais::itest
