@@ -131,6 +131,7 @@ void ConcurrencyController::Evaluate(double bytes_per_s, double rtt) {
     // of what the extra associations could.
     const double extra = static_cast<double>(target_ - from_) / static_cast<double>(from_);
     if (bytes_per_s >= ref_bytes_per_s_ * (1.0 + 0.5 * extra)) {
+      probe_every_ = settings_.probe_windows;
       ref_bytes_per_s_ = bytes_per_s;
       ref_rtt_ms_ = rtt;
       const uint32_t step = slow_start_ ? target_ : std::max<uint32_t>(target_ / 4, 1);
@@ -147,6 +148,10 @@ void ConcurrencyController::Evaluate(double bytes_per_s, double rtt) {
     const bool rtt_grew = ref_rtt_ms_ > 0 && rtt > 2.0 * ref_rtt_ms_;
     const uint32_t back = from_;
     from_ = 0;
+    // A probe that failed: wait twice as long before the next one (each
+    // probe opens associations that are released again).
+    if (!slow_start_)
+      probe_every_ = std::min(std::max(probe_every_, settings_.probe_windows) * 2, settings_.probe_windows * 16);
     slow_start_ = false;
     SetTarget(back, rtt_grew ? "round-trips-grew" : "throughput-flat");
     return;
@@ -169,7 +174,7 @@ void ConcurrencyController::Evaluate(double bytes_per_s, double rtt) {
   }
   ref_bytes_per_s_ = 0.7 * ref_bytes_per_s_ + 0.3 * bytes_per_s;
   ref_rtt_ms_ = 0.7 * ref_rtt_ms_ + 0.3 * rtt;
-  if (++held_windows_ >= settings_.probe_windows && target_ < Limit()) {
+  if (++held_windows_ >= std::max(probe_every_, settings_.probe_windows) && target_ < Limit()) {
     from_ = target_;
     SetTarget(std::min(target_ + std::max<uint32_t>(target_ / 4, 1), Limit()), "probing");
     return;

@@ -15,9 +15,9 @@
 //   (a long fat link). The first step that does not steps back to the level
 //   before it, and the controller holds there.
 // - Holding: probes one step up (a quarter more, at least one) every
-//   `probe_windows` windows; keeps it only when throughput rises the same
-//   way. Steps back a quarter when round trips grow beyond twice the least
-//   seen while throughput does not rise (queueing at the peer).
+//   `probe_windows` windows, twice as long after each probe that failed (up
+//   to 16 times); keeps it only when throughput rises the same way. Steps back a quarter when round trips grow beyond
+//   twice the least seen while throughput does not rise (queueing at the peer).
 // - A transient A-ASSOCIATE-RJ or a 0xA7xx status (the peer out of
 //   resources) sets a ceiling at the associations the peer had accepted
 //   (at least 1): the target never goes above it again for the lifetime of
@@ -98,6 +98,7 @@ class ConcurrencyController {
   double ref_rtt_ms_ = 0;       // mean round trip at the held level
   double min_rtt_ms_ = 0;       // least window mean round trip (drifting up)
   uint32_t held_windows_ = 0;
+  uint32_t probe_every_ = 0;  // windows between probes: doubles after each failed one (max(this, probe_windows))
   // The current window.
   bool measuring_ = false;
   int64_t window_start_ = 0;

@@ -446,8 +446,13 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
   const uint32_t open = OpenSenders(d);
   uint32_t connecting = 0;
   for (const auto& other : d->senders) connecting += !other->established && !other->closing && !other->probe;
-  if (!s->probe && !d->concurrency->fixed() && open + connecting > 0 && o.kind == Outcome::Kind::kRejected &&
-      o.reject_result == ul::RejectResult::kTransient) {
+  const bool refused =
+      o.kind == Outcome::Kind::kRejected && o.reject_result == ul::RejectResult::kTransient && open + connecting > 0;
+  // A peer that serves N associations at a time and lets the next one wait
+  // unanswered (storescp without --fork, a PACS's thread pool) says the same
+  // by its silence, as long as the others work.
+  const bool unanswered = o.kind == Outcome::Kind::kTimeout && open > 0;
+  if (!s->probe && !d->concurrency->fixed() && (refused || unanswered)) {
     // The peer takes no more associations than those already working (or
     // being opened): not a link failure, a limit to learn (adaptive
     // concurrency). Should the others fail too, they are the link failure.

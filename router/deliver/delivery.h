@@ -15,8 +15,9 @@
 //   (concurrency.h) targets: adaptive by default, found from throughput,
 //   round trips and the peer's refusals, at most `max_associations`; or
 //   exactly `max_associations` (concurrency = "fixed"). A transient
-//   A-ASSOCIATE-RJ while other associations work lowers the target instead
-//   of backing the destination off. Each association is reused for many
+//   A-ASSOCIATE-RJ, or an association left unanswered until the timeout,
+//   while other associations work lowers the target instead of backing the
+//   destination off. Each association is reused for many
 //   objects and released after `idle_release_ms` without work. Presentation
 //   contexts are planned from the SOP classes and stored transfer syntaxes
 //   of the rows waiting (PlanContexts); an object the association cannot
