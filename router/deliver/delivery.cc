@@ -451,7 +451,10 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
   // A peer that serves N associations at a time and lets the next one wait
   // unanswered (storescp without --fork, a PACS's thread pool) says the same
   // by its silence, as long as the others work.
-  const bool unanswered = o.kind == Outcome::Kind::kTimeout && open > 0;
+  // Only a connection the peer took and then did not answer (ScuAssociation's
+  // "no A-ASSOCIATE-AC" timeout), not a TCP connect that timed out (the link).
+  const bool unanswered = o.kind == Outcome::Kind::kTimeout && open > 0 && d->failures == 0 &&
+                          o.error.find("no A-ASSOCIATE-AC") != std::string::npos;
   if (!s->probe && !d->concurrency->fixed() && (refused || unanswered)) {
     // The peer takes no more associations than those already working (or
     // being opened): not a link failure, a limit to learn (adaptive
