@@ -131,10 +131,13 @@ void ConcurrencyController::Evaluate(double bytes_per_s, double rtt) {
     // of what the extra associations could.
     const double extra = static_cast<double>(target_ - from_) / static_cast<double>(from_);
     if (bytes_per_s >= ref_bytes_per_s_ * (1.0 + 0.5 * extra)) {
+      // Nearly linear (90 % of what the extra associations could bring):
+      // the link is far from full, so the next slow-start step quadruples.
+      slow_factor_ = bytes_per_s >= ref_bytes_per_s_ * (1.0 + 0.9 * extra) ? 4 : 2;
       probe_every_ = settings_.probe_windows;
       ref_bytes_per_s_ = bytes_per_s;
       ref_rtt_ms_ = rtt;
-      const uint32_t step = slow_start_ ? target_ : std::max<uint32_t>(target_ / 4, 1);
+      const uint32_t step = slow_start_ ? target_ * (slow_factor_ - 1) : std::max<uint32_t>(target_ / 4, 1);
       const uint32_t next = std::min(target_ + step, Limit());
       if (next <= target_) {
         from_ = 0;
@@ -143,6 +146,12 @@ void ConcurrencyController::Evaluate(double bytes_per_s, double rtt) {
       }
       from_ = target_;
       SetTarget(next, slow_start_ ? "throughput-rising" : "probing");
+      return;
+    }
+    if (slow_start_ && target_ > 2 * from_) {
+      // Quadrupling overshot: try doubling from the same level instead.
+      slow_factor_ = 2;
+      SetTarget(std::min(from_ * 2, Limit()), "throughput-rising");
       return;
     }
     const bool rtt_grew = ref_rtt_ms_ > 0 && rtt > 2.0 * ref_rtt_ms_;

@@ -12,8 +12,9 @@
 //   (an outage) is thrown away.
 // - Slow start: doubles the target while each step raises the delivered
 //   bytes/s by at least half of what the extra associations could bring
-//   (a long fat link). The first step that does not steps back to the level
-//   before it, and the controller holds there.
+//   (a long fat link); quadruples it after a step that brought nearly all
+//   of it (90 %), and doubles from the same level when that overshoots. The first step that does not steps back to the
+//   level before it, and the controller holds there.
 // - Holding: probes one step up (a quarter more, at least one) every
 //   `probe_windows` windows, twice as long after each probe that failed (up
 //   to 16 times); keeps it only when throughput rises the same way. Steps back a quarter when round trips grow beyond
@@ -91,6 +92,7 @@ class ConcurrencyController {
   std::string reason_ = "start";
   uint32_t ceiling_ = 0;
   bool slow_start_ = true;
+  uint32_t slow_factor_ = 2;  // slow start multiplies by this (4 while scaling is nearly linear)
   uint64_t changes_ = 0;
   // The level the last increase came from, and its figures; 0: no increase pending.
   uint32_t from_ = 0;
