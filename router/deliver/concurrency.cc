@@ -114,7 +114,7 @@ void ConcurrencyController::Update(int64_t now_ms, uint32_t open, bool backlog) 
     return;
   }
   const int64_t elapsed = now_ms - window_start_;
-  const int64_t length = std::max<int64_t>(settings_.min_window_ms, static_cast<int64_t>(3 * rtt_estimate_ms_));
+  const int64_t length = std::max<int64_t>(settings_.min_window_ms, static_cast<int64_t>(2 * rtt_estimate_ms_));
   if (elapsed < length || window_objects_ < target_) return;
   const double bytes_per_s = static_cast<double>(window_bytes_) * 1000.0 / static_cast<double>(elapsed);
   const double rtt = window_rtt_sum_ / static_cast<double>(window_objects_);

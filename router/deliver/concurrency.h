@@ -7,7 +7,7 @@
 // Adaptive (the default, `concurrency = "adaptive"`):
 // - Starts at `start` (2). Measures in windows that begin once all `target`
 //   associations are open and rows keep waiting; a window ends after
-//   max(3 round trips, min_window_ms) and at least `target` objects. A
+//   max(2 round trips, min_window_ms) and at least `target` objects. A
 //   window in which no object was delivered for max(1 s, 3 round trips)
 //   (an outage) is thrown away.
 // - Slow start: doubles the target while each step raises the delivered
@@ -42,7 +42,7 @@ class ConcurrencyController {
     bool fixed = false;
     uint32_t max = 64;   // cap (max_associations)
     uint32_t start = 2;  // first target (capped by max)
-    int64_t min_window_ms = 250;
+    int64_t min_window_ms = 200;
     uint32_t probe_windows = 8;  // windows held before probing one step up
   };
   explicit ConcurrencyController(Settings settings);
