@@ -37,8 +37,12 @@ Options:
   --legs LIST        comma-separated DICOM legs: direct (storescu -> storescp), relais
                      (storescu -> relais -> storescp), relais_jls (same, destination
                      prefers JPEG-LS lossless), relais_drain (delivery alone: queued
-                     while the link is down, timed from the first arrival). Default: direct
-  --relais-assoc A   max_associations of Relais's destination. Default: 32
+                     while the link is down, timed from the first arrival),
+                     relais_default and relais_default_drain (the same two with the
+                     destination as a new user writes it: name, AE title, host, port;
+                     adaptive concurrency). Default: direct
+  --relais-assoc A   tuned legs (relais, relais_jls, relais_drain): concurrency = "fixed",
+                     max_associations = A. Default: 32
   --pdu BYTES        max PDU of storescp and storescu. Default: 131072
   --cc ALGO          TCP congestion control in both namespaces (e.g. reno, bbr; a
                      namespace may only pick one listed in the host's
@@ -229,14 +233,19 @@ leg_direct() {
 # Timing ends when storescp has them all. $3: extra destination keys (e.g.
 # a transfer syntax preference).
 relais_leg() {
-  local k=$1 dir=$2 extra=$3 drain=${4:-0} scp_pid="" rpid n t_first
+  local k=$1 dir=$2 extra=$3 drain=${4:-0} tuned=${5:-1} scp_pid="" rpid n t_first
+  # Tuned: a fixed number of associations and short retries. Default: the
+  # destination as rules/README.md starts it (name, AE title, host, port),
+  # adaptive concurrency finding the number itself.
+  local keys=()
+  [[ $tuned -eq 1 ]] && keys=('concurrency = "fixed"' "max_associations = $relais_assoc"
+    'retry = { initial_backoff = "1s", max_backoff = "4s" }')
   leg_note=""
   [[ -x $relais ]] || { leg_note="$relais not built"; leg_objects=0; return; }
   start_storescp_b "$dir" 11112 || { leg_note="storescp did not start"; leg_objects=0; return; }
   mkdir -p "$dir/store"
   printf '%s\n' "[[destination]]" 'name = "farsite"' 'ae_title = "STORESCP"' "host = \"$addr_b\"" "port = 11112" \
-    "max_associations = $relais_assoc" 'retry = { initial_backoff = "1s", max_backoff = "4s" }' "$extra" "" \
-    "[[rule]]" 'name = "all"' 'forward = ["farsite"]' >"$dir/rules.toml"
+    "${keys[@]}" "$extra" "" "[[rule]]" 'name = "all"' 'forward = ["farsite"]' >"$dir/rules.toml"
   printf '%s\n' "[listener]" 'ae_title = "RELAIS"' 'host = "127.0.0.1"' "port = 11113" "max_pdu = $pdu" \
     "[store]" "path = \"$dir/store\"" "[delivery]" "idle_release_s = 30" "connect_timeout_s = 2" \
     "[rules]" "path = \"$dir/rules.toml\"" >"$dir/relais.toml"
@@ -268,6 +277,11 @@ leg_relais_jls() { relais_leg "$1" "$2" 'transfer_syntaxes = ["JPEGLSLossless", 
 # Delivery alone: everything is queued while the link is down, then timed
 # from the first arrival after it comes back up.
 leg_relais_drain() { relais_leg "$1" "$2" "" 1; }
+# "relais (default config)": the destination with only name, AE title, host
+# and port (adaptive concurrency), fed like leg_relais / drained like
+# leg_relais_drain.
+leg_relais_default() { relais_leg "$1" "$2" "" 0 0; }
+leg_relais_default_drain() { relais_leg "$1" "$2" "" 1 0; }
 
 # Bytes the link forwarded a -> b so far (wanlink stats).
 wire_bytes_ab() {
@@ -353,7 +367,8 @@ echo "link: one-way delay $delay_ms ms (RTT $rtt ms), rate ${link_rate} B/s (0 =
   "namespace TCP congestion control $ns_cc, tcp_rmem $ns_rmem, tcp_wmem $ns_wmem; $(nproc) cores"
 row() { printf '%-7s %-6s %-10s %-14s %8s %10s %8s %8s\n' "$@"; }
 echo "MB/s: the images' bytes (iperf3: TCP payload) per second; wire MB: IP bytes the link carried a -> b."
-echo "relais legs: ASSOCS storescu feed Relais locally; Relais sends with up to $relais_assoc associations."
+echo "relais legs: ASSOCS storescu feed Relais locally; tuned legs send with $relais_assoc associations (fixed);"
+echo "relais_default legs: the destination has only name, AE title, host and port (adaptive concurrency)."
 row RTT_ms loss test streams/assocs seconds objects/s MB/s "wire MB"
 row ------- ------ ---------- -------------- -------- ---------- -------- --------
 [[ -n $tsv ]] && printf 'rtt_ms\tloss\ttest\tparallel\tseconds\tobjects_per_s\tmb_per_s\twire_mb\n' >"$tsv"

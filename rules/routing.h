@@ -32,7 +32,12 @@ struct Destination {
   std::string ae_title;  // called AE title of the peer, 1-16 chars
   std::string host;      // host name or IP literal
   uint16_t port = 104;
-  uint32_t max_associations = 2;  // parallel outgoing associations, 1-64
+  // Parallel outgoing associations, 1-64. kAdaptive (the default): Relais
+  // finds the number itself (router/deliver/concurrency.h), at most
+  // max_associations (64 when not written). kFixed: always max_associations.
+  enum class Concurrency { kAdaptive, kFixed };
+  Concurrency concurrency = Concurrency::kAdaptive;
+  uint32_t max_associations = 64;
   struct Retry {
     uint32_t max_attempts = 0;       // 0 = no limit (age limit only)
     uint64_t max_age_s = 7 * 86400;  // give up (dead letter) after this

@@ -132,6 +132,16 @@ void Parser::ReadDestination(const toml::table& t, Errors* errors, const std::st
   }
   r.ReadInt("port", 1, 65535, &d.port);
   r.ReadInt("max_associations", 1, 64, &d.max_associations);
+  std::string concurrency;
+  r.ReadEnum("concurrency", {"adaptive", "fixed"}, &concurrency);
+  if (concurrency == "fixed") {
+    d.concurrency = Destination::Concurrency::kFixed;
+    if (r.Node("max_associations") == nullptr) {
+      errors->Add(r.Node("concurrency")->source(),
+                  "destination '" + d.name +
+                      "': concurrency = \"fixed\" needs max_associations (the number of associations to keep)");
+    }
+  }
   if (const toml::node* n = r.Take("transfer_syntaxes")) ReadTransferSyntaxes(n, &r, errors, &d);
   if (const toml::node* n = r.Take("bandwidth_limit")) ReadBandwidthLimit(n, &r, errors, &d);
   if (const toml::node* n = r.Take("retry")) ReadRetry(n, &r, errors, &d);

@@ -29,7 +29,44 @@ std::string HumanDuration(uint64_t s) {
   return std::to_string(s) + "s";
 }
 
+ConcurrencyController::Settings ConcurrencySettings(const rules::Destination& cfg) {
+  ConcurrencyController::Settings s;
+  s.fixed = cfg.concurrency == rules::Destination::Concurrency::kFixed;
+  s.max = cfg.max_associations;
+  return s;
+}
+
 }  // namespace
+
+// Associations established and not closing (probes and the priority lane,
+// which is one beyond the target, aside).
+uint32_t DeliveryScheduler::OpenSenders(const Dest* d) {
+  uint32_t n = 0;
+  for (const auto& s : d->senders) n += s->established && !s->closing && !s->probe && !s->lane;
+  return n;
+}
+
+// More associations are open than the concurrency target (it came down).
+bool DeliveryScheduler::Surplus(const Dest* d) {
+  uint32_t live = 0;
+  for (const auto& s : d->senders) live += !s->closing && !s->probe && !s->lane;
+  return live > d->concurrency->target();
+}
+
+// Associations in any state but the priority lane.
+size_t DeliveryScheduler::CountedSenders(const Dest* d) {
+  size_t n = 0;
+  for (const auto& s : d->senders) n += !s->lane;
+  return n;
+}
+
+void DeliveryScheduler::LogConcurrency(Dest* d) {
+  const ConcurrencyController& c = *d->concurrency;
+  if (c.changes() == d->concurrency_changes) return;
+  d->concurrency_changes = c.changes();
+  RLOG_INFO("dest=%s event=concurrency-target target=%u reason=%s open=%u ceiling=%u", d->cfg.name.c_str(), c.target(),
+            c.reason().c_str(), OpenSenders(d), c.ceiling());
+}
 
 DeliveryScheduler::DeliveryScheduler(uv_loop_t* loop, store::Store* store, DeliverySettings settings,
                                      std::function<void(std::function<void()>)> post)
@@ -72,9 +109,11 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
         uv_timer_init(loop_, &d->timer);
         d->timer.data = d;
         d->timer_open = true;
+        d->concurrency = std::make_unique<ConcurrencyController>(ConcurrencySettings(cfg));
         dests_.emplace(cfg.name, std::move(fresh));
-        RLOG_INFO("dest=%s event=destination-added ae=%s address=%s:%u max_associations=%u", cfg.name.c_str(),
-                  cfg.ae_title.c_str(), cfg.host.c_str(), cfg.port, cfg.max_associations);
+        RLOG_INFO("dest=%s event=destination-added ae=%s address=%s:%u concurrency=%s max_associations=%u",
+                  cfg.name.c_str(), cfg.ae_title.c_str(), cfg.host.c_str(), cfg.port,
+                  d->concurrency->fixed() ? "fixed" : "adaptive", cfg.max_associations);
       } else {
         bool changed = d->cfg.ae_title != cfg.ae_title || d->cfg.host != cfg.host || d->cfg.port != cfg.port ||
                        d->cfg.transfer_syntaxes != cfg.transfer_syntaxes || d->cfg.tls != cfg.tls ||
@@ -86,6 +125,14 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
         if (!changed && d->misconfigured) d->next_try = 0;
         d->cfg = cfg;
         d->removed = false;
+        if (changed) {
+          // Another peer perhaps: what the old one tolerated does not hold.
+          d->concurrency = std::make_unique<ConcurrencyController>(ConcurrencySettings(cfg));
+          d->concurrency_changes = 0;
+        } else {
+          d->concurrency->Reconfigure(ConcurrencySettings(cfg));
+          LogConcurrency(d);
+        }
         if (changed) {
           ++d->generation;
           // A new address may answer: forget the link failures of the old one.
@@ -271,7 +318,9 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
 }
 
 void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
-  (void)now;
+  d->concurrency->Update(now, OpenSenders(d), !d->ready.empty());
+  LogConcurrency(d);
+  const uint32_t target = d->concurrency->target();
   for (size_t i = 0; i < d->senders.size(); ++i) {
     Sender* s = d->senders[i].get();
     if (!s->established || s->busy || s->closing || s->probe) continue;
@@ -282,7 +331,7 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
       s->assoc->Release();
       continue;
     }
-    if (!s->busy && !d->ready.empty() && d->senders.size() >= d->cfg.max_associations) {
+    if (!s->busy && !s->closing && !d->ready.empty() && CountedSenders(d) >= target) {
       // It cannot carry any waiting row: make room for one planned for them.
       s->closing = true;
       s->assoc->Release();
@@ -291,8 +340,8 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
   MaybeOpenLane(d);
   // Open more associations while rows wait that no association will take.
   // After a failure, one association tries the link before the others follow.
-  const size_t limit = d->failures > 0 ? 1 : d->cfg.max_associations;
-  while (!d->ready.empty() && !d->down && d->senders.size() < limit) {
+  const size_t limit = d->failures > 0 ? 1 : target;
+  while (!d->ready.empty() && !d->down && CountedSenders(d) < limit) {
     size_t connecting = 0;
     for (auto& s : d->senders) connecting += !s->established && !s->closing;
     if (d->ready.size() <= connecting) break;
@@ -309,7 +358,7 @@ void DeliveryScheduler::MaybeOpenLane(Dest* d) {
   const ObjectKind kind{first.meta.sop_class_uid, first.meta.transfer_syntax_uid};
   size_t open = 0;
   for (auto& s : d->senders) open += !s->closing && !s->probe;
-  if (open < d->cfg.max_associations) return;  // below the cap: Dispatch opens one planned for it
+  if (open < d->concurrency->target()) return;  // below the target: Dispatch opens one planned for it
   for (auto& s : d->senders) {
     if (s->closing || s->probe) continue;
     if (s->lane) return;                     // one lane at a time
@@ -321,8 +370,8 @@ void DeliveryScheduler::MaybeOpenLane(Dest* d) {
   OpenSender(d, /*probe=*/false, /*lane=*/true);
   Sender* lane = d->senders.back().get();
   lane->lane_priority = head;
-  RLOG_INFO("dest=%s dassoc=%s event=priority-lane priority=%d in_flight=%zu max_associations=%u", d->cfg.name.c_str(),
-            lane->name.c_str(), head, d->in_flight.size(), d->cfg.max_associations);
+  RLOG_INFO("dest=%s dassoc=%s event=priority-lane priority=%d in_flight=%zu target=%u", d->cfg.name.c_str(),
+            lane->name.c_str(), head, d->in_flight.size(), d->concurrency->target());
 }
 
 void DeliveryScheduler::OpenSender(Dest* d, bool probe, bool lane) {
@@ -375,6 +424,7 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
   if (o.kind == Outcome::Kind::kSuccess) {
     s->established = true;
     s->idle_since = NowUnixMs();
+    if (!s->probe) d->concurrency->OnOpened(OpenSenders(d));
     if (d->misconfigured) {  // the peer accepts us again (fixed on its side)
       RLOG_INFO("dest=%s dassoc=%s event=destination-configured", d->cfg.name.c_str(), s->name.c_str());
       d->misconfigured = false;
@@ -403,6 +453,30 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
     return;
   }
   s->closing = true;
+  const uint32_t open = OpenSenders(d);
+  uint32_t connecting = 0;
+  for (const auto& other : d->senders) connecting += !other->established && !other->closing && !other->probe;
+  const bool refused =
+      o.kind == Outcome::Kind::kRejected && o.reject_result == ul::RejectResult::kTransient && open + connecting > 0;
+  // A peer that serves N associations at a time and lets the next one wait
+  // unanswered (storescp without --fork, a PACS's thread pool) says the same
+  // by its silence, as long as the others work.
+  // Only a connection the peer took and then did not answer (ScuAssociation's
+  // "no A-ASSOCIATE-AC" timeout), not a TCP connect that timed out (the link).
+  const bool unanswered = o.kind == Outcome::Kind::kTimeout && open > 0 && d->failures == 0 &&
+                          o.error.find("no A-ASSOCIATE-AC") != std::string::npos;
+  if (!s->probe && !d->concurrency->fixed() && (refused || unanswered)) {
+    // The peer takes no more associations than those already working (or
+    // being opened): not a link failure, a limit to learn (adaptive
+    // concurrency). Should the others fail too, they are the link failure.
+    d->concurrency->OnRefused(NowUnixMs(), open);
+    RLOG_INFO("dest=%s dassoc=%s event=association-refused-at-limit open=%u target=%u reason=\"%s\"",
+              d->cfg.name.c_str(), s->name.c_str(), open, d->concurrency->target(),
+              LogEscape(o.ToString(), true).c_str());
+    d->concurrency_changes = d->concurrency->changes();
+    Run(d);
+    return;
+  }
   LinkFailure(d, o, s->name, /*log_head=*/true);
   Run(d);
 }
@@ -410,6 +484,11 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
 void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
   if (s->busy || s->closing || !s->established) return;
   if (d->paused || d->down || NowUnixMs() < d->next_try) return;  // the idle timer releases it
+  if (!s->probe && Surplus(d)) {                                  // the concurrency target came down: this one goes
+    s->closing = true;
+    s->assoc->Release();
+    return;
+  }
   const auto& accepted = s->assoc->accepted_contexts();
   for (auto it = d->ready.begin(); it != d->ready.end(); ++it) {
     const Row& row = it->second;
@@ -512,6 +591,7 @@ void DeliveryScheduler::SendAsStored(Dest* d, Sender* s, const Row& row) {
     return DeadLetterUnreadable(d, s, row, "the stored object cannot be read: " + reader.status().ToString());
   }
   uint64_t size = row.meta.raw_size;
+  s->store_started = NowUnixMs();
   s->assoc->Store(std::move(*reader), [done = SendDone(d, s, row), size](Outcome o) mutable { done(o, size); });
 }
 
@@ -570,6 +650,7 @@ void DeliveryScheduler::OnPrepared(Dest* d, uint64_t sender_id, Row row, Prepare
   uint64_t size = prepared.bytes.size();
   std::unique_ptr<store::ObjectReader> reader =
       MakeMemoryReader(row.meta, std::move(prepared.bytes), prepared.target_ts);
+  s->store_started = NowUnixMs();
   s->assoc->Store(std::move(reader), [done, size](Outcome o) mutable { done(o, size); });
 }
 
@@ -628,6 +709,11 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     st.consecutive_failures = d->failures;
     st.next_try_unix_ms = d->next_try;
     st.associations = d->senders.size();
+    st.concurrency = d->concurrency->fixed() ? "fixed" : "adaptive";
+    st.concurrency_target = d->concurrency->target();
+    st.concurrency_reason = d->concurrency->reason();
+    st.concurrency_ceiling = d->concurrency->ceiling();
+    st.max_associations = d->cfg.max_associations;
     st.in_flight = d->in_flight.size();
     st.ready = d->ready.size();
     st.ae_title = d->cfg.ae_title;

@@ -11,7 +11,13 @@
 // with Relais's own SCU (ScuAssociation), on the server's libuv loop.
 //
 // Per destination (rules::Destination):
-// - Up to `max_associations` outgoing associations, each reused for many
+// - As many outgoing associations as its ConcurrencyController
+//   (concurrency.h) targets: adaptive by default, found from throughput,
+//   round trips and the peer's refusals, at most `max_associations`; or
+//   exactly `max_associations` (concurrency = "fixed"). A transient
+//   A-ASSOCIATE-RJ, or an association left unanswered until the timeout,
+//   while other associations work lowers the target instead of backing the
+//   destination off. Each association is reused for many
 //   objects and released after `idle_release_ms` without work. Presentation
 //   contexts are planned from the SOP classes and stored transfer syntaxes
 //   of the rows waiting (PlanContexts); an object the association cannot
@@ -180,6 +186,12 @@ class DeliveryScheduler {
   // The Store() completion of `row` on `s`: OnSent, unless shutting down.
   std::function<void(Outcome o, uint64_t bytes)> SendDone(Dest* d, Sender* s, const Row& row);
   void OnSenderClosed(Dest* d, Sender* s);
+  // Adaptive concurrency hooks (concurrency.h): associations established,
+  // whether more are open than the target, one log line per new target.
+  static uint32_t OpenSenders(const Dest* d);
+  static bool Surplus(const Dest* d);
+  static size_t CountedSenders(const Dest* d);
+  static void LogConcurrency(Dest* d);
   // What outcomes do (delivery_outcome.cc): OnSent, LinkFailure,
   // LinkSuccess, Finish.
   void OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes);

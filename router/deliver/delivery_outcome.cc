@@ -30,6 +30,7 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     ++d->stats.sent;
     d->stats.bytes_sent += bytes;
     d->stats.NoteSent(bytes, now);
+    d->concurrency->OnObject(now, now - s->store_started, bytes);
     if (metrics_ != nullptr) metrics_->ObjectSent(bytes, now);
     u.kind = store::QueueUpdate::Kind::kDelivered;
     u.attempts = attempts;  // the study history counts the successful attempt too
@@ -50,6 +51,10 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
   const bool link = decision.link;
   const bool give_up = decision.give_up;
   const bool transient = o.IsTransient();
+  if (o.kind == Outcome::Kind::kFailure && (o.status & 0xFF00) == 0xA700) {
+    d->concurrency->OnOutOfResources(OpenSenders(d));
+    LogConcurrency(d);
+  }
   if (transient) LinkFailure(d, o, s->name, /*log_head=*/false);
   u.attempts = attempts;
   u.status = link ? 0 : o.status;

@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "router/deliver/concurrency.h"
 #include "router/deliver/delivery.h"
 #include "router/deliver/destination_stats.h"
 #include "router/deliver/retry_policy.h"
@@ -58,6 +59,7 @@ struct DeliveryScheduler::Sender {
   bool busy = false;     // an object (or the probe) is in flight
   bool closing = false;  // Release/Abort called, or failed
   int64_t idle_since = 0;
+  int64_t store_started = 0;         // when the object in flight was handed to Store (its round trip)
   std::vector<ObjectKind> proposed;  // kinds its contexts were planned for
   // The priority lane (Dispatch): opened beyond max_associations for rows
   // of a higher priority than those being sent; carries only rows of at
@@ -78,6 +80,9 @@ struct DeliveryScheduler::Dest {
   std::map<Key, Row, KeyLess> ready;
   std::set<Key, KeyLess> in_flight;
   std::vector<std::unique_ptr<Sender>> senders;
+  // How many associations to have open (concurrency.h): adaptive, or fixed.
+  std::unique_ptr<ConcurrencyController> concurrency;
+  uint64_t concurrency_changes = 0;  // concurrency->changes() last logged
   // Link state.
   uint32_t failures = 0;
   bool down = false;

@@ -27,6 +27,15 @@ struct DestinationStats {
   uint32_t consecutive_failures = 0;
   int64_t next_try_unix_ms = 0;
   size_t associations = 0;
+  // Concurrency (router/deliver/concurrency.h): "adaptive" or "fixed", the
+  // number of associations aimed at and why (ConcurrencyController::reason),
+  // the most the peer accepted before refusing one (0: never refused), and
+  // the cap.
+  std::string concurrency;
+  uint32_t concurrency_target = 0;
+  std::string concurrency_reason;
+  uint32_t concurrency_ceiling = 0;
+  uint32_t max_associations = 0;
   size_t in_flight = 0;
   size_t ready = 0;
   uint64_t sent = 0;

@@ -64,6 +64,7 @@ json BlankDestination(const std::string& name, const std::string& ae_title, cons
           {"state", "idle"},
           {"paused", false},
           {"associations", 0},
+          {"concurrency", nullptr},
           {"in_flight", 0},
           {"sent", 0},
           {"failed", 0},
@@ -88,6 +89,11 @@ void AddDeliveryFigures(const DeliveryScheduler::DestinationStats& s, bool confi
   j["state"] = s.state.empty() ? (s.down ? "down" : "idle") : s.state;
   j["paused"] = s.paused;
   j["associations"] = s.associations;
+  j["concurrency"] = {{"mode", s.concurrency},
+                      {"target", s.concurrency_target},
+                      {"reason", s.concurrency_reason},
+                      {"ceiling", s.concurrency_ceiling},
+                      {"max_associations", s.max_associations}};
   j["in_flight"] = s.in_flight;
   j["sent"] = s.sent;
   j["failed"] = s.failed;

@@ -157,6 +157,11 @@ void RenderListener(const Metrics& m, const Server* server, Page* p) {
 
 void RenderDestinations(const std::vector<DeliveryScheduler::DestinationStats>& stats, Page* p) {
   static const char* const kStates[] = {"idle", "sending", "backing-off", "down", "paused", "misconfigured"};
+  static const char* const kConcurrencyReasons[] = {"start",           "throughput-rising",
+                                                    "throughput-flat", "round-trips-grew",
+                                                    "peer-refused",    "peer-out-of-resources",
+                                                    "probing",         "capped",
+                                                    "holding",         "fixed"};
   auto each = [&](const char* name, const char* type, const char* help, auto value) {
     p->Family(name, type, help);
     for (const auto& st : stats) p->Sample(name, {{"destination", st.name}}, value(st));
@@ -196,6 +201,23 @@ void RenderDestinations(const std::vector<DeliveryScheduler::DestinationStats>& 
   }
   each("relais_destination_associations", "gauge", "Outgoing associations open (or opening).",
        [](const S& s) { return static_cast<uint64_t>(s.associations); });
+  each("relais_destination_concurrency_target", "gauge",
+       "Outgoing associations the destination aims at: found by adaptive concurrency, or max_associations when "
+       "concurrency = \"fixed\" (docs/metrics.md).",
+       [](const S& s) { return static_cast<uint64_t>(s.concurrency_target); });
+  p->Family("relais_destination_concurrency_reason", "gauge",
+            "1 for why the concurrency target is what it is (start, throughput-rising, throughput-flat, "
+            "round-trips-grew, peer-refused, peer-out-of-resources, probing, capped, holding, fixed), 0 for the "
+            "others.");
+  for (const auto& st : stats) {
+    for (const char* reason : kConcurrencyReasons) {
+      p->Sample("relais_destination_concurrency_reason", {{"destination", st.name}, {"reason", reason}},
+                uint64_t{st.concurrency_reason == reason ? 1u : 0u});
+    }
+  }
+  each("relais_destination_concurrency_ceiling", "gauge",
+       "The most associations the peer accepted before refusing one (0: it never refused).",
+       [](const S& s) { return static_cast<uint64_t>(s.concurrency_ceiling); });
   each("relais_destination_in_flight", "gauge", "Objects being sent or waiting for their queue update.",
        [](const S& s) { return static_cast<uint64_t>(s.in_flight); });
   each("relais_destination_consecutive_failures", "gauge", "Link failures since the destination last answered.",

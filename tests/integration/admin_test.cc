@@ -300,6 +300,12 @@ TEST_F(AdminTest, EveryEndpointWithEachRoleAllowedAndRefused) {
   EXPECT_EQ(d["destinations"][0]["name"], "archive");
   EXPECT_EQ(d["destinations"][0]["ae_title"], "ARCHIVE");
   EXPECT_EQ(d["destinations"][0]["configured"], true);
+  // Adaptive concurrency by default: its target and the reason for it.
+  const json& cc = d["destinations"][0]["concurrency"];
+  EXPECT_EQ(cc["mode"], "adaptive") << cc.dump();
+  EXPECT_GE(cc["target"].get<int>(), 1) << cc.dump();
+  EXPECT_FALSE(cc["reason"].get<std::string>().empty()) << cc.dump();
+  EXPECT_EQ(cc["max_associations"], 64) << cc.dump();
   EXPECT_EQ(http_->Call("GET", "/api/destinations/nowhere", kViewerToken).status, 404);
   EXPECT_EQ(http_->Call("GET", "/api/objects/1.2.3.4", kViewerToken).status, 404);
   r = http_->Call("DELETE", "/api/status", kAdminToken);

@@ -383,5 +383,118 @@ TEST_F(WanLinkTest, RelaisDeliversEverythingThroughLossAndFlaps) {
   scp.Stop(SIGTERM, 10);
 }
 
+// Adaptive concurrency (router/deliver/concurrency.h) across the 100 ms
+// link: a destination with only name, AE title, host and port delivers CT
+// images at least 10 times faster than one storescu association, and its
+// concurrency target rose well above the start of 2. The objects are
+// queued while the link is down (so that a backlog waits, as after a night
+// offline), then the link comes up. Rates are compared with each other,
+// from the first to the last file storescp wrote, never against a clock.
+TEST_F(WanLinkTest, DefaultDestinationIsTenTimesOneStorescuAssociation) {
+  if (std::string missing = MissingDcmtkTool(); !missing.empty()) GTEST_SKIP() << missing;
+  TempDir tmp;
+  std::string src = tmp / "src", out_scu = tmp / "out-scu", out = tmp / "out";
+  for (const std::string& d : {src, out_scu, out}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
+  constexpr int kObjects = 400;  // ~212 MB
+  constexpr int kBaseline = 30;  // one storescu association: ~6 images/s
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", src, kObjects, &uids);
+  ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
+  ASSERT_TRUE(Up(0));
+
+  auto listening_in = [&](const std::string& ns, int port) {
+    for (int i = 0; i < 150; ++i) {
+      RunResult ss = RunCommand({"ip", "netns", "exec", ns, "ss", "-Htln", "sport = :" + std::to_string(port)}, 10);
+      if (ss.exit_code == 0 && ss.output.find(std::to_string(port)) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+  // Images per second between the first and the last of `n` files to
+  // appear in `dir` (polled every 50 ms), or 0 if they did not all come.
+  auto rate_into = [&](const std::string& dir, size_t n, int timeout_s) {
+    int64_t first = 0, deadline = NowMs() + timeout_s * 1000LL;
+    size_t got = 0;
+    while (NowMs() < deadline) {
+      got = ListFiles(dir).size();
+      if (got > 0 && first == 0) first = NowMs();
+      if (got >= n) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    int64_t last = NowMs();
+    if (got < n || last <= first) return 0.0;
+    return static_cast<double>(n - 1) * 1000.0 / static_cast<double>(last - first);
+  };
+
+  Child scp_scu, scp;
+  ASSERT_TRUE(scp_scu.Start(
+      {"ip", "netns", "exec", ns_b_, "storescp", "--fork", "-aet", "FARSITE", "+B", "-od", out_scu, "11113"},
+      tmp / "storescp-scu.log"));
+  // --fork: a process per association, as a PACS serves several at once.
+  ASSERT_TRUE(
+      scp.Start({"ip", "netns", "exec", ns_b_, "storescp", "--fork", "-aet", "FARSITE", "+B", "-od", out, "11112"},
+                tmp / "storescp.log"));
+  ASSERT_TRUE(listening_in(ns_b_, 11113)) << scp_scu.ReadLog();
+  ASSERT_TRUE(listening_in(ns_b_, 11112)) << scp.ReadLog();
+
+  // One storescu association across the link.
+  Child scu;
+  std::vector<std::string> argv = {"ip", "netns", "exec", ns_a_, "storescu", "-aec", "FARSITE", kAddrB, "11113"};
+  argv.insert(argv.end(), files.begin(), files.begin() + kBaseline);
+  ASSERT_TRUE(scu.Start(argv, tmp / "storescu.log"));
+  const double scu_rate = rate_into(out_scu, kBaseline, 300);
+  EXPECT_EQ(scu.Wait(60), 0) << scu.ReadLog();
+  ASSERT_GT(scu_rate, 0) << scu.ReadLog();
+
+  // Relais in namespace a, the default destination across the link.
+  const std::string config = tmp / "relais.toml", rules = tmp / "rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"farsite\"\nae_title = \"FARSITE\"\nhost = \"" + std::string(kAddrB) +
+                       "\"\nport = 11112\n\n[[rule]]\nname = \"all\"\nforward = [\"farsite\"]\n");
+  WriteFile(config,
+            "[listener]\nae_title = \"RELAIS\"\nhost = \"127.0.0.1\"\nport = 11112\n"
+            "[store]\npath = \"" +
+                tmp / "store" +
+                "\"\n"
+                "[delivery]\nconnect_timeout_s = 5\n"
+                "[rules]\npath = \"" +
+                rules + "\"\n");
+  Ctl("down");
+  Child relais;
+  ASSERT_TRUE(
+      relais.Start({"ip", "netns", "exec", ns_a_, RelaisBinary(), "serve", "--config", config}, tmp / "relais.log"));
+  ASSERT_TRUE(listening_in(ns_a_, 11112)) << relais.ReadLog();
+  std::vector<std::string> in = {"ip", "netns", "exec", ns_a_, "storescu", "-aec", "RELAIS", "127.0.0.1", "11112"};
+  in.insert(in.end(), files.begin(), files.end());
+  RunResult sent = RunCommand(in, 600);
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  Ctl("up");
+  const double relais_rate = rate_into(out, kObjects, 600);
+  const std::string log = relais.ReadLog();
+  ASSERT_GT(relais_rate, 0) << log;
+  int max_target = 2;
+  std::string targets;
+  for (size_t at = log.find("event=concurrency-target target="); at != std::string::npos;
+       at = log.find("event=concurrency-target target=", at + 1)) {
+    const char* p = log.c_str() + at + std::strlen("event=concurrency-target target=");
+    max_target = std::max(max_target, std::atoi(p));
+    const char* r = std::strstr(p, "reason=");
+    targets += " " + std::to_string(std::atoi(p)) + "(" + (r ? std::string(r + 7, std::strcspn(r + 7, " ")) : "") + ")";
+  }
+  std::printf("concurrency targets:%s\n", targets.c_str());
+  std::printf(
+      "one storescu association %.1f images/s; relais (default destination) %.1f images/s (%.1fx); "
+      "highest concurrency target %d\n",
+      scu_rate, relais_rate, relais_rate / scu_rate, max_target);
+  EXPECT_GE(relais_rate, 10 * scu_rate) << log;
+  EXPECT_GT(max_target, 8) << log;
+  EXPECT_EQ(log.find("event=dead-letter"), std::string::npos) << log;
+  relais.Stop(SIGTERM, 30);
+  scp.Stop(SIGTERM, 10);
+  scp_scu.Stop(SIGTERM, 10);
+  // storescp's forked children, which are not ours to wait for.
+  RunCommand({"sh", "-c", "ip netns pids " + ns_b_ + " | xargs -r kill -9"}, 30);
+}
+
 }  // namespace
 }  // namespace relais::itest

@@ -431,6 +431,10 @@ TEST(RoutingEvalTest, DestinationSettingsParsed) {
   ASSERT_NE(plain, nullptr);
   EXPECT_EQ(plain->resend, Destination::Resend::kIfChanged);
   EXPECT_EQ(plain->resend_window_s, 30u * 86400);
+  // Adaptive concurrency, capped at 64; max_associations alone caps it.
+  EXPECT_EQ(plain->concurrency, Destination::Concurrency::kAdaptive);
+  EXPECT_EQ(plain->max_associations, 64u);
+  EXPECT_EQ(d->concurrency, Destination::Concurrency::kAdaptive);
   EXPECT_EQ(set->rule_count(), 0u);
 }
 

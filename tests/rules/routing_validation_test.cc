@@ -108,6 +108,23 @@ TEST(RoutingValidationTest, ResendPolicyAndWindow) {
             "rules.toml:5:1: unknown key 'resend_windw' in [destination 'a'], did you mean 'resend_window'?");
 }
 
+TEST(RoutingValidationTest, ConcurrencyFixedNeedsMaxAssociations) {
+  const std::string d = "[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\n";
+  EXPECT_EQ(ErrorOf(d + "concurrency = \"fixed\"\n"),
+            "rules.toml:5:15: destination 'a': concurrency = \"fixed\" needs max_associations (the number of "
+            "associations to keep)");
+  EXPECT_EQ(ErrorOf(d + "concurrency = \"auto\"\n"),
+            "rules.toml:5:15: destination 'a'.concurrency must be one of adaptive, fixed, got 'auto' (known: adaptive, "
+            "fixed)");
+  Result<std::shared_ptr<const RuleSet>> r =
+      RuleSet::Parse(d + "concurrency = \"fixed\"\nmax_associations = 16\n", "rules.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const Destination* a = (*r)->FindDestination("a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->concurrency, Destination::Concurrency::kFixed);
+  EXPECT_EQ(a->max_associations, 16u);
+}
+
 TEST(RoutingValidationTest, DuplicateNames) {
   EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\n"
                                          "[[rule]]\nname = \"r\"\nforward = [\"archive\"]\n"),

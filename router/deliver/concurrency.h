@@ -1,0 +1,116 @@
+// ConcurrencyController: how many outgoing associations one destination
+// should have open (issue 16, "adaptive concurrency"). A pure class: the
+// delivery scheduler (delivery.h) feeds it measurements — associations
+// established or refused by the peer, each object's round trip and bytes,
+// whether rows are waiting — and asks it for the target and the reason.
+//
+// Adaptive (the default, `concurrency = "adaptive"`):
+// - Starts at `start` (2). Measures in windows that begin once all `target`
+//   associations are open and rows keep waiting; a window ends after
+//   max(2 round trips, min_window_ms) and at least `target` objects. A
+//   window in which no object was delivered for max(1 s, 3 round trips)
+//   (an outage) is thrown away.
+// - Slow start: doubles the target while each step raises the delivered
+//   bytes/s by at least half of what the extra associations could bring
+//   (a long fat link); quadruples it after a step that brought nearly all
+//   of it (90 %), and doubles from the same level when that overshoots. The first step that does not steps back to the
+//   level before it, and the controller holds there.
+// - Holding: probes one step up (a quarter more, at least one) every
+//   `probe_windows` windows, twice as long after each probe that failed (up
+//   to 16 times); keeps it only when throughput rises the same way. Steps back a quarter when round trips grow beyond
+//   twice the least seen while throughput does not rise (queueing at the peer).
+// - A transient A-ASSOCIATE-RJ or a 0xA7xx status (the peer out of
+//   resources) sets a ceiling at the associations the peer had accepted
+//   (at least 1): the target never goes above it again for the lifetime of
+//   the controller ("what the peer tolerated"). A reload of the destination
+//   keeps the controller when the address does not change.
+// - Never above `max` (max_associations, 64 when not set), never below 1.
+// Fixed (`concurrency = "fixed"`): the target is `max`, always.
+//
+// Thread: any, one at a time (no I/O, no clock: times are passed in).
+#ifndef RELAIS_ROUTER_DELIVER_CONCURRENCY_H_
+#define RELAIS_ROUTER_DELIVER_CONCURRENCY_H_
+
+#include <cstdint>
+#include <string>
+
+namespace relais::router {
+
+class ConcurrencyController {
+ public:
+  struct Settings {
+    bool fixed = false;
+    uint32_t max = 64;   // cap (max_associations)
+    uint32_t start = 2;  // first target (capped by max)
+    int64_t min_window_ms = 200;
+    uint32_t probe_windows = 8;  // windows held before probing one step up
+  };
+  explicit ConcurrencyController(Settings settings);
+
+  // A new cap or mode (a reload). Keeps what was learnt of the peer.
+  void Reconfigure(const Settings& settings);
+
+  // The peer accepted an association; `open` is how many are now established.
+  void OnOpened(uint32_t open);
+  // The peer refused one more association (transient A-ASSOCIATE-RJ) or
+  // answered 0xA7xx while `open` associations were established.
+  void OnRefused(int64_t now_ms, uint32_t open);
+  // The peer answered 0xA7xx (out of resources) with `open` associations
+  // established: one fewer, without a ceiling (the peer may be short of disk,
+  // not of associations).
+  void OnOutOfResources(uint32_t open);
+  // One object delivered: `round_trip_ms` from the first byte sent to the
+  // response, `bytes` its data set size.
+  void OnObject(int64_t now_ms, int64_t round_trip_ms, uint64_t bytes);
+  // The scheduler's view, each time it dispatches: `open` associations
+  // established (not closing), `backlog` true while rows wait that no
+  // association has taken. May change target().
+  void Update(int64_t now_ms, uint32_t open, bool backlog);
+
+  uint32_t target() const { return target_; }
+  // Why the target is what it is: "start", "fixed", "throughput-rising",
+  // "throughput-flat", "round-trips-grew", "peer-refused",
+  // "peer-out-of-resources", "probing",
+  // "capped" (at max_associations), "holding".
+  const std::string& reason() const { return reason_; }
+  // The most associations the peer accepted before refusing one (0: it
+  // never refused).
+  uint32_t ceiling() const { return ceiling_; }
+  bool fixed() const { return settings_.fixed; }
+  uint64_t changes() const { return changes_; }
+
+ private:
+  void SetTarget(uint32_t target, const char* reason);
+  void ResetWindow(int64_t now_ms);
+  void Evaluate(double bytes_per_s, double mean_rtt_ms);
+  uint32_t Limit() const;
+  // No object for this long: the window is stale (an outage, a stall).
+  int64_t StallMs() const;
+
+  Settings settings_;
+  uint32_t target_ = 2;
+  std::string reason_ = "start";
+  uint32_t ceiling_ = 0;
+  bool slow_start_ = true;
+  uint32_t slow_factor_ = 2;  // slow start multiplies by this (4 while scaling is nearly linear)
+  uint64_t changes_ = 0;
+  // The level the last increase came from, and its figures; 0: no increase pending.
+  uint32_t from_ = 0;
+  double ref_bytes_per_s_ = 0;  // throughput at the held level (or from_)
+  double ref_rtt_ms_ = 0;       // mean round trip at the held level
+  double min_rtt_ms_ = 0;       // least window mean round trip (drifting up)
+  uint32_t held_windows_ = 0;
+  uint32_t probe_every_ = 0;  // windows between probes: doubles after each failed one (max(this, probe_windows))
+  // The current window.
+  bool measuring_ = false;
+  int64_t window_start_ = 0;
+  uint64_t window_bytes_ = 0;
+  uint64_t window_objects_ = 0;
+  double window_rtt_sum_ = 0;
+  double rtt_estimate_ms_ = 0;  // moving average of the objects' round trips (window length)
+  int64_t last_object_ms_ = 0;  // when the last object was delivered
+};
+
+}  // namespace relais::router
+
+#endif  // RELAIS_ROUTER_DELIVER_CONCURRENCY_H_
