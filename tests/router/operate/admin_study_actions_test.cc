@@ -18,6 +18,7 @@
 #include "router/operate/admin_api.h"
 #include "router/record/audit.h"
 #include "router/record/metrics.h"
+#include "tests/router/operate/admin_api_fixture.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::router {
@@ -26,76 +27,14 @@ namespace {
 using nlohmann::json;
 using store::testing::TempDir;
 
-constexpr char kViewer[] = "viewer-token-study-0123";
-constexpr char kOperator[] = "operator-token-study-0123";
-constexpr char kAdmin[] = "admin-token-study-0123";
+using admintest::kAdmin;
+using admintest::kOperator;
+using admintest::kViewer;
 constexpr char kStudyA[] = "1.2.3.100";
 constexpr char kStudyB[] = "1.2.3.200";
 
-class AdminStudyActionsTest : public ::testing::Test {
+class AdminStudyActionsTest : public admintest::AdminApiFixture {
  protected:
-  void SetUp() override {
-    auto st = store::Store::Open(store::testing::TestOptions(dir_.Sub("store")));
-    ASSERT_TRUE(st.ok()) << st.status().ToString();
-    store_ = std::move(*st);
-    auto audit = AuditLog::Open(dir_.Sub("audit.jsonl"));
-    ASSERT_TRUE(audit.ok()) << audit.status().ToString();
-    audit_ = std::move(*audit);
-    std::vector<rules::AdminToken> tokens = {{"nurse", "viewer", Sha256Hex(kViewer)},
-                                             {"tech", "operator", Sha256Hex(kOperator)},
-                                             {"boss", "admin", Sha256Hex(kAdmin)}};
-    AdminApi::Sources src;
-    src.store = store_.get();
-    src.metrics = &metrics_;
-    src.audit = audit_.get();
-    src.post = [this](std::function<void()> fn) {
-      std::lock_guard<std::mutex> lock(mu_);
-      posted_.push_back(std::move(fn));
-      cv_.notify_all();
-    };
-    src.store_path = dir_.Sub("store");
-    api_ = std::make_unique<AdminApi>(tokens, std::move(src));
-  }
-
-  // Handles the request and runs posted functions, as the loop would, until
-  // it is answered.
-  AdminResponse Call(const std::string& method, const std::string& path, const std::string& token,
-                     const std::string& body = "") {
-    AdminRequest req;
-    req.method = method;
-    req.path = path;
-    req.authorization = token.empty() ? "" : "Bearer " + token;
-    req.client = "127.0.0.1:5555";
-    req.body = body;
-    bool answered = false;
-    AdminResponse out;
-    api_->Handle(req, [&](AdminResponse r) {
-      EXPECT_FALSE(answered) << "answered twice";
-      answered = true;
-      out = std::move(r);
-    });
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!answered && std::chrono::steady_clock::now() < deadline) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return !posted_.empty(); });
-        if (posted_.empty()) continue;
-        fn = std::move(posted_.front());
-        posted_.pop_front();
-      }
-      fn();
-    }
-    EXPECT_TRUE(answered) << method << " " << path << " never answered";
-    return out;
-  }
-
-  json Body(const AdminResponse& r) {
-    json j = json::parse(r.body, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << r.body;
-    return j;
-  }
-
   // Stores an object of `study` routed to "archive" and "telerad" (one
   // queued row at each).
   uint64_t Put(const std::string& uid, const std::string& study) {
@@ -104,18 +43,6 @@ class AdminStudyActionsTest : public ::testing::Test {
     store::testing::PutResult r = store::testing::PutObject(*store_, m, store::testing::RandomBytes(500, 3));
     EXPECT_TRUE(r.status.ok()) << r.status.ToString();
     return r.meta.id;
-  }
-
-  void DeadLetter(uint64_t id, const std::string& dest, int32_t prio) {
-    store::QueueUpdate u;
-    u.kind = store::QueueUpdate::Kind::kDeadLetter;
-    u.destination = dest;
-    u.priority = prio;
-    u.object_id = id;
-    u.attempts = 3;
-    u.status = 0xA900;
-    u.error = "refused";
-    ASSERT_TRUE(store::testing::ApplyUpdates(*store_, {u}).ok());
   }
 
   // (uid, destination) of every live row, and of every dead row.
@@ -136,15 +63,6 @@ class AdminStudyActionsTest : public ::testing::Test {
     while (std::getline(in, l)) out.push_back(json::parse(l, nullptr, false));
     return out;
   }
-
-  TempDir dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<AuditLog> audit_;
-  Metrics metrics_;
-  std::unique_ptr<AdminApi> api_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> posted_;
 };
 
 TEST_F(AdminStudyActionsTest, WhoAmINamesTheRoleAndOnlyTheActionsItMayTake) {
