@@ -73,6 +73,47 @@ std::string RulesWith(const std::string& ae, uint16_t port) {
          "[[rule]]\nname = \"all\"\nforward = [\"telerad\"]\n";
 }
 
+// Writes DIR/alert.sh, an [alerts] command that appends each alert (its
+// JSON, then "ENV alert|subject|state") to the returned file.
+std::string MakeAlertRecorder(const TempDir& dir, std::string* script) {
+  const std::string ran = dir / "ran.txt";
+  *script = dir / "alert.sh";
+  WriteFile(*script,
+            "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
+                ran + "'\n");
+  EXPECT_EQ(::chmod(script->c_str(), 0755), 0);
+  return ran;
+}
+
+// The relais.toml extra of the relais under test: fast retries, `rules`,
+// an admin listener on `admin_port` with kToken as a viewer, and the alert
+// command `script` if not empty.
+std::string MainExtra(const TempDir& dir, const std::string& rules, uint16_t admin_port, const std::string& script) {
+  WriteFile(dir / "tok", kToken);
+  const std::string sha = RunCommand({"sha256sum", dir / "tok"}, 30).output.substr(0, 64);
+  std::string extra = "\n[delivery]\nconnect_timeout_s = 2\nidle_release_s = 1\n\n[rules]\npath = \"" + rules +
+                      "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
+                      "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha + "\"\n";
+  if (!script.empty()) extra += "\n[alerts]\ncommand = \"" + script + "\"\nrepeat = 0\n";
+  return extra;
+}
+
+// Sends `n` copies (new SOP Instance UIDs) of the corpus file `name` to
+// `relais` with storescu; returns the UIDs, all acknowledged, or none.
+std::vector<std::string> SendCopies(const RelaisProcess& relais, const TempDir& dir, const std::string& name, int n) {
+  std::vector<std::string> uids;
+  std::vector<std::string> files = MakeCopiesWithNewUids(CorpusDir() + "/" + name, dir / "copies", n, &uids);
+  if (files.size() != static_cast<size_t>(n)) return {};
+  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult sent = RunCommand(argv);
+  if (ParseStorescuVerbose(sent.output).acknowledged.size() != static_cast<size_t>(n)) {
+    ADD_FAILURE() << sent.output;
+    return {};
+  }
+  return uids;
+}
+
 TEST(MisconfiguredTest, WrongAeTitleHoldsTheQueueAlertsAndAReloadDeliversEverything) {
   TempDir dir;
   ASSERT_EQ(::mkdir((dir / "copies").c_str(), 0755), 0);
@@ -84,14 +125,8 @@ TEST(MisconfiguredTest, WrongAeTitleHoldsTheQueueAlertsAndAReloadDeliversEveryth
   RelaisProcess peer(dir / "peer", peer_options);
   ASSERT_TRUE(peer.Start()) << peer.Log();
 
-  const std::string ran = dir / "ran.txt";
-  const std::string script = dir / "alert.sh";
-  WriteFile(script,
-            "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
-                ran + "'\n");
-  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
-  WriteFile(dir / "tok", kToken);
-  const std::string sha = RunCommand({"sha256sum", dir / "tok"}, 30).output.substr(0, 64);
+  std::string script;
+  const std::string ran = MakeAlertRecorder(dir, &script);
 
   const std::string rules = dir / "rules.toml";
   // max_attempts = 3: without the hold, every row would be dead after three
@@ -99,22 +134,13 @@ TEST(MisconfiguredTest, WrongAeTitleHoldsTheQueueAlertsAndAReloadDeliversEveryth
   WriteFile(rules, RulesWith("WRONG", peer.port()));
   const uint16_t admin_port = FreePort();
   RelaisOptions options;
-  options.extra = "\n[delivery]\nconnect_timeout_s = 2\nidle_release_s = 1\n\n[rules]\npath = \"" + rules +
-                  "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
-                  "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha +
-                  "\"\n\n[alerts]\ncommand = \"" + script + "\"\nrepeat = 0\n";
+  options.extra = MainExtra(dir, rules, admin_port, script);
   RelaisProcess relais(dir / "main", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
   ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
 
-  std::vector<std::string> uids;
-  std::vector<std::string> files =
-      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 3, &uids);
-  ASSERT_EQ(files.size(), 3u);
-  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
-  argv.insert(argv.end(), files.begin(), files.end());
-  RunResult sent = RunCommand(argv);
-  ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 3u) << sent.output;
+  const std::vector<std::string> uids = SendCopies(relais, dir, "pydicom__CT_small.dcm", 3);
+  ASSERT_EQ(uids.size(), 3u);
 
   // Misconfigured: the alert is raised (evaluations every 10 s), and by then
   // the destination has been refused several times (every ~2 s).
@@ -197,14 +223,8 @@ TEST(MisconfiguredTest, TlsCertificateForAnotherNameHoldsTheQueueAndAReloadDeliv
   ASSERT_TRUE(peer.Start()) << peer.Log();
   ASSERT_TRUE(WaitForPort(tls_port, 10000)) << peer.Log();
 
-  const std::string ran = dir / "ran.txt";
-  const std::string script = dir / "alert.sh";
-  WriteFile(script,
-            "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
-                ran + "'\n");
-  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
-  WriteFile(dir / "tok", kToken);
-  const std::string sha = RunCommand({"sha256sum", dir / "tok"}, 30).output.substr(0, 64);
+  std::string script;
+  const std::string ran = MakeAlertRecorder(dir, &script);
   const std::string rules = dir / "rules.toml";
   auto rules_with = [&](const std::string& host) {
     return "[[destination]]\nname = \"telerad\"\nae_title = \"TELERAD\"\nhost = \"" + host +
@@ -216,22 +236,13 @@ TEST(MisconfiguredTest, TlsCertificateForAnotherNameHoldsTheQueueAndAReloadDeliv
   WriteFile(rules, rules_with("127.0.0.1"));
   const uint16_t admin_port = FreePort();
   RelaisOptions options;
-  options.extra = "\n[delivery]\nconnect_timeout_s = 2\nidle_release_s = 1\n\n[rules]\npath = \"" + rules +
-                  "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
-                  "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha +
-                  "\"\n\n[alerts]\ncommand = \"" + script + "\"\nrepeat = 0\n";
+  options.extra = MainExtra(dir, rules, admin_port, script);
   RelaisProcess relais(dir / "main", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
   ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
 
-  std::vector<std::string> uids;
-  std::vector<std::string> files =
-      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 3, &uids);
-  ASSERT_EQ(files.size(), 3u);
-  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
-  argv.insert(argv.end(), files.begin(), files.end());
-  RunResult sent = RunCommand(argv);
-  ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 3u) << sent.output;
+  const std::vector<std::string> uids = SendCopies(relais, dir, "pydicom__CT_small.dcm", 3);
+  ASSERT_EQ(uids.size(), 3u);
 
   int64_t deadline = NowMs() + 60000;
   while (!HasLine(ran, "ENV destination-misconfigured|telerad|raised")) {
@@ -334,8 +345,6 @@ TEST(MisconfiguredTest, TlsPeerRefusingOurCertificateHoldsTheQueueAndAReloadDeli
   ASSERT_TRUE(peer.Start()) << peer.Log();
   ASSERT_TRUE(WaitForPort(tls_port, 10000)) << peer.Log();
 
-  WriteFile(dir / "tok", kToken);
-  const std::string sha = RunCommand({"sha256sum", dir / "tok"}, 30).output.substr(0, 64);
   const std::string rules = dir / "rules.toml";
   auto rules_with = [&](const std::string& cert) {
     return "[[destination]]\nname = \"telerad\"\nae_title = \"TELERAD\"\nhost = \"127.0.0.1\"\nport = " +
@@ -348,21 +357,13 @@ TEST(MisconfiguredTest, TlsPeerRefusingOurCertificateHoldsTheQueueAndAReloadDeli
   WriteFile(rules, rules_with("stranger"));
   const uint16_t admin_port = FreePort();
   RelaisOptions options;
-  options.extra = "\n[delivery]\nconnect_timeout_s = 2\nidle_release_s = 1\n\n[rules]\npath = \"" + rules +
-                  "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
-                  "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha + "\"\n";
+  options.extra = MainExtra(dir, rules, admin_port, "");
   RelaisProcess relais(dir / "main", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
   ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
 
-  std::vector<std::string> uids;
-  std::vector<std::string> files =
-      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__CT_small.dcm", dir / "copies", 2, &uids);
-  ASSERT_EQ(files.size(), 2u);
-  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
-  argv.insert(argv.end(), files.begin(), files.end());
-  RunResult sent = RunCommand(argv);
-  ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 2u) << sent.output;
+  const std::vector<std::string> uids = SendCopies(relais, dir, "pydicom__CT_small.dcm", 2);
+  ASSERT_EQ(uids.size(), 2u);
 
   int64_t deadline = NowMs() + 60000;
   json d;
@@ -412,12 +413,8 @@ TEST(MisconfiguredTest, DeadLettersAreLoggedPerRowAndAlerted) {
   so.only_sop_classes = {kCtImageStorage};
   StorescpPeer scp(dir / "scp", so);
   ASSERT_TRUE(scp.Start()) << scp.Log();
-  const std::string ran = dir / "ran.txt";
-  const std::string script = dir / "alert.sh";
-  WriteFile(script,
-            "#!/bin/sh\n{ cat; echo; echo \"ENV $RELAIS_ALERT|$RELAIS_ALERT_SUBJECT|$RELAIS_ALERT_STATE\"; } >> '" +
-                ran + "'\n");
-  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  std::string script;
+  const std::string ran = MakeAlertRecorder(dir, &script);
   const std::string rules = dir / "rules.toml";
   WriteFile(rules, "[[destination]]\nname = \"ctonly\"\nae_title = \"CTONLY\"\nhost = \"127.0.0.1\"\nport = " +
                        std::to_string(scp.port()) +
@@ -428,14 +425,8 @@ TEST(MisconfiguredTest, DeadLettersAreLoggedPerRowAndAlerted) {
   RelaisProcess relais(dir.path(), options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
 
-  std::vector<std::string> uids;
-  std::vector<std::string> files =
-      MakeCopiesWithNewUids(CorpusDir() + "/pydicom__MR_small.dcm", dir / "copies", 2, &uids);
-  ASSERT_EQ(files.size(), 2u);
-  std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
-  argv.insert(argv.end(), files.begin(), files.end());
-  RunResult sent = RunCommand(argv);
-  ASSERT_EQ(ParseStorescuVerbose(sent.output).acknowledged.size(), 2u) << sent.output;
+  const std::vector<std::string> uids = SendCopies(relais, dir, "pydicom__MR_small.dcm", 2);
+  ASSERT_EQ(uids.size(), 2u);
 
   int64_t deadline = NowMs() + 60000;
   while (!HasLine(ran, "ENV dead-letters|ctonly|raised")) {
