@@ -140,6 +140,7 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
           d->down = false;
           d->next_try = 0;
           d->failing_since = 0;
+          d->refusing = false;
           d->misconfigured = false;
           d->misconfigured_reason.clear();
           d->misconfigured_since = 0;
@@ -436,7 +437,15 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
       s->assoc->Echo([this, d, s](Outcome e) {
         s->busy = false;
         if (shutting_down_) return;
-        if (e.ok()) {
+        if (e.ok() && d->refusing) {
+          // The link is up but the peer refused objects: the next one tries
+          // now, and the failure streak (its backoff, destination-down) goes
+          // on until an object is accepted.
+          RLOG_INFO("dest=%s dassoc=%s event=probe-answered failures=%u refusing=1", d->cfg.name.c_str(),
+                    s->name.c_str(), d->failures);
+          d->down = false;
+          d->next_try = 0;
+        } else if (e.ok()) {
           RLOG_INFO("dest=%s dassoc=%s event=probe-answered", d->cfg.name.c_str(), s->name.c_str());
           LinkSuccess(d);
         } else {

@@ -130,6 +130,7 @@ void DeliveryScheduler::LinkFailure(Dest* d, const Outcome& o, const std::string
   if (o.IsMisconfiguration()) return Misconfigured(d, o, association, now);
   if (d->failures == 0) d->failing_since = now;
   ++d->failures;
+  d->refusing = o.kind == Outcome::Kind::kFailure;
   d->last_link_error = o.ToString();
   d->next_try = now + Backoff(d, d->failures);
   bool was_down = d->down;
@@ -256,6 +257,7 @@ void DeliveryScheduler::LinkSuccess(Dest* d) {
   d->down = false;
   d->next_try = 0;
   d->failing_since = 0;
+  d->refusing = false;
   d->misconfigured = false;
   d->misconfigured_reason.clear();
   d->misconfigured_since = 0;

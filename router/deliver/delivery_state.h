@@ -113,6 +113,10 @@ struct DeliveryScheduler::Dest {
   // Operations (Stats, Pause/Resume, RecentFailures).
   bool paused = false;
   int64_t failing_since = 0;  // first link failure of the current streak; 0: none
+  // The streak's last failure was a status the peer answered (0xA7xx "out of
+  // resources" and the like), not the link: an answered C-ECHO probe proves
+  // the link only, so it lets the next object try without ending the streak.
+  bool refusing = false;
   DestinationTally stats;
 
   // Counts one failed attempt (DestinationTally::NoteFailure).
