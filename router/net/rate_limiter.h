@@ -16,7 +16,10 @@ class RateLimiter {
   // while associations hold the limiter). The bucket holds at most a quarter
   // second of traffic (at least 64 KiB), so an idle destination cannot burst
   // for long.
-  explicit RateLimiter(uint64_t bytes_per_s) { SetRate(bytes_per_s); }
+  explicit RateLimiter(uint64_t bytes_per_s) {
+    SetRate(bytes_per_s);
+    tokens_ = capacity_;
+  }
 
   uint64_t bytes_per_s() const { return static_cast<uint64_t>(rate_); }
 
