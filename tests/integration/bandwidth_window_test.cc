@@ -22,7 +22,9 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -62,6 +64,13 @@ class CountingRelay {
     close(listen_);
   }
   uint16_t port() const { return port_; }
+
+  uint64_t TotalBytes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t n = 0;
+    for (const auto& [at, bytes] : log_) n += bytes;
+    return n;
+  }
 
   // The rate Relais sent at in [from_ms, to_ms), bytes/s. The limiter lets
   // a chunk (up to a PDU) go whole, and loopback carries it at once: the
@@ -152,6 +161,16 @@ class CountingRelay {
   std::vector<std::pair<int64_t, uint64_t>> log_;
 };
 
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
 std::string LocalClock(int64_t unix_ms) {
   time_t t = static_cast<time_t>(unix_ms / 1000);
   struct tm lt {};
@@ -198,7 +217,7 @@ TEST(BandwidthScheduleTest, RateFollowsEachWindowAcrossABoundaryWhileSending) {
   const int64_t slow_from = boundary - 3000, slow_to = boundary - 500;
   const int64_t fast_from = boundary + 500, fast_to = boundary + 4500;
   ASSERT_LT(NowUnixMs(), slow_from) << "Relais and storescu took longer than the lead before the boundary; nothing to "
-                                   "measure in the first window";
+                                       "measure in the first window";
   while (NowUnixMs() < fast_to + 100) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_LT(peer.CountFiles(), files.size()) << "the backlog was all sent before the second span ended";
   const double slow = relay.RateBetween(slow_from, slow_to);
@@ -210,8 +229,7 @@ TEST(BandwidthScheduleTest, RateFollowsEachWindowAcrossABoundaryWhileSending) {
   // here, the figures printed above.
   EXPECT_NEAR(slow, kSlow, kSlow * 0.10) << relais.Log();
   EXPECT_NEAR(fast, kFast, kFast * 0.10) << relais.Log();
-  EXPECT_NE(relais.Log().find("event=bandwidth-cap from_bps=400000 to_bps=1600000"), std::string::npos)
-      << relais.Log();
+  EXPECT_NE(relais.Log().find("event=bandwidth-cap from_bps=400000 to_bps=1600000"), std::string::npos) << relais.Log();
 
   // Everything arrives.
   int64_t deadline = NowUnixMs() + 60000;
@@ -219,6 +237,81 @@ TEST(BandwidthScheduleTest, RateFollowsEachWindowAcrossABoundaryWhileSending) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(peer.CountFiles(), files.size()) << relais.Log();
+}
+
+// priority_above_limit: a STAT study (priority 10) on a destination capped
+// at 20 KB/s whose only association is busy with a routine CT backlog goes
+// out on the priority lane unpaced. Its 10 MR objects (1.3 MB) would need
+// more than 66 s at the cap; they arrive while the routine backlog has not
+// yet put 300 kB more on the wire (15 s at the cap), an order of bytes, not
+// of time, so a slow machine cannot make it pass wrongly.
+TEST(BandwidthScheduleTest, PriorityAboveLimitSendsStatUnpaced) {
+  TempDir tmp;
+  for (const char* d : {"peer", "relais", "ct", "mr"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
+  // tests/tools/fake_scp.py: it takes several associations at once (the
+  // lane is a second one) and logs each object's UID as it answers.
+  const uint16_t pacs_port = FreePort();
+  const std::string received = tmp / "received.txt";
+  Child pacs;
+  ASSERT_TRUE(pacs.Start({"python3", std::string(RELAIS_SOURCE_DIR) + "/tests/tools/fake_scp.py",
+                          std::to_string(pacs_port), "0000", "", "0", received},
+                         tmp / "pacs.log"));
+  ASSERT_TRUE(WaitForPort(pacs_port, 20000)) << pacs.ReadLog();
+  CountingRelay relay(pacs_port);
+  const std::string rules = tmp / "rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"telerad\"\nae_title = \"FAKEPACS\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(relay.port()) +
+                       "\nconcurrency = \"fixed\"\nmax_associations = 1\npriority_above_limit = true\n"
+                       "bandwidth = [ { limit = \"20KB/s\" } ]\n\n"
+                       "[[rule]]\nname = \"routine\"\nforward = [\"telerad\"]\n[rule.match]\nModality = \"CT\"\n\n"
+                       "[[rule]]\nname = \"stat\"\npriority = 10\nforward = [\"telerad\"]\n[rule.match]\n"
+                       "Modality = \"MR\"\n");
+  RelaisOptions options;
+  options.extra = "\n[rules]\npath = \"" + rules + "\"\n";
+  RelaisProcess relais(tmp / "relais", options);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+
+  std::vector<std::string> ct_uids, mr_uids;
+  std::vector<std::string> ct =
+      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", tmp / "ct", 2, &ct_uids);
+  std::vector<std::string> mr = MakeCopiesWithNewUids(CorpusDir() + "/dcm4che__MR01.dcm", tmp / "mr", 10, &mr_uids);
+  ASSERT_EQ(ct.size(), 2u);
+  ASSERT_EQ(mr.size(), 10u);
+  std::vector<std::string> argv = {"storescu", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), ct.begin(), ct.end());
+  RunResult r = RunCommand(argv, 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The routine backlog is on the wire (past the first burst of the bucket).
+  int64_t deadline = NowUnixMs() + 60000;
+  while (NowUnixMs() < deadline && relay.TotalBytes() < 80000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GE(relay.TotalBytes(), 80000u) << relais.Log();
+
+  argv = {"storescu", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+  argv.insert(argv.end(), mr.begin(), mr.end());
+  r = RunCommand(argv, 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const uint64_t queued_at = relay.TotalBytes();
+  deadline = NowUnixMs() + 120000;
+  size_t stat_got = 0;
+  while (NowUnixMs() < deadline) {
+    const std::vector<std::string> got = ReadLines(received);
+    const std::set<std::string> seen(got.begin(), got.end());
+    stat_got = 0;
+    for (const std::string& uid : mr_uids) stat_got += seen.count(uid);
+    if (stat_got == mr_uids.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(stat_got, mr_uids.size()) << relais.Log();
+  const uint64_t stat_bytes = 10 * ReadFile(mr[0]).size();
+  const uint64_t routine_meanwhile =
+      relay.TotalBytes() - queued_at - std::min(relay.TotalBytes() - queued_at, stat_bytes);
+  std::printf("STAT study (%llu bytes) complete while the routine backlog sent %llu bytes more\n",
+              static_cast<unsigned long long>(stat_bytes), static_cast<unsigned long long>(routine_meanwhile));
+  EXPECT_LT(routine_meanwhile, 300000u) << "the STAT study was paced by the 20 KB/s cap\n" << relais.Log();
+  EXPECT_LT(ReadLines(received).size(), 12u) << "the routine backlog went through first";
+  EXPECT_NE(relais.Log().find("event=priority-lane"), std::string::npos) << relais.Log();
 }
 
 }  // namespace
