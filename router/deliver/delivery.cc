@@ -231,6 +231,7 @@ void DeliveryScheduler::ApplyBandwidth(Dest* d, int64_t now_ms) {
     Arm(d, std::min<int64_t>((b.next_change - offset_s) * 1000, now_ms + 60000));
   }
   if (cap == 0 && d->cfg.bandwidth.empty()) {
+    if (d->limiter) d->limiter->SetRate(0);  // the associations already open hold it: unlimited now
     d->limiter.reset();
   } else if (!d->limiter) {
     d->limiter = std::make_shared<RateLimiter>(cap);
