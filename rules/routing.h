@@ -23,6 +23,30 @@ class DcmItem;  // DCMTK; kept out of this header
 
 namespace relais::rules {
 
+// One `bandwidth` window of a destination: `limit_bps` (0 = unlimited) in
+// force on the days in `days` (bit 0 Sunday .. bit 6 Saturday, the day the
+// window starts) from `from_s` to `to_s` (seconds after local midnight). A
+// window with to_s <= from_s crosses midnight and ends the next day; from_s
+// == to_s == 0 is the whole day.
+struct BandwidthWindow {
+  uint64_t limit_bps = 0;
+  uint8_t days = 0x7F;
+  uint32_t from_s = 0;
+  uint32_t to_s = 0;
+};
+
+// The bandwidth cap in force at a local time and when it next changes.
+struct BandwidthNow {
+  uint64_t limit_bps = 0;   // 0 = unlimited (no window matches, or "unlimited")
+  int64_t next_change = 0;  // local seconds of the next change of limit_bps (>
+                            // local_s), or local_s + 8 days when it never does
+};
+
+// The first of `windows` that holds at `local_s` (seconds since 1970-01-01
+// 00:00 of local time: unix seconds plus the UTC offset; no DST handling) and
+// the next time the cap changes. Pure; rules/README.md "Bandwidth windows".
+BandwidthNow BandwidthAt(const std::vector<BandwidthWindow>& windows, int64_t local_s);
+
 // A place objects are delivered to ([[destination]]); router/deliver/delivery.h
 // uses these settings. `tls` is parsed and validated, but this build cannot
 // speak DICOM TLS yet: a tls destination is never sent anything (its rows
@@ -45,7 +69,13 @@ struct Destination {
     uint64_t max_backoff_s = 1800;
   } retry;
   std::vector<std::string> transfer_syntaxes;  // preferred, in order (UIDs; names accepted in TOML)
-  uint64_t bandwidth_limit_bps = 0;            // bytes/s, 0 = unlimited
+  uint64_t bandwidth_limit_bps = 0;            // bytes/s, 0 = unlimited (`bandwidth_limit`)
+  // `bandwidth`: time-of-day windows; when not empty they replace
+  // bandwidth_limit_bps (the parser refuses both at once).
+  std::vector<BandwidthWindow> bandwidth;
+  // `priority_above_limit`: the priority lane (rows above the default
+  // priority) is not paced by the bandwidth cap.
+  bool priority_above_limit = false;
   bool tls = false;
   std::string tls_ca_file, tls_cert_file, tls_key_file;
   uint64_t hold_study_s = 0;  // hold a study until it is quiet this long (0 = send at once)

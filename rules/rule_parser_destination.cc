@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <toml++/toml.h>
@@ -48,22 +49,141 @@ void ReadTransferSyntaxes(const toml::node* n, TableReader* r, Errors* errors, D
   }
 }
 
-// [[destination]] bandwidth_limit: "2MB/s", "500KiB/s" or bytes per second.
-void ReadBandwidthLimit(const toml::node* n, TableReader* r, Errors* errors, Destination* d) {
+// A rate: "2MB/s", "500KiB/s" or bytes per second; `unlimited_ok`: also
+// "unlimited" (0). Errors name `key`.
+bool ReadRate(const toml::node* n, std::string_view key, bool unlimited_ok, TableReader* r, Errors* errors,
+              uint64_t* out) {
   if (const auto* i = n->as_integer(); i != nullptr && i->get() >= 0) {
-    d->bandwidth_limit_bps = static_cast<uint64_t>(i->get());
-  } else if (const auto* s = n->as_string()) {
+    *out = static_cast<uint64_t>(i->get());
+    return true;
+  }
+  if (const auto* s = n->as_string()) {
     std::string_view v = s->get();
+    if (unlimited_ok && v == "unlimited") {
+      *out = 0;
+      return true;
+    }
     if (v.ends_with("/s")) v.remove_suffix(2);
     std::optional<uint64_t> bytes = ParseSize(v);
     if (!bytes) {
-      errors->Add(n->source(),
-                  "bandwidth_limit must be a rate such as \"2MB/s\" or \"500KiB/s\", got '" + s->get() + "'");
-    } else {
-      d->bandwidth_limit_bps = *bytes;
+      errors->Add(n->source(), (unlimited_ok ? r->Full(key) : std::string(key)) +
+                                   " must be a rate such as \"2MB/s\" or \"500KiB/s\"" +
+                                   (unlimited_ok ? " or \"unlimited\"" : "") + ", got '" + s->get() + "'");
+      return false;
     }
-  } else {
-    r->TypeError("bandwidth_limit", *n, "a rate such as \"2MB/s\" or an integer (bytes per second)");
+    *out = *bytes;
+    return true;
+  }
+  r->TypeError(key, *n, "a rate such as \"2MB/s\" or an integer (bytes per second)");
+  return false;
+}
+
+// [[destination]] bandwidth_limit: "2MB/s", "500KiB/s" or bytes per second.
+void ReadBandwidthLimit(const toml::node* n, TableReader* r, Errors* errors, Destination* d) {
+  ReadRate(n, "bandwidth_limit", /*unlimited_ok=*/false, r, errors, &d->bandwidth_limit_bps);
+}
+
+// "HH:MM" or "HH:MM:SS" (00:00-24:00) as seconds after midnight.
+std::optional<uint32_t> ParseClock(std::string_view v) {
+  auto two = [&](size_t at) -> int {
+    if (v.size() < at + 2 || v[at] < '0' || v[at] > '9' || v[at + 1] < '0' || v[at + 1] > '9') return -1;
+    return (v[at] - '0') * 10 + (v[at + 1] - '0');
+  };
+  if ((v.size() != 5 && v.size() != 8) || v[2] != ':' || (v.size() == 8 && v[5] != ':')) return std::nullopt;
+  int h = two(0), m = two(3), sec = v.size() == 8 ? two(6) : 0;
+  if (h < 0 || m < 0 || sec < 0 || m > 59 || sec > 59 || h > 24 || (h == 24 && (m != 0 || sec != 0))) {
+    return std::nullopt;
+  }
+  return static_cast<uint32_t>((h * 60 + m) * 60 + sec) % 86400;
+}
+
+// "mon-fri", "sat,sun", "fri-mon" (wraps), "mon-fri,sun" as a bit set (bit 0 Sunday).
+std::optional<uint8_t> ParseDays(std::string_view v) {
+  static constexpr std::string_view kNames[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+  auto day = [](std::string_view n) -> int {
+    for (int i = 0; i < 7; ++i) {
+      if (n == kNames[i]) return i;
+    }
+    return -1;
+  };
+  uint8_t bits = 0;
+  while (!v.empty()) {
+    size_t comma = v.find(',');
+    std::string_view part = v.substr(0, comma);
+    v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+    if (comma != std::string_view::npos && v.empty()) return std::nullopt;
+    size_t dash = part.find('-');
+    int a = day(part.substr(0, dash));
+    int b = dash == std::string_view::npos ? a : day(part.substr(dash + 1));
+    if (a < 0 || b < 0) return std::nullopt;
+    for (int i = a;; i = (i + 1) % 7) {
+      bits |= static_cast<uint8_t>(1u << i);
+      if (i == b) break;
+    }
+  }
+  if (bits == 0) return std::nullopt;
+  return bits;
+}
+
+// [[destination]] bandwidth = [ { limit, days, from, to }, ... ].
+void ReadBandwidth(const toml::node* n, TableReader* r, Errors* errors, Destination* d) {
+  const toml::array* a = n->as_array();
+  if (a == nullptr) {
+    r->TypeError("bandwidth", *n,
+                 "a list of windows such as [ { limit = \"2MB/s\", from = \"07:00\", to = \"19:00\" } ]");
+    return;
+  }
+  if (a->empty()) errors->Add(n->source(), "destination '" + d->name + "'.bandwidth must list at least one window");
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::node& e = *a->get(i);
+    const toml::table* t = e.as_table();
+    std::string name = "destination '" + d->name + "'.bandwidth[" + std::to_string(i) + "]";
+    if (t == nullptr) {
+      errors->Add(e.source(), name +
+                                  " must be a table such as { limit = \"2MB/s\", days = \"mon-fri\", from = "
+                                  "\"07:00\", to = \"19:00\" }, got " +
+                                  TypeName(e.type()));
+      continue;
+    }
+    TableReader wr(*t, name, errors);
+    BandwidthWindow w;
+    if (const toml::node* l = wr.Take("limit", /*required=*/true)) {
+      ReadRate(l, "limit", /*unlimited_ok=*/true, &wr, errors, &w.limit_bps);
+    }
+    std::string days, from, to;
+    wr.ReadString("days", &days);
+    wr.ReadString("from", &from);
+    wr.ReadString("to", &to);
+    if (const toml::node* dn = wr.Node("days"); dn != nullptr && dn->is_string()) {
+      if (auto bits = ParseDays(days)) {
+        w.days = *bits;
+      } else {
+        errors->Add(dn->source(), name +
+                                      ".days must be days such as \"mon-fri\" or \"sat,sun\" (sun mon tue wed "
+                                      "thu fri sat), got '" +
+                                      days + "'");
+      }
+    }
+    const toml::node* fn = wr.Node("from");
+    const toml::node* tn = wr.Node("to");
+    bool from_ok = fn != nullptr && fn->is_string(), to_ok = tn != nullptr && tn->is_string();
+    for (auto [node, text, ok, out] :
+         {std::tuple{fn, &from, from_ok, &w.from_s}, std::tuple{tn, &to, to_ok, &w.to_s}}) {
+      if (!ok) continue;
+      if (auto s = ParseClock(*text)) {
+        *out = *s;
+      } else {
+        errors->Add(node->source(), name + "." + (out == &w.from_s ? "from" : "to") +
+                                        " must be a local time \"HH:MM\" or \"HH:MM:SS\", got '" + *text + "'");
+      }
+    }
+    if ((fn != nullptr) != (tn != nullptr)) {
+      errors->Add(t->source(), name + " needs both from and to (or neither for the whole day)");
+    } else if (from_ok && to_ok && w.from_s == w.to_s && w.from_s != 0) {  // 00:00-24:00: the whole day
+      errors->Add(t->source(), name + ": from and to must differ (leave both out for the whole day)");
+    }
+    wr.RejectUnknownKeys();
+    d->bandwidth.push_back(w);
   }
 }
 
@@ -144,6 +264,15 @@ void Parser::ReadDestination(const toml::table& t, Errors* errors, const std::st
   }
   if (const toml::node* n = r.Take("transfer_syntaxes")) ReadTransferSyntaxes(n, &r, errors, &d);
   if (const toml::node* n = r.Take("bandwidth_limit")) ReadBandwidthLimit(n, &r, errors, &d);
+  if (const toml::node* n = r.Take("bandwidth")) {
+    ReadBandwidth(n, &r, errors, &d);
+    if (const toml::node* old = r.Node("bandwidth_limit")) {
+      errors->Add(old->source(), "destination '" + d.name +
+                                     "': bandwidth_limit and bandwidth go not together (write the always-on cap as "
+                                     "the last bandwidth window, { limit = \"...\" })");
+    }
+  }
+  r.ReadBool("priority_above_limit", &d.priority_above_limit);
   if (const toml::node* n = r.Take("retry")) ReadRetry(n, &r, errors, &d);
   if (const toml::node* n = r.Take("tls")) ReadTls(n, &r, errors, source, &d);
   r.ReadDuration("hold_study", &d.hold_study_s);

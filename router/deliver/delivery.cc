@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <climits>
+#include <ctime>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -169,11 +170,7 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
               cfg.name.c_str(), cfg.where.c_str(), d->tls_error.c_str());
         }
       }
-      if (cfg.bandwidth_limit_bps == 0) {
-        d->limiter.reset();
-      } else if (!d->limiter || d->limiter->bytes_per_s() != cfg.bandwidth_limit_bps) {
-        d->limiter = std::make_shared<RateLimiter>(cfg.bandwidth_limit_bps);
-      }
+      ApplyBandwidth(d, NowUnixMs());
     }
   }
   for (auto& [name, d] : dests_) {
@@ -219,9 +216,37 @@ int64_t DeliveryScheduler::Backoff(const Dest* d, uint32_t failures) {
   return BackoffMs(d->cfg.retry.initial_backoff_s, d->cfg.retry.max_backoff_s, failures, jitter(rng_));
 }
 
+// The bandwidth cap in force (bandwidth_limit, or the `bandwidth` window of
+// the local time) set on the destination's limiter, which every association
+// holds: a change applies to the next chunk of each. With windows, a timer
+// wakes the destination at the next boundary and at least every minute.
+void DeliveryScheduler::ApplyBandwidth(Dest* d, int64_t now_ms) {
+  uint64_t cap = d->cfg.bandwidth_limit_bps;
+  if (!d->cfg.bandwidth.empty()) {
+    time_t t = static_cast<time_t>(now_ms / 1000);
+    struct tm lt {};
+    localtime_r(&t, &lt);
+    const int64_t offset_s = lt.tm_gmtoff;
+    rules::BandwidthNow b = rules::BandwidthAt(d->cfg.bandwidth, now_ms / 1000 + offset_s);
+    cap = b.limit_bps;
+    Arm(d, std::min<int64_t>((b.next_change - offset_s) * 1000, now_ms + 60000));
+  }
+  if (cap == 0 && d->cfg.bandwidth.empty()) {
+    if (d->limiter) d->limiter->SetRate(0);  // the associations already open hold it: unlimited now
+    d->limiter.reset();
+  } else if (!d->limiter) {
+    d->limiter = std::make_shared<RateLimiter>(cap);
+  } else if (d->limiter->bytes_per_s() != cap) {
+    RLOG_INFO("dest=%s event=bandwidth-cap from_bps=%" PRIu64 " to_bps=%" PRIu64 " (0: unlimited)", d->cfg.name.c_str(),
+              d->limiter->bytes_per_s(), cap);
+    d->limiter->SetRate(cap);
+  }
+}
+
 void DeliveryScheduler::Run(Dest* d) {
   if (shutting_down_) return;
   int64_t now = NowUnixMs();
+  if (!d->cfg.bandwidth.empty()) ApplyBandwidth(d, now);
   if (d->removed || (d->cfg.tls && !d->tls)) {  // tls: never in clear text (see SetRules)
     for (auto& s : d->senders) {
       if (s->established && !s->busy && !s->closing) {
@@ -368,14 +393,13 @@ void DeliveryScheduler::MaybeOpenLane(Dest* d) {
       return;  // connecting, planned for it
     }
   }
-  OpenSender(d, /*probe=*/false, /*lane=*/true);
+  OpenSender(d, /*probe=*/false, /*lane=*/true, head);
   Sender* lane = d->senders.back().get();
-  lane->lane_priority = head;
   RLOG_INFO("dest=%s dassoc=%s event=priority-lane priority=%d in_flight=%zu target=%u", d->cfg.name.c_str(),
             lane->name.c_str(), head, d->in_flight.size(), d->concurrency->target());
 }
 
-void DeliveryScheduler::OpenSender(Dest* d, bool probe, bool lane) {
+void DeliveryScheduler::OpenSender(Dest* d, bool probe, bool lane, int32_t lane_priority) {
   auto s = std::make_unique<Sender>();
   Sender* sp = s.get();
   s->id = next_sender_id_++;
@@ -383,6 +407,7 @@ void DeliveryScheduler::OpenSender(Dest* d, bool probe, bool lane) {
   s->generation = d->generation;
   s->probe = probe;
   s->lane = lane;
+  s->lane_priority = lane_priority;
   std::vector<ContextProposal> proposals;
   if (probe) {
     proposals.push_back(ContextProposal{kVerification, {kImplicitVrLittleEndian}});
@@ -409,7 +434,9 @@ void DeliveryScheduler::OpenSender(Dest* d, bool probe, bool lane) {
   cfg.connect_timeout_ms = settings_.connect_timeout_ms;
   cfg.artim_timeout_ms = settings_.artim_timeout_ms;
   cfg.response_timeout_ms = settings_.response_timeout_ms;
-  cfg.rate_limiter = d->limiter;
+  // priority_above_limit: the lane for rows above the default priority is
+  // not paced.
+  cfg.rate_limiter = lane && lane_priority > 0 && d->cfg.priority_above_limit ? nullptr : d->limiter;
   cfg.tls = d->tls;
   s->assoc = std::make_unique<ScuAssociation>(
       loop_, cfg, std::move(proposals), [this, d, sp](Outcome o) { OnEstablished(d, sp, o); },
@@ -723,6 +750,8 @@ std::vector<DeliveryScheduler::DestinationStats> DeliveryScheduler::Stats() cons
     st.concurrency_reason = d->concurrency->reason();
     st.concurrency_ceiling = d->concurrency->ceiling();
     st.max_associations = d->cfg.max_associations;
+    st.bandwidth_limit_bps = d->limiter ? d->limiter->bytes_per_s() : 0;
+    st.bandwidth_windows = d->cfg.bandwidth.size();
     st.in_flight = d->in_flight.size();
     st.ready = d->ready.size();
     st.ae_title = d->cfg.ae_title;

@@ -169,7 +169,8 @@ class DeliveryScheduler {
   void Run(Dest* d);
   void Refill(Dest* d, int64_t now);
   void Dispatch(Dest* d, int64_t now);
-  void OpenSender(Dest* d, bool probe, bool lane = false);
+  void OpenSender(Dest* d, bool probe, bool lane = false, int32_t lane_priority = 0);
+  void ApplyBandwidth(Dest* d, int64_t now_ms);
   // Opens the priority lane when the first waiting row outranks every row
   // in flight and no association can take it now.
   void MaybeOpenLane(Dest* d);

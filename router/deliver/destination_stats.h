@@ -36,6 +36,10 @@ struct DestinationStats {
   std::string concurrency_reason;
   uint32_t concurrency_ceiling = 0;
   uint32_t max_associations = 0;
+  // The bandwidth cap in force (bytes/s, 0: unlimited): bandwidth_limit or
+  // the `bandwidth` window of the local time; how many windows are written.
+  uint64_t bandwidth_limit_bps = 0;
+  size_t bandwidth_windows = 0;
   size_t in_flight = 0;
   size_t ready = 0;
   uint64_t sent = 0;

@@ -65,6 +65,7 @@ json BlankDestination(const std::string& name, const std::string& ae_title, cons
           {"paused", false},
           {"associations", 0},
           {"concurrency", nullptr},
+          {"bandwidth", nullptr},
           {"in_flight", 0},
           {"sent", 0},
           {"failed", 0},
@@ -94,6 +95,7 @@ void AddDeliveryFigures(const DeliveryScheduler::DestinationStats& s, bool confi
                       {"reason", s.concurrency_reason},
                       {"ceiling", s.concurrency_ceiling},
                       {"max_associations", s.max_associations}};
+  j["bandwidth"] = {{"limit_bps", s.bandwidth_limit_bps}, {"windows", s.bandwidth_windows}};
   j["in_flight"] = s.in_flight;
   j["sent"] = s.sent;
   j["failed"] = s.failed;

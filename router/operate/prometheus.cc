@@ -205,6 +205,10 @@ void RenderDestinations(const std::vector<DeliveryScheduler::DestinationStats>& 
        "Outgoing associations the destination aims at: found by adaptive concurrency, or max_associations when "
        "concurrency = \"fixed\" (docs/metrics.md).",
        [](const S& s) { return static_cast<uint64_t>(s.concurrency_target); });
+  each("relais_destination_bandwidth_limit_bytes_per_second", "gauge",
+       "The bandwidth cap in force (bandwidth_limit or the bandwidth window of the local time), bytes/s; 0: "
+       "unlimited.",
+       [](const S& s) { return s.bandwidth_limit_bps; });
   p->Family("relais_destination_concurrency_reason", "gauge",
             "1 for why the concurrency target is what it is (start, throughput-rising, throughput-flat, "
             "round-trips-grew, peer-refused, peer-out-of-resources, probing, capped, holding, fixed), 0 for the "

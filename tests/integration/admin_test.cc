@@ -306,6 +306,10 @@ TEST_F(AdminTest, EveryEndpointWithEachRoleAllowedAndRefused) {
   EXPECT_GE(cc["target"].get<int>(), 1) << cc.dump();
   EXPECT_FALSE(cc["reason"].get<std::string>().empty()) << cc.dump();
   EXPECT_EQ(cc["max_associations"], 64) << cc.dump();
+  // No bandwidth_limit nor bandwidth windows: unlimited.
+  const json& bw = d["destinations"][0]["bandwidth"];
+  EXPECT_EQ(bw["limit_bps"], 0) << bw.dump();
+  EXPECT_EQ(bw["windows"], 0) << bw.dump();
   EXPECT_EQ(http_->Call("GET", "/api/destinations/nowhere", kViewerToken).status, 404);
   EXPECT_EQ(http_->Call("GET", "/api/objects/1.2.3.4", kViewerToken).status, 404);
   r = http_->Call("DELETE", "/api/status", kAdminToken);
@@ -501,6 +505,7 @@ TEST_F(AdminTest, MetricsCountWhatStorescuSent) {
   };
   EXPECT_EQ(sample("relais_objects_received_total"), std::to_string(kN)) << r.body.substr(0, 2000);
   EXPECT_EQ(sample("relais_received_bytes_total"), std::to_string(bytes)) << r.body.substr(0, 2000);
+  EXPECT_EQ(sample("relais_destination_bandwidth_limit_bytes_per_second"), "0") << r.body.substr(0, 2000);
   json st = http_->Call("GET", "/api/status", kViewerToken).Json();
   EXPECT_EQ(st["objects_received"], kN);
   EXPECT_EQ(st["bytes_received"], bytes);

@@ -487,5 +487,34 @@ TEST(RoutingEvalTest, DirectoryLoadsFilesInNameOrder) {
   EXPECT_TRUE(RuleSet::Load(dir.string()).status().IsNotFound());
 }
 
+TEST(RoutingTest, BandwidthWindowsAndPriorityAboveLimit) {
+  Result<std::shared_ptr<const RuleSet>> r = RuleSet::Parse(
+      "[[destination]]\n"
+      "name = \"telerad\"\n"
+      "ae_title = \"TELERAD\"\n"
+      "host = \"10.2.0.7\"\n"
+      "priority_above_limit = true\n"
+      "bandwidth = [ { limit = \"2MB/s\", days = \"mon-fri\", from = \"07:00\", to = \"19:00\" },\n"
+      "              { limit = \"500KiB/s\", days = \"fri-mon,wed\", from = \"19:00:30\", to = \"24:00\" },\n"
+      "              { limit = \"unlimited\" } ]\n",
+      "rules.toml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const Destination* d = (*r)->FindDestination("telerad");
+  ASSERT_NE(d, nullptr);
+  EXPECT_TRUE(d->priority_above_limit);
+  EXPECT_EQ(d->bandwidth_limit_bps, 0u);
+  ASSERT_EQ(d->bandwidth.size(), 3u);
+  EXPECT_EQ(d->bandwidth[0].limit_bps, 2000000u);
+  EXPECT_EQ(d->bandwidth[0].days, 0b0111110);
+  EXPECT_EQ(d->bandwidth[0].from_s, 7u * 3600);
+  EXPECT_EQ(d->bandwidth[0].to_s, 19u * 3600);
+  EXPECT_EQ(d->bandwidth[1].limit_bps, 512000u);
+  EXPECT_EQ(d->bandwidth[1].days, 0b1101011);  // fri sat sun mon, wed
+  EXPECT_EQ(d->bandwidth[1].from_s, 19u * 3600 + 30);
+  EXPECT_EQ(d->bandwidth[1].to_s, 0u);  // 24:00 is midnight
+  EXPECT_EQ(d->bandwidth[2].limit_bps, 0u);
+  EXPECT_EQ(d->bandwidth[2].days, 0x7F);
+}
+
 }  // namespace
 }  // namespace relais::rules

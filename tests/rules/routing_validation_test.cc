@@ -336,3 +336,41 @@ TEST(RoutingValidationTest, CancelledLoadStopsBetweenRules) {
 
 }  // namespace
 }  // namespace relais::rules
+
+namespace relais::rules {
+namespace {
+
+TEST(RoutingValidationTest, BandwidthWindows) {
+  const std::string d = "[[destination]]\nname = \"a\"\nae_title = \"A\"\nhost = \"h\"\n";
+  EXPECT_EQ(ErrorOf(d + "bandwidth = [ { limit = \"fast\" } ]\n"),
+            "rules.toml:5:25: destination 'a'.bandwidth[0].limit must be a rate such as \"2MB/s\" or \"500KiB/s\" or "
+            "\"unlimited\", got 'fast'");
+  EXPECT_EQ(ErrorOf(d + "bandwidth = [ { limit = \"1MB/s\", days = \"mon-fry\" } ]\n"),
+            "rules.toml:5:41: destination 'a'.bandwidth[0].days must be days such as \"mon-fri\" or \"sat,sun\" (sun "
+            "mon tue wed thu fri sat), got 'mon-fry'");
+  EXPECT_EQ(ErrorOf(d + "bandwidth = [ { limit = \"1MB/s\", from = \"7:00\", to = \"19:00\" } ]\n"),
+            "rules.toml:5:41: destination 'a'.bandwidth[0].from must be a local time \"HH:MM\" or \"HH:MM:SS\", got "
+            "'7:00'");
+  EXPECT_EQ(ErrorOf(d + "bandwidth = [ { limit = \"1MB/s\" },\n  { limit = 5, from = \"07:00\" } ]\n"),
+            "rules.toml:6:3: destination 'a'.bandwidth[1] needs both from and to (or neither for the whole day)");
+  EXPECT_EQ(
+      ErrorOf(d + "bandwidth = [ { limit = 5, from = \"07:00\", to = \"07:00\" } ]\n"),
+      "rules.toml:5:15: destination 'a'.bandwidth[0]: from and to must differ (leave both out for the whole day)");
+  EXPECT_EQ(ErrorOf(d + "bandwidth = [ { limit = 5, form = \"07:00\" } ]\n"),
+            "rules.toml:5:28: unknown key 'form' in [destination 'a'.bandwidth[0]], did you mean 'from'?");
+  EXPECT_EQ(ErrorOf(d + "bandwidth = [ { days = \"sat\" } ]\n"),
+            "rules.toml:5:15: missing required key 'limit' in [destination 'a'.bandwidth[0]]");
+  EXPECT_EQ(ErrorOf(d + "bandwidth = []\n"),
+            "rules.toml:5:13: destination 'a'.bandwidth must list at least one window");
+  EXPECT_EQ(
+      ErrorOf(d + "bandwidth = \"2MB/s\"\n"),
+      "rules.toml:5:13: destination 'a'.bandwidth must be a list of windows such as [ { limit = \"2MB/s\", from = "
+      "\"07:00\", to = \"19:00\" } ], got string");
+  EXPECT_THAT(ErrorOf(d + "bandwidth_limit = \"1MB/s\"\nbandwidth = [ { limit = 5 } ]\n"),
+              HasSubstr("rules.toml:5:19: destination 'a': bandwidth_limit and bandwidth go not together"));
+  EXPECT_EQ(ErrorOf(d + "priority_above_limit = \"yes\"\n"),
+            "rules.toml:5:24: destination 'a'.priority_above_limit must be a boolean, got string");
+}
+
+}  // namespace
+}  // namespace relais::rules

@@ -60,5 +60,24 @@ TEST(RateLimiterTest, ClockGoingBackwardsIsIgnored) {
   EXPECT_GE(r.DelayMs(9'000), wait) << "an earlier time must not refill the bucket";
 }
 
+TEST(RateLimiterTest, SetRateChangesThePaceLiveAndZeroIsUnlimited) {
+  RateLimiter r(400'000);  // a bandwidth window of 400 KB/s, bucket 100 kB
+  r.Consume(500'000, 1000);
+  EXPECT_EQ(r.DelayMs(1000), 1001u);  // 400 kB of debt at 400 KB/s
+  r.SetRate(1'600'000);               // the next window: the debt is paid 4x faster
+  EXPECT_EQ(r.bytes_per_s(), 1'600'000u);
+  EXPECT_EQ(r.DelayMs(1000), 251u);
+  r.SetRate(0);  // "unlimited": never a wait, whatever is sent
+  r.Consume(100'000'000, 1000);
+  EXPECT_EQ(r.DelayMs(1000), 0u);
+  r.SetRate(400'000);  // capped again: a full bucket (100 kB) at most, then the pace
+  EXPECT_EQ(r.DelayMs(60'000), 0u);
+  r.Consume(500'000, 60'000);
+  EXPECT_EQ(r.DelayMs(60'000), 1001u);
+  RateLimiter unlimited(0);
+  unlimited.Consume(1'000'000'000, 5);
+  EXPECT_EQ(unlimited.DelayMs(5), 0u);
+}
+
 }  // namespace
 }  // namespace relais::router
