@@ -233,7 +233,8 @@ TEST(StoreHistory, RouteCountsTheNewDestinationInTheSameTransaction) {
 
   // Again while the rows are live: made due, not counted twice.
   ASSERT_TRUE(testing::ApplyUpdates(*f.store, {ra}).ok());
-  EXPECT_EQ(Dest(f.Studies()[0], "cloud")->queued, 2u);
+  studies = f.Studies();  // Dest points into it: keep it alive
+  EXPECT_EQ(Dest(studies[0], "cloud")->queued, 2u);
 
   // A dead row re-routed to its own destination comes back as queued.
   QueueUpdate rd;
@@ -241,14 +242,16 @@ TEST(StoreHistory, RouteCountsTheNewDestinationInTheSameTransaction) {
   rd.destination = "archive";
   rd.object_id = f.store->Find("1.3")->id;
   ASSERT_TRUE(testing::ApplyUpdates(*f.store, {rd}).ok());
-  const StudyDestination* archive = Dest(f.Studies()[0], "archive");
+  studies = f.Studies();
+  const StudyDestination* archive = Dest(studies[0], "archive");
   EXPECT_EQ(archive->dead, 0u);
   EXPECT_EQ(archive->queued, 1u);
   EXPECT_EQ(archive->sent, 2u);
 
   // Delivered there: sent, no longer queued.
   ASSERT_TRUE(f.Update(Kind::kDelivered, "cloud", a, 1).ok());
-  cloud = Dest(f.Studies()[0], "cloud");
+  studies = f.Studies();
+  cloud = Dest(studies[0], "cloud");
   EXPECT_EQ(cloud->queued, 1u);
   EXPECT_EQ(cloud->sent, 1u);
 }
