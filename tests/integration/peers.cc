@@ -73,11 +73,27 @@ void RegisterDecoders() {
 
 StorescpPeer::StorescpPeer(const std::string& dir, StorescpOptions options)
     : dir_(dir), received_dir_(dir + "/received"), options_(std::move(options)) {
-  if (options_.port == 0) options_.port = FreePort();
+  if (options_.port == 0) {
+    options_.port = FreePort();
+    auto_port_ = true;
+  }
   mkdir(received_dir_.c_str(), 0755);
 }
 
 bool StorescpPeer::Start() {
+  // A port picked by FreePort() may be taken by another test before storescp
+  // binds it: on a first start nobody knows the port yet, so pick another.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (StartOnce()) return true;
+    if (!auto_port_ || starts_ != 1 || Log().find("Address already in use") == std::string::npos) return false;
+    Stop();  // reaps it
+    starts_ = 0;
+    options_.port = FreePort();
+  }
+  return false;
+}
+
+bool StorescpPeer::StartOnce() {
   ++starts_;
   std::vector<std::string> argv = {"storescp", "-v",   "-aet", options_.ae_title, "-od", received_dir_, "+B", "+uf",
                                    "-fe",      ".dcm", "-dhl"};

@@ -66,11 +66,13 @@ class StorescpPeer {
   size_t CountFiles() const { return ListFiles(received_dir_).size(); }
 
  private:
+  bool StartOnce();
   std::string dir_;
   std::string received_dir_;
   StorescpOptions options_;
   Child child_;
   int starts_ = 0;
+  bool auto_port_ = false;  // the port was picked here: a first start may pick another
 };
 
 // One Orthanc server (/usr/sbin/Orthanc) with its own JSON config, storage
