@@ -551,16 +551,21 @@ TEST_F(AuditRotationTest, ACutOrForeignPreviousFileBreaksTheLink) {
 TEST_F(AuditRotationTest, AWriterThatHoldsTheOldFileFollowsARotationByAnotherProcess) {
   AuditLog::Options o;
   o.rotate_size = 8000;  // about 25 rotations (at most 100 names a second)
-  auto serve = AuditLog::Open(path_, o);
-  ASSERT_TRUE(serve.ok());
   constexpr int kEach = 400;
+  // Fork before this process starts a thread (the syncer of an open log): a
+  // child forked while another thread holds an allocator lock can hang in
+  // malloc under ASan. The pipe tells the parent the child's file is open.
+  int opened[2];
+  ASSERT_EQ(pipe(opened), 0);
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    ::close(opened[0]);
     // Several commands, each opening the file once and writing a burst,
     // as `relais queue retry` etc. do, and one long-lived writer.
     auto held = AuditLog::Open(path_);
     if (!held.ok()) _exit(3);
+    if (::write(opened[1], "o", 1) != 1) _exit(6);
     for (int i = 0; i < kEach; ++i) {
       if (!(*held)->Record("cli", {{"i", std::to_string(i)}, {"user", "alice"}})) _exit(4);
       if (i % 50 == 0) {
@@ -571,6 +576,12 @@ TEST_F(AuditRotationTest, AWriterThatHoldsTheOldFileFollowsARotationByAnotherPro
     held->reset();
     _exit(0);
   }
+  ::close(opened[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(opened[0], &byte, 1), 1) << "the child opened the log";
+  ::close(opened[0]);
+  auto serve = AuditLog::Open(path_, o);
+  ASSERT_TRUE(serve.ok());
   for (int i = 0; i < kEach; ++i) {
     ASSERT_TRUE((*serve)->Record("object", {{"sop_instance_uid", "1.2.3." + std::to_string(i)}, {"result", "stored"}}));
   }
@@ -925,9 +936,7 @@ TEST_F(AuditTest, TwoWritersOnOneFileInterleaveIntoOneChain) {
 }
 
 TEST_F(AuditTest, TwoProcessesWritingAtOnceKeepTheChainIntact) {
-  auto serve = AuditLog::Open(path_);
-  ASSERT_TRUE(serve.ok());
-  pid_t child = fork();
+  pid_t child = fork();  // before the log's syncer thread starts (see above)
   ASSERT_GE(child, 0);
   if (child == 0) {
     auto other = AuditLog::Open(path_);
@@ -938,6 +947,8 @@ TEST_F(AuditTest, TwoProcessesWritingAtOnceKeepTheChainIntact) {
     other->reset();
     _exit(0);
   }
+  auto serve = AuditLog::Open(path_);
+  ASSERT_TRUE(serve.ok());
   for (int i = 0; i < 300; ++i) ASSERT_TRUE((*serve)->Record("object", {{"i", std::to_string(i)}}));
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
