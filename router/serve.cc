@@ -376,7 +376,11 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
   Scrubber scrubber(loop, store.get(), &metrics, config.store.scrub_rate);
   // The destinations' live states for `relais queue ls` (serve_state.h).
   ServeStateFile state_file(loop, config.store.path, [&delivery] { return delivery.Stats(); });
+  // Queue rows, dead rows and the oldest row per destination for the API,
+  // metrics and alerts: read on a thread of its own (queue_summaries.h).
+  auto queue_summaries = std::make_shared<QueueSummaries>(store.get());
   AdminApi::Sources src;
+  src.queue_summaries = queue_summaries;
   src.server = &server;
   src.delivery = &delivery;
   src.store = store.get();
@@ -425,10 +429,11 @@ Status RunRouter(uv_loop_t* loop, const rules::AppConfig& config, std::unique_pt
     storage.Start();
     scrubber.Start();
     state_file.Start();
+    queue_summaries->Start();
     alerts.AddCondition("scrub-damaged", [&scrubber] { return scrubber.Condition(); });
     alerts.AddCondition("rules-reload-failed", [&server] { return RulesReloadCondition(server); });
     alerts.AddCondition("config-reload-failed", [&sig] { return ConfigReloadCondition(sig); });
-    alerts.Start(Alerts::Sources{&delivery, store.get(), &storage});
+    alerts.Start(Alerts::Sources{&delivery, store.get(), &storage, queue_summaries});
     server.SetRulesOutcomeListener([&alerts] { alerts.Evaluate(); });
     StartSignals(&sig);
     AnnounceListening(config, settings, tls != nullptr, &notifier);

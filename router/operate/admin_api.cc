@@ -108,14 +108,9 @@ void AdminApi::Audit(const Ctx& c, std::string_view result, int status, std::str
 
 const std::vector<store::Store::QueueSummary>* AdminApi::Queues() {
   if (src_.store == nullptr) return nullptr;
-  const int64_t now = now_();
-  if (!queues_ok_ || now - queues_at_ms_ >= 1000 || now < queues_at_ms_) {
-    Result<std::vector<store::Store::QueueSummary>> q = src_.store->SummarizeQueues();
-    queues_ok_ = q.ok();
-    queues_at_ms_ = now;
-    if (q.ok()) queues_ = std::move(*q);
-  }
-  return queues_ok_ ? &queues_ : nullptr;
+  if (!src_.queue_summaries) src_.queue_summaries = std::make_shared<QueueSummaries>(src_.store);
+  queues_ = src_.queue_summaries->Get();
+  return queues_->status.ok() ? &queues_->queues : nullptr;
 }
 
 // --- the route table ---

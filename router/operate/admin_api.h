@@ -41,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "router/operate/queue_summaries.h"
 #include "rules/rules.h"
 #include "store/store.h"
 
@@ -88,6 +89,9 @@ class AdminApi {
     Server* server = nullptr;               // rules reload, intake gate, associations
     DeliveryScheduler* delivery = nullptr;  // destination stats, pause/resume, failures
     store::Store* store = nullptr;          // queue, objects, retry/purge
+    // The queue summary of `store`, read off the loop thread (serve).
+    // Null: one is made that reads on the caller's thread when a second old.
+    std::shared_ptr<QueueSummaries> queue_summaries;
     Metrics* metrics = nullptr;             // counters, throughput; admin requests are counted there
     const StorageWatch* storage = nullptr;  // water marks
     const Alerts* alerts = nullptr;         // active alerts
@@ -182,10 +186,9 @@ class AdminApi {
   Sources src_;
   std::function<int64_t()> now_;
   std::shared_ptr<bool> alive_;
-  // Store::SummarizeQueues, cached for about a second.
-  std::vector<store::Store::QueueSummary> queues_;
-  int64_t queues_at_ms_ = 0;
-  bool queues_ok_ = false;
+  // Store::SummarizeQueues (queue_summaries.h); queues_ holds the
+  // snapshot Queues() returned last, alive while a request uses it.
+  std::shared_ptr<const QueueSummaries::Snapshot> queues_;
   // bytes_per_s of each destination: bytes_sent between two samples at
   // least a second apart (the dashboard polls every few seconds).
   struct Rate {

@@ -218,9 +218,10 @@ struct Alerts::Impl {
       AddMisconfigured(&kinds, &holding);
     }
     if (sources.store) {
-      Result<std::vector<store::Store::QueueSummary>> qs = sources.store->SummarizeQueues();
-      if (!qs.ok()) {
-        RLOG_WARN("event=alerts-queues-unreadable error=\"%s\"", qs.status().ToString().c_str());
+      std::shared_ptr<const QueueSummaries::Snapshot> snap = sources.queue_summaries->Get();
+      const std::vector<store::Store::QueueSummary>* qs = &snap->queues;
+      if (!snap->status.ok()) {
+        RLOG_WARN("event=alerts-queues-unreadable error=\"%s\"", snap->status.ToString().c_str());
       } else {
         kinds.insert("oldest-queued");
         const int64_t limit = static_cast<int64_t>(config.oldest_queued_s) * 1000;
@@ -285,8 +286,9 @@ struct Alerts::Impl {
   // raised when a destination gets its first, resolved when none is left
   // (requeued, purged or expired).
   void AddDeadLetters(int64_t now, std::set<std::string>* kinds, std::map<Key, Active>* holding) {
-    Result<std::vector<store::Store::QueueSummary>> qs = sources.store->SummarizeQueues();
-    if (!qs.ok()) return;  // logged by the oldest-queued check
+    std::shared_ptr<const QueueSummaries::Snapshot> snap = sources.queue_summaries->Get();
+    if (!snap->status.ok()) return;  // logged by the oldest-queued check
+    const std::vector<store::Store::QueueSummary>* qs = &snap->queues;
     kinds->insert("dead-letters");
     std::map<std::string, std::pair<std::string, int64_t>> latest;  // destination -> reason, time
     if (sources.delivery) {
@@ -732,6 +734,10 @@ void Alerts::Start(Sources sources, uint64_t interval_ms) {
   Impl* d = impl_.get();
   if (d->shut) return;
   d->sources = sources;
+  if (d->sources.store && !d->sources.queue_summaries) {
+    d->sources.queue_summaries =
+        std::make_shared<QueueSummaries>(d->sources.store, QueueSummaries::Options{/*min_interval_ms=*/0});
+  }
   if (!d->timer_open) {
     uv_timer_init(d->loop, &d->timer);
     d->timer.data = d;

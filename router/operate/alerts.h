@@ -56,6 +56,7 @@
 #include <utility>
 #include <vector>
 
+#include "router/operate/queue_summaries.h"
 #include "router/operate/storage_watch.h"
 #include "rules/rules.h"
 
@@ -78,6 +79,9 @@ class Alerts {
     const DeliveryScheduler* delivery = nullptr;
     const store::Store* store = nullptr;
     const StorageWatch* storage = nullptr;
+    // The queue summary of `store`, read off the loop thread (serve).
+    // Null: `store` is read at each evaluation.
+    std::shared_ptr<QueueSummaries> queue_summaries;
   };
 
   // `audit`, `metrics` may be null. `ae_title` names this box in notices.

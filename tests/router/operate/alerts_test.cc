@@ -312,7 +312,7 @@ TEST_F(AlertsTest, OldestQueuedHoldsOnlyPastItsLimitAndResolvesWhenDelivered) {
   c.repeat_s = 0;
   MakeAlerts(c);
   const uint64_t id = Queue("1.2.3.100", "TELERAD");
-  alerts_->Start({nullptr, store_.get(), nullptr}, 50);
+  alerts_->Start({nullptr, store_.get(), nullptr, nullptr}, 50);
   EXPECT_TRUE(alerts_->active().empty()) << "just received: under the 1 s limit";
   ASSERT_TRUE(RunUntil([&] { return hook.count() == 1; }));
   ASSERT_EQ(alerts_->active().size(), 1u);
@@ -358,7 +358,7 @@ TEST_F(AlertsTest, OldestQueuedCountsTimeInTheQueueSoAReRoutedOldObjectDoesNotPa
   stuck.received_unix_ms = two_days_ago;
   stuck.routes = {store::Route{"ARCHIVE", 0, "r1", ""}};
   ASSERT_TRUE(store::testing::PutObject(*store_, stuck, store::testing::RandomBytes(1000, 3)).status.ok());
-  alerts_->Start({nullptr, store_.get(), nullptr}, 1000);
+  alerts_->Start({nullptr, store_.get(), nullptr, nullptr}, 1000);
   ASSERT_EQ(alerts_->active().size(), 1u);
   EXPECT_EQ(alerts_->active()[0].kind, "oldest-queued");
   EXPECT_EQ(alerts_->active()[0].subject, "ARCHIVE");
@@ -380,7 +380,7 @@ TEST_F(AlertsTest, DeadLettersExpiringWithinADayAreAlertedWithTheirDestinations)
   const uint64_t a = Queue("1.2.3.200", "TELERAD");
   const uint64_t b = Queue("1.2.3.201", "ARCHIVE");
   Queue("1.2.3.202", "ARCHIVE");  // stays queued: not a dead letter
-  alerts_->Start({nullptr, store_.get(), nullptr}, 50);
+  alerts_->Start({nullptr, store_.get(), nullptr, nullptr}, 50);
   RunUntil([] { return false; }, std::chrono::milliseconds(200));
   EXPECT_TRUE(alerts_->active().empty()) << "no dead letters yet";
   for (auto [id, dest] : {std::pair{a, "TELERAD"}, std::pair{b, "ARCHIVE"}}) {
@@ -447,7 +447,7 @@ TEST_F(AlertsTest, DeadLettersFarFromExpiryAreNotAlertedAsExpiring) {
   u.destination = "TELERAD";
   u.object_id = Queue("1.2.3.210", "TELERAD");
   ASSERT_TRUE(store::testing::ApplyUpdates(*store_, {u}).ok());
-  alerts_->Start({nullptr, store_.get(), nullptr}, 50);
+  alerts_->Start({nullptr, store_.get(), nullptr, nullptr}, 50);
   RunUntil([] { return false; }, std::chrono::milliseconds(200));
   for (const Alerts::Active& x : alerts_->active()) {
     EXPECT_NE(x.kind, "dead-letters-expiring") << "30 days left";
@@ -463,7 +463,7 @@ TEST_F(AlertsTest, FailedPostIsRetriedAtNextEvaluationWhileItHolds) {
   c.repeat_s = 0;
   MakeAlerts(c);
   Queue("1.2.3.200", "ARCHIVE");
-  alerts_->Start({nullptr, store_.get(), nullptr}, 30);
+  alerts_->Start({nullptr, store_.get(), nullptr, nullptr}, 30);
   ASSERT_TRUE(RunUntil([&] { return hook.count() == 3; }));
   RunUntil([] { return false; }, std::chrono::milliseconds(300));
   EXPECT_EQ(hook.count(), 3u) << "no more posts after the success";
@@ -481,7 +481,7 @@ TEST_F(AlertsTest, RepeatsWhileItHolds) {
   MakeAlerts(c);
   Queue("1.2.3.300", "ARCHIVE");
   auto start = std::chrono::steady_clock::now();
-  alerts_->Start({nullptr, store_.get(), nullptr}, 20);
+  alerts_->Start({nullptr, store_.get(), nullptr, nullptr}, 20);
   ASSERT_TRUE(RunUntil([&] { return hook.count() >= 3; }));
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(2)) << "repeat_s = 1 between notices";
   for (const HookServer::Request& r : hook.requests()) EXPECT_EQ(json::parse(r.body)["state"], "raised");
@@ -498,7 +498,7 @@ TEST_F(AlertsTest, StorageSourceIsEvaluatedFromTheWatch) {
   MakeAlerts(c);
   alerts_->Evaluate();  // not started: no sources yet
   EXPECT_TRUE(alerts_->active().empty());
-  alerts_->Start({nullptr, nullptr, &watch}, 1000);
+  alerts_->Start({nullptr, nullptr, &watch, nullptr}, 1000);
   ASSERT_EQ(alerts_->active().size(), 1u);
   EXPECT_EQ(alerts_->active()[0].kind, "storage-high");
   ASSERT_TRUE(RunUntil([&] { return CommandLines().size() == 2; }));
@@ -514,7 +514,7 @@ TEST_F(AlertsTest, BrokenChannelsAreLoggedNotFatal) {
   c.oldest_queued_s = 0;
   MakeAlerts(c);
   Queue("1.2.3.400", "ARCHIVE");
-  alerts_->Start({nullptr, store_.get(), nullptr}, 20);
+  alerts_->Start({nullptr, store_.get(), nullptr, nullptr}, 20);
   RunUntil([] { return false; }, std::chrono::milliseconds(300));
   ASSERT_EQ(alerts_->active().size(), 1u) << "the alert holds whatever its delivery did";
   EXPECT_EQ(AlertRecords().size(), 1u);
