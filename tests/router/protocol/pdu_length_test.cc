@@ -14,10 +14,10 @@
 namespace relais::ul {
 namespace {
 
-using testutil::FromHex;
-using testutil::ToHex;
 using testutil::Decode;
 using testutil::DecodeAs;
+using testutil::FromHex;
+using testutil::ToHex;
 using Kind = DecodeResult::Kind;
 
 // ------------------------------------------------------- length fields

@@ -84,7 +84,6 @@ inline std::vector<uint8_t> Encode(const Pdu& pdu) {
   return out;
 }
 
-
 template <typename T>
 inline T DecodeAs(const std::vector<uint8_t>& b) {
   DecodeResult r = Decode(b);
@@ -95,7 +94,8 @@ inline T DecodeAs(const std::vector<uint8_t>& b) {
   return std::get<T>(r.pdu);
 }
 
-inline void ExpectInvalid(const std::vector<uint8_t>& b, AbortReason reason, const DecodeLimits& limits = DecodeLimits()) {
+inline void ExpectInvalid(const std::vector<uint8_t>& b, AbortReason reason,
+                          const DecodeLimits& limits = DecodeLimits()) {
   DecodeResult r = Decode(b, limits);
   EXPECT_EQ(r.kind, Kind::kInvalid);
   EXPECT_EQ(r.abort_reason, reason) << r.error;
