@@ -1,7 +1,8 @@
 // The compiled form of routing rules (internal to rules/). rule_parser.cc
-// builds it from TOML, rule_eval.cc evaluates it. Everything a rule needs at
-// evaluation time is resolved here once: tag paths, RE2 programs, CIDRs, day
-// masks, destination pointers - so that evaluation only compares.
+// builds it from TOML, rule_eval.cc evaluates it (its leaves: rule_match.cc).
+// Everything a rule needs at evaluation time is resolved here once: tag
+// paths, RE2 programs, CIDRs, day masks, destination pointers - so that
+// evaluation only compares.
 #ifndef RELAIS_RULES_RULE_COMPILED_H_
 #define RELAIS_RULES_RULE_COMPILED_H_
 

@@ -22,7 +22,6 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <string>
@@ -161,16 +160,6 @@ class CountingRelay {
   std::vector<std::pair<int64_t, uint64_t>> log_;
 };
 
-std::vector<std::string> ReadLines(const std::string& path) {
-  std::vector<std::string> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(line);
-  }
-  return out;
-}
-
 std::string LocalClock(int64_t unix_ms) {
   time_t t = static_cast<time_t>(unix_ms / 1000);
   struct tm lt {};
@@ -250,14 +239,9 @@ TEST(BandwidthScheduleTest, PriorityAboveLimitSendsStatUnpaced) {
   for (const char* d : {"peer", "relais", "ct", "mr"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
   // tests/tools/fake_scp.py: it takes several associations at once (the
   // lane is a second one) and logs each object's UID as it answers.
-  const uint16_t pacs_port = FreePort();
-  const std::string received = tmp / "received.txt";
-  Child pacs;
-  ASSERT_TRUE(pacs.Start({"python3", std::string(RELAIS_SOURCE_DIR) + "/tests/tools/fake_scp.py",
-                          std::to_string(pacs_port), "0000", "", "0", received},
-                         tmp / "pacs.log"));
-  ASSERT_TRUE(WaitForPort(pacs_port, 20000)) << pacs.ReadLog();
-  CountingRelay relay(pacs_port);
+  FakeScp pacs(tmp.path());
+  ASSERT_TRUE(pacs.Start()) << pacs.Log();
+  CountingRelay relay(pacs.port());
   const std::string rules = tmp / "rules.toml";
   WriteFile(rules, "[[destination]]\nname = \"telerad\"\nae_title = \"FAKEPACS\"\nhost = \"127.0.0.1\"\nport = " +
                        std::to_string(relay.port()) +
@@ -296,7 +280,7 @@ TEST(BandwidthScheduleTest, PriorityAboveLimitSendsStatUnpaced) {
   deadline = NowUnixMs() + 120000;
   size_t stat_got = 0;
   while (NowUnixMs() < deadline) {
-    const std::vector<std::string> got = ReadLines(received);
+    const std::vector<std::string> got = pacs.Received();
     const std::set<std::string> seen(got.begin(), got.end());
     stat_got = 0;
     for (const std::string& uid : mr_uids) stat_got += seen.count(uid);
@@ -310,7 +294,7 @@ TEST(BandwidthScheduleTest, PriorityAboveLimitSendsStatUnpaced) {
   std::printf("STAT study (%llu bytes) complete while the routine backlog sent %llu bytes more\n",
               static_cast<unsigned long long>(stat_bytes), static_cast<unsigned long long>(routine_meanwhile));
   EXPECT_LT(routine_meanwhile, 300000u) << "the STAT study was paced by the 20 KB/s cap\n" << relais.Log();
-  EXPECT_LT(ReadLines(received).size(), 12u) << "the routine backlog went through first";
+  EXPECT_LT(pacs.Received().size(), 12u) << "the routine backlog went through first";
   EXPECT_NE(relais.Log().find("event=priority-lane"), std::string::npos) << relais.Log();
 }
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "kill9.h"
 #include "store/store.h"
 
 namespace relais::itest {
@@ -31,15 +32,9 @@ constexpr int kCycles = 3;
 constexpr uint16_t kSide = 512;
 constexpr uint16_t kFrames = 6;  // 3 MiB of pixels: 12 chunks of 256 KiB each
 
-struct TestObject {
-  std::string path;
-  std::string uid;
-  std::string dataset;
-};
-
 // Multi-frame 16-bit CT-like images (a smooth field plus noise), each with
 // its own UID and pixels, Explicit VR Little Endian.
-bool MakeObjects(const std::string& dir, std::vector<TestObject>* out, std::string* error) {
+bool MakeObjects(const std::string& dir, std::vector<SentObject>* out, std::string* error) {
   std::mt19937 rng(99);
   for (int i = 0; i < kObjects; ++i) {
     DcmFileFormat ff;
@@ -67,21 +62,13 @@ bool MakeObjects(const std::string& dir, std::vector<TestObject>* out, std::stri
       px[p] = static_cast<Uint16>(1000 + (x + y + static_cast<size_t>(i) * 7) % 900 + rng() % 30);
     }
     OFCondition c = ds->putAndInsertUint16Array(DCM_PixelData, px.data(), static_cast<unsigned long>(px.size()));
-    TestObject o;
-    o.path = dir + "/obj" + std::to_string(i) + ".dcm";
-    o.uid = uid;
-    if (c.good()) {
-      c = ff.saveFile(o.path.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_withoutGL, EPD_noChange, 0, 0,
-                      EWM_fileformat);
-    }
+    const std::string path = dir + "/obj" + std::to_string(i) + ".dcm";
     if (c.bad()) {
-      *error = "make " + o.path + ": " + c.text();
+      *error = "make " + path + ": " + c.text();
       return false;
     }
-    if (!DatasetAfterMeta(ReadFile(o.path), &o.dataset)) {
-      *error = "cannot find the data set in " + o.path;
-      return false;
-    }
+    SentObject o;
+    if (!SaveSentObject(ff, EWM_fileformat, path, uid, &o, error)) return false;
     out->push_back(std::move(o));
   }
   return true;
@@ -90,7 +77,7 @@ bool MakeObjects(const std::string& dir, std::vector<TestObject>* out, std::stri
 // Reads every acknowledged object back through a read-only store; returns
 // the problems found.
 std::vector<std::string> CheckAcknowledged(const std::string& store_path, const std::string& tmp,
-                                           const std::vector<TestObject>& objects, const std::set<size_t>& acked) {
+                                           const std::vector<SentObject>& objects, const std::set<size_t>& acked) {
   std::vector<std::string> problems;
   store::Options so;
   so.path = store_path;
@@ -98,7 +85,7 @@ std::vector<std::string> CheckAcknowledged(const std::string& store_path, const 
   auto st = store::Store::Open(so);
   if (!st.ok()) return {"open read-only: " + st.status().message()};
   for (size_t i : acked) {
-    const TestObject& o = objects[i];
+    const SentObject& o = objects[i];
     std::string out = tmp + "/check.dcm";
     std::remove(out.c_str());
     Status s = (*st)->ExportPart10(o.uid, out);
@@ -123,7 +110,7 @@ TEST(CompressKillTest, AcknowledgedObjectsSurviveKill9WhileChunksAreCompressed) 
   TempDir dir;
   std::string objdir = dir / "objects";
   ASSERT_EQ(system(("mkdir -p " + objdir).c_str()), 0);
-  std::vector<TestObject> objects;
+  std::vector<SentObject> objects;
   std::string error;
   ASSERT_TRUE(MakeObjects(objdir, &objects, &error)) << error;
   std::map<std::string, size_t> by_path;
@@ -138,28 +125,22 @@ TEST(CompressKillTest, AcknowledgedObjectsSurviveKill9WhileChunksAreCompressed) 
   std::set<size_t> acked;
   int interrupted = 0;
   for (int cycle = 0; cycle < kCycles; ++cycle) {
-    std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
     // Objects not acknowledged yet first; then resends (a replaced object
     // is deleted in the commit of its successor: that must survive too).
+    std::vector<std::string> files;
     for (size_t i = 0; i < objects.size(); ++i) {
-      if (acked.count(i) == 0) argv.push_back(objects[i].path);
+      if (acked.count(i) == 0) files.push_back(objects[i].path);
     }
-    for (size_t i : acked) argv.push_back(objects[i].path);
-    Child sender;
-    ASSERT_TRUE(sender.Start(argv, dir / ("storescu-" + std::to_string(cycle) + ".log")));
+    for (size_t i : acked) files.push_back(objects[i].path);
     // Kill as soon as the cycle's first (or, in the last cycle, second)
     // object is acknowledged (an event, not a time): the next one is then
     // streaming in and its chunks are in the compression threads.
     const size_t want = cycle == kCycles - 1 ? 2 : 1;
-    const auto cap = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    while (std::chrono::steady_clock::now() < cap && sender.running()) {
-      if (ParseStorescuVerbose(sender.ReadLog()).acknowledged.size() >= want) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    relais.Kill9();
-    int status = sender.Wait(60);
-    if (status != 0) ++interrupted;
-    for (const std::string& path : ParseStorescuVerbose(sender.ReadLog()).acknowledged) {
+    Kill9Round round;
+    ASSERT_TRUE(SendAndKill9(relais, {files}, want, std::chrono::seconds(120),
+                             dir / ("storescu-" + std::to_string(cycle)), &round));
+    if (round.interrupted) ++interrupted;
+    for (const std::string& path : round.reports[0].acknowledged) {
       auto it = by_path.find(path);
       ASSERT_NE(it, by_path.end()) << path;
       acked.insert(it->second);
@@ -169,7 +150,7 @@ TEST(CompressKillTest, AcknowledgedObjectsSurviveKill9WhileChunksAreCompressed) 
     std::vector<std::string> problems = CheckAcknowledged(relais.store_path(), dir.path(), objects, acked);
     for (const std::string& p : problems) ADD_FAILURE() << "cycle " << cycle << ": " << p;
     std::printf("[compress-kill] cycle=%d acked_total=%zu problems=%zu%s\n", cycle, acked.size(), problems.size(),
-                status != 0 ? " interrupted" : "");
+                round.interrupted ? " interrupted" : "");
     ASSERT_TRUE(relais.Start()) << relais.Log();
   }
   EXPECT_GT(interrupted, 0) << "no kill interrupted a transfer";

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "kill9.h"
 #include "store/store.h"
 
 namespace relais::itest {
@@ -46,16 +47,10 @@ constexpr size_t kPerSender = 60;
 // Every listed object is also checked in-process each cycle (see below).
 constexpr size_t kCliExportsPerCycle = 12;
 
-struct TestObject {
-  std::string path;
-  std::string uid;
-  std::string dataset;  // data set bytes of the file (after its meta group)
-};
-
 // Writes `n` copies of the corpus CT, each with a fresh SOP Instance UID
 // (and the matching Media Storage SOP Instance UID), as Explicit VR Little
 // Endian Part 10 files in `dir`.
-bool MakeObjects(const std::string& dir, int n, std::vector<TestObject>* out, std::string* error) {
+bool MakeObjects(const std::string& dir, int n, std::vector<SentObject>* out, std::string* error) {
   DcmFileFormat ff;
   std::string src = CorpusDir() + "/" + kSource;
   OFCondition c = ff.loadFile(src.c_str());
@@ -77,19 +72,8 @@ bool MakeObjects(const std::string& dir, int n, std::vector<TestObject>* out, st
     }
     char name[32];
     std::snprintf(name, sizeof(name), "/obj%04d.dcm", i);
-    TestObject o;
-    o.path = dir + name;
-    o.uid = uid;
-    c = ff.saveFile(o.path.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength, EGL_withoutGL, EPD_noChange, 0, 0,
-                    EWM_updateMeta);
-    if (c.bad()) {
-      *error = "save " + o.path + ": " + c.text();
-      return false;
-    }
-    if (!DatasetAfterMeta(ReadFile(o.path), &o.dataset)) {
-      *error = "cannot find the data set in " + o.path;
-      return false;
-    }
+    SentObject o;
+    if (!SaveSentObject(ff, EWM_updateMeta, dir + name, uid, &o, error)) return false;
     out->push_back(std::move(o));
   }
   return true;
@@ -99,7 +83,7 @@ class CrashTest : public ::testing::Test {
  protected:
   // Exports `uid` and checks it against what was sent. Returns "" when
   // intact, else what is wrong.
-  std::string CheckExport(const RelaisProcess& relais, const TestObject& o) {
+  std::string CheckExport(const RelaisProcess& relais, const SentObject& o) {
     std::string out = dir_ / "export.dcm";
     std::remove(out.c_str());
     if (!relais.Export(o.uid, out)) return "export failed";
@@ -129,7 +113,7 @@ class CrashTest : public ::testing::Test {
   // `relais store ls/export` open): ExportPart10 writes a Part 10 file whose
   // data set must be the bytes sent, and ReadObject verifies the checksum.
   // Returns the number of damaged objects (each one reported).
-  size_t CheckAllInProcess(const std::string& store_path, const std::vector<TestObject>& objects,
+  size_t CheckAllInProcess(const std::string& store_path, const std::vector<SentObject>& objects,
                            const std::map<std::string, size_t>& by_uid, const std::string& when) {
     store::Options so;
     so.path = store_path;
@@ -157,7 +141,7 @@ class CrashTest : public ::testing::Test {
         if (++bad <= 10) ADD_FAILURE() << when << ": unknown object " << m.sop_instance_uid;
         continue;
       }
-      const TestObject& o = objects[it->second];
+      const SentObject& o = objects[it->second];
       std::string why;
       Status rs = st->ReadObject(m.id, [](std::span<const uint8_t>) { return Status(); });
       if (!rs.ok()) why = "ReadObject: " + rs.message();
@@ -182,7 +166,7 @@ class CrashTest : public ::testing::Test {
 TEST_F(CrashTest, NothingAcknowledgedIsLostAcrossKill9) {
   std::string objdir = dir_ / "objects";
   ASSERT_EQ(system(("mkdir -p " + objdir).c_str()), 0);
-  std::vector<TestObject> objects;
+  std::vector<SentObject> objects;
   std::string error;
   ASSERT_TRUE(MakeObjects(objdir, kObjects, &objects, &error)) << error;
   std::map<std::string, size_t> by_path;
@@ -217,42 +201,23 @@ TEST_F(CrashTest, NothingAcknowledgedIsLostAcrossKill9) {
     std::shuffle(dup.begin(), dup.end(), rng);
     for (size_t i = 0; batch.size() < kSenders * kPerSender && i < dup.size(); ++i) batch.push_back(dup[i]);
 
-    std::vector<Child> senders(kSenders);
-    for (int k = 0; k < kSenders; ++k) {
-      std::vector<std::string> argv = {"storescu", "-v", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
-      for (size_t i = k; i < batch.size(); i += kSenders) argv.push_back(objects[batch[i]].path);
-      std::string log = dir_ / ("storescu-" + std::to_string(cycle) + "-" + std::to_string(k) + ".log");
-      ASSERT_TRUE(senders[k].Start(argv, log));
-    }
+    std::vector<std::vector<std::string>> files(kSenders);
+    for (size_t i = 0; i < batch.size(); ++i) files[i % kSenders].push_back(objects[batch[i]].path);
     // Kill once a random share of the batch is acknowledged (not after a
     // fixed time: how long a batch takes depends on the machine, and
     // identical resends are acknowledged without a write), so that the kill
     // lands mid-stream on any machine. A time cap covers senders that stall.
     const size_t want = std::uniform_int_distribution<size_t>(1, std::max<size_t>(1, batch.size() * 2 / 3))(rng);
-    const auto started = std::chrono::steady_clock::now();
-    const auto cap = started + std::chrono::milliseconds(delay_ms(rng) * 20);
-    while (std::chrono::steady_clock::now() < cap) {
-      size_t seen = 0;
-      for (Child& c : senders) seen += ParseStorescuVerbose(c.ReadLog()).acknowledged.size();
-      if (seen >= want) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    int delay = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
-    relais.Kill9();
+    Kill9Round round;
+    ASSERT_TRUE(SendAndKill9(relais, files, want, std::chrono::milliseconds(delay_ms(rng) * 20),
+                             dir_ / ("storescu-" + std::to_string(cycle)), &round));
+    const int delay = static_cast<int>(round.kill_after_ms);
 
     size_t acked_now = 0;
     size_t sent_now = 0;
-    bool interrupted = false;
+    const bool interrupted = round.interrupted;
     std::vector<size_t> newly;
-    for (int k = 0; k < kSenders; ++k) {
-      int status = senders[k].Wait(60);
-      if (status == -1) {
-        ADD_FAILURE() << "storescu did not exit 60 s after Relais died";
-        senders[k].Stop(SIGKILL);
-      }
-      StorescuReport report = ParseStorescuVerbose(senders[k].ReadLog());
-      if (status != 0) interrupted = true;
+    for (const StorescuReport& report : round.reports) {
       sent_now += report.sent.size();
       for (const std::string& path : report.acknowledged) {
         auto it = by_path.find(path);

@@ -11,12 +11,14 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "harness.h"
 #include "peers.h"
+#include "tls_certs.h"
 
 namespace relais::itest {
 namespace {
@@ -26,6 +28,17 @@ using nlohmann::json;
 constexpr char kToken[] = "viewer-misconfigured-5e1a";
 
 void SleepMs(int ms) { ::usleep(static_cast<useconds_t>(ms) * 1000); }
+
+// Polls `done` every 250 ms: true once it holds, false after `timeout_ms`.
+template <typename Done>
+bool PollUntil(Done done, int timeout_ms) {
+  const int64_t deadline = NowMs() + timeout_ms;
+  while (!done()) {
+    if (NowMs() >= deadline) return false;
+    SleepMs(250);
+  }
+  return true;
+}
 
 std::vector<std::string> Lines(const std::string& path) {
   std::istringstream in(ReadFile(path));
@@ -85,17 +98,41 @@ std::string MakeAlertRecorder(const TempDir& dir, std::string* script) {
   return ran;
 }
 
-// The relais.toml extra of the relais under test: fast retries, `rules`,
-// an admin listener on `admin_port` with kToken as a viewer, and the alert
-// command `script` if not empty.
-std::string MainExtra(const TempDir& dir, const std::string& rules, uint16_t admin_port, const std::string& script) {
+// The peer of the TLS cases, a second `relais serve` as TELERAD with a [tls]
+// listener on `tls_port` presenting CERTS/peer.crt; requiring client
+// certificates signed by CERTS/ca.crt when asked to.
+RelaisOptions TlsPeerOptions(uint16_t tls_port, const std::string& certs, bool require_client_certificate) {
+  RelaisOptions o;
+  o.ae_title = "TELERAD";
+  o.extra = TlsListenerToml(tls_port, certs + "/peer.crt", certs + "/peer.key",
+                            require_client_certificate ? certs + "/ca.crt" : "");
+  return o;
+}
+
+// Once the alert command recorded ALERT|SUBJECT raised (within 60 s): the
+// message of the first alert it recorded, which must be that one. nullopt
+// if it was not raised.
+std::optional<std::string> RaisedAlert(const std::string& ran, const std::string& alert, const std::string& subject) {
+  if (!PollUntil([&] { return HasLine(ran, "ENV " + alert + "|" + subject + "|raised"); }, 60000)) return std::nullopt;
+  json raised = json::parse(Lines(ran)[0], nullptr, false);
+  EXPECT_EQ(raised.value("alert", ""), alert) << raised.dump();
+  return raised.value("message", "");
+}
+
+// The options of the relais under test: fast retries, `rules`, an admin
+// listener on `admin_port` with kToken as a viewer, and the alert command
+// `script` if not empty.
+RelaisOptions MainOptions(const TempDir& dir, const std::string& rules, uint16_t admin_port,
+                          const std::string& script) {
   WriteFile(dir / "tok", kToken);
   const std::string sha = RunCommand({"sha256sum", dir / "tok"}, 30).output.substr(0, 64);
   std::string extra = "\n[delivery]\nconnect_timeout_s = 2\nidle_release_s = 1\n\n[rules]\npath = \"" + rules +
                       "\"\n\n[admin]\nhost = \"127.0.0.1\"\nport = " + std::to_string(admin_port) +
                       "\n\n[[admin.token]]\nname = \"nurse\"\nrole = \"viewer\"\nsha256 = \"" + sha + "\"\n";
   if (!script.empty()) extra += "\n[alerts]\ncommand = \"" + script + "\"\nrepeat = 0\n";
-  return extra;
+  RelaisOptions options;
+  options.extra = extra;
+  return options;
 }
 
 // Sends `n` copies (new SOP Instance UIDs) of the corpus file `name` to
@@ -133,28 +170,19 @@ TEST(MisconfiguredTest, WrongAeTitleHoldsTheQueueAlertsAndAReloadDeliversEveryth
   // rejections (about 4 s).
   WriteFile(rules, RulesWith("WRONG", peer.port()));
   const uint16_t admin_port = FreePort();
-  RelaisOptions options;
-  options.extra = MainExtra(dir, rules, admin_port, script);
-  RelaisProcess relais(dir / "main", options);
-  ASSERT_TRUE(relais.Start()) << relais.Log();
-  ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
+  RelaisProcess relais(dir / "main", MainOptions(dir, rules, admin_port, script));
+  ASSERT_TRUE(relais.Start() && WaitForPort(admin_port, 10000)) << relais.Log();
 
   const std::vector<std::string> uids = SendCopies(relais, dir, "pydicom__CT_small.dcm", 3);
   ASSERT_EQ(uids.size(), 3u);
 
   // Misconfigured: the alert is raised (evaluations every 10 s), and by then
   // the destination has been refused several times (every ~2 s).
-  int64_t deadline = NowMs() + 60000;
-  while (!HasLine(ran, "ENV destination-misconfigured|telerad|raised")) {
-    ASSERT_LT(NowMs(), deadline) << "no destination-misconfigured alert\n" << relais.Log();
-    SleepMs(250);
-  }
-  json raised = json::parse(Lines(ran)[0], nullptr, false);
-  EXPECT_EQ(raised.value("alert", ""), "destination-misconfigured") << raised.dump();
-  const std::string message = raised.value("message", "");
-  EXPECT_NE(message.find("called AE title not recognized"), std::string::npos) << message;
-  EXPECT_NE(message.find("ae_title"), std::string::npos) << message;
-  EXPECT_NE(message.find("'WRONG'"), std::string::npos) << message;
+  const std::optional<std::string> message = RaisedAlert(ran, "destination-misconfigured", "telerad");
+  ASSERT_TRUE(message.has_value()) << "no destination-misconfigured alert\n" << relais.Log();
+  EXPECT_NE(message->find("called AE title not recognized"), std::string::npos) << *message;
+  EXPECT_NE(message->find("ae_title"), std::string::npos) << *message;
+  EXPECT_NE(message->find("'WRONG'"), std::string::npos) << *message;
   SleepMs(5000);  // more refusals: still nothing dead
   EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u) << relais.Log();
   std::vector<std::string> rows = QueueRows(relais, /*dead_only=*/false);
@@ -171,19 +199,15 @@ TEST(MisconfiguredTest, WrongAeTitleHoldsTheQueueAlertsAndAReloadDeliversEveryth
   // The admin fixes the ae_title and reloads: delivered at once.
   WriteFile(rules, RulesWith("TELERAD", peer.port()));
   ASSERT_EQ(::kill(relais.pid(), SIGHUP), 0);
-  deadline = NowMs() + 30000;
-  while (!QueueRows(relais, /*dead_only=*/false).empty()) {
-    ASSERT_LT(NowMs(), deadline) << "not delivered after the reload\n" << relais.Log();
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil([&] { return QueueRows(relais, /*dead_only=*/false).empty(); }, 30000))
+      << "not delivered after the reload\n"
+      << relais.Log();
   EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u);
   std::map<std::string, std::string> stored = peer.StoreList();
   for (const std::string& uid : uids) EXPECT_EQ(stored.count(uid), 1u) << uid;
-  deadline = NowMs() + 30000;
-  while (!HasLine(ran, "ENV destination-misconfigured|telerad|resolved")) {
-    ASSERT_LT(NowMs(), deadline) << "the alert was not resolved\n" << relais.Log();
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil([&] { return HasLine(ran, "ENV destination-misconfigured|telerad|resolved"); }, 30000))
+      << "the alert was not resolved\n"
+      << relais.Log();
   d = Destination(admin_port, "telerad");
   EXPECT_NE(d.value("state", ""), "misconfigured") << d.dump();
   EXPECT_TRUE(d["misconfigured"].is_null()) << d.dump();
@@ -202,59 +226,36 @@ TEST(MisconfiguredTest, TlsCertificateForAnotherNameHoldsTheQueueAndAReloadDeliv
   TempDir dir;
   for (const char* d : {"copies", "peer", "main", "certs"}) ASSERT_EQ(::mkdir((dir / d).c_str(), 0755), 0) << d;
   const std::string c = dir / "certs";
-  const std::string certs =
-      "set -e; cd '" + c +
-      "';"
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=ca "
-      "  -keyout ca.key -out ca.crt;"
-      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=telerad "
-      "  -keyout peer.key -out peer.csr; printf 'subjectAltName=DNS:localhost\n' > peer.ext;"
-      "openssl x509 -req -in peer.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile peer.ext "
-      "  -out peer.crt";
-  RunResult made = RunCommand({"bash", "-c", certs}, 60);
-  ASSERT_EQ(made.exit_code, 0) << made.output;
+  std::string log;
+  ASSERT_TRUE(MakeTestCertificates(c, {{"ca", "", ""}, {"peer", "ca", "DNS:localhost"}}, &log)) << log;
 
   const uint16_t tls_port = FreePort();
-  RelaisOptions peer_options;
-  peer_options.ae_title = "TELERAD";
-  peer_options.extra = "\n[tls]\nport = " + std::to_string(tls_port) + "\ncertificate = \"" + c +
-                       "/peer.crt\"\nprivate_key = \"" + c + "/peer.key\"\n";
-  RelaisProcess peer(dir / "peer", peer_options);
-  ASSERT_TRUE(peer.Start()) << peer.Log();
-  ASSERT_TRUE(WaitForPort(tls_port, 10000)) << peer.Log();
+  RelaisProcess peer(dir / "peer", TlsPeerOptions(tls_port, c, /*require_client_certificate=*/false));
+  ASSERT_TRUE(peer.Start() && WaitForPort(tls_port, 10000)) << peer.Log();
 
   std::string script;
   const std::string ran = MakeAlertRecorder(dir, &script);
   const std::string rules = dir / "rules.toml";
   auto rules_with = [&](const std::string& host) {
     return "[[destination]]\nname = \"telerad\"\nae_title = \"TELERAD\"\nhost = \"" + host +
-           "\"\nport = " + std::to_string(tls_port) + "\ntls = { ca_file = \"" + c +
-           "/ca.crt\" }\nmax_associations = 1\n"
+           "\"\nport = " + std::to_string(tls_port) + "\n" + TlsDestinationToml(c + "/ca.crt") +
+           "max_associations = 1\n"
            "retry = { initial_backoff = \"1s\", max_backoff = \"2s\", max_attempts = 3 }\n"
            "[[rule]]\nname = \"all\"\nforward = [\"telerad\"]\n";
   };
   WriteFile(rules, rules_with("127.0.0.1"));
   const uint16_t admin_port = FreePort();
-  RelaisOptions options;
-  options.extra = MainExtra(dir, rules, admin_port, script);
-  RelaisProcess relais(dir / "main", options);
-  ASSERT_TRUE(relais.Start()) << relais.Log();
-  ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
+  RelaisProcess relais(dir / "main", MainOptions(dir, rules, admin_port, script));
+  ASSERT_TRUE(relais.Start() && WaitForPort(admin_port, 10000)) << relais.Log();
 
   const std::vector<std::string> uids = SendCopies(relais, dir, "pydicom__CT_small.dcm", 3);
   ASSERT_EQ(uids.size(), 3u);
 
-  int64_t deadline = NowMs() + 60000;
-  while (!HasLine(ran, "ENV destination-misconfigured|telerad|raised")) {
-    ASSERT_LT(NowMs(), deadline) << "no destination-misconfigured alert\n" << relais.Log();
-    SleepMs(250);
-  }
-  json raised = json::parse(Lines(ran)[0], nullptr, false);
-  EXPECT_EQ(raised.value("alert", ""), "destination-misconfigured") << raised.dump();
-  const std::string message = raised.value("message", "");
+  const std::optional<std::string> message = RaisedAlert(ran, "destination-misconfigured", "telerad");
+  ASSERT_TRUE(message.has_value()) << "no destination-misconfigured alert\n" << relais.Log();
   const std::string where = "127.0.0.1:" + std::to_string(tls_port);
-  EXPECT_NE(message.find("the certificate of " + where + " does not name '127.0.0.1'"), std::string::npos) << message;
-  EXPECT_NE(message.find("host"), std::string::npos) << "names what to change: " << message;
+  EXPECT_NE(message->find("the certificate of " + where + " does not name '127.0.0.1'"), std::string::npos) << *message;
+  EXPECT_NE(message->find("host"), std::string::npos) << "names what to change: " << *message;
   json d = Destination(admin_port, "telerad");
   EXPECT_EQ(d.value("state", ""), "misconfigured") << d.dump();
   EXPECT_NE(relais.Log().find("event=destination-misconfigured"), std::string::npos) << relais.Log();
@@ -262,14 +263,14 @@ TEST(MisconfiguredTest, TlsCertificateForAnotherNameHoldsTheQueueAndAReloadDeliv
 
   // `relais queue ls` shows the live state beside the rows (serve-state.json
   // is rewritten within a second of a change).
-  deadline = NowMs() + 30000;
   RunResult ls;
-  for (;;) {
-    ls = RunCommand({RelaisBinary(), "queue", "ls", "--config", relais.config_path(), "--dest", "telerad"}, 60);
-    if (ls.output.find("destination misconfigured since") != std::string::npos) break;
-    ASSERT_LT(NowMs(), deadline) << ls.output;
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        ls = RunCommand({RelaisBinary(), "queue", "ls", "--config", relais.config_path(), "--dest", "telerad"}, 60);
+        return ls.output.find("destination misconfigured since") != std::string::npos;
+      },
+      30000))
+      << ls.output;
   EXPECT_EQ(ls.exit_code, 0) << ls.output;
   EXPECT_NE(ls.output.find("live state: from relais serve (pid " + std::to_string(relais.pid()) + ", running)"),
             std::string::npos)
@@ -282,30 +283,23 @@ TEST(MisconfiguredTest, TlsCertificateForAnotherNameHoldsTheQueueAndAReloadDeliv
     EXPECT_EQ(JsonField(r, "destination_state"), "misconfigured") << r;
   }
   // Several more handshakes (every ~2 s): still nothing dead.
-  deadline = NowMs() + 30000;
-  while (relais.Log().find("event=still-misconfigured") == std::string::npos) {
-    ASSERT_LT(NowMs(), deadline) << relais.Log();
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil([&] { return relais.Log().find("event=still-misconfigured") != std::string::npos; }, 30000))
+      << relais.Log();
   EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u) << relais.Log();
   EXPECT_EQ(relais.Log().find("event=dead-letter"), std::string::npos) << relais.Log();
 
   // The admin names the host as the certificate does and reloads.
   WriteFile(rules, rules_with("localhost"));
   ASSERT_EQ(::kill(relais.pid(), SIGHUP), 0);
-  deadline = NowMs() + 30000;
-  while (!QueueRows(relais, /*dead_only=*/false).empty()) {
-    ASSERT_LT(NowMs(), deadline) << "not delivered after the reload\n" << relais.Log();
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil([&] { return QueueRows(relais, /*dead_only=*/false).empty(); }, 30000))
+      << "not delivered after the reload\n"
+      << relais.Log();
   EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u);
   std::map<std::string, std::string> stored = peer.StoreList();
   for (const std::string& uid : uids) EXPECT_EQ(stored.count(uid), 1u) << uid;
-  deadline = NowMs() + 30000;
-  while (!HasLine(ran, "ENV destination-misconfigured|telerad|resolved")) {
-    ASSERT_LT(NowMs(), deadline) << "the alert was not resolved\n" << relais.Log();
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil([&] { return HasLine(ran, "ENV destination-misconfigured|telerad|resolved"); }, 30000))
+      << "the alert was not resolved\n"
+      << relais.Log();
   EXPECT_NE(Destination(admin_port, "telerad").value("state", ""), "misconfigured");
 
   // After serve stops, queue ls says its state is old.
@@ -323,76 +317,61 @@ TEST(MisconfiguredTest, TlsPeerRefusingOurCertificateHoldsTheQueueAndAReloadDeli
   TempDir dir;
   for (const char* d : {"copies", "peer", "main", "certs"}) ASSERT_EQ(::mkdir((dir / d).c_str(), 0755), 0) << d;
   const std::string c = dir / "certs";
-  const std::string certs =
-      "set -e; cd '" + c +
-      "';"
-      "gen() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-      "  -subj \"/CN=$1\" -keyout $1.key -out $1.crt; };"
-      "leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj \"/CN=$1\" "
-      "  -keyout $1.key -out $1.csr; printf 'subjectAltName=%s\\n' \"$3\" > $1.ext;"
-      "  openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key -CAcreateserial -days 2 -extfile $1.ext -out $1.crt; };"
-      "gen ca; gen rogue; leaf peer ca IP:127.0.0.1; leaf us ca DNS:relais; leaf stranger rogue DNS:relais;";
-  RunResult made = RunCommand({"bash", "-c", certs}, 60);
-  ASSERT_EQ(made.exit_code, 0) << made.output;
+  std::string log;
+  ASSERT_TRUE(MakeTestCertificates(c,
+                                   {{"ca", "", ""},
+                                    {"rogue", "", ""},
+                                    {"peer", "ca", "IP:127.0.0.1"},
+                                    {"us", "ca", "DNS:relais"},
+                                    {"stranger", "rogue", "DNS:relais"}},
+                                   &log))
+      << log;
 
   const uint16_t tls_port = FreePort();
-  RelaisOptions peer_options;
-  peer_options.ae_title = "TELERAD";
-  peer_options.extra = "\n[tls]\nport = " + std::to_string(tls_port) + "\ncertificate = \"" + c +
-                       "/peer.crt\"\nprivate_key = \"" + c + "/peer.key\"\nca = \"" + c +
-                       "/ca.crt\"\nrequire_client_certificate = true\n";
-  RelaisProcess peer(dir / "peer", peer_options);
-  ASSERT_TRUE(peer.Start()) << peer.Log();
-  ASSERT_TRUE(WaitForPort(tls_port, 10000)) << peer.Log();
+  RelaisProcess peer(dir / "peer", TlsPeerOptions(tls_port, c, /*require_client_certificate=*/true));
+  ASSERT_TRUE(peer.Start() && WaitForPort(tls_port, 10000)) << peer.Log();
 
   const std::string rules = dir / "rules.toml";
   auto rules_with = [&](const std::string& cert) {
     return "[[destination]]\nname = \"telerad\"\nae_title = \"TELERAD\"\nhost = \"127.0.0.1\"\nport = " +
-           std::to_string(tls_port) + "\ntls = { ca_file = \"" + c + "/ca.crt\", cert_file = \"" + c + "/" + cert +
-           ".crt\", key_file = \"" + c + "/" + cert +
-           ".key\" }\nmax_associations = 1\n"
+           std::to_string(tls_port) + "\n" +
+           TlsDestinationToml(c + "/ca.crt", c + "/" + cert + ".crt", c + "/" + cert + ".key") +
+           "max_associations = 1\n"
            "retry = { initial_backoff = \"1s\", max_backoff = \"2s\", max_attempts = 3 }\n"
            "[[rule]]\nname = \"all\"\nforward = [\"telerad\"]\n";
   };
   WriteFile(rules, rules_with("stranger"));
   const uint16_t admin_port = FreePort();
-  RelaisOptions options;
-  options.extra = MainExtra(dir, rules, admin_port, "");
-  RelaisProcess relais(dir / "main", options);
-  ASSERT_TRUE(relais.Start()) << relais.Log();
-  ASSERT_TRUE(WaitForPort(admin_port, 10000)) << relais.Log();
+  RelaisProcess relais(dir / "main", MainOptions(dir, rules, admin_port, ""));
+  ASSERT_TRUE(relais.Start() && WaitForPort(admin_port, 10000)) << relais.Log();
 
   const std::vector<std::string> uids = SendCopies(relais, dir, "pydicom__CT_small.dcm", 2);
   ASSERT_EQ(uids.size(), 2u);
 
-  int64_t deadline = NowMs() + 60000;
   json d;
-  for (;;) {
-    d = Destination(admin_port, "telerad");
-    if (d.value("state", "") == "misconfigured") break;
-    ASSERT_LT(NowMs(), deadline) << d.dump() << "\n" << relais.Log();
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        d = Destination(admin_port, "telerad");
+        return d.value("state", "") == "misconfigured";
+      },
+      60000))
+      << d.dump() << "\n"
+      << relais.Log();
   ASSERT_TRUE(d["misconfigured"].is_string()) << d.dump();
   const std::string why = d["misconfigured"].get<std::string>();
   EXPECT_NE(why.find("refused our client certificate"), std::string::npos) << why;
   EXPECT_NE(why.find(c + "/stranger.crt"), std::string::npos) << "names tls.cert_file: " << why;
   // More handshakes: nothing dead although max_attempts is 3.
-  deadline = NowMs() + 30000;
-  while (relais.Log().find("event=still-misconfigured") == std::string::npos) {
-    ASSERT_LT(NowMs(), deadline) << relais.Log();
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil([&] { return relais.Log().find("event=still-misconfigured") != std::string::npos; }, 30000))
+      << relais.Log();
   EXPECT_EQ(QueueRows(relais, /*dead_only=*/true).size(), 0u) << relais.Log();
   EXPECT_EQ(QueueRows(relais, /*dead_only=*/false).size(), 2u) << relais.Log();
 
   WriteFile(rules, rules_with("us"));
   ASSERT_EQ(::kill(relais.pid(), SIGHUP), 0);
-  deadline = NowMs() + 30000;
-  while (!QueueRows(relais, /*dead_only=*/false).empty()) {
-    ASSERT_LT(NowMs(), deadline) << "not delivered after the reload\n" << relais.Log();
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil([&] { return QueueRows(relais, /*dead_only=*/false).empty(); }, 30000))
+      << "not delivered after the reload\n"
+      << relais.Log();
   std::map<std::string, std::string> stored = peer.StoreList();
   for (const std::string& uid : uids) EXPECT_EQ(stored.count(uid), 1u) << uid;
   EXPECT_NE(Destination(admin_port, "telerad").value("state", ""), "misconfigured");
@@ -428,17 +407,12 @@ TEST(MisconfiguredTest, DeadLettersAreLoggedPerRowAndAlerted) {
   const std::vector<std::string> uids = SendCopies(relais, dir, "pydicom__MR_small.dcm", 2);
   ASSERT_EQ(uids.size(), 2u);
 
-  int64_t deadline = NowMs() + 60000;
-  while (!HasLine(ran, "ENV dead-letters|ctonly|raised")) {
-    ASSERT_LT(NowMs(), deadline) << "no dead-letters alert\n" << relais.Log();
-    SleepMs(250);
-  }
-  json raised = json::parse(Lines(ran)[0], nullptr, false);
-  const std::string message = raised.value("message", "");
-  EXPECT_NE(message.find("2 object(s)"), std::string::npos) << message;
-  EXPECT_NE(message.find("ctonly"), std::string::npos) << message;
-  EXPECT_NE(message.find("1.2.840.10008.5.1.4.1.1.4"), std::string::npos)
-      << "the reason names the SOP class: " << message;
+  const std::optional<std::string> message = RaisedAlert(ran, "dead-letters", "ctonly");
+  ASSERT_TRUE(message.has_value()) << "no dead-letters alert\n" << relais.Log();
+  EXPECT_NE(message->find("2 object(s)"), std::string::npos) << *message;
+  EXPECT_NE(message->find("ctonly"), std::string::npos) << *message;
+  EXPECT_NE(message->find("1.2.840.10008.5.1.4.1.1.4"), std::string::npos)
+      << "the reason names the SOP class: " << *message;
   const std::string log = relais.Log();
   for (const std::string& uid : uids) {
     const size_t at = log.find("event=dead-letter dest=ctonly sop=" + uid + " object=");
@@ -459,11 +433,9 @@ TEST(MisconfiguredTest, DeadLettersAreLoggedPerRowAndAlerted) {
   ASSERT_TRUE(scp.Restart(all)) << scp.Log();
   RunResult r = RunCommand({RelaisBinary(), "queue", "retry", "--config", relais.config_path(), "--dead"}, 60);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  deadline = NowMs() + 60000;
-  while (!HasLine(ran, "ENV dead-letters|ctonly|resolved")) {
-    ASSERT_LT(NowMs(), deadline) << "the dead-letters alert was not resolved\n" << relais.Log();
-    SleepMs(250);
-  }
+  ASSERT_TRUE(PollUntil([&] { return HasLine(ran, "ENV dead-letters|ctonly|resolved"); }, 60000))
+      << "the dead-letters alert was not resolved\n"
+      << relais.Log();
   EXPECT_EQ(relais.Terminate(), 0) << relais.Log();
 }
 

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -279,6 +280,29 @@ std::string TagValue(const std::string& path, const std::string& keyword) {
   OFString v;
   if (ff.getDataset()->findAndGetOFStringArray(tag, v).bad()) return "";
   return v.c_str();
+}
+
+FakeScp::FakeScp(const std::string& dir, FakeScpOptions options) : dir_(dir), options_(std::move(options)) {}
+
+bool FakeScp::Start() {
+  port_ = FreePort();
+  if (!child_.Start(
+          {"python3", std::string(RELAIS_SOURCE_DIR) + "/tests/tools/fake_scp.py", std::to_string(port_),
+           options_.status_hex, options_.error_comment_hex, std::to_string(options_.delay_ms), dir_ + "/received.txt"},
+          dir_ + "/fake-scp.log")) {
+    return false;
+  }
+  return WaitForPort(port_, 20000);
+}
+
+std::vector<std::string> FakeScp::Received() const {
+  std::vector<std::string> out;
+  std::ifstream in(dir_ + "/received.txt");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
 }
 
 }  // namespace relais::itest

@@ -111,6 +111,38 @@ class OrthancPeer {
   Child child_;
 };
 
+// tests/tools/fake_scp.py: a deliberately unhelpful destination written from
+// PS3.8 and PS3.7 with no DICOM library. It accepts every association and
+// presentation context from any calling AE and answers every C-STORE with
+// the status (and raw Error Comment bytes) of its options, after a delay;
+// it logs the Affected SOP Instance UID of each C-STORE as it answers.
+struct FakeScpOptions {
+  std::string status_hex = "0000";  // the status of every C-STORE response, e.g. "A700"
+  std::string error_comment_hex;    // its Error Comment (0000,0902) bytes in hex; "": none
+  int delay_ms = 0;                 // each C-STORE response waits this long (per association)
+};
+
+class FakeScp {
+ public:
+  // `dir`: working directory (exists): fake-scp.log and received.txt.
+  FakeScp(const std::string& dir, FakeScpOptions options = {});
+
+  // Starts it on a free port and waits (at most 20 s) until the port
+  // accepts connections. False if it did not (Log() says why).
+  bool Start();
+
+  uint16_t port() const { return port_; }
+  std::string Log() const { return child_.ReadLog(); }
+  // The SOP Instance UIDs it answered, in the order it answered them.
+  std::vector<std::string> Received() const;
+
+ private:
+  std::string dir_;
+  FakeScpOptions options_;
+  uint16_t port_ = 0;
+  Child child_;
+};
+
 // The SOP Instance UID of a DICOM file, "" if DCMTK cannot read it.
 std::string SopInstanceUidOf(const std::string& path);
 

@@ -10,26 +10,16 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "harness.h"
+#include "peers.h"
 
 namespace relais::itest {
 namespace {
-
-std::vector<std::string> ReadLines(const std::string& path) {
-  std::vector<std::string> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(line);
-  }
-  return out;
-}
 
 size_t CountIn(const std::vector<std::string>& lines, const std::set<std::string>& uids) {
   size_t n = 0;
@@ -53,17 +43,14 @@ TEST(PriorityLaneTest, StatStudyOvertakesARoutineBacklogOnABusyDestination) {
   const std::set<std::string> stat(mr_uids.begin(), mr_uids.end());
 
   // The slow peer: 50 ms per object and association.
-  const uint16_t pacs_port = FreePort();
-  const std::string received = tmp / "received.txt";
-  Child pacs;
-  ASSERT_TRUE(pacs.Start({"python3", std::string(RELAIS_SOURCE_DIR) + "/tests/tools/fake_scp.py",
-                          std::to_string(pacs_port), "0000", "", "50", received},
-                         tmp / "pacs.log"));
-  ASSERT_TRUE(WaitForPort(pacs_port, 20000)) << pacs.ReadLog();
+  FakeScpOptions fo;
+  fo.delay_ms = 50;
+  FakeScp pacs(tmp.path(), fo);
+  ASSERT_TRUE(pacs.Start()) << pacs.Log();
 
   const std::string rules = tmp / "rules.toml";
   WriteFile(rules, "[[destination]]\nname = \"pacs\"\nae_title = \"FAKEPACS\"\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(pacs_port) +
+                       std::to_string(pacs.port()) +
                        "\nmax_associations = 2\n\n"
                        "[[rule]]\nname = \"routine\"\nforward = [\"pacs\"]\n[rule.match]\nModality = \"CT\"\n\n"
                        "[[rule]]\nname = \"stat\"\npriority = 10\nforward = [\"pacs\"]\n[rule.match]\n"
@@ -79,10 +66,10 @@ TEST(PriorityLaneTest, StatStudyOvertakesARoutineBacklogOnABusyDestination) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // The backlog is being sent on every association.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (CountIn(ReadLines(received), routine) < 4 && std::chrono::steady_clock::now() < deadline) {
+  while (CountIn(pacs.Received(), routine) < 4 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  ASSERT_GE(CountIn(ReadLines(received), routine), 4u) << relais.Log();
+  ASSERT_GE(CountIn(pacs.Received(), routine), 4u) << relais.Log();
 
   argv = {"storescu", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
   argv.insert(argv.end(), mr.begin(), mr.end());
@@ -90,13 +77,13 @@ TEST(PriorityLaneTest, StatStudyOvertakesARoutineBacklogOnABusyDestination) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // Every object is committed (acknowledged): count the routine ones the
   // peer had when the STAT study was queued.
-  const size_t routine_before = CountIn(ReadLines(received), routine);
+  const size_t routine_before = CountIn(pacs.Received(), routine);
 
   deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  std::vector<std::string> got = ReadLines(received);
+  std::vector<std::string> got = pacs.Received();
   while (CountIn(got, stat) < stat.size() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    got = ReadLines(received);
+    got = pacs.Received();
   }
   ASSERT_EQ(CountIn(got, stat), stat.size()) << relais.Log();
   // Where the last STAT object landed in the order of arrival.
@@ -116,10 +103,10 @@ TEST(PriorityLaneTest, StatStudyOvertakesARoutineBacklogOnABusyDestination) {
 
   // And the backlog itself is delivered in full.
   deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
-  while (CountIn(ReadLines(received), routine) < routine.size() && std::chrono::steady_clock::now() < deadline) {
+  while (CountIn(pacs.Received(), routine) < routine.size() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  EXPECT_EQ(CountIn(ReadLines(received), routine), routine.size()) << relais.Log();
+  EXPECT_EQ(CountIn(pacs.Received(), routine), routine.size()) << relais.Log();
 }
 
 }  // namespace

@@ -80,13 +80,11 @@ TEST(TextSafetyTest, LatinOneErrorCommentsAndNamesLeaveRelaisAsUtf8) {
   ASSERT_EQ(::mkdir((dir / "http").c_str(), 0755), 0);
 
   // The destination: every C-STORE answered 0xA700, Error Comment in Latin-1.
-  const uint16_t pacs_port = FreePort();
-  Child pacs;
-  ASSERT_TRUE(
-      pacs.Start({"python3", std::string(RELAIS_SOURCE_DIR) + "/tests/tools/fake_scp.py", std::to_string(pacs_port),
-                  "A700", "506c65696e20e0206372617175657220ff"},  // "Plein \xE0 craquer \xFF"
-                 dir / "pacs.log"));
-  ASSERT_TRUE(WaitForPort(pacs_port, 20000)) << pacs.ReadLog();
+  FakeScpOptions fo;
+  fo.status_hex = "A700";
+  fo.error_comment_hex = "506c65696e20e0206372617175657220ff";  // "Plein \xE0 craquer \xFF"
+  FakeScp pacs(dir.path(), fo);
+  ASSERT_TRUE(pacs.Start()) << pacs.Log();
 
   // An alert command that keeps what it is given.
   const std::string ran = dir / "ran.txt";
@@ -95,7 +93,7 @@ TEST(TextSafetyTest, LatinOneErrorCommentsAndNamesLeaveRelaisAsUtf8) {
   ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
 
   std::string rules = "[[destination]]\nname = \"pacs\"\nae_title = \"FAKEPACS\"\nhost = \"127.0.0.1\"\nport = " +
-                      std::to_string(pacs_port) +
+                      std::to_string(pacs.port()) +
                       "\nretry = { initial_backoff = \"1s\", max_backoff = \"2s\" }\n"
                       "[[rule]]\nname = \"elodie\"\nforward = [\"pacs\"]\n[rule.match]\n"
                       "PatientName = { regex = \"(?i)^ngono\\\\^\" }\n"

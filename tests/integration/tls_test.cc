@@ -17,29 +17,19 @@
 
 #include "harness.h"
 #include "peers.h"
+#include "tls_certs.h"
 
 namespace relais::itest {
 namespace {
 
-// Makes ca, rogue (another CA), and leaves signed by them:
-// relais (IP 127.0.0.1; server and client), scu, scp (IP 127.0.0.1),
-// impostor (signed by rogue).
-bool MakeCertificates(const std::string& dir, std::string* log) {
-  const std::string script =
-      "set -e; cd '" + dir +
-      "';"
-      "gen() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-      "  -subj \"/CN=$1\" -keyout $1.key -out $1.crt; };"
-      "leaf() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj \"/CN=$1\" "
-      "  -keyout $1.key -out $1.csr; printf 'subjectAltName=%s\\n' \"$3\" > $1.ext;"
-      "  openssl x509 -req -in $1.csr -CA $2.crt -CAkey $2.key -CAcreateserial -days 2 -extfile $1.ext -out $1.crt; };"
-      "gen ca; gen rogue;"
-      "leaf relais ca IP:127.0.0.1; leaf scu ca DNS:ct-scanner; leaf scp ca IP:127.0.0.1;"
-      "leaf impostor rogue DNS:ct-scanner;";
-  RunResult r = RunCommand({"bash", "-c", script}, 60);
-  *log = r.output;
-  return r.exit_code == 0;
-}
+// ca, rogue (another CA), and leaves signed by them: relais (IP 127.0.0.1;
+// server and client), scu, scp (IP 127.0.0.1), impostor (signed by rogue).
+const std::vector<TestCert> kCertificates = {{"ca", "", ""},
+                                             {"rogue", "", ""},
+                                             {"relais", "ca", "IP:127.0.0.1"},
+                                             {"scu", "ca", "DNS:ct-scanner"},
+                                             {"scp", "ca", "IP:127.0.0.1"},
+                                             {"impostor", "rogue", "DNS:ct-scanner"}};
 
 size_t WaitForFiles(StorescpPeer& peer, size_t n, int timeout_ms) {
   int64_t deadline = NowMs() + timeout_ms;
@@ -52,7 +42,7 @@ TEST(TlsEndToEndTest, MutualTlsInAndOutDeliversIntactAndRefusesStrangers) {
   for (const char* d : {"certs", "scp", "plain-scp", "relais"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
   const std::string c = tmp / "certs";
   std::string log;
-  ASSERT_TRUE(MakeCertificates(c, &log)) << log;
+  ASSERT_TRUE(MakeTestCertificates(c, kCertificates, &log)) << log;
 
   // The destination: storescp speaking TLS, requiring a client certificate.
   StorescpOptions so;
@@ -67,8 +57,7 @@ TEST(TlsEndToEndTest, MutualTlsInAndOutDeliversIntactAndRefusesStrangers) {
   ASSERT_TRUE(plain.Start()) << plain.Log();
 
   const std::string rules = tmp / "rules.toml";
-  const std::string tls_dest = "tls = { ca_file = \"" + c + "/ca.crt\", cert_file = \"" + c +
-                               "/relais.crt\", key_file = \"" + c + "/relais.key\" }\n";
+  const std::string tls_dest = TlsDestinationToml(c + "/ca.crt", c + "/relais.crt", c + "/relais.key");
   WriteFile(rules, "[[destination]]\nname = \"secure\"\nae_title = \"SECURE\"\nhost = \"127.0.0.1\"\nport = " +
                        std::to_string(scp.port()) + "\n" + tls_dest + "\n" +
                        "[[destination]]\nname = \"fake\"\nae_title = \"PLAINTEXT\"\nhost = \"127.0.0.1\"\nport = " +
@@ -76,9 +65,9 @@ TEST(TlsEndToEndTest, MutualTlsInAndOutDeliversIntactAndRefusesStrangers) {
                        "[[rule]]\nname = \"both\"\nforward = [\"secure\", \"fake\"]\n");
   const uint16_t tls_port = FreePort();
   RelaisOptions options;
-  options.extra = "\n[rules]\npath = \"" + rules + "\"\n\n[tls]\nport = " + std::to_string(tls_port) +
-                  "\ncertificate = \"" + c + "/relais.crt\"\nprivate_key = \"" + c + "/relais.key\"\nca = \"" + c +
-                  "/ca.crt\"\nrequire_client_certificate = true\n\n[audit]\npath = \"" + (tmp / "audit.jsonl") + "\"\n";
+  options.extra = "\n[rules]\npath = \"" + rules + "\"\n" +
+                  TlsListenerToml(tls_port, c + "/relais.crt", c + "/relais.key", c + "/ca.crt") +
+                  "\n[audit]\npath = \"" + (tmp / "audit.jsonl") + "\"\n";
   RelaisProcess relais(tmp / "relais", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
   ASSERT_TRUE(WaitForPort(tls_port, 10000)) << relais.Log();
