@@ -253,11 +253,20 @@ RelaisProcess::RelaisProcess(const std::string& dir, RelaisOptions options) : di
 bool RelaisProcess::Start() {
   ++starts_;
   std::string log = dir_ + "/relais.log";
+  const size_t log_before = ReadFile(log).size();  // the log is appended to across restarts
   if (!child_.Start({RelaisBinary(), "serve", "--config", config_path_}, log, options_.env)) return false;
+  // Ready when this start has logged that it listens and the port answers.
+  // The port alone is not enough: while Relais is down after a kill, another
+  // test's process may take the port, or a connect may meet itself (a
+  // loopback connect whose ephemeral source port is the port it dials).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
     if (!child_.running()) return false;
-    if (WaitForPort(port_, 100)) return true;
+    const std::string text = ReadFile(log);
+    if (text.size() > log_before && text.find("event=listening ", log_before) != std::string::npos) {
+      return WaitForPort(port_, 10000);
+    }
+    SleepMs(20);
   }
   return false;
 }

@@ -103,7 +103,7 @@ struct ProposedContext {
 
 // PS3.8 9.3.2: A-ASSOCIATE-RQ.
 inline std::string AssociateRq(const std::string& called, const std::vector<ProposedContext>& contexts,
-                        uint32_t max_pdu = 16384) {
+                               uint32_t max_pdu = 16384) {
   std::string b;
   Put16Be(&b, 0x0001);                         // protocol version
   b += std::string(2, '\0');                   // reserved
