@@ -140,6 +140,9 @@ class ScpAssociation : private UlConnection::User {
   // [audit] on_failure = "refuse": turns the Success of a stored object whose
   // audit record failed into 0xA700, and logs it. Does nothing otherwise.
   void RefuseUnaudited(uint16_t message_id, const store::ObjectMeta& meta);
+  // Checks a SOP Instance UID a peer sent (`where` names the attribute);
+  // false when it is refused.
+  bool AcceptSopInstanceUid(uint16_t msg, const char* where, const std::string& uid) const;
   void DropIncoming();
   void ProtocolError(ul::AbortReason reason, const std::string& why);
   void HandleCommand(uint8_t context_id);
@@ -159,6 +162,12 @@ class ScpAssociation : private UlConnection::User {
   void HandleClosed();  // the connection or the idle timer closed; may destroy this
   void ResetIdleTimer();
   std::string Prefix() const;  // "assoc=12 peer=10.0.0.5:4711 calling=CTSCAN1"
+
+  // The Error Comment of a C-STORE refused because the audit trail cannot be
+  // written ([audit] on_failure = "refuse"); the first 64 characters reach the
+  // sender (PS3.7 C.4.1.1.4).
+  static constexpr const char* kAuditFailingReason =
+      "Relais audit trail cannot be written: retry later (refused, not stored unaudited)";
 
   Server* server_;
   uint64_t id_;
