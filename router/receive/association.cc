@@ -1,5 +1,6 @@
 #include "router/receive/association.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -290,8 +291,17 @@ ul::AssociateAc ScpAssociation::NegotiateAssociateAc(const ul::AssociateRq& rq, 
   for (const ul::RoleSelection& r : rq.user_info.roles) {
     ac.user_info.roles.push_back(ul::RoleSelection{r.sop_class_uid, r.scu_role, false});
   }
-  // PS3.7 D.3.3.3: we perform one operation at a time.
-  if (rq.user_info.async_ops) ac.user_info.async_ops = ul::AsyncOpsWindow{1, 1};
+  // PS3.7 D.3.3.3: the requestor may have up to kMaxOperationsInvoked
+  // C-STOREs outstanding (fewer if it proposed fewer; 0 is "unlimited", which
+  // we bound too). We invoke nothing on it: performed 1. Each object is still
+  // acknowledged only after its own commit; the window lets one association
+  // keep the link busy while the store's group commit takes several at once.
+  window_ = 1;
+  if (rq.user_info.async_ops) {
+    const uint16_t asked = rq.user_info.async_ops->max_invoked;
+    window_ = asked == 0 ? kMaxOperationsInvoked : std::min(asked, kMaxOperationsInvoked);
+    ac.user_info.async_ops = ul::AsyncOpsWindow{window_, 1};
+  }
   return ac;
 }
 
@@ -405,6 +415,24 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
                     dimse::MakeStoreResponse(cmd, dimse::kStatusCannotUnderstand, "C-STORE-RQ without a data set"));
         return;
       }
+      // PS3.7 D.3.3.3: no more outstanding than the window we answered, and
+      // each with its own Message ID (its C-STORE-RSP names it).
+      const uint16_t msg = cmd.message_id.value_or(0);
+      if (pending_.size() >= window_) {
+        ProtocolError(ul::AbortReason::kUnexpectedPduParameter,
+                      "C-STORE-RQ msg=" + std::to_string(msg) + " while " + std::to_string(pending_.size()) +
+                          " are outstanding: the asynchronous operations window negotiated allows " +
+                          std::to_string(window_) + " (PS3.7 D.3.3.3)");
+        return;
+      }
+      for (const Pending& p : pending_) {
+        if (p.message_id == msg) {
+          ProtocolError(ul::AbortReason::kInvalidPduParameterValue,
+                        "C-STORE-RQ msg=" + std::to_string(msg) +
+                            " while a request with the same Message ID is outstanding (PS3.7 9.1.1.1)");
+          return;
+        }
+      }
       Incoming in;
       if (server_->metrics() != nullptr) in.arrived = NowSteadySeconds();
       in.command = std::move(cmd);
@@ -517,14 +545,29 @@ void ScpAssociation::FinishIncoming() {
   Refuse(in);
 }
 
+// Answers every C-STORE whose commit (or refusal) is done, in completion
+// order: with a window of several, a later object committed in an earlier
+// batch is not held behind an earlier one (PS3.7 D.3.3.3 lets responses
+// come in any order; each names its request's Message ID).
 void ScpAssociation::FlushResponses() {
-  while (!pending_.empty() && pending_.front().done) {
-    Pending p = std::move(pending_.front());
-    pending_.pop_front();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (!it->done) {
+      ++it;
+      continue;
+    }
+    Pending p = std::move(*it);
+    it = pending_.erase(it);
     if (closing_) continue;
     SendCommand(p.context_id, dimse::MakeStoreResponse(p.rq, p.status, p.comment));
   }
   SendReleaseResponseIfIdle();
+}
+
+void ScpAssociation::NoteOutstanding() {
+  const uint32_t n = static_cast<uint32_t>(pending_.size());
+  if (n <= max_outstanding_) return;
+  max_outstanding_ = n;
+  if (Metrics* m = server_->metrics()) m->OutstandingSeen(n);
 }
 
 void ScpAssociation::SendCommand(uint8_t context_id, const dimse::Command& cmd) {
@@ -568,9 +611,9 @@ void ScpAssociation::SendReleaseResponseIfIdle() {
   release_requested_ = false;
   std::vector<uint8_t> bytes;
   ul::EncodeReleaseRp(&bytes);
-  RLOG_INFO("%s event=released objects=%llu failed=%llu bytes=%llu", Prefix().c_str(),
+  RLOG_INFO("%s event=released objects=%llu failed=%llu bytes=%llu window=%u max_outstanding=%u", Prefix().c_str(),
             static_cast<unsigned long long>(objects_ok_), static_cast<unsigned long long>(objects_failed_),
-            static_cast<unsigned long long>(bytes_received_));
+            static_cast<unsigned long long>(bytes_received_), window_, max_outstanding_);
   conn_.Fsm(Event::kEvt14, nullptr, std::move(bytes));
 }
 
@@ -599,8 +642,9 @@ void ScpAssociation::StartClose() {
   uv_timer_stop(&idle_);
   conn_.Close();
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), &ScpAssociation::OnClose);
-  RLOG_INFO("%s event=closed objects=%llu failed=%llu", Prefix().c_str(), static_cast<unsigned long long>(objects_ok_),
-            static_cast<unsigned long long>(objects_failed_));
+  RLOG_INFO("%s event=closed objects=%llu failed=%llu max_outstanding=%u", Prefix().c_str(),
+            static_cast<unsigned long long>(objects_ok_), static_cast<unsigned long long>(objects_failed_),
+            max_outstanding_);
 }
 
 void ScpAssociation::OnClose(uv_handle_t* h) noexcept {

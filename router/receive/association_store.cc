@@ -72,10 +72,11 @@ bool ScpAssociation::Describe(Incoming& in, store::ObjectMeta* meta) {
 }
 
 // Hands the object to the store; the C-STORE-RSP waits for the commit
-// (OnStoreCommitted), in request order.
+// (OnStoreCommitted).
 void ScpAssociation::Commit(Incoming& in, store::ObjectMeta meta) {
   const uint16_t msg = in.command.message_id.value_or(0);
   pending_.push_back(Pending{msg, in.context_id, in.command, in.arrived, false, 0, {}});
+  NoteOutstanding();
   Server* server = server_;
   uint64_t id = id_;
   in.writer->Finish(std::move(meta), [server, id, msg](Status s, const store::ObjectMeta& m) {
@@ -110,6 +111,7 @@ void ScpAssociation::Refuse(Incoming& in) {
                          {"status", Hex4(in.fail_status)},
                          {"reason", in.fail_reason}});
   pending_.push_back(Pending{msg, in.context_id, rq, in.arrived, true, in.fail_status, in.fail_reason});
+  NoteOutstanding();
   FlushResponses();
 }
 
