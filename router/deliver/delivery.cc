@@ -374,9 +374,9 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
       d->misconfigured_since = 0;
     }
     if (s->probe) {
-      s->busy = true;
+      ++s->busy;
       s->assoc->Echo([this, d, s](Outcome e) {
-        s->busy = false;
+        --s->busy;
         if (shutting_down_) return;
         if (e.ok() && d->refusing) {
           // The link is up but the peer refused objects: the next one tries
@@ -432,7 +432,7 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
 }
 
 void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
-  if (s->busy || s->closing || !s->established) return;
+  if (!s->HasRoom() || s->closing || !s->established) return;
   if (d->paused || d->down || NowUnixMs() < d->next_try) return;  // the idle timer releases it
   if (!s->probe && Surplus(d)) {                                  // the concurrency target came down: this one goes
     s->closing = true;
@@ -478,14 +478,16 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
     Row row_taken = std::move(it->second);
     d->ready.erase(it);
     StartSend(d, s, std::move(row_taken), choice->context_id, choice->transfer_syntax, choice->convert);
-    return;
+    // With an asynchronous operations window, the next row goes out behind
+    // this one without waiting for its response.
+    return SendNext(d, s);
   }
 }
 
 void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_id, const std::string& ts,
                                   bool convert) {
   (void)context_id;  // the association picks the context from the reader's syntax
-  s->busy = true;
+  ++s->busy;
   d->in_flight.insert(row.key());
   std::vector<rules::TagEdit> edits;
   if (!row.q.edits.empty()) {
@@ -507,7 +509,7 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
 }
 
 void DeliveryScheduler::DeadLetterUnreadable(Dest* d, Sender* s, const Row& row, const std::string& why) {
-  s->busy = false;
+  --s->busy;
   ++d->stats.dead;
   store::QueueUpdate u;
   u.kind = store::QueueUpdate::Kind::kDeadLetter;
@@ -523,7 +525,7 @@ void DeliveryScheduler::DeadLetterUnreadable(Dest* d, Sender* s, const Row& row,
 
 std::function<void(Outcome o, uint64_t bytes)> DeliveryScheduler::SendDone(Dest* d, Sender* s, const Row& row) {
   return [this, d, s, row](Outcome o, uint64_t bytes) mutable {
-    s->busy = false;
+    --s->busy;
     s->idle_since = NowUnixMs();
     if (shutting_down_) return;
     OnSent(d, s, row, o, bytes);
@@ -534,14 +536,13 @@ void DeliveryScheduler::SendAsStored(Dest* d, Sender* s, const Row& row) {
   Result<std::unique_ptr<store::ObjectReader>> reader = store_->OpenObject(row.q.object_id);
   if (!reader.ok()) {
     if (reader.status().IsNotFound()) {  // replaced or purged meanwhile: its row is gone too
-      s->busy = false;
+      --s->busy;
       d->in_flight.erase(row.key());
       return SendNext(d, s);
     }
     return DeadLetterUnreadable(d, s, row, "the stored object cannot be read: " + reader.status().ToString());
   }
   uint64_t size = row.meta.raw_size;
-  s->store_started = NowUnixMs();
   s->assoc->Store(std::move(*reader), [done = SendDone(d, s, row), size](Outcome o) mutable { done(o, size); });
 }
 
@@ -572,7 +573,7 @@ void DeliveryScheduler::OnPrepared(Dest* d, uint64_t sender_id, Row row, Prepare
   if (shutting_down_) return;
   if (s == nullptr || s->closing || !s->established) {
     // The association went away while we prepared: the row waits for the next one.
-    if (s != nullptr) s->busy = false;
+    if (s != nullptr) --s->busy;
     d->in_flight.erase(row.key());
     d->ready.emplace(row.key(), std::move(row));
     Run(d);
@@ -581,7 +582,7 @@ void DeliveryScheduler::OnPrepared(Dest* d, uint64_t sender_id, Row row, Prepare
   auto done = SendDone(d, s, row);
   if (!prepared.status.ok()) {
     if (prepared.status.IsNotFound()) {
-      s->busy = false;
+      --s->busy;
       d->in_flight.erase(row.key());
       SendNext(d, s);
       return;
@@ -600,7 +601,6 @@ void DeliveryScheduler::OnPrepared(Dest* d, uint64_t sender_id, Row row, Prepare
   uint64_t size = prepared.bytes.size();
   std::unique_ptr<store::ObjectReader> reader =
       MakeMemoryReader(row.meta, std::move(prepared.bytes), prepared.target_ts);
-  s->store_started = NowUnixMs();
   s->assoc->Store(std::move(reader), [done, size](Outcome o) mutable { done(o, size); });
 }
 

@@ -47,7 +47,7 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
   const uint32_t target = d->concurrency->target();
   for (size_t i = 0; i < d->senders.size(); ++i) {
     Sender* s = d->senders[i].get();
-    if (!s->established || s->busy || s->closing || s->probe) continue;
+    if (!s->established || !s->HasRoom() || s->closing || s->probe) continue;
     if (s->generation == d->generation) SendNext(d, s);
     if (!s->busy && s->lane) {
       // Nothing of its priority waits: the lane closes.
@@ -86,7 +86,7 @@ void DeliveryScheduler::MaybeOpenLane(Dest* d) {
   for (auto& s : d->senders) {
     if (s->closing || s->probe) continue;
     if (s->lane) return;                     // one lane at a time
-    if (s->established && !s->busy) return;  // free: Dispatch gives it the row or makes room
+    if (s->established && s->HasRoom()) return;  // room: Dispatch gives it the row or makes room
     if (!s->established && std::find(s->proposed.begin(), s->proposed.end(), kind) != s->proposed.end()) {
       return;  // connecting, planned for it
     }
