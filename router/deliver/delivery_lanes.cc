@@ -85,7 +85,7 @@ void DeliveryScheduler::MaybeOpenLane(Dest* d) {
   if (open < d->concurrency->target()) return;  // below the target: Dispatch opens one planned for it
   for (auto& s : d->senders) {
     if (s->closing || s->probe) continue;
-    if (s->lane) return;                     // one lane at a time
+    if (s->lane) return;                         // one lane at a time
     if (s->established && s->HasRoom()) return;  // room: Dispatch gives it the row or makes room
     if (!s->established && std::find(s->proposed.begin(), s->proposed.end(), kind) != s->proposed.end()) {
       return;  // connecting, planned for it
