@@ -29,8 +29,9 @@ void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)
 std::string SmallCt() { return CorpusDir() + "/pydicom__77654033_CT2_17106.dcm"; }
 
 std::string Destination(const std::string& name, const std::string& ae, uint16_t port) {
-  return "[[destination]]\nname = \"" + name + "\"\nae_title = \"" + ae + "\"\nhost = \"127.0.0.1\"\nport = " +
-         std::to_string(port) + "\nretry = { initial_backoff = \"1s\", max_backoff = \"1s\" }\n";
+  return "[[destination]]\nname = \"" + name + "\"\nae_title = \"" + ae +
+         "\"\nhost = \"127.0.0.1\"\nport = " + std::to_string(port) +
+         "\nretry = { initial_backoff = \"1s\", max_backoff = \"1s\" }\n";
 }
 
 // A Relais in `dir` whose rules forward everything to `destinations`.
@@ -196,8 +197,8 @@ TEST_F(RelaisToRelais, WindowKeepsSeveralOutstandingAndEveryObjectArrivesByteExa
   std::vector<int> outstanding = Values(b_->Log(), "max_outstanding");
   ASSERT_FALSE(outstanding.empty()) << b_->Log();
   const int most = *std::max_element(outstanding.begin(), outstanding.end());
-  std::printf("relais -> relais: %d objects, %zu associations, most outstanding on one: %d\n", kObjects,
-              windows.size(), most);
+  std::printf("relais -> relais: %d objects, %zu associations, most outstanding on one: %d\n", kObjects, windows.size(),
+              most);
   EXPECT_GT(most, 1) << b_->Log();
   EXPECT_LE(most, 16) << b_->Log();
   EXPECT_EQ(ExpectStoredByteExact(*b_, AllUids(), copies_.file_of, dir_ / "out.dcm"), static_cast<size_t>(kObjects));
