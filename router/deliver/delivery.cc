@@ -434,9 +434,14 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
 void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
   if (!s->HasRoom() || s->closing || !s->established) return;
   if (d->paused || d->down || NowUnixMs() < d->next_try) return;  // the idle timer releases it
-  if (!s->probe && Surplus(d)) {                                  // the concurrency target came down: this one goes
-    s->closing = true;
-    s->assoc->Release();
+  if (!s->probe && Surplus(d)) {
+    // The concurrency target came down: this one goes once what it has in
+    // flight is answered (it takes nothing new). Released while busy, it
+    // would no longer count as open when the peer refuses the next one.
+    if (s->busy == 0) {
+      s->closing = true;
+      s->assoc->Release();
+    }
     return;
   }
   const auto& accepted = s->assoc->accepted_contexts();
@@ -475,6 +480,10 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       Finish(d, dead, std::move(u));
       return SendNext(d, s);
     }
+    // An object rewritten in memory (tag edits, a conversion) goes only on an
+    // association with nothing else in flight: a window of them would hold
+    // up to window() rewritten objects in memory at once.
+    if ((choice->convert || !row.q.edits.empty()) && s->busy > 0) return;
     Row row_taken = std::move(it->second);
     d->ready.erase(it);
     StartSend(d, s, std::move(row_taken), choice->context_id, choice->transfer_syntax, choice->convert);

@@ -250,6 +250,43 @@ TEST_F(RelaisToRelais, KillNineOfTheSenderDeliversEveryObjectAtLeastOnce) {
               CountOccurrences(b_->Log(), "event=duplicate-identical"));
 }
 
+// Objects Relais rewrites in memory before sending (tag edits here) go one
+// at a time even with a window, so that memory holds at most one rewritten
+// object per association; they all arrive, edited.
+TEST(AsyncWindowEditsTest, RewrittenObjectsGoOneAtATimeAndArriveEdited) {
+  TempDir dir;
+  for (const char* d : {"a", "b"}) ASSERT_EQ(mkdir((dir / d).c_str(), 0755), 0);
+  RelaisOptions bo;
+  bo.ae_title = "RELAISB";
+  RelaisProcess b(dir / "b", bo);
+  ASSERT_TRUE(b.Start()) << b.Log();
+  WriteFile(dir / "a/rules.toml", Destination("b", "RELAISB", b.port()) +
+                                      "[[rule]]\nname = \"all\"\nforward = [{ to = \"b\", edits = [{ set = "
+                                      "\"InstitutionName\", value = \"Async Edit\" }] }]\n");
+  RelaisOptions ao;
+  ao.extra = "\n[rules]\npath = \"" + (dir / "a/rules.toml") + "\"\n";
+  RelaisProcess a(dir / "a", ao);
+  ASSERT_TRUE(a.Start()) << a.Log();
+  constexpr int kObjects = 30;
+  Copies copies = MakeCopies(dir / "copies", kObjects);
+  ASSERT_EQ(Storescu(a.port(), copies.files).size(), static_cast<size_t>(kObjects)) << a.Log();
+  ASSERT_TRUE(WaitNoQueuedRows(a, 180)) << a.Log();
+  for (int w : Windows(a.Log())) EXPECT_EQ(w, 16) << a.Log();
+  EXPECT_EQ(a.Terminate(), 0) << a.Log();
+  const int64_t deadline = NowMs() + 30000;
+  while (Values(b.Log(), "max_outstanding").empty() && NowMs() < deadline) SleepMs(50);
+  std::vector<int> outstanding = Values(b.Log(), "max_outstanding");
+  ASSERT_FALSE(outstanding.empty()) << b.Log();
+  EXPECT_EQ(*std::max_element(outstanding.begin(), outstanding.end()), 1) << b.Log();
+  std::map<std::string, std::string> listed = b.StoreList();
+  EXPECT_EQ(listed.size(), static_cast<size_t>(kObjects));
+  for (const std::string& uid : copies.uids) {
+    ASSERT_TRUE(b.Export(uid, dir / "out.dcm")) << uid;
+    EXPECT_EQ(TagValue(dir / "out.dcm", "InstitutionName"), "Async Edit") << uid;
+  }
+  EXPECT_EQ(b.Terminate(), 0) << b.Log();
+}
+
 // Peers that answer no window (storescp, Orthanc: DCMTK's association
 // layer) get one C-STORE at a time, and everything arrives.
 TEST(AsyncWindowFallbackTest, StorescpAndOrthancGetOneAtATime) {
