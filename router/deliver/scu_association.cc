@@ -202,8 +202,8 @@ void ScuAssociation::OnInvalidPdu(ul::AbortReason reason, const std::string& why
   AbortWith(ul::AbortSource::kServiceProvider, reason, why);
 }
 
-// A write is out: progress for the operation in flight, and room for more
-// of its data set.
+// A write is out: progress for the operations in flight, and room for more
+// of the data set being sent.
 void ScuAssociation::OnWriteDone() {
   if (ops_.empty()) return;
   ArmOpTimer(config_.response_timeout_ms);
