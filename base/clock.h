@@ -28,6 +28,12 @@ inline int64_t NowMs() {
       .count();
 }
 
+// Steady-clock seconds, for latencies (e.g. relais_cstore_latency_seconds:
+// from a C-STORE-RQ's command to its commit).
+inline double NowSteadySeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 }  // namespace relais
 
 #endif  // RELAIS_BASE_CLOCK_H_

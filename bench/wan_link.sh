@@ -40,7 +40,9 @@ Options:
                      while the link is down, timed from the first arrival),
                      relais_default and relais_default_drain (the same two with the
                      destination as a new user writes it: name, AE title, host, port;
-                     adaptive concurrency). Default: direct
+                     adaptive concurrency), relais_relay_drain (relais_drain to a
+                     Relais in namespace b: the asynchronous operations window).
+                     Default: direct
   --relais-assoc A   tuned legs (relais, relais_jls, relais_drain): concurrency = "fixed",
                      max_associations = A. Default: 32
   --pdu BYTES        max PDU of storescp and storescu. Default: 131072
@@ -197,8 +199,29 @@ send_from_a() {
   return $rc
 }
 
-# Objects storescp kept in DIR/out (files named MODALITY.UID; counted once each).
-count_out() { find "$1/out" -type f -printf '%f\n' | sort -u | wc -l; }
+# Objects storescp kept in DIR/out (files named MODALITY.UID; counted once
+# each), or, with a receiving Relais (relais_relay legs), the objects it
+# stored (its log's event=stored lines).
+count_out() {
+  if [[ -f $1/relaisb.log ]]; then
+    grep -c 'event=stored' "$1/relaisb.log" || true
+    return
+  fi
+  find "$1/out" -type f -printf '%f\n' | sort -u | wc -l
+}
+
+# start_relais_b DIR PORT: a Relais in namespace b listening as STORESCP
+# (it keeps what it gets; no rules), log in DIR/relaisb.log. Sets `scp_pid`.
+start_relais_b() {
+  local dir=$1 port=$2
+  mkdir -p "$dir/storeb"
+  printf '%s\n' "[listener]" 'ae_title = "STORESCP"' "host = \"$addr_b\"" "port = $port" "max_pdu = $pdu" \
+    "[store]" "path = \"$dir/storeb\"" >"$dir/relaisb.toml"
+  ip netns exec "$ns_b" "$relais" serve --config "$dir/relaisb.toml" >"$dir/relaisb.log" 2>&1 &
+  scp_pid=$!
+  pids+=("$scp_pid")
+  wait_listen_in "$ns_b" "$port" 15
+}
 
 # wait_count DIR N SECONDS: true once DIR/out holds N objects.
 wait_count() {
@@ -233,7 +256,7 @@ leg_direct() {
 # Timing ends when storescp has them all. $3: extra destination keys (e.g.
 # a transfer syntax preference).
 relais_leg() {
-  local k=$1 dir=$2 extra=$3 drain=${4:-0} tuned=${5:-1} scp_pid="" rpid n t_first
+  local k=$1 dir=$2 extra=$3 drain=${4:-0} tuned=${5:-1} receiver=${6:-storescp} scp_pid="" rpid n t_first
   # Tuned: a fixed number of associations and short retries. Default: the
   # destination as rules/README.md starts it (name, AE title, host, port),
   # adaptive concurrency finding the number itself.
@@ -242,7 +265,11 @@ relais_leg() {
     'retry = { initial_backoff = "1s", max_backoff = "4s" }')
   leg_note=""
   [[ -x $relais ]] || { leg_note="$relais not built"; leg_objects=0; return; }
-  start_storescp_b "$dir" 11112 || { leg_note="storescp did not start"; leg_objects=0; return; }
+  if [[ $receiver == relais ]]; then
+    start_relais_b "$dir" 11112 || { leg_note="receiving relais did not start"; leg_objects=0; return; }
+  else
+    start_storescp_b "$dir" 11112 || { leg_note="storescp did not start"; leg_objects=0; return; }
+  fi
   mkdir -p "$dir/store"
   printf '%s\n' "[[destination]]" 'name = "farsite"' 'ae_title = "STORESCP"' "host = \"$addr_b\"" "port = 11112" \
     "${keys[@]}" "$extra" "" "[[rule]]" 'name = "all"' 'forward = ["farsite"]' >"$dir/rules.toml"
@@ -282,6 +309,12 @@ leg_relais_drain() { relais_leg "$1" "$2" "" 1; }
 # leg_relais_drain.
 leg_relais_default() { relais_leg "$1" "$2" "" 0 0; }
 leg_relais_default_drain() { relais_leg "$1" "$2" "" 1 0; }
+# Relais -> Relais: the receiver is a Relais in namespace b, which grants the
+# asynchronous operations window (up to 16 C-STOREs in flight on each
+# association; storescp answers none: one at a time). Drained like
+# leg_relais_drain, tuned (--relais-assoc); compare with relais_drain at the
+# same --relais-assoc (e.g. 1) for the window's gain.
+leg_relais_relay_drain() { relais_leg "$1" "$2" "" 1 1 relais; }
 
 # Bytes the link forwarded a -> b so far (wanlink stats).
 wire_bytes_ab() {

@@ -39,36 +39,6 @@ ConcurrencyController::Settings ConcurrencySettings(const rules::Destination& cf
 
 }  // namespace
 
-// Associations established and not closing (probes and the priority lane,
-// which is one beyond the target, aside).
-uint32_t DeliveryScheduler::OpenSenders(const Dest* d) {
-  uint32_t n = 0;
-  for (const auto& s : d->senders) n += s->established && !s->closing && !s->probe && !s->lane;
-  return n;
-}
-
-// More associations are open than the concurrency target (it came down).
-bool DeliveryScheduler::Surplus(const Dest* d) {
-  uint32_t live = 0;
-  for (const auto& s : d->senders) live += !s->closing && !s->probe && !s->lane;
-  return live > d->concurrency->target();
-}
-
-// Associations in any state but the priority lane.
-size_t DeliveryScheduler::CountedSenders(const Dest* d) {
-  size_t n = 0;
-  for (const auto& s : d->senders) n += !s->lane;
-  return n;
-}
-
-void DeliveryScheduler::LogConcurrency(Dest* d) {
-  const ConcurrencyController& c = *d->concurrency;
-  if (c.changes() == d->concurrency_changes) return;
-  d->concurrency_changes = c.changes();
-  RLOG_INFO("dest=%s event=concurrency-target target=%u reason=%s open=%u ceiling=%u", d->cfg.name.c_str(), c.target(),
-            c.reason().c_str(), OpenSenders(d), c.ceiling());
-}
-
 DeliveryScheduler::DeliveryScheduler(uv_loop_t* loop, store::Store* store, DeliverySettings settings,
                                      std::function<void(std::function<void()>)> post)
     : loop_(loop), store_(store), settings_(std::move(settings)), post_(std::move(post)), rng_(std::random_device{}()) {
@@ -343,62 +313,6 @@ void DeliveryScheduler::Refill(Dest* d, int64_t now) {
   }
 }
 
-void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
-  d->concurrency->Update(now, OpenSenders(d), !d->ready.empty());
-  LogConcurrency(d);
-  const uint32_t target = d->concurrency->target();
-  for (size_t i = 0; i < d->senders.size(); ++i) {
-    Sender* s = d->senders[i].get();
-    if (!s->established || s->busy || s->closing || s->probe) continue;
-    if (s->generation == d->generation) SendNext(d, s);
-    if (!s->busy && s->lane) {
-      // Nothing of its priority waits: the lane closes.
-      s->closing = true;
-      s->assoc->Release();
-      continue;
-    }
-    if (!s->busy && !s->closing && !d->ready.empty() && CountedSenders(d) >= target) {
-      // It cannot carry any waiting row: make room for one planned for them.
-      s->closing = true;
-      s->assoc->Release();
-    }
-  }
-  MaybeOpenLane(d);
-  // Open more associations while rows wait that no association will take.
-  // After a failure, one association tries the link before the others follow.
-  const size_t limit = d->failures > 0 ? 1 : target;
-  while (!d->ready.empty() && !d->down && CountedSenders(d) < limit) {
-    size_t connecting = 0;
-    for (auto& s : d->senders) connecting += !s->established && !s->closing;
-    if (d->ready.size() <= connecting) break;
-    OpenSender(d, /*probe=*/false);
-  }
-}
-
-void DeliveryScheduler::MaybeOpenLane(Dest* d) {
-  if (d->ready.empty() || d->in_flight.empty() || d->down || d->failures > 0) return;
-  const int32_t head = d->ready.begin()->first.priority;
-  // in_flight is in queue order: its first row has the highest priority.
-  if (d->in_flight.begin()->priority >= head) return;  // rows of its rank are being sent: it takes its turn
-  const Row& first = d->ready.begin()->second;
-  const ObjectKind kind{first.meta.sop_class_uid, first.meta.transfer_syntax_uid};
-  size_t open = 0;
-  for (auto& s : d->senders) open += !s->closing && !s->probe;
-  if (open < d->concurrency->target()) return;  // below the target: Dispatch opens one planned for it
-  for (auto& s : d->senders) {
-    if (s->closing || s->probe) continue;
-    if (s->lane) return;                     // one lane at a time
-    if (s->established && !s->busy) return;  // free: Dispatch gives it the row or makes room
-    if (!s->established && std::find(s->proposed.begin(), s->proposed.end(), kind) != s->proposed.end()) {
-      return;  // connecting, planned for it
-    }
-  }
-  OpenSender(d, /*probe=*/false, /*lane=*/true, head);
-  Sender* lane = d->senders.back().get();
-  RLOG_INFO("dest=%s dassoc=%s event=priority-lane priority=%d in_flight=%zu target=%u", d->cfg.name.c_str(),
-            lane->name.c_str(), head, d->in_flight.size(), d->concurrency->target());
-}
-
 void DeliveryScheduler::OpenSender(Dest* d, bool probe, bool lane, int32_t lane_priority) {
   auto s = std::make_unique<Sender>();
   Sender* sp = s.get();
@@ -460,9 +374,9 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
       d->misconfigured_since = 0;
     }
     if (s->probe) {
-      s->busy = true;
+      ++s->busy;
       s->assoc->Echo([this, d, s](Outcome e) {
-        s->busy = false;
+        --s->busy;
         if (shutting_down_) return;
         if (e.ok() && d->refusing) {
           // The link is up but the peer refused objects: the next one tries
@@ -518,11 +432,16 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
 }
 
 void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
-  if (s->busy || s->closing || !s->established) return;
+  if (!s->HasRoom() || s->closing || !s->established) return;
   if (d->paused || d->down || NowUnixMs() < d->next_try) return;  // the idle timer releases it
-  if (!s->probe && Surplus(d)) {                                  // the concurrency target came down: this one goes
-    s->closing = true;
-    s->assoc->Release();
+  if (!s->probe && Surplus(d)) {
+    // The concurrency target came down: this one goes once what it has in
+    // flight is answered (it takes nothing new). Released while busy, it
+    // would no longer count as open when the peer refuses the next one.
+    if (s->busy == 0) {
+      s->closing = true;
+      s->assoc->Release();
+    }
     return;
   }
   const auto& accepted = s->assoc->accepted_contexts();
@@ -561,17 +480,23 @@ void DeliveryScheduler::SendNext(Dest* d, Sender* s) {
       Finish(d, dead, std::move(u));
       return SendNext(d, s);
     }
+    // An object rewritten in memory (tag edits, a conversion) goes only on an
+    // association with nothing else in flight: a window of them would hold
+    // up to window() rewritten objects in memory at once.
+    if ((choice->convert || !row.q.edits.empty()) && s->busy > 0) return;
     Row row_taken = std::move(it->second);
     d->ready.erase(it);
     StartSend(d, s, std::move(row_taken), choice->context_id, choice->transfer_syntax, choice->convert);
-    return;
+    // With an asynchronous operations window, the next row goes out behind
+    // this one without waiting for its response.
+    return SendNext(d, s);
   }
 }
 
 void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_id, const std::string& ts,
                                   bool convert) {
   (void)context_id;  // the association picks the context from the reader's syntax
-  s->busy = true;
+  ++s->busy;
   d->in_flight.insert(row.key());
   std::vector<rules::TagEdit> edits;
   if (!row.q.edits.empty()) {
@@ -593,7 +518,7 @@ void DeliveryScheduler::StartSend(Dest* d, Sender* s, Row row, uint8_t context_i
 }
 
 void DeliveryScheduler::DeadLetterUnreadable(Dest* d, Sender* s, const Row& row, const std::string& why) {
-  s->busy = false;
+  --s->busy;
   ++d->stats.dead;
   store::QueueUpdate u;
   u.kind = store::QueueUpdate::Kind::kDeadLetter;
@@ -609,7 +534,7 @@ void DeliveryScheduler::DeadLetterUnreadable(Dest* d, Sender* s, const Row& row,
 
 std::function<void(Outcome o, uint64_t bytes)> DeliveryScheduler::SendDone(Dest* d, Sender* s, const Row& row) {
   return [this, d, s, row](Outcome o, uint64_t bytes) mutable {
-    s->busy = false;
+    --s->busy;
     s->idle_since = NowUnixMs();
     if (shutting_down_) return;
     OnSent(d, s, row, o, bytes);
@@ -620,14 +545,13 @@ void DeliveryScheduler::SendAsStored(Dest* d, Sender* s, const Row& row) {
   Result<std::unique_ptr<store::ObjectReader>> reader = store_->OpenObject(row.q.object_id);
   if (!reader.ok()) {
     if (reader.status().IsNotFound()) {  // replaced or purged meanwhile: its row is gone too
-      s->busy = false;
+      --s->busy;
       d->in_flight.erase(row.key());
       return SendNext(d, s);
     }
     return DeadLetterUnreadable(d, s, row, "the stored object cannot be read: " + reader.status().ToString());
   }
   uint64_t size = row.meta.raw_size;
-  s->store_started = NowUnixMs();
   s->assoc->Store(std::move(*reader), [done = SendDone(d, s, row), size](Outcome o) mutable { done(o, size); });
 }
 
@@ -658,7 +582,7 @@ void DeliveryScheduler::OnPrepared(Dest* d, uint64_t sender_id, Row row, Prepare
   if (shutting_down_) return;
   if (s == nullptr || s->closing || !s->established) {
     // The association went away while we prepared: the row waits for the next one.
-    if (s != nullptr) s->busy = false;
+    if (s != nullptr) --s->busy;
     d->in_flight.erase(row.key());
     d->ready.emplace(row.key(), std::move(row));
     Run(d);
@@ -667,7 +591,7 @@ void DeliveryScheduler::OnPrepared(Dest* d, uint64_t sender_id, Row row, Prepare
   auto done = SendDone(d, s, row);
   if (!prepared.status.ok()) {
     if (prepared.status.IsNotFound()) {
-      s->busy = false;
+      --s->busy;
       d->in_flight.erase(row.key());
       SendNext(d, s);
       return;
@@ -686,7 +610,6 @@ void DeliveryScheduler::OnPrepared(Dest* d, uint64_t sender_id, Row row, Prepare
   uint64_t size = prepared.bytes.size();
   std::unique_ptr<store::ObjectReader> reader =
       MakeMemoryReader(row.meta, std::move(prepared.bytes), prepared.target_ts);
-  s->store_started = NowUnixMs();
   s->assoc->Store(std::move(reader), [done, size](Outcome o) mutable { done(o, size); });
 }
 

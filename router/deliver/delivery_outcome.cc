@@ -3,6 +3,7 @@
 // attempt log and the audit trail), to the destination's link state
 // (backoff, down, up) and to its statistics. The decisions are the retry
 // policy's (retry_policy.h); this file applies them.
+#include <algorithm>
 #include <cinttypes>
 #include <limits>
 
@@ -30,7 +31,9 @@ void DeliveryScheduler::OnSent(Dest* d, Sender* s, const Row& row, const Outcome
     ++d->stats.sent;
     d->stats.bytes_sent += bytes;
     d->stats.NoteSent(bytes, now);
-    d->concurrency->OnObject(now, now - s->store_started, bytes);
+    // The round trip of this object alone (its command on the wire to its
+    // response), also when others are in flight on the association.
+    d->concurrency->OnObject(now, std::max<int64_t>(o.round_trip_ms, 0), bytes);
     if (metrics_ != nullptr) metrics_->ObjectSent(bytes, now);
     u.kind = store::QueueUpdate::Kind::kDelivered;
     u.attempts = attempts;  // the study history counts the successful attempt too

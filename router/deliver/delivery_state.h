@@ -56,16 +56,21 @@ struct DeliveryScheduler::Sender {
   uint64_t generation = 0;
   bool probe = false;
   bool established = false;
-  bool busy = false;     // an object (or the probe) is in flight
+  // Objects (or the probe) in flight: being prepared, sent, or waiting for
+  // their response. Up to the association's asynchronous operations window
+  // (ScuAssociation::window(): 1 unless the peer accepted more).
+  uint32_t busy = 0;
   bool closing = false;  // Release/Abort called, or failed
   int64_t idle_since = 0;
-  int64_t store_started = 0;         // when the object in flight was handed to Store (its round trip)
   std::vector<ObjectKind> proposed;  // kinds its contexts were planned for
   // The priority lane (Dispatch): opened beyond max_associations for rows
   // of a higher priority than those being sent; carries only rows of at
   // least lane_priority and is released as soon as none waits.
   bool lane = false;
   int32_t lane_priority = 0;
+
+  // True when it can take one more object now.
+  bool HasRoom() const { return busy < (assoc ? assoc->window() : 1u); }
 };
 
 struct DeliveryScheduler::Dest {

@@ -40,6 +40,9 @@ struct Outcome {
   ul::RejectResult reject_result = ul::RejectResult::kPermanent;
   ul::RejectSource reject_source = ul::RejectSource::kServiceUser;
   uint8_t reject_reason = 0;
+  // An operation's response (kSuccess/kWarning/kFailure): milliseconds from
+  // its command going on the wire to its response; -1 otherwise.
+  int64_t round_trip_ms = -1;
   // kTransportError only: set when DICOM TLS failed, and why (the peer's
   // certificate does not fit, or it refused ours: router/net/tls_failure.h).
   TlsFailure tls;

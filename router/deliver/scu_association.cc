@@ -148,6 +148,9 @@ void ScuAssociation::BeginAssociate() {
   rq.user_info.max_length = config_.max_pdu;
   rq.user_info.implementation_class_uid = kImplementationClassUid;
   rq.user_info.implementation_version_name = kImplementationVersionName;
+  // PS3.7 D.3.3.3: we may invoke up to kProposedWindow C-STOREs at once; we
+  // perform nothing for the peer (1).
+  rq.user_info.async_ops = ul::AsyncOpsWindow{kProposedWindow, 1};
   std::vector<uint8_t> bytes;
   if (Status s = ul::EncodeAssociateRq(rq, &bytes); !s.ok()) {
     // Our own proposals (configured UIDs) do not fit: nothing is sent.
@@ -199,10 +202,10 @@ void ScuAssociation::OnInvalidPdu(ul::AbortReason reason, const std::string& why
   AbortWith(ul::AbortSource::kServiceProvider, reason, why);
 }
 
-// A write is out: progress for the operation in flight, and room for more
-// of its data set.
+// A write is out: progress for the operations in flight, and room for more
+// of the data set being sent.
 void ScuAssociation::OnWriteDone() {
-  if (!op_) return;
+  if (ops_.empty()) return;
   ArmOpTimer(config_.response_timeout_ms);
   PumpData();
 }
@@ -229,7 +232,7 @@ void ScuAssociation::OnOpTimer(uv_timer_t* t) noexcept {
     self->AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
     return;
   }
-  if (self->op_) {
+  if (!self->ops_.empty()) {
     std::string why = "no progress or response within " + std::to_string(self->config_.response_timeout_ms) + " ms";
     self->Fail(MakeOutcome(Outcome::Kind::kTimeout, why));
     self->AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
@@ -264,8 +267,8 @@ void ScuAssociation::Fail(Outcome outcome) {
     Deliver([cb = std::move(cb), outcome = std::move(outcome)]() { cb(outcome); });
     return;
   }
-  if (op_) {
-    CompleteOp(std::move(outcome));
+  if (!ops_.empty()) {
+    while (!ops_.empty()) CompleteOp(0, outcome);
     return;
   }
   RLOG_DEBUG("%s (no operation waiting) %s", Prefix().c_str(), outcome.ToString().c_str());
@@ -300,9 +303,16 @@ void ScuAssociation::OnAssociateAccepted(const ul::AssociateAc& ac) {
     }
     accepted_.push_back(AcceptedContext{c.id, p.abstract_syntax, c.transfer_syntax});
   }
+  // PS3.7 D.3.3.3: no answer means one at a time; 0 means unlimited, which
+  // we hold to what we proposed (so is an answer above it).
+  window_ = 1;
+  if (ac.user_info.async_ops) {
+    const uint16_t w = ac.user_info.async_ops->max_invoked;
+    window_ = w == 0 || w > kProposedWindow ? kProposedWindow : w;
+  }
   established_ = true;
-  RLOG_INFO("%s event=association-established contexts=%zu/%zu peer_max_pdu=%u impl=%s", Prefix().c_str(),
-            accepted_.size(), proposals_.size(), peer_max_pdu_, ac.user_info.implementation_class_uid.c_str());
+  RLOG_INFO("%s event=association-established contexts=%zu/%zu peer_max_pdu=%u window=%u impl=%s", Prefix().c_str(),
+            accepted_.size(), proposals_.size(), peer_max_pdu_, window_, ac.user_info.implementation_class_uid.c_str());
   if (on_established_) {
     auto cb = std::move(on_established_);
     on_established_ = nullptr;
@@ -341,7 +351,10 @@ void ScuAssociation::Store(std::unique_ptr<store::ObjectReader> reader, std::fun
     Deliver([done = std::move(done), o = MakeOutcome(kind, std::move(why))]() { done(o); });
   };
   if (!reader) return refuse(Outcome::Kind::kLocalError, "no object reader");
-  if (op_) return refuse(Outcome::Kind::kLocalError, "an operation is already in flight");
+  if (ops_.size() >= window_) {
+    return refuse(Outcome::Kind::kLocalError,
+                  "the asynchronous operations window (" + std::to_string(window_) + ") is full");
+  }
   if (!established()) return refuse(Outcome::Kind::kAborted, "the association is not established");
   const store::ObjectMeta& meta = reader->meta();
   const AcceptedContext* ctx = nullptr;
@@ -368,7 +381,7 @@ void ScuAssociation::Store(std::unique_ptr<store::ObjectReader> reader, std::fun
   op.context_id = ctx->id;
   op.sop_instance_uid = meta.sop_instance_uid;
   op.done = std::move(done);
-  dimse::Command rq;
+  dimse::Command& rq = op.rq;
   rq.command_field = dimse::CommandField::kCStoreRq;
   rq.message_id = op.message_id;
   rq.affected_sop_class_uid = meta.sop_class_uid;
@@ -376,15 +389,17 @@ void ScuAssociation::Store(std::unique_ptr<store::ObjectReader> reader, std::fun
   rq.priority = 0;  // MEDIUM (PS3.7 C.4.1.1.2)
   rq.data_set_type = dimse::kDataSetPresent;
   op.reader = std::move(reader);
-  StartOp(std::move(op), rq);
-  PumpData();
+  StartOp(std::move(op));
 }
 
 void ScuAssociation::Echo(std::function<void(Outcome)> done) {
   auto refuse = [&](Outcome::Kind kind, std::string why) {
     Deliver([done = std::move(done), o = MakeOutcome(kind, std::move(why))]() { done(o); });
   };
-  if (op_) return refuse(Outcome::Kind::kLocalError, "an operation is already in flight");
+  if (ops_.size() >= window_) {
+    return refuse(Outcome::Kind::kLocalError,
+                  "the asynchronous operations window (" + std::to_string(window_) + ") is full");
+  }
   if (!established()) return refuse(Outcome::Kind::kAborted, "the association is not established");
   const AcceptedContext* ctx = nullptr;
   for (const AcceptedContext& c : accepted_) {
@@ -399,21 +414,29 @@ void ScuAssociation::Echo(std::function<void(Outcome)> done) {
   op.context_id = ctx->id;
   op.all_sent = true;
   op.done = std::move(done);
-  dimse::Command rq;
+  dimse::Command& rq = op.rq;
   rq.command_field = dimse::CommandField::kCEchoRq;
   rq.message_id = op.message_id;
   rq.affected_sop_class_uid = ul::kVerificationSopClass;
   rq.data_set_type = dimse::kNoDataSet;
-  StartOp(std::move(op), rq);
+  StartOp(std::move(op));
 }
 
-void ScuAssociation::StartOp(Op op, const dimse::Command& rq) {
+// Message IDs count up from 1 and are never reused while in flight: the
+// window (at most kProposedWindow) is far below 65535.
+void ScuAssociation::StartOp(Op op) {
   if (++next_message_id_ == 0) next_message_id_ = 1;  // PS3.7 E.1: any value; skip 0
-  op_.emplace(std::move(op));
-  command_bytes_.clear();
-  ArmOpTimer(config_.response_timeout_ms);
-  std::vector<uint8_t> body = dimse::EncodeCommand(rq);
-  SendPData(op_->context_id, true, body, true);
+  ops_.push_back(std::move(op));
+  max_outstanding_ = std::max(max_outstanding_, ops_.size());
+  if (ops_.size() == 1) ArmOpTimer(config_.response_timeout_ms);
+  PumpData();
+}
+
+ScuAssociation::Op* ScuAssociation::Sending() {
+  for (Op& op : ops_) {
+    if (!op.command_sent || !op.all_sent) return &op;
+  }
+  return nullptr;
 }
 
 // PS3.8 9.3.5 and Annex E: one PDV per P-DATA-TF PDU, at most MaxPdvData()
@@ -440,12 +463,26 @@ void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<co
   } while (off < data.size() && !closing_);
 }
 
-// Reads the next chunk only while less than kMaxBufferedBytes are queued
-// for writing; OnWrite calls back here as writes complete.
+// Puts the next command, then its data set, on the wire: reads the next
+// chunk only while less than kMaxBufferedBytes are queued for writing;
+// OnWriteDone calls back here as writes complete. Data sets go one after
+// another (PS3.8 9.3.5: one message's PDVs are not interleaved with
+// another's); with a window, the next command follows the previous data set
+// without waiting for its response.
 void ScuAssociation::PumpData() {
   std::vector<uint8_t> chunk;
-  while (op_ && op_->reader && !closing_ && !conn_.closing_after_writes() &&
-         conn_.write_bytes_pending() < kMaxBufferedBytes) {
+  while (!closing_ && !conn_.closing_after_writes() && conn_.write_bytes_pending() < kMaxBufferedBytes) {
+    Op* op = Sending();
+    if (op == nullptr) return;
+    const uint16_t msg = op->message_id;
+    const uint8_t context_id = op->context_id;
+    if (!op->command_sent) {
+      op->command_sent = true;
+      op->sent_at = uv_now(loop_);
+      std::vector<uint8_t> body = dimse::EncodeCommand(op->rq);
+      SendPData(context_id, true, body, true);
+      continue;
+    }
     if (config_.rate_limiter) {
       uint64_t wait = config_.rate_limiter->DelayMs(uv_now(loop_));
       if (wait > 0) {
@@ -456,21 +493,24 @@ void ScuAssociation::PumpData() {
       }
     }
     bool done = false;
-    Status s = op_->reader->Next(&chunk, &done);
+    Status s = op->reader->Next(&chunk, &done);
     if (!s.ok()) {
-      std::string why = "reading object " + op_->sop_instance_uid + " from the store: " + s.ToString();
+      std::string why = "reading object " + op->sop_instance_uid + " from the store: " + s.ToString();
       Outcome o = MakeOutcome(Outcome::Kind::kLocalError, why);
       o.store_code = s.code();
-      Fail(std::move(o));
-      // Part of the data set is on the wire: only an abort ends it.
+      CompleteOp(IndexOf(msg), std::move(o));
+      // Part of the data set is on the wire: only an abort ends it. The
+      // others in flight are not at fault: aborted, they are sent again.
+      Fail(MakeOutcome(Outcome::Kind::kAborted, "association aborted: " + why));
       AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
       return;
     }
     if (config_.rate_limiter) config_.rate_limiter->Consume(chunk.size(), uv_now(loop_));
-    SendPData(op_->context_id, false, chunk, done);
-    if (done && op_) {
-      op_->reader.reset();
-      op_->all_sent = true;
+    SendPData(context_id, false, chunk, done);
+    // Sending may have failed the operations (a write error): look it up again.
+    if (Op* again = FindOp(msg); done && again != nullptr) {
+      again->reader.reset();
+      again->all_sent = true;
     }
   }
 }
@@ -480,11 +520,10 @@ void ScuAssociation::OnPace(uv_timer_t* t) noexcept {
   if (!self->closing_) self->PumpData();
 }
 
-void ScuAssociation::CompleteOp(Outcome outcome) {
-  uv_timer_stop(&op_timer_);
-  Op op = std::move(*op_);
-  op_.reset();
-  command_bytes_.clear();
+void ScuAssociation::CompleteOp(size_t index, Outcome outcome) {
+  Op op = std::move(ops_[index]);
+  ops_.erase(ops_.begin() + static_cast<std::ptrdiff_t>(index));
+  if (ops_.empty()) uv_timer_stop(&op_timer_);
   if (outcome.ok()) {
     RLOG_INFO("%s msg=%u sop=%s event=%s %s", Prefix().c_str(), op.message_id, op.sop_instance_uid.c_str(),
               op.store ? "c-store" : "c-echo", outcome.ToString().c_str());
@@ -493,11 +532,29 @@ void ScuAssociation::CompleteOp(Outcome outcome) {
               op.store ? "c-store" : "c-echo", outcome.ToString().c_str());
   }
   Deliver([done = std::move(op.done), outcome = std::move(outcome)]() { done(outcome); });
-  if (release_wanted_ && !releasing_ && !closing_ && conn_.state() == State::kSta6) {
+  MaybeRelease();
+}
+
+void ScuAssociation::MaybeRelease() {
+  if (ops_.empty() && release_wanted_ && !releasing_ && !closing_ && conn_.state() == State::kSta6) {
     releasing_ = true;
     conn_.Fsm(Event::kEvt11);  // AR-1
     ArmOpTimer(config_.artim_timeout_ms);
   }
+}
+
+ScuAssociation::Op* ScuAssociation::FindOp(uint16_t message_id) {
+  for (Op& op : ops_) {
+    if (op.message_id == message_id) return &op;
+  }
+  return nullptr;
+}
+
+size_t ScuAssociation::IndexOf(uint16_t message_id) const {
+  for (size_t i = 0; i < ops_.size(); ++i) {
+    if (ops_[i].message_id == message_id) return i;
+  }
+  return ops_.size();
 }
 
 // ---- receiving ------------------------------------------------------------------------
@@ -509,20 +566,26 @@ void ScuAssociation::OnPData(const ul::PData& pdata) {
   };
   for (const ul::Pdv& pdv : pdata.pdvs) {
     if (conn_.input_stopped() || closing_) return;
-    if (!op_) return protocol_error("P-DATA while no request is in flight");
-    if (pdv.context_id != op_->context_id) {
-      return protocol_error("response PDV on presentation context " + std::to_string(pdv.context_id) +
-                            ", request was on " + std::to_string(op_->context_id));
-    }
+    if (ops_.empty()) return protocol_error("P-DATA while no request is in flight");
     if (!pdv.is_command) return protocol_error("data set PDV in a response that has none");
+    if (!command_bytes_.empty() && pdv.context_id != command_context_) {
+      return protocol_error("response command fragments on presentation contexts " + std::to_string(command_context_) +
+                            " and " + std::to_string(pdv.context_id));
+    }
     if (command_bytes_.size() + pdv.data.size() > kMaxCommandBytes) {
       return protocol_error("response command set larger than 64 KiB");
     }
+    command_context_ = pdv.context_id;
     command_bytes_.insert(command_bytes_.end(), pdv.data.begin(), pdv.data.end());
     if (pdv.is_last) HandleResponse();
   }
 }
 
+// PS3.7 9.1.1.2 / 9.3.1.2: a response names its request's Message ID; with
+// a window, responses may come in any order, each matched to its request.
+// A response to a Message ID not in flight (or whose command we have not
+// sent) is a protocol error: A-ABORT, and every operation in flight is
+// reported aborted (sent again later).
 void ScuAssociation::HandleResponse() {
   auto protocol_error = [this](const std::string& why) {
     Fail(MakeOutcome(Outcome::Kind::kAborted, "protocol error: " + why));
@@ -532,34 +595,47 @@ void ScuAssociation::HandleResponse() {
   command_bytes_.clear();
   if (!decoded.ok()) return protocol_error("malformed response command: " + decoded.status().message());
   const dimse::Command& rsp = *decoded;
-  const dimse::CommandField expected = op_->store ? dimse::CommandField::kCStoreRsp : dimse::CommandField::kCEchoRsp;
+  if (!rsp.message_id_responded_to) return protocol_error("response without Message ID Being Responded To");
+  const uint16_t msg = *rsp.message_id_responded_to;
+  const size_t index = IndexOf(msg);
+  if (index == ops_.size() || !ops_[index].command_sent) {
+    std::string in_flight;
+    for (const Op& op : ops_) {
+      if (op.command_sent) in_flight += (in_flight.empty() ? "" : ",") + std::to_string(op.message_id);
+    }
+    return protocol_error("response to message id " + std::to_string(msg) + ", which is not in flight (in flight: " +
+                          (in_flight.empty() ? std::string("none") : in_flight) + ")");
+  }
+  Op& op = ops_[index];
+  if (command_context_ != op.context_id) {
+    return protocol_error("response on presentation context " + std::to_string(command_context_) + ", request was on " +
+                          std::to_string(op.context_id));
+  }
+  const dimse::CommandField expected = op.store ? dimse::CommandField::kCStoreRsp : dimse::CommandField::kCEchoRsp;
   if (rsp.command_field != expected) {
     return protocol_error(std::string("expected ") + dimse::CommandFieldName(expected) + ", got " +
                           dimse::CommandFieldName(rsp.command_field));
   }
-  // PS3.7 9.1.1.2 / 9.3.1.2: a response names the request's Message ID.
-  if (!rsp.message_id_responded_to || *rsp.message_id_responded_to != op_->message_id) {
-    return protocol_error(
-        "response to message id " +
-        (rsp.message_id_responded_to ? std::to_string(*rsp.message_id_responded_to) : std::string("(none)")) +
-        ", but message " + std::to_string(op_->message_id) + " is in flight");
-  }
   if (!rsp.status) return protocol_error("response without a Status (0000,0900)");
   const uint16_t status = *rsp.status;
-  const bool early = !op_->all_sent;
+  const bool early = !op.all_sent;
   Outcome o = MakeOutcome(ClassifyStatus(status), rsp.error_comment, status);
-  if (op_->store && !rsp.affected_sop_instance_uid.empty() && rsp.affected_sop_instance_uid != op_->sop_instance_uid) {
-    RLOG_WARN("%s msg=%u C-STORE-RSP names SOP instance %s, we sent %s", Prefix().c_str(), op_->message_id,
-              LogToken(rsp.affected_sop_instance_uid).c_str(), op_->sop_instance_uid.c_str());
+  o.round_trip_ms = static_cast<int64_t>(uv_now(loop_) - op.sent_at);
+  if (op.store && !rsp.affected_sop_instance_uid.empty() && rsp.affected_sop_instance_uid != op.sop_instance_uid) {
+    RLOG_WARN("%s msg=%u C-STORE-RSP names SOP instance %s, we sent %s", Prefix().c_str(), op.message_id,
+              LogToken(rsp.affected_sop_instance_uid).c_str(), op.sop_instance_uid.c_str());
   }
   if (o.kind == Outcome::Kind::kFailure && o.error.empty()) o.error = "peer answered " + Hex4(status);
-  CompleteOp(std::move(o));
+  CompleteOp(index, std::move(o));
   if (early) {
     // The peer answered before the last data set PDV; the rest cannot be
     // sent, and the peer would read it as a new message.
+    Fail(MakeOutcome(Outcome::Kind::kAborted, "the peer answered an object before its data set was complete"));
     AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified,
               "response arrived before the data set was complete");
+    return;
   }
+  if (!ops_.empty()) ArmOpTimer(config_.response_timeout_ms);  // a response is progress
 }
 
 // ---- release and abort ------------------------------------------------------------------
@@ -572,7 +648,7 @@ void ScuAssociation::Release() {
     return;
   }
   release_wanted_ = true;
-  if (op_) return;  // CompleteOp sends the A-RELEASE-RQ
+  if (!ops_.empty()) return;  // CompleteOp sends the A-RELEASE-RQ
   releasing_ = true;
   conn_.Fsm(Event::kEvt11);  // AR-1
   ArmOpTimer(config_.artim_timeout_ms);
@@ -587,7 +663,7 @@ void ScuAssociation::OnReleaseRequest() {
     return;
   }
   // Sta8: the acceptor asks to release (PS3.7 allows only the requestor to;
-  // we agree anyway). The operation in flight, if any, cannot finish.
+  // we agree anyway). The operations in flight, if any, cannot finish.
   RLOG_WARN("%s event=release-requested-by-peer", Prefix().c_str());
   Fail(MakeOutcome(Outcome::Kind::kAborted, "the peer released the association"));
   established_ = false;
@@ -654,7 +730,7 @@ void ScuAssociation::StartClose() {
   closing_ = true;
   established_ = false;
   conn_.Close();  // drops primitives still queued
-  if (op_) op_->reader.reset();
+  for (Op& op : ops_) op.reader.reset();
   uv_close(reinterpret_cast<uv_handle_t*>(&op_timer_), &ScuAssociation::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&dispatch_), &ScuAssociation::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&pace_), &ScuAssociation::OnClose);

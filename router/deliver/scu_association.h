@@ -1,9 +1,13 @@
 // ScuAssociation: one outgoing DICOM association (Relais as association
 // requestor, PS3.8 Table 9-10 from Sta1 through Sta4, Sta5 and Sta6 to
 // release or abort) on a libuv loop. It connects, negotiates the proposed
-// presentation contexts, then sends C-ECHO or C-STORE requests one at a time,
-// streaming each object's data set from the store chunk by chunk, and
-// classifies every response into an Outcome for the delivery scheduler.
+// presentation contexts, then sends C-ECHO or C-STORE requests, streaming
+// each object's data set from the store chunk by chunk, and classifies every
+// response into an Outcome for the delivery scheduler. It proposes an
+// asynchronous operations window (PS3.7 D.3.3.3, kProposedWindow): with a
+// peer that accepts one, up to window() requests are outstanding at once
+// (data sets still go one after another on the wire; responses are matched
+// by Message ID, in any order); without, one at a time.
 // Below DIMSE (transport, DICOM TLS, PDUs, the state machine, ARTIM) it is
 // an UlConnection's user (router/net/ul_connection.h).
 //
@@ -108,17 +112,18 @@ class ScuAssociation : private UlConnection::User {
   // object's stored transfer syntax (kNoContext if none: no transcoding
   // here). The data set is read from `reader` one chunk at a time, the next
   // only once the previous chunk's writes have completed. `done` gets the
-  // C-STORE-RSP classified. One operation at a time: a second one while one
-  // is in flight gets kLocalError; one on an association that is not
-  // established gets kAborted.
+  // C-STORE-RSP classified. Up to window() operations in flight: one more
+  // gets kLocalError; one on an association that is not established gets
+  // kAborted. An operation called while an earlier data set is still being
+  // sent waits for it (its command follows the earlier data set).
   void Store(std::unique_ptr<store::ObjectReader> reader, std::function<void(Outcome)> done);
   // C-ECHO on the Verification context (kNoContext if it was not accepted).
   void Echo(std::function<void(Outcome)> done);
-  // A-RELEASE-RQ, after the operation in flight (if any) has its response;
+  // A-RELEASE-RQ, after the operations in flight (if any) have their responses;
   // waits for the A-RELEASE-RP (at most artim_timeout_ms), then closes.
   void Release();
   // A-ABORT (service user) now, then closes once it is written (at most
-  // artim_timeout_ms). The operation in flight gets kAborted.
+  // artim_timeout_ms). The operations in flight get kAborted.
   void Abort();
 
   // True between the A-ASSOCIATE-AC and a release, abort or failure.
@@ -127,15 +132,31 @@ class ScuAssociation : private UlConnection::User {
   uint32_t peer_max_pdu() const { return peer_max_pdu_; }
   // The accepted presentation contexts (empty before the A-ASSOCIATE-AC).
   const std::vector<AcceptedContext>& accepted_contexts() const { return accepted_; }
+  // How many operations may be in flight at once: the asynchronous
+  // operations window the peer answered (PS3.7 D.3.3.3), at most
+  // kProposedWindow; 1 when it answered none (most peers). 1 before the
+  // A-ASSOCIATE-AC.
+  uint16_t window() const { return window_; }
+  // Operations in flight (handed to Store/Echo, no response yet).
+  size_t outstanding() const { return ops_.size(); }
+  // The most operations that were in flight at once on this association.
+  size_t max_outstanding() const { return max_outstanding_; }
+
+  // The Maximum-number-operations-invoked we propose; an answer of 0
+  // ("unlimited") or above it is held to it.
+  static constexpr uint16_t kProposedWindow = 16;
 
  private:
-  // The operation in flight.
+  // An operation in flight.
   struct Op {
     bool store = false;
     uint16_t message_id = 0;
     uint8_t context_id = 0;
     std::string sop_instance_uid;
-    std::unique_ptr<store::ObjectReader> reader;  // null once fully read
+    dimse::Command rq;                            // its command, sent when its turn on the wire comes
+    bool command_sent = false;                    // command PDVs queued
+    uint64_t sent_at = 0;                         // loop time (ms) its command was queued: its round trip
+    std::unique_ptr<store::ObjectReader> reader;  // null once fully read (or none)
     bool all_sent = false;                        // last data PDV queued
     std::function<void(Outcome)> done;
   };
@@ -165,10 +186,18 @@ class ScuAssociation : private UlConnection::User {
   void HandleResponse();
   void PumpData();
   void SendPData(uint8_t context_id, bool is_command, std::span<const uint8_t> data, bool last);
-  void StartOp(Op op, const dimse::Command& rq);
-  void CompleteOp(Outcome outcome);
-  // Reports `outcome` to whoever waits (on_established, or the operation in
-  // flight); the first failure wins, later ones are only logged.
+  void StartOp(Op op);
+  // The operation whose command or data set goes on the wire now (the first
+  // not all sent); null when all are sent.
+  Op* Sending();
+  Op* FindOp(uint16_t message_id);
+  size_t IndexOf(uint16_t message_id) const;  // ops_.size() when not in flight
+  // Reports the outcome of ops_[index] and forgets it.
+  void CompleteOp(size_t index, Outcome outcome);
+  // After the last response: the A-RELEASE-RQ if Release() was called.
+  void MaybeRelease();
+  // Reports `outcome` to whoever waits (on_established, or every operation
+  // in flight); the first failure wins, later ones are only logged.
   void Fail(Outcome outcome);
   // Sends an A-ABORT (`source`, `reason`) if the state allows, then closes
   // once writes drained.
@@ -204,8 +233,11 @@ class ScuAssociation : private UlConnection::User {
   bool release_wanted_ = false;  // Release() called; runs when idle
   bool releasing_ = false;       // A-RELEASE-RQ sent
   uint16_t next_message_id_ = 1;
-  std::optional<Op> op_;
+  uint16_t window_ = 1;
+  size_t max_outstanding_ = 0;
+  std::deque<Op> ops_;                  // in flight, in request order
   std::vector<uint8_t> command_bytes_;  // the response command being reassembled
+  uint8_t command_context_ = 0;         // its presentation context
   std::deque<std::function<void()>> callbacks_;
 };
 

@@ -138,6 +138,10 @@ void RenderListener(const Metrics& m, const Server* server, Page* p) {
          "Routes of received objects not queued because the destination's resend policy found them already "
          "delivered.",
          m.routes_suppressed(), kListener);
+  p->One("relais_cstore_outstanding_max", "gauge",
+         "The most C-STOREs outstanding at once (received, not yet answered) on one association since start; above "
+         "1 only when a sender uses an asynchronous operations window.",
+         uint64_t{m.max_outstanding()}, kListener);
   p->Family("relais_objects_refused_total", "counter",
             "C-STOREs answered with a failure status, by status (e.g. 0xA700 while intake is closed).");
   for (const auto& [status, n] : m.objects_refused()) {

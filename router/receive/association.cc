@@ -1,8 +1,6 @@
 #include "router/receive/association.h"
 
-#include <dcmtk/config/osconfig.h>
-#include <dcmtk/dcmdata/dcdatset.h>
-
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -26,44 +24,8 @@ namespace {
 
 using ul::Event;
 
-// Checks a SOP Instance UID a peer sent. A character other than digits and
-// dots is refused: PS3.4 B.2.3 offers 0xA900 (the data set does not match
-// the SOP Class) and 0xCxxx (cannot understand); the SOP Class is not in
-// question here, an unreadable attribute is, so Cannot Understand (0xC000)
-// with an Error Comment (PS3.7 C.4.2) it is. Such a UID would also become a
-// store key and a name in logs and folder destinations. Other deviations
-// from PS3.5 9.1 (empty or zero-led components) are only logged: senders
-// in the field produce them and the value is still harmless; more than 64
-// characters is refused by the store. Returns false when refused.
-bool AcceptSopInstanceUid(const std::string& prefix, uint16_t msg, const char* where, const std::string& uid) {
-  const dimse::UidProblem problem = dimse::CheckUid(uid);
-  if (problem == dimse::UidProblem::kNone) return true;
-  const bool refuse = problem == dimse::UidProblem::kBadCharacter;
-  RLOG_WARN("%s msg=%u event=%s %s \"%s\" %s", prefix.c_str(), msg, refuse ? "uid-refused" : "uid-deviation", where,
-            LogEscape(uid, /*quoted=*/true).c_str(), dimse::UidProblemText(problem));
-  return !refuse;
-}
-
 // Largest command set we reassemble; a real one is a few hundred bytes.
 constexpr size_t kMaxCommandBytes = 64 * 1024;
-
-// The Error Comment of a C-STORE refused because the audit trail cannot be
-// written ([audit] on_failure = "refuse"); the first 64 characters reach the
-// sender (PS3.7 C.4.1.1.4).
-constexpr const char* kAuditFailingReason =
-    "Relais audit trail cannot be written: retry later (refused, not stored unaudited)";
-
-uint16_t StatusFor(const Status& s) {
-  if (s.ok()) return dimse::kStatusSuccess;
-  if (s.IsResourceExhausted()) return dimse::kStatusOutOfResources;
-  return dimse::kStatusProcessingFailure;
-}
-
-// Steady-clock seconds, for latencies (relais_cstore_latency_seconds: from
-// a C-STORE-RQ's command to its commit).
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 }  // namespace
 
@@ -329,8 +291,17 @@ ul::AssociateAc ScpAssociation::NegotiateAssociateAc(const ul::AssociateRq& rq, 
   for (const ul::RoleSelection& r : rq.user_info.roles) {
     ac.user_info.roles.push_back(ul::RoleSelection{r.sop_class_uid, r.scu_role, false});
   }
-  // PS3.7 D.3.3.3: we perform one operation at a time.
-  if (rq.user_info.async_ops) ac.user_info.async_ops = ul::AsyncOpsWindow{1, 1};
+  // PS3.7 D.3.3.3: the requestor may have up to kMaxOperationsInvoked
+  // C-STOREs outstanding (fewer if it proposed fewer; 0 is "unlimited", which
+  // we bound too). We invoke nothing on it: performed 1. Each object is still
+  // acknowledged only after its own commit; the window lets one association
+  // keep the link busy while the store's group commit takes several at once.
+  window_ = 1;
+  if (rq.user_info.async_ops) {
+    const uint16_t asked = rq.user_info.async_ops->max_invoked;
+    window_ = asked == 0 ? kMaxOperationsInvoked : std::min(asked, kMaxOperationsInvoked);
+    ac.user_info.async_ops = ul::AsyncOpsWindow{window_, 1};
+  }
   return ac;
 }
 
@@ -366,6 +337,24 @@ std::string ScpAssociation::PeerIp() const {
   std::string ip = peer_.substr(0, peer_.rfind(':'));
   if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
   return ip;
+}
+
+// Checks a SOP Instance UID a peer sent. A character other than digits and
+// dots is refused: PS3.4 B.2.3 offers 0xA900 (the data set does not match
+// the SOP Class) and 0xCxxx (cannot understand); the SOP Class is not in
+// question here, an unreadable attribute is, so Cannot Understand (0xC000)
+// with an Error Comment (PS3.7 C.4.2) it is. Such a UID would also become a
+// store key and a name in logs and folder destinations. Other deviations
+// from PS3.5 9.1 (empty or zero-led components) are only logged: senders
+// in the field produce them and the value is still harmless; more than 64
+// characters is refused by the store. Returns false when refused.
+bool ScpAssociation::AcceptSopInstanceUid(uint16_t msg, const char* where, const std::string& uid) const {
+  const dimse::UidProblem problem = dimse::CheckUid(uid);
+  if (problem == dimse::UidProblem::kNone) return true;
+  const bool refuse = problem == dimse::UidProblem::kBadCharacter;
+  RLOG_WARN("%s msg=%u event=%s %s \"%s\" %s", Prefix().c_str(), msg, refuse ? "uid-refused" : "uid-deviation", where,
+            LogEscape(uid, /*quoted=*/true).c_str(), dimse::UidProblemText(problem));
+  return !refuse;
 }
 
 // ---- data transfer -------------------------------------------------------------
@@ -426,8 +415,26 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
                     dimse::MakeStoreResponse(cmd, dimse::kStatusCannotUnderstand, "C-STORE-RQ without a data set"));
         return;
       }
+      // PS3.7 D.3.3.3: no more outstanding than the window we answered, and
+      // each with its own Message ID (its C-STORE-RSP names it).
+      const uint16_t msg = cmd.message_id.value_or(0);
+      if (pending_.size() >= window_) {
+        ProtocolError(ul::AbortReason::kUnexpectedPduParameter,
+                      "C-STORE-RQ msg=" + std::to_string(msg) + " while " + std::to_string(pending_.size()) +
+                          " are outstanding: the asynchronous operations window negotiated allows " +
+                          std::to_string(window_) + " (PS3.7 D.3.3.3)");
+        return;
+      }
+      for (const Pending& p : pending_) {
+        if (p.message_id == msg) {
+          ProtocolError(ul::AbortReason::kInvalidPduParameterValue,
+                        "C-STORE-RQ msg=" + std::to_string(msg) +
+                            " while a request with the same Message ID is outstanding (PS3.7 9.1.1.1)");
+          return;
+        }
+      }
       Incoming in;
-      if (server_->metrics() != nullptr) in.arrived = NowSeconds();
+      if (server_->metrics() != nullptr) in.arrived = NowSteadySeconds();
       in.command = std::move(cmd);
       in.context_id = context_id;
       in.store = true;
@@ -435,8 +442,8 @@ void ScpAssociation::HandleCommand(uint8_t context_id) {
         in.failed = true;
         in.fail_status = dimse::kStatusSopClassNotSupported;
         in.fail_reason = "C-STORE on the Verification presentation context";
-      } else if (!AcceptSopInstanceUid(Prefix(), in.command.message_id.value_or(0),
-                                       "Affected SOP Instance UID (0000,1000)", in.command.affected_sop_instance_uid)) {
+      } else if (!AcceptSopInstanceUid(in.command.message_id.value_or(0), "Affected SOP Instance UID (0000,1000)",
+                                       in.command.affected_sop_instance_uid)) {
         // The data set that follows is read and dropped; then the answer.
         in.failed = true;
         in.fail_status = dimse::kStatusCannotUnderstand;
@@ -538,244 +545,29 @@ void ScpAssociation::FinishIncoming() {
   Refuse(in);
 }
 
-// Fills `meta` from the data set's header, the association and the rules.
-// False (with in.failed, fail_status and fail_reason) when the object is
-// refused: an unreadable header, a bad SOP Instance UID, or the rules.
-bool ScpAssociation::Describe(Incoming& in, store::ObjectMeta* meta) {
-  const dimse::Command& rq = in.command;
-  const uint16_t msg = rq.message_id.value_or(0);
-  Result<dicom::HeaderInfo> info = in.header->result();
-  if (!info.ok()) {
-    in.failed = true;
-    in.fail_status = dimse::kStatusCannotUnderstand;
-    in.fail_reason = info.status().message();
-    return false;
-  }
-  if (!AcceptSopInstanceUid(Prefix(), msg, "SOP Instance UID (0008,0018)", info->sop_instance_uid)) {
-    in.failed = true;
-    in.fail_status = dimse::kStatusCannotUnderstand;
-    in.fail_reason = "SOP Instance UID (0008,0018): not only digits and dots";
-    return false;
-  }
-  meta->sop_class_uid = info->sop_class_uid.empty() ? rq.affected_sop_class_uid : info->sop_class_uid;
-  meta->sop_instance_uid = info->sop_instance_uid.empty() ? rq.affected_sop_instance_uid : info->sop_instance_uid;
-  if (!info->sop_instance_uid.empty() && info->sop_instance_uid != rq.affected_sop_instance_uid) {
-    RLOG_WARN("%s msg=%u sop=%s event=uid-mismatch command_sop=%s: keeping the data set's UID", Prefix().c_str(), msg,
-              LogToken(info->sop_instance_uid).c_str(), LogToken(rq.affected_sop_instance_uid).c_str());
-  }
-  meta->study_instance_uid = info->study_instance_uid;
-  meta->series_instance_uid = info->series_instance_uid;
-  meta->patient_id = info->patient_id;
-  meta->modality = info->modality;
-  meta->patient_name = info->patient_name;
-  meta->accession_number = info->accession_number;
-  meta->study_date = info->study_date;
-  meta->transfer_syntax_uid = contexts_[in.context_id].transfer_syntax;
-  meta->received_unix_ms = NowUnixMs();
-  meta->calling_ae = calling_ae_;
-  meta->called_ae = called_ae_;
-  meta->peer_address = peer_;
-  if (!Route(*in.header, meta, &in.fail_status, &in.fail_reason)) {
-    in.failed = true;
-    return false;
-  }
-  return true;
-}
-
-// Hands the object to the store; the C-STORE-RSP waits for the commit
-// (OnStoreCommitted), in request order.
-void ScpAssociation::Commit(Incoming& in, store::ObjectMeta meta) {
-  const uint16_t msg = in.command.message_id.value_or(0);
-  pending_.push_back(Pending{msg, in.context_id, in.command, in.arrived, false, 0, {}});
-  Server* server = server_;
-  uint64_t id = id_;
-  in.writer->Finish(std::move(meta), [server, id, msg](Status s, const store::ObjectMeta& m) {
-    server->Post([server, id, msg, s, m]() {
-      ScpAssociation* a = server->FindAssociation(id);
-      if (a != nullptr) {
-        a->OnStoreCommitted(msg, s, m);
-      } else {
-        RLOG_INFO("assoc=%llu msg=%u sop=%s event=%s after the association closed (not acknowledged)",
-                  static_cast<unsigned long long>(id), msg, LogToken(m.sop_instance_uid).c_str(),
-                  s.ok() ? "stored" : "store-failed");
-      }
-    });
-  });
-}
-
-// Answers a refused C-STORE with its failure status, behind the commits
-// still pending.
-void ScpAssociation::Refuse(Incoming& in) {
-  const dimse::Command& rq = in.command;
-  const uint16_t msg = rq.message_id.value_or(0);
-  if (in.writer) in.writer->Abort();
-  if (Metrics* m = server_->metrics()) m->ObjectRefused(in.fail_status);
-  ++objects_failed_;
-  RLOG_WARN("%s msg=%u sop=%s event=c-store-refused status=0x%04X reason=\"%s\"", Prefix().c_str(), msg,
-            LogToken(rq.affected_sop_instance_uid).c_str(), in.fail_status, LogEscape(in.fail_reason, true).c_str());
-  if (AuditLog* a = server_->audit())
-    a->Record("object", {{"calling_ae", calling_ae_},
-                         {"peer", peer_},
-                         {"sop_instance_uid", rq.affected_sop_instance_uid},
-                         {"result", "refused"},
-                         {"status", Hex4(in.fail_status)},
-                         {"reason", in.fail_reason}});
-  pending_.push_back(Pending{msg, in.context_id, rq, in.arrived, true, in.fail_status, in.fail_reason});
-  FlushResponses();
-}
-
-namespace {
-
-// A route to `d`, carrying its resend policy to the store's commit.
-store::Route MakeRoute(const rules::Destination& d, int32_t priority, std::string rule, std::string edits) {
-  store::Route r{d.name, priority, std::move(rule), std::move(edits)};
-  switch (d.resend) {
-    case rules::Destination::Resend::kAlways: r.resend = store::Resend::kAlways; break;
-    case rules::Destination::Resend::kNever: r.resend = store::Resend::kNever; break;
-    case rules::Destination::Resend::kIfChanged: r.resend = store::Resend::kIfChanged; break;
-  }
-  r.resend_window_ms = static_cast<int64_t>(d.resend_window_s) * 1000;
-  return r;
-}
-
-}  // namespace
-
-bool ScpAssociation::Route(dicom::HeaderParser& header, store::ObjectMeta* meta, uint16_t* status,
-                           std::string* reason) {
-  if (!rules_) return true;  // no rules configured: keep, unrouted
-  rules_->Evaluate(header.dataset(), facts_, std::time(nullptr), &decision_);
-  for (const std::string* r : decision_.matched_rules) meta->matched_rules.push_back(*r);
-  if (decision_.dropped) {
-    meta->routing = "dropped";
-    return true;
-  }
-  if (decision_.unmatched) {
-    switch (rules_->unmatched_policy()) {
-      case rules::RuleSet::Unmatched::kReject:
-        *status = dimse::kStatusNotAuthorized;
-        *reason = "no routing rule matched and the rules say unmatched = \"reject\"";
-        return false;
-      case rules::RuleSet::Unmatched::kForward:
-        meta->routing = "routed";
-        for (const rules::Destination* d : rules_->unmatched_destinations()) {
-          meta->routes.push_back(MakeRoute(*d, 0, "(unmatched)", ""));
-        }
-        return true;
-      case rules::RuleSet::Unmatched::kKeep: meta->routing = "unrouted"; return true;
-    }
-  }
-  meta->routing = "routed";
-  for (const rules::Decision::Target& t : decision_.targets) {
-    meta->routes.push_back(MakeRoute(*t.destination, t.priority, t.rule ? *t.rule : std::string(),
-                                     t.edits ? rules::EncodeEdits(*t.edits) : std::string()));
-  }
-  return true;
-}
-
-void ScpAssociation::OnStoreCommitted(uint16_t message_id, Status status, const store::ObjectMeta& meta) {
-  double arrived = -1;
-  for (Pending& p : pending_) {
-    if (!p.done && p.message_id == message_id) {
-      p.done = true;
-      p.status = StatusFor(status);
-      if (!status.ok()) p.comment = status.message();
-      arrived = p.arrived;
-      break;
-    }
-  }
-  if (Metrics* m = server_->metrics()) {
-    if (status.ok()) {
-      m->ObjectReceived(meta.raw_size, arrived < 0 ? 0.0 : NowSeconds() - arrived, NowUnixMs());
-      if (meta.duplicate_of != 0) m->ObjectDuplicate();
-      if (!meta.suppressed.empty()) m->RoutesSuppressed(meta.suppressed.size());
-    } else {
-      m->ObjectRefused(StatusFor(status));
-    }
-  }
-  if (status.ok() && meta.duplicate_of != 0) {
-    // The same bytes as the stored object: acknowledged, nothing new kept.
-    ++objects_ok_;
-    bool audited = AuditObject(meta, "stored", "0x0000", {"duplicate", "identical"}, {});
-    RLOG_INFO("%s msg=%u sop=%s event=duplicate-identical object=%llu bytes=%llu: already stored, not queued again",
-              Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str(),
-              static_cast<unsigned long long>(meta.duplicate_of), static_cast<unsigned long long>(meta.raw_size));
-    if (!audited) RefuseUnaudited(message_id, meta);
-  } else if (status.ok()) {
-    ++objects_ok_;
-    std::string suppressed;
-    for (const std::string& d : meta.suppressed) suppressed += (suppressed.empty() ? "" : ",") + d;
-    std::string routes;
-    for (const store::Route& r : meta.routes) routes += (routes.empty() ? "" : ",") + r.destination;
-    bool audited = AuditObject(meta, "stored", "0x0000", {"routing", meta.routing}, {"to", routes});
-    if (!audited) RefuseUnaudited(message_id, meta);
-    RLOG_INFO("%s msg=%u sop=%s event=stored modality=%s bytes=%llu stored=%llu routing=%s to=%s%s%s", Prefix().c_str(),
-              message_id, LogToken(meta.sop_instance_uid).c_str(), LogToken(meta.modality).c_str(),
-              static_cast<unsigned long long>(meta.raw_size), static_cast<unsigned long long>(meta.stored_size),
-              meta.routing.empty() ? "none" : meta.routing.c_str(), routes.empty() ? "-" : routes.c_str(),
-              suppressed.empty() ? "" : " suppressed=", suppressed.c_str());
-  } else {
-    ++objects_failed_;
-    AuditObject(meta, "failed", Hex4(StatusFor(status)), {"reason", status.message()}, {});
-    RLOG_WARN("%s msg=%u sop=%s event=store-failed status=0x%04X reason=\"%s\"", Prefix().c_str(), message_id,
-              LogToken(meta.sop_instance_uid).c_str(), StatusFor(status), LogEscape(status.message(), true).c_str());
-  }
-  FlushResponses();
-  MaybeResumeReading();
-}
-
-bool ScpAssociation::AuditObject(const store::ObjectMeta& meta, std::string_view result, std::string_view status,
-                                 AuditLog::Field extra1, AuditLog::Field extra2) {
-  AuditLog* a = server_->audit();
-  if (a == nullptr) return true;
-  if (extra2.first.empty()) {
-    return a->Record("object", {{"calling_ae", calling_ae_},
-                                {"peer", peer_},
-                                {"patient_id", meta.patient_id},
-                                {"study_instance_uid", meta.study_instance_uid},
-                                {"sop_instance_uid", meta.sop_instance_uid},
-                                {"result", result},
-                                {"status", status},
-                                extra1});
-  }
-  return a->Record("object", {{"calling_ae", calling_ae_},
-                              {"peer", peer_},
-                              {"patient_id", meta.patient_id},
-                              {"study_instance_uid", meta.study_instance_uid},
-                              {"sop_instance_uid", meta.sop_instance_uid},
-                              {"result", result},
-                              {"status", status},
-                              extra1,
-                              extra2});
-}
-
-void ScpAssociation::RefuseUnaudited(uint16_t message_id, const store::ObjectMeta& meta) {
-  if (!server_->AuditBlocksIntake()) return;  // on_failure = "continue": the audit log counts it
-  // Audit failure, on_failure = "refuse": the object is committed (the
-  // store's commit came first) but is not acknowledged. The sender keeps it
-  // and sends it again; that copy replaces this one (same SOP Instance UID,
-  // FORMAT.md) or is its identical duplicate, and is audited then.
-  for (Pending& p : pending_) {
-    if (p.message_id == message_id && p.done && p.status == dimse::kStatusSuccess) {
-      p.status = dimse::kStatusOutOfResources;
-      p.comment = kAuditFailingReason;
-      break;
-    }
-  }
-  RLOG_ERROR(
-      "%s msg=%u sop=%s event=audit-refused status=0xA700: stored, but its audit record could not be "
-      "written; answered Out of Resources so that the sender sends it again ([audit] on_failure = "
-      "\"refuse\")",
-      Prefix().c_str(), message_id, LogToken(meta.sop_instance_uid).c_str());
-}
-
+// Answers every C-STORE whose commit (or refusal) is done, in completion
+// order: with a window of several, a later object committed in an earlier
+// batch is not held behind an earlier one (PS3.7 D.3.3.3 lets responses
+// come in any order; each names its request's Message ID).
 void ScpAssociation::FlushResponses() {
-  while (!pending_.empty() && pending_.front().done) {
-    Pending p = std::move(pending_.front());
-    pending_.pop_front();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (!it->done) {
+      ++it;
+      continue;
+    }
+    Pending p = std::move(*it);
+    it = pending_.erase(it);
     if (closing_) continue;
     SendCommand(p.context_id, dimse::MakeStoreResponse(p.rq, p.status, p.comment));
   }
   SendReleaseResponseIfIdle();
+}
+
+void ScpAssociation::NoteOutstanding() {
+  const uint32_t n = static_cast<uint32_t>(pending_.size());
+  if (n <= max_outstanding_) return;
+  max_outstanding_ = n;
+  if (Metrics* m = server_->metrics()) m->OutstandingSeen(n);
 }
 
 void ScpAssociation::SendCommand(uint8_t context_id, const dimse::Command& cmd) {
@@ -819,9 +611,9 @@ void ScpAssociation::SendReleaseResponseIfIdle() {
   release_requested_ = false;
   std::vector<uint8_t> bytes;
   ul::EncodeReleaseRp(&bytes);
-  RLOG_INFO("%s event=released objects=%llu failed=%llu bytes=%llu", Prefix().c_str(),
+  RLOG_INFO("%s event=released objects=%llu failed=%llu bytes=%llu window=%u max_outstanding=%u", Prefix().c_str(),
             static_cast<unsigned long long>(objects_ok_), static_cast<unsigned long long>(objects_failed_),
-            static_cast<unsigned long long>(bytes_received_));
+            static_cast<unsigned long long>(bytes_received_), window_, max_outstanding_);
   conn_.Fsm(Event::kEvt14, nullptr, std::move(bytes));
 }
 
@@ -850,8 +642,9 @@ void ScpAssociation::StartClose() {
   uv_timer_stop(&idle_);
   conn_.Close();
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), &ScpAssociation::OnClose);
-  RLOG_INFO("%s event=closed objects=%llu failed=%llu", Prefix().c_str(), static_cast<unsigned long long>(objects_ok_),
-            static_cast<unsigned long long>(objects_failed_));
+  RLOG_INFO("%s event=closed objects=%llu failed=%llu max_outstanding=%u", Prefix().c_str(),
+            static_cast<unsigned long long>(objects_ok_), static_cast<unsigned long long>(objects_failed_),
+            max_outstanding_);
 }
 
 void ScpAssociation::OnClose(uv_handle_t* h) noexcept {

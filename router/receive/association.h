@@ -140,6 +140,9 @@ class ScpAssociation : private UlConnection::User {
   // [audit] on_failure = "refuse": turns the Success of a stored object whose
   // audit record failed into 0xA700, and logs it. Does nothing otherwise.
   void RefuseUnaudited(uint16_t message_id, const store::ObjectMeta& meta);
+  // Checks a SOP Instance UID a peer sent (`where` names the attribute);
+  // false when it is refused.
+  bool AcceptSopInstanceUid(uint16_t msg, const char* where, const std::string& uid) const;
   void DropIncoming();
   void ProtocolError(ul::AbortReason reason, const std::string& why);
   void HandleCommand(uint8_t context_id);
@@ -159,6 +162,17 @@ class ScpAssociation : private UlConnection::User {
   void HandleClosed();  // the connection or the idle timer closed; may destroy this
   void ResetIdleTimer();
   std::string Prefix() const;  // "assoc=12 peer=10.0.0.5:4711 calling=CTSCAN1"
+
+  // The Error Comment of a C-STORE refused because the audit trail cannot be
+  // written ([audit] on_failure = "refuse"); the first 64 characters reach the
+  // sender (PS3.7 C.4.1.1.4).
+  // The asynchronous operations window we grant a requestor that proposes
+  // one (PS3.7 D.3.3.3; docs/conformance.md says why 16).
+  static constexpr uint16_t kMaxOperationsInvoked = 16;
+  // A C-STORE is outstanding: counts it (pending_) for the log and metrics.
+  void NoteOutstanding();
+  static constexpr const char* kAuditFailingReason =
+      "Relais audit trail cannot be written: retry later (refused, not stored unaudited)";
 
   Server* server_;
   uint64_t id_;
@@ -193,6 +207,11 @@ class ScpAssociation : private UlConnection::User {
     std::string comment;
   };
   std::deque<Pending> pending_;
+  // PS3.7 D.3.3.3: how many C-STOREs the peer may have outstanding (sent,
+  // not yet answered): the asynchronous operations window we answered, 1
+  // when it proposed none. One more is a protocol error (A-ABORT).
+  uint16_t window_ = 1;
+  uint32_t max_outstanding_ = 0;  // the most outstanding at once, for the log
   bool release_requested_ = false;
   bool established_ = false;  // counted in Server::established_count()
   // A protocol error found inside an indication: handled after it.

@@ -15,6 +15,7 @@
 #ifndef RELAIS_ROUTER_RECORD_METRICS_H_
 #define RELAIS_ROUTER_RECORD_METRICS_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -50,6 +51,10 @@ class Metrics {
   // Routes of a received object not queued: the destination's resend
   // policy says it was already delivered there.
   void RoutesSuppressed(uint64_t n) { routes_suppressed_ += n; }
+  // `n` C-STOREs are outstanding (received, not yet answered) on one
+  // association: keeps the most seen since start. More than 1 only with an
+  // asynchronous operations window (PS3.7 D.3.3.3).
+  void OutstandingSeen(uint32_t n) { max_outstanding_ = std::max(max_outstanding_, n); }
 
   // --- delivery (the throughput history; per-destination counters are the
   // scheduler's) ---
@@ -96,6 +101,7 @@ class Metrics {
   const std::map<uint16_t, uint64_t>& objects_refused() const { return objects_refused_; }
   uint64_t objects_duplicate() const { return objects_duplicate_; }
   uint64_t routes_suppressed() const { return routes_suppressed_; }
+  uint32_t max_outstanding() const { return max_outstanding_; }
   // Cumulative counts per bucket of kLatencyBuckets (+Inf last), sum, count.
   const std::vector<uint64_t>& latency_buckets() const { return latency_counts_; }
   double latency_sum() const { return latency_sum_; }
@@ -112,6 +118,7 @@ class Metrics {
   uint64_t objects_received_ = 0, bytes_received_ = 0;
   std::map<uint16_t, uint64_t> objects_refused_;
   uint64_t objects_duplicate_ = 0, routes_suppressed_ = 0;
+  uint32_t max_outstanding_ = 0;
   std::vector<uint64_t> latency_counts_ = std::vector<uint64_t>(std::size(kLatencyBuckets) + 1, 0);
   double latency_sum_ = 0;
   std::map<std::string, uint64_t> admin_requests_;

@@ -1,40 +1,12 @@
 // Hostile peers (DESIGN.md: "Bad input gets a clear answer and hurts nobody
-// else"). A raw TCP client written here sends malformed or abusive byte
+// else"). A raw TCP client (hostile_peer.h) sends malformed or abusive byte
 // streams; after each case Relais must still be alive and answer echoscu,
 // and it must have closed the hostile connection itself, with an A-ABORT or
 // A-ASSOCIATE-RJ where PS3.8 Table 9-10 says so.
-//
-// PDUs are built by hand from PS3.8 section 9.3 (not with router/protocol/pdu.h), so
-// that an encoder bug in Relais cannot hide a decoder bug: raw_pdu_client.h.
-#include <arpa/inet.h>
-#include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
+// The asynchronous operations window cases are in hostile_async_test.cc.
+#include "hostile_peer.h"
 
-#include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <map>
-#include <memory>
-#include <optional>
-#include <sstream>
-#include <string>
-#include <thread>
-#include <vector>
-
-#include "base/sanitizer.h"
-#include "base/text.h"
-#include "harness.h"
-#include "raw_pdu_client.h"
-
-namespace relais::itest::hostile {
+namespace relais::itest {
 namespace {
 
 // PS3.8 Table 9-10, Sta2 (awaiting A-ASSOCIATE-RQ), Evt19 (unrecognized or
@@ -244,43 +216,6 @@ TEST_F(HostileTest, GarbageDataSetGetsFailureStatusAndAssociationLives) {
   ExpectClosedWith(&c, kReleaseRp, "release after garbage data sets");
   EXPECT_TRUE(relais_->StoreList().empty()) << "a garbage data set was stored";
   ExpectStillServing("garbage data set");
-}
-
-// Finds a string element in a command set (Error Comment, 0000,0902);
-// nullopt if absent or malformed.
-std::optional<std::string> CommandString(const std::string& cmd, uint16_t element) {
-  size_t p = 0;
-  while (p + 8 <= cmd.size()) {
-    uint16_t g = Get16Le(cmd, p), e = Get16Le(cmd, p + 2);
-    uint32_t len = Get32Le(cmd, p + 4);
-    if (p + 8 + len > cmd.size()) return std::nullopt;
-    if (g == 0 && e == element) return cmd.substr(p + 8, len);
-    p += 8 + len;
-  }
-  return std::nullopt;
-}
-
-// One Explicit VR Little Endian element with a 16-bit length (PS3.5 7.1.2),
-// its value padded to even length (UI with NUL, the others with a space).
-void ExplicitElement(std::string* s, uint16_t group, uint16_t element, const char* vr, std::string value) {
-  if (value.size() % 2) value.push_back(std::string(vr) == "UI" ? '\0' : ' ');
-  Put16Le(s, group);
-  Put16Le(s, element);
-  *s += vr;
-  Put16Le(s, static_cast<uint16_t>(value.size()));
-  *s += value;
-}
-
-// A small CT header, Explicit VR Little Endian, with the given SOP Instance UID.
-std::string CtDataSet(const std::string& sop_instance) {
-  std::string d;
-  ExplicitElement(&d, 0x0008, 0x0016, "UI", kCtImageStorage);
-  ExplicitElement(&d, 0x0008, 0x0018, "UI", sop_instance);
-  ExplicitElement(&d, 0x0008, 0x0060, "CS", "CT");
-  ExplicitElement(&d, 0x0010, 0x0020, "LO", "HOSTILE-UID");
-  ExplicitElement(&d, 0x0020, 0x000D, "UI", "1.2.826.0.1.3680043.2.1143.5");
-  ExplicitElement(&d, 0x0020, 0x000E, "UI", "1.2.826.0.1.3680043.2.1143.5.1");
-  return d;
 }
 
 // A SOP Instance UID that is not digits and dots (a path, a 0xFF byte, a
@@ -574,4 +509,4 @@ TEST_F(HostileTest, NagleOnSenderWorks) {
 }
 
 }  // namespace
-}  // namespace relais::itest::hostile
+}  // namespace relais::itest

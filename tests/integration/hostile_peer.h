@@ -1,10 +1,10 @@
-// A raw DICOM client for the hostile peer tests (hostile_test.cc): PDUs
-// built by hand from PS3.8 section 9.3 (not with router/protocol/pdu.h, so
+// A raw DICOM peer for hostile tests (hostile_test.cc, hostile_async_test.cc):
+// PDUs built by hand from PS3.8 section 9.3 (not with router/protocol/pdu.h, so
 // that an encoder bug in Relais cannot hide a decoder bug), a blocking TCP
-// client that reads whole PDUs with a deadline, and the HostileTest fixture
-// (a Relais with a 2 s ARTIM timer and a 16 KiB maximum PDU).
-#ifndef RELAIS_TESTS_INTEGRATION_RAW_PDU_CLIENT_H_
-#define RELAIS_TESTS_INTEGRATION_RAW_PDU_CLIENT_H_
+// client that reads them back, and the HostileTest fixture (a Relais with a
+// 2 s ARTIM and 16 KiB PDUs).
+#ifndef RELAIS_TESTS_INTEGRATION_HOSTILE_PEER_H_
+#define RELAIS_TESTS_INTEGRATION_HOSTILE_PEER_H_
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -16,16 +16,25 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "base/sanitizer.h"
+#include "base/text.h"
 #include "harness.h"
 
-namespace relais::itest::hostile {
+namespace relais::itest {
 
 constexpr char kVerification[] = "1.2.840.10008.1.1";
 constexpr char kCtImageStorage[] = "1.2.840.10008.5.1.4.1.1.2";
@@ -102,8 +111,9 @@ struct ProposedContext {
 };
 
 // PS3.8 9.3.2: A-ASSOCIATE-RQ.
+// `user_info_extra`: more user information sub-items (e.g. AsyncOps()).
 inline std::string AssociateRq(const std::string& called, const std::vector<ProposedContext>& contexts,
-                               uint32_t max_pdu = 16384) {
+                               uint32_t max_pdu = 16384, const std::string& user_info_extra = "") {
   std::string b;
   Put16Be(&b, 0x0001);                         // protocol version
   b += std::string(2, '\0');                   // reserved
@@ -121,8 +131,16 @@ inline std::string AssociateRq(const std::string& called, const std::vector<Prop
   std::string ml;  // PS3.8 D.1 maximum length sub-item
   Put32Be(&ml, max_pdu);
   std::string ui = Item(0x51, ml) + Item(0x52, "1.2.3.4.5.6.7.8");  // + implementation class UID
-  b += Item(0x50, ui);
+  b += Item(0x50, ui + user_info_extra);
   return Pdu(kAssociateRq, b);
+}
+
+// PS3.7 D.3.3.3: asynchronous operations window sub-item (0x53).
+inline std::string AsyncOps(uint16_t invoked, uint16_t performed) {
+  std::string b;
+  Put16Be(&b, invoked);
+  Put16Be(&b, performed);
+  return Item(0x53, b);
 }
 
 struct Pdv {
@@ -345,7 +363,7 @@ inline std::string Describe(const std::vector<RxPdu>& seen) {
   return s.empty() ? "(nothing)" : s;
 }
 
-inline const std::vector<ProposedContext> kEchoAndCt = {
+const std::vector<ProposedContext> kEchoAndCt = {
     {1, kVerification, {kImplicitLittleEndian}},
     {3, kCtImageStorage, {kExplicitLittleEndian, kImplicitLittleEndian}},
     {5, kStudyRootFind, {kImplicitLittleEndian}},
@@ -409,6 +427,43 @@ class HostileTest : public ::testing::Test {
   std::unique_ptr<RelaisProcess> relais_;
 };
 
-}  // namespace relais::itest::hostile
+// Finds a string element in a command set (Error Comment, 0000,0902);
+// nullopt if absent or malformed.
+inline std::optional<std::string> CommandString(const std::string& cmd, uint16_t element) {
+  size_t p = 0;
+  while (p + 8 <= cmd.size()) {
+    uint16_t g = Get16Le(cmd, p), e = Get16Le(cmd, p + 2);
+    uint32_t len = Get32Le(cmd, p + 4);
+    if (p + 8 + len > cmd.size()) return std::nullopt;
+    if (g == 0 && e == element) return cmd.substr(p + 8, len);
+    p += 8 + len;
+  }
+  return std::nullopt;
+}
 
-#endif  // RELAIS_TESTS_INTEGRATION_RAW_PDU_CLIENT_H_
+// One Explicit VR Little Endian element with a 16-bit length (PS3.5 7.1.2),
+// its value padded to even length (UI with NUL, the others with a space).
+inline void ExplicitElement(std::string* s, uint16_t group, uint16_t element, const char* vr, std::string value) {
+  if (value.size() % 2) value.push_back(std::string(vr) == "UI" ? '\0' : ' ');
+  Put16Le(s, group);
+  Put16Le(s, element);
+  *s += vr;
+  Put16Le(s, static_cast<uint16_t>(value.size()));
+  *s += value;
+}
+
+// A small CT header, Explicit VR Little Endian, with the given SOP Instance UID.
+inline std::string CtDataSet(const std::string& sop_instance) {
+  std::string d;
+  ExplicitElement(&d, 0x0008, 0x0016, "UI", kCtImageStorage);
+  ExplicitElement(&d, 0x0008, 0x0018, "UI", sop_instance);
+  ExplicitElement(&d, 0x0008, 0x0060, "CS", "CT");
+  ExplicitElement(&d, 0x0010, 0x0020, "LO", "HOSTILE-UID");
+  ExplicitElement(&d, 0x0020, 0x000D, "UI", "1.2.826.0.1.3680043.2.1143.5");
+  ExplicitElement(&d, 0x0020, 0x000E, "UI", "1.2.826.0.1.3680043.2.1143.5.1");
+  return d;
+}
+
+}  // namespace relais::itest
+
+#endif  // RELAIS_TESTS_INTEGRATION_HOSTILE_PEER_H_
