@@ -441,10 +441,12 @@ void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<co
 }
 
 // Reads the next chunk only while less than kMaxBufferedBytes are queued
-// for writing; OnWrite calls back here as writes complete.
+// for writing; OnWrite calls back here as writes complete. Paced (a rate
+// limiter), a chunk goes out in slices of about 20 ms of the rate (at least
+// 16 KiB), each paid for before it is sent: the rate holds over short spans
+// too, not only on average over whole chunks (up to 256 KiB).
 void ScuAssociation::PumpData() {
-  std::vector<uint8_t> chunk;
-  while (op_ && op_->reader && !closing_ && !conn_.closing_after_writes() &&
+  while (op_ && (op_->reader || op_->chunk_sent < op_->chunk.size()) && !closing_ && !conn_.closing_after_writes() &&
          conn_.write_bytes_pending() < kMaxBufferedBytes) {
     if (config_.rate_limiter) {
       uint64_t wait = config_.rate_limiter->DelayMs(uv_now(loop_));
@@ -455,21 +457,35 @@ void ScuAssociation::PumpData() {
         return;
       }
     }
-    bool done = false;
-    Status s = op_->reader->Next(&chunk, &done);
-    if (!s.ok()) {
-      std::string why = "reading object " + op_->sop_instance_uid + " from the store: " + s.ToString();
-      Outcome o = MakeOutcome(Outcome::Kind::kLocalError, why);
-      o.store_code = s.code();
-      Fail(std::move(o));
-      // Part of the data set is on the wire: only an abort ends it.
-      AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
-      return;
+    if (op_->chunk_sent >= op_->chunk.size()) {
+      bool done = false;
+      op_->chunk.clear();
+      op_->chunk_sent = 0;
+      Status s = op_->reader->Next(&op_->chunk, &done);
+      if (!s.ok()) {
+        std::string why = "reading object " + op_->sop_instance_uid + " from the store: " + s.ToString();
+        Outcome o = MakeOutcome(Outcome::Kind::kLocalError, why);
+        o.store_code = s.code();
+        Fail(std::move(o));
+        // Part of the data set is on the wire: only an abort ends it.
+        AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
+        return;
+      }
+      op_->chunk_last = done;
+      if (done) op_->reader.reset();
     }
-    if (config_.rate_limiter) config_.rate_limiter->Consume(chunk.size(), uv_now(loop_));
-    SendPData(op_->context_id, false, chunk, done);
-    if (done && op_) {
-      op_->reader.reset();
+    size_t n = op_->chunk.size() - op_->chunk_sent;
+    if (config_.rate_limiter && config_.rate_limiter->bytes_per_s() > 0) {
+      n = std::min<size_t>(n, std::max<uint64_t>(16384, config_.rate_limiter->bytes_per_s() / 50));
+    }
+    const bool last = op_->chunk_last && op_->chunk_sent + n == op_->chunk.size();
+    if (config_.rate_limiter) config_.rate_limiter->Consume(n, uv_now(loop_));
+    SendPData(op_->context_id, false, std::span<const uint8_t>(op_->chunk.data() + op_->chunk_sent, n), last);
+    if (!op_) return;  // SendPData failed
+    op_->chunk_sent += n;
+    if (last) {
+      op_->chunk.clear();
+      op_->chunk_sent = 0;
       op_->all_sent = true;
     }
   }

@@ -137,6 +137,10 @@ class ScuAssociation : private UlConnection::User {
     std::string sop_instance_uid;
     std::unique_ptr<store::ObjectReader> reader;  // null once fully read
     bool all_sent = false;                        // last data PDV queued
+    // Paced (a rate limiter): the chunk read last, sent a slice at a time.
+    std::vector<uint8_t> chunk;
+    size_t chunk_sent = 0;
+    bool chunk_last = false;
     std::function<void(Outcome)> done;
   };
 
