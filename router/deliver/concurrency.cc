@@ -7,6 +7,7 @@ namespace relais::router {
 
 namespace {
 constexpr uint64_t kMinWindowObjects = 8;
+constexpr double kLongRoundTripMs = 100;
 }  // namespace
 
 ConcurrencyController::ConcurrencyController(Settings settings) : settings_(settings) {
@@ -124,7 +125,9 @@ void ConcurrencyController::Update(int64_t now_ms, uint32_t open, bool backlog) 
     ceiling_until_ms_ = 0;
     if (reason_ == "peer-refused") reason_ = "holding";
   }
-  if (!backlog || open < target_) {
+  // Nearly all open is enough (an eighth may still be opening: across a
+  // lossy link a lost SYN holds an association back a second or more).
+  if (!backlog || open < target_ - target_ / 8) {
     // Nothing to learn while rows do not wait or associations still open.
     measuring_ = false;
     pending_bytes_ = 0;
@@ -189,9 +192,9 @@ void ConcurrencyController::Evaluate(double bytes_per_s, double rtt, uint64_t by
     const double implied = ref_rtt_ms_ > 0 && rtt > 0 ? ref_bytes_per_s_ * (1.0 + extra) * ref_rtt_ms_ / rtt : 0;
     const bool rising = bytes_per_s >= wanted || (second_look && implied >= wanted && bytes_per_s >= ref_bytes_per_s_);
     if (rising) {
-      // Nearly linear (90 % of what the extra associations could bring):
+      // Nearly linear (75 % of what the extra associations could bring):
       // the link is far from full, so the next slow-start step quadruples.
-      slow_factor_ = bytes_per_s >= ref_bytes_per_s_ * (1.0 + 0.9 * extra) ? 4 : 2;
+      slow_factor_ = bytes_per_s >= ref_bytes_per_s_ * (1.0 + 0.75 * extra) ? 4 : 2;
       probe_every_ = settings_.probe_windows;
       ref_bytes_per_s_ = bytes_per_s;
       ref_rtt_ms_ = rtt;
@@ -241,8 +244,12 @@ void ConcurrencyController::Evaluate(double bytes_per_s, double rtt, uint64_t by
     ref_bytes_per_s_ = bytes_per_s;
     ref_rtt_ms_ = rtt;
     if (slow_start_ && target_ < Limit()) {
+      // Objects that take a long round trip (a WAN) leave one association
+      // mostly waiting: the first step quadruples there. A LAN peer's
+      // objects come back in a few milliseconds: it doubles.
+      const uint32_t factor = changes_ == 0 && rtt >= kLongRoundTripMs ? 4 : 2;
       from_ = target_;
-      SetTarget(std::min(target_ * 2, Limit()), "throughput-rising");
+      SetTarget(std::min(target_ * factor, Limit()), "throughput-rising");
     }
     return;
   }

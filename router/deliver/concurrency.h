@@ -5,24 +5,32 @@
 // whether rows are waiting — and asks it for the target and the reason.
 //
 // Adaptive (the default, `concurrency = "adaptive"`):
-// - Starts at `start` (2). Measures in windows that begin once all `target`
-//   associations are open and rows keep waiting; a window ends after
-//   max(2 round trips, min_window_ms) and at least max(`target`, 8) objects. A
-//   window in which no object was delivered for max(1 s, 3 round trips)
-//   (an outage) is thrown away. A window's round trip is the median of its
-//   objects' (on a lossy link a few wait for a retransmission timeout).
+// - Starts at `start` (2). Measures in windows that begin once `target`
+//   associations are open (7/8 of them from 8 up: across a lossy link a
+//   lost SYN holds one back a second) and rows keep waiting; a window ends
+//   after max(2 round trips, min_window_ms) and at least max(`target`, 8)
+//   objects. A window in which no object was delivered for max(1 s, 3
+//   round trips) (an outage) is thrown away. A window's round trip is the
+//   median of its objects' (on a lossy link a few wait for a retransmission
+//   timeout).
 // - A window that would step back (throughput flat, round trips grown) is
-//   looked at once more: the next window is judged together with it. One
-//   window of a lossy link is often flat by chance.
-// - Slow start: doubles the target while each step raises the delivered
-//   bytes/s by at least half of what the extra associations could bring
-//   (a long fat link); quadruples it after a step that brought nearly all
-//   of it (90 %), and doubles from the same level when that overshoots. The first step that does not steps back to the
-//   level before it, and the controller holds there.
+//   looked at once more: the next window is judged together with it (one
+//   window of a lossy link is often flat by chance). After a step back the
+//   level's figures are measured afresh.
+// - Slow start: the first step quadruples when objects take 100 ms or more
+//   (a WAN), else doubles; then it doubles the target while each step raises
+//   the delivered bytes/s by at least half of what the extra associations
+//   could bring, or, on the second look, while round trips did not grow
+//   with it (Little's law: the link is not full); quadruples after a step
+//   that brought 75 % of it, and doubles from the same level when that
+//   overshoots. The first step that does not steps back to the level
+//   before it, and the controller holds there.
 // - Holding: probes one step up (a quarter more, at least one) every
 //   `probe_windows` windows, twice as long after each probe that failed (up
-//   to 16 times); keeps it only when throughput rises the same way. Steps back a quarter when round trips grow beyond
-//   twice the least seen while throughput does not rise (queueing at the peer).
+//   to 16 times); a probe that pays off resumes slow start. Steps back a
+//   quarter when round trips grow beyond twice the least seen (which falls
+//   only a quarter of the way to a shorter window) while throughput does
+//   not rise (queueing at the peer).
 // - A transient A-ASSOCIATE-RJ or a 0xA7xx status (the peer out of
 //   resources) sets a ceiling at the associations the peer had accepted
 //   (at least 1): the target does not go above it again for

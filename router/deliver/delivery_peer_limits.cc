@@ -15,14 +15,13 @@ void DeliveryScheduler::RestorePeerLimit(Dest* d) {
   if (it == peer_limits_.end()) return;
   const PeerLimit& l = it->second;
   const int64_t now = NowUnixMs();
-  if (d->concurrency->fixed() || l.peer != PeerKey(d->cfg.ae_title, d->cfg.host, d->cfg.port) ||
-      l.until_unix_ms <= now)
+  if (d->concurrency->fixed() || l.peer != PeerKey(d->cfg.ae_title, d->cfg.host, d->cfg.port) || l.until_unix_ms <= now)
     return;
   d->concurrency->RestoreCeiling(l.ceiling, l.until_unix_ms);
   d->concurrency_changes = d->concurrency->changes();
-  RLOG_INFO("dest=%s event=concurrency-ceiling-restored ceiling=%u peer=%s for_s=%lld target=%u",
-            d->cfg.name.c_str(), l.ceiling, LogEscape(l.peer, false).c_str(),
-            static_cast<long long>((l.until_unix_ms - now) / 1000), d->concurrency->target());
+  RLOG_INFO("dest=%s event=concurrency-ceiling-restored ceiling=%u peer=%s for_s=%lld target=%u", d->cfg.name.c_str(),
+            l.ceiling, LogEscape(l.peer, false).c_str(), static_cast<long long>((l.until_unix_ms - now) / 1000),
+            d->concurrency->target());
 }
 
 void DeliveryScheduler::KeepPeerLimit(Dest* d) {
@@ -39,9 +38,10 @@ void DeliveryScheduler::KeepPeerLimit(Dest* d) {
   peer_limits_[d->cfg.name] = l;
   Status s = SavePeerLimits(settings_.peer_limits_path, peer_limits_, NowUnixMs());
   if (!s.ok()) {
-    RLOG_WARN("dest=%s event=peer-limits-not-kept reason=\"%s\" fix=\"check that the store directory is writable; "
-              "after a restart the limit is learnt again\"",
-              d->cfg.name.c_str(), LogEscape(s.ToString(), true).c_str());
+    RLOG_WARN(
+        "dest=%s event=peer-limits-not-kept reason=\"%s\" fix=\"check that the store directory is writable; "
+        "after a restart the limit is learnt again\"",
+        d->cfg.name.c_str(), LogEscape(s.ToString(), true).c_str());
   }
 }
 

@@ -2,8 +2,8 @@
 // concurrency, concurrency.h), kept across restarts so that a restarted
 // Relais does not open more associations than a peer refused a moment ago.
 //
-// The file, `<store path>/peer-limits.tsv` (store/FORMAT.md, "Files beside
-// the environment"), is text: a comment line, then one line per destination
+// The file, `<store path>/peer-limits.tsv` (README.md, "Learnt peer
+// limits"; advisory, not part of the store format), is text: a comment line, then one line per destination
 // that refused an association:
 //   NAME <TAB> AE@HOST:PORT <TAB> CEILING <TAB> UNTIL_UNIX_MS
 // A limit holds until UNTIL (24 h after the refusal by default) and only
