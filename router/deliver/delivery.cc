@@ -21,6 +21,7 @@ namespace relais::router {
 namespace {
 
 constexpr char kVerification[] = "1.2.840.10008.1.1";
+constexpr size_t kMaxConnecting = 8;  // associations being opened at once per destination
 
 // "7d", "12h", "30m", "45s": how rule files write durations.
 std::string HumanDuration(uint64_t s) {
@@ -382,6 +383,11 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
     size_t connecting = 0;
     for (auto& s : d->senders) connecting += !s->established && !s->closing;
     if (d->ready.size() <= connecting) break;
+    // A step of the adaptive target (16 to 64) opens many at once: at most
+    // 8 connect together, as a peer may take no more unassociated
+    // connections from one address (a Relais receiver evicts the oldest
+    // beyond 8: a reset, not a refusal). Each that associates opens the next.
+    if (connecting >= kMaxConnecting) break;
     OpenSender(d, /*probe=*/false);
   }
 }
