@@ -17,7 +17,9 @@
 //   exactly `max_associations` (concurrency = "fixed"). A transient
 //   A-ASSOCIATE-RJ, or an association left unanswered until the timeout,
 //   while other associations work lowers the target instead of backing the
-//   destination off. Each association is reused for many
+//   destination off; that limit is kept 24 h, across restarts
+//   (peer_limits.h). At most 8 associations connect at once. Each
+//   association is reused for many
 //   objects and released after `idle_release_ms` without work. Presentation
 //   contexts are planned from the SOP classes and stored transfer syntaxes
 //   of the rows waiting (PlanContexts); an object the association cannot
