@@ -294,6 +294,7 @@ DeliverySettings DeliverySettingsOf(const rules::AppConfig& config) {
   ds.idle_release_ms = uint64_t{config.delivery.idle_release_s} * 1000;
   ds.down_after_failures = config.delivery.down_after_failures;
   ds.max_pdu = config.listener.max_pdu;
+  ds.peer_limits_path = config.store.path + "/" + kPeerLimitsFile;
   return ds;
 }
 

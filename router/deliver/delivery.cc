@@ -43,6 +43,15 @@ DeliveryScheduler::DeliveryScheduler(uv_loop_t* loop, store::Store* store, Deliv
                                      std::function<void(std::function<void()>)> post)
     : loop_(loop), store_(store), settings_(std::move(settings)), post_(std::move(post)), rng_(std::random_device{}()) {
   RegisterCodecs();
+  if (!settings_.peer_limits_path.empty()) {
+    Result<PeerLimits> limits = LoadPeerLimits(settings_.peer_limits_path);
+    if (limits.ok()) {
+      peer_limits_ = std::move(*limits);
+    } else if (!limits.status().IsNotFound()) {
+      RLOG_WARN("event=peer-limits-unreadable reason=\"%s\" fix=\"the limits are learnt again from the peers\"",
+                LogEscape(limits.status().ToString(), true).c_str());
+    }
+  }
   uv_timer_init(loop_, &sweep_timer_);
   sweep_timer_.data = this;
   sweep_open_ = true;
@@ -81,6 +90,7 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
         d->timer.data = d;
         d->timer_open = true;
         d->concurrency = std::make_unique<ConcurrencyController>(ConcurrencySettings(cfg));
+        RestorePeerLimit(d);
         dests_.emplace(cfg.name, std::move(fresh));
         RLOG_INFO("dest=%s event=destination-added ae=%s address=%s:%u concurrency=%s max_associations=%u",
                   cfg.name.c_str(), cfg.ae_title.c_str(), cfg.host.c_str(), cfg.port,
@@ -100,6 +110,7 @@ void DeliveryScheduler::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
           // Another peer perhaps: what the old one tolerated does not hold.
           d->concurrency = std::make_unique<ConcurrencyController>(ConcurrencySettings(cfg));
           d->concurrency_changes = 0;
+          RestorePeerLimit(d);
         } else {
           d->concurrency->Reconfigure(ConcurrencySettings(cfg));
           LogConcurrency(d);
@@ -420,6 +431,7 @@ void DeliveryScheduler::OnEstablished(Dest* d, Sender* s, const Outcome& o) {
     // being opened): not a link failure, a limit to learn (adaptive
     // concurrency). Should the others fail too, they are the link failure.
     d->concurrency->OnRefused(NowUnixMs(), open);
+    KeepPeerLimit(d);
     RLOG_INFO("dest=%s dassoc=%s event=association-refused-at-limit open=%u target=%u reason=\"%s\"",
               d->cfg.name.c_str(), s->name.c_str(), open, d->concurrency->target(),
               LogEscape(o.ToString(), true).c_str());

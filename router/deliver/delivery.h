@@ -17,7 +17,9 @@
 //   exactly `max_associations` (concurrency = "fixed"). A transient
 //   A-ASSOCIATE-RJ, or an association left unanswered until the timeout,
 //   while other associations work lowers the target instead of backing the
-//   destination off. Each association is reused for many
+//   destination off; that limit is kept 24 h, across restarts
+//   (peer_limits.h). At most 8 associations connect at once. Each
+//   association is reused for many
 //   objects and released after `idle_release_ms` without work. Presentation
 //   contexts are planned from the SOP classes and stored transfer syntaxes
 //   of the rows waiting (PlanContexts); an object the association cannot
@@ -78,6 +80,7 @@
 
 #include "base/status.h"
 #include "router/deliver/destination_stats.h"
+#include "router/deliver/peer_limits.h"
 #include "rules/routing.h"
 #include "store/store.h"
 
@@ -110,6 +113,10 @@ struct DeliverySettings {
   uint64_t max_prepare_bytes = 1ull << 30;
   // Removal of retained objects (Store::Sweep) runs this often.
   uint64_t sweep_ms = 60000;
+  // Where association limits learnt from peers are kept across restarts
+  // (peer_limits.h; `relais serve` puts it in the store directory). Empty:
+  // not kept.
+  std::string peer_limits_path;
 };
 
 class DeliveryScheduler {
@@ -193,6 +200,11 @@ class DeliveryScheduler {
   static bool Surplus(const Dest* d);
   static size_t CountedSenders(const Dest* d);
   static void LogConcurrency(Dest* d);
+  // The limit a peer set before a restart (peer_limits.h), applied to a
+  // fresh controller; and the one it just set, written down
+  // (delivery_peer_limits.cc).
+  void RestorePeerLimit(Dest* d);
+  void KeepPeerLimit(Dest* d);
   // What outcomes do (delivery_outcome.cc): OnSent, LinkFailure,
   // LinkSuccess, Finish.
   void OnSent(Dest* d, Sender* s, const Row& row, const Outcome& o, uint64_t bytes);
@@ -219,6 +231,7 @@ class DeliveryScheduler {
   std::function<void(std::function<void()>)> post_;
   std::shared_ptr<const rules::RuleSet> rules_;
   std::map<std::string, std::unique_ptr<Dest>> dests_;
+  PeerLimits peer_limits_;  // loaded from settings_.peer_limits_path at start
   std::mt19937_64 rng_;
   uint64_t next_sender_id_ = 1;
   bool shutting_down_ = false;

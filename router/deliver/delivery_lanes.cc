@@ -10,6 +10,11 @@
 #include "router/deliver/delivery_state.h"
 
 namespace relais::router {
+namespace {
+
+constexpr size_t kMaxConnecting = 8;  // associations being opened at once per destination
+
+}  // namespace
 
 // Associations established and not closing (probes and the priority lane,
 // which is one beyond the target, aside).
@@ -69,6 +74,12 @@ void DeliveryScheduler::Dispatch(Dest* d, int64_t now) {
     size_t connecting = 0;
     for (auto& s : d->senders) connecting += !s->established && !s->closing;
     if (d->ready.size() <= connecting) break;
+    // A step of the adaptive target (16 to 64) opens many at once: at most
+    // kMaxConnecting connect together, as a peer may take no more
+    // unassociated connections from one address (a Relais receiver evicts
+    // the oldest beyond 8: a reset, not a refusal). Each that associates
+    // opens the next.
+    if (connecting >= kMaxConnecting) break;
     OpenSender(d, /*probe=*/false);
   }
 }

@@ -468,9 +468,11 @@ void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<co
 // OnWriteDone calls back here as writes complete. Data sets go one after
 // another (PS3.8 9.3.5: one message's PDVs are not interleaved with
 // another's); with a window, the next command follows the previous data set
-// without waiting for its response.
+// without waiting for its response. Paced (a rate limiter), a chunk goes out
+// in slices of about 20 ms of the rate (at least 16 KiB), each paid for
+// before it is sent: the rate holds over short spans too, not only on
+// average over whole chunks (up to 256 KiB).
 void ScuAssociation::PumpData() {
-  std::vector<uint8_t> chunk;
   while (!closing_ && !conn_.closing_after_writes() && conn_.write_bytes_pending() < kMaxBufferedBytes) {
     Op* op = Sending();
     if (op == nullptr) return;
@@ -492,24 +494,40 @@ void ScuAssociation::PumpData() {
         return;
       }
     }
-    bool done = false;
-    Status s = op->reader->Next(&chunk, &done);
-    if (!s.ok()) {
-      std::string why = "reading object " + op->sop_instance_uid + " from the store: " + s.ToString();
-      Outcome o = MakeOutcome(Outcome::Kind::kLocalError, why);
-      o.store_code = s.code();
-      CompleteOp(IndexOf(msg), std::move(o));
-      // Part of the data set is on the wire: only an abort ends it. The
-      // others in flight are not at fault: aborted, they are sent again.
-      Fail(MakeOutcome(Outcome::Kind::kAborted, "association aborted: " + why));
-      AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
-      return;
+    if (op->chunk_sent >= op->chunk.size()) {
+      bool done = false;
+      op->chunk.clear();
+      op->chunk_sent = 0;
+      Status s = op->reader->Next(&op->chunk, &done);
+      if (!s.ok()) {
+        std::string why = "reading object " + op->sop_instance_uid + " from the store: " + s.ToString();
+        Outcome o = MakeOutcome(Outcome::Kind::kLocalError, why);
+        o.store_code = s.code();
+        CompleteOp(IndexOf(msg), std::move(o));
+        // Part of the data set is on the wire: only an abort ends it. The
+        // others in flight are not at fault: aborted, they are sent again.
+        Fail(MakeOutcome(Outcome::Kind::kAborted, "association aborted: " + why));
+        AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, why);
+        return;
+      }
+      op->chunk_last = done;
+      if (done) op->reader.reset();
     }
-    if (config_.rate_limiter) config_.rate_limiter->Consume(chunk.size(), uv_now(loop_));
-    SendPData(context_id, false, chunk, done);
+    size_t n = op->chunk.size() - op->chunk_sent;
+    if (config_.rate_limiter && config_.rate_limiter->bytes_per_s() > 0) {
+      n = std::min<size_t>(n, std::max<uint64_t>(16384, config_.rate_limiter->bytes_per_s() / 50));
+    }
+    const bool last = op->chunk_last && op->chunk_sent + n == op->chunk.size();
+    if (config_.rate_limiter) config_.rate_limiter->Consume(n, uv_now(loop_));
+    SendPData(context_id, false, std::span<const uint8_t>(op->chunk.data() + op->chunk_sent, n), last);
     // Sending may have failed the operations (a write error): look it up again.
-    if (Op* again = FindOp(msg); done && again != nullptr) {
-      again->reader.reset();
+    Op* again = FindOp(msg);
+    if (again == nullptr) return;
+    again->chunk_sent += n;
+    if (last) {
+      again->chunk.clear();
+      again->chunk.shrink_to_fit();  // up to a window of ops: keep no chunk once sent
+      again->chunk_sent = 0;
       again->all_sent = true;
     }
   }

@@ -158,6 +158,10 @@ class ScuAssociation : private UlConnection::User {
     uint64_t sent_at = 0;                         // loop time (ms) its command was queued: its round trip
     std::unique_ptr<store::ObjectReader> reader;  // null once fully read (or none)
     bool all_sent = false;                        // last data PDV queued
+    // Paced (a rate limiter): the chunk read last, sent a slice at a time.
+    std::vector<uint8_t> chunk;
+    size_t chunk_sent = 0;
+    bool chunk_last = false;
     std::function<void(Outcome)> done;
   };
 

@@ -196,5 +196,67 @@ TEST(AdaptiveConcurrencyTest, KillNineDuringRampUpLosesNothing) {
   EXPECT_EQ(peer.Terminate(), 0);
 }
 
+// What a peer refused is kept across a restart (router/deliver/peer_limits.h,
+// `<store>/peer-limits.tsv`, 24 h): a peer that takes one association
+// refuses the second one the adaptive start opens; after a restart the
+// sender opens only one, so the peer is not refused again, and every object
+// of both runs arrives.
+TEST(AdaptiveConcurrencyTest, LearntLimitIsKeptAcrossARestart) {
+  if (!HaveStorescu()) GTEST_SKIP() << "storescu not installed";
+  TempDir tmp;
+  const std::string src = tmp / "src", peer_dir = tmp / "peer", relais_dir = tmp / "relais";
+  for (const std::string& d : {src, peer_dir, relais_dir}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
+  constexpr int kObjects = 60;
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", src, kObjects, &uids);
+  ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
+  RelaisOptions peer_options;
+  peer_options.ae_title = "PACS";
+  peer_options.max_associations = 1;
+  RelaisProcess peer(peer_dir, peer_options);
+  ASSERT_TRUE(peer.Start()) << peer.Log();
+  const std::string rules = relais_dir + "/rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(peer.port()) +
+                       "\nhold_study = \"2s\"\n\n[[rule]]\nname = \"all\"\nforward = [\"pacs\"]\n");
+  RelaisOptions o;
+  o.extra = "\n[delivery]\nconnect_timeout_s = 10\n\n[rules]\npath = \"" + rules + "\"\n";
+  RelaisProcess relais(relais_dir, o);
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  auto send = [&](size_t from, size_t to) {
+    std::vector<std::string> argv = {"storescu", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
+    argv.insert(argv.end(), files.begin() + static_cast<std::ptrdiff_t>(from),
+                files.begin() + static_cast<std::ptrdiff_t>(to));
+    RunResult sent = RunCommand(argv, 600);
+    EXPECT_EQ(sent.exit_code, 0) << sent.output;
+    const int64_t deadline = NowMs() + 300000;
+    while (NowMs() < deadline && peer.StoreList().size() < to) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    EXPECT_EQ(peer.StoreList().size(), to) << relais.Log();
+  };
+
+  send(0, kObjects / 2);
+  const std::string first = relais.Log();
+  ASSERT_GE(Count(first, "event=association-refused-at-limit"), 1u) << first;
+  const std::string kept = ReadFile(relais.store_path() + "/peer-limits.tsv");
+  EXPECT_NE(kept.find("pacs\tPACS@127.0.0.1:" + std::to_string(peer.port()) + "\t1\t"), std::string::npos) << kept;
+  ASSERT_EQ(relais.Terminate(), 0);
+  const size_t peer_refusals = Count(peer.Log(), "event=association-rejected");
+
+  ASSERT_TRUE(relais.Start()) << relais.Log();
+  send(kObjects / 2, kObjects);
+  const std::string second = relais.Log().substr(first.size());
+  EXPECT_NE(second.find("event=concurrency-ceiling-restored ceiling=1"), std::string::npos) << second;
+  EXPECT_EQ(Count(second, "event=association-refused-at-limit"), 0u) << second;
+  EXPECT_EQ(Count(peer.Log(), "event=association-rejected"), peer_refusals) << "the restarted sender asked again";
+  for (int t : Values(second, "event=concurrency-target", "target")) EXPECT_LE(t, 1) << second;
+  std::map<std::string, std::string> got = peer.StoreList();
+  for (const std::string& uid : uids) EXPECT_EQ(got.count(uid), 1u) << uid;
+  EXPECT_EQ(relais.Terminate(), 0);
+  EXPECT_EQ(peer.Terminate(), 0);
+}
+
 }  // namespace
 }  // namespace relais::itest

@@ -2,14 +2,15 @@
 // destination with two windows, 400 KB/s until a boundary a few seconds
 // ahead (local time, "HH:MM:SS") and 1.6 MB/s after it, switching while
 // objects are being sent. A TCP relay in the test between Relais and storescp
-// counts the bytes Relais sends as they pass; the rate over a couple of
-// seconds inside each window must follow that window's cap (slow label:
-// about 20 s).
+// counts the bytes Relais sends as they pass; the rate over 5-6 seconds
+// inside each window must follow that window's cap within 5 % (slow label:
+// about 30 s).
 //
 // Timing: the rates are low enough for a loaded 2-core machine to keep up
 // (the limiter, not the machine, sets the pace); the measured spans keep
 // half a second away from the boundary (the limiter's quarter-second
-// bucket). If the backlog were sent before the boundary the test says so.
+// bucket) and start seconds after Relais began sending (its first burst).
+// If the backlog were sent before the boundary the test says so.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -71,31 +72,17 @@ class CountingRelay {
     return n;
   }
 
-  // The rate Relais sent at in [from_ms, to_ms), bytes/s. The limiter lets
-  // a chunk (up to a PDU) go whole, and loopback carries it at once: the
-  // bytes come in bursts. Counting whole bursts, from the start of the first
-  // one in the span to the start of the last one (its bytes left out), does
-  // not depend on where the span cuts a burst.
+  // The rate Relais sent at in [from_ms, to_ms), bytes/s: the bytes that
+  // reached the relay (the receiving side) in the span over its length.
+  // Relais paces in slices of ~20 ms of the rate (scu_association.cc), so
+  // over seconds the slice cut at either end is within a percent or two.
   double RateBetween(int64_t from_ms, int64_t to_ms) {
     std::lock_guard<std::mutex> lock(mu_);
-    int64_t first = -1, last_start = -1, prev = -1;
-    uint64_t bytes = 0, in_burst = 0;
+    uint64_t bytes = 0;
     for (const auto& [at, n] : log_) {
-      if (at < from_ms || at >= to_ms) continue;
-      if (prev < 0 || at - prev > 3) {  // a new burst
-        if (first < 0) {
-          first = at;
-        } else {
-          bytes += in_burst;
-        }
-        last_start = at;
-        in_burst = 0;
-      }
-      in_burst += n;
-      prev = at;
+      if (at >= from_ms && at < to_ms) bytes += n;
     }
-    if (first < 0 || last_start <= first) return 0;
-    return static_cast<double>(bytes) * 1000.0 / static_cast<double>(last_start - first);
+    return static_cast<double>(bytes) * 1000.0 / static_cast<double>(to_ms - from_ms);
   }
 
  private:
@@ -171,7 +158,7 @@ std::string LocalClock(int64_t unix_ms) {
 
 TEST(BandwidthScheduleTest, RateFollowsEachWindowAcrossABoundaryWhileSending) {
   constexpr double kSlow = 400e3, kFast = 1600e3;  // bytes/s
-  constexpr int64_t kLeadMs = 10000;               // boundary this far after the rules are written
+  constexpr int64_t kLeadMs = 14000;               // boundary this far after the rules are written
   TempDir tmp;
   for (const char* d : {"peer", "relais", "copies"}) ASSERT_EQ(mkdir((tmp / d).c_str(), 0755), 0);
   StorescpOptions opts;
@@ -193,18 +180,18 @@ TEST(BandwidthScheduleTest, RateFollowsEachWindowAcrossABoundaryWhileSending) {
   RelaisProcess relais(tmp / "relais", options);
   ASSERT_TRUE(relais.Start()) << relais.Log();
 
-  // 32 CT slices (~17 MB): more than 10 s at 400 KB/s plus 4.5 s at 1.6 MB/s.
+  // 40 CT slices (~21 MB): more than 14 s at 400 KB/s plus 6.5 s at 1.6 MB/s.
   std::vector<std::string> uids;
   std::vector<std::string> files = MakeCopiesWithNewUids(
-      CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", tmp / "copies", 32, &uids);
-  ASSERT_EQ(files.size(), 32u);
+      CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", tmp / "copies", 40, &uids);
+  ASSERT_EQ(files.size(), 40u);
   std::vector<std::string> argv = {"storescu", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
   argv.insert(argv.end(), files.begin(), files.end());
   RunResult r = RunCommand(argv, 120);
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
-  const int64_t slow_from = boundary - 3000, slow_to = boundary - 500;
-  const int64_t fast_from = boundary + 500, fast_to = boundary + 4500;
+  const int64_t slow_from = boundary - 6000, slow_to = boundary - 500;
+  const int64_t fast_from = boundary + 500, fast_to = boundary + 6500;
   ASSERT_LT(NowUnixMs(), slow_from) << "Relais and storescu took longer than the lead before the boundary; nothing to "
                                        "measure in the first window";
   while (NowUnixMs() < fast_to + 100) std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -213,11 +200,8 @@ TEST(BandwidthScheduleTest, RateFollowsEachWindowAcrossABoundaryWhileSending) {
   const double fast = relay.RateBetween(fast_from, fast_to);
   std::printf("window 1 (400 KB/s): %.0f B/s (%.1f %%); window 2 (1.6 MB/s): %.0f B/s (%.1f %%)\n", slow,
               100.0 * slow / kSlow, fast, 100.0 * fast / kFast);
-  // The issue asks for 5 %; measured 98.7-100 % and 99.5-105.4 % on a
-  // loaded 2-core machine (bursts of several associations can merge): 10 %
-  // here, the figures printed above.
-  EXPECT_NEAR(slow, kSlow, kSlow * 0.10) << relais.Log();
-  EXPECT_NEAR(fast, kFast, kFast * 0.10) << relais.Log();
+  EXPECT_NEAR(slow, kSlow, kSlow * 0.05) << relais.Log();
+  EXPECT_NEAR(fast, kFast, kFast * 0.05) << relais.Log();
   EXPECT_NE(relais.Log().find("event=bandwidth-cap from_bps=400000 to_bps=1600000"), std::string::npos) << relais.Log();
 
   // Everything arrives.

@@ -124,6 +124,29 @@ std::string ReceivedFile(const std::vector<std::string>& files, const std::strin
   return "";
 }
 
+// iperf3's receiver rate (MB/s, 1e6 bytes) with `streams` parallel TCP
+// streams from namespace a to b for `seconds`, or 0 if it did not run.
+double Iperf3MBps(const std::string& ns_a, const std::string& ns_b, int streams, int seconds) {
+  Child server;
+  TempDir tmp;
+  if (!server.Start({"ip", "netns", "exec", ns_b, "iperf3", "-s", "-1", "-p", "5201"}, tmp / "iperf3-server.log"))
+    return 0;
+  RunResult r;
+  for (int i = 0; i < 50; ++i) {  // until the server listens
+    r = RunCommand({"ip", "netns", "exec", ns_a, "iperf3", "-c", kAddrB, "-p", "5201", "-P", std::to_string(streams),
+                    "-t", std::to_string(seconds), "-J"},
+                   seconds + 60);
+    if (r.output.find("\"sum_received\"") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  server.Stop(SIGTERM, 10);
+  size_t at = r.output.find("\"sum_received\"");
+  if (at == std::string::npos) return 0;
+  at = r.output.find("\"bits_per_second\":", at);
+  if (at == std::string::npos) return 0;
+  return std::strtod(r.output.c_str() + at + std::strlen("\"bits_per_second\":"), nullptr) / 8e6;
+}
+
 class WanLinkTest : public testing::Test {
  protected:
   void SetUp() override {
@@ -163,6 +186,31 @@ class WanLinkTest : public testing::Test {
     RunResult r = Env({"ctl", prefix_, cmd});
     EXPECT_EQ(r.exit_code, 0) << cmd << ": " << r.output;
     return r.output;
+  }
+
+  // True once something listens on `port` in namespace `ns` (15 s at most).
+  bool ListeningIn(const std::string& ns, int port) {
+    for (int i = 0; i < 150; ++i) {
+      RunResult ss = RunCommand({"ip", "netns", "exec", ns, "ss", "-Htln", "sport = :" + std::to_string(port)}, 10);
+      if (ss.exit_code == 0 && ss.output.find(std::to_string(port)) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+  // Files per second between the first and the last of `n` files to appear
+  // in `dir` (polled every 50 ms), or 0 if they did not all come.
+  static double RateInto(const std::string& dir, size_t n, int timeout_s) {
+    int64_t first = 0, deadline = NowMs() + timeout_s * 1000LL;
+    size_t got = 0;
+    while (NowMs() < deadline) {
+      got = ListFiles(dir).size();
+      if (got > 0 && first == 0) first = NowMs();
+      if (got >= n) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    int64_t last = NowMs();
+    if (got < n || last <= first) return 0.0;
+    return static_cast<double>(n - 1) * 1000.0 / static_cast<double>(last - first);
   }
 
   std::string prefix_, ns_a_, ns_b_;
@@ -290,18 +338,10 @@ TEST_F(WanLinkTest, RelaisDeliversEverythingThroughLossAndFlaps) {
   ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
   ASSERT_TRUE(Up(0.02));
 
-  auto listening_in = [&](const std::string& ns, int port) {
-    for (int i = 0; i < 150; ++i) {
-      RunResult ss = RunCommand({"ip", "netns", "exec", ns, "ss", "-Htln", "sport = :" + std::to_string(port)}, 10);
-      if (ss.exit_code == 0 && ss.output.find(std::to_string(port)) != std::string::npos) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
-  };
   Child scp;
   ASSERT_TRUE(scp.Start({"ip", "netns", "exec", ns_b_, "storescp", "-aet", "FARSITE", "+B", "-od", out, "11112"},
                         tmp / "storescp.log"));
-  ASSERT_TRUE(listening_in(ns_b_, 11112)) << scp.ReadLog();
+  ASSERT_TRUE(ListeningIn(ns_b_, 11112)) << scp.ReadLog();
 
   // Relais inside namespace a: it listens on that namespace's loopback and
   // reaches the far site only through the emulated link.
@@ -321,7 +361,7 @@ TEST_F(WanLinkTest, RelaisDeliversEverythingThroughLossAndFlaps) {
   Child relais;
   ASSERT_TRUE(
       relais.Start({"ip", "netns", "exec", ns_a_, RelaisBinary(), "serve", "--config", config}, tmp / "relais.log"));
-  ASSERT_TRUE(listening_in(ns_a_, 11112)) << relais.ReadLog();
+  ASSERT_TRUE(ListeningIn(ns_a_, 11112)) << relais.ReadLog();
 
   // Ingest is local (loopback of namespace a): every object is acknowledged.
   RunResult sent = RunCommand(
@@ -403,30 +443,6 @@ TEST_F(WanLinkTest, DefaultDestinationIsTenTimesOneStorescuAssociation) {
   ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
   ASSERT_TRUE(Up(0));
 
-  auto listening_in = [&](const std::string& ns, int port) {
-    for (int i = 0; i < 150; ++i) {
-      RunResult ss = RunCommand({"ip", "netns", "exec", ns, "ss", "-Htln", "sport = :" + std::to_string(port)}, 10);
-      if (ss.exit_code == 0 && ss.output.find(std::to_string(port)) != std::string::npos) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
-  };
-  // Images per second between the first and the last of `n` files to
-  // appear in `dir` (polled every 50 ms), or 0 if they did not all come.
-  auto rate_into = [&](const std::string& dir, size_t n, int timeout_s) {
-    int64_t first = 0, deadline = NowMs() + timeout_s * 1000LL;
-    size_t got = 0;
-    while (NowMs() < deadline) {
-      got = ListFiles(dir).size();
-      if (got > 0 && first == 0) first = NowMs();
-      if (got >= n) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    int64_t last = NowMs();
-    if (got < n || last <= first) return 0.0;
-    return static_cast<double>(n - 1) * 1000.0 / static_cast<double>(last - first);
-  };
-
   Child scp_scu, scp;
   ASSERT_TRUE(scp_scu.Start(
       {"ip", "netns", "exec", ns_b_, "storescp", "--fork", "-aet", "FARSITE", "+B", "-od", out_scu, "11113"},
@@ -435,15 +451,15 @@ TEST_F(WanLinkTest, DefaultDestinationIsTenTimesOneStorescuAssociation) {
   ASSERT_TRUE(
       scp.Start({"ip", "netns", "exec", ns_b_, "storescp", "--fork", "-aet", "FARSITE", "+B", "-od", out, "11112"},
                 tmp / "storescp.log"));
-  ASSERT_TRUE(listening_in(ns_b_, 11113)) << scp_scu.ReadLog();
-  ASSERT_TRUE(listening_in(ns_b_, 11112)) << scp.ReadLog();
+  ASSERT_TRUE(ListeningIn(ns_b_, 11113)) << scp_scu.ReadLog();
+  ASSERT_TRUE(ListeningIn(ns_b_, 11112)) << scp.ReadLog();
 
   // One storescu association across the link.
   Child scu;
   std::vector<std::string> argv = {"ip", "netns", "exec", ns_a_, "storescu", "-aec", "FARSITE", kAddrB, "11113"};
   argv.insert(argv.end(), files.begin(), files.begin() + kBaseline);
   ASSERT_TRUE(scu.Start(argv, tmp / "storescu.log"));
-  const double scu_rate = rate_into(out_scu, kBaseline, 300);
+  const double scu_rate = RateInto(out_scu, kBaseline, 300);
   EXPECT_EQ(scu.Wait(60), 0) << scu.ReadLog();
   ASSERT_GT(scu_rate, 0) << scu.ReadLog();
 
@@ -463,13 +479,13 @@ TEST_F(WanLinkTest, DefaultDestinationIsTenTimesOneStorescuAssociation) {
   Child relais;
   ASSERT_TRUE(
       relais.Start({"ip", "netns", "exec", ns_a_, RelaisBinary(), "serve", "--config", config}, tmp / "relais.log"));
-  ASSERT_TRUE(listening_in(ns_a_, 11112)) << relais.ReadLog();
+  ASSERT_TRUE(ListeningIn(ns_a_, 11112)) << relais.ReadLog();
   std::vector<std::string> in = {"ip", "netns", "exec", ns_a_, "storescu", "-aec", "RELAIS", "127.0.0.1", "11112"};
   in.insert(in.end(), files.begin(), files.end());
   RunResult sent = RunCommand(in, 600);
   ASSERT_EQ(sent.exit_code, 0) << sent.output;
   Ctl("up");
-  const double relais_rate = rate_into(out, kObjects, 600);
+  const double relais_rate = RateInto(out, kObjects, 600);
   const std::string log = relais.ReadLog();
   ASSERT_GT(relais_rate, 0) << log;
   int max_target = 2;
@@ -494,6 +510,86 @@ TEST_F(WanLinkTest, DefaultDestinationIsTenTimesOneStorescuAssociation) {
   scp_scu.Stop(SIGTERM, 10);
   // storescp's forked children, which are not ours to wait for.
   RunCommand({"sh", "-c", "ip netns pids " + ns_b_ + " | xargs -r kill -9"}, 30);
+}
+
+// Adaptive concurrency across the same 100 ms link with 2 % loss, where one
+// TCP connection carries little (every loss halves its window) and many
+// must run side by side: the default destination (name, AE title, host,
+// port) delivers 800 CT images at least half as fast as iperf3 with four
+// streams on the same link in the same run (measured before and after
+// Relais; their mean). Relative, so a loaded machine slows both. 800, not
+// 400: Relais's run then lasts about as long as iperf3's 10 s. The ramp
+// (2, 8, 16-32, 64 associations, a window of two object round trips each,
+// about 6 s under loss) is in the figure; with 400 images it weighs half
+// the run and the figure was 44-50 %, while 64 associations alone deliver
+// more than iperf3's four streams.
+TEST_F(WanLinkTest, DefaultDestinationGetsHalfOfIperf3FourStreamsAtTwoPercentLoss) {
+  if (std::string missing = MissingDcmtkTool(); !missing.empty()) GTEST_SKIP() << missing;
+  if (RunCommand({"sh", "-c", "command -v iperf3"}, 10).exit_code != 0)
+    GTEST_SKIP() << "iperf3 not installed (scripts/setup.sh installs it)";
+  TempDir tmp;
+  std::string src = tmp / "src", out = tmp / "out";
+  for (const std::string& d : {src, out}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
+  constexpr int kObjects = 800;  // ~424 MB
+  std::vector<std::string> uids;
+  std::vector<std::string> files =
+      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", src, kObjects, &uids);
+  ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
+  const double object_mb = static_cast<double>(ReadFile(files[0]).size()) / 1e6;
+  ASSERT_TRUE(Up(0.02));
+  const double iperf_before = Iperf3MBps(ns_a_, ns_b_, 4, 10);
+  ASSERT_GT(iperf_before, 0) << "iperf3 did not run across the link";
+
+  Child scp;
+  ASSERT_TRUE(
+      scp.Start({"ip", "netns", "exec", ns_b_, "storescp", "--fork", "-aet", "FARSITE", "+B", "-od", out, "11112"},
+                tmp / "storescp.log"));
+  ASSERT_TRUE(ListeningIn(ns_b_, 11112)) << scp.ReadLog();
+  const std::string config = tmp / "relais.toml", rules = tmp / "rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"farsite\"\nae_title = \"FARSITE\"\nhost = \"" + std::string(kAddrB) +
+                       "\"\nport = 11112\n\n[[rule]]\nname = \"all\"\nforward = [\"farsite\"]\n");
+  WriteFile(config,
+            "[listener]\nae_title = \"RELAIS\"\nhost = \"127.0.0.1\"\nport = 11112\n"
+            "[store]\npath = \"" +
+                tmp / "store" +
+                "\"\n"
+                "[delivery]\nconnect_timeout_s = 5\n"
+                "[rules]\npath = \"" +
+                rules + "\"\n");
+  // Queued while the link is down (a backlog, as after a night offline).
+  Ctl("down");
+  Child relais;
+  ASSERT_TRUE(
+      relais.Start({"ip", "netns", "exec", ns_a_, RelaisBinary(), "serve", "--config", config}, tmp / "relais.log"));
+  ASSERT_TRUE(ListeningIn(ns_a_, 11112)) << relais.ReadLog();
+  std::vector<std::string> in = {"ip", "netns", "exec", ns_a_, "storescu", "-aec", "RELAIS", "127.0.0.1", "11112"};
+  in.insert(in.end(), files.begin(), files.end());
+  RunResult sent = RunCommand(in, 600);
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  Ctl("up");
+  const double relais_mbps = RateInto(out, kObjects, 900) * object_mb;
+  const std::string log = relais.ReadLog();
+  ASSERT_GT(relais_mbps, 0) << log;
+  relais.Stop(SIGTERM, 30);
+  scp.Stop(SIGTERM, 10);
+  RunCommand({"sh", "-c", "ip netns pids " + ns_b_ + " | xargs -r kill -9"}, 30);
+
+  const double iperf_after = Iperf3MBps(ns_a_, ns_b_, 4, 10);
+  const double iperf = iperf_after > 0 ? (iperf_before + iperf_after) / 2 : iperf_before;
+  std::string targets;
+  for (size_t at = log.find("event=concurrency-target target="); at != std::string::npos;
+       at = log.find("event=concurrency-target target=", at + 1)) {
+    const char* p = log.c_str() + at + std::strlen("event=concurrency-target target=");
+    const char* r = std::strstr(p, "reason=");
+    targets += " " + std::to_string(std::atoi(p)) + "(" + (r ? std::string(r + 7, std::strcspn(r + 7, " ")) : "") + ")";
+  }
+  std::printf("concurrency targets:%s\n", targets.c_str());
+  std::printf(
+      "2%% loss: iperf3 4 streams %.1f / %.1f MB/s (before / after); relais (default destination) %.1f MB/s "
+      "(%.0f %% of their mean)\n",
+      iperf_before, iperf_after, relais_mbps, 100.0 * relais_mbps / iperf);
+  EXPECT_GE(relais_mbps, 0.5 * iperf) << log;
+  EXPECT_EQ(log.find("event=dead-letter"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -6,13 +6,19 @@
 // object's round trip follows from Little's law. No clock, no peers.
 #include "router/deliver/concurrency.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "router/deliver/peer_limits.h"
 
 namespace relais::router {
 namespace {
@@ -77,6 +83,71 @@ Trace Simulate(ConcurrencyController* c, const Link& l, int seconds, int64_t sta
         tr.delivered_bytes += bytes;
       }
     }
+    if ((now - start_ms) % 1000 == 0) tr.target_per_s.push_back(c->target());
+  }
+  return tr;
+}
+
+// A lossy long link (2 % loss at 100 ms): one association's TCP window is
+// cut by every loss, so it carries little (`per_assoc_bytes_per_s`) and
+// objects take very different times (retransmissions, timeouts), but many
+// associations scale nearly linearly until the link is full. Each
+// association is simulated on its own: one object at a time, its duration
+// drawn from a heavy-tailed distribution, stretched when the associations
+// together would exceed the link.
+struct LossyLink {
+  double per_assoc_bytes_per_s = 0.8e6;
+  double link_bytes_per_s = 40e6;
+  double spread = 0.6;        // sigma of the log-normal factor on each object's time
+  double timeout_odds = 0.1;  // an object that also waits for a retransmission timeout
+  double timeout_ms = 1000;
+  uint64_t object_bytes = 512 * 1024;
+};
+
+struct LossyTrace {
+  std::vector<uint32_t> target_per_s;
+  double delivered_bytes = 0;
+};
+
+LossyTrace SimulateLossy(ConcurrencyController* c, const LossyLink& l, int seconds, int64_t start_ms = 0,
+                         uint32_t seed = 1) {
+  LossyTrace tr;
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> spread(0, l.spread);
+  std::uniform_real_distribution<double> u(0, 1);
+  const int64_t tick = 10;
+  struct Assoc {
+    int64_t opened_at = 0;
+    int64_t started = 0;
+    int64_t done_at = 0;
+  };
+  std::vector<Assoc> assocs;
+  auto duration = [&](size_t open) {
+    const double base = static_cast<double>(l.object_bytes) / l.per_assoc_bytes_per_s * 1000.0;
+    const double stretch = std::max(1.0, static_cast<double>(open) * l.per_assoc_bytes_per_s / l.link_bytes_per_s);
+    double ms = base * std::exp(spread(rng)) * stretch;
+    if (u(rng) < l.timeout_odds) ms += l.timeout_ms;
+    return static_cast<int64_t>(ms);
+  };
+  for (int64_t now = start_ms; now < start_ms + seconds * 1000; now += tick) {
+    const uint32_t target = c->target();
+    while (assocs.size() > target) assocs.pop_back();
+    while (assocs.size() < target) assocs.push_back({now + 300, 0, 0});  // opening takes three round trips
+    uint32_t open = 0;
+    for (Assoc& a : assocs) {
+      if (now < a.opened_at) continue;
+      ++open;
+      if (a.done_at == 0) {
+        a.started = now;
+        a.done_at = now + duration(assocs.size());
+      } else if (now >= a.done_at) {
+        c->OnObject(now, now - a.started, l.object_bytes);
+        tr.delivered_bytes += static_cast<double>(l.object_bytes);
+        a.started = now;
+        a.done_at = now + duration(assocs.size());
+      }
+    }
+    c->Update(now, open, /*backlog=*/true);
     if ((now - start_ms) % 1000 == 0) tr.target_per_s.push_back(c->target());
   }
   return tr;
@@ -235,6 +306,80 @@ TEST(ConcurrencyTest, NoBacklogNoChange) {
   }
   EXPECT_EQ(c.target(), 2u);
   EXPECT_EQ(c.changes(), 0u);
+}
+
+// 2 % loss on a 100 ms link (LossyLink): each association carries 0.8 MB/s
+// with objects taking anywhere from a fraction to several times the mean,
+// the link 40 MB/s. Noisy windows and inflated round trips must not stop
+// the ramp: within a minute the target fills most of the link (50
+// associations would; 25 give half), and it is not given back later.
+TEST(ConcurrencyTest, RampsUpOnALossyLinkDespiteNoisyRoundTrips) {
+  for (uint32_t seed = 1; seed <= 5; ++seed) {
+    ConcurrencyController c(Adaptive());
+    LossyLink l;
+    LossyTrace tr = SimulateLossy(&c, l, 60, 0, seed);
+    LossyTrace rest = SimulateLossy(&c, l, 60, 60000, seed + 100);
+    std::string targets;
+    for (uint32_t t : tr.target_per_s) targets += " " + std::to_string(t);
+    for (uint32_t t : rest.target_per_s) targets += " " + std::to_string(t);
+    EXPECT_GE(tr.delivered_bytes / 60.0, 0.5 * l.link_bytes_per_s) << "seed " << seed << ":" << targets;
+    EXPECT_GE(rest.delivered_bytes / 60.0, 0.6 * l.link_bytes_per_s) << "seed " << seed << ":" << targets;
+    std::printf("seed %u: first minute %.1f MB/s, second %.1f MB/s, target %u (%s)\n", seed, tr.delivered_bytes / 60e6,
+                rest.delivered_bytes / 60e6, c.target(), c.reason().c_str());
+  }
+}
+
+// A refusal holds for ceiling_ttl_ms (24 h), then the peer is asked again;
+// a ceiling restored after a restart holds until its own end.
+TEST(ConcurrencyTest, ALearntCeilingExpires) {
+  ConcurrencyController::Settings s = Adaptive();
+  s.ceiling_ttl_ms = 60000;
+  ConcurrencyController c(s);
+  c.OnRefused(1000, 2);
+  EXPECT_EQ(c.ceiling(), 2u);
+  EXPECT_EQ(c.ceiling_until_ms(), 61000);
+  Simulate(&c, Link{}, 50, 1000);
+  EXPECT_EQ(c.target(), 2u);
+  EXPECT_EQ(c.ceiling(), 2u);
+  Simulate(&c, Link{}, 120, 61000);
+  EXPECT_EQ(c.ceiling(), 0u);
+  EXPECT_GT(c.target(), 2u) << c.reason();
+
+  ConcurrencyController restored(Adaptive());
+  restored.RestoreCeiling(3, 30000);
+  EXPECT_EQ(restored.ceiling(), 3u);
+  EXPECT_EQ(restored.ceiling_until_ms(), 30000);
+  Trace tr = Simulate(&restored, Link{}, 25);
+  for (uint32_t t : tr.target_per_s) EXPECT_LE(t, 3u);
+  EXPECT_EQ(restored.target(), 3u);
+}
+
+// The file that keeps them across restarts: what is saved is loaded back,
+// expired limits are left out, and a damaged file is an error naming it.
+TEST(PeerLimitsTest, SavedLimitsLoadBackAndExpiredOnesAreDropped) {
+  char tmpl[] = "/tmp/relais-peer-limits-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/" + kPeerLimitsFile;
+  EXPECT_TRUE(LoadPeerLimits(path).status().IsNotFound());
+  PeerLimits limits;
+  limits["pacs"] = PeerLimit{PeerKey("PACS", "10.0.0.5", 104), 4, 100000};
+  limits["old"] = PeerLimit{PeerKey("OLD", "10.0.0.6", 104), 2, 5000};
+  ASSERT_TRUE(SavePeerLimits(path, limits, 10000).ok());
+  Result<PeerLimits> back = LoadPeerLimits(path);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_EQ(back->at("pacs").peer, "PACS@10.0.0.5:104");
+  EXPECT_EQ(back->at("pacs").ceiling, 4u);
+  EXPECT_EQ(back->at("pacs").until_unix_ms, 100000);
+  FILE* f = std::fopen(path.c_str(), "a");
+  ASSERT_NE(f, nullptr);
+  std::fputs("broken line\n", f);
+  std::fclose(f);
+  Result<PeerLimits> bad = LoadPeerLimits(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(path + ":3:"), std::string::npos) << bad.status().ToString();
+  std::remove(path.c_str());
+  rmdir(tmpl);
 }
 
 }  // namespace
