@@ -28,7 +28,7 @@ size_t CountIn(const std::vector<std::string>& lines, const std::set<std::string
 }
 
 TEST(PriorityLaneTest, StatStudyOvertakesARoutineBacklogOnABusyDestination) {
-  constexpr int kRoutine = 240;
+  constexpr int kRoutine = 2000;  // issue 16: 2,000 routine CT images queued
   constexpr int kStat = 20;
   constexpr size_t kMoreRoutineAllowed = 100;  // issue 16: before 100 more routine images
   TempDir tmp;
@@ -42,9 +42,9 @@ TEST(PriorityLaneTest, StatStudyOvertakesARoutineBacklogOnABusyDestination) {
   const std::set<std::string> routine(ct_uids.begin(), ct_uids.end());
   const std::set<std::string> stat(mr_uids.begin(), mr_uids.end());
 
-  // The slow peer: 50 ms per object and association.
+  // The slow peer: 20 ms per object and association.
   FakeScpOptions fo;
-  fo.delay_ms = 50;
+  fo.delay_ms = 20;
   FakeScp pacs(tmp.path(), fo);
   ASSERT_TRUE(pacs.Start()) << pacs.Log();
 
@@ -62,7 +62,7 @@ TEST(PriorityLaneTest, StatStudyOvertakesARoutineBacklogOnABusyDestination) {
 
   std::vector<std::string> argv = {"storescu", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
   argv.insert(argv.end(), ct.begin(), ct.end());
-  RunResult r = RunCommand(argv, 120);
+  RunResult r = RunCommand(argv, 300);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // The backlog is being sent on every association.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
