@@ -419,31 +419,36 @@ void ScuAssociation::StartOp(Op op, const dimse::Command& rq) {
 // PS3.8 9.3.5 and Annex E: one PDV per P-DATA-TF PDU, at most MaxPdvData()
 // bytes; the message control header says command/data set and last
 // fragment. The command set and the data set never share a PDV (PS3.7 8.1).
+// All the PDUs of one call go out as one write (a 256 KiB chunk to a peer
+// with DCMTK's 16 KiB PDUs is 16 PDUs): one buffer and one system call
+// instead of one per PDU. DT-1 passes the bytes through unchanged, so a run
+// of P-DATA-TF PDUs is sent exactly as the same PDUs one by one would be.
 void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<const uint8_t> data, bool last) {
   if (data.empty() && !last) return;
   const size_t max = MaxPdvData();
+  const size_t pdus = data.empty() ? 1 : (data.size() + max - 1) / max;
+  std::vector<uint8_t> bytes;
+  bytes.reserve(data.size() + pdus * 12);
   size_t off = 0;
   do {
     size_t n = std::min(max, data.size() - off);
     bool is_last = last && off + n == data.size();
-    std::vector<uint8_t> pdu;
-    pdu.reserve(12 + n);
-    if (Status s = ul::EncodePDataHeader(context_id, is_command, is_last, static_cast<uint32_t>(n), &pdu); !s.ok()) {
+    if (Status s = ul::EncodePDataHeader(context_id, is_command, is_last, static_cast<uint32_t>(n), &bytes); !s.ok()) {
       // MaxPdvData() keeps n in range; refuse rather than wrap if it ever does not.
       Fail(MakeOutcome(Outcome::Kind::kLocalError, s.message()));
       AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, s.message());
       return;
     }
-    pdu.insert(pdu.end(), data.begin() + off, data.begin() + off + n);
-    conn_.Fsm(Event::kEvt9, nullptr, std::move(pdu));  // DT-1
+    bytes.insert(bytes.end(), data.begin() + off, data.begin() + off + n);
     off += n;
-  } while (off < data.size() && !closing_);
+  } while (off < data.size());
+  conn_.Fsm(Event::kEvt9, nullptr, std::move(bytes));  // DT-1
 }
 
 // Reads the next chunk only while less than kMaxBufferedBytes are queued
 // for writing; OnWrite calls back here as writes complete.
 void ScuAssociation::PumpData() {
-  std::vector<uint8_t> chunk;
+  std::vector<uint8_t>& chunk = chunk_;
   while (op_ && op_->reader && !closing_ && !conn_.closing_after_writes() &&
          conn_.write_bytes_pending() < kMaxBufferedBytes) {
     if (config_.rate_limiter) {
