@@ -150,10 +150,16 @@ void Writer::Stop() {
 
 void Writer::Enqueue(WriteOp op) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (!stopped_) {
       queue_.push_back(std::move(op));
-      cv_.notify_one();
+      // The writer waits for a first operation, then holds chunks alone
+      // (Run): a chunk that leaves them "only chunks held" changes nothing
+      // for it, so it is not woken for every chunk (three per CT image),
+      // only for the first operation and for one that ends the hold.
+      const bool wake = queue_.size() == 1 || !OnlyChunksHeld();
+      lock.unlock();  // the woken writer takes the lock at once: let it
+      if (wake) cv_.notify_one();
       return;
     }
   }
