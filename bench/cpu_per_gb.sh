@@ -170,44 +170,44 @@ for rep in $(seq 1 "$reps"); do
 
   # ingest: Relais on one association (the first rep's store is kept for the drains)
   for name in "${names[@]}"; do
-  relais=${relais_bin[$name]}
-  dir="$work/relais-in-$rep-$name"
-  [[ $rep -eq 1 && $name == "${names[0]}" ]] && dir=$q
-  write_config "$dir" "$(free_port)" "$(free_port)"
-  port=$(awk -F' = ' '/^port/ {print $2; exit}' "$dir/relais.toml")
-  "$relais" serve -c "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
-  rpid=$!; pids+=("$rpid")
-  wait_listen "$rpid" "$port" 15 || { echo "relais did not start: $dir/relais.log" >&2; exit 1; }
-  maybe_perf ingest "$rpid"
-  t0=$(now_s); a=$(own_ticks "$rpid")
-  xargs -a "$work/files" storescu -aet BENCHSCU -aec RELAIS 127.0.0.1 "$port" >"$dir/scu.log" 2>&1
-  b=$(own_ticks "$rpid"); t1=$(now_s)
-  stop_perf
-  stop_pid "$rpid"
-  record ingest "$name" $((b - a)) "$(elapsed "$t0" "$t1")"
-  [[ $dir == "$q" ]] || rm -rf "$dir"
+    relais=${relais_bin[$name]}
+    dir="$work/relais-in-$rep-$name"
+    [[ $rep -eq 1 && $name == "${names[0]}" ]] && dir=$q
+    write_config "$dir" "$(free_port)" "$(free_port)"
+    port=$(awk -F' = ' '/^port/ {print $2; exit}' "$dir/relais.toml")
+    "$relais" serve -c "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
+    rpid=$!; pids+=("$rpid")
+    wait_listen "$rpid" "$port" 15 || { echo "relais did not start: $dir/relais.log" >&2; exit 1; }
+    maybe_perf ingest "$rpid"
+    t0=$(now_s); a=$(own_ticks "$rpid")
+    xargs -a "$work/files" storescu -aet BENCHSCU -aec RELAIS 127.0.0.1 "$port" >"$dir/scu.log" 2>&1
+    b=$(own_ticks "$rpid"); t1=$(now_s)
+    stop_perf
+    stop_pid "$rpid"
+    record ingest "$name" $((b - a)) "$(elapsed "$t0" "$t1")"
+    [[ $dir == "$q" ]] || rm -rf "$dir"
   done
 
   # drain: Relais delivers the queued store
   for name in "${names[@]}"; do
-  relais=${relais_bin[$name]}
-  dir="$work/drain-$rep-$name"; rm -rf "$dir"; mkdir -p "$dir"
-  cp -a "$q/store" "$dir/store"
-  dport=$(free_port); lport=$(free_port)
-  start_storescp "$dir" "$dport"
-  sed -e "s|$q/store|$dir/store|" -e "s|^port = .*|port = $lport|" "$q/relais.toml" >"$dir/relais.toml"
-  sed -e "s|^port = .*|port = $dport|" "$q/rules.toml" >"$dir/rules.toml"
-  sed -i "s|$q/rules.toml|$dir/rules.toml|" "$dir/relais.toml"
-  t0=$(now_s)
-  "$relais" serve -c "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
-  rpid=$!; pids+=("$rpid")
-  maybe_perf drain "$rpid"
-  wait_files "$dir/out" "$ct" 600 || echo "drain: storescp has $(files_in "$dir/out")/$ct ($dir)" >&2
-  b=$(own_ticks "$rpid"); t1=$(now_s)
-  stop_perf
-  stop_pid "$rpid"; stop_pid "$spid"
-  record drain "$name" "$b" "$(elapsed "$t0" "$t1")"
-  rm -rf "$dir/out" "$dir/store"
+    relais=${relais_bin[$name]}
+    dir="$work/drain-$rep-$name"; rm -rf "$dir"; mkdir -p "$dir"
+    cp -a "$q/store" "$dir/store"
+    dport=$(free_port); lport=$(free_port)
+    start_storescp "$dir" "$dport"
+    sed -e "s|$q/store|$dir/store|" -e "s|^port = .*|port = $lport|" "$q/relais.toml" >"$dir/relais.toml"
+    sed -e "s|^port = .*|port = $dport|" "$q/rules.toml" >"$dir/rules.toml"
+    sed -i "s|$q/rules.toml|$dir/rules.toml|" "$dir/relais.toml"
+    t0=$(now_s)
+    "$relais" serve -c "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
+    rpid=$!; pids+=("$rpid")
+    maybe_perf drain "$rpid"
+    wait_files "$dir/out" "$ct" 600 || echo "drain: storescp has $(files_in "$dir/out")/$ct ($dir)" >&2
+    b=$(own_ticks "$rpid"); t1=$(now_s)
+    stop_perf
+    stop_pid "$rpid"; stop_pid "$spid"
+    record drain "$name" "$b" "$(elapsed "$t0" "$t1")"
+    rm -rf "$dir/out" "$dir/store"
   done
 done
 
