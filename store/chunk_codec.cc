@@ -2,6 +2,10 @@
 
 #include <zstd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <cstring>
 #include <string>
 
@@ -9,20 +13,60 @@ namespace relais::store {
 namespace {
 
 // Samples of N bytes: dst[b * count + i] = src[i * N + b]. Written per N so
-// that the compiler unrolls the inner loop (g++ -O2 vectorizes N = 2).
+// that the compiler unrolls the inner loop; `__restrict` (the buffers never
+// overlap) lets it vectorize.
 template <size_t N>
-void Shuffle(const uint8_t* src, uint8_t* dst, size_t count) {
+void Shuffle(const uint8_t* __restrict src, uint8_t* __restrict dst, size_t count) {
   for (size_t i = 0; i < count; ++i) {
     for (size_t b = 0; b < N; ++b) dst[b * count + i] = src[i * N + b];
   }
 }
 
 template <size_t N>
-void Unshuffle(const uint8_t* src, uint8_t* dst, size_t count) {
+void Unshuffle(const uint8_t* __restrict src, uint8_t* __restrict dst, size_t count) {
   for (size_t i = 0; i < count; ++i) {
     for (size_t b = 0; b < N; ++b) dst[i * N + b] = src[b * count + i];
   }
 }
+
+#if defined(__SSE2__)
+// 16-bit samples, the common case (CT, MR, CR...), 16 samples per step with
+// SSE2 (every x86-64 CPU has it): g++ -O2 left the loops above scalar, and
+// the unshuffle alone then cost twice the zstd decompression of the chunk.
+// The same bytes as Shuffle<2> / Unshuffle<2>, which do the remainder.
+template <>
+void Shuffle<2>(const uint8_t* __restrict src, uint8_t* __restrict dst, size_t count) {
+  const __m128i low_bytes = _mm_set1_epi16(0x00FF);
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i + 16));
+    __m128i lo = _mm_packus_epi16(_mm_and_si128(a, low_bytes), _mm_and_si128(b, low_bytes));
+    __m128i hi = _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), lo);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + count + i), hi);
+  }
+  for (; i < count; ++i) {
+    dst[i] = src[2 * i];
+    dst[count + i] = src[2 * i + 1];
+  }
+}
+
+template <>
+void Unshuffle<2>(const uint8_t* __restrict src, uint8_t* __restrict dst, size_t count) {
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + count + i));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i), _mm_unpacklo_epi8(lo, hi));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i + 16), _mm_unpackhi_epi8(lo, hi));
+  }
+  for (; i < count; ++i) {
+    dst[2 * i] = src[i];
+    dst[2 * i + 1] = src[count + i];
+  }
+}
+#endif
 
 // Copies the unshuffled head and tail of the chunk and runs `body` on the
 // samples in between.

@@ -16,9 +16,10 @@ CompressionPool::~CompressionPool() { Stop(); }
 
 void CompressionPool::Submit(Job job) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (!stopping_) {
       jobs_.push_back(std::move(job));
+      lock.unlock();  // the woken thread takes the lock at once: let it
       cv_.notify_one();
       return;
     }

@@ -195,9 +195,12 @@ class ObjectReaderImpl final : public ObjectReader {
   const ObjectMeta& meta() const override { return meta_; }
 
   Status Next(std::vector<uint8_t>* out, bool* done) override {
-    out->clear();
     *done = false;
     const uint64_t id = meta_.id;
+    // *out is not cleared before decoding: DecodeChunk sets its size, and a
+    // buffer the caller reuses then keeps its bytes instead of being
+    // zero-filled again for every chunk.
+    if (next_ >= meta_.chunk_count) out->clear();
     if (next_ < meta_.chunk_count) {
       // One short read transaction per chunk: a slow sink (a WAN peer) must
       // not pin old pages and make the file grow while it reads.

@@ -324,6 +324,13 @@ struct QueueUpdate {
   // (object_id and destination are taken from the update).
   bool log_attempt = false;
   Attempt attempt;
+  // The caller can wait for durability: the store may hold the update (at
+  // most 100 ms, the writer's hold of chunks) so that it shares a later
+  // commit instead of costing one (two fsyncs) of its own; `done` is called
+  // after that commit as always. Delivery sets it on kDelivered, whose
+  // sender has already moved on: a crash before the commit sends the object
+  // again, never loses it. Default: false (committed as soon as possible).
+  bool can_wait = false;
 };
 
 // Called when an operation is durable (or failed). Runs on the writer thread.

@@ -150,10 +150,17 @@ void Writer::Stop() {
 
 void Writer::Enqueue(WriteOp op) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (!stopped_) {
       queue_.push_back(std::move(op));
-      cv_.notify_one();
+      // The writer waits for a first operation, then holds chunks and
+      // queue updates that can wait alone (Run): one that leaves only such operations
+      // queued changes nothing for it, so it is not woken for every chunk
+      // (three per CT image), only for the first operation and for one
+      // that ends the hold.
+      const bool wake = queue_.size() == 1 || !OnlyHoldableQueued();
+      lock.unlock();  // the woken writer takes the lock at once: let it
+      if (wake) cv_.notify_one();
       return;
     }
   }
@@ -167,11 +174,17 @@ bool Writer::Stopping() {
   return stopping_;
 }
 
-bool Writer::OnlyChunksHeld() const {
+bool Writer::OnlyHoldableQueued() const {
   uint64_t bytes = 0;
   for (const WriteOp& op : queue_) {
-    if (op.type != WriteOp::Type::kChunk) return false;
-    bytes += op.raw_bytes;
+    if (op.type == WriteOp::Type::kChunk) {
+      bytes += op.raw_bytes;
+      continue;
+    }
+    if (op.type != WriteOp::Type::kQueueUpdate) return false;
+    for (const QueueUpdate& u : op.updates) {
+      if (!u.can_wait) return false;
+    }
   }
   return bytes < kChunkHoldBytes && queue_.size() < max_batch_;
 }
@@ -188,8 +201,12 @@ void Writer::Run() {
       // their object's final operation, instead of costing a commit each.
       // Bounded in bytes and time so that a big or slow object still
       // streams to disk and its producer's back-pressure is released.
+      // Queue updates whose caller can wait (QueueUpdate::can_wait: rows
+      // delivery marks delivered) are held the same way. One association
+      // delivering CT then costs a commit per hold, not one (two fsyncs)
+      // per object.
       auto deadline = std::chrono::steady_clock::now() + kChunkHoldTime;
-      while (!stopping_ && OnlyChunksHeld() && std::chrono::steady_clock::now() < deadline) {
+      while (!stopping_ && OnlyHoldableQueued() && std::chrono::steady_clock::now() < deadline) {
         cv_.wait_until(lock, deadline);
       }
       batch.clear();

@@ -117,13 +117,16 @@ class Writer {
   // several sweeps rather than holding the writer for one long scan.
   static constexpr size_t kDeliveredScan = 20000;
 
-  // Chunk-only batches wait up to this long, or until this many raw bytes
-  // are queued, for a commit to share (see Run). The byte bound stays below
-  // any producer's back-pressure budget, so holding can never stall one.
+  // Batches of chunks and queue updates that can wait alone wait up to this long, or
+  // until this many raw bytes are queued, for a commit to share (see Run).
+  // The byte bound stays below any producer's back-pressure budget, so
+  // holding can never stall one.
   static constexpr std::chrono::milliseconds kChunkHoldTime{100};
   static constexpr uint64_t kChunkHoldBytes = 4ull << 20;
-  // REQUIRES: mu_ held.
-  bool OnlyChunksHeld() const;
+  // True when every queued operation may wait for a later commit: chunks
+  // (below kChunkHoldBytes) and queue updates whose every QueueUpdate
+  // has can_wait. REQUIRES: mu_ held.
+  bool OnlyHoldableQueued() const;
   bool Stopping();
   void Run();
   // Applies `ops` in one transaction; on failure, retries each op alone (a

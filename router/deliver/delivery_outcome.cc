@@ -115,6 +115,9 @@ void DeliveryScheduler::Finish(Dest* d, const Row& row, store::QueueUpdate u, bo
     }
   }
   bool retry = u.kind == store::QueueUpdate::Kind::kRetryLater;
+  // The sender has moved on and the row stays in flight until `done`: the
+  // delivered mark may share a later commit (a crash before it re-sends).
+  u.can_wait = u.kind == store::QueueUpdate::Kind::kDelivered;
   store_->UpdateQueue({std::move(u)}, [this, d, k, retry, release_in_flight](Status s) {
     post_([this, d, k, retry, release_in_flight, s] {
       if (!s.ok()) {

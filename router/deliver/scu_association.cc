@@ -442,25 +442,30 @@ ScuAssociation::Op* ScuAssociation::Sending() {
 // PS3.8 9.3.5 and Annex E: one PDV per P-DATA-TF PDU, at most MaxPdvData()
 // bytes; the message control header says command/data set and last
 // fragment. The command set and the data set never share a PDV (PS3.7 8.1).
+// All the PDUs of one call go out as one write (a 256 KiB chunk to a peer
+// with DCMTK's 16 KiB PDUs is 16 PDUs): one buffer and one system call
+// instead of one per PDU. DT-1 passes the bytes through unchanged, so a run
+// of P-DATA-TF PDUs is sent exactly as the same PDUs one by one would be.
 void ScuAssociation::SendPData(uint8_t context_id, bool is_command, std::span<const uint8_t> data, bool last) {
   if (data.empty() && !last) return;
   const size_t max = MaxPdvData();
+  const size_t pdus = data.empty() ? 1 : (data.size() + max - 1) / max;
+  std::vector<uint8_t> bytes;
+  bytes.reserve(data.size() + pdus * 12);
   size_t off = 0;
   do {
     size_t n = std::min(max, data.size() - off);
     bool is_last = last && off + n == data.size();
-    std::vector<uint8_t> pdu;
-    pdu.reserve(12 + n);
-    if (Status s = ul::EncodePDataHeader(context_id, is_command, is_last, static_cast<uint32_t>(n), &pdu); !s.ok()) {
+    if (Status s = ul::EncodePDataHeader(context_id, is_command, is_last, static_cast<uint32_t>(n), &bytes); !s.ok()) {
       // MaxPdvData() keeps n in range; refuse rather than wrap if it ever does not.
       Fail(MakeOutcome(Outcome::Kind::kLocalError, s.message()));
       AbortWith(ul::AbortSource::kServiceUser, ul::AbortReason::kNotSpecified, s.message());
       return;
     }
-    pdu.insert(pdu.end(), data.begin() + off, data.begin() + off + n);
-    conn_.Fsm(Event::kEvt9, nullptr, std::move(pdu));  // DT-1
+    bytes.insert(bytes.end(), data.begin() + off, data.begin() + off + n);
     off += n;
-  } while (off < data.size() && !closing_);
+  } while (off < data.size());
+  conn_.Fsm(Event::kEvt9, nullptr, std::move(bytes));  // DT-1
 }
 
 // Puts the next command, then its data set, on the wire: reads the next
@@ -496,7 +501,11 @@ void ScuAssociation::PumpData() {
     }
     if (op->chunk_sent >= op->chunk.size()) {
       bool done = false;
-      op->chunk.clear();
+      // The association's spare buffer, so that its memory is reused (a
+      // fresh 256 KiB buffer per chunk cost more in page faults than
+      // decompressing the chunk). Not cleared: Next sets its size, and a
+      // reused buffer is then not zero-filled again for every chunk.
+      if (op->chunk.capacity() == 0) op->chunk.swap(chunk_);
       op->chunk_sent = 0;
       Status s = op->reader->Next(&op->chunk, &done);
       if (!s.ok()) {
@@ -525,8 +534,7 @@ void ScuAssociation::PumpData() {
     if (again == nullptr) return;
     again->chunk_sent += n;
     if (last) {
-      again->chunk.clear();
-      again->chunk.shrink_to_fit();  // up to a window of ops: keep no chunk once sent
+      again->chunk.swap(chunk_);  // back to the spare (its bytes kept): a sent op keeps no buffer
       again->chunk_sent = 0;
       again->all_sent = true;
     }

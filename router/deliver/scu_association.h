@@ -242,6 +242,10 @@ class ScuAssociation : private UlConnection::User {
   std::deque<Op> ops_;                  // in flight, in request order
   std::vector<uint8_t> command_bytes_;  // the response command being reassembled
   uint8_t command_context_ = 0;         // its presentation context
+  // A chunk buffer kept between objects so that its memory is reused (the
+  // op being sent borrows it: Op::chunk): a fresh 256 KiB buffer per chunk
+  // cost more in page faults than decompressing the chunk.
+  std::vector<uint8_t> chunk_;
   std::deque<std::function<void()>> callbacks_;
 };
 

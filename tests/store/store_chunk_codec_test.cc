@@ -2,6 +2,8 @@
 // compression level policy.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "store/chunk_codec.h"
 #include "store/compression_level.h"
 #include "tests/store/store_test_util.h"
@@ -28,6 +30,30 @@ TEST(ChunkFilterTest, ShuffleGroupsBytesByPositionAndKeepsHeadAndTail) {
   std::vector<uint8_t> back(in.size());
   UnshuffleBytes(out.data(), back.data(), out.size(), f);
   EXPECT_EQ(back, in);
+}
+
+// The vectorized 16-bit path must give exactly the bytes of the format's
+// definition (FORMAT.md "chunks"): every sample's byte 0, then every byte 1.
+// Sizes around the 16-sample step and a whole 256 KiB chunk.
+TEST(ChunkFilterTest, ShuffleIsTheFormatsDefinitionAtEverySize) {
+  for (uint8_t es : {2, 4, 8}) {
+    for (size_t n : {0u, 1u, 31u, 32u, 33u, 63u, 64u, 65u, 100u, 1000u, 4097u, 262144u}) {
+      for (uint32_t start : {0u, 1u, 3u, 17u}) {
+        std::vector<uint8_t> in = RandomBytes(n, static_cast<uint32_t>(n * 7 + start + es));
+        const size_t s = std::min<size_t>(start, n);
+        const size_t count = (n - s) / es;
+        std::vector<uint8_t> want = in;
+        for (size_t i = 0; i < count; ++i) {
+          for (size_t b = 0; b < es; ++b) want[s + b * count + i] = in[s + i * es + b];
+        }
+        std::vector<uint8_t> out(n), back(n);
+        ShuffleBytes(in.data(), out.data(), n, ChunkFilter{es, start});
+        ASSERT_EQ(out, want) << int{es} << " " << n << " " << start;
+        UnshuffleBytes(out.data(), back.data(), n, ChunkFilter{es, start});
+        ASSERT_EQ(back, in) << int{es} << " " << n << " " << start;
+      }
+    }
+  }
 }
 
 TEST(ChunkFilterTest, ForChunkKeepsSamplesAlignedToThePixelStart) {

@@ -84,6 +84,36 @@ TEST(GroupCommitTest, ConcurrentWritersShareCommits) {
   }
 }
 
+// A row marked delivered with can_wait needs no commit of its own: it waits
+// (at most the writer's hold time) for the next object's commit and shares
+// it, as a sender streaming one object after another would have it. The update is
+// enqueued first, then an object is written and finished at once, well
+// within the hold.
+TEST(GroupCommitTest, DeliveredRowsShareTheNextObjectsCommit) {
+  TempDir dir;
+  auto store = OpenOrDie(TestOptions(dir.path()));
+  testing::PutResult first = PutObject(*store, testing::RoutedMeta2("1.2.9.1"), RandomBytes(3000, 1));
+  ASSERT_TRUE(first.status.ok()) << first.status.ToString();
+  const uint64_t commits_before = store->GetStats().commits;
+
+  std::promise<Status> delivered;
+  QueueUpdate u;
+  u.kind = QueueUpdate::Kind::kDelivered;
+  u.destination = "archive";
+  u.priority = 0;
+  u.object_id = first.meta.id;
+  u.can_wait = true;
+  store->UpdateQueue({u}, [&delivered](Status s) { delivered.set_value(s); });
+  testing::PutResult second = PutObject(*store, MakeMeta("1.2.9.2"), RandomBytes(200 * 1024, 2));
+  ASSERT_TRUE(second.status.ok()) << second.status.ToString();
+  ASSERT_TRUE(delivered.get_future().get().ok());
+
+  EXPECT_EQ(store->GetStats().commits, commits_before + 1) << "the delivered row and the object share one commit";
+  Store::Stats st = store->GetStats();
+  EXPECT_EQ(st.queue_rows, 1u) << "telerad's row is left, archive's is gone";
+  EXPECT_EQ(st.objects, 2u);
+}
+
 TEST(GroupCommitTest, DestructorDrainsQueuedObjects) {
   TempDir dir;
   std::atomic<int> ok{0};
