@@ -86,52 +86,6 @@ log "generating $ct CT"
 find "$work/data/ct" -type f | sort >"$work/files"
 bytes=$(xargs -a "$work/files" stat -c %s | awk '{s += $1} END {print s + 0}')
 
-files_in() { find "$1" -type f | wc -l; }
-wait_files() {  # DIR N TIMEOUT_S
-  local deadline=$((SECONDS + $3))
-  while ((SECONDS < deadline)); do
-    [[ $(files_in "$1") -ge $2 ]] && return 0
-    sleep 0.02
-  done
-  return 1
-}
-start_storescp() {  # DIR PORT: sets spid
-  mkdir -p "$1/out"
-  storescp -aet ARCHIVE +xa -pdu "$pdu" -od "$1/out" "$2" >"$1/storescp.log" 2>&1 &
-  spid=$!
-  pids+=("$spid")
-  wait_listen "$spid" "$2" 15
-}
-write_config() {  # DIR LISTEN_PORT DEST_PORT
-  mkdir -p "$1/store"
-  cat >"$1/relais.toml" <<EOF
-[listener]
-ae_title = "RELAIS"
-host = "127.0.0.1"
-port = $2
-max_pdu = $pdu
-[store]
-path = "$1/store"
-$([[ $level == default ]] || echo "compression_level = $level")
-[delivery]
-idle_release_s = 30
-[rules]
-path = "$1/rules.toml"
-EOF
-  cat >"$1/rules.toml" <<EOF
-[[destination]]
-name = "archive"
-ae_title = "ARCHIVE"
-host = "127.0.0.1"
-port = $3
-max_associations = $max_assoc
-retry = { initial_backoff = "1s", max_backoff = "2s" }
-
-[[rule]]
-name = "everything"
-forward = ["archive"]
-EOF
-}
 results=()
 record() {  # LEG RECEIVER TICKS SECONDS
   local cpu
@@ -155,12 +109,12 @@ stop_perf() {
 
 # The queued store, made once: Relais receives everything while its destination is down.
 q="$work/queued"
-write_config "$q" "$(free_port)" "$(free_port)"
+write_relais_config "$q" "$(free_port)" "$(free_port)"
 
 for rep in $(seq 1 "$reps"); do
   # ingest: storescp on one association
   dir="$work/scp-$rep"; port=$(free_port)
-  start_storescp "$dir" "$port"
+  start_storescp "$dir" "$port" -pdu "$pdu"
   t0=$(now_s); a=$(tree_ticks "$spid")
   xargs -a "$work/files" storescu -aet BENCHSCU -aec ARCHIVE 127.0.0.1 "$port" >"$dir/scu.log" 2>&1
   b=$(tree_ticks "$spid"); t1=$(now_s)
@@ -173,7 +127,7 @@ for rep in $(seq 1 "$reps"); do
     relais=${relais_bin[$name]}
     dir="$work/relais-in-$rep-$name"
     [[ $rep -eq 1 && $name == "${names[0]}" ]] && dir=$q
-    write_config "$dir" "$(free_port)" "$(free_port)"
+    write_relais_config "$dir" "$(free_port)" "$(free_port)"
     port=$(awk -F' = ' '/^port/ {print $2; exit}' "$dir/relais.toml")
     "$relais" serve -c "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
     rpid=$!; pids+=("$rpid")
@@ -194,7 +148,7 @@ for rep in $(seq 1 "$reps"); do
     dir="$work/drain-$rep-$name"; rm -rf "$dir"; mkdir -p "$dir"
     cp -a "$q/store" "$dir/store"
     dport=$(free_port); lport=$(free_port)
-    start_storescp "$dir" "$dport"
+    start_storescp "$dir" "$dport" -pdu "$pdu"
     sed -e "s|$q/store|$dir/store|" -e "s|^port = .*|port = $lport|" "$q/relais.toml" >"$dir/relais.toml"
     sed -e "s|^port = .*|port = $dport|" "$q/rules.toml" >"$dir/rules.toml"
     sed -i "s|$q/rules.toml|$dir/rules.toml|" "$dir/relais.toml"
@@ -202,7 +156,7 @@ for rep in $(seq 1 "$reps"); do
     "$relais" serve -c "$dir/relais.toml" >"$dir/relais.log" 2>&1 &
     rpid=$!; pids+=("$rpid")
     maybe_perf drain "$rpid"
-    wait_files "$dir/out" "$ct" 600 || echo "drain: storescp has $(files_in "$dir/out")/$ct ($dir)" >&2
+    wait_files "$dir/out" "$ct" 600 0.02 || echo "drain: storescp has $(files_in "$dir/out")/$ct ($dir)" >&2
     b=$(own_ticks "$rpid"); t1=$(now_s)
     stop_perf
     stop_pid "$rpid"; stop_pid "$spid"
@@ -214,7 +168,7 @@ done
 # storescu's CPU for the same files (the direct sender), R times.
 for rep in $(seq 1 "$reps"); do
   dir="$work/scu-$rep"; port=$(free_port)
-  start_storescp "$dir" "$port"
+  start_storescp "$dir" "$port" -pdu "$pdu"
   t0=$(now_s)
   /usr/bin/env time -f '%U %S' -o "$dir/time" xargs -a "$work/files" storescu -aet BENCHSCU -aec ARCHIVE 127.0.0.1 "$port" >"$dir/scu.log" 2>&1 ||
     true

@@ -83,15 +83,6 @@ for s in ct small; do
   split -n "r/$senders" -d "$work/$s.files" "$work/$s.part."
 done
 
-start_storescp() {  # DIR PORT: sets spid
-  mkdir -p "$1/out"
-  storescp -aet ARCHIVE +xa -od "$1/out" "$2" >"$1/storescp.log" 2>&1 &
-  spid=$!
-  pids+=("$spid")
-  wait_listen "$spid" "$2" 15
-}
-files_in() { find "$1" -type f | wc -l; }
-
 # send SET AET PORT LOG_PREFIX: K storescu in parallel; waits for all.
 send() {
   local set=$1 aet=$2 port=$3 prefix=$4 part i=0 rc=0
@@ -105,46 +96,6 @@ send() {
   done
   for i in "${scus[@]}"; do wait "$i" || rc=1; done
   return $rc
-}
-
-# wait_files DIR N TIMEOUT_S: true once DIR holds N files.
-wait_files() {
-  local deadline=$((SECONDS + $3))
-  while ((SECONDS < deadline)); do
-    [[ $(files_in "$1") -ge $2 ]] && return 0
-    sleep 0.05
-  done
-  return 1
-}
-
-write_relais_config() {  # DIR LISTEN_PORT DEST_PORT
-  mkdir -p "$1/store"
-  cat >"$1/relais.toml" <<EOF
-[listener]
-ae_title = "RELAIS"
-host = "127.0.0.1"
-port = $2
-[store]
-path = "$1/store"
-$([[ $level == default ]] || echo "compression_level = $level")
-[delivery]
-idle_release_s = 30
-[rules]
-path = "$1/rules.toml"
-EOF
-  cat >"$1/rules.toml" <<EOF
-[[destination]]
-name = "archive"
-ae_title = "ARCHIVE"
-host = "127.0.0.1"
-port = $3
-max_associations = $max_assoc
-retry = { initial_backoff = "1s", max_backoff = "2s" }
-
-[[rule]]
-name = "everything"
-forward = ["archive"]
-EOF
 }
 
 rows=()

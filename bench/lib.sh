@@ -111,3 +111,64 @@ children_hwm_kb() {
   done
   echo "$m"
 }
+
+# files_in DIR: how many files DIR holds (recursively).
+files_in() { find "$1" -type f | wc -l; }
+# wait_files DIR N TIMEOUT_S [POLL_S]: true once DIR holds N files (looks every POLL_S, default 0.05 s).
+wait_files() {
+  local deadline=$((SECONDS + $3))
+  while ((SECONDS < deadline)); do
+    [[ $(files_in "$1") -ge $2 ]] && return 0
+    sleep "${4:-0.05}"
+  done
+  return 1
+}
+
+# start_storescp DIR PORT [STORESCP_OPTION...]: storescp as AE ARCHIVE writing
+# to DIR/out, logging to DIR/storescp.log; sets spid, adds it to `pids`, true
+# once PORT listens.
+start_storescp() {
+  local dir=$1 port=$2
+  shift 2
+  mkdir -p "$dir/out"
+  storescp -aet ARCHIVE +xa "$@" -od "$dir/out" "$port" >"$dir/storescp.log" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  wait_listen "$spid" "$port" 15
+}
+
+# write_relais_config DIR LISTEN_PORT DEST_PORT: DIR/relais.toml (store in
+# DIR/store) and DIR/rules.toml, which forwards everything to the destination
+# "archive" (AE ARCHIVE on 127.0.0.1:DEST_PORT). Reads the caller's `level`
+# (compression_level unless "default"), `max_assoc` and, if set, `pdu` (the
+# listener's max_pdu).
+write_relais_config() {
+  mkdir -p "$1/store"
+  cat >"$1/relais.toml" <<EOF
+[listener]
+ae_title = "RELAIS"
+host = "127.0.0.1"
+port = $2
+$([[ -z ${pdu:-} ]] || echo "max_pdu = $pdu")
+[store]
+path = "$1/store"
+$([[ $level == default ]] || echo "compression_level = $level")
+[delivery]
+idle_release_s = 30
+[rules]
+path = "$1/rules.toml"
+EOF
+  cat >"$1/rules.toml" <<EOF
+[[destination]]
+name = "archive"
+ae_title = "ARCHIVE"
+host = "127.0.0.1"
+port = $3
+max_associations = $max_assoc
+retry = { initial_backoff = "1s", max_backoff = "2s" }
+
+[[rule]]
+name = "everything"
+forward = ["archive"]
+EOF
+}
