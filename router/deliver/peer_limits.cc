@@ -1,6 +1,5 @@
 #include "router/deliver/peer_limits.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 #include <vector>
+
+#include "base/file.h"
 
 namespace relais::router {
 
@@ -63,27 +64,7 @@ Status SavePeerLimits(const std::string& path, const PeerLimits& limits, int64_t
     if (l.until_unix_ms <= now_unix_ms || l.ceiling == 0) continue;
     text += name + "\t" + l.peer + "\t" + std::to_string(l.ceiling) + "\t" + std::to_string(l.until_unix_ms) + "\n";
   }
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) return Status::IOError("cannot create " + tmp + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Status::IOError("cannot write " + tmp + ": " + std::strerror(e));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return Status::IOError("cannot write " + path + ": " + std::strerror(e));
-  }
-  return Status::OK();
+  return WriteFileAtomically(path, text);
 }
 
 }  // namespace relais::router

@@ -1,7 +1,6 @@
 // The live destination state file: see the header.
 #include "router/operate/serve_state.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include <utility>
 
 #include "base/clock.h"
+#include "base/file.h"
 #include "base/json_safe.h"
 #include "base/log.h"
 
@@ -47,36 +47,6 @@ json DestinationsJson(const std::vector<DestinationStats>& dests) {
                        {"consecutive_failures", d.consecutive_failures}});
   }
   return out;
-}
-
-// Writes `text` to `path` through a temporary file renamed over it.
-Status WriteAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) return Status::IOError("cannot create " + tmp + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Status::IOError("cannot write " + tmp + ": " + std::strerror(e));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return Status::IOError("cannot write " + tmp + ": " + std::strerror(e));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return Status::IOError("cannot rename " + tmp + " to " + path + ": " + std::strerror(e));
-  }
-  return Status::OK();
 }
 
 }  // namespace
@@ -124,7 +94,7 @@ void ServeStateFile::Write(bool running, bool force) {
   const std::string now_part = JsonDump(DestinationsJson(dests));
   const int64_t now = NowUnixMs();
   if (!force && now_part == last_ && now - last_write_ms_ < kHeartbeatMs) return;
-  Status s = WriteAtomically(path_, RenderServeState(dests, ::getpid(), running, now));
+  Status s = WriteFileAtomically(path_, RenderServeState(dests, ::getpid(), running, now));
   if (!s.ok()) {
     if (!warned_) {
       RLOG_WARN("event=serve-state-write-failed path=%s reason=\"%s\" (relais queue ls will not show live states)",
