@@ -6,6 +6,7 @@
 #include <dcmtk/dcmdata/dcdatset.h>
 
 #include <ctime>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/hex.h"
@@ -218,25 +219,16 @@ bool ScpAssociation::AuditObject(const store::ObjectMeta& meta, std::string_view
                                  AuditLog::Field extra1, AuditLog::Field extra2) {
   AuditLog* a = server_->audit();
   if (a == nullptr) return true;
-  if (extra2.first.empty()) {
-    return a->Record("object", {{"calling_ae", calling_ae_},
-                                {"peer", peer_},
-                                {"patient_id", meta.patient_id},
-                                {"study_instance_uid", meta.study_instance_uid},
-                                {"sop_instance_uid", meta.sop_instance_uid},
-                                {"result", result},
-                                {"status", status},
-                                extra1});
-  }
-  return a->Record("object", {{"calling_ae", calling_ae_},
-                              {"peer", peer_},
-                              {"patient_id", meta.patient_id},
-                              {"study_instance_uid", meta.study_instance_uid},
-                              {"sop_instance_uid", meta.sop_instance_uid},
-                              {"result", result},
-                              {"status", status},
-                              extra1,
-                              extra2});
+  std::vector<AuditLog::Field> fields = {{"calling_ae", calling_ae_},
+                                         {"peer", peer_},
+                                         {"patient_id", meta.patient_id},
+                                         {"study_instance_uid", meta.study_instance_uid},
+                                         {"sop_instance_uid", meta.sop_instance_uid},
+                                         {"result", result},
+                                         {"status", status},
+                                         extra1};
+  if (!extra2.first.empty()) fields.push_back(extra2);
+  return a->Record("object", fields);
 }
 
 void ScpAssociation::RefuseUnaudited(uint16_t message_id, const store::ObjectMeta& meta) {

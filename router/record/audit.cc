@@ -315,6 +315,10 @@ void AuditLog::RotateLocked() {
 }
 
 bool AuditLog::Record(std::string_view kind, std::initializer_list<Field> fields) {
+  return Record(kind, std::span<const Field>(fields.begin(), fields.size()));
+}
+
+bool AuditLog::Record(std::string_view kind, std::span<const Field> fields) {
   BoundedRecord b = Bound(kind, fields);  // outside the lock: cutting a long value takes a while
   std::lock_guard<std::mutex> lock(mu_);
   RecordLocked(b.kind, b.fields);

@@ -130,6 +130,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -208,6 +209,8 @@ class AuditLog {
   // record did not reach the file (see Failure policy); callers that must
   // not go on unaudited ([audit] on_failure = "refuse") check it.
   bool Record(std::string_view kind, std::initializer_list<Field> fields);
+  // The same, for fields chosen at run time.
+  bool Record(std::string_view kind, std::span<const Field> fields);
   // True while the trail is failing: the last write to the file did not
   // make it whole. Cleared by the next record that is written. Any thread.
   bool failing() const;
