@@ -32,12 +32,7 @@ class AuditRotationTest : public AuditTest {
     o.rotate_size = rotate_size;
     Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_, o);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
-    for (int i = 0; i < n; ++i) {
-      (*log)->Record("object", {{"calling_ae", "CTSCAN1"},
-                                {"patient_id", "P" + std::to_string(i)},
-                                {"sop_instance_uid", "1.2.3." + std::to_string(i)},
-                                {"result", "stored"}});
-    }
+    RecordObjects(log->get(), n);
     rotations_ = (*log)->rotations();
     EXPECT_EQ((*log)->write_failures(), 0u);
   }

@@ -56,11 +56,15 @@ class AuditTest : public ::testing::Test {
   void WriteRecords(int n) {
     Result<std::unique_ptr<AuditLog>> log = AuditLog::Open(path_);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
+    RecordObjects(log->get(), n);
+  }
+  // Writes `n` object records (a few hundred bytes each) to `log`.
+  static void RecordObjects(AuditLog* log, int n) {
     for (int i = 0; i < n; ++i) {
-      (*log)->Record("object", {{"calling_ae", "CTSCAN1"},
-                                {"patient_id", "P" + std::to_string(i)},
-                                {"sop_instance_uid", "1.2.3." + std::to_string(i)},
-                                {"result", "stored"}});
+      log->Record("object", {{"calling_ae", "CTSCAN1"},
+                             {"patient_id", "P" + std::to_string(i)},
+                             {"sop_instance_uid", "1.2.3." + std::to_string(i)},
+                             {"result", "stored"}});
     }
   }
   AuditLog::VerifyReport VerifyOk() {
