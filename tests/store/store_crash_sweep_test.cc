@@ -33,6 +33,8 @@ namespace relais::store {
 namespace {
 
 using testing::ExpectVerifiesClean;
+using testing::ForgetHistory;
+using testing::ForkWithPipe;
 using testing::LineReader;
 using testing::MakeMeta;
 using testing::RandomBytes;
@@ -124,16 +126,10 @@ TEST(CrashTest, KillNineMidSweepKeepsEveryClassAndVerifiesClean) {
   for (int cycle = 0; cycle < kCycles; ++cycle) {
     TempDir dir;
     std::string path = dir.Sub("db");
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-      close(fds[0]);
-      SweepChild(path, fds[1]);
-    }
+    int read_fd = -1;
+    pid_t pid = ForkWithPipe([&](int fd) { SweepChild(path, fd); }, &read_fd);
     ASSERT_GT(pid, 0);
-    close(fds[1]);
-    LineReader reader(fds[0]);
+    LineReader reader(read_fd);
     std::vector<std::string> lines;
     auto ready = [&] { return std::find(lines.begin(), lines.end(), "R") != lines.end(); };
     auto start = std::chrono::steady_clock::now();
@@ -152,7 +148,7 @@ TEST(CrashTest, KillNineMidSweepKeepsEveryClassAndVerifiesClean) {
     EXPECT_TRUE(WIFSIGNALED(status)) << "the child stopped by itself: " << status;
     while (reader.ReadFor(std::chrono::milliseconds(500), &lines)) {
     }
-    close(fds[0]);
+    close(read_fd);
     std::map<uint64_t, int> keepers;
     int64_t last_sweep = -1;
     for (const std::string& l : lines) {
@@ -285,16 +281,10 @@ TEST(CrashTest, KillNineDuringARouteLeavesEachObjectRoutedFullyOrNot) {
   int partial_cycles = 0;
   for (int cycle = 0; cycle < 4; ++cycle) {
     const std::string dest = "cloud" + std::to_string(cycle);
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-      close(fds[0]);
-      RouteChild(path, fds[1], dest);
-    }
+    int read_fd = -1;
+    pid_t pid = ForkWithPipe([&](int fd) { RouteChild(path, fd, dest); }, &read_fd);
     ASSERT_GT(pid, 0);
-    close(fds[1]);
-    LineReader reader(fds[0]);
+    LineReader reader(read_fd);
     std::vector<std::string> lines;
     const auto start = std::chrono::steady_clock::now();
     while (lines.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
@@ -307,7 +297,7 @@ TEST(CrashTest, KillNineDuringARouteLeavesEachObjectRoutedFullyOrNot) {
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     while (reader.ReadFor(std::chrono::milliseconds(200), &lines)) {
     }
-    close(fds[0]);
+    close(read_fd);
     std::set<uint64_t> acked;
     for (const std::string& l : lines) {
       ASSERT_EQ(l[0], 'R') << l;
@@ -365,16 +355,7 @@ TEST(CrashTest, KillNineDuringTheHistoryBackfillResumesAndCountsOnce) {
   TempDir dir;
   const std::string path = dir.Sub("db");
   MakeDeliveredStudy(path);
-  auto forget = [&] {
-    LmdbEnv env;
-    ASSERT_TRUE(env.Open(path, 0, false).ok());
-    Txn txn;
-    ASSERT_TRUE(txn.Begin(env, true).ok());
-    ASSERT_EQ(mdb_drop(txn.get(), env.dbis().history, 0), 0);
-    ASSERT_TRUE(txn.Del(env.dbis().meta, ToVal(std::string_view(kMetaHistory))).ok());
-    ASSERT_TRUE(txn.Commit().ok());
-  };
-  forget();
+  ForgetHistory(path);
   std::mt19937 rng(std::random_device{}());
   for (int cycle = 0; cycle < 3; ++cycle) {
     pid_t pid = fork();

@@ -32,6 +32,7 @@ namespace relais::store {
 namespace {
 
 using testing::ExpectVerifiesClean;
+using testing::ForkWithPipe;
 using testing::LineReader;
 using testing::MakeMeta;
 using testing::RandomBytes;
@@ -95,16 +96,7 @@ std::vector<uint8_t> ContentFor(int cycle, int n) {
 }
 
 pid_t SpawnWriter(const std::string& path, int cycle, int count, bool park, int* read_fd, int distinct = 0) {
-  int fds[2];
-  EXPECT_EQ(pipe(fds), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(fds[0]);
-    WriterChild(path, fds[1], cycle, count, park, distinct);
-  }
-  close(fds[1]);
-  *read_fd = fds[0];
-  return pid;
+  return ForkWithPipe([&](int fd) { WriterChild(path, fd, cycle, count, park, distinct); }, read_fd);
 }
 
 void ExpectIntact(const Store& store, const std::string& uid) {
@@ -357,16 +349,10 @@ TEST(CrashTest, KillNineDuringQueueUpdatesLeavesEveryRowOldOrNew) {
   constexpr int kCycles = 6;
   size_t updates_seen = 0;
   for (int cycle = 0; cycle < kCycles; ++cycle) {
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-      close(fds[0]);
-      DeliveryWriterChild(path, fds[1], cycle);
-    }
+    int read_fd = -1;
+    pid_t pid = ForkWithPipe([&](int fd) { DeliveryWriterChild(path, fd, cycle); }, &read_fd);
     ASSERT_GT(pid, 0);
-    close(fds[1]);
-    LineReader reader(fds[0]);
+    LineReader reader(read_fd);
     std::vector<std::string> lines;
     auto start = std::chrono::steady_clock::now();
     while (lines.size() < 5 && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
@@ -380,7 +366,7 @@ TEST(CrashTest, KillNineDuringQueueUpdatesLeavesEveryRowOldOrNew) {
     EXPECT_TRUE(WIFSIGNALED(status)) << "the writer stopped by itself: " << status;
     while (reader.ReadFor(std::chrono::milliseconds(1000), &lines)) {
     }
-    close(fds[0]);
+    close(read_fd);
 
     // Last acknowledged stage of each object (-1: none).
     std::map<int, int> acked;

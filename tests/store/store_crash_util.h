@@ -1,9 +1,11 @@
 // Helpers shared by the store's kill -9 tests (store_crash_test.cc,
-// store_crash_sweep_test.cc): reading a child's lines from a pipe, and the
-// check that a recovered store verifies clean.
+// store_crash_sweep_test.cc): forking a child that reports on a pipe,
+// reading its lines, the check that a recovered store verifies clean, and
+// (with store_history_test.cc) making a store look older than its history.
 #ifndef RELAIS_TESTS_STORE_STORE_CRASH_UTIL_H_
 #define RELAIS_TESTS_STORE_STORE_CRASH_UTIL_H_
 
+#include <lmdb.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -11,8 +13,10 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "store/lmdb_env.h"
 #include "store/store.h"
 
 namespace relais::store::testing {
@@ -41,6 +45,37 @@ class LineReader {
   int fd_;
   std::string partial_;
 };
+
+// Forks a child that runs `child(write_fd)`, which must end with _exit and
+// never return. Returns the child's pid (<= 0: the fork failed, a test
+// failure added) and sets *read_fd to the read end of its pipe, which the
+// caller closes.
+template <typename Child>
+pid_t ForkWithPipe(Child child, int* read_fd) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    child(fds[1]);
+  }
+  EXPECT_GT(pid, 0);
+  close(fds[1]);
+  *read_fd = fds[0];
+  return pid;
+}
+
+// Makes the store at `path` (closed) look written before the history
+// existed: no `history` rows, no marker.
+inline void ForgetHistory(const std::string& path) {
+  LmdbEnv env;
+  ASSERT_TRUE(env.Open(path, 0, false).ok());
+  Txn txn;
+  ASSERT_TRUE(txn.Begin(env, true).ok());
+  ASSERT_EQ(mdb_drop(txn.get(), env.dbis().history, 0), 0);
+  ASSERT_TRUE(txn.Del(env.dbis().meta, ToVal(std::string_view(kMetaHistory))).ok());
+  ASSERT_TRUE(txn.Commit().ok());
+}
 
 // After recovery, `relais store verify` finds nothing wrong: every index,
 // row and total agrees with the objects, and every object reads back.

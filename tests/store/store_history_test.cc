@@ -14,11 +14,13 @@
 #include "store/history.h"
 #include "store/lmdb_env.h"
 #include "store/store.h"
+#include "tests/store/store_crash_util.h"
 #include "tests/store/store_test_util.h"
 
 namespace relais::store {
 namespace {
 
+using testing::ForgetHistory;
 using testing::PutObject;
 using testing::RandomBytes;
 using testing::TempDir;
@@ -254,18 +256,6 @@ TEST(StoreHistory, RouteCountsTheNewDestinationInTheSameTransaction) {
   cloud = Dest(studies[0], "cloud");
   EXPECT_EQ(cloud->queued, 1u);
   EXPECT_EQ(cloud->sent, 1u);
-}
-
-// Makes the store at `path` (closed) look written before the history
-// existed: no `history` rows, no marker.
-void ForgetHistory(const std::string& path) {
-  LmdbEnv env;
-  ASSERT_TRUE(env.Open(path, 0, false).ok());
-  Txn txn;
-  ASSERT_TRUE(txn.Begin(env, true).ok());
-  ASSERT_EQ(mdb_drop(txn.get(), env.dbis().history, 0), 0);
-  ASSERT_TRUE(txn.Del(env.dbis().meta, ToVal(std::string_view(kMetaHistory))).ok());
-  ASSERT_TRUE(txn.Commit().ok());
 }
 
 uint64_t MetaU64(const std::string& path, const char* key) {
