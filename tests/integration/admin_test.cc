@@ -152,17 +152,6 @@ std::vector<std::string> QueueLs(const RelaisProcess& relais, bool dead) {
   return out;
 }
 
-std::vector<std::string> Storescu(uint16_t port, const std::vector<std::string>& files) {
-  std::vector<std::string> argv = {"storescu", "-v", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(port)};
-  argv.insert(argv.end(), files.begin(), files.end());
-  RunResult r = RunCommand(argv, 300);
-  std::vector<std::string> acked;
-  for (const auto& [path, o] : ParseStorescuOutcomes(r.output)) {
-    if (o.acknowledged) acked.push_back(path);
-  }
-  return acked;
-}
-
 std::string SmallCt() { return CorpusDir() + "/pydicom__77654033_CT2_17106.dcm"; }
 
 // One relais with [admin] (three tokens), [audit] and rules forwarding
@@ -416,7 +405,7 @@ TEST_F(AdminTest, PauseRetryPurgeResumeAndReloadReallyAct) {
   std::vector<std::string> uids;
   std::vector<std::string> files = MakeCopiesWithNewUids(SmallCt(), tmp_ / "copies", 4, &uids);
   ASSERT_EQ(files.size(), 4u);
-  ASSERT_EQ(Storescu(relais_->port(), {files[0], files[1], files[2]}).size(), 3u) << relais_->Log();
+  ASSERT_EQ(StorescuAcked(relais_->port(), {files[0], files[1], files[2]}).size(), 3u) << relais_->Log();
   EXPECT_EQ(QueueLs(*relais_, false).size(), 3u);
   json q = http_->Call("GET", "/api/queue", kViewerToken).Json();
   ASSERT_EQ(q["rows"].size(), 3u) << q.dump();
@@ -475,7 +464,7 @@ TEST_F(AdminTest, PauseRetryPurgeResumeAndReloadReallyAct) {
   EXPECT_EQ(r.Json()["reloaded"], true);
   EXPECT_EQ(r.Json()["destinations"], 1);
   // Still routing after the reload.
-  ASSERT_EQ(Storescu(relais_->port(), {files[3]}).size(), 1u);
+  ASSERT_EQ(StorescuAcked(relais_->port(), {files[3]}).size(), 1u);
   deadline = NowMs() + 60000;
   while (NowMs() < deadline && peer_->CountFiles() < 3) std::this_thread::sleep_for(std::chrono::milliseconds(250));
   EXPECT_EQ(peer_->CountFiles(), 3u) << relais_->Log();
@@ -493,7 +482,7 @@ TEST_F(AdminTest, MetricsCountWhatStorescuSent) {
     ASSERT_TRUE(DatasetAfterMeta(ReadFile(f), &ds)) << f;
     bytes += ds.size();
   }
-  ASSERT_EQ(Storescu(relais_->port(), files).size(), static_cast<size_t>(kN)) << relais_->Log();
+  ASSERT_EQ(StorescuAcked(relais_->port(), files).size(), static_cast<size_t>(kN)) << relais_->Log();
   HttpResult r = http_->Call("GET", "/metrics", kViewerToken);
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.headers.find("text/plain; version=0.0.4"), std::string::npos) << r.headers;

@@ -42,17 +42,6 @@ RelaisOptions Forwarding(const std::string& dir, const std::string& destinations
   return o;
 }
 
-std::vector<std::string> Storescu(uint16_t port, const std::vector<std::string>& files) {
-  std::vector<std::string> argv = {"storescu", "-v", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(port)};
-  argv.insert(argv.end(), files.begin(), files.end());
-  RunResult r = RunCommand(argv, 300);
-  std::vector<std::string> acked;
-  for (const auto& [path, o] : ParseStorescuOutcomes(r.output)) {
-    if (o.acknowledged) acked.push_back(path);
-  }
-  return acked;
-}
-
 // `relais queue ls --json`: rows still "queued".
 size_t QueuedRows(const RelaisProcess& relais) {
   RunResult r = RunCommand({RelaisBinary(), "queue", "ls", "--config", relais.config_path(), "--json"}, 120);
@@ -170,7 +159,7 @@ class RelaisToRelais : public ::testing::Test {
   // Queues `n` copies at A (B is down): all acknowledged.
   void Queue(int n) {
     copies_ = MakeCopies(dir_ / "copies", n);
-    ASSERT_EQ(Storescu(a_->port(), copies_.files).size(), static_cast<size_t>(n)) << a_->Log();
+    ASSERT_EQ(StorescuAcked(a_->port(), copies_.files).size(), static_cast<size_t>(n)) << a_->Log();
   }
   std::set<std::string> AllUids() const { return {copies_.uids.begin(), copies_.uids.end()}; }
 
@@ -269,7 +258,7 @@ TEST(AsyncWindowEditsTest, RewrittenObjectsGoOneAtATimeAndArriveEdited) {
   ASSERT_TRUE(a.Start()) << a.Log();
   constexpr int kObjects = 30;
   Copies copies = MakeCopies(dir / "copies", kObjects);
-  ASSERT_EQ(Storescu(a.port(), copies.files).size(), static_cast<size_t>(kObjects)) << a.Log();
+  ASSERT_EQ(StorescuAcked(a.port(), copies.files).size(), static_cast<size_t>(kObjects)) << a.Log();
   ASSERT_TRUE(WaitNoQueuedRows(a, 180)) << a.Log();
   for (int w : Windows(a.Log())) EXPECT_EQ(w, 16) << a.Log();
   EXPECT_EQ(a.Terminate(), 0) << a.Log();
@@ -305,7 +294,7 @@ TEST(AsyncWindowFallbackTest, StorescpAndOrthancGetOneAtATime) {
   ASSERT_TRUE(a.Start()) << a.Log();
   constexpr int kObjects = 30;
   Copies copies = MakeCopies(dir / "copies", kObjects);
-  ASSERT_EQ(Storescu(a.port(), copies.files).size(), static_cast<size_t>(kObjects)) << a.Log();
+  ASSERT_EQ(StorescuAcked(a.port(), copies.files).size(), static_cast<size_t>(kObjects)) << a.Log();
   ASSERT_TRUE(WaitNoQueuedRows(a, 180)) << a.Log();
   std::vector<int> windows = Windows(a.Log());
   ASSERT_FALSE(windows.empty()) << a.Log();

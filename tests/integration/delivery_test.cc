@@ -111,22 +111,6 @@ int64_t JsonInt(const std::string& json, const std::string& key) {
   return std::strtoll(json.c_str() + p + needle.size(), nullptr, 10);
 }
 
-// Sends `files` with storescu in one association; returns the paths
-// acknowledged with Success. `profile_args` e.g. {"-xf", cfg, name}.
-std::vector<std::string> Storescu(uint16_t port, const std::vector<std::string>& files,
-                                  const std::vector<std::string>& profile_args = {}) {
-  std::vector<std::string> argv = {"storescu", "-v", "-nh", "-aec", "RELAIS"};
-  argv.insert(argv.end(), profile_args.begin(), profile_args.end());
-  argv.insert(argv.end(), {"127.0.0.1", std::to_string(port)});
-  argv.insert(argv.end(), files.begin(), files.end());
-  RunResult r = RunCommand(argv, 300);
-  std::vector<std::string> acked;
-  for (const auto& [path, o] : ParseStorescuOutcomes(r.output)) {
-    if (o.acknowledged) acked.push_back(path);
-  }
-  return acked;
-}
-
 // "event=delivered" lines of the relais log for destination `dest`, as the
 // SOP Instance UIDs in log order.
 std::vector<std::string> DeliveredInLogOrder(const std::string& log, const std::string& dest) {
@@ -300,8 +284,8 @@ TEST(DeliveryTest, CorpusToStorescpAndOrthanc) {
       chunk.push_back(&corpus[i]);
       paths.push_back(corpus[i].path);
     }
-    std::vector<std::string> acked =
-        Storescu(relais.port(), paths, OwnSyntaxProfile(chunk, dir / ("profile" + std::to_string(begin) + ".cfg")));
+    std::vector<std::string> acked = StorescuAcked(
+        relais.port(), paths, OwnSyntaxProfile(chunk, dir / ("profile" + std::to_string(begin) + ".cfg")));
     for (const std::string& p : acked) {
       for (const CorpusFile* f : chunk) {
         if (f->path == p) sent[f->uid] = f;
@@ -507,7 +491,7 @@ TEST(DeliveryTest, DestinationDownThenUpInPriorityOrder) {
   ASSERT_EQ(mr.size(), 4u);
   // One file per storescu run, so that arrival order is send order.
   std::vector<std::string> order = {ct[0], mr[0], mr[1], mr[2], mr[3], ct[1], ct[2], ct[3]};
-  for (const std::string& f : order) ASSERT_EQ(Storescu(relais.port(), {f}).size(), 1u) << f << relais.Log();
+  for (const std::string& f : order) ASSERT_EQ(StorescuAcked(relais.port(), {f}).size(), 1u) << f << relais.Log();
   std::vector<std::string> expected = {ct_uids[0], ct_uids[1], ct_uids[2], ct_uids[3],
                                        mr_uids[0], mr_uids[1], mr_uids[2], mr_uids[3]};
 
@@ -574,7 +558,7 @@ TEST(DeliveryTest, PermanentRejectionDeadLetterThenRetry) {
   std::vector<std::string> files = MakeCopiesWithNewUids(SmallCt(), dir / "ct", 3, &ct_uids);
   std::vector<std::string> mr = MakeCopiesWithNewUids(SmallMr(), dir / "mr", 3, &mr_uids);
   files.insert(files.end(), mr.begin(), mr.end());
-  ASSERT_EQ(Storescu(relais.port(), files).size(), 6u) << relais.Log();
+  ASSERT_EQ(StorescuAcked(relais.port(), files).size(), 6u) << relais.Log();
 
   std::vector<std::string> rows;
   ASSERT_TRUE(WaitNoQueuedRows(relais, 120, &rows)) << relais.Log();
@@ -633,7 +617,7 @@ TEST(DeliveryTest, KillNineWhileSendingLosesNothing) {
   std::vector<std::string> uids;
   std::vector<std::string> files = MakeCopiesWithNewUids(SmallCt(), dir / "copies", kObjects, &uids);
   ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
-  std::vector<std::string> acked = Storescu(relais.port(), files);
+  std::vector<std::string> acked = StorescuAcked(relais.port(), files);
   ASSERT_EQ(acked.size(), files.size()) << relais.Log();
   std::map<std::string, std::string> uid_of;
   for (int i = 0; i < kObjects; ++i) uid_of[files[i]] = uids[i];
@@ -693,7 +677,7 @@ void RunRetention(const std::string& retention, bool kept) {
   ASSERT_TRUE(relais.Start()) << relais.Log();
   std::vector<std::string> uids;
   std::vector<std::string> files = MakeCopiesWithNewUids(SmallCt(), dir / "copies", 3, &uids);
-  ASSERT_EQ(Storescu(relais.port(), files).size(), 3u) << relais.Log();
+  ASSERT_EQ(StorescuAcked(relais.port(), files).size(), 3u) << relais.Log();
   std::vector<std::string> rows;
   ASSERT_TRUE(WaitNoQueuedRows(relais, 60, &rows)) << relais.Log();
   EXPECT_TRUE(QueueRows(relais).empty());

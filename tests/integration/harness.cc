@@ -449,6 +449,20 @@ uint64_t PeakRssKiB(pid_t pid) {
   return std::strtoull(s.c_str() + p + 6, nullptr, 10);
 }
 
+std::vector<std::string> StorescuAcked(uint16_t port, const std::vector<std::string>& files,
+                                       const std::vector<std::string>& extra_args) {
+  std::vector<std::string> argv = {"storescu", "-v", "-nh", "-aec", "RELAIS"};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  argv.insert(argv.end(), {"127.0.0.1", std::to_string(port)});
+  argv.insert(argv.end(), files.begin(), files.end());
+  RunResult r = RunCommand(argv, 300);
+  std::vector<std::string> acked;
+  for (const auto& [path, o] : ParseStorescuOutcomes(r.output)) {
+    if (o.acknowledged) acked.push_back(path);
+  }
+  return acked;
+}
+
 std::map<std::string, StorescuOutcome> ParseStorescuOutcomes(const std::string& output) {
   std::map<std::string, StorescuOutcome> out;
   std::istringstream in(output);

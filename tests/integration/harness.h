@@ -213,6 +213,12 @@ struct StorescuOutcome {
 // (e.g. --repeat) keeps its last outcome.
 std::map<std::string, StorescuOutcome> ParseStorescuOutcomes(const std::string& output);
 
+// Sends `files` with `storescu -v -nh -aec RELAIS EXTRA_ARGS 127.0.0.1 PORT`
+// in one association; returns the paths acknowledged with Success.
+// `extra_args` e.g. {"-xf", cfg, profile}.
+std::vector<std::string> StorescuAcked(uint16_t port, const std::vector<std::string>& files,
+                                       const std::vector<std::string>& extra_args = {});
+
 // Writes `count` copies of the DICOM file `source` into `dir` (which must
 // exist), each with a fresh SOP Instance UID from dcmGenerateUniqueIdentifier,
 // in Explicit VR Little Endian and encoded as DIMSE sends a data set
