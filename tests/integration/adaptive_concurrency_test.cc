@@ -42,6 +42,46 @@ size_t Count(const std::string& log, const std::string& what) {
   return n;
 }
 
+// `n` copies of a corpus CT image (~0.5 MB) with fresh UIDs, in `dir`; their
+// SOP Instance UIDs into *uids.
+std::vector<std::string> MakeCt(const std::string& dir, int n, std::vector<std::string>* uids) {
+  return MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", dir, n, uids);
+}
+
+// The sender's options: rules in `dir` forwarding everything to "pacs" (AE
+// PACS on 127.0.0.1:`peer_port`, only name, AE title, host, port and
+// hold_study = `hold`), connect_timeout_s 10.
+RelaisOptions SenderTo(const std::string& dir, uint16_t peer_port, const std::string& hold) {
+  const std::string rules = dir + "/rules.toml";
+  WriteFile(rules, "[[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
+                       std::to_string(peer_port) + "\nhold_study = \"" + hold +
+                       "\"\n\n[[rule]]\nname = \"all\"\nforward = [\"pacs\"]\n");
+  RelaisOptions o;
+  o.extra = "\n[delivery]\nconnect_timeout_s = 10\n\n[rules]\npath = \"" + rules + "\"\n";
+  return o;
+}
+
+// Sends `files` to the relais on `port` with one storescu association.
+RunResult Storescu(uint16_t port, std::vector<std::string>::const_iterator begin,
+                   std::vector<std::string>::const_iterator end) {
+  std::vector<std::string> argv = {"storescu", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(port)};
+  argv.insert(argv.end(), begin, end);
+  return RunCommand(argv, 600);
+}
+
+// Waits (5 min at most, looking every `poll_ms`) until `peer` holds `n`
+// objects; returns how many it holds.
+size_t WaitArrived(const RelaisProcess& peer, size_t n, int poll_ms) {
+  const int64_t deadline = NowMs() + 300000;
+  size_t arrived = 0;
+  while (NowMs() < deadline) {
+    arrived = peer.StoreList().size();
+    if (arrived >= n) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+  }
+  return arrived;
+}
+
 // Sends 240 CT images through a sender relais to a receiver relais whose
 // listener takes at most `limit` associations; checks what the comment at
 // the top says. Returns the number of refusals the sender logged.
@@ -51,8 +91,7 @@ size_t SendThroughLimitedPeer(uint32_t limit) {
   for (const std::string& d : {src, peer_dir, relais_dir}) EXPECT_EQ(mkdir(d.c_str(), 0755), 0);
   constexpr int kObjects = 240;  // ~130 MB of CT: long enough to ramp up
   std::vector<std::string> uids;
-  std::vector<std::string> files =
-      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", src, kObjects, &uids);
+  std::vector<std::string> files = MakeCt(src, kObjects, &uids);
   EXPECT_EQ(files.size(), static_cast<size_t>(kObjects));
 
   RelaisOptions peer_options;
@@ -64,32 +103,17 @@ size_t SendThroughLimitedPeer(uint32_t limit) {
     return 0;
   }
 
-  const std::string rules = relais_dir + "/rules.toml";
-  WriteFile(rules, "[[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(peer.port()) +
-                       "\nhold_study = \"3s\"\n\n[[rule]]\nname = \"all\"\nforward = [\"pacs\"]\n");
-  RelaisOptions o;
-  o.extra = "\n[delivery]\nconnect_timeout_s = 10\n\n[rules]\npath = \"" + rules + "\"\n";
-  RelaisProcess relais(relais_dir, o);
+  RelaisProcess relais(relais_dir, SenderTo(relais_dir, peer.port(), "3s"));
   if (!relais.Start()) {
     ADD_FAILURE() << relais.Log();
     return 0;
   }
 
-  std::vector<std::string> argv = {"storescu", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
-  argv.insert(argv.end(), files.begin(), files.end());
-  RunResult sent = RunCommand(argv, 600);
+  RunResult sent = Storescu(relais.port(), files.begin(), files.end());
   EXPECT_EQ(sent.exit_code, 0) << sent.output;
 
   // Everything arrives at the peer.
-  const int64_t deadline = NowMs() + 300000;
-  size_t arrived = 0;
-  while (NowMs() < deadline) {
-    arrived = peer.StoreList().size();
-    if (arrived >= uids.size()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  EXPECT_EQ(arrived, uids.size()) << relais.Log();
+  EXPECT_EQ(WaitArrived(peer, uids.size(), 500), uids.size()) << relais.Log();
   std::map<std::string, std::string> got = peer.StoreList();
   for (const std::string& uid : uids) EXPECT_EQ(got.count(uid), 1u) << uid;
 
@@ -146,24 +170,15 @@ TEST(AdaptiveConcurrencyTest, KillNineDuringRampUpLosesNothing) {
   for (const std::string& d : {src, peer_dir, relais_dir}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
   constexpr int kObjects = 200;
   std::vector<std::string> uids;
-  std::vector<std::string> files =
-      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", src, kObjects, &uids);
+  std::vector<std::string> files = MakeCt(src, kObjects, &uids);
   ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
   RelaisOptions peer_options;
   peer_options.ae_title = "PACS";
   RelaisProcess peer(peer_dir, peer_options);
   ASSERT_TRUE(peer.Start()) << peer.Log();
-  const std::string rules = relais_dir + "/rules.toml";
-  WriteFile(rules, "[[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(peer.port()) +
-                       "\nhold_study = \"2s\"\n\n[[rule]]\nname = \"all\"\nforward = [\"pacs\"]\n");
-  RelaisOptions o;
-  o.extra = "\n[delivery]\nconnect_timeout_s = 10\n\n[rules]\npath = \"" + rules + "\"\n";
-  RelaisProcess relais(relais_dir, o);
+  RelaisProcess relais(relais_dir, SenderTo(relais_dir, peer.port(), "2s"));
   ASSERT_TRUE(relais.Start()) << relais.Log();
-  std::vector<std::string> argv = {"storescu", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
-  argv.insert(argv.end(), files.begin(), files.end());
-  RunResult sent = RunCommand(argv, 600);
+  RunResult sent = Storescu(relais.port(), files.begin(), files.end());
   ASSERT_EQ(sent.exit_code, 0) << sent.output;
 
   // Kill once the target has risen (or, at the latest, once objects arrive).
@@ -178,11 +193,7 @@ TEST(AdaptiveConcurrencyTest, KillNineDuringRampUpLosesNothing) {
   EXPECT_LT(before, static_cast<size_t>(kObjects)) << "delivered everything before the kill: nothing tested";
   ASSERT_TRUE(relais.Start()) << relais.Log();
 
-  deadline = NowMs() + 300000;
-  size_t arrived = 0;
-  while (NowMs() < deadline && (arrived = peer.StoreList().size()) < uids.size()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
+  WaitArrived(peer, uids.size(), 250);
   std::map<std::string, std::string> got = peer.StoreList();
   for (const std::string& uid : uids) EXPECT_EQ(got.count(uid), 1u) << uid;
   // Intact: a sample of what the receiver stored is what storescu sent.
@@ -208,33 +219,20 @@ TEST(AdaptiveConcurrencyTest, LearntLimitIsKeptAcrossARestart) {
   for (const std::string& d : {src, peer_dir, relais_dir}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
   constexpr int kObjects = 60;
   std::vector<std::string> uids;
-  std::vector<std::string> files =
-      MakeCopiesWithNewUids(CorpusDir() + "/dicomparser__CT1_UNC.implicit_little_endian.dcm", src, kObjects, &uids);
+  std::vector<std::string> files = MakeCt(src, kObjects, &uids);
   ASSERT_EQ(files.size(), static_cast<size_t>(kObjects));
   RelaisOptions peer_options;
   peer_options.ae_title = "PACS";
   peer_options.max_associations = 1;
   RelaisProcess peer(peer_dir, peer_options);
   ASSERT_TRUE(peer.Start()) << peer.Log();
-  const std::string rules = relais_dir + "/rules.toml";
-  WriteFile(rules, "[[destination]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(peer.port()) +
-                       "\nhold_study = \"2s\"\n\n[[rule]]\nname = \"all\"\nforward = [\"pacs\"]\n");
-  RelaisOptions o;
-  o.extra = "\n[delivery]\nconnect_timeout_s = 10\n\n[rules]\npath = \"" + rules + "\"\n";
-  RelaisProcess relais(relais_dir, o);
+  RelaisProcess relais(relais_dir, SenderTo(relais_dir, peer.port(), "2s"));
   ASSERT_TRUE(relais.Start()) << relais.Log();
   auto send = [&](size_t from, size_t to) {
-    std::vector<std::string> argv = {"storescu", "-nh", "-aec", "RELAIS", "127.0.0.1", std::to_string(relais.port())};
-    argv.insert(argv.end(), files.begin() + static_cast<std::ptrdiff_t>(from),
-                files.begin() + static_cast<std::ptrdiff_t>(to));
-    RunResult sent = RunCommand(argv, 600);
+    RunResult sent = Storescu(relais.port(), files.begin() + static_cast<std::ptrdiff_t>(from),
+                              files.begin() + static_cast<std::ptrdiff_t>(to));
     EXPECT_EQ(sent.exit_code, 0) << sent.output;
-    const int64_t deadline = NowMs() + 300000;
-    while (NowMs() < deadline && peer.StoreList().size() < to) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
-    EXPECT_EQ(peer.StoreList().size(), to) << relais.Log();
+    EXPECT_EQ(WaitArrived(peer, to, 250), to) << relais.Log();
   };
 
   send(0, kObjects / 2);
