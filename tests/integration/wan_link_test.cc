@@ -213,6 +213,34 @@ class WanLinkTest : public testing::Test {
     return static_cast<double>(n - 1) * 1000.0 / static_cast<double>(last - first);
   }
 
+  // Starts `relais` in namespace a (config and store in `tmp`) forwarding
+  // everything to the default destination "farsite" (FARSITE at
+  // kAddrB:11112, nothing but name, AE title, host and port), takes the link
+  // down, queues `files` there with one storescu (a backlog, as after a
+  // night offline), and brings the link up again.
+  void QueueBehindDownLink(const TempDir& tmp, const std::vector<std::string>& files, Child* relais) {
+    const std::string config = tmp / "relais.toml", rules = tmp / "rules.toml";
+    WriteFile(rules, "[[destination]]\nname = \"farsite\"\nae_title = \"FARSITE\"\nhost = \"" + std::string(kAddrB) +
+                         "\"\nport = 11112\n\n[[rule]]\nname = \"all\"\nforward = [\"farsite\"]\n");
+    WriteFile(config,
+              "[listener]\nae_title = \"RELAIS\"\nhost = \"127.0.0.1\"\nport = 11112\n"
+              "[store]\npath = \"" +
+                  tmp / "store" +
+                  "\"\n"
+                  "[delivery]\nconnect_timeout_s = 5\n"
+                  "[rules]\npath = \"" +
+                  rules + "\"\n");
+    Ctl("down");
+    ASSERT_TRUE(relais->Start({"ip", "netns", "exec", ns_a_, RelaisBinary(), "serve", "--config", config},
+                              tmp / "relais->log"));
+    ASSERT_TRUE(ListeningIn(ns_a_, 11112)) << relais->ReadLog();
+    std::vector<std::string> in = {"ip", "netns", "exec", ns_a_, "storescu", "-aec", "RELAIS", "127.0.0.1", "11112"};
+    in.insert(in.end(), files.begin(), files.end());
+    RunResult sent = RunCommand(in, 600);
+    ASSERT_EQ(sent.exit_code, 0) << sent.output;
+    Ctl("up");
+  }
+
   std::string prefix_, ns_a_, ns_b_;
 };
 
@@ -464,27 +492,8 @@ TEST_F(WanLinkTest, DefaultDestinationIsTenTimesOneStorescuAssociation) {
   ASSERT_GT(scu_rate, 0) << scu.ReadLog();
 
   // Relais in namespace a, the default destination across the link.
-  const std::string config = tmp / "relais.toml", rules = tmp / "rules.toml";
-  WriteFile(rules, "[[destination]]\nname = \"farsite\"\nae_title = \"FARSITE\"\nhost = \"" + std::string(kAddrB) +
-                       "\"\nport = 11112\n\n[[rule]]\nname = \"all\"\nforward = [\"farsite\"]\n");
-  WriteFile(config,
-            "[listener]\nae_title = \"RELAIS\"\nhost = \"127.0.0.1\"\nport = 11112\n"
-            "[store]\npath = \"" +
-                tmp / "store" +
-                "\"\n"
-                "[delivery]\nconnect_timeout_s = 5\n"
-                "[rules]\npath = \"" +
-                rules + "\"\n");
-  Ctl("down");
   Child relais;
-  ASSERT_TRUE(
-      relais.Start({"ip", "netns", "exec", ns_a_, RelaisBinary(), "serve", "--config", config}, tmp / "relais.log"));
-  ASSERT_TRUE(ListeningIn(ns_a_, 11112)) << relais.ReadLog();
-  std::vector<std::string> in = {"ip", "netns", "exec", ns_a_, "storescu", "-aec", "RELAIS", "127.0.0.1", "11112"};
-  in.insert(in.end(), files.begin(), files.end());
-  RunResult sent = RunCommand(in, 600);
-  ASSERT_EQ(sent.exit_code, 0) << sent.output;
-  Ctl("up");
+  ASSERT_NO_FATAL_FAILURE(QueueBehindDownLink(tmp, files, &relais));
   const double relais_rate = RateInto(out, kObjects, 600);
   const std::string log = relais.ReadLog();
   ASSERT_GT(relais_rate, 0) << log;
@@ -545,28 +554,8 @@ TEST_F(WanLinkTest, DefaultDestinationGetsHalfOfIperf3FourStreamsAtTwoPercentLos
       scp.Start({"ip", "netns", "exec", ns_b_, "storescp", "--fork", "-aet", "FARSITE", "+B", "-od", out, "11112"},
                 tmp / "storescp.log"));
   ASSERT_TRUE(ListeningIn(ns_b_, 11112)) << scp.ReadLog();
-  const std::string config = tmp / "relais.toml", rules = tmp / "rules.toml";
-  WriteFile(rules, "[[destination]]\nname = \"farsite\"\nae_title = \"FARSITE\"\nhost = \"" + std::string(kAddrB) +
-                       "\"\nport = 11112\n\n[[rule]]\nname = \"all\"\nforward = [\"farsite\"]\n");
-  WriteFile(config,
-            "[listener]\nae_title = \"RELAIS\"\nhost = \"127.0.0.1\"\nport = 11112\n"
-            "[store]\npath = \"" +
-                tmp / "store" +
-                "\"\n"
-                "[delivery]\nconnect_timeout_s = 5\n"
-                "[rules]\npath = \"" +
-                rules + "\"\n");
-  // Queued while the link is down (a backlog, as after a night offline).
-  Ctl("down");
   Child relais;
-  ASSERT_TRUE(
-      relais.Start({"ip", "netns", "exec", ns_a_, RelaisBinary(), "serve", "--config", config}, tmp / "relais.log"));
-  ASSERT_TRUE(ListeningIn(ns_a_, 11112)) << relais.ReadLog();
-  std::vector<std::string> in = {"ip", "netns", "exec", ns_a_, "storescu", "-aec", "RELAIS", "127.0.0.1", "11112"};
-  in.insert(in.end(), files.begin(), files.end());
-  RunResult sent = RunCommand(in, 600);
-  ASSERT_EQ(sent.exit_code, 0) << sent.output;
-  Ctl("up");
+  ASSERT_NO_FATAL_FAILURE(QueueBehindDownLink(tmp, files, &relais));
   const double relais_mbps = RateInto(out, kObjects, 900) * object_mb;
   const std::string log = relais.ReadLog();
   ASSERT_GT(relais_mbps, 0) << log;
