@@ -14,40 +14,21 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/router/deliver/scu_fake_peer.h"
 #include "tests/router/net/fake_transport.h"
 
 namespace relais::router {
 namespace {
 
+using testing::CommandAssembler;
+using testing::FakeReader;
 using testing::FakeTransport;
 using testing::FakeWire;
+using testing::kExplicitLe;
+using testing::kImplicitLe;
+using testing::kSecondaryCapture;
+using testing::kVerification;
 using testing::PduReader;
-
-constexpr char kVerification[] = "1.2.840.10008.1.1";
-constexpr char kImplicitLe[] = "1.2.840.10008.1.2";
-constexpr char kExplicitLe[] = "1.2.840.10008.1.2.1";
-constexpr char kSecondaryCapture[] = "1.2.840.10008.5.1.4.1.1.7";
-
-// An object as the store would hand it out, in `chunks`.
-class FakeReader : public store::ObjectReader {
- public:
-  FakeReader(std::string sop_instance, std::vector<std::vector<uint8_t>> chunks) : chunks_(std::move(chunks)) {
-    meta_.sop_class_uid = kSecondaryCapture;
-    meta_.sop_instance_uid = std::move(sop_instance);
-    meta_.transfer_syntax_uid = kExplicitLe;
-  }
-  const store::ObjectMeta& meta() const override { return meta_; }
-  Status Next(std::vector<uint8_t>* out, bool* done) override {
-    *out = chunks_.at(next_++);
-    *done = next_ == chunks_.size();
-    return Status::OK();
-  }
-
- private:
-  store::ObjectMeta meta_;
-  std::vector<std::vector<uint8_t>> chunks_;
-  size_t next_ = 0;
-};
 
 // The acceptor at the other end: decodes what the association writes and
 // answers as its script says. By default it accepts every proposed
@@ -99,11 +80,8 @@ struct ScriptedPeer {
 
   void Pdv(FakeWire& w, const ul::Pdv& pdv, const std::vector<uint8_t>& bytes) {
     if (pdv.is_command) {
-      command_.insert(command_.end(), bytes.begin(), bytes.end());
-      if (!pdv.is_last) return;
-      Result<dimse::Command> cmd = dimse::DecodeCommand(command_);
-      command_.clear();
-      ASSERT_TRUE(cmd.ok()) << cmd.status().ToString();
+      std::optional<dimse::Command> cmd = assembler_.Add(pdv, bytes);
+      if (!cmd) return;
       commands.push_back(*cmd);
       context_ = pdv.context_id;
       data_set.clear();
@@ -127,21 +105,11 @@ struct ScriptedPeer {
   }
 
   static std::vector<uint8_t> Accept(const ul::AssociateRq& rq) {
-    ul::AssociateAc ac;
-    ac.called_ae = rq.called_ae;
-    ac.calling_ae = rq.calling_ae;
-    for (const ul::PresentationContextRq& c : rq.contexts) {
-      ac.contexts.push_back(ul::PresentationContextAc{c.id, ul::ContextResult::kAcceptance, c.transfer_syntaxes[0]});
-    }
-    ac.user_info.max_length = 16384;
-    ac.user_info.implementation_class_uid = "1.2.3.4";
-    std::vector<uint8_t> out;
-    EXPECT_TRUE(ul::EncodeAssociateAc(ac, &out).ok());
-    return out;
+    return testing::Encoded(testing::AcceptEveryContext(rq));
   }
 
   PduReader reader_;
-  std::vector<uint8_t> command_;
+  CommandAssembler assembler_;
   uint8_t context_ = 0;
 };
 

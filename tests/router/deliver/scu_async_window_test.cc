@@ -16,35 +16,19 @@
 #include <gtest/gtest.h>
 
 #include "router/deliver/scu_association.h"
+#include "tests/router/deliver/scu_fake_peer.h"
 #include "tests/router/net/fake_transport.h"
 
 namespace relais::router {
 namespace {
 
+using testing::CommandAssembler;
+using testing::FakeReader;
 using testing::FakeTransport;
 using testing::FakeWire;
+using testing::kExplicitLe;
+using testing::kSecondaryCapture;
 using testing::PduReader;
-
-constexpr char kExplicitLe[] = "1.2.840.10008.1.2.1";
-constexpr char kSecondaryCapture[] = "1.2.840.10008.5.1.4.1.1.7";
-
-class FakeReader : public store::ObjectReader {
- public:
-  explicit FakeReader(std::string sop_instance) {
-    meta_.sop_class_uid = kSecondaryCapture;
-    meta_.sop_instance_uid = std::move(sop_instance);
-    meta_.transfer_syntax_uid = kExplicitLe;
-  }
-  const store::ObjectMeta& meta() const override { return meta_; }
-  Status Next(std::vector<uint8_t>* out, bool* done) override {
-    out->assign(3000, 0x5A);
-    *done = true;
-    return Status::OK();
-  }
-
- private:
-  store::ObjectMeta meta_;
-};
 
 // An acceptor that answers with `window` (nullopt: no 0x53 sub-item) and
 // holds the C-STORE-RSPs until `hold` requests are complete, then answers
@@ -71,18 +55,9 @@ struct WindowPeer {
   void Handle(FakeWire& w, PduReader::Item& item) {
     if (auto* a = std::get_if<ul::AssociateRq>(&item.pdu)) {
       rq = *a;
-      ul::AssociateAc ac;
-      ac.called_ae = a->called_ae;
-      ac.calling_ae = a->calling_ae;
-      for (const ul::PresentationContextRq& c : a->contexts) {
-        ac.contexts.push_back(ul::PresentationContextAc{c.id, ul::ContextResult::kAcceptance, c.transfer_syntaxes[0]});
-      }
-      ac.user_info.max_length = 16384;
-      ac.user_info.implementation_class_uid = "1.2.3.4";
+      ul::AssociateAc ac = testing::AcceptEveryContext(*a);
       ac.user_info.async_ops = window;
-      std::vector<uint8_t> out;
-      ASSERT_TRUE(ul::EncodeAssociateAc(ac, &out).ok());
-      w.Send(std::move(out));
+      w.Send(testing::Encoded(ac));
     } else if (auto* p = std::get_if<ul::PData>(&item.pdu)) {
       for (size_t i = 0; i < p->pdvs.size(); ++i) Pdv(w, p->pdvs[i], item.pdv_data[i]);
     } else if (std::holds_alternative<ul::ReleaseRq>(item.pdu)) {
@@ -97,11 +72,8 @@ struct WindowPeer {
 
   void Pdv(FakeWire& w, const ul::Pdv& pdv, const std::vector<uint8_t>& bytes) {
     if (pdv.is_command) {
-      command_.insert(command_.end(), bytes.begin(), bytes.end());
-      if (!pdv.is_last) return;
-      Result<dimse::Command> cmd = dimse::DecodeCommand(command_);
-      command_.clear();
-      ASSERT_TRUE(cmd.ok()) << cmd.status().ToString();
+      std::optional<dimse::Command> cmd = commands_.Add(pdv, bytes);
+      if (!cmd) return;
       current_ = *cmd;
       context_ = pdv.context_id;
       return;
@@ -127,7 +99,7 @@ struct WindowPeer {
   }
 
   PduReader reader_;
-  std::vector<uint8_t> command_;
+  CommandAssembler commands_;
   dimse::Command current_;
   uint8_t context_ = 0;
   std::vector<dimse::Command> held_;
@@ -155,15 +127,16 @@ void StoreAll(WindowPeer& peer, int objects, Outcomes* r) {
   std::function<void()> fill = [&]() {
     while (next < objects && scu->outstanding() < scu->window()) {
       std::string sop = "1.2.3." + std::to_string(++next);
-      scu->Store(std::make_unique<FakeReader>(sop), [&, sop](Outcome o) {
-        r->results[sop] = o;
-        if (++answered == objects || !o.ok()) {
-          r->max_outstanding = scu->max_outstanding();
-          scu->Release();
-        } else {
-          fill();
-        }
-      });
+      scu->Store(std::make_unique<FakeReader>(sop, std::vector<std::vector<uint8_t>>{std::vector<uint8_t>(3000, 0x5A)}),
+                 [&, sop](Outcome o) {
+                   r->results[sop] = o;
+                   if (++answered == objects || !o.ok()) {
+                     r->max_outstanding = scu->max_outstanding();
+                     scu->Release();
+                   } else {
+                     fill();
+                   }
+                 });
     }
   };
   ScuConfig config;
