@@ -35,7 +35,7 @@ using testing::PduReader;
 // context with its first transfer syntax, answers C-ECHO and C-STORE with
 // Success once the request (and its data set) is complete, and answers an
 // A-RELEASE-RQ with an A-RELEASE-RP, then closes.
-struct ScriptedPeer {
+struct ScriptedPeer : testing::FakePeer {
   // The answer to the A-ASSOCIATE-RQ (default: the A-ASSOCIATE-AC above).
   std::function<std::vector<uint8_t>(const ul::AssociateRq&)> on_associate;
   // The answer to a complete request (default: success).
@@ -43,42 +43,16 @@ struct ScriptedPeer {
   // Called when a request's command is complete, before its data set.
   std::function<void(FakeWire&, const dimse::Command& rq)> on_command;
 
-  // What it saw.
-  std::optional<ul::AssociateRq> rq;
+  // What it saw, besides FakePeer's.
   std::vector<dimse::Command> commands;
   std::vector<uint8_t> data_set;  // the data set bytes of the last C-STORE
-  std::optional<ul::Abort> abort;
-  bool release_rq = false;
-  bool invalid = false;
-
-  void Attach(FakeWire& wire) {
-    wire.on_write = [this](FakeWire& w, std::span<const uint8_t> bytes) {
-      for (PduReader::Item& item : reader_.Feed(bytes)) Handle(w, item);
-    };
-  }
 
  private:
-  void Handle(FakeWire& w, PduReader::Item& item) {
-    if (item.invalid) {
-      invalid = true;
-      return;
-    }
-    if (auto* a = std::get_if<ul::AssociateRq>(&item.pdu)) {
-      rq = *a;
-      w.Send(on_associate ? on_associate(*a) : Accept(*a));
-    } else if (auto* p = std::get_if<ul::PData>(&item.pdu)) {
-      for (size_t i = 0; i < p->pdvs.size(); ++i) Pdv(w, p->pdvs[i], item.pdv_data[i]);
-    } else if (std::holds_alternative<ul::ReleaseRq>(item.pdu)) {
-      release_rq = true;
-      w.Send(testing::ReleaseRpPdu());
-      w.SendEnd();
-    } else if (auto* ab = std::get_if<ul::Abort>(&item.pdu)) {
-      abort = *ab;
-      w.SendEnd();
-    }
+  std::vector<uint8_t> OnAssociateRq(const ul::AssociateRq& a) override {
+    return on_associate ? on_associate(a) : Accept(a);
   }
 
-  void Pdv(FakeWire& w, const ul::Pdv& pdv, const std::vector<uint8_t>& bytes) {
+  void OnPdv(FakeWire& w, const ul::Pdv& pdv, const std::vector<uint8_t>& bytes) override {
     if (pdv.is_command) {
       std::optional<dimse::Command> cmd = assembler_.Add(pdv, bytes);
       if (!cmd) return;
@@ -108,7 +82,6 @@ struct ScriptedPeer {
     return testing::Encoded(testing::AcceptEveryContext(rq));
   }
 
-  PduReader reader_;
   CommandAssembler assembler_;
   uint8_t context_ = 0;
 };

@@ -34,43 +34,24 @@ using testing::PduReader;
 // holds the C-STORE-RSPs until `hold` requests are complete, then answers
 // them newest first (out of order). The status of each names its object:
 // a SOP Instance UID ending in an odd digit gets 0xB000 (warning).
-struct WindowPeer {
+struct WindowPeer : testing::FakePeer {
   std::optional<ul::AsyncOpsWindow> window;
   size_t hold = 1;
   // Answer with this Message ID Being Responded To instead (0: the right one).
   uint16_t wrong_message_id = 0;
 
-  std::optional<ul::AssociateRq> rq;
   size_t max_held = 0;  // the most complete requests waiting for a response at once
   size_t requests = 0;
-  std::optional<ul::Abort> abort;
-
-  void Attach(FakeWire& wire) {
-    wire.on_write = [this](FakeWire& w, std::span<const uint8_t> bytes) {
-      for (PduReader::Item& item : reader_.Feed(bytes)) Handle(w, item);
-    };
-  }
 
  private:
-  void Handle(FakeWire& w, PduReader::Item& item) {
-    if (auto* a = std::get_if<ul::AssociateRq>(&item.pdu)) {
-      rq = *a;
-      ul::AssociateAc ac = testing::AcceptEveryContext(*a);
-      ac.user_info.async_ops = window;
-      w.Send(testing::Encoded(ac));
-    } else if (auto* p = std::get_if<ul::PData>(&item.pdu)) {
-      for (size_t i = 0; i < p->pdvs.size(); ++i) Pdv(w, p->pdvs[i], item.pdv_data[i]);
-    } else if (std::holds_alternative<ul::ReleaseRq>(item.pdu)) {
-      Flush(w);
-      w.Send(testing::ReleaseRpPdu());
-      w.SendEnd();
-    } else if (auto* ab = std::get_if<ul::Abort>(&item.pdu)) {
-      abort = *ab;
-      w.SendEnd();
-    }
+  std::vector<uint8_t> OnAssociateRq(const ul::AssociateRq& a) override {
+    ul::AssociateAc ac = testing::AcceptEveryContext(a);
+    ac.user_info.async_ops = window;
+    return testing::Encoded(ac);
   }
+  void OnReleaseRq(FakeWire& w) override { Flush(w); }
 
-  void Pdv(FakeWire& w, const ul::Pdv& pdv, const std::vector<uint8_t>& bytes) {
+  void OnPdv(FakeWire& w, const ul::Pdv& pdv, const std::vector<uint8_t>& bytes) override {
     if (pdv.is_command) {
       std::optional<dimse::Command> cmd = commands_.Add(pdv, bytes);
       if (!cmd) return;
@@ -98,7 +79,6 @@ struct WindowPeer {
     }
   }
 
-  PduReader reader_;
   CommandAssembler commands_;
   dimse::Command current_;
   uint8_t context_ = 0;

@@ -1,8 +1,8 @@
 // Pieces of the scripted peers that ScuAssociation's fake-transport tests
 // (scu_association_fake_peer_test.cc, scu_async_window_test.cc) put at the
 // other end of the wire (tests/router/net/fake_transport.h): an object as
-// the store hands it out, the acceptor's A-ASSOCIATE-AC, and a DIMSE command
-// put together from its PDV fragments.
+// the store hands it out, the acceptor's A-ASSOCIATE-AC, a DIMSE command
+// put together from its PDV fragments, and the peer's PDU dispatch.
 #ifndef RELAIS_TESTS_ROUTER_DELIVER_SCU_FAKE_PEER_H_
 #define RELAIS_TESTS_ROUTER_DELIVER_SCU_FAKE_PEER_H_
 
@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "router/protocol/dimse.h"
 #include "router/protocol/pdu.h"
 #include "store/store.h"
+#include "tests/router/net/fake_transport.h"
 
 namespace relais::testing {
 
@@ -89,6 +91,60 @@ class CommandAssembler {
 
  private:
   std::vector<uint8_t> bytes_;
+};
+
+// The acceptor at the other end of a FakeWire: decodes what the association
+// writes and hands each PDU to a hook. It records the A-ASSOCIATE-RQ and an
+// A-ABORT (then closes), answers an A-RELEASE-RQ with an A-RELEASE-RP (after
+// OnReleaseRq) and closes, and notes a PDU that does not decode. Must
+// outlive the wire it is attached to.
+class FakePeer {
+ public:
+  virtual ~FakePeer() = default;
+
+  void Attach(FakeWire& wire) {
+    wire.on_write = [this](FakeWire& w, std::span<const uint8_t> bytes) {
+      for (PduReader::Item& item : reader_.Feed(bytes)) Handle(w, item);
+    };
+  }
+
+  // What it saw.
+  std::optional<ul::AssociateRq> rq;
+  std::optional<ul::Abort> abort;
+  bool release_rq = false;
+  bool invalid = false;
+
+ protected:
+  // The answer to the A-ASSOCIATE-RQ, as bytes.
+  virtual std::vector<uint8_t> OnAssociateRq(const ul::AssociateRq& rq) = 0;
+  // One PDV of a P-DATA-TF, in order.
+  virtual void OnPdv(FakeWire& w, const ul::Pdv& pdv, const std::vector<uint8_t>& bytes) = 0;
+  // Before the A-RELEASE-RP is sent.
+  virtual void OnReleaseRq(FakeWire& /*w*/) {}
+
+ private:
+  void Handle(FakeWire& w, PduReader::Item& item) {
+    if (item.invalid) {
+      invalid = true;
+      return;
+    }
+    if (auto* a = std::get_if<ul::AssociateRq>(&item.pdu)) {
+      rq = *a;
+      w.Send(OnAssociateRq(*a));
+    } else if (auto* p = std::get_if<ul::PData>(&item.pdu)) {
+      for (size_t i = 0; i < p->pdvs.size(); ++i) OnPdv(w, p->pdvs[i], item.pdv_data[i]);
+    } else if (std::holds_alternative<ul::ReleaseRq>(item.pdu)) {
+      release_rq = true;
+      OnReleaseRq(w);
+      w.Send(ReleaseRpPdu());
+      w.SendEnd();
+    } else if (auto* ab = std::get_if<ul::Abort>(&item.pdu)) {
+      abort = *ab;
+      w.SendEnd();
+    }
+  }
+
+  PduReader reader_;
 };
 
 }  // namespace relais::testing
