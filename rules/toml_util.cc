@@ -10,6 +10,8 @@
 #include <limits>
 #include <tuple>
 
+#include "base/text.h"
+
 namespace relais::rules::internal {
 
 constexpr uint64_t kKiB = 1024;
@@ -21,7 +23,9 @@ std::string Errors::ToString() {
   std::string out;
   for (const Problem& p : problems_) {
     if (!out.empty()) out += '\n';
-    out += source_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) + ": " + p.message;
+    // One line per problem: a name or value quoted from the file may hold a
+    // newline or another control character (a TOML "\n" escape).
+    out += source_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) + ": " + LogEscape(p.message);
   }
   return out;
 }

@@ -45,6 +45,20 @@ TEST(RoutingValidationTest, UnknownKeywordWithSuggestion) {
             "rules.toml:9:1: unknown DICOM keyword 'ReferencedSOPClasUID', did you mean 'ReferencedSOPClassUID'?");
 }
 
+// A name quoted from the file may hold a newline (a TOML "\n" escape): it
+// is shown escaped, so that every problem stays one FILE:LINE:COL line (the
+// config fuzzer found this).
+TEST(RoutingValidationTest, ControlCharactersInQuotedNamesStayOnOneLine) {
+  std::string e = ErrorOf("[[destination]]\nname = \"tp-test-pati\\nts\"\ndrop = true\n");
+  EXPECT_THAT(e, HasSubstr("destination name 'tp-test-pati\\nts' must be"));
+  size_t start = 0;
+  while (start < e.size()) {
+    EXPECT_EQ(e.compare(start, 11, "rules.toml:"), 0) << e;
+    size_t end = e.find('\n', start);
+    start = end == std::string::npos ? e.size() : end + 1;
+  }
+}
+
 TEST(RoutingValidationTest, UnknownDestination) {
   EXPECT_EQ(ErrorOf(std::string(kDest) + "[[rule]]\nname = \"r\"\nforward = [\"archiv\"]\n"),
             "rules.toml:7:12: unknown destination 'archiv', did you mean 'archive'?");
